@@ -1,0 +1,117 @@
+/*
+ * samepage.h: the embedding API.
+ *
+ * samepage runs sandboxed WebAssembly guests whose linear memory is the
+ * accelerator's memory: the guest writes tensors into its own memory, the
+ * host validates command lists and runs kernels on those same bytes, and the
+ * guest reads results through the same pointer.
+ *
+ * Objects:
+ *  - sp_runtime_t: one Wasmtime engine and one compute backend, shared by
+ *    every actor it creates. Thread-safe to create actors from.
+ *  - sp_actor_t: one guest instance with its own memory region, bound to
+ *    the runtime's backend. Use an actor from one thread at a time.
+ *
+ * Errors follow Wasmtime's convention: a fallible function returns an owned
+ * sp_error_t * (NULL on success) and writes results to trailing out-params
+ * only on success. Free errors with sp_error_free.
+ */
+#ifndef SAMEPAGE_H
+#define SAMEPAGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "samepage_abi.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- errors ---- */
+
+typedef struct sp_error sp_error_t;
+
+/* The error's message; borrowed, valid until sp_error_free. NULL -> "no error". */
+const char *sp_error_message(const sp_error_t *err);
+/* Frees an error (NULL is fine). */
+void sp_error_free(sp_error_t *err);
+
+/* ---- runtime ---- */
+
+typedef struct sp_runtime sp_runtime_t;
+
+typedef struct sp_runtime_options {
+  const char *backend;      /* "cpu" or "auto" (NULL = "auto") */
+  unsigned threads;         /* CPU backend workers, 0 = one per core */
+  size_t region_alignment;  /* base alignment of regions, power of two >= page size;
+                               0 = 16 KiB */
+  uint32_t max_cmds;        /* longest command list accepted, 0 = 65536 */
+} sp_runtime_options;
+
+/* Creates a runtime. opts may be NULL for defaults. On success the caller
+ * owns *out (free with sp_runtime_free).
+ * Errors: unknown backend name, bad alignment, Wasmtime engine failure. */
+sp_error_t *sp_runtime_new(const sp_runtime_options *opts, sp_runtime_t **out);
+/* Frees a runtime. Every actor it created must be freed first. */
+void sp_runtime_free(sp_runtime_t *rt);
+/* Name of the backend in use ("cpu"); borrowed. */
+const char *sp_runtime_backend_name(const sp_runtime_t *rt);
+
+/* ---- actors ---- */
+
+typedef struct sp_actor sp_actor_t;
+
+typedef struct sp_actor_options {
+  const char *const *argv;  /* WASI argv, argv[0] is the program name; may be NULL */
+  int argc;
+  const char *const *dirs;  /* host directories to preopen, each under its own path */
+  int n_dirs;
+  uint64_t memory_limit;    /* cap on linear memory in bytes, 0 = 4 GiB (wasm32 max) */
+  bool inherit_stdio;       /* give the guest this process's stdin/stdout/stderr */
+} sp_actor_options;
+
+/* Compiles and instantiates a guest module. `wasm` is borrowed.
+ * On success the caller owns *out (free with sp_actor_free).
+ * Errors: not a wasm module, compile failure, missing imports, a trap in the
+ * start function, a preopen directory that cannot be opened. */
+sp_error_t *sp_actor_new(sp_runtime_t *rt, const uint8_t *wasm, size_t wasm_len,
+                         const sp_actor_options *opts, sp_actor_t **out);
+/* Frees an actor and its memory region. */
+void sp_actor_free(sp_actor_t *actor);
+
+/* Runs the WASI command entry point `_start`.
+ * On a normal return or proc_exit, stores the exit code and returns NULL.
+ * On a trap, returns an error whose message has the trap and its wasm
+ * backtrace. */
+sp_error_t *sp_actor_run_main(sp_actor_t *actor, int *exit_code);
+
+/* Calls an exported function whose parameters and result are integers
+ * (i32 or i64). args[i] is converted to the parameter's type. A function
+ * with no result stores 0 in *result. Errors: no such export, wrong
+ * number of arguments, non-integer types, a trap. */
+sp_error_t *sp_actor_call(sp_actor_t *actor, const char *name, const int64_t *args,
+                          size_t nargs, int64_t *result);
+
+/* The guest's linear memory as Wasmtime reports it right now (re-read after
+ * anything that may grow memory). Both pointers are borrowed. */
+void sp_actor_memory(sp_actor_t *actor, uint8_t **base, size_t *size);
+
+/* The base address the backend's kernels use for this actor's memory: a
+ * host pointer on the CPU, the mapped device pointer on CUDA. On zero-copy
+ * backends it equals the base from sp_actor_memory. NULL without memory. */
+void *sp_actor_backend_base(sp_actor_t *actor);
+
+/* Validates and runs commands on the actor's memory from the host side,
+ * exactly as the guest's `samepage.submit` would. `cmds` is host memory and
+ * is not modified. When `staged` is true, the tensors are copied into a
+ * separate host buffer, computed there and copied back: the conventional
+ * copy path, kept for measurement. Errors carry the validation message. */
+sp_error_t *sp_actor_submit(sp_actor_t *actor, const sp_cmd *cmds, uint32_t count, bool staged);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SAMEPAGE_H */

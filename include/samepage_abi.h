@@ -1,0 +1,133 @@
+/*
+ * samepage_abi.h: the wire format between a guest and the samepage host.
+ *
+ * This header is shared, byte for byte, by the host (which validates and
+ * executes) and by guests (which build command lists in their own linear
+ * memory). It has no dependencies beyond <stdint.h> so that it compiles for
+ * wasm32-wasi and for the host alike. Every field is little-endian and every
+ * address is a guest address: an offset from the start of the guest's linear
+ * memory, which is also the start of the accelerator's buffer.
+ *
+ * The host/guest ABI, import module "samepage":
+ *
+ *  1. `i32 abi_version()` returns SP_ABI_VERSION.
+ *  2. `i32 submit(i32 list_addr, i32 list_bytes)` validates a whole command
+ *     list (below), then runs it to completion. It returns SP_OK or a negative
+ *     sp_status; nothing runs unless every command validated. Kernels write
+ *     guest memory only while the guest is blocked inside this call.
+ *  3. `i32 last_error(i32 buf_addr, i32 buf_cap)` copies the message of the
+ *     last failed call (NUL-terminated, truncated to buf_cap) and returns the
+ *     full message length. The message names the bad field, e.g.
+ *     "cmd[2].src[0].offset: 0xfffffff0 + 64 bytes is outside committed memory".
+ *
+ * A command list in guest memory is:
+ *
+ *  1. a 16-byte sp_cmd_list_header: magic SP_CMD_LIST_MAGIC, version
+ *     SP_ABI_VERSION, cmd_size = sizeof(sp_cmd), count, reserved = 0;
+ *  2. immediately followed by `count` sp_cmd records (240 bytes each);
+ *  3. list_bytes must equal 16 + count * 240 exactly.
+ *
+ * A tensor (sp_tensor) names bytes in guest memory: dtype, up to 4 extents
+ * ne[0..3] (ne[0] innermost and contiguous; unused dims are 1) and byte
+ * strides nb[0..2] for dims 1..3 (0 means packed). Quantized dtypes store
+ * ne[0] elements per row as ne[0] / block_size blocks.
+ *
+ * Validation rules, checked for every command before any kernel runs:
+ *
+ *  1. Bounds: offset + extent lies inside committed memory, computed in 64
+ *     bits with overflow checks. Every extent is >= 1 in every dimension.
+ *  2. Types: dtype is known; offset and strides are multiples of the dtype's
+ *     alignment; quantized rows hold a whole number of blocks.
+ *  3. Shapes: the op's shape and dtype relations hold (see enum sp_op).
+ *  4. Aliasing: a destination never overlaps the command list itself, never
+ *     overlaps itself (rows may not overlap), and never overlaps a source of
+ *     the same command, except the identical tensor for ops marked in-place.
+ *     Overlap is judged on [offset, offset + extent) and is conservative.
+ *  5. Commands run in list order; each sees the results of the ones before.
+ *  6. flags, reserved fields and unused tensor slots must be zero.
+ */
+#ifndef SAMEPAGE_ABI_H
+#define SAMEPAGE_ABI_H
+
+#include <stdint.h>
+
+#define SP_ABI_VERSION 1
+#define SP_CMD_LIST_MAGIC 0x4c435053u /* "SPCL" little-endian */
+#define SP_MAX_SRC 4
+#define SP_MAX_PARAMS 8
+
+/* Element types. Block layouts follow GGUF/ggml. */
+typedef enum sp_dtype {
+  SP_DTYPE_NONE = 0, /* unused tensor slot */
+  SP_DTYPE_F32 = 1,
+  SP_DTYPE_F16 = 2,
+  SP_DTYPE_BF16 = 3,
+  SP_DTYPE_Q8_0 = 4, /* 32 elems: f16 scale + 32 x int8           (34 bytes) */
+  SP_DTYPE_Q4_0 = 5, /* 32 elems: f16 scale + 16 bytes of nibbles  (18 bytes) */
+  SP_DTYPE_Q4_1 = 6, /* 32 elems: f16 scale, f16 min + 16 bytes    (20 bytes) */
+  SP_DTYPE_I32 = 7,
+  SP_DTYPE_COUNT
+} sp_dtype;
+
+/* Operations. Shapes use [ne0, ne1] = [columns, rows]. */
+typedef enum sp_op {
+  /* Does nothing; all tensor slots must be empty. */
+  SP_OP_NOP = 0,
+  /* dst[f32: N, M] = src1[f32: K, M] x src0[W: K, N]^T, i.e.
+   * dst[m][n] = sum_k W[n][k] * X[m][k]. W is any weight dtype. */
+  SP_OP_MATMUL = 1,
+  /* dst = src0 + src1, all f32 of one shape (src1 may also be one row,
+   * broadcast over rows). In place allowed (dst == src0). */
+  SP_OP_ADD = 2,
+  /* dst = src0 * src1, as SP_OP_ADD. */
+  SP_OP_MUL = 3,
+  /* dst = src0 * param[0] (f32 bits). In place allowed. */
+  SP_OP_SCALE = 4,
+  SP_OP_COUNT
+} sp_op;
+
+/* Status codes returned by the "samepage" imports. */
+typedef enum sp_status {
+  SP_OK = 0,
+  SP_E_LIST = -1,        /* malformed list header or length */
+  SP_E_BOUNDS = -2,      /* offset/extent outside committed memory */
+  SP_E_DTYPE = -3,       /* unknown dtype or dtype not allowed here */
+  SP_E_SHAPE = -4,       /* zero extent, overflow, or op shape mismatch */
+  SP_E_ALIAS = -5,       /* forbidden overlap */
+  SP_E_OP = -6,          /* unknown op */
+  SP_E_UNSUPPORTED = -7, /* valid, but the backend cannot run it */
+  SP_E_PARAM = -8,       /* bad op parameter, flag or reserved field */
+  SP_E_LIMIT = -9,       /* too many commands */
+  SP_E_ALIGN = -10,      /* misaligned offset or stride */
+  SP_E_BACKEND = -11     /* the backend failed while running the list */
+} sp_status;
+
+typedef struct sp_tensor {
+  uint32_t offset;   /* guest address of the first element */
+  uint32_t dtype;    /* sp_dtype */
+  uint32_t ne[4];    /* extents, innermost first; unused dims are 1 */
+  uint32_t nb[3];    /* byte strides of dims 1..3, 0 = packed */
+  uint32_t reserved; /* must be 0 */
+} sp_tensor;         /* 40 bytes */
+
+typedef struct sp_cmd {
+  uint32_t op;                    /* sp_op */
+  uint32_t flags;                 /* must be 0 */
+  sp_tensor dst;                  /* written by the op */
+  sp_tensor src[SP_MAX_SRC];      /* read by the op; unused slots all zero */
+  uint32_t param[SP_MAX_PARAMS];  /* op parameters: u32, i32 or f32 bits */
+} sp_cmd;                         /* 240 bytes */
+
+typedef struct sp_cmd_list_header {
+  uint32_t magic;    /* SP_CMD_LIST_MAGIC */
+  uint16_t version;  /* SP_ABI_VERSION */
+  uint16_t cmd_size; /* sizeof(sp_cmd) */
+  uint32_t count;    /* number of sp_cmd records that follow */
+  uint32_t reserved; /* must be 0 */
+} sp_cmd_list_header; /* 16 bytes */
+
+_Static_assert(sizeof(sp_tensor) == 40, "sp_tensor is 40 bytes");
+_Static_assert(sizeof(sp_cmd) == 240, "sp_cmd is 240 bytes");
+_Static_assert(sizeof(sp_cmd_list_header) == 16, "header is 16 bytes");
+
+#endif /* SAMEPAGE_ABI_H */

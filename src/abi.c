@@ -1,0 +1,203 @@
+/*
+ * abi.c: the "samepage" import module (see samepage_abi.h) and the one path
+ * every command list takes: copy out of guest memory, validate all, check
+ * backend support, run, wait. Nothing a guest passes here can abort the
+ * process: every failure becomes a status code plus a message the guest can
+ * read with last_error.
+ */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dtype.h"
+#include "error.h"
+#include "runtime_impl.h"
+#include "validate.h"
+
+static sp_status fail(sp_actor_t *actor, sp_status st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static sp_status fail(sp_actor_t *actor, sp_status st, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(actor->last_error, sizeof actor->last_error, fmt, ap);
+  va_end(ap);
+  return st;
+}
+
+static bool reserve_cmds(sp_actor_t *actor, uint32_t count) {
+  if (count <= actor->cmds_cap) return true;
+  sp_cmd *grown = realloc(actor->cmds, (size_t)count * sizeof *grown);
+  if (!grown) return false;
+  actor->cmds = grown;
+  actor->cmds_cap = count;
+  return true;
+}
+
+/* ---- the staged (copy) path, kept to measure what zero-copy saves ---- */
+
+typedef struct staging {
+  uint8_t *buf;
+  size_t size;
+} staging;
+
+static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
+
+/* Copies every tensor of one command into a fresh buffer, rewrites offsets
+ * to point there, runs it, and copies the destination back. */
+static sp_error_t *run_staged_cmd(sp_actor_t *actor, const sp_cmd *orig) {
+  sp_cmd cmd = *orig;
+  sp_tensor *slots[1 + SP_MAX_SRC] = {&cmd.dst, &cmd.src[0], &cmd.src[1], &cmd.src[2], &cmd.src[3]};
+  uint64_t extents[1 + SP_MAX_SRC] = {0};
+  size_t total = 0;
+  for (int i = 0; i < 1 + SP_MAX_SRC; i++) {
+    if (slots[i]->dtype == SP_DTYPE_NONE) continue;
+    extents[i] = sp_tensor_extent(slots[i]);
+    total += align64(extents[i]);
+  }
+  staging st = {aligned_alloc(64, align64(total ? total : 64)), total};
+  if (!st.buf) return sp_error_new("staging: out of memory for %zu bytes", total);
+  size_t at = 0;
+  uint32_t dst_guest = cmd.dst.offset;
+  for (int i = 0; i < 1 + SP_MAX_SRC; i++) {
+    if (slots[i]->dtype == SP_DTYPE_NONE) continue;
+    memcpy(st.buf + at, actor->region->base + slots[i]->offset, extents[i]);
+    slots[i]->offset = (uint32_t)at;
+    at += align64(extents[i]);
+  }
+  sp_memory_view view = {st.buf, st.size, st.size};
+  void *binding = NULL;
+  sp_backend *be = actor->rt->backend;
+  sp_error_t *err = sp_backend_adopt(be, &view, &binding);
+  if (!err) err = sp_backend_submit(be, binding, &cmd, 1);
+  if (!err) err = sp_backend_wait(be, binding);
+  sp_backend_release(be, binding);
+  if (!err && cmd.dst.dtype != SP_DTYPE_NONE)
+    memcpy(actor->region->base + dst_guest, st.buf + cmd.dst.offset, extents[0]);
+  free(st.buf);
+  return err;
+}
+
+/* ---- the common path ---- */
+
+static sp_error_t *run_validated(sp_actor_t *actor, const sp_cmd *cmds, uint32_t count,
+                                 bool staged) {
+  sp_backend *be = actor->rt->backend;
+  if (!staged) {
+    sp_error_t *err = sp_backend_submit(be, actor->binding, cmds, count);
+    return err ? err : sp_backend_wait(be, actor->binding);
+  }
+  for (uint32_t i = 0; i < count; i++) {
+    sp_error_t *err = run_staged_cmd(actor, &cmds[i]);
+    if (err) return err;
+  }
+  return NULL;
+}
+
+sp_status sp_abi_run(sp_actor_t *actor, sp_cmd *cmds, uint32_t count, uint64_t list_addr,
+                     uint64_t list_bytes, bool staged) {
+  if (!actor->region || !actor->binding)
+    return fail(actor, SP_E_BACKEND, "this actor has no linear memory bound to a backend");
+  sp_validate_ctx ctx = {actor->region->committed, list_addr, list_bytes, actor->rt->max_cmds};
+  if (count > ctx.max_cmds)
+    return fail(actor, SP_E_LIMIT, "count: %" PRIu32 " commands exceeds the limit of %" PRIu32,
+                count, ctx.max_cmds);
+  for (uint32_t i = 0; i < count; i++) {
+    sp_status st = sp_validate_cmd(&ctx, &cmds[i], i, actor->last_error, sizeof actor->last_error);
+    if (st) return st;
+    if (!sp_backend_supports(actor->rt->backend, &cmds[i]))
+      return fail(actor, SP_E_UNSUPPORTED, "cmd[%" PRIu32 "]: op %" PRIu32 " on %s is not supported by backend %s",
+                  i, cmds[i].op, sp_dtype_name(cmds[i].src[0].dtype), sp_backend_name(actor->rt->backend));
+  }
+  sp_error_t *err = run_validated(actor, cmds, count, staged);
+  if (err) {
+    fail(actor, SP_E_BACKEND, "backend %s: %s", sp_backend_name(actor->rt->backend),
+         sp_error_message(err));
+    sp_error_free(err);
+    return SP_E_BACKEND;
+  }
+  actor->last_error[0] = '\0';
+  return SP_OK;
+}
+
+/* Copies a list out of guest memory (so the guest cannot change it after
+ * validation) and runs it. */
+static sp_status submit_from_guest(sp_actor_t *actor, uint32_t addr, uint32_t bytes) {
+  if (!actor->region) return fail(actor, SP_E_BACKEND, "this actor has no linear memory");
+  uint64_t committed = actor->region->committed;
+  if ((uint64_t)addr + bytes > committed)
+    return fail(actor, SP_E_BOUNDS,
+                "list: bytes [0x%" PRIx32 ", 0x%" PRIx64 ") are outside committed memory (%" PRIu64 " bytes)",
+                addr, (uint64_t)addr + bytes, committed);
+  sp_cmd_list_header hdr = {0};
+  sp_validate_ctx ctx = {committed, addr, bytes, actor->rt->max_cmds};
+  if (bytes >= sizeof hdr) memcpy(&hdr, actor->region->base + addr, sizeof hdr);
+  uint32_t count = 0;
+  sp_status st = sp_validate_header(&ctx, &hdr, &count, actor->last_error, sizeof actor->last_error);
+  if (st) return st;
+  if (!reserve_cmds(actor, count))
+    return fail(actor, SP_E_LIMIT, "list: no host memory for %" PRIu32 " commands", count);
+  if (count) memcpy(actor->cmds, actor->region->base + addr + sizeof hdr, (size_t)count * sizeof(sp_cmd));
+  return sp_abi_run(actor, actor->cmds, count, addr, bytes, false);
+}
+
+/* ---- the import functions (unchecked calling convention for speed) ---- */
+
+static sp_actor_t *caller_actor(wasmtime_caller_t *caller) {
+  return wasmtime_context_get_data(wasmtime_caller_context(caller));
+}
+
+static wasm_trap_t *import_abi_version(void *env, wasmtime_caller_t *caller,
+                                       wasmtime_val_raw_t *args, size_t n) {
+  args[0].i32 = SP_ABI_VERSION;
+  return NULL;
+}
+
+static wasm_trap_t *import_submit(void *env, wasmtime_caller_t *caller, wasmtime_val_raw_t *args,
+                                  size_t n) {
+  sp_actor_t *actor = caller_actor(caller);
+  args[0].i32 = submit_from_guest(actor, (uint32_t)args[0].i32, (uint32_t)args[1].i32);
+  return NULL;
+}
+
+static wasm_trap_t *import_last_error(void *env, wasmtime_caller_t *caller,
+                                      wasmtime_val_raw_t *args, size_t n) {
+  sp_actor_t *actor = caller_actor(caller);
+  uint32_t addr = (uint32_t)args[0].i32, cap = (uint32_t)args[1].i32;
+  size_t len = strlen(actor->last_error);
+  if (!actor->region || (uint64_t)addr + cap > actor->region->committed) {
+    args[0].i32 = SP_E_BOUNDS;
+    return NULL;
+  }
+  if (cap) {
+    size_t copy = len < cap - 1 ? len : cap - 1;
+    memcpy(actor->region->base + addr, actor->last_error, copy);
+    actor->region->base[addr + copy] = '\0';
+  }
+  args[0].i32 = (int32_t)len;
+  return NULL;
+}
+
+static wasmtime_error_t *define(wasmtime_linker_t *linker, const char *name, int n_params,
+                                wasmtime_func_unchecked_callback_t cb) {
+  wasm_valtype_vec_t params, results;
+  wasm_valtype_t *p[2] = {wasm_valtype_new_i32(), wasm_valtype_new_i32()};
+  wasm_valtype_t *r[1] = {wasm_valtype_new_i32()};
+  for (int i = n_params; i < 2; i++) wasm_valtype_delete(p[i]);
+  wasm_valtype_vec_new(&params, (size_t)n_params, p);
+  wasm_valtype_vec_new(&results, 1, r);
+  wasm_functype_t *ty = wasm_functype_new(&params, &results);
+  wasmtime_error_t *err = wasmtime_linker_define_func_unchecked(
+      linker, "samepage", 8, name, strlen(name), ty, cb, NULL, NULL);
+  wasm_functype_delete(ty);
+  return err;
+}
+
+wasmtime_error_t *sp_abi_define(wasmtime_linker_t *linker) {
+  wasmtime_error_t *err;
+  if ((err = define(linker, "abi_version", 0, import_abi_version))) return err;
+  if ((err = define(linker, "submit", 2, import_submit))) return err;
+  return define(linker, "last_error", 2, import_last_error);
+}

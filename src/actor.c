@@ -1,0 +1,210 @@
+/*
+ * actor.c: one guest instance, its region and its backend binding.
+ *
+ * Creating an actor compiles the module, instantiates it (Wasmtime asks our
+ * memory creator for the linear memory, so the region exists by then), finds
+ * the region behind the exported memory, and binds it to the backend. From
+ * then on a memory.grow extends the backend's view before the guest can
+ * touch the new bytes.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "runtime_impl.h"
+#include "wasm_host.h"
+
+static sp_error_t *on_region_grow(void *ctx, sp_region *region) {
+  sp_actor_t *actor = ctx;
+  sp_memory_view view = {region->base, region->committed, region->reserved};
+  return sp_backend_grow(actor->rt->backend, actor->binding, &view);
+}
+
+static sp_error_t *configure_wasi(sp_actor_t *actor, const sp_actor_options *opts) {
+  wasi_config_t *wasi = wasi_config_new();
+  if (!wasi) return sp_error_new("wasi: cannot create a config");
+  if (opts->argc > 0 && !wasi_config_set_argv(wasi, (size_t)opts->argc, (const char **)opts->argv)) {
+    wasi_config_delete(wasi);
+    return sp_error_new("wasi: invalid argv");
+  }
+  for (int i = 0; i < opts->n_dirs; i++) {
+    const char *dir = opts->dirs[i];
+    if (!wasi_config_preopen_dir(wasi, dir, dir, true)) {
+      wasi_config_delete(wasi);
+      return sp_error_new("--dir %s: cannot open this directory", dir);
+    }
+  }
+  if (opts->inherit_stdio) {
+    wasi_config_inherit_stdin(wasi);
+    wasi_config_inherit_stdout(wasi);
+    wasi_config_inherit_stderr(wasi);
+  }
+  wasmtime_error_t *err = wasmtime_context_set_wasi(actor->context, wasi);
+  return err ? sp_error_from_wasmtime(err, "wasi") : NULL;
+}
+
+/* Finds the exported memory's region and binds it to the backend. */
+static sp_error_t *bind_memory(sp_actor_t *actor) {
+  wasmtime_extern_t item;
+  if (!wasmtime_instance_export_get(actor->context, &actor->instance, "memory", 6, &item) ||
+      item.kind != WASMTIME_EXTERN_MEMORY)
+    return NULL; /* a guest without memory can run, but cannot submit */
+  actor->memory = item.of.memory;
+  actor->has_memory = true;
+  uint8_t *base = wasmtime_memory_data(actor->context, &actor->memory);
+  actor->region = sp_region_registry_find(&actor->rt->regions, base);
+  if (!actor->region)
+    return sp_error_new("internal: the guest's memory at %p is not a samepage region", (void *)base);
+  sp_memory_view view = {base, actor->region->committed, actor->region->reserved};
+  sp_error_t *err = sp_backend_adopt(actor->rt->backend, &view, &actor->binding);
+  if (err) return sp_error_wrap(err, "backend %s cannot adopt the guest's memory",
+                                sp_backend_name(actor->rt->backend));
+  actor->region->grow_hook = on_region_grow;
+  actor->region->grow_hook_ctx = actor;
+  return NULL;
+}
+
+static sp_error_t *instantiate(sp_actor_t *actor, const uint8_t *wasm, size_t len,
+                               const sp_actor_options *opts) {
+  wasmtime_module_t *module = NULL;
+  wasmtime_error_t *werr = wasmtime_module_new(actor->rt->engine, wasm, len, &module);
+  if (werr) return sp_error_from_wasmtime(werr, "invalid or unsupported wasm module");
+  sp_error_t *err = configure_wasi(actor, opts);
+  if (!err) {
+    int64_t limit = opts->memory_limit ? (int64_t)opts->memory_limit : -1;
+    wasmtime_store_limiter(actor->store, limit, -1, -1, -1, -1);
+    wasm_trap_t *trap = NULL;
+    werr = wasmtime_linker_instantiate(actor->rt->linker, actor->context, module, &actor->instance, &trap);
+    if (werr) err = sp_error_from_wasmtime(werr, "instantiation failed");
+    else if (trap) err = sp_error_from_trap(trap, "instantiation trapped");
+  }
+  wasmtime_module_delete(module);
+  return err ? err : bind_memory(actor);
+}
+
+sp_error_t *sp_actor_new(sp_runtime_t *rt, const uint8_t *wasm, size_t wasm_len,
+                         const sp_actor_options *opts, sp_actor_t **out) {
+  sp_actor_options defaults = {0};
+  if (!rt || !wasm || !out) return sp_error_new("sp_actor_new: NULL argument");
+  if (!opts) opts = &defaults;
+  if (wasm_len < 8 || memcmp(wasm, "\0asm", 4))
+    return sp_error_new("not a WebAssembly module (missing the \\0asm magic)");
+  sp_actor_t *actor = calloc(1, sizeof *actor);
+  if (!actor) return sp_error_new("out of memory");
+  actor->rt = rt;
+  actor->store = wasmtime_store_new(rt->engine, actor, NULL);
+  actor->context = wasmtime_store_context(actor->store);
+  sp_error_t *err = instantiate(actor, wasm, wasm_len, opts);
+  if (err) {
+    sp_actor_free(actor);
+    return err;
+  }
+  *out = actor;
+  return NULL;
+}
+
+void sp_actor_free(sp_actor_t *actor) {
+  if (!actor) return;
+  if (actor->region) actor->region->grow_hook = NULL;
+  sp_backend_release(actor->rt->backend, actor->binding);
+  /* Deleting the store drops the memory, whose finalizer frees the region. */
+  if (actor->store) wasmtime_store_delete(actor->store);
+  free(actor->cmds);
+  free(actor);
+}
+
+static sp_error_t *get_func(sp_actor_t *actor, const char *name, wasmtime_func_t *func) {
+  wasmtime_extern_t item;
+  if (!wasmtime_instance_export_get(actor->context, &actor->instance, name, strlen(name), &item))
+    return sp_error_new("the guest exports no function \"%s\"", name);
+  if (item.kind != WASMTIME_EXTERN_FUNC) return sp_error_new("the guest's \"%s\" is not a function", name);
+  *func = item.of.func;
+  return NULL;
+}
+
+/* A WASI exit is a normal end with a status; anything else is a failure. */
+static sp_error_t *finish_call(wasmtime_error_t *werr, wasm_trap_t *trap, const char *name,
+                               int *exit_code) {
+  char what[160];
+  snprintf(what, sizeof what, "guest trapped in %s", name);
+  if (trap) return sp_error_from_trap(trap, what);
+  if (werr) {
+    int status;
+    if (exit_code && wasmtime_error_exit_status(werr, &status)) {
+      wasmtime_error_delete(werr);
+      *exit_code = status;
+      return NULL;
+    }
+    return sp_error_from_wasmtime(werr, what);
+  }
+  return NULL;
+}
+
+sp_error_t *sp_actor_run_main(sp_actor_t *actor, int *exit_code) {
+  wasmtime_func_t func;
+  sp_error_t *err = get_func(actor, "_start", &func);
+  if (err) return err;
+  int code = 0;
+  wasm_trap_t *trap = NULL;
+  wasmtime_error_t *werr = wasmtime_func_call(actor->context, &func, NULL, 0, NULL, 0, &trap);
+  err = finish_call(werr, trap, "_start", &code);
+  if (!err && exit_code) *exit_code = code;
+  return err;
+}
+
+static sp_error_t *convert_args(wasm_functype_t *ty, const int64_t *args, size_t nargs,
+                                wasmtime_val_t *vals, const char *name) {
+  const wasm_valtype_vec_t *params = wasm_functype_params(ty);
+  if (params->size != nargs)
+    return sp_error_new("\"%s\" takes %zu arguments, got %zu", name, params->size, nargs);
+  for (size_t i = 0; i < nargs; i++) {
+    wasm_valkind_t kind = wasm_valtype_kind(params->data[i]);
+    if (kind == WASM_I32) vals[i] = (wasmtime_val_t){.kind = WASMTIME_I32, .of.i32 = (int32_t)args[i]};
+    else if (kind == WASM_I64) vals[i] = (wasmtime_val_t){.kind = WASMTIME_I64, .of.i64 = args[i]};
+    else return sp_error_new("\"%s\" parameter %zu is not an integer", name, i);
+  }
+  return NULL;
+}
+
+sp_error_t *sp_actor_call(sp_actor_t *actor, const char *name, const int64_t *args, size_t nargs,
+                          int64_t *result) {
+  wasmtime_func_t func;
+  sp_error_t *err = get_func(actor, name, &func);
+  if (err) return err;
+  wasm_functype_t *ty = wasmtime_func_type(actor->context, &func);
+  size_t nresults = wasm_functype_results(ty)->size;
+  wasmtime_val_t vals[16], out = {0};
+  if (nargs > 16 || nresults > 1) err = sp_error_new("\"%s\" has an unsupported signature", name);
+  if (!err) err = convert_args(ty, args, nargs, vals, name);
+  wasm_functype_delete(ty);
+  if (err) return err;
+  wasm_trap_t *trap = NULL;
+  wasmtime_error_t *werr = wasmtime_func_call(actor->context, &func, vals, nargs, &out, nresults, &trap);
+  if ((err = finish_call(werr, trap, name, NULL))) return err;
+  if (result) *result = out.kind == WASMTIME_I64 ? out.of.i64 : out.kind == WASMTIME_I32 ? out.of.i32 : 0;
+  return NULL;
+}
+
+void sp_actor_memory(sp_actor_t *actor, uint8_t **base, size_t *size) {
+  *base = actor->has_memory ? wasmtime_memory_data(actor->context, &actor->memory) : NULL;
+  *size = actor->has_memory ? wasmtime_memory_data_size(actor->context, &actor->memory) : 0;
+}
+
+void *sp_actor_backend_base(sp_actor_t *actor) {
+  if (!actor || !actor->region) return NULL;
+  sp_memory_view view = {actor->region->base, actor->region->committed, actor->region->reserved};
+  return sp_backend_device_base(actor->rt->backend, actor->binding, &view);
+}
+
+sp_error_t *sp_actor_submit(sp_actor_t *actor, const sp_cmd *cmds, uint32_t count, bool staged) {
+  if (!actor || (!cmds && count)) return sp_error_new("sp_actor_submit: NULL argument");
+  if (count > actor->rt->max_cmds)
+    return sp_error_new("count: %u commands exceeds the limit of %u", count, actor->rt->max_cmds);
+  sp_cmd *copy = malloc(((size_t)count + 1) * sizeof *copy);
+  if (!copy) return sp_error_new("out of memory");
+  if (count) memcpy(copy, cmds, (size_t)count * sizeof *copy);
+  sp_status st = sp_abi_run(actor, copy, count, 0, 0, staged);
+  free(copy);
+  return st ? sp_error_new("%s (status %d)", actor->last_error, st) : NULL;
+}

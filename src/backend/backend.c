@@ -1,0 +1,54 @@
+/* backend.c: checked wrappers around the backend vtable, with defaults. */
+#include "backend/backend.h"
+
+#include <stdlib.h>
+
+#include "error.h"
+
+const char *sp_backend_name(const sp_backend *be) { return be ? be->ops.name : "none"; }
+
+sp_backend_caps sp_backend_caps_of(const sp_backend *be) {
+  sp_backend_caps none = {0};
+  return be && be->ops.caps ? be->ops.caps(be->ctx) : none;
+}
+
+sp_error_t *sp_backend_adopt(sp_backend *be, const sp_memory_view *view, void **binding) {
+  if (!be || !view || !view->base || !binding) return sp_error_new("backend adopt: bad arguments");
+  *binding = NULL;
+  return be->ops.adopt(be->ctx, view, binding);
+}
+
+sp_error_t *sp_backend_grow(sp_backend *be, void *binding, const sp_memory_view *view) {
+  if (!be || !view) return sp_error_new("backend grow: bad arguments");
+  return be->ops.grow ? be->ops.grow(be->ctx, binding, view) : NULL;
+}
+
+bool sp_backend_supports(sp_backend *be, const sp_cmd *cmd) {
+  return be && cmd && be->ops.supports(be->ctx, cmd);
+}
+
+sp_error_t *sp_backend_submit(sp_backend *be, void *binding, const sp_cmd *cmds, uint32_t count) {
+  if (!be || (!cmds && count)) return sp_error_new("backend submit: bad arguments");
+  if (count == 0) return NULL;
+  return be->ops.submit(be->ctx, binding, cmds, count);
+}
+
+sp_error_t *sp_backend_wait(sp_backend *be, void *binding) {
+  if (!be) return sp_error_new("backend wait: bad arguments");
+  return be->ops.wait ? be->ops.wait(be->ctx, binding) : NULL;
+}
+
+void *sp_backend_device_base(sp_backend *be, void *binding, const sp_memory_view *adopted) {
+  if (be && be->ops.device_base) return be->ops.device_base(be->ctx, binding);
+  return adopted ? adopted->base : NULL;
+}
+
+void sp_backend_release(sp_backend *be, void *binding) {
+  if (be && binding) be->ops.release(be->ctx, binding);
+}
+
+void sp_backend_free(sp_backend *be) {
+  if (!be) return;
+  if (be->ops.destroy) be->ops.destroy(be->ctx);
+  free(be);
+}

@@ -1,0 +1,94 @@
+/*
+ * backend.h (private): the interface every compute backend implements.
+ *
+ * A backend computes on an actor's linear memory in place. It first adopts
+ * the actor's region (CPU: nothing to do; CUDA: register and map it), follows
+ * it as it grows, and runs validated command lists on it. Callers never use
+ * the slots directly: the sp_backend_* wrappers check handles and supply
+ * defaults, so a backend may assume well-formed, validated input.
+ *
+ * Guarantees given to backends by the wrappers:
+ *  - every command passed to submit() has passed sp_validate_cmd (strides
+ *    normalized, bounds inside the committed size the backend last saw);
+ *  - submit() and wait() for one binding are never called concurrently;
+ *  - grow() is called before the guest can touch newly committed bytes.
+ */
+#ifndef SP_BACKEND_H
+#define SP_BACKEND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "samepage.h"
+#include "samepage_abi.h"
+
+#define SP_BACKEND_OPS_VERSION 1
+
+/* The memory a backend binding computes on: guest address a is base + a. */
+typedef struct sp_memory_view {
+  uint8_t *base;      /* start of linear memory (page aligned) */
+  size_t committed;   /* bytes the guest may access */
+  size_t reserved;    /* bytes of address space that will never move */
+} sp_memory_view;
+
+/* Capabilities, as named booleans so nobody probes for NULL slots. */
+typedef struct sp_backend_caps {
+  bool zero_copy;      /* kernels read and write guest memory itself */
+  bool unified_memory; /* the device reads host memory at full speed */
+} sp_backend_caps;
+
+struct sp_backend_ops {
+  /* SP_BACKEND_OPS_VERSION; checked when the backend is registered. */
+  uint32_t version;
+  /* Short name used by --backend and in messages ("cpu", "cuda"). */
+  const char *name;
+  /* Capabilities of this backend instance. */
+  sp_backend_caps (*caps)(void *ctx);
+  /* Starts computing on a region; returns an opaque binding in *binding. */
+  sp_error_t *(*adopt)(void *ctx, const sp_memory_view *view, void **binding);
+  /* The region's committed prefix grew to view->committed (same base).
+   * (optional): default does nothing, as for the CPU. */
+  sp_error_t *(*grow)(void *ctx, void *binding, const sp_memory_view *view);
+  /* Whether a validated command can run here (op, dtypes). */
+  bool (*supports)(void *ctx, const sp_cmd *cmd);
+  /* Runs (or enqueues) validated commands in order. cmds is host memory. */
+  sp_error_t *(*submit)(void *ctx, void *binding, const sp_cmd *cmds, uint32_t count);
+  /* Blocks until everything submitted on binding has finished.
+   * (optional): default does nothing, for backends whose submit is synchronous. */
+  sp_error_t *(*wait)(void *ctx, void *binding);
+  /* The address kernels use for guest address 0 of binding (CUDA: the
+   * device pointer of the mapped region).
+   * (optional): default, the base of the view given to adopt(). */
+  void *(*device_base)(void *ctx, void *binding);
+  /* Stops computing on a region; the binding is gone afterwards. */
+  void (*release)(void *ctx, void *binding);
+  /* Frees the backend instance. */
+  void (*destroy)(void *ctx);
+};
+
+/* A backend instance: its interface by value next to its private context. */
+typedef struct sp_backend {
+  struct sp_backend_ops ops;
+  void *ctx;
+} sp_backend;
+
+/* ---- constructors ---- */
+
+/* Creates the CPU backend with `threads` workers (0 = one per core). */
+sp_error_t *sp_backend_cpu_new(unsigned threads, sp_backend **out);
+
+/* ---- wrappers: the only way the rest of samepage calls a backend ---- */
+
+const char *sp_backend_name(const sp_backend *be);
+sp_backend_caps sp_backend_caps_of(const sp_backend *be);
+sp_error_t *sp_backend_adopt(sp_backend *be, const sp_memory_view *view, void **binding);
+sp_error_t *sp_backend_grow(sp_backend *be, void *binding, const sp_memory_view *view);
+bool sp_backend_supports(sp_backend *be, const sp_cmd *cmd);
+sp_error_t *sp_backend_submit(sp_backend *be, void *binding, const sp_cmd *cmds, uint32_t count);
+sp_error_t *sp_backend_wait(sp_backend *be, void *binding);
+void *sp_backend_device_base(sp_backend *be, void *binding, const sp_memory_view *adopted);
+void sp_backend_release(sp_backend *be, void *binding);
+void sp_backend_free(sp_backend *be);
+
+#endif

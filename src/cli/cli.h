@@ -1,0 +1,23 @@
+/* cli.h: the subcommands of the `samepage` command and their shared helpers. */
+#ifndef SP_CLI_H
+#define SP_CLI_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Exit codes of samepage itself; a guest's own exit code passes through. */
+#define SP_EXIT_USAGE 2     /* bad command line */
+#define SP_EXIT_RUNTIME 125 /* samepage failed before or outside the guest */
+#define SP_EXIT_TRAP 134    /* the guest trapped */
+
+int sp_cli_exec(int argc, char **argv);
+int sp_cli_bench(int argc, char **argv);
+
+/* Reads a whole file; prints "samepage: <path>: <reason>" and returns NULL
+ * on failure. Caller frees *data. */
+uint8_t *sp_cli_read_file(const char *path, size_t *len);
+
+/* Parses "512M", "4G", "65536" (bytes) into *out; 0 on success. */
+int sp_cli_parse_size(const char *text, uint64_t *out);
+
+#endif

@@ -1,0 +1,134 @@
+/*
+ * cli_exec.c: `samepage exec GUEST.wasm [args...]` runs any WASI guest.
+ *
+ * Exit status: the guest's own exit code; 2 for a bad command line; 125 when
+ * samepage fails before or outside the guest (missing file, not wasm,
+ * instantiation failure); 134 when the guest traps (the message and its wasm
+ * backtrace go to stderr).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "samepage.h"
+
+#define MAX_DIRS 64
+
+typedef struct exec_args {
+  const char *backend;
+  const char *dirs[MAX_DIRS];
+  int n_dirs;
+  uint64_t memory_limit;
+  unsigned threads;
+  int guest_index; /* argv index of GUEST.wasm */
+} exec_args;
+
+static void exec_usage(FILE *out) {
+  fprintf(out,
+          "usage: samepage exec [options] GUEST.wasm [args...]\n"
+          "  --dir DIR             give the guest access to DIR (repeatable)\n"
+          "  --backend cpu|auto    compute backend (default auto)\n"
+          "  --memory-limit SIZE   cap the guest's linear memory, e.g. 256M (default 4G)\n"
+          "  --threads N           CPU backend threads (default: all cores)\n");
+}
+
+/* Returns 0, or an exit code to stop with. */
+static int parse_exec_args(int argc, char **argv, exec_args *a) {
+  memset(a, 0, sizeof *a);
+  a->backend = "auto";
+  int i = 1;
+  for (; i < argc && argv[i][0] == '-'; i++) {
+    const char *opt = argv[i];
+    if (!strcmp(opt, "--help") || !strcmp(opt, "-h")) {
+      exec_usage(stdout);
+      return -1;
+    }
+    if (!strcmp(opt, "--")) {
+      i++;
+      break;
+    }
+    if (i + 1 >= argc) {
+      fprintf(stderr, "samepage exec: %s needs a value\n", opt);
+      return SP_EXIT_USAGE;
+    }
+    const char *val = argv[++i];
+    if (!strcmp(opt, "--dir")) {
+      if (a->n_dirs == MAX_DIRS) {
+        fprintf(stderr, "samepage exec: at most %d --dir options\n", MAX_DIRS);
+        return SP_EXIT_USAGE;
+      }
+      a->dirs[a->n_dirs++] = val;
+    } else if (!strcmp(opt, "--backend")) {
+      a->backend = val;
+    } else if (!strcmp(opt, "--memory-limit")) {
+      if (sp_cli_parse_size(val, &a->memory_limit) || a->memory_limit == 0) {
+        fprintf(stderr, "samepage exec: --memory-limit: \"%s\" is not a size like 256M\n", val);
+        return SP_EXIT_USAGE;
+      }
+    } else if (!strcmp(opt, "--threads")) {
+      char *end;
+      long n = strtol(val, &end, 10);
+      if (*end || n < 1 || n > 1024) {
+        fprintf(stderr, "samepage exec: --threads: \"%s\" is not 1..1024\n", val);
+        return SP_EXIT_USAGE;
+      }
+      a->threads = (unsigned)n;
+    } else {
+      fprintf(stderr, "samepage exec: unknown option %s\n", opt);
+      exec_usage(stderr);
+      return SP_EXIT_USAGE;
+    }
+  }
+  if (i >= argc) {
+    fprintf(stderr, "samepage exec: missing GUEST.wasm\n");
+    exec_usage(stderr);
+    return SP_EXIT_USAGE;
+  }
+  a->guest_index = i;
+  return 0;
+}
+
+static int fail_with(sp_error_t *err, const char *what, int code) {
+  fprintf(stderr, "samepage: %s: %s\n", what, sp_error_message(err));
+  sp_error_free(err);
+  return code;
+}
+
+int sp_cli_exec(int argc, char **argv) {
+  exec_args a;
+  int rc = parse_exec_args(argc, argv, &a);
+  if (rc) return rc < 0 ? 0 : rc;
+  const char *path = argv[a.guest_index];
+  size_t len = 0;
+  uint8_t *wasm = sp_cli_read_file(path, &len);
+  if (!wasm) return SP_EXIT_RUNTIME;
+
+  sp_runtime_options ropts = {.backend = a.backend, .threads = a.threads};
+  sp_runtime_t *rt = NULL;
+  sp_error_t *err = sp_runtime_new(&ropts, &rt);
+  if (err) {
+    free(wasm);
+    return fail_with(err, "cannot start the runtime", SP_EXIT_RUNTIME);
+  }
+  sp_actor_options aopts = {.argv = (const char *const *)argv + a.guest_index,
+                            .argc = argc - a.guest_index,
+                            .dirs = a.dirs,
+                            .n_dirs = a.n_dirs,
+                            .memory_limit = a.memory_limit,
+                            .inherit_stdio = true};
+  sp_actor_t *actor = NULL;
+  err = sp_actor_new(rt, wasm, len, &aopts, &actor);
+  free(wasm);
+  if (err) {
+    sp_runtime_free(rt);
+    return fail_with(err, path, SP_EXIT_RUNTIME);
+  }
+  int exit_code = 0;
+  err = sp_actor_run_main(actor, &exit_code);
+  if (err) exit_code = fail_with(err, path, SP_EXIT_TRAP);
+  fflush(stdout);
+  sp_actor_free(actor);
+  sp_runtime_free(rt);
+  return exit_code;
+}

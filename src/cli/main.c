@@ -1,0 +1,81 @@
+/*
+ * main.c: `samepage <command> ...` dispatch and shared CLI helpers.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli.h"
+
+static void usage(FILE *out) {
+  fprintf(out,
+          "usage: samepage <command> [options]\n"
+          "\n"
+          "commands:\n"
+          "  exec GUEST.wasm [args...]   run a WASI guest (see samepage exec --help)\n"
+          "  bench zerocopy [--json]     prove and measure the zero-copy path\n"
+          "  help                        this message\n");
+}
+
+uint8_t *sp_cli_read_file(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    fprintf(stderr, "samepage: %s: %s\n", path, strerror(errno));
+    return NULL;
+  }
+  struct stat st;
+  if (fstat(fileno(f), &st) || !S_ISREG(st.st_mode)) {
+    fprintf(stderr, "samepage: %s: not a regular file\n", path);
+    fclose(f);
+    return NULL;
+  }
+  uint8_t *data = malloc(st.st_size ? (size_t)st.st_size : 1);
+  size_t got = data ? fread(data, 1, (size_t)st.st_size, f) : 0;
+  fclose(f);
+  if (!data || got != (size_t)st.st_size) {
+    fprintf(stderr, "samepage: %s: cannot read the file\n", path);
+    free(data);
+    return NULL;
+  }
+  *len = got;
+  return data;
+}
+
+int sp_cli_parse_size(const char *text, uint64_t *out) {
+  char *end;
+  errno = 0;
+  unsigned long long value = strtoull(text, &end, 10);
+  if (errno || end == text || text[0] == '-') return -1;
+  unsigned shift = 0;
+  switch (*end) {
+    case '\0': break;
+    case 'k': case 'K': shift = 10; end++; break;
+    case 'm': case 'M': shift = 20; end++; break;
+    case 'g': case 'G': shift = 30; end++; break;
+    default: return -1;
+  }
+  if (*end == 'i' || *end == 'B') end++;
+  if (*end == 'B') end++;
+  if (*end || value > (UINT64_MAX >> shift)) return -1;
+  *out = (uint64_t)value << shift;
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    usage(stderr);
+    return SP_EXIT_USAGE;
+  }
+  const char *cmd = argv[1];
+  if (!strcmp(cmd, "exec")) return sp_cli_exec(argc - 1, argv + 1);
+  if (!strcmp(cmd, "bench")) return sp_cli_bench(argc - 1, argv + 1);
+  if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
+    usage(stdout);
+    return 0;
+  }
+  fprintf(stderr, "samepage: unknown command \"%s\"\n", cmd);
+  usage(stderr);
+  return SP_EXIT_USAGE;
+}

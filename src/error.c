@@ -1,0 +1,61 @@
+/* error.c: heap-allocated, printf-formatted error messages. */
+#include "error.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct sp_error {
+  char *message;
+};
+
+static char oom_text[] = "out of memory";
+static struct sp_error oom_error = {oom_text};
+
+/* Formats `fmt`; when `cause` is set the message becomes "<fmt>: <cause>". */
+static sp_error_t *error_from_va(const char *cause, const char *fmt, va_list ap) {
+  char body[1024];
+  vsnprintf(body, sizeof body, fmt, ap);
+  size_t len = strlen(body) + (cause ? strlen(cause) + 2 : 0) + 1;
+  sp_error_t *err = malloc(sizeof *err);
+  char *text = malloc(len);
+  if (!err || !text) {
+    free(err);
+    free(text);
+    return &oom_error;
+  }
+  if (cause)
+    snprintf(text, len, "%s: %s", body, cause);
+  else
+    memcpy(text, body, len);
+  err->message = text;
+  return err;
+}
+
+sp_error_t *sp_error_new(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  sp_error_t *err = error_from_va(NULL, fmt, ap);
+  va_end(ap);
+  return err;
+}
+
+sp_error_t *sp_error_wrap(sp_error_t *cause, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  sp_error_t *err = error_from_va(sp_error_message(cause), fmt, ap);
+  va_end(ap);
+  sp_error_free(cause);
+  return err;
+}
+
+const char *sp_error_message(const sp_error_t *err) {
+  return err ? err->message : "no error";
+}
+
+void sp_error_free(sp_error_t *err) {
+  if (!err || err == &oom_error) return;
+  free(err->message);
+  free(err);
+}

@@ -1,0 +1,22 @@
+/*
+ * error.h: the owned error object returned by fallible samepage functions.
+ *
+ * Following Wasmtime's C API, a fallible call returns `sp_error_t *`: NULL on
+ * success, otherwise an error the caller owns and frees with sp_error_free.
+ */
+#ifndef SP_ERROR_INTERNAL_H
+#define SP_ERROR_INTERNAL_H
+
+#include "samepage.h"
+
+/* Creates an error with a printf-style message. Never returns NULL: on
+ * allocation failure it returns a static "out of memory" error that
+ * sp_error_free recognises. */
+sp_error_t *sp_error_new(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Creates an error whose message is `prefix: <cause's message>` and frees
+ * `cause`. */
+sp_error_t *sp_error_wrap(sp_error_t *cause, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+#endif

@@ -1,0 +1,48 @@
+/*
+ * runtime_impl.h (private): the layouts behind sp_runtime_t and sp_actor_t.
+ */
+#ifndef SP_RUNTIME_IMPL_H
+#define SP_RUNTIME_IMPL_H
+
+#include <wasmtime.h>
+
+#include "backend/backend.h"
+#include "memory_creator.h"
+#include "samepage.h"
+
+#define SP_DEFAULT_MAX_CMDS 65536u
+#define SP_LAST_ERROR_CAP 512
+
+struct sp_runtime {
+  sp_backend *backend;           /* shared by every actor */
+  sp_region_registry regions;    /* regions handed to Wasmtime */
+  wasm_engine_t *engine;
+  wasmtime_linker_t *linker;     /* WASI + the "samepage" imports */
+  uint32_t max_cmds;
+};
+
+struct sp_actor {
+  sp_runtime_t *rt;
+  wasmtime_store_t *store;
+  wasmtime_context_t *context;
+  wasmtime_instance_t instance;
+  wasmtime_memory_t memory;      /* the exported "memory" */
+  bool has_memory;
+  sp_region *region;             /* the region behind that memory */
+  void *binding;                 /* the backend's binding of region */
+  sp_cmd *cmds;                  /* host copy of the list being validated */
+  uint32_t cmds_cap;
+  char last_error[SP_LAST_ERROR_CAP];
+};
+
+/* Defines the "samepage" import module on a linker (abi.c). */
+wasmtime_error_t *sp_abi_define(wasmtime_linker_t *linker);
+
+/* Validates and runs `count` commands already copied into host memory,
+ * checked against the actor's committed memory; list_addr/list_bytes is the
+ * list's guest range (0/0 for host-side submits). Stores a message in
+ * actor->last_error on failure. */
+sp_status sp_abi_run(sp_actor_t *actor, sp_cmd *cmds, uint32_t count, uint64_t list_addr,
+                     uint64_t list_bytes, bool staged);
+
+#endif

@@ -1,0 +1,17 @@
+/* memhog.c: allocates 1 MiB chunks until malloc fails or argv[1] MiB are
+ * reached; prints the MiB obtained. Exits 0 when malloc failed cleanly. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int main(int argc, char **argv) {
+  int want = argc > 1 ? atoi(argv[1]) : 8192;
+  int got = 0;
+  for (; got < want; got++) {
+    char *p = malloc(1 << 20);
+    if (!p) break;
+    memset(p, 1, 1 << 20);
+  }
+  printf("allocated %d MiB\n", got);
+  return got < want ? 0 : 1;
+}

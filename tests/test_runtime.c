@@ -1,0 +1,232 @@
+/*
+ * test_runtime.c: actors end to end through Wasmtime.
+ *  - Wasmtime's memory base == the region base == the backend's base, for
+ *    every instance and after every grow, up to the 4 GiB wasm32 limit;
+ *  - configurable alignment, memory limits, out-of-bounds traps;
+ *  - the hostile ABI guest (guests/abi_cases.c) passes all its cases;
+ *  - an honest actor's results are byte-identical with and without a
+ *    hostile actor working beside it.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "runtime_impl.h"
+
+#define PAGE (64u << 10)
+
+static uint8_t *load_guest(const char *name, size_t *len) {
+  const char *dir = getenv("SP_GUEST_DIR");
+  char path[1024];
+  snprintf(path, sizeof path, "%s/%s.wasm", dir ? dir : "guests", name);
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    printf("cannot open %s\n", path);
+    exit(1);
+  }
+  fseek(f, 0, SEEK_END);
+  long size = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  uint8_t *data = malloc((size_t)size);
+  *len = fread(data, 1, (size_t)size, f);
+  fclose(f);
+  return data;
+}
+
+static sp_actor_t *new_actor(sp_runtime_t *rt, const char *guest, uint64_t limit) {
+  size_t len;
+  uint8_t *wasm = load_guest(guest, &len);
+  sp_actor_options opts = {.memory_limit = limit};
+  sp_actor_t *actor = NULL;
+  sp_error_t *err = sp_actor_new(rt, wasm, len, &opts, &actor);
+  CHECK(!err, "actor %s: %s", guest, sp_error_message(err));
+  sp_error_free(err);
+  free(wasm);
+  return actor;
+}
+
+static int64_t call1(sp_actor_t *actor, const char *fn, int64_t arg) {
+  int64_t result = -999;
+  sp_error_t *err = sp_actor_call(actor, fn, &arg, 1, &result);
+  CHECK(!err, "%s: %s", fn, sp_error_message(err));
+  sp_error_free(err);
+  return result;
+}
+
+/* The invariant every backend relies on. */
+static void check_identity(sp_actor_t *actor, size_t alignment, const char *when) {
+  uint8_t *base;
+  size_t size;
+  sp_actor_memory(actor, &base, &size);
+  CHECK(base == actor->region->base, "%s: wasm base %p != region %p", when, (void *)base,
+        (void *)actor->region->base);
+  CHECK(sp_actor_backend_base(actor) == base, "%s: backend base differs", when);
+  CHECK(size == actor->region->committed, "%s: size %zu != committed %zu", when, size,
+        actor->region->committed);
+  CHECK((uintptr_t)base % alignment == 0, "%s: base %p not aligned", when, (void *)base);
+}
+
+static void test_identity_up_to_4gib(void) {
+  sp_runtime_t *rt = NULL;
+  sp_error_t *err = sp_runtime_new(NULL, &rt);
+  CHECK(!err, "%s", sp_error_message(err));
+  if (!rt) return;
+  sp_actor_t *actors[3];
+  for (int i = 0; i < 3; i++) {
+    actors[i] = new_actor(rt, "test_grow", 0);
+    if (actors[i]) check_identity(actors[i], 16 << 10, "fresh instance");
+  }
+  sp_actor_t *a = actors[0];
+  int64_t pages = a ? call1(a, "pages", 0) : 0;
+  while (a && pages < 65536) {
+    int64_t step = 65536 - pages < 4096 ? 65536 - pages : 4096;
+    CHECK(call1(a, "grow", step) == pages, "grow from %lld", (long long)pages);
+    pages += step;
+    check_identity(a, 16 << 10, "after grow");
+  }
+  if (a) {
+    CHECK(call1(a, "pages", 0) == 65536, "4 GiB reached");
+    CHECK(call1(a, "grow", 1) == -1, "grow past 4 GiB must fail");
+    int64_t args[2] = {(int64_t)0xffffffffu, 42};
+    sp_error_t *e = sp_actor_call(a, "store", args, 2, NULL);
+    CHECK(!e, "store at the last byte: %s", sp_error_message(e));
+    sp_error_free(e);
+    CHECK(call1(a, "load", (int64_t)0xffffffffu) == 42, "load at the last byte");
+    check_identity(a, 16 << 10, "at 4 GiB");
+  }
+  for (int i = 0; i < 3; i++) sp_actor_free(actors[i]);
+  sp_runtime_free(rt);
+}
+
+static void test_alignment_option(void) {
+  sp_runtime_options opts = {.region_alignment = 2u << 20};
+  sp_runtime_t *rt = NULL;
+  sp_error_t *err = sp_runtime_new(&opts, &rt);
+  CHECK(!err, "%s", sp_error_message(err));
+  if (!rt) return;
+  sp_actor_t *a = new_actor(rt, "test_grow", 0);
+  if (a) check_identity(a, 2u << 20, "2 MiB alignment");
+  sp_actor_free(a);
+  sp_runtime_free(rt);
+  opts.region_alignment = 3000;
+  err = sp_runtime_new(&opts, &rt);
+  CHECK(err && strstr(sp_error_message(err), "power of two"), "bad alignment rejected");
+  sp_error_free(err);
+  opts = (sp_runtime_options){.backend = "tpu"};
+  err = sp_runtime_new(&opts, &rt);
+  CHECK(err && strstr(sp_error_message(err), "unknown backend"), "bad backend rejected");
+  sp_error_free(err);
+}
+
+static void test_limits_and_traps(sp_runtime_t *rt) {
+  sp_actor_t *a = new_actor(rt, "test_grow", 4u << 20);
+  if (!a) return;
+  int64_t pages = call1(a, "pages", 0);
+  CHECK(call1(a, "grow", 64 - pages) == pages, "grow to exactly the 4 MiB limit");
+  CHECK(call1(a, "grow", 1) == -1, "grow past the limit fails cleanly");
+  check_identity(a, 16 << 10, "at the limit");
+  int64_t arg = 4 << 20, result;
+  sp_error_t *err = sp_actor_call(a, "load", &arg, 1, &result);
+  CHECK(err && strstr(sp_error_message(err), "out of bounds"), "oob load traps: %s",
+        sp_error_message(err));
+  CHECK(err && strstr(sp_error_message(err), "wasm backtrace"), "trap has a backtrace");
+  sp_error_free(err);
+  CHECK(call1(a, "load", 0) >= 0, "actor still usable after a trap");
+  err = sp_actor_call(a, "no_such_export", NULL, 0, NULL);
+  CHECK(err && strstr(sp_error_message(err), "no function \"no_such_export\""), "missing export");
+  sp_error_free(err);
+  err = sp_actor_call(a, "grow", NULL, 0, NULL);
+  CHECK(err && strstr(sp_error_message(err), "takes 1 arguments"), "wrong arg count");
+  sp_error_free(err);
+  sp_actor_free(a);
+}
+
+static void test_bad_modules(sp_runtime_t *rt) {
+  sp_actor_t *a = NULL;
+  const uint8_t text[] = "hello world, not wasm";
+  sp_error_t *err = sp_actor_new(rt, text, sizeof text, NULL, &a);
+  CHECK(err && strstr(sp_error_message(err), "not a WebAssembly module"), "text rejected");
+  sp_error_free(err);
+  const uint8_t broken[] = {0, 'a', 's', 'm', 1, 0, 0, 0, 0xff, 0xff, 0xff};
+  err = sp_actor_new(rt, broken, sizeof broken, NULL, &a);
+  CHECK(err && strstr(sp_error_message(err), "invalid or unsupported wasm"), "garbage rejected: %s",
+        sp_error_message(err));
+  sp_error_free(err);
+  size_t len;
+  uint8_t *wasm = load_guest("test_bad_import", &len);
+  err = sp_actor_new(rt, wasm, len, NULL, &a);
+  CHECK(err && strstr(sp_error_message(err), "no_such_function"), "unknown import named: %s",
+        sp_error_message(err));
+  sp_error_free(err);
+  free(wasm);
+}
+
+static void test_abi_guest(sp_runtime_t *rt) {
+  sp_actor_t *a = new_actor(rt, "test_abi_cases", 0);
+  if (!a) return;
+  int code = -1;
+  sp_error_t *err = sp_actor_run_main(a, &code);
+  CHECK(!err && code == 0, "abi_cases: exit %d, %s", code, sp_error_message(err));
+  sp_error_free(err);
+  sp_actor_free(a);
+}
+
+/* Runs a 64x64 matmul in an honest actor's memory; returns a checksum of
+ * the result bytes (FNV-1a). */
+static uint64_t honest_matmul(sp_actor_t *a) {
+  uint8_t *base;
+  size_t size;
+  sp_actor_memory(a, &base, &size);
+  uint32_t w = 1u << 20, x = w + 64 * 64 * 4, y = x + 64 * 64 * 4;
+  float *fw = (float *)(base + w), *fx = (float *)(base + x);
+  for (int i = 0; i < 64 * 64; i++) fw[i] = (float)(i % 13) * 0.1f, fx[i] = (float)(i % 7) * 0.3f;
+  sp_cmd cmd = {.op = SP_OP_MATMUL};
+  cmd.dst = (sp_tensor){y, SP_DTYPE_F32, {64, 64, 1, 1}, {0}, 0};
+  cmd.src[0] = (sp_tensor){w, SP_DTYPE_F32, {64, 64, 1, 1}, {0}, 0};
+  cmd.src[1] = (sp_tensor){x, SP_DTYPE_F32, {64, 64, 1, 1}, {0}, 0};
+  sp_error_t *err = sp_actor_submit(a, &cmd, 1, false);
+  CHECK(!err, "honest submit: %s", sp_error_message(err));
+  sp_error_free(err);
+  uint64_t h = 1469598103934665603ull;
+  for (size_t i = 0; i < 64 * 64 * 4; i++) h = (h ^ base[y + i]) * 1099511628211ull;
+  return h;
+}
+
+static void test_isolation(sp_runtime_t *rt) {
+  sp_actor_t *honest = new_actor(rt, "test_grow", 0);
+  if (!honest) return;
+  call1(honest, "grow", 64);
+  uint64_t solo = honest_matmul(honest);
+  sp_actor_t *hostile = new_actor(rt, "test_abi_cases", 0);
+  if (hostile) {
+    int code;
+    sp_error_t *err = sp_actor_run_main(hostile, &code);
+    sp_error_free(err);
+    /* Host-side hostile commands aimed at the honest actor's addresses. */
+    sp_cmd bad = {.op = SP_OP_SCALE};
+    bad.dst = bad.src[0] = (sp_tensor){0xfff00000u, SP_DTYPE_F32, {1024, 1, 1, 1}, {0}, 0};
+    err = sp_actor_submit(hostile, &bad, 1, false);
+    CHECK(err && strstr(sp_error_message(err), "outside committed memory"), "hostile rejected");
+    sp_error_free(err);
+  }
+  uint64_t beside = honest_matmul(honest);
+  CHECK(solo == beside, "honest result changed beside a hostile actor");
+  sp_actor_free(hostile);
+  sp_actor_free(honest);
+}
+
+int main(void) {
+  test_identity_up_to_4gib();
+  test_alignment_option();
+  sp_runtime_t *rt = NULL;
+  sp_error_t *err = sp_runtime_new(NULL, &rt);
+  CHECK(!err, "%s", sp_error_message(err));
+  if (rt) {
+    test_limits_and_traps(rt);
+    test_bad_modules(rt);
+    test_abi_guest(rt);
+    test_isolation(rt);
+    sp_runtime_free(rt);
+  }
+  return CHECK_DONE();
+}
