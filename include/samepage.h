@@ -63,6 +63,13 @@ const char *sp_runtime_backend_name(const sp_runtime_t *rt);
 
 typedef struct sp_actor sp_actor_t;
 
+/* A file granted to an actor: the guest opens it by `name` and never sees
+ * `path`. */
+typedef struct sp_blob_grant {
+  const char *name; /* e.g. "model" */
+  const char *path; /* host path, opened read-only when the actor is created */
+} sp_blob_grant;
+
 typedef struct sp_actor_options {
   const char *const *argv;  /* WASI argv, argv[0] is the program name; may be NULL */
   int argc;
@@ -70,6 +77,8 @@ typedef struct sp_actor_options {
   int n_dirs;
   uint64_t memory_limit;    /* cap on linear memory in bytes, 0 = 4 GiB (wasm32 max) */
   bool inherit_stdio;       /* give the guest this process's stdin/stdout/stderr */
+  const sp_blob_grant *blobs; /* files the guest may read or map, by name */
+  int n_blobs;
 } sp_actor_options;
 
 /* Compiles and instantiates a guest module. `wasm` is borrowed.

@@ -83,6 +83,38 @@ typedef enum sp_op {
   SP_OP_MUL = 3,
   /* dst = src0 * param[0] (f32 bits). In place allowed. */
   SP_OP_SCALE = 4,
+  /* dst[f32: K, M] = rows src1[i32: M] of src0[W: K, V], dequantized.
+   * Indices are checked when the op runs: an index outside 0..V-1 stops the
+   * list with SP_E_BOUNDS before anything of this op is written. */
+  SP_OP_GET_ROWS = 5,
+  /* dst[f32: K, M] = src0[f32: K, M] / sqrt(mean(src0^2) + eps) * src1[f32: K]
+   * per row; param[0] = eps (f32). In place allowed (dst == src0). */
+  SP_OP_RMSNORM = 6,
+  /* Rotary position embedding of src0[f32: D, H, T] into dst (same shape):
+   * token t is at position src1[i32: T][t]. param[0] = n_rot (even, <= D:
+   * dims rotated), param[1] = theta base (f32), param[2] = mode
+   * (0: adjacent pairs, as Llama GGUFs; 2: NeoX halves), param[3] =
+   * frequency scale (f32, 1 = none). src2 (optional) = f32 [n_rot / 2]
+   * frequency factors dividing each frequency (Llama 3 rope scaling).
+   * In place allowed (dst == src0). */
+  SP_OP_ROPE = 7,
+  /* Causal grouped-query attention. src0 = q[f32: D, Hq, T], src1 = k cache
+   * [f16|f32: D, Hkv, C], src2 = v cache [same dtype and shape as k],
+   * src3 = positions[i32: T]. Query t attends to cache rows 0..pos[t]
+   * (pos[t] < C, checked when the op runs). dst[f32: D, Hq, T].
+   * param[0] = scale (f32), Hq % Hkv == 0. */
+  SP_OP_ATTENTION = 8,
+  /* Scatter rows: dst[X: K, R] row src1[i32: M][m] = src0[f32: K, M] row m,
+   * converted to X in {f32, f16, bf16}. Indices checked when it runs, as
+   * SP_OP_GET_ROWS. Used to append to a KV cache at positions held in guest
+   * memory, so a decode step's list does not change between tokens. */
+  SP_OP_SET_ROWS = 9,
+  /* dst = silu(src0) * src1, all f32 of one shape. In place allowed. */
+  SP_OP_SWIGLU = 10,
+  /* dst = softmax(src0 * param[0]) over each row, f32. In place allowed. */
+  SP_OP_SOFTMAX = 11,
+  /* dst = src0 converted between f32, f16 and bf16 (same shape). */
+  SP_OP_COPY = 12,
   SP_OP_COUNT
 } sp_op;
 

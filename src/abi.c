@@ -16,10 +16,7 @@
 #include "runtime_impl.h"
 #include "validate.h"
 
-static sp_status fail(sp_actor_t *actor, sp_status st, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static sp_status fail(sp_actor_t *actor, sp_status st, const char *fmt, ...) {
+sp_status sp_abi_fail(sp_actor_t *actor, sp_status st, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(actor->last_error, sizeof actor->last_error, fmt, ap);
@@ -99,21 +96,21 @@ static sp_error_t *run_validated(sp_actor_t *actor, const sp_cmd *cmds, uint32_t
 sp_status sp_abi_run(sp_actor_t *actor, sp_cmd *cmds, uint32_t count, uint64_t list_addr,
                      uint64_t list_bytes, bool staged) {
   if (!actor->region || !actor->binding)
-    return fail(actor, SP_E_BACKEND, "this actor has no linear memory bound to a backend");
+    return sp_abi_fail(actor, SP_E_BACKEND, "this actor has no linear memory bound to a backend");
   sp_validate_ctx ctx = {actor->region->committed, list_addr, list_bytes, actor->rt->max_cmds};
   if (count > ctx.max_cmds)
-    return fail(actor, SP_E_LIMIT, "count: %" PRIu32 " commands exceeds the limit of %" PRIu32,
+    return sp_abi_fail(actor, SP_E_LIMIT, "count: %" PRIu32 " commands exceeds the limit of %" PRIu32,
                 count, ctx.max_cmds);
   for (uint32_t i = 0; i < count; i++) {
     sp_status st = sp_validate_cmd(&ctx, &cmds[i], i, actor->last_error, sizeof actor->last_error);
     if (st) return st;
     if (!sp_backend_supports(actor->rt->backend, &cmds[i]))
-      return fail(actor, SP_E_UNSUPPORTED, "cmd[%" PRIu32 "]: op %" PRIu32 " on %s is not supported by backend %s",
+      return sp_abi_fail(actor, SP_E_UNSUPPORTED, "cmd[%" PRIu32 "]: op %" PRIu32 " on %s is not supported by backend %s",
                   i, cmds[i].op, sp_dtype_name(cmds[i].src[0].dtype), sp_backend_name(actor->rt->backend));
   }
   sp_error_t *err = run_validated(actor, cmds, count, staged);
   if (err) {
-    fail(actor, SP_E_BACKEND, "backend %s: %s", sp_backend_name(actor->rt->backend),
+    sp_abi_fail(actor, SP_E_BACKEND, "backend %s: %s", sp_backend_name(actor->rt->backend),
          sp_error_message(err));
     sp_error_free(err);
     return SP_E_BACKEND;
@@ -125,10 +122,10 @@ sp_status sp_abi_run(sp_actor_t *actor, sp_cmd *cmds, uint32_t count, uint64_t l
 /* Copies a list out of guest memory (so the guest cannot change it after
  * validation) and runs it. */
 static sp_status submit_from_guest(sp_actor_t *actor, uint32_t addr, uint32_t bytes) {
-  if (!actor->region) return fail(actor, SP_E_BACKEND, "this actor has no linear memory");
+  if (!actor->region) return sp_abi_fail(actor, SP_E_BACKEND, "this actor has no linear memory");
   uint64_t committed = actor->region->committed;
   if ((uint64_t)addr + bytes > committed)
-    return fail(actor, SP_E_BOUNDS,
+    return sp_abi_fail(actor, SP_E_BOUNDS,
                 "list: bytes [0x%" PRIx32 ", 0x%" PRIx64 ") are outside committed memory (%" PRIu64 " bytes)",
                 addr, (uint64_t)addr + bytes, committed);
   sp_cmd_list_header hdr = {0};
@@ -138,14 +135,14 @@ static sp_status submit_from_guest(sp_actor_t *actor, uint32_t addr, uint32_t by
   sp_status st = sp_validate_header(&ctx, &hdr, &count, actor->last_error, sizeof actor->last_error);
   if (st) return st;
   if (!reserve_cmds(actor, count))
-    return fail(actor, SP_E_LIMIT, "list: no host memory for %" PRIu32 " commands", count);
+    return sp_abi_fail(actor, SP_E_LIMIT, "list: no host memory for %" PRIu32 " commands", count);
   if (count) memcpy(actor->cmds, actor->region->base + addr + sizeof hdr, (size_t)count * sizeof(sp_cmd));
   return sp_abi_run(actor, actor->cmds, count, addr, bytes, false);
 }
 
 /* ---- the import functions (unchecked calling convention for speed) ---- */
 
-static sp_actor_t *caller_actor(wasmtime_caller_t *caller) {
+sp_actor_t *sp_abi_caller_actor(wasmtime_caller_t *caller) {
   return wasmtime_context_get_data(wasmtime_caller_context(caller));
 }
 
@@ -157,14 +154,14 @@ static wasm_trap_t *import_abi_version(void *env, wasmtime_caller_t *caller,
 
 static wasm_trap_t *import_submit(void *env, wasmtime_caller_t *caller, wasmtime_val_raw_t *args,
                                   size_t n) {
-  sp_actor_t *actor = caller_actor(caller);
+  sp_actor_t *actor = sp_abi_caller_actor(caller);
   args[0].i32 = submit_from_guest(actor, (uint32_t)args[0].i32, (uint32_t)args[1].i32);
   return NULL;
 }
 
 static wasm_trap_t *import_last_error(void *env, wasmtime_caller_t *caller,
                                       wasmtime_val_raw_t *args, size_t n) {
-  sp_actor_t *actor = caller_actor(caller);
+  sp_actor_t *actor = sp_abi_caller_actor(caller);
   uint32_t addr = (uint32_t)args[0].i32, cap = (uint32_t)args[1].i32;
   size_t len = strlen(actor->last_error);
   if (!actor->region || (uint64_t)addr + cap > actor->region->committed) {
@@ -180,15 +177,23 @@ static wasm_trap_t *import_last_error(void *env, wasmtime_caller_t *caller,
   return NULL;
 }
 
-static wasmtime_error_t *define(wasmtime_linker_t *linker, const char *name, int n_params,
-                                wasmtime_func_unchecked_callback_t cb) {
-  wasm_valtype_vec_t params, results;
-  wasm_valtype_t *p[2] = {wasm_valtype_new_i32(), wasm_valtype_new_i32()};
-  wasm_valtype_t *r[1] = {wasm_valtype_new_i32()};
-  for (int i = n_params; i < 2; i++) wasm_valtype_delete(p[i]);
-  wasm_valtype_vec_new(&params, (size_t)n_params, p);
-  wasm_valtype_vec_new(&results, 1, r);
-  wasm_functype_t *ty = wasm_functype_new(&params, &results);
+static wasm_valtype_t *valtype_of(char c) {
+  return c == 'I' ? wasm_valtype_new_i64() : wasm_valtype_new_i32();
+}
+
+/* Defines samepage.<name> with a signature such as "iiI:i" (i = i32,
+ * I = i64; params before the colon, results after). */
+wasmtime_error_t *sp_abi_define_func(wasmtime_linker_t *linker, const char *name, const char *sig,
+                                     wasmtime_func_unchecked_callback_t cb) {
+  const char *colon = strchr(sig, ':');
+  size_t n_params = (size_t)(colon - sig), n_results = strlen(colon + 1);
+  wasm_valtype_t *params[8], *results[1];
+  for (size_t i = 0; i < n_params; i++) params[i] = valtype_of(sig[i]);
+  for (size_t i = 0; i < n_results; i++) results[i] = valtype_of(colon[1 + i]);
+  wasm_valtype_vec_t pv, rv;
+  wasm_valtype_vec_new(&pv, n_params, params);
+  wasm_valtype_vec_new(&rv, n_results, results);
+  wasm_functype_t *ty = wasm_functype_new(&pv, &rv);
   wasmtime_error_t *err = wasmtime_linker_define_func_unchecked(
       linker, "samepage", 8, name, strlen(name), ty, cb, NULL, NULL);
   wasm_functype_delete(ty);
@@ -197,7 +202,8 @@ static wasmtime_error_t *define(wasmtime_linker_t *linker, const char *name, int
 
 wasmtime_error_t *sp_abi_define(wasmtime_linker_t *linker) {
   wasmtime_error_t *err;
-  if ((err = define(linker, "abi_version", 0, import_abi_version))) return err;
-  if ((err = define(linker, "submit", 2, import_submit))) return err;
-  return define(linker, "last_error", 2, import_last_error);
+  if ((err = sp_abi_define_func(linker, "abi_version", ":i", import_abi_version))) return err;
+  if ((err = sp_abi_define_func(linker, "submit", "ii:i", import_submit))) return err;
+  if ((err = sp_abi_define_func(linker, "last_error", "ii:i", import_last_error))) return err;
+  return sp_abi_blob_define(linker);
 }

@@ -70,7 +70,8 @@ static sp_error_t *instantiate(sp_actor_t *actor, const uint8_t *wasm, size_t le
   wasmtime_module_t *module = NULL;
   wasmtime_error_t *werr = wasmtime_module_new(actor->rt->engine, wasm, len, &module);
   if (werr) return sp_error_from_wasmtime(werr, "invalid or unsupported wasm module");
-  sp_error_t *err = configure_wasi(actor, opts);
+  sp_error_t *err = sp_blob_table_open(&actor->blobs, opts->blobs, opts->n_blobs);
+  if (!err) err = configure_wasi(actor, opts);
   if (!err) {
     int64_t limit = opts->memory_limit ? (int64_t)opts->memory_limit : -1;
     wasmtime_store_limiter(actor->store, limit, -1, -1, -1, -1);
@@ -110,6 +111,7 @@ void sp_actor_free(sp_actor_t *actor) {
   sp_backend_release(actor->rt->backend, actor->binding);
   /* Deleting the store drops the memory, whose finalizer frees the region. */
   if (actor->store) wasmtime_store_delete(actor->store);
+  sp_blob_table_close(&actor->blobs);
   free(actor->cmds);
   free(actor);
 }

@@ -18,6 +18,7 @@ typedef struct sp_op_rule {
   unsigned n_src;        /* srcs 0..n_src-1 are required, the rest must be empty */
   unsigned n_params;     /* params 0..n_params-1 are used, the rest must be 0 */
   unsigned inplace_mask; /* bit i: dst may be identical to src[i] */
+  unsigned optional_mask; /* bit i: src[i] (i < n_src) may be left empty */
   /* Checks shapes/dtypes; writes a message and returns a status on failure. */
   sp_status (*check)(const sp_cmd *cmd, char *msg, size_t cap);
 } sp_op_rule;

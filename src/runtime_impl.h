@@ -7,6 +7,7 @@
 #include <wasmtime.h>
 
 #include "backend/backend.h"
+#include "blob.h"
 #include "memory_creator.h"
 #include "samepage.h"
 
@@ -32,11 +33,26 @@ struct sp_actor {
   void *binding;                 /* the backend's binding of region */
   sp_cmd *cmds;                  /* host copy of the list being validated */
   uint32_t cmds_cap;
+  sp_blob_table blobs;           /* files granted to this actor */
   char last_error[SP_LAST_ERROR_CAP];
 };
 
 /* Defines the "samepage" import module on a linker (abi.c). */
 wasmtime_error_t *sp_abi_define(wasmtime_linker_t *linker);
+
+/* Defines samepage.<name> with signature sig ("iiI:i": i = i32, I = i64). */
+wasmtime_error_t *sp_abi_define_func(wasmtime_linker_t *linker, const char *name, const char *sig,
+                                     wasmtime_func_unchecked_callback_t cb);
+
+/* Defines the blob_* imports (abi_blob.c). */
+wasmtime_error_t *sp_abi_blob_define(wasmtime_linker_t *linker);
+
+/* The actor behind a host call. */
+sp_actor_t *sp_abi_caller_actor(wasmtime_caller_t *caller);
+
+/* Stores a formatted message in actor->last_error and returns st. */
+sp_status sp_abi_fail(sp_actor_t *actor, sp_status st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* Validates and runs `count` commands already copied into host memory,
  * checked against the actor's committed memory; list_addr/list_bytes is the

@@ -164,6 +164,7 @@ static sp_status check_aliasing(const sp_validate_ctx *ctx, const sp_cmd *cmd,
     return reject(SP_E_ALIAS, msg, cap, index, "dst", "strides make rows overlap");
   for (unsigned i = 0; i < rule->n_src; i++) {
     const sp_tensor *src = &cmd->src[i];
+    if (src->dtype == SP_DTYPE_NONE) continue; /* an empty optional slot */
     if (!ranges_overlap(dst->offset, dst_len, src->offset, sp_tensor_extent(src))) continue;
     if ((rule->inplace_mask >> i & 1) && same_tensor(dst, src)) continue;
     char field[16];
@@ -187,7 +188,8 @@ static sp_status check_slots(const sp_validate_ctx *ctx, sp_cmd *cmd, const sp_o
   for (unsigned i = 0; i < SP_MAX_SRC; i++) {
     char field[16];
     snprintf(field, sizeof field, "src[%u]", i);
-    if (i < rule->n_src) {
+    bool optional = rule->optional_mask >> i & 1;
+    if (i < rule->n_src && !(optional && is_empty_tensor(&cmd->src[i]))) {
       if ((st = check_tensor(ctx, &cmd->src[i], index, field, msg, cap))) return st;
     } else if (!is_empty_tensor(&cmd->src[i])) {
       return reject(SP_E_PARAM, msg, cap, index, field, "must be empty (all zero) for this op");

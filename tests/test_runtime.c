@@ -8,6 +8,7 @@
  *    hostile actor working beside it.
  */
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 
 #include "check.h"
@@ -215,6 +216,46 @@ static void test_isolation(sp_runtime_t *rt) {
   sp_actor_free(honest);
 }
 
+/* A granted file, read and mapped from the guest (guests/blobs.c). */
+static void test_blobs(sp_runtime_t *rt) {
+  char path[] = "/tmp/samepage-blob-XXXXXX";
+  int fd = mkstemp(path);
+  CHECK(fd >= 0, "mkstemp");
+  if (fd < 0) return;
+  enum { SIZE = 200000 };
+  static uint8_t data[SIZE];
+  for (int i = 0; i < SIZE; i++) data[i] = (uint8_t)(i % 251);
+  CHECK(write(fd, data, SIZE) == SIZE, "write");
+  close(fd);
+  size_t len;
+  uint8_t *wasm = load_guest("test_blobs", &len);
+  sp_blob_grant grant = {"data", path};
+  const char *argv[] = {"blobs", "200000"};
+  sp_actor_options opts = {.argv = argv, .argc = 2, .blobs = &grant, .n_blobs = 1};
+  sp_actor_t *a = NULL;
+  sp_error_t *err = sp_actor_new(rt, wasm, len, &opts, &a);
+  CHECK(!err, "%s", sp_error_message(err));
+  sp_error_free(err);
+  int code = -1;
+  if (a) {
+    err = sp_actor_run_main(a, &code);
+    CHECK(!err && code == 0, "blobs guest: exit %d %s", code, sp_error_message(err));
+    sp_error_free(err);
+  }
+  sp_actor_free(a);
+  FILE *f = fopen(path, "rb");
+  uint8_t first = 0xaa;
+  CHECK(f && fread(&first, 1, 1, f) == 1 && first == 0, "the file was not modified");
+  if (f) fclose(f);
+  grant.path = "/nonexistent/file";
+  err = sp_actor_new(rt, wasm, len, &opts, &a);
+  CHECK(err && strstr(sp_error_message(err), "data: /nonexistent/file"), "missing grant: %s",
+        sp_error_message(err));
+  sp_error_free(err);
+  free(wasm);
+  unlink(path);
+}
+
 int main(void) {
   test_identity_up_to_4gib();
   test_alignment_option();
@@ -226,6 +267,7 @@ int main(void) {
     test_bad_modules(rt);
     test_abi_guest(rt);
     test_isolation(rt);
+    test_blobs(rt);
     sp_runtime_free(rt);
   }
   return CHECK_DONE();

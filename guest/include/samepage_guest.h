@@ -36,6 +36,15 @@ sp_import_submit(uint32_t list_addr, uint32_t list_bytes);
 __attribute__((import_module("samepage"), import_name("last_error"))) int32_t
 sp_import_last_error(uint32_t buf_addr, uint32_t buf_cap);
 
+__attribute__((import_module("samepage"), import_name("blob_open"))) int32_t
+sp_import_blob_open(uint32_t name_addr, uint32_t name_len);
+__attribute__((import_module("samepage"), import_name("blob_size"))) int64_t
+sp_import_blob_size(int32_t handle);
+__attribute__((import_module("samepage"), import_name("blob_read"))) int64_t
+sp_import_blob_read(int32_t handle, int64_t offset, uint32_t addr, uint32_t len);
+__attribute__((import_module("samepage"), import_name("blob_map"))) int32_t
+sp_import_blob_map(int32_t handle, int64_t offset, uint32_t addr, int64_t len);
+
 /* The guest address of a pointer: in wasm32 it is the pointer itself. */
 static inline uint32_t sp_addr(const void *ptr) { return (uint32_t)(uintptr_t)ptr; }
 
@@ -141,6 +150,101 @@ static inline int sp_scale(sp_list *list, sp_tensor dst, sp_tensor a, float s) {
   if (!cmd) return -1;
   cmd->dst = dst, cmd->src[0] = a, cmd->param[0] = sp_f32_bits(s);
   return 0;
+}
+
+/* dst[f32: K, M] = rows idx[i32: M] of table[W: K, V] */
+static inline int sp_get_rows(sp_list *list, sp_tensor dst, sp_tensor table, sp_tensor idx) {
+  return sp_binary(list, SP_OP_GET_ROWS, dst, table, idx);
+}
+
+/* dst = x / sqrt(mean(x^2) + eps) * weight, per row */
+static inline int sp_rmsnorm(sp_list *list, sp_tensor dst, sp_tensor x, sp_tensor weight, float eps) {
+  sp_cmd *cmd = sp_list_push(list, SP_OP_RMSNORM);
+  if (!cmd) return -1;
+  cmd->dst = dst, cmd->src[0] = x, cmd->src[1] = weight, cmd->param[0] = sp_f32_bits(eps);
+  return 0;
+}
+
+/* Rotary embedding of x[f32: D, H, T] at positions pos[i32: T]; mode 0 =
+ * adjacent pairs, 2 = NeoX halves; freq_factors may be an empty tensor. */
+static inline int sp_rope(sp_list *list, sp_tensor dst, sp_tensor x, sp_tensor pos, uint32_t n_rot,
+                          float theta, uint32_t mode, float freq_scale, sp_tensor freq_factors) {
+  sp_cmd *cmd = sp_list_push(list, SP_OP_ROPE);
+  if (!cmd) return -1;
+  cmd->dst = dst, cmd->src[0] = x, cmd->src[1] = pos, cmd->src[2] = freq_factors;
+  cmd->param[0] = n_rot, cmd->param[1] = sp_f32_bits(theta), cmd->param[2] = mode;
+  cmd->param[3] = sp_f32_bits(freq_scale);
+  return 0;
+}
+
+/* Causal GQA attention of q[D, Hq, T] over caches k, v [D, Hkv, C]. */
+static inline int sp_attention(sp_list *list, sp_tensor dst, sp_tensor q, sp_tensor k, sp_tensor v,
+                               sp_tensor pos, float scale) {
+  sp_cmd *cmd = sp_list_push(list, SP_OP_ATTENTION);
+  if (!cmd) return -1;
+  cmd->dst = dst, cmd->src[0] = q, cmd->src[1] = k, cmd->src[2] = v, cmd->src[3] = pos;
+  cmd->param[0] = sp_f32_bits(scale);
+  return 0;
+}
+
+/* dst rows idx[i32: M] = rows[f32: K, M], converted to dst's dtype. */
+static inline int sp_set_rows(sp_list *list, sp_tensor dst, sp_tensor rows, sp_tensor idx) {
+  return sp_binary(list, SP_OP_SET_ROWS, dst, rows, idx);
+}
+
+/* dst = silu(gate) * up */
+static inline int sp_swiglu(sp_list *list, sp_tensor dst, sp_tensor gate, sp_tensor up) {
+  return sp_binary(list, SP_OP_SWIGLU, dst, gate, up);
+}
+
+/* dst = softmax(x * scale) per row */
+static inline int sp_softmax(sp_list *list, sp_tensor dst, sp_tensor x, float scale) {
+  sp_cmd *cmd = sp_list_push(list, SP_OP_SOFTMAX);
+  if (!cmd) return -1;
+  cmd->dst = dst, cmd->src[0] = x, cmd->param[0] = sp_f32_bits(scale);
+  return 0;
+}
+
+/* dst = x converted between f32, f16 and bf16 */
+static inline int sp_copy(sp_list *list, sp_tensor dst, sp_tensor x) {
+  sp_cmd *cmd = sp_list_push(list, SP_OP_COPY);
+  if (!cmd) return -1;
+  cmd->dst = dst, cmd->src[0] = x;
+  return 0;
+}
+
+/* ---- granted files ("blobs") ---- */
+
+/* The handle of the file the user granted as `name` (e.g. "model"), or a
+ * negative sp_status when there is none. */
+static inline int32_t sp_blob_open(const char *name) {
+  return sp_import_blob_open(sp_addr(name), (uint32_t)strlen(name));
+}
+
+/* Maps a whole granted file into fresh linear memory, without copying when
+ * the host can map it (the pages come from the OS page cache; writing to
+ * them gives the guest a private copy). Falls back to reading. Returns the
+ * address, or NULL with *status set. */
+static inline void *sp_blob_load(int32_t handle, uint64_t *size_out, int32_t *status) {
+  int64_t size = sp_import_blob_size(handle);
+  if (size < 0 || (uint64_t)size > 0xF0000000u) {
+    *status = size < 0 ? (int32_t)size : SP_E_BOUNDS;
+    return NULL;
+  }
+  uint32_t pages = (uint32_t)(((uint64_t)size + 65535) / 65536);
+  int32_t old = (int32_t)__builtin_wasm_memory_grow(0, pages ? pages : 1);
+  if (old < 0) {
+    *status = SP_E_LIMIT;
+    return NULL;
+  }
+  uint32_t addr = (uint32_t)old * 65536u;
+  *status = size ? sp_import_blob_map(handle, 0, addr, size) : SP_OK;
+  if (*status != SP_OK) {
+    int64_t got = sp_import_blob_read(handle, 0, addr, (uint32_t)size);
+    *status = got == size ? SP_OK : (got < 0 ? (int32_t)got : SP_E_BOUNDS);
+  }
+  *size_out = (uint64_t)size;
+  return *status == SP_OK ? (void *)(uintptr_t)addr : NULL;
 }
 
 /* ---- submitting ---- */

@@ -11,6 +11,7 @@
 #define SP_EXIT_TRAP 134    /* the guest trapped */
 
 int sp_cli_exec(int argc, char **argv);
+int sp_cli_run(int argc, char **argv);
 int sp_cli_bench(int argc, char **argv);
 
 /* Reads a whole file; prints "samepage: <path>: <reason>" and returns NULL

@@ -14,6 +14,7 @@ static void usage(FILE *out) {
           "usage: samepage <command> [options]\n"
           "\n"
           "commands:\n"
+          "  run [PROMPT]                chat with a GGUF model (see samepage run --help)\n"
           "  exec GUEST.wasm [args...]   run a WASI guest (see samepage exec --help)\n"
           "  bench zerocopy [--json]     prove and measure the zero-copy path\n"
           "  help                        this message\n");
@@ -70,6 +71,7 @@ int main(int argc, char **argv) {
   }
   const char *cmd = argv[1];
   if (!strcmp(cmd, "exec")) return sp_cli_exec(argc - 1, argv + 1);
+  if (!strcmp(cmd, "run")) return sp_cli_run(argc - 1, argv + 1);
   if (!strcmp(cmd, "bench")) return sp_cli_bench(argc - 1, argv + 1);
   if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
     usage(stdout);

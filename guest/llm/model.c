@@ -1,0 +1,137 @@
+/*
+ * model.c: the Llama forward pass as one command list per call.
+ *
+ * Each stage is one host op under a one-line comment; shapes are
+ * [innermost, ...]. The list for a decode step (n = 1) has the same bytes
+ * every token: positions and token ids are read from guest memory, so a
+ * backend can replay it.
+ */
+#include "model.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Commands per layer plus the embedding and head. */
+#define CMDS_PER_LAYER 17
+#define CMDS_FIXED 4
+
+static void *alloc_f32(size_t n) { return aligned_alloc(64, (n * 4 + 63) / 64 * 64); }
+
+int llm_state_init(llm_model *m, uint32_t n_batch, uint32_t n_ctx, bool logits_all, char *err, int cap) {
+  const llm_hparams *hp = &m->hp;
+  llm_state *st = &m->st;
+  size_t E = hp->n_embd, B = n_batch, D = hp->head_dim, F = hp->n_ff, V = hp->n_vocab;
+  size_t kv_row = (size_t)hp->n_head_kv * D;
+  memset(st, 0, sizeof *st);
+  st->n_batch = n_batch, st->n_ctx = n_ctx, st->logits_all = logits_all;
+  st->x = alloc_f32(E * B), st->xb = alloc_f32(E * B), st->proj = alloc_f32(E * B);
+  st->q = alloc_f32(D * hp->n_head * B), st->att = alloc_f32(D * hp->n_head * B);
+  st->k = alloc_f32(kv_row * B), st->v = alloc_f32(kv_row * B);
+  st->gate = alloc_f32(F * B), st->up = alloc_f32(F * B);
+  st->logits = alloc_f32(V * (logits_all ? B : 1));
+  st->tokens = alloc_f32(B), st->pos = alloc_f32(B);
+  size_t cache_elems = (size_t)hp->n_layer * n_ctx * kv_row;
+  st->k_cache = aligned_alloc(64, (cache_elems * 2 + 63) / 64 * 64);
+  st->v_cache = aligned_alloc(64, (cache_elems * 2 + 63) / 64 * 64);
+  st->list_capacity = CMDS_FIXED + CMDS_PER_LAYER * hp->n_layer;
+  st->list_storage = malloc(sizeof(sp_cmd_list_header) + st->list_capacity * sizeof(sp_cmd));
+  if (!st->x || !st->xb || !st->proj || !st->q || !st->att || !st->k || !st->v || !st->gate ||
+      !st->up || !st->logits || !st->tokens || !st->pos || !st->k_cache || !st->v_cache ||
+      !st->list_storage) {
+    snprintf(err, (size_t)cap, "model: out of memory for a %u-token context (KV cache %zu MiB)",
+             n_ctx, cache_elems * 4 >> 20);
+    return -1;
+  }
+  memset(st->k_cache, 0, cache_elems * 2);
+  memset(st->v_cache, 0, cache_elems * 2);
+  return 0;
+}
+
+/* A 2-D f32 activation [ne0, n]. */
+static sp_tensor act(const float *p, uint32_t ne0, uint32_t n) {
+  return sp_tensor_2d(p, SP_DTYPE_F32, ne0, n);
+}
+
+/* One layer's attention block: x += Wo . attn(rope(Wq.xn), cache) */
+static void attention_block(llm_model *m, sp_list *list, uint32_t il, uint32_t n) {
+  const llm_hparams *hp = &m->hp;
+  llm_state *st = &m->st;
+  const llm_layer *l = &m->w.layers[il];
+  uint32_t E = hp->n_embd, D = hp->head_dim, Hq = hp->n_head, Hkv = hp->n_head_kv;
+  size_t layer_off = (size_t)il * st->n_ctx * Hkv * D;
+  sp_tensor pos = sp_tensor_1d(st->pos, SP_DTYPE_I32, n);
+  sp_tensor q3 = sp_tensor_4d(st->q, SP_DTYPE_F32, D, Hq, n, 1);     /* [D, Hq, n] */
+  sp_tensor k3 = sp_tensor_4d(st->k, SP_DTYPE_F32, D, Hkv, n, 1);    /* [D, Hkv, n] */
+  sp_tensor kc = sp_tensor_4d(st->k_cache + layer_off, SP_DTYPE_F16, D, Hkv, st->n_ctx, 1);
+  sp_tensor vc = sp_tensor_4d(st->v_cache + layer_off, SP_DTYPE_F16, D, Hkv, st->n_ctx, 1);
+  /* xb = rmsnorm(x) * attn_norm */
+  sp_rmsnorm(list, act(st->xb, E, n), act(st->x, E, n), l->attn_norm, hp->norm_eps);
+  /* q, k, v projections */
+  sp_matmul(list, act(st->q, Hq * D, n), l->wq, act(st->xb, E, n));
+  sp_matmul(list, act(st->k, Hkv * D, n), l->wk, act(st->xb, E, n));
+  sp_matmul(list, act(st->v, Hkv * D, n), l->wv, act(st->xb, E, n));
+  /* rotary embedding of q and k, in place */
+  sp_rope(list, q3, q3, pos, hp->n_rot, hp->rope_theta, 0, 1.0f, m->w.rope_freqs);
+  sp_rope(list, k3, k3, pos, hp->n_rot, hp->rope_theta, 0, 1.0f, m->w.rope_freqs);
+  /* append k and v to the cache at their positions (f16) */
+  sp_set_rows(list, sp_tensor_2d(st->k_cache + layer_off, SP_DTYPE_F16, Hkv * D, st->n_ctx),
+              act(st->k, Hkv * D, n), pos);
+  sp_set_rows(list, sp_tensor_2d(st->v_cache + layer_off, SP_DTYPE_F16, Hkv * D, st->n_ctx),
+              act(st->v, Hkv * D, n), pos);
+  /* causal grouped-query attention over the cache */
+  sp_attention(list, sp_tensor_4d(st->att, SP_DTYPE_F32, D, Hq, n, 1), q3, kc, vc, pos,
+               1.0f / sqrtf((float)D));
+  /* x += Wo . att */
+  sp_matmul(list, act(st->proj, E, n), l->wo, act(st->att, Hq * D, n));
+  sp_add(list, act(st->x, E, n), act(st->x, E, n), act(st->proj, E, n));
+}
+
+/* One layer's feed-forward block: x += Wdown . (silu(Wgate.xn) * Wup.xn) */
+static void ffn_block(llm_model *m, sp_list *list, uint32_t il, uint32_t n) {
+  const llm_hparams *hp = &m->hp;
+  llm_state *st = &m->st;
+  const llm_layer *l = &m->w.layers[il];
+  uint32_t E = hp->n_embd, F = hp->n_ff;
+  /* xb = rmsnorm(x) * ffn_norm */
+  sp_rmsnorm(list, act(st->xb, E, n), act(st->x, E, n), l->ffn_norm, hp->norm_eps);
+  /* gate and up projections */
+  sp_matmul(list, act(st->gate, F, n), l->w_gate, act(st->xb, E, n));
+  sp_matmul(list, act(st->up, F, n), l->w_up, act(st->xb, E, n));
+  /* gate = silu(gate) * up, in place */
+  sp_swiglu(list, act(st->gate, F, n), act(st->gate, F, n), act(st->up, F, n));
+  /* x += Wdown . gate */
+  sp_matmul(list, act(st->proj, E, n), l->w_down, act(st->gate, F, n));
+  sp_add(list, act(st->x, E, n), act(st->x, E, n), act(st->proj, E, n));
+}
+
+const float *llm_forward(llm_model *m, const int32_t *tokens, uint32_t n, uint32_t pos0, char *err,
+                         int cap) {
+  const llm_hparams *hp = &m->hp;
+  llm_state *st = &m->st;
+  uint32_t E = hp->n_embd, V = hp->n_vocab;
+  if (n == 0 || n > st->n_batch || pos0 > st->n_ctx - n) {
+    snprintf(err, (size_t)cap, "forward: %u tokens at position %u do not fit (batch %u, context %u)",
+             n, pos0, st->n_batch, st->n_ctx);
+    return NULL;
+  }
+  for (uint32_t i = 0; i < n; i++) st->tokens[i] = tokens[i], st->pos[i] = (int32_t)(pos0 + i);
+  sp_list list = sp_list_init(st->list_storage, st->list_capacity);
+  /* x = token embeddings */
+  sp_get_rows(&list, act(st->x, E, n), m->w.tok_embd, sp_tensor_1d(st->tokens, SP_DTYPE_I32, n));
+  for (uint32_t il = 0; il < hp->n_layer; il++) {
+    attention_block(m, &list, il, n);
+    ffn_block(m, &list, il, n);
+  }
+  /* logits = output . rmsnorm(x) * out_norm, for the last token or all */
+  uint32_t first = st->logits_all ? 0 : n - 1, rows = n - first;
+  sp_rmsnorm(&list, act(st->xb, E, rows), act(st->x + (size_t)first * E, E, rows), m->w.out_norm,
+             hp->norm_eps);
+  sp_matmul(&list, act(st->logits, V, rows), m->w.output, act(st->xb, E, rows));
+  if (sp_submit(&list) != SP_OK) {
+    snprintf(err, (size_t)cap, "forward: %s", sp_last_error());
+    return NULL;
+  }
+  return st->logits;
+}

@@ -1,0 +1,89 @@
+/*
+ * model.h: a Llama-architecture transformer whose tensors all live in the
+ * guest's linear memory. The guest owns the architecture: it lays out
+ * weights (mapped from the GGUF file), activations and the KV cache, and
+ * describes each forward pass as one command list for the host.
+ */
+#ifndef LLM_MODEL_H
+#define LLM_MODEL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "samepage_guest.h"
+
+typedef struct llm_hparams {
+  uint32_t n_vocab;     /* tokens */
+  uint32_t n_embd;      /* E, the residual width */
+  uint32_t n_layer;
+  uint32_t n_head;      /* Hq */
+  uint32_t n_head_kv;   /* Hkv, Hq % Hkv == 0 */
+  uint32_t head_dim;    /* D */
+  uint32_t n_ff;        /* F, the feed-forward width */
+  uint32_t n_ctx_train; /* context the model was trained for */
+  uint32_t n_rot;       /* rotated dims per head (usually D) */
+  float norm_eps;       /* RMSNorm epsilon */
+  float rope_theta;     /* RoPE frequency base */
+} llm_hparams;
+
+typedef struct llm_layer {
+  sp_tensor attn_norm;  /* f32 [E] */
+  sp_tensor wq;         /* [E, Hq*D] */
+  sp_tensor wk;         /* [E, Hkv*D] */
+  sp_tensor wv;         /* [E, Hkv*D] */
+  sp_tensor wo;         /* [Hq*D, E] */
+  sp_tensor ffn_norm;   /* f32 [E] */
+  sp_tensor w_gate;     /* [E, F] */
+  sp_tensor w_up;       /* [E, F] */
+  sp_tensor w_down;     /* [F, E] */
+} llm_layer;
+
+typedef struct llm_weights {
+  sp_tensor tok_embd;   /* [E, V] */
+  sp_tensor out_norm;   /* f32 [E] */
+  sp_tensor output;     /* [E, V], the embedding table when tied */
+  sp_tensor rope_freqs; /* f32 [n_rot/2] Llama 3 frequency factors, or empty */
+  llm_layer *layers;    /* [n_layer] */
+} llm_weights;
+
+/* Per-step buffers, sized for n_batch tokens, and the KV cache. */
+typedef struct llm_state {
+  uint32_t n_batch;     /* most tokens per forward call */
+  uint32_t n_ctx;       /* KV cache length C */
+  bool logits_all;      /* logits for every token, not only the last */
+  float *x;             /* [E, B] residual stream */
+  float *xb;            /* [E, B] normed input of a block */
+  float *q;             /* [D, Hq, B] */
+  float *k;             /* [D, Hkv, B] */
+  float *v;             /* [D, Hkv, B] */
+  float *att;           /* [D, Hq, B] attention output */
+  float *proj;          /* [E, B] a block's output projection */
+  float *gate;          /* [F, B] */
+  float *up;            /* [F, B] */
+  float *logits;        /* [V, B or 1] */
+  int32_t *tokens;      /* [B] */
+  int32_t *pos;         /* [B] absolute positions */
+  uint16_t *k_cache;    /* f16 [n_layer][C][Hkv*D] */
+  uint16_t *v_cache;    /* f16 [n_layer][C][Hkv*D] */
+  sp_cmd_list_header *list_storage;
+  uint32_t list_capacity;
+} llm_state;
+
+typedef struct llm_model {
+  llm_hparams hp;
+  llm_weights w;
+  llm_state st;
+} llm_model;
+
+/* Allocates activations for n_batch tokens and an f16 KV cache of n_ctx
+ * positions. Returns 0, or -1 with a message in err. */
+int llm_state_init(llm_model *m, uint32_t n_batch, uint32_t n_ctx, bool logits_all, char *err, int cap);
+
+/* Runs tokens[0..n) at positions pos0..pos0+n-1 (n <= n_batch, pos0 + n <=
+ * n_ctx), appending to the KV cache. Returns a pointer to the logits: [V]
+ * for the last token, or [V, n] when logits_all. NULL with a message in err
+ * when the host rejects the work. */
+const float *llm_forward(llm_model *m, const int32_t *tokens, uint32_t n, uint32_t pos0, char *err,
+                         int cap);
+
+#endif

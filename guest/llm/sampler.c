@@ -1,0 +1,145 @@
+/* sampler.c: penalties, truncation, temperature and a seeded draw. */
+#include "sampler.h"
+
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+llm_sampler_params llm_sampler_defaults(void) {
+  llm_sampler_params p = {0.0f, 40, 0.95f, 0.05f, 1.0f, 64, 0x5eed};
+  return p;
+}
+
+int llm_sampler_init(llm_sampler *s, const llm_sampler_params *p, int32_t vocab, char *err, int cap) {
+  memset(s, 0, sizeof *s);
+  if (vocab <= 0 || p->top_k < 0 || p->top_p <= 0 || p->top_p > 1 || p->min_p < 0 || p->min_p >= 1 ||
+      p->repeat_penalty <= 0 || p->repeat_last_n < 0 || p->repeat_last_n > 1 << 20) {
+    snprintf(err, (size_t)cap, "sampler: invalid parameters (need top_k >= 0, 0 < top_p <= 1, "
+                               "0 <= min_p < 1, repeat_penalty > 0)");
+    return -1;
+  }
+  s->params = *p;
+  s->vocab = vocab;
+  s->rng = p->seed;
+  s->cand = malloc(sizeof *s->cand * (size_t)vocab);
+  s->recent = malloc(sizeof *s->recent * (size_t)(p->repeat_last_n ? p->repeat_last_n : 1));
+  if (!s->cand || !s->recent) {
+    snprintf(err, (size_t)cap, "sampler: out of memory");
+    llm_sampler_free(s);
+    return -1;
+  }
+  return 0;
+}
+
+void llm_sampler_free(llm_sampler *s) {
+  free(s->cand);
+  free(s->recent);
+  s->cand = NULL, s->recent = NULL;
+}
+
+void llm_sampler_accept(llm_sampler *s, int32_t token) {
+  int32_t n = s->params.repeat_last_n;
+  if (n == 0) return;
+  s->recent[s->recent_head] = token;
+  s->recent_head = (s->recent_head + 1) % n;
+  if (s->n_recent < n) s->n_recent++;
+}
+
+int32_t llm_argmax(const float *logits, int32_t n) {
+  int32_t best = 0;
+  for (int32_t i = 1; i < n; i++)
+    if (logits[i] > logits[best]) best = i;
+  return best;
+}
+
+/* splitmix64: small, fast, and its whole state is one integer. */
+static uint64_t next_random(uint64_t *state) {
+  uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+/* Penalises tokens seen recently, as llama.cpp does (divide positive
+ * logits, multiply negative ones). Each distinct token once. */
+static void apply_penalty(llm_sampler *s) {
+  float penalty = s->params.repeat_penalty;
+  if (penalty == 1.0f) return;
+  for (int32_t i = 0; i < s->n_recent; i++) {
+    int32_t id = s->recent[i];
+    if (id < 0 || id >= s->vocab) continue;
+    bool seen = false;
+    for (int32_t j = 0; j < i && !seen; j++) seen = s->recent[j] == id;
+    if (seen) continue;
+    float *l = &s->cand[id].logit;
+    *l = *l > 0 ? *l / penalty : *l * penalty;
+  }
+}
+
+static int by_logit_desc(const void *a, const void *b) {
+  float x = ((const llm_candidate *)a)->logit, y = ((const llm_candidate *)b)->logit;
+  return (x < y) - (x > y);
+}
+
+/* Keeps the k best candidates, sorted, with a partial selection first. */
+static int32_t keep_top_k(llm_candidate *c, int32_t n, int32_t k) {
+  if (k <= 0 || k > n) k = n;
+  /* A full sort of 50k-128k entries per token is affordable but wasteful:
+   * first drop everything below the k-th largest by a threshold pass. */
+  if (k < n) {
+    float lo = c[0].logit, hi = c[0].logit;
+    for (int32_t i = 1; i < n; i++) lo = fminf(lo, c[i].logit), hi = fmaxf(hi, c[i].logit);
+    for (int iter = 0; iter < 40 && hi > lo; iter++) {
+      float mid = lo + (hi - lo) / 2;
+      int32_t above = 0;
+      for (int32_t i = 0; i < n; i++) above += c[i].logit >= mid;
+      if (above >= k) lo = mid; else hi = mid;
+    }
+    int32_t m = 0;
+    for (int32_t i = 0; i < n; i++)
+      if (c[i].logit >= lo) c[m++] = c[i];
+    n = m;
+  }
+  qsort(c, (size_t)n, sizeof *c, by_logit_desc);
+  return n < k ? n : k;
+}
+
+static void softmax_sorted(llm_candidate *c, int32_t n, float temperature) {
+  float max = c[0].logit, sum = 0;
+  for (int32_t i = 0; i < n; i++) sum += c[i].logit = expf((c[i].logit - max) / temperature);
+  for (int32_t i = 0; i < n; i++) c[i].logit /= sum;
+}
+
+int32_t llm_sampler_sample(llm_sampler *s, const float *logits) {
+  for (int32_t i = 0; i < s->vocab; i++) s->cand[i] = (llm_candidate){i, logits[i]};
+  apply_penalty(s);
+  const llm_sampler_params *p = &s->params;
+  if (p->temperature <= 0.0f) {
+    int32_t best = 0;
+    for (int32_t i = 1; i < s->vocab; i++)
+      if (s->cand[i].logit > s->cand[best].logit) best = i;
+    return best;
+  }
+  int32_t n = keep_top_k(s->cand, s->vocab, p->top_k);
+  /* top-p and min-p on probabilities at temperature 1, as llama.cpp. */
+  softmax_sorted(s->cand, n, 1.0f);
+  float cum = 0;
+  int32_t keep = n;
+  for (int32_t i = 0; i < n; i++) {
+    cum += s->cand[i].logit;
+    if (cum >= p->top_p) { keep = i + 1; break; }
+  }
+  float floor_p = p->min_p * s->cand[0].logit;
+  while (keep > 1 && s->cand[keep - 1].logit < floor_p) keep--;
+  /* Temperature on the survivors: p^(1/T), renormalised. */
+  float sum = 0;
+  for (int32_t i = 0; i < keep; i++) sum += s->cand[i].logit = powf(s->cand[i].logit, 1.0f / p->temperature);
+  double r = (double)(next_random(&s->rng) >> 11) / 9007199254740992.0 * sum;
+  for (int32_t i = 0; i < keep; i++) {
+    r -= s->cand[i].logit;
+    if (r <= 0) return s->cand[i].id;
+  }
+  return s->cand[keep - 1].id;
+}

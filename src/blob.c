@@ -1,0 +1,143 @@
+/* blob.c: granted files, read or mapped into an actor's region. */
+#include "blob.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "error.h"
+
+static sp_error_t *open_one(sp_blob *blob, const sp_blob_grant *grant) {
+  if (!grant->name || !grant->name[0] || !grant->path)
+    return sp_error_new("a file grant needs a name and a path");
+  blob->fd = open(grant->path, O_RDONLY | O_CLOEXEC);
+  if (blob->fd < 0) return sp_error_new("%s: %s: %s", grant->name, grant->path, strerror(errno));
+  struct stat st;
+  if (fstat(blob->fd, &st) || !S_ISREG(st.st_mode))
+    return sp_error_new("%s: %s: not a regular file", grant->name, grant->path);
+  blob->name = strdup(grant->name);
+  if (!blob->name) return sp_error_new("out of memory");
+  blob->size = (uint64_t)st.st_size;
+  blob->dev = (uint64_t)st.st_dev;
+  blob->ino = (uint64_t)st.st_ino;
+  blob->mtime_ns = (uint64_t)st.st_mtim.tv_sec * 1000000000u + (uint64_t)st.st_mtim.tv_nsec;
+  return NULL;
+}
+
+sp_error_t *sp_blob_table_open(sp_blob_table *table, const sp_blob_grant *grants, int n) {
+  memset(table, 0, sizeof *table);
+  if (n <= 0) return NULL;
+  table->blobs = calloc((size_t)n, sizeof *table->blobs);
+  if (!table->blobs) return sp_error_new("out of memory");
+  for (int i = 0; i < n; i++) table->blobs[i].fd = -1;
+  table->count = n;
+  for (int i = 0; i < n; i++) {
+    sp_error_t *err = open_one(&table->blobs[i], &grants[i]);
+    if (err) {
+      sp_blob_table_close(table);
+      return err;
+    }
+  }
+  return NULL;
+}
+
+void sp_blob_table_close(sp_blob_table *table) {
+  for (int i = 0; i < table->count; i++) {
+    if (table->blobs[i].fd >= 0) close(table->blobs[i].fd);
+    free(table->blobs[i].name);
+  }
+  free(table->blobs);
+  free(table->maps);
+  memset(table, 0, sizeof *table);
+}
+
+int32_t sp_blob_find(const sp_blob_table *table, const char *name, size_t len) {
+  for (int i = 0; i < table->count; i++)
+    if (strlen(table->blobs[i].name) == len && !memcmp(table->blobs[i].name, name, len)) return i;
+  return SP_E_PARAM;
+}
+
+static sp_blob *get_blob(sp_blob_table *table, int32_t handle, char *msg, size_t cap) {
+  if (handle < 0 || handle >= table->count) {
+    snprintf(msg, cap, "blob handle %" PRId32 " was never granted", handle);
+    return NULL;
+  }
+  return &table->blobs[handle];
+}
+
+static bool in_memory(const sp_region *region, uint64_t addr, uint64_t len) {
+  return addr <= region->committed && len <= region->committed - addr;
+}
+
+int64_t sp_blob_read(sp_blob_table *table, sp_region *region, int32_t handle, uint64_t offset,
+                     uint64_t addr, uint64_t len, char *msg, size_t cap) {
+  sp_blob *blob = get_blob(table, handle, msg, cap);
+  if (!blob) return SP_E_PARAM;
+  if (!in_memory(region, addr, len)) {
+    snprintf(msg, cap, "blob_read: [0x%" PRIx64 ", +%" PRIu64 ") is outside committed memory", addr, len);
+    return SP_E_BOUNDS;
+  }
+  if (offset >= blob->size) return 0;
+  if (len > blob->size - offset) len = blob->size - offset;
+  uint64_t done = 0;
+  while (done < len) {
+    ssize_t got = pread(blob->fd, region->base + addr + done, len - done, (off_t)(offset + done));
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) break;
+    done += (uint64_t)got;
+  }
+  return (int64_t)done;
+}
+
+static void remember_mapping(sp_blob_table *table, sp_blob_mapping map) {
+  if (table->n_maps == table->maps_cap) {
+    int cap = table->maps_cap ? table->maps_cap * 2 : 8;
+    sp_blob_mapping *grown = realloc(table->maps, (size_t)cap * sizeof *grown);
+    if (!grown) return; /* bookkeeping only: the mapping itself stands */
+    table->maps = grown;
+    table->maps_cap = cap;
+  }
+  table->maps[table->n_maps++] = map;
+}
+
+int32_t sp_blob_map(sp_blob_table *table, sp_region *region, int32_t handle, uint64_t offset,
+                    uint64_t addr, uint64_t len, char *msg, size_t cap) {
+  sp_blob *blob = get_blob(table, handle, msg, cap);
+  if (!blob) return SP_E_PARAM;
+  if (offset % SP_BLOB_MAP_ALIGN || addr % SP_BLOB_MAP_ALIGN) {
+    snprintf(msg, cap, "blob_map: offset 0x%" PRIx64 " and address 0x%" PRIx64 " must be 64 KiB aligned",
+             offset, addr);
+    return SP_E_ALIGN;
+  }
+  if (len == 0 || offset > blob->size || len > blob->size - offset) {
+    snprintf(msg, cap, "blob_map: [%" PRIu64 ", +%" PRIu64 ") is not inside the %" PRIu64 "-byte file",
+             offset, len, blob->size);
+    return SP_E_BOUNDS;
+  }
+  uint64_t span = (len + SP_BLOB_MAP_ALIGN - 1) / SP_BLOB_MAP_ALIGN * SP_BLOB_MAP_ALIGN;
+  if (!in_memory(region, addr, span)) {
+    snprintf(msg, cap, "blob_map: [0x%" PRIx64 ", +%" PRIu64 ") is outside committed memory", addr, span);
+    return SP_E_BOUNDS;
+  }
+  /* Private and writable: reads share the page cache, a guest write gets
+   * its own copy and never reaches the file. */
+  void *at = mmap(region->base + addr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED,
+                  blob->fd, (off_t)offset);
+  if (at == MAP_FAILED) {
+    snprintf(msg, cap, "blob_map: mmap failed: %s", strerror(errno));
+    return SP_E_BACKEND;
+  }
+  /* The tail of the last wasm page past the file's last host page stays
+   * anonymous zeroed memory. */
+  size_t page = sp_page_size();
+  uint64_t mapped = (len + page - 1) / page * page;
+  if (mapped < span) memset(region->base + addr + mapped, 0, span - mapped);
+  remember_mapping(table, (sp_blob_mapping){handle, offset, len, addr});
+  return SP_OK;
+}

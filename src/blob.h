@@ -1,0 +1,64 @@
+/*
+ * blob.h: files the user granted to an actor, as capabilities.
+ *
+ * The user grants files by name on the command line (`--model F` grants F
+ * as "model"). The guest asks for a grant by that name and gets a small
+ * integer handle; it never sees or names a host path. With a handle it can
+ * read bytes into its memory, or map the file into its memory: the pages
+ * then come straight from the OS page cache (copy-on-write), which is how
+ * weights reach linear memory without a copy.
+ */
+#ifndef SP_BLOB_H
+#define SP_BLOB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "region.h"
+#include "samepage.h"
+
+/* The alignment blob_map needs for guest addresses and file offsets: one
+ * wasm page, a multiple of every host page size we run on. */
+#define SP_BLOB_MAP_ALIGN ((uint64_t)64 << 10)
+
+typedef struct sp_blob {
+  char *name;     /* the grant's name, e.g. "model" */
+  int fd;         /* opened read-only when the actor was created */
+  uint64_t size;  /* size when opened */
+  uint64_t dev, ino, mtime_ns; /* identity, for snapshots by reference */
+} sp_blob;
+
+/* A file range mapped into linear memory (immutable from the guest's view). */
+typedef struct sp_blob_mapping {
+  int handle;
+  uint64_t file_offset, length, guest_addr;
+} sp_blob_mapping;
+
+typedef struct sp_blob_table {
+  sp_blob *blobs;
+  int count;
+  sp_blob_mapping *maps;
+  int n_maps, maps_cap;
+} sp_blob_table;
+
+/* Opens every grant; errors name the grant and the path. */
+sp_error_t *sp_blob_table_open(sp_blob_table *table, const sp_blob_grant *grants, int n);
+void sp_blob_table_close(sp_blob_table *table);
+
+/* The handle of grant `name` (length-delimited), or SP_E_PARAM when none. */
+int32_t sp_blob_find(const sp_blob_table *table, const char *name, size_t len);
+
+/* Reads len bytes at file offset `offset` into region bytes [addr, addr+len).
+ * Returns the bytes read (short at EOF) or a negative sp_status with a
+ * message in msg. */
+int64_t sp_blob_read(sp_blob_table *table, sp_region *region, int32_t handle, uint64_t offset,
+                     uint64_t addr, uint64_t len, char *msg, size_t cap);
+
+/* Maps [offset, offset+len) of the file at region address addr (both
+ * SP_BLOB_MAP_ALIGN-aligned, inside committed memory and inside the file).
+ * Returns SP_OK or a negative sp_status with a message. */
+int32_t sp_blob_map(sp_blob_table *table, sp_region *region, int32_t handle, uint64_t offset,
+                    uint64_t addr, uint64_t len, char *msg, size_t cap);
+
+#endif

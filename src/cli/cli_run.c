@@ -1,0 +1,324 @@
+/*
+ * cli_run.c: `samepage run`, chat with a GGUF model.
+ *
+ * The host knows nothing about models: it grants the model file to the
+ * embedded LLM guest as "model", forwards the sampling options as the
+ * guest's argv, and drives the guest's exports turn by turn:
+ *   llm_init() -> status            parse GGUF, tokenizer, KV cache
+ *   llm_input(len) -> addr          a buffer the host writes text into
+ *   llm_prompt(len, mode) -> n      tokenize + prefill (mode: chat turn / raw)
+ *   llm_step() -> token or < 0      sample, emit text, feed it back
+ *   llm_piece_ptr/len, llm_error_ptr
+ * It streams the text, and reports load, prefill and decode speed.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "samepage.h"
+
+extern const uint8_t sp_embedded_llm[], sp_embedded_llm_end[];
+
+#define MAX_GUEST_ARGS 48
+#define STEP_END (-1)
+
+typedef struct run_args {
+  const char *model;
+  const char *prompt;
+  const char *backend;
+  unsigned threads;
+  long n_predict;
+  bool json, raw;
+  const char *guest_argv[MAX_GUEST_ARGS];
+  int guest_argc;
+} run_args;
+
+typedef struct run_stats {
+  double load_ms, prefill_ms, decode_ms;
+  long prompt_tokens, generated;
+} run_stats;
+
+static double now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static void run_usage(FILE *out) {
+  fprintf(out,
+          "usage: samepage run [options] [PROMPT]\n"
+          "  -m, --model FILE       GGUF model (default: SmolLM2-135M-Instruct Q4_1,\n"
+          "                         fetched by scripts/fetch-model.sh)\n"
+          "  -p, --prompt TEXT      prompt; without one, an interactive chat\n"
+          "  -n, --n-predict N      tokens to generate per turn (default 256)\n"
+          "  --temp F --top-k N --top-p F --min-p F --repeat-penalty F --seed N\n"
+          "                         sampling (default: greedy)\n"
+          "  --ctx N                context length (default 4096)\n"
+          "  --batch N              prefill batch (default 128)\n"
+          "  --system TEXT          system prompt for chat models\n"
+          "  --raw                  no chat template: continue the text\n"
+          "  --backend cpu|auto     compute backend (default auto)\n"
+          "  --threads N            CPU backend threads\n"
+          "  --json                 machine-readable output\n");
+}
+
+/* Options the guest interprets: forwarded verbatim as its argv. */
+static const char *const guest_options[] = {"--temp", "--top-k", "--top-p", "--min-p",
+                                            "--repeat-penalty", "--seed", "--ctx", "--batch",
+                                            "--system", "--repeat-last-n", NULL};
+
+static bool is_guest_option(const char *opt) {
+  for (int i = 0; guest_options[i]; i++)
+    if (!strcmp(opt, guest_options[i])) return true;
+  return false;
+}
+
+static const char *default_model(void) {
+  static char path[4096];
+  const char *env = getenv("SAMEPAGE_MODEL");
+  if (env && *env) return env;
+  const char *cache = getenv("SAMEPAGE_CACHE"), *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+  if (cache && *cache) snprintf(path, sizeof path, "%s/models/SmolLM2-135M-Instruct.Q4_1.gguf", cache);
+  else if (xdg && *xdg) snprintf(path, sizeof path, "%s/samepage/models/SmolLM2-135M-Instruct.Q4_1.gguf", xdg);
+  else snprintf(path, sizeof path, "%s/.cache/samepage/models/SmolLM2-135M-Instruct.Q4_1.gguf", home ? home : ".");
+  return path;
+}
+
+static int parse_run_args(int argc, char **argv, run_args *a) {
+  memset(a, 0, sizeof *a);
+  a->backend = "auto", a->n_predict = 256;
+  a->guest_argv[a->guest_argc++] = "llm";
+  for (int i = 1; i < argc; i++) {
+    const char *opt = argv[i];
+    if (!strcmp(opt, "-h") || !strcmp(opt, "--help")) { run_usage(stdout); return -1; }
+    if (!strcmp(opt, "--json")) { a->json = true; continue; }
+    if (!strcmp(opt, "--raw")) { a->raw = true; continue; }
+    if (opt[0] != '-') {
+      if (a->prompt) { fprintf(stderr, "samepage run: more than one prompt given\n"); return SP_EXIT_USAGE; }
+      a->prompt = opt;
+      continue;
+    }
+    if (i + 1 >= argc) { fprintf(stderr, "samepage run: %s needs a value\n", opt); return SP_EXIT_USAGE; }
+    const char *val = argv[++i];
+    if (!strcmp(opt, "-m") || !strcmp(opt, "--model")) a->model = val;
+    else if (!strcmp(opt, "-p") || !strcmp(opt, "--prompt")) a->prompt = val;
+    else if (!strcmp(opt, "--backend")) a->backend = val;
+    else if (!strcmp(opt, "-n") || !strcmp(opt, "--n-predict")) {
+      char *end;
+      a->n_predict = strtol(val, &end, 10);
+      if (*end || a->n_predict < 0 || a->n_predict > 1 << 20) {
+        fprintf(stderr, "samepage run: -n: \"%s\" is not a token count\n", val);
+        return SP_EXIT_USAGE;
+      }
+    } else if (!strcmp(opt, "--threads")) {
+      a->threads = (unsigned)atoi(val);
+      if (a->threads < 1 || a->threads > 1024) { fprintf(stderr, "samepage run: --threads: 1..1024\n"); return SP_EXIT_USAGE; }
+    } else if (is_guest_option(opt) && a->guest_argc + 2 < MAX_GUEST_ARGS) {
+      a->guest_argv[a->guest_argc++] = opt;
+      a->guest_argv[a->guest_argc++] = val;
+    } else {
+      fprintf(stderr, "samepage run: unknown option %s\n", opt);
+      run_usage(stderr);
+      return SP_EXIT_USAGE;
+    }
+  }
+  if (!a->model) a->model = default_model();
+  return 0;
+}
+
+/* ---- talking to the guest ---- */
+
+typedef struct llm_session {
+  sp_actor_t *actor;
+  run_args *args;
+  run_stats stats;
+  char *text;          /* the reply so far, for --json */
+  size_t text_len, text_cap;
+} llm_session;
+
+static sp_error_t *call(sp_actor_t *actor, const char *fn, int64_t a, int64_t b, int nargs, int64_t *out) {
+  int64_t args[2] = {a, b};
+  return sp_actor_call(actor, fn, args, (size_t)nargs, out);
+}
+
+/* The guest's own message after a failed call. */
+static const char *guest_error(sp_actor_t *actor) {
+  static char msg[1024];
+  int64_t addr = 0;
+  sp_error_t *err = call(actor, "llm_error_ptr", 0, 0, 0, &addr);
+  uint8_t *base;
+  size_t size;
+  sp_actor_memory(actor, &base, &size);
+  if (err || addr <= 0 || (uint64_t)addr >= size) {
+    sp_error_free(err);
+    return "unknown error";
+  }
+  snprintf(msg, sizeof msg, "%.*s", (int)(size - (size_t)addr < 1000 ? size - (size_t)addr : 1000),
+           (const char *)base + addr);
+  return msg;
+}
+
+static void append_text(llm_session *s, const uint8_t *bytes, size_t len) {
+  if (s->text_len + len + 1 > s->text_cap) {
+    size_t cap = (s->text_len + len + 1) * 2;
+    char *grown = realloc(s->text, cap);
+    if (!grown) return;
+    s->text = grown, s->text_cap = cap;
+  }
+  memcpy(s->text + s->text_len, bytes, len);
+  s->text_len += len;
+  s->text[s->text_len] = '\0';
+}
+
+/* Streams the text of the last step. */
+static sp_error_t *emit_piece(llm_session *s) {
+  int64_t ptr, len;
+  sp_error_t *err = call(s->actor, "llm_piece_ptr", 0, 0, 0, &ptr);
+  if (!err) err = call(s->actor, "llm_piece_len", 0, 0, 0, &len);
+  if (err) return err;
+  uint8_t *base;
+  size_t size;
+  sp_actor_memory(s->actor, &base, &size);
+  if (ptr < 0 || len < 0 || (uint64_t)ptr + (uint64_t)len > size) return NULL;
+  if (s->args->json) append_text(s, base + ptr, (size_t)len);
+  else {
+    fwrite(base + ptr, 1, (size_t)len, stdout);
+    fflush(stdout);
+  }
+  return NULL;
+}
+
+static sp_error_t *prompt_turn(llm_session *s, const char *text, bool raw) {
+  size_t len = strlen(text);
+  int64_t addr, n;
+  sp_error_t *err = call(s->actor, "llm_input", (int64_t)len, 0, 1, &addr);
+  if (err) return err;
+  uint8_t *base;
+  size_t size;
+  sp_actor_memory(s->actor, &base, &size);
+  if (addr <= 0 || (uint64_t)addr + len > size) {
+    fprintf(stderr, "samepage run: %s\n", guest_error(s->actor));
+    return NULL;
+  }
+  memcpy(base + addr, text, len);
+  double t0 = now_ms();
+  if ((err = call(s->actor, "llm_prompt", (int64_t)len, raw ? 1 : 0, 2, &n))) return err;
+  s->stats.prefill_ms += now_ms() - t0;
+  if (n < 0) {
+    fprintf(stderr, "samepage run: %s\n", guest_error(s->actor));
+    return NULL;
+  }
+  s->stats.prompt_tokens += n;
+  t0 = now_ms();
+  for (long i = 0; i < s->args->n_predict; i++) {
+    int64_t token;
+    if ((err = call(s->actor, "llm_step", 0, 0, 0, &token))) return err;
+    if (token < 0) {
+      if (token != STEP_END) fprintf(stderr, "\nsamepage run: %s\n", guest_error(s->actor));
+      break;
+    }
+    s->stats.generated++;
+    if ((err = emit_piece(s))) return err;
+  }
+  s->stats.decode_ms += now_ms() - t0;
+  if (!s->args->json) printf("\n");
+  return NULL;
+}
+
+static sp_error_t *interactive(llm_session *s) {
+  char line[16384];
+  bool tty = isatty(0);
+  for (;;) {
+    if (tty) { fprintf(stderr, "> "); fflush(stderr); }
+    if (!fgets(line, sizeof line, stdin)) break;
+    line[strcspn(line, "\n")] = '\0';
+    if (!line[0]) continue;
+    if (!strcmp(line, "/exit") || !strcmp(line, "/quit")) break;
+    sp_error_t *err = prompt_turn(s, line, s->args->raw);
+    if (err) return err;
+  }
+  return NULL;
+}
+
+static void print_json_string(const char *text) {
+  putchar('"');
+  for (const unsigned char *p = (const unsigned char *)text; p && *p; p++) {
+    if (*p == '"' || *p == '\\') printf("\\%c", *p);
+    else if (*p == '\n') printf("\\n");
+    else if (*p < 0x20) printf("\\u%04x", *p);
+    else putchar(*p);
+  }
+  putchar('"');
+}
+
+static void report(const llm_session *s) {
+  const run_stats *st = &s->stats;
+  double prefill_tps = st->prefill_ms > 0 ? st->prompt_tokens / (st->prefill_ms / 1e3) : 0;
+  double decode_tps = st->decode_ms > 0 ? st->generated / (st->decode_ms / 1e3) : 0;
+  if (s->args->json) {
+    printf("{\"model\": ");
+    print_json_string(s->args->model);
+    printf(", \"load_ms\": %.1f, \"prompt_tokens\": %ld, \"prefill_ms\": %.1f, \"prefill_tok_s\": %.1f, "
+           "\"generated_tokens\": %ld, \"decode_ms\": %.1f, \"decode_tok_s\": %.1f, \"text\": ",
+           st->load_ms, st->prompt_tokens, st->prefill_ms, prefill_tps, st->generated, st->decode_ms, decode_tps);
+    print_json_string(s->text ? s->text : "");
+    printf("}\n");
+  }
+  fprintf(stderr, "load %.0f ms | prefill %ld tokens, %.1f tok/s | decode %ld tokens, %.1f tok/s (%.2f ms/token)\n",
+          st->load_ms, st->prompt_tokens, prefill_tps, st->generated, decode_tps,
+          st->generated ? st->decode_ms / st->generated : 0.0);
+}
+
+static int run_session(sp_runtime_t *rt, run_args *a) {
+  sp_blob_grant grant = {"model", a->model};
+  sp_actor_options opts = {.argv = a->guest_argv, .argc = a->guest_argc, .inherit_stdio = true,
+                           .blobs = &grant, .n_blobs = 1};
+  llm_session s = {.args = a};
+  double t0 = now_ms();
+  size_t len = (size_t)(sp_embedded_llm_end - sp_embedded_llm);
+  sp_error_t *err = sp_actor_new(rt, sp_embedded_llm, len, &opts, &s.actor);
+  int64_t status = 0;
+  if (!err) err = call(s.actor, "llm_init", 0, 0, 0, &status);
+  s.stats.load_ms = now_ms() - t0;
+  int rc = 0;
+  if (!err && status < 0) {
+    fprintf(stderr, "samepage run: %s: %s\n", a->model, guest_error(s.actor));
+    rc = 1;
+  } else if (!err) {
+    err = a->prompt ? prompt_turn(&s, a->prompt, a->raw) : interactive(&s);
+    if (!err) report(&s);
+  }
+  if (err) {
+    fprintf(stderr, "samepage run: %s\n", sp_error_message(err));
+    sp_error_free(err);
+    rc = SP_EXIT_RUNTIME;
+  }
+  free(s.text);
+  sp_actor_free(s.actor);
+  return rc;
+}
+
+int sp_cli_run(int argc, char **argv) {
+  run_args a;
+  int rc = parse_run_args(argc, argv, &a);
+  if (rc) return rc < 0 ? 0 : rc;
+  if (access(a.model, R_OK)) {
+    fprintf(stderr, "samepage run: model %s: cannot read it%s\n", a.model,
+            getenv("SAMEPAGE_MODEL") ? "" : " (fetch the default model with scripts/fetch-model.sh)");
+    return SP_EXIT_RUNTIME;
+  }
+  sp_runtime_options ropts = {.backend = a.backend, .threads = a.threads};
+  sp_runtime_t *rt = NULL;
+  sp_error_t *err = sp_runtime_new(&ropts, &rt);
+  if (err) {
+    fprintf(stderr, "samepage run: %s\n", sp_error_message(err));
+    sp_error_free(err);
+    return SP_EXIT_RUNTIME;
+  }
+  rc = run_session(rt, &a);
+  sp_runtime_free(rt);
+  return rc;
+}
