@@ -4,8 +4,11 @@
 find_program(SP_WASM_CC NAMES clang clang-14 REQUIRED)
 set(SP_GUEST_DIR ${CMAKE_BINARY_DIR}/guests)
 file(MAKE_DIRECTORY ${SP_GUEST_DIR})
+# Guests rebuild when any guest header changes.
+file(GLOB SP_GUEST_HEADERS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/guest/llm/*.h)
 set(SP_GUEST_CFLAGS -O2 -Wall -Wextra -Werror -Wno-unused-parameter -std=gnu11
-    -I${CMAKE_SOURCE_DIR}/include -I${CMAKE_SOURCE_DIR}/guest/include)
+    -I${CMAKE_SOURCE_DIR}/include -I${CMAKE_SOURCE_DIR}/guest/include
+    -I${CMAKE_SOURCE_DIR}/guest/llm)
 
 function(sp_add_guest name)
   cmake_parse_arguments(G "REACTOR" "" "SOURCES;EXPORTS;LINK_FLAGS" ${ARGN})
@@ -23,7 +26,7 @@ function(sp_add_guest name)
   endforeach()
   add_custom_command(OUTPUT ${out}
     COMMAND ${SP_WASM_CC} --target=wasm32-wasi ${flags} ${G_LINK_FLAGS} -o ${out} ${srcs} -lm
-    DEPENDS ${srcs} ${CMAKE_SOURCE_DIR}/guest/include/samepage_guest.h
+    DEPENDS ${srcs} ${CMAKE_SOURCE_DIR}/guest/include/samepage_guest.h ${SP_GUEST_HEADERS}
             ${CMAKE_SOURCE_DIR}/include/samepage_abi.h
     COMMENT "guest ${name}.wasm" VERBATIM)
   add_custom_target(guest_${name} ALL DEPENDS ${out})
@@ -46,5 +49,10 @@ function(sp_embed_guest target name)
 endfunction()
 
 sp_add_guest(example_matmul SOURCES guest/examples/matmul.c)
+# The LLM guest: GGUF, tokenizer, Llama forward pass, sampling, chat.
+sp_add_guest(llm REACTOR SOURCES
+  guest/llm/llm_main.c guest/llm/model.c guest/llm/model_load.c guest/llm/sampler.c
+  guest/llm/chat.c guest/llm/gguf.c guest/llm/tokenizer.c guest/llm/unicode.c
+  guest/llm/unicode_tables.c)
 sp_add_guest(bench_zerocopy SOURCES bench/zerocopy_guest.c REACTOR
   EXPORTS prepare_tensor matmul_buffers matmul_check submit_loop)

@@ -1,0 +1,314 @@
+/*
+ * llm_main.c: the LLM guest, a reactor the host drives turn by turn.
+ *
+ * Exports (all state lives in linear memory, so between calls the actor is
+ * quiescent and its memory is its whole state):
+ *   llm_init() -> 0 | -1          options from argv, map + parse the GGUF
+ *                                 granted as "model", tokenizer, KV cache
+ *   llm_input(len) -> addr        a buffer for the host to write input into
+ *   llm_prompt(len, mode) -> n    mode 0: a chat turn (templated), 1: raw
+ *                                 text, 2: raw token ids (int32); prefill;
+ *                                 returns the tokens added, or -1
+ *   llm_step() -> id | -1 | -2    sample one token, feed it back; -1 at the
+ *                                 end of the turn, -2 on error
+ *   llm_piece_ptr/len             the text of the last step (whole UTF-8)
+ *   llm_error_ptr                 the message of the last failure
+ *   llm_n_past, llm_n_vocab, llm_logits_ptr, llm_argmax_ptr (tests)
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <wasi/api.h>
+
+#include "chat.h"
+#include "gguf.h"
+#include "model.h"
+#include "model_load.h"
+#include "sampler.h"
+#include "tokenizer.h"
+
+#define EXPORT(name) __attribute__((export_name(#name)))
+#define STEP_END (-1)
+#define STEP_ERROR (-2)
+
+typedef struct llm_options {
+  uint32_t n_ctx, n_batch;
+  bool logits_all; /* argmax of every position kept (tests) */
+  bool progress;   /* print loading progress on stderr */
+  char system[2048];
+  llm_sampler_params sampling;
+} llm_options;
+
+static struct llm_guest {
+  llm_options opt;
+  gguf_ctx *gguf;
+  tok_vocab *vocab;
+  llm_model model;
+  llm_sampler sampler;
+  tok_decoder decoder;
+  llm_chat_kind chat;
+  uint32_t n_past;          /* tokens in the KV cache */
+  const float *logits;      /* after the last forward, or NULL */
+  bool in_reply;            /* the assistant's turn is open */
+  char *input;              /* host-written input */
+  uint32_t input_cap;
+  int32_t *argmax;          /* [n_ctx] argmax per position (logits_all) */
+  char piece[512];
+  uint32_t piece_len;
+  char error[1024];
+} G;
+
+static int set_error(const char *msg) {
+  snprintf(G.error, sizeof G.error, "%s", msg);
+  return -1;
+}
+
+/* ---- options (argv, forwarded by the host) ---- */
+
+static int parse_option(llm_options *o, const char *key, const char *val) {
+  char *end = NULL;
+  if (!strcmp(key, "--ctx")) o->n_ctx = (uint32_t)strtoul(val, &end, 10);
+  else if (!strcmp(key, "--batch")) o->n_batch = (uint32_t)strtoul(val, &end, 10);
+  else if (!strcmp(key, "--temp")) o->sampling.temperature = strtof(val, &end);
+  else if (!strcmp(key, "--top-k")) o->sampling.top_k = (int32_t)strtol(val, &end, 10);
+  else if (!strcmp(key, "--top-p")) o->sampling.top_p = strtof(val, &end);
+  else if (!strcmp(key, "--min-p")) o->sampling.min_p = strtof(val, &end);
+  else if (!strcmp(key, "--repeat-penalty")) o->sampling.repeat_penalty = strtof(val, &end);
+  else if (!strcmp(key, "--repeat-last-n")) o->sampling.repeat_last_n = (int32_t)strtol(val, &end, 10);
+  else if (!strcmp(key, "--seed")) o->sampling.seed = strtoull(val, &end, 10);
+  else if (!strcmp(key, "--system")) { snprintf(o->system, sizeof o->system, "%s", val); return 0; }
+  else {
+    snprintf(G.error, sizeof G.error, "unknown option %s", key);
+    return -1;
+  }
+  if (!end || *end || end == val) {
+    snprintf(G.error, sizeof G.error, "option %s: \"%s\" is not a number", key, val);
+    return -1;
+  }
+  return 0;
+}
+
+static int read_options(llm_options *o) {
+  memset(o, 0, sizeof *o);
+  o->n_ctx = 4096, o->n_batch = 128;
+  o->sampling = llm_sampler_defaults();
+  __wasi_size_t argc = 0, buf_size = 0;
+  if (__wasi_args_sizes_get(&argc, &buf_size) != 0) return set_error("cannot read argv");
+  char **argv = calloc(argc + 1, sizeof *argv);
+  char *buf = malloc(buf_size + 1);
+  if (!argv || !buf || __wasi_args_get((uint8_t **)argv, (uint8_t *)buf) != 0) return set_error("cannot read argv");
+  int rc = 0;
+  for (__wasi_size_t i = 1; i < argc && !rc; i++) {
+    if (!strcmp(argv[i], "--logits-all")) o->logits_all = true;
+    else if (!strcmp(argv[i], "--progress")) o->progress = true;
+    else if (i + 1 < argc) rc = parse_option(o, argv[i], argv[i + 1]), i++;
+    else rc = set_error("an option is missing its value");
+  }
+  free(argv);
+  free(buf);
+  if (!rc && (o->n_ctx < 16 || o->n_ctx > 1u << 20 || o->n_batch < 1 || o->n_batch > 4096))
+    rc = set_error("--ctx must be 16..1048576 and --batch 1..4096");
+  return rc;
+}
+
+/* ---- loading ---- */
+
+/* Touches every page of the mapped file, so load time is paid (and shown)
+ * up front instead of in the first token. */
+static void prefault(const uint8_t *data, uint64_t size, bool progress) {
+  volatile uint8_t sink = 0;
+  uint64_t step = size / 20 + 1, next = step;
+  for (uint64_t i = 0; i < size; i += 4096) {
+    sink ^= data[i];
+    if (progress && i >= next) {
+      fprintf(stderr, "\rloading model: %3d%%", (int)(i * 100 / size));
+      next += step;
+    }
+  }
+  if (progress) fprintf(stderr, "\rloading model: 100%%\n");
+  (void)sink;
+}
+
+static int load_model(void) {
+  int32_t handle = sp_blob_open("model");
+  if (handle < 0) return set_error("no model file was granted to this guest");
+  uint64_t size = 0;
+  int32_t status = 0;
+  const uint8_t *file = sp_blob_load(handle, &size, &status);
+  if (!file) {
+    snprintf(G.error, sizeof G.error, "cannot load the model into memory: %s", sp_last_error());
+    return -1;
+  }
+  prefault(file, size, G.opt.progress);
+  if (gguf_parse(file, size, &G.gguf, G.error, sizeof G.error) != GGUF_OK) return -1;
+  if (llm_model_load(&G.model, G.gguf, G.error, sizeof G.error)) return -1;
+  if (tok_vocab_new(G.gguf, &G.vocab, G.error, sizeof G.error) != TOK_OK) return -1;
+  if (tok_n_vocab(G.vocab) != G.model.hp.n_vocab) return set_error("the vocabulary size differs from token_embd");
+  return 0;
+}
+
+static void read_chat_template(void) {
+  int64_t key = gguf_find_key(G.gguf, "tokenizer.chat_template");
+  size_t len = 0;
+  const char *tmpl = key >= 0 ? gguf_get_string(G.gguf, key, &len) : NULL;
+  G.chat = llm_chat_detect(tmpl, len);
+  if (!G.opt.system[0]) llm_chat_default_system(tmpl, len, G.opt.system, sizeof G.opt.system);
+}
+
+EXPORT(llm_init) int32_t llm_init(void) {
+  if (read_options(&G.opt) || load_model()) return -1;
+  read_chat_template();
+  if (G.opt.n_ctx > G.model.hp.n_ctx_train && G.model.hp.n_ctx_train >= 16) G.opt.n_ctx = G.model.hp.n_ctx_train;
+  if (llm_state_init(&G.model, G.opt.n_batch, G.opt.n_ctx, G.opt.logits_all, G.error, sizeof G.error)) return -1;
+  if (llm_sampler_init(&G.sampler, &G.opt.sampling, (int32_t)G.model.hp.n_vocab, G.error, sizeof G.error)) return -1;
+  if (tok_decoder_init(&G.decoder, G.vocab, false) != TOK_OK) return set_error("out of memory");
+  G.argmax = calloc(G.opt.n_ctx, sizeof *G.argmax);
+  if (!G.argmax) return set_error("out of memory");
+  return 0;
+}
+
+/* ---- turns ---- */
+
+EXPORT(llm_input) uint32_t llm_input(uint32_t len) {
+  if (len + 1 > G.input_cap) {
+    char *grown = realloc(G.input, (size_t)len + 1);
+    if (!grown) {
+      set_error("out of memory for the input");
+      return 0;
+    }
+    G.input = grown, G.input_cap = len + 1;
+  }
+  return sp_addr(G.input);
+}
+
+/* Runs tokens through the model in batches, appending to the cache. */
+static int prefill(const int32_t *tokens, uint32_t n) {
+  if (n > G.opt.n_ctx - G.n_past) {
+    snprintf(G.error, sizeof G.error, "the context is full (%u of %u tokens used, %u more needed)",
+             G.n_past, G.opt.n_ctx, n);
+    return -1;
+  }
+  for (uint32_t done = 0; done < n;) {
+    uint32_t chunk = n - done < G.opt.n_batch ? n - done : G.opt.n_batch;
+    G.logits = llm_forward(&G.model, tokens + done, chunk, G.n_past, G.error, sizeof G.error);
+    if (!G.logits) return -1;
+    uint32_t V = G.model.hp.n_vocab;
+    for (uint32_t i = 0; G.opt.logits_all && i < chunk; i++)
+      G.argmax[G.n_past + i] = llm_argmax(G.logits + (size_t)i * V, (int32_t)V);
+    if (G.opt.logits_all) G.logits += (size_t)(chunk - 1) * V;
+    for (uint32_t i = 0; i < chunk; i++) llm_sampler_accept(&G.sampler, tokens[done + i]);
+    G.n_past += chunk, done += chunk;
+  }
+  return 0;
+}
+
+/* The text of a chat turn: closes an unfinished reply, adds the system
+ * prompt before the first message, then the user message and the opening
+ * of the assistant's reply. */
+static char *chat_text(const char *user) {
+  size_t cap = strlen(user) + strlen(G.opt.system) + 256;
+  char *text = malloc(cap);
+  if (!text) return NULL;
+  size_t at = 0;
+  text[0] = '\0';
+  if (G.in_reply && llm_chat_end_of_turn(G.chat))
+    at += (size_t)snprintf(text + at, cap - at, "%s%s", llm_chat_end_of_turn(G.chat), llm_chat_separator(G.chat));
+  if (G.n_past == 0 && G.opt.system[0] && G.chat != LLM_CHAT_RAW) {
+    int n = llm_chat_message(G.chat, "system", G.opt.system, text + at, cap - at);
+    if (n < 0) {
+      free(text);
+      return NULL;
+    }
+    at += (size_t)n;
+    at += (size_t)snprintf(text + at, cap - at, "%s", llm_chat_separator(G.chat));
+  }
+  int n = llm_chat_message(G.chat, "user", user, text + at, cap - at);
+  if (n < 0) {
+    free(text);
+    return NULL;
+  }
+  at += (size_t)n;
+  snprintf(text + at, cap - at, "%s%s", llm_chat_separator(G.chat), llm_chat_assistant_prefix(G.chat));
+  return text;
+}
+
+static int tokenize(const char *text, size_t len, int32_t **ids, uint32_t *n) {
+  size_t cap = len + 2, count = 0;
+  *ids = malloc(cap * sizeof **ids);
+  if (!*ids) return set_error("out of memory");
+  uint32_t at = 0;
+  if (G.n_past == 0 && tok_add_bos(G.vocab) && tok_bos(G.vocab) >= 0) (*ids)[at++] = tok_bos(G.vocab);
+  if (tok_encode(G.vocab, text, len, true, *ids + at, cap - at, &count) != TOK_OK) {
+    free(*ids);
+    return set_error("tokenizer: cannot encode the input");
+  }
+  *n = at + (uint32_t)count;
+  return 0;
+}
+
+EXPORT(llm_prompt) int32_t llm_prompt(uint32_t len, uint32_t mode) {
+  if (!G.input || len >= G.input_cap) return set_error("llm_prompt: call llm_input first");
+  G.input[len] = '\0';
+  int32_t *ids = NULL;
+  uint32_t n = 0;
+  if (mode == 2) {
+    n = len / 4;
+    ids = malloc((n ? n : 1) * sizeof *ids);
+    if (!ids) return set_error("out of memory");
+    memcpy(ids, G.input, (size_t)n * 4);
+    for (uint32_t i = 0; i < n; i++)
+      if (ids[i] < 0 || (uint32_t)ids[i] >= G.model.hp.n_vocab) {
+        free(ids);
+        return set_error("token id out of range");
+      }
+  } else {
+    char *text = mode == 0 && G.chat != LLM_CHAT_RAW ? chat_text(G.input) : strdup(G.input);
+    if (!text) return set_error("out of memory");
+    int rc = tokenize(text, strlen(text), &ids, &n);
+    free(text);
+    if (rc) return -1;
+  }
+  int rc = n ? prefill(ids, n) : 0;
+  free(ids);
+  if (rc) return -1;
+  G.in_reply = mode == 0 && G.chat != LLM_CHAT_RAW;
+  return (int32_t)n;
+}
+
+EXPORT(llm_step) int32_t llm_step(void) {
+  G.piece_len = 0;
+  if (!G.logits) {
+    set_error("llm_step: no prompt yet");
+    return STEP_ERROR;
+  }
+  if (G.n_past >= G.opt.n_ctx) {
+    set_error("the context is full");
+    return STEP_ERROR;
+  }
+  int32_t token = llm_sampler_sample(&G.sampler, G.logits);
+  llm_sampler_accept(&G.sampler, token);
+  bool end = tok_is_eog(G.vocab, token);
+  const char *bytes = NULL;
+  size_t n = 0;
+  if (!end && tok_decoder_push(&G.decoder, token, &bytes, &n) == TOK_OK && n) {
+    if (n > sizeof G.piece) n = sizeof G.piece;
+    memcpy(G.piece, bytes, n);
+    G.piece_len = (uint32_t)n;
+  }
+  /* Feed the token back, the end-of-turn one too: the cache then holds the
+   * whole conversation and the next turn continues after it. */
+  G.logits = llm_forward(&G.model, &token, 1, G.n_past, G.error, sizeof G.error);
+  if (!G.logits) return STEP_ERROR;
+  if (G.opt.logits_all) G.argmax[G.n_past] = llm_argmax(G.logits, (int32_t)G.model.hp.n_vocab);
+  G.n_past++;
+  if (end) G.in_reply = false;
+  return end ? STEP_END : token;
+}
+
+EXPORT(llm_piece_ptr) uint32_t llm_piece_ptr(void) { return sp_addr(G.piece); }
+EXPORT(llm_piece_len) uint32_t llm_piece_len(void) { return G.piece_len; }
+EXPORT(llm_error_ptr) uint32_t llm_error_ptr(void) { return sp_addr(G.error); }
+EXPORT(llm_n_past) uint32_t llm_n_past(void) { return G.n_past; }
+EXPORT(llm_n_vocab) uint32_t llm_n_vocab(void) { return G.model.hp.n_vocab; }
+EXPORT(llm_logits_ptr) uint32_t llm_logits_ptr(void) { return sp_addr(G.logits); }
+EXPORT(llm_argmax_ptr) uint32_t llm_argmax_ptr(void) { return sp_addr(G.argmax); }
