@@ -9,8 +9,10 @@
  *   llm_prompt(len, mode) -> n    mode 0: a chat turn (templated), 1: raw
  *                                 text, 2: raw token ids (int32); prefill;
  *                                 returns the tokens added, or -1
- *   llm_step() -> id | -1 | -2    sample one token, feed it back; -1 at the
- *                                 end of the turn, -2 on error
+ *   llm_step() -> id | -2         sample one token and feed it back; -2 on
+ *                                 error; llm_turn_done() tells whether that
+ *                                 token ended the turn (end of generation)
+ *   llm_tokenize(len, special)    tokens of the input, at llm_tokens_ptr
  *   llm_piece_ptr/len             the text of the last step (whole UTF-8)
  *   llm_error_ptr                 the message of the last failure
  *   llm_n_past, llm_n_vocab, llm_logits_ptr, llm_argmax_ptr (tests)
@@ -28,7 +30,6 @@
 #include "tokenizer.h"
 
 #define EXPORT(name) __attribute__((export_name(#name)))
-#define STEP_END (-1)
 #define STEP_ERROR (-2)
 
 typedef struct llm_options {
@@ -50,6 +51,8 @@ static struct llm_guest {
   uint32_t n_past;          /* tokens in the KV cache */
   const float *logits;      /* after the last forward, or NULL */
   bool in_reply;            /* the assistant's turn is open */
+  bool turn_done;           /* the last step produced an end-of-turn token */
+  int32_t *tokens;          /* llm_tokenize output */
   char *input;              /* host-written input */
   uint32_t input_cap;
   int32_t *argmax;          /* [n_ctx] argmax per position (logits_all) */
@@ -277,6 +280,7 @@ EXPORT(llm_prompt) int32_t llm_prompt(uint32_t len, uint32_t mode) {
 
 EXPORT(llm_step) int32_t llm_step(void) {
   G.piece_len = 0;
+  G.turn_done = false;
   if (!G.logits) {
     set_error("llm_step: no prompt yet");
     return STEP_ERROR;
@@ -302,8 +306,24 @@ EXPORT(llm_step) int32_t llm_step(void) {
   if (G.opt.logits_all) G.argmax[G.n_past] = llm_argmax(G.logits, (int32_t)G.model.hp.n_vocab);
   G.n_past++;
   if (end) G.in_reply = false;
-  return end ? STEP_END : token;
+  G.turn_done = end;
+  return token;
 }
+
+EXPORT(llm_turn_done) int32_t llm_turn_done(void) { return G.turn_done; }
+
+EXPORT(llm_tokenize) int32_t llm_tokenize(uint32_t len, uint32_t parse_special) {
+  if (!G.input || len >= G.input_cap) return set_error("llm_tokenize: call llm_input first");
+  size_t n = 0;
+  free(G.tokens);
+  G.tokens = malloc(((size_t)len + 1) * sizeof *G.tokens);
+  if (!G.tokens) return set_error("out of memory");
+  if (tok_encode(G.vocab, G.input, len, parse_special != 0, G.tokens, (size_t)len + 1, &n) != TOK_OK)
+    return set_error("tokenizer: cannot encode the input");
+  return (int32_t)n;
+}
+
+EXPORT(llm_tokens_ptr) uint32_t llm_tokens_ptr(void) { return sp_addr(G.tokens); }
 
 EXPORT(llm_piece_ptr) uint32_t llm_piece_ptr(void) { return sp_addr(G.piece); }
 EXPORT(llm_piece_len) uint32_t llm_piece_len(void) { return G.piece_len; }
