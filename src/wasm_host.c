@@ -15,6 +15,9 @@ sp_error_t *sp_wasm_engine_new(sp_region_registry *regions, wasm_engine_t **out)
   wasmtime_config_memory_reservation_set(config, (uint64_t)1 << 32);
   wasmtime_config_memory_guard_size_set(config, (uint64_t)32 << 20);
   wasmtime_config_memory_may_move_set(config, false);
+  /* Copy-on-write images need Wasmtime's own mmap memories; ours are
+   * initialised by copying the data segments in (once, at instantiation). */
+  wasmtime_config_memory_init_cow_set(config, false);
   wasmtime_config_parallel_compilation_set(config, true);
   wasmtime_config_epoch_interruption_set(config, false);
   /* The compiled-module cache is an optimisation: ignore a config failure. */

@@ -8,6 +8,7 @@
  *   llm_input(len) -> addr          a buffer the host writes text into
  *   llm_prompt(len, mode) -> n      tokenize + prefill (mode: chat turn / raw)
  *   llm_step() -> token or < 0      sample, emit text, feed it back
+ *   llm_turn_done() -> 0 | 1        did that token end the turn?
  *   llm_piece_ptr/len, llm_error_ptr
  * It streams the text, and reports load, prefill and decode speed.
  */
@@ -23,7 +24,6 @@
 extern const uint8_t sp_embedded_llm[], sp_embedded_llm_end[];
 
 #define MAX_GUEST_ARGS 48
-#define STEP_END (-1)
 
 typedef struct run_args {
   const char *model;
@@ -214,12 +214,14 @@ static sp_error_t *prompt_turn(llm_session *s, const char *text, bool raw) {
   s->stats.prompt_tokens += n;
   t0 = now_ms();
   for (long i = 0; i < s->args->n_predict; i++) {
-    int64_t token;
+    int64_t token, done;
     if ((err = call(s->actor, "llm_step", 0, 0, 0, &token))) return err;
     if (token < 0) {
-      if (token != STEP_END) fprintf(stderr, "\nsamepage run: %s\n", guest_error(s->actor));
+      fprintf(stderr, "\nsamepage run: %s\n", guest_error(s->actor));
       break;
     }
+    if ((err = call(s->actor, "llm_turn_done", 0, 0, 0, &done))) return err;
+    if (done) break;
     s->stats.generated++;
     if ((err = emit_piece(s))) return err;
   }

@@ -1,0 +1,156 @@
+/*
+ * test_llm_greedy.c: the LLM guest against llama.cpp, end to end.
+ *
+ * For every prompt of tests/fixtures/greedy_smollm2.json (made by
+ * tools/reference/make_fixtures.py with llama.cpp on the same model):
+ *  - the guest's tokenization of the prompt text equals llama.cpp's ids;
+ *  - the argmax of the logits agrees at every prompt position where
+ *    llama.cpp's top-1/top-2 margin is clear (>= NEAR_TIE); near-ties are
+ *    reported, since any two correct implementations may order them
+ *    differently;
+ *  - the greedy continuation equals llama.cpp's token for token, up to the
+ *    first near-tie step, and for at least 32 tokens where there is none.
+ * Usage: test_llm_greedy GUEST_DIR FIXTURE MODEL   (exit 77 = skipped)
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "json_mini.h"
+#include "samepage.h"
+
+#define NEAR_TIE 0.05
+#define MIN_MATCH 32
+
+static uint8_t *read_all(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  fseek(f, 0, SEEK_END);
+  long n = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  uint8_t *data = malloc((size_t)n + 1);
+  *len = data ? fread(data, 1, (size_t)n, f) : 0;
+  fclose(f);
+  if (data) data[*len] = 0;
+  return data;
+}
+
+static int64_t call(sp_actor_t *a, const char *fn, int64_t x, int64_t y, int nargs) {
+  int64_t args[2] = {x, y}, out = -999;
+  sp_error_t *err = sp_actor_call(a, fn, args, (size_t)nargs, &out);
+  CHECK(!err, "%s: %s", fn, sp_error_message(err));
+  sp_error_free(err);
+  return out;
+}
+
+static uint8_t *guest_mem(sp_actor_t *a, int64_t addr) {
+  uint8_t *base;
+  size_t size;
+  sp_actor_memory(a, &base, &size);
+  return base + addr;
+}
+
+/* Writes bytes into the guest's input buffer. */
+static void put_input(sp_actor_t *a, const void *data, size_t len) {
+  int64_t addr = call(a, "llm_input", (int64_t)len, 0, 1);
+  memcpy(guest_mem(a, addr), data, len);
+}
+
+static sp_actor_t *new_llm(sp_runtime_t *rt, const uint8_t *wasm, size_t len, const char *model) {
+  const char *argv[] = {"llm", "--logits-all", "--ctx", "1024", "--batch", "64"};
+  sp_blob_grant grant = {"model", model};
+  sp_actor_options opts = {.argv = argv, .argc = 6, .blobs = &grant, .n_blobs = 1, .inherit_stdio = true};
+  sp_actor_t *a = NULL;
+  sp_error_t *err = sp_actor_new(rt, wasm, len, &opts, &a);
+  CHECK(!err, "actor: %s", sp_error_message(err));
+  sp_error_free(err);
+  if (a) CHECK(call(a, "llm_init", 0, 0, 0) == 0, "llm_init failed");
+  return a;
+}
+
+static void check_tokenization(sp_actor_t *a, const jval *p, const char *name) {
+  const jval *text = jget(p, "prompt"), *ids = jget(p, "prompt_ids"), *special = jget(p, "parse_special");
+  put_input(a, text->s, text->len);
+  int64_t n = call(a, "llm_tokenize", (int64_t)text->len, special && special->num != 0, 2);
+  const int32_t *got = (const int32_t *)guest_mem(a, call(a, "llm_tokens_ptr", 0, 0, 0));
+  bool same = n == (int64_t)ids->n;
+  for (size_t i = 0; same && i < ids->n; i++) same = got[i] == (int32_t)ids->items[i].num;
+  CHECK(same, "%s: tokenization differs from llama.cpp (%lld vs %zu ids)", name, (long long)n, ids->n);
+}
+
+static void check_prompt(sp_actor_t *a, const jval *p, const char *name) {
+  const jval *ids = jget(p, "prompt_ids"), *argmax = jget(p, "prompt_argmax"), *margin = jget(p, "prompt_margin");
+  size_t n = ids->n, clear_bad = 0, tie_bad = 0;
+  int32_t *buf = malloc(n * sizeof *buf);
+  for (size_t i = 0; i < n; i++) buf[i] = (int32_t)ids->items[i].num;
+  put_input(a, buf, n * 4);
+  free(buf);
+  CHECK(call(a, "llm_prompt", (int64_t)n * 4, 2, 2) == (int64_t)n, "%s: prefill", name);
+  const int32_t *got = (const int32_t *)guest_mem(a, call(a, "llm_argmax_ptr", 0, 0, 0));
+  for (size_t i = 0; i < n; i++) {
+    if (got[i] == (int32_t)argmax->items[i].num) continue;
+    if (margin->items[i].num < NEAR_TIE) tie_bad++;
+    else clear_bad++;
+  }
+  printf("%-10s prompt %4zu tokens: argmax differs at %zu clear positions, %zu near-ties\n", name, n,
+         clear_bad, tie_bad);
+  CHECK(clear_bad == 0, "%s: argmax differs from llama.cpp at %zu positions with a clear margin", name, clear_bad);
+}
+
+static void check_generation(sp_actor_t *a, const jval *p, const char *name) {
+  const jval *want = jget(p, "generated_ids"), *margin = jget(p, "generated_margin");
+  size_t matched = 0, limit = want->n;
+  for (size_t i = 0; i < want->n; i++)
+    if (margin->items[i].num < NEAR_TIE) { limit = i + 1; break; }
+  for (size_t i = 0; i < limit; i++) {
+    int64_t token = call(a, "llm_step", 0, 0, 0);
+    if (token != (int64_t)want->items[i].num) {
+      printf("%-10s step %zu: got %lld, llama.cpp %d\n", name, i, (long long)token, (int)want->items[i].num);
+      break;
+    }
+    matched++;
+  }
+  printf("%-10s generation: %zu/%zu tokens equal (compared up to %s)\n", name, matched, want->n,
+         limit < want->n ? "the first near-tie" : "the end");
+  CHECK(matched == limit, "%s: greedy generation diverged from llama.cpp at step %zu", name, matched);
+  CHECK(limit < MIN_MATCH || matched >= MIN_MATCH, "%s: fewer than %d tokens matched", name, MIN_MATCH);
+}
+
+int main(int argc, char **argv) {
+  if (argc < 4) return printf("usage: test_llm_greedy GUEST_DIR FIXTURE MODEL\n"), 2;
+  char path[1024];
+  snprintf(path, sizeof path, "%s/llm.wasm", argv[1]);
+  size_t wasm_len, fix_len;
+  uint8_t *wasm = read_all(path, &wasm_len), *fixture = read_all(argv[2], &fix_len);
+  FILE *model = fopen(argv[3], "rb");
+  if (!model) {
+    printf("SKIP: model %s not found (scripts/fetch-model.sh fetches it)\n", argv[3]);
+    return 77;
+  }
+  fclose(model);
+  CHECK(wasm && fixture, "cannot read %s or %s", path, argv[2]);
+  if (!wasm || !fixture) return CHECK_DONE();
+  jparser jp = {(const char *)fixture, (const char *)fixture + fix_len, false};
+  jval root;
+  jvalue(&jp, &root, 0);
+  const jval *prompts = jget(&root, "prompts");
+  CHECK(!jp.bad && prompts && prompts->n >= 5, "fixture has at least 5 prompts");
+  sp_runtime_t *rt = NULL;
+  sp_error_t *err = sp_runtime_new(NULL, &rt);
+  CHECK(!err, "%s", sp_error_message(err));
+  for (size_t i = 0; rt && prompts && i < prompts->n; i++) {
+    const jval *p = &prompts->items[i];
+    const char *name = jget(p, "name")->s;
+    sp_actor_t *a = new_llm(rt, wasm, wasm_len, argv[3]);
+    if (!a) continue;
+    check_tokenization(a, p, name);
+    check_prompt(a, p, name);
+    check_generation(a, p, name);
+    sp_actor_free(a);
+  }
+  sp_runtime_free(rt);
+  jfree(&root);
+  free(wasm);
+  free(fixture);
+  return CHECK_DONE();
+}
