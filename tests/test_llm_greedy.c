@@ -5,11 +5,18 @@
  * tools/reference/make_fixtures.py with llama.cpp on the same model):
  *  - the guest's tokenization of the prompt text equals llama.cpp's ids;
  *  - the argmax of the logits agrees at every prompt position where
- *    llama.cpp's top-1/top-2 margin is clear (>= NEAR_TIE); near-ties are
- *    reported, since any two correct implementations may order them
- *    differently;
- *  - the greedy continuation equals llama.cpp's token for token, up to the
- *    first near-tie step, and for at least 32 tokens where there is none.
+ *    llama.cpp's top-1/top-2 logit margin is clear (>= NEAR_TIE); near-ties
+ *    are reported, not failed. NEAR_TIE is measured, not guessed: llama.cpp
+ *    run on this model with flash attention on, or with batch size 1,
+ *    disagrees with its own default run (the fixture) at positions whose
+ *    margin is up to 0.244, and its greedy runs diverge at steps with a
+ *    margin up to 0.183 (tools/reference/README.md). Below that,
+ *    quantization and summation order, not correctness, decide the argmax;
+ *  - teacher-forced: fed llama.cpp's 48 generated tokens, our argmax equals
+ *    its next token at every step with a clear margin;
+ *  - free-running: our greedy continuation equals llama.cpp's token for
+ *    token up to its first near-tie step (after which either may go its own
+ *    way), and for at least 32 tokens where there is none.
  * Usage: test_llm_greedy GUEST_DIR FIXTURE MODEL   (exit 77 = skipped)
  */
 #include <stdlib.h>
@@ -19,7 +26,7 @@
 #include "json_mini.h"
 #include "samepage.h"
 
-#define NEAR_TIE 0.05
+#define NEAR_TIE 0.25
 #define MIN_MATCH 32
 
 static uint8_t *read_all(const char *path, size_t *len) {
@@ -81,6 +88,7 @@ static void check_tokenization(sp_actor_t *a, const jval *p, const char *name) {
 static void check_prompt(sp_actor_t *a, const jval *p, const char *name) {
   const jval *ids = jget(p, "prompt_ids"), *argmax = jget(p, "prompt_argmax"), *margin = jget(p, "prompt_margin");
   size_t n = ids->n, clear_bad = 0, tie_bad = 0;
+  double worst = 0;
   int32_t *buf = malloc(n * sizeof *buf);
   for (size_t i = 0; i < n; i++) buf[i] = (int32_t)ids->items[i].num;
   put_input(a, buf, n * 4);
@@ -91,28 +99,49 @@ static void check_prompt(sp_actor_t *a, const jval *p, const char *name) {
     if (got[i] == (int32_t)argmax->items[i].num) continue;
     if (margin->items[i].num < NEAR_TIE) tie_bad++;
     else clear_bad++;
+    if (margin->items[i].num > worst) worst = margin->items[i].num;
   }
-  printf("%-10s prompt %4zu tokens: argmax differs at %zu clear positions, %zu near-ties\n", name, n,
-         clear_bad, tie_bad);
+  printf("%-14s prompt %4zu tokens: argmax differs at %zu clear positions, %zu near-ties "
+         "(largest llama.cpp margin where we differ: %.3f)\n", name, n, clear_bad, tie_bad, worst);
   CHECK(clear_bad == 0, "%s: argmax differs from llama.cpp at %zu positions with a clear margin", name, clear_bad);
+}
+
+/* Feeds prompt + llama.cpp's generated tokens in one prefill and checks
+ * that our argmax predicts each of its next tokens. */
+static void check_teacher_forced(sp_actor_t *a, const jval *p, const char *name) {
+  const jval *ids = jget(p, "prompt_ids"), *gen = jget(p, "generated_ids"), *margin = jget(p, "generated_margin");
+  size_t n = ids->n, total = n + gen->n - 1, clear_bad = 0, ties = 0;
+  int32_t *buf = malloc(total * sizeof *buf);
+  for (size_t i = 0; i < n; i++) buf[i] = (int32_t)ids->items[i].num;
+  for (size_t i = 0; i + 1 < gen->n; i++) buf[n + i] = (int32_t)gen->items[i].num;
+  put_input(a, buf, total * 4);
+  free(buf);
+  CHECK(call(a, "llm_prompt", (int64_t)total * 4, 2, 2) == (int64_t)total, "%s: teacher-forced prefill", name);
+  const int32_t *got = (const int32_t *)guest_mem(a, call(a, "llm_argmax_ptr", 0, 0, 0));
+  for (size_t k = 0; k < gen->n; k++) {
+    if (got[n - 1 + k] == (int32_t)gen->items[k].num) continue;
+    if (margin->items[k].num < NEAR_TIE) ties++;
+    else clear_bad++;
+  }
+  printf("%-14s teacher-forced %zu steps: next token differs at %zu clear steps, %zu near-ties\n", name,
+         gen->n, clear_bad, ties);
+  CHECK(clear_bad == 0, "%s: teacher-forced next token differs at %zu clear steps", name, clear_bad);
 }
 
 static void check_generation(sp_actor_t *a, const jval *p, const char *name) {
   const jval *want = jget(p, "generated_ids"), *margin = jget(p, "generated_margin");
   size_t matched = 0, limit = want->n;
   for (size_t i = 0; i < want->n; i++)
-    if (margin->items[i].num < NEAR_TIE) { limit = i + 1; break; }
-  for (size_t i = 0; i < limit; i++) {
+    if (margin->items[i].num < NEAR_TIE) { limit = i; break; }
+  bool same = true;
+  for (size_t i = 0; i < want->n; i++) {
     int64_t token = call(a, "llm_step", 0, 0, 0);
-    if (token != (int64_t)want->items[i].num) {
-      printf("%-10s step %zu: got %lld, llama.cpp %d\n", name, i, (long long)token, (int)want->items[i].num);
-      break;
-    }
-    matched++;
+    same = same && token == (int64_t)want->items[i].num;
+    matched += same;
   }
-  printf("%-10s generation: %zu/%zu tokens equal (compared up to %s)\n", name, matched, want->n,
-         limit < want->n ? "the first near-tie" : "the end");
-  CHECK(matched == limit, "%s: greedy generation diverged from llama.cpp at step %zu", name, matched);
+  printf("%-14s free-running: the first %zu/%zu tokens equal llama.cpp's (its first near-tie: step %zu)\n",
+         name, matched, want->n, limit);
+  CHECK(matched >= limit, "%s: greedy generation diverged at step %zu, before llama.cpp's first near-tie", name, matched);
   CHECK(limit < MIN_MATCH || matched >= MIN_MATCH, "%s: fewer than %d tokens matched", name, MIN_MATCH);
 }
 
@@ -146,6 +175,8 @@ int main(int argc, char **argv) {
     check_tokenization(a, p, name);
     check_prompt(a, p, name);
     check_generation(a, p, name);
+    sp_actor_free(a);
+    if ((a = new_llm(rt, wasm, wasm_len, argv[3]))) check_teacher_forced(a, p, name);
     sp_actor_free(a);
   }
   sp_runtime_free(rt);

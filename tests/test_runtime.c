@@ -46,13 +46,17 @@ static sp_actor_t *new_actor(sp_runtime_t *rt, const char *guest, uint64_t limit
   return actor;
 }
 
-static int64_t call1(sp_actor_t *actor, const char *fn, int64_t arg) {
+static int64_t call_n(sp_actor_t *actor, const char *fn, const int64_t *args, size_t n) {
   int64_t result = -999;
-  sp_error_t *err = sp_actor_call(actor, fn, &arg, 1, &result);
+  sp_error_t *err = sp_actor_call(actor, fn, args, n, &result);
   CHECK(!err, "%s: %s", fn, sp_error_message(err));
   sp_error_free(err);
   return result;
 }
+
+static int64_t call1(sp_actor_t *actor, const char *fn, int64_t arg) { return call_n(actor, fn, &arg, 1); }
+
+static int64_t call0(sp_actor_t *actor, const char *fn) { return call_n(actor, fn, NULL, 0); }
 
 /* The invariant every backend relies on. */
 static void check_identity(sp_actor_t *actor, size_t alignment, const char *when) {
@@ -78,7 +82,7 @@ static void test_identity_up_to_4gib(void) {
     if (actors[i]) check_identity(actors[i], 16 << 10, "fresh instance");
   }
   sp_actor_t *a = actors[0];
-  int64_t pages = a ? call1(a, "pages", 0) : 0;
+  int64_t pages = a ? call0(a, "pages") : 0;
   while (a && pages < 65536) {
     int64_t step = 65536 - pages < 4096 ? 65536 - pages : 4096;
     CHECK(call1(a, "grow", step) == pages, "grow from %lld", (long long)pages);
@@ -86,7 +90,7 @@ static void test_identity_up_to_4gib(void) {
     check_identity(a, 16 << 10, "after grow");
   }
   if (a) {
-    CHECK(call1(a, "pages", 0) == 65536, "4 GiB reached");
+    CHECK(call0(a, "pages") == 65536, "4 GiB reached");
     CHECK(call1(a, "grow", 1) == -1, "grow past 4 GiB must fail");
     int64_t args[2] = {(int64_t)0xffffffffu, 42};
     sp_error_t *e = sp_actor_call(a, "store", args, 2, NULL);
@@ -122,7 +126,7 @@ static void test_alignment_option(void) {
 static void test_limits_and_traps(sp_runtime_t *rt) {
   sp_actor_t *a = new_actor(rt, "test_grow", 4u << 20);
   if (!a) return;
-  int64_t pages = call1(a, "pages", 0);
+  int64_t pages = call0(a, "pages");
   CHECK(call1(a, "grow", 64 - pages) == pages, "grow to exactly the 4 MiB limit");
   CHECK(call1(a, "grow", 1) == -1, "grow past the limit fails cleanly");
   check_identity(a, 16 << 10, "at the limit");

@@ -208,8 +208,8 @@ static tok_status load_kind(loader *l) {
 
 static tok_status load_tokens(loader *l) {
   tok_vocab *v = l->v;
-  int64_t idx;
-  uint64_t n;
+  int64_t idx = -1;
+  uint64_t n = 0;
   tok_status st = find_str_array(l, "tokenizer.ggml.tokens", &idx, &n);
   if (st) return st;
   if (n == 0 || n > INT32_MAX)
@@ -279,8 +279,8 @@ static void add_merge(tok_vocab *v, const char *s, size_t len, uint32_t rank) {
 
 static tok_status load_merges(loader *l) {
   tok_vocab *v = l->v;
-  int64_t idx;
-  uint64_t n;
+  int64_t idx = -1;
+  uint64_t n = 0;
   tok_status st = find_str_array(l, "tokenizer.ggml.merges", &idx, &n);
   if (st) return st;
   if (n > INT32_MAX) return fail(l, TOK_E_FORMAT, "%llu merges", (unsigned long long)n);

@@ -1,3 +1,16 @@
 # Sources of the CPU backend (owned by src/backend/cpu/).
+# x86 SIMD variants use per-function target attributes and ARM ones compile
+# only on aarch64, so no file needs special compile flags.
 set(SP_CPU_BACKEND_SOURCES
-  ${CMAKE_CURRENT_LIST_DIR}/cpu_backend.c)
+  ${CMAKE_CURRENT_LIST_DIR}/cpu_backend.c
+  ${CMAKE_CURRENT_LIST_DIR}/cpu_exec.c
+  ${CMAKE_CURRENT_LIST_DIR}/elementwise.c
+  ${CMAKE_CURRENT_LIST_DIR}/fp16.c
+  ${CMAKE_CURRENT_LIST_DIR}/kernels_avx2.c
+  ${CMAKE_CURRENT_LIST_DIR}/kernels_avx512.c
+  ${CMAKE_CURRENT_LIST_DIR}/kernels_generic.c
+  ${CMAKE_CURRENT_LIST_DIR}/kernels_neon.c
+  ${CMAKE_CURRENT_LIST_DIR}/kernels_select.c
+  ${CMAKE_CURRENT_LIST_DIR}/llm_ops.c
+  ${CMAKE_CURRENT_LIST_DIR}/matmul.c
+  ${CMAKE_CURRENT_LIST_DIR}/threadpool.c)

@@ -1,0 +1,179 @@
+/*
+ * cpu_backend.c: the CPU backend, computing on guest memory in place.
+ *
+ * Adopting a region records its view: the CPU reads guest memory directly,
+ * so nothing is registered or copied. Commands run synchronously inside
+ * submit (wait has nothing to do), each op family on its driver (matmul.c,
+ * elementwise.c, llm_ops.c), with one thread pool and one kernel table
+ * (picked at creation) per backend.
+ * Scratch memory, used for quantized activations, belongs to the binding,
+ * so two actors may submit on one backend from two threads.
+ */
+#include "backend/cpu/cpu_backend.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cpu/cpu_exec.h"
+#include "backend/cpu/llm_ops.h"
+#include "error.h"
+
+typedef struct sp_cpu_ctx {
+  sp_threadpool *pool;
+  const sp_cpu_kernels *kern;
+} sp_cpu_ctx;
+
+typedef struct sp_cpu_binding {
+  sp_memory_view view;
+  sp_cpu_scratch scratch;
+} sp_cpu_binding;
+
+/* ---- the vtable ---- */
+
+static sp_backend_caps cpu_caps(void *ctx) {
+  (void)ctx;
+  return (sp_backend_caps){.zero_copy = true, .unified_memory = true};
+}
+
+static sp_error_t *cpu_adopt(void *ctx, const sp_memory_view *view, void **binding) {
+  sp_cpu_binding *b = calloc(1, sizeof *b);
+  if (!b) return sp_error_new("cpu adopt: out of memory");
+  b->view = *view;
+  *binding = b;
+  return NULL;
+}
+
+static sp_error_t *cpu_grow(void *ctx, void *binding, const sp_memory_view *view) {
+  sp_cpu_binding *b = binding;
+  b->view = *view;
+  return NULL;
+}
+
+static bool is_f32(const sp_tensor *t) { return t->dtype == SP_DTYPE_F32; }
+static bool is_i32(const sp_tensor *t) { return t->dtype == SP_DTYPE_I32; }
+static bool is_float(const sp_tensor *t) {
+  return t->dtype == SP_DTYPE_F32 || t->dtype == SP_DTYPE_F16 || t->dtype == SP_DTYPE_BF16;
+}
+
+/* Whether the kernel table has a dot product for weights of t's dtype. */
+static bool has_dot(const sp_cpu_ctx *c, const sp_tensor *t) {
+  return t->dtype < SP_DTYPE_COUNT && c->kern->dot[t->dtype];
+}
+
+static bool cpu_supports(void *ctx, const sp_cmd *cmd) {
+  const sp_cpu_ctx *c = ctx;
+  const sp_tensor *d = &cmd->dst, *s = cmd->src;
+  switch (cmd->op) {
+  case SP_OP_NOP: return true;
+  case SP_OP_MATMUL: return has_dot(c, &s[0]) && is_f32(&s[1]) && is_f32(d);
+  case SP_OP_ADD:
+  case SP_OP_MUL:
+  case SP_OP_SWIGLU:
+  case SP_OP_RMSNORM: return is_f32(d) && is_f32(&s[0]) && is_f32(&s[1]);
+  case SP_OP_SCALE:
+  case SP_OP_SOFTMAX: return is_f32(d) && is_f32(&s[0]);
+  case SP_OP_GET_ROWS: return has_dot(c, &s[0]) && is_i32(&s[1]) && is_f32(d);
+  case SP_OP_SET_ROWS: return is_float(d) && is_f32(&s[0]) && is_i32(&s[1]);
+  case SP_OP_COPY: return is_float(d) && is_float(&s[0]);
+  case SP_OP_ROPE:
+    return is_f32(d) && is_f32(&s[0]) && is_i32(&s[1]) &&
+           (s[2].dtype == SP_DTYPE_NONE || is_f32(&s[2]));
+  case SP_OP_ATTENTION:
+    return is_f32(d) && is_f32(&s[0]) && (s[1].dtype == SP_DTYPE_F32 || s[1].dtype == SP_DTYPE_F16) &&
+           s[2].dtype == s[1].dtype && is_i32(&s[3]);
+  default: return false;
+  }
+}
+
+/* Runs one validated command. */
+static sp_error_t *cpu_run(const sp_cpu_exec *ex, const sp_cmd *cmd) {
+  switch (cmd->op) {
+  case SP_OP_NOP: return NULL;
+  case SP_OP_MATMUL: return sp_cpu_matmul(ex, cmd);
+  case SP_OP_ADD:
+  case SP_OP_MUL:
+  case SP_OP_SCALE: sp_cpu_elementwise(ex, cmd); return NULL;
+  case SP_OP_RMSNORM: sp_cpu_rmsnorm(ex, cmd); return NULL;
+  case SP_OP_SOFTMAX: sp_cpu_softmax(ex, cmd); return NULL;
+  case SP_OP_SWIGLU: sp_cpu_swiglu(ex, cmd); return NULL;
+  case SP_OP_ROPE: sp_cpu_rope(ex, cmd); return NULL;
+  case SP_OP_GET_ROWS: return sp_cpu_get_rows(ex, cmd);
+  case SP_OP_SET_ROWS: return sp_cpu_set_rows(ex, cmd);
+  case SP_OP_COPY: sp_cpu_copy(ex, cmd); return NULL;
+  case SP_OP_ATTENTION: return sp_cpu_attention(ex, cmd);
+  default: return sp_error_new("op %u is not supported", cmd->op);
+  }
+}
+
+static sp_error_t *cpu_submit(void *ctx, void *binding, const sp_cmd *cmds, uint32_t count) {
+  sp_cpu_ctx *c = ctx;
+  sp_cpu_binding *b = binding;
+  sp_cpu_exec ex = {.base = b->view.base, .pool = c->pool, .kern = c->kern, .scratch = &b->scratch};
+  for (uint32_t i = 0; i < count; i++) {
+    sp_error_t *err = cpu_run(&ex, &cmds[i]);
+    if (err) return sp_error_wrap(err, "cpu: cmd[%u]", i);
+  }
+  return NULL;
+}
+
+static void cpu_release(void *ctx, void *binding) {
+  sp_cpu_binding *b = binding;
+  sp_cpu_scratch_deinit(&b->scratch);
+  free(b);
+}
+
+static void cpu_destroy(void *ctx) {
+  sp_cpu_ctx *c = ctx;
+  sp_threadpool_free(c->pool);
+  free(c);
+}
+
+static const struct sp_backend_ops cpu_ops = {
+    .version = SP_BACKEND_OPS_VERSION,
+    .name = "cpu",
+    .caps = cpu_caps,
+    .adopt = cpu_adopt,
+    .grow = cpu_grow,
+    .supports = cpu_supports,
+    .submit = cpu_submit,
+    .wait = NULL, /* submit is synchronous */
+    .release = cpu_release,
+    .destroy = cpu_destroy,
+};
+
+sp_error_t *sp_backend_cpu_new(unsigned threads, sp_backend **out) {
+  sp_backend *be = calloc(1, sizeof *be);
+  sp_cpu_ctx *c = calloc(1, sizeof *c);
+  if (!be || !c) {
+    free(be);
+    free(c);
+    return sp_error_new("cpu backend: out of memory");
+  }
+  sp_error_t *err = sp_threadpool_new(threads, &c->pool);
+  if (err) {
+    free(be);
+    free(c);
+    return sp_error_wrap(err, "cpu backend");
+  }
+  c->kern = sp_cpu_kernels_select();
+  be->ops = cpu_ops;
+  be->ctx = c;
+  *out = be;
+  return NULL;
+}
+
+/* ---- extras ---- */
+
+static const sp_cpu_ctx *cpu_ctx_of(const sp_backend *be) {
+  return be && be->ops.destroy == cpu_destroy ? be->ctx : NULL;
+}
+
+const char *sp_backend_cpu_simd(const sp_backend *be) {
+  const sp_cpu_ctx *c = cpu_ctx_of(be);
+  return c ? c->kern->name : NULL;
+}
+
+unsigned sp_backend_cpu_threads(const sp_backend *be) {
+  const sp_cpu_ctx *c = cpu_ctx_of(be);
+  return c ? sp_threadpool_threads(c->pool) : 0;
+}

@@ -1,0 +1,281 @@
+/*
+ * kernels_avx2.c: inner loops for x86 CPUs with AVX2, FMA and F16C.
+ *
+ * Matmul tiles are one weight row by up to four activation rows: each
+ * weight vector is loaded (and widened or unpacked) once and multiplied
+ * into four accumulators, so batched matmuls reuse it from registers. The
+ * single-row case keeps several accumulators instead, to hide FMA latency.
+ * Quantized tiles follow the usual AVX2 scheme: 8-bit products summed with
+ * maddubs/madd, scaled per block with one FMA.
+ */
+#include "backend/cpu/kernels.h"
+#include "backend/cpu/simd.h"
+
+#if defined(SP_CPU_X86)
+
+enum { W_F32, W_F16, W_BF16, W_Q8_0, W_Q4_0, W_Q4_1 };
+
+static inline const void *row_at(const void *x, size_t stride, int j) {
+  return (const uint8_t *)x + (size_t)j * stride;
+}
+
+/* ---- f32 / f16 / bf16 weights times f32 activations ---- */
+
+SP_AVX2_INLINE __m256 load_w8(int kind, const void *w, int64_t i) {
+  if (kind == W_F32) return _mm256_loadu_ps((const float *)w + i);
+  if (kind == W_F16) return sp_avx2_load_f16((const uint16_t *)w + i);
+  return sp_avx2_load_bf16((const uint16_t *)w + i);
+}
+
+SP_AVX2_INLINE float load_w1(int kind, const void *w, int64_t i) {
+  if (kind == W_F32) return ((const float *)w)[i];
+  uint16_t h = ((const uint16_t *)w)[i];
+  if (kind == W_F16) return _cvtsh_ss(h);
+  uint32_t u = (uint32_t)h << 16;
+  float f;
+  memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+/* One row: four independent accumulators over 32 elements per step. */
+SP_AVX2_INLINE float float_dot1(int kind, int64_t k, const void *w, const float *x) {
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+  int64_t i = 0;
+  for (; i + 32 <= k; i += 32) {
+    a0 = _mm256_fmadd_ps(load_w8(kind, w, i), _mm256_loadu_ps(x + i), a0);
+    a1 = _mm256_fmadd_ps(load_w8(kind, w, i + 8), _mm256_loadu_ps(x + i + 8), a1);
+    a2 = _mm256_fmadd_ps(load_w8(kind, w, i + 16), _mm256_loadu_ps(x + i + 16), a2);
+    a3 = _mm256_fmadd_ps(load_w8(kind, w, i + 24), _mm256_loadu_ps(x + i + 24), a3);
+  }
+  for (; i + 8 <= k; i += 8) a0 = _mm256_fmadd_ps(load_w8(kind, w, i), _mm256_loadu_ps(x + i), a0);
+  float sum = sp_avx2_hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+  for (; i < k; i++) sum += load_w1(kind, w, i) * x[i];
+  return sum;
+}
+
+/* nx rows (a compile-time constant after inlining) sharing each weight load. */
+SP_AVX2_INLINE void float_tile(int kind, int nx, int64_t k, const void *w, const void *x,
+                               size_t xs, float *out) {
+  const float *xr[SP_CPU_MAX_NX];
+  __m256 acc[SP_CPU_MAX_NX];
+  SP_UNROLL
+  for (int j = 0; j < nx; j++) {
+    xr[j] = row_at(x, xs, j);
+    acc[j] = _mm256_setzero_ps();
+  }
+  int64_t i = 0;
+  for (; i + 8 <= k; i += 8) {
+    __m256 wv = load_w8(kind, w, i);
+    SP_UNROLL
+    for (int j = 0; j < nx; j++) acc[j] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(xr[j] + i), acc[j]);
+  }
+  SP_UNROLL
+  for (int j = 0; j < nx; j++) out[j] = sp_avx2_hsum(acc[j]);
+  for (; i < k; i++) {
+    float wi = load_w1(kind, w, i);
+    SP_UNROLL
+    for (int j = 0; j < nx; j++) out[j] += wi * xr[j][i];
+  }
+}
+
+SP_AVX2_INLINE void float_dot(int kind, int64_t k, const void *w, const void *x, size_t xs,
+                              int nx, float *out) {
+  switch (nx) {
+  case 1: out[0] = float_dot1(kind, k, w, x); break;
+  case 2: float_tile(kind, 2, k, w, x, xs, out); break;
+  case 3: float_tile(kind, 3, k, w, x, xs, out); break;
+  default: float_tile(kind, 4, k, w, x, xs, out); break;
+  }
+}
+
+SP_TARGET_AVX2 static void dot_f32(int64_t k, const void *w, const void *x, size_t xs, int nx,
+                                   float *out) {
+  float_dot(W_F32, k, w, x, xs, nx, out);
+}
+SP_TARGET_AVX2 static void dot_f16(int64_t k, const void *w, const void *x, size_t xs, int nx,
+                                   float *out) {
+  float_dot(W_F16, k, w, x, xs, nx, out);
+}
+SP_TARGET_AVX2 static void dot_bf16(int64_t k, const void *w, const void *x, size_t xs, int nx,
+                                    float *out) {
+  float_dot(W_BF16, k, w, x, xs, nx, out);
+}
+
+/* ---- quantized weights times sp_q8_act activations ---- */
+
+static inline int block_bytes(int kind) {
+  return kind == W_Q8_0 ? SP_Q8_0_BYTES : kind == W_Q4_0 ? SP_Q4_0_BYTES : SP_Q4_1_BYTES;
+}
+
+/* A block's 32 weights as bytes: signed for Q8_0/Q4_0, 0..15 for Q4_1. */
+SP_AVX2_INLINE __m256i load_wq(int kind, const uint8_t *blk) {
+  if (kind == W_Q8_0) return _mm256_loadu_si256((const __m256i *)(blk + 2));
+  if (kind == W_Q4_0) return _mm256_sub_epi8(sp_avx2_nibbles(blk + 2), _mm256_set1_epi8(8));
+  return sp_avx2_nibbles(blk + 4);
+}
+
+/* Integer dot of a block's weights with one activation block, as 8 floats. */
+SP_AVX2_INLINE __m256 block_dot(int kind, __m256i wq, __m256i wabs, const sp_q8_act *a) {
+  __m256i xq = _mm256_loadu_si256((const __m256i *)a->qs);
+  if (kind == W_Q4_1) return sp_avx2_dot_u8i8(wq, xq);
+  return sp_avx2_dot_u8i8(wabs, _mm256_sign_epi8(xq, wq));
+}
+
+/* Block b of a row times activation block a, scaled, added to acc; Q4_1
+ * also adds its min times the block sum to *mins. The activation scale is
+ * broadcast from memory (a load, not a shuffle). */
+SP_AVX2_INLINE __m256 quant_block(int kind, const uint8_t *w, int64_t b, const sp_q8_act *a,
+                                  __m256 acc, float *mins) {
+  const uint8_t *blk = w + b * block_bytes(kind);
+  __m256i wq = load_wq(kind, blk);
+  __m256i wabs = kind == W_Q4_1 ? wq : _mm256_sign_epi8(wq, wq);
+  __m256 d = _mm256_mul_ps(_mm256_set1_ps(sp_avx2_f16(blk)), _mm256_broadcast_ss(&a->d));
+  if (kind == W_Q4_1) *mins += sp_avx2_f16(blk + 2) * a->s;
+  return _mm256_fmadd_ps(d, block_dot(kind, wq, wabs, a), acc);
+}
+
+/* One row: two accumulators over alternate blocks (hides FMA latency). */
+SP_AVX2_INLINE float quant_dot1(int kind, int64_t nb, const uint8_t *w, const sp_q8_act *a) {
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  float mins0 = 0, mins1 = 0;
+  int64_t b = 0;
+  for (; b + 2 <= nb; b += 2) {
+    acc0 = quant_block(kind, w, b, &a[b], acc0, &mins0);
+    acc1 = quant_block(kind, w, b + 1, &a[b + 1], acc1, &mins1);
+  }
+  if (b < nb) acc0 = quant_block(kind, w, b, &a[b], acc0, &mins0);
+  return sp_avx2_hsum(_mm256_add_ps(acc0, acc1)) + (mins0 + mins1);
+}
+
+SP_AVX2_INLINE void quant_tile(int kind, int nx, int64_t nb, const uint8_t *w, const void *x,
+                               size_t xs, float *out) {
+  const sp_q8_act *xr[SP_CPU_MAX_NX];
+  __m256 acc[SP_CPU_MAX_NX];
+  float mins[SP_CPU_MAX_NX];
+  SP_UNROLL
+  for (int j = 0; j < nx; j++) {
+    xr[j] = row_at(x, xs, j);
+    acc[j] = _mm256_setzero_ps();
+    mins[j] = 0;
+  }
+  for (int64_t b = 0; b < nb; b++) {
+    const uint8_t *blk = w + b * block_bytes(kind);
+    __m256i wq = load_wq(kind, blk);
+    __m256i wabs = kind == W_Q4_1 ? wq : _mm256_sign_epi8(wq, wq);
+    __m256 dw = _mm256_set1_ps(sp_avx2_f16(blk));
+    SP_UNROLL
+    for (int j = 0; j < nx; j++) {
+      __m256 d = _mm256_mul_ps(dw, _mm256_broadcast_ss(&xr[j][b].d));
+      acc[j] = _mm256_fmadd_ps(d, block_dot(kind, wq, wabs, &xr[j][b]), acc[j]);
+    }
+    if (kind == W_Q4_1) {
+      float mw = sp_avx2_f16(blk + 2);
+      SP_UNROLL
+      for (int j = 0; j < nx; j++) mins[j] += mw * xr[j][b].s;
+    }
+  }
+  SP_UNROLL
+  for (int j = 0; j < nx; j++) out[j] = sp_avx2_hsum(acc[j]) + mins[j];
+}
+
+SP_AVX2_INLINE void quant_dot(int kind, int64_t k, const void *w, const void *x, size_t xs,
+                              int nx, float *out) {
+  int64_t nb = k / SP_QK;
+  switch (nx) {
+  case 1: out[0] = quant_dot1(kind, nb, w, x); break;
+  case 2: quant_tile(kind, 2, nb, w, x, xs, out); break;
+  case 3: quant_tile(kind, 3, nb, w, x, xs, out); break;
+  default: quant_tile(kind, 4, nb, w, x, xs, out); break;
+  }
+}
+
+SP_TARGET_AVX2 static void dot_q8_0(int64_t k, const void *w, const void *x, size_t xs, int nx,
+                                    float *out) {
+  quant_dot(W_Q8_0, k, w, x, xs, nx, out);
+}
+SP_TARGET_AVX2 static void dot_q4_0(int64_t k, const void *w, const void *x, size_t xs, int nx,
+                                    float *out) {
+  quant_dot(W_Q4_0, k, w, x, xs, nx, out);
+}
+SP_TARGET_AVX2 static void dot_q4_1(int64_t k, const void *w, const void *x, size_t xs, int nx,
+                                    float *out) {
+  quant_dot(W_Q4_1, k, w, x, xs, nx, out);
+}
+
+/* Same formula as the generic version: d = max|x| / 127 and
+ * q = round_even(x * (127 / max|x|)). */
+SP_TARGET_AVX2 static void quantize_q8(const float *x, sp_q8_act *y, int64_t k) {
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  for (int64_t b = 0; b < k / SP_QK; b++, x += SP_QK) {
+    __m256 v[4], m = _mm256_setzero_ps();
+    SP_UNROLL
+    for (int i = 0; i < 4; i++) {
+      v[i] = _mm256_loadu_ps(x + 8 * i);
+      m = _mm256_max_ps(m, _mm256_and_ps(v[i], abs_mask));
+    }
+    float amax = sp_avx2_hmax(m);
+    __m256 id = _mm256_set1_ps(amax > 0 ? 127.0f / amax : 0.0f);
+    __m256i q[4];
+    SP_UNROLL
+    for (int i = 0; i < 4; i++)
+      q[i] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v[i], id),
+                                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    __m256i sum = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+    /* packs interleave 4-byte groups across lanes; the permute restores order */
+    __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+    _mm256_storeu_si256((__m256i *)y[b].qs, _mm256_permutevar8x32_epi32(p, order));
+    __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(sum), _mm256_extracti128_si256(sum, 1));
+    s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, _MM_SHUFFLE(1, 0, 3, 2)));
+    s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, _MM_SHUFFLE(2, 3, 0, 1)));
+    sp_q8_act_set_scale(&y[b], amax / 127.0f, _mm_cvtsi128_si32(s4));
+  }
+}
+
+/* ---- elementwise ---- */
+
+SP_TARGET_AVX2 static void add_f32(float *d, const float *a, const float *b, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(d + i, _mm256_add_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i)));
+  for (; i < n; i++) d[i] = a[i] + b[i];
+}
+
+SP_TARGET_AVX2 static void mul_f32(float *d, const float *a, const float *b, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(d + i, _mm256_mul_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i)));
+  for (; i < n; i++) d[i] = a[i] * b[i];
+}
+
+SP_TARGET_AVX2 static void scale_f32(float *d, const float *a, float s, int64_t n) {
+  __m256 sv = _mm256_set1_ps(s);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(d + i, _mm256_mul_ps(_mm256_loadu_ps(a + i), sv));
+  for (; i < n; i++) d[i] = a[i] * s;
+}
+
+static const sp_cpu_kernels avx2_kernels = {
+    .name = "avx2",
+    .dot =
+        {
+            [SP_DTYPE_F32] = dot_f32,
+            [SP_DTYPE_F16] = dot_f16,
+            [SP_DTYPE_BF16] = dot_bf16,
+            [SP_DTYPE_Q8_0] = dot_q8_0,
+            [SP_DTYPE_Q4_0] = dot_q4_0,
+            [SP_DTYPE_Q4_1] = dot_q4_1,
+        },
+    .quantize_q8 = quantize_q8,
+    .add = add_f32,
+    .mul = mul_f32,
+    .scale = scale_f32,
+};
+
+const sp_cpu_kernels *sp_cpu_kernels_avx2(void) { return &avx2_kernels; }
+
+#else
+
+const sp_cpu_kernels *sp_cpu_kernels_avx2(void) { return NULL; }
+
+#endif

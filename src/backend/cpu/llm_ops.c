@@ -1,0 +1,294 @@
+/*
+ * llm_ops.c: the transformer ops on the CPU: get_rows, set_rows, rmsnorm,
+ * rope, attention, swiglu, softmax and copy.
+ *
+ * Numerics follow ggml's CPU reference where it matters for agreement with
+ * llama.cpp: rmsnorm sums squares in double, rope advances the angle by
+ * repeated float multiplication, f16 conversion rounds to nearest even.
+ * Each op splits its rows (or heads) into tasks for the thread pool.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "backend/cpu/llm_ops.h"
+#include "backend/cpu/fp16.h"
+#include "dtype.h"
+
+/* Address of row (i1, i2, i3) of a validated tensor. */
+static inline uint8_t *row_at(uint8_t *base, const sp_tensor *t, int64_t i1, int64_t i2, int64_t i3) {
+  return base + t->offset + (size_t)i1 * t->nb[0] + (size_t)i2 * t->nb[1] + (size_t)i3 * t->nb[2];
+}
+
+static inline int64_t n_rows(const sp_tensor *t) {
+  return (int64_t)t->ne[1] * t->ne[2] * t->ne[3];
+}
+
+/* Row r of a tensor counted over dims 1..3. */
+static inline uint8_t *row_flat(uint8_t *base, const sp_tensor *t, int64_t r) {
+  int64_t i1 = r % t->ne[1], i2 = r / t->ne[1] % t->ne[2], i3 = r / t->ne[1] / t->ne[2];
+  return row_at(base, t, i1, i2, i3);
+}
+
+/* Runs fn over `rows` rows in about-even chunks on the pool. */
+typedef struct rows_job {
+  const sp_cpu_exec *ex;
+  const sp_cmd *cmd;
+  int64_t rows, per_task;
+  void (*fn)(const sp_cpu_exec *ex, const sp_cmd *cmd, int64_t r);
+} rows_job;
+
+static void rows_task(void *arg, uint32_t task) {
+  const rows_job *j = arg;
+  int64_t r0 = (int64_t)task * j->per_task, r1 = r0 + j->per_task < j->rows ? r0 + j->per_task : j->rows;
+  for (int64_t r = r0; r < r1; r++) j->fn(j->ex, j->cmd, r);
+}
+
+static void for_each_row(const sp_cpu_exec *ex, const sp_cmd *cmd, int64_t rows, uint64_t row_work,
+                         void (*fn)(const sp_cpu_exec *, const sp_cmd *, int64_t)) {
+  uint32_t tasks = sp_cpu_task_count(ex, (uint64_t)rows * row_work, 16384);
+  if ((int64_t)tasks > rows) tasks = (uint32_t)(rows > 0 ? rows : 1);
+  rows_job job = {ex, cmd, rows, (rows + tasks - 1) / tasks, fn};
+  sp_threadpool_run(ex->pool, tasks, rows_task, &job);
+}
+
+/* ---- conversions ---- */
+
+static inline float sp_f16_round(float x) { return sp_f16_to_f32(sp_f32_to_f16(x)); }
+
+/* Dequantizes one row of n elements of any weight dtype into f32. */
+static void dequantize_row(uint32_t dtype, const uint8_t *src, float *dst, int64_t n) {
+  switch (dtype) {
+    case SP_DTYPE_F32: memcpy(dst, src, (size_t)n * 4); return;
+    case SP_DTYPE_F16: sp_cpu_f16_to_f32_row((const uint16_t *)src, dst, (size_t)n); return;
+    case SP_DTYPE_BF16: sp_cpu_bf16_to_f32_row((const uint16_t *)src, dst, (size_t)n); return;
+    default: break;
+  }
+  const sp_dtype_info *info = sp_dtype_get(dtype);
+  for (int64_t b = 0; b < n / SP_QK; b++, src += info->block_bytes, dst += SP_QK) {
+    uint16_t dh, mh = 0;
+    memcpy(&dh, src, 2);
+    float d = sp_f16_to_f32(dh);
+    if (dtype == SP_DTYPE_Q8_0) {
+      for (int i = 0; i < SP_QK; i++) dst[i] = d * (float)(int8_t)src[2 + i];
+      continue;
+    }
+    const uint8_t *qs = src + (dtype == SP_DTYPE_Q4_1 ? 4 : 2);
+    if (dtype == SP_DTYPE_Q4_1) memcpy(&mh, src + 2, 2);
+    float m = dtype == SP_DTYPE_Q4_1 ? sp_f16_to_f32(mh) : -8.0f * d;
+    for (int i = 0; i < SP_QK / 2; i++) {
+      dst[i] = d * (float)(qs[i] & 0x0f) + m;
+      dst[i + SP_QK / 2] = d * (float)(qs[i] >> 4) + m;
+    }
+  }
+}
+
+/* Writes n f32 values as dtype (f32, f16 or bf16). */
+static void store_row(uint32_t dtype, const float *src, uint8_t *dst, int64_t n) {
+  if (dtype == SP_DTYPE_F32) memmove(dst, src, (size_t)n * 4);
+  else if (dtype == SP_DTYPE_F16) sp_cpu_f32_to_f16_row(src, (uint16_t *)dst, (size_t)n);
+  else sp_cpu_f32_to_bf16_row(src, (uint16_t *)dst, (size_t)n);
+}
+
+/* ---- get_rows / set_rows ---- */
+
+/* Checks every index before anything is written. */
+static sp_error_t *check_indices(const uint8_t *base, const sp_tensor *idx, uint32_t limit, const char *op) {
+  const int32_t *ids = (const int32_t *)(base + idx->offset);
+  for (uint32_t i = 0; i < idx->ne[0]; i++)
+    if (ids[i] < 0 || (uint32_t)ids[i] >= limit)
+      return sp_error_new("%s: src[1][%u] = %d is outside 0..%u", op, i, ids[i], limit - 1);
+  return NULL;
+}
+
+static void get_row(const sp_cpu_exec *ex, const sp_cmd *cmd, int64_t r) {
+  int32_t id = ((const int32_t *)(ex->base + cmd->src[1].offset))[r];
+  dequantize_row(cmd->src[0].dtype, row_at(ex->base, &cmd->src[0], id, 0, 0),
+                 (float *)row_at(ex->base, &cmd->dst, r, 0, 0), cmd->dst.ne[0]);
+}
+
+sp_error_t *sp_cpu_get_rows(const sp_cpu_exec *ex, const sp_cmd *cmd) {
+  sp_error_t *err = check_indices(ex->base, &cmd->src[1], cmd->src[0].ne[1], "get_rows");
+  if (err) return err;
+  for_each_row(ex, cmd, cmd->dst.ne[1], cmd->dst.ne[0], get_row);
+  return NULL;
+}
+
+static void set_row(const sp_cpu_exec *ex, const sp_cmd *cmd, int64_t r) {
+  int32_t id = ((const int32_t *)(ex->base + cmd->src[1].offset))[r];
+  store_row(cmd->dst.dtype, (const float *)row_at(ex->base, &cmd->src[0], r, 0, 0),
+            row_at(ex->base, &cmd->dst, id, 0, 0), cmd->dst.ne[0]);
+}
+
+sp_error_t *sp_cpu_set_rows(const sp_cpu_exec *ex, const sp_cmd *cmd) {
+  sp_error_t *err = check_indices(ex->base, &cmd->src[1], cmd->dst.ne[1], "set_rows");
+  if (err) return err;
+  for_each_row(ex, cmd, cmd->src[0].ne[1], cmd->dst.ne[0], set_row);
+  return NULL;
+}
+
+/* ---- rmsnorm, swiglu, softmax, copy: row-wise ---- */
+
+static void rmsnorm_row(const sp_cpu_exec *ex, const sp_cmd *cmd, int64_t r) {
+  const float *x = (const float *)row_flat(ex->base, &cmd->src[0], r);
+  const float *w = (const float *)(ex->base + cmd->src[1].offset);
+  float *y = (float *)row_flat(ex->base, &cmd->dst, r);
+  float eps = sp_f32_from_bits(cmd->param[0]);
+  int64_t n = cmd->dst.ne[0];
+  double sum = 0;
+  for (int64_t i = 0; i < n; i++) sum += (double)(x[i] * x[i]);
+  float scale = 1.0f / sqrtf((float)(sum / (double)n) + eps);
+  for (int64_t i = 0; i < n; i++) y[i] = x[i] * scale * w[i];
+}
+
+void sp_cpu_rmsnorm(const sp_cpu_exec *ex, const sp_cmd *cmd) {
+  for_each_row(ex, cmd, n_rows(&cmd->dst), cmd->dst.ne[0], rmsnorm_row);
+}
+
+static void swiglu_row(const sp_cpu_exec *ex, const sp_cmd *cmd, int64_t r) {
+  const float *g = (const float *)row_flat(ex->base, &cmd->src[0], r);
+  const float *u = (const float *)row_flat(ex->base, &cmd->src[1], r);
+  float *y = (float *)row_flat(ex->base, &cmd->dst, r);
+  for (int64_t i = 0; i < cmd->dst.ne[0]; i++) y[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+void sp_cpu_swiglu(const sp_cpu_exec *ex, const sp_cmd *cmd) {
+  for_each_row(ex, cmd, n_rows(&cmd->dst), cmd->dst.ne[0] * 8, swiglu_row);
+}
+
+static void softmax_in_place(float *y, int64_t n) {
+  float max = -INFINITY;
+  for (int64_t i = 0; i < n; i++) max = y[i] > max ? y[i] : max;
+  double sum = 0;
+  for (int64_t i = 0; i < n; i++) sum += y[i] = expf(y[i] - max);
+  float inv = (float)(1.0 / sum);
+  for (int64_t i = 0; i < n; i++) y[i] *= inv;
+}
+
+static void softmax_row(const sp_cpu_exec *ex, const sp_cmd *cmd, int64_t r) {
+  const float *x = (const float *)row_flat(ex->base, &cmd->src[0], r);
+  float *y = (float *)row_flat(ex->base, &cmd->dst, r);
+  float scale = sp_f32_from_bits(cmd->param[0]);
+  for (int64_t i = 0; i < cmd->dst.ne[0]; i++) y[i] = x[i] * scale;
+  softmax_in_place(y, cmd->dst.ne[0]);
+}
+
+void sp_cpu_softmax(const sp_cpu_exec *ex, const sp_cmd *cmd) {
+  for_each_row(ex, cmd, n_rows(&cmd->dst), cmd->dst.ne[0] * 8, softmax_row);
+}
+
+static void copy_row(const sp_cpu_exec *ex, const sp_cmd *cmd, int64_t r) {
+  float tmp[1024];
+  const uint8_t *src = row_flat(ex->base, &cmd->src[0], r);
+  uint8_t *dst = row_flat(ex->base, &cmd->dst, r);
+  int64_t n = cmd->dst.ne[0];
+  size_t src_elem = cmd->src[0].dtype == SP_DTYPE_F32 ? 4 : 2, dst_elem = cmd->dst.dtype == SP_DTYPE_F32 ? 4 : 2;
+  for (int64_t i = 0; i < n; i += 1024) {
+    int64_t len = n - i < 1024 ? n - i : 1024;
+    dequantize_row(cmd->src[0].dtype, src + (size_t)i * src_elem, tmp, len);
+    store_row(cmd->dst.dtype, tmp, dst + (size_t)i * dst_elem, len);
+  }
+}
+
+void sp_cpu_copy(const sp_cpu_exec *ex, const sp_cmd *cmd) {
+  for_each_row(ex, cmd, n_rows(&cmd->dst), cmd->dst.ne[0], copy_row);
+}
+
+/* ---- rope ---- */
+
+/* Rotates one head vector of token t. theta advances by repeated float
+ * multiplication, as ggml does, so angles match bit for bit. */
+static void rope_row(const sp_cpu_exec *ex, const sp_cmd *cmd, int64_t r) {
+  const sp_tensor *d = &cmd->dst;
+  int64_t h = r % d->ne[1], t = r / d->ne[1];
+  const float *x = (const float *)row_at(ex->base, &cmd->src[0], h, t, 0);
+  float *y = (float *)row_at(ex->base, d, h, t, 0);
+  int32_t pos = ((const int32_t *)(ex->base + cmd->src[1].offset))[t];
+  uint32_t n_rot = cmd->param[0], mode = cmd->param[2];
+  float base = sp_f32_from_bits(cmd->param[1]), freq_scale = sp_f32_from_bits(cmd->param[3]);
+  const float *factors = cmd->src[2].dtype ? (const float *)(ex->base + cmd->src[2].offset) : NULL;
+  float theta_scale = powf(base, -2.0f / (float)n_rot), theta = (float)pos;
+  uint32_t half = n_rot / 2;
+  for (uint32_t i = 0; i < half; i++, theta *= theta_scale) {
+    float angle = freq_scale * theta / (factors ? factors[i] : 1.0f);
+    float c = cosf(angle), s = sinf(angle);
+    uint32_t i0 = mode == 2 ? i : 2 * i, i1 = mode == 2 ? i + half : 2 * i + 1;
+    float x0 = x[i0], x1 = x[i1];
+    y[i0] = x0 * c - x1 * s;
+    y[i1] = x0 * s + x1 * c;
+  }
+  if (y != x) memmove(y + n_rot, x + n_rot, (d->ne[0] - n_rot) * sizeof *y);
+}
+
+void sp_cpu_rope(const sp_cpu_exec *ex, const sp_cmd *cmd) {
+  for_each_row(ex, cmd, (int64_t)cmd->dst.ne[1] * cmd->dst.ne[2], cmd->dst.ne[0] * 16, rope_row);
+}
+
+/* ---- attention ---- */
+
+typedef struct attention_job {
+  const sp_cpu_exec *ex;
+  const sp_cmd *cmd;
+  float *scratch; /* per task: scores [C] + k/v row [D] + accumulator [D] */
+  size_t per_task_floats;
+  int64_t items, per_task;
+} attention_job;
+
+static void load_kv_row(const uint8_t *src, uint32_t dtype, float *dst, int64_t n) {
+  if (dtype == SP_DTYPE_F16) sp_cpu_f16_to_f32_row((const uint16_t *)src, dst, (size_t)n);
+  else memcpy(dst, src, (size_t)n * 4);
+}
+
+/* Query t, head h: softmax(scale * q.k[0..pos]) . v[0..pos]. */
+static void attend_one(const attention_job *j, float *scores, float *row, float *acc, int64_t item) {
+  const sp_cmd *cmd = j->cmd;
+  uint8_t *base = j->ex->base;
+  const sp_tensor *q = &cmd->src[0], *k = &cmd->src[1], *v = &cmd->src[2];
+  int64_t Hq = q->ne[1], D = q->ne[0], h = item % Hq, t = item / Hq;
+  int64_t hk = h / (Hq / k->ne[1]);
+  int32_t pos = ((const int32_t *)(base + cmd->src[3].offset))[t];
+  const float *q_row = (const float *)row_at(base, q, h, t, 0);
+  float scale = sp_f32_from_bits(cmd->param[0]);
+  /* With an f16 cache, ggml multiplies in f16 operands (f32 sums): q, and
+   * then the probabilities, are rounded to f16 first. We do the same so our
+   * attention matches llama.cpp's to float-summation noise. */
+  float *qv = acc;
+  for (int64_t i = 0; i < D; i++) qv[i] = k->dtype == SP_DTYPE_F16 ? sp_f16_round(q_row[i]) : q_row[i];
+  for (int64_t c = 0; c <= pos; c++) {
+    load_kv_row(row_at(base, k, hk, c, 0), k->dtype, row, D);
+    float dot = 0;
+    for (int64_t i = 0; i < D; i++) dot += qv[i] * row[i];
+    scores[c] = dot * scale;
+  }
+  softmax_in_place(scores, pos + 1);
+  if (v->dtype == SP_DTYPE_F16)
+    for (int64_t c = 0; c <= pos; c++) scores[c] = sp_f16_round(scores[c]);
+  memset(acc, 0, (size_t)D * sizeof *acc);
+  for (int64_t c = 0; c <= pos; c++) {
+    load_kv_row(row_at(base, v, hk, c, 0), v->dtype, row, D);
+    for (int64_t i = 0; i < D; i++) acc[i] += scores[c] * row[i];
+  }
+  memcpy(row_at(base, &cmd->dst, h, t, 0), acc, (size_t)D * sizeof *acc);
+}
+
+static void attention_task(void *arg, uint32_t task) {
+  const attention_job *j = arg;
+  float *scores = j->scratch + (size_t)task * j->per_task_floats;
+  float *row = scores + j->cmd->src[1].ne[2], *acc = row + j->cmd->src[0].ne[0];
+  int64_t i0 = (int64_t)task * j->per_task, i1 = i0 + j->per_task < j->items ? i0 + j->per_task : j->items;
+  for (int64_t item = i0; item < i1; item++) attend_one(j, scores, row, acc, item);
+}
+
+sp_error_t *sp_cpu_attention(const sp_cpu_exec *ex, const sp_cmd *cmd) {
+  const sp_tensor *q = &cmd->src[0], *k = &cmd->src[1];
+  sp_error_t *err = check_indices(ex->base, &cmd->src[3], k->ne[2], "attention: positions");
+  if (err) return err;
+  int64_t items = (int64_t)q->ne[1] * q->ne[2];
+  uint32_t tasks = sp_cpu_task_count(ex, (uint64_t)items * k->ne[2] * q->ne[0] / 4, 16384);
+  if ((int64_t)tasks > items) tasks = (uint32_t)items;
+  size_t per_task = ((size_t)k->ne[2] + 2 * (size_t)q->ne[0] + 15) & ~(size_t)15;
+  float *scratch = sp_cpu_scratch_reserve(ex->scratch, per_task * tasks * sizeof(float));
+  if (!scratch) return sp_error_new("attention: out of scratch memory");
+  attention_job job = {ex, cmd, scratch, per_task, items, (items + tasks - 1) / tasks};
+  sp_threadpool_run(ex->pool, tasks, attention_task, &job);
+  return NULL;
+}
