@@ -45,7 +45,7 @@ static sp_error_t *configure_wasi(sp_actor_t *actor, const sp_actor_options *opt
 }
 
 /* Finds the exported memory's region and binds it to the backend. */
-static sp_error_t *bind_memory(sp_actor_t *actor) {
+static sp_error_t *bind_memory(sp_actor_t *actor, uint64_t memory_limit) {
   wasmtime_extern_t item;
   if (!wasmtime_instance_export_get(actor->context, &actor->instance, "memory", 6, &item) ||
       item.kind != WASMTIME_EXTERN_MEMORY)
@@ -56,6 +56,10 @@ static sp_error_t *bind_memory(sp_actor_t *actor) {
   actor->region = sp_region_registry_find(&actor->rt->regions, base);
   if (!actor->region)
     return sp_error_new("internal: the guest's memory at %p is not a samepage region", (void *)base);
+  if (memory_limit && memory_limit < actor->region->committed)
+    return sp_error_new("the guest needs %zu bytes of memory at start, over the limit of %llu",
+                        actor->region->committed, (unsigned long long)memory_limit);
+  actor->region->limit = (size_t)memory_limit;
   sp_memory_view view = {base, actor->region->committed, actor->region->reserved};
   sp_error_t *err = sp_backend_adopt(actor->rt->backend, &view, &actor->binding);
   if (err) return sp_error_wrap(err, "backend %s cannot adopt the guest's memory",
@@ -81,7 +85,7 @@ static sp_error_t *instantiate(sp_actor_t *actor, const uint8_t *wasm, size_t le
     else if (trap) err = sp_error_from_trap(trap, "instantiation trapped");
   }
   wasmtime_module_delete(module);
-  return err ? err : bind_memory(actor);
+  return err ? err : bind_memory(actor, opts->memory_limit);
 }
 
 sp_error_t *sp_actor_new(sp_runtime_t *rt, const uint8_t *wasm, size_t wasm_len,

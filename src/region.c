@@ -80,6 +80,8 @@ sp_error_t *sp_region_grow(sp_region *r, size_t new_committed) {
   if (new_committed > r->reserved)
     return sp_error_new("region: %zu bytes exceeds the reservation of %zu", new_committed,
                         r->reserved);
+  if (r->limit && new_committed > r->limit)
+    return sp_error_new("region: %zu bytes exceeds the memory limit of %zu", new_committed, r->limit);
   size_t old = r->committed, commit_to = round_up(new_committed, sp_page_size());
   if (commit_to > r->reserved) commit_to = r->reserved;
   size_t old_pages = round_up(old, sp_page_size());

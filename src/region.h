@@ -33,6 +33,7 @@ struct sp_region {
   size_t reserved;    /* bytes reserved for growth, committed included */
   size_t guard;       /* PROT_NONE bytes after the reservation */
   size_t alignment;   /* base alignment */
+  size_t limit;       /* most committed bytes allowed (0 = the reservation) */
   void *map_addr;     /* the whole mapping, for munmap */
   size_t map_len;
   sp_region_grow_hook grow_hook; /* (optional) */
@@ -46,8 +47,8 @@ struct sp_region {
 sp_error_t *sp_region_new(size_t alignment, size_t committed, size_t reserved, size_t guard,
                           sp_region **out);
 
-/* Commits bytes up to new_committed (>= current, <= reserved), then calls
- * the grow hook. Errors leave the region unchanged. */
+/* Commits bytes up to new_committed (>= current, <= reserved and <= limit),
+ * then calls the grow hook. Errors leave the region unchanged. */
 sp_error_t *sp_region_grow(sp_region *region, size_t new_committed);
 
 /* Unmaps the region. NULL is fine. */
