@@ -102,7 +102,9 @@ typedef enum sp_op {
    * [f16|f32: D, Hkv, C], src2 = v cache [same dtype and shape as k],
    * src3 = positions[i32: T]. Query t attends to cache rows 0..pos[t]
    * (pos[t] < C, checked when the op runs). dst[f32: D, Hq, T].
-   * param[0] = scale (f32), Hq % Hkv == 0. */
+   * param[0] = scale (f32), Hq % Hkv == 0. With an f16 cache, q and then
+   * the softmax probabilities are rounded to f16 before they meet k and v
+   * (as ggml does), so results agree with llama.cpp's to summation noise. */
   SP_OP_ATTENTION = 8,
   /* Scatter rows: dst[X: K, R] row src1[i32: M][m] = src0[f32: K, M] row m,
    * converted to X in {f32, f16, bf16}. Indices checked when it runs, as
