@@ -7,7 +7,7 @@
  *  - RSS growth while a 16 MiB guest tensor is handed to the backend, through
  *    the zero-copy path and through a conventional copy (staged) path; both
  *    measured as peak RSS (VmHWM, reset through /proc/self/clear_refs) minus
- *    RSS before;
+ *    RSS before, in decimal MB (10^6 bytes: 16 MiB = 16.78 MB);
  *  - a 128 x 128 f32 matmul written, submitted and checked by the guest;
  *  - the cost of one submit host call (empty list, and a 1-op list);
  *  - the latency of that matmul through the zero-copy and the copy path.
@@ -66,7 +66,7 @@ static sp_error_t *measure_rss(sp_actor_t *actor, const sp_cmd *cmd, bool staged
   long before = status_kb("VmRSS");
   sp_error_t *err = sp_actor_submit(actor, cmd, 1, staged);
   long after = have_peak ? status_kb("VmHWM") : status_kb("VmRSS");
-  *mb = (after - before) / 1024.0;
+  *mb = (after - before) * 1024.0 / 1e6; /* decimal MB, as the seed reports */
   return err;
 }
 
