@@ -43,11 +43,17 @@ void sp_error_free(sp_error_t *err);
 typedef struct sp_runtime sp_runtime_t;
 
 typedef struct sp_runtime_options {
-  const char *backend;      /* "cpu" or "auto" (NULL = "auto") */
+  const char *backend;      /* "cpu", "cuda" or "auto" (NULL = "auto"). "cuda"
+                               loads libsamepage_cuda.so ($SP_CUDA_LIB, else
+                               next to the executable); "auto" tries CUDA and
+                               falls back to the CPU with one line on stderr */
   unsigned threads;         /* CPU backend workers, 0 = one per core */
   size_t region_alignment;  /* base alignment of regions, power of two >= page size;
                                0 = 16 KiB */
   uint32_t max_cmds;        /* longest command list accepted, 0 = 65536 */
+  const char *residency;    /* "weights" (NULL): ranges a guest freezes get a
+                               device copy on discrete GPUs; "none": pure
+                               zero-copy, weights read from host memory */
 } sp_runtime_options;
 
 /* Creates a runtime. opts may be NULL for defaults. On success the caller
@@ -56,8 +62,11 @@ typedef struct sp_runtime_options {
 sp_error_t *sp_runtime_new(const sp_runtime_options *opts, sp_runtime_t **out);
 /* Frees a runtime. Every actor it created must be freed first. */
 void sp_runtime_free(sp_runtime_t *rt);
-/* Name of the backend in use ("cpu"); borrowed. */
+/* Name of the backend in use ("cpu", "cuda"); borrowed. */
 const char *sp_runtime_backend_name(const sp_runtime_t *rt);
+/* Device-resident copies made for frozen ranges, over all actors: bytes held
+ * now, copies made and milliseconds spent. All zero on the CPU. */
+void sp_runtime_residency(const sp_runtime_t *rt, uint64_t *bytes, uint64_t *copies, double *ms);
 
 /* ---- actors ---- */
 
@@ -79,6 +88,10 @@ typedef struct sp_actor_options {
   bool inherit_stdio;       /* give the guest this process's stdin/stdout/stderr */
   const sp_blob_grant *blobs; /* files the guest may read or map, by name */
   int n_blobs;
+  uint32_t timeout_ms;      /* wall-clock limit on each guest entry (_start, each
+                               sp_actor_call, instantiation) in ms, 0 = none;
+                               past it the call fails with "guest exceeded its
+                               N ms time limit" and the actor stays usable */
 } sp_actor_options;
 
 /* Compiles and instantiates a guest module. `wasm` is borrowed.
@@ -118,6 +131,35 @@ void *sp_actor_backend_base(sp_actor_t *actor);
  * separate host buffer, computed there and copied back: the conventional
  * copy path, kept for measurement. Errors carry the validation message. */
 sp_error_t *sp_actor_submit(sp_actor_t *actor, const sp_cmd *cmds, uint32_t count, bool staged);
+
+/* ---- snapshots (docs/SNAPSHOT.md) ---- */
+
+typedef struct sp_snapshot_options {
+  bool self_contained; /* embed granted-file ranges instead of referencing them */
+} sp_snapshot_options;
+
+typedef struct sp_snapshot_stats {
+  uint64_t bytes;        /* size of the snapshot file */
+  uint64_t memory_bytes; /* linear memory it describes */
+  uint64_t pages_written;/* 64 KiB pages written by a restore */
+} sp_snapshot_stats;
+
+/* Saves the actor's whole state (linear memory, exported mutable globals,
+ * granted-file mappings by reference, frozen ranges) to `path`, atomically:
+ * the previous file stays intact until the new one is complete and synced.
+ * Call it between guest calls (the actor is then quiescent). opts and stats
+ * may be NULL. Errors: no memory, I/O (disk full names the cause). */
+sp_error_t *sp_actor_snapshot(sp_actor_t *actor, const char *path, const sp_snapshot_options *opts,
+                              sp_snapshot_stats *stats);
+
+/* Restores a snapshot into `actor`, which must run the same module and
+ * have the same files granted under the same names (checked by content
+ * hash). The actor may be fresh (just created) or warm (already used):
+ * afterwards its memory and globals equal the snapshot's, byte for byte.
+ * Errors (nothing is changed): unreadable, truncated or corrupt file (the
+ * chunk is named), another module, another model file, memory larger than
+ * the snapshot's. */
+sp_error_t *sp_actor_restore(sp_actor_t *actor, const char *path, sp_snapshot_stats *stats);
 
 #ifdef __cplusplus
 }

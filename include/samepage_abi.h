@@ -19,6 +19,15 @@
  *     last failed call (NUL-terminated, truncated to buf_cap) and returns the
  *     full message length. The message names the bad field, e.g.
  *     "cmd[2].src[0].offset: 0xfffffff0 + 64 bytes is outside committed memory".
+ *  4. `i32 freeze(i32 addr, i32 len)` declares guest bytes [addr, addr+len)
+ *     immutable (weights). From then on no command's dst may overlap the
+ *     range (SP_E_ALIAS), and a discrete GPU may keep a device copy, made
+ *     once and reported in the residency stats. At most 16 ranges, never
+ *     overlapping each other. Returns SP_OK or a negative sp_status.
+ *  5. `i32 flush(i32 addr, i32 len)`: the coherence rule. A guest that
+ *     rewrites bytes of a frozen range with its own stores must flush them
+ *     (a sub-range of one frozen range) before the next submit; until then
+ *     kernels may read the stale copy. Returns SP_OK or a negative status.
  *
  * A command list in guest memory is:
  *

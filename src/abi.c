@@ -103,6 +103,8 @@ sp_status sp_abi_run(sp_actor_t *actor, sp_cmd *cmds, uint32_t count, uint64_t l
                 count, ctx.max_cmds);
   for (uint32_t i = 0; i < count; i++) {
     sp_status st = sp_validate_cmd(&ctx, &cmds[i], i, actor->last_error, sizeof actor->last_error);
+    if (!st) st = sp_validate_frozen(actor->frozen, actor->n_frozen, &cmds[i], i, actor->last_error,
+                                     sizeof actor->last_error);
     if (st) return st;
     if (!sp_backend_supports(actor->rt->backend, &cmds[i]))
       return sp_abi_fail(actor, SP_E_UNSUPPORTED, "cmd[%" PRIu32 "]: op %" PRIu32 " on %s is not supported by backend %s",
@@ -177,6 +179,70 @@ static wasm_trap_t *import_last_error(void *env, wasmtime_caller_t *caller,
   return NULL;
 }
 
+/* ---- freeze / flush: immutable ranges and the coherence rule ---- */
+
+/* Checks [addr, addr + len) is a non-empty committed range. */
+static sp_status check_range(sp_actor_t *actor, const char *what, uint32_t addr, uint32_t len) {
+  if (!actor->region) return sp_abi_fail(actor, SP_E_BOUNDS, "%s: no linear memory", what);
+  if (len == 0 || (uint64_t)addr + len > actor->region->committed)
+    return sp_abi_fail(actor, SP_E_BOUNDS, "%s: [0x%" PRIx32 ", +%" PRIu32 ") is empty or outside committed memory",
+                       what, addr, len);
+  return SP_OK;
+}
+
+/* freeze(addr, len): from now on no command may write the range, and the
+ * backend may keep a device copy of it (counted in the residency stats). */
+static sp_status freeze_range(sp_actor_t *actor, uint32_t addr, uint32_t len) {
+  sp_status st = check_range(actor, "freeze", addr, len);
+  if (st) return st;
+  for (uint32_t i = 0; i < actor->n_frozen; i++) {
+    const sp_range *f = &actor->frozen[i];
+    if (addr < f->addr + f->len && f->addr < (uint64_t)addr + len)
+      return sp_abi_fail(actor, SP_E_ALIAS, "freeze: [0x%" PRIx32 ", +%" PRIu32 ") overlaps a frozen range", addr, len);
+  }
+  if (actor->n_frozen == SP_MAX_FROZEN)
+    return sp_abi_fail(actor, SP_E_LIMIT, "freeze: at most %d frozen ranges", SP_MAX_FROZEN);
+  sp_error_t *err = sp_backend_freeze(actor->rt->backend, actor->binding, addr, len);
+  if (err) {
+    sp_abi_fail(actor, SP_E_BACKEND, "freeze: %s", sp_error_message(err));
+    sp_error_free(err);
+    return SP_E_BACKEND;
+  }
+  actor->frozen[actor->n_frozen++] = (sp_range){addr, len};
+  return SP_OK;
+}
+
+/* flush(addr, len): the guest rewrote part of a frozen range with plain
+ * stores; the backend refreshes its copy before the next submit. */
+static sp_status flush_range(sp_actor_t *actor, uint32_t addr, uint32_t len) {
+  sp_status st = check_range(actor, "flush", addr, len);
+  if (st) return st;
+  for (uint32_t i = 0; i < actor->n_frozen; i++) {
+    const sp_range *f = &actor->frozen[i];
+    if (addr < f->addr || (uint64_t)addr + len > f->addr + f->len) continue;
+    sp_error_t *err = sp_backend_flush(actor->rt->backend, actor->binding, addr, len);
+    if (!err) return SP_OK;
+    sp_abi_fail(actor, SP_E_BACKEND, "flush: %s", sp_error_message(err));
+    sp_error_free(err);
+    return SP_E_BACKEND;
+  }
+  return sp_abi_fail(actor, SP_E_PARAM, "flush: [0x%" PRIx32 ", +%" PRIu32 ") is not inside one frozen range", addr, len);
+}
+
+static wasm_trap_t *import_freeze(void *env, wasmtime_caller_t *caller, wasmtime_val_raw_t *args,
+                                  size_t n) {
+  sp_actor_t *actor = sp_abi_caller_actor(caller);
+  args[0].i32 = freeze_range(actor, (uint32_t)args[0].i32, (uint32_t)args[1].i32);
+  return NULL;
+}
+
+static wasm_trap_t *import_flush(void *env, wasmtime_caller_t *caller, wasmtime_val_raw_t *args,
+                                 size_t n) {
+  sp_actor_t *actor = sp_abi_caller_actor(caller);
+  args[0].i32 = flush_range(actor, (uint32_t)args[0].i32, (uint32_t)args[1].i32);
+  return NULL;
+}
+
 static wasm_valtype_t *valtype_of(char c) {
   return c == 'I' ? wasm_valtype_new_i64() : wasm_valtype_new_i32();
 }
@@ -205,5 +271,7 @@ wasmtime_error_t *sp_abi_define(wasmtime_linker_t *linker) {
   if ((err = sp_abi_define_func(linker, "abi_version", ":i", import_abi_version))) return err;
   if ((err = sp_abi_define_func(linker, "submit", "ii:i", import_submit))) return err;
   if ((err = sp_abi_define_func(linker, "last_error", "ii:i", import_last_error))) return err;
+  if ((err = sp_abi_define_func(linker, "freeze", "ii:i", import_freeze))) return err;
+  if ((err = sp_abi_define_func(linker, "flush", "ii:i", import_flush))) return err;
   return sp_abi_blob_define(linker);
 }

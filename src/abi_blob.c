@@ -6,6 +6,7 @@
  *  3. `i64 blob_read(i32 handle, i64 offset, i32 addr, i32 len)`: bytes read.
  *  4. `i32 blob_map(i32 handle, i64 offset, i32 addr, i64 len)`: maps the file
  *     range at guest address addr (64 KiB aligned, inside committed memory).
+ *     SP_E_UNSUPPORTED on backends with caps.no_file_maps (CUDA).
  * Negative results are sp_status codes; last_error has the message.
  */
 #include <string.h>
@@ -57,6 +58,11 @@ static wasm_trap_t *import_blob_map(void *env, wasmtime_caller_t *caller,
   sp_actor_t *actor = sp_abi_caller_actor(caller);
   if (!actor->region) {
     args[0].i32 = sp_abi_fail(actor, SP_E_BOUNDS, "blob_map: no linear memory");
+    return NULL;
+  }
+  if (sp_backend_caps_of(actor->rt->backend).no_file_maps) {
+    args[0].i32 = sp_abi_fail(actor, SP_E_UNSUPPORTED, "blob_map: backend %s cannot compute on file-backed "
+                              "mappings; read the blob instead", sp_backend_name(actor->rt->backend));
     return NULL;
   }
   args[0].i32 = sp_blob_map(&actor->blobs, actor->region, args[0].i32, (uint64_t)args[1].i64,

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "hash64.h"
 #include "runtime_impl.h"
 #include "wasm_host.h"
 
@@ -98,8 +99,10 @@ sp_error_t *sp_actor_new(sp_runtime_t *rt, const uint8_t *wasm, size_t wasm_len,
   sp_actor_t *actor = calloc(1, sizeof *actor);
   if (!actor) return sp_error_new("out of memory");
   actor->rt = rt;
+  actor->module_hash = sp_hash64_of(wasm, wasm_len);
   actor->store = wasmtime_store_new(rt->engine, actor, NULL);
   actor->context = wasmtime_store_context(actor->store);
+  sp_limits_actor_init(actor, opts->timeout_ms);
   sp_error_t *err = instantiate(actor, wasm, wasm_len, opts);
   if (err) {
     sp_actor_free(actor);
@@ -153,6 +156,7 @@ sp_error_t *sp_actor_run_main(sp_actor_t *actor, int *exit_code) {
   if (err) return err;
   int code = 0;
   wasm_trap_t *trap = NULL;
+  sp_limits_arm(actor);
   wasmtime_error_t *werr = wasmtime_func_call(actor->context, &func, NULL, 0, NULL, 0, &trap);
   err = finish_call(werr, trap, "_start", &code);
   if (!err && exit_code) *exit_code = code;
@@ -186,6 +190,7 @@ sp_error_t *sp_actor_call(sp_actor_t *actor, const char *name, const int64_t *ar
   wasm_functype_delete(ty);
   if (err) return err;
   wasm_trap_t *trap = NULL;
+  sp_limits_arm(actor);
   wasmtime_error_t *werr = wasmtime_func_call(actor->context, &func, vals, nargs, &out, nresults, &trap);
   if ((err = finish_call(werr, trap, name, NULL))) return err;
   if (result) *result = out.kind == WASMTIME_I64 ? out.of.i64 : out.kind == WASMTIME_I32 ? out.of.i32 : 0;

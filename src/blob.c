@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "error.h"
+#include "hash64.h"
 
 static sp_error_t *open_one(sp_blob *blob, const sp_blob_grant *grant) {
   if (!grant->name || !grant->name[0] || !grant->path)
@@ -55,6 +56,18 @@ void sp_blob_table_close(sp_blob_table *table) {
   free(table->blobs);
   free(table->maps);
   memset(table, 0, sizeof *table);
+}
+
+sp_error_t *sp_blob_content_hash(sp_blob *blob, uint64_t *out) {
+  if (!blob->hashed) {
+    void *data = blob->size ? mmap(NULL, blob->size, PROT_READ, MAP_PRIVATE, blob->fd, 0) : NULL;
+    if (blob->size && data == MAP_FAILED) return sp_error_new("%s: cannot read it to hash: %s", blob->name, strerror(errno));
+    blob->content_hash = sp_hash64_of(data, blob->size);
+    if (data) munmap(data, blob->size);
+    blob->hashed = true;
+  }
+  *out = blob->content_hash;
+  return NULL;
 }
 
 int32_t sp_blob_find(const sp_blob_table *table, const char *name, size_t len) {

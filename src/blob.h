@@ -27,6 +27,8 @@ typedef struct sp_blob {
   int fd;         /* opened read-only when the actor was created */
   uint64_t size;  /* size when opened */
   uint64_t dev, ino, mtime_ns; /* identity, for snapshots by reference */
+  uint64_t content_hash;       /* sp_hash64 of the whole file, once known */
+  bool hashed;
 } sp_blob;
 
 /* A file range mapped into linear memory (immutable from the guest's view). */
@@ -45,6 +47,9 @@ typedef struct sp_blob_table {
 /* Opens every grant; errors name the grant and the path. */
 sp_error_t *sp_blob_table_open(sp_blob_table *table, const sp_blob_grant *grants, int n);
 void sp_blob_table_close(sp_blob_table *table);
+
+/* The content hash of a grant (computed once, then cached). */
+sp_error_t *sp_blob_content_hash(sp_blob *blob, uint64_t *out);
 
 /* The handle of grant `name` (length-delimited), or SP_E_PARAM when none. */
 int32_t sp_blob_find(const sp_blob_table *table, const char *name, size_t len);

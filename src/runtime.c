@@ -2,16 +2,68 @@
  * runtime.c: sp_runtime_t, one Wasmtime engine + linker + compute backend
  * shared by all the actors created from it.
  */
+#include <dlfcn.h>
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "error.h"
 #include "runtime_impl.h"
 #include "wasm_host.h"
 
-static sp_error_t *pick_backend(const char *name, unsigned threads, sp_backend **out) {
-  if (!name || !strcmp(name, "auto") || !strcmp(name, "cpu")) return sp_backend_cpu_new(threads, out);
-  return sp_error_new("unknown backend \"%s\" (expected cpu or auto)", name);
+/* Loads the CUDA backend library: $SP_CUDA_LIB, else libsamepage_cuda.so
+ * next to the executable, else the loader's search path. The library stays
+ * loaded for the life of the process (its kernels outlive no runtime, but
+ * unloading CUDA's runtime mid-process is not worth the risk). */
+static sp_error_t *load_cuda(const sp_backend_options *opts, sp_backend **out) {
+  const char *env = getenv("SP_CUDA_LIB");
+  char path[PATH_MAX];
+  void *lib = NULL;
+  if (env && env[0]) {
+    lib = dlopen(env, RTLD_NOW | RTLD_LOCAL);
+  } else {
+    ssize_t n = readlink("/proc/self/exe", path, sizeof path - 1);
+    if (n > 0) {
+      path[n] = '\0';
+      char *slash = strrchr(path, '/');
+      if (slash && (size_t)(slash - path) + sizeof SP_BACKEND_CUDA_LIBRARY + 1 < sizeof path) {
+        strcpy(slash + 1, SP_BACKEND_CUDA_LIBRARY);
+        lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+      }
+    }
+    if (!lib) lib = dlopen(SP_BACKEND_CUDA_LIBRARY, RTLD_NOW | RTLD_LOCAL);
+  }
+  if (!lib) return sp_error_new("cuda backend: cannot load %s: %s", env && env[0] ? env : SP_BACKEND_CUDA_LIBRARY, dlerror());
+  sp_backend_new_fn make = (sp_backend_new_fn)dlsym(lib, SP_BACKEND_CUDA_SYMBOL);
+  if (!make) return sp_error_new("cuda backend: %s is missing from the library", SP_BACKEND_CUDA_SYMBOL);
+  sp_error_t *err = make(opts, out);
+  if (!err && (*out)->ops.version != SP_BACKEND_OPS_VERSION) {
+    sp_backend_free(*out);
+    *out = NULL;
+    return sp_error_new("cuda backend: interface version mismatch");
+  }
+  return err;
+}
+
+static sp_error_t *pick_backend(const sp_runtime_options *opts, sp_backend **out) {
+  const char *name = opts->backend, *res = opts->residency;
+  if (res && strcmp(res, "none") && strcmp(res, "weights"))
+    return sp_error_new("unknown residency \"%s\" (expected none or weights)", res);
+  sp_backend_options bo = {.version = SP_BACKEND_OPS_VERSION,
+                           .residency = !res || !strcmp(res, "weights"),
+                           .graphs = !getenv("SP_CUDA_NO_GRAPHS")};
+  if (name && !strcmp(name, "cpu")) return sp_backend_cpu_new(opts->threads, out);
+  if (name && !strcmp(name, "cuda")) return load_cuda(&bo, out);
+  if (!name || !strcmp(name, "auto")) {
+    sp_error_t *err = load_cuda(&bo, out);
+    if (!err) return NULL;
+    fprintf(stderr, "samepage: using the cpu backend (%s)\n", sp_error_message(err));
+    sp_error_free(err);
+    return sp_backend_cpu_new(opts->threads, out);
+  }
+  return sp_error_new("unknown backend \"%s\" (expected cpu, cuda or auto)", name);
 }
 
 static sp_error_t *make_linker(sp_runtime_t *rt) {
@@ -34,7 +86,7 @@ sp_error_t *sp_runtime_new(const sp_runtime_options *opts, sp_runtime_t **out) {
   if (!rt) return sp_error_new("out of memory");
   rt->max_cmds = opts->max_cmds ? opts->max_cmds : SP_DEFAULT_MAX_CMDS;
   sp_region_registry_init(&rt->regions, alignment);
-  sp_error_t *err = pick_backend(opts->backend, opts->threads, &rt->backend);
+  sp_error_t *err = pick_backend(opts, &rt->backend);
   if (!err) err = sp_wasm_engine_new(&rt->regions, &rt->engine);
   if (!err) err = make_linker(rt);
   if (err) {
@@ -47,6 +99,7 @@ sp_error_t *sp_runtime_new(const sp_runtime_options *opts, sp_runtime_t **out) {
 
 void sp_runtime_free(sp_runtime_t *rt) {
   if (!rt) return;
+  sp_limits_runtime_stop(rt);
   if (rt->linker) wasmtime_linker_delete(rt->linker);
   if (rt->engine) wasm_engine_delete(rt->engine);
   sp_backend_free(rt->backend);
@@ -56,4 +109,11 @@ void sp_runtime_free(sp_runtime_t *rt) {
 
 const char *sp_runtime_backend_name(const sp_runtime_t *rt) {
   return rt ? sp_backend_name(rt->backend) : "none";
+}
+
+void sp_runtime_residency(const sp_runtime_t *rt, uint64_t *bytes, uint64_t *copies, double *ms) {
+  sp_residency_stats st = sp_backend_residency(rt ? rt->backend : NULL);
+  if (bytes) *bytes = st.bytes;
+  if (copies) *copies = st.copies;
+  if (ms) *ms = st.ms;
 }

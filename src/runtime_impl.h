@@ -10,9 +10,12 @@
 #include "blob.h"
 #include "memory_creator.h"
 #include "samepage.h"
+#include "actor_limits.h"
+#include "validate.h"
 
 #define SP_DEFAULT_MAX_CMDS 65536u
 #define SP_LAST_ERROR_CAP 512
+#define SP_MAX_FROZEN 16 /* frozen ranges per actor */
 
 struct sp_runtime {
   sp_backend *backend;           /* shared by every actor */
@@ -20,6 +23,7 @@ struct sp_runtime {
   wasm_engine_t *engine;
   wasmtime_linker_t *linker;     /* WASI + the "samepage" imports */
   uint32_t max_cmds;
+  sp_ticker *ticker;             /* epoch ticker for time limits (actor_limits.c), lazy */
 };
 
 struct sp_actor {
@@ -34,6 +38,10 @@ struct sp_actor {
   sp_cmd *cmds;                  /* host copy of the list being validated */
   uint32_t cmds_cap;
   sp_blob_table blobs;           /* files granted to this actor */
+  uint64_t module_hash;          /* sp_hash64 of the module's bytes */
+  sp_range frozen[SP_MAX_FROZEN]; /* guest ranges declared immutable (freeze) */
+  uint32_t n_frozen;
+  sp_actor_limits limits;        /* wall-clock limit per guest entry (actor_limits.c) */
   char last_error[SP_LAST_ERROR_CAP];
 };
 

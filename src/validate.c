@@ -223,3 +223,17 @@ sp_status sp_validate_cmd(const sp_validate_ctx *ctx, sp_cmd *cmd, uint32_t inde
   if (rule->has_dst) return check_aliasing(ctx, cmd, rule, index, msg, cap);
   return SP_OK;
 }
+
+sp_status sp_validate_frozen(const sp_range *frozen, uint32_t n, const sp_cmd *cmd, uint32_t index,
+                             char *msg, size_t cap) {
+  if (cmd->dst.dtype == SP_DTYPE_NONE) return SP_OK;
+  uint64_t dst_len = sp_tensor_extent(&cmd->dst);
+  for (uint32_t f = 0; f < n; f++) {
+    if (!ranges_overlap(cmd->dst.offset, dst_len, frozen[f].addr, frozen[f].len)) continue;
+    char detail[160];
+    snprintf(detail, sizeof detail, "overlaps the frozen (immutable) range [0x%" PRIx64 ", +%" PRIu64 ")",
+             frozen[f].addr, frozen[f].len);
+    return reject(SP_E_ALIAS, msg, cap, index, "dst", detail);
+  }
+  return SP_OK;
+}

@@ -15,6 +15,11 @@
 
 #include "samepage_abi.h"
 
+/* A guest byte range [addr, addr + len). */
+typedef struct sp_range {
+  uint64_t addr, len;
+} sp_range;
+
 /* What a command list is checked against. */
 typedef struct sp_validate_ctx {
   uint64_t committed;  /* bytes of committed guest memory */
@@ -32,6 +37,12 @@ sp_status sp_validate_header(const sp_validate_ctx *ctx, const sp_cmd_list_heade
 /* Checks and normalizes one command (index is used in messages only). */
 sp_status sp_validate_cmd(const sp_validate_ctx *ctx, sp_cmd *cmd, uint32_t index,
                           char *msg, size_t msg_cap);
+
+/* Checks that a validated command's dst overlaps none of the n frozen
+ * ranges (guest memory declared immutable with freeze); SP_E_ALIAS and a
+ * message naming the range otherwise. */
+sp_status sp_validate_frozen(const sp_range *frozen, uint32_t n, const sp_cmd *cmd, uint32_t index,
+                             char *msg, size_t msg_cap);
 
 /* Byte extent of a normalized, valid tensor: from its offset to one past its
  * last byte. */

@@ -19,7 +19,8 @@ sp_error_t *sp_wasm_engine_new(sp_region_registry *regions, wasm_engine_t **out)
    * initialised by copying the data segments in (once, at instantiation). */
   wasmtime_config_memory_init_cow_set(config, false);
   wasmtime_config_parallel_compilation_set(config, true);
-  wasmtime_config_epoch_interruption_set(config, false);
+  /* Time limits: guests check the epoch at loops and calls (actor_limits.c). */
+  wasmtime_config_epoch_interruption_set(config, true);
   /* The compiled-module cache is an optimisation: ignore a config failure. */
   wasmtime_error_t *cache_err = wasmtime_config_cache_config_load(config, NULL);
   if (cache_err) wasmtime_error_delete(cache_err);

@@ -36,6 +36,11 @@ sp_import_submit(uint32_t list_addr, uint32_t list_bytes);
 __attribute__((import_module("samepage"), import_name("last_error"))) int32_t
 sp_import_last_error(uint32_t buf_addr, uint32_t buf_cap);
 
+__attribute__((import_module("samepage"), import_name("freeze"))) int32_t
+sp_import_freeze(uint32_t addr, uint32_t len);
+__attribute__((import_module("samepage"), import_name("flush"))) int32_t
+sp_import_flush(uint32_t addr, uint32_t len);
+
 __attribute__((import_module("samepage"), import_name("blob_open"))) int32_t
 sp_import_blob_open(uint32_t name_addr, uint32_t name_len);
 __attribute__((import_module("samepage"), import_name("blob_size"))) int64_t
@@ -245,6 +250,22 @@ static inline void *sp_blob_load(int32_t handle, uint64_t *size_out, int32_t *st
   }
   *size_out = (uint64_t)size;
   return *status == SP_OK ? (void *)(uintptr_t)addr : NULL;
+}
+
+/* ---- immutable ranges ---- */
+
+/* Declares [ptr, ptr + len) immutable (weights): commands may no longer
+ * write it, and a discrete GPU may keep a device-resident copy. */
+static inline int32_t sp_freeze(const void *ptr, uint64_t len) {
+  if (len == 0 || len > 0xFFFFFFFFu) return SP_E_BOUNDS;
+  return sp_import_freeze(sp_addr(ptr), (uint32_t)len);
+}
+
+/* After rewriting bytes of a frozen range with plain stores, flush them
+ * before the next submit, or kernels may read the old bytes. */
+static inline int32_t sp_flush(const void *ptr, uint64_t len) {
+  if (len == 0 || len > 0xFFFFFFFFu) return SP_E_BOUNDS;
+  return sp_import_flush(sp_addr(ptr), (uint32_t)len);
 }
 
 /* ---- submitting ---- */

@@ -143,6 +143,12 @@ static int load_model(void) {
     return -1;
   }
   prefault(file, size, G.opt.progress);
+  /* The file's bytes never change: declare them immutable, so a discrete
+   * GPU may keep the weights resident (counted by the host). */
+  if (sp_freeze(file, size) != SP_OK) {
+    snprintf(G.error, sizeof G.error, "cannot freeze the model's bytes: %s", sp_last_error());
+    return -1;
+  }
   if (gguf_parse(file, size, &G.gguf, G.error, sizeof G.error) != GGUF_OK) return -1;
   if (llm_model_load(&G.model, G.gguf, G.error, sizeof G.error)) return -1;
   if (tok_vocab_new(G.gguf, &G.vocab, G.error, sizeof G.error) != TOK_OK) return -1;

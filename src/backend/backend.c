@@ -43,6 +43,22 @@ void *sp_backend_device_base(sp_backend *be, void *binding, const sp_memory_view
   return adopted ? adopted->base : NULL;
 }
 
+sp_error_t *sp_backend_freeze(sp_backend *be, void *binding, uint64_t addr, uint64_t len) {
+  if (!be) return sp_error_new("backend freeze: bad arguments");
+  return be->ops.freeze ? be->ops.freeze(be->ctx, binding, addr, len) : NULL;
+}
+
+sp_error_t *sp_backend_flush(sp_backend *be, void *binding, uint64_t addr, uint64_t len) {
+  if (!be) return sp_error_new("backend flush: bad arguments");
+  return be->ops.flush ? be->ops.flush(be->ctx, binding, addr, len) : NULL;
+}
+
+sp_residency_stats sp_backend_residency(const sp_backend *be) {
+  sp_residency_stats none = {0};
+  if (be && be->ops.residency) be->ops.residency(be->ctx, &none);
+  return none;
+}
+
 void sp_backend_release(sp_backend *be, void *binding) {
   if (be && binding) be->ops.release(be->ctx, binding);
 }

@@ -23,7 +23,7 @@
 #include "samepage.h"
 #include "samepage_abi.h"
 
-#define SP_BACKEND_OPS_VERSION 1
+#define SP_BACKEND_OPS_VERSION 2
 
 /* The memory a backend binding computes on: guest address a is base + a. */
 typedef struct sp_memory_view {
@@ -36,7 +36,20 @@ typedef struct sp_memory_view {
 typedef struct sp_backend_caps {
   bool zero_copy;      /* kernels read and write guest memory itself */
   bool unified_memory; /* the device reads host memory at full speed */
+  bool no_file_maps;   /* file-backed mappings must not enter an adopted
+                          region (CUDA: registering such pages can hang), so
+                          blob_map answers SP_E_UNSUPPORTED and guests fall
+                          back to blob_read into anonymous memory */
+  bool residency;      /* freeze() makes device-resident copies */
 } sp_backend_caps;
+
+/* What residency (frozen device-resident copies) costs, summed over the
+ * backend's bindings since it was created. */
+typedef struct sp_residency_stats {
+  uint64_t bytes;  /* device bytes held by frozen copies now */
+  uint64_t copies; /* freeze and flush copies made */
+  double ms;       /* wall time spent making them */
+} sp_residency_stats;
 
 struct sp_backend_ops {
   /* SP_BACKEND_OPS_VERSION; checked when the backend is registered. */
@@ -61,6 +74,19 @@ struct sp_backend_ops {
    * device pointer of the mapped region).
    * (optional): default, the base of the view given to adopt(). */
   void *(*device_base)(void *ctx, void *binding);
+  /* The guest declared guest bytes [addr, addr + len) immutable (weights).
+   * A discrete GPU may copy them to device memory once, and kernels reading a
+   * tensor wholly inside the range then read the copy. The caller guarantees
+   * the range is committed and that no later command writes it (validator).
+   * A backend that cannot afford the copy warns and keeps reading guest
+   * memory. (optional): default does nothing (the range stays zero-copy). */
+  sp_error_t *(*freeze)(void *ctx, void *binding, uint64_t addr, uint64_t len);
+  /* The guest rewrote bytes [addr, addr + len) of a frozen range with plain
+   * stores; refresh any copy (the coherence rule: no flush, stale reads).
+   * (optional): default does nothing. */
+  sp_error_t *(*flush)(void *ctx, void *binding, uint64_t addr, uint64_t len);
+  /* Residency totals. (optional): default all zero. */
+  void (*residency)(void *ctx, sp_residency_stats *out);
   /* Stops computing on a region; the binding is gone afterwards. */
   void (*release)(void *ctx, void *binding);
   /* Frees the backend instance. */
@@ -78,6 +104,19 @@ typedef struct sp_backend {
 /* Creates the CPU backend with `threads` workers (0 = one per core). */
 sp_error_t *sp_backend_cpu_new(unsigned threads, sp_backend **out);
 
+/* Options of backends loaded from a shared library (CUDA). */
+typedef struct sp_backend_options {
+  uint32_t version;     /* SP_BACKEND_OPS_VERSION */
+  bool residency;       /* honour freeze() with device copies ("weights") */
+  bool graphs;          /* replay repeated command lists as CUDA graphs */
+} sp_backend_options;
+
+/* The constructor a backend library exports under SP_BACKEND_CUDA_SYMBOL.
+ * Errors: no device, driver or runtime failure (the message says which). */
+typedef sp_error_t *(*sp_backend_new_fn)(const sp_backend_options *opts, sp_backend **out);
+#define SP_BACKEND_CUDA_SYMBOL "sp_backend_cuda_new"
+#define SP_BACKEND_CUDA_LIBRARY "libsamepage_cuda.so"
+
 /* ---- wrappers: the only way the rest of samepage calls a backend ---- */
 
 const char *sp_backend_name(const sp_backend *be);
@@ -88,6 +127,9 @@ bool sp_backend_supports(sp_backend *be, const sp_cmd *cmd);
 sp_error_t *sp_backend_submit(sp_backend *be, void *binding, const sp_cmd *cmds, uint32_t count);
 sp_error_t *sp_backend_wait(sp_backend *be, void *binding);
 void *sp_backend_device_base(sp_backend *be, void *binding, const sp_memory_view *adopted);
+sp_error_t *sp_backend_freeze(sp_backend *be, void *binding, uint64_t addr, uint64_t len);
+sp_error_t *sp_backend_flush(sp_backend *be, void *binding, uint64_t addr, uint64_t len);
+sp_residency_stats sp_backend_residency(const sp_backend *be);
 void sp_backend_release(sp_backend *be, void *binding);
 void sp_backend_free(sp_backend *be);
 

@@ -2,6 +2,7 @@
 #ifndef SP_CLI_H
 #define SP_CLI_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -9,6 +10,7 @@
 #define SP_EXIT_USAGE 2     /* bad command line */
 #define SP_EXIT_RUNTIME 125 /* samepage failed before or outside the guest */
 #define SP_EXIT_TRAP 134    /* the guest trapped */
+#define SP_EXIT_TIMEOUT 124 /* the guest ran past --timeout */
 
 int sp_cli_exec(int argc, char **argv);
 int sp_cli_run(int argc, char **argv);
@@ -20,5 +22,12 @@ uint8_t *sp_cli_read_file(const char *path, size_t *len);
 
 /* Parses "512M", "4G", "65536" (bytes) into *out; 0 on success. */
 int sp_cli_parse_size(const char *text, uint64_t *out);
+
+/* Parses --timeout SECONDS ("2", "0.5") into milliseconds; 0 on success. */
+int sp_cli_parse_timeout(const char *text, uint32_t *ms);
+
+/* Whether an error is a guest stopped by its time limit (actor_limits.c). */
+typedef struct sp_error sp_error_t;
+bool sp_cli_is_timeout(const sp_error_t *err);
 
 #endif

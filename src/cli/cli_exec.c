@@ -4,7 +4,7 @@
  * Exit status: the guest's own exit code; 2 for a bad command line; 125 when
  * samepage fails before or outside the guest (missing file, not wasm,
  * instantiation failure); 134 when the guest traps (the message and its wasm
- * backtrace go to stderr).
+ * backtrace go to stderr); 124 when the guest ran past --timeout.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +21,7 @@ typedef struct exec_args {
   int n_dirs;
   uint64_t memory_limit;
   unsigned threads;
+  uint32_t timeout_ms;
   int guest_index; /* argv index of GUEST.wasm */
 } exec_args;
 
@@ -30,7 +31,8 @@ static void exec_usage(FILE *out) {
           "  --dir DIR             give the guest access to DIR (repeatable)\n"
           "  --backend cpu|auto    compute backend (default auto)\n"
           "  --memory-limit SIZE   cap the guest's linear memory, e.g. 256M (default 4G)\n"
-          "  --threads N           CPU backend threads (default: all cores)\n");
+          "  --threads N           CPU backend threads (default: all cores)\n"
+          "  --timeout SECONDS     stop the guest after this much wall-clock time (e.g. 2.5)\n");
 }
 
 /* Returns 0, or an exit code to stop with. */
@@ -74,6 +76,11 @@ static int parse_exec_args(int argc, char **argv, exec_args *a) {
         return SP_EXIT_USAGE;
       }
       a->threads = (unsigned)n;
+    } else if (!strcmp(opt, "--timeout")) {
+      if (sp_cli_parse_timeout(val, &a->timeout_ms)) {
+        fprintf(stderr, "samepage exec: --timeout: \"%s\" is not a number of seconds in (0, 4000000]\n", val);
+        return SP_EXIT_USAGE;
+      }
     } else {
       fprintf(stderr, "samepage exec: unknown option %s\n", opt);
       exec_usage(stderr);
@@ -87,6 +94,19 @@ static int parse_exec_args(int argc, char **argv, exec_args *a) {
   }
   a->guest_index = i;
   return 0;
+}
+
+int sp_cli_parse_timeout(const char *text, uint32_t *ms) {
+  char *end;
+  double seconds = strtod(text, &end);
+  if (end == text || *end || !(seconds > 0) || seconds > 4e6) return -1;
+  double millis = seconds * 1000.0;
+  *ms = millis < 1 ? 1 : (uint32_t)(millis + 0.5);
+  return 0;
+}
+
+bool sp_cli_is_timeout(const sp_error_t *err) {
+  return err && strstr(sp_error_message(err), "ms time limit") != NULL;
 }
 
 static int fail_with(sp_error_t *err, const char *what, int code) {
@@ -116,7 +136,8 @@ int sp_cli_exec(int argc, char **argv) {
                             .dirs = a.dirs,
                             .n_dirs = a.n_dirs,
                             .memory_limit = a.memory_limit,
-                            .inherit_stdio = true};
+                            .inherit_stdio = true,
+                            .timeout_ms = a.timeout_ms};
   sp_actor_t *actor = NULL;
   err = sp_actor_new(rt, wasm, len, &aopts, &actor);
   free(wasm);
@@ -126,7 +147,7 @@ int sp_cli_exec(int argc, char **argv) {
   }
   int exit_code = 0;
   err = sp_actor_run_main(actor, &exit_code);
-  if (err) exit_code = fail_with(err, path, SP_EXIT_TRAP);
+  if (err) exit_code = fail_with(err, path, sp_cli_is_timeout(err) ? SP_EXIT_TIMEOUT : SP_EXIT_TRAP);
   fflush(stdout);
   sp_actor_free(actor);
   sp_runtime_free(rt);

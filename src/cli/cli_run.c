@@ -29,6 +29,7 @@ typedef struct run_args {
   const char *model;
   const char *prompt;
   const char *backend;
+  const char *residency;
   unsigned threads;
   long n_predict;
   bool json, raw;
@@ -60,7 +61,8 @@ static void run_usage(FILE *out) {
           "  --batch N              prefill batch (default 128)\n"
           "  --system TEXT          system prompt for chat models\n"
           "  --raw                  no chat template: continue the text\n"
-          "  --backend cpu|auto     compute backend (default auto)\n"
+          "  --backend cpu|cuda|auto  compute backend (default auto)\n"
+          "  --residency none|weights  device copies of frozen weights (default weights)\n"
           "  --threads N            CPU backend threads\n"
           "  --json                 machine-readable output\n");
 }
@@ -106,6 +108,7 @@ static int parse_run_args(int argc, char **argv, run_args *a) {
     if (!strcmp(opt, "-m") || !strcmp(opt, "--model")) a->model = val;
     else if (!strcmp(opt, "-p") || !strcmp(opt, "--prompt")) a->prompt = val;
     else if (!strcmp(opt, "--backend")) a->backend = val;
+    else if (!strcmp(opt, "--residency")) a->residency = val;
     else if (!strcmp(opt, "-n") || !strcmp(opt, "--n-predict")) {
       char *end;
       a->n_predict = strtol(val, &end, 10);
@@ -256,22 +259,30 @@ static void print_json_string(const char *text) {
   putchar('"');
 }
 
-static void report(const llm_session *s) {
+static void report(sp_runtime_t *rt, const llm_session *s) {
   const run_stats *st = &s->stats;
+  uint64_t res_bytes = 0, res_copies = 0;
+  double res_ms = 0;
+  sp_runtime_residency(rt, &res_bytes, &res_copies, &res_ms);
   double prefill_tps = st->prefill_ms > 0 ? st->prompt_tokens / (st->prefill_ms / 1e3) : 0;
   double decode_tps = st->decode_ms > 0 ? st->generated / (st->decode_ms / 1e3) : 0;
   if (s->args->json) {
     printf("{\"model\": ");
     print_json_string(s->args->model);
     printf(", \"load_ms\": %.1f, \"prompt_tokens\": %ld, \"prefill_ms\": %.1f, \"prefill_tok_s\": %.1f, "
-           "\"generated_tokens\": %ld, \"decode_ms\": %.1f, \"decode_tok_s\": %.1f, \"text\": ",
-           st->load_ms, st->prompt_tokens, st->prefill_ms, prefill_tps, st->generated, st->decode_ms, decode_tps);
+           "\"generated_tokens\": %ld, \"decode_ms\": %.1f, \"decode_tok_s\": %.1f, \"backend\": \"%s\", "
+           "\"resident_bytes\": %llu, \"resident_ms\": %.1f, \"text\": ",
+           st->load_ms, st->prompt_tokens, st->prefill_ms, prefill_tps, st->generated, st->decode_ms, decode_tps,
+           sp_runtime_backend_name(rt), (unsigned long long)res_bytes, res_ms);
     print_json_string(s->text ? s->text : "");
     printf("}\n");
   }
   fprintf(stderr, "load %.0f ms | prefill %ld tokens, %.1f tok/s | decode %ld tokens, %.1f tok/s (%.2f ms/token)\n",
           st->load_ms, st->prompt_tokens, prefill_tps, st->generated, decode_tps,
           st->generated ? st->decode_ms / st->generated : 0.0);
+  if (res_copies)
+    fprintf(stderr, "backend %s | resident %.1f MiB in %llu copies, %.1f ms\n", sp_runtime_backend_name(rt),
+            res_bytes / 1048576.0, (unsigned long long)res_copies, res_ms);
 }
 
 static int run_session(sp_runtime_t *rt, run_args *a) {
@@ -291,7 +302,7 @@ static int run_session(sp_runtime_t *rt, run_args *a) {
     rc = 1;
   } else if (!err) {
     err = a->prompt ? prompt_turn(&s, a->prompt, a->raw) : interactive(&s);
-    if (!err) report(&s);
+    if (!err) report(rt, &s);
   }
   if (err) {
     fprintf(stderr, "samepage run: %s\n", sp_error_message(err));
@@ -312,7 +323,7 @@ int sp_cli_run(int argc, char **argv) {
             getenv("SAMEPAGE_MODEL") ? "" : " (fetch the default model with scripts/fetch-model.sh)");
     return SP_EXIT_RUNTIME;
   }
-  sp_runtime_options ropts = {.backend = a.backend, .threads = a.threads};
+  sp_runtime_options ropts = {.backend = a.backend, .threads = a.threads, .residency = a.residency};
   sp_runtime_t *rt = NULL;
   sp_error_t *err = sp_runtime_new(&ropts, &rt);
   if (err) {

@@ -1,0 +1,108 @@
+/*
+ * attention.cu: causal grouped-query attention over the KV cache in guest
+ * memory (f16 or f32), one block per (query head, token).
+ *
+ * Each warp walks 32 cache rows at a time, one row per lane, keeping a
+ * running maximum, sum and output accumulator (online softmax); the warps
+ * then merge their partial results. As llm_ops.c does for an f16 cache,
+ * q is rounded to f16 before the dot products. The position of each query
+ * was checked against the cache length before this kernel ran; it is
+ * clamped again here, since guest data is never trusted twice.
+ */
+#include <math.h>
+
+#include "backend/cuda/cuda_common.cuh"
+
+#define SP_ATT_WARPS 16 /* decode has few (head, token) blocks: keys spread over warps */
+#define SP_ATT_DMAX 256
+
+template <bool F16>
+static __device__ float kv_at(const uint8_t *row, uint32_t i) {
+  if (F16) return sp_cu_half(((const uint16_t *)row)[i]);
+  return ((const float *)row)[i];
+}
+
+template <bool F16>
+__global__ void __launch_bounds__(SP_ATT_WARPS * 32)
+    attention_kernel(sp_cu_tensor q, sp_cu_tensor k, sp_cu_tensor v, const int32_t *pos, sp_cu_tensor d,
+                     float scale, sp_cu_status *st) {
+  SP_CU_GUARD(st);
+  __shared__ float qs[SP_ATT_DMAX];
+  __shared__ float wm[SP_ATT_WARPS], wl[SP_ATT_WARPS];
+  __shared__ float wacc[SP_ATT_WARPS][SP_ATT_DMAX];
+  uint32_t h = blockIdx.x, t = blockIdx.y, D = q.ne[0], Hq = q.ne[1];
+  uint32_t hk = h / (Hq / k.ne[1]);
+  int32_t p = pos[t];
+  int32_t C = (int32_t)k.ne[2];
+  p = p < 0 ? 0 : (p >= C ? C - 1 : p);
+  const float *qr = (const float *)(q.p + (size_t)h * q.nb[0] + (size_t)t * q.nb[1]);
+  for (uint32_t i = threadIdx.x; i < D; i += blockDim.x) qs[i] = F16 ? __half2float(__float2half_rn(qr[i])) : qr[i];
+  __syncthreads();
+  int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const uint8_t *kb = k.p + (size_t)hk * k.nb[0], *vb = v.p + (size_t)hk * v.nb[0];
+  float m = -INFINITY, l = 0, acc[SP_ATT_DMAX / 32];
+#pragma unroll
+  for (int j = 0; j < SP_ATT_DMAX / 32; j++) acc[j] = 0;
+  for (int32_t c0 = warp * 32; c0 <= p; c0 += SP_ATT_WARPS * 32) {
+    int32_t c = c0 + lane;
+    float s = -INFINITY;
+    if (c <= p) {
+      const uint8_t *kr = kb + (size_t)c * k.nb[1];
+      float dot = 0;
+#pragma unroll 16
+      for (uint32_t i = 0; i < D; i++) dot += qs[i] * kv_at<F16>(kr, i);
+      s = dot * scale;
+    }
+    float mn = fmaxf(m, sp_cu_warp_max(s));
+    float pr = c <= p ? expf(s - mn) : 0.0f;
+    float corr = expf(m - mn);
+    l = l * corr + sp_cu_warp_sum(pr);
+#pragma unroll
+    for (int j = 0; j < SP_ATT_DMAX / 32; j++) acc[j] *= corr;
+    /* Rows past p get probability 0 and read row p instead, so every load
+     * is unconditional and the unrolled loop keeps many in flight (guest
+     * memory may sit across PCIe: latency, not bandwidth, bounds this). */
+#pragma unroll 8
+    for (int32_t jj = 0; jj < 32; jj++) {
+      float pj = __shfl_sync(0xffffffffu, pr, jj);
+      int32_t row = c0 + jj <= p ? c0 + jj : p;
+      const uint8_t *vr = vb + (size_t)row * v.nb[1];
+#pragma unroll
+      for (int j = 0; j < SP_ATT_DMAX / 32; j++) {
+        uint32_t dd = lane + 32 * j;
+        if (dd < D) acc[j] += pj * kv_at<F16>(vr, dd);
+      }
+    }
+    m = mn;
+  }
+  if (lane == 0) wm[warp] = m, wl[warp] = l;
+#pragma unroll
+  for (int j = 0; j < SP_ATT_DMAX / 32; j++) {
+    uint32_t dd = lane + 32 * j;
+    if (dd < D) wacc[warp][dd] = acc[j];
+  }
+  __syncthreads();
+  float M = -INFINITY;
+  for (int w = 0; w < SP_ATT_WARPS; w++) M = fmaxf(M, wm[w]);
+  float L = 0, f[SP_ATT_WARPS];
+  for (int w = 0; w < SP_ATT_WARPS; w++) f[w] = wl[w] > 0 ? expf(wm[w] - M) : 0.0f, L += wl[w] * f[w];
+  float *yr = (float *)(d.p + (size_t)h * d.nb[0] + (size_t)t * d.nb[1]);
+  for (uint32_t i = threadIdx.x; i < D; i += blockDim.x) {
+    float o = 0;
+    for (int w = 0; w < SP_ATT_WARPS; w++) o += f[w] > 0 ? wacc[w][i] * f[w] : 0.0f;
+    yr[i] = o / L;
+  }
+}
+
+cudaError_t sp_cu_attention(const sp_cu_cmd *c) {
+  dim3 grid(c->src[0].ne[1], c->src[0].ne[2]);
+  float scale = sp_cu_f32(c->cmd->param[0]);
+  const int32_t *pos = (const int32_t *)c->src[3].p;
+  if (c->src[1].dtype == SP_DTYPE_F16)
+    attention_kernel<true><<<grid, SP_ATT_WARPS * 32, 0, c->stream>>>(c->src[0], c->src[1], c->src[2], pos, c->dst,
+                                                                      scale, c->status);
+  else
+    attention_kernel<false><<<grid, SP_ATT_WARPS * 32, 0, c->stream>>>(c->src[0], c->src[1], c->src[2], pos, c->dst,
+                                                                       scale, c->status);
+  return cudaGetLastError();
+}

@@ -1,0 +1,539 @@
+/*
+ * cuda_backend.cu: the CUDA backend, computing on guest memory in place.
+ *
+ * Adopting a region registers the actor's committed memory with the device,
+ * mapped (cudaHostRegister), so kernels read and write the guest's own bytes
+ * at the same address (pointer identity is checked and reported); each
+ * memory.grow registers the newly committed pages. submit() enqueues the
+ * list on the binding's stream and wait() synchronizes it: GPU writes to
+ * guest memory happen only while the guest is blocked inside its submit
+ * host call (docs/CUDA.md).
+ *
+ * Residency: freeze() copies an immutable range (weights) to device memory
+ * once; a source tensor wholly inside a frozen range is read from the copy.
+ * The validator guarantees no command writes a frozen range; a guest that
+ * rewrites one with its own stores calls flush(). The bytes and milliseconds
+ * are counted and reported, never hidden.
+ *
+ * Graphs: a list byte-identical to the previous one on the binding (a decode
+ * step: positions and token ids are read from guest memory by the kernels)
+ * is captured once as a CUDA graph and replayed after that.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "backend/cuda/cuda_common.cuh"
+extern "C" {
+#include "backend/backend.h"
+#include "dtype.h"
+#include "error.h"
+}
+#include "backend/cuda/cuda_backend.h"
+
+#define SP_CU_MAX_FROZEN 16
+#define SP_CU_MAX_CHECKED 16
+
+typedef struct sp_cu_ctx {
+  int device;
+  bool residency, graphs, integrated;
+  pthread_mutex_t mu; /* guards stats */
+  sp_residency_stats stats;
+} sp_cu_ctx;
+
+typedef struct sp_cu_frozen {
+  uint64_t addr, len;
+  uint8_t *dev; /* device copy, NULL when the copy could not be afforded */
+} sp_cu_frozen;
+
+typedef struct sp_cu_binding {
+  sp_memory_view view;
+  uint8_t *dbase;        /* device address of guest address 0 */
+  size_t registered;     /* bytes [0, registered) are registered */
+  uint8_t **regs;        /* start of each registration, for unregistering */
+  size_t n_regs, regs_cap;
+  cudaStream_t stream;
+  sp_cu_status *status_dev, *status_host;
+  sp_cu_frozen frozen[SP_CU_MAX_FROZEN];
+  uint32_t n_frozen;
+  int8_t *xq;            /* quantized activations scratch */
+  float *xd, *xs;
+  size_t xq_cap;         /* elements of xq */
+  sp_cmd *last;          /* the previous list, for replay */
+  uint32_t last_count, last_cap;
+  cudaGraphExec_t exec;
+  bool has_exec, dirty;
+} sp_cu_binding;
+
+#define CU_TRY(call, ...)                                                              \
+  do {                                                                                 \
+    cudaError_t e_ = (call);                                                           \
+    if (e_ != cudaSuccess) {                                                           \
+      char what_[256];                                                                 \
+      snprintf(what_, sizeof what_, __VA_ARGS__);                                      \
+      return sp_error_new("cuda: %s: %s (%s)", what_, cudaGetErrorString(e_), cudaGetErrorName(e_)); \
+    }                                                                                  \
+  } while (0)
+
+static double now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static const char *op_name(uint32_t op) {
+  static const char *names[SP_OP_COUNT] = {"nop", "matmul", "add", "mul", "scale", "get_rows", "rmsnorm",
+                                           "rope", "attention", "set_rows", "swiglu", "softmax", "copy"};
+  return op < SP_OP_COUNT ? names[op] : "unknown";
+}
+
+/* ---- the vtable: capabilities, adopt, grow ---- */
+
+static sp_backend_caps cu_caps(void *vctx) {
+  sp_cu_ctx *c = (sp_cu_ctx *)vctx;
+  sp_backend_caps caps = {};
+  caps.zero_copy = true;
+  caps.unified_memory = c->integrated;
+  caps.no_file_maps = true;
+  caps.residency = c->residency && !c->integrated;
+  return caps;
+}
+
+/* Registers guest bytes [b->registered, committed) with the device. */
+static sp_error_t *register_up_to(sp_cu_binding *b, size_t committed) {
+  if (committed <= b->registered) return NULL;
+  if (b->n_regs == b->regs_cap) {
+    size_t cap = b->regs_cap ? b->regs_cap * 2 : 16;
+    uint8_t **grown = (uint8_t **)realloc(b->regs, cap * sizeof *grown);
+    if (!grown) return sp_error_new("cuda: out of host memory");
+    b->regs = grown, b->regs_cap = cap;
+  }
+  uint8_t *start = b->view.base + b->registered;
+  CU_TRY(cudaHostRegister(start, committed - b->registered, cudaHostRegisterMapped | cudaHostRegisterPortable),
+         "registering guest memory [%zu, %zu)", b->registered, committed);
+  b->regs[b->n_regs++] = start;
+  b->registered = committed;
+  return NULL;
+}
+
+static void cu_release(void *vctx, void *binding);
+
+static sp_error_t *cu_adopt(void *vctx, const sp_memory_view *view, void **binding) {
+  sp_cu_ctx *c = (sp_cu_ctx *)vctx;
+  CU_TRY(cudaSetDevice(c->device), "selecting device %d", c->device);
+  sp_cu_binding *b = (sp_cu_binding *)calloc(1, sizeof *b);
+  if (!b) return sp_error_new("cuda adopt: out of memory");
+  b->view = *view;
+  sp_error_t *err = register_up_to(b, view->committed);
+  void *dptr = NULL;
+  cudaError_t e = cudaSuccess;
+  if (!err && (e = cudaHostGetDevicePointer(&dptr, view->base, 0)) != cudaSuccess)
+    err = sp_error_new("cuda: no device pointer for guest memory: %s", cudaGetErrorString(e));
+  b->dbase = (uint8_t *)dptr;
+  if (!err && (e = cudaStreamCreateWithFlags(&b->stream, cudaStreamNonBlocking)) != cudaSuccess)
+    err = sp_error_new("cuda: creating a stream: %s", cudaGetErrorString(e));
+  if (!err && (e = cudaMalloc(&b->status_dev, sizeof(sp_cu_status))) != cudaSuccess)
+    err = sp_error_new("cuda: status word: %s", cudaGetErrorString(e));
+  if (!err && (e = cudaMallocHost(&b->status_host, sizeof(sp_cu_status))) != cudaSuccess)
+    err = sp_error_new("cuda: host status word: %s", cudaGetErrorString(e));
+  if (err) {
+    cu_release(vctx, b);
+    return err;
+  }
+  memset(b->status_host, 0, sizeof *b->status_host);
+  *binding = b;
+  return NULL;
+}
+
+static sp_error_t *cu_grow(void *vctx, void *binding, const sp_memory_view *view) {
+  sp_cu_ctx *c = (sp_cu_ctx *)vctx;
+  sp_cu_binding *b = (sp_cu_binding *)binding;
+  CU_TRY(cudaSetDevice(c->device), "selecting device %d", c->device);
+  b->view = *view;
+  return register_up_to(b, view->committed);
+}
+
+static void *cu_device_base(void *vctx, void *binding) { return ((sp_cu_binding *)binding)->dbase; }
+
+/* ---- residency: freeze and flush ---- */
+
+static void add_stats(sp_cu_ctx *c, int64_t bytes, double ms) {
+  pthread_mutex_lock(&c->mu);
+  c->stats.bytes = (uint64_t)((int64_t)c->stats.bytes + bytes);
+  if (bytes >= 0) c->stats.copies++, c->stats.ms += ms;
+  pthread_mutex_unlock(&c->mu);
+}
+
+static sp_error_t *cu_freeze(void *vctx, void *binding, uint64_t addr, uint64_t len) {
+  sp_cu_ctx *c = (sp_cu_ctx *)vctx;
+  sp_cu_binding *b = (sp_cu_binding *)binding;
+  if (!c->residency || c->integrated || b->n_frozen == SP_CU_MAX_FROZEN) return NULL;
+  CU_TRY(cudaSetDevice(c->device), "selecting device %d", c->device);
+  double t0 = now_ms();
+  uint8_t *dev = NULL;
+  if (cudaMalloc(&dev, len) != cudaSuccess) {
+    cudaGetLastError(); /* not sticky: clear it and stay zero-copy */
+    fprintf(stderr, "samepage: cuda: no device memory for a %.1f MiB resident copy; reading it from host "
+            "memory instead\n", len / 1048576.0);
+    return NULL;
+  }
+  cudaError_t e = cudaMemcpy(dev, b->view.base + addr, len, cudaMemcpyHostToDevice);
+  if (e != cudaSuccess) {
+    cudaFree(dev);
+    return sp_error_new("cuda: copying %llu frozen bytes: %s", (unsigned long long)len, cudaGetErrorString(e));
+  }
+  b->frozen[b->n_frozen++] = (sp_cu_frozen){addr, len, dev};
+  b->dirty = true;
+  add_stats(c, (int64_t)len, now_ms() - t0);
+  return NULL;
+}
+
+static sp_error_t *cu_flush(void *vctx, void *binding, uint64_t addr, uint64_t len) {
+  sp_cu_ctx *c = (sp_cu_ctx *)vctx;
+  sp_cu_binding *b = (sp_cu_binding *)binding;
+  for (uint32_t i = 0; i < b->n_frozen; i++) {
+    sp_cu_frozen *f = &b->frozen[i];
+    if (addr < f->addr || addr + len > f->addr + f->len) continue;
+    CU_TRY(cudaSetDevice(c->device), "selecting device %d", c->device);
+    double t0 = now_ms();
+    CU_TRY(cudaStreamSynchronize(b->stream), "flush: waiting for the stream");
+    CU_TRY(cudaMemcpy(f->dev + (addr - f->addr), b->view.base + addr, len, cudaMemcpyHostToDevice),
+           "flush: copying %llu bytes", (unsigned long long)len);
+    add_stats(c, 0, now_ms() - t0);
+    return NULL;
+  }
+  return NULL; /* no copy of that range: guest memory is read directly */
+}
+
+static void cu_residency(void *vctx, sp_residency_stats *out) {
+  sp_cu_ctx *c = (sp_cu_ctx *)vctx;
+  pthread_mutex_lock(&c->mu);
+  *out = c->stats;
+  pthread_mutex_unlock(&c->mu);
+}
+
+/* ---- supports ---- */
+
+static bool is_f32(const sp_tensor *t) { return t->dtype == SP_DTYPE_F32; }
+static bool is_i32(const sp_tensor *t) { return t->dtype == SP_DTYPE_I32; }
+static bool is_float(const sp_tensor *t) {
+  return t->dtype == SP_DTYPE_F32 || t->dtype == SP_DTYPE_F16 || t->dtype == SP_DTYPE_BF16;
+}
+static bool is_weight(const sp_tensor *t) {
+  return t->dtype != SP_DTYPE_NONE && t->dtype != SP_DTYPE_I32 && t->dtype < SP_DTYPE_COUNT;
+}
+
+static bool cu_supports(void *vctx, const sp_cmd *cmd) {
+  const sp_tensor *d = &cmd->dst, *s = cmd->src;
+  switch (cmd->op) {
+  case SP_OP_NOP: return true;
+  case SP_OP_MATMUL: return is_weight(&s[0]) && is_f32(&s[1]) && is_f32(d);
+  case SP_OP_ADD:
+  case SP_OP_MUL:
+  case SP_OP_SWIGLU:
+  case SP_OP_RMSNORM: return is_f32(d) && is_f32(&s[0]) && is_f32(&s[1]);
+  case SP_OP_SCALE:
+  case SP_OP_SOFTMAX: return is_f32(d) && is_f32(&s[0]);
+  case SP_OP_GET_ROWS: return is_weight(&s[0]) && is_i32(&s[1]) && is_f32(d);
+  case SP_OP_SET_ROWS: return is_float(d) && is_f32(&s[0]) && is_i32(&s[1]);
+  case SP_OP_COPY: return is_float(d) && is_float(&s[0]);
+  case SP_OP_ROPE:
+    return is_f32(d) && is_f32(&s[0]) && is_i32(&s[1]) && (s[2].dtype == SP_DTYPE_NONE || is_f32(&s[2])) &&
+           cmd->param[0] <= 2048;
+  case SP_OP_ATTENTION:
+    return is_f32(d) && is_f32(&s[0]) && (s[1].dtype == SP_DTYPE_F32 || s[1].dtype == SP_DTYPE_F16) &&
+           s[2].dtype == s[1].dtype && is_i32(&s[3]) && s[0].ne[0] <= 256;
+  default: return false;
+  }
+}
+
+/* ---- submit: decode, plan, enqueue (directly or into a graph) ---- */
+
+static uint64_t extent_of(const sp_tensor *t) {
+  uint64_t e = sp_dtype_row_bytes(sp_dtype_get(t->dtype), t->ne[0]);
+  for (int d = 1; d < 4; d++) e += (uint64_t)(t->ne[d] - 1) * t->nb[d - 1];
+  return e;
+}
+
+static bool overlaps(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen) { return a < b + blen && b < a + alen; }
+
+/* Device pointer of a tensor; sources wholly inside a frozen copy read it. */
+static sp_cu_tensor resolve(const sp_cu_binding *b, const sp_tensor *t, bool is_src) {
+  sp_cu_tensor r = {};
+  if (t->dtype == SP_DTYPE_NONE) return r;
+  r.p = b->dbase + t->offset;
+  r.dtype = t->dtype;
+  memcpy(r.ne, t->ne, sizeof r.ne);
+  memcpy(r.nb, t->nb, sizeof r.nb);
+  if (!is_src) return r;
+  uint64_t ext = extent_of(t);
+  for (uint32_t i = 0; i < b->n_frozen; i++) {
+    const sp_cu_frozen *f = &b->frozen[i];
+    if (f->dev && t->offset >= f->addr && t->offset + ext <= f->addr + f->len) {
+      r.p = f->dev + (t->offset - f->addr);
+      break;
+    }
+  }
+  return r;
+}
+
+/* Index tensors already checked in this list, and still unwritten. */
+typedef struct checked_set {
+  struct { uint32_t offset, n, limit; } e[SP_CU_MAX_CHECKED];
+  int n;
+} checked_set;
+
+static bool checked_has(const checked_set *s, const sp_tensor *idx, uint32_t limit) {
+  for (int i = 0; i < s->n; i++)
+    if (s->e[i].offset == idx->offset && s->e[i].n == idx->ne[0] && s->e[i].limit <= limit) return true;
+  return false;
+}
+
+static void checked_forget(checked_set *s, uint64_t dst, uint64_t dst_len) {
+  for (int i = 0; i < s->n;)
+    if (overlaps(dst, dst_len, s->e[i].offset, (uint64_t)s->e[i].n * 4)) s->e[i] = s->e[--s->n];
+    else i++;
+}
+
+/* Checks one index tensor (unless already checked in this list). */
+static cudaError_t check_once(const sp_cu_binding *b, checked_set *s, const sp_tensor *idx, uint32_t limit,
+                              uint32_t index) {
+  if (checked_has(s, idx, limit)) return cudaSuccess;
+  cudaError_t e = sp_cu_check_indices((const int32_t *)(b->dbase + idx->offset), idx->ne[0], limit, index,
+                                      b->status_dev, b->stream);
+  if (e == cudaSuccess && s->n < SP_CU_MAX_CHECKED) s->e[s->n++] = {idx->offset, idx->ne[0], limit};
+  return e;
+}
+
+/* Scratch elements the list's matmuls need for quantized activations. */
+static size_t scratch_need(const sp_cmd *cmds, uint32_t count) {
+  size_t need = 0;
+  for (uint32_t i = 0; i < count; i++) {
+    const sp_cmd *c = &cmds[i];
+    if (c->op != SP_OP_MATMUL || !sp_cu_matmul_quantizes(c->src[0].dtype, c->src[1].ne[1])) continue;
+    size_t n = (size_t)c->src[1].ne[0] * c->src[1].ne[1];
+    if (n > need) need = n;
+  }
+  return need;
+}
+
+static sp_error_t *reserve_scratch(sp_cu_binding *b, size_t elems) {
+  if (elems <= b->xq_cap) return NULL;
+  cudaFree(b->xq), cudaFree(b->xd), cudaFree(b->xs);
+  b->xq = NULL, b->xd = b->xs = NULL, b->xq_cap = 0;
+  CU_TRY(cudaMalloc(&b->xq, elems), "activation scratch (%zu bytes)", elems);
+  CU_TRY(cudaMalloc(&b->xd, elems / SP_CU_QK * sizeof(float) + 16), "activation scales");
+  CU_TRY(cudaMalloc(&b->xs, elems / SP_CU_QK * sizeof(float) + 16), "activation sums");
+  b->xq_cap = elems;
+  b->dirty = true; /* a captured graph points at the old scratch */
+  return NULL;
+}
+
+/* Enqueues one command. */
+static cudaError_t enqueue_cmd(const sp_cu_binding *b, const sp_cmd *cmd, uint32_t index, checked_set *checked,
+                               sp_tensor *xq_of) {
+  sp_cu_cmd c = {};
+  c.cmd = cmd, c.index = index, c.stream = b->stream, c.status = b->status_dev;
+  c.dst = resolve(b, &cmd->dst, false);
+  for (int i = 0; i < SP_MAX_SRC; i++) c.src[i] = resolve(b, &cmd->src[i], true);
+  cudaError_t e = cudaSuccess;
+  switch (cmd->op) {
+  case SP_OP_NOP: return cudaSuccess;
+  case SP_OP_MATMUL:
+    c.xq = b->xq, c.xd = b->xd, c.xs = b->xs;
+    c.xq_ready = !memcmp(xq_of, &cmd->src[1], sizeof *xq_of);
+    e = sp_cu_matmul(&c);
+    if (sp_cu_matmul_quantizes(cmd->src[0].dtype, cmd->src[1].ne[1])) *xq_of = cmd->src[1];
+    break;
+  case SP_OP_ADD:
+  case SP_OP_MUL:
+  case SP_OP_SCALE:
+  case SP_OP_SWIGLU:
+  case SP_OP_COPY: e = sp_cu_elementwise(&c); break;
+  case SP_OP_RMSNORM: e = sp_cu_rmsnorm(&c); break;
+  case SP_OP_SOFTMAX: e = sp_cu_softmax(&c); break;
+  case SP_OP_ROPE: e = sp_cu_rope(&c); break;
+  case SP_OP_GET_ROWS:
+    e = check_once(b, checked, &cmd->src[1], cmd->src[0].ne[1], index);
+    if (e == cudaSuccess) e = sp_cu_get_rows(&c);
+    break;
+  case SP_OP_SET_ROWS:
+    e = check_once(b, checked, &cmd->src[1], cmd->dst.ne[1], index);
+    if (e == cudaSuccess) e = sp_cu_set_rows(&c);
+    break;
+  case SP_OP_ATTENTION:
+    e = check_once(b, checked, &cmd->src[3], cmd->src[1].ne[2], index);
+    if (e == cudaSuccess) e = sp_cu_attention(&c);
+    break;
+  default: return cudaErrorNotSupported;
+  }
+  if (e != cudaSuccess) return e;
+  /* What this command writes is no longer checked or quantized. */
+  uint64_t dst_len = extent_of(&cmd->dst);
+  checked_forget(checked, cmd->dst.offset, dst_len);
+  if (xq_of->dtype && overlaps(cmd->dst.offset, dst_len, xq_of->offset, extent_of(xq_of))) memset(xq_of, 0, sizeof *xq_of);
+  return cudaSuccess;
+}
+
+/* Enqueues the whole list: reset the status word, every command, then copy
+ * the status word back for wait(). */
+static sp_error_t *enqueue_list(sp_cu_binding *b, const sp_cmd *cmds, uint32_t count) {
+  checked_set checked = {};
+  sp_tensor xq_of = {};
+  CU_TRY(cudaMemsetAsync(b->status_dev, 0, sizeof(sp_cu_status), b->stream), "resetting the status word");
+  for (uint32_t i = 0; i < count; i++) {
+    cudaError_t e = enqueue_cmd(b, &cmds[i], i, &checked, &xq_of);
+    if (e != cudaSuccess)
+      return sp_error_new("cuda: cmd[%u] (%s): launch failed: %s", i, op_name(cmds[i].op), cudaGetErrorString(e));
+  }
+  CU_TRY(cudaMemcpyAsync(b->status_host, b->status_dev, sizeof(sp_cu_status), cudaMemcpyDeviceToHost, b->stream),
+         "reading the status word");
+  return NULL;
+}
+
+static sp_error_t *remember_list(sp_cu_binding *b, const sp_cmd *cmds, uint32_t count) {
+  if (count > b->last_cap) {
+    sp_cmd *grown = (sp_cmd *)realloc(b->last, (size_t)count * sizeof *grown);
+    if (!grown) return sp_error_new("cuda: out of host memory");
+    b->last = grown, b->last_cap = count;
+  }
+  memcpy(b->last, cmds, (size_t)count * sizeof *cmds);
+  b->last_count = count;
+  return NULL;
+}
+
+/* Captures the list as a graph, instantiates it and launches it. */
+static sp_error_t *capture_and_launch(sp_cu_binding *b, const sp_cmd *cmds, uint32_t count) {
+  if (b->has_exec) cudaGraphExecDestroy(b->exec), b->has_exec = false;
+  CU_TRY(cudaStreamBeginCapture(b->stream, cudaStreamCaptureModeThreadLocal), "beginning a graph capture");
+  sp_error_t *err = enqueue_list(b, cmds, count);
+  cudaGraph_t graph = NULL;
+  cudaError_t e = cudaStreamEndCapture(b->stream, &graph);
+  if (err) {
+    if (graph) cudaGraphDestroy(graph);
+    return err;
+  }
+  CU_TRY(e, "ending a graph capture");
+  e = cudaGraphInstantiate(&b->exec, graph, 0);
+  cudaGraphDestroy(graph);
+  CU_TRY(e, "instantiating a graph of %u commands", count);
+  b->has_exec = true, b->dirty = false;
+  CU_TRY(cudaGraphLaunch(b->exec, b->stream), "launching a graph");
+  return NULL;
+}
+
+static sp_error_t *cu_submit(void *vctx, void *binding, const sp_cmd *cmds, uint32_t count) {
+  sp_cu_ctx *c = (sp_cu_ctx *)vctx;
+  sp_cu_binding *b = (sp_cu_binding *)binding;
+  CU_TRY(cudaSetDevice(c->device), "selecting device %d", c->device);
+  bool same = b->last && count == b->last_count && !memcmp(cmds, b->last, (size_t)count * sizeof *cmds);
+  sp_error_t *err = reserve_scratch(b, scratch_need(cmds, count));
+  if (err) return err;
+  if (same && b->has_exec && !b->dirty) {
+    CU_TRY(cudaGraphLaunch(b->exec, b->stream), "replaying a graph");
+    return NULL;
+  }
+  if (same && c->graphs) return capture_and_launch(b, cmds, count);
+  if (b->has_exec) cudaGraphExecDestroy(b->exec), b->has_exec = false;
+  if ((err = remember_list(b, cmds, count))) return err;
+  return enqueue_list(b, cmds, count);
+}
+
+static sp_error_t *cu_wait(void *vctx, void *binding) {
+  sp_cu_ctx *c = (sp_cu_ctx *)vctx;
+  sp_cu_binding *b = (sp_cu_binding *)binding;
+  CU_TRY(cudaSetDevice(c->device), "selecting device %d", c->device);
+  cudaError_t e = cudaStreamSynchronize(b->stream);
+  if (e != cudaSuccess)
+    return sp_error_new("cuda: running the list failed: %s (%s); the device context may be lost",
+                        cudaGetErrorString(e), cudaGetErrorName(e));
+  const sp_cu_status *st = b->status_host;
+  if (!st->code) return NULL;
+  uint32_t i = (uint32_t)st->cmd;
+  const sp_cmd *cmd = b->last && i < b->last_count ? &b->last[i] : NULL;
+  uint32_t limit = !cmd ? 0
+                   : cmd->op == SP_OP_GET_ROWS ? cmd->src[0].ne[1]
+                   : cmd->op == SP_OP_SET_ROWS ? cmd->dst.ne[1]
+                                               : cmd->src[1].ne[2];
+  return sp_error_new("cmd[%u]: %s: index [%d] = %d is outside 0..%u", i, cmd ? op_name(cmd->op) : "?", st->at,
+                      st->value, limit ? limit - 1 : 0);
+}
+
+static void cu_release(void *vctx, void *binding) {
+  sp_cu_ctx *c = (sp_cu_ctx *)vctx;
+  sp_cu_binding *b = (sp_cu_binding *)binding;
+  cudaSetDevice(c->device);
+  if (b->stream) cudaStreamSynchronize(b->stream);
+  if (b->has_exec) cudaGraphExecDestroy(b->exec);
+  for (uint32_t i = 0; i < b->n_frozen; i++) {
+    if (!b->frozen[i].dev) continue;
+    cudaFree(b->frozen[i].dev);
+    add_stats(c, -(int64_t)b->frozen[i].len, 0);
+  }
+  for (size_t i = 0; i < b->n_regs; i++) cudaHostUnregister(b->regs[i]);
+  cudaFree(b->xq), cudaFree(b->xd), cudaFree(b->xs), cudaFree(b->status_dev);
+  if (b->status_host) cudaFreeHost(b->status_host);
+  if (b->stream) cudaStreamDestroy(b->stream);
+  cudaGetLastError();
+  free(b->regs);
+  free(b->last);
+  free(b);
+}
+
+static void cu_destroy(void *vctx) {
+  sp_cu_ctx *c = (sp_cu_ctx *)vctx;
+  pthread_mutex_destroy(&c->mu);
+  free(c);
+}
+
+static struct sp_backend_ops make_ops(void) {
+  struct sp_backend_ops ops = {};
+  ops.version = SP_BACKEND_OPS_VERSION;
+  ops.name = "cuda";
+  ops.caps = cu_caps;
+  ops.adopt = cu_adopt;
+  ops.grow = cu_grow;
+  ops.supports = cu_supports;
+  ops.submit = cu_submit;
+  ops.wait = cu_wait;
+  ops.device_base = cu_device_base;
+  ops.freeze = cu_freeze;
+  ops.flush = cu_flush;
+  ops.residency = cu_residency;
+  ops.release = cu_release;
+  ops.destroy = cu_destroy;
+  return ops;
+}
+
+extern "C" sp_error_t *sp_backend_cuda_new(const sp_backend_options *opts, sp_backend **out) {
+  if (!opts || opts->version != SP_BACKEND_OPS_VERSION || !out)
+    return sp_error_new("cuda backend: interface version mismatch");
+  int n = 0;
+  cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess || n == 0)
+    return sp_error_new("cuda backend: no CUDA device (%s)", e != cudaSuccess ? cudaGetErrorString(e) : "count 0");
+  const char *dev_env = getenv("SP_CUDA_DEVICE");
+  int device = dev_env ? atoi(dev_env) : 0;
+  if (device < 0 || device >= n) return sp_error_new("cuda backend: device %d does not exist (%d found)", device, n);
+  CU_TRY(cudaSetDevice(device), "selecting device %d", device);
+  int integrated = 0, mapped = 0;
+  CU_TRY(cudaDeviceGetAttribute(&integrated, cudaDevAttrIntegrated, device), "device attributes");
+  CU_TRY(cudaDeviceGetAttribute(&mapped, cudaDevAttrCanMapHostMemory, device), "device attributes");
+  if (!mapped) return sp_error_new("cuda backend: device %d cannot map host memory", device);
+  sp_backend *be = (sp_backend *)calloc(1, sizeof *be);
+  sp_cu_ctx *c = (sp_cu_ctx *)calloc(1, sizeof *c);
+  if (!be || !c) {
+    free(be), free(c);
+    return sp_error_new("cuda backend: out of memory");
+  }
+  c->device = device;
+  c->residency = opts->residency;
+  c->graphs = opts->graphs;
+  c->integrated = integrated != 0;
+  pthread_mutex_init(&c->mu, NULL);
+  be->ops = make_ops();
+  be->ctx = c;
+  *out = be;
+  return NULL;
+}

@@ -1,0 +1,120 @@
+/*
+ * cuda_common.cuh: what the CUDA op families share.
+ *
+ * cuda_backend.cu decodes each validated command into an sp_cu_cmd: its
+ * tensors with resolved device pointers (guest memory itself, or a frozen
+ * range's device copy for sources wholly inside one), and hands it to the
+ * launcher of its op family (matmul.cu, elementwise.cu, llm_ops.cu,
+ * attention.cu). Launchers only enqueue on the binding's stream; they never
+ * synchronize, so a whole list can be captured as one CUDA graph.
+ *
+ * Every kernel starts with SP_CU_GUARD: once an earlier command of the list
+ * found a bad index (status word set in device memory), the rest of the
+ * list does nothing, so "nothing after a failed check runs" holds inside a
+ * replayed graph too.
+ */
+#ifndef SP_CUDA_COMMON_CUH
+#define SP_CUDA_COMMON_CUH
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <stdint.h>
+#include <string.h>
+
+#ifndef _Static_assert
+#define _Static_assert static_assert /* samepage_abi.h is C11 */
+#endif
+extern "C" {
+#include "samepage_abi.h"
+}
+
+#define SP_CU_QK 32 /* elements per quantized block */
+
+/* The device status word of a binding: set by the first failed check. */
+typedef struct sp_cu_status {
+  int32_t code;  /* 0 = fine, else SP_E_BOUNDS */
+  int32_t cmd;   /* index of the command whose check failed */
+  int32_t at;    /* index position that failed */
+  int32_t value; /* the bad value */
+} sp_cu_status;
+
+/* A validated tensor with its resolved device pointer. */
+typedef struct sp_cu_tensor {
+  uint8_t *p;
+  uint32_t dtype;
+  uint32_t ne[4];
+  uint32_t nb[3]; /* byte strides of dims 1..3 (normalized) */
+} sp_cu_tensor;
+
+/* One command, ready to launch. */
+typedef struct sp_cu_cmd {
+  const sp_cmd *cmd;     /* the validated original (params) */
+  uint32_t index;        /* position in the list, for messages */
+  sp_cu_tensor dst, src[SP_MAX_SRC];
+  cudaStream_t stream;
+  sp_cu_status *status;  /* device status word */
+  /* matmul: activations quantized to int8 blocks (scratch), when reused */
+  int8_t *xq;            /* [M][K] */
+  float *xd;             /* [M][K/32] block scales */
+  float *xs;             /* [M][K/32] scale * sum of the block's ints */
+  bool xq_ready;         /* xq already holds these activations */
+} sp_cu_cmd;
+
+#define SP_CU_GUARD(status) \
+  do {                      \
+    if ((status)->code) return; \
+  } while (0)
+
+/* Rows of a tensor: ne1 * ne2 * ne3. */
+static inline __host__ __device__ int64_t sp_cu_rows(const sp_cu_tensor &t) {
+  return (int64_t)t.ne[1] * t.ne[2] * t.ne[3];
+}
+
+/* Address of row r (counted over dims 1..3). */
+static inline __device__ uint8_t *sp_cu_row(const sp_cu_tensor &t, int64_t r) {
+  int64_t i1 = r % t.ne[1], i2 = r / t.ne[1] % t.ne[2], i3 = r / t.ne[1] / t.ne[2];
+  return t.p + (size_t)i1 * t.nb[0] + (size_t)i2 * t.nb[1] + (size_t)i3 * t.nb[2];
+}
+
+static inline __device__ float sp_cu_warp_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+static inline __device__ float sp_cu_warp_max(float v) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+static inline __device__ float sp_cu_half(uint16_t h) {
+  return __half2float(__ushort_as_half(h));
+}
+
+static inline __device__ float sp_cu_bf16(uint16_t h) { return __uint_as_float((uint32_t)h << 16); }
+
+static inline __device__ uint16_t sp_cu_ld16(const uint8_t *p) { return *(const uint16_t *)p; }
+
+static inline float sp_cu_f32(uint32_t bits) {
+  float f;
+  memcpy(&f, &bits, sizeof f);
+  return f;
+}
+
+/* Launchers: enqueue one command; return the launch error (cudaSuccess). */
+cudaError_t sp_cu_matmul(const sp_cu_cmd *c);
+cudaError_t sp_cu_elementwise(const sp_cu_cmd *c); /* add, mul, scale, swiglu, copy */
+cudaError_t sp_cu_rmsnorm(const sp_cu_cmd *c);
+cudaError_t sp_cu_softmax(const sp_cu_cmd *c);
+cudaError_t sp_cu_rope(const sp_cu_cmd *c);
+cudaError_t sp_cu_get_rows(const sp_cu_cmd *c);
+cudaError_t sp_cu_set_rows(const sp_cu_cmd *c);
+cudaError_t sp_cu_attention(const sp_cu_cmd *c);
+/* Checks n i32 indices at idx against [0, limit); on the first bad one sets
+ * the status word (code SP_E_BOUNDS, cmd index, position, value). */
+cudaError_t sp_cu_check_indices(const int32_t *idx, uint32_t n, uint32_t limit, uint32_t cmd_index,
+                                sp_cu_status *status, cudaStream_t stream);
+/* Whether the matmul launcher needs quantized activations for this weight dtype. */
+bool sp_cu_matmul_quantizes(uint32_t wdtype, uint32_t m);
+
+#endif

@@ -1,0 +1,63 @@
+/*
+ * snapshot_format.h: the on-disk layout of an actor snapshot, version 1.
+ * Every integer is little-endian. docs/SNAPSHOT.md explains the why.
+ *
+ *  1. Header, 32 bytes: magic "SPSNAP01", u32 version (1), u32 flags
+ *     (bit 0: self-contained), u64 chunk count, u64 hash of the first 24
+ *     bytes.
+ *  2. Chunks, each: u32 type, u32 reserved (0), u64 payload length, u64
+ *     payload hash (sp_hash64), then the payload.
+ *  3. Chunk types:
+ *     MODULE  u64 module hash, u64 module length
+ *     MEMORY  u64 committed bytes (a multiple of 64 KiB)
+ *     GLOBALS u32 count; per global: u16 name length, name, u8 kind
+ *             (0 i32, 1 i64, 2 f32, 3 f64), u64 bits
+ *     BLOB    a file range mapped into memory, stored by reference:
+ *             u16 name length, name, u64 file size, u64 content hash,
+ *             u64 file offset, u64 guest address, u64 length
+ *     FROZEN  u32 count; per range: u64 guest address, u64 length
+ *     PAGES   u64 first 64 KiB page, u32 page count, the pages' bytes
+ *     END     empty; must be last
+ *  4. Memory is sparse: all-zero pages are not stored, nor pages of a
+ *     BLOB range that still hold the file's bytes (unless self-contained).
+ *     Restoring zeroes memory, maps the BLOB ranges, then writes PAGES.
+ */
+#ifndef SP_SNAPSHOT_FORMAT_H
+#define SP_SNAPSHOT_FORMAT_H
+
+#include <stdint.h>
+
+#define SP_SNAP_MAGIC "SPSNAP01"
+#define SP_SNAP_VERSION 1u
+#define SP_SNAP_FLAG_SELF_CONTAINED 1u
+#define SP_SNAP_PAGE ((uint64_t)64 << 10)
+
+enum sp_snap_chunk {
+  SP_SNAP_MODULE = 1,
+  SP_SNAP_MEMORY = 2,
+  SP_SNAP_GLOBALS = 3,
+  SP_SNAP_BLOB = 4,
+  SP_SNAP_FROZEN = 5,
+  SP_SNAP_PAGES = 6,
+  SP_SNAP_END = 7,
+};
+
+typedef struct sp_snap_header {
+  char magic[8];
+  uint32_t version;
+  uint32_t flags;
+  uint64_t n_chunks;
+  uint64_t hash; /* sp_hash64 of the 24 bytes above */
+} sp_snap_header;
+
+typedef struct sp_snap_chunk_header {
+  uint32_t type;
+  uint32_t reserved;
+  uint64_t length;
+  uint64_t hash;
+} sp_snap_chunk_header;
+
+_Static_assert(sizeof(sp_snap_header) == 32, "snapshot header is 32 bytes");
+_Static_assert(sizeof(sp_snap_chunk_header) == 24, "chunk header is 24 bytes");
+
+#endif

@@ -1,0 +1,327 @@
+/*
+ * snapshot_read.c: sp_actor_restore. The whole file is parsed and every
+ * checksum, length and identity verified before the actor is touched, so a
+ * corrupt, truncated or mismatched snapshot is refused with nothing
+ * changed. Then: grow memory to the saved size, zero what the snapshot
+ * does not hold, map the referenced file ranges, write the saved pages, set
+ * the globals, restore the frozen ranges.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "hash64.h"
+#include "snapshot.h"
+#include "snapshot_format.h"
+
+#define MAX_REFS 64
+#define MAX_RUNS 65536
+
+typedef struct snap_blob_ref {
+  const char *name;
+  uint16_t name_len;
+  uint64_t file_size, content_hash, file_offset, guest_addr, length;
+} snap_blob_ref;
+
+typedef struct snap_view {
+  const uint8_t *file;
+  uint64_t size;
+  uint32_t flags;
+  uint64_t module_hash, memory;
+  const uint8_t *globals;
+  uint64_t globals_len;
+  const uint8_t *frozen;
+  uint64_t frozen_len;
+  snap_blob_ref refs[MAX_REFS];
+  int n_refs;
+  const uint8_t *runs[MAX_RUNS]; /* PAGES payloads */
+  uint64_t n_runs;
+  bool have_module, have_memory, have_end;
+} snap_view;
+
+static uint64_t rd64(const uint8_t *p) {
+  uint64_t v;
+  memcpy(&v, p, 8);
+  return v;
+}
+
+static sp_error_t *parse_blob_ref(snap_view *v, const uint8_t *p, uint64_t len, uint64_t idx) {
+  if (v->n_refs == MAX_REFS) return sp_error_new("snapshot: chunk %" PRIu64 ": more than %d file references", idx, MAX_REFS);
+  uint16_t nl;
+  if (len < 2) return sp_error_new("snapshot: chunk %" PRIu64 " (file reference) is truncated", idx);
+  memcpy(&nl, p, 2);
+  if (len != 2u + nl + 40u) return sp_error_new("snapshot: chunk %" PRIu64 " (file reference) has a bad length", idx);
+  snap_blob_ref *r = &v->refs[v->n_refs++];
+  r->name = (const char *)p + 2, r->name_len = nl;
+  const uint8_t *f = p + 2 + nl;
+  r->file_size = rd64(f), r->content_hash = rd64(f + 8), r->file_offset = rd64(f + 16);
+  r->guest_addr = rd64(f + 24), r->length = rd64(f + 32);
+  if (r->guest_addr % SP_SNAP_PAGE || r->length == 0 || r->guest_addr > v->memory || r->length > v->memory - r->guest_addr)
+    return sp_error_new("snapshot: chunk %" PRIu64 ": file range [0x%" PRIx64 ", +%" PRIu64 ") is outside its memory", idx,
+                        r->guest_addr, r->length);
+  return NULL;
+}
+
+static sp_error_t *parse_pages(snap_view *v, const uint8_t *p, uint64_t len, uint64_t idx) {
+  if (len < 12) return sp_error_new("snapshot: chunk %" PRIu64 " (pages) is truncated", idx);
+  uint64_t first = rd64(p);
+  uint32_t count;
+  memcpy(&count, p + 8, 4);
+  if (count == 0 || len != 12 + (uint64_t)count * SP_SNAP_PAGE)
+    return sp_error_new("snapshot: chunk %" PRIu64 " (pages) has a bad length", idx);
+  if (first > v->memory / SP_SNAP_PAGE || count > v->memory / SP_SNAP_PAGE - first)
+    return sp_error_new("snapshot: chunk %" PRIu64 ": pages %" PRIu64 "+%u lie outside its memory", idx, first, count);
+  if (v->n_runs == MAX_RUNS) return sp_error_new("snapshot: too many page chunks");
+  v->runs[v->n_runs++] = p;
+  return NULL;
+}
+
+static sp_error_t *parse_chunk(snap_view *v, uint32_t type, const uint8_t *p, uint64_t len, uint64_t idx) {
+  switch (type) {
+    case SP_SNAP_MODULE:
+      if (len != 16) return sp_error_new("snapshot: chunk %" PRIu64 " (module) has a bad length", idx);
+      v->module_hash = rd64(p), v->have_module = true;
+      return NULL;
+    case SP_SNAP_MEMORY:
+      if (len != 8) return sp_error_new("snapshot: chunk %" PRIu64 " (memory) has a bad length", idx);
+      v->memory = rd64(p), v->have_memory = true;
+      if (v->memory % SP_SNAP_PAGE || v->memory > ((uint64_t)1 << 32))
+        return sp_error_new("snapshot: memory size %" PRIu64 " is not a valid wasm32 size", v->memory);
+      return NULL;
+    case SP_SNAP_GLOBALS: v->globals = p, v->globals_len = len; return NULL;
+    case SP_SNAP_FROZEN: v->frozen = p, v->frozen_len = len; return NULL;
+    case SP_SNAP_END: v->have_end = true; return NULL;
+    default: break;
+  }
+  if (!v->have_memory) return sp_error_new("snapshot: chunk %" PRIu64 " comes before the memory chunk", idx);
+  if (type == SP_SNAP_BLOB) return parse_blob_ref(v, p, len, idx);
+  if (type == SP_SNAP_PAGES) return parse_pages(v, p, len, idx);
+  return sp_error_new("snapshot: chunk %" PRIu64 " has unknown type %u", idx, type);
+}
+
+static sp_error_t *parse_file(snap_view *v) {
+  sp_snap_header hdr;
+  if (v->size < sizeof hdr) return sp_error_new("snapshot: truncated (%" PRIu64 " bytes, no header)", v->size);
+  memcpy(&hdr, v->file, sizeof hdr);
+  if (memcmp(hdr.magic, SP_SNAP_MAGIC, 8)) return sp_error_new("snapshot: not a samepage snapshot (bad magic)");
+  if (hdr.hash != sp_hash64_of(&hdr, 24)) return sp_error_new("snapshot: the header is corrupt (checksum mismatch)");
+  if (hdr.version != SP_SNAP_VERSION) return sp_error_new("snapshot: version %u is not supported (this build reads %u)", hdr.version, SP_SNAP_VERSION);
+  v->flags = hdr.flags;
+  uint64_t at = sizeof hdr;
+  for (uint64_t i = 0; i < hdr.n_chunks; i++) {
+    sp_snap_chunk_header ch;
+    if (v->size - at < sizeof ch) return sp_error_new("snapshot: truncated at chunk %" PRIu64 " of %" PRIu64, i, hdr.n_chunks);
+    memcpy(&ch, v->file + at, sizeof ch);
+    at += sizeof ch;
+    if (ch.length > v->size - at)
+      return sp_error_new("snapshot: truncated in chunk %" PRIu64 " (needs %" PRIu64 " bytes, %" PRIu64 " left)", i, ch.length, v->size - at);
+    if (sp_hash64_of(v->file + at, ch.length) != ch.hash)
+      return sp_error_new("snapshot: chunk %" PRIu64 " (type %u) is corrupt (checksum mismatch)", i, ch.type);
+    if (v->have_end) return sp_error_new("snapshot: chunk %" PRIu64 " follows the end chunk", i);
+    sp_error_t *err = parse_chunk(v, ch.type, v->file + at, ch.length, i);
+    if (err) return err;
+    at += ch.length;
+  }
+  if (!v->have_end || !v->have_module || !v->have_memory)
+    return sp_error_new("snapshot: incomplete (missing the %s chunk)", !v->have_module ? "module" : !v->have_memory ? "memory" : "end");
+  return NULL;
+}
+
+/* ---- identity checks: nothing is changed until all pass ---- */
+
+static int grant_of(sp_actor_t *a, const snap_blob_ref *r) {
+  for (int i = 0; i < a->blobs.count; i++)
+    if (strlen(a->blobs.blobs[i].name) == r->name_len && !memcmp(a->blobs.blobs[i].name, r->name, r->name_len)) return i;
+  return -1;
+}
+
+static sp_error_t *check_identity(sp_actor_t *a, const snap_view *v) {
+  if (v->module_hash != a->module_hash)
+    return sp_error_new("snapshot: made by a different guest module (hash %016" PRIx64 ", this actor runs %016" PRIx64 ")",
+                        v->module_hash, a->module_hash);
+  if (!a->region) return sp_error_new("snapshot: the actor has no linear memory");
+  if (a->region->committed > v->memory)
+    return sp_error_new("snapshot: the actor already has %zu bytes of memory, more than the snapshot's %" PRIu64
+                        " (restore into a fresh actor)", a->region->committed, v->memory);
+  if (v->memory > a->region->reserved || (a->region->limit && v->memory > a->region->limit))
+    return sp_error_new("snapshot: %" PRIu64 " bytes of memory exceed this actor's limit", v->memory);
+  for (int i = 0; i < v->n_refs; i++) {
+    const snap_blob_ref *r = &v->refs[i];
+    int h = grant_of(a, r);
+    if (h < 0) return sp_error_new("snapshot: it needs a file granted as \"%.*s\"; this actor has none", r->name_len, r->name);
+    sp_blob *blob = &a->blobs.blobs[h];
+    uint64_t hash;
+    sp_error_t *err = sp_blob_content_hash(blob, &hash);
+    if (err) return err;
+    if (blob->size != r->file_size || hash != r->content_hash)
+      return sp_error_new("snapshot: the file granted as \"%s\" is not the one it was made with (model mismatch)", blob->name);
+    if (r->file_offset > blob->size || r->length > blob->size - r->file_offset)
+      return sp_error_new("snapshot: its range of \"%s\" lies outside the file", blob->name);
+  }
+  return NULL;
+}
+
+/* ---- applying ---- */
+
+static bool covered_by_ref(const snap_view *v, uint64_t addr, uint64_t len) {
+  for (int i = 0; i < v->n_refs; i++)
+    if (addr < v->refs[i].guest_addr + v->refs[i].length && v->refs[i].guest_addr < addr + len) return true;
+  return false;
+}
+
+/* Zeroes every resident page that the snapshot neither writes nor maps.
+ * On the CPU backend madvise drops the pages (the kernel refills zeros);
+ * device backends may hold pages pinned, so there we write zeros. */
+static sp_error_t *zero_unsaved(sp_actor_t *a, const snap_view *v, const uint8_t *saved) {
+  sp_region *r = a->region;
+  size_t host_page = sp_page_size(), n_host = r->committed / host_page;
+  unsigned char *resident = malloc(n_host ? n_host : 1);
+  if (!resident) return sp_error_new("out of memory");
+  if (mincore(r->base, r->committed, resident)) memset(resident, 1, n_host);
+  bool drop = !strcmp(sp_backend_name(a->rt->backend), "cpu");
+  for (size_t i = 0; i < n_host; i++) {
+    uint64_t addr = (uint64_t)i * host_page, wasm_page = addr / SP_SNAP_PAGE;
+    if (!(resident[i] & 1) || saved[wasm_page] || covered_by_ref(v, addr, host_page)) continue;
+    size_t j = i + 1;
+    while (j < n_host && (resident[j] & 1) && !saved[(uint64_t)j * host_page / SP_SNAP_PAGE] &&
+           !covered_by_ref(v, (uint64_t)j * host_page, host_page))
+      j++;
+    if (!drop || madvise(r->base + addr, (j - i) * host_page, MADV_DONTNEED)) memset(r->base + addr, 0, (j - i) * host_page);
+    i = j - 1;
+  }
+  free(resident);
+  return NULL;
+}
+
+/* Existing file mappings the snapshot does not have become zero memory;
+ * its references are mapped fresh (pristine file bytes) unless identical
+ * and unmodified. */
+static sp_error_t *restore_mappings(sp_actor_t *a, const snap_view *v) {
+  sp_region *r = a->region;
+  for (int i = 0; i < a->blobs.n_maps; i++) {
+    const sp_blob_mapping *m = &a->blobs.maps[i];
+    void *at = mmap(r->base + m->guest_addr, m->length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED | MAP_ANONYMOUS, -1, 0);
+    if (at == MAP_FAILED) return sp_error_new("restore: cannot unmap a file range: %s", strerror(errno));
+  }
+  a->blobs.n_maps = 0;
+  char msg[256];
+  for (int i = 0; i < v->n_refs; i++) {
+    const snap_blob_ref *ref = &v->refs[i];
+    int32_t st = sp_blob_map(&a->blobs, r, grant_of(a, ref), ref->file_offset, ref->guest_addr, ref->length, msg, sizeof msg);
+    if (st) return sp_error_new("restore: %s", msg);
+  }
+  return NULL;
+}
+
+static sp_error_t *restore_globals(sp_actor_t *a, const snap_view *v) {
+  const uint8_t *p = v->globals, *end = v->globals + v->globals_len;
+  uint32_t count = 0;
+  if (!p || v->globals_len < 4) return NULL;
+  memcpy(&count, p, 4), p += 4;
+  for (uint32_t i = 0; i < count; i++) {
+    uint16_t nl;
+    if (end - p < 2) return sp_error_new("snapshot: the globals chunk is truncated");
+    memcpy(&nl, p, 2);
+    if (end - p < 2 + nl + 9) return sp_error_new("snapshot: the globals chunk is truncated");
+    const char *name = (const char *)p + 2;
+    uint8_t kind = p[2 + nl];
+    uint64_t bits = rd64(p + 3 + nl);
+    p += 2 + nl + 9;
+    wasmtime_extern_t item;
+    if (!wasmtime_instance_export_get(a->context, &a->instance, name, nl, &item) || item.kind != WASMTIME_EXTERN_GLOBAL)
+      return sp_error_new("snapshot: global \"%.*s\" is not exported by this module", nl, name);
+    wasmtime_val_t val = {0};
+    if (kind == 0) val.kind = WASMTIME_I32, val.of.i32 = (int32_t)(uint32_t)bits;
+    else if (kind == 1) val.kind = WASMTIME_I64, val.of.i64 = (int64_t)bits;
+    else if (kind == 2) val.kind = WASMTIME_F32, memcpy(&val.of.f32, &bits, 4);
+    else val.kind = WASMTIME_F64, memcpy(&val.of.f64, &bits, 8);
+    wasmtime_error_t *werr = wasmtime_global_set(a->context, &item.of.global, &val);
+    if (werr) {
+      wasmtime_error_delete(werr);
+      return sp_error_new("snapshot: global \"%.*s\" has another type or is immutable here", nl, name);
+    }
+  }
+  return NULL;
+}
+
+static sp_error_t *restore_frozen(sp_actor_t *a, const snap_view *v) {
+  uint32_t n = 0;
+  if (v->frozen && v->frozen_len >= 4) memcpy(&n, v->frozen, 4);
+  if (n > SP_MAX_FROZEN || v->frozen_len < 4 + (uint64_t)n * 16) return sp_error_new("snapshot: the frozen-ranges chunk is malformed");
+  for (uint32_t i = 0; i < n; i++) {
+    sp_range f = {rd64(v->frozen + 4 + 16 * i), rd64(v->frozen + 12 + 16 * i)};
+    if (f.len == 0 || f.addr > v->memory || f.len > v->memory - f.addr) return sp_error_new("snapshot: a frozen range lies outside memory");
+    bool known = false;
+    for (uint32_t j = 0; j < a->n_frozen && !known; j++) known = a->frozen[j].addr == f.addr && a->frozen[j].len == f.len;
+    /* The device copy must match the restored bytes: copy it again. */
+    sp_error_t *err = known ? sp_backend_flush(a->rt->backend, a->binding, f.addr, f.len)
+                            : sp_backend_freeze(a->rt->backend, a->binding, f.addr, f.len);
+    if (err) return err;
+    if (!known && a->n_frozen < SP_MAX_FROZEN) a->frozen[a->n_frozen++] = f;
+  }
+  return NULL;
+}
+
+static sp_error_t *apply(sp_actor_t *a, const snap_view *v, sp_snapshot_stats *stats) {
+  if (v->memory > a->region->committed) {
+    uint64_t prev;
+    wasmtime_error_t *werr = wasmtime_memory_grow(a->context, &a->memory, (v->memory - a->region->committed) / SP_SNAP_PAGE, &prev);
+    if (werr) {
+      wasmtime_error_delete(werr);
+      return sp_error_new("restore: cannot grow memory to %" PRIu64 " bytes", v->memory);
+    }
+  }
+  uint8_t *saved = calloc(v->memory / SP_SNAP_PAGE + 1, 1);
+  if (!saved) return sp_error_new("out of memory");
+  for (uint64_t i = 0; i < v->n_runs; i++) {
+    uint64_t first = rd64(v->runs[i]);
+    uint32_t count;
+    memcpy(&count, v->runs[i] + 8, 4);
+    memset(saved + first, 1, count);
+  }
+  sp_error_t *err = restore_mappings(a, v);
+  if (!err) err = zero_unsaved(a, v, saved);
+  free(saved);
+  uint64_t pages = 0;
+  for (uint64_t i = 0; !err && i < v->n_runs; i++) {
+    uint64_t first = rd64(v->runs[i]);
+    uint32_t count;
+    memcpy(&count, v->runs[i] + 8, 4);
+    memcpy(a->region->base + first * SP_SNAP_PAGE, v->runs[i] + 12, (size_t)count * SP_SNAP_PAGE);
+    pages += count;
+  }
+  if (!err) err = restore_globals(a, v);
+  if (!err) err = restore_frozen(a, v);
+  if (!err && stats) stats->bytes = v->size, stats->memory_bytes = v->memory, stats->pages_written = pages;
+  return err;
+}
+
+sp_error_t *sp_actor_restore(sp_actor_t *actor, const char *path, sp_snapshot_stats *stats) {
+  if (!actor || !path) return sp_error_new("sp_actor_restore: NULL argument");
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return sp_error_new("snapshot %s: %s", path, strerror(errno));
+  struct stat st;
+  if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+    close(fd);
+    return sp_error_new("snapshot %s: not a regular file", path);
+  }
+  snap_view *v = calloc(1, sizeof *v);
+  if (!v) return close(fd), sp_error_new("out of memory");
+  v->size = (uint64_t)st.st_size;
+  v->file = v->size ? mmap(NULL, v->size, PROT_READ, MAP_PRIVATE, fd, 0) : NULL;
+  close(fd);
+  sp_error_t *err = NULL;
+  if (v->file == MAP_FAILED) err = sp_error_new("snapshot %s: cannot map it: %s", path, strerror(errno)), v->file = NULL;
+  if (!err) err = parse_file(v);
+  if (!err) err = check_identity(actor, v);
+  if (!err) err = apply(actor, v, stats);
+  if (v->file) munmap((void *)v->file, v->size);
+  free(v);
+  return err ? sp_error_wrap(err, "%s", path) : NULL;
+}

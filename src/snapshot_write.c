@@ -1,0 +1,210 @@
+/*
+ * snapshot_write.c: sp_actor_snapshot, writing the format of
+ * snapshot_format.h atomically (temporary file, fsync, rename, fsync of the
+ * directory): a crash or a full disk mid-write leaves the previous
+ * snapshot intact.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "hash64.h"
+#include "snapshot.h"
+#include "snapshot_format.h"
+
+typedef struct snap_writer {
+  int fd;
+  uint64_t n_chunks, bytes;
+  sp_error_t *err;
+} snap_writer;
+
+static void write_all(snap_writer *w, const struct iovec *iov, int n) {
+  for (int i = 0; i < n && !w->err; i++) {
+    const uint8_t *p = iov[i].iov_base;
+    size_t left = iov[i].iov_len;
+    while (left && !w->err) {
+      ssize_t put = write(w->fd, p, left);
+      if (put < 0 && errno == EINTR) continue;
+      if (put <= 0) w->err = sp_error_new("snapshot: write failed: %s", put < 0 ? strerror(errno) : "disk full");
+      else p += put, left -= (size_t)put, w->bytes += (uint64_t)put;
+    }
+  }
+}
+
+/* Writes one chunk whose payload is the concatenation of parts. */
+static void put_chunk(snap_writer *w, uint32_t type, const struct iovec *parts, int n) {
+  sp_snap_chunk_header ch = {type, 0, 0, 0};
+  sp_hash64 h;
+  sp_hash64_init(&h, 0);
+  for (int i = 0; i < n; i++) {
+    sp_hash64_update(&h, parts[i].iov_base, parts[i].iov_len);
+    ch.length += parts[i].iov_len;
+  }
+  ch.hash = sp_hash64_final(&h);
+  struct iovec head = {&ch, sizeof ch};
+  write_all(w, &head, 1);
+  write_all(w, parts, n);
+  w->n_chunks++;
+}
+
+static void put_u64s(snap_writer *w, uint32_t type, const uint64_t *v, int n) {
+  struct iovec part = {(void *)v, (size_t)n * 8};
+  put_chunk(w, type, &part, 1);
+}
+
+/* Exported mutable globals, by name. */
+static void put_globals(snap_writer *w, sp_actor_t *a) {
+  uint8_t buf[8192];
+  size_t at = 4;
+  uint32_t count = 0;
+  char *name;
+  size_t name_len;
+  wasmtime_extern_t item;
+  for (size_t i = 0; wasmtime_instance_export_nth(a->context, &a->instance, i, &name, &name_len, &item); i++) {
+    if (item.kind != WASMTIME_EXTERN_GLOBAL) continue;
+    wasm_globaltype_t *ty = wasmtime_global_type(a->context, &item.of.global);
+    bool mutable_ = wasm_globaltype_mutability(ty) == WASM_VAR;
+    wasm_globaltype_delete(ty);
+    if (!mutable_ || name_len > 1024 || at + 2 + name_len + 9 > sizeof buf) continue;
+    wasmtime_val_t val;
+    wasmtime_global_get(a->context, &item.of.global, &val);
+    uint8_t kind = val.kind == WASMTIME_I32 ? 0 : val.kind == WASMTIME_I64 ? 1 : val.kind == WASMTIME_F32 ? 2 : 3;
+    uint64_t bits = 0;
+    if (kind == 0) bits = (uint32_t)val.of.i32;
+    else if (kind == 1) bits = (uint64_t)val.of.i64;
+    else if (kind == 2) memcpy(&bits, &val.of.f32, 4);
+    else if (val.kind == WASMTIME_F64) memcpy(&bits, &val.of.f64, 8);
+    else continue; /* reference and vector globals are not captured */
+    uint16_t nl = (uint16_t)name_len;
+    memcpy(buf + at, &nl, 2), memcpy(buf + at + 2, name, name_len);
+    at += 2 + name_len;
+    buf[at++] = kind;
+    memcpy(buf + at, &bits, 8), at += 8;
+    count++;
+  }
+  memcpy(buf, &count, 4);
+  struct iovec part = {buf, at};
+  put_chunk(w, SP_SNAP_GLOBALS, &part, 1);
+}
+
+static bool in_blob_ref(const sp_actor_t *a, uint64_t page_addr, bool self_contained) {
+  for (int i = 0; !self_contained && i < a->blobs.n_maps; i++) {
+    const sp_blob_mapping *m = &a->blobs.maps[i];
+    if (page_addr + SP_SNAP_PAGE > m->guest_addr && page_addr < m->guest_addr + m->length) return true;
+  }
+  return false;
+}
+
+static sp_error_t *put_blob_refs(snap_writer *w, sp_actor_t *a) {
+  for (int i = 0; i < a->blobs.n_maps; i++) {
+    const sp_blob_mapping *m = &a->blobs.maps[i];
+    sp_blob *blob = &a->blobs.blobs[m->handle];
+    uint64_t hash;
+    sp_error_t *err = sp_blob_content_hash(blob, &hash);
+    if (err) return err;
+    uint16_t nl = (uint16_t)strlen(blob->name);
+    uint64_t fields[5] = {blob->size, hash, m->file_offset, m->guest_addr, m->length};
+    struct iovec parts[3] = {{&nl, 2}, {blob->name, nl}, {fields, sizeof fields}};
+    put_chunk(w, SP_SNAP_BLOB, parts, 3);
+  }
+  return NULL;
+}
+
+/* Pages to store: non-zero, and (inside a by-reference file range) only
+ * those the guest wrote. Consecutive pages go in one chunk. */
+static void put_pages(snap_writer *w, sp_actor_t *a, bool self_contained) {
+  const sp_region *r = a->region;
+  uint64_t n_pages = r->committed / SP_SNAP_PAGE, run_start = 0, run_len = 0;
+  for (uint64_t p = 0; p <= n_pages && !w->err; p++) {
+    bool store = false;
+    if (p < n_pages) {
+      uint64_t addr = p * SP_SNAP_PAGE;
+      if (in_blob_ref(a, addr, self_contained)) store = sp_snap_range_modified(r, addr, SP_SNAP_PAGE);
+      else store = !sp_snap_page_is_zero(r->base + addr);
+    }
+    if (store && run_len < 256) {
+      if (!run_len) run_start = p;
+      run_len++;
+      continue;
+    }
+    if (run_len) {
+      uint32_t count = (uint32_t)run_len;
+      struct iovec parts[3] = {{&run_start, 8}, {&count, 4}, {r->base + run_start * SP_SNAP_PAGE, run_len * SP_SNAP_PAGE}};
+      put_chunk(w, SP_SNAP_PAGES, parts, 3);
+    }
+    run_len = store ? 1 : 0;
+    run_start = p;
+  }
+}
+
+static void put_frozen(snap_writer *w, sp_actor_t *a) {
+  uint8_t buf[4 + SP_MAX_FROZEN * 16];
+  uint32_t n = a->n_frozen;
+  memcpy(buf, &n, 4);
+  for (uint32_t i = 0; i < n; i++) {
+    memcpy(buf + 4 + 16 * i, &a->frozen[i].addr, 8);
+    memcpy(buf + 12 + 16 * i, &a->frozen[i].len, 8);
+  }
+  struct iovec part = {buf, 4 + (size_t)n * 16};
+  put_chunk(w, SP_SNAP_FROZEN, &part, 1);
+}
+
+static void write_snapshot(snap_writer *w, sp_actor_t *a, bool self_contained) {
+  sp_snap_header hdr = {{0}, SP_SNAP_VERSION, self_contained ? SP_SNAP_FLAG_SELF_CONTAINED : 0, 0, 0};
+  memcpy(hdr.magic, SP_SNAP_MAGIC, 8);
+  struct iovec head = {&hdr, sizeof hdr};
+  write_all(w, &head, 1);
+  uint64_t module[2] = {a->module_hash, 0}, memory = a->region->committed;
+  put_u64s(w, SP_SNAP_MODULE, module, 2);
+  put_u64s(w, SP_SNAP_MEMORY, &memory, 1);
+  put_globals(w, a);
+  if (!self_contained && !w->err) w->err = put_blob_refs(w, a);
+  put_frozen(w, a);
+  put_pages(w, a, self_contained);
+  put_chunk(w, SP_SNAP_END, NULL, 0);
+  hdr.n_chunks = w->n_chunks;
+  hdr.hash = sp_hash64_of(&hdr, 24);
+  if (!w->err && pwrite(w->fd, &hdr, sizeof hdr, 0) != (ssize_t)sizeof hdr)
+    w->err = sp_error_new("snapshot: cannot finish the header: %s", strerror(errno));
+}
+
+/* fsync the directory so the rename itself is durable. */
+static void sync_dir(const char *path) {
+  char *copy = strdup(path);
+  if (!copy) return;
+  int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY);
+  if (fd >= 0) fsync(fd), close(fd);
+  free(copy);
+}
+
+sp_error_t *sp_actor_snapshot(sp_actor_t *actor, const char *path, const sp_snapshot_options *opts,
+                              sp_snapshot_stats *stats) {
+  if (!actor || !path) return sp_error_new("sp_actor_snapshot: NULL argument");
+  if (!actor->region) return sp_error_new("snapshot: the actor has no linear memory");
+  bool self_contained = opts && opts->self_contained;
+  size_t len = strlen(path) + 32;
+  char *tmp = malloc(len);
+  if (!tmp) return sp_error_new("out of memory");
+  snprintf(tmp, len, "%s.tmp.XXXXXX", path);
+  snap_writer w = {.fd = mkstemp(tmp)};
+  if (w.fd < 0) {
+    sp_error_t *err = sp_error_new("snapshot: cannot create %s: %s", tmp, strerror(errno));
+    free(tmp);
+    return err;
+  }
+  write_snapshot(&w, actor, self_contained);
+  if (!w.err && fsync(w.fd)) w.err = sp_error_new("snapshot: fsync failed: %s", strerror(errno));
+  close(w.fd);
+  if (!w.err && rename(tmp, path)) w.err = sp_error_new("snapshot: cannot rename to %s: %s", path, strerror(errno));
+  if (w.err) unlink(tmp);
+  else sync_dir(path);
+  free(tmp);
+  if (!w.err && stats) stats->bytes = w.bytes, stats->memory_bytes = actor->region->committed;
+  return w.err;
+}

@@ -1,0 +1,330 @@
+/*
+ * test_cuda_ops.c: every op on the CUDA backend against the CPU backend,
+ * on fresh random inputs, with a relative-error bound per op and dtype.
+ *
+ * Both backends adopt one page-aligned region (CUDA registers it mapped),
+ * so each case runs the same command on the same bytes: CPU first, its
+ * result saved, the region restored, then CUDA. Also checked: an index out
+ * of range is reported and writes nothing; a hostile (out-of-bounds)
+ * command is rejected by the validator before any backend sees it; the
+ * coherence rule (a frozen range rewritten without flush is read stale,
+ * after flush it is fresh). Exits 77 (skip) without the library or a GPU.
+ */
+#include <dlfcn.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "backend/backend.h"
+#include "backend/cpu/fp16.h"
+#include "dtype.h"
+#include "error.h"
+#include "validate.h"
+
+#define REGION (64u << 20)
+#define USED (24u << 20) /* bytes the cases touch (restored between backends) */
+
+static uint8_t *mem;
+static uint8_t *snapshot, *cpu_out;
+static sp_backend *cpu, *cuda;
+static void *cpu_b, *cuda_b;
+static int failures, cases;
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
+
+static uint32_t next_u32(void) {
+  rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+  return (uint32_t)(rng >> 16);
+}
+static float next_f(void) { return (float)next_u32() / 4294967296.0f * 2.0f - 1.0f; }
+
+/* Fills a tensor's bytes with values valid for its dtype. */
+static void fill(uint32_t off, uint32_t dtype, uint64_t elems) {
+  uint8_t *p = mem + off;
+  const sp_dtype_info *info = sp_dtype_get(dtype);
+  uint64_t blocks = elems / info->block_elems;
+  for (uint64_t i = 0; i < blocks; i++) {
+    uint8_t *q = p + i * info->block_bytes;
+    switch (dtype) {
+    case SP_DTYPE_F32: { float f = next_f(); memcpy(q, &f, 4); break; }
+    case SP_DTYPE_F16: { uint16_t h = sp_f32_to_f16(next_f()); memcpy(q, &h, 2); break; }
+    case SP_DTYPE_BF16: { uint16_t h = sp_f32_to_bf16(next_f()); memcpy(q, &h, 2); break; }
+    default: {
+      uint16_t d = sp_f32_to_f16(0.002f + 0.01f * (next_f() + 1)), m = sp_f32_to_f16(-0.05f * (next_f() + 1));
+      memcpy(q, &d, 2);
+      uint32_t head = dtype == SP_DTYPE_Q4_1 ? 4 : 2;
+      if (dtype == SP_DTYPE_Q4_1) memcpy(q + 2, &m, 2);
+      for (uint32_t j = head; j < info->block_bytes; j++) q[j] = (uint8_t)next_u32();
+    }
+    }
+  }
+}
+
+static sp_tensor t4(uint32_t off, uint32_t dtype, uint32_t a, uint32_t b, uint32_t c) {
+  sp_tensor t = {off, dtype, {a, b, c, 1}, {0, 0, 0}, 0};
+  return t;
+}
+
+static double rel_err(const float *got, const float *want, uint64_t n) {
+  double num = 0, den = 0;
+  for (uint64_t i = 0; i < n; i++) {
+    double d = (double)got[i] - want[i];
+    if (!isfinite(got[i])) return INFINITY;
+    num += d * d, den += (double)want[i] * want[i];
+  }
+  return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+/* Validates cmd, runs it on both backends and compares dst (as f32 or converted). */
+static void run_case(const char *name, sp_cmd cmd, double bound) {
+  cases++;
+  char msg[256];
+  sp_validate_ctx vctx = {REGION, 0, 0, 1024};
+  if (sp_validate_cmd(&vctx, &cmd, 0, msg, sizeof msg)) {
+    printf("FAIL %-28s invalid: %s\n", name, msg);
+    failures++;
+    return;
+  }
+  if (!sp_backend_supports(cuda, &cmd)) {
+    printf("FAIL %-28s unsupported on cuda\n", name);
+    failures++;
+    return;
+  }
+  uint64_t ext = sp_tensor_extent(&cmd.dst);
+  memcpy(snapshot, mem, USED);
+  sp_error_t *err = sp_backend_submit(cpu, cpu_b, &cmd, 1);
+  if (!err) err = sp_backend_wait(cpu, cpu_b);
+  if (err) {
+    printf("FAIL %-28s cpu: %s\n", name, sp_error_message(err));
+    sp_error_free(err), failures++;
+    return;
+  }
+  memcpy(cpu_out, mem + cmd.dst.offset, ext);
+  memcpy(mem, snapshot, USED);
+  err = sp_backend_submit(cuda, cuda_b, &cmd, 1);
+  if (!err) err = sp_backend_wait(cuda, cuda_b);
+  if (err) {
+    printf("FAIL %-28s cuda: %s\n", name, sp_error_message(err));
+    sp_error_free(err), failures++;
+    return;
+  }
+  uint64_t n = ext / (cmd.dst.dtype == SP_DTYPE_F32 ? 4 : 2);
+  float *a = malloc(n * 4), *b = malloc(n * 4);
+  for (uint64_t i = 0; i < n; i++) {
+    if (cmd.dst.dtype == SP_DTYPE_F32) {
+      memcpy(&a[i], mem + cmd.dst.offset + i * 4, 4), memcpy(&b[i], cpu_out + i * 4, 4);
+    } else {
+      uint16_t x, y;
+      memcpy(&x, mem + cmd.dst.offset + i * 2, 2), memcpy(&y, cpu_out + i * 2, 2);
+      a[i] = cmd.dst.dtype == SP_DTYPE_F16 ? sp_f16_to_f32(x) : sp_bf16_to_f32(x);
+      b[i] = cmd.dst.dtype == SP_DTYPE_F16 ? sp_f16_to_f32(y) : sp_bf16_to_f32(y);
+    }
+  }
+  double e = rel_err(a, b, n);
+  bool ok = e <= bound;
+  printf("%s %-28s rel err %.2e (bound %.0e)\n", ok ? "ok  " : "FAIL", name, e, bound);
+  failures += !ok;
+  free(a), free(b);
+  memcpy(mem, snapshot, USED);
+}
+
+/* Guest addresses of the case tensors. */
+enum { W = 0x000000, X = 0x800000, D = 0xA00000, I = 0xC00000, K = 0xD00000, V = 0xF00000, F = 0x1100000 };
+
+static void matmul_cases(void) {
+  const uint32_t dts[] = {SP_DTYPE_F32, SP_DTYPE_F16, SP_DTYPE_BF16, SP_DTYPE_Q8_0, SP_DTYPE_Q4_0, SP_DTYPE_Q4_1};
+  const uint32_t ms[] = {1, 3, 77};
+  for (size_t i = 0; i < 6; i++)
+    for (size_t j = 0; j < 3; j++) {
+      uint32_t k = 512, n = 200, m = ms[j];
+      fill(W, dts[i], (uint64_t)k * n), fill(X, SP_DTYPE_F32, (uint64_t)k * m);
+      sp_cmd c = {.op = SP_OP_MATMUL};
+      c.dst = t4(D, SP_DTYPE_F32, n, m, 1), c.src[0] = t4(W, dts[i], k, n, 1), c.src[1] = t4(X, SP_DTYPE_F32, k, m, 1);
+      char name[64];
+      snprintf(name, sizeof name, "matmul %s m=%u", sp_dtype_name(dts[i]), m);
+      bool quant = dts[i] >= SP_DTYPE_Q8_0;
+      run_case(name, c, m > 8 ? 2e-2 : quant ? 5e-4 : 1e-5);
+    }
+}
+
+static void row_cases(void) {
+  const uint32_t dts[] = {SP_DTYPE_F32, SP_DTYPE_F16, SP_DTYPE_BF16, SP_DTYPE_Q8_0, SP_DTYPE_Q4_0, SP_DTYPE_Q4_1};
+  char name[64];
+  for (size_t i = 0; i < 6; i++) {
+    fill(W, dts[i], 256 * 100);
+    int32_t ids[5] = {3, 99, 0, 42, 3};
+    memcpy(mem + I, ids, sizeof ids);
+    sp_cmd c = {.op = SP_OP_GET_ROWS};
+    c.dst = t4(D, SP_DTYPE_F32, 256, 5, 1), c.src[0] = t4(W, dts[i], 256, 100, 1), c.src[1] = t4(I, SP_DTYPE_I32, 5, 1, 1);
+    snprintf(name, sizeof name, "get_rows %s", sp_dtype_name(dts[i]));
+    run_case(name, c, 1e-6);
+  }
+  for (uint32_t dt = SP_DTYPE_F32; dt <= SP_DTYPE_BF16; dt++) {
+    fill(X, SP_DTYPE_F32, 192 * 3);
+    int32_t ids[3] = {7, 1, 30};
+    memcpy(mem + I, ids, sizeof ids);
+    sp_cmd c = {.op = SP_OP_SET_ROWS};
+    c.dst = t4(D, dt, 192, 31, 1), c.src[0] = t4(X, SP_DTYPE_F32, 192, 3, 1), c.src[1] = t4(I, SP_DTYPE_I32, 3, 1, 1);
+    snprintf(name, sizeof name, "set_rows %s", sp_dtype_name(dt));
+    run_case(name, c, 0);
+  }
+}
+
+static void simple_cases(void) {
+  sp_cmd c;
+  fill(X, SP_DTYPE_F32, 1000 * 7), fill(W, SP_DTYPE_F32, 1000 * 7);
+  float eps = 1e-5f, sc = 0.37f;
+  c = (sp_cmd){.op = SP_OP_RMSNORM};
+  c.dst = t4(D, SP_DTYPE_F32, 1000, 7, 1), c.src[0] = t4(X, SP_DTYPE_F32, 1000, 7, 1), c.src[1] = t4(W, SP_DTYPE_F32, 1000, 1, 1);
+  memcpy(&c.param[0], &eps, 4);
+  run_case("rmsnorm", c, 1e-5);
+  c = (sp_cmd){.op = SP_OP_ADD};
+  c.dst = t4(D, SP_DTYPE_F32, 1000, 7, 1), c.src[0] = t4(X, SP_DTYPE_F32, 1000, 7, 1), c.src[1] = t4(W, SP_DTYPE_F32, 1000, 1, 1);
+  run_case("add broadcast", c, 0);
+  c.op = SP_OP_MUL, c.src[1] = t4(W, SP_DTYPE_F32, 1000, 7, 1);
+  run_case("mul", c, 0);
+  c.op = SP_OP_SWIGLU;
+  run_case("swiglu", c, 1e-6);
+  c = (sp_cmd){.op = SP_OP_SCALE};
+  c.dst = t4(X, SP_DTYPE_F32, 1000, 7, 1), c.src[0] = c.dst;
+  memcpy(&c.param[0], &sc, 4);
+  run_case("scale in place", c, 0);
+  c = (sp_cmd){.op = SP_OP_SOFTMAX};
+  c.dst = t4(D, SP_DTYPE_F32, 1000, 7, 1), c.src[0] = t4(X, SP_DTYPE_F32, 1000, 7, 1);
+  memcpy(&c.param[0], &sc, 4);
+  run_case("softmax", c, 1e-5);
+  const uint32_t pairs[][2] = {{SP_DTYPE_F16, SP_DTYPE_F32}, {SP_DTYPE_BF16, SP_DTYPE_F32}, {SP_DTYPE_F32, SP_DTYPE_F16}};
+  for (int i = 0; i < 3; i++) {
+    fill(X, pairs[i][1], 1000 * 7);
+    c = (sp_cmd){.op = SP_OP_COPY};
+    c.dst = t4(D, pairs[i][0], 1000, 7, 1), c.src[0] = t4(X, pairs[i][1], 1000, 7, 1);
+    char name[64];
+    snprintf(name, sizeof name, "copy %s->%s", sp_dtype_name(pairs[i][1]), sp_dtype_name(pairs[i][0]));
+    run_case(name, c, 0);
+  }
+}
+
+static void rope_attention_cases(void) {
+  const uint32_t Dh = 64, Hq = 8, Hkv = 2, T = 5, C = 300;
+  int32_t pos[5] = {0, 17, 150, 151, 299};
+  memcpy(mem + I, pos, sizeof pos);
+  fill(X, SP_DTYPE_F32, Dh * Hq * T);
+  for (uint32_t i = 0; i < 32; i++) ((float *)(mem + F))[i] = 1.0f + (float)i / 4;
+  float theta = 500000.0f, one = 1.0f;
+  for (int mode = 0; mode <= 2; mode += 2)
+    for (int ff = 0; ff < 2; ff++) {
+      sp_cmd c = {.op = SP_OP_ROPE};
+      c.dst = t4(X, SP_DTYPE_F32, Dh, Hq, T), c.src[0] = c.dst, c.src[1] = t4(I, SP_DTYPE_I32, T, 1, 1);
+      if (ff) c.src[2] = t4(F, SP_DTYPE_F32, 32, 1, 1);
+      c.param[0] = 64, c.param[2] = (uint32_t)mode;
+      memcpy(&c.param[1], &theta, 4), memcpy(&c.param[3], &one, 4);
+      char name[64];
+      snprintf(name, sizeof name, "rope mode %d%s", mode, ff ? " factors" : "");
+      run_case(name, c, 1e-5);
+    }
+  for (uint32_t dt = SP_DTYPE_F32; dt <= SP_DTYPE_F16; dt++) {
+    fill(K, dt, Dh * Hkv * C), fill(V, dt, Dh * Hkv * C);
+    sp_cmd c = {.op = SP_OP_ATTENTION};
+    float scale = 0.125f;
+    c.dst = t4(D, SP_DTYPE_F32, Dh, Hq, T), c.src[0] = t4(X, SP_DTYPE_F32, Dh, Hq, T);
+    c.src[1] = t4(K, dt, Dh, Hkv, C), c.src[2] = t4(V, dt, Dh, Hkv, C), c.src[3] = t4(I, SP_DTYPE_I32, T, 1, 1);
+    memcpy(&c.param[0], &scale, 4);
+    run_case(dt == SP_DTYPE_F16 ? "attention f16 cache" : "attention f32 cache", c, dt == SP_DTYPE_F16 ? 3e-3 : 1e-5);
+  }
+}
+
+/* A bad index stops the op before it writes; a hostile command never
+ * reaches a backend; a frozen range is read stale until flushed. */
+static void failure_cases(void) {
+  cases += 3;
+  int32_t ids[3] = {1, 100, 2};
+  memcpy(mem + I, ids, sizeof ids);
+  memset(mem + D, 0x5a, 4096);
+  sp_cmd c = {.op = SP_OP_GET_ROWS};
+  c.dst = t4(D, SP_DTYPE_F32, 256, 3, 1), c.src[0] = t4(W, SP_DTYPE_F32, 256, 100, 1), c.src[1] = t4(I, SP_DTYPE_I32, 3, 1, 1);
+  char msg[256];
+  sp_validate_ctx vctx = {REGION, 0, 0, 1024};
+  sp_validate_cmd(&vctx, &c, 0, msg, sizeof msg);
+  sp_error_t *err = sp_backend_submit(cuda, cuda_b, &c, 1);
+  if (!err) err = sp_backend_wait(cuda, cuda_b);
+  bool untouched = mem[D] == 0x5a && mem[D + 4095] == 0x5a;
+  printf("%s bad index -> %s%s\n", err && untouched ? "ok  " : "FAIL", err ? sp_error_message(err) : "no error",
+         untouched ? "" : " (dst was written)");
+  failures += !(err && untouched);
+  sp_error_free(err);
+
+  sp_cmd h = c;
+  h.src[0].offset = REGION - 1024; /* extent runs past committed memory */
+  sp_status st = sp_validate_cmd(&vctx, &h, 0, msg, sizeof msg);
+  printf("%s hostile list rejected before launch: %s\n", st == SP_E_BOUNDS ? "ok  " : "FAIL", msg);
+  failures += st != SP_E_BOUNDS;
+
+  /* coherence: freeze W, rewrite it, matvec reads the stale copy; flush fixes it */
+  uint32_t k = 256, n = 64;
+  fill(W, SP_DTYPE_F32, k * n), fill(X, SP_DTYPE_F32, k);
+  sp_cmd m = {.op = SP_OP_MATMUL};
+  m.dst = t4(D, SP_DTYPE_F32, n, 1, 1), m.src[0] = t4(W, SP_DTYPE_F32, k, n, 1), m.src[1] = t4(X, SP_DTYPE_F32, k, 1, 1);
+  sp_validate_cmd(&vctx, &m, 0, msg, sizeof msg);
+  bool resident = sp_backend_caps_of(cuda).residency;
+  err = sp_backend_freeze(cuda, cuda_b, W, k * n * 4);
+  float before[64], stale[64], fresh[64];
+  if (!err) err = sp_backend_submit(cuda, cuda_b, &m, 1);
+  if (!err) err = sp_backend_wait(cuda, cuda_b);
+  memcpy(before, mem + D, sizeof before);
+  for (uint32_t i = 0; i < k * n; i++) ((float *)(mem + W))[i] *= 2.0f;
+  if (!err) err = sp_backend_submit(cuda, cuda_b, &m, 1);
+  if (!err) err = sp_backend_wait(cuda, cuda_b);
+  memcpy(stale, mem + D, sizeof stale);
+  if (!err) err = sp_backend_flush(cuda, cuda_b, W, k * n * 4);
+  if (!err) err = sp_backend_submit(cuda, cuda_b, &m, 1);
+  if (!err) err = sp_backend_wait(cuda, cuda_b);
+  memcpy(fresh, mem + D, sizeof fresh);
+  bool ok = !err && (!resident || !memcmp(before, stale, sizeof stale)) && fabsf(fresh[0] - 2 * before[0]) <= 1e-4f * fabsf(fresh[0]) + 1e-6f;
+  sp_residency_stats rs = sp_backend_residency(cuda);
+  printf("%s coherence: resident=%d stale-before-flush=%d fresh-after-flush=%d (resident %llu bytes, %.2f ms)\n",
+         ok ? "ok  " : "FAIL", resident, !memcmp(before, stale, sizeof stale), fabsf(fresh[0] - 2 * before[0]) <= 1e-4f * fabsf(fresh[0]) + 1e-6f,
+         (unsigned long long)rs.bytes, rs.ms);
+  if (err) printf("     %s\n", sp_error_message(err)), sp_error_free(err);
+  failures += !ok;
+}
+
+int main(void) {
+  const char *path = getenv("SP_CUDA_LIB");
+  void *lib = dlopen(path && path[0] ? path : SP_BACKEND_CUDA_LIBRARY, RTLD_NOW | RTLD_LOCAL);
+  if (!lib) {
+    printf("skip: %s\n", dlerror());
+    return 77;
+  }
+  sp_backend_new_fn make = (sp_backend_new_fn)dlsym(lib, SP_BACKEND_CUDA_SYMBOL);
+  sp_backend_options opts = {.version = SP_BACKEND_OPS_VERSION, .residency = true, .graphs = true};
+  sp_error_t *err = make ? make(&opts, &cuda) : sp_error_new("no %s", SP_BACKEND_CUDA_SYMBOL);
+  if (err) {
+    printf("skip: %s\n", sp_error_message(err));
+    sp_error_free(err);
+    return 77;
+  }
+  mem = mmap(NULL, REGION, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  snapshot = malloc(USED), cpu_out = malloc(USED);
+  if (mem == MAP_FAILED || !snapshot || !cpu_out) return 1;
+  sp_memory_view view = {mem, REGION, REGION};
+  err = sp_backend_cpu_new(0, &cpu);
+  if (!err) err = sp_backend_adopt(cpu, &view, &cpu_b);
+  if (!err) err = sp_backend_adopt(cuda, &view, &cuda_b);
+  if (err) {
+    printf("FAIL setup: %s\n", sp_error_message(err));
+    return 1;
+  }
+  printf("pointer_identity: %s\n", sp_backend_device_base(cuda, cuda_b, &view) == (void *)mem ? "true" : "false");
+  matmul_cases();
+  row_cases();
+  simple_cases();
+  rope_attention_cases();
+  failure_cases();
+  printf("%d of %d cases failed\n", failures, cases);
+  sp_backend_release(cuda, cuda_b);
+  sp_backend_release(cpu, cpu_b);
+  sp_backend_free(cuda);
+  sp_backend_free(cpu);
+  return failures ? 1 : 0;
+}
