@@ -5,6 +5,7 @@
 #include <dlfcn.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -17,7 +18,9 @@
  * next to the executable, else the loader's search path. The library stays
  * loaded for the life of the process (its kernels outlive no runtime, but
  * unloading CUDA's runtime mid-process is not worth the risk). */
-static sp_error_t *load_cuda(const sp_backend_options *opts, sp_backend **out) {
+/* *found tells whether a CUDA library was there at all (auto mode stays
+ * quiet on machines that simply have none). */
+static sp_error_t *load_cuda(const sp_backend_options *opts, sp_backend **out, bool *found) {
   const char *env = getenv("SP_CUDA_LIB");
   char path[PATH_MAX];
   void *lib = NULL;
@@ -35,6 +38,7 @@ static sp_error_t *load_cuda(const sp_backend_options *opts, sp_backend **out) {
     }
     if (!lib) lib = dlopen(SP_BACKEND_CUDA_LIBRARY, RTLD_NOW | RTLD_LOCAL);
   }
+  *found = lib != NULL;
   if (!lib) return sp_error_new("cuda backend: cannot load %s: %s", env && env[0] ? env : SP_BACKEND_CUDA_LIBRARY, dlerror());
   sp_backend_new_fn make = (sp_backend_new_fn)dlsym(lib, SP_BACKEND_CUDA_SYMBOL);
   if (!make) return sp_error_new("cuda backend: %s is missing from the library", SP_BACKEND_CUDA_SYMBOL);
@@ -55,11 +59,12 @@ static sp_error_t *pick_backend(const sp_runtime_options *opts, sp_backend **out
                            .residency = !res || !strcmp(res, "weights"),
                            .graphs = !getenv("SP_CUDA_NO_GRAPHS")};
   if (name && !strcmp(name, "cpu")) return sp_backend_cpu_new(opts->threads, out);
-  if (name && !strcmp(name, "cuda")) return load_cuda(&bo, out);
+  bool found = false;
+  if (name && !strcmp(name, "cuda")) return load_cuda(&bo, out, &found);
   if (!name || !strcmp(name, "auto")) {
-    sp_error_t *err = load_cuda(&bo, out);
+    sp_error_t *err = load_cuda(&bo, out, &found);
     if (!err) return NULL;
-    fprintf(stderr, "samepage: using the cpu backend (%s)\n", sp_error_message(err));
+    if (found || getenv("SP_VERBOSE")) fprintf(stderr, "samepage: using the cpu backend (%s)\n", sp_error_message(err));
     sp_error_free(err);
     return sp_backend_cpu_new(opts->threads, out);
   }

@@ -44,8 +44,9 @@ int llm_state_init(llm_model *m, uint32_t n_batch, uint32_t n_ctx, bool logits_a
              n_ctx, cache_elems * 4 >> 20);
     return -1;
   }
-  memset(st->k_cache, 0, cache_elems * 2);
-  memset(st->v_cache, 0, cache_elems * 2);
+  /* The cache is not cleared: attention reads only positions already
+   * written, and untouched pages stay unmapped, so a snapshot of a short
+   * conversation stays small. */
   return 0;
 }
 

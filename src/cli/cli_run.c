@@ -33,6 +33,8 @@ typedef struct run_args {
   unsigned threads;
   long n_predict;
   bool json, raw;
+  const char *save, *resume; /* snapshot paths */
+  bool self_contained;
   const char *guest_argv[MAX_GUEST_ARGS];
   int guest_argc;
 } run_args;
@@ -62,6 +64,9 @@ static void run_usage(FILE *out) {
           "  --system TEXT          system prompt for chat models\n"
           "  --raw                  no chat template: continue the text\n"
           "  --backend cpu|cuda|auto  compute backend (default auto)\n"
+          "  --save FILE            snapshot the conversation at the end (atomic)\n"
+          "  --resume FILE          continue a saved conversation\n"
+          "  --self-contained       with --save: embed the model instead of referencing it\n"
           "  --residency none|weights  device copies of frozen weights (default weights)\n"
           "  --threads N            CPU backend threads\n"
           "  --json                 machine-readable output\n");
@@ -98,6 +103,7 @@ static int parse_run_args(int argc, char **argv, run_args *a) {
     if (!strcmp(opt, "-h") || !strcmp(opt, "--help")) { run_usage(stdout); return -1; }
     if (!strcmp(opt, "--json")) { a->json = true; continue; }
     if (!strcmp(opt, "--raw")) { a->raw = true; continue; }
+    if (!strcmp(opt, "--self-contained")) { a->self_contained = true; continue; }
     if (opt[0] != '-') {
       if (a->prompt) { fprintf(stderr, "samepage run: more than one prompt given\n"); return SP_EXIT_USAGE; }
       a->prompt = opt;
@@ -109,6 +115,8 @@ static int parse_run_args(int argc, char **argv, run_args *a) {
     else if (!strcmp(opt, "-p") || !strcmp(opt, "--prompt")) a->prompt = val;
     else if (!strcmp(opt, "--backend")) a->backend = val;
     else if (!strcmp(opt, "--residency")) a->residency = val;
+    else if (!strcmp(opt, "--save")) a->save = val;
+    else if (!strcmp(opt, "--resume")) a->resume = val;
     else if (!strcmp(opt, "-n") || !strcmp(opt, "--n-predict")) {
       char *end;
       a->n_predict = strtol(val, &end, 10);
@@ -260,6 +268,7 @@ static void print_json_string(const char *text) {
 }
 
 static void report(sp_runtime_t *rt, const llm_session *s) {
+  fflush(stdout);
   const run_stats *st = &s->stats;
   uint64_t res_bytes = 0, res_copies = 0;
   double res_ms = 0;
@@ -285,6 +294,27 @@ static void report(sp_runtime_t *rt, const llm_session *s) {
             res_bytes / 1048576.0, (unsigned long long)res_copies, res_ms);
 }
 
+static sp_error_t *resume_session(llm_session *s) {
+  sp_snapshot_stats st = {0};
+  double t0 = now_ms();
+  sp_error_t *err = sp_actor_restore(s->actor, s->args->resume, &st);
+  if (!err)
+    fprintf(stderr, "resumed %s: %.2f MB, %llu pages written, %.1f ms\n", s->args->resume, st.bytes / 1e6,
+            (unsigned long long)st.pages_written, now_ms() - t0);
+  return err;
+}
+
+static sp_error_t *save_session(llm_session *s) {
+  sp_snapshot_options opts = {.self_contained = s->args->self_contained};
+  sp_snapshot_stats st = {0};
+  double t0 = now_ms();
+  sp_error_t *err = sp_actor_snapshot(s->actor, s->args->save, &opts, &st);
+  if (!err)
+    fprintf(stderr, "saved %s: %.2f MB (memory %.1f MB), %.1f ms\n", s->args->save, st.bytes / 1e6,
+            st.memory_bytes / 1e6, now_ms() - t0);
+  return err;
+}
+
 static int run_session(sp_runtime_t *rt, run_args *a) {
   sp_blob_grant grant = {"model", a->model};
   sp_actor_options opts = {.argv = a->guest_argv, .argc = a->guest_argc, .inherit_stdio = true,
@@ -294,7 +324,10 @@ static int run_session(sp_runtime_t *rt, run_args *a) {
   size_t len = (size_t)(sp_embedded_llm_end - sp_embedded_llm);
   sp_error_t *err = sp_actor_new(rt, sp_embedded_llm, len, &opts, &s.actor);
   int64_t status = 0;
-  if (!err) err = call(s.actor, "llm_init", 0, 0, 0, &status);
+  /* A resumed conversation brings its own state, options and model
+   * mapping: restore into the fresh actor instead of initialising it. */
+  if (!err && a->resume) err = resume_session(&s);
+  else if (!err) err = call(s.actor, "llm_init", 0, 0, 0, &status);
   s.stats.load_ms = now_ms() - t0;
   int rc = 0;
   if (!err && status < 0) {
@@ -303,6 +336,7 @@ static int run_session(sp_runtime_t *rt, run_args *a) {
   } else if (!err) {
     err = a->prompt ? prompt_turn(&s, a->prompt, a->raw) : interactive(&s);
     if (!err) report(rt, &s);
+    if (!err && a->save) err = save_session(&s);
   }
   if (err) {
     fprintf(stderr, "samepage run: %s\n", sp_error_message(err));
