@@ -16,6 +16,12 @@ int sp_cli_exec(int argc, char **argv);
 int sp_cli_run(int argc, char **argv);
 int sp_cli_bench(int argc, char **argv);
 
+/* The default model's path ($SAMEPAGE_MODEL, else the fetch cache). */
+const char *sp_cli_default_model(void);
+
+/* `samepage bench snapshot`. */
+int sp_cli_bench_snapshot(int argc, char **argv);
+
 /* Reads a whole file; prints "samepage: <path>: <reason>" and returns NULL
  * on failure. Caller frees *data. */
 uint8_t *sp_cli_read_file(const char *path, size_t *len);

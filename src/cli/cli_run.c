@@ -83,7 +83,7 @@ static bool is_guest_option(const char *opt) {
   return false;
 }
 
-static const char *default_model(void) {
+const char *sp_cli_default_model(void) {
   static char path[4096];
   const char *env = getenv("SAMEPAGE_MODEL");
   if (env && *env) return env;
@@ -136,7 +136,7 @@ static int parse_run_args(int argc, char **argv, run_args *a) {
       return SP_EXIT_USAGE;
     }
   }
-  if (!a->model) a->model = default_model();
+  if (!a->model) a->model = sp_cli_default_model();
   return 0;
 }
 
