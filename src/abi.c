@@ -105,6 +105,8 @@ sp_status sp_abi_run(sp_actor_t *actor, sp_cmd *cmds, uint32_t count, uint64_t l
     sp_status st = sp_validate_cmd(&ctx, &cmds[i], i, actor->last_error, sizeof actor->last_error);
     if (!st) st = sp_validate_frozen(actor->frozen, actor->n_frozen, &cmds[i], i, actor->last_error,
                                      sizeof actor->last_error);
+    if (!st) st = sp_validate_device_local(actor->device_local, actor->n_device_local, &cmds[i], i,
+                                           actor->last_error, sizeof actor->last_error);
     if (st) return st;
     if (!sp_backend_supports(actor->rt->backend, &cmds[i]))
       return sp_abi_fail(actor, SP_E_UNSUPPORTED, "cmd[%" PRIu32 "]: op %" PRIu32 " on %s is not supported by backend %s",
@@ -212,13 +214,15 @@ static sp_status freeze_range(sp_actor_t *actor, uint32_t addr, uint32_t len) {
   return SP_OK;
 }
 
-/* flush(addr, len): the guest rewrote part of a frozen range with plain
- * stores; the backend refreshes its copy before the next submit. */
+/* flush(addr, len): the guest rewrote part of a frozen or device-local
+ * range with plain stores; the backend refreshes its copy before the next
+ * submit. */
 static sp_status flush_range(sp_actor_t *actor, uint32_t addr, uint32_t len) {
   sp_status st = check_range(actor, "flush", addr, len);
   if (st) return st;
-  for (uint32_t i = 0; i < actor->n_frozen; i++) {
-    const sp_range *f = &actor->frozen[i];
+  bool local = sp_abi_device_local_find(actor, addr, len) >= 0;
+  for (uint32_t i = 0; i < actor->n_frozen + local; i++) {
+    const sp_range *f = i < actor->n_frozen ? &actor->frozen[i] : &(sp_range){addr, len};
     if (addr < f->addr || (uint64_t)addr + len > f->addr + f->len) continue;
     sp_error_t *err = sp_backend_flush(actor->rt->backend, actor->binding, addr, len);
     if (!err) return SP_OK;
@@ -226,7 +230,8 @@ static sp_status flush_range(sp_actor_t *actor, uint32_t addr, uint32_t len) {
     sp_error_free(err);
     return SP_E_BACKEND;
   }
-  return sp_abi_fail(actor, SP_E_PARAM, "flush: [0x%" PRIx32 ", +%" PRIu32 ") is not inside one frozen range", addr, len);
+  return sp_abi_fail(actor, SP_E_PARAM, "flush: [0x%" PRIx32 ", +%" PRIu32 ") is not inside one frozen or device-local range",
+                     addr, len);
 }
 
 static wasm_trap_t *import_freeze(void *env, wasmtime_caller_t *caller, wasmtime_val_raw_t *args,
@@ -273,5 +278,7 @@ wasmtime_error_t *sp_abi_define(wasmtime_linker_t *linker) {
   if ((err = sp_abi_define_func(linker, "last_error", "ii:i", import_last_error))) return err;
   if ((err = sp_abi_define_func(linker, "freeze", "ii:i", import_freeze))) return err;
   if ((err = sp_abi_define_func(linker, "flush", "ii:i", import_flush))) return err;
+  if ((err = sp_abi_device_local_define(linker))) return err;
+  if ((err = sp_abi_annotate_define(linker))) return err;
   return sp_abi_blob_define(linker);
 }

@@ -119,6 +119,7 @@ void sp_actor_free(sp_actor_t *actor) {
   /* Deleting the store drops the memory, whose finalizer frees the region. */
   if (actor->store) wasmtime_store_delete(actor->store);
   sp_blob_table_close(&actor->blobs);
+  sp_annotation_table_free(&actor->annotations);
   free(actor->cmds);
   free(actor);
 }

@@ -7,6 +7,7 @@
 #include <wasmtime.h>
 
 #include "backend/backend.h"
+#include "annotations.h"
 #include "blob.h"
 #include "memory_creator.h"
 #include "samepage.h"
@@ -16,6 +17,7 @@
 #define SP_DEFAULT_MAX_CMDS 65536u
 #define SP_LAST_ERROR_CAP 512
 #define SP_MAX_FROZEN 16 /* frozen ranges per actor */
+#define SP_MAX_DEVICE_LOCAL 16 /* device-local ranges per actor */
 
 struct sp_runtime {
   sp_backend *backend;           /* shared by every actor */
@@ -39,8 +41,12 @@ struct sp_actor {
   uint32_t cmds_cap;
   sp_blob_table blobs;           /* files granted to this actor */
   uint64_t module_hash;          /* sp_hash64 of the module's bytes */
+  sp_annotation_table annotations; /* tensors the guest named (annotate) */
   sp_range frozen[SP_MAX_FROZEN]; /* guest ranges declared immutable (freeze) */
   uint32_t n_frozen;
+  sp_range device_local[SP_MAX_DEVICE_LOCAL]; /* ranges whose authoritative copy may live on
+                                               the device between submits (device_local) */
+  uint32_t n_device_local;
   sp_actor_limits limits;        /* wall-clock limit per guest entry (actor_limits.c) */
   char last_error[SP_LAST_ERROR_CAP];
 };
@@ -51,6 +57,23 @@ wasmtime_error_t *sp_abi_define(wasmtime_linker_t *linker);
 /* Defines samepage.<name> with signature sig ("iiI:i": i = i32, I = i64). */
 wasmtime_error_t *sp_abi_define_func(wasmtime_linker_t *linker, const char *name, const char *sig,
                                      wasmtime_func_unchecked_callback_t cb);
+
+/* Defines the annotate import (abi_annotate.c). */
+wasmtime_error_t *sp_abi_annotate_define(wasmtime_linker_t *linker);
+
+/* Defines the device_local and sync imports (abi_device_local.c). */
+wasmtime_error_t *sp_abi_device_local_define(wasmtime_linker_t *linker);
+
+/* The index of the device-local range holding all of [addr, addr + len), or -1. */
+int sp_abi_device_local_find(const sp_actor_t *actor, uint64_t addr, uint64_t len);
+
+/* Copies every device-local range back to guest memory (before a snapshot
+ * reads the memory). */
+sp_error_t *sp_abi_device_local_sync_all(sp_actor_t *actor);
+
+/* Uploads every device-local range from guest memory again (after a restore
+ * rewrote the memory). */
+sp_error_t *sp_abi_device_local_flush_all(sp_actor_t *actor);
 
 /* Defines the blob_* imports (abi_blob.c). */
 wasmtime_error_t *sp_abi_blob_define(wasmtime_linker_t *linker);

@@ -18,4 +18,21 @@ bool sp_snap_range_modified(const sp_region *region, uint64_t addr, uint64_t len
 /* Whether a 64 KiB page of memory is all zero. */
 bool sp_snap_page_is_zero(const uint8_t *page);
 
+/* ---- offline access to a snapshot file (tools) ---- */
+
+typedef struct sp_snapshot_file sp_snapshot_file;
+
+/* Opens and fully verifies a snapshot (checksums, lengths). */
+sp_error_t *sp_snapshot_file_open(const char *path, sp_snapshot_file **out);
+void sp_snapshot_file_close(sp_snapshot_file *f);
+
+/* The tensor the guest annotated as `name`; false when absent. */
+bool sp_snapshot_file_annotation(const sp_snapshot_file *f, const char *name, sp_tensor *out);
+
+/* Copies guest bytes [addr, addr+len) out of the snapshot's memory image. */
+sp_error_t *sp_snapshot_file_read(const sp_snapshot_file *f, uint64_t addr, uint64_t len, uint8_t *dst);
+
+/* The content hash of the file referenced under `grant` (0 if none). */
+uint64_t sp_snapshot_file_blob_hash(const sp_snapshot_file *f, const char *grant);
+
 #endif

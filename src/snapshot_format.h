@@ -17,6 +17,8 @@
  *             u64 file offset, u64 guest address, u64 length
  *     FROZEN  u32 count; per range: u64 guest address, u64 length
  *     PAGES   u64 first 64 KiB page, u32 page count, the pages' bytes
+ *     ANNOT   u32 count; per entry: u16 name length, name, sp_tensor (40
+ *             bytes): the tensors the guest named with `annotate`
  *     END     empty; must be last
  *  4. Memory is sparse: all-zero pages are not stored, nor pages of a
  *     BLOB range that still hold the file's bytes (unless self-contained).
@@ -40,6 +42,7 @@ enum sp_snap_chunk {
   SP_SNAP_FROZEN = 5,
   SP_SNAP_PAGES = 6,
   SP_SNAP_END = 7,
+  SP_SNAP_ANNOT = 8,
 };
 
 typedef struct sp_snap_header {

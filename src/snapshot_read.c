@@ -38,6 +38,8 @@ typedef struct snap_view {
   uint64_t globals_len;
   const uint8_t *frozen;
   uint64_t frozen_len;
+  const uint8_t *annot;
+  uint64_t annot_len;
   snap_blob_ref refs[MAX_REFS];
   int n_refs;
   const uint8_t *runs[MAX_RUNS]; /* PAGES payloads */
@@ -96,6 +98,7 @@ static sp_error_t *parse_chunk(snap_view *v, uint32_t type, const uint8_t *p, ui
       return NULL;
     case SP_SNAP_GLOBALS: v->globals = p, v->globals_len = len; return NULL;
     case SP_SNAP_FROZEN: v->frozen = p, v->frozen_len = len; return NULL;
+    case SP_SNAP_ANNOT: v->annot = p, v->annot_len = len; return NULL;
     case SP_SNAP_END: v->have_end = true; return NULL;
     default: break;
   }
@@ -268,6 +271,54 @@ static sp_error_t *restore_frozen(sp_actor_t *a, const snap_view *v) {
   return NULL;
 }
 
+/* Calls fn for each annotation; stops with an error on a malformed chunk. */
+static sp_error_t *each_annotation(const snap_view *v, void *ctx,
+                                   void (*fn)(void *ctx, const char *name, uint16_t len, const sp_tensor *t)) {
+  if (!v->annot) return NULL;
+  const uint8_t *p = v->annot, *end = v->annot + v->annot_len;
+  uint32_t count;
+  if (v->annot_len < 4) return sp_error_new("snapshot: the annotations chunk is truncated");
+  memcpy(&count, p, 4), p += 4;
+  for (uint32_t i = 0; i < count; i++) {
+    uint16_t nl;
+    if (end - p < 2) return sp_error_new("snapshot: the annotations chunk is truncated");
+    memcpy(&nl, p, 2);
+    if (nl == 0 || nl > SP_ANNOTATION_NAME_MAX || (uint64_t)(end - p) < 2u + nl + sizeof(sp_tensor))
+      return sp_error_new("snapshot: the annotations chunk is malformed");
+    sp_tensor t;
+    memcpy(&t, p + 2 + nl, sizeof t);
+    fn(ctx, (const char *)p + 2, nl, &t);
+    p += 2 + nl + sizeof t;
+  }
+  return NULL;
+}
+
+static void restore_one_annotation(void *ctx, const char *name, uint16_t len, const sp_tensor *t) {
+  sp_annotation_table *table = ctx;
+  if (table->count == table->cap) return; /* sized below */
+  sp_annotation *slot = &table->items[table->count++];
+  memcpy(slot->name, name, len), slot->name[len] = '\0';
+  slot->tensor = *t;
+}
+
+static sp_error_t *restore_annotations(sp_actor_t *a, const snap_view *v) {
+  sp_annotation_table fresh = {0};
+  uint32_t count = 0;
+  if (v->annot && v->annot_len >= 4) memcpy(&count, v->annot, 4);
+  if (count > SP_MAX_ANNOTATIONS) return sp_error_new("snapshot: too many annotations");
+  fresh.items = calloc(count ? count : 1, sizeof *fresh.items);
+  if (!fresh.items) return sp_error_new("out of memory");
+  fresh.cap = count;
+  sp_error_t *err = each_annotation(v, &fresh, restore_one_annotation);
+  if (err) {
+    free(fresh.items);
+    return err;
+  }
+  sp_annotation_table_free(&a->annotations);
+  a->annotations = fresh;
+  return NULL;
+}
+
 static sp_error_t *apply(sp_actor_t *a, const snap_view *v, sp_snapshot_stats *stats) {
   if (v->memory > a->region->committed) {
     uint64_t prev;
@@ -298,6 +349,7 @@ static sp_error_t *apply(sp_actor_t *a, const snap_view *v, sp_snapshot_stats *s
   }
   if (!err) err = restore_globals(a, v);
   if (!err) err = restore_frozen(a, v);
+  if (!err) err = restore_annotations(a, v);
   if (!err && stats) stats->bytes = v->size, stats->memory_bytes = v->memory, stats->pages_written = pages;
   return err;
 }
@@ -324,4 +376,80 @@ sp_error_t *sp_actor_restore(sp_actor_t *actor, const char *path, sp_snapshot_st
   if (v->file) munmap((void *)v->file, v->size);
   free(v);
   return err ? sp_error_wrap(err, "%s", path) : NULL;
+}
+
+/* ---- offline access, for tools (samepage kv export) ---- */
+
+struct sp_snapshot_file {
+  snap_view view;
+};
+
+sp_error_t *sp_snapshot_file_open(const char *path, sp_snapshot_file **out) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return sp_error_new("snapshot %s: %s", path, strerror(errno));
+  struct stat st;
+  if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+    close(fd);
+    return sp_error_new("snapshot %s: not a regular file", path);
+  }
+  sp_snapshot_file *f = calloc(1, sizeof *f);
+  if (!f) return close(fd), sp_error_new("out of memory");
+  f->view.size = (uint64_t)st.st_size;
+  f->view.file = f->view.size ? mmap(NULL, f->view.size, PROT_READ, MAP_PRIVATE, fd, 0) : NULL;
+  close(fd);
+  sp_error_t *err = f->view.file == MAP_FAILED ? sp_error_new("cannot map it: %s", strerror(errno)) : NULL;
+  if (err) f->view.file = NULL;
+  if (!err) err = parse_file(&f->view);
+  if (err) {
+    sp_snapshot_file_close(f);
+    return sp_error_wrap(err, "%s", path);
+  }
+  *out = f;
+  return NULL;
+}
+
+void sp_snapshot_file_close(sp_snapshot_file *f) {
+  if (!f) return;
+  if (f->view.file) munmap((void *)f->view.file, f->view.size);
+  free(f);
+}
+
+typedef struct annot_query {
+  const char *name;
+  sp_tensor *out;
+  bool found;
+} annot_query;
+
+static void match_annotation(void *ctx, const char *name, uint16_t len, const sp_tensor *t) {
+  annot_query *q = ctx;
+  if (strlen(q->name) == len && !memcmp(q->name, name, len)) *q->out = *t, q->found = true;
+}
+
+bool sp_snapshot_file_annotation(const sp_snapshot_file *f, const char *name, sp_tensor *out) {
+  annot_query q = {name, out, false};
+  sp_error_t *err = each_annotation(&f->view, &q, match_annotation);
+  sp_error_free(err);
+  return q.found && !err;
+}
+
+sp_error_t *sp_snapshot_file_read(const sp_snapshot_file *f, uint64_t addr, uint64_t len, uint8_t *dst) {
+  const snap_view *v = &f->view;
+  if (addr > v->memory || len > v->memory - addr) return sp_error_new("snapshot: bytes [0x%" PRIx64 ", +%" PRIu64 ") lie outside its memory", addr, len);
+  if (covered_by_ref(v, addr, len)) return sp_error_new("snapshot: those bytes belong to a referenced file, not stored");
+  memset(dst, 0, len); /* pages not stored are zero */
+  for (uint64_t i = 0; i < v->n_runs; i++) {
+    uint64_t first = rd64(v->runs[i]) * SP_SNAP_PAGE;
+    uint32_t count;
+    memcpy(&count, v->runs[i] + 8, 4);
+    uint64_t end = first + (uint64_t)count * SP_SNAP_PAGE, lo = addr > first ? addr : first, hi = addr + len < end ? addr + len : end;
+    if (lo < hi) memcpy(dst + (lo - addr), v->runs[i] + 12 + (lo - first), hi - lo);
+  }
+  return NULL;
+}
+
+uint64_t sp_snapshot_file_blob_hash(const sp_snapshot_file *f, const char *grant) {
+  for (int i = 0; i < f->view.n_refs; i++)
+    if (strlen(grant) == f->view.refs[i].name_len && !memcmp(grant, f->view.refs[i].name, f->view.refs[i].name_len))
+      return f->view.refs[i].content_hash;
+  return 0;
 }

@@ -155,6 +155,26 @@ static void put_frozen(snap_writer *w, sp_actor_t *a) {
   put_chunk(w, SP_SNAP_FROZEN, &part, 1);
 }
 
+static void put_annotations(snap_writer *w, sp_actor_t *a) {
+  const sp_annotation_table *t = &a->annotations;
+  size_t cap = 4 + (size_t)t->count * (2 + SP_ANNOTATION_NAME_MAX + sizeof(sp_tensor)), at = 4;
+  uint8_t *buf = malloc(cap);
+  if (!buf) {
+    w->err = sp_error_new("snapshot: out of memory");
+    return;
+  }
+  memcpy(buf, &t->count, 4);
+  for (uint32_t i = 0; i < t->count; i++) {
+    uint16_t nl = (uint16_t)strlen(t->items[i].name);
+    memcpy(buf + at, &nl, 2), memcpy(buf + at + 2, t->items[i].name, nl);
+    memcpy(buf + at + 2 + nl, &t->items[i].tensor, sizeof(sp_tensor));
+    at += 2 + nl + sizeof(sp_tensor);
+  }
+  struct iovec part = {buf, at};
+  put_chunk(w, SP_SNAP_ANNOT, &part, 1);
+  free(buf);
+}
+
 static void write_snapshot(snap_writer *w, sp_actor_t *a, bool self_contained) {
   sp_snap_header hdr = {{0}, SP_SNAP_VERSION, self_contained ? SP_SNAP_FLAG_SELF_CONTAINED : 0, 0, 0};
   memcpy(hdr.magic, SP_SNAP_MAGIC, 8);
@@ -166,6 +186,7 @@ static void write_snapshot(snap_writer *w, sp_actor_t *a, bool self_contained) {
   put_globals(w, a);
   if (!self_contained && !w->err) w->err = put_blob_refs(w, a);
   put_frozen(w, a);
+  put_annotations(w, a);
   put_pages(w, a, self_contained);
   put_chunk(w, SP_SNAP_END, NULL, 0);
   hdr.n_chunks = w->n_chunks;

@@ -237,3 +237,28 @@ sp_status sp_validate_frozen(const sp_range *frozen, uint32_t n, const sp_cmd *c
   }
   return SP_OK;
 }
+
+sp_status sp_validate_device_local(const sp_range *local, uint32_t n, const sp_cmd *cmd, uint32_t index,
+                                   char *msg, size_t cap) {
+  static const char *names[1 + SP_MAX_SRC] = {"dst", "src[0]", "src[1]", "src[2]", "src[3]"};
+  const sp_tensor *slots[1 + SP_MAX_SRC] = {&cmd->dst, &cmd->src[0], &cmd->src[1], &cmd->src[2], &cmd->src[3]};
+  for (int i = 0; i < 1 + SP_MAX_SRC && n; i++) {
+    if (slots[i]->dtype == SP_DTYPE_NONE) continue;
+    uint64_t at = slots[i]->offset, len = sp_tensor_extent(slots[i]);
+    for (uint32_t r = 0; r < n; r++) {
+      bool inside = at >= local[r].addr && at + len <= local[r].addr + local[r].len;
+      if (inside || !ranges_overlap(at, len, local[r].addr, local[r].len)) continue;
+      char detail[200];
+      snprintf(detail, sizeof detail,
+               "[0x%" PRIx64 ", +%" PRIu64 ") straddles the boundary of the device-local range [0x%" PRIx64 ", +%" PRIu64
+               "): a tensor must lie wholly inside or wholly outside it",
+               at, len, local[r].addr, local[r].len);
+      return reject(SP_E_BOUNDS, msg, cap, index, names[i], detail);
+    }
+  }
+  return SP_OK;
+}
+
+sp_status sp_validate_tensor(const sp_validate_ctx *ctx, sp_tensor *t, const char *field, char *msg, size_t cap) {
+  return check_tensor(ctx, t, 0, field, msg, cap);
+}

@@ -44,6 +44,17 @@ sp_status sp_validate_cmd(const sp_validate_ctx *ctx, sp_cmd *cmd, uint32_t inde
 sp_status sp_validate_frozen(const sp_range *frozen, uint32_t n, const sp_cmd *cmd, uint32_t index,
                              char *msg, size_t msg_cap);
 
+/* Checks that every tensor of a validated command lies wholly inside or
+ * wholly outside each of the n device-local ranges (a tensor straddling a
+ * boundary would be half on the device, half in guest memory); SP_E_BOUNDS
+ * and a message naming the slot and the range otherwise. */
+sp_status sp_validate_device_local(const sp_range *local, uint32_t n, const sp_cmd *cmd, uint32_t index,
+                                   char *msg, size_t msg_cap);
+
+/* Checks and normalizes one tensor on its own (bounds, dtype, alignment);
+ * messages read "cmd[0].<field>: ...". */
+sp_status sp_validate_tensor(const sp_validate_ctx *ctx, sp_tensor *t, const char *field, char *msg, size_t cap);
+
 /* Byte extent of a normalized, valid tensor: from its offset to one past its
  * last byte. */
 uint64_t sp_tensor_extent(const sp_tensor *t);

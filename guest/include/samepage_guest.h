@@ -218,6 +218,17 @@ static inline int sp_copy(sp_list *list, sp_tensor dst, sp_tensor x) {
   return 0;
 }
 
+/* ---- annotations: naming tensors for the host's tools ---- */
+
+__attribute__((import_module("samepage"), import_name("annotate"))) int32_t
+sp_import_annotate(uint32_t name_addr, uint32_t name_len, uint32_t tensor_addr);
+
+/* Names a tensor of guest memory (e.g. "blk.0.k_cache") so that tools such
+ * as `samepage kv export` can find it in snapshots. */
+static inline int32_t sp_annotate(const char *name, const sp_tensor *t) {
+  return sp_import_annotate(sp_addr(name), (uint32_t)strlen(name), sp_addr(t));
+}
+
 /* ---- granted files ("blobs") ---- */
 
 /* The handle of the file the user granted as `name` (e.g. "model"), or a

@@ -164,6 +164,25 @@ static void read_chat_template(void) {
   if (!G.opt.system[0]) llm_chat_default_system(tmpl, len, G.opt.system, sizeof G.opt.system);
 }
 
+/* Names the KV cache and the position count for the host's tools
+ * (`samepage kv export`): per layer k and v as f16 [D, Hkv, n_ctx]. */
+static int annotate_kv(void) {
+  const llm_hparams *hp = &G.model.hp;
+  size_t layer = (size_t)G.opt.n_ctx * hp->n_head_kv * hp->head_dim;
+  sp_tensor n_past = sp_tensor_1d(&G.n_past, SP_DTYPE_I32, 1);
+  if (sp_annotate("kv.n_past", &n_past) != SP_OK) return set_error(sp_last_error());
+  for (uint32_t il = 0; il < hp->n_layer; il++) {
+    char name[64];
+    sp_tensor k = sp_tensor_4d(G.model.st.k_cache + il * layer, SP_DTYPE_F16, hp->head_dim, hp->n_head_kv, G.opt.n_ctx, 1);
+    sp_tensor v = sp_tensor_4d(G.model.st.v_cache + il * layer, SP_DTYPE_F16, hp->head_dim, hp->n_head_kv, G.opt.n_ctx, 1);
+    snprintf(name, sizeof name, "blk.%u.k_cache", il);
+    if (sp_annotate(name, &k) != SP_OK) return set_error(sp_last_error());
+    snprintf(name, sizeof name, "blk.%u.v_cache", il);
+    if (sp_annotate(name, &v) != SP_OK) return set_error(sp_last_error());
+  }
+  return 0;
+}
+
 EXPORT(llm_init) int32_t llm_init(void) {
   if (read_options(&G.opt) || load_model()) return -1;
   read_chat_template();
@@ -173,6 +192,7 @@ EXPORT(llm_init) int32_t llm_init(void) {
   if (tok_decoder_init(&G.decoder, G.vocab, false) != TOK_OK) return set_error("out of memory");
   G.argmax = calloc(G.opt.n_ctx, sizeof *G.argmax);
   if (!G.argmax) return set_error("out of memory");
+  if (annotate_kv()) return -1;
   return 0;
 }
 

@@ -14,6 +14,7 @@
 
 int sp_cli_exec(int argc, char **argv);
 int sp_cli_run(int argc, char **argv);
+int sp_cli_kv(int argc, char **argv);
 int sp_cli_bench(int argc, char **argv);
 
 /* The default model's path ($SAMEPAGE_MODEL, else the fetch cache). */

@@ -16,7 +16,9 @@ static void usage(FILE *out) {
           "commands:\n"
           "  run [PROMPT]                chat with a GGUF model (see samepage run --help)\n"
           "  exec GUEST.wasm [args...]   run a WASI guest (see samepage exec --help)\n"
+          "  kv export|import ...        a conversation's KV cache as safetensors\n"
           "  bench zerocopy [--json]     prove and measure the zero-copy path\n"
+          "  bench snapshot [--json]     snapshot save/restore vs re-prefill\n"
           "  help                        this message\n");
 }
 
@@ -72,6 +74,7 @@ int main(int argc, char **argv) {
   const char *cmd = argv[1];
   if (!strcmp(cmd, "exec")) return sp_cli_exec(argc - 1, argv + 1);
   if (!strcmp(cmd, "run")) return sp_cli_run(argc - 1, argv + 1);
+  if (!strcmp(cmd, "kv")) return sp_cli_kv(argc - 1, argv + 1);
   if (!strcmp(cmd, "bench")) return sp_cli_bench(argc - 1, argv + 1);
   if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
     usage(stdout);

@@ -1,0 +1,211 @@
+/*
+ * cli_kv.c: `samepage kv export S.snap OUT.safetensors` and
+ * `samepage kv import S.snap IN.safetensors OUT.snap [--model F]`.
+ *
+ * The host does not know the guest's KV layout: it finds it through the
+ * tensors the guest annotated ("kv.n_past", "blk.N.k_cache",
+ * "blk.N.v_cache", each f16 [head_dim, kv_heads, n_ctx]). The export holds
+ * one tensor per layer for K and V, "layer.N.k" / "layer.N.v", f16 of shape
+ * [positions, kv_heads, head_dim], with metadata: the model's and the
+ * guest module's hashes and the number of positions. Import writes such a
+ * file back into a conversation: it restores S.snap, replaces the cache and
+ * the position count, and saves OUT.snap.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "error.h"
+#include "samepage.h"
+#include "snapshot.h"
+
+extern const uint8_t sp_embedded_llm[], sp_embedded_llm_end[];
+
+#define MAX_LAYERS 1024
+
+typedef struct kv_layout {
+  uint32_t n_past, n_layers;
+  sp_tensor k[MAX_LAYERS], v[MAX_LAYERS];
+} kv_layout;
+
+static sp_error_t *read_layout(const sp_snapshot_file *f, kv_layout *kv) {
+  sp_tensor np;
+  if (!sp_snapshot_file_annotation(f, "kv.n_past", &np) || np.dtype != SP_DTYPE_I32)
+    return sp_error_new("the snapshot names no KV cache (no kv.n_past annotation): was it made by the LLM guest?");
+  sp_error_t *err = sp_snapshot_file_read(f, np.offset, 4, (uint8_t *)&kv->n_past);
+  for (kv->n_layers = 0; !err && kv->n_layers < MAX_LAYERS; kv->n_layers++) {
+    char name[64];
+    snprintf(name, sizeof name, "blk.%u.k_cache", kv->n_layers);
+    if (!sp_snapshot_file_annotation(f, name, &kv->k[kv->n_layers])) break;
+    snprintf(name, sizeof name, "blk.%u.v_cache", kv->n_layers);
+    if (!sp_snapshot_file_annotation(f, name, &kv->v[kv->n_layers]))
+      return sp_error_new("annotation %s is missing", name);
+    const sp_tensor *k = &kv->k[kv->n_layers];
+    if (k->dtype != SP_DTYPE_F16 || k->nb[1] != k->ne[0] * k->ne[1] * 2u || kv->n_past > k->ne[2])
+      return sp_error_new("layer %u: the cache is not a packed f16 [D, H, C] tensor holding %u positions", kv->n_layers, kv->n_past);
+  }
+  if (!err && kv->n_layers == 0) err = sp_error_new("the snapshot names no blk.0.k_cache");
+  return err;
+}
+
+/* ---- export ---- */
+
+static size_t json_header(const kv_layout *kv, uint64_t model_hash, char *out, size_t cap) {
+  const sp_tensor *k0 = &kv->k[0];
+  uint64_t bytes = (uint64_t)kv->n_past * k0->ne[0] * k0->ne[1] * 2, at = 0;
+  size_t n = (size_t)snprintf(out, cap, "{\"__metadata__\":{\"format\":\"samepage-kv-1\",\"model_hash\":\"%016" PRIx64
+                              "\",\"positions\":\"%u\",\"layout\":\"[position, kv_head, head_dim]\"}", model_hash, kv->n_past);
+  for (uint32_t l = 0; l < kv->n_layers && n < cap; l++)
+    for (int kind = 0; kind < 2 && n < cap; kind++, at += bytes)
+      n += (size_t)snprintf(out + n, cap - n, ",\"layer.%u.%c\":{\"dtype\":\"F16\",\"shape\":[%u,%u,%u],\"data_offsets\":[%" PRIu64 ",%" PRIu64 "]}",
+                            l, kind ? 'v' : 'k', kv->n_past, k0->ne[1], k0->ne[0], at, at + bytes);
+  if (n + 1 >= cap) return 0;
+  out[n++] = '}';
+  while (n % 8) out[n++] = ' '; /* the data starts 8-byte aligned */
+  return n;
+}
+
+static int kv_export(const char *snap, const char *out_path) {
+  sp_snapshot_file *f = NULL;
+  static kv_layout kv;
+  sp_error_t *err = sp_snapshot_file_open(snap, &f);
+  if (!err) err = read_layout(f, &kv);
+  size_t header_cap = 256 + (size_t)kv.n_layers * 160, n = 0;
+  char *header = err ? NULL : malloc(header_cap);
+  if (!err) n = header ? json_header(&kv, sp_snapshot_file_blob_hash(f, "model"), header, header_cap) : 0;
+  if (!err && !n) err = sp_error_new("out of memory");
+  uint64_t bytes = (uint64_t)kv.n_past * kv.k[0].ne[0] * kv.k[0].ne[1] * 2;
+  uint8_t *buf = err ? NULL : malloc(bytes ? bytes : 1);
+  FILE *out = err ? NULL : fopen(out_path, "wb");
+  if (!err && (!buf || !out)) err = sp_error_new("%s: cannot write it", out_path);
+  uint64_t header_len = n;
+  if (!err) fwrite(&header_len, 8, 1, out), fwrite(header, 1, n, out);
+  for (uint32_t l = 0; !err && l < kv.n_layers; l++)
+    for (int kind = 0; kind < 2 && !err; kind++) {
+      err = sp_snapshot_file_read(f, (kind ? kv.v : kv.k)[l].offset, bytes, buf);
+      if (!err && fwrite(buf, 1, bytes, out) != bytes) err = sp_error_new("%s: write failed", out_path);
+    }
+  if (out && fclose(out) && !err) err = sp_error_new("%s: write failed", out_path);
+  if (!err) fprintf(stderr, "exported %u layers x (k, v), %u positions, to %s\n", kv.n_layers, kv.n_past, out_path);
+  free(buf);
+  free(header);
+  sp_snapshot_file_close(f);
+  if (err) {
+    fprintf(stderr, "samepage kv export: %s\n", sp_error_message(err));
+    sp_error_free(err);
+    return SP_EXIT_RUNTIME;
+  }
+  return 0;
+}
+
+/* ---- import ---- */
+
+/* Finds "name":{... "shape":[a,b,c] ... "data_offsets":[x,y]} in the header. */
+static bool find_tensor(const char *json, const char *name, uint32_t shape[3], uint64_t off[2]) {
+  char key[80];
+  snprintf(key, sizeof key, "\"%s\"", name);
+  const char *at = strstr(json, key), *end = at ? strchr(at, '}') : NULL;
+  if (!at || !end) return false;
+  const char *s = strstr(at, "\"shape\""), *d = strstr(at, "\"data_offsets\"");
+  unsigned long long o0, o1;
+  return s && d && s < end && d < end && strstr(at, "\"F16\"") && strstr(at, "\"F16\"") < end &&
+         sscanf(s, "\"shape\":[%u,%u,%u]", &shape[0], &shape[1], &shape[2]) == 3 &&
+         sscanf(d, "\"data_offsets\":[%llu,%llu]", &o0, &o1) == 2 && (off[0] = o0, off[1] = o1, true);
+}
+
+static sp_error_t *write_layer(sp_actor_t *a, const kv_layout *kv, const uint8_t *data, uint64_t data_len,
+                               const char *json, uint32_t l, int kind, uint32_t *n_pos) {
+  char name[64];
+  uint32_t shape[3];
+  uint64_t off[2];
+  snprintf(name, sizeof name, "layer.%u.%c", l, kind ? 'v' : 'k');
+  const sp_tensor *t = &(kind ? kv->v : kv->k)[l];
+  if (!find_tensor(json, name, shape, off)) return sp_error_new("tensor %s is missing or not f16", name);
+  if (shape[1] != t->ne[1] || shape[2] != t->ne[0] || shape[0] > t->ne[2])
+    return sp_error_new("tensor %s has shape [%u,%u,%u], this cache holds [<=%u,%u,%u]", name, shape[0], shape[1], shape[2],
+                        t->ne[2], t->ne[1], t->ne[0]);
+  uint64_t bytes = (uint64_t)shape[0] * shape[1] * shape[2] * 2;
+  if (off[1] < off[0] || off[1] - off[0] != bytes || off[1] > data_len) return sp_error_new("tensor %s: bad data_offsets", name);
+  if (l == 0 && kind == 0) *n_pos = shape[0];
+  if (shape[0] != *n_pos) return sp_error_new("tensor %s holds %u positions, layer 0 holds %u", name, shape[0], *n_pos);
+  uint8_t *base;
+  size_t size;
+  sp_actor_memory(a, &base, &size);
+  memcpy(base + t->offset, data + off[0], bytes);
+  return NULL;
+}
+
+/* Writes every layer of the file into the restored actor's cache; stores
+ * the number of positions it holds in *n_pos. */
+static sp_error_t *import_into(sp_actor_t *a, const kv_layout *kv, const uint8_t *file, size_t len, uint64_t model_hash,
+                               uint32_t *n_pos) {
+  uint64_t header_len;
+  if (len < 8) return sp_error_new("not a safetensors file (too short)");
+  memcpy(&header_len, file, 8);
+  if (header_len > len - 8 || header_len > (64u << 20)) return sp_error_new("not a safetensors file (bad header length)");
+  char *json = malloc(header_len + 1);
+  if (!json) return sp_error_new("out of memory");
+  memcpy(json, file + 8, header_len), json[header_len] = '\0';
+  char want[40];
+  snprintf(want, sizeof want, "\"model_hash\":\"%016" PRIx64 "\"", model_hash);
+  sp_error_t *err = strstr(json, want) ? NULL : sp_error_new("the KV cache was made with another model (model_hash differs)");
+  for (uint32_t l = 0; !err && l < kv->n_layers; l++)
+    for (int kind = 0; kind < 2 && !err; kind++)
+      err = write_layer(a, kv, file + 8 + header_len, len - 8 - header_len, json, l, kind, n_pos);
+  free(json);
+  return err;
+}
+
+static int kv_import(const char *snap, const char *in_path, const char *out_snap, const char *model) {
+  static kv_layout kv;
+  sp_snapshot_file *f = NULL;
+  sp_error_t *err = sp_snapshot_file_open(snap, &f);
+  if (!err) err = read_layout(f, &kv);
+  uint64_t model_hash = f ? sp_snapshot_file_blob_hash(f, "model") : 0;
+  sp_tensor np = {0};
+  if (f) sp_snapshot_file_annotation(f, "kv.n_past", &np);
+  sp_snapshot_file_close(f);
+  size_t len = 0;
+  uint8_t *file = err ? NULL : sp_cli_read_file(in_path, &len);
+  if (!err && !file) err = sp_error_new("%s: cannot read it", in_path);
+  sp_runtime_t *rt = NULL;
+  sp_actor_t *a = NULL;
+  if (!err) err = sp_runtime_new(NULL, &rt);
+  sp_blob_grant grant = {"model", model};
+  sp_actor_options opts = {.blobs = &grant, .n_blobs = 1};
+  if (!err) err = sp_actor_new(rt, sp_embedded_llm, (size_t)(sp_embedded_llm_end - sp_embedded_llm), &opts, &a);
+  if (!err) err = sp_actor_restore(a, snap, NULL);
+  uint32_t n_pos = 0;
+  if (!err) err = import_into(a, &kv, file, len, model_hash, &n_pos);
+  if (!err) {
+    uint8_t *base;
+    size_t size;
+    sp_actor_memory(a, &base, &size);
+    memcpy(base + np.offset, &n_pos, 4);
+    kv.n_past = n_pos;
+    err = sp_actor_snapshot(a, out_snap, NULL, NULL);
+  }
+  if (!err) fprintf(stderr, "imported %u positions into %s\n", kv.n_past, out_snap);
+  free(file);
+  sp_actor_free(a);
+  sp_runtime_free(rt);
+  if (err) {
+    fprintf(stderr, "samepage kv import: %s\n", sp_error_message(err));
+    sp_error_free(err);
+    return SP_EXIT_RUNTIME;
+  }
+  return 0;
+}
+
+int sp_cli_kv(int argc, char **argv) {
+  if (argc == 4 && !strcmp(argv[1], "export")) return kv_export(argv[2], argv[3]);
+  if ((argc == 5 || argc == 7) && !strcmp(argv[1], "import")) {
+    const char *model = argc == 7 && !strcmp(argv[5], "--model") ? argv[6] : sp_cli_default_model();
+    return kv_import(argv[2], argv[3], argv[4], model);
+  }
+  fprintf(stderr, "usage: samepage kv export S.snap OUT.safetensors\n"
+                  "       samepage kv import S.snap IN.safetensors OUT.snap [--model F.gguf]\n");
+  return SP_EXIT_USAGE;
+}
