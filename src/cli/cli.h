@@ -20,6 +20,9 @@ int sp_cli_bench(int argc, char **argv);
 /* The default model's path ($SAMEPAGE_MODEL, else the fetch cache). */
 const char *sp_cli_default_model(void);
 
+/* `samepage bench actors`. */
+int sp_cli_bench_actors(int argc, char **argv);
+
 /* `samepage bench snapshot`. */
 int sp_cli_bench_snapshot(int argc, char **argv);
 
