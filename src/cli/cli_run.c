@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -137,6 +138,10 @@ static int parse_run_args(int argc, char **argv, run_args *a) {
     }
   }
   if (!a->model) a->model = sp_cli_default_model();
+  /* A progress line while a large model loads, when someone is watching. */
+  struct stat st;
+  if (isatty(2) && !stat(a->model, &st) && st.st_size > (256 << 20) && a->guest_argc < MAX_GUEST_ARGS)
+    a->guest_argv[a->guest_argc++] = "--progress";
   return 0;
 }
 
@@ -160,6 +165,7 @@ static const char *guest_error(sp_actor_t *actor) {
   static char msg[1024];
   int64_t addr = 0;
   sp_error_t *err = call(actor, "llm_error_ptr", 0, 0, 0, &addr);
+  addr = (uint32_t)addr; /* an i32 result: addresses past 2 GiB come back negative */
   uint8_t *base;
   size_t size;
   sp_actor_memory(actor, &base, &size);
@@ -190,6 +196,7 @@ static sp_error_t *emit_piece(llm_session *s) {
   sp_error_t *err = call(s->actor, "llm_piece_ptr", 0, 0, 0, &ptr);
   if (!err) err = call(s->actor, "llm_piece_len", 0, 0, 0, &len);
   if (err) return err;
+  ptr = (uint32_t)ptr;
   uint8_t *base;
   size_t size;
   sp_actor_memory(s->actor, &base, &size);
@@ -207,6 +214,7 @@ static sp_error_t *prompt_turn(llm_session *s, const char *text, bool raw) {
   int64_t addr, n;
   sp_error_t *err = call(s->actor, "llm_input", (int64_t)len, 0, 1, &addr);
   if (err) return err;
+  addr = (uint32_t)addr; /* an i32 result: addresses past 2 GiB come back negative */
   uint8_t *base;
   size_t size;
   sp_actor_memory(s->actor, &base, &size);
@@ -273,6 +281,9 @@ static void report(sp_runtime_t *rt, const llm_session *s) {
   uint64_t res_bytes = 0, res_copies = 0;
   double res_ms = 0;
   sp_runtime_residency(rt, &res_bytes, &res_copies, &res_ms);
+  uint64_t local_bytes = 0, local_moves = 0, local_moved = 0;
+  double local_ms = 0;
+  sp_runtime_device_local(rt, &local_bytes, &local_moves, &local_moved, &local_ms);
   double prefill_tps = st->prefill_ms > 0 ? st->prompt_tokens / (st->prefill_ms / 1e3) : 0;
   double decode_tps = st->decode_ms > 0 ? st->generated / (st->decode_ms / 1e3) : 0;
   if (s->args->json) {
@@ -280,9 +291,11 @@ static void report(sp_runtime_t *rt, const llm_session *s) {
     print_json_string(s->args->model);
     printf(", \"load_ms\": %.1f, \"prompt_tokens\": %ld, \"prefill_ms\": %.1f, \"prefill_tok_s\": %.1f, "
            "\"generated_tokens\": %ld, \"decode_ms\": %.1f, \"decode_tok_s\": %.1f, \"backend\": \"%s\", "
-           "\"resident_bytes\": %llu, \"resident_ms\": %.1f, \"text\": ",
+           "\"resident_bytes\": %llu, \"resident_ms\": %.1f, \"device_local_bytes\": %llu, "
+           "\"device_local_transfers\": %llu, \"device_local_ms\": %.1f, \"text\": ",
            st->load_ms, st->prompt_tokens, st->prefill_ms, prefill_tps, st->generated, st->decode_ms, decode_tps,
-           sp_runtime_backend_name(rt), (unsigned long long)res_bytes, res_ms);
+           sp_runtime_backend_name(rt), (unsigned long long)res_bytes, res_ms, (unsigned long long)local_bytes,
+           (unsigned long long)local_moves, local_ms);
     print_json_string(s->text ? s->text : "");
     printf("}\n");
   }
@@ -292,6 +305,10 @@ static void report(sp_runtime_t *rt, const llm_session *s) {
   if (res_copies)
     fprintf(stderr, "backend %s | resident %.1f MiB in %llu copies, %.1f ms\n", sp_runtime_backend_name(rt),
             res_bytes / 1048576.0, (unsigned long long)res_copies, res_ms);
+  if (local_moves)
+    fprintf(stderr, "backend %s | device-local %.1f MiB, %llu transfers of %.1f MiB, %.1f ms\n",
+            sp_runtime_backend_name(rt), local_bytes / 1048576.0, (unsigned long long)local_moves,
+            local_moved / 1048576.0, local_ms);
 }
 
 static sp_error_t *resume_session(llm_session *s) {
