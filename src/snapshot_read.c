@@ -47,6 +47,11 @@ typedef struct snap_view {
   bool have_module, have_memory, have_end;
 } snap_view;
 
+/* An opened, verified snapshot file (also used by sp_actor_restore). */
+struct sp_snapshot_file {
+  snap_view view;
+};
+
 static uint64_t rd64(const uint8_t *p) {
   uint64_t v;
   memcpy(&v, p, 8);
@@ -349,6 +354,8 @@ static sp_error_t *apply(sp_actor_t *a, const snap_view *v, sp_snapshot_stats *s
   }
   if (!err) err = restore_globals(a, v);
   if (!err) err = restore_frozen(a, v);
+  /* Device-local mirrors must match the restored bytes: upload them again. */
+  if (!err) err = sp_abi_device_local_flush_all(a);
   if (!err) err = restore_annotations(a, v);
   if (!err && stats) stats->bytes = v->size, stats->memory_bytes = v->memory, stats->pages_written = pages;
   return err;
@@ -356,33 +363,16 @@ static sp_error_t *apply(sp_actor_t *a, const snap_view *v, sp_snapshot_stats *s
 
 sp_error_t *sp_actor_restore(sp_actor_t *actor, const char *path, sp_snapshot_stats *stats) {
   if (!actor || !path) return sp_error_new("sp_actor_restore: NULL argument");
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return sp_error_new("snapshot %s: %s", path, strerror(errno));
-  struct stat st;
-  if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
-    close(fd);
-    return sp_error_new("snapshot %s: not a regular file", path);
-  }
-  snap_view *v = calloc(1, sizeof *v);
-  if (!v) return close(fd), sp_error_new("out of memory");
-  v->size = (uint64_t)st.st_size;
-  v->file = v->size ? mmap(NULL, v->size, PROT_READ, MAP_PRIVATE, fd, 0) : NULL;
-  close(fd);
-  sp_error_t *err = NULL;
-  if (v->file == MAP_FAILED) err = sp_error_new("snapshot %s: cannot map it: %s", path, strerror(errno)), v->file = NULL;
-  if (!err) err = parse_file(v);
-  if (!err) err = check_identity(actor, v);
-  if (!err) err = apply(actor, v, stats);
-  if (v->file) munmap((void *)v->file, v->size);
-  free(v);
+  sp_snapshot_file *f = NULL;
+  sp_error_t *err = sp_snapshot_file_open(path, &f);
+  if (err) return err;
+  err = check_identity(actor, &f->view);
+  if (!err) err = apply(actor, &f->view, stats);
+  sp_snapshot_file_close(f);
   return err ? sp_error_wrap(err, "%s", path) : NULL;
 }
 
 /* ---- offline access, for tools (samepage kv export) ---- */
-
-struct sp_snapshot_file {
-  snap_view view;
-};
 
 sp_error_t *sp_snapshot_file_open(const char *path, sp_snapshot_file **out) {
   int fd = open(path, O_RDONLY | O_CLOEXEC);

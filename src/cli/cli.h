@@ -30,6 +30,10 @@ int sp_cli_bench_snapshot(int argc, char **argv);
  * on failure. Caller frees *data. */
 uint8_t *sp_cli_read_file(const char *path, size_t *len);
 
+/* The value in kB of `key:` in a /proc file such as /proc/self/status;
+ * -1 when absent. */
+long sp_cli_proc_kb(const char *file, const char *key);
+
 /* Parses "512M", "4G", "65536" (bytes) into *out; 0 on success. */
 int sp_cli_parse_size(const char *text, uint64_t *out);
 

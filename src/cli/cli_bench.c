@@ -41,17 +41,6 @@ static double now_us(void) {
   return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
 }
 
-static long status_kb(const char *key) {
-  FILE *f = fopen("/proc/self/status", "r");
-  char line[256];
-  long kb = -1;
-  size_t klen = strlen(key);
-  while (f && fgets(line, sizeof line, f))
-    if (!strncmp(line, key, klen) && line[klen] == ':') kb = strtol(line + klen + 1, NULL, 10);
-  if (f) fclose(f);
-  return kb;
-}
-
 /* Resets the peak-RSS counter so VmHWM measures only what follows. */
 static bool reset_peak_rss(void) {
   FILE *f = fopen("/proc/self/clear_refs", "w");
@@ -63,9 +52,9 @@ static bool reset_peak_rss(void) {
 /* Peak RSS growth in MB while `staged` hands the tensor to the backend. */
 static sp_error_t *measure_rss(sp_actor_t *actor, const sp_cmd *cmd, bool staged, double *mb) {
   bool have_peak = reset_peak_rss();
-  long before = status_kb("VmRSS");
+  long before = sp_cli_proc_kb("/proc/self/status", "VmRSS");
   sp_error_t *err = sp_actor_submit(actor, cmd, 1, staged);
-  long after = have_peak ? status_kb("VmHWM") : status_kb("VmRSS");
+  long after = have_peak ? sp_cli_proc_kb("/proc/self/status", "VmHWM") : sp_cli_proc_kb("/proc/self/status", "VmRSS");
   *mb = (after - before) * 1024.0 / 1e6; /* decimal MB, as the seed reports */
   return err;
 }

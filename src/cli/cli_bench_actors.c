@@ -28,17 +28,6 @@ typedef struct mem_row {
   double rss_mb, anon_mb, file_mb, pss_mb;
 } mem_row;
 
-static long proc_kb(const char *file, const char *key) {
-  FILE *f = fopen(file, "r");
-  char line[256];
-  long kb = -1;
-  size_t klen = strlen(key);
-  while (f && fgets(line, sizeof line, f))
-    if (!strncmp(line, key, klen) && line[klen] == ':') kb = strtol(line + klen + 1, NULL, 10);
-  if (f) fclose(f);
-  return kb;
-}
-
 static sp_error_t *start_actor(sp_runtime_t *rt, const char *model, const char *ctx, int i, sp_actor_t **out) {
   const char *argv[] = {"llm", "--ctx", ctx};
   sp_blob_grant grant = {"model", model};
@@ -89,10 +78,10 @@ int sp_cli_bench_actors(int argc, char **argv) {
     if (want < 1 || want > MAX_ACTORS) continue;
     while (!err && live < want) err = start_actor(rt, model, ctx, live, &actors[live]), live++;
     if (err) break;
-    rows[n_rows++] = (mem_row){want, proc_kb("/proc/self/status", "VmRSS") / 1024.0,
-                               proc_kb("/proc/self/status", "RssAnon") / 1024.0,
-                               proc_kb("/proc/self/status", "RssFile") / 1024.0,
-                               proc_kb("/proc/self/smaps_rollup", "Pss") / 1024.0};
+    rows[n_rows++] = (mem_row){want, sp_cli_proc_kb("/proc/self/status", "VmRSS") / 1024.0,
+                               sp_cli_proc_kb("/proc/self/status", "RssAnon") / 1024.0,
+                               sp_cli_proc_kb("/proc/self/status", "RssFile") / 1024.0,
+                               sp_cli_proc_kb("/proc/self/smaps_rollup", "Pss") / 1024.0};
   }
   for (int i = 0; i < live; i++) sp_actor_free(actors[i]);
   sp_runtime_free(rt);

@@ -57,6 +57,7 @@ static sp_error_t *prefill(sp_actor_t *a, int n, double *ms) {
   int64_t addr, got;
   sp_error_t *err = call(a, "llm_input", (int64_t)n * 4, 0, 1, &addr);
   if (err) return err;
+  addr = (uint32_t)addr; /* an i32 result */
   uint8_t *base;
   size_t size;
   sp_actor_memory(a, &base, &size);

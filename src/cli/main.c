@@ -46,6 +46,17 @@ uint8_t *sp_cli_read_file(const char *path, size_t *len) {
   return data;
 }
 
+long sp_cli_proc_kb(const char *file, const char *key) {
+  FILE *f = fopen(file, "r");
+  char line[256];
+  long kb = -1;
+  size_t klen = strlen(key);
+  while (f && fgets(line, sizeof line, f))
+    if (!strncmp(line, key, klen) && line[klen] == ':') kb = strtol(line + klen + 1, NULL, 10);
+  if (f) fclose(f);
+  return kb;
+}
+
 int sp_cli_parse_size(const char *text, uint64_t *out) {
   char *end;
   errno = 0;
