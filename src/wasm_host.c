@@ -21,6 +21,10 @@ sp_error_t *sp_wasm_engine_new(sp_region_registry *regions, wasm_engine_t **out)
   wasmtime_config_parallel_compilation_set(config, true);
   /* Time limits: guests check the epoch at loops and calls (actor_limits.c). */
   wasmtime_config_epoch_interruption_set(config, true);
+#ifdef WASMTIME_FEATURE_THREADS
+  /* No shared memories: kernels write guest memory only while it waits. */
+  wasmtime_config_wasm_threads_set(config, false);
+#endif
   /* The compiled-module cache is an optimisation: ignore a config failure. */
   wasmtime_error_t *cache_err = wasmtime_config_cache_config_load(config, NULL);
   if (cache_err) wasmtime_error_delete(cache_err);

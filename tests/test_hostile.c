@@ -124,8 +124,8 @@ static const expect cases[] = {
     {"freeze_overlapping", STATUS, SP_E_ALIAS, "overlaps a frozen range"},
     {"freeze_too_many", STATUS, SP_E_LIMIT, "at most 16"},
     {"write_frozen", STATUS, SP_E_ALIAS, "frozen"},
-    {"flush_unfrozen", STATUS, SP_E_PARAM, "not inside one frozen range"},
-    {"flush_straddling", STATUS, SP_E_PARAM, "not inside one frozen range"},
+    {"flush_unfrozen", STATUS, SP_E_PARAM, "is not inside one frozen"},
+    {"flush_straddling", STATUS, SP_E_PARAM, "is not inside one frozen"},
     /* memory: grow fails cleanly (the guest reports SP_E_LIMIT itself) */
     {"grow_past_limit", STATUS, SP_E_LIMIT, NULL},
     {"grow_4gib_at_once", STATUS, SP_E_LIMIT, NULL},
