@@ -8,10 +8,11 @@
 
 struct sp_error {
   char *message;
+  int status; /* sp_status for the guest, 0 = none */
 };
 
 static char oom_text[] = "out of memory";
-static struct sp_error oom_error = {oom_text};
+static struct sp_error oom_error = {oom_text, 0};
 
 /* Formats `fmt`; when `cause` is set the message becomes "<fmt>: <cause>". */
 static sp_error_t *error_from_va(const char *cause, const char *fmt, va_list ap) {
@@ -30,6 +31,7 @@ static sp_error_t *error_from_va(const char *cause, const char *fmt, va_list ap)
   else
     memcpy(text, body, len);
   err->message = text;
+  err->status = 0;
   return err;
 }
 
@@ -46,9 +48,21 @@ sp_error_t *sp_error_wrap(sp_error_t *cause, const char *fmt, ...) {
   va_start(ap, fmt);
   sp_error_t *err = error_from_va(sp_error_message(cause), fmt, ap);
   va_end(ap);
+  if (err != &oom_error) err->status = sp_error_status(cause);
   sp_error_free(cause);
   return err;
 }
+
+sp_error_t *sp_error_with_status(int status, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  sp_error_t *err = error_from_va(NULL, fmt, ap);
+  va_end(ap);
+  if (err != &oom_error) err->status = status;
+  return err;
+}
+
+int sp_error_status(const sp_error_t *err) { return err ? err->status : 0; }
 
 const char *sp_error_message(const sp_error_t *err) {
   return err ? err->message : "no error";

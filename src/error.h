@@ -14,6 +14,13 @@
  * sp_error_free recognises. */
 sp_error_t *sp_error_new(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* Creates an error that also carries an sp_status for the guest (e.g. an
+ * index found out of range while a command ran: SP_E_BOUNDS). */
+sp_error_t *sp_error_with_status(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* The status an error carries, or 0 when it carries none. */
+int sp_error_status(const sp_error_t *err);
+
 /* Creates an error whose message is `prefix: <cause's message>` and frees
  * `cause`. */
 sp_error_t *sp_error_wrap(sp_error_t *cause, const char *fmt, ...)

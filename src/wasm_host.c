@@ -53,10 +53,35 @@ static void append_trace(char *buf, size_t cap, const wasm_frame_vec_t *frames) 
   }
 }
 
+/* Wasmtime's messages embed their own backtrace and then the causes
+ * ("Caused by:\n    0: ...\n    1: ..."). Keep only the causes, joined on
+ * one line; our own backtrace follows from the frames. */
+static void root_cause(const char *text, size_t len, char *out, size_t cap) {
+  const char *marker = "Caused by:";
+  const char *at = NULL;
+  for (size_t i = 0; i + strlen(marker) <= len && !at; i++)
+    if (!memcmp(text + i, marker, strlen(marker))) at = text + i + strlen(marker);
+  if (!at) {
+    snprintf(out, cap, "%.*s", (int)len, text);
+    return;
+  }
+  size_t o = 0;
+  const char *end = text + len;
+  while (at < end && o + 1 < cap) {
+    while (at < end && (*at == '\n' || *at == ' ')) at++;
+    const char *line = at;
+    while (at < end && *at != '\n') at++;
+    const char *colon = memchr(line, ':', (size_t)(at - line));
+    if (colon && colon - line <= 3) line = colon + 2 > at ? at : colon + 2; /* drop "0: " */
+    if (at > line) o += (size_t)snprintf(out + o, cap - o, "%s%.*s", o ? "; " : "", (int)(at - line), line);
+  }
+}
+
 static sp_error_t *message_with_trace(const char *what, const char *text, size_t text_len,
                                       const wasm_frame_vec_t *frames) {
-  char buf[4096];
-  snprintf(buf, sizeof buf, "%s: %.*s", what, (int)text_len, text);
+  char buf[4096], cause[2048];
+  root_cause(text, text_len, cause, sizeof cause);
+  snprintf(buf, sizeof buf, "%s: %s", what, cause);
   if (frames && frames->size) {
     size_t len = strlen(buf);
     snprintf(buf + len, sizeof buf - len, "\n  wasm backtrace:");

@@ -25,10 +25,9 @@
 typedef enum outcome { STATUS, TRAP, TIMEOUT } outcome;
 
 /* Indices and positions read from guest memory are checked when the op
- * runs. samepage_abi.h promises SP_E_BOUNDS for them; the host reports
- * the backend's refusal as SP_E_BACKEND today (abi.c run_validated). The
- * message names the bad index either way. */
-#define RUNTIME_INDEX_STATUS SP_E_BACKEND
+ * runs; as samepage_abi.h promises, the guest gets SP_E_BOUNDS and a
+ * message naming the bad index. */
+#define RUNTIME_INDEX_STATUS SP_E_BOUNDS
 
 typedef struct expect {
   const char *name;

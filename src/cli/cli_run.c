@@ -35,6 +35,7 @@ typedef struct run_args {
   long n_predict;
   bool json, raw;
   const char *save, *resume; /* snapshot paths */
+  uint32_t timeout_ms;       /* per call into the guest, 0 = none */
   bool self_contained;
   const char *guest_argv[MAX_GUEST_ARGS];
   int guest_argc;
@@ -65,6 +66,7 @@ static void run_usage(FILE *out) {
           "  --system TEXT          system prompt for chat models\n"
           "  --raw                  no chat template: continue the text\n"
           "  --backend cpu|cuda|auto  compute backend (default auto)\n"
+          "  --timeout SECONDS      stop the guest if one call into it runs longer\n"
           "  --save FILE            snapshot the conversation at the end (atomic)\n"
           "  --resume FILE          continue a saved conversation\n"
           "  --self-contained       with --save: embed the model instead of referencing it\n"
@@ -117,6 +119,12 @@ static int parse_run_args(int argc, char **argv, run_args *a) {
     else if (!strcmp(opt, "--backend")) a->backend = val;
     else if (!strcmp(opt, "--residency")) a->residency = val;
     else if (!strcmp(opt, "--save")) a->save = val;
+    else if (!strcmp(opt, "--timeout")) {
+      if (sp_cli_parse_timeout(val, &a->timeout_ms)) {
+        fprintf(stderr, "samepage run: --timeout: \"%s\" is not a number of seconds\n", val);
+        return SP_EXIT_USAGE;
+      }
+    }
     else if (!strcmp(opt, "--resume")) a->resume = val;
     else if (!strcmp(opt, "-n") || !strcmp(opt, "--n-predict")) {
       char *end;
@@ -335,7 +343,7 @@ static sp_error_t *save_session(llm_session *s) {
 static int run_session(sp_runtime_t *rt, run_args *a) {
   sp_blob_grant grant = {"model", a->model};
   sp_actor_options opts = {.argv = a->guest_argv, .argc = a->guest_argc, .inherit_stdio = true,
-                           .blobs = &grant, .n_blobs = 1};
+                           .blobs = &grant, .n_blobs = 1, .timeout_ms = a->timeout_ms};
   llm_session s = {.args = a};
   double t0 = now_ms();
   size_t len = (size_t)(sp_embedded_llm_end - sp_embedded_llm);
@@ -357,8 +365,8 @@ static int run_session(sp_runtime_t *rt, run_args *a) {
   }
   if (err) {
     fprintf(stderr, "samepage run: %s\n", sp_error_message(err));
+    rc = sp_cli_is_timeout(err) ? SP_EXIT_TIMEOUT : SP_EXIT_RUNTIME;
     sp_error_free(err);
-    rc = SP_EXIT_RUNTIME;
   }
   free(s.text);
   sp_actor_free(s.actor);

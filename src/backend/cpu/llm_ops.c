@@ -97,7 +97,7 @@ static sp_error_t *check_indices(const uint8_t *base, const sp_tensor *idx, uint
   const int32_t *ids = (const int32_t *)(base + idx->offset);
   for (uint32_t i = 0; i < idx->ne[0]; i++)
     if (ids[i] < 0 || (uint32_t)ids[i] >= limit)
-      return sp_error_new("%s: src[1][%u] = %d is outside 0..%u", op, i, ids[i], limit - 1);
+      return sp_error_with_status(SP_E_BOUNDS, "%s: src[1][%u] = %d is outside 0..%u", op, i, ids[i], limit - 1);
   return NULL;
 }
 
