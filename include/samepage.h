@@ -67,6 +67,11 @@ const char *sp_runtime_backend_name(const sp_runtime_t *rt);
 /* Device-resident copies made for frozen ranges, over all actors: bytes held
  * now, copies made and milliseconds spent. All zero on the CPU. */
 void sp_runtime_residency(const sp_runtime_t *rt, uint64_t *bytes, uint64_t *copies, double *ms);
+/* Device mirrors of device-local ranges (activations, KV cache), over all
+ * actors: bytes held now, uploads and syncs made, bytes they moved and
+ * milliseconds spent. All zero on the CPU. */
+void sp_runtime_device_local(const sp_runtime_t *rt, uint64_t *bytes, uint64_t *transfers,
+                             uint64_t *transfer_bytes, double *ms);
 
 /* ---- actors ---- */
 

@@ -25,9 +25,27 @@
  *     once and reported in the residency stats. At most 16 ranges, never
  *     overlapping each other. Returns SP_OK or a negative sp_status.
  *  5. `i32 flush(i32 addr, i32 len)`: the coherence rule. A guest that
- *     rewrites bytes of a frozen range with its own stores must flush them
- *     (a sub-range of one frozen range) before the next submit; until then
- *     kernels may read the stale copy. Returns SP_OK or a negative status.
+ *     rewrites bytes of a frozen or device-local range with its own stores
+ *     must flush them (a sub-range of one such range) before the next
+ *     submit; until then kernels may read the stale copy. Host calls that
+ *     write guest memory for the guest (blob_read, last_error) count as the
+ *     guest's stores. Returns SP_OK or a negative status.
+ *  6. `i32 device_local(i32 addr, i32 len)` declares guest bytes [addr,
+ *     addr+len) device-local (activations, KV cache): their authoritative
+ *     copy may live on the accelerator between submits, and commands read
+ *     and write them there (a discrete GPU keeps a mirror, uploaded once
+ *     from the current bytes and counted in the residency stats). From the
+ *     guest's view the bytes are undefined until it calls sync; its own
+ *     stores need a flush (item 5) before the next submit. Every tensor of
+ *     a command must lie wholly inside or wholly outside each device-local
+ *     range (SP_E_BOUNDS otherwise). At most 16 ranges, overlapping neither
+ *     each other nor a frozen range (SP_E_ALIAS). On a CPU, or where the
+ *     host memory is the device memory, it changes nothing.
+ *  7. `i32 sync(i32 addr, i32 len)` copies a sub-range of one device-local
+ *     range from the accelerator back to guest memory, after everything
+ *     submitted has finished; the guest may then read those bytes. A
+ *     snapshot syncs every device-local range itself. Returns SP_OK or a
+ *     negative status (SP_E_PARAM: not inside one device-local range).
  *
  * A command list in guest memory is:
  *

@@ -114,10 +114,12 @@ sp_status sp_abi_run(sp_actor_t *actor, sp_cmd *cmds, uint32_t count, uint64_t l
   }
   sp_error_t *err = run_validated(actor, cmds, count, staged);
   if (err) {
-    sp_abi_fail(actor, SP_E_BACKEND, "backend %s: %s", sp_backend_name(actor->rt->backend),
-         sp_error_message(err));
+    /* An error found while running (an index out of range) carries its own
+     * status; anything else is the backend's failure. */
+    sp_status st = sp_error_status(err) ? (sp_status)sp_error_status(err) : SP_E_BACKEND;
+    sp_abi_fail(actor, st, "backend %s: %s", sp_backend_name(actor->rt->backend), sp_error_message(err));
     sp_error_free(err);
-    return SP_E_BACKEND;
+    return st;
   }
   actor->last_error[0] = '\0';
   return SP_OK;
@@ -202,6 +204,11 @@ static sp_status freeze_range(sp_actor_t *actor, uint32_t addr, uint32_t len) {
     if (addr < f->addr + f->len && f->addr < (uint64_t)addr + len)
       return sp_abi_fail(actor, SP_E_ALIAS, "freeze: [0x%" PRIx32 ", +%" PRIu32 ") overlaps a frozen range", addr, len);
   }
+  for (uint32_t i = 0; i < actor->n_device_local; i++) {
+    const sp_range *d = &actor->device_local[i];
+    if (addr < d->addr + d->len && d->addr < (uint64_t)addr + len)
+      return sp_abi_fail(actor, SP_E_ALIAS, "freeze: [0x%" PRIx32 ", +%" PRIu32 ") overlaps a device-local range", addr, len);
+  }
   if (actor->n_frozen == SP_MAX_FROZEN)
     return sp_abi_fail(actor, SP_E_LIMIT, "freeze: at most %d frozen ranges", SP_MAX_FROZEN);
   sp_error_t *err = sp_backend_freeze(actor->rt->backend, actor->binding, addr, len);
@@ -220,18 +227,19 @@ static sp_status freeze_range(sp_actor_t *actor, uint32_t addr, uint32_t len) {
 static sp_status flush_range(sp_actor_t *actor, uint32_t addr, uint32_t len) {
   sp_status st = check_range(actor, "flush", addr, len);
   if (st) return st;
-  bool local = sp_abi_device_local_find(actor, addr, len) >= 0;
-  for (uint32_t i = 0; i < actor->n_frozen + local; i++) {
-    const sp_range *f = i < actor->n_frozen ? &actor->frozen[i] : &(sp_range){addr, len};
-    if (addr < f->addr || (uint64_t)addr + len > f->addr + f->len) continue;
-    sp_error_t *err = sp_backend_flush(actor->rt->backend, actor->binding, addr, len);
-    if (!err) return SP_OK;
-    sp_abi_fail(actor, SP_E_BACKEND, "flush: %s", sp_error_message(err));
-    sp_error_free(err);
-    return SP_E_BACKEND;
+  bool inside = sp_abi_device_local_find(actor, addr, len) >= 0;
+  for (uint32_t i = 0; i < actor->n_frozen && !inside; i++) {
+    const sp_range *f = &actor->frozen[i];
+    inside = addr >= f->addr && (uint64_t)addr + len <= f->addr + f->len;
   }
-  return sp_abi_fail(actor, SP_E_PARAM, "flush: [0x%" PRIx32 ", +%" PRIu32 ") is not inside one frozen or device-local range",
-                     addr, len);
+  if (!inside)
+    return sp_abi_fail(actor, SP_E_PARAM, "flush: [0x%" PRIx32 ", +%" PRIu32 ") is not inside one frozen range nor one device-local range",
+                       addr, len);
+  sp_error_t *err = sp_backend_flush(actor->rt->backend, actor->binding, addr, len);
+  if (!err) return SP_OK;
+  sp_abi_fail(actor, SP_E_BACKEND, "flush: %s", sp_error_message(err));
+  sp_error_free(err);
+  return SP_E_BACKEND;
 }
 
 static wasm_trap_t *import_freeze(void *env, wasmtime_caller_t *caller, wasmtime_val_raw_t *args,

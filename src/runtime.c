@@ -122,3 +122,12 @@ void sp_runtime_residency(const sp_runtime_t *rt, uint64_t *bytes, uint64_t *cop
   if (copies) *copies = st.copies;
   if (ms) *ms = st.ms;
 }
+
+void sp_runtime_device_local(const sp_runtime_t *rt, uint64_t *bytes, uint64_t *transfers,
+                             uint64_t *transfer_bytes, double *ms) {
+  sp_residency_stats st = sp_backend_residency(rt ? rt->backend : NULL);
+  if (bytes) *bytes = st.local_bytes;
+  if (transfers) *transfers = st.transfers;
+  if (transfer_bytes) *transfer_bytes = st.transfer_bytes;
+  if (ms) *ms = st.transfer_ms;
+}

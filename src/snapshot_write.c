@@ -219,7 +219,10 @@ sp_error_t *sp_actor_snapshot(sp_actor_t *actor, const char *path, const sp_snap
     free(tmp);
     return err;
   }
-  write_snapshot(&w, actor, self_contained);
+  /* Device-local ranges live on the device between submits: copy them back
+   * to guest memory first, so the pages written below are current. */
+  w.err = sp_abi_device_local_sync_all(actor);
+  if (!w.err) write_snapshot(&w, actor, self_contained);
   if (!w.err && fsync(w.fd)) w.err = sp_error_new("snapshot: fsync failed: %s", strerror(errno));
   close(w.fd);
   if (!w.err && rename(tmp, path)) w.err = sp_error_new("snapshot: cannot rename to %s: %s", path, strerror(errno));

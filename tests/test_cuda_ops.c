@@ -289,6 +289,76 @@ static void failure_cases(void) {
   failures += !ok;
 }
 
+/* y[n] = W[n][k] . x[k] in double, for the device-local checks. */
+static void matvec_ref(float *y, const float *w, const float *x, uint32_t k, uint32_t n) {
+  for (uint32_t j = 0; j < n; j++) {
+    double acc = 0;
+    for (uint32_t i = 0; i < k; i++) acc += (double)w[(size_t)j * k + i] * x[i];
+    y[j] = (float)acc;
+  }
+}
+
+static bool close_to(const float *got, const float *want, uint32_t n) {
+  for (uint32_t i = 0; i < n; i++)
+    if (!(fabsf(got[i] - want[i]) <= 1e-4f * fabsf(want[i]) + 1e-4f)) return false;
+  return true;
+}
+
+/* Device-local coherence: commands read and write the mirror; guest memory
+ * is stale until sync; guest stores are seen only after flush; an index
+ * tensor inside the range is checked and read on the mirror. */
+static void device_local_cases(void) {
+  cases += 1;
+  const uint32_t L = 32u << 20, LEN = 1u << 20, WL = 40u << 20, k = 256, n = 64;
+  const uint32_t XL = L, Y = L + 4096, Z = L + 8192, IDX = L + 12288, R = L + 16384;
+  fill(WL, SP_DTYPE_F32, k * n), fill(XL, SP_DTYPE_F32, k);
+  int32_t ids[2] = {3, 60};
+  memcpy(mem + IDX, ids, sizeof ids);
+  char msg[256];
+  sp_validate_ctx vctx = {REGION, 0, 0, 1024};
+  sp_cmd m = {.op = SP_OP_MATMUL};
+  m.dst = t4(Y, SP_DTYPE_F32, n, 1, 1), m.src[0] = t4(WL, SP_DTYPE_F32, k, n, 1), m.src[1] = t4(XL, SP_DTYPE_F32, k, 1, 1);
+  sp_cmd sc = {.op = SP_OP_SCALE};
+  sc.dst = t4(Z, SP_DTYPE_F32, n, 1, 1), sc.src[0] = t4(Y, SP_DTYPE_F32, n, 1, 1), sc.param[0] = 0x40400000u; /* 3.0f */
+  sp_cmd g = {.op = SP_OP_GET_ROWS};
+  g.dst = t4(R, SP_DTYPE_F32, k, 2, 1), g.src[0] = t4(WL, SP_DTYPE_F32, k, n, 1), g.src[1] = t4(IDX, SP_DTYPE_I32, 2, 1, 1);
+  sp_cmd list[3] = {m, sc, g};
+  for (int i = 0; i < 3; i++) sp_validate_cmd(&vctx, &list[i], (uint32_t)i, msg, sizeof msg);
+  float want[64], want2[64], got[64], z[64], rows[512];
+  matvec_ref(want, (const float *)(mem + WL), (const float *)(mem + XL), k, n);
+  bool local = sp_backend_caps_of(cuda).device_local;
+  sp_error_t *err = sp_backend_device_local(cuda, cuda_b, L, LEN);
+  memset(mem + Y, 0x5a, 4096), memset(mem + Z, 0x5a, 4096); /* after the upload: guest memory only */
+  if (!err) err = sp_backend_submit(cuda, cuda_b, list, 3);
+  if (!err) err = sp_backend_wait(cuda, cuda_b);
+  bool stale = mem[Y] == 0x5a && mem[Z + 255] == 0x5a; /* results live on the device until sync */
+  if (!err) err = sp_backend_sync(cuda, cuda_b, Y, 3 * 4096 + 4096 + 2 * k * 4);
+  memcpy(got, mem + Y, sizeof got), memcpy(z, mem + Z, sizeof z), memcpy(rows, mem + R, sizeof rows);
+  bool synced = close_to(got, want, n) && !memcmp(rows, mem + WL + 3 * k * 4, k * 4) &&
+                !memcmp(rows + k, mem + WL + 60 * k * 4, k * 4);
+  for (uint32_t i = 0; i < n; i++) synced = synced && fabsf(z[i] - 3 * got[i]) <= 1e-5f * fabsf(z[i]) + 1e-6f;
+  /* guest stores to x: unseen until flushed */
+  for (uint32_t i = 0; i < k; i++) ((float *)(mem + XL))[i] *= 2.0f;
+  matvec_ref(want2, (const float *)(mem + WL), (const float *)(mem + XL), k, n);
+  if (!err) err = sp_backend_submit(cuda, cuda_b, list, 3);
+  if (!err) err = sp_backend_wait(cuda, cuda_b);
+  if (!err) err = sp_backend_sync(cuda, cuda_b, Y, n * 4);
+  bool unflushed_stale = close_to((const float *)(mem + Y), want, n);
+  if (!err) err = sp_backend_flush(cuda, cuda_b, XL, k * 4);
+  if (!err) err = sp_backend_submit(cuda, cuda_b, list, 3);
+  if (!err) err = sp_backend_wait(cuda, cuda_b);
+  if (!err) err = sp_backend_sync(cuda, cuda_b, Y, n * 4);
+  bool flushed_fresh = close_to((const float *)(mem + Y), want2, n);
+  bool ok = !err && synced && flushed_fresh && (!local || (stale && unflushed_stale));
+  sp_residency_stats rs = sp_backend_residency(cuda);
+  printf("%s device-local: mirror=%d stale-until-sync=%d synced-right=%d unflushed-stale=%d flushed-fresh=%d "
+         "(mirrors %llu bytes, %llu transfers, %.2f ms)\n",
+         ok ? "ok  " : "FAIL", local, stale, synced, unflushed_stale, flushed_fresh, (unsigned long long)rs.local_bytes,
+         (unsigned long long)rs.transfers, rs.transfer_ms);
+  if (err) printf("     %s\n", sp_error_message(err)), sp_error_free(err);
+  failures += !ok;
+}
+
 int main(void) {
   const char *path = getenv("SP_CUDA_LIB");
   void *lib = dlopen(path && path[0] ? path : SP_BACKEND_CUDA_LIBRARY, RTLD_NOW | RTLD_LOCAL);
@@ -321,6 +391,7 @@ int main(void) {
   simple_cases();
   rope_attention_cases();
   failure_cases();
+  device_local_cases();
   printf("%d of %d cases failed\n", failures, cases);
   sp_backend_release(cuda, cuda_b);
   sp_backend_release(cpu, cpu_b);

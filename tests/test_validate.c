@@ -132,11 +132,31 @@ static void test_header(void) {
   CHECK(sp_validate_header(&lc, &h, &count, msg, sizeof msg) == SP_E_LIST, "short: %s", msg);
 }
 
+/* Tensors must lie wholly inside or wholly outside a device-local range. */
+static void test_device_local(void) {
+  sp_cmd c = matmul();
+  CHECK(sp_validate_cmd(&ctx, &c, 3, msg, sizeof msg) == SP_OK, "%s", msg); /* normalizes c */
+  sp_range inside[1] = {{0x1000, 0x1000}};      /* dst [0x1000, +1024) inside */
+  CHECK(sp_validate_device_local(inside, 1, &c, 3, msg, sizeof msg) == SP_OK, "inside: %s", msg);
+  sp_range whole[1] = {{0x0, 0x40000}};         /* every tensor inside */
+  CHECK(sp_validate_device_local(whole, 1, &c, 3, msg, sizeof msg) == SP_OK, "all inside: %s", msg);
+  sp_range apart[1] = {{0x30000, 0x1000}};      /* no tensor touches it */
+  CHECK(sp_validate_device_local(apart, 1, &c, 3, msg, sizeof msg) == SP_OK, "outside: %s", msg);
+  sp_range cut_dst[1] = {{0x1100, 0x1000}};     /* dst starts before it */
+  CHECK(sp_validate_device_local(cut_dst, 1, &c, 3, msg, sizeof msg) == SP_E_BOUNDS && strstr(msg, "cmd[3].dst") &&
+            strstr(msg, "straddles"),
+        "dst straddling: %s", msg);
+  sp_range cut_src[2] = {{0x1000, 0x1000}, {0x10000 + 0x100, 0x100}}; /* inside a weight */
+  CHECK(sp_validate_device_local(cut_src, 2, &c, 3, msg, sizeof msg) == SP_E_BOUNDS && strstr(msg, "src[0]"),
+        "src straddling: %s", msg);
+}
+
 int main(void) {
   test_normalization();
   test_bounds();
   test_shapes_and_types();
   test_alias();
   test_header();
+  test_device_local();
   return CHECK_DONE();
 }

@@ -40,6 +40,10 @@ __attribute__((import_module("samepage"), import_name("freeze"))) int32_t
 sp_import_freeze(uint32_t addr, uint32_t len);
 __attribute__((import_module("samepage"), import_name("flush"))) int32_t
 sp_import_flush(uint32_t addr, uint32_t len);
+__attribute__((import_module("samepage"), import_name("device_local"))) int32_t
+sp_import_device_local(uint32_t addr, uint32_t len);
+__attribute__((import_module("samepage"), import_name("sync"))) int32_t
+sp_import_sync(uint32_t addr, uint32_t len);
 
 __attribute__((import_module("samepage"), import_name("blob_open"))) int32_t
 sp_import_blob_open(uint32_t name_addr, uint32_t name_len);
@@ -272,11 +276,31 @@ static inline int32_t sp_freeze(const void *ptr, uint64_t len) {
   return sp_import_freeze(sp_addr(ptr), (uint32_t)len);
 }
 
-/* After rewriting bytes of a frozen range with plain stores, flush them
- * before the next submit, or kernels may read the old bytes. */
+/* After rewriting bytes of a frozen or device-local range with plain
+ * stores, flush them before the next submit, or kernels may read the old
+ * bytes. */
 static inline int32_t sp_flush(const void *ptr, uint64_t len) {
   if (len == 0 || len > 0xFFFFFFFFu) return SP_E_BOUNDS;
   return sp_import_flush(sp_addr(ptr), (uint32_t)len);
+}
+
+/* ---- device-local ranges ---- */
+
+/* Declares [ptr, ptr + len) device-local (activations, KV cache): between
+ * submits its bytes may live only on the accelerator, so kernels on a
+ * discrete GPU skip the bus. Read them only after sp_sync; after writing
+ * them with plain stores, sp_flush before the next submit. A no-op on a
+ * CPU. Every tensor must lie wholly inside or wholly outside the range. */
+static inline int32_t sp_device_local(const void *ptr, uint64_t len) {
+  if (len == 0 || len > 0xFFFFFFFFu) return SP_E_BOUNDS;
+  return sp_import_device_local(sp_addr(ptr), (uint32_t)len);
+}
+
+/* Copies [ptr, ptr + len), inside one device-local range, back to guest
+ * memory so that the guest can read it. */
+static inline int32_t sp_sync(const void *ptr, uint64_t len) {
+  if (len == 0 || len > 0xFFFFFFFFu) return SP_E_BOUNDS;
+  return sp_import_sync(sp_addr(ptr), (uint32_t)len);
 }
 
 /* ---- submitting ---- */

@@ -19,34 +19,65 @@
 
 static void *alloc_f32(size_t n) { return aligned_alloc(64, (n * 4 + 63) / 64 * 64); }
 
+/* Hands out 64-byte aligned pieces of one block. */
+typedef struct carver {
+  uint8_t *base; /* NULL while only measuring */
+  size_t used;
+} carver;
+
+static void *carve(carver *c, size_t bytes) {
+  void *p = c->base ? c->base + c->used : NULL;
+  c->used += (bytes + 63) / 64 * 64;
+  return p;
+}
+
+/* Lays the activations and the KV cache out in one block (c->base NULL:
+ * only measures it). */
+static void carve_state(carver *c, llm_state *st, const llm_hparams *hp, size_t cache_elems) {
+  size_t E = hp->n_embd, B = st->n_batch, D = hp->head_dim, F = hp->n_ff;
+  size_t kv_row = (size_t)hp->n_head_kv * D;
+  st->x = carve(c, E * B * 4), st->xb = carve(c, E * B * 4), st->proj = carve(c, E * B * 4);
+  st->q = carve(c, D * hp->n_head * B * 4), st->att = carve(c, D * hp->n_head * B * 4);
+  st->k = carve(c, kv_row * B * 4), st->v = carve(c, kv_row * B * 4);
+  st->gate = carve(c, F * B * 4), st->up = carve(c, F * B * 4);
+  st->k_cache = carve(c, cache_elems * 2), st->v_cache = carve(c, cache_elems * 2);
+}
+
 int llm_state_init(llm_model *m, uint32_t n_batch, uint32_t n_ctx, bool logits_all, char *err, int cap) {
   const llm_hparams *hp = &m->hp;
   llm_state *st = &m->st;
-  size_t E = hp->n_embd, B = n_batch, D = hp->head_dim, F = hp->n_ff, V = hp->n_vocab;
-  size_t kv_row = (size_t)hp->n_head_kv * D;
+  size_t B = n_batch, V = hp->n_vocab;
+  size_t kv_row = (size_t)hp->n_head_kv * hp->head_dim;
   memset(st, 0, sizeof *st);
   st->n_batch = n_batch, st->n_ctx = n_ctx, st->logits_all = logits_all;
-  st->x = alloc_f32(E * B), st->xb = alloc_f32(E * B), st->proj = alloc_f32(E * B);
-  st->q = alloc_f32(D * hp->n_head * B), st->att = alloc_f32(D * hp->n_head * B);
-  st->k = alloc_f32(kv_row * B), st->v = alloc_f32(kv_row * B);
-  st->gate = alloc_f32(F * B), st->up = alloc_f32(F * B);
+  /* Activations and the KV cache: one block, declared device-local below.
+   * Only commands touch them; the guest reads logits, which stay in
+   * ordinary memory with the token ids and positions. */
+  size_t cache_elems = (size_t)hp->n_layer * n_ctx * kv_row;
+  carver c = {NULL, 0};
+  carve_state(&c, st, hp, cache_elems);
+  st->block_bytes = c.used;
+  st->block = c.used <= 0xFFFFFFFFu ? aligned_alloc(64, c.used) : NULL;
+  if (st->block) {
+    c = (carver){st->block, 0};
+    carve_state(&c, st, hp, cache_elems);
+  }
   st->logits = alloc_f32(V * (logits_all ? B : 1));
   st->tokens = alloc_f32(B), st->pos = alloc_f32(B);
-  size_t cache_elems = (size_t)hp->n_layer * n_ctx * kv_row;
-  st->k_cache = aligned_alloc(64, (cache_elems * 2 + 63) / 64 * 64);
-  st->v_cache = aligned_alloc(64, (cache_elems * 2 + 63) / 64 * 64);
   st->list_capacity = CMDS_FIXED + CMDS_PER_LAYER * hp->n_layer;
   st->list_storage = malloc(sizeof(sp_cmd_list_header) + st->list_capacity * sizeof(sp_cmd));
-  if (!st->x || !st->xb || !st->proj || !st->q || !st->att || !st->k || !st->v || !st->gate ||
-      !st->up || !st->logits || !st->tokens || !st->pos || !st->k_cache || !st->v_cache ||
-      !st->list_storage) {
+  if (!st->block || !st->logits || !st->tokens || !st->pos || !st->list_storage) {
     snprintf(err, (size_t)cap, "model: out of memory for a %u-token context (KV cache %zu MiB)",
              n_ctx, cache_elems * 4 >> 20);
     return -1;
   }
   /* The cache is not cleared: attention reads only positions already
-   * written, and untouched pages stay unmapped, so a snapshot of a short
-   * conversation stays small. */
+   * written. On a discrete GPU the block then lives in device memory
+   * between steps, so kernels never cross the bus for it. */
+  if (sp_device_local(st->block, st->block_bytes) != SP_OK) {
+    snprintf(err, (size_t)cap, "model: cannot declare the activations device-local: %s", sp_last_error());
+    return -1;
+  }
   return 0;
 }
 

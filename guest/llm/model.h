@@ -65,6 +65,8 @@ typedef struct llm_state {
   int32_t *pos;         /* [B] absolute positions */
   uint16_t *k_cache;    /* f16 [n_layer][C][Hkv*D] */
   uint16_t *v_cache;    /* f16 [n_layer][C][Hkv*D] */
+  void *block;          /* x .. v_cache above: one device-local block */
+  size_t block_bytes;
   sp_cmd_list_header *list_storage;
   uint32_t list_capacity;
 } llm_state;
@@ -76,7 +78,8 @@ typedef struct llm_model {
 } llm_model;
 
 /* Allocates activations for n_batch tokens and an f16 KV cache of n_ctx
- * positions. Returns 0, or -1 with a message in err. */
+ * positions, in one block declared device-local (read it only after
+ * sp_sync). Returns 0, or -1 with a message in err. */
 int llm_state_init(llm_model *m, uint32_t n_batch, uint32_t n_ctx, bool logits_all, char *err, int cap);
 
 /* Runs tokens[0..n) at positions pos0..pos0+n-1 (n <= n_batch, pos0 + n <=

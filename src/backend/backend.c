@@ -53,6 +53,16 @@ sp_error_t *sp_backend_flush(sp_backend *be, void *binding, uint64_t addr, uint6
   return be->ops.flush ? be->ops.flush(be->ctx, binding, addr, len) : NULL;
 }
 
+sp_error_t *sp_backend_device_local(sp_backend *be, void *binding, uint64_t addr, uint64_t len) {
+  if (!be) return sp_error_new("backend device_local: bad arguments");
+  return be->ops.device_local ? be->ops.device_local(be->ctx, binding, addr, len) : NULL;
+}
+
+sp_error_t *sp_backend_sync(sp_backend *be, void *binding, uint64_t addr, uint64_t len) {
+  if (!be) return sp_error_new("backend sync: bad arguments");
+  return be->ops.sync ? be->ops.sync(be->ctx, binding, addr, len) : NULL;
+}
+
 sp_residency_stats sp_backend_residency(const sp_backend *be) {
   sp_residency_stats none = {0};
   if (be && be->ops.residency) be->ops.residency(be->ctx, &none);

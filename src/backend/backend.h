@@ -23,7 +23,7 @@
 #include "samepage.h"
 #include "samepage_abi.h"
 
-#define SP_BACKEND_OPS_VERSION 2
+#define SP_BACKEND_OPS_VERSION 3
 
 /* The memory a backend binding computes on: guest address a is base + a. */
 typedef struct sp_memory_view {
@@ -41,14 +41,19 @@ typedef struct sp_backend_caps {
                           blob_map answers SP_E_UNSUPPORTED and guests fall
                           back to blob_read into anonymous memory */
   bool residency;      /* freeze() makes device-resident copies */
+  bool device_local;   /* device_local() keeps mirrors on the device */
 } sp_backend_caps;
 
-/* What residency (frozen device-resident copies) costs, summed over the
- * backend's bindings since it was created. */
+/* What residency (frozen device-resident copies and device-local mirrors)
+ * costs, summed over the backend's bindings since it was created. */
 typedef struct sp_residency_stats {
-  uint64_t bytes;  /* device bytes held by frozen copies now */
-  uint64_t copies; /* freeze and flush copies made */
-  double ms;       /* wall time spent making them */
+  uint64_t bytes;       /* device bytes held by frozen copies now */
+  uint64_t copies;      /* freeze and flush copies of frozen ranges made */
+  double ms;            /* wall time spent making them */
+  uint64_t local_bytes; /* device bytes held by device-local mirrors now */
+  uint64_t transfers;   /* device-local uploads (declare, flush) and syncs */
+  uint64_t transfer_bytes; /* bytes those moved, both directions */
+  double transfer_ms;   /* wall time spent moving them */
 } sp_residency_stats;
 
 struct sp_backend_ops {
@@ -81,10 +86,25 @@ struct sp_backend_ops {
    * A backend that cannot afford the copy warns and keeps reading guest
    * memory. (optional): default does nothing (the range stays zero-copy). */
   sp_error_t *(*freeze)(void *ctx, void *binding, uint64_t addr, uint64_t len);
-  /* The guest rewrote bytes [addr, addr + len) of a frozen range with plain
-   * stores; refresh any copy (the coherence rule: no flush, stale reads).
-   * (optional): default does nothing. */
+  /* The guest rewrote bytes [addr, addr + len) of a frozen or device-local
+   * range with plain stores; refresh any device copy (the coherence rule: no
+   * flush, stale reads). The caller guarantees the bytes lie inside one
+   * declared range. (optional): default does nothing. */
   sp_error_t *(*flush)(void *ctx, void *binding, uint64_t addr, uint64_t len);
+  /* The guest declared [addr, addr + len) device-local (activations, KV
+   * cache): its authoritative copy may live on the device between submits,
+   * and commands read and write it there. A discrete GPU makes a mirror and
+   * uploads the current bytes once. The caller guarantees the range is
+   * committed, overlaps no frozen or device-local range, and that every
+   * tensor of a later command lies wholly inside or wholly outside it
+   * (validator). A backend that cannot afford the mirror warns and keeps
+   * computing on guest memory. (optional): default does nothing (the host
+   * memory is the device memory, as on the CPU). */
+  sp_error_t *(*device_local)(void *ctx, void *binding, uint64_t addr, uint64_t len);
+  /* Copies bytes [addr, addr + len) of one device-local range back to guest
+   * memory, after everything submitted has finished (the guest is about to
+   * read them, or a snapshot is taken). (optional): default does nothing. */
+  sp_error_t *(*sync)(void *ctx, void *binding, uint64_t addr, uint64_t len);
   /* Residency totals. (optional): default all zero. */
   void (*residency)(void *ctx, sp_residency_stats *out);
   /* Stops computing on a region; the binding is gone afterwards. */
@@ -129,6 +149,8 @@ sp_error_t *sp_backend_wait(sp_backend *be, void *binding);
 void *sp_backend_device_base(sp_backend *be, void *binding, const sp_memory_view *adopted);
 sp_error_t *sp_backend_freeze(sp_backend *be, void *binding, uint64_t addr, uint64_t len);
 sp_error_t *sp_backend_flush(sp_backend *be, void *binding, uint64_t addr, uint64_t len);
+sp_error_t *sp_backend_device_local(sp_backend *be, void *binding, uint64_t addr, uint64_t len);
+sp_error_t *sp_backend_sync(sp_backend *be, void *binding, uint64_t addr, uint64_t len);
 sp_residency_stats sp_backend_residency(const sp_backend *be);
 void sp_backend_release(sp_backend *be, void *binding);
 void sp_backend_free(sp_backend *be);

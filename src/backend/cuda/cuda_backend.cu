@@ -15,6 +15,12 @@
  * rewrites one with its own stores calls flush(). The bytes and milliseconds
  * are counted and reported, never hidden.
  *
+ * Device-local ranges (activations, KV cache) get a mirror in device memory,
+ * uploaded once when declared: every tensor wholly inside one (source or
+ * destination) is computed on the mirror, so kernels never cross the bus for
+ * it. The guest reads such bytes only after sync() (device -> guest memory)
+ * and flushes what it writes itself; a snapshot syncs them all.
+ *
  * Graphs: a list byte-identical to the previous one on the binding (a decode
  * step: positions and token ids are read from guest memory by the kernels)
  * is captured once as a CUDA graph and replayed after that.
@@ -33,15 +39,18 @@ extern "C" {
 #include "backend/cuda/cuda_backend.h"
 
 #define SP_CU_MAX_FROZEN 16
+#define SP_CU_MAX_LOCAL 16
 #define SP_CU_MAX_CHECKED 16
 
 typedef struct sp_cu_ctx {
   int device;
   bool residency, graphs, integrated;
+  bool local; /* device-local ranges get mirrors (SP_CUDA_NO_DEVICE_LOCAL=1 turns it off) */
   pthread_mutex_t mu; /* guards stats */
   sp_residency_stats stats;
 } sp_cu_ctx;
 
+/* A frozen range's resident copy, or a device-local range's mirror. */
 typedef struct sp_cu_frozen {
   uint64_t addr, len;
   uint8_t *dev; /* device copy, NULL when the copy could not be afforded */
@@ -57,6 +66,8 @@ typedef struct sp_cu_binding {
   sp_cu_status *status_dev, *status_host;
   sp_cu_frozen frozen[SP_CU_MAX_FROZEN];
   uint32_t n_frozen;
+  sp_cu_frozen local[SP_CU_MAX_LOCAL]; /* device-local mirrors */
+  uint32_t n_local;
   int8_t *xq;            /* quantized activations scratch */
   float *xd, *xs;
   size_t xq_cap;         /* elements of xq */
@@ -97,6 +108,7 @@ static sp_backend_caps cu_caps(void *vctx) {
   caps.unified_memory = c->integrated;
   caps.no_file_maps = true;
   caps.residency = c->residency && !c->integrated;
+  caps.device_local = c->local;
   return caps;
 }
 
@@ -189,9 +201,80 @@ static sp_error_t *cu_freeze(void *vctx, void *binding, uint64_t addr, uint64_t 
   return NULL;
 }
 
+static void add_local_stats(sp_cu_ctx *c, int64_t held, uint64_t moved, double ms) {
+  pthread_mutex_lock(&c->mu);
+  c->stats.local_bytes = (uint64_t)((int64_t)c->stats.local_bytes + held);
+  if (moved) c->stats.transfers++, c->stats.transfer_bytes += moved, c->stats.transfer_ms += ms;
+  pthread_mutex_unlock(&c->mu);
+}
+
+/* The mirror holding all of [addr, addr + len), or NULL. */
+static sp_cu_frozen *local_of(sp_cu_binding *b, uint64_t addr, uint64_t len) {
+  for (uint32_t i = 0; i < b->n_local; i++) {
+    sp_cu_frozen *l = &b->local[i];
+    if (l->dev && addr >= l->addr && addr + len <= l->addr + l->len) return l;
+  }
+  return NULL;
+}
+
+/* Copies guest bytes [addr, addr + len) into mirror l (after the stream). */
+static sp_error_t *upload_local(sp_cu_ctx *c, sp_cu_binding *b, sp_cu_frozen *l, uint64_t addr, uint64_t len) {
+  double t0 = now_ms();
+  CU_TRY(cudaStreamSynchronize(b->stream), "device_local: waiting for the stream");
+  CU_TRY(cudaMemcpy(l->dev + (addr - l->addr), b->view.base + addr, len, cudaMemcpyHostToDevice),
+         "device_local: uploading %llu bytes", (unsigned long long)len);
+  add_local_stats(c, 0, len, now_ms() - t0);
+  return NULL;
+}
+
+static sp_error_t *cu_device_local(void *vctx, void *binding, uint64_t addr, uint64_t len) {
+  sp_cu_ctx *c = (sp_cu_ctx *)vctx;
+  sp_cu_binding *b = (sp_cu_binding *)binding;
+  if (!c->local || b->n_local == SP_CU_MAX_LOCAL) return NULL;
+  CU_TRY(cudaSetDevice(c->device), "selecting device %d", c->device);
+  uint8_t *dev = NULL;
+  if (cudaMalloc(&dev, len) != cudaSuccess) {
+    cudaGetLastError(); /* not sticky: clear it and compute on guest memory */
+    fprintf(stderr, "samepage: cuda: no device memory for a %.1f MiB device-local mirror; computing on host "
+            "memory instead\n", len / 1048576.0);
+    return NULL;
+  }
+  sp_cu_frozen *l = &b->local[b->n_local];
+  *l = (sp_cu_frozen){addr, len, dev};
+  add_local_stats(c, (int64_t)len, 0, 0);
+  sp_error_t *err = upload_local(c, b, l, addr, len);
+  if (err) {
+    cudaFree(dev);
+    add_local_stats(c, -(int64_t)len, 0, 0);
+    return err;
+  }
+  b->n_local++;
+  b->dirty = true; /* a captured graph points at guest memory for these bytes */
+  return NULL;
+}
+
+static sp_error_t *cu_sync(void *vctx, void *binding, uint64_t addr, uint64_t len) {
+  sp_cu_ctx *c = (sp_cu_ctx *)vctx;
+  sp_cu_binding *b = (sp_cu_binding *)binding;
+  sp_cu_frozen *l = local_of(b, addr, len);
+  if (!l) return NULL; /* no mirror: guest memory is already current */
+  CU_TRY(cudaSetDevice(c->device), "selecting device %d", c->device);
+  double t0 = now_ms();
+  CU_TRY(cudaStreamSynchronize(b->stream), "sync: waiting for the stream");
+  CU_TRY(cudaMemcpy(b->view.base + addr, l->dev + (addr - l->addr), len, cudaMemcpyDeviceToHost),
+         "sync: copying %llu bytes back", (unsigned long long)len);
+  add_local_stats(c, 0, len, now_ms() - t0);
+  return NULL;
+}
+
 static sp_error_t *cu_flush(void *vctx, void *binding, uint64_t addr, uint64_t len) {
   sp_cu_ctx *c = (sp_cu_ctx *)vctx;
   sp_cu_binding *b = (sp_cu_binding *)binding;
+  sp_cu_frozen *l = local_of(b, addr, len);
+  if (l) {
+    CU_TRY(cudaSetDevice(c->device), "selecting device %d", c->device);
+    return upload_local(c, b, l, addr, len);
+  }
   for (uint32_t i = 0; i < b->n_frozen; i++) {
     sp_cu_frozen *f = &b->frozen[i];
     if (addr < f->addr || addr + len > f->addr + f->len) continue;
@@ -258,7 +341,10 @@ static uint64_t extent_of(const sp_tensor *t) {
 
 static bool overlaps(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen) { return a < b + blen && b < a + alen; }
 
-/* Device pointer of a tensor; sources wholly inside a frozen copy read it. */
+/* Device pointer of a tensor: a tensor wholly inside a device-local range
+ * uses its mirror, a source wholly inside a frozen range its resident copy,
+ * anything else guest memory itself (mapped). The validator rejects tensors
+ * straddling a device-local boundary. */
 static sp_cu_tensor resolve(const sp_cu_binding *b, const sp_tensor *t, bool is_src) {
   sp_cu_tensor r = {};
   if (t->dtype == SP_DTYPE_NONE) return r;
@@ -266,8 +352,15 @@ static sp_cu_tensor resolve(const sp_cu_binding *b, const sp_tensor *t, bool is_
   r.dtype = t->dtype;
   memcpy(r.ne, t->ne, sizeof r.ne);
   memcpy(r.nb, t->nb, sizeof r.nb);
-  if (!is_src) return r;
   uint64_t ext = extent_of(t);
+  for (uint32_t i = 0; i < b->n_local; i++) {
+    const sp_cu_frozen *l = &b->local[i];
+    if (l->dev && t->offset >= l->addr && t->offset + ext <= l->addr + l->len) {
+      r.p = l->dev + (t->offset - l->addr);
+      return r;
+    }
+  }
+  if (!is_src) return r;
   for (uint32_t i = 0; i < b->n_frozen; i++) {
     const sp_cu_frozen *f = &b->frozen[i];
     if (f->dev && t->offset >= f->addr && t->offset + ext <= f->addr + f->len) {
@@ -300,7 +393,7 @@ static void checked_forget(checked_set *s, uint64_t dst, uint64_t dst_len) {
 static cudaError_t check_once(const sp_cu_binding *b, checked_set *s, const sp_tensor *idx, uint32_t limit,
                               uint32_t index) {
   if (checked_has(s, idx, limit)) return cudaSuccess;
-  cudaError_t e = sp_cu_check_indices((const int32_t *)(b->dbase + idx->offset), idx->ne[0], limit, index,
+  cudaError_t e = sp_cu_check_indices((const int32_t *)resolve(b, idx, true).p, idx->ne[0], limit, index,
                                       b->status_dev, b->stream);
   if (e == cudaSuccess && s->n < SP_CU_MAX_CHECKED) s->e[s->n++] = {idx->offset, idx->ne[0], limit};
   return e;
@@ -471,6 +564,10 @@ static void cu_release(void *vctx, void *binding) {
     cudaFree(b->frozen[i].dev);
     add_stats(c, -(int64_t)b->frozen[i].len, 0);
   }
+  for (uint32_t i = 0; i < b->n_local; i++) {
+    cudaFree(b->local[i].dev);
+    add_local_stats(c, -(int64_t)b->local[i].len, 0, 0);
+  }
   for (size_t i = 0; i < b->n_regs; i++) cudaHostUnregister(b->regs[i]);
   cudaFree(b->xq), cudaFree(b->xd), cudaFree(b->xs), cudaFree(b->status_dev);
   if (b->status_host) cudaFreeHost(b->status_host);
@@ -500,6 +597,8 @@ static struct sp_backend_ops make_ops(void) {
   ops.device_base = cu_device_base;
   ops.freeze = cu_freeze;
   ops.flush = cu_flush;
+  ops.device_local = cu_device_local;
+  ops.sync = cu_sync;
   ops.residency = cu_residency;
   ops.release = cu_release;
   ops.destroy = cu_destroy;
@@ -531,6 +630,8 @@ extern "C" sp_error_t *sp_backend_cuda_new(const sp_backend_options *opts, sp_ba
   c->residency = opts->residency;
   c->graphs = opts->graphs;
   c->integrated = integrated != 0;
+  const char *no_local = getenv("SP_CUDA_NO_DEVICE_LOCAL");
+  c->local = c->residency && !c->integrated && !(no_local && *no_local && strcmp(no_local, "0"));
   pthread_mutex_init(&c->mu, NULL);
   be->ops = make_ops();
   be->ctx = c;
