@@ -38,7 +38,7 @@ def run_llamacpp(llm, text, n_gen):
 
 
 def run_samepage(binary, model, text, n_gen, threads):
-    out = subprocess.run([binary, "run", "--model", model, "--raw", "--json", "--threads", str(threads),
+    out = subprocess.run([binary, "run", "--model", model, "--raw", "--json", "--temp", "0", "--repeat-penalty", "1", "--threads", str(threads),
                           "-n", str(n_gen), "--ctx", "2048", "--batch", "512", "-p", text],
                          capture_output=True, text=True, check=True)
     r = json.loads(out.stdout.strip().splitlines()[-1])

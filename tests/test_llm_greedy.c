@@ -64,9 +64,9 @@ static void put_input(sp_actor_t *a, const void *data, size_t len) {
 }
 
 static sp_actor_t *new_llm(sp_runtime_t *rt, const uint8_t *wasm, size_t len, const char *model) {
-  const char *argv[] = {"llm", "--logits-all", "--ctx", "1024", "--batch", "64"};
+  const char *argv[] = {"llm", "--logits-all", "--ctx", "1024", "--batch", "64", "--temp", "0", "--repeat-penalty", "1"};
   sp_blob_grant grant = {"model", model};
-  sp_actor_options opts = {.argv = argv, .argc = 6, .blobs = &grant, .n_blobs = 1, .inherit_stdio = true};
+  sp_actor_options opts = {.argv = argv, .argc = 10, .blobs = &grant, .n_blobs = 1, .inherit_stdio = true};
   sp_actor_t *a = NULL;
   sp_error_t *err = sp_actor_new(rt, wasm, len, &opts, &a);
   CHECK(!err, "actor: %s", sp_error_message(err));

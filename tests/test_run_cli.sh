@@ -18,7 +18,7 @@ run -n 24 --temp 0.9 --seed 8 "Write a sentence about rivers." > "$tmp/s8" 2>/de
 check "same seed, same text" 'cmp -s "$tmp/s7a" "$tmp/s7b" && [[ -s "$tmp/s7a" ]]'
 check "other seed, other text" '! cmp -s "$tmp/s7a" "$tmp/s8"'
 
-printf 'My name is Ada.\nWhat is my name?\n' | run -n 24 > "$tmp/chat" 2> "$tmp/chat_err"
+printf 'My name is Ada.\nWhat is my name?\n' | run -n 24 --temp 0 > "$tmp/chat" 2> "$tmp/chat_err"
 check "interactive chat remembers the first turn" 'grep -q Ada "$tmp/chat"'
 check "stats on stderr" 'grep -q "prefill .* tok/s | decode .* tok/s" "$tmp/chat_err"'
 

@@ -7,8 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* llama.cpp's defaults, with a mild repetition penalty: small chat models
+ * loop without one. Greedy is --temp 0. */
 llm_sampler_params llm_sampler_defaults(void) {
-  llm_sampler_params p = {0.0f, 40, 0.95f, 0.05f, 1.0f, 64, 0x5eed};
+  llm_sampler_params p = {0.8f, 40, 0.95f, 0.05f, 1.1f, 64, 0x5eed};
   return p;
 }
 

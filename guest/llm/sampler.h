@@ -36,7 +36,8 @@ typedef struct llm_sampler {
   int32_t n_recent, recent_head;
 } llm_sampler;
 
-/* Defaults: greedy, no penalty. */
+/* Defaults: temperature 0.8, top-k 40, top-p 0.95, min-p 0.05, repetition
+ * penalty 1.1 over 64 tokens. */
 llm_sampler_params llm_sampler_defaults(void);
 
 /* Allocates the scratch for `vocab` tokens; 0 on success, -1 on OOM or bad

@@ -36,6 +36,8 @@ typedef struct run_args {
   bool json, raw;
   const char *save, *resume; /* snapshot paths */
   uint32_t timeout_ms;       /* per call into the guest, 0 = none */
+  const char *seed;          /* --seed, or the one picked for this run */
+  char seed_text[24];
   bool self_contained;
   const char *guest_argv[MAX_GUEST_ARGS];
   int guest_argc;
@@ -60,7 +62,9 @@ static void run_usage(FILE *out) {
           "  -p, --prompt TEXT      prompt; without one, an interactive chat\n"
           "  -n, --n-predict N      tokens to generate per turn (default 256)\n"
           "  --temp F --top-k N --top-p F --min-p F --repeat-penalty F --seed N\n"
-          "                         sampling (default: greedy)\n"
+          "                         sampling (default: temp 0.8, top-k 40, top-p 0.95,\n"
+          "                         min-p 0.05, repeat-penalty 1.1, a new seed each run;\n"
+          "                         --temp 0 is greedy)\n"
           "  --ctx N                context length (default 4096)\n"
           "  --batch N              prefill batch (default 128)\n"
           "  --system TEXT          system prompt for chat models\n"
@@ -137,6 +141,7 @@ static int parse_run_args(int argc, char **argv, run_args *a) {
       a->threads = (unsigned)atoi(val);
       if (a->threads < 1 || a->threads > 1024) { fprintf(stderr, "samepage run: --threads: 1..1024\n"); return SP_EXIT_USAGE; }
     } else if (is_guest_option(opt) && a->guest_argc + 2 < MAX_GUEST_ARGS) {
+      if (!strcmp(opt, "--seed")) a->seed = val;
       a->guest_argv[a->guest_argc++] = opt;
       a->guest_argv[a->guest_argc++] = val;
     } else {
@@ -146,6 +151,17 @@ static int parse_run_args(int argc, char **argv, run_args *a) {
     }
   }
   if (!a->model) a->model = sp_cli_default_model();
+  /* Without --seed, a fresh seed each run, printed with the stats so the
+   * run can be repeated exactly. */
+  if (!a->seed && a->guest_argc + 2 < MAX_GUEST_ARGS) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    snprintf(a->seed_text, sizeof a->seed_text, "%llu",
+             (unsigned long long)(ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^ ((uint64_t)getpid() << 40)) % 1000000000ull);
+    a->seed = a->seed_text;
+    a->guest_argv[a->guest_argc++] = "--seed";
+    a->guest_argv[a->guest_argc++] = a->seed;
+  }
   /* A progress line while a large model loads, when someone is watching. */
   struct stat st;
   if (isatty(2) && !stat(a->model, &st) && st.st_size > (256 << 20) && a->guest_argc < MAX_GUEST_ARGS)
@@ -307,9 +323,9 @@ static void report(sp_runtime_t *rt, const llm_session *s) {
     print_json_string(s->text ? s->text : "");
     printf("}\n");
   }
-  fprintf(stderr, "load %.0f ms | prefill %ld tokens, %.1f tok/s | decode %ld tokens, %.1f tok/s (%.2f ms/token)\n",
+  fprintf(stderr, "load %.0f ms | prefill %ld tokens, %.1f tok/s | decode %ld tokens, %.1f tok/s (%.2f ms/token) | seed %s\n",
           st->load_ms, st->prompt_tokens, prefill_tps, st->generated, decode_tps,
-          st->generated ? st->decode_ms / st->generated : 0.0);
+          st->generated ? st->decode_ms / st->generated : 0.0, s->args->seed ? s->args->seed : "-");
   if (res_copies)
     fprintf(stderr, "backend %s | resident %.1f MiB in %llu copies, %.1f ms\n", sp_runtime_backend_name(rt),
             res_bytes / 1048576.0, (unsigned long long)res_copies, res_ms);
