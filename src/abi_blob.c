@@ -9,6 +9,7 @@
  *     SP_E_UNSUPPORTED on backends with caps.no_file_maps (CUDA).
  * Negative results are sp_status codes; last_error has the message.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "runtime_impl.h"
@@ -43,6 +44,10 @@ static wasm_trap_t *import_blob_size(void *env, wasmtime_caller_t *caller,
 static wasm_trap_t *import_blob_read(void *env, wasmtime_caller_t *caller,
                                      wasmtime_val_raw_t *args, size_t n) {
   sp_actor_t *actor = sp_abi_caller_actor(caller);
+  if (sp_blob_changed(&actor->blobs, actor->last_error, sizeof actor->last_error)) {
+    args[0].i64 = SP_E_BACKEND;
+    return NULL;
+  }
   if (!actor->region) {
     args[0].i64 = sp_abi_fail(actor, SP_E_BOUNDS, "blob_read: no linear memory");
     return NULL;
@@ -56,11 +61,17 @@ static wasm_trap_t *import_blob_read(void *env, wasmtime_caller_t *caller,
 static wasm_trap_t *import_blob_map(void *env, wasmtime_caller_t *caller,
                                     wasmtime_val_raw_t *args, size_t n) {
   sp_actor_t *actor = sp_abi_caller_actor(caller);
+  if (sp_blob_changed(&actor->blobs, actor->last_error, sizeof actor->last_error)) {
+    args[0].i32 = SP_E_BACKEND;
+    return NULL;
+  }
   if (!actor->region) {
     args[0].i32 = sp_abi_fail(actor, SP_E_BOUNDS, "blob_map: no linear memory");
     return NULL;
   }
-  if (sp_backend_caps_of(actor->rt->backend).no_file_maps) {
+  /* SP_NO_FILE_MAPS=1 makes any backend behave as one that cannot map
+   * files (as CUDA), to exercise the read path on machines without one. */
+  if (sp_backend_caps_of(actor->rt->backend).no_file_maps || getenv("SP_NO_FILE_MAPS")) {
     args[0].i32 = sp_abi_fail(actor, SP_E_UNSUPPORTED, "blob_map: backend %s cannot compute on file-backed "
                               "mappings; read the blob instead", sp_backend_name(actor->rt->backend));
     return NULL;

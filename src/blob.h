@@ -11,6 +11,7 @@
 #ifndef SP_BLOB_H
 #define SP_BLOB_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -35,6 +36,9 @@ typedef struct sp_blob {
 typedef struct sp_blob_mapping {
   int handle;
   uint64_t file_offset, length, guest_addr;
+  bool read; /* the bytes were read into anonymous memory, not mapped (a
+                backend that cannot map files); snapshots still reference
+                them when they still equal the file */
 } sp_blob_mapping;
 
 typedef struct sp_blob_table {
@@ -42,6 +46,7 @@ typedef struct sp_blob_table {
   int count;
   sp_blob_mapping *maps;
   int n_maps, maps_cap;
+  atomic_int changed; /* handle + 1 of a mapped file that shrank under us (fault_guard.h), else 0 */
 } sp_blob_table;
 
 /* Opens every grant; errors name the grant and the path. */
@@ -59,6 +64,11 @@ int32_t sp_blob_find(const sp_blob_table *table, const char *name, size_t len);
  * message in msg. */
 int64_t sp_blob_read(sp_blob_table *table, sp_region *region, int32_t handle, uint64_t offset,
                      uint64_t addr, uint64_t len, char *msg, size_t cap);
+
+/* Whether a mapped grant changed on disk while mapped (a SIGBUS the fault
+ * guard repaired with zeros): then writes "the granted file "NAME" changed
+ * on disk while mapped" into msg and returns true. Sticky for the actor. */
+bool sp_blob_changed(const sp_blob_table *table, char *msg, size_t cap);
 
 /* Maps [offset, offset+len) of the file at region address addr (both
  * SP_BLOB_MAP_ALIGN-aligned, inside committed memory and inside the file).

@@ -15,6 +15,8 @@
  *     BLOB    a file range mapped into memory, stored by reference:
  *             u16 name length, name, u64 file size, u64 content hash,
  *             u64 file offset, u64 guest address, u64 length
+ *     BLOB_READ  as BLOB, for a range that was read (not mapped) from the
+ *             file and still equals it; restored by mapping or reading
  *     FROZEN  u32 count; per range: u64 guest address, u64 length
  *     PAGES   u64 first 64 KiB page, u32 page count, the pages' bytes
  *     ANNOT   u32 count; per entry: u16 name length, name, sp_tensor (40
@@ -43,6 +45,7 @@ enum sp_snap_chunk {
   SP_SNAP_PAGES = 6,
   SP_SNAP_END = 7,
   SP_SNAP_ANNOT = 8,
+  SP_SNAP_BLOB_READ = 9,
 };
 
 typedef struct sp_snap_header {

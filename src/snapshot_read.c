@@ -26,6 +26,7 @@
 typedef struct snap_blob_ref {
   const char *name;
   uint16_t name_len;
+  bool read; /* BLOB_READ: the range was read, not mapped */
   uint64_t file_size, content_hash, file_offset, guest_addr, length;
 } snap_blob_ref;
 
@@ -58,14 +59,14 @@ static uint64_t rd64(const uint8_t *p) {
   return v;
 }
 
-static sp_error_t *parse_blob_ref(snap_view *v, const uint8_t *p, uint64_t len, uint64_t idx) {
+static sp_error_t *parse_blob_ref(snap_view *v, const uint8_t *p, uint64_t len, uint64_t idx, bool read) {
   if (v->n_refs == MAX_REFS) return sp_error_new("snapshot: chunk %" PRIu64 ": more than %d file references", idx, MAX_REFS);
   uint16_t nl;
   if (len < 2) return sp_error_new("snapshot: chunk %" PRIu64 " (file reference) is truncated", idx);
   memcpy(&nl, p, 2);
   if (len != 2u + nl + 40u) return sp_error_new("snapshot: chunk %" PRIu64 " (file reference) has a bad length", idx);
   snap_blob_ref *r = &v->refs[v->n_refs++];
-  r->name = (const char *)p + 2, r->name_len = nl;
+  r->name = (const char *)p + 2, r->name_len = nl, r->read = read;
   const uint8_t *f = p + 2 + nl;
   r->file_size = rd64(f), r->content_hash = rd64(f + 8), r->file_offset = rd64(f + 16);
   r->guest_addr = rd64(f + 24), r->length = rd64(f + 32);
@@ -108,7 +109,7 @@ static sp_error_t *parse_chunk(snap_view *v, uint32_t type, const uint8_t *p, ui
     default: break;
   }
   if (!v->have_memory) return sp_error_new("snapshot: chunk %" PRIu64 " comes before the memory chunk", idx);
-  if (type == SP_SNAP_BLOB) return parse_blob_ref(v, p, len, idx);
+  if (type == SP_SNAP_BLOB || type == SP_SNAP_BLOB_READ) return parse_blob_ref(v, p, len, idx, type == SP_SNAP_BLOB_READ);
   if (type == SP_SNAP_PAGES) return parse_pages(v, p, len, idx);
   return sp_error_new("snapshot: chunk %" PRIu64 " has unknown type %u", idx, type);
 }
@@ -207,22 +208,32 @@ static sp_error_t *zero_unsaved(sp_actor_t *a, const snap_view *v, const uint8_t
   return NULL;
 }
 
-/* Existing file mappings the snapshot does not have become zero memory;
- * its references are mapped fresh (pristine file bytes) unless identical
- * and unmodified. */
+/* Existing file mappings become plain zero memory; then each referenced
+ * range gets the file's bytes again: mapped (pristine page-cache pages),
+ * or read, for ranges that were read or on a backend that cannot map
+ * files (CUDA keeps the region registered; a mapping over it would break
+ * the registration). */
 static sp_error_t *restore_mappings(sp_actor_t *a, const snap_view *v) {
   sp_region *r = a->region;
   for (int i = 0; i < a->blobs.n_maps; i++) {
     const sp_blob_mapping *m = &a->blobs.maps[i];
+    if (m->read) continue; /* anonymous memory already */
     void *at = mmap(r->base + m->guest_addr, m->length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED | MAP_ANONYMOUS, -1, 0);
     if (at == MAP_FAILED) return sp_error_new("restore: cannot unmap a file range: %s", strerror(errno));
   }
   a->blobs.n_maps = 0;
+  bool can_map = !sp_backend_caps_of(a->rt->backend).no_file_maps;
   char msg[256];
   for (int i = 0; i < v->n_refs; i++) {
     const snap_blob_ref *ref = &v->refs[i];
-    int32_t st = sp_blob_map(&a->blobs, r, grant_of(a, ref), ref->file_offset, ref->guest_addr, ref->length, msg, sizeof msg);
-    if (st) return sp_error_new("restore: %s", msg);
+    int handle = grant_of(a, ref);
+    if (can_map && !ref->read) {
+      int32_t st = sp_blob_map(&a->blobs, r, handle, ref->file_offset, ref->guest_addr, ref->length, msg, sizeof msg);
+      if (st) return sp_error_new("restore: %s", msg);
+    } else {
+      int64_t got = sp_blob_read(&a->blobs, r, handle, ref->file_offset, ref->guest_addr, ref->length, msg, sizeof msg);
+      if (got != (int64_t)ref->length) return sp_error_new("restore: cannot read the granted file back: %s", got < 0 ? msg : "short read");
+    }
   }
   return NULL;
 }

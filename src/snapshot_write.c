@@ -31,7 +31,13 @@ static void write_all(snap_writer *w, const struct iovec *iov, int n) {
     while (left && !w->err) {
       ssize_t put = write(w->fd, p, left);
       if (put < 0 && errno == EINTR) continue;
-      if (put <= 0) w->err = sp_error_new("snapshot: write failed: %s", put < 0 ? strerror(errno) : "disk full");
+      if (put <= 0) {
+        int e = put < 0 ? errno : ENOSPC;
+        bool full = e == ENOSPC || e == EFBIG || e == EDQUOT;
+        w->err = sp_error_new("snapshot: write failed: %s%s", strerror(e),
+                              full ? " (out of disk space or over the file size limit; any previous "
+                                     "snapshot at that path is unchanged)" : "");
+      }
       else p += put, left -= (size_t)put, w->bytes += (uint64_t)put;
     }
   }
@@ -93,17 +99,35 @@ static void put_globals(snap_writer *w, sp_actor_t *a) {
   put_chunk(w, SP_SNAP_GLOBALS, &part, 1);
 }
 
-static bool in_blob_ref(const sp_actor_t *a, uint64_t page_addr, bool self_contained) {
-  for (int i = 0; !self_contained && i < a->blobs.n_maps; i++) {
-    const sp_blob_mapping *m = &a->blobs.maps[i];
-    if (page_addr + SP_SNAP_PAGE > m->guest_addr && page_addr < m->guest_addr + m->length) return true;
+/* Whether map i can be stored by reference: a mapping always (pages the
+ * guest wrote are stored on top), a read range only while its bytes still
+ * equal the file. */
+static bool ref_usable(sp_actor_t *a, int i) {
+  const sp_blob_mapping *m = &a->blobs.maps[i];
+  if (!m->read) return true;
+  uint64_t hash;
+  sp_error_t *err = sp_blob_content_hash(&a->blobs.blobs[m->handle], &hash);
+  if (err) {
+    sp_error_free(err);
+    return false;
   }
-  return false;
+  return m->guest_addr + m->length <= a->region->committed &&
+         sp_hash64_of(a->region->base + m->guest_addr, m->length) == hash;
 }
 
-static sp_error_t *put_blob_refs(snap_writer *w, sp_actor_t *a) {
+/* The index of the referenced range holding page_addr, or -1. */
+static int ref_of_page(const sp_actor_t *a, const bool *usable, uint64_t page_addr) {
+  for (int i = 0; usable && i < a->blobs.n_maps; i++) {
+    const sp_blob_mapping *m = &a->blobs.maps[i];
+    if (usable[i] && page_addr + SP_SNAP_PAGE > m->guest_addr && page_addr < m->guest_addr + m->length) return i;
+  }
+  return -1;
+}
+
+static sp_error_t *put_blob_refs(snap_writer *w, sp_actor_t *a, const bool *usable) {
   for (int i = 0; i < a->blobs.n_maps; i++) {
     const sp_blob_mapping *m = &a->blobs.maps[i];
+    if (!usable[i]) continue;
     sp_blob *blob = &a->blobs.blobs[m->handle];
     uint64_t hash;
     sp_error_t *err = sp_blob_content_hash(blob, &hash);
@@ -111,21 +135,23 @@ static sp_error_t *put_blob_refs(snap_writer *w, sp_actor_t *a) {
     uint16_t nl = (uint16_t)strlen(blob->name);
     uint64_t fields[5] = {blob->size, hash, m->file_offset, m->guest_addr, m->length};
     struct iovec parts[3] = {{&nl, 2}, {blob->name, nl}, {fields, sizeof fields}};
-    put_chunk(w, SP_SNAP_BLOB, parts, 3);
+    put_chunk(w, m->read ? SP_SNAP_BLOB_READ : SP_SNAP_BLOB, parts, 3);
   }
   return NULL;
 }
 
 /* Pages to store: non-zero, and (inside a by-reference file range) only
  * those the guest wrote. Consecutive pages go in one chunk. */
-static void put_pages(snap_writer *w, sp_actor_t *a, bool self_contained) {
+static void put_pages(snap_writer *w, sp_actor_t *a, const bool *usable) {
   const sp_region *r = a->region;
   uint64_t n_pages = r->committed / SP_SNAP_PAGE, run_start = 0, run_len = 0;
   for (uint64_t p = 0; p <= n_pages && !w->err; p++) {
     bool store = false;
     if (p < n_pages) {
       uint64_t addr = p * SP_SNAP_PAGE;
-      if (in_blob_ref(a, addr, self_contained)) store = sp_snap_range_modified(r, addr, SP_SNAP_PAGE);
+      int ref = ref_of_page(a, usable, addr);
+      if (ref >= 0 && a->blobs.maps[ref].read) store = false; /* verified equal to the file */
+      else if (ref >= 0) store = sp_snap_range_modified(r, addr, SP_SNAP_PAGE);
       else store = !sp_snap_page_is_zero(r->base + addr);
     }
     if (store && run_len < 256) {
@@ -184,10 +210,13 @@ static void write_snapshot(snap_writer *w, sp_actor_t *a, bool self_contained) {
   put_u64s(w, SP_SNAP_MODULE, module, 2);
   put_u64s(w, SP_SNAP_MEMORY, &memory, 1);
   put_globals(w, a);
-  if (!self_contained && !w->err) w->err = put_blob_refs(w, a);
+  bool *usable = self_contained ? NULL : calloc((size_t)a->blobs.n_maps + 1, sizeof *usable);
+  for (int i = 0; usable && i < a->blobs.n_maps; i++) usable[i] = ref_usable(a, i);
+  if (usable && !w->err) w->err = put_blob_refs(w, a, usable);
   put_frozen(w, a);
   put_annotations(w, a);
-  put_pages(w, a, self_contained);
+  put_pages(w, a, usable);
+  free(usable);
   put_chunk(w, SP_SNAP_END, NULL, 0);
   hdr.n_chunks = w->n_chunks;
   hdr.hash = sp_hash64_of(&hdr, 24);
