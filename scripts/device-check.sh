@@ -1,21 +1,43 @@
 #!/usr/bin/env bash
 # device-check.sh: builds, checks and times the CUDA backend in one call on
-# a GPU machine (see docs/CUDA.md). Needs build/ from scripts/build.sh (the
-# host binary, guests, test_cuda_ops, synth_gguf) carried over; compiles
-# libsamepage_cuda.so here with nvcc. Logs go to $OUT (or ./device-out).
-# Usage: scripts/device-check.sh [quick]   (quick: no sanitizer, fewer timings)
+# a GPU machine (see docs/CUDA.md), side by side with llama.cpp's CUDA build.
+#
+# Needs the host binaries from scripts/build.sh (samepage, test_cuda_ops,
+# synth_gguf) in $SP_BIN (default build/); compiles libsamepage_cuda.so here
+# with nvcc. llama.cpp (optional), one of:
+#   LLAMA_BENCH=path/to/llama-bench   an already built llama-bench (its libs beside it)
+#   LLAMA_SRC=path/to/llama.cpp       source to build llama-bench from, in the
+#                                     background while the checks run
+# Logs and JSON go to $OUT (or ./device-out); the last lines are a summary
+# and a table: our tok/s, llama.cpp's and the ratio.
+# Usage: scripts/device-check.sh [quick]   (quick: no compute-sanitizer run)
+# Time limits (seconds from the start): SP_DEADLINE (default 560) for the
+# whole script, LLAMA_BUILD_DEADLINE (default 400) for llama.cpp's build.
 set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"; cd "$root"
-out="${OUT:-$root/device-out}"; mkdir -p "$out"
-b=build; lib=$b/libsamepage_cuda.so; sp=$b/samepage; mdir=/tmp/sp-models; mkdir -p $mdir
+out="${OUT:-$root/device-out}"; mkdir -p "$out/logs"
+b="${SP_BIN:-build}"; lib=$b/libsamepage_cuda.so; sp=$b/samepage; mdir=/tmp/sp-models; mkdir -p $mdir
 export PATH=/usr/local/cuda/bin:$PATH
-summary=(); add() { summary+=("$*"); echo "== $*"; }
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee $out/card.txt
-nvcc --version | tail -2; cmake --version | head -1
+t_start=$(date +%s); elapsed() { echo $(( $(date +%s) - t_start )); }
+deadline=${SP_DEADLINE:-560}; lcp_deadline=${LLAMA_BUILD_DEADLINE:-400}
+summary=(); add() { summary+=("$*"); echo "== [$(elapsed)s] $*"; }
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee $out/logs/card.txt
+nvcc --version | tail -2; cmake --version | head -1; date -u +%FT%TZ | tee $out/logs/date.txt
+
+# ---- 0. llama.cpp's llama-bench (background build when only the source came) ----
+lcp_bench="${LLAMA_BENCH:-}"; lcp_pid=""
+if [ -z "$lcp_bench" ] && [ -n "${LLAMA_SRC:-}" ] && [ -d "${LLAMA_SRC:-}" ]; then
+  setsid bash -c "cmake -S '$LLAMA_SRC' -B /tmp/lcp-build -DCMAKE_BUILD_TYPE=Release -DGGML_CUDA=on \
+      -DCMAKE_CUDA_ARCHITECTURES=90 -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF \
+      -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF -DGGML_CUDA_NCCL=OFF \
+      && cmake --build /tmp/lcp-build --target llama-bench -j16" > $out/logs/llama_build.txt 2>&1 &
+  lcp_pid=$!
+  lcp_bench=/tmp/lcp-build/bin/llama-bench
+fi
 
 # ---- 1. build libsamepage_cuda.so with nvcc (resource report kept) ----
 t0=$(date +%s.%N)
-objs=()
+objs=(); : > /tmp/ptxas.txt
 for f in src/backend/cuda/*.cu; do
   o=/tmp/$(basename $f .cu).o
   nvcc -O3 -arch=sm_90 -std=c++17 -Xcompiler -fPIC,-fvisibility=hidden -Xptxas -v -Iinclude -Isrc \
@@ -25,12 +47,12 @@ done
 for f in src/error.c src/dtype.c; do o=/tmp/$(basename $f .c).o; gcc -O2 -fPIC -fvisibility=hidden -Iinclude -Isrc -c $f -o $o; objs+=($o); done
 nvcc -shared -arch=sm_90 -cudart static -o $lib "${objs[@]}" -lpthread || { add "LINK FAIL"; exit 1; }
 add "build: $(python3 -c "import time;print(round(time.time()-$t0,1))") s; spills: $(grep -c 'bytes spill stores' /tmp/ptxas.txt) reports, nonzero: $(grep -E '[1-9][0-9]* bytes spill stores' /tmp/ptxas.txt | wc -l)"
-mkdir -p $out/logs; cp /tmp/ptxas.txt $out/logs/ptxas.txt
+cp /tmp/ptxas.txt $out/logs/ptxas.txt
 export SP_CUDA_LIB=$root/$lib
 
-# ---- 2. op parity vs the CPU backend (+ bad index, hostile list, coherence) ----
+# ---- 2. op parity vs the CPU backend (+ bad index, hostile list, coherence, device-local) ----
 timeout 120 $b/test_cuda_ops > $out/logs/test_cuda_ops.txt 2>&1; rc=$?
-grep -E "FAIL|pointer_identity|cases failed" $out/logs/test_cuda_ops.txt
+grep -E "FAIL|pointer_identity|coherence|device-local|cases failed" $out/logs/test_cuda_ops.txt
 add "test_cuda_ops rc=$rc: $(tail -1 $out/logs/test_cuda_ops.txt)"
 timeout 60 $sp bench zerocopy --backend cuda > $out/logs/zerocopy.txt 2>&1; add "bench zerocopy cuda rc=$?: $(grep -iE 'identity|RSS' $out/logs/zerocopy.txt | tr -s ' ' | tr '\n' ';')"
 
@@ -39,37 +61,95 @@ $b/synth_gguf --out $mdir/smol-q4_1.gguf --preset smollm2-135m --type q4_1 >/dev
 for t in q8_0 q4_0 f16; do $b/synth_gguf --out $mdir/l1b-$t.gguf --preset llama-3.2-1b --type $t >/dev/null; done
 ls -la $mdir >> $out/logs/models.txt
 
-# ---- 4. end to end: greedy tokens cuda == cpu ----
+# ---- 4. end to end: greedy tokens cuda == cpu (device-local on and off) ----
 prompt="The quick brown fox jumps over the lazy dog and then runs into the forest where"
-for be in cpu cuda; do
-  timeout 120 $sp run --backend $be -m $mdir/smol-q4_1.gguf --raw -n 48 --json "$prompt" > $out/logs/e2e_$be.json 2>$out/logs/e2e_$be.err
-done
-python3 - "$out" <<'PY' | tee -a $out/e2e.txt
+e2e() { # model tag [VAR=value...]
+  local model=$1 tag=$2; shift 2
+  for be in cpu cuda; do
+    env "$@" timeout 120 $sp run --backend $be -m $model --raw -n 48 --json "$prompt" > $out/logs/e2e_${tag}_$be.json 2>$out/logs/e2e_${tag}_$be.err
+  done
+  python3 - "$out" "$tag" <<'PY'
 import json,sys
-o=sys.argv[1]
+o,tag=sys.argv[1],sys.argv[2]
 try:
-  a=json.load(open(o+'/logs/e2e_cpu.json'))['text']; b=json.load(open(o+'/logs/e2e_cuda.json'))['text']
+  a=json.load(open(f'{o}/logs/e2e_{tag}_cpu.json'))['text']; b=json.load(open(f'{o}/logs/e2e_{tag}_cuda.json'))['text']
   n=next((i for i in range(min(len(a),len(b))) if a[i]!=b[i]), min(len(a),len(b)))
-  print("e2e greedy smollm2-q4_1 48 tokens: %s (first difference at char %d of %d)" % ("MATCH" if a==b else "DIFFER", n, len(a)))
-except Exception as e: print("e2e: error", e)
+  print("e2e greedy %s 48 tokens: %s (first difference at char %d of %d)" % (tag, "MATCH" if a==b else "DIFFER", n, len(a)))
+except Exception as e: print("e2e %s: error %s" % (tag, e))
 PY
-add "$(tail -1 $out/e2e.txt)"; tail -2 $out/logs/e2e_cuda.err
+}
+add "$(e2e $mdir/smol-q4_1.gguf smol-q4_1)"; tail -2 $out/logs/e2e_smol-q4_1_cuda.err
+add "$(e2e $mdir/smol-q4_1.gguf smol-q4_1-mapped SP_CUDA_NO_DEVICE_LOCAL=1)"
+add "$(e2e $mdir/l1b-q8_0.gguf l1b-q8_0)"
 
-# ---- 5. compute-sanitizer memcheck of a short generation ----
-if [ "${1:-}" != quick ] && command -v compute-sanitizer >/dev/null; then
-  timeout 240 compute-sanitizer --tool memcheck --error-exitcode 9 $sp run --backend cuda -m $mdir/smol-q4_1.gguf --raw -n 6 "$prompt" > $out/logs/memcheck.txt 2>&1
+# ---- 5. timings (after llama.cpp's build, so that nothing shares the CPU) ----
+if [ -n "$lcp_pid" ]; then
+  while kill -0 $lcp_pid 2>/dev/null && [ $(elapsed) -lt $lcp_deadline ]; do sleep 2; done
+  if kill -0 $lcp_pid 2>/dev/null; then kill -- -$lcp_pid 2>/dev/null; add "llama.cpp build: not done by ${lcp_deadline}s, stopped (skipped)"; lcp_bench=""
+  else add "llama.cpp build: done at $(elapsed)s: $(ls -la $lcp_bench 2>&1 | awk '{print $5, $9}')"; fi
+  tail -3 $out/logs/llama_build.txt
+fi
+long=$(python3 -c "print(' '.join(['the cat sat on the mat and looked at the bird']*40))")
+: > $out/logs/runs.jsonl
+bench() { # label model residency prompt [env...]
+  local label=$1 model=$2 res=$3 prompt=$4; shift 4
+  env "$@" timeout 120 $sp run --backend cuda --residency $res -m $model --raw -n 128 --batch 512 --json "$prompt" > /tmp/t.json 2>/tmp/t.err
+  cat /tmp/t.err >> $out/logs/runs.err
+  python3 - "$label" "$(basename $model .gguf)" "$res" "$out/logs/runs.jsonl" <<'PY' || echo "bench $label $model failed: $(tail -2 /tmp/t.err | tr '\n' ' ')"
+import json,sys
+label,model,res,path=sys.argv[1:]
+d=json.load(open('/tmp/t.json')); assert d['prompt_tokens']>0
+d.update(label=label, name=model, residency=res); d.pop('text',None)
+open(path,'a').write(json.dumps(d)+'\n')
+print('%-8s %-10s %-8s prefill %5d tok %8.1f tok/s | decode %7.1f tok/s %6.3f ms/tok | resident %5.0f MiB | device-local %5.0f MiB' % (
+  label, model, res, d['prompt_tokens'], d['prefill_tok_s'], d['decode_tok_s'], 1e3/max(d['decode_tok_s'],1e-9),
+  d['resident_bytes']/1048576, d.get('device_local_bytes',0)/1048576))
+PY
+}
+for m in smol-q4_1 l1b-q8_0 l1b-q4_0 l1b-f16; do
+  add "$(bench short $mdir/$m.gguf weights "Hello there")"
+  add "$(bench long $mdir/$m.gguf weights "$long")"
+  add "$(bench mapped $mdir/$m.gguf weights "Hello there" SP_CUDA_NO_DEVICE_LOCAL=1)"
+done
+for m in smol-q4_1 l1b-q8_0; do add "$(bench none $mdir/$m.gguf none "Hello there")"; done
+
+# ---- 6. llama.cpp, same card, same files ----
+if [ -n "$lcp_bench" ] && [ -x "$lcp_bench" ]; then
+  export LD_LIBRARY_PATH="$(dirname $lcp_bench):/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
+  for m in smol-q4_1 l1b-q8_0 l1b-q4_0 l1b-f16; do
+    [ $(elapsed) -lt $((deadline - 60)) ] || { add "llama-bench $m: skipped (time)"; continue; }
+    timeout 90 $lcp_bench -m $mdir/$m.gguf -p 512 -n 128 -ngl 99 -o json > $out/logs/llama_$m.json 2>>$out/logs/llama_bench.err
+    add "llama-bench $m rc=$?: $(python3 -c "import json;print(' | '.join('%s %.1f tok/s' % ('pp%d'%r['n_prompt'] if r['n_prompt'] else 'tg%d'%r['n_gen'], r['avg_ts']) for r in json.load(open('$out/logs/llama_$m.json'))))" 2>&1 | tail -1)"
+  done
+fi
+
+# ---- 7. compute-sanitizer memcheck of a short generation (if time is left) ----
+if [ "${1:-}" != quick ] && command -v compute-sanitizer >/dev/null && [ $(elapsed) -lt $((deadline - 150)) ]; then
+  timeout $((deadline - $(elapsed) - 20)) compute-sanitizer --tool memcheck --error-exitcode 9 $sp run --backend cuda -m $mdir/smol-q4_1.gguf --raw -n 6 "$prompt" > $out/logs/memcheck.txt 2>&1
   add "memcheck rc=$?: $(grep -E 'ERROR SUMMARY' $out/logs/memcheck.txt)"
 fi
 
-# ---- 6. timings ----
-long=$(python3 -c "print(' '.join(['the cat sat on the mat and looked at the bird']*40))")
-bench() { # model residency [prompt]
-  timeout 120 $sp run --backend cuda --residency $2 -m $1 --raw -n 128 --batch 512 --json "${3:-$long}" > /tmp/t.json 2>/tmp/t.err; cat /tmp/t.err >> $out/logs/runs.err
-  [ "$(python3 -c "import json;print(json.load(open('/tmp/t.json'))['prompt_tokens'])" 2>/dev/null)" -gt 0 ] 2>/dev/null && python3 -c "import json;d=json.load(open('/tmp/t.json'));print('%-14s %-8s ${3:+short }prefill %5d tok %9.1f tok/s | decode %8.1f tok/s %6.3f ms/tok | resident %6.0f MiB %6.1f ms' % ('$(basename $1 .gguf)','$2',d['prompt_tokens'],d['prefill_tok_s'],d['decode_tok_s'],1e3/max(d['decode_tok_s'],1e-9),d['resident_bytes']/1048576,d['resident_ms']))" 2>/dev/null || { echo "bench $1 $2 failed: $(tail -2 /tmp/t.err | tr '\n' ' ')"; }
-}
-for m in smol-q4_1 l1b-q8_0 l1b-q4_0 l1b-f16; do
-  for r in weights none; do r1=$(bench $mdir/$m.gguf $r); add "$r1"; echo "$r1" >> $out/timings.txt; done
-done
-for m in smol-q4_1 l1b-q8_0 l1b-q4_0 l1b-f16; do r1=$(bench $mdir/$m.gguf weights "Hello there"); add "$r1"; echo "$r1" >> $out/timings.txt; done
+# ---- 8. the table ----
+python3 - "$out" > $out/table.txt <<'PY'
+import json,sys,os
+o=sys.argv[1]
+runs=[json.loads(l) for l in open(o+'/logs/runs.jsonl')]
+def ours(name,label,key):
+  r=[x for x in runs if x['name']==name and x['label']==label]; return r[0][key] if r else None
+print('| model | decode tok/s: ours (device-local) | ours (mapped, before) | llama.cpp tg128 | ratio | prefill tok/s: ours (long prompt) | llama.cpp pp512 | ratio |')
+print('|---|---|---|---|---|---|---|---|')
+for m in ['smol-q4_1','l1b-q8_0','l1b-q4_0','l1b-f16']:
+  lt=lp=None
+  try:
+    for r in json.load(open(f'{o}/logs/llama_{m}.json')):
+      if r['n_gen']: lt=r['avg_ts']
+      else: lp=r['avg_ts']
+  except Exception: pass
+  d,dm,p=ours(m,'short','decode_tok_s'),ours(m,'mapped','decode_tok_s'),ours(m,'long','prefill_tok_s')
+  f=lambda v:'%.1f'%v if v else '-'
+  rt=lambda a,b:'%.2fx'%(a/b) if a and b else '-'
+  print(f'| {m} | {f(d)} | {f(dm)} | {f(lt)} | {rt(d,lt)} | {f(p)} | {f(lp)} | {rt(p,lp)} |')
+PY
+echo; echo "==== summary ($(cat $out/logs/card.txt), $(cat $out/logs/date.txt), $(elapsed) s) ===="; printf '%s\n' "${summary[@]}"
+echo; cat $out/table.txt
 tar czf $out/logs.tgz -C $out logs && rm -rf $out/logs
-echo; echo "==== summary ($(cat $out/card.txt)) ===="; printf '%s\n' "${summary[@]}"

@@ -97,6 +97,7 @@ sp_status sp_abi_run(sp_actor_t *actor, sp_cmd *cmds, uint32_t count, uint64_t l
                      uint64_t list_bytes, bool staged) {
   if (!actor->region || !actor->binding)
     return sp_abi_fail(actor, SP_E_BACKEND, "this actor has no linear memory bound to a backend");
+  if (sp_blob_changed(&actor->blobs, actor->last_error, sizeof actor->last_error)) return SP_E_BACKEND;
   sp_validate_ctx ctx = {actor->region->committed, list_addr, list_bytes, actor->rt->max_cmds};
   if (count > ctx.max_cmds)
     return sp_abi_fail(actor, SP_E_LIMIT, "count: %" PRIu32 " commands exceeds the limit of %" PRIu32,
@@ -121,6 +122,8 @@ sp_status sp_abi_run(sp_actor_t *actor, sp_cmd *cmds, uint32_t count, uint64_t l
     sp_error_free(err);
     return st;
   }
+  /* A mapped file that shrank while the list ran (fault_guard.h). */
+  if (sp_blob_changed(&actor->blobs, actor->last_error, sizeof actor->last_error)) return SP_E_BACKEND;
   actor->last_error[0] = '\0';
   return SP_OK;
 }

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "fault_guard.h"
 #include "hash64.h"
 #include "runtime_impl.h"
 #include "wasm_host.h"
@@ -115,6 +116,7 @@ sp_error_t *sp_actor_new(sp_runtime_t *rt, const uint8_t *wasm, size_t wasm_len,
 void sp_actor_free(sp_actor_t *actor) {
   if (!actor) return;
   if (actor->region) actor->region->grow_hook = NULL;
+  sp_fault_guard_remove_owner(&actor->blobs); /* before the region goes away */
   sp_backend_release(actor->rt->backend, actor->binding);
   /* Deleting the store drops the memory, whose finalizer frees the region. */
   if (actor->store) wasmtime_store_delete(actor->store);
@@ -131,6 +133,13 @@ static sp_error_t *get_func(sp_actor_t *actor, const char *name, wasmtime_func_t
   if (item.kind != WASMTIME_EXTERN_FUNC) return sp_error_new("the guest's \"%s\" is not a function", name);
   *func = item.of.func;
   return NULL;
+}
+
+/* A granted file that changed on disk while mapped (fault_guard.h) makes
+ * every later call fail: the guest may have computed on zeros. */
+static sp_error_t *check_files(sp_actor_t *actor) {
+  char msg[320];
+  return sp_blob_changed(&actor->blobs, msg, sizeof msg) ? sp_error_new("%s", msg) : NULL;
 }
 
 /* A WASI exit is a normal end with a status; anything else is a failure. */
@@ -153,13 +162,16 @@ static sp_error_t *finish_call(wasmtime_error_t *werr, wasm_trap_t *trap, const 
 
 sp_error_t *sp_actor_run_main(sp_actor_t *actor, int *exit_code) {
   wasmtime_func_t func;
-  sp_error_t *err = get_func(actor, "_start", &func);
+  sp_error_t *err = check_files(actor);
+  if (!err) err = get_func(actor, "_start", &func);
   if (err) return err;
   int code = 0;
   wasm_trap_t *trap = NULL;
   sp_limits_arm(actor);
   wasmtime_error_t *werr = wasmtime_func_call(actor->context, &func, NULL, 0, NULL, 0, &trap);
   err = finish_call(werr, trap, "_start", &code);
+  sp_error_t *changed = check_files(actor);
+  if (changed) sp_error_free(err), err = changed;
   if (!err && exit_code) *exit_code = code;
   return err;
 }
@@ -181,7 +193,8 @@ static sp_error_t *convert_args(wasm_functype_t *ty, const int64_t *args, size_t
 sp_error_t *sp_actor_call(sp_actor_t *actor, const char *name, const int64_t *args, size_t nargs,
                           int64_t *result) {
   wasmtime_func_t func;
-  sp_error_t *err = get_func(actor, name, &func);
+  sp_error_t *err = check_files(actor);
+  if (!err) err = get_func(actor, name, &func);
   if (err) return err;
   wasm_functype_t *ty = wasmtime_func_type(actor->context, &func);
   size_t nresults = wasm_functype_results(ty)->size;
@@ -193,7 +206,10 @@ sp_error_t *sp_actor_call(sp_actor_t *actor, const char *name, const int64_t *ar
   wasm_trap_t *trap = NULL;
   sp_limits_arm(actor);
   wasmtime_error_t *werr = wasmtime_func_call(actor->context, &func, vals, nargs, &out, nresults, &trap);
-  if ((err = finish_call(werr, trap, name, NULL))) return err;
+  err = finish_call(werr, trap, name, NULL);
+  sp_error_t *changed = check_files(actor);
+  if (changed) sp_error_free(err), err = changed;
+  if (err) return err;
   if (result) *result = out.kind == WASMTIME_I64 ? out.of.i64 : out.kind == WASMTIME_I32 ? out.of.i32 : 0;
   return NULL;
 }
@@ -211,6 +227,8 @@ void *sp_actor_backend_base(sp_actor_t *actor) {
 
 sp_error_t *sp_actor_submit(sp_actor_t *actor, const sp_cmd *cmds, uint32_t count, bool staged) {
   if (!actor || (!cmds && count)) return sp_error_new("sp_actor_submit: NULL argument");
+  sp_error_t *changed = check_files(actor);
+  if (changed) return changed;
   if (count > actor->rt->max_cmds)
     return sp_error_new("count: %u commands exceeds the limit of %u", count, actor->rt->max_cmds);
   sp_cmd *copy = malloc(((size_t)count + 1) * sizeof *copy);

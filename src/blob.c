@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "error.h"
+#include "fault_guard.h"
 #include "hash64.h"
 
 static sp_error_t *open_one(sp_blob *blob, const sp_blob_grant *grant) {
@@ -49,6 +50,7 @@ sp_error_t *sp_blob_table_open(sp_blob_table *table, const sp_blob_grant *grants
 }
 
 void sp_blob_table_close(sp_blob_table *table) {
+  sp_fault_guard_remove_owner(table);
   for (int i = 0; i < table->count; i++) {
     if (table->blobs[i].fd >= 0) close(table->blobs[i].fd);
     free(table->blobs[i].name);
@@ -62,8 +64,14 @@ sp_error_t *sp_blob_content_hash(sp_blob *blob, uint64_t *out) {
   if (!blob->hashed) {
     void *data = blob->size ? mmap(NULL, blob->size, PROT_READ, MAP_PRIVATE, blob->fd, 0) : NULL;
     if (blob->size && data == MAP_FAILED) return sp_error_new("%s: cannot read it to hash: %s", blob->name, strerror(errno));
+    /* A file truncated while we hash it must not SIGBUS the host. */
+    atomic_int shrank = 0;
+    if (data) sp_fault_guard_add(blob, data, blob->size, &shrank, 1);
     blob->content_hash = sp_hash64_of(data, blob->size);
+    if (data) sp_fault_guard_remove_owner(blob);
     if (data) munmap(data, blob->size);
+    if (atomic_load(&shrank))
+      return sp_error_new("the granted file \"%s\" changed on disk while it was being hashed", blob->name);
     blob->hashed = true;
   }
   *out = blob->content_hash;
@@ -88,6 +96,8 @@ static bool in_memory(const sp_region *region, uint64_t addr, uint64_t len) {
   return addr <= region->committed && len <= region->committed - addr;
 }
 
+static void remember_mapping(sp_blob_table *table, sp_blob_mapping map);
+
 int64_t sp_blob_read(sp_blob_table *table, sp_region *region, int32_t handle, uint64_t offset,
                      uint64_t addr, uint64_t len, char *msg, size_t cap) {
   sp_blob *blob = get_blob(table, handle, msg, cap);
@@ -105,6 +115,11 @@ int64_t sp_blob_read(sp_blob_table *table, sp_region *region, int32_t handle, ui
     if (got <= 0) break;
     done += (uint64_t)got;
   }
+  /* A whole file read at a page boundary is how a guest loads weights when
+   * the backend cannot map files: remember it, so a snapshot can refer to
+   * the file instead of copying it. */
+  if (offset == 0 && done == blob->size && done && addr % SP_BLOB_MAP_ALIGN == 0)
+    remember_mapping(table, (sp_blob_mapping){handle, 0, done, addr, true});
   return (int64_t)done;
 }
 
@@ -140,6 +155,7 @@ int32_t sp_blob_map(sp_blob_table *table, sp_region *region, int32_t handle, uin
   }
   /* Private and writable: reads share the page cache, a guest write gets
    * its own copy and never reaches the file. */
+  sp_fault_guard_remove_range(table, region->base + addr, span);
   void *at = mmap(region->base + addr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED,
                   blob->fd, (off_t)offset);
   if (at == MAP_FAILED) {
@@ -151,6 +167,17 @@ int32_t sp_blob_map(sp_blob_table *table, sp_region *region, int32_t handle, uin
   size_t page = sp_page_size();
   uint64_t mapped = (len + page - 1) / page * page;
   if (mapped < span) memset(region->base + addr + mapped, 0, span - mapped);
-  remember_mapping(table, (sp_blob_mapping){handle, offset, len, addr});
+  /* If the file shrinks later, touching these pages raises SIGBUS: the
+   * fault guard turns that into zeros and this grant's "changed" error. */
+  sp_fault_guard_add(table, region->base + addr, mapped, &table->changed, handle + 1);
+  remember_mapping(table, (sp_blob_mapping){handle, offset, len, addr, false});
   return SP_OK;
+}
+
+bool sp_blob_changed(const sp_blob_table *table, char *msg, size_t cap) {
+  int which = atomic_load(&((sp_blob_table *)table)->changed) - 1;
+  if (which < 0) return false;
+  const char *name = which < table->count ? table->blobs[which].name : "?";
+  snprintf(msg, cap, "the granted file \"%s\" changed on disk while mapped", name);
+  return true;
 }

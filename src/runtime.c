@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "error.h"
+#include "fault_guard.h"
 #include "runtime_impl.h"
 #include "wasm_host.h"
 
@@ -93,6 +94,9 @@ sp_error_t *sp_runtime_new(const sp_runtime_options *opts, sp_runtime_t **out) {
   sp_region_registry_init(&rt->regions, alignment);
   sp_error_t *err = pick_backend(opts, &rt->backend);
   if (!err) err = sp_wasm_engine_new(&rt->regions, &rt->engine);
+  /* After the engine, so our SIGBUS handler runs before Wasmtime's and
+   * chains to it for faults that are not a shrunken mapped file. */
+  if (!err) sp_fault_guard_install();
   if (!err) err = make_linker(rt);
   if (err) {
     sp_runtime_free(rt);

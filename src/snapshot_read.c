@@ -128,6 +128,7 @@ static sp_error_t *parse_file(snap_view *v) {
     if (v->size - at < sizeof ch) return sp_error_new("snapshot: truncated at chunk %" PRIu64 " of %" PRIu64, i, hdr.n_chunks);
     memcpy(&ch, v->file + at, sizeof ch);
     at += sizeof ch;
+    if (ch.reserved) return sp_error_new("snapshot: chunk %" PRIu64 " has a nonzero reserved field (corrupt)", i);
     if (ch.length > v->size - at)
       return sp_error_new("snapshot: truncated in chunk %" PRIu64 " (needs %" PRIu64 " bytes, %" PRIu64 " left)", i, ch.length, v->size - at);
     if (sp_hash64_of(v->file + at, ch.length) != ch.hash)

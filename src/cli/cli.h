@@ -23,6 +23,9 @@ const char *sp_cli_default_model(void);
 /* `samepage bench actors`. */
 int sp_cli_bench_actors(int argc, char **argv);
 
+/* `samepage bench soak` (cli_bench_soak.c). */
+int sp_cli_bench_soak(int argc, char **argv);
+
 /* `samepage bench snapshot`. */
 int sp_cli_bench_snapshot(int argc, char **argv);
 

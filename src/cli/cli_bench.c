@@ -192,6 +192,7 @@ static sp_error_t *run_zerocopy(const char *backend, zerocopy_result *r) {
 int sp_cli_bench(int argc, char **argv) {
   if (argc > 1 && !strcmp(argv[1], "snapshot")) return sp_cli_bench_snapshot(argc - 1, argv + 1);
   if (argc > 1 && !strcmp(argv[1], "actors")) return sp_cli_bench_actors(argc - 1, argv + 1);
+  if (argc > 1 && !strcmp(argv[1], "soak")) return sp_cli_bench_soak(argc - 1, argv + 1);
   bool json = false;
   const char *which = NULL, *backend = "auto";
   for (int i = 1; i < argc; i++) {
@@ -204,7 +205,7 @@ int sp_cli_bench(int argc, char **argv) {
     }
   }
   if (!which || strcmp(which, "zerocopy")) {
-    fprintf(stderr, "usage: samepage bench zerocopy|snapshot|actors [--json] [--backend cpu|auto]\n");
+    fprintf(stderr, "usage: samepage bench zerocopy|snapshot|actors|soak [--json] [--backend cpu|auto]\n");
     return SP_EXIT_USAGE;
   }
   zerocopy_result r = {0};

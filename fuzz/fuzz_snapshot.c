@@ -1,0 +1,169 @@
+/*
+ * fuzz_snapshot.c: libFuzzer target for the snapshot reader
+ * (src/snapshot_read.c: header, chunk walk, checksums, BLOB/FROZEN/PAGES
+ * records, offline reads).
+ *
+ * The input is a snapshot file. It is written to a memfd and opened through
+ * /proc/self/fd with sp_snapshot_file_open, exactly as `samepage kv export`
+ * and sp_actor_restore open files; when it parses, every offline accessor is
+ * walked: annotations, the granted-file hash, and reads of linear memory at
+ * several addresses (whose bytes must come back without touching anything
+ * outside the file: ASan watches the copies).
+ *
+ * Checksums would stop almost every mutation at the first chunk, so by
+ * default the target re-seals the input first: it recomputes each chunk's
+ * checksum (and the header's) over whatever payload length the chunk header claims (when that
+ * lies inside the input). SP_FUZZ_RAW=1 fuzzes the bytes as given.
+ *
+ * Seeds: with SP_FUZZ_MAKE_SEEDS=DIR and SP_FUZZ_GUEST_DIR (build/guests),
+ * LLVMFuzzerInitialize writes real snapshots of small test guests into DIR
+ * and exits (scripts/fuzz does this once).
+ */
+#define _GNU_SOURCE
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "hash64.h"
+#include "samepage.h"
+#include "snapshot.h"
+#include "snapshot_format.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+
+static int memfd = -1;
+static bool raw;
+
+static uint8_t *load(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  fseek(f, 0, SEEK_END);
+  long n = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  uint8_t *d = malloc((size_t)n);
+  *len = fread(d, 1, (size_t)n, f);
+  fclose(f);
+  return d;
+}
+
+static void die(sp_error_t *err, const char *what) {
+  if (!err) return;
+  fprintf(stderr, "fuzz_snapshot seeds: %s: %s\n", what, sp_error_message(err));
+  exit(1);
+}
+
+/* Snapshots of the grow guest (plain memory) and of the mapsum guest (a
+ * granted file mapped, by reference and self-contained). */
+static void make_seeds(const char *dir, const char *guests) {
+  char path[1024], file[1024];
+  sp_runtime_options ro = {.backend = "cpu", .threads = 1};
+  sp_runtime_t *rt = NULL;
+  die(sp_runtime_new(&ro, &rt), "runtime");
+  size_t len;
+  snprintf(path, sizeof path, "%s/test_grow.wasm", guests);
+  uint8_t *wasm = load(path, &len);
+  if (!wasm) die(sp_error_new("cannot read %s", path), "guest");
+  sp_actor_t *a = NULL;
+  die(sp_actor_new(rt, wasm, len, NULL, &a), "grow actor");
+  int64_t args[2] = {1, 0}, r;
+  die(sp_actor_call(a, "grow", args, 1, &r), "grow");
+  for (int i = 0; i < 8; i++) {
+    int64_t st[2] = {65536 + i * 4099, 17 + i};
+    die(sp_actor_call(a, "store", st, 2, NULL), "store");
+  }
+  snprintf(file, sizeof file, "%s/grow.snap", dir);
+  die(sp_actor_snapshot(a, file, NULL, NULL), "snapshot grow");
+  sp_actor_free(a);
+  free(wasm);
+
+  snprintf(path, sizeof path, "%s/test_mapsum.wasm", guests);
+  wasm = load(path, &len);
+  if (!wasm) die(sp_error_new("cannot read %s", path), "guest");
+  char data[1024];
+  snprintf(data, sizeof data, "%s/.seed_data", dir);
+  FILE *f = fopen(data, "wb");
+  for (int i = 0; i < 8192 * 4; i++) fputc(i % 251, f);
+  fclose(f);
+  sp_blob_grant grant = {"data", data};
+  sp_actor_options opts = {.blobs = &grant, .n_blobs = 1};
+  die(sp_actor_new(rt, wasm, len, &opts, &a), "mapsum actor");
+  die(sp_actor_call(a, "map_data", NULL, 0, &r), "map_data");
+  die(sp_actor_call(a, "sum_host", NULL, 0, &r), "sum_host");
+  snprintf(file, sizeof file, "%s/mapped.snap", dir);
+  die(sp_actor_snapshot(a, file, NULL, NULL), "snapshot mapped");
+  sp_snapshot_options sc = {.self_contained = true};
+  snprintf(file, sizeof file, "%s/self_contained.snap", dir);
+  die(sp_actor_snapshot(a, file, &sc, NULL), "snapshot self-contained");
+  sp_actor_free(a);
+  free(wasm);
+  unlink(data);
+  sp_runtime_free(rt);
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv) {
+  const char *seeds = getenv("SP_FUZZ_MAKE_SEEDS"), *guests = getenv("SP_FUZZ_GUEST_DIR");
+  if (seeds) {
+    make_seeds(seeds, guests ? guests : "build/guests");
+    exit(0);
+  }
+  raw = getenv("SP_FUZZ_RAW") && getenv("SP_FUZZ_RAW")[0] == '1';
+  memfd = memfd_create("fuzz_snapshot", 0);
+  if (memfd < 0) abort();
+  return 0;
+}
+
+/* Recomputes every chunk checksum the chunk headers make reachable. */
+static void reseal(uint8_t *d, size_t n) {
+  if (n < sizeof(sp_snap_header)) return;
+  sp_snap_header hdr;
+  memcpy(&hdr, d, sizeof hdr);
+  hdr.hash = sp_hash64_of(&hdr, 24);
+  memcpy(d, &hdr, sizeof hdr);
+  size_t at = sizeof(sp_snap_header);
+  while (at + sizeof(sp_snap_chunk_header) <= n) {
+    sp_snap_chunk_header ch;
+    memcpy(&ch, d + at, sizeof ch);
+    size_t body = at + sizeof ch;
+    if (ch.length > n - body) break;
+    ch.hash = sp_hash64_of(d + body, (size_t)ch.length);
+    memcpy(d + at, &ch, sizeof ch);
+    at = body + (size_t)ch.length;
+  }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  uint8_t *copy = malloc(size ? size : 1);
+  memcpy(copy, data, size);
+  if (!raw) reseal(copy, size);
+  if (ftruncate(memfd, 0) || pwrite(memfd, copy, size, 0) != (ssize_t)size) abort();
+  free(copy);
+  char path[64];
+  snprintf(path, sizeof path, "/proc/self/fd/%d", memfd);
+  sp_snapshot_file *f = NULL;
+  sp_error_t *err = sp_snapshot_file_open(path, &f);
+  if (err) {
+    if (!sp_error_message(err)[0]) abort(); /* every refusal says why */
+    sp_error_free(err);
+    return 0;
+  }
+  sp_tensor t;
+  (void)sp_snapshot_file_annotation(f, "kv.n_past", &t);
+  (void)sp_snapshot_file_annotation(f, "blk.0.k_cache", &t);
+  (void)sp_snapshot_file_blob_hash(f, "data");
+  (void)sp_snapshot_file_blob_hash(f, "model");
+  static uint8_t buf[3 * 65536];
+  static const uint64_t addrs[] = {0, 4096, 65536 - 100, 65536, 131072 + 7, 1u << 20, 0xffffff00u, UINT64_MAX - 10};
+  for (size_t i = 0; i < sizeof addrs / sizeof *addrs; i++) {
+    sp_error_t *e = sp_snapshot_file_read(f, addrs[i], sizeof buf, buf);
+    sp_error_free(e);
+    e = sp_snapshot_file_read(f, addrs[i], 1, buf);
+    sp_error_free(e);
+  }
+  sp_snapshot_file_close(f);
+  return 0;
+}
