@@ -11,7 +11,7 @@
 set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"; cd "$root"
 out="${OUT:-$root/device-out}"; mkdir -p "$out"
-b=build; sp=$b/samepage; m=/tmp/smol-q4_1.gguf
+b=${SP_BIN:-build}; sp=$b/samepage; m=/tmp/smol-q4_1.gguf
 export PATH=/usr/local/cuda/bin:$PATH
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee $out/card.txt
 objs=()
