@@ -25,6 +25,7 @@
 
 #define REGION (64u << 20)
 #define USED (24u << 20) /* bytes the cases touch (restored between backends) */
+#define REGION_FIRST (40u << 20) /* committed when CUDA adopts the region; the rest comes by grow */
 
 static uint8_t *mem;
 static uint8_t *snapshot, *cpu_out;
@@ -309,7 +310,8 @@ static bool close_to(const float *got, const float *want, uint32_t n) {
  * tensor inside the range is checked and read on the mirror. */
 static void device_local_cases(void) {
   cases += 1;
-  const uint32_t L = 32u << 20, LEN = 1u << 20, WL = 40u << 20, k = 256, n = 64;
+  /* the range straddles the two registrations (copies are split there) */
+  const uint32_t L = REGION_FIRST - (512u << 10), LEN = 1u << 20, WL = 48u << 20, k = 256, n = 64;
   const uint32_t XL = L, Y = L + 4096, Z = L + 8192, IDX = L + 12288, R = L + 16384;
   fill(WL, SP_DTYPE_F32, k * n), fill(XL, SP_DTYPE_F32, k);
   int32_t ids[2] = {3, 60};
@@ -349,6 +351,9 @@ static void device_local_cases(void) {
   if (!err) err = sp_backend_wait(cuda, cuda_b);
   if (!err) err = sp_backend_sync(cuda, cuda_b, Y, n * 4);
   bool flushed_fresh = close_to((const float *)(mem + Y), want2, n);
+  memset(mem + L + LEN - 4096, 0x5a, 4096); /* a whole-range sync crosses the boundary back */
+  if (!err) err = sp_backend_sync(cuda, cuda_b, L, LEN);
+  flushed_fresh = flushed_fresh && mem[L + LEN - 1] == 0 && close_to((const float *)(mem + Y), want2, n);
   bool ok = !err && synced && flushed_fresh && (!local || (stale && unflushed_stale));
   sp_residency_stats rs = sp_backend_residency(cuda);
   printf("%s device-local: mirror=%d stale-until-sync=%d synced-right=%d unflushed-stale=%d flushed-fresh=%d "
@@ -380,7 +385,10 @@ int main(void) {
   sp_memory_view view = {mem, REGION, REGION};
   err = sp_backend_cpu_new(0, &cpu);
   if (!err) err = sp_backend_adopt(cpu, &view, &cpu_b);
-  if (!err) err = sp_backend_adopt(cuda, &view, &cuda_b);
+  /* CUDA sees the region grow once: two registrations, as after memory.grow */
+  sp_memory_view first = {mem, REGION_FIRST, REGION};
+  if (!err) err = sp_backend_adopt(cuda, &first, &cuda_b);
+  if (!err) err = sp_backend_grow(cuda, cuda_b, &view);
   if (err) {
     printf("FAIL setup: %s\n", sp_error_message(err));
     return 1;

@@ -26,8 +26,9 @@ int llm_sampler_init(llm_sampler *s, const llm_sampler_params *p, int32_t vocab,
   s->vocab = vocab;
   s->rng = p->seed;
   s->cand = malloc(sizeof *s->cand * (size_t)vocab);
+  s->penalized = malloc(sizeof *s->penalized * (size_t)vocab);
   s->recent = malloc(sizeof *s->recent * (size_t)(p->repeat_last_n ? p->repeat_last_n : 1));
-  if (!s->cand || !s->recent) {
+  if (!s->cand || !s->penalized || !s->recent) {
     snprintf(err, (size_t)cap, "sampler: out of memory");
     llm_sampler_free(s);
     return -1;
@@ -37,8 +38,9 @@ int llm_sampler_init(llm_sampler *s, const llm_sampler_params *p, int32_t vocab,
 
 void llm_sampler_free(llm_sampler *s) {
   free(s->cand);
+  free(s->penalized);
   free(s->recent);
-  s->cand = NULL, s->recent = NULL;
+  s->cand = NULL, s->penalized = NULL, s->recent = NULL;
 }
 
 void llm_sampler_accept(llm_sampler *s, int32_t token) {
@@ -51,8 +53,9 @@ void llm_sampler_accept(llm_sampler *s, int32_t token) {
 
 int32_t llm_argmax(const float *logits, int32_t n) {
   int32_t best = 0;
+  float top = logits[0]; /* in a register: no load on the loop's critical path */
   for (int32_t i = 1; i < n; i++)
-    if (logits[i] > logits[best]) best = i;
+    if (logits[i] > top) top = logits[i], best = i;
   return best;
 }
 
@@ -75,7 +78,7 @@ static void apply_penalty(llm_sampler *s) {
     bool seen = false;
     for (int32_t j = 0; j < i && !seen; j++) seen = s->recent[j] == id;
     if (seen) continue;
-    float *l = &s->cand[id].logit;
+    float *l = &s->penalized[id];
     *l = *l > 0 ? *l / penalty : *l * penalty;
   }
 }
@@ -85,27 +88,37 @@ static int by_logit_desc(const void *a, const void *b) {
   return (x < y) - (x > y);
 }
 
-/* Keeps the k best candidates, sorted, with a partial selection first. */
-static int32_t keep_top_k(llm_candidate *c, int32_t n, int32_t k) {
-  if (k <= 0 || k > n) k = n;
-  /* A full sort of 50k-128k entries per token is affordable but wasteful:
-   * first drop everything below the k-th largest by a threshold pass. */
-  if (k < n) {
-    float lo = c[0].logit, hi = c[0].logit;
-    for (int32_t i = 1; i < n; i++) lo = fminf(lo, c[i].logit), hi = fmaxf(hi, c[i].logit);
-    for (int iter = 0; iter < 40 && hi > lo; iter++) {
-      float mid = lo + (hi - lo) / 2;
-      int32_t above = 0;
-      for (int32_t i = 0; i < n; i++) above += c[i].logit >= mid;
-      if (above >= k) lo = mid; else hi = mid;
-    }
-    int32_t m = 0;
-    for (int32_t i = 0; i < n; i++)
-      if (c[i].logit >= lo) c[m++] = c[i];
-    n = m;
+/* Restores the min-heap order of h[0..n) below position i (smallest logit
+ * at the root). */
+static void sift_down(llm_candidate *h, int32_t n, int32_t i) {
+  for (;;) {
+    int32_t l = 2 * i + 1, r = l + 1, m = i;
+    if (l < n && h[l].logit < h[m].logit) m = l;
+    if (r < n && h[r].logit < h[m].logit) m = r;
+    if (m == i) return;
+    llm_candidate t = h[i];
+    h[i] = h[m], h[m] = t;
+    i = m;
   }
-  qsort(c, (size_t)n, sizeof *c, by_logit_desc);
-  return n < k ? n : k;
+}
+
+/* Keeps the k best of the n logits x in c[0..k), sorted best first, and
+ * returns k. One pass with a min-heap of k entries: with 50k-128k logits a
+ * token, repeated threshold passes or a full sort would cost more than a
+ * GPU's whole forward pass. */
+static int32_t keep_top_k(llm_candidate *c, const float *x, int32_t n, int32_t k) {
+  if (k <= 0 || k > n) k = n;
+  for (int32_t i = 0; i < k; i++) c[i] = (llm_candidate){i, x[i]};
+  for (int32_t i = k / 2 - 1; i >= 0; i--) sift_down(c, k, i);
+  float least = c[0].logit;
+  for (int32_t i = k; i < n; i++) {
+    if (!(x[i] > least)) continue;
+    c[0] = (llm_candidate){i, x[i]};
+    sift_down(c, k, 0);
+    least = c[0].logit;
+  }
+  qsort(c, (size_t)k, sizeof *c, by_logit_desc);
+  return k;
 }
 
 static void softmax_sorted(llm_candidate *c, int32_t n, float temperature) {
@@ -115,16 +128,11 @@ static void softmax_sorted(llm_candidate *c, int32_t n, float temperature) {
 }
 
 int32_t llm_sampler_sample(llm_sampler *s, const float *logits) {
-  for (int32_t i = 0; i < s->vocab; i++) s->cand[i] = (llm_candidate){i, logits[i]};
+  memcpy(s->penalized, logits, sizeof *logits * (size_t)s->vocab);
   apply_penalty(s);
   const llm_sampler_params *p = &s->params;
-  if (p->temperature <= 0.0f) {
-    int32_t best = 0;
-    for (int32_t i = 1; i < s->vocab; i++)
-      if (s->cand[i].logit > s->cand[best].logit) best = i;
-    return best;
-  }
-  int32_t n = keep_top_k(s->cand, s->vocab, p->top_k);
+  if (p->temperature <= 0.0f) return llm_argmax(s->penalized, s->vocab);
+  int32_t n = keep_top_k(s->cand, s->penalized, s->vocab, p->top_k);
   /* top-p and min-p on probabilities at temperature 1, as llama.cpp. */
   softmax_sorted(s->cand, n, 1.0f);
   float cum = 0;

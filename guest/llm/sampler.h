@@ -31,7 +31,8 @@ typedef struct llm_sampler {
   llm_sampler_params params;
   uint64_t rng;             /* splitmix64 state */
   int32_t vocab;
-  llm_candidate *cand;      /* [vocab] scratch */
+  llm_candidate *cand;      /* [top_k or vocab] the kept candidates */
+  float *penalized;         /* [vocab] the logits after the repetition penalty */
   int32_t *recent;          /* ring of the last repeat_last_n tokens */
   int32_t n_recent, recent_head;
 } llm_sampler;

@@ -46,6 +46,7 @@ typedef struct sp_cu_ctx {
   int device;
   bool residency, graphs, integrated;
   bool local; /* device-local ranges get mirrors (SP_CUDA_NO_DEVICE_LOCAL=1 turns it off) */
+  int timing; /* SP_CUDA_TIMING (measurement): 1 = GPU time per list, 2 = per command (graphs off) */
   pthread_mutex_t mu; /* guards stats */
   sp_residency_stats stats;
 } sp_cu_ctx;
@@ -75,6 +76,13 @@ typedef struct sp_cu_binding {
   uint32_t last_count, last_cap;
   cudaGraphExec_t exec;
   bool has_exec, dirty;
+  /* SP_CUDA_TIMING: events around each list (and after each command, 2);
+   * [1] sums repeated lists (decode steps), [0] the others */
+  cudaEvent_t t_start, t_end, *t_ops;
+  uint32_t t_ops_cap;
+  bool t_pending, t_same;
+  double t_ms[2], op_ms[SP_OP_COUNT];
+  uint64_t t_n[2], op_n[SP_OP_COUNT];
 } sp_cu_binding;
 
 #define CU_TRY(call, ...)                                                              \
@@ -168,6 +176,26 @@ static sp_error_t *cu_grow(void *vctx, void *binding, const sp_memory_view *view
 
 static void *cu_device_base(void *vctx, void *binding) { return ((sp_cu_binding *)binding)->dbase; }
 
+/* Copies between guest bytes [addr, addr + len) and device memory dev, one
+ * registration at a time: a copy through pinned memory may not span two
+ * cudaHostRegister ranges (cudaErrorInvalidValue), and memory.grow makes a
+ * new one each time. */
+static cudaError_t copy_guest(const sp_cu_binding *b, uint8_t *dev, uint64_t addr, uint64_t len, bool to_device) {
+  for (uint64_t at = addr, end = addr + len; at < end;) {
+    uint64_t stop = end;
+    for (size_t i = 0; i < b->n_regs; i++) {
+      uint64_t start = (uint64_t)(b->regs[i] - b->view.base);
+      if (start > at && start < stop) stop = start;
+    }
+    uint8_t *host = b->view.base + at, *d = dev + (at - addr);
+    cudaError_t e = to_device ? cudaMemcpy(d, host, stop - at, cudaMemcpyHostToDevice)
+                              : cudaMemcpy(host, d, stop - at, cudaMemcpyDeviceToHost);
+    if (e != cudaSuccess) return e;
+    at = stop;
+  }
+  return cudaSuccess;
+}
+
 /* ---- residency: freeze and flush ---- */
 
 static void add_stats(sp_cu_ctx *c, int64_t bytes, double ms) {
@@ -190,7 +218,7 @@ static sp_error_t *cu_freeze(void *vctx, void *binding, uint64_t addr, uint64_t 
             "memory instead\n", len / 1048576.0);
     return NULL;
   }
-  cudaError_t e = cudaMemcpy(dev, b->view.base + addr, len, cudaMemcpyHostToDevice);
+  cudaError_t e = copy_guest(b, dev, addr, len, true);
   if (e != cudaSuccess) {
     cudaFree(dev);
     return sp_error_new("cuda: copying %llu frozen bytes: %s", (unsigned long long)len, cudaGetErrorString(e));
@@ -221,8 +249,8 @@ static sp_cu_frozen *local_of(sp_cu_binding *b, uint64_t addr, uint64_t len) {
 static sp_error_t *upload_local(sp_cu_ctx *c, sp_cu_binding *b, sp_cu_frozen *l, uint64_t addr, uint64_t len) {
   double t0 = now_ms();
   CU_TRY(cudaStreamSynchronize(b->stream), "device_local: waiting for the stream");
-  CU_TRY(cudaMemcpy(l->dev + (addr - l->addr), b->view.base + addr, len, cudaMemcpyHostToDevice),
-         "device_local: uploading %llu bytes", (unsigned long long)len);
+  CU_TRY(copy_guest(b, l->dev + (addr - l->addr), addr, len, true), "device_local: uploading %llu bytes",
+         (unsigned long long)len);
   add_local_stats(c, 0, len, now_ms() - t0);
   return NULL;
 }
@@ -261,8 +289,8 @@ static sp_error_t *cu_sync(void *vctx, void *binding, uint64_t addr, uint64_t le
   CU_TRY(cudaSetDevice(c->device), "selecting device %d", c->device);
   double t0 = now_ms();
   CU_TRY(cudaStreamSynchronize(b->stream), "sync: waiting for the stream");
-  CU_TRY(cudaMemcpy(b->view.base + addr, l->dev + (addr - l->addr), len, cudaMemcpyDeviceToHost),
-         "sync: copying %llu bytes back", (unsigned long long)len);
+  CU_TRY(copy_guest(b, l->dev + (addr - l->addr), addr, len, false), "sync: copying %llu bytes back",
+         (unsigned long long)len);
   add_local_stats(c, 0, len, now_ms() - t0);
   return NULL;
 }
@@ -281,8 +309,8 @@ static sp_error_t *cu_flush(void *vctx, void *binding, uint64_t addr, uint64_t l
     CU_TRY(cudaSetDevice(c->device), "selecting device %d", c->device);
     double t0 = now_ms();
     CU_TRY(cudaStreamSynchronize(b->stream), "flush: waiting for the stream");
-    CU_TRY(cudaMemcpy(f->dev + (addr - f->addr), b->view.base + addr, len, cudaMemcpyHostToDevice),
-           "flush: copying %llu bytes", (unsigned long long)len);
+    CU_TRY(copy_guest(b, f->dev + (addr - f->addr), addr, len, true), "flush: copying %llu bytes",
+           (unsigned long long)len);
     add_stats(c, 0, now_ms() - t0);
     return NULL;
   }
@@ -477,6 +505,7 @@ static sp_error_t *enqueue_list(sp_cu_binding *b, const sp_cmd *cmds, uint32_t c
   CU_TRY(cudaMemsetAsync(b->status_dev, 0, sizeof(sp_cu_status), b->stream), "resetting the status word");
   for (uint32_t i = 0; i < count; i++) {
     cudaError_t e = enqueue_cmd(b, &cmds[i], i, &checked, &xq_of);
+    if (e == cudaSuccess && b->t_ops && i < b->t_ops_cap) e = cudaEventRecord(b->t_ops[i], b->stream);
     if (e != cudaSuccess)
       return sp_error_new("cuda: cmd[%u] (%s): launch failed: %s", i, op_name(cmds[i].op), cudaGetErrorString(e));
   }
@@ -516,11 +545,68 @@ static sp_error_t *capture_and_launch(sp_cu_binding *b, const sp_cmd *cmds, uint
   return NULL;
 }
 
+/* SP_CUDA_TIMING: an event before the list (outside any capture), and with
+ * mode 2 one per command. */
+static sp_error_t *timing_start(sp_cu_ctx *c, sp_cu_binding *b, uint32_t count, bool same) {
+  if (!b->t_start) {
+    CU_TRY(cudaEventCreate(&b->t_start), "timing events");
+    CU_TRY(cudaEventCreate(&b->t_end), "timing events");
+  }
+  if (c->timing == 2 && count > b->t_ops_cap) {
+    cudaEvent_t *grown = (cudaEvent_t *)realloc(b->t_ops, count * sizeof *grown);
+    if (!grown) return sp_error_new("cuda: out of host memory");
+    b->t_ops = grown;
+    for (; b->t_ops_cap < count; b->t_ops_cap++) CU_TRY(cudaEventCreate(&b->t_ops[b->t_ops_cap]), "timing events");
+  }
+  b->t_same = same;
+  CU_TRY(cudaEventRecord(b->t_start, b->stream), "timing events");
+  return NULL;
+}
+
+/* SP_CUDA_TIMING: adds the finished list's GPU time (and its commands'). */
+static void timing_add(sp_cu_binding *b) {
+  float ms = 0;
+  b->t_pending = false;
+  if (cudaEventElapsedTime(&ms, b->t_start, b->t_end) != cudaSuccess) return;
+  b->t_ms[b->t_same] += ms, b->t_n[b->t_same]++;
+  if (!b->t_same || !b->t_ops) return;
+  cudaEvent_t prev = b->t_start;
+  for (uint32_t i = 0; i < b->last_count && i < b->t_ops_cap; i++) {
+    if (cudaEventElapsedTime(&ms, prev, b->t_ops[i]) != cudaSuccess) return;
+    uint32_t op = b->last[i].op < SP_OP_COUNT ? b->last[i].op : 0;
+    b->op_ms[op] += ms, b->op_n[op]++;
+    prev = b->t_ops[i];
+  }
+}
+
+static void timing_report(sp_cu_binding *b) {
+  fprintf(stderr, "samepage: cuda timing: %llu repeated lists, GPU %.3f ms each; %llu other lists, GPU %.3f ms each\n",
+          (unsigned long long)b->t_n[1], b->t_n[1] ? b->t_ms[1] / b->t_n[1] : 0.0, (unsigned long long)b->t_n[0],
+          b->t_n[0] ? b->t_ms[0] / b->t_n[0] : 0.0);
+  for (uint32_t op = 0; op < SP_OP_COUNT && b->t_n[1]; op++)
+    if (b->op_n[op])
+      fprintf(stderr, "samepage: cuda timing:   %-10s %4llu per list, %7.2f us each, %.3f ms per list\n", op_name(op),
+              (unsigned long long)(b->op_n[op] / b->t_n[1]), 1e3 * b->op_ms[op] / b->op_n[op], b->op_ms[op] / b->t_n[1]);
+}
+
+static sp_error_t *launch_list(sp_cu_ctx *c, sp_cu_binding *b, const sp_cmd *cmds, uint32_t count, bool same);
+
 static sp_error_t *cu_submit(void *vctx, void *binding, const sp_cmd *cmds, uint32_t count) {
   sp_cu_ctx *c = (sp_cu_ctx *)vctx;
   sp_cu_binding *b = (sp_cu_binding *)binding;
   CU_TRY(cudaSetDevice(c->device), "selecting device %d", c->device);
   bool same = b->last && count == b->last_count && !memcmp(cmds, b->last, (size_t)count * sizeof *cmds);
+  sp_error_t *err = c->timing ? timing_start(c, b, count, same) : NULL;
+  if (!err) err = launch_list(c, b, cmds, count, same);
+  if (!err && c->timing) {
+    CU_TRY(cudaEventRecord(b->t_end, b->stream), "timing events");
+    b->t_pending = true;
+  }
+  return err;
+}
+
+/* Replays, captures or enqueues the list. */
+static sp_error_t *launch_list(sp_cu_ctx *c, sp_cu_binding *b, const sp_cmd *cmds, uint32_t count, bool same) {
   sp_error_t *err = reserve_scratch(b, scratch_need(cmds, count));
   if (err) return err;
   if (same && b->has_exec && !b->dirty) {
@@ -541,6 +627,7 @@ static sp_error_t *cu_wait(void *vctx, void *binding) {
   if (e != cudaSuccess)
     return sp_error_new("cuda: running the list failed: %s (%s); the device context may be lost",
                         cudaGetErrorString(e), cudaGetErrorName(e));
+  if (b->t_pending) timing_add(b);
   const sp_cu_status *st = b->status_host;
   if (!st->code) return NULL;
   uint32_t i = (uint32_t)st->cmd;
@@ -559,6 +646,12 @@ static void cu_release(void *vctx, void *binding) {
   cudaSetDevice(c->device);
   if (b->stream) cudaStreamSynchronize(b->stream);
   if (b->has_exec) cudaGraphExecDestroy(b->exec);
+  if (b->t_start) {
+    timing_report(b);
+    cudaEventDestroy(b->t_start), cudaEventDestroy(b->t_end);
+    for (uint32_t i = 0; i < b->t_ops_cap; i++) cudaEventDestroy(b->t_ops[i]);
+    free(b->t_ops);
+  }
   for (uint32_t i = 0; i < b->n_frozen; i++) {
     if (!b->frozen[i].dev) continue;
     cudaFree(b->frozen[i].dev);
@@ -630,6 +723,9 @@ extern "C" sp_error_t *sp_backend_cuda_new(const sp_backend_options *opts, sp_ba
   c->residency = opts->residency;
   c->graphs = opts->graphs;
   c->integrated = integrated != 0;
+  const char *timing = getenv("SP_CUDA_TIMING");
+  c->timing = timing ? atoi(timing) : 0;
+  if (c->timing == 2) c->graphs = false; /* an event after each command: no capture */
   const char *no_local = getenv("SP_CUDA_NO_DEVICE_LOCAL");
   c->local = c->residency && !c->integrated && !(no_local && *no_local && strcmp(no_local, "0"));
   pthread_mutex_init(&c->mu, NULL);

@@ -4,9 +4,11 @@
  * Three paths:
  *  - M <= SP_MMV_MAX_M, quantized weights (Q8_0, Q4_0, Q4_1): the
  *    activation rows are first quantized to int8 blocks (same formula and
- *    rounding as the CPU's sp_q8_act), then one warp per weight row runs
- *    integer dot products (dp4a), four lanes per 32-element block;
- *  - M <= SP_MMV_MAX_M, float weights (F32, F16, BF16): one warp per row,
+ *    rounding as the CPU's sp_q8_act), then `wpr` warps per weight row (4
+ *    by default: a 128-thread block per row, so even a 512-row matrix keeps
+ *    enough loads in flight) run integer dot products (dp4a), four lanes per
+ *    32-element block, and sum their parts through shared memory;
+ *  - M <= SP_MMV_MAX_M, float weights (F32, F16, BF16): the same split,
  *    16-byte loads when rows are aligned;
  *  - larger M (prefill): 64 x 64 output tiles on tensor cores (WMMA, f16
  *    operands, f32 accumulation), weights dequantized into shared memory.
@@ -17,6 +19,32 @@
 
 #define SP_MMV_MAX_M 8
 #define SP_MMV_ROWS 4 /* weight rows (warps) per block */
+
+/* Warps per weight row in the matrix-vector kernels: 1, 2 or 4
+ * (SP_CUDA_MMV_WPR, for measurement; default 4). */
+static uint32_t mmv_wpr(void) {
+  static uint32_t wpr;
+  if (!wpr) {
+    const char *env = getenv("SP_CUDA_MMV_WPR");
+    uint32_t v = env ? (uint32_t)atoi(env) : 4;
+    wpr = v == 1 || v == 2 || v == 4 ? v : 4;
+  }
+  return wpr;
+}
+
+/* Sums acc over the wpr warps of each row (warp w of a row is w % wpr); the
+ * row's first lane gets the total. Every thread of the block must call it. */
+static __device__ __forceinline__ float sum_row_parts(float acc, uint32_t wpr) {
+  __shared__ float parts[SP_MMV_ROWS];
+  uint32_t warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  acc = sp_cu_warp_sum(acc);
+  if (wpr == 1) return acc;
+  if (lane == 0) parts[warp] = acc;
+  __syncthreads();
+  if (lane == 0 && warp % wpr == 0)
+    for (uint32_t j = 1; j < wpr; j++) acc += parts[warp + j];
+  return acc;
+}
 
 static bool is_quant(uint32_t dt) { return dt == SP_DTYPE_Q8_0 || dt == SP_DTYPE_Q4_0 || dt == SP_DTYPE_Q4_1; }
 
@@ -57,10 +85,12 @@ static __device__ __forceinline__ int ld_i32_b2(const uint8_t *p) {
 template <int DT>
 __global__ void __launch_bounds__(SP_MMV_ROWS * 32)
     mmvq_kernel(const uint8_t *w, uint32_t w_stride, uint32_t N, uint32_t K, const int8_t *xq, const float *xd,
-                const float *xs, uint8_t *dst, uint32_t d_stride, sp_cu_status *st) {
+                const float *xs, uint8_t *dst, uint32_t d_stride, uint32_t wpr, sp_cu_status *st) {
   SP_CU_GUARD(st);
-  uint32_t n = blockIdx.x * SP_MMV_ROWS + threadIdx.x / 32, m = blockIdx.y, lane = threadIdx.x % 32;
-  if (n >= N) return;
+  uint32_t warp = threadIdx.x / 32, lane = threadIdx.x % 32, part = warp % wpr;
+  uint32_t n = blockIdx.x * (SP_MMV_ROWS / wpr) + warp / wpr, m = blockIdx.y;
+  bool live = n < N; /* no early return: the block meets at a barrier */
+  if (!live) n = N - 1;
   const uint32_t BYTES = DT == SP_DTYPE_Q8_0 ? 34 : DT == SP_DTYPE_Q4_0 ? 18 : 20;
   uint32_t nb = K / SP_CU_QK, sub = lane % 4;
   const uint8_t *wr = w + (size_t)n * w_stride;
@@ -68,7 +98,7 @@ __global__ void __launch_bounds__(SP_MMV_ROWS * 32)
   const float *xdr = xd + (size_t)m * nb, *xsr = xs + (size_t)m * nb;
   float acc = 0;
 #pragma unroll 4
-  for (uint32_t b = lane / 4; b < nb; b += 8) {
+  for (uint32_t b = part * 8 + lane / 4; b < nb; b += 8 * wpr) {
     const uint8_t *blk = wr + (size_t)b * BYTES;
     float dw = sp_cu_half(sp_cu_ld16(blk));
     float dx = xdr[b];
@@ -92,8 +122,8 @@ __global__ void __launch_bounds__(SP_MMV_ROWS * 32)
       }
     }
   }
-  acc = sp_cu_warp_sum(acc);
-  if (lane == 0) ((float *)(dst + (size_t)m * d_stride))[n] = acc;
+  acc = sum_row_parts(acc, wpr);
+  if (live && lane == 0 && part == 0) ((float *)(dst + (size_t)m * d_stride))[n] = acc;
 }
 
 /* ---- float matrix-vector ---- */
@@ -129,16 +159,18 @@ static __device__ __forceinline__ void w_vec8(const uint8_t *row, uint32_t i, fl
 template <int DT>
 __global__ void __launch_bounds__(SP_MMV_ROWS * 32)
     mmv_kernel(const uint8_t *w, uint32_t w_stride, uint32_t N, uint32_t K, const uint8_t *x, uint32_t x_stride,
-               uint8_t *dst, uint32_t d_stride, bool vec, sp_cu_status *st) {
+               uint8_t *dst, uint32_t d_stride, bool vec, uint32_t wpr, sp_cu_status *st) {
   SP_CU_GUARD(st);
-  uint32_t n = blockIdx.x * SP_MMV_ROWS + threadIdx.x / 32, m = blockIdx.y, lane = threadIdx.x % 32;
-  if (n >= N) return;
+  uint32_t warp = threadIdx.x / 32, lane = threadIdx.x % 32, part = warp % wpr;
+  uint32_t n = blockIdx.x * (SP_MMV_ROWS / wpr) + warp / wpr, m = blockIdx.y;
+  bool live = n < N; /* no early return: the block meets at a barrier */
+  if (!live) n = N - 1;
   const uint8_t *wr = w + (size_t)n * w_stride;
   const float *xr = (const float *)(x + (size_t)m * x_stride);
   float acc = 0;
   if (vec) {
 #pragma unroll 2
-    for (uint32_t i = lane * 8; i < K; i += 256) {
+    for (uint32_t i = (part * 32 + lane) * 8; i < K; i += 256 * wpr) {
       float wv[8];
       w_vec8<DT>(wr, i, wv);
       float4 a = *(const float4 *)(xr + i), b = *(const float4 *)(xr + i + 4);
@@ -146,10 +178,10 @@ __global__ void __launch_bounds__(SP_MMV_ROWS * 32)
              wv[7] * b.w;
     }
   } else {
-    for (uint32_t i = lane; i < K; i += 32) acc += w_scalar<DT>(wr, i) * xr[i];
+    for (uint32_t i = part * 32 + lane; i < K; i += 32 * wpr) acc += w_scalar<DT>(wr, i) * xr[i];
   }
-  acc = sp_cu_warp_sum(acc);
-  if (lane == 0) ((float *)(dst + (size_t)m * d_stride))[n] = acc;
+  acc = sum_row_parts(acc, wpr);
+  if (live && lane == 0 && part == 0) ((float *)(dst + (size_t)m * d_stride))[n] = acc;
 }
 
 /* ---- tensor-core tiles for prefill ---- */
@@ -259,9 +291,10 @@ static void launch_float(const sp_cu_cmd *c, uint32_t N, uint32_t K, uint32_t M)
   const uint32_t esz = DT == SP_DTYPE_F32 ? 4 : 2;
   bool vec = K % 8 == 0 && (uintptr_t)w.p % 16 == 0 && w.nb[0] % 16 == 0 && (uintptr_t)x.p % 16 == 0 &&
              x.nb[0] % 16 == 0 && (K * esz) % 16 == 0;
-  dim3 grid((N + SP_MMV_ROWS - 1) / SP_MMV_ROWS, M);
+  uint32_t wpr = mmv_wpr(), rows = SP_MMV_ROWS / wpr;
+  dim3 grid((N + rows - 1) / rows, M);
   mmv_kernel<(DT < SP_DTYPE_Q8_0 ? DT : SP_DTYPE_F32)><<<grid, SP_MMV_ROWS * 32, 0, c->stream>>>(
-      w.p, w.nb[0], N, K, x.p, x.nb[0], d.p, d.nb[0], vec, c->status);
+      w.p, w.nb[0], N, K, x.p, x.nb[0], d.p, d.nb[0], vec, wpr, c->status);
 }
 
 template <int DT>
@@ -272,9 +305,10 @@ static void launch_quant(const sp_cu_cmd *c, uint32_t N, uint32_t K, uint32_t M)
     dim3 grid((nb + 7) / 8, M);
     quantize_kernel<<<grid, 256, 0, c->stream>>>(x.p, x.nb[0], K, c->xq, c->xd, c->xs, c->status);
   }
-  dim3 grid((N + SP_MMV_ROWS - 1) / SP_MMV_ROWS, M);
+  uint32_t wpr = mmv_wpr(), rows = SP_MMV_ROWS / wpr;
+  dim3 grid((N + rows - 1) / rows, M);
   mmvq_kernel<DT><<<grid, SP_MMV_ROWS * 32, 0, c->stream>>>(w.p, w.nb[0], N, K, c->xq, c->xd, c->xs, d.p, d.nb[0],
-                                                            c->status);
+                                                            wpr, c->status);
 }
 
 cudaError_t sp_cu_matmul(const sp_cu_cmd *c) {
