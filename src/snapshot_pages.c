@@ -21,8 +21,9 @@ bool sp_snap_page_is_zero(const uint8_t *page) {
 #define PM_SWAPPED (1ull << 62)
 #define PM_FILE (1ull << 61)
 
-bool sp_snap_range_modified(const sp_region *region, uint64_t addr, uint64_t len) {
-  int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+int sp_snap_pagemap_open(void) { return open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC); }
+
+bool sp_snap_range_modified(int fd, const sp_region *region, uint64_t addr, uint64_t len) {
   if (fd < 0) return true;
   size_t page = sp_page_size();
   uint64_t first = ((uintptr_t)region->base + addr) / page, n = (len + page - 1) / page;
@@ -39,6 +40,5 @@ bool sp_snap_range_modified(const sp_region *region, uint64_t addr, uint64_t len
       modified = (entries[i] & (PM_PRESENT | PM_SWAPPED)) && !(entries[i] & PM_FILE);
     done += batch;
   }
-  close(fd);
   return modified;
 }

@@ -145,13 +145,14 @@ static sp_error_t *put_blob_refs(snap_writer *w, sp_actor_t *a, const bool *usab
 static void put_pages(snap_writer *w, sp_actor_t *a, const bool *usable) {
   const sp_region *r = a->region;
   uint64_t n_pages = r->committed / SP_SNAP_PAGE, run_start = 0, run_len = 0;
+  int pagemap = sp_snap_pagemap_open();
   for (uint64_t p = 0; p <= n_pages && !w->err; p++) {
     bool store = false;
     if (p < n_pages) {
       uint64_t addr = p * SP_SNAP_PAGE;
       int ref = ref_of_page(a, usable, addr);
       if (ref >= 0 && a->blobs.maps[ref].read) store = false; /* verified equal to the file */
-      else if (ref >= 0) store = sp_snap_range_modified(r, addr, SP_SNAP_PAGE);
+      else if (ref >= 0) store = sp_snap_range_modified(pagemap, r, addr, SP_SNAP_PAGE);
       else store = !sp_snap_page_is_zero(r->base + addr);
     }
     if (store && run_len < 256) {
@@ -167,6 +168,7 @@ static void put_pages(snap_writer *w, sp_actor_t *a, const bool *usable) {
     run_len = store ? 1 : 0;
     run_start = p;
   }
+  if (pagemap >= 0) close(pagemap);
 }
 
 static void put_frozen(snap_writer *w, sp_actor_t *a) {

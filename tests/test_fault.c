@@ -15,28 +15,11 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "test_util.h"
 #include "fault_guard.h"
 #include "samepage.h"
 
 #define FILE_BYTES (4u << 20)
-
-static uint8_t *load_guest(const char *name, size_t *len) {
-  const char *dir = getenv("SP_GUEST_DIR");
-  char path[1024];
-  snprintf(path, sizeof path, "%s/%s.wasm", dir ? dir : "guests", name);
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    printf("cannot open %s\n", path);
-    exit(1);
-  }
-  fseek(f, 0, SEEK_END);
-  long size = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  uint8_t *data = malloc((size_t)size);
-  *len = fread(data, 1, (size_t)size, f);
-  fclose(f);
-  return data;
-}
 
 static void make_file(char *path) {
   int fd = mkstemp(path);

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "test_util.h"
 #include "runtime_impl.h"
 
 typedef enum outcome { STATUS, TRAP, TIMEOUT } outcome;
@@ -150,24 +151,6 @@ static const expect cases[] = {
 #define TIMEOUT_MS 300        /* the runaway cases' limit */
 #define CASE_TIMEOUT_MS 60000 /* every other case: generous, for ASan */
 #define MEMORY_LIMIT (64u << 20)
-
-static uint8_t *load_guest(const char *name, size_t *len) {
-  const char *dir = getenv("SP_GUEST_DIR");
-  char path[1024];
-  snprintf(path, sizeof path, "%s/%s.wasm", dir ? dir : "guests", name);
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    printf("cannot open %s\n", path);
-    exit(1);
-  }
-  fseek(f, 0, SEEK_END);
-  long size = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  uint8_t *data = malloc((size_t)size);
-  *len = fread(data, 1, (size_t)size, f);
-  fclose(f);
-  return data;
-}
 
 static double now_ms(void) {
   struct timespec ts;

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "test_util.h"
 #include "hash64.h"
 #include "samepage.h"
 #include "snapshot_format.h"
@@ -35,18 +36,6 @@ static const char *samepage_bin, *work;
 static uint8_t *llm_wasm;
 static size_t llm_len;
 static sp_runtime_t *rt;
-
-static uint8_t *read_all(const char *path, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  uint8_t *d = malloc((size_t)n + 1);
-  *len = fread(d, 1, (size_t)n, f);
-  fclose(f);
-  return d;
-}
 
 static void write_all(const char *path, const uint8_t *d, size_t n) {
   FILE *f = fopen(path, "wb");

@@ -23,24 +23,12 @@
 #include <string.h>
 
 #include "check.h"
+#include "test_util.h"
 #include "json_mini.h"
 #include "samepage.h"
 
 #define NEAR_TIE 0.25
 #define MIN_MATCH 32
-
-static uint8_t *read_all(const char *path, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  uint8_t *data = malloc((size_t)n + 1);
-  *len = data ? fread(data, 1, (size_t)n, f) : 0;
-  fclose(f);
-  if (data) data[*len] = 0;
-  return data;
-}
 
 static int64_t call(sp_actor_t *a, const char *fn, int64_t x, int64_t y, int nargs) {
   int64_t args[2] = {x, y}, out = -999;

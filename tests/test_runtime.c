@@ -12,27 +12,10 @@
 #include <string.h>
 
 #include "check.h"
+#include "test_util.h"
 #include "runtime_impl.h"
 
 #define PAGE (64u << 10)
-
-static uint8_t *load_guest(const char *name, size_t *len) {
-  const char *dir = getenv("SP_GUEST_DIR");
-  char path[1024];
-  snprintf(path, sizeof path, "%s/%s.wasm", dir ? dir : "guests", name);
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    printf("cannot open %s\n", path);
-    exit(1);
-  }
-  fseek(f, 0, SEEK_END);
-  long size = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  uint8_t *data = malloc((size_t)size);
-  *len = fread(data, 1, (size_t)size, f);
-  fclose(f);
-  return data;
-}
 
 static sp_actor_t *new_actor(sp_runtime_t *rt, const char *guest, uint64_t limit) {
   size_t len;

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "test_util.h"
 #include "error.h"
 #include "hash64.h"
 #include "samepage.h"
@@ -28,18 +29,6 @@
 
 static const char *const turns[2] = {"Hi! Tell me about the sea.", "And about mountains?"};
 static const char *const guest_argv[] = {"llm", "--ctx", "512", "--temp", "0.8", "--seed", "42"};
-
-static uint8_t *read_all(const char *path, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  uint8_t *data = malloc((size_t)n);
-  *len = data ? fread(data, 1, (size_t)n, f) : 0;
-  fclose(f);
-  return data;
-}
 
 static int64_t call(sp_actor_t *a, const char *fn, int64_t x, int64_t y, int nargs) {
   int64_t args[2] = {x, y}, out = -999;

@@ -1,0 +1,38 @@
+/* test_util.h: file helpers shared by the C tests (header-only). */
+#ifndef SP_TEST_UTIL_H
+#define SP_TEST_UTIL_H
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+/* Reads a whole file, NUL-terminated (not counted in *len); NULL when it
+ * cannot be opened. Caller frees. */
+static inline uint8_t *read_all(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  fseek(f, 0, SEEK_END);
+  long n = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  uint8_t *data = n >= 0 ? malloc((size_t)n + 1) : NULL;
+  *len = data ? fread(data, 1, (size_t)n, f) : 0;
+  fclose(f);
+  if (data) data[*len] = 0;
+  return data;
+}
+
+/* Reads $SP_GUEST_DIR/<name>.wasm (default dir "guests"); exits the test
+ * when it is missing, since nothing can run without it. */
+static inline uint8_t *load_guest(const char *name, size_t *len) {
+  const char *dir = getenv("SP_GUEST_DIR");
+  char path[1024];
+  snprintf(path, sizeof path, "%s/%s.wasm", dir ? dir : "guests", name);
+  uint8_t *data = read_all(path, len);
+  if (!data) {
+    printf("cannot open %s\n", path);
+    exit(1);
+  }
+  return data;
+}
+
+#endif
