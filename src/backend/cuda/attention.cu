@@ -2,6 +2,9 @@
  * attention.cu: causal grouped-query attention over the KV cache in guest
  * memory (f16 or f32), one block per (query head, token).
  *
+ * An f16 cache with an even head size (every model we load) takes
+ * attention_f16_kernel below; the general kernel here serves the rest.
+ *
  * Each warp walks 32 cache rows at a time, one row per lane, keeping a
  * running maximum, sum and output accumulator (online softmax); the warps
  * then merge their partial results. As llm_ops.c does for an f16 cache,
@@ -115,17 +118,121 @@ __global__ void __launch_bounds__(SP_ATT_WARPS * 32)
   }
 }
 
+/* ---- f16 cache, even head size: chunks of rows, one row per thread ---- */
+
+#define SP_ATT_T 256 /* threads per block = cache rows scored per chunk */
+
+static __device__ float att_block_reduce(float v, bool is_max, float *red) {
+  int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  for (int o = 16; o > 0; o >>= 1) {
+    float u = __shfl_xor_sync(0xffffffffu, v, o);
+    v = is_max ? fmaxf(v, u) : v + u;
+  }
+  __syncthreads(); /* red is reused: everyone has read the last result */
+  if (lane == 0) red[warp] = v;
+  __syncthreads();
+  v = red[0];
+  for (int w = 1; w < SP_ATT_T / 32; w++) v = is_max ? fmaxf(v, red[w]) : v + red[w];
+  return v;
+}
+
+/* q . K[row] for one row, q (f16-rounded) in shared memory. */
+template <bool VEC16>
+static __device__ __forceinline__ float score_row(const float *qs, const uint8_t *kr, uint32_t D) {
+  float dot = 0;
+  if (VEC16) {
+    for (uint32_t i0 = 0; i0 < D; i0 += 8) {
+      uint4 u = *(const uint4 *)(kr + 2 * i0);
+      const __half2 *h2 = (const __half2 *)&u;
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        float2 f = __half22float2(h2[e]);
+        dot += qs[i0 + 2 * e] * f.x;
+        dot += qs[i0 + 2 * e + 1] * f.y;
+      }
+    }
+  } else {
+    for (uint32_t i = 0; i < D; i += 2) {
+      float2 f = __half22float2(*(const __half2 *)(kr + 2 * i));
+      dot += qs[i] * f.x;
+      dot += qs[i + 1] * f.y;
+    }
+  }
+  return dot;
+}
+
+/* One block per (query head, token). Per chunk of SP_ATT_T cache rows:
+ * thread t scores row c0 + t; the chunk's probabilities go to shared
+ * memory (online softmax across chunks); then the block, split into
+ * SP_ATT_T / (D / 2) row groups of D / 2 threads (two dimensions each),
+ * accumulates the values, and the groups are summed at the end. */
+template <bool VEC16>
+__global__ void __launch_bounds__(SP_ATT_T)
+    attention_f16_kernel(sp_cu_tensor q, sp_cu_tensor k, sp_cu_tensor v, const int32_t *pos, sp_cu_tensor d,
+                         float scale, sp_cu_status *st) {
+  SP_CU_GUARD(st);
+  __shared__ float qs[SP_ATT_DMAX], pr[SP_ATT_T], red[SP_ATT_T / 32];
+  __shared__ float2 part[SP_ATT_T];
+  uint32_t h = blockIdx.x, t = blockIdx.y, D = q.ne[0], Hq = q.ne[1], tid = threadIdx.x;
+  uint32_t hk = h / (Hq / k.ne[1]);
+  int32_t p = pos[t], C = (int32_t)k.ne[2];
+  p = p < 0 ? 0 : (p >= C ? C - 1 : p); /* checked before; never trust guest data twice */
+  const float *qr = (const float *)(q.p + (size_t)h * q.nb[0] + (size_t)t * q.nb[1]);
+  for (uint32_t i = tid; i < D; i += SP_ATT_T) qs[i] = __half2float(__float2half_rn(qr[i]));
+  __syncthreads();
+  const uint8_t *kb = k.p + (size_t)hk * k.nb[0], *vb = v.p + (size_t)hk * v.nb[0];
+  uint32_t U = D / 2, R = SP_ATT_T / U, g = tid / U, u = tid % U;
+  bool owner = g < R; /* threads past R * U only score */
+  float m = -INFINITY, l = 0;
+  float2 acc = make_float2(0, 0);
+  for (int32_t c0 = 0; c0 <= p; c0 += SP_ATT_T) {
+    int32_t c = c0 + (int32_t)tid;
+    float s = c <= p ? score_row<VEC16>(qs, kb + (size_t)c * k.nb[1], D) * scale : -INFINITY;
+    float mn = fmaxf(m, att_block_reduce(s, true, red));
+    float e = c <= p ? expf(s - mn) : 0.0f;
+    pr[tid] = e;
+    float corr = expf(m - mn);
+    l = l * corr + att_block_reduce(e, false, red); /* its barriers also publish pr */
+    acc.x *= corr, acc.y *= corr;
+    int32_t rows = p - c0 + 1 < SP_ATT_T ? p - c0 + 1 : SP_ATT_T;
+    if (owner) {
+#pragma unroll 8
+      for (int32_t r = (int32_t)g; r < rows; r += (int32_t)R) {
+        float2 f = __half22float2(*(const __half2 *)(vb + (size_t)(c0 + r) * v.nb[1] + 4 * u));
+        float w = pr[r];
+        acc.x += w * f.x, acc.y += w * f.y;
+      }
+    }
+    m = mn;
+    __syncthreads(); /* pr is rewritten by the next chunk */
+  }
+  part[tid] = acc;
+  __syncthreads();
+  if (g != 0) return;
+  float2 o = part[u];
+  for (uint32_t j = 1; j < R; j++) o.x += part[j * U + u].x, o.y += part[j * U + u].y;
+  float *yr = (float *)(d.p + (size_t)h * d.nb[0] + (size_t)t * d.nb[1]);
+  yr[2 * u] = o.x / l, yr[2 * u + 1] = o.y / l;
+}
+
 cudaError_t sp_cu_attention(const sp_cu_cmd *c) {
   dim3 grid(c->src[0].ne[1], c->src[0].ne[2]);
-  const sp_cu_tensor &k = c->src[1];
+  const sp_cu_tensor &k = c->src[1], &v = c->src[2];
+  uint32_t D = k.ne[0];
   bool vec = k.ne[0] % 8 == 0 && ((uintptr_t)k.p | k.nb[0] | k.nb[1]) % 16 == 0;
   float scale = sp_cu_f32(c->cmd->param[0]);
   const int32_t *pos = (const int32_t *)c->src[3].p;
-  if (c->src[1].dtype == SP_DTYPE_F16)
-    attention_kernel<true><<<grid, SP_ATT_WARPS * 32, 0, c->stream>>>(c->src[0], c->src[1], c->src[2], pos, c->dst,
-                                                                      scale, vec, c->status);
+  bool f16_fast = k.dtype == SP_DTYPE_F16 && v.dtype == SP_DTYPE_F16 && D % 2 == 0 && D <= SP_ATT_DMAX &&
+                  ((uintptr_t)k.p | k.nb[0] | k.nb[1] | (uintptr_t)v.p | v.nb[0] | v.nb[1]) % 4 == 0;
+  if (f16_fast && vec)
+    attention_f16_kernel<true><<<grid, SP_ATT_T, 0, c->stream>>>(c->src[0], k, v, pos, c->dst, scale, c->status);
+  else if (f16_fast)
+    attention_f16_kernel<false><<<grid, SP_ATT_T, 0, c->stream>>>(c->src[0], k, v, pos, c->dst, scale, c->status);
+  else if (k.dtype == SP_DTYPE_F16)
+    attention_kernel<true><<<grid, SP_ATT_WARPS * 32, 0, c->stream>>>(c->src[0], k, v, pos, c->dst, scale, vec,
+                                                                      c->status);
   else
-    attention_kernel<false><<<grid, SP_ATT_WARPS * 32, 0, c->stream>>>(c->src[0], c->src[1], c->src[2], pos, c->dst,
-                                                                       scale, false, c->status);
+    attention_kernel<false><<<grid, SP_ATT_WARPS * 32, 0, c->stream>>>(c->src[0], k, v, pos, c->dst, scale, false,
+                                                                       c->status);
   return cudaGetLastError();
 }

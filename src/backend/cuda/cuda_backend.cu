@@ -37,6 +37,7 @@ extern "C" {
 #include "error.h"
 }
 #include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/fuse.h"
 
 #define SP_CU_MAX_FROZEN 16
 #define SP_CU_MAX_LOCAL 16
@@ -361,11 +362,7 @@ static bool cu_supports(void *vctx, const sp_cmd *cmd) {
 
 /* ---- submit: decode, plan, enqueue (directly or into a graph) ---- */
 
-static uint64_t extent_of(const sp_tensor *t) {
-  uint64_t e = sp_dtype_row_bytes(sp_dtype_get(t->dtype), t->ne[0]);
-  for (int d = 1; d < 4; d++) e += (uint64_t)(t->ne[d] - 1) * t->nb[d - 1];
-  return e;
-}
+static uint64_t extent_of(const sp_tensor *t) { return sp_cu_extent(t); }
 
 static bool overlaps(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen) { return a < b + blen && b < a + alen; }
 
@@ -451,18 +448,31 @@ static sp_error_t *reserve_scratch(sp_cu_binding *b, size_t elems) {
   return NULL;
 }
 
-/* Enqueues one command. */
-static cudaError_t enqueue_cmd(const sp_cu_binding *b, const sp_cmd *cmd, uint32_t index, checked_set *checked,
-                               sp_tensor *xq_of) {
+/* A command with its tensors resolved, ready for a launcher. */
+static sp_cu_cmd decode_cmd(const sp_cu_binding *b, const sp_cmd *cmd, uint32_t index) {
   sp_cu_cmd c = {};
   c.cmd = cmd, c.index = index, c.stream = b->stream, c.status = b->status_dev;
   c.dst = resolve(b, &cmd->dst, false);
   for (int i = 0; i < SP_MAX_SRC; i++) c.src[i] = resolve(b, &cmd->src[i], true);
+  c.xq = b->xq, c.xd = b->xd, c.xs = b->xs;
+  return c;
+}
+
+/* What cmd wrote is no longer index-checked nor quantized. */
+static void forget_written(checked_set *checked, sp_tensor *xq_of, const sp_cmd *cmd) {
+  uint64_t dst_len = extent_of(&cmd->dst);
+  checked_forget(checked, cmd->dst.offset, dst_len);
+  if (xq_of->dtype && overlaps(cmd->dst.offset, dst_len, xq_of->offset, extent_of(xq_of))) memset(xq_of, 0, sizeof *xq_of);
+}
+
+/* Enqueues one command. */
+static cudaError_t enqueue_cmd(const sp_cu_binding *b, const sp_cmd *cmd, uint32_t index, checked_set *checked,
+                               sp_tensor *xq_of) {
+  sp_cu_cmd c = decode_cmd(b, cmd, index);
   cudaError_t e = cudaSuccess;
   switch (cmd->op) {
   case SP_OP_NOP: return cudaSuccess;
   case SP_OP_MATMUL:
-    c.xq = b->xq, c.xd = b->xd, c.xs = b->xs;
     c.xq_ready = !memcmp(xq_of, &cmd->src[1], sizeof *xq_of);
     e = sp_cu_matmul(&c);
     if (sp_cu_matmul_quantizes(cmd->src[0].dtype, cmd->src[1].ne[1])) *xq_of = cmd->src[1];
@@ -490,24 +500,58 @@ static cudaError_t enqueue_cmd(const sp_cu_binding *b, const sp_cmd *cmd, uint32
   default: return cudaErrorNotSupported;
   }
   if (e != cudaSuccess) return e;
-  /* What this command writes is no longer checked or quantized. */
-  uint64_t dst_len = extent_of(&cmd->dst);
-  checked_forget(checked, cmd->dst.offset, dst_len);
-  if (xq_of->dtype && overlaps(cmd->dst.offset, dst_len, xq_of->offset, extent_of(xq_of))) memset(xq_of, 0, sizeof *xq_of);
+  forget_written(checked, xq_of, cmd);
   return cudaSuccess;
 }
 
-/* Enqueues the whole list: reset the status word, every command, then copy
- * the status word back for wait(). */
+/* Enqueues cmds[i, i + f->count) as one fused launch (fuse.h). */
+static cudaError_t enqueue_fused(const sp_cu_binding *b, const sp_cmd *cmds, uint32_t i, const sp_cu_fusion *f,
+                                 checked_set *checked, sp_tensor *xq_of) {
+  sp_cu_cmd c[SP_CU_MAX_GROUP];
+  const sp_cu_cmd *cp[SP_CU_MAX_GROUP];
+  for (uint32_t k = 0; k < f->count; k++) c[k] = decode_cmd(b, &cmds[i + k], i + k), cp[k] = &c[k];
+  sp_cu_qdst q = {};
+  if (f->quantize) q.xq = b->xq, q.xd = b->xd, q.xs = b->xs;
+  cudaError_t e = cudaSuccess;
+  switch (f->kind) {
+  case SP_FUSE_MATMUL_GROUP:
+    c[0].xq_ready = !memcmp(xq_of, &cmds[i].src[1], sizeof *xq_of);
+    e = sp_cu_matmul_group(cp, f->count, f->paired);
+    break;
+  case SP_FUSE_ADD_RMSNORM: e = sp_cu_rmsnorm_fused(&c[0], &c[1], q); break;
+  case SP_FUSE_RMSNORM: e = sp_cu_rmsnorm_fused(NULL, &c[0], q); break;
+  case SP_FUSE_SWIGLU: e = sp_cu_swiglu_quant(&c[0], q); break;
+  case SP_FUSE_ROPE_PAIR: e = sp_cu_rope_pair(&c[0], &c[1]); break;
+  case SP_FUSE_SET_ROWS_PAIR:
+    e = check_once(b, checked, &cmds[i].src[1], cmds[i].dst.ne[1], i);
+    if (e == cudaSuccess) e = check_once(b, checked, &cmds[i + 1].src[1], cmds[i + 1].dst.ne[1], i + 1);
+    if (e == cudaSuccess) e = sp_cu_set_rows_pair(&c[0], &c[1]);
+    break;
+  default: return cudaErrorNotSupported;
+  }
+  if (e != cudaSuccess) return e;
+  for (uint32_t k = 0; k < f->count; k++) forget_written(checked, xq_of, &cmds[i + k]);
+  if (f->kind == SP_FUSE_MATMUL_GROUP) *xq_of = cmds[i].src[1];
+  if (f->quantize) *xq_of = cmds[i + f->count].src[1];
+  return cudaSuccess;
+}
+
+/* Enqueues the whole list: reset the status word, every command (fused
+ * where fuse.h allows), then copy the status word back for wait(). */
 static sp_error_t *enqueue_list(sp_cu_binding *b, const sp_cmd *cmds, uint32_t count) {
   checked_set checked = {};
   sp_tensor xq_of = {};
   CU_TRY(cudaMemsetAsync(b->status_dev, 0, sizeof(sp_cu_status), b->stream), "resetting the status word");
-  for (uint32_t i = 0; i < count; i++) {
-    cudaError_t e = enqueue_cmd(b, &cmds[i], i, &checked, &xq_of);
-    if (e == cudaSuccess && b->t_ops && i < b->t_ops_cap) e = cudaEventRecord(b->t_ops[i], b->stream);
+  for (uint32_t i = 0; i < count;) {
+    sp_cu_fusion f = sp_cu_fuse_plan(cmds, i, count);
+    cudaError_t e = f.kind == SP_FUSE_NONE ? enqueue_cmd(b, &cmds[i], i, &checked, &xq_of)
+                                           : enqueue_fused(b, cmds, i, &f, &checked, &xq_of);
+    for (uint32_t k = 0; k < f.count && e == cudaSuccess && b->t_ops && i + k < b->t_ops_cap; k++)
+      e = cudaEventRecord(b->t_ops[i + k], b->stream);
     if (e != cudaSuccess)
-      return sp_error_new("cuda: cmd[%u] (%s): launch failed: %s", i, op_name(cmds[i].op), cudaGetErrorString(e));
+      return sp_error_new("cuda: cmd[%u] (%s%s): launch failed: %s", i, op_name(cmds[i].op),
+                          f.count > 1 ? ", fused with the next" : "", cudaGetErrorString(e));
+    i += f.count;
   }
   CU_TRY(cudaMemcpyAsync(b->status_host, b->status_dev, sizeof(sp_cu_status), cudaMemcpyDeviceToHost, b->stream),
          "reading the status word");

@@ -19,6 +19,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -101,6 +102,31 @@ static inline float sp_cu_f32(uint32_t bits) {
   return f;
 }
 
+/* Quantizes the 32 values a warp holds (lane i: element i of one block) as
+ * the CPU's sp_q8_act does: int8 values, the block scale rounded to f16,
+ * and scale * sum of the ints (rounded to f16) for Q4_1's offset term. */
+static inline __device__ void sp_cu_quantize_block(float v, int8_t *q, float *d, float *s) {
+  uint32_t lane = threadIdx.x % 32;
+  float amax = sp_cu_warp_max(fabsf(v));
+  float id = amax > 0 ? 127.0f / amax : 0.0f;
+  float r = rintf(__fmul_rn(v, id));
+  r = fminf(fmaxf(r, -127.0f), 127.0f);
+  int qi = (int)r, sum = qi;
+  for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+  q[lane] = (int8_t)qi;
+  if (lane == 0) {
+    float dh = __half2float(__float2half_rn(amax / 127.0f));
+    *d = dh;
+    *s = __half2float(__float2half_rn(__fmul_rn(dh, (float)sum)));
+  }
+}
+
+/* Where fused producers put quantized activations for the next matmul. */
+typedef struct sp_cu_qdst {
+  int8_t *xq; /* [M][K]; NULL: do not quantize */
+  float *xd, *xs; /* [M][K/32] */
+} sp_cu_qdst;
+
 /* Launchers: enqueue one command; return the launch error (cudaSuccess). */
 cudaError_t sp_cu_matmul(const sp_cu_cmd *c);
 cudaError_t sp_cu_elementwise(const sp_cu_cmd *c); /* add, mul, scale, swiglu, copy */
@@ -116,5 +142,22 @@ cudaError_t sp_cu_check_indices(const int32_t *idx, uint32_t n, uint32_t limit, 
                                 sp_cu_status *status, cudaStream_t stream);
 /* Whether the matmul launcher needs quantized activations for this weight dtype. */
 bool sp_cu_matmul_quantizes(uint32_t wdtype, uint32_t m);
+
+/* ---- fused launches (fuse.cu decides when they are equivalent) ---- */
+
+/* Up to SP_CU_MAX_GROUP matrix-vector products over one input, one launch.
+ * With `paired` (equal row counts) a block computes row n of every member,
+ * reading the input once. */
+#define SP_CU_MAX_GROUP 3
+cudaError_t sp_cu_matmul_group(const sp_cu_cmd *const *members, uint32_t n, bool paired);
+/* [add then] rmsnorm [then quantize for the next matmul]: `add` is the
+ * add command folded in front (NULL: none). */
+cudaError_t sp_cu_rmsnorm_fused(const sp_cu_cmd *add, const sp_cu_cmd *norm, sp_cu_qdst q);
+/* swiglu, then quantize its output for the next matmul. */
+cudaError_t sp_cu_swiglu_quant(const sp_cu_cmd *c, sp_cu_qdst q);
+/* Two independent ropes (same positions and parameters) in one launch. */
+cudaError_t sp_cu_rope_pair(const sp_cu_cmd *a, const sp_cu_cmd *b);
+/* Two independent set_rows with the same indices in one launch. */
+cudaError_t sp_cu_set_rows_pair(const sp_cu_cmd *a, const sp_cu_cmd *b);
 
 #endif

@@ -52,6 +52,66 @@ cudaError_t sp_cu_rmsnorm(const sp_cu_cmd *c) {
   return cudaGetLastError();
 }
 
+#define SP_NORM_VALS 8 /* values per thread in the fused norm: rows up to 8192 */
+
+/* rmsnorm of row blockIdx.x of dense f32 rows, the row held in registers.
+ * ADD: the row is first a + b, stored to x (the add command folded in).
+ * QUANT: the output is also quantized for the next matmul (rows a multiple
+ * of 32 long, so each warp pass covers exactly one block). */
+template <bool ADD, bool QUANT>
+__global__ void __launch_bounds__(1024)
+    rmsnorm_fused_kernel(sp_cu_tensor d, sp_cu_tensor x, const float *w, float eps, sp_cu_tensor a, sp_cu_tensor b,
+                         sp_cu_qdst q, sp_cu_status *st) {
+  SP_CU_GUARD(st);
+  __shared__ float red[32];
+  uint32_t r = blockIdx.x, n = d.ne[0];
+  float *xr = (float *)(x.p + (size_t)r * x.nb[0]), *yr = (float *)(d.p + (size_t)r * d.nb[0]);
+  const float *ar = ADD ? (const float *)(a.p + (size_t)r * a.nb[0]) : nullptr;
+  const float *br = ADD ? (const float *)(b.p + (size_t)r * b.nb[0]) : nullptr;
+  float v[SP_NORM_VALS], sum = 0;
+#pragma unroll
+  for (int k = 0; k < SP_NORM_VALS; k++) {
+    uint32_t i = threadIdx.x + k * blockDim.x;
+    v[k] = 0;
+    if (i >= n) continue;
+    v[k] = ADD ? ar[i] + br[i] : xr[i];
+    if (ADD) xr[i] = v[k];
+    sum += v[k] * v[k];
+  }
+  sum = block_sum(sum, red);
+  float scale = 1.0f / sqrtf(sum / (float)n + eps);
+#pragma unroll
+  for (int k = 0; k < SP_NORM_VALS; k++) {
+    uint32_t i = threadIdx.x + k * blockDim.x;
+    if (i >= n) break; /* warp-uniform when QUANT: n % 32 == 0 */
+    float y = v[k] * scale * w[i];
+    yr[i] = y;
+    if (QUANT) {
+      uint32_t blk = i / SP_CU_QK, nb = n / SP_CU_QK;
+      sp_cu_quantize_block(y, q.xq + (size_t)r * n + blk * SP_CU_QK, q.xd + (size_t)r * nb + blk,
+                           q.xs + (size_t)r * nb + blk);
+    }
+  }
+}
+
+cudaError_t sp_cu_rmsnorm_fused(const sp_cu_cmd *add, const sp_cu_cmd *norm, sp_cu_qdst q) {
+  uint32_t n = norm->dst.ne[0], rows = norm->dst.ne[1];
+  uint32_t threads = n >= 1024 ? 1024 : (n + 31) / 32 * 32;
+  const float *w = (const float *)norm->src[1].p;
+  float eps = sp_cu_f32(norm->cmd->param[0]);
+  sp_cu_tensor a = add ? add->src[0] : sp_cu_tensor{}, b = add ? add->src[1] : sp_cu_tensor{};
+  const sp_cu_tensor &d = norm->dst, &x = norm->src[0];
+  if (add && q.xq)
+    rmsnorm_fused_kernel<true, true><<<rows, threads, 0, norm->stream>>>(d, x, w, eps, a, b, q, norm->status);
+  else if (add)
+    rmsnorm_fused_kernel<true, false><<<rows, threads, 0, norm->stream>>>(d, x, w, eps, a, b, q, norm->status);
+  else if (q.xq)
+    rmsnorm_fused_kernel<false, true><<<rows, threads, 0, norm->stream>>>(d, x, w, eps, a, b, q, norm->status);
+  else
+    rmsnorm_fused_kernel<false, false><<<rows, threads, 0, norm->stream>>>(d, x, w, eps, a, b, q, norm->status);
+  return cudaGetLastError();
+}
+
 __global__ void softmax_kernel(sp_cu_tensor d, sp_cu_tensor x, float scale, sp_cu_status *st) {
   SP_CU_GUARD(st);
   __shared__ float red[32];
@@ -80,38 +140,66 @@ cudaError_t sp_cu_softmax(const sp_cu_cmd *c) {
 
 /* ---- rope ---- */
 
-__global__ void rope_kernel(sp_cu_tensor d, sp_cu_tensor x, const int32_t *pos, const float *factors,
-                            uint32_t n_rot, uint32_t mode, float theta_scale, float freq_scale, sp_cu_status *st) {
+#define SP_ROPE_MAX_HALF 256 /* validated n_rot <= 512 */
+
+/* One block per token: the angles of position pos[t] are computed once into
+ * shared memory (serially per pair index, as the CPU does), then every
+ * (head, pair) of one or two tensors is rotated. */
+__global__ void rope_kernel(sp_cu_tensor d0, sp_cu_tensor x0, sp_cu_tensor d1, sp_cu_tensor x1, const int32_t *pos,
+                            const float *factors, uint32_t n_rot, uint32_t mode, float theta_scale, float freq_scale,
+                            sp_cu_status *st) {
   SP_CU_GUARD(st);
-  uint32_t h = blockIdx.x, t = blockIdx.y;
-  const float *xr = (const float *)(x.p + (size_t)h * x.nb[0] + (size_t)t * x.nb[1]);
-  float *yr = (float *)(d.p + (size_t)h * d.nb[0] + (size_t)t * d.nb[1]);
+  __shared__ float cs[SP_ROPE_MAX_HALF], sn[SP_ROPE_MAX_HALF];
+  uint32_t t = blockIdx.y, half = n_rot / 2, H0 = d0.ne[1], H = H0 + (d1.p ? d1.ne[1] : 0);
   float p = (float)pos[t];
-  uint32_t half = n_rot / 2;
   for (uint32_t i = threadIdx.x; i < half; i += blockDim.x) {
     float theta = p;
     for (uint32_t j = 0; j < i; j++) theta = __fmul_rn(theta, theta_scale);
     float angle = __fdiv_rn(__fmul_rn(freq_scale, theta), factors ? factors[i] : 1.0f);
-    float cs = cosf(angle), sn = sinf(angle);
-    uint32_t i0 = mode == 2 ? i : 2 * i, i1 = mode == 2 ? i + half : 2 * i + 1;
-    float x0 = xr[i0], x1 = xr[i1];
-    yr[i0] = __fsub_rn(__fmul_rn(x0, cs), __fmul_rn(x1, sn));
-    yr[i1] = __fadd_rn(__fmul_rn(x0, sn), __fmul_rn(x1, cs));
+    cs[i] = cosf(angle), sn[i] = sinf(angle);
   }
-  if (yr != xr)
-    for (uint32_t i = n_rot + threadIdx.x; i < d.ne[0]; i += blockDim.x) yr[i] = xr[i];
+  __syncthreads();
+  uint32_t ne0 = d0.ne[0], pairs = (ne0 + 1) / 2;
+  for (uint32_t idx = threadIdx.x; idx < H * pairs; idx += blockDim.x) {
+    uint32_t h = idx / pairs, i = idx % pairs;
+    bool first = h < H0; /* fields picked one by one: no local copy of a parameter */
+    uint32_t hh = first ? h : h - H0;
+    const uint8_t *xp = first ? x0.p : x1.p;
+    uint8_t *dp = first ? d0.p : d1.p;
+    size_t xo = (size_t)hh * (first ? x0.nb[0] : x1.nb[0]) + (size_t)t * (first ? x0.nb[1] : x1.nb[1]);
+    size_t yo = (size_t)hh * (first ? d0.nb[0] : d1.nb[0]) + (size_t)t * (first ? d0.nb[1] : d1.nb[1]);
+    const float *xr = (const float *)(xp + xo);
+    float *yr = (float *)(dp + yo);
+    if (i >= half) { /* past the rotated dimensions: a copy, two values per thread */
+      uint32_t j = n_rot + 2 * (i - half);
+      if (yr != xr) {
+        yr[j] = xr[j];
+        if (j + 1 < ne0) yr[j + 1] = xr[j + 1];
+      }
+      continue;
+    }
+    uint32_t i0 = mode == 2 ? i : 2 * i, i1 = mode == 2 ? i + half : 2 * i + 1;
+    float v0 = xr[i0], v1 = xr[i1];
+    yr[i0] = __fsub_rn(__fmul_rn(v0, cs[i]), __fmul_rn(v1, sn[i]));
+    yr[i1] = __fadd_rn(__fmul_rn(v0, sn[i]), __fmul_rn(v1, cs[i]));
+  }
 }
 
-cudaError_t sp_cu_rope(const sp_cu_cmd *c) {
-  const sp_cmd *cmd = c->cmd;
+static cudaError_t launch_rope(const sp_cu_cmd *a, const sp_cu_cmd *b) {
+  const sp_cmd *cmd = a->cmd;
   uint32_t n_rot = cmd->param[0];
   float theta_scale = powf(sp_cu_f32(cmd->param[1]), -2.0f / (float)n_rot); /* host powf, as the CPU */
-  dim3 grid(c->dst.ne[1], c->dst.ne[2]);
-  rope_kernel<<<grid, 64, 0, c->stream>>>(c->dst, c->src[0], (const int32_t *)c->src[1].p,
-                                          c->src[2].p ? (const float *)c->src[2].p : nullptr, n_rot, cmd->param[2],
-                                          theta_scale, sp_cu_f32(cmd->param[3]), c->status);
+  sp_cu_tensor none = {};
+  dim3 grid(1, a->dst.ne[2]);
+  rope_kernel<<<grid, 256, 0, a->stream>>>(a->dst, a->src[0], b ? b->dst : none, b ? b->src[0] : none,
+                                          (const int32_t *)a->src[1].p,
+                                          a->src[2].p ? (const float *)a->src[2].p : nullptr, n_rot, cmd->param[2],
+                                          theta_scale, sp_cu_f32(cmd->param[3]), a->status);
   return cudaGetLastError();
 }
+
+cudaError_t sp_cu_rope(const sp_cu_cmd *c) { return launch_rope(c, nullptr); }
+cudaError_t sp_cu_rope_pair(const sp_cu_cmd *a, const sp_cu_cmd *b) { return launch_rope(a, b); }
 
 /* ---- indices ---- */
 
@@ -173,23 +261,34 @@ cudaError_t sp_cu_get_rows(const sp_cu_cmd *c) {
   return cudaGetLastError();
 }
 
-__global__ void set_rows_kernel(sp_cu_tensor d, sp_cu_tensor x, const int32_t *idx, sp_cu_status *st) {
+/* Row i of x goes to row idx[i] of d; blockIdx.z picks the pair member. */
+__global__ void set_rows_kernel(sp_cu_tensor d0, sp_cu_tensor x0, sp_cu_tensor d1, sp_cu_tensor x1, const int32_t *idx,
+                                sp_cu_status *st) {
   SP_CU_GUARD(st);
+  bool second = blockIdx.z; /* fields picked one by one: no local copy of a parameter */
+  uint32_t rows = second ? d1.ne[1] : d0.ne[1], ne0 = second ? d1.ne[0] : d0.ne[0];
+  uint32_t dtype = second ? d1.dtype : d0.dtype;
   int32_t id = idx[blockIdx.y];
-  if (id < 0 || (uint32_t)id >= d.ne[1]) return;
-  const float *xr = (const float *)(x.p + (size_t)blockIdx.y * x.nb[0]);
-  uint8_t *yr = d.p + (size_t)id * d.nb[0];
-  for (uint32_t i = blockIdx.x * blockDim.x + threadIdx.x; i < d.ne[0]; i += gridDim.x * blockDim.x) {
+  if (id < 0 || (uint32_t)id >= rows) return; /* checked before; never trust guest data twice */
+  const float *xr = (const float *)((second ? x1.p : x0.p) + (size_t)blockIdx.y * (second ? x1.nb[0] : x0.nb[0]));
+  uint8_t *yr = (second ? d1.p : d0.p) + (size_t)id * (second ? d1.nb[0] : d0.nb[0]);
+  for (uint32_t i = blockIdx.x * blockDim.x + threadIdx.x; i < ne0; i += gridDim.x * blockDim.x) {
     float v = xr[i];
-    if (d.dtype == SP_DTYPE_F32) ((float *)yr)[i] = v;
-    else if (d.dtype == SP_DTYPE_F16) ((__half *)yr)[i] = __float2half_rn(v);
+    if (dtype == SP_DTYPE_F32) ((float *)yr)[i] = v;
+    else if (dtype == SP_DTYPE_F16) ((__half *)yr)[i] = __float2half_rn(v);
     else ((__nv_bfloat16 *)yr)[i] = __float2bfloat16_rn(v);
   }
 }
 
-cudaError_t sp_cu_set_rows(const sp_cu_cmd *c) {
-  uint32_t ne0 = c->dst.ne[0];
-  dim3 grid((ne0 + 255) / 256 < 32 ? (ne0 + 255) / 256 : 32, c->src[0].ne[1]);
-  set_rows_kernel<<<grid, 256, 0, c->stream>>>(c->dst, c->src[0], (const int32_t *)c->src[1].p, c->status);
+static cudaError_t launch_set_rows(const sp_cu_cmd *a, const sp_cu_cmd *b) {
+  uint32_t ne0 = a->dst.ne[0];
+  if (b && b->dst.ne[0] > ne0) ne0 = b->dst.ne[0];
+  dim3 grid((ne0 + 255) / 256 < 32 ? (ne0 + 255) / 256 : 32, a->src[0].ne[1], b ? 2 : 1);
+  sp_cu_tensor none = {};
+  set_rows_kernel<<<grid, 256, 0, a->stream>>>(a->dst, a->src[0], b ? b->dst : none, b ? b->src[0] : none,
+                                              (const int32_t *)a->src[1].p, a->status);
   return cudaGetLastError();
 }
+
+cudaError_t sp_cu_set_rows(const sp_cu_cmd *c) { return launch_set_rows(c, nullptr); }
+cudaError_t sp_cu_set_rows_pair(const sp_cu_cmd *a, const sp_cu_cmd *b) { return launch_set_rows(a, b); }

@@ -32,98 +32,157 @@ static uint32_t mmv_wpr(void) {
   return wpr;
 }
 
-/* Sums acc over the wpr warps of each row (warp w of a row is w % wpr); the
- * row's first lane gets the total. Every thread of the block must call it. */
-static __device__ __forceinline__ float sum_row_parts(float acc, uint32_t wpr) {
-  __shared__ float parts[SP_MMV_ROWS];
-  uint32_t warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  acc = sp_cu_warp_sum(acc);
-  if (wpr == 1) return acc;
-  if (lane == 0) parts[warp] = acc;
-  __syncthreads();
-  if (lane == 0 && warp % wpr == 0)
-    for (uint32_t j = 1; j < wpr; j++) acc += parts[warp + j];
-  return acc;
-}
-
 static bool is_quant(uint32_t dt) { return dt == SP_DTYPE_Q8_0 || dt == SP_DTYPE_Q4_0 || dt == SP_DTYPE_Q4_1; }
 
 bool sp_cu_matmul_quantizes(uint32_t wdtype, uint32_t m) { return is_quant(wdtype) && m <= SP_MMV_MAX_M; }
 
 /* ---- activation quantization ---- */
 
-__global__ void quantize_kernel(const uint8_t *x, uint32_t x_stride, uint32_t K, int8_t *xq, float *xd, float *xs,
-                                sp_cu_status *st) {
+/* One warp per 32-element block of row blockIdx.y. With SWIGLU the value is
+ * first silu(x) * u (as ew_kernel computes it), stored to y, then quantized:
+ * swiglu and the quantization of the next matmul's input in one launch. */
+template <bool SWIGLU>
+__global__ void quantize_kernel(const uint8_t *x, uint32_t x_stride, const uint8_t *u, uint32_t u_stride, uint8_t *y,
+                                uint32_t y_stride, uint32_t K, int8_t *xq, float *xd, float *xs, sp_cu_status *st) {
   SP_CU_GUARD(st);
   uint32_t nb = K / SP_CU_QK, m = blockIdx.y;
   uint32_t b = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
   if (b >= nb) return;
-  float v = ((const float *)(x + (size_t)m * x_stride))[b * SP_CU_QK + lane];
-  float amax = sp_cu_warp_max(fabsf(v));
-  float id = amax > 0 ? 127.0f / amax : 0.0f;
-  float r = rintf(__fmul_rn(v, id));
-  r = fminf(fmaxf(r, -127.0f), 127.0f);
-  int q = (int)r;
-  int sum = q;
-  for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-  xq[(size_t)m * K + b * SP_CU_QK + lane] = (int8_t)q;
-  if (lane == 0) {
-    float d = amax / 127.0f;
-    float dh = __half2float(__float2half_rn(d));
-    xd[(size_t)m * nb + b] = dh;
-    xs[(size_t)m * nb + b] = __half2float(__float2half_rn(__fmul_rn(dh, (float)sum)));
+  uint32_t i = b * SP_CU_QK + lane;
+  float v = ((const float *)(x + (size_t)m * x_stride))[i];
+  if (SWIGLU) {
+    v = v / (1.0f + expf(-v)) * ((const float *)(u + (size_t)m * u_stride))[i];
+    ((float *)(y + (size_t)m * y_stride))[i] = v;
   }
+  sp_cu_quantize_block(v, xq + (size_t)m * K + b * SP_CU_QK, xd + (size_t)m * nb + b, xs + (size_t)m * nb + b);
 }
 
-/* ---- quantized matrix-vector ---- */
+static void launch_quantize(const sp_cu_cmd *c, const sp_cu_tensor &x, uint32_t K, uint32_t M) {
+  dim3 grid((K / SP_CU_QK + 7) / 8, M);
+  quantize_kernel<false><<<grid, 256, 0, c->stream>>>(x.p, x.nb[0], nullptr, 0, nullptr, 0, K, c->xq, c->xd, c->xs,
+                                                      c->status);
+}
+
+cudaError_t sp_cu_swiglu_quant(const sp_cu_cmd *c, sp_cu_qdst q) {
+  uint32_t K = c->dst.ne[0], M = c->dst.ne[1];
+  dim3 grid((K / SP_CU_QK + 7) / 8, M);
+  quantize_kernel<true><<<grid, 256, 0, c->stream>>>(c->src[0].p, c->src[0].nb[0], c->src[1].p, c->src[1].nb[0],
+                                                     c->dst.p, c->dst.nb[0], K, q.xq, q.xd, q.xs, c->status);
+  return cudaGetLastError();
+}
+
+/* ---- quantized matrix-vector, alone or in groups over one input ---- */
 
 static __device__ __forceinline__ int ld_i32_b2(const uint8_t *p) {
   const uint16_t *h = (const uint16_t *)p;
-  return (int)((uint32_t)h[0] | ((uint32_t)h[1] << 16));
+  return (int)((uint32_t)__ldg(h) | ((uint32_t)__ldg(h + 1) << 16));
 }
 
+/* The activation ints lane `sub` of a block needs (a, b). */
 template <int DT>
+static __device__ __forceinline__ int2 load_x(const int8_t *xb, uint32_t sub) {
+  if (DT == SP_DTYPE_Q8_0) return *(const int2 *)(xb + sub * 8);
+  return make_int2(*(const int *)(xb + sub * 4), *(const int *)(xb + 16 + sub * 4));
+}
+
+/* This lane's part of one weight block's dot product with the activations. */
+template <int DT>
+static __device__ __forceinline__ float block_dot(const uint8_t *blk, int2 x, float dx, float xsb, uint32_t sub) {
+  float dw = sp_cu_half(__ldg((const unsigned short *)blk));
+  if (DT == SP_DTYPE_Q8_0) {
+    int sumi = __dp4a(ld_i32_b2(blk + 2 + sub * 8), x.x, __dp4a(ld_i32_b2(blk + 2 + sub * 8 + 4), x.y, 0));
+    return dw * dx * (float)sumi;
+  }
+  int v = ld_i32_b2(blk + (DT == SP_DTYPE_Q4_1 ? 4 : 2) + sub * 4);
+  int lo = v & 0x0f0f0f0f, hi = (v >> 4) & 0x0f0f0f0f;
+  int sumi = __dp4a(lo, x.x, __dp4a(hi, x.y, 0));
+  if (DT == SP_DTYPE_Q4_0) {
+    int sumx = __dp4a(0x01010101, x.x, __dp4a(0x01010101, x.y, 0));
+    return dw * dx * (float)(sumi - 8 * sumx);
+  }
+  float r = dw * dx * (float)sumi;
+  return sub == 0 ? r + sp_cu_half(__ldg((const unsigned short *)(blk + 2))) * xsb : r;
+}
+
+/* One product of a group: weight rows, output rows, and its first block. */
+typedef struct mmv_member {
+  const uint8_t *w;
+  uint8_t *dst;
+  uint32_t w_stride, d_stride, N, first_block;
+} mmv_member;
+
+typedef struct mmv_group {
+  mmv_member m[SP_CU_MAX_GROUP];
+  uint32_t n, K;
+} mmv_group;
+
+/* Member i by value: indexing the parameter struct with a runtime index
+ * would copy it to local memory. */
+static __device__ __forceinline__ mmv_member member(const mmv_group &g, uint32_t i) {
+  if (i == 0) return g.m[0];
+  if (i == 1) return g.m[1];
+  return g.m[2];
+}
+
+/* Sums acc[0..P) over the wpr warps of each row (warp w of a row is w % wpr);
+ * the row's first lane gets the totals. Every thread of the block calls it. */
+template <int P>
+static __device__ __forceinline__ void sum_row_parts(float *acc, uint32_t wpr) {
+  __shared__ float parts[P][SP_MMV_ROWS];
+  uint32_t warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+#pragma unroll
+  for (int p = 0; p < P; p++) acc[p] = sp_cu_warp_sum(acc[p]);
+  if (wpr == 1) return;
+  if (lane == 0)
+#pragma unroll
+    for (int p = 0; p < P; p++) parts[p][warp] = acc[p];
+  __syncthreads();
+  if (lane == 0 && warp % wpr == 0)
+#pragma unroll
+    for (int p = 0; p < P; p++)
+      for (uint32_t j = 1; j < wpr; j++) acc[p] += parts[p][warp + j];
+}
+
+/* `wpr` warps per weight row, four lanes per 32-element block. P == 1: each
+ * block computes rows of one member (members' rows laid end to end over the
+ * grid); P > 1: row n of each of the P members, loading the input once. */
+template <int DT, int P>
 __global__ void __launch_bounds__(SP_MMV_ROWS * 32)
-    mmvq_kernel(const uint8_t *w, uint32_t w_stride, uint32_t N, uint32_t K, const int8_t *xq, const float *xd,
-                const float *xs, uint8_t *dst, uint32_t d_stride, uint32_t wpr, sp_cu_status *st) {
+    mmvq_kernel(mmv_group g, const int8_t *xq, const float *xd, const float *xs, uint32_t wpr, sp_cu_status *st) {
   SP_CU_GUARD(st);
-  uint32_t warp = threadIdx.x / 32, lane = threadIdx.x % 32, part = warp % wpr;
-  uint32_t n = blockIdx.x * (SP_MMV_ROWS / wpr) + warp / wpr, m = blockIdx.y;
-  bool live = n < N; /* no early return: the block meets at a barrier */
-  if (!live) n = N - 1;
+  uint32_t warp = threadIdx.x / 32, lane = threadIdx.x % 32, part = warp % wpr, rows = SP_MMV_ROWS / wpr;
+  uint32_t mi = 0;
+  if (P == 1)
+    while (mi + 1 < g.n && blockIdx.x >= member(g, mi + 1).first_block) mi++;
+  const mmv_member own = member(g, mi);
+  uint32_t n = (blockIdx.x - own.first_block) * rows + warp / wpr, m = blockIdx.y;
+  bool live = n < own.N; /* no early return: the block meets at a barrier */
+  if (!live) n = own.N - 1;
   const uint32_t BYTES = DT == SP_DTYPE_Q8_0 ? 34 : DT == SP_DTYPE_Q4_0 ? 18 : 20;
-  uint32_t nb = K / SP_CU_QK, sub = lane % 4;
-  const uint8_t *wr = w + (size_t)n * w_stride;
+  uint32_t K = g.K, nb = K / SP_CU_QK, sub = lane % 4;
   const int8_t *xr = xq + (size_t)m * K;
   const float *xdr = xd + (size_t)m * nb, *xsr = xs + (size_t)m * nb;
-  float acc = 0;
+  const uint8_t *wr[P];
+  float acc[P];
+#pragma unroll
+  for (int p = 0; p < P; p++) {
+    const mmv_member mp = P == 1 ? own : member(g, p);
+    wr[p] = mp.w + (size_t)n * mp.w_stride, acc[p] = 0;
+  }
 #pragma unroll 4
   for (uint32_t b = part * 8 + lane / 4; b < nb; b += 8 * wpr) {
-    const uint8_t *blk = wr + (size_t)b * BYTES;
-    float dw = sp_cu_half(sp_cu_ld16(blk));
-    float dx = xdr[b];
-    if (DT == SP_DTYPE_Q8_0) {
-      int v0 = ld_i32_b2(blk + 2 + sub * 8), v1 = ld_i32_b2(blk + 2 + sub * 8 + 4);
-      int2 xv = *(const int2 *)(xr + b * SP_CU_QK + sub * 8);
-      int sumi = __dp4a(v0, xv.x, __dp4a(v1, xv.y, 0));
-      acc += dw * dx * (float)sumi;
-    } else {
-      const uint8_t *qs = blk + (DT == SP_DTYPE_Q4_1 ? 4 : 2);
-      int v = ld_i32_b2(qs + sub * 4);
-      int lo = v & 0x0f0f0f0f, hi = (v >> 4) & 0x0f0f0f0f;
-      int xl = *(const int *)(xr + b * SP_CU_QK + sub * 4), xh = *(const int *)(xr + b * SP_CU_QK + 16 + sub * 4);
-      int sumi = __dp4a(lo, xl, __dp4a(hi, xh, 0));
-      if (DT == SP_DTYPE_Q4_0) {
-        int sumx = __dp4a(0x01010101, xl, __dp4a(0x01010101, xh, 0));
-        acc += dw * dx * (float)(sumi - 8 * sumx);
-      } else {
-        acc += dw * dx * (float)sumi;
-        if (sub == 0) acc += sp_cu_half(sp_cu_ld16(blk + 2)) * xsr[b];
-      }
-    }
+    int2 x = load_x<DT>(xr + b * SP_CU_QK, sub);
+    float dx = xdr[b], xsb = DT == SP_DTYPE_Q4_1 ? xsr[b] : 0.0f;
+#pragma unroll
+    for (int p = 0; p < P; p++) acc[p] += block_dot<DT>(wr[p] + (size_t)b * BYTES, x, dx, xsb, sub);
   }
-  acc = sum_row_parts(acc, wpr);
-  if (live && lane == 0 && part == 0) ((float *)(dst + (size_t)m * d_stride))[n] = acc;
+  sum_row_parts<P>(acc, wpr);
+  if (!live || lane != 0 || part != 0) return;
+#pragma unroll
+  for (int p = 0; p < P; p++) {
+    const mmv_member mp = P == 1 ? own : member(g, p);
+    ((float *)(mp.dst + (size_t)m * mp.d_stride))[n] = acc[p];
+  }
 }
 
 /* ---- float matrix-vector ---- */
@@ -180,7 +239,7 @@ __global__ void __launch_bounds__(SP_MMV_ROWS * 32)
   } else {
     for (uint32_t i = part * 32 + lane; i < K; i += 32 * wpr) acc += w_scalar<DT>(wr, i) * xr[i];
   }
-  acc = sum_row_parts(acc, wpr);
+  sum_row_parts<1>(&acc, wpr);
   if (live && lane == 0 && part == 0) ((float *)(dst + (size_t)m * d_stride))[n] = acc;
 }
 
@@ -297,18 +356,38 @@ static void launch_float(const sp_cu_cmd *c, uint32_t N, uint32_t K, uint32_t M)
       w.p, w.nb[0], N, K, x.p, x.nb[0], d.p, d.nb[0], vec, wpr, c->status);
 }
 
+/* Quantizes the shared input (unless a fused producer or an earlier matmul
+ * did) and runs the n products in one launch. */
 template <int DT>
-static void launch_quant(const sp_cu_cmd *c, uint32_t N, uint32_t K, uint32_t M) {
-  const sp_cu_tensor &w = c->src[0], &x = c->src[1], &d = c->dst;
-  if (!c->xq_ready) {
-    uint32_t nb = K / SP_CU_QK;
-    dim3 grid((nb + 7) / 8, M);
-    quantize_kernel<<<grid, 256, 0, c->stream>>>(x.p, x.nb[0], K, c->xq, c->xd, c->xs, c->status);
+static void launch_quant(const sp_cu_cmd *const *cs, uint32_t n, bool paired) {
+  const sp_cu_cmd *c = cs[0];
+  uint32_t K = c->src[0].ne[0], M = c->src[1].ne[1];
+  if (!c->xq_ready) launch_quantize(c, c->src[1], K, M);
+  uint32_t wpr = mmv_wpr(), rows = SP_MMV_ROWS / wpr, blocks = 0;
+  mmv_group g = {};
+  g.n = n, g.K = K;
+  for (uint32_t i = 0; i < n; i++) {
+    const sp_cu_tensor &w = cs[i]->src[0], &d = cs[i]->dst;
+    g.m[i] = {w.p, d.p, w.nb[0], d.nb[0], w.ne[1], paired ? 0 : blocks};
+    if (!paired || i == 0) blocks += (w.ne[1] + rows - 1) / rows;
   }
-  uint32_t wpr = mmv_wpr(), rows = SP_MMV_ROWS / wpr;
-  dim3 grid((N + rows - 1) / rows, M);
-  mmvq_kernel<DT><<<grid, SP_MMV_ROWS * 32, 0, c->stream>>>(w.p, w.nb[0], N, K, c->xq, c->xd, c->xs, d.p, d.nb[0],
-                                                            wpr, c->status);
+  dim3 grid(blocks, M), block(SP_MMV_ROWS * 32);
+  const int8_t *xq = c->xq;
+  switch (paired ? n : 1) {
+  case 2: mmvq_kernel<DT, 2><<<grid, block, 0, c->stream>>>(g, xq, c->xd, c->xs, wpr, c->status); break;
+  case 3: mmvq_kernel<DT, 3><<<grid, block, 0, c->stream>>>(g, xq, c->xd, c->xs, wpr, c->status); break;
+  default: mmvq_kernel<DT, 1><<<grid, block, 0, c->stream>>>(g, xq, c->xd, c->xs, wpr, c->status); break;
+  }
+}
+
+cudaError_t sp_cu_matmul_group(const sp_cu_cmd *const *cs, uint32_t n, bool paired) {
+  switch (cs[0]->src[0].dtype) {
+  case SP_DTYPE_Q8_0: launch_quant<SP_DTYPE_Q8_0>(cs, n, paired); break;
+  case SP_DTYPE_Q4_0: launch_quant<SP_DTYPE_Q4_0>(cs, n, paired); break;
+  case SP_DTYPE_Q4_1: launch_quant<SP_DTYPE_Q4_1>(cs, n, paired); break;
+  default: return cudaErrorNotSupported;
+  }
+  return cudaGetLastError();
 }
 
 cudaError_t sp_cu_matmul(const sp_cu_cmd *c) {
@@ -317,9 +396,14 @@ cudaError_t sp_cu_matmul(const sp_cu_cmd *c) {
   case SP_DTYPE_F32: launch_float<SP_DTYPE_F32>(c, N, K, M); break;
   case SP_DTYPE_F16: launch_float<SP_DTYPE_F16>(c, N, K, M); break;
   case SP_DTYPE_BF16: launch_float<SP_DTYPE_BF16>(c, N, K, M); break;
-  case SP_DTYPE_Q8_0: M <= SP_MMV_MAX_M ? launch_quant<SP_DTYPE_Q8_0>(c, N, K, M) : launch_float<SP_DTYPE_Q8_0>(c, N, K, M); break;
-  case SP_DTYPE_Q4_0: M <= SP_MMV_MAX_M ? launch_quant<SP_DTYPE_Q4_0>(c, N, K, M) : launch_float<SP_DTYPE_Q4_0>(c, N, K, M); break;
-  case SP_DTYPE_Q4_1: M <= SP_MMV_MAX_M ? launch_quant<SP_DTYPE_Q4_1>(c, N, K, M) : launch_float<SP_DTYPE_Q4_1>(c, N, K, M); break;
+  case SP_DTYPE_Q8_0:
+  case SP_DTYPE_Q4_0:
+  case SP_DTYPE_Q4_1:
+    if (M <= SP_MMV_MAX_M) return sp_cu_matmul_group(&c, 1, false);
+    c->src[0].dtype == SP_DTYPE_Q8_0   ? launch_float<SP_DTYPE_Q8_0>(c, N, K, M)
+    : c->src[0].dtype == SP_DTYPE_Q4_0 ? launch_float<SP_DTYPE_Q4_0>(c, N, K, M)
+                                       : launch_float<SP_DTYPE_Q4_1>(c, N, K, M);
+    break;
   default: return cudaErrorNotSupported;
   }
   return cudaGetLastError();

@@ -1,0 +1,168 @@
+/*
+ * fuse.cu: the fusion planner (see fuse.h). Host code only.
+ *
+ * Every rule below states when the fused launch is equivalent to the
+ * commands one by one. The fused kernels compute each element with the
+ * same arithmetic as the single ones, so equivalence is about aliasing: a
+ * fused launch reads all its inputs before (or while) it writes, where the
+ * separate commands would have seen each other's writes.
+ */
+#include "backend/cuda/fuse.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cuda/cuda_common.cuh"
+
+extern "C" {
+#include "dtype.h"
+}
+
+#define SP_FUSE_MAX_NORM 8192 /* rmsnorm rows up to 1024 threads x 8 values */
+
+bool sp_cu_fusion_enabled(void) {
+  static int enabled = -1;
+  if (enabled < 0) {
+    const char *env = getenv("SP_CUDA_NO_FUSION");
+    enabled = !(env && *env && strcmp(env, "0"));
+  }
+  return enabled;
+}
+
+uint64_t sp_cu_extent(const sp_tensor *t) {
+  uint64_t e = sp_dtype_row_bytes(sp_dtype_get(t->dtype), t->ne[0]);
+  for (int d = 1; d < 4; d++) e += (uint64_t)(t->ne[d] - 1) * t->nb[d - 1];
+  return e;
+}
+
+static bool same(const sp_tensor *a, const sp_tensor *b) { return !memcmp(a, b, sizeof *a); }
+
+static bool disjoint(const sp_tensor *a, const sp_tensor *b) {
+  if (!a->dtype || !b->dtype) return true;
+  uint64_t ae = sp_cu_extent(a), be = sp_cu_extent(b);
+  return (uint64_t)a->offset + ae <= b->offset || (uint64_t)b->offset + be <= a->offset;
+}
+
+/* In place or apart: the two ways an elementwise op may alias its source. */
+static bool same_or_disjoint(const sp_tensor *a, const sp_tensor *b) { return same(a, b) || disjoint(a, b); }
+
+/* f32 rows one after another, no third or fourth dimension. */
+static bool dense_rows(const sp_tensor *t) {
+  return t->dtype == SP_DTYPE_F32 && t->ne[2] == 1 && t->ne[3] == 1 && t->nb[0] == (uint64_t)t->ne[0] * 4;
+}
+
+static bool same_shape(const sp_tensor *a, const sp_tensor *b) { return !memcmp(a->ne, b->ne, sizeof a->ne); }
+
+/* cmd is a matmul that quantizes its input, and that input is y. */
+static bool quantizing_matmul_of(const sp_cmd *cmd, const sp_tensor *y) {
+  return cmd->op == SP_OP_MATMUL && sp_cu_matmul_quantizes(cmd->src[0].dtype, cmd->src[1].ne[1]) &&
+         same(&cmd->src[1], y) && dense_rows(y) && y->ne[0] % SP_CU_QK == 0;
+}
+
+static bool next_quantizes(const sp_cmd *cmds, uint32_t j, uint32_t count, const sp_tensor *y) {
+  return j < count && quantizing_matmul_of(&cmds[j], y);
+}
+
+/* ---- matrix-vector groups ---- */
+
+static bool joins_group(const sp_cmd *first, const sp_cmd *c, const sp_cmd *members, uint32_t n) {
+  if (c->op != SP_OP_MATMUL || !same(&c->src[1], &first->src[1]) || c->src[0].dtype != first->src[0].dtype)
+    return false;
+  if (!disjoint(&c->dst, &c->src[1])) return false;
+  for (uint32_t k = 0; k < n; k++)
+    if (!disjoint(&c->dst, &members[k].dst) || !disjoint(&c->dst, &members[k].src[0]) ||
+        !disjoint(&members[k].dst, &c->src[0]))
+      return false;
+  return true;
+}
+
+static sp_cu_fusion plan_matmul(const sp_cmd *cmds, uint32_t i, uint32_t count) {
+  sp_cu_fusion f = {SP_FUSE_NONE, 1, false, false};
+  const sp_cmd *first = &cmds[i];
+  if (!sp_cu_matmul_quantizes(first->src[0].dtype, first->src[1].ne[1]) || !disjoint(&first->dst, &first->src[1]))
+    return f;
+  uint32_t n = 1;
+  while (n < SP_CU_MAX_GROUP && i + n < count && joins_group(first, &cmds[i + n], first, n)) n++;
+  if (n == 1) return f;
+  f.kind = SP_FUSE_MATMUL_GROUP, f.count = n, f.paired = true;
+  for (uint32_t k = 1; k < n; k++) f.paired = f.paired && cmds[i + k].src[0].ne[1] == first->src[0].ne[1];
+  return f;
+}
+
+/* ---- norms and gates that feed a matmul ---- */
+
+static bool norm_fits(const sp_cmd *norm) {
+  const sp_tensor *y = &norm->dst, *x = &norm->src[0];
+  return dense_rows(y) && dense_rows(x) && same_shape(x, y) && y->ne[0] <= SP_FUSE_MAX_NORM &&
+         same_or_disjoint(y, x) && disjoint(y, &norm->src[1]);
+}
+
+static sp_cu_fusion plan_add_rmsnorm(const sp_cmd *cmds, uint32_t i, uint32_t count) {
+  sp_cu_fusion f = {SP_FUSE_NONE, 1, false, false};
+  const sp_cmd *add = &cmds[i], *norm = i + 1 < count ? &cmds[i + 1] : NULL;
+  if (!norm || norm->op != SP_OP_RMSNORM || !same(&norm->src[0], &add->dst) || !norm_fits(norm)) return f;
+  const sp_tensor *x = &add->dst, *a = &add->src[0], *b = &add->src[1];
+  if (!dense_rows(a) || !dense_rows(b) || !same_shape(a, x) || !same_shape(b, x)) return f;
+  if (!same_or_disjoint(x, a) || !disjoint(x, b)) return f;
+  if (!disjoint(&norm->dst, x) || !disjoint(&norm->dst, a) || !disjoint(&norm->dst, b) || !disjoint(&norm->src[1], x))
+    return f;
+  f.kind = SP_FUSE_ADD_RMSNORM, f.count = 2;
+  f.quantize = next_quantizes(cmds, i + 2, count, &norm->dst);
+  return f;
+}
+
+static sp_cu_fusion plan_rmsnorm(const sp_cmd *cmds, uint32_t i, uint32_t count) {
+  sp_cu_fusion f = {SP_FUSE_NONE, 1, false, false};
+  if (!norm_fits(&cmds[i])) return f;
+  f.kind = SP_FUSE_RMSNORM;
+  f.quantize = next_quantizes(cmds, i + 1, count, &cmds[i].dst);
+  return f;
+}
+
+static sp_cu_fusion plan_swiglu(const sp_cmd *cmds, uint32_t i, uint32_t count) {
+  sp_cu_fusion f = {SP_FUSE_NONE, 1, false, false};
+  const sp_cmd *c = &cmds[i];
+  const sp_tensor *y = &c->dst, *g = &c->src[0], *u = &c->src[1];
+  if (!next_quantizes(cmds, i + 1, count, y)) return f;
+  if (!dense_rows(g) || !dense_rows(u) || !same_shape(g, y) || !same_shape(u, y)) return f;
+  if (!same_or_disjoint(y, g) || !disjoint(y, u)) return f;
+  f.kind = SP_FUSE_SWIGLU, f.quantize = true;
+  return f;
+}
+
+/* ---- independent pairs ---- */
+
+/* b may run together with a: neither writes what the other reads or writes. */
+static bool independent(const sp_cmd *a, const sp_cmd *b) {
+  if (!disjoint(&a->dst, &b->dst)) return false;
+  for (int s = 0; s < SP_MAX_SRC; s++)
+    if (!disjoint(&a->dst, &b->src[s]) || !disjoint(&b->dst, &a->src[s])) return false;
+  return true;
+}
+
+static sp_cu_fusion plan_pair(const sp_cmd *cmds, uint32_t i, uint32_t count, sp_cu_fusion_kind kind) {
+  sp_cu_fusion f = {SP_FUSE_NONE, 1, false, false};
+  const sp_cmd *a = &cmds[i], *b = i + 1 < count ? &cmds[i + 1] : NULL;
+  if (!b || b->op != a->op || !same(&a->src[1], &b->src[1]) || !independent(a, b)) return f;
+  if (a->op == SP_OP_ROPE) {
+    if (!same(&a->src[2], &b->src[2]) || memcmp(a->param, b->param, sizeof a->param)) return f;
+    if (!same_or_disjoint(&a->dst, &a->src[0]) || !same_or_disjoint(&b->dst, &b->src[0])) return f;
+    if (a->dst.ne[0] != b->dst.ne[0] || a->dst.ne[2] != b->dst.ne[2] || a->dst.ne[3] != 1 || b->dst.ne[3] != 1) return f;
+  }
+  f.kind = kind, f.count = 2;
+  return f;
+}
+
+sp_cu_fusion sp_cu_fuse_plan(const sp_cmd *cmds, uint32_t i, uint32_t count) {
+  sp_cu_fusion none = {SP_FUSE_NONE, 1, false, false};
+  if (!sp_cu_fusion_enabled()) return none;
+  switch (cmds[i].op) {
+  case SP_OP_MATMUL: return plan_matmul(cmds, i, count);
+  case SP_OP_ADD: return plan_add_rmsnorm(cmds, i, count);
+  case SP_OP_RMSNORM: return plan_rmsnorm(cmds, i, count);
+  case SP_OP_SWIGLU: return plan_swiglu(cmds, i, count);
+  case SP_OP_ROPE: return plan_pair(cmds, i, count, SP_FUSE_ROPE_PAIR);
+  case SP_OP_SET_ROWS: return plan_pair(cmds, i, count, SP_FUSE_SET_ROWS_PAIR);
+  default: return none;
+  }
+}

@@ -1,0 +1,45 @@
+/*
+ * fuse.h: which neighbouring commands of a list the CUDA backend runs as one
+ * launch.
+ *
+ * A decode step is some 20 small commands per layer; on an H100 each launch
+ * costs a few microseconds however little it does, and every matrix-vector
+ * product re-reads and re-quantizes its input. The planner looks at the
+ * command at position i and its successors and picks a fused launch only
+ * when running it gives the same bytes as running the commands one by one:
+ * the same kernels' arithmetic in the same order, on tensors whose overlaps
+ * cannot make the order of the writes matter. Everything else runs alone.
+ * The planner sees only validated commands and knows nothing of models.
+ */
+#ifndef SP_CUDA_FUSE_H
+#define SP_CUDA_FUSE_H
+
+#include "backend/cuda/cuda_common.cuh"
+
+typedef enum sp_cu_fusion_kind {
+  SP_FUSE_NONE,          /* the command alone */
+  SP_FUSE_MATMUL_GROUP,  /* 2-3 quantized matrix-vector products over one input */
+  SP_FUSE_ADD_RMSNORM,   /* add, then rmsnorm of the sum */
+  SP_FUSE_RMSNORM,       /* rmsnorm, quantizing its output for the next matmul */
+  SP_FUSE_SWIGLU,        /* swiglu, quantizing its output for the next matmul */
+  SP_FUSE_ROPE_PAIR,     /* two independent ropes with the same positions */
+  SP_FUSE_SET_ROWS_PAIR, /* two independent set_rows with the same indices */
+} sp_cu_fusion_kind;
+
+typedef struct sp_cu_fusion {
+  sp_cu_fusion_kind kind;
+  uint32_t count; /* commands it runs, from position i */
+  bool paired;    /* matmul group: every member has the same row count */
+  bool quantize;  /* rmsnorm/swiglu: also quantize the output for cmds[i + count] */
+} sp_cu_fusion;
+
+/* The launch for cmds[i] (and maybe the next ones) of a validated list. */
+sp_cu_fusion sp_cu_fuse_plan(const sp_cmd *cmds, uint32_t i, uint32_t count);
+
+/* Bytes from a tensor's first element to one past its last. */
+uint64_t sp_cu_extent(const sp_tensor *t);
+
+/* SP_CUDA_NO_FUSION=1 turns fusion off (for measurement and bisection). */
+bool sp_cu_fusion_enabled(void);
+
+#endif
