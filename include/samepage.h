@@ -130,6 +130,15 @@ void sp_actor_memory(sp_actor_t *actor, uint8_t **base, size_t *size);
  * backends it equals the base from sp_actor_memory. NULL without memory. */
 void *sp_actor_backend_base(sp_actor_t *actor);
 
+/* Where an actor's lists spent their host time since it was created:
+ * validating them, and in the backend (submit and wait). The rest of a
+ * guest call's time is the guest's own work. */
+typedef struct sp_submit_stats {
+  uint64_t lists, commands;
+  double validate_ms, backend_ms;
+} sp_submit_stats;
+void sp_actor_submit_stats(const sp_actor_t *actor, sp_submit_stats *out);
+
 /* Validates and runs commands on the actor's memory from the host side,
  * exactly as the guest's `samepage.submit` would. `cmds` is host memory and
  * is not modified. When `staged` is true, the tensors are copied into a

@@ -77,10 +77,18 @@ cmp -s /tmp/e2e_cpu.txt /tmp/e2e_cuda.txt && echo "e2e greedy smol q4_1 32 token
 # plain timings in the same call, no profiler: decode tok/s, ours (fused and
 # not) and llama.cpp's tg128, per model
 : > $out/table.txt
-ours_tps() { # model [VAR=value...]
+ours_tps() { # model [VAR=value...]: decode tok/s (0 on failure, with the error on stderr)
   local m=$1; shift
-  env "$@" timeout 60 $b/samepage run --backend cuda -m $m --raw -n 128 --temp 0 --json "Hello there" 2>/dev/null |
-    python3 -c "import json,sys; d=json.loads(sys.stdin.read()); print('%.1f' % d['decode_tok_s'])" 2>/dev/null || echo 0
+  env "$@" timeout 60 $b/samepage run --backend cuda -m $m --raw -n 128 --temp 0 --json "Hello there" > /tmp/o.json 2>/tmp/o.err
+  python3 - <<'PY' || { echo 0; echo "FAILED $(basename $m) $*: $(tail -3 /tmp/o.err | tr '\n' ' ')" >&2; }
+import json, sys
+d = json.loads(open('/tmp/o.json', 'rb').read().decode('utf-8', 'replace'))
+n = max(d['generated_tokens'], 1)
+print('%.1f' % d['decode_tok_s'])
+print('  per token: %.3f ms wall, %.3f ms in the backend (submit+wait), %.3f ms validating, %.1f commands' % (
+    d['decode_ms'] / n, d['decode_backend_ms'] / n, d['decode_validate_ms'] / n, d['decode_commands'] / max(d['decode_lists'], 1)),
+    file=sys.stderr)
+PY
 }
 for spec in ${MODELS:-llama-3.2-1b:q8_0}; do
   p=${spec%%:*}; t=${spec##*:}; m=/tmp/sp-prof-$p-$t.gguf

@@ -123,6 +123,7 @@ void sp_actor_free(sp_actor_t *actor) {
   sp_blob_table_close(&actor->blobs);
   sp_annotation_table_free(&actor->annotations);
   free(actor->cmds);
+  sp_list_cache_free(&actor->list_cache);
   free(actor);
 }
 
@@ -223,6 +224,10 @@ void *sp_actor_backend_base(sp_actor_t *actor) {
   if (!actor || !actor->region) return NULL;
   sp_memory_view view = {actor->region->base, actor->region->committed, actor->region->reserved};
   return sp_backend_device_base(actor->rt->backend, actor->binding, &view);
+}
+
+void sp_actor_submit_stats(const sp_actor_t *actor, sp_submit_stats *out) {
+  *out = actor ? actor->submit_stats : (sp_submit_stats){0};
 }
 
 sp_error_t *sp_actor_submit(sp_actor_t *actor, const sp_cmd *cmds, uint32_t count, bool staged) {

@@ -12,6 +12,7 @@
 #include "memory_creator.h"
 #include "samepage.h"
 #include "actor_limits.h"
+#include "list_cache.h"
 #include "validate.h"
 
 #define SP_DEFAULT_MAX_CMDS 65536u
@@ -47,6 +48,8 @@ struct sp_actor {
   sp_range device_local[SP_MAX_DEVICE_LOCAL]; /* ranges whose authoritative copy may live on
                                                the device between submits (device_local) */
   uint32_t n_device_local;
+  sp_submit_stats submit_stats;  /* host time of its lists (sp_abi_run) */
+  sp_list_cache list_cache;      /* the last list validated (list_cache.h) */
   sp_actor_limits limits;        /* wall-clock limit per guest entry (actor_limits.c) */
   char last_error[SP_LAST_ERROR_CAP];
 };

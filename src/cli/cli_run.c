@@ -46,6 +46,7 @@ typedef struct run_args {
 typedef struct run_stats {
   double load_ms, prefill_ms, decode_ms;
   long prompt_tokens, generated;
+  sp_submit_stats decode_lists; /* host time of the decode steps' lists */
 } run_stats;
 
 static double now_ms(void) {
@@ -256,6 +257,8 @@ static sp_error_t *prompt_turn(llm_session *s, const char *text, bool raw) {
   }
   s->stats.prompt_tokens += n;
   t0 = now_ms();
+  sp_submit_stats before, after;
+  sp_actor_submit_stats(s->actor, &before);
   for (long i = 0; i < s->args->n_predict; i++) {
     int64_t token, done;
     if ((err = call(s->actor, "llm_step", 0, 0, 0, &token))) return err;
@@ -269,6 +272,10 @@ static sp_error_t *prompt_turn(llm_session *s, const char *text, bool raw) {
     if ((err = emit_piece(s))) return err;
   }
   s->stats.decode_ms += now_ms() - t0;
+  sp_actor_submit_stats(s->actor, &after);
+  sp_submit_stats *d = &s->stats.decode_lists;
+  d->lists += after.lists - before.lists, d->commands += after.commands - before.commands;
+  d->validate_ms += after.validate_ms - before.validate_ms, d->backend_ms += after.backend_ms - before.backend_ms;
   if (!s->args->json) printf("\n");
   return NULL;
 }
@@ -316,10 +323,12 @@ static void report(sp_runtime_t *rt, const llm_session *s) {
     printf(", \"load_ms\": %.1f, \"prompt_tokens\": %ld, \"prefill_ms\": %.1f, \"prefill_tok_s\": %.1f, "
            "\"generated_tokens\": %ld, \"decode_ms\": %.1f, \"decode_tok_s\": %.1f, \"backend\": \"%s\", "
            "\"resident_bytes\": %llu, \"resident_ms\": %.1f, \"device_local_bytes\": %llu, "
-           "\"device_local_transfers\": %llu, \"device_local_ms\": %.1f, \"text\": ",
+           "\"device_local_transfers\": %llu, \"device_local_ms\": %.1f, \"decode_lists\": %llu, "
+           "\"decode_commands\": %llu, \"decode_validate_ms\": %.2f, \"decode_backend_ms\": %.2f, \"text\": ",
            st->load_ms, st->prompt_tokens, st->prefill_ms, prefill_tps, st->generated, st->decode_ms, decode_tps,
            sp_runtime_backend_name(rt), (unsigned long long)res_bytes, res_ms, (unsigned long long)local_bytes,
-           (unsigned long long)local_moves, local_ms);
+           (unsigned long long)local_moves, local_ms, (unsigned long long)st->decode_lists.lists,
+           (unsigned long long)st->decode_lists.commands, st->decode_lists.validate_ms, st->decode_lists.backend_ms);
     print_json_string(s->text ? s->text : "");
     printf("}\n");
   }

@@ -136,11 +136,15 @@ static __device__ float att_block_reduce(float v, bool is_max, float *red) {
   return v;
 }
 
-/* q . K[row] for one row, q (f16-rounded) in shared memory. */
-template <bool VEC16>
+/* q . K[row] for one row, q (f16-rounded) in shared memory. A head size
+ * known at compile time (DT > 0) unrolls the row: all its loads issue
+ * before the first multiply. */
+template <bool VEC16, int DT>
 static __device__ __forceinline__ float score_row(const float *qs, const uint8_t *kr, uint32_t D) {
   float dot = 0;
+  if (DT) D = DT;
   if (VEC16) {
+#pragma unroll
     for (uint32_t i0 = 0; i0 < D; i0 += 8) {
       uint4 u = *(const uint4 *)(kr + 2 * i0);
       const __half2 *h2 = (const __half2 *)&u;
@@ -166,14 +170,14 @@ static __device__ __forceinline__ float score_row(const float *qs, const uint8_t
  * memory (online softmax across chunks); then the block, split into
  * SP_ATT_T / (D / 2) row groups of D / 2 threads (two dimensions each),
  * accumulates the values, and the groups are summed at the end. */
-template <bool VEC16>
+template <bool VEC16, int DT>
 __global__ void __launch_bounds__(SP_ATT_T)
     attention_f16_kernel(sp_cu_tensor q, sp_cu_tensor k, sp_cu_tensor v, const int32_t *pos, sp_cu_tensor d,
                          float scale, sp_cu_status *st) {
   SP_CU_GUARD(st);
   __shared__ float qs[SP_ATT_DMAX], pr[SP_ATT_T], red[SP_ATT_T / 32];
   __shared__ float2 part[SP_ATT_T];
-  uint32_t h = blockIdx.x, t = blockIdx.y, D = q.ne[0], Hq = q.ne[1], tid = threadIdx.x;
+  uint32_t h = blockIdx.x, t = blockIdx.y, D = DT ? DT : q.ne[0], Hq = q.ne[1], tid = threadIdx.x;
   uint32_t hk = h / (Hq / k.ne[1]);
   int32_t p = pos[t], C = (int32_t)k.ne[2];
   p = p < 0 ? 0 : (p >= C ? C - 1 : p); /* checked before; never trust guest data twice */
@@ -187,7 +191,7 @@ __global__ void __launch_bounds__(SP_ATT_T)
   float2 acc = make_float2(0, 0);
   for (int32_t c0 = 0; c0 <= p; c0 += SP_ATT_T) {
     int32_t c = c0 + (int32_t)tid;
-    float s = c <= p ? score_row<VEC16>(qs, kb + (size_t)c * k.nb[1], D) * scale : -INFINITY;
+    float s = c <= p ? score_row<VEC16, DT>(qs, kb + (size_t)c * k.nb[1], D) * scale : -INFINITY;
     float mn = fmaxf(m, att_block_reduce(s, true, red));
     float e = c <= p ? expf(s - mn) : 0.0f;
     pr[tid] = e;
@@ -224,10 +228,15 @@ cudaError_t sp_cu_attention(const sp_cu_cmd *c) {
   const int32_t *pos = (const int32_t *)c->src[3].p;
   bool f16_fast = k.dtype == SP_DTYPE_F16 && v.dtype == SP_DTYPE_F16 && D % 2 == 0 && D <= SP_ATT_DMAX &&
                   ((uintptr_t)k.p | k.nb[0] | k.nb[1] | (uintptr_t)v.p | v.nb[0] | v.nb[1]) % 4 == 0;
-  if (f16_fast && vec)
-    attention_f16_kernel<true><<<grid, SP_ATT_T, 0, c->stream>>>(c->src[0], k, v, pos, c->dst, scale, c->status);
+  const sp_cu_tensor &q = c->src[0];
+  if (f16_fast && vec && D == 64)
+    attention_f16_kernel<true, 64><<<grid, SP_ATT_T, 0, c->stream>>>(q, k, v, pos, c->dst, scale, c->status);
+  else if (f16_fast && vec && D == 128)
+    attention_f16_kernel<true, 128><<<grid, SP_ATT_T, 0, c->stream>>>(q, k, v, pos, c->dst, scale, c->status);
+  else if (f16_fast && vec)
+    attention_f16_kernel<true, 0><<<grid, SP_ATT_T, 0, c->stream>>>(q, k, v, pos, c->dst, scale, c->status);
   else if (f16_fast)
-    attention_f16_kernel<false><<<grid, SP_ATT_T, 0, c->stream>>>(c->src[0], k, v, pos, c->dst, scale, c->status);
+    attention_f16_kernel<false, 0><<<grid, SP_ATT_T, 0, c->stream>>>(q, k, v, pos, c->dst, scale, c->status);
   else if (k.dtype == SP_DTYPE_F16)
     attention_kernel<true><<<grid, SP_ATT_WARPS * 32, 0, c->stream>>>(c->src[0], k, v, pos, c->dst, scale, vec,
                                                                       c->status);

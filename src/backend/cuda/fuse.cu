@@ -21,12 +21,8 @@ extern "C" {
 #define SP_FUSE_MAX_NORM 8192 /* rmsnorm rows up to 1024 threads x 8 values */
 
 bool sp_cu_fusion_enabled(void) {
-  static int enabled = -1;
-  if (enabled < 0) {
-    const char *env = getenv("SP_CUDA_NO_FUSION");
-    enabled = !(env && *env && strcmp(env, "0"));
-  }
-  return enabled;
+  const char *env = getenv("SP_CUDA_NO_FUSION"); /* read each time: a test flips it */
+  return !(env && *env && strcmp(env, "0"));
 }
 
 uint64_t sp_cu_extent(const sp_tensor *t) {

@@ -142,9 +142,10 @@ cudaError_t sp_cu_softmax(const sp_cu_cmd *c) {
 
 #define SP_ROPE_MAX_HALF 256 /* validated n_rot <= 512 */
 
-/* One block per token: the angles of position pos[t] are computed once into
- * shared memory (serially per pair index, as the CPU does), then every
- * (head, pair) of one or two tensors is rotated. */
+/* Blocks over the (head, pair) slots of token blockIdx.y, of one or two
+ * tensors: each block first computes the angles of position pos[t] into
+ * shared memory (serially per pair index, as the CPU does), then each
+ * thread rotates one pair (or copies two values past n_rot). */
 __global__ void rope_kernel(sp_cu_tensor d0, sp_cu_tensor x0, sp_cu_tensor d1, sp_cu_tensor x1, const int32_t *pos,
                             const float *factors, uint32_t n_rot, uint32_t mode, float theta_scale, float freq_scale,
                             sp_cu_status *st) {
@@ -160,7 +161,7 @@ __global__ void rope_kernel(sp_cu_tensor d0, sp_cu_tensor x0, sp_cu_tensor d1, s
   }
   __syncthreads();
   uint32_t ne0 = d0.ne[0], pairs = (ne0 + 1) / 2;
-  for (uint32_t idx = threadIdx.x; idx < H * pairs; idx += blockDim.x) {
+  for (uint32_t idx = blockIdx.x * blockDim.x + threadIdx.x; idx < H * pairs; idx += gridDim.x * blockDim.x) {
     uint32_t h = idx / pairs, i = idx % pairs;
     bool first = h < H0; /* fields picked one by one: no local copy of a parameter */
     uint32_t hh = first ? h : h - H0;
@@ -190,8 +191,9 @@ static cudaError_t launch_rope(const sp_cu_cmd *a, const sp_cu_cmd *b) {
   uint32_t n_rot = cmd->param[0];
   float theta_scale = powf(sp_cu_f32(cmd->param[1]), -2.0f / (float)n_rot); /* host powf, as the CPU */
   sp_cu_tensor none = {};
-  dim3 grid(1, a->dst.ne[2]);
-  rope_kernel<<<grid, 256, 0, a->stream>>>(a->dst, a->src[0], b ? b->dst : none, b ? b->src[0] : none,
+  uint32_t heads = a->dst.ne[1] + (b ? b->dst.ne[1] : 0), slots = heads * ((a->dst.ne[0] + 1) / 2);
+  dim3 grid((slots + 127) / 128, a->dst.ne[2]);
+  rope_kernel<<<grid, 128, 0, a->stream>>>(a->dst, a->src[0], b ? b->dst : none, b ? b->src[0] : none,
                                           (const int32_t *)a->src[1].p,
                                           a->src[2].p ? (const float *)a->src[2].p : nullptr, n_rot, cmd->param[2],
                                           theta_scale, sp_cu_f32(cmd->param[3]), a->status);
