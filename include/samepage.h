@@ -67,6 +67,14 @@ const char *sp_runtime_backend_name(const sp_runtime_t *rt);
 /* Device-resident copies made for frozen ranges, over all actors: bytes held
  * now, copies made and milliseconds spent. All zero on the CPU. */
 void sp_runtime_residency(const sp_runtime_t *rt, uint64_t *bytes, uint64_t *copies, double *ms);
+/* How those copies are shared: actors granted the same file that freeze the
+ * same bytes of it hold one device copy. Freezes and restores served by a
+ * copy already on the device, and device bytes not held twice now. All zero
+ * on the CPU. */
+void sp_runtime_residency_shared(const sp_runtime_t *rt, uint64_t *hits, uint64_t *bytes);
+/* Device memory in use on the backend's device (by every process) and the
+ * device's size; false, both zero, when the backend has none (CPU). */
+bool sp_runtime_device_memory(const sp_runtime_t *rt, uint64_t *used, uint64_t *total);
 /* Device mirrors of device-local ranges (activations, KV cache), over all
  * actors: bytes held now, uploads and syncs made, bytes they moved and
  * milliseconds spent. All zero on the CPU. */

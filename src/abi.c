@@ -14,6 +14,7 @@
 
 #include "dtype.h"
 #include "error.h"
+#include "range_identity.h"
 #include "runtime_impl.h"
 #include "validate.h"
 
@@ -230,7 +231,12 @@ static sp_status freeze_range(sp_actor_t *actor, uint32_t addr, uint32_t len) {
   }
   if (actor->n_frozen == SP_MAX_FROZEN)
     return sp_abi_fail(actor, SP_E_LIMIT, "freeze: at most %d frozen ranges", SP_MAX_FROZEN);
-  sp_error_t *err = sp_backend_freeze(actor->rt->backend, actor->binding, addr, len);
+  /* Proving the bytes (a pagemap look-up, or one comparison with the file)
+   * is worth it only where one device copy can then serve every actor. */
+  uint64_t identity = sp_backend_caps_of(actor->rt->backend).shares_frozen
+                          ? sp_range_identity(&actor->blobs, actor->region, addr, len)
+                          : 0;
+  sp_error_t *err = sp_backend_freeze(actor->rt->backend, actor->binding, addr, len, identity);
   if (err) {
     sp_abi_fail(actor, SP_E_BACKEND, "freeze: %s", sp_error_message(err));
     sp_error_free(err);

@@ -29,6 +29,7 @@ static sp_error_t *open_one(sp_blob *blob, const sp_blob_grant *grant) {
   blob->dev = (uint64_t)st.st_dev;
   blob->ino = (uint64_t)st.st_ino;
   blob->mtime_ns = (uint64_t)st.st_mtim.tv_sec * 1000000000u + (uint64_t)st.st_mtim.tv_nsec;
+  blob->ctime_ns = (uint64_t)st.st_ctim.tv_sec * 1000000000u + (uint64_t)st.st_ctim.tv_nsec;
   return NULL;
 }
 

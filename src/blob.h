@@ -27,7 +27,8 @@ typedef struct sp_blob {
   char *name;     /* the grant's name, e.g. "model" */
   int fd;         /* opened read-only when the actor was created */
   uint64_t size;  /* size when opened */
-  uint64_t dev, ino, mtime_ns; /* identity, for snapshots by reference */
+  uint64_t dev, ino, mtime_ns, ctime_ns; /* identity, for snapshots by reference
+                                           and shared device copies */
   uint64_t content_hash;       /* sp_hash64 of the whole file, once known */
   bool hashed;
 } sp_blob;

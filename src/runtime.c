@@ -127,6 +127,20 @@ void sp_runtime_residency(const sp_runtime_t *rt, uint64_t *bytes, uint64_t *cop
   if (ms) *ms = st.ms;
 }
 
+void sp_runtime_residency_shared(const sp_runtime_t *rt, uint64_t *hits, uint64_t *bytes) {
+  sp_residency_stats st = sp_backend_residency(rt ? rt->backend : NULL);
+  if (hits) *hits = st.shared_hits;
+  if (bytes) *bytes = st.shared_bytes;
+}
+
+bool sp_runtime_device_memory(const sp_runtime_t *rt, uint64_t *used, uint64_t *total) {
+  uint64_t u, t;
+  bool known = sp_backend_device_memory(rt ? rt->backend : NULL, &u, &t);
+  if (used) *used = u;
+  if (total) *total = t;
+  return known;
+}
+
 void sp_runtime_device_local(const sp_runtime_t *rt, uint64_t *bytes, uint64_t *transfers,
                              uint64_t *transfer_bytes, double *ms) {
   sp_residency_stats st = sp_backend_residency(rt ? rt->backend : NULL);

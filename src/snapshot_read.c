@@ -17,6 +17,7 @@
 
 #include "error.h"
 #include "hash64.h"
+#include "range_identity.h"
 #include "snapshot.h"
 #include "snapshot_format.h"
 
@@ -270,6 +271,31 @@ static sp_error_t *restore_globals(sp_actor_t *a, const snap_view *v) {
   return NULL;
 }
 
+/* The identity of a restored frozen range (range_identity.h), proved by
+ * how it was restored rather than by reading it: restore_mappings has just
+ * put the file's bytes there, so a range inside one reference, with no
+ * saved page on top of it, holds exactly those bytes. */
+static uint64_t restored_identity(sp_actor_t *a, const snap_view *v, sp_range f) {
+  if (!sp_backend_caps_of(a->rt->backend).shares_frozen) return 0;
+  for (uint64_t i = 0; i < v->n_runs; i++) {
+    uint64_t first = rd64(v->runs[i]) * SP_SNAP_PAGE;
+    uint32_t count;
+    memcpy(&count, v->runs[i] + 8, 4);
+    if (first < f.addr + f.len && f.addr < first + (uint64_t)count * SP_SNAP_PAGE) return 0;
+  }
+  /* Exactly one reference may touch the range: references are applied in
+   * order, so a second one (a crafted file) would have overwritten part. */
+  const snap_blob_ref *cover = NULL;
+  for (int i = 0; i < v->n_refs; i++) {
+    const snap_blob_ref *r = &v->refs[i];
+    if (f.addr >= r->guest_addr + r->length || r->guest_addr >= f.addr + f.len) continue;
+    if (cover || f.addr < r->guest_addr || f.addr + f.len > r->guest_addr + r->length) return 0;
+    cover = r;
+  }
+  int handle = cover ? grant_of(a, cover) : -1;
+  return handle < 0 ? 0 : sp_blob_bytes_identity(&a->blobs.blobs[handle], cover->file_offset + (f.addr - cover->guest_addr), f.len);
+}
+
 static sp_error_t *restore_frozen(sp_actor_t *a, const snap_view *v) {
   uint32_t n = 0;
   if (v->frozen && v->frozen_len >= 4) memcpy(&n, v->frozen, 4);
@@ -279,9 +305,10 @@ static sp_error_t *restore_frozen(sp_actor_t *a, const snap_view *v) {
     if (f.len == 0 || f.addr > v->memory || f.len > v->memory - f.addr) return sp_error_new("snapshot: a frozen range lies outside memory");
     bool known = false;
     for (uint32_t j = 0; j < a->n_frozen && !known; j++) known = a->frozen[j].addr == f.addr && a->frozen[j].len == f.len;
-    /* The device copy must match the restored bytes: copy it again. */
-    sp_error_t *err = known ? sp_backend_flush(a->rt->backend, a->binding, f.addr, f.len)
-                            : sp_backend_freeze(a->rt->backend, a->binding, f.addr, f.len);
+    /* The device copy must match the restored bytes. Freezing a range the
+     * actor already holds re-declares it: the backend copies it again,
+     * unless its copy (or another actor's) already holds that identity. */
+    sp_error_t *err = sp_backend_freeze(a->rt->backend, a->binding, f.addr, f.len, restored_identity(a, v, f));
     if (err) return err;
     if (!known && a->n_frozen < SP_MAX_FROZEN) a->frozen[a->n_frozen++] = f;
   }

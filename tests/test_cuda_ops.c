@@ -8,7 +8,9 @@
  * of range is reported and writes nothing; a hostile (out-of-bounds)
  * command is rejected by the validator before any backend sees it; the
  * coherence rule (a frozen range rewritten without flush is read stale,
- * after flush it is fresh). Exits 77 (skip) without the library or a GPU.
+ * after flush it is fresh); two bindings freezing the same identity share
+ * one device copy, and a flush gives the flusher its own (copy-on-flush).
+ * Exits 77 (skip) without the library or a GPU.
  */
 #include <dlfcn.h>
 #include <math.h>
@@ -420,7 +422,7 @@ static void failure_cases(void) {
   m.dst = t4(D, SP_DTYPE_F32, n, 1, 1), m.src[0] = t4(W, SP_DTYPE_F32, k, n, 1), m.src[1] = t4(X, SP_DTYPE_F32, k, 1, 1);
   sp_validate_cmd(&vctx, &m, 0, msg, sizeof msg);
   bool resident = sp_backend_caps_of(cuda).residency;
-  err = sp_backend_freeze(cuda, cuda_b, W, k * n * 4);
+  err = sp_backend_freeze(cuda, cuda_b, W, k * n * 4, 0);
   float before[64], stale[64], fresh[64];
   if (!err) err = sp_backend_submit(cuda, cuda_b, &m, 1);
   if (!err) err = sp_backend_wait(cuda, cuda_b);
@@ -516,6 +518,75 @@ static void device_local_cases(void) {
   failures += !ok;
 }
 
+/* Runs y = W x on one binding's memory (validated there) and returns y[0..n). */
+static sp_error_t *matvec_on(void *binding, uint8_t *base, uint64_t size, uint32_t w, uint32_t x, uint32_t y,
+                             uint32_t k, uint32_t n, float *out) {
+  char msg[256];
+  sp_validate_ctx vctx = {size, 0, 0, 1024};
+  sp_cmd m = {.op = SP_OP_MATMUL};
+  m.dst = t4(y, SP_DTYPE_F32, n, 1, 1), m.src[0] = t4(w, SP_DTYPE_F32, k, n, 1), m.src[1] = t4(x, SP_DTYPE_F32, k, 1, 1);
+  sp_validate_cmd(&vctx, &m, 0, msg, sizeof msg);
+  sp_error_t *err = sp_backend_submit(cuda, binding, &m, 1);
+  if (!err) err = sp_backend_wait(cuda, binding);
+  memcpy(out, base + y, n * 4);
+  return err;
+}
+
+/* Two actors (bindings) freeze the same weights under one identity: one
+ * device copy, counted as shared. One of them rewrites and flushes its
+ * weights: it gets a copy of its own; the other still reads the shared one.
+ * A restore's re-declaration of the same identity copies nothing. */
+static void shared_copy_cases(void) {
+  cases += 1;
+  const uint32_t k = 256, n = 64, len = k * n * 4, SW = 56u << 20, SX = 60u << 20, SY = 61u << 20;
+  const uint64_t ID = 0x5eed5eed5eed5eedull, SECOND = 8u << 20;
+  uint8_t *mem2 = mmap(NULL, SECOND, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  const uint32_t W2 = 0, X2 = 4u << 20, Y2 = 5u << 20;
+  fill(SW, SP_DTYPE_F32, k * n), fill(SX, SP_DTYPE_F32, k);
+  memcpy(mem2 + W2, mem + SW, len), memcpy(mem2 + X2, mem + SX, k * 4);
+  void *b2 = NULL;
+  sp_memory_view v2 = {mem2, SECOND, SECOND};
+  sp_residency_stats r0 = sp_backend_residency(cuda);
+  sp_error_t *err = sp_backend_adopt(cuda, &v2, &b2);
+  if (!err) err = sp_backend_freeze(cuda, cuda_b, SW, len, ID);
+  if (!err) err = sp_backend_freeze(cuda, b2, W2, len, ID);
+  sp_residency_stats r1 = sp_backend_residency(cuda);
+  bool resident = sp_backend_caps_of(cuda).residency;
+  bool one_copy = r1.bytes - r0.bytes == len && r1.shared_bytes - r0.shared_bytes == len &&
+                  r1.shared_hits - r0.shared_hits == 1 && r1.copies - r0.copies == 1;
+  float want[64], a_before[64], b_before[64], a_after[64], b_after[64];
+  matvec_ref(want, (const float *)(mem + SW), (const float *)(mem + SX), k, n);
+  if (!err) err = matvec_on(cuda_b, mem, REGION, SW, SX, SY, k, n, a_before);
+  if (!err) err = matvec_on(b2, mem2, SECOND, W2, X2, Y2, k, n, b_before);
+  bool same = close_to(a_before, want, n) && close_to(b_before, want, n);
+  /* a scribbles on its weights without flush (reads stay stale), b doubles
+   * its own and flushes: b must see 2x, a the untouched shared copy */
+  for (uint32_t i = 0; i < k * n; i++) ((float *)(mem + SW))[i] *= 3.0f, ((float *)(mem2 + W2))[i] *= 2.0f;
+  if (!err) err = sp_backend_flush(cuda, b2, W2, len);
+  sp_residency_stats r2 = sp_backend_residency(cuda);
+  if (!err) err = matvec_on(cuda_b, mem, REGION, SW, SX, SY, k, n, a_after);
+  if (!err) err = matvec_on(b2, mem2, SECOND, W2, X2, Y2, k, n, b_after);
+  float want2[64];
+  for (uint32_t j = 0; j < n; j++) want2[j] = 2 * want[j];
+  bool cow = close_to(a_after, want, n) && close_to(b_after, want2, n) && r2.bytes - r0.bytes == 2ull * len &&
+             r2.shared_bytes == r0.shared_bytes;
+  /* a restore re-declaring a's range under the same identity copies nothing */
+  for (uint32_t i = 0; i < k * n; i++) ((float *)(mem + SW))[i] /= 3.0f;
+  if (!err) err = sp_backend_freeze(cuda, cuda_b, SW, len, ID);
+  sp_residency_stats r3 = sp_backend_residency(cuda);
+  bool kept = r3.copies == r2.copies && r3.shared_hits == r2.shared_hits + 1;
+  sp_backend_release(cuda, b2);
+  sp_residency_stats r4 = sp_backend_residency(cuda);
+  bool freed = r4.bytes - r0.bytes == len;
+  bool ok = !err && same && (!resident || (one_copy && cow && kept && freed));
+  printf("%s shared copies: resident=%d one-copy=%d same-results=%d copy-on-flush=%d restore-kept=%d release-frees=%d "
+         "(held %llu bytes, %llu shared, %llu hits)\n", ok ? "ok  " : "FAIL", resident, one_copy, same, cow, kept, freed,
+         (unsigned long long)r1.bytes, (unsigned long long)r1.shared_bytes, (unsigned long long)r1.shared_hits);
+  if (err) printf("     %s\n", sp_error_message(err)), sp_error_free(err);
+  failures += !ok;
+  munmap(mem2, SECOND);
+}
+
 int main(void) {
   const char *path = getenv("SP_CUDA_LIB");
   void *lib = dlopen(path && path[0] ? path : SP_BACKEND_CUDA_LIBRARY, RTLD_NOW | RTLD_LOCAL);
@@ -553,6 +624,7 @@ int main(void) {
   layer_cases();
   failure_cases();
   device_local_cases();
+  shared_copy_cases();
   printf("%d of %d cases failed\n", failures, cases);
   sp_backend_release(cuda, cuda_b);
   sp_backend_release(cpu, cpu_b);

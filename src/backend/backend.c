@@ -43,9 +43,9 @@ void *sp_backend_device_base(sp_backend *be, void *binding, const sp_memory_view
   return adopted ? adopted->base : NULL;
 }
 
-sp_error_t *sp_backend_freeze(sp_backend *be, void *binding, uint64_t addr, uint64_t len) {
+sp_error_t *sp_backend_freeze(sp_backend *be, void *binding, uint64_t addr, uint64_t len, uint64_t identity) {
   if (!be) return sp_error_new("backend freeze: bad arguments");
-  return be->ops.freeze ? be->ops.freeze(be->ctx, binding, addr, len) : NULL;
+  return be->ops.freeze ? be->ops.freeze(be->ctx, binding, addr, len, identity) : NULL;
 }
 
 sp_error_t *sp_backend_flush(sp_backend *be, void *binding, uint64_t addr, uint64_t len) {
@@ -67,6 +67,11 @@ sp_residency_stats sp_backend_residency(const sp_backend *be) {
   sp_residency_stats none = {0};
   if (be && be->ops.residency) be->ops.residency(be->ctx, &none);
   return none;
+}
+
+bool sp_backend_device_memory(const sp_backend *be, uint64_t *used, uint64_t *total) {
+  *used = *total = 0;
+  return be && be->ops.device_memory && be->ops.device_memory(be->ctx, used, total);
 }
 
 void sp_backend_release(sp_backend *be, void *binding) {

@@ -23,7 +23,7 @@
 #include "samepage.h"
 #include "samepage_abi.h"
 
-#define SP_BACKEND_OPS_VERSION 3
+#define SP_BACKEND_OPS_VERSION 4
 
 /* The memory a backend binding computes on: guest address a is base + a. */
 typedef struct sp_memory_view {
@@ -42,6 +42,8 @@ typedef struct sp_backend_caps {
                           back to blob_read into anonymous memory */
   bool residency;      /* freeze() makes device-resident copies */
   bool device_local;   /* device_local() keeps mirrors on the device */
+  bool shares_frozen;  /* freeze() with a content identity shares one device
+                          copy among bindings: worth computing the identity */
 } sp_backend_caps;
 
 /* What residency (frozen device-resident copies and device-local mirrors)
@@ -50,6 +52,10 @@ typedef struct sp_residency_stats {
   uint64_t bytes;       /* device bytes held by frozen copies now */
   uint64_t copies;      /* freeze and flush copies of frozen ranges made */
   double ms;            /* wall time spent making them */
+  uint64_t shared_hits; /* freezes (and restores) served by a copy already on
+                           the device, under the same content identity */
+  uint64_t shared_bytes; /* device bytes not held twice because of sharing,
+                            now: (holders - 1) x length, summed over copies */
   uint64_t local_bytes; /* device bytes held by device-local mirrors now */
   uint64_t transfers;   /* device-local uploads (declare, flush) and syncs */
   uint64_t transfer_bytes; /* bytes those moved, both directions */
@@ -84,12 +90,20 @@ struct sp_backend_ops {
    * tensor wholly inside the range then read the copy. The caller guarantees
    * the range is committed and that no later command writes it (validator).
    * A backend that cannot afford the copy warns and keeps reading guest
-   * memory. (optional): default does nothing (the range stays zero-copy). */
-  sp_error_t *(*freeze)(void *ctx, void *binding, uint64_t addr, uint64_t len);
+   * memory. (optional): default does nothing (the range stays zero-copy).
+   * identity: 0, or a nonzero name for exactly these bytes that the runtime
+   * has proved (range_identity.h: bytes of one granted file): bindings
+   * freezing the same identity may share one device copy.
+   * Freezing a range equal to one the binding already holds re-declares it
+   * (a restore rewrote the bytes): the copy is refreshed, or kept as it is
+   * when it already holds the same nonzero identity. */
+  sp_error_t *(*freeze)(void *ctx, void *binding, uint64_t addr, uint64_t len, uint64_t identity);
   /* The guest rewrote bytes [addr, addr + len) of a frozen or device-local
    * range with plain stores; refresh any device copy (the coherence rule: no
-   * flush, stale reads). The caller guarantees the bytes lie inside one
-   * declared range. (optional): default does nothing. */
+   * flush, stale reads). A copy shared with other bindings is never written:
+   * the flushing binding gets its own first (copy-on-flush). The caller
+   * guarantees the bytes lie inside one declared range. (optional): default
+   * does nothing. */
   sp_error_t *(*flush)(void *ctx, void *binding, uint64_t addr, uint64_t len);
   /* The guest declared [addr, addr + len) device-local (activations, KV
    * cache): its authoritative copy may live on the device between submits,
@@ -107,6 +121,9 @@ struct sp_backend_ops {
   sp_error_t *(*sync)(void *ctx, void *binding, uint64_t addr, uint64_t len);
   /* Residency totals. (optional): default all zero. */
   void (*residency)(void *ctx, sp_residency_stats *out);
+  /* Device memory in use (by anyone) and the device's size, in bytes.
+   * (optional): default false, a backend without device memory. */
+  bool (*device_memory)(void *ctx, uint64_t *used, uint64_t *total);
   /* Stops computing on a region; the binding is gone afterwards. */
   void (*release)(void *ctx, void *binding);
   /* Frees the backend instance. */
@@ -147,11 +164,12 @@ bool sp_backend_supports(sp_backend *be, const sp_cmd *cmd);
 sp_error_t *sp_backend_submit(sp_backend *be, void *binding, const sp_cmd *cmds, uint32_t count);
 sp_error_t *sp_backend_wait(sp_backend *be, void *binding);
 void *sp_backend_device_base(sp_backend *be, void *binding, const sp_memory_view *adopted);
-sp_error_t *sp_backend_freeze(sp_backend *be, void *binding, uint64_t addr, uint64_t len);
+sp_error_t *sp_backend_freeze(sp_backend *be, void *binding, uint64_t addr, uint64_t len, uint64_t identity);
 sp_error_t *sp_backend_flush(sp_backend *be, void *binding, uint64_t addr, uint64_t len);
 sp_error_t *sp_backend_device_local(sp_backend *be, void *binding, uint64_t addr, uint64_t len);
 sp_error_t *sp_backend_sync(sp_backend *be, void *binding, uint64_t addr, uint64_t len);
 sp_residency_stats sp_backend_residency(const sp_backend *be);
+bool sp_backend_device_memory(const sp_backend *be, uint64_t *used, uint64_t *total);
 void sp_backend_release(sp_backend *be, void *binding);
 void sp_backend_free(sp_backend *be);
 

@@ -1,6 +1,6 @@
 /*
  * cli_bench_actors.c: `samepage bench actors [--counts 1,8,32] [--ctx N]
- * [--model F] [--json]`: many actors, one model.
+ * [--model F] [--backend cpu|cuda|auto] [--json]`: many actors, one model.
  *
  * One process hosts N LLM actors, each with its own conversation (a short
  * prompt and a few tokens). Every actor maps the same model file privately,
@@ -9,6 +9,12 @@
  * VmRSS (which counts a shared page once per mapping), RssAnon (private
  * memory), and PSS (shared pages divided among their mappings), from
  * /proc/self/status and /proc/self/smaps_rollup.
+ *
+ * With `--backend cuda` each row also has the device side: device memory in
+ * use (cudaMemGetInfo, less what was in use before the first actor), the
+ * resident weights held (one copy per model file, shared among the actors:
+ * docs/CUDA.md), the bytes sharing saved, the freezes served by sharing,
+ * and the device-local mirrors (activations, KV cache: one per actor).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,7 +32,66 @@ extern const uint8_t sp_embedded_llm[], sp_embedded_llm_end[];
 typedef struct mem_row {
   int actors;
   double rss_mb, anon_mb, file_mb, pss_mb;
+  double dev_used_mb, resident_mb, shared_mb, local_mb; /* device side, when the backend has one */
+  uint64_t shared_hits;
 } mem_row;
+
+#define MIB(bytes) ((double)(bytes) / 1048576.0)
+
+/* Host and device memory now, with device_base the device memory in use
+ * before the first actor. */
+static mem_row measure_row(sp_runtime_t *rt, int actors, uint64_t device_base) {
+  mem_row r = {.actors = actors,
+               .rss_mb = sp_cli_proc_kb("/proc/self/status", "VmRSS") / 1024.0,
+               .anon_mb = sp_cli_proc_kb("/proc/self/status", "RssAnon") / 1024.0,
+               .file_mb = sp_cli_proc_kb("/proc/self/status", "RssFile") / 1024.0,
+               .pss_mb = sp_cli_proc_kb("/proc/self/smaps_rollup", "Pss") / 1024.0};
+  uint64_t used = 0, resident = 0, shared = 0, local = 0;
+  if (sp_runtime_device_memory(rt, &used, NULL)) r.dev_used_mb = MIB(used - device_base);
+  sp_runtime_residency(rt, &resident, NULL, NULL);
+  sp_runtime_residency_shared(rt, &r.shared_hits, &shared);
+  sp_runtime_device_local(rt, &local, NULL, NULL, NULL);
+  r.resident_mb = MIB(resident), r.shared_mb = MIB(shared), r.local_mb = MIB(local);
+  return r;
+}
+
+static void print_json(const char *backend, const char *ctx, bool device, double per_actor, double per_actor_dev,
+                       const mem_row *rows, int n_rows) {
+  printf("{\"bench\": \"actors\", \"backend\": \"%s\", \"ctx\": %s, \"per_actor_anon_mib\": %.2f", backend, ctx,
+         per_actor);
+  if (device) printf(", \"per_actor_device_mib\": %.2f", per_actor_dev);
+  printf(", \"rows\": [");
+  for (int i = 0; i < n_rows; i++) {
+    const mem_row *r = &rows[i];
+    printf("%s{\"actors\": %d, \"rss_mib\": %.1f, \"rss_anon_mib\": %.1f, \"rss_file_mib\": %.1f, \"pss_mib\": %.1f",
+           i ? ", " : "", r->actors, r->rss_mb, r->anon_mb, r->file_mb, r->pss_mb);
+    if (device)
+      printf(", \"device_used_mib\": %.1f, \"resident_mib\": %.1f, \"shared_mib\": %.1f, \"shared_hits\": %llu, "
+             "\"device_local_mib\": %.1f", r->dev_used_mb, r->resident_mb, r->shared_mb,
+             (unsigned long long)r->shared_hits, r->local_mb);
+    printf("}");
+  }
+  printf("]}\n");
+}
+
+static void print_table(const char *backend, const char *ctx, bool device, double per_actor, double per_actor_dev,
+                        const mem_row *rows, int n_rows) {
+  printf("samepage bench actors (backend %s, one model file, --ctx %s, MiB)\n", backend, ctx);
+  printf("  %7s %10s %10s %10s %10s", "actors", "VmRSS", "RssAnon", "RssFile", "PSS");
+  if (device) printf(" %11s %9s %9s %6s %9s", "device used", "resident", "shared", "hits", "dev-local");
+  printf("\n");
+  for (int i = 0; i < n_rows; i++) {
+    const mem_row *r = &rows[i];
+    printf("  %7d %10.1f %10.1f %10.1f %10.1f", r->actors, r->rss_mb, r->anon_mb, r->file_mb, r->pss_mb);
+    if (device)
+      printf(" %11.1f %9.1f %9.1f %6llu %9.1f", r->dev_used_mb, r->resident_mb, r->shared_mb,
+             (unsigned long long)r->shared_hits, r->local_mb);
+    printf("\n");
+  }
+  printf("  each additional actor: %.2f MiB of private memory", per_actor);
+  if (device) printf(", %.2f MiB of device memory", per_actor_dev);
+  printf("\n");
+}
 
 static sp_error_t *start_actor(sp_runtime_t *rt, const char *model, const char *ctx, int i, sp_actor_t **out) {
   const char *argv[] = {"llm", "--ctx", ctx};
@@ -55,21 +120,24 @@ static sp_error_t *start_actor(sp_runtime_t *rt, const char *model, const char *
 
 int sp_cli_bench_actors(int argc, char **argv) {
   bool json = false;
-  const char *counts = "1,8,32", *model = NULL, *ctx = "512";
+  const char *counts = "1,8,32", *model = NULL, *ctx = "512", *backend = "cpu";
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--json")) json = true;
     else if (!strcmp(argv[i], "--counts") && i + 1 < argc) counts = argv[++i];
     else if (!strcmp(argv[i], "--model") && i + 1 < argc) model = argv[++i];
     else if (!strcmp(argv[i], "--ctx") && i + 1 < argc) ctx = argv[++i];
+    else if (!strcmp(argv[i], "--backend") && i + 1 < argc) backend = argv[++i];
   }
   if (!model) model = sp_cli_default_model();
   if (access(model, R_OK)) {
     fprintf(stderr, "samepage bench actors: model %s: cannot read it\n", model);
     return SP_EXIT_RUNTIME;
   }
-  sp_runtime_options ropts = {.backend = "cpu"};
+  sp_runtime_options ropts = {.backend = backend};
   sp_runtime_t *rt = NULL;
   sp_error_t *err = sp_runtime_new(&ropts, &rt);
+  uint64_t device_base = 0;
+  bool device = !err && sp_runtime_device_memory(rt, &device_base, NULL);
   static sp_actor_t *actors[MAX_ACTORS];
   mem_row rows[16];
   int n_rows = 0, live = 0;
@@ -78,31 +146,21 @@ int sp_cli_bench_actors(int argc, char **argv) {
     if (want < 1 || want > MAX_ACTORS) continue;
     while (!err && live < want) err = start_actor(rt, model, ctx, live, &actors[live]), live++;
     if (err) break;
-    rows[n_rows++] = (mem_row){want, sp_cli_proc_kb("/proc/self/status", "VmRSS") / 1024.0,
-                               sp_cli_proc_kb("/proc/self/status", "RssAnon") / 1024.0,
-                               sp_cli_proc_kb("/proc/self/status", "RssFile") / 1024.0,
-                               sp_cli_proc_kb("/proc/self/smaps_rollup", "Pss") / 1024.0};
+    rows[n_rows++] = measure_row(rt, want, device_base);
   }
   for (int i = 0; i < live; i++) sp_actor_free(actors[i]);
-  sp_runtime_free(rt);
   if (err) {
     fprintf(stderr, "samepage bench actors: %s\n", sp_error_message(err));
     sp_error_free(err);
+    sp_runtime_free(rt);
     return SP_EXIT_RUNTIME;
   }
-  double per_actor = n_rows > 1 ? (rows[n_rows - 1].anon_mb - rows[0].anon_mb) / (rows[n_rows - 1].actors - rows[0].actors) : 0;
-  if (json) {
-    printf("{\"bench\": \"actors\", \"ctx\": %s, \"per_actor_anon_mib\": %.2f, \"rows\": [", ctx, per_actor);
-    for (int i = 0; i < n_rows; i++)
-      printf("%s{\"actors\": %d, \"rss_mib\": %.1f, \"rss_anon_mib\": %.1f, \"rss_file_mib\": %.1f, \"pss_mib\": %.1f}",
-             i ? ", " : "", rows[i].actors, rows[i].rss_mb, rows[i].anon_mb, rows[i].file_mb, rows[i].pss_mb);
-    printf("]}\n");
-  } else {
-    printf("samepage bench actors (one model file, --ctx %s, MiB)\n", ctx);
-    printf("  %7s %10s %10s %10s %10s\n", "actors", "VmRSS", "RssAnon", "RssFile", "PSS");
-    for (int i = 0; i < n_rows; i++)
-      printf("  %7d %10.1f %10.1f %10.1f %10.1f\n", rows[i].actors, rows[i].rss_mb, rows[i].anon_mb, rows[i].file_mb, rows[i].pss_mb);
-    printf("  each additional actor: %.2f MiB of private memory\n", per_actor);
-  }
+  const char *backend_name = sp_runtime_backend_name(rt);
+  int span = n_rows > 1 ? rows[n_rows - 1].actors - rows[0].actors : 0;
+  double per_actor = span ? (rows[n_rows - 1].anon_mb - rows[0].anon_mb) / span : 0;
+  double per_actor_dev = span ? (rows[n_rows - 1].dev_used_mb - rows[0].dev_used_mb) / span : 0;
+  if (json) print_json(backend_name, ctx, device, per_actor, per_actor_dev, rows, n_rows);
+  else print_table(backend_name, ctx, device, per_actor, per_actor_dev, rows, n_rows);
+  sp_runtime_free(rt);
   return 0;
 }

@@ -13,7 +13,10 @@
  * once; a source tensor wholly inside a frozen range is read from the copy.
  * The validator guarantees no command writes a frozen range; a guest that
  * rewrites one with its own stores calls flush(). The bytes and milliseconds
- * are counted and reported, never hidden.
+ * are counted and reported, never hidden. Copies whose bytes the runtime
+ * named (an identity: the same granted file's bytes) are one device copy
+ * for every actor of the backend, refcounted; a flush gives the flushing
+ * actor a copy of its own first (resident_cache.h).
  *
  * Device-local ranges (activations, KV cache) get a mirror in device memory,
  * uploaded once when declared: every tensor wholly inside one (source or
@@ -38,6 +41,7 @@ extern "C" {
 }
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/fuse.h"
+#include "backend/cuda/resident_device.h"
 
 #define SP_CU_MAX_FROZEN 16
 #define SP_CU_MAX_LOCAL 16
@@ -48,14 +52,16 @@ typedef struct sp_cu_ctx {
   bool residency, graphs, integrated;
   bool local; /* device-local ranges get mirrors (SP_CUDA_NO_DEVICE_LOCAL=1 turns it off) */
   int timing; /* SP_CUDA_TIMING (measurement): 1 = GPU time per list, 2 = per command (graphs off) */
-  pthread_mutex_t mu; /* guards stats */
+  pthread_mutex_t mu; /* guards stats and cache */
   sp_residency_stats stats;
+  sp_resident_cache cache; /* frozen ranges' copies, shared across bindings by identity */
 } sp_cu_ctx;
 
 /* A frozen range's resident copy, or a device-local range's mirror. */
 typedef struct sp_cu_frozen {
   uint64_t addr, len;
   uint8_t *dev; /* device copy, NULL when the copy could not be afforded */
+  sp_resident_copy *copy; /* frozen ranges: the (maybe shared) copy dev points into */
 } sp_cu_frozen;
 
 typedef struct sp_cu_binding {
@@ -118,6 +124,7 @@ static sp_backend_caps cu_caps(void *vctx) {
   caps.no_file_maps = true;
   caps.residency = c->residency && !c->integrated;
   caps.device_local = c->local;
+  caps.shares_frozen = caps.residency;
   return caps;
 }
 
@@ -199,34 +206,74 @@ static cudaError_t copy_guest(const sp_cu_binding *b, uint8_t *dev, uint64_t add
 
 /* ---- residency: freeze and flush ---- */
 
-static void add_stats(sp_cu_ctx *c, int64_t bytes, double ms) {
+static void count_copy(sp_cu_ctx *c, double ms) {
   pthread_mutex_lock(&c->mu);
-  c->stats.bytes = (uint64_t)((int64_t)c->stats.bytes + bytes);
-  if (bytes >= 0) c->stats.copies++, c->stats.ms += ms;
+  c->stats.copies++, c->stats.ms += ms;
   pthread_mutex_unlock(&c->mu);
 }
 
-static sp_error_t *cu_freeze(void *vctx, void *binding, uint64_t addr, uint64_t len) {
+/* The binding's upload of guest bytes into a resident copy (timed). */
+typedef struct frozen_upload {
+  sp_cu_ctx *c;
+  sp_cu_binding *b;
+} frozen_upload;
+
+static sp_error_t *upload_frozen(void *ctx, void *dev, uint64_t addr, uint64_t len) {
+  frozen_upload *u = (frozen_upload *)ctx;
+  double t0 = now_ms();
+  CU_TRY(copy_guest(u->b, (uint8_t *)dev, addr, len, true), "copying %llu frozen bytes", (unsigned long long)len);
+  count_copy(u->c, now_ms() - t0);
+  return NULL;
+}
+
+/* Points kernels at f's copy, or at guest memory when it has none. A moved
+ * pointer (copy-on-flush, a restore taking another actor's copy) makes a
+ * captured graph stale. */
+static void point_at_copy(sp_cu_binding *b, sp_cu_frozen *f) {
+  uint8_t *dev = f->copy ? (uint8_t *)f->copy->dev : NULL;
+  if (dev != f->dev) b->dirty = true;
+  f->dev = dev;
+}
+
+/* The frozen range holding [addr, addr + len) (exactly, when exact). */
+static sp_cu_frozen *frozen_of(sp_cu_binding *b, uint64_t addr, uint64_t len, bool exact) {
+  for (uint32_t i = 0; i < b->n_frozen; i++) {
+    sp_cu_frozen *f = &b->frozen[i];
+    if (exact ? addr == f->addr && len == f->len : addr >= f->addr && addr + len <= f->addr + f->len) return f;
+  }
+  return NULL;
+}
+
+/* Refreshes f's copy with guest bytes [addr, addr + len) (resident_cache.h:
+ * copy-on-flush, or a restore's re-declaration under identity), once the
+ * binding's kernels are done reading it. */
+static sp_error_t *refresh_frozen(sp_cu_ctx *c, sp_cu_binding *b, sp_cu_frozen *f, uint64_t addr, uint64_t len,
+                                  uint64_t identity) {
+  CU_TRY(cudaSetDevice(c->device), "selecting device %d", c->device);
+  CU_TRY(cudaStreamSynchronize(b->stream), "refreshing a resident copy: waiting for the stream");
+  frozen_upload u = {c, b};
+  sp_resident_upload up = {&u, upload_frozen};
+  sp_error_t *err = sp_resident_refresh(&c->cache, &up, &f->copy, f->addr, f->len, addr, len, identity);
+  point_at_copy(b, f);
+  return err;
+}
+
+static sp_error_t *cu_freeze(void *vctx, void *binding, uint64_t addr, uint64_t len, uint64_t identity) {
   sp_cu_ctx *c = (sp_cu_ctx *)vctx;
   sp_cu_binding *b = (sp_cu_binding *)binding;
-  if (!c->residency || c->integrated || b->n_frozen == SP_CU_MAX_FROZEN) return NULL;
+  if (!c->residency || c->integrated) return NULL;
+  sp_cu_frozen *f = frozen_of(b, addr, len, true);
+  if (f) return refresh_frozen(c, b, f, addr, len, identity); /* a restore re-declared it */
+  if (b->n_frozen == SP_CU_MAX_FROZEN) return NULL;
   CU_TRY(cudaSetDevice(c->device), "selecting device %d", c->device);
-  double t0 = now_ms();
-  uint8_t *dev = NULL;
-  if (cudaMalloc(&dev, len) != cudaSuccess) {
-    cudaGetLastError(); /* not sticky: clear it and stay zero-copy */
-    fprintf(stderr, "samepage: cuda: no device memory for a %.1f MiB resident copy; reading it from host "
-            "memory instead\n", len / 1048576.0);
-    return NULL;
-  }
-  cudaError_t e = copy_guest(b, dev, addr, len, true);
-  if (e != cudaSuccess) {
-    cudaFree(dev);
-    return sp_error_new("cuda: copying %llu frozen bytes: %s", (unsigned long long)len, cudaGetErrorString(e));
-  }
-  b->frozen[b->n_frozen++] = (sp_cu_frozen){addr, len, dev};
-  b->dirty = true;
-  add_stats(c, (int64_t)len, now_ms() - t0);
+  frozen_upload u = {c, b};
+  sp_resident_upload up = {&u, upload_frozen};
+  sp_resident_copy *copy = NULL;
+  sp_error_t *err = sp_resident_freeze(&c->cache, &up, addr, len, identity, &copy);
+  if (err || !copy) return err; /* no copy: the range stays zero-copy */
+  f = &b->frozen[b->n_frozen++];
+  *f = (sp_cu_frozen){addr, len, NULL, copy};
+  point_at_copy(b, f);
   return NULL;
 }
 
@@ -304,17 +351,8 @@ static sp_error_t *cu_flush(void *vctx, void *binding, uint64_t addr, uint64_t l
     CU_TRY(cudaSetDevice(c->device), "selecting device %d", c->device);
     return upload_local(c, b, l, addr, len);
   }
-  for (uint32_t i = 0; i < b->n_frozen; i++) {
-    sp_cu_frozen *f = &b->frozen[i];
-    if (addr < f->addr || addr + len > f->addr + f->len) continue;
-    CU_TRY(cudaSetDevice(c->device), "selecting device %d", c->device);
-    double t0 = now_ms();
-    CU_TRY(cudaStreamSynchronize(b->stream), "flush: waiting for the stream");
-    CU_TRY(copy_guest(b, f->dev + (addr - f->addr), addr, len, true), "flush: copying %llu bytes",
-           (unsigned long long)len);
-    add_stats(c, 0, now_ms() - t0);
-    return NULL;
-  }
+  sp_cu_frozen *f = frozen_of(b, addr, len, false);
+  if (f) return refresh_frozen(c, b, f, addr, len, 0); /* never writes a shared copy */
   return NULL; /* no copy of that range: guest memory is read directly */
 }
 
@@ -696,11 +734,7 @@ static void cu_release(void *vctx, void *binding) {
     for (uint32_t i = 0; i < b->t_ops_cap; i++) cudaEventDestroy(b->t_ops[i]);
     free(b->t_ops);
   }
-  for (uint32_t i = 0; i < b->n_frozen; i++) {
-    if (!b->frozen[i].dev) continue;
-    cudaFree(b->frozen[i].dev);
-    add_stats(c, -(int64_t)b->frozen[i].len, 0);
-  }
+  for (uint32_t i = 0; i < b->n_frozen; i++) sp_resident_release(&c->cache, b->frozen[i].copy); /* frees the last */
   for (uint32_t i = 0; i < b->n_local; i++) {
     cudaFree(b->local[i].dev);
     add_local_stats(c, -(int64_t)b->local[i].len, 0, 0);
@@ -715,8 +749,11 @@ static void cu_release(void *vctx, void *binding) {
   free(b);
 }
 
+static bool cu_device_memory(void *vctx, uint64_t *used, uint64_t *total) { return sp_cu_device_memory(used, total); }
+
 static void cu_destroy(void *vctx) {
   sp_cu_ctx *c = (sp_cu_ctx *)vctx;
+  sp_resident_cache_deinit(&c->cache);
   pthread_mutex_destroy(&c->mu);
   free(c);
 }
@@ -737,6 +774,7 @@ static struct sp_backend_ops make_ops(void) {
   ops.device_local = cu_device_local;
   ops.sync = cu_sync;
   ops.residency = cu_residency;
+  ops.device_memory = cu_device_memory;
   ops.release = cu_release;
   ops.destroy = cu_destroy;
   return ops;
@@ -773,6 +811,7 @@ extern "C" sp_error_t *sp_backend_cuda_new(const sp_backend_options *opts, sp_ba
   const char *no_local = getenv("SP_CUDA_NO_DEVICE_LOCAL");
   c->local = c->residency && !c->integrated && !(no_local && *no_local && strcmp(no_local, "0"));
   pthread_mutex_init(&c->mu, NULL);
+  sp_resident_cache_init(&c->cache, sp_cu_resident_device(), &c->mu, &c->stats);
   be->ops = make_ops();
   be->ctx = c;
   *out = be;

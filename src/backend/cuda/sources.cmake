@@ -1,6 +1,9 @@
-# The CUDA backend's sources: one .cu per op family plus the backend itself.
+# The CUDA backend's sources: one .cu per op family plus the backend itself,
+# and its plain-C parts (also linked by CPU tests).
 set(SP_CUDA_BACKEND_SOURCES
   ${CMAKE_CURRENT_LIST_DIR}/cuda_backend.cu
+  ${CMAKE_CURRENT_LIST_DIR}/resident_device.cu
+  ${CMAKE_CURRENT_LIST_DIR}/resident_cache.c
   ${CMAKE_CURRENT_LIST_DIR}/matmul.cu
   ${CMAKE_CURRENT_LIST_DIR}/elementwise.cu
   ${CMAKE_CURRENT_LIST_DIR}/llm_ops.cu
