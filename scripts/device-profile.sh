@@ -20,7 +20,7 @@ build_lib() {
       2>>$out/ptxas.txt || { echo "BUILD FAIL $f"; grep -i error $out/ptxas.txt | head -20; return 1; }
     objs+=($o)
   done
-  for f in src/error.c src/dtype.c; do o=/tmp/$(basename $f .c).o; gcc -O2 -fPIC -fvisibility=hidden -Iinclude -Isrc -c $f -o $o; objs+=($o); done
+  for f in src/error.c src/dtype.c src/backend/cuda/*.c; do o=/tmp/$(basename $f .c).o; gcc -O2 -fPIC -fvisibility=hidden -Iinclude -Isrc -c $f -o $o; objs+=($o); done
   nvcc -shared -arch=sm_90 -cudart static -o /tmp/libsamepage_cuda.so "${objs[@]}" -lpthread
 }
 build_lib || exit 1

@@ -305,11 +305,18 @@ static inline int32_t sp_sync(const void *ptr, uint64_t len) {
 
 /* ---- submitting ---- */
 
-/* Submits the list, waits for it, and empties it. Returns SP_OK or a
- * negative sp_status; sp_last_error then says which field was wrong. */
-static inline int32_t sp_submit(sp_list *list) {
+/* Submits the list and waits for it, keeping its commands: a list whose
+ * per-step values (positions, token ids) live in tensors can be submitted
+ * again unchanged, and the host then skips its validation. Returns SP_OK
+ * or a negative sp_status; sp_last_error then says which field was wrong. */
+static inline int32_t sp_submit_keep(const sp_list *list) {
   uint32_t bytes = (uint32_t)(sizeof(sp_cmd_list_header) + list->header->count * sizeof(sp_cmd));
-  int32_t status = sp_import_submit(sp_addr(list->header), bytes);
+  return sp_import_submit(sp_addr(list->header), bytes);
+}
+
+/* Submits the list, waits for it, and empties it. */
+static inline int32_t sp_submit(sp_list *list) {
+  int32_t status = sp_submit_keep(list);
   list->header->count = 0;
   return status;
 }

@@ -138,6 +138,14 @@ static void ffn_block(llm_model *m, sp_list *list, uint32_t il, uint32_t n) {
   sp_add(list, act(st->x, E, n), act(st->x, E, n), act(st->proj, E, n));
 }
 
+static const float *submit_forward(const sp_list *list, llm_state *st, char *err, int cap) {
+  if (sp_submit_keep(list) != SP_OK) {
+    snprintf(err, (size_t)cap, "forward: %s", sp_last_error());
+    return NULL;
+  }
+  return st->logits;
+}
+
 const float *llm_forward(llm_model *m, const int32_t *tokens, uint32_t n, uint32_t pos0, char *err,
                          int cap) {
   const llm_hparams *hp = &m->hp;
@@ -149,6 +157,11 @@ const float *llm_forward(llm_model *m, const int32_t *tokens, uint32_t n, uint32
     return NULL;
   }
   for (uint32_t i = 0; i < n; i++) st->tokens[i] = tokens[i], st->pos[i] = (int32_t)(pos0 + i);
+  if (st->list_tokens == n) { /* every decode step: the same list again */
+    sp_list again = {st->list_storage, st->list_capacity};
+    return submit_forward(&again, st, err, cap);
+  }
+  st->list_tokens = 0;
   sp_list list = sp_list_init(st->list_storage, st->list_capacity);
   /* x = token embeddings */
   sp_get_rows(&list, act(st->x, E, n), m->w.tok_embd, sp_tensor_1d(st->tokens, SP_DTYPE_I32, n));
@@ -161,9 +174,7 @@ const float *llm_forward(llm_model *m, const int32_t *tokens, uint32_t n, uint32
   sp_rmsnorm(&list, act(st->xb, E, rows), act(st->x + (size_t)first * E, E, rows), m->w.out_norm,
              hp->norm_eps);
   sp_matmul(&list, act(st->logits, V, rows), m->w.output, act(st->xb, E, rows));
-  if (sp_submit(&list) != SP_OK) {
-    snprintf(err, (size_t)cap, "forward: %s", sp_last_error());
-    return NULL;
-  }
-  return st->logits;
+  const float *logits = submit_forward(&list, st, err, cap);
+  if (logits) st->list_tokens = n;
+  return logits;
 }

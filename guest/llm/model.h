@@ -69,6 +69,8 @@ typedef struct llm_state {
   size_t block_bytes;
   sp_cmd_list_header *list_storage;
   uint32_t list_capacity;
+  uint32_t list_tokens;  /* tokens of the forward list in list_storage (0: none): a
+                            list depends only on that count, positions are data */
 } llm_state;
 
 typedef struct llm_model {

@@ -6,6 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __wasm_simd128__
+#include <wasm_simd128.h>
+#endif
 
 /* llama.cpp's defaults, with a mild repetition penalty: small chat models
  * loop without one. Greedy is --temp 0. */
@@ -51,6 +54,40 @@ void llm_sampler_accept(llm_sampler *s, int32_t token) {
   if (s->n_recent < n) s->n_recent++;
 }
 
+#ifdef __wasm_simd128__
+/* Four lanes, each keeping the first index of its own maximum; then the
+ * greatest lane value, ties to the smallest index: the scalar loop's
+ * answer (the first maximum) for any input without NaN. A vocabulary of
+ * 128k logits takes a quarter of the time. */
+int32_t llm_argmax(const float *logits, int32_t n) {
+  if (n < 8) {
+    int32_t best = 0;
+    for (int32_t i = 1; i < n; i++)
+      if (logits[i] > logits[best]) best = i;
+    return best;
+  }
+  v128_t top = wasm_v128_load(logits), best = wasm_i32x4_make(0, 1, 2, 3), idx = best;
+  const v128_t four = wasm_i32x4_splat(4);
+  int32_t i = 4;
+  for (; i + 4 <= n; i += 4) {
+    idx = wasm_i32x4_add(idx, four);
+    v128_t v = wasm_v128_load(logits + i), gt = wasm_f32x4_gt(v, top);
+    top = wasm_v128_bitselect(v, top, gt);
+    best = wasm_v128_bitselect(idx, best, gt);
+  }
+  float tops[4];
+  int32_t bests[4];
+  wasm_v128_store(tops, top), wasm_v128_store(bests, best);
+  int32_t pick = 0;
+  for (int32_t l = 1; l < 4; l++)
+    if (tops[l] > tops[pick] || (tops[l] == tops[pick] && bests[l] < bests[pick])) pick = l;
+  float t = tops[pick];
+  int32_t b = bests[pick];
+  for (; i < n; i++)
+    if (logits[i] > t) t = logits[i], b = i;
+  return b;
+}
+#else
 int32_t llm_argmax(const float *logits, int32_t n) {
   int32_t best = 0;
   float top = logits[0]; /* in a register: no load on the loop's critical path */
@@ -58,6 +95,7 @@ int32_t llm_argmax(const float *logits, int32_t n) {
     if (logits[i] > top) top = logits[i], best = i;
   return best;
 }
+#endif
 
 /* splitmix64: small, fast, and its whole state is one integer. */
 static uint64_t next_random(uint64_t *state) {

@@ -46,6 +46,8 @@ extern "C" {
 #define SP_CU_MAX_FROZEN 16
 #define SP_CU_MAX_LOCAL 16
 #define SP_CU_MAX_CHECKED 16
+#define SP_CU_STAGE_BYTES 16384 /* staging buffer per binding */
+#define SP_CU_STAGE_MAX 4096    /* largest tensor staged */
 
 typedef struct sp_cu_ctx {
   int device;
@@ -76,6 +78,9 @@ typedef struct sp_cu_binding {
   uint32_t n_frozen;
   sp_cu_frozen local[SP_CU_MAX_LOCAL]; /* device-local mirrors */
   uint32_t n_local;
+  uint8_t *stage_dev;    /* staged index tensors (plan_staging) */
+  struct { uint32_t offset, len, at; } staged[SP_CU_MAX_STAGED];
+  uint32_t n_staged;
   int8_t *xq;            /* quantized activations scratch */
   float *xd, *xs;
   size_t xq_cap;         /* elements of xq */
@@ -163,6 +168,8 @@ static sp_error_t *cu_adopt(void *vctx, const sp_memory_view *view, void **bindi
     err = sp_error_new("cuda: creating a stream: %s", cudaGetErrorString(e));
   if (!err && (e = cudaMalloc(&b->status_dev, sizeof(sp_cu_status))) != cudaSuccess)
     err = sp_error_new("cuda: status word: %s", cudaGetErrorString(e));
+  if (!err && (e = cudaMalloc(&b->stage_dev, SP_CU_STAGE_BYTES)) != cudaSuccess)
+    err = sp_error_new("cuda: staging buffer: %s", cudaGetErrorString(e));
   if (!err && (e = cudaMallocHost(&b->status_host, sizeof(sp_cu_status))) != cudaSuccess)
     err = sp_error_new("cuda: host status word: %s", cudaGetErrorString(e));
   if (err) {
@@ -416,6 +423,11 @@ static sp_cu_tensor resolve(const sp_cu_binding *b, const sp_tensor *t, bool is_
   memcpy(r.ne, t->ne, sizeof r.ne);
   memcpy(r.nb, t->nb, sizeof r.nb);
   uint64_t ext = extent_of(t);
+  for (uint32_t i = 0; i < b->n_staged && is_src; i++)
+    if (t->offset >= b->staged[i].offset && t->offset + ext <= (uint64_t)b->staged[i].offset + b->staged[i].len) {
+      r.p = b->stage_dev + b->staged[i].at + (t->offset - b->staged[i].offset);
+      return r;
+    }
   for (uint32_t i = 0; i < b->n_local; i++) {
     const sp_cu_frozen *l = &b->local[i];
     if (l->dev && t->offset >= l->addr && t->offset + ext <= l->addr + l->len) {
@@ -432,6 +444,66 @@ static sp_cu_tensor resolve(const sp_cu_binding *b, const sp_tensor *t, bool is_
     }
   }
   return r;
+}
+
+/* ---- staging: small index tensors read from device memory ---- */
+
+/* Positions and token ids live in plain guest memory: the guest writes them
+ * with stores each step. Read there, they cross PCIe once per kernel that
+ * uses them, a microsecond or two each and dozens of times per decode step.
+ * So an I32 source that no command of the list writes, outside any mirror
+ * or resident copy, is copied into device memory once at the start of the
+ * list (the guest is inside submit: nothing changes those bytes meanwhile)
+ * and the kernels read the copy. */
+
+static bool in_device_copy(const sp_cu_binding *b, uint64_t off, uint64_t ext) {
+  for (uint32_t i = 0; i < b->n_local; i++)
+    if (b->local[i].dev && overlaps(off, ext, b->local[i].addr, b->local[i].len)) return true;
+  for (uint32_t i = 0; i < b->n_frozen; i++)
+    if (b->frozen[i].dev && overlaps(off, ext, b->frozen[i].addr, b->frozen[i].len)) return true;
+  return false;
+}
+
+static bool written_by(const sp_cmd *cmds, uint32_t count, uint64_t off, uint64_t ext) {
+  for (uint32_t i = 0; i < count; i++)
+    if (cmds[i].op != SP_OP_NOP && overlaps(off, ext, cmds[i].dst.offset, extent_of(&cmds[i].dst))) return true;
+  return false;
+}
+
+static bool already_staged(const sp_cu_binding *b, uint32_t off, uint64_t ext) {
+  for (uint32_t i = 0; i < b->n_staged; i++)
+    if (off >= b->staged[i].offset && off + ext <= (uint64_t)b->staged[i].offset + b->staged[i].len) return true;
+  return false;
+}
+
+/* Picks the list's staged tensors (b->staged). */
+static void plan_staging(sp_cu_binding *b, const sp_cmd *cmds, uint32_t count) {
+  uint32_t used = 0;
+  b->n_staged = 0;
+  const char *off = getenv("SP_CUDA_NO_STAGING"); /* measurement: read guest memory directly */
+  if (off && *off && strcmp(off, "0")) return;
+  for (uint32_t i = 0; i < count; i++)
+    for (int s = 0; s < SP_MAX_SRC; s++) {
+      const sp_tensor *t = &cmds[i].src[s];
+      uint64_t ext = t->dtype == SP_DTYPE_I32 ? extent_of(t) : 0;
+      if (!ext || ext > SP_CU_STAGE_MAX || t->offset % 4 || ext % 4 || already_staged(b, t->offset, ext)) continue;
+      if (b->n_staged == SP_CU_MAX_STAGED || used + ext > SP_CU_STAGE_BYTES) return;
+      if (in_device_copy(b, t->offset, ext) || written_by(cmds, count, t->offset, ext)) continue;
+      b->staged[b->n_staged++] = {t->offset, (uint32_t)ext, used};
+      used += ((uint32_t)ext + 15) / 16 * 16;
+    }
+}
+
+static cudaError_t enqueue_staging(const sp_cu_binding *b) {
+  if (!b->n_staged) return cudaSuccess;
+  sp_cu_spans spans = {};
+  for (uint32_t i = 0; i < b->n_staged; i++) {
+    spans.src[i] = (const uint32_t *)(b->dbase + b->staged[i].offset);
+    spans.dst[i] = (uint32_t *)(b->stage_dev + b->staged[i].at);
+    spans.words[i] = b->staged[i].len / 4;
+  }
+  spans.n = b->n_staged;
+  return sp_cu_stage(&spans, b->stream);
 }
 
 /* Index tensors already checked in this list, and still unwritten. */
@@ -580,6 +652,8 @@ static sp_error_t *enqueue_list(sp_cu_binding *b, const sp_cmd *cmds, uint32_t c
   checked_set checked = {};
   sp_tensor xq_of = {};
   CU_TRY(cudaMemsetAsync(b->status_dev, 0, sizeof(sp_cu_status), b->stream), "resetting the status word");
+  plan_staging(b, cmds, count);
+  CU_TRY(enqueue_staging(b), "staging index tensors");
   for (uint32_t i = 0; i < count;) {
     sp_cu_fusion f = sp_cu_fuse_plan(cmds, i, count);
     cudaError_t e = f.kind == SP_FUSE_NONE ? enqueue_cmd(b, &cmds[i], i, &checked, &xq_of)
@@ -740,7 +814,7 @@ static void cu_release(void *vctx, void *binding) {
     add_local_stats(c, -(int64_t)b->local[i].len, 0, 0);
   }
   for (size_t i = 0; i < b->n_regs; i++) cudaHostUnregister(b->regs[i]);
-  cudaFree(b->xq), cudaFree(b->xd), cudaFree(b->xs), cudaFree(b->status_dev);
+  cudaFree(b->xq), cudaFree(b->xd), cudaFree(b->xs), cudaFree(b->status_dev), cudaFree(b->stage_dev);
   if (b->status_host) cudaFreeHost(b->status_host);
   if (b->stream) cudaStreamDestroy(b->stream);
   cudaGetLastError();

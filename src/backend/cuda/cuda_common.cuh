@@ -127,6 +127,17 @@ typedef struct sp_cu_qdst {
   float *xd, *xs; /* [M][K/32] */
 } sp_cu_qdst;
 
+/* Bytes copied from guest memory to device memory at the start of a list
+ * (staged index tensors, cuda_backend.cu). */
+#define SP_CU_MAX_STAGED 8
+typedef struct sp_cu_spans {
+  const uint32_t *src[SP_CU_MAX_STAGED];
+  uint32_t *dst[SP_CU_MAX_STAGED];
+  uint32_t words[SP_CU_MAX_STAGED];
+  uint32_t n;
+} sp_cu_spans;
+cudaError_t sp_cu_stage(const sp_cu_spans *spans, cudaStream_t stream);
+
 /* Launchers: enqueue one command; return the launch error (cudaSuccess). */
 cudaError_t sp_cu_matmul(const sp_cu_cmd *c);
 cudaError_t sp_cu_elementwise(const sp_cu_cmd *c); /* add, mul, scale, swiglu, copy */

@@ -203,6 +203,20 @@ static cudaError_t launch_rope(const sp_cu_cmd *a, const sp_cu_cmd *b) {
 cudaError_t sp_cu_rope(const sp_cu_cmd *c) { return launch_rope(c, nullptr); }
 cudaError_t sp_cu_rope_pair(const sp_cu_cmd *a, const sp_cu_cmd *b) { return launch_rope(a, b); }
 
+/* ---- staging ---- */
+
+/* One block copies every span, a word per thread: the reads of guest
+ * memory across PCIe all go out at once. */
+__global__ void stage_kernel(sp_cu_spans spans) {
+  for (uint32_t s = 0; s < SP_CU_MAX_STAGED && s < spans.n; s++)
+    for (uint32_t i = threadIdx.x; i < spans.words[s]; i += blockDim.x) spans.dst[s][i] = spans.src[s][i];
+}
+
+cudaError_t sp_cu_stage(const sp_cu_spans *spans, cudaStream_t stream) {
+  stage_kernel<<<1, 256, 0, stream>>>(*spans);
+  return cudaGetLastError();
+}
+
 /* ---- indices ---- */
 
 __global__ void check_indices_kernel(const int32_t *idx, uint32_t n, uint32_t limit, uint32_t cmd,
