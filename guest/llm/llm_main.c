@@ -49,7 +49,7 @@ static struct llm_guest {
   tok_decoder decoder;
   llm_chat_kind chat;
   uint32_t n_past;          /* tokens in the KV cache */
-  const float *logits;      /* after the last forward, or NULL */
+  float *logits;            /* after the last forward, or NULL */
   bool in_reply;            /* the assistant's turn is open */
   bool turn_done;           /* the last step produced an end-of-turn token */
   int32_t *tokens;          /* llm_tokenize output */

@@ -138,7 +138,7 @@ static void ffn_block(llm_model *m, sp_list *list, uint32_t il, uint32_t n) {
   sp_add(list, act(st->x, E, n), act(st->x, E, n), act(st->proj, E, n));
 }
 
-static const float *submit_forward(const sp_list *list, llm_state *st, char *err, int cap) {
+static float *submit_forward(const sp_list *list, llm_state *st, char *err, int cap) {
   if (sp_submit_keep(list) != SP_OK) {
     snprintf(err, (size_t)cap, "forward: %s", sp_last_error());
     return NULL;
@@ -146,7 +146,7 @@ static const float *submit_forward(const sp_list *list, llm_state *st, char *err
   return st->logits;
 }
 
-const float *llm_forward(llm_model *m, const int32_t *tokens, uint32_t n, uint32_t pos0, char *err,
+float *llm_forward(llm_model *m, const int32_t *tokens, uint32_t n, uint32_t pos0, char *err,
                          int cap) {
   const llm_hparams *hp = &m->hp;
   llm_state *st = &m->st;
@@ -174,7 +174,7 @@ const float *llm_forward(llm_model *m, const int32_t *tokens, uint32_t n, uint32
   sp_rmsnorm(&list, act(st->xb, E, rows), act(st->x + (size_t)first * E, E, rows), m->w.out_norm,
              hp->norm_eps);
   sp_matmul(&list, act(st->logits, V, rows), m->w.output, act(st->xb, E, rows));
-  const float *logits = submit_forward(&list, st, err, cap);
+  float *logits = submit_forward(&list, st, err, cap);
   if (logits) st->list_tokens = n;
   return logits;
 }

@@ -88,7 +88,7 @@ int llm_state_init(llm_model *m, uint32_t n_batch, uint32_t n_ctx, bool logits_a
  * n_ctx), appending to the KV cache. Returns a pointer to the logits: [V]
  * for the last token, or [V, n] when logits_all. NULL with a message in err
  * when the host rejects the work. */
-const float *llm_forward(llm_model *m, const int32_t *tokens, uint32_t n, uint32_t pos0, char *err,
+float *llm_forward(llm_model *m, const int32_t *tokens, uint32_t n, uint32_t pos0, char *err,
                          int cap);
 
 #endif

@@ -29,9 +29,11 @@ int llm_sampler_init(llm_sampler *s, const llm_sampler_params *p, int32_t vocab,
   s->vocab = vocab;
   s->rng = p->seed;
   s->cand = malloc(sizeof *s->cand * (size_t)vocab);
-  s->penalized = malloc(sizeof *s->penalized * (size_t)vocab);
-  s->recent = malloc(sizeof *s->recent * (size_t)(p->repeat_last_n ? p->repeat_last_n : 1));
-  if (!s->cand || !s->penalized || !s->recent) {
+  size_t ring = (size_t)(p->repeat_last_n ? p->repeat_last_n : 1);
+  s->saved = malloc(sizeof *s->saved * ring);
+  s->saved_ids = malloc(sizeof *s->saved_ids * ring);
+  s->recent = malloc(sizeof *s->recent * ring);
+  if (!s->cand || !s->saved || !s->saved_ids || !s->recent) {
     snprintf(err, (size_t)cap, "sampler: out of memory");
     llm_sampler_free(s);
     return -1;
@@ -41,9 +43,10 @@ int llm_sampler_init(llm_sampler *s, const llm_sampler_params *p, int32_t vocab,
 
 void llm_sampler_free(llm_sampler *s) {
   free(s->cand);
-  free(s->penalized);
+  free(s->saved);
+  free(s->saved_ids);
   free(s->recent);
-  s->cand = NULL, s->penalized = NULL, s->recent = NULL;
+  s->cand = NULL, s->saved = NULL, s->saved_ids = NULL, s->recent = NULL;
 }
 
 void llm_sampler_accept(llm_sampler *s, int32_t token) {
@@ -106,19 +109,29 @@ static uint64_t next_random(uint64_t *state) {
 }
 
 /* Penalises tokens seen recently, as llama.cpp does (divide positive
- * logits, multiply negative ones). Each distinct token once. */
-static void apply_penalty(llm_sampler *s) {
+ * logits, multiply negative ones), each distinct token once, in place:
+ * their old values go to s->saved for restore_penalty. Copying a 128k
+ * vocabulary's logits instead would cost more than the argmax. Returns the
+ * number of values saved. */
+static int32_t apply_penalty(llm_sampler *s, float *logits) {
   float penalty = s->params.repeat_penalty;
-  if (penalty == 1.0f) return;
+  int32_t n = 0;
+  if (penalty == 1.0f) return 0;
   for (int32_t i = 0; i < s->n_recent; i++) {
     int32_t id = s->recent[i];
     if (id < 0 || id >= s->vocab) continue;
     bool seen = false;
     for (int32_t j = 0; j < i && !seen; j++) seen = s->recent[j] == id;
     if (seen) continue;
-    float *l = &s->penalized[id];
+    float *l = &logits[id];
+    s->saved[n] = *l, s->saved_ids[n++] = id;
     *l = *l > 0 ? *l / penalty : *l * penalty;
   }
+  return n;
+}
+
+static void restore_penalty(const llm_sampler *s, float *logits, int32_t n) {
+  for (int32_t i = 0; i < n; i++) logits[s->saved_ids[i]] = s->saved[i];
 }
 
 static int by_logit_desc(const void *a, const void *b) {
@@ -165,12 +178,11 @@ static void softmax_sorted(llm_candidate *c, int32_t n, float temperature) {
   for (int32_t i = 0; i < n; i++) c[i].logit /= sum;
 }
 
-int32_t llm_sampler_sample(llm_sampler *s, const float *logits) {
-  memcpy(s->penalized, logits, sizeof *logits * (size_t)s->vocab);
-  apply_penalty(s);
+/* The token for penalised logits. */
+static int32_t pick(llm_sampler *s, const float *logits) {
   const llm_sampler_params *p = &s->params;
-  if (p->temperature <= 0.0f) return llm_argmax(s->penalized, s->vocab);
-  int32_t n = keep_top_k(s->cand, s->penalized, s->vocab, p->top_k);
+  if (p->temperature <= 0.0f) return llm_argmax(logits, s->vocab);
+  int32_t n = keep_top_k(s->cand, logits, s->vocab, p->top_k);
   /* top-p and min-p on probabilities at temperature 1, as llama.cpp. */
   softmax_sorted(s->cand, n, 1.0f);
   float cum = 0;
@@ -190,4 +202,11 @@ int32_t llm_sampler_sample(llm_sampler *s, const float *logits) {
     if (r <= 0) return s->cand[i].id;
   }
   return s->cand[keep - 1].id;
+}
+
+int32_t llm_sampler_sample(llm_sampler *s, float *logits) {
+  int32_t saved = apply_penalty(s, logits);
+  int32_t token = pick(s, logits);
+  restore_penalty(s, logits, saved);
+  return token;
 }

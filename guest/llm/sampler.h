@@ -32,7 +32,8 @@ typedef struct llm_sampler {
   uint64_t rng;             /* splitmix64 state */
   int32_t vocab;
   llm_candidate *cand;      /* [top_k or vocab] the kept candidates */
-  float *penalized;         /* [vocab] the logits after the repetition penalty */
+  float *saved;             /* [repeat_last_n] logits the penalty changed, for restoring */
+  int32_t *saved_ids;       /* [repeat_last_n] their tokens */
   int32_t *recent;          /* ring of the last repeat_last_n tokens */
   int32_t n_recent, recent_head;
 } llm_sampler;
@@ -46,8 +47,10 @@ llm_sampler_params llm_sampler_defaults(void);
 int llm_sampler_init(llm_sampler *s, const llm_sampler_params *p, int32_t vocab, char *err, int cap);
 void llm_sampler_free(llm_sampler *s);
 
-/* Picks a token from logits[vocab] (logits are not modified). */
-int32_t llm_sampler_sample(llm_sampler *s, const float *logits);
+/* Picks a token from logits[vocab]. The repetition penalty adjusts a few of
+ * them in place during the call; they hold their old values again when it
+ * returns. */
+int32_t llm_sampler_sample(llm_sampler *s, float *logits);
 
 /* Records a token (prompt or generated) for the repetition penalty. */
 void llm_sampler_accept(llm_sampler *s, int32_t token);

@@ -68,12 +68,13 @@ __global__ void __launch_bounds__(1024)
   float *xr = (float *)(x.p + (size_t)r * x.nb[0]), *yr = (float *)(d.p + (size_t)r * d.nb[0]);
   const float *ar = ADD ? (const float *)(a.p + (size_t)r * a.nb[0]) : nullptr;
   const float *br = ADD ? (const float *)(b.p + (size_t)r * b.nb[0]) : nullptr;
-  float v[SP_NORM_VALS], sum = 0;
+  float v[SP_NORM_VALS], wv[SP_NORM_VALS], sum = 0;
 #pragma unroll
-  for (int k = 0; k < SP_NORM_VALS; k++) {
+  for (int k = 0; k < SP_NORM_VALS; k++) { /* the weights load while the sum reduces */
     uint32_t i = threadIdx.x + k * blockDim.x;
-    v[k] = 0;
+    v[k] = wv[k] = 0;
     if (i >= n) continue;
+    wv[k] = w[i];
     v[k] = ADD ? ar[i] + br[i] : xr[i];
     if (ADD) xr[i] = v[k];
     sum += v[k] * v[k];
@@ -84,7 +85,7 @@ __global__ void __launch_bounds__(1024)
   for (int k = 0; k < SP_NORM_VALS; k++) {
     uint32_t i = threadIdx.x + k * blockDim.x;
     if (i >= n) break; /* warp-uniform when QUANT: n % 32 == 0 */
-    float y = v[k] * scale * w[i];
+    float y = v[k] * scale * wv[k];
     yr[i] = y;
     if (QUANT) {
       uint32_t blk = i / SP_CU_QK, nb = n / SP_CU_QK;

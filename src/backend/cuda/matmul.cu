@@ -19,6 +19,7 @@
 
 #define SP_MMV_MAX_M 8
 #define SP_MMV_ROWS 4 /* weight rows (warps) per block */
+#define SP_MMV_BATCH 4 /* quantized blocks per thread whose loads go out together */
 
 /* Warps per weight row in the matrix-vector kernels: 1, 2 or 4
  * (SP_CUDA_MMV_WPR, for measurement; default 4). */
@@ -169,12 +170,21 @@ __global__ void __launch_bounds__(SP_MMV_ROWS * 32)
     const mmv_member mp = P == 1 ? own : member(g, p);
     wr[p] = mp.w + (size_t)n * mp.w_stride, acc[p] = 0;
   }
-#pragma unroll 4
-  for (uint32_t b = part * 8 + lane / 4; b < nb; b += 8 * wpr) {
-    int2 x = load_x<DT>(xr + b * SP_CU_QK, sub);
-    float dx = xdr[b], xsb = DT == SP_DTYPE_Q4_1 ? xsr[b] : 0.0f;
+  /* SP_MMV_BATCH blocks per step, each under its own guard: the loads of
+   * the whole step issue before the first dot product, even when a row has
+   * fewer blocks than that (K = 2048 gives each thread two). */
+  const uint32_t stride = 8 * wpr;
+  for (uint32_t b0 = part * 8 + lane / 4; b0 < nb; b0 += stride * SP_MMV_BATCH) {
 #pragma unroll
-    for (int p = 0; p < P; p++) acc[p] += block_dot<DT>(wr[p] + (size_t)b * BYTES, x, dx, xsb, sub);
+    for (uint32_t u = 0; u < SP_MMV_BATCH; u++) {
+      uint32_t b = b0 + u * stride;
+      if (b < nb) { /* predicated, not a branch out: the loads stay together */
+        int2 x = load_x<DT>(xr + b * SP_CU_QK, sub);
+        float dx = xdr[b], xsb = DT == SP_DTYPE_Q4_1 ? xsr[b] : 0.0f;
+#pragma unroll
+        for (int p = 0; p < P; p++) acc[p] += block_dot<DT>(wr[p] + (size_t)b * BYTES, x, dx, xsb, sub);
+      }
+    }
   }
   sum_row_parts<P>(acc, wpr);
   if (!live || lane != 0 || part != 0) return;
