@@ -72,6 +72,9 @@ void sp_runtime_residency(const sp_runtime_t *rt, uint64_t *bytes, uint64_t *cop
  * copy already on the device, and device bytes not held twice now. All zero
  * on the CPU. */
 void sp_runtime_residency_shared(const sp_runtime_t *rt, uint64_t *hits, uint64_t *bytes);
+/* Device bytes held now by weights re-laid for the GPU's loads, derived
+ * from resident copies (docs/CUDA.md, "Repacked weights"). Zero on the CPU. */
+uint64_t sp_runtime_repacked_bytes(const sp_runtime_t *rt);
 /* Device memory in use on the backend's device (by every process) and the
  * device's size; false, both zero, when the backend has none (CPU). */
 bool sp_runtime_device_memory(const sp_runtime_t *rt, uint64_t *used, uint64_t *total);

@@ -133,6 +133,10 @@ void sp_runtime_residency_shared(const sp_runtime_t *rt, uint64_t *hits, uint64_
   if (bytes) *bytes = st.shared_bytes;
 }
 
+uint64_t sp_runtime_repacked_bytes(const sp_runtime_t *rt) {
+  return sp_backend_residency(rt ? rt->backend : NULL).repacked_bytes;
+}
+
 bool sp_runtime_device_memory(const sp_runtime_t *rt, uint64_t *used, uint64_t *total) {
   uint64_t u, t;
   bool known = sp_backend_device_memory(rt ? rt->backend : NULL, &u, &t);

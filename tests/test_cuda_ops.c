@@ -587,6 +587,44 @@ static void shared_copy_cases(void) {
   munmap(mem2, SECOND);
 }
 
+/* Quantized weights in a frozen range are repacked for the GPU (repack.h):
+ * the products match the CPU's, the repacked bytes are counted, and after
+ * the guest rewrites the weights and flushes, the new ones are used. */
+static void repack_cases(void) {
+  enum { R0 = 0x1500000, RSTEP = 0x40000 };
+  const uint32_t dts[] = {SP_DTYPE_Q8_0, SP_DTYPE_Q4_0, SP_DTYPE_Q4_1};
+  uint32_t k = 2048, n = 40;
+  char name[64];
+  for (int i = 0; i < 3; i++) {
+    uint32_t w = R0 + (uint32_t)i * RSTEP, bytes = (uint32_t)weight_bytes(dts[i], k, n);
+    fill(w, dts[i], (uint64_t)k * n), fill(X, SP_DTYPE_F32, (uint64_t)k * 3);
+    sp_error_t *err = sp_backend_freeze(cuda, cuda_b, w, bytes, 0);
+    if (err) {
+      printf("FAIL repack %s: freeze: %s\n", sp_dtype_name(dts[i]), sp_error_message(err));
+      sp_error_free(err), failures++, cases++;
+      continue;
+    }
+    for (uint32_t m = 1; m <= 3; m += 2) {
+      sp_cmd c = {.op = SP_OP_MATMUL};
+      c.dst = t4(D, SP_DTYPE_F32, n, m, 1), c.src[0] = t4(w, dts[i], k, n, 1), c.src[1] = t4(X, SP_DTYPE_F32, k, m, 1);
+      snprintf(name, sizeof name, "repacked matmul %s m=%u", sp_dtype_name(dts[i]), m);
+      run_case(name, c, 5e-4);
+    }
+    fill(w, dts[i], (uint64_t)k * n); /* the guest rewrites its weights... */
+    err = sp_backend_flush(cuda, cuda_b, w, bytes); /* ...and says so */
+    if (err) printf("FAIL flush: %s\n", sp_error_message(err)), sp_error_free(err), failures++;
+    sp_cmd c = {.op = SP_OP_MATMUL};
+    c.dst = t4(D, SP_DTYPE_F32, n, 1, 1), c.src[0] = t4(w, dts[i], k, n, 1), c.src[1] = t4(X, SP_DTYPE_F32, k, 1, 1);
+    snprintf(name, sizeof name, "repacked %s after flush", sp_dtype_name(dts[i]));
+    run_case(name, c, 5e-4);
+  }
+  sp_residency_stats rs = sp_backend_residency(cuda);
+  bool counted = rs.repacked_bytes > 0 || getenv("SP_CUDA_NO_REPACK");
+  cases++;
+  printf("%s repacked weights counted: %llu bytes\n", counted ? "ok  " : "FAIL", (unsigned long long)rs.repacked_bytes);
+  failures += !counted;
+}
+
 int main(void) {
   const char *path = getenv("SP_CUDA_LIB");
   void *lib = dlopen(path && path[0] ? path : SP_BACKEND_CUDA_LIBRARY, RTLD_NOW | RTLD_LOCAL);
@@ -625,6 +663,7 @@ int main(void) {
   failure_cases();
   device_local_cases();
   shared_copy_cases();
+  repack_cases();
   printf("%d of %d cases failed\n", failures, cases);
   sp_backend_release(cuda, cuda_b);
   sp_backend_release(cpu, cpu_b);

@@ -16,7 +16,15 @@
 
 typedef struct fake_device {
   int allocs, frees, budget; /* budget: allocations left (-1: unlimited) */
+  int drops;                 /* derived data dropped */
 } fake_device;
+
+/* Derived data (repacked weights on CUDA) is a malloc'd marker here. */
+static void fake_drop(void *ctx, sp_resident_copy *copy) {
+  ((fake_device *)ctx)->drops++;
+  free(copy->derived);
+  copy->derived = NULL;
+}
 
 static void *fake_alloc(void *ctx, uint64_t len) {
   fake_device *d = ctx;
@@ -63,7 +71,7 @@ static void setup(fixture *f) {
   memset(f, 0, sizeof *f);
   f->dev.budget = -1;
   pthread_mutex_init(&f->mu, NULL);
-  sp_resident_device d = {&f->dev, fake_alloc, fake_free, fake_copy};
+  sp_resident_device d = {&f->dev, fake_alloc, fake_free, fake_copy, fake_drop};
   sp_resident_cache_init(&f->cache, d, &f->mu, &f->stats);
   memset(f->a.mem, 'w', LEN), memset(f->b.mem, 'w', LEN); /* both actors loaded the same weights */
   f->up_a = (sp_resident_upload){&f->a, fake_upload};
@@ -235,10 +243,33 @@ static void test_racing_publish(void) {
   teardown(&f);
 }
 
+/* What was derived from a copy's bytes goes when they change in place or
+ * the copy goes, and stays while another actor's flush only copies it. */
+static void test_derived_data(void) {
+  fixture f;
+  setup(&f);
+  sp_resident_copy *ca = NULL, *cb = NULL;
+  sp_resident_freeze(&f.cache, &f.up_a, 0, LEN, ID_A, &ca);
+  sp_resident_freeze(&f.cache, &f.up_b, 0, LEN, ID_A, &cb);
+  ca->derived = malloc(1);
+  memset(f.b.mem, 'x', 8);
+  sp_resident_refresh(&f.cache, &f.up_b, &cb, 0, LEN, 0, 8, 0); /* copy-on-flush */
+  CHECK(f.dev.drops == 0 && ca->derived && !cb->derived, "a copy-on-flush keeps the shared copy's derived data");
+  memset(f.a.mem, 'y', 8);
+  sp_resident_refresh(&f.cache, &f.up_a, &ca, 0, LEN, 0, 8, 0); /* sole holder: in place */
+  CHECK(f.dev.drops == 1 && !ca->derived, "bytes changed in place: derived data dropped");
+  cb->derived = malloc(1);
+  sp_resident_release(&f.cache, cb);
+  CHECK(f.dev.drops == 2, "released with its copy");
+  sp_resident_release(&f.cache, ca);
+  teardown(&f);
+}
+
 int main(void) {
   test_same_identity_shares();
   test_unknown_or_other_identity_is_private();
   test_flush_copies_first();
+  test_derived_data();
   test_restore_redeclares();
   test_short_memory();
   test_racing_publish();

@@ -60,6 +60,7 @@ typedef struct sp_residency_stats {
   uint64_t transfers;   /* device-local uploads (declare, flush) and syncs */
   uint64_t transfer_bytes; /* bytes those moved, both directions */
   double transfer_ms;   /* wall time spent moving them */
+  uint64_t repacked_bytes; /* device bytes of weights re-laid for the GPU's loads (repack.h) */
 } sp_residency_stats;
 
 struct sp_backend_ops {

@@ -323,11 +323,12 @@ static void report(sp_runtime_t *rt, const llm_session *s) {
     printf(", \"load_ms\": %.1f, \"prompt_tokens\": %ld, \"prefill_ms\": %.1f, \"prefill_tok_s\": %.1f, "
            "\"generated_tokens\": %ld, \"decode_ms\": %.1f, \"decode_tok_s\": %.1f, \"backend\": \"%s\", "
            "\"resident_bytes\": %llu, \"resident_ms\": %.1f, \"device_local_bytes\": %llu, "
-           "\"device_local_transfers\": %llu, \"device_local_ms\": %.1f, \"decode_lists\": %llu, "
+           "\"device_local_transfers\": %llu, \"device_local_ms\": %.1f, \"repacked_bytes\": %llu, \"decode_lists\": %llu, "
            "\"decode_commands\": %llu, \"decode_validate_ms\": %.2f, \"decode_backend_ms\": %.2f, \"text\": ",
            st->load_ms, st->prompt_tokens, st->prefill_ms, prefill_tps, st->generated, st->decode_ms, decode_tps,
            sp_runtime_backend_name(rt), (unsigned long long)res_bytes, res_ms, (unsigned long long)local_bytes,
-           (unsigned long long)local_moves, local_ms, (unsigned long long)st->decode_lists.lists,
+           (unsigned long long)local_moves, local_ms, (unsigned long long)sp_runtime_repacked_bytes(rt),
+           (unsigned long long)st->decode_lists.lists,
            (unsigned long long)st->decode_lists.commands, st->decode_lists.validate_ms, st->decode_lists.backend_ms);
     print_json_string(s->text ? s->text : "");
     printf("}\n");
@@ -336,8 +337,9 @@ static void report(sp_runtime_t *rt, const llm_session *s) {
           st->load_ms, st->prompt_tokens, prefill_tps, st->generated, decode_tps,
           st->generated ? st->decode_ms / st->generated : 0.0, s->args->seed ? s->args->seed : "-");
   if (res_copies)
-    fprintf(stderr, "backend %s | resident %.1f MiB in %llu copies, %.1f ms\n", sp_runtime_backend_name(rt),
-            res_bytes / 1048576.0, (unsigned long long)res_copies, res_ms);
+    fprintf(stderr, "backend %s | resident %.1f MiB in %llu copies, %.1f ms | repacked for the GPU %.1f MiB\n",
+            sp_runtime_backend_name(rt), res_bytes / 1048576.0, (unsigned long long)res_copies, res_ms,
+            sp_runtime_repacked_bytes(rt) / 1048576.0);
   if (local_moves)
     fprintf(stderr, "backend %s | device-local %.1f MiB, %llu transfers of %.1f MiB, %.1f ms\n",
             sp_runtime_backend_name(rt), local_bytes / 1048576.0, (unsigned long long)local_moves,

@@ -41,6 +41,7 @@ extern "C" {
 }
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/fuse.h"
+#include "backend/cuda/repack.h"
 #include "backend/cuda/resident_device.h"
 
 #define SP_CU_MAX_FROZEN 16
@@ -78,6 +79,8 @@ typedef struct sp_cu_binding {
   uint32_t n_frozen;
   sp_cu_frozen local[SP_CU_MAX_LOCAL]; /* device-local mirrors */
   uint32_t n_local;
+  sp_cu_repacked *repacked; /* per command of the list: its weight's repacked layout */
+  uint32_t repacked_cap;
   uint8_t *stage_dev;    /* staged index tensors (plan_staging) */
   struct { uint32_t offset, len, at; } staged[SP_CU_MAX_STAGED];
   uint32_t n_staged;
@@ -262,6 +265,7 @@ static sp_error_t *refresh_frozen(sp_cu_ctx *c, sp_cu_binding *b, sp_cu_frozen *
   sp_resident_upload up = {&u, upload_frozen};
   sp_error_t *err = sp_resident_refresh(&c->cache, &up, &f->copy, f->addr, f->len, addr, len, identity);
   point_at_copy(b, f);
+  b->dirty = true; /* a copy rewritten in place dropped its repacked weights (repack.h) */
   return err;
 }
 
@@ -368,6 +372,7 @@ static void cu_residency(void *vctx, sp_residency_stats *out) {
   pthread_mutex_lock(&c->mu);
   *out = c->stats;
   pthread_mutex_unlock(&c->mu);
+  out->repacked_bytes = sp_cu_repack_bytes();
 }
 
 /* ---- supports ---- */
@@ -565,6 +570,7 @@ static sp_cu_cmd decode_cmd(const sp_cu_binding *b, const sp_cmd *cmd, uint32_t 
   c.dst = resolve(b, &cmd->dst, false);
   for (int i = 0; i < SP_MAX_SRC; i++) c.src[i] = resolve(b, &cmd->src[i], true);
   c.xq = b->xq, c.xd = b->xd, c.xs = b->xs;
+  if (cmd->op == SP_OP_MATMUL && b->repacked) c.rq = b->repacked[index].qs, c.rs = b->repacked[index].sc;
   return c;
 }
 
@@ -761,6 +767,28 @@ static sp_error_t *cu_submit(void *vctx, void *binding, const sp_cmd *cmds, uint
   return err;
 }
 
+/* The repacked layout (repack.h) of each quantized matrix-vector weight of
+ * the list that lies in a resident copy, made on first use; before any
+ * capture, since it may allocate and wait. */
+static sp_error_t *prepare_repacks(sp_cu_ctx *c, sp_cu_binding *b, const sp_cmd *cmds, uint32_t count) {
+  if (count > b->repacked_cap) {
+    sp_cu_repacked *grown = (sp_cu_repacked *)realloc(b->repacked, count * sizeof *grown);
+    if (!grown) return sp_error_new("cuda: out of host memory");
+    b->repacked = grown, b->repacked_cap = count;
+  }
+  for (uint32_t i = 0; i < count; i++) {
+    const sp_cmd *cmd = &cmds[i];
+    const sp_tensor *w = &cmd->src[0];
+    b->repacked[i] = sp_cu_repacked{NULL, NULL};
+    if (cmd->op != SP_OP_MATMUL || !sp_cu_matmul_quantizes(w->dtype, cmd->src[1].ne[1])) continue;
+    sp_cu_frozen *f = frozen_of(b, w->offset, extent_of(w), false);
+    if (f && f->copy && f->dev)
+      b->repacked[i] = sp_cu_repack_get(f->copy, &c->mu, w->offset - f->addr, w->dtype, w->ne[0], w->ne[1], w->nb[0],
+                                        b->stream);
+  }
+  return NULL;
+}
+
 /* Replays, captures or enqueues the list. */
 static sp_error_t *launch_list(sp_cu_ctx *c, sp_cu_binding *b, const sp_cmd *cmds, uint32_t count, bool same) {
   sp_error_t *err = reserve_scratch(b, scratch_need(cmds, count));
@@ -769,6 +797,7 @@ static sp_error_t *launch_list(sp_cu_ctx *c, sp_cu_binding *b, const sp_cmd *cmd
     CU_TRY(cudaGraphLaunch(b->exec, b->stream), "replaying a graph");
     return NULL;
   }
+  if ((err = prepare_repacks(c, b, cmds, count))) return err;
   if (same && c->graphs) return capture_and_launch(b, cmds, count);
   if (b->has_exec) cudaGraphExecDestroy(b->exec), b->has_exec = false;
   if ((err = remember_list(b, cmds, count))) return err;
@@ -820,6 +849,7 @@ static void cu_release(void *vctx, void *binding) {
   cudaGetLastError();
   free(b->regs);
   free(b->last);
+  free(b->repacked);
   free(b);
 }
 

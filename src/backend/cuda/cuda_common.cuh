@@ -60,6 +60,8 @@ typedef struct sp_cu_cmd {
   float *xd;             /* [M][K/32] block scales */
   float *xs;             /* [M][K/32] scale * sum of the block's ints */
   bool xq_ready;         /* xq already holds these activations */
+  /* matmul: src[0] in the repacked layout (repack.h), NULL when it has none */
+  const uint8_t *rq, *rs;
 } sp_cu_cmd;
 
 #define SP_CU_GUARD(status) \

@@ -105,9 +105,50 @@ static __device__ __forceinline__ float block_dot(const uint8_t *blk, int2 x, fl
   return sub == 0 ? r + sp_cu_half(__ldg((const unsigned short *)(blk + 2))) * xsb : r;
 }
 
-/* One product of a group: weight rows, output rows, and its first block. */
+/* ---- the same over repacked weights (repack.h): 16-byte loads ---- */
+
+/* Lanes per block: two 16-byte halves of Q8_0's 32 quants, one lane for the
+ * 16 bytes of a Q4 block. */
+template <int DT> struct rp {
+  static const uint32_t LPB = DT == SP_DTYPE_Q8_0 ? 2 : 1;
+  static const uint32_t QB = DT == SP_DTYPE_Q8_0 ? 32 : 16; /* quant bytes per block */
+  static const uint32_t SB = DT == SP_DTYPE_Q4_1 ? 4 : 2;   /* scale bytes per block */
+};
+
+/* The activations lane half s of block xb needs: Q8_0 its 16 values (a);
+ * Q4 all 32 (a: 0..15, the low nibbles' partners; b: 16..31). */
+template <int DT>
+static __device__ __forceinline__ int4 load_xr(const int8_t *xb, uint32_t s, int4 *hi) {
+  if (DT == SP_DTYPE_Q8_0) return *(const int4 *)(xb + 16 * s);
+  *hi = *(const int4 *)(xb + 16);
+  return *(const int4 *)xb;
+}
+
+static __device__ __forceinline__ int dot16(uint4 q, int4 x) {
+  return __dp4a((int)q.x, x.x, __dp4a((int)q.y, x.y, __dp4a((int)q.z, x.z, __dp4a((int)q.w, x.w, 0))));
+}
+
+template <int DT>
+static __device__ __forceinline__ float block_dot_r(const uint8_t *q, const uint8_t *sc, int4 xa, int4 xb,
+                                                    float dx, float xsb, uint32_t s) {
+  uint4 v = __ldg((const uint4 *)(q + 16 * s));
+  float dw = sp_cu_half(__ldg((const unsigned short *)sc));
+  if (DT == SP_DTYPE_Q8_0) return dw * dx * (float)dot16(v, xa);
+  uint4 lo = make_uint4(v.x & 0x0f0f0f0fu, v.y & 0x0f0f0f0fu, v.z & 0x0f0f0f0fu, v.w & 0x0f0f0f0fu);
+  uint4 hi = make_uint4((v.x >> 4) & 0x0f0f0f0fu, (v.y >> 4) & 0x0f0f0f0fu, (v.z >> 4) & 0x0f0f0f0fu,
+                        (v.w >> 4) & 0x0f0f0f0fu);
+  int sumi = dot16(lo, xa) + dot16(hi, xb);
+  if (DT == SP_DTYPE_Q4_0) {
+    const uint4 ones = make_uint4(0x01010101u, 0x01010101u, 0x01010101u, 0x01010101u);
+    return dw * dx * (float)(sumi - 8 * (dot16(ones, xa) + dot16(ones, xb)));
+  }
+  return dw * dx * (float)sumi + sp_cu_half(__ldg((const unsigned short *)(sc + 2))) * xsb;
+}
+
+/* One product of a group: weight rows (and their repacked layout, rq and
+ * rs, when every member has one), output rows, and its first block. */
 typedef struct mmv_member {
-  const uint8_t *w;
+  const uint8_t *w, *rq, *rs;
   uint8_t *dst;
   uint32_t w_stride, d_stride, N, first_block;
 } mmv_member;
@@ -147,7 +188,7 @@ static __device__ __forceinline__ void sum_row_parts(float *acc, uint32_t wpr) {
 /* `wpr` warps per weight row, four lanes per 32-element block. P == 1: each
  * block computes rows of one member (members' rows laid end to end over the
  * grid); P > 1: row n of each of the P members, loading the input once. */
-template <int DT, int P>
+template <int DT, int P, bool R>
 __global__ void __launch_bounds__(SP_MMV_ROWS * 32)
     mmvq_kernel(mmv_group g, const int8_t *xq, const float *xd, const float *xs, uint32_t wpr, sp_cu_status *st) {
   SP_CU_GUARD(st);
@@ -163,13 +204,31 @@ __global__ void __launch_bounds__(SP_MMV_ROWS * 32)
   uint32_t K = g.K, nb = K / SP_CU_QK, sub = lane % 4;
   const int8_t *xr = xq + (size_t)m * K;
   const float *xdr = xd + (size_t)m * nb, *xsr = xs + (size_t)m * nb;
-  const uint8_t *wr[P];
+  const uint8_t *wr[P], *sr[P];
   float acc[P];
 #pragma unroll
   for (int p = 0; p < P; p++) {
     const mmv_member mp = P == 1 ? own : member(g, p);
-    wr[p] = mp.w + (size_t)n * mp.w_stride, acc[p] = 0;
+    wr[p] = R ? mp.rq + (size_t)n * nb * rp<DT>::QB : mp.w + (size_t)n * mp.w_stride, acc[p] = 0;
+    sr[p] = R ? mp.rs + (size_t)n * nb * rp<DT>::SB : nullptr;
   }
+  if (R) {
+    const uint32_t lpb = rp<DT>::LPB, stride = 32 / lpb * wpr, s = lane % lpb;
+    for (uint32_t b0 = part * (32 / lpb) + lane / lpb; b0 < nb; b0 += stride * SP_MMV_BATCH) {
+#pragma unroll
+      for (uint32_t u = 0; u < SP_MMV_BATCH; u++) {
+        uint32_t b = b0 + u * stride;
+        if (b < nb) {
+          int4 xb = make_int4(0, 0, 0, 0), xa = load_xr<DT>(xr + b * SP_CU_QK, s, &xb);
+          float dx = xdr[b], xsb = DT == SP_DTYPE_Q4_1 ? xsr[b] : 0.0f;
+#pragma unroll
+          for (int p = 0; p < P; p++)
+            acc[p] += block_dot_r<DT>(wr[p] + (size_t)b * rp<DT>::QB, sr[p] + (size_t)b * rp<DT>::SB, xa, xb, dx,
+                                      xsb, s);
+        }
+      }
+    }
+  } else {
   /* SP_MMV_BATCH blocks per step, each under its own guard: the loads of
    * the whole step issue before the first dot product, even when a row has
    * fewer blocks than that (K = 2048 gives each thread two). */
@@ -185,6 +244,7 @@ __global__ void __launch_bounds__(SP_MMV_ROWS * 32)
         for (int p = 0; p < P; p++) acc[p] += block_dot<DT>(wr[p] + (size_t)b * BYTES, x, dx, xsb, sub);
       }
     }
+  }
   }
   sum_row_parts<P>(acc, wpr);
   if (!live || lane != 0 || part != 0) return;
@@ -366,6 +426,25 @@ static void launch_float(const sp_cu_cmd *c, uint32_t N, uint32_t K, uint32_t M)
       w.p, w.nb[0], N, K, x.p, x.nb[0], d.p, d.nb[0], vec, wpr, c->status);
 }
 
+template <int DT, bool R>
+static void launch_mmvq(const mmv_group &g, const sp_cu_cmd *c, dim3 grid, uint32_t p, uint32_t wpr) {
+  dim3 block(SP_MMV_ROWS * 32);
+  switch (p) {
+  case 2: mmvq_kernel<DT, 2, R><<<grid, block, 0, c->stream>>>(g, c->xq, c->xd, c->xs, wpr, c->status); break;
+  case 3: mmvq_kernel<DT, 3, R><<<grid, block, 0, c->stream>>>(g, c->xq, c->xd, c->xs, wpr, c->status); break;
+  default: mmvq_kernel<DT, 1, R><<<grid, block, 0, c->stream>>>(g, c->xq, c->xd, c->xs, wpr, c->status); break;
+  }
+}
+
+/* Warps per row over repacked weights: no more than the row has blocks for
+ * (a warp takes 16 Q8_0 or 32 Q4 blocks a step); SP_CUDA_MMV_WPR overrides. */
+template <int DT>
+static uint32_t repacked_wpr(uint32_t K) {
+  if (getenv("SP_CUDA_MMV_WPR")) return mmv_wpr();
+  uint32_t per_warp = 32 / rp<DT>::LPB, nb = K / SP_CU_QK;
+  return nb >= 4 * per_warp ? 4 : nb >= 2 * per_warp ? 2 : 1;
+}
+
 /* Quantizes the shared input (unless a fused producer or an earlier matmul
  * did) and runs the n products in one launch. */
 template <int DT>
@@ -373,21 +452,19 @@ static void launch_quant(const sp_cu_cmd *const *cs, uint32_t n, bool paired) {
   const sp_cu_cmd *c = cs[0];
   uint32_t K = c->src[0].ne[0], M = c->src[1].ne[1];
   if (!c->xq_ready) launch_quantize(c, c->src[1], K, M);
-  uint32_t wpr = mmv_wpr(), rows = SP_MMV_ROWS / wpr, blocks = 0;
+  bool repacked = true;
+  for (uint32_t i = 0; i < n; i++) repacked = repacked && cs[i]->rq;
+  uint32_t wpr = repacked ? repacked_wpr<DT>(K) : mmv_wpr(), rows = SP_MMV_ROWS / wpr, blocks = 0;
   mmv_group g = {};
   g.n = n, g.K = K;
   for (uint32_t i = 0; i < n; i++) {
     const sp_cu_tensor &w = cs[i]->src[0], &d = cs[i]->dst;
-    g.m[i] = {w.p, d.p, w.nb[0], d.nb[0], w.ne[1], paired ? 0 : blocks};
+    g.m[i] = {w.p, cs[i]->rq, cs[i]->rs, d.p, w.nb[0], d.nb[0], w.ne[1], paired ? 0 : blocks};
     if (!paired || i == 0) blocks += (w.ne[1] + rows - 1) / rows;
   }
-  dim3 grid(blocks, M), block(SP_MMV_ROWS * 32);
-  const int8_t *xq = c->xq;
-  switch (paired ? n : 1) {
-  case 2: mmvq_kernel<DT, 2><<<grid, block, 0, c->stream>>>(g, xq, c->xd, c->xs, wpr, c->status); break;
-  case 3: mmvq_kernel<DT, 3><<<grid, block, 0, c->stream>>>(g, xq, c->xd, c->xs, wpr, c->status); break;
-  default: mmvq_kernel<DT, 1><<<grid, block, 0, c->stream>>>(g, xq, c->xd, c->xs, wpr, c->status); break;
-  }
+  dim3 grid(blocks, M);
+  if (repacked) launch_mmvq<DT, true>(g, c, grid, paired ? n : 1, wpr);
+  else launch_mmvq<DT, false>(g, c, grid, paired ? n : 1, wpr);
 }
 
 cudaError_t sp_cu_matmul_group(const sp_cu_cmd *const *cs, uint32_t n, bool paired) {

@@ -97,6 +97,7 @@ void sp_resident_release(sp_resident_cache *c, sp_resident_copy *copy) {
   else c->stats->shared_bytes -= copy->len;
   pthread_mutex_unlock(c->mu);
   if (!last) return;
+  if (copy->derived && c->device.drop_derived) c->device.drop_derived(c->device.ctx, copy);
   c->device.release(c->device.ctx, copy->dev);
   free(copy);
 }
@@ -168,6 +169,7 @@ sp_error_t *sp_resident_refresh(sp_resident_cache *c, const sp_resident_upload *
     return NULL;
   }
   *held = mine;
+  if (mine->derived && c->device.drop_derived) c->device.drop_derived(c->device.ctx, mine); /* its bytes change */
   err = up->fn(up->ctx, (uint8_t *)mine->dev + (addr - range_addr), addr, len);
   if (!err && identity) *held = publish(c, mine, identity);
   return err;

@@ -36,6 +36,8 @@ typedef struct sp_resident_copy {
   uint64_t len;
   uint64_t identity; /* 0: private, not in the cache */
   uint32_t refs;     /* bindings holding it */
+  void *derived;     /* device data computed from these bytes (repacked
+                        weight layouts, repack.h); dropped when they change */
 } sp_resident_copy;
 
 typedef struct sp_resident_device {
@@ -43,6 +45,7 @@ typedef struct sp_resident_device {
   void *(*alloc)(void *ctx, uint64_t len); /* NULL when device memory is short */
   void (*release)(void *ctx, void *dev);
   bool (*copy)(void *ctx, void *dst, const void *src, uint64_t len); /* device to device */
+  void (*drop_derived)(void *ctx, sp_resident_copy *copy); /* frees copy->derived; may be NULL */
 } sp_resident_device;
 
 /* Copies guest bytes [addr, addr + len) of one binding to device memory dev

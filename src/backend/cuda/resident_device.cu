@@ -2,6 +2,7 @@
 #include <cuda_runtime.h>
 
 #define _Static_assert static_assert /* samepage_abi.h is C11 (as in cuda_common.cuh) */
+#include "backend/cuda/repack.h"
 #include "backend/cuda/resident_device.h"
 
 static void *device_alloc(void *ctx, uint64_t len) {
@@ -26,6 +27,7 @@ sp_resident_device sp_cu_resident_device(void) {
   d.alloc = device_alloc;
   d.release = device_release;
   d.copy = device_copy;
+  d.drop_derived = sp_cu_repack_drop;
   return d;
 }
 

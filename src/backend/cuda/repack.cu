@@ -1,0 +1,119 @@
+/*
+ * repack.cu: repacked quantized weights (see repack.h).
+ */
+#include "backend/cuda/repack.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct repack_entry {
+  uint64_t offset;
+  uint32_t dtype, K, N, stride;
+  uint8_t *buf; /* quants of all rows, then scales */
+  uint64_t bytes;
+} repack_entry;
+
+typedef struct repack_set {
+  repack_entry *e;
+  size_t n, cap;
+} repack_set;
+
+static uint64_t held_bytes; /* atomic: entries come and go under different bindings */
+
+uint64_t sp_cu_repack_bytes(void) { return __atomic_load_n(&held_bytes, __ATOMIC_RELAXED); }
+
+bool sp_cu_repack_enabled(void) {
+  const char *env = getenv("SP_CUDA_NO_REPACK");
+  return !(env && *env && strcmp(env, "0"));
+}
+
+static uint32_t block_bytes(uint32_t dt) { return dt == SP_DTYPE_Q8_0 ? 34 : dt == SP_DTYPE_Q4_0 ? 18 : 20; }
+static uint32_t quant_bytes(uint32_t dt) { return dt == SP_DTYPE_Q8_0 ? 32 : 16; }
+static uint32_t scale_bytes(uint32_t dt) { return dt == SP_DTYPE_Q4_1 ? 4 : 2; }
+
+/* One thread per block: its scale (and min) to sc, its quants to qs. */
+__global__ void repack_kernel(const uint8_t *w, uint32_t stride, uint32_t nb, uint64_t blocks, uint32_t bb,
+                              uint32_t qb, uint32_t sb, uint8_t *qs, uint8_t *sc) {
+  uint64_t i = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= blocks) return;
+  uint64_t n = i / nb, b = i % nb;
+  const uint8_t *src = w + n * stride + b * bb;
+  for (uint32_t j = 0; j < sb; j++) sc[i * sb + j] = src[j];
+  for (uint32_t j = 0; j < qb; j++) qs[i * qb + j] = src[sb + j];
+}
+
+static const repack_entry *find(const repack_set *s, uint64_t offset, uint32_t dtype, uint32_t K, uint32_t N,
+                                uint32_t stride) {
+  for (size_t i = 0; s && i < s->n; i++) {
+    const repack_entry *e = &s->e[i];
+    if (e->offset == offset && e->dtype == dtype && e->K == K && e->N == N && e->stride == stride) return e;
+  }
+  return NULL;
+}
+
+static sp_cu_repacked layout_of(const repack_entry *e) {
+  uint64_t nb = e->K / SP_CU_QK;
+  sp_cu_repacked r = {e->buf, e->buf + (uint64_t)e->N * nb * quant_bytes(e->dtype)};
+  return r;
+}
+
+/* Makes the entry (mu held). NULL when memory is short. */
+static const repack_entry *make(sp_resident_copy *copy, uint64_t offset, uint32_t dtype, uint32_t K, uint32_t N,
+                                uint32_t stride, cudaStream_t stream) {
+  repack_set *s = (repack_set *)copy->derived;
+  if (!s && !(s = (repack_set *)calloc(1, sizeof *s))) return NULL;
+  copy->derived = s;
+  if (s->n == s->cap) {
+    size_t cap = s->cap ? s->cap * 2 : 64;
+    repack_entry *grown = (repack_entry *)realloc(s->e, cap * sizeof *grown);
+    if (!grown) return NULL;
+    s->e = grown, s->cap = cap;
+  }
+  uint32_t nb = K / SP_CU_QK;
+  uint64_t blocks = (uint64_t)N * nb, bytes = blocks * (quant_bytes(dtype) + scale_bytes(dtype));
+  uint8_t *buf = NULL;
+  if (cudaMalloc(&buf, bytes) != cudaSuccess) {
+    cudaGetLastError(); /* not sticky: this weight keeps its original layout */
+    return NULL;
+  }
+  repack_entry *e = &s->e[s->n];
+  *e = (repack_entry){offset, dtype, K, N, stride, buf, bytes};
+  sp_cu_repacked r = layout_of(e);
+  repack_kernel<<<(unsigned)((blocks + 255) / 256), 256, 0, stream>>>(
+      (const uint8_t *)copy->dev + offset, stride, nb, blocks, block_bytes(dtype), quant_bytes(dtype),
+      scale_bytes(dtype), (uint8_t *)r.qs, (uint8_t *)r.sc);
+  if (cudaGetLastError() != cudaSuccess || cudaStreamSynchronize(stream) != cudaSuccess) {
+    cudaFree(buf); /* other streams may use it as soon as it is listed: wait for it */
+    return NULL;
+  }
+  s->n++;
+  __atomic_add_fetch(&held_bytes, bytes, __ATOMIC_RELAXED);
+  return e;
+}
+
+sp_cu_repacked sp_cu_repack_get(sp_resident_copy *copy, pthread_mutex_t *mu, uint64_t offset, uint32_t dtype,
+                                uint32_t K, uint32_t N, uint32_t stride, cudaStream_t stream) {
+  sp_cu_repacked none = {NULL, NULL};
+  bool quant = dtype == SP_DTYPE_Q8_0 || dtype == SP_DTYPE_Q4_0 || dtype == SP_DTYPE_Q4_1;
+  if (!copy || !quant || K % SP_CU_QK || !N || !sp_cu_repack_enabled()) return none;
+  if (offset + (uint64_t)(N - 1) * stride + (uint64_t)(K / SP_CU_QK) * block_bytes(dtype) > copy->len) return none;
+  pthread_mutex_lock(mu);
+  const repack_entry *e = find((const repack_set *)copy->derived, offset, dtype, K, N, stride);
+  if (!e) e = make(copy, offset, dtype, K, N, stride, stream);
+  sp_cu_repacked r = e ? layout_of(e) : none;
+  pthread_mutex_unlock(mu);
+  return r;
+}
+
+void sp_cu_repack_drop(void *ctx, sp_resident_copy *copy) {
+  repack_set *s = (repack_set *)copy->derived;
+  if (!s) return;
+  cudaDeviceSynchronize(); /* no kernel may still read them */
+  for (size_t i = 0; i < s->n; i++) {
+    cudaFree(s->e[i].buf);
+    __atomic_sub_fetch(&held_bytes, s->e[i].bytes, __ATOMIC_RELAXED);
+  }
+  free(s->e);
+  free(s);
+  copy->derived = NULL;
+}
