@@ -97,6 +97,12 @@ typedef struct sp_actor_options {
                                sp_actor_call, instantiation) in ms, 0 = none;
                                past it the call fails with "guest exceeded its
                                N ms time limit" and the actor stays usable */
+  uint32_t cpu_timeout_ms;  /* CPU-time limit on each guest entry in ms, measured
+                               on the guest's own thread (wasm code and the host
+                               imports it calls; not time spent waiting, nor
+                               kernels on backend pool threads), 0 = none; past
+                               it the call fails with "guest exceeded its N ms
+                               CPU time limit" and the actor stays usable */
 } sp_actor_options;
 
 /* Compiles and instantiates a guest module. `wasm` is borrowed.

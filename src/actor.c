@@ -103,7 +103,7 @@ sp_error_t *sp_actor_new(sp_runtime_t *rt, const uint8_t *wasm, size_t wasm_len,
   actor->module_hash = sp_hash64_of(wasm, wasm_len);
   actor->store = wasmtime_store_new(rt->engine, actor, NULL);
   actor->context = wasmtime_store_context(actor->store);
-  sp_limits_actor_init(actor, opts->timeout_ms);
+  sp_limits_actor_init(actor, opts->timeout_ms, opts->cpu_timeout_ms);
   sp_error_t *err = instantiate(actor, wasm, wasm_len, opts);
   if (err) {
     sp_actor_free(actor);

@@ -47,7 +47,7 @@ struct sp_actor {
   sp_range device_local[SP_MAX_DEVICE_LOCAL]; /* ranges whose authoritative copy may live on
                                                the device between submits (device_local) */
   uint32_t n_device_local;
-  sp_actor_limits limits;        /* wall-clock limit per guest entry (actor_limits.c) */
+  sp_actor_limits limits;        /* wall-clock and CPU-time limits per guest entry (actor_limits.c) */
   char last_error[SP_LAST_ERROR_CAP];
 };
 
