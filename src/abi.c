@@ -102,12 +102,18 @@ sp_status sp_abi_run(sp_actor_t *actor, sp_cmd *cmds, uint32_t count, uint64_t l
   if (count > ctx.max_cmds)
     return sp_abi_fail(actor, SP_E_LIMIT, "count: %" PRIu32 " commands exceeds the limit of %" PRIu32,
                 count, ctx.max_cmds);
+  sp_list_work work = {0};
   for (uint32_t i = 0; i < count; i++) {
     sp_status st = sp_validate_cmd(&ctx, &cmds[i], i, actor->last_error, sizeof actor->last_error);
     if (!st) st = sp_validate_frozen(actor->frozen, actor->n_frozen, &cmds[i], i, actor->last_error,
                                      sizeof actor->last_error);
     if (!st) st = sp_validate_device_local(actor->device_local, actor->n_device_local, &cmds[i], i,
                                            actor->last_error, sizeof actor->last_error);
+    if (st) return st;
+    /* Summed as we go, so the message names where the cap was passed. */
+    sp_list_work_add(&work, &cmds[i]);
+    st = sp_list_work_check(&work, actor->max_list_flops, actor->max_list_bytes, i, actor->last_error,
+                            sizeof actor->last_error);
     if (st) return st;
     if (!sp_backend_supports(actor->rt->backend, &cmds[i]))
       return sp_abi_fail(actor, SP_E_UNSUPPORTED, "cmd[%" PRIu32 "]: op %" PRIu32 " on %s is not supported by backend %s",

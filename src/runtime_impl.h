@@ -12,6 +12,7 @@
 #include "memory_creator.h"
 #include "samepage.h"
 #include "actor_limits.h"
+#include "list_work.h"
 #include "validate.h"
 
 #define SP_DEFAULT_MAX_CMDS 65536u
@@ -47,6 +48,8 @@ struct sp_actor {
   sp_range device_local[SP_MAX_DEVICE_LOCAL]; /* ranges whose authoritative copy may live on
                                                the device between submits (device_local) */
   uint32_t n_device_local;
+  uint64_t max_list_flops;       /* caps on one command list's work (list_work.h) */
+  uint64_t max_list_bytes;
   sp_actor_limits limits;        /* wall-clock and CPU-time limits per guest entry (actor_limits.c) */
   char last_error[SP_LAST_ERROR_CAP];
 };
