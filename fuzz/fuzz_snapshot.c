@@ -3,21 +3,27 @@
  * (src/snapshot_read.c: header, chunk walk, checksums, BLOB/FROZEN/PAGES
  * records, offline reads).
  *
- * The input is a snapshot file. It is written to a memfd and opened through
- * /proc/self/fd with sp_snapshot_file_open, exactly as `samepage kv export`
- * and sp_actor_restore open files; when it parses, every offline accessor is
- * walked: annotations, the granted-file hash, and reads of linear memory at
- * several addresses (whose bytes must come back without touching anything
- * outside the file: ASan watches the copies).
+ * The input is a snapshot file. It is parsed from a heap copy of exactly its
+ * size with sp_snapshot_file_open_bytes, the same parser (parse_file) that
+ * sp_snapshot_file_open runs on its mapping for `samepage kv export` and
+ * sp_actor_restore: a read one byte past the end is an ASan report (a page
+ * mapping would hide it), and no memfd, mmap or page fault is paid per
+ * execution. SP_FUZZ_MEMFD=1 goes through a memfd and /proc/self/fd with
+ * sp_snapshot_file_open instead (about 3x slower). When it parses, every
+ * offline accessor is walked: annotations, the granted-file hash, and reads
+ * of linear memory at several addresses (whose bytes must come back without
+ * touching anything outside the input: ASan watches the copies).
  *
  * Checksums would stop almost every mutation at the first chunk, so by
  * default the target re-seals the input first: it recomputes each chunk's
  * checksum (and the header's) over whatever payload length the chunk header claims (when that
  * lies inside the input). SP_FUZZ_RAW=1 fuzzes the bytes as given.
  *
- * Seeds: with SP_FUZZ_MAKE_SEEDS=DIR and SP_FUZZ_GUEST_DIR (build/guests),
- * LLVMFuzzerInitialize writes real snapshots of small test guests into DIR
- * and exits (scripts/fuzz does this once).
+ * Seeds: built with -DSP_FUZZ_SEED_MAKER (scripts/fuzz builds that variant
+ * as fuzz_snapshot_seeds), with SP_FUZZ_MAKE_SEEDS=DIR and
+ * SP_FUZZ_GUEST_DIR (build/guests), LLVMFuzzerInitialize writes real
+ * snapshots of small test guests into DIR and exits. The fuzz target itself
+ * leaves that out, so the linker can drop Wasmtime (25 MB -> a few MB).
  */
 #define _GNU_SOURCE
 #include <stdint.h>
@@ -26,6 +32,8 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
+
+#include <sanitizer/asan_interface.h>
 
 #include "error.h"
 #include "hash64.h"
@@ -36,9 +44,10 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 
-static int memfd = -1;
+static int memfd = -1; /* only with SP_FUZZ_MEMFD=1 */
 static bool raw;
 
+#ifdef SP_FUZZ_SEED_MAKER
 static uint8_t *load(const char *path, size_t *len) {
   FILE *f = fopen(path, "rb");
   if (!f) return NULL;
@@ -105,15 +114,21 @@ static void make_seeds(const char *dir, const char *guests) {
   sp_runtime_free(rt);
 }
 
+#endif
+
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
+#ifdef SP_FUZZ_SEED_MAKER
   const char *seeds = getenv("SP_FUZZ_MAKE_SEEDS"), *guests = getenv("SP_FUZZ_GUEST_DIR");
   if (seeds) {
     make_seeds(seeds, guests ? guests : "build/guests");
     exit(0);
   }
+#endif
   raw = getenv("SP_FUZZ_RAW") && getenv("SP_FUZZ_RAW")[0] == '1';
-  memfd = memfd_create("fuzz_snapshot", 0);
-  if (memfd < 0) abort();
+  if (getenv("SP_FUZZ_MEMFD") && getenv("SP_FUZZ_MEMFD")[0] == '1') {
+    memfd = memfd_create("fuzz_snapshot", 0);
+    if (memfd < 0) abort();
+  }
   return 0;
 }
 
@@ -136,16 +151,39 @@ static void reseal(uint8_t *d, size_t n) {
   }
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  uint8_t *copy = malloc(size ? size : 1);
-  memcpy(copy, data, size);
-  if (!raw) reseal(copy, size);
-  if (ftruncate(memfd, 0) || pwrite(memfd, copy, size, 0) != (ssize_t)size) abort();
-  free(copy);
+/* Opens the (resealed) input through a real file descriptor, as the CLI does. */
+static sp_error_t *open_through_memfd(const uint8_t *bytes, size_t size, sp_snapshot_file **f) {
+  if (ftruncate(memfd, 0) || pwrite(memfd, bytes, size, 0) != (ssize_t)size) abort();
   char path[64];
   snprintf(path, sizeof path, "/proc/self/fd/%d", memfd);
+  return sp_snapshot_file_open(path, f);
+}
+
+/* One buffer for every execution, its bytes past the input poisoned: ASan
+ * reports a read one byte past the end exactly as with a malloc of the
+ * input's size, without a fresh mmap (inputs are 64-200 KiB, above ASan's
+ * small-allocation sizes) and its page faults per execution. */
+static uint8_t *input_copy(const uint8_t *data, size_t size) {
+  static uint8_t *buf;
+  static size_t cap;
+  if (!buf || size > cap) {
+    if (buf) ASAN_UNPOISON_MEMORY_REGION(buf, cap);
+    free(buf);
+    cap = size < 262144 ? 262144 : size;
+    buf = malloc(cap);
+    if (!buf) abort();
+  }
+  ASAN_UNPOISON_MEMORY_REGION(buf, cap);
+  memcpy(buf, data, size);
+  ASAN_POISON_MEMORY_REGION(buf + size, cap - size);
+  return buf;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  uint8_t *copy = input_copy(data, size);
+  if (!raw) reseal(copy, size);
   sp_snapshot_file *f = NULL;
-  sp_error_t *err = sp_snapshot_file_open(path, &f);
+  sp_error_t *err = memfd >= 0 ? open_through_memfd(copy, size, &f) : sp_snapshot_file_open_bytes(copy, size, &f);
   if (err) {
     if (!sp_error_message(err)[0]) abort(); /* every refusal says why */
     sp_error_free(err);

@@ -108,6 +108,21 @@ typedef struct sp_actor_options {
                                sp_actor_call, instantiation) in ms, 0 = none;
                                past it the call fails with "guest exceeded its
                                N ms time limit" and the actor stays usable */
+  uint32_t cpu_timeout_ms;  /* CPU-time limit on each guest entry in ms, measured
+                               on the guest's own thread (wasm code and the host
+                               imports it calls; not time spent waiting, nor
+                               kernels on backend pool threads), 0 = none; past
+                               it the call fails with "guest exceeded its N ms
+                               CPU time limit" and the actor stays usable */
+  uint64_t max_list_flops;  /* cap on the work one command list may ask for,
+                               estimated from its shapes before anything runs
+                               (matmul 2*K*N*M, attention 4*D*Hq*T*C, other
+                               ops 8 per output element); 0 = 2^42 (4.4 TFLOP).
+                               A list over it fails with SP_E_LIMIT naming
+                               max_list_flops, and nothing of it runs */
+  uint64_t max_list_bytes;  /* cap on the bytes of all tensors of one list
+                               (every command's dst and sources), 0 = 2^40
+                               (1 TiB); as max_list_flops otherwise */
 } sp_actor_options;
 
 /* Compiles and instantiates a guest module. `wasm` is borrowed.

@@ -112,14 +112,21 @@ sp_status sp_abi_run(sp_actor_t *actor, sp_cmd *cmds, uint32_t count, uint64_t l
     return sp_abi_fail(actor, SP_E_LIMIT, "count: %" PRIu32 " commands exceeds the limit of %" PRIu32,
                 count, ctx.max_cmds);
   sp_list_key key = sp_list_key_make(&ctx, actor->frozen, actor->n_frozen, actor->device_local, actor->n_device_local);
+  key.max_flops = actor->max_list_flops, key.max_bytes = actor->max_list_bytes;
   const sp_cmd *known = sp_list_cache_find(&actor->list_cache, cmds, count, &key);
   bool caching = !known && sp_list_cache_begin(&actor->list_cache, cmds, count);
+  sp_list_work work = {0};
   for (uint32_t i = 0; i < count && !known; i++) {
     sp_status st = sp_validate_cmd(&ctx, &cmds[i], i, actor->last_error, sizeof actor->last_error);
     if (!st) st = sp_validate_frozen(actor->frozen, actor->n_frozen, &cmds[i], i, actor->last_error,
                                      sizeof actor->last_error);
     if (!st) st = sp_validate_device_local(actor->device_local, actor->n_device_local, &cmds[i], i,
                                            actor->last_error, sizeof actor->last_error);
+    if (st) return st;
+    /* Summed as we go, so the message names where the cap was passed. */
+    sp_list_work_add(&work, &cmds[i]);
+    st = sp_list_work_check(&work, actor->max_list_flops, actor->max_list_bytes, i, actor->last_error,
+                            sizeof actor->last_error);
     if (st) return st;
     if (!sp_backend_supports(actor->rt->backend, &cmds[i]))
       return sp_abi_fail(actor, SP_E_UNSUPPORTED, "cmd[%" PRIu32 "]: op %" PRIu32 " on %s is not supported by backend %s",

@@ -100,10 +100,12 @@ sp_error_t *sp_actor_new(sp_runtime_t *rt, const uint8_t *wasm, size_t wasm_len,
   sp_actor_t *actor = calloc(1, sizeof *actor);
   if (!actor) return sp_error_new("out of memory");
   actor->rt = rt;
+  actor->max_list_flops = opts->max_list_flops ? opts->max_list_flops : SP_DEFAULT_MAX_LIST_FLOPS;
+  actor->max_list_bytes = opts->max_list_bytes ? opts->max_list_bytes : SP_DEFAULT_MAX_LIST_BYTES;
   actor->module_hash = sp_hash64_of(wasm, wasm_len);
   actor->store = wasmtime_store_new(rt->engine, actor, NULL);
   actor->context = wasmtime_store_context(actor->store);
-  sp_limits_actor_init(actor, opts->timeout_ms);
+  sp_limits_actor_init(actor, opts->timeout_ms, opts->cpu_timeout_ms);
   sp_error_t *err = instantiate(actor, wasm, wasm_len, opts);
   if (err) {
     sp_actor_free(actor);

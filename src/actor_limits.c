@@ -1,5 +1,5 @@
 /*
- * actor_limits.c: wall-clock limits for guests (see actor_limits.h).
+ * actor_limits.c: wall-clock and CPU-time limits for guests (see actor_limits.h).
  */
 #include "actor_limits.h"
 
@@ -24,11 +24,17 @@ struct sp_ticker {
 /* Serializes lazy starts of every runtime's ticker. */
 static pthread_mutex_t start_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static uint64_t now_ns(void) {
+static uint64_t clock_ns(clockid_t clock) {
   struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
+  clock_gettime(clock, &ts);
   return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
+
+static uint64_t now_ns(void) { return clock_ns(CLOCK_MONOTONIC); }
+
+/* CPU time of the calling thread: the guest's, when called from an entry
+ * or from the epoch callback. */
+static uint64_t thread_cpu_ns(void) { return clock_ns(CLOCK_THREAD_CPUTIME_ID); }
 
 static void *ticker_main(void *arg) {
   sp_ticker *t = arg;
@@ -82,39 +88,59 @@ void sp_limits_runtime_stop(sp_runtime_t *rt) {
   rt->ticker = NULL;
 }
 
-/* Called by Wasmtime when a running guest reaches its epoch deadline. */
+/* Ticks until `deadline` (at least 1), given the clock reads `now`. A
+ * thread's CPU clock runs no faster than the wall clock, so wall-clock
+ * ticks never overshoot a CPU deadline. */
+static uint64_t ticks_until(uint64_t deadline, uint64_t now) {
+  uint64_t ticks = (deadline - now) / ((uint64_t)SP_TICK_MS * 1000000u);
+  return ticks ? ticks : 1;
+}
+
+/* Called by Wasmtime, on the guest's thread, when a running guest reaches
+ * its epoch deadline. */
 static wasmtime_error_t *on_deadline(wasmtime_context_t *context, void *data, uint64_t *delta,
                                      wasmtime_update_deadline_kind_t *kind) {
   sp_actor_t *actor = data;
+  const sp_actor_limits *lim = &actor->limits;
   *kind = WASMTIME_UPDATE_DEADLINE_CONTINUE;
-  if (!actor->limits.timeout_ms) {
-    *delta = SP_NO_DEADLINE_TICKS;
-    return NULL;
+  *delta = SP_NO_DEADLINE_TICKS;
+  char msg[96];
+  if (lim->timeout_ms) {
+    uint64_t now = now_ns();
+    if (now >= lim->deadline_ns) {
+      snprintf(msg, sizeof msg, "guest exceeded its %u ms time limit", lim->timeout_ms);
+      return wasmtime_error_new(msg);
+    }
+    *delta = ticks_until(lim->deadline_ns, now);
   }
-  uint64_t now = now_ns();
-  if (now >= actor->limits.deadline_ns) {
-    char msg[96];
-    snprintf(msg, sizeof msg, "guest exceeded its %u ms time limit", actor->limits.timeout_ms);
-    return wasmtime_error_new(msg);
+  if (lim->cpu_timeout_ms) {
+    uint64_t cpu = thread_cpu_ns();
+    if (cpu >= lim->cpu_deadline_ns) {
+      snprintf(msg, sizeof msg, "guest exceeded its %u ms CPU time limit", lim->cpu_timeout_ms);
+      return wasmtime_error_new(msg);
+    }
+    uint64_t ticks = ticks_until(lim->cpu_deadline_ns, cpu);
+    if (ticks < *delta) *delta = ticks;
   }
-  uint64_t ticks = (actor->limits.deadline_ns - now) / ((uint64_t)SP_TICK_MS * 1000000u);
-  *delta = ticks ? ticks : 1;
   return NULL;
 }
 
-void sp_limits_actor_init(sp_actor_t *actor, uint32_t timeout_ms) {
+void sp_limits_actor_init(sp_actor_t *actor, uint32_t timeout_ms, uint32_t cpu_timeout_ms) {
   actor->limits.timeout_ms = timeout_ms;
-  actor->limits.deadline_ns = UINT64_MAX;
+  actor->limits.cpu_timeout_ms = cpu_timeout_ms;
+  actor->limits.deadline_ns = actor->limits.cpu_deadline_ns = UINT64_MAX;
   wasmtime_store_epoch_deadline_callback(actor->store, on_deadline, actor, NULL);
-  if (timeout_ms) ticker_start(actor->rt);
+  if (timeout_ms || cpu_timeout_ms) ticker_start(actor->rt);
   sp_limits_arm(actor);
 }
 
 void sp_limits_arm(sp_actor_t *actor) {
-  if (!actor->limits.timeout_ms) {
+  sp_actor_limits *lim = &actor->limits;
+  if (!lim->timeout_ms && !lim->cpu_timeout_ms) {
     wasmtime_context_set_epoch_deadline(actor->context, SP_NO_DEADLINE_TICKS);
     return;
   }
-  actor->limits.deadline_ns = now_ns() + (uint64_t)actor->limits.timeout_ms * 1000000u;
+  if (lim->timeout_ms) lim->deadline_ns = now_ns() + (uint64_t)lim->timeout_ms * 1000000u;
+  if (lim->cpu_timeout_ms) lim->cpu_deadline_ns = thread_cpu_ns() + (uint64_t)lim->cpu_timeout_ms * 1000000u;
   wasmtime_context_set_epoch_deadline(actor->context, 1);
 }

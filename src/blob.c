@@ -15,6 +15,8 @@
 #include "fault_guard.h"
 #include "hash64.h"
 
+static uint64_t ns_of(struct timespec t) { return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec; }
+
 static sp_error_t *open_one(sp_blob *blob, const sp_blob_grant *grant) {
   if (!grant->name || !grant->name[0] || !grant->path)
     return sp_error_new("a file grant needs a name and a path");
@@ -28,8 +30,8 @@ static sp_error_t *open_one(sp_blob *blob, const sp_blob_grant *grant) {
   blob->size = (uint64_t)st.st_size;
   blob->dev = (uint64_t)st.st_dev;
   blob->ino = (uint64_t)st.st_ino;
-  blob->mtime_ns = (uint64_t)st.st_mtim.tv_sec * 1000000000u + (uint64_t)st.st_mtim.tv_nsec;
-  blob->ctime_ns = (uint64_t)st.st_ctim.tv_sec * 1000000000u + (uint64_t)st.st_ctim.tv_nsec;
+  blob->mtime_ns = ns_of(st.st_mtim);
+  blob->ctime_ns = ns_of(st.st_ctim);
   return NULL;
 }
 
@@ -61,18 +63,58 @@ void sp_blob_table_close(sp_blob_table *table) {
   memset(table, 0, sizeof *table);
 }
 
+/* Hashes the whole file as it is now, guarded against it shrinking. */
+static sp_error_t *hash_now(sp_blob *blob, uint64_t size, uint64_t *out) {
+  void *data = size ? mmap(NULL, size, PROT_READ, MAP_PRIVATE, blob->fd, 0) : NULL;
+  if (size && data == MAP_FAILED) return sp_error_new("%s: cannot read it to hash: %s", blob->name, strerror(errno));
+  /* A file truncated while we hash it must not SIGBUS the host. */
+  atomic_int shrank = 0;
+  if (data) sp_fault_guard_add(blob, data, size, &shrank, 1);
+  *out = sp_hash64_of(data, size);
+  if (data) sp_fault_guard_remove_owner(blob);
+  if (data) munmap(data, size);
+  if (atomic_load(&shrank))
+    return sp_error_new("the granted file \"%s\" changed on disk while it was being hashed", blob->name);
+  return NULL;
+}
+
+static sp_error_t *rewritten_error(const sp_blob *blob, const char *how) {
+  return sp_error_new("the granted file \"%s\" was modified on disk after the actor opened it (%s); the guest "
+                      "may hold a mix of old and new bytes, so it cannot be snapshotted or restored by "
+                      "reference: start a new actor, and do not rewrite granted files in place",
+                      blob->name, how);
+}
+
+/* Checks the file against the state we trust (see blob.h), re-hashing it
+ * when its metadata moved. */
+static sp_error_t *verify_unchanged(sp_blob *blob) {
+  if (blob->rewritten) return rewritten_error(blob, "found earlier");
+  struct stat st;
+  if (fstat(blob->fd, &st)) return sp_error_new("%s: cannot stat it: %s", blob->name, strerror(errno));
+  uint64_t size = (uint64_t)st.st_size, mtime = ns_of(st.st_mtim), ctime = ns_of(st.st_ctim);
+  if (size == blob->size && mtime == blob->mtime_ns && ctime == blob->ctime_ns) return NULL;
+  char how[96];
+  snprintf(how, sizeof how, "%s%s", size != blob->size ? "its size changed" : "same size, new modification time",
+           blob->hashed ? " and different content" : ", before its content was ever hashed");
+  uint64_t hash = 0;
+  if (blob->hashed) {
+    sp_error_t *err = hash_now(blob, size, &hash);
+    if (err) return err;
+    if (size == blob->size && hash == blob->content_hash) {
+      blob->mtime_ns = mtime, blob->ctime_ns = ctime; /* same bytes: trust the new state */
+      return NULL;
+    }
+  }
+  blob->rewritten = true;
+  return rewritten_error(blob, how);
+}
+
 sp_error_t *sp_blob_content_hash(sp_blob *blob, uint64_t *out) {
+  sp_error_t *err = verify_unchanged(blob);
+  if (err) return err;
   if (!blob->hashed) {
-    void *data = blob->size ? mmap(NULL, blob->size, PROT_READ, MAP_PRIVATE, blob->fd, 0) : NULL;
-    if (blob->size && data == MAP_FAILED) return sp_error_new("%s: cannot read it to hash: %s", blob->name, strerror(errno));
-    /* A file truncated while we hash it must not SIGBUS the host. */
-    atomic_int shrank = 0;
-    if (data) sp_fault_guard_add(blob, data, blob->size, &shrank, 1);
-    blob->content_hash = sp_hash64_of(data, blob->size);
-    if (data) sp_fault_guard_remove_owner(blob);
-    if (data) munmap(data, blob->size);
-    if (atomic_load(&shrank))
-      return sp_error_new("the granted file \"%s\" changed on disk while it was being hashed", blob->name);
+    err = hash_now(blob, blob->size, &blob->content_hash);
+    if (err) return err;
     blob->hashed = true;
   }
   *out = blob->content_hash;

@@ -27,10 +27,11 @@ typedef struct sp_blob {
   char *name;     /* the grant's name, e.g. "model" */
   int fd;         /* opened read-only when the actor was created */
   uint64_t size;  /* size when opened */
-  uint64_t dev, ino, mtime_ns, ctime_ns; /* identity, for snapshots by reference
-                                           and shared device copies */
+  uint64_t dev, ino, mtime_ns; /* identity, for snapshots by reference and shared device copies */
+  uint64_t ctime_ns;           /* with size and mtime_ns: the last state we trust */
   uint64_t content_hash;       /* sp_hash64 of the whole file, once known */
   bool hashed;
+  bool rewritten;              /* modified on disk under us: sticky (sp_blob_content_hash) */
 } sp_blob;
 
 /* A file range mapped into linear memory (immutable from the guest's view). */
@@ -54,7 +55,15 @@ typedef struct sp_blob_table {
 sp_error_t *sp_blob_table_open(sp_blob_table *table, const sp_blob_grant *grants, int n);
 void sp_blob_table_close(sp_blob_table *table);
 
-/* The content hash of a grant (computed once, then cached). */
+/* The content hash of a grant (computed once, then cached), for snapshots
+ * by reference and their restores. First it checks the file was not
+ * modified since it was opened (or last verified): size, mtime and ctime
+ * from fstat of our descriptor. If they changed and a hash is known, the
+ * file is hashed again: the same content (a touch, a rename over the path,
+ * the same bytes rewritten) is accepted; other content is an error. If
+ * they changed before any hash was taken, nothing can tell what the actor
+ * saw, and that is an error too. Both errors are sticky for this grant and
+ * say that the actor may hold a mix of old and new bytes. */
 sp_error_t *sp_blob_content_hash(sp_blob *blob, uint64_t *out);
 
 /* The handle of grant `name` (length-delimited), or SP_E_PARAM when none. */

@@ -5,7 +5,8 @@
  *
  * Validation is a pure function of the list's bytes and of what the
  * validator checks them against: the committed size, where the list itself
- * lies, the command limit, and the actor's frozen and device-local ranges.
+ * lies, the command limit, the caps on a list's work, and the actor's
+ * frozen and device-local ranges.
  * The cache keys on all of them, compares the guest's bytes exactly as
  * received (before strides are normalized), and hands back the normalized
  * copy it validated. Anything different is validated from scratch.
@@ -23,6 +24,7 @@
 /* What validation depends on besides the commands. */
 typedef struct sp_list_key {
   sp_validate_ctx ctx;
+  uint64_t max_flops, max_bytes; /* the actor's caps on a list's work (list_work.h) */
   sp_range frozen[SP_LIST_CACHE_RANGES], local[SP_LIST_CACHE_RANGES];
   uint32_t n_frozen, n_local;
 } sp_list_key;

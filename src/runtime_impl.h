@@ -13,6 +13,7 @@
 #include "samepage.h"
 #include "actor_limits.h"
 #include "list_cache.h"
+#include "list_work.h"
 #include "validate.h"
 
 #define SP_DEFAULT_MAX_CMDS 65536u
@@ -50,7 +51,9 @@ struct sp_actor {
   uint32_t n_device_local;
   sp_submit_stats submit_stats;  /* host time of its lists (sp_abi_run) */
   sp_list_cache list_cache;      /* the last list validated (list_cache.h) */
-  sp_actor_limits limits;        /* wall-clock limit per guest entry (actor_limits.c) */
+  uint64_t max_list_flops;       /* caps on one command list's work (list_work.h) */
+  uint64_t max_list_bytes;
+  sp_actor_limits limits;        /* wall-clock and CPU-time limits per guest entry (actor_limits.c) */
   char last_error[SP_LAST_ERROR_CAP];
 };
 

@@ -27,6 +27,9 @@ typedef struct sp_snapshot_file sp_snapshot_file;
 
 /* Opens and fully verifies a snapshot (checksums, lengths). */
 sp_error_t *sp_snapshot_file_open(const char *path, sp_snapshot_file **out);
+/* The same checks on a snapshot already in memory (`data` is borrowed and
+ * must outlive the file): the fuzz target's entry, without file churn. */
+sp_error_t *sp_snapshot_file_open_bytes(const uint8_t *data, size_t size, sp_snapshot_file **out);
 void sp_snapshot_file_close(sp_snapshot_file *f);
 
 /* The tensor the guest annotated as `name`; false when absent. */

@@ -44,14 +44,16 @@ typedef struct snap_view {
   uint64_t annot_len;
   snap_blob_ref refs[MAX_REFS];
   int n_refs;
-  const uint8_t *runs[MAX_RUNS]; /* PAGES payloads */
-  uint64_t n_runs;
+  const uint8_t **runs; /* PAGES payloads, grown as chunks are found (a
+                           fixed MAX_RUNS table cost 512 KiB per open) */
+  uint64_t n_runs, runs_cap;
   bool have_module, have_memory, have_end;
 } snap_view;
 
 /* An opened, verified snapshot file (also used by sp_actor_restore). */
 struct sp_snapshot_file {
   snap_view view;
+  bool mapped; /* view.file is our mapping (else the caller's bytes) */
 };
 
 static uint64_t rd64(const uint8_t *p) {
@@ -87,6 +89,12 @@ static sp_error_t *parse_pages(snap_view *v, const uint8_t *p, uint64_t len, uin
   if (first > v->memory / SP_SNAP_PAGE || count > v->memory / SP_SNAP_PAGE - first)
     return sp_error_new("snapshot: chunk %" PRIu64 ": pages %" PRIu64 "+%u lie outside its memory", idx, first, count);
   if (v->n_runs == MAX_RUNS) return sp_error_new("snapshot: too many page chunks");
+  if (v->n_runs == v->runs_cap) {
+    uint64_t cap = v->runs_cap ? 2 * v->runs_cap : 16;
+    const uint8_t **grown = realloc(v->runs, (size_t)cap * sizeof *grown);
+    if (!grown) return sp_error_new("snapshot: out of memory for %" PRIu64 " page chunks", cap);
+    v->runs = grown, v->runs_cap = cap;
+  }
   v->runs[v->n_runs++] = p;
   return NULL;
 }
@@ -413,6 +421,18 @@ sp_error_t *sp_actor_restore(sp_actor_t *actor, const char *path, sp_snapshot_st
 
 /* ---- offline access, for tools (samepage kv export) ---- */
 
+/* Takes ownership of a view whose bytes are set, parses it, and hands out
+ * the file or frees it. */
+static sp_error_t *open_view(sp_snapshot_file *f, const char *what, sp_snapshot_file **out) {
+  sp_error_t *err = parse_file(&f->view);
+  if (err) {
+    sp_snapshot_file_close(f);
+    return sp_error_wrap(err, "%s", what);
+  }
+  *out = f;
+  return NULL;
+}
+
 sp_error_t *sp_snapshot_file_open(const char *path, sp_snapshot_file **out) {
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return sp_error_new("snapshot %s: %s", path, strerror(errno));
@@ -426,20 +446,27 @@ sp_error_t *sp_snapshot_file_open(const char *path, sp_snapshot_file **out) {
   f->view.size = (uint64_t)st.st_size;
   f->view.file = f->view.size ? mmap(NULL, f->view.size, PROT_READ, MAP_PRIVATE, fd, 0) : NULL;
   close(fd);
-  sp_error_t *err = f->view.file == MAP_FAILED ? sp_error_new("cannot map it: %s", strerror(errno)) : NULL;
-  if (err) f->view.file = NULL;
-  if (!err) err = parse_file(&f->view);
-  if (err) {
+  f->mapped = true;
+  if (f->view.file == MAP_FAILED) {
+    f->view.file = NULL;
     sp_snapshot_file_close(f);
-    return sp_error_wrap(err, "%s", path);
+    return sp_error_wrap(sp_error_new("cannot map it: %s", strerror(errno)), "%s", path);
   }
-  *out = f;
-  return NULL;
+  return open_view(f, path, out);
+}
+
+sp_error_t *sp_snapshot_file_open_bytes(const uint8_t *data, size_t size, sp_snapshot_file **out) {
+  if (!data && size) return sp_error_new("sp_snapshot_file_open_bytes: NULL data");
+  sp_snapshot_file *f = calloc(1, sizeof *f);
+  if (!f) return sp_error_new("out of memory");
+  f->view.file = data, f->view.size = size;
+  return open_view(f, "snapshot in memory", out);
 }
 
 void sp_snapshot_file_close(sp_snapshot_file *f) {
   if (!f) return;
-  if (f->view.file) munmap((void *)f->view.file, f->view.size);
+  if (f->mapped && f->view.file) munmap((void *)f->view.file, f->view.size);
+  free(f->view.runs);
   free(f);
 }
 

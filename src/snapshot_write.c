@@ -2,7 +2,8 @@
  * snapshot_write.c: sp_actor_snapshot, writing the format of
  * snapshot_format.h atomically (temporary file, fsync, rename, fsync of the
  * directory): a crash or a full disk mid-write leaves the previous
- * snapshot intact.
+ * snapshot intact, and the next successful save removes the temporary a
+ * crash left (snapshot_tmp.h).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -17,6 +18,7 @@
 #include "hash64.h"
 #include "snapshot.h"
 #include "snapshot_format.h"
+#include "snapshot_tmp.h"
 
 typedef struct snap_writer {
   int fd;
@@ -240,10 +242,11 @@ sp_error_t *sp_actor_snapshot(sp_actor_t *actor, const char *path, const sp_snap
   if (!actor || !path) return sp_error_new("sp_actor_snapshot: NULL argument");
   if (!actor->region) return sp_error_new("snapshot: the actor has no linear memory");
   bool self_contained = opts && opts->self_contained;
-  size_t len = strlen(path) + 32;
+  struct timespec began;
+  clock_gettime(CLOCK_REALTIME, &began); /* the clock file times use */
+  size_t len = strlen(path) + 48;
   char *tmp = malloc(len);
-  if (!tmp) return sp_error_new("out of memory");
-  snprintf(tmp, len, "%s.tmp.XXXXXX", path);
+  if (!tmp || !sp_snap_tmp_template(path, tmp, len)) return free(tmp), sp_error_new("out of memory");
   snap_writer w = {.fd = mkstemp(tmp)};
   if (w.fd < 0) {
     sp_error_t *err = sp_error_new("snapshot: cannot create %s: %s", tmp, strerror(errno));
@@ -258,7 +261,7 @@ sp_error_t *sp_actor_snapshot(sp_actor_t *actor, const char *path, const sp_snap
   close(w.fd);
   if (!w.err && rename(tmp, path)) w.err = sp_error_new("snapshot: cannot rename to %s: %s", path, strerror(errno));
   if (w.err) unlink(tmp);
-  else sync_dir(path);
+  else sync_dir(path), sp_snap_tmp_sweep(path, began);
   free(tmp);
   if (!w.err && stats) stats->bytes = w.bytes, stats->memory_bytes = actor->region->committed;
   return w.err;

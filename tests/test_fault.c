@@ -5,13 +5,19 @@
  * alive, fail that actor's next call with a clear error, and leave an
  * honest actor beside it untouched. A SIGBUS anywhere else must still end
  * the process (the handler chains).
+ *
+ * A granted file rewritten in place at the same size raises no signal; a
+ * snapshot or restore by reference must notice it (src/blob.c,
+ * verify_unchanged) and refuse, while a mere touch of the file passes.
  */
 #include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -51,6 +57,70 @@ static int64_t call(sp_actor_t *a, const char *fn, char *msg, size_t cap) {
   if (err) r = INT64_MIN;
   sp_error_free(err);
   return r;
+}
+
+/* Sets the file's access and modification times to now + `offset_s`:
+ * later writes then get a modification time different from it whatever the
+ * file system's timestamp granularity. */
+static void set_times(const char *path, long offset_s) {
+  struct timespec t[2];
+  clock_gettime(CLOCK_REALTIME, &t[0]);
+  t[0].tv_sec += offset_s, t[1] = t[0];
+  CHECK(utimensat(AT_FDCWD, path, t, 0) == 0, "utimensat %s", path);
+}
+
+/* Overwrites 4 KiB in the middle of the file with other bytes, in place. */
+static void rewrite_in_place(const char *path) {
+  int fd = open(path, O_WRONLY);
+  uint8_t junk[4096];
+  memset(junk, 0xa5, sizeof junk);
+  CHECK(fd >= 0 && pwrite(fd, junk, sizeof junk, FILE_BYTES / 2) == sizeof junk, "rewrite %s", path);
+  if (fd >= 0) close(fd);
+}
+
+static sp_error_t *snapshot_to(sp_actor_t *a, const char *path) { return sp_actor_snapshot(a, path, NULL, NULL); }
+
+static void test_same_size_rewrite(sp_runtime_t *rt, const uint8_t *wasm, size_t len) {
+  char data[] = "/tmp/sp_fault_rewriteXXXXXX", fresh[] = "/tmp/sp_fault_rewrite_freshXXXXXX";
+  char snap[64], snap2[64];
+  make_file(data);
+  make_file(fresh);
+  snprintf(snap, sizeof snap, "%s.snap", data);
+  snprintf(snap2, sizeof snap2, "%s.2.snap", data);
+
+  /* Hashed by a first snapshot; a touch (new mtime, same bytes) is fine. */
+  sp_actor_t *a = mapped_actor(rt, wasm, len, data);
+  sp_error_t *err = snapshot_to(a, snap);
+  CHECK(!err, "first snapshot: %s", sp_error_message(err));
+  sp_error_free(err);
+  set_times(data, 10);
+  err = snapshot_to(a, snap);
+  CHECK(!err, "snapshot after a touch: %s", sp_error_message(err));
+  sp_error_free(err);
+
+  /* Same size, other bytes: refused, sticky, nothing written. */
+  rewrite_in_place(data);
+  err = snapshot_to(a, snap2);
+  CHECK(err && strstr(sp_error_message(err), "the granted file \"data\" was modified on disk after the actor opened it "
+                                                "(same size, new modification time and different content)"),
+        "snapshot after a rewrite: %s", sp_error_message(err));
+  sp_error_free(err);
+  CHECK(access(snap2, F_OK) != 0, "a refused snapshot left %s", snap2);
+  err = sp_actor_restore(a, snap, NULL);
+  CHECK(err && strstr(sp_error_message(err), "was modified on disk"), "restore after a rewrite: %s", sp_error_message(err));
+  sp_error_free(err);
+  sp_actor_free(a);
+
+  /* Rewritten before anything hashed it: what the guest saw is unknown. */
+  set_times(fresh, -3600);
+  sp_actor_t *b = mapped_actor(rt, wasm, len, fresh);
+  rewrite_in_place(fresh);
+  err = snapshot_to(b, snap2);
+  CHECK(err && strstr(sp_error_message(err), "same size, new modification time, before its content was ever hashed"),
+        "snapshot of an unhashed rewritten file: %s", sp_error_message(err));
+  sp_error_free(err);
+  sp_actor_free(b);
+  unlink(data), unlink(fresh), unlink(snap), unlink(snap2);
 }
 
 int main(void) {
@@ -109,6 +179,8 @@ int main(void) {
   sp_actor_t *again = mapped_actor(rt, wasm, len, honest_path);
   CHECK(call(again, "sum_wasm", msg, sizeof msg) == want, "fresh actor: %s", msg);
   sp_actor_free(again);
+
+  test_same_size_rewrite(rt, wasm, len);
 
   /* Any other SIGBUS still ends the process: the guard chains. */
   pid_t pid = fork();

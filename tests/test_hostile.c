@@ -61,6 +61,9 @@ static const expect cases[] = {
     {"dst_overwrites_header", STATUS, SP_E_ALIAS, "overlaps the command list"},
     {"list_longest_accepted", STATUS, SP_OK, NULL},
     {"list_too_long", STATUS, SP_E_LIMIT, "65537 commands exceeds the limit of 65536"},
+    /* work per list: refused from the shapes, before anything runs */
+    {"list_flops_storm", STATUS, SP_E_LIMIT, "FLOPs, over this actor's cap of 4398046511104 per list (max_list_flops)"},
+    {"list_bytes_storm", STATUS, SP_E_LIMIT, "bytes, over this actor's cap of 1099511627776 per list (max_list_bytes)"},
     /* types, ops, fields */
     {"unknown_op", STATUS, SP_E_OP, "unknown op 999"},
     {"op_count", STATUS, SP_E_OP, "unknown op"},

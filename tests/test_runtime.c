@@ -243,6 +243,50 @@ static void test_blobs(sp_runtime_t *rt) {
   unlink(path);
 }
 
+/* An embedder's own caps on one list's work (sp_actor_options.max_list_*):
+ * the 64x64x64 matmul of honest_matmul is 524288 FLOPs and 48 KiB. */
+static void test_work_caps(sp_runtime_t *rt) {
+  static const struct {
+    uint64_t flops, bytes;
+    const char *needle; /* NULL: the list must run */
+  } cases[] = {
+      {524288, 49152, NULL},
+      {524287, 0, "need 524288 FLOPs, over this actor's cap of 524287 per list (max_list_flops)"},
+      {0, 49151, "touch 49152 bytes, over this actor's cap of 49151 per list (max_list_bytes)"},
+  };
+  size_t len;
+  uint8_t *wasm = load_guest("test_grow", &len);
+  for (size_t i = 0; wasm && i < sizeof cases / sizeof *cases; i++) {
+    sp_actor_options opts = {.max_list_flops = cases[i].flops, .max_list_bytes = cases[i].bytes};
+    sp_actor_t *a = NULL;
+    sp_error_t *err = sp_actor_new(rt, wasm, len, &opts, &a);
+    CHECK(!err, "actor: %s", sp_error_message(err));
+    sp_error_free(err);
+    if (!a) continue;
+    call1(a, "grow", 64);
+    uint8_t *base;
+    size_t size;
+    sp_actor_memory(a, &base, &size);
+    uint32_t w = 1u << 20, x = w + 64 * 64 * 4, y = x + 64 * 64 * 4;
+    sp_cmd cmd = {.op = SP_OP_MATMUL};
+    cmd.dst = (sp_tensor){y, SP_DTYPE_F32, {64, 64, 1, 1}, {0}, 0};
+    cmd.src[0] = (sp_tensor){w, SP_DTYPE_F32, {64, 64, 1, 1}, {0}, 0};
+    cmd.src[1] = (sp_tensor){x, SP_DTYPE_F32, {64, 64, 1, 1}, {0}, 0};
+    base[y] = 0x55; /* a refused list must leave dst alone */
+    err = sp_actor_submit(a, &cmd, 1, false);
+    if (cases[i].needle) {
+      CHECK(err && strstr(sp_error_message(err), cases[i].needle), "cap case %zu: %s", i, sp_error_message(err));
+      CHECK(base[y] == 0x55, "cap case %zu: a refused list wrote its destination", i);
+    } else {
+      CHECK(!err, "cap case %zu (exactly at the caps): %s", i, sp_error_message(err));
+      CHECK(base[y] == 0, "cap case %zu: the matmul of zeros did not run", i);
+    }
+    sp_error_free(err);
+    sp_actor_free(a);
+  }
+  free(wasm);
+}
+
 int main(void) {
   test_identity_up_to_4gib();
   test_alignment_option();
@@ -254,6 +298,7 @@ int main(void) {
     test_bad_modules(rt);
     test_abi_guest(rt);
     test_isolation(rt);
+    test_work_caps(rt);
     test_blobs(rt);
     sp_runtime_free(rt);
   }

@@ -4,7 +4,8 @@
  * Exit status: the guest's own exit code; 2 for a bad command line; 125 when
  * samepage fails before or outside the guest (missing file, not wasm,
  * instantiation failure); 134 when the guest traps (the message and its wasm
- * backtrace go to stderr); 124 when the guest ran past --timeout.
+ * backtrace go to stderr); 124 when the guest ran past --timeout or
+ * --cpu-timeout.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +23,7 @@ typedef struct exec_args {
   uint64_t memory_limit;
   unsigned threads;
   uint32_t timeout_ms;
+  uint32_t cpu_timeout_ms;
   int guest_index; /* argv index of GUEST.wasm */
 } exec_args;
 
@@ -32,7 +34,8 @@ static void exec_usage(FILE *out) {
           "  --backend cpu|auto    compute backend (default auto)\n"
           "  --memory-limit SIZE   cap the guest's linear memory, e.g. 256M (default 4G)\n"
           "  --threads N           CPU backend threads (default: all cores)\n"
-          "  --timeout SECONDS     stop the guest after this much wall-clock time (e.g. 2.5)\n");
+          "  --timeout SECONDS     stop the guest after this much wall-clock time (e.g. 2.5)\n"
+          "  --cpu-timeout SECONDS stop the guest after its thread used this much CPU time\n");
 }
 
 /* Returns 0, or an exit code to stop with. */
@@ -81,6 +84,11 @@ static int parse_exec_args(int argc, char **argv, exec_args *a) {
         fprintf(stderr, "samepage exec: --timeout: \"%s\" is not a number of seconds in (0, 4000000]\n", val);
         return SP_EXIT_USAGE;
       }
+    } else if (!strcmp(opt, "--cpu-timeout")) {
+      if (sp_cli_parse_timeout(val, &a->cpu_timeout_ms)) {
+        fprintf(stderr, "samepage exec: --cpu-timeout: \"%s\" is not a number of seconds in (0, 4000000]\n", val);
+        return SP_EXIT_USAGE;
+      }
     } else {
       fprintf(stderr, "samepage exec: unknown option %s\n", opt);
       exec_usage(stderr);
@@ -105,8 +113,10 @@ int sp_cli_parse_timeout(const char *text, uint32_t *ms) {
   return 0;
 }
 
+/* Both limits (actor_limits.c) say "guest exceeded its N ms [CPU ]time limit". */
 bool sp_cli_is_timeout(const sp_error_t *err) {
-  return err && strstr(sp_error_message(err), "ms time limit") != NULL;
+  const char *msg = err ? sp_error_message(err) : "";
+  return strstr(msg, "guest exceeded its ") && strstr(msg, "time limit");
 }
 
 static int fail_with(sp_error_t *err, const char *what, int code) {
@@ -137,7 +147,8 @@ int sp_cli_exec(int argc, char **argv) {
                             .n_dirs = a.n_dirs,
                             .memory_limit = a.memory_limit,
                             .inherit_stdio = true,
-                            .timeout_ms = a.timeout_ms};
+                            .timeout_ms = a.timeout_ms,
+                            .cpu_timeout_ms = a.cpu_timeout_ms};
   sp_actor_t *actor = NULL;
   err = sp_actor_new(rt, wasm, len, &aopts, &actor);
   free(wasm);

@@ -118,6 +118,28 @@ static int32_t nop_list(uint32_t count) {
 static int32_t list_longest_accepted(void) { return nop_list(65536); }
 static int32_t list_too_long(void) { return nop_list(65537); }
 
+/* `count` copies of one command over [side, side] f32 tensors in fresh
+ * memory: short enough for max_cmds, far too much work to run. */
+static int32_t work_list(uint32_t count, sp_op op, uint32_t side) {
+  uint64_t list_bytes = sizeof(sp_cmd_list_header) + (uint64_t)count * sizeof(sp_cmd);
+  size_t tensor = (size_t)side * side * sizeof(float);
+  sp_cmd_list_header *h = malloc((size_t)list_bytes);
+  float *w = malloc(tensor), *x = malloc(tensor), *y = malloc(tensor);
+  if (!h || !w || !x || !y) return -100;
+  memset(w, 0, tensor), memset(x, 0, tensor);
+  sp_list list = sp_list_init(h, count);
+  for (uint32_t i = 0; i < count; i++) {
+    sp_tensor tw = sp_tensor_2d(w, SP_DTYPE_F32, side, side), tx = sp_tensor_2d(x, SP_DTYPE_F32, side, side);
+    sp_tensor ty = sp_tensor_2d(y, SP_DTYPE_F32, side, side);
+    if ((op == SP_OP_MATMUL ? sp_matmul(&list, ty, tw, tx) : sp_copy(&list, ty, tx)) != 0) return -101;
+  }
+  return sp_submit(&list);
+}
+/* 65536 matmuls of 512^3: 17.6 TFLOP (hours on a CPU) in 3 MiB of tensors. */
+static int32_t list_flops_storm(void) { return work_list(65536, SP_OP_MATMUL, 512); }
+/* 65536 copies of 9 MiB into 9 MiB: 1.2 TiB streamed. */
+static int32_t list_bytes_storm(void) { return work_list(65536, SP_OP_COPY, 1536); }
+
 /* ---- types, ops, fields ---- */
 
 static int32_t unknown_op(void) { one_matmul(); cmd0()->op = 999; return submit_one(); }
@@ -422,7 +444,7 @@ static const hostile_case cases[] = {
     CASE(list_outside_memory), CASE(list_wraps_4gib), CASE(list_bytes_huge), CASE(list_short),
     CASE(list_bad_magic), CASE(list_bad_version), CASE(list_bad_cmd_size), CASE(list_count_huge),
     CASE(list_count_lies), CASE(dst_overwrites_list), CASE(dst_overwrites_header),
-    CASE(list_longest_accepted), CASE(list_too_long), CASE(unknown_op), CASE(op_count),
+    CASE(list_longest_accepted), CASE(list_too_long), CASE(list_flops_storm), CASE(list_bytes_storm), CASE(unknown_op), CASE(op_count),
     CASE(op_negative), CASE(unknown_dtype), CASE(dtype_count), CASE(dtype_missing), CASE(wrong_dtype),
     CASE(flags_set), CASE(tensor_reserved), CASE(unused_slot), CASE(unused_param), CASE(misaligned),
     CASE(partial_block), CASE(shape_mismatch), CASE(dst_is_source), CASE(dst_rows_overlap),
