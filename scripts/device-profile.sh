@@ -95,17 +95,17 @@ for spec in ${MODELS:-llama-3.2-1b:q8_0}; do
   [ -f $m ] || $b/synth_gguf --out $m --preset $p --type $t > /dev/null
   fused=$(ours_tps $m); plain=$(ours_tps $m SP_CUDA_NO_FUSION=1)
   nostage=$(ours_tps $m SP_CUDA_NO_STAGING=1); wpr2=$(ours_tps $m SP_CUDA_MMV_WPR=2)
-  norepack=$(ours_tps $m SP_CUDA_NO_REPACK=1)
+  norepack=$(ours_tps $m SP_CUDA_NO_REPACK=1); nopdl=$(ours_tps $m SP_CUDA_NO_PDL=1)
   lt=0
   [ -n "${LLAMA_BENCH:-}" ] && lt=$(timeout 120 $LLAMA_BENCH -m $m -p 0 -n 128 -ngl 99 -r 3 -o json 2>/dev/null |
     python3 -c "import json,sys; print('%.1f' % json.load(sys.stdin)[0]['avg_ts'])" 2>/dev/null || echo 0)
   python3 -c "
-f,p,s,r,w,l=$fused,$plain,$nostage,$norepack,$wpr2,$lt
-print('| $p $t | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %s |' % (f, p, s, r, w, l, '%.2fx' % (f/l) if l else '-'))" >> $out/table.txt
+f,p,s,r,d,w,l=$fused,$plain,$nostage,$norepack,$nopdl,$wpr2,$lt
+print('| $p $t | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %s |' % (f, p, s, r, d, w, l, '%.2fx' % (f/l) if l else '-'))" >> $out/table.txt
 done
 SP_CUDA_TIMING=1 timeout 60 $b/samepage run --backend cuda -m $model --raw -n 128 --temp 0 "Hello there" \
   > /dev/null 2> $out/timing_ours.txt
 grep "cuda timing" $out/timing_ours.txt | head -2
-echo "| model | ours tok/s | unfused | no staging | no repack | 2 warps/row | llama.cpp tg128 | ratio |"
-echo "|---|---|---|---|---|---|---|---|"
+echo "| model | ours tok/s | unfused | no staging | no repack | no PDL | 2 warps/row | llama.cpp tg128 | ratio |"
+echo "|---|---|---|---|---|---|---|---|---|"
 cat $out/table.txt

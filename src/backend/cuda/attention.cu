@@ -230,18 +230,18 @@ cudaError_t sp_cu_attention(const sp_cu_cmd *c) {
                   ((uintptr_t)k.p | k.nb[0] | k.nb[1] | (uintptr_t)v.p | v.nb[0] | v.nb[1]) % 4 == 0;
   const sp_cu_tensor &q = c->src[0];
   if (f16_fast && vec && D == 64)
-    attention_f16_kernel<true, 64><<<grid, SP_ATT_T, 0, c->stream>>>(q, k, v, pos, c->dst, scale, c->status);
+    sp_cu_launch(attention_f16_kernel<true, 64>, grid, SP_ATT_T, c->stream, q, k, v, pos, c->dst, scale, c->status);
   else if (f16_fast && vec && D == 128)
-    attention_f16_kernel<true, 128><<<grid, SP_ATT_T, 0, c->stream>>>(q, k, v, pos, c->dst, scale, c->status);
+    sp_cu_launch(attention_f16_kernel<true, 128>, grid, SP_ATT_T, c->stream, q, k, v, pos, c->dst, scale, c->status);
   else if (f16_fast && vec)
-    attention_f16_kernel<true, 0><<<grid, SP_ATT_T, 0, c->stream>>>(q, k, v, pos, c->dst, scale, c->status);
+    sp_cu_launch(attention_f16_kernel<true, 0>, grid, SP_ATT_T, c->stream, q, k, v, pos, c->dst, scale, c->status);
   else if (f16_fast)
-    attention_f16_kernel<false, 0><<<grid, SP_ATT_T, 0, c->stream>>>(q, k, v, pos, c->dst, scale, c->status);
+    sp_cu_launch(attention_f16_kernel<false, 0>, grid, SP_ATT_T, c->stream, q, k, v, pos, c->dst, scale, c->status);
   else if (k.dtype == SP_DTYPE_F16)
-    attention_kernel<true><<<grid, SP_ATT_WARPS * 32, 0, c->stream>>>(c->src[0], k, v, pos, c->dst, scale, vec,
+    sp_cu_launch(attention_kernel<true>, grid, SP_ATT_WARPS * 32, c->stream, c->src[0], k, v, pos, c->dst, scale, vec,
                                                                       c->status);
   else
-    attention_kernel<false><<<grid, SP_ATT_WARPS * 32, 0, c->stream>>>(c->src[0], k, v, pos, c->dst, scale, false,
+    sp_cu_launch(attention_kernel<false>, grid, SP_ATT_WARPS * 32, c->stream, c->src[0], k, v, pos, c->dst, scale, false,
                                                                        c->status);
   return cudaGetLastError();
 }

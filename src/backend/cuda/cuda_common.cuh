@@ -23,6 +23,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include <utility>
+
 #ifndef _Static_assert
 #define _Static_assert static_assert /* samepage_abi.h is C11 */
 #endif
@@ -64,10 +66,34 @@ typedef struct sp_cu_cmd {
   const uint8_t *rq, *rs;
 } sp_cu_cmd;
 
-#define SP_CU_GUARD(status) \
-  do {                      \
-    if ((status)->code) return; \
+/* Every kernel launched with sp_cu_launch starts here: it first waits for
+ * the previous kernel of the stream (Hopper's programmatic dependent launch
+ * lets it be scheduled before that one ends; a no-op otherwise), then
+ * stops if a check failed earlier in the list. */
+#define SP_CU_GUARD(status)            \
+  do {                                 \
+    cudaGridDependencySynchronize();   \
+    if ((status)->code) return;        \
   } while (0)
+
+/* SP_CUDA_NO_PDL=1 launches without programmatic dependent launch. */
+bool sp_cu_pdl_enabled(void);
+
+/* kernel<<<grid, block, 0, stream>>>(args...), allowed to be scheduled
+ * while the stream's previous kernel finishes (it waits in SP_CU_GUARD):
+ * a decode step is some 180 small kernels, and each launch gap is a
+ * microsecond or two of an idle GPU. */
+template <typename... Params, typename... Args>
+static inline void sp_cu_launch(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t stream,
+                                Args &&...args) {
+  cudaLaunchAttribute attr;
+  attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr.val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = grid, cfg.blockDim = block, cfg.dynamicSmemBytes = 0, cfg.stream = stream;
+  cfg.attrs = &attr, cfg.numAttrs = sp_cu_pdl_enabled() ? 1 : 0;
+  cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
+}
 
 /* Rows of a tensor: ne1 * ne2 * ne3. */
 static inline __host__ __device__ int64_t sp_cu_rows(const sp_cu_tensor &t) {

@@ -50,7 +50,7 @@ cudaError_t sp_cu_elementwise(const sp_cu_cmd *c) {
     bcast = c->src[1].ne[1] == 1 && c->src[1].ne[2] == 1 && c->src[1].ne[3] == 1;
   uint32_t ne0 = c->dst.ne[0];
   dim3 grid((ne0 + 255) / 256 < 64 ? (ne0 + 255) / 256 : 64, rows < 65535 ? (unsigned)rows : 65535);
-  ew_kernel<<<grid, 256, 0, c->stream>>>(cmd->op, c->dst, c->src[0], c->src[1], bcast, sp_cu_f32(cmd->param[0]),
+  sp_cu_launch(ew_kernel, grid, 256, c->stream, cmd->op, c->dst, c->src[0], c->src[1], bcast, sp_cu_f32(cmd->param[0]),
                                          rows, c->status);
   return cudaGetLastError();
 }

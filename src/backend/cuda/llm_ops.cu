@@ -47,7 +47,7 @@ __global__ void rmsnorm_kernel(sp_cu_tensor d, sp_cu_tensor x, const float *w, f
 
 cudaError_t sp_cu_rmsnorm(const sp_cu_cmd *c) {
   int64_t rows = sp_cu_rows(c->dst); /* a 1-D grid holds 2^31 - 1 blocks */
-  rmsnorm_kernel<<<(unsigned)rows, 256, 0, c->stream>>>(c->dst, c->src[0], (const float *)c->src[1].p,
+  sp_cu_launch(rmsnorm_kernel, (unsigned)rows, 256, c->stream, c->dst, c->src[0], (const float *)c->src[1].p,
                                                         sp_cu_f32(c->cmd->param[0]), c->status);
   return cudaGetLastError();
 }
@@ -103,13 +103,13 @@ cudaError_t sp_cu_rmsnorm_fused(const sp_cu_cmd *add, const sp_cu_cmd *norm, sp_
   sp_cu_tensor a = add ? add->src[0] : sp_cu_tensor{}, b = add ? add->src[1] : sp_cu_tensor{};
   const sp_cu_tensor &d = norm->dst, &x = norm->src[0];
   if (add && q.xq)
-    rmsnorm_fused_kernel<true, true><<<rows, threads, 0, norm->stream>>>(d, x, w, eps, a, b, q, norm->status);
+    sp_cu_launch(rmsnorm_fused_kernel<true, true>, rows, threads, norm->stream, d, x, w, eps, a, b, q, norm->status);
   else if (add)
-    rmsnorm_fused_kernel<true, false><<<rows, threads, 0, norm->stream>>>(d, x, w, eps, a, b, q, norm->status);
+    sp_cu_launch(rmsnorm_fused_kernel<true, false>, rows, threads, norm->stream, d, x, w, eps, a, b, q, norm->status);
   else if (q.xq)
-    rmsnorm_fused_kernel<false, true><<<rows, threads, 0, norm->stream>>>(d, x, w, eps, a, b, q, norm->status);
+    sp_cu_launch(rmsnorm_fused_kernel<false, true>, rows, threads, norm->stream, d, x, w, eps, a, b, q, norm->status);
   else
-    rmsnorm_fused_kernel<false, false><<<rows, threads, 0, norm->stream>>>(d, x, w, eps, a, b, q, norm->status);
+    sp_cu_launch(rmsnorm_fused_kernel<false, false>, rows, threads, norm->stream, d, x, w, eps, a, b, q, norm->status);
   return cudaGetLastError();
 }
 
@@ -134,7 +134,7 @@ __global__ void softmax_kernel(sp_cu_tensor d, sp_cu_tensor x, float scale, sp_c
 }
 
 cudaError_t sp_cu_softmax(const sp_cu_cmd *c) {
-  softmax_kernel<<<(unsigned)sp_cu_rows(c->dst), 256, 0, c->stream>>>(c->dst, c->src[0],
+  sp_cu_launch(softmax_kernel, (unsigned)sp_cu_rows(c->dst), 256, c->stream, c->dst, c->src[0],
                                                                       sp_cu_f32(c->cmd->param[0]), c->status);
   return cudaGetLastError();
 }
@@ -194,7 +194,7 @@ static cudaError_t launch_rope(const sp_cu_cmd *a, const sp_cu_cmd *b) {
   sp_cu_tensor none = {};
   uint32_t heads = a->dst.ne[1] + (b ? b->dst.ne[1] : 0), slots = heads * ((a->dst.ne[0] + 1) / 2);
   dim3 grid((slots + 127) / 128, a->dst.ne[2]);
-  rope_kernel<<<grid, 128, 0, a->stream>>>(a->dst, a->src[0], b ? b->dst : none, b ? b->src[0] : none,
+  sp_cu_launch(rope_kernel, grid, 128, a->stream, a->dst, a->src[0], b ? b->dst : none, b ? b->src[0] : none,
                                           (const int32_t *)a->src[1].p,
                                           a->src[2].p ? (const float *)a->src[2].p : nullptr, n_rot, cmd->param[2],
                                           theta_scale, sp_cu_f32(cmd->param[3]), a->status);
@@ -234,7 +234,7 @@ __global__ void check_indices_kernel(const int32_t *idx, uint32_t n, uint32_t li
 
 cudaError_t sp_cu_check_indices(const int32_t *idx, uint32_t n, uint32_t limit, uint32_t cmd_index,
                                 sp_cu_status *status, cudaStream_t stream) {
-  check_indices_kernel<<<1, 256, 0, stream>>>(idx, n, limit, cmd_index, status);
+  sp_cu_launch(check_indices_kernel, 1, 256, stream, idx, n, limit, cmd_index, status);
   return cudaGetLastError();
 }
 
@@ -274,7 +274,7 @@ __global__ void get_rows_kernel(sp_cu_tensor d, sp_cu_tensor w, const int32_t *i
 cudaError_t sp_cu_get_rows(const sp_cu_cmd *c) {
   uint32_t ne0 = c->dst.ne[0];
   dim3 grid((ne0 + 255) / 256 < 32 ? (ne0 + 255) / 256 : 32, c->dst.ne[1]);
-  get_rows_kernel<<<grid, 256, 0, c->stream>>>(c->dst, c->src[0], (const int32_t *)c->src[1].p, c->status);
+  sp_cu_launch(get_rows_kernel, grid, 256, c->stream, c->dst, c->src[0], (const int32_t *)c->src[1].p, c->status);
   return cudaGetLastError();
 }
 
@@ -302,7 +302,7 @@ static cudaError_t launch_set_rows(const sp_cu_cmd *a, const sp_cu_cmd *b) {
   if (b && b->dst.ne[0] > ne0) ne0 = b->dst.ne[0];
   dim3 grid((ne0 + 255) / 256 < 32 ? (ne0 + 255) / 256 : 32, a->src[0].ne[1], b ? 2 : 1);
   sp_cu_tensor none = {};
-  set_rows_kernel<<<grid, 256, 0, a->stream>>>(a->dst, a->src[0], b ? b->dst : none, b ? b->src[0] : none,
+  sp_cu_launch(set_rows_kernel, grid, 256, a->stream, a->dst, a->src[0], b ? b->dst : none, b ? b->src[0] : none,
                                               (const int32_t *)a->src[1].p, a->status);
   return cudaGetLastError();
 }

@@ -60,14 +60,14 @@ __global__ void quantize_kernel(const uint8_t *x, uint32_t x_stride, const uint8
 
 static void launch_quantize(const sp_cu_cmd *c, const sp_cu_tensor &x, uint32_t K, uint32_t M) {
   dim3 grid((K / SP_CU_QK + 7) / 8, M);
-  quantize_kernel<false><<<grid, 256, 0, c->stream>>>(x.p, x.nb[0], nullptr, 0, nullptr, 0, K, c->xq, c->xd, c->xs,
+  sp_cu_launch(quantize_kernel<false>, grid, 256, c->stream, x.p, x.nb[0], nullptr, 0, nullptr, 0, K, c->xq, c->xd, c->xs,
                                                       c->status);
 }
 
 cudaError_t sp_cu_swiglu_quant(const sp_cu_cmd *c, sp_cu_qdst q) {
   uint32_t K = c->dst.ne[0], M = c->dst.ne[1];
   dim3 grid((K / SP_CU_QK + 7) / 8, M);
-  quantize_kernel<true><<<grid, 256, 0, c->stream>>>(c->src[0].p, c->src[0].nb[0], c->src[1].p, c->src[1].nb[0],
+  sp_cu_launch(quantize_kernel<true>, grid, 256, c->stream, c->src[0].p, c->src[0].nb[0], c->src[1].p, c->src[1].nb[0],
                                                      c->dst.p, c->dst.nb[0], K, q.xq, q.xd, q.xs, c->status);
   return cudaGetLastError();
 }
@@ -413,7 +413,7 @@ static void launch_float(const sp_cu_cmd *c, uint32_t N, uint32_t K, uint32_t M)
   const sp_cu_tensor &w = c->src[0], &x = c->src[1], &d = c->dst;
   if (M > SP_MMV_MAX_M && K % SP_MM_K == 0) {
     dim3 grid((N + SP_MM_T - 1) / SP_MM_T, (M + SP_MM_T - 1) / SP_MM_T);
-    mm_wmma_kernel<DT><<<grid, 128, 0, c->stream>>>(w.p, w.nb[0], N, K, x.p, x.nb[0], M, d.p, d.nb[0], c->status);
+    sp_cu_launch(mm_wmma_kernel<DT>, grid, 128, c->stream, w.p, w.nb[0], N, K, x.p, x.nb[0], M, d.p, d.nb[0], c->status);
     return;
   }
   if (is_quant(DT)) return; /* unreachable: quantized goes through mmvq or wmma */
@@ -422,7 +422,7 @@ static void launch_float(const sp_cu_cmd *c, uint32_t N, uint32_t K, uint32_t M)
              x.nb[0] % 16 == 0 && (K * esz) % 16 == 0;
   uint32_t wpr = mmv_wpr(), rows = SP_MMV_ROWS / wpr;
   dim3 grid((N + rows - 1) / rows, M);
-  mmv_kernel<(DT < SP_DTYPE_Q8_0 ? DT : SP_DTYPE_F32)><<<grid, SP_MMV_ROWS * 32, 0, c->stream>>>(
+  sp_cu_launch(mmv_kernel<(DT < SP_DTYPE_Q8_0 ? DT : SP_DTYPE_F32)>, grid, SP_MMV_ROWS * 32, c->stream,
       w.p, w.nb[0], N, K, x.p, x.nb[0], d.p, d.nb[0], vec, wpr, c->status);
 }
 
@@ -430,9 +430,9 @@ template <int DT, bool R>
 static void launch_mmvq(const mmv_group &g, const sp_cu_cmd *c, dim3 grid, uint32_t p, uint32_t wpr) {
   dim3 block(SP_MMV_ROWS * 32);
   switch (p) {
-  case 2: mmvq_kernel<DT, 2, R><<<grid, block, 0, c->stream>>>(g, c->xq, c->xd, c->xs, wpr, c->status); break;
-  case 3: mmvq_kernel<DT, 3, R><<<grid, block, 0, c->stream>>>(g, c->xq, c->xd, c->xs, wpr, c->status); break;
-  default: mmvq_kernel<DT, 1, R><<<grid, block, 0, c->stream>>>(g, c->xq, c->xd, c->xs, wpr, c->status); break;
+  case 2: sp_cu_launch(mmvq_kernel<DT, 2, R>, grid, block, c->stream, g, c->xq, c->xd, c->xs, wpr, c->status); break;
+  case 3: sp_cu_launch(mmvq_kernel<DT, 3, R>, grid, block, c->stream, g, c->xq, c->xd, c->xs, wpr, c->status); break;
+  default: sp_cu_launch(mmvq_kernel<DT, 1, R>, grid, block, c->stream, g, c->xq, c->xd, c->xs, wpr, c->status); break;
   }
 }
 
