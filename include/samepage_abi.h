@@ -144,6 +144,11 @@ typedef enum sp_op {
   SP_OP_SOFTMAX = 11,
   /* dst = src0 converted between f32, f16 and bf16 (same shape). */
   SP_OP_COPY = 12,
+  /* dst[i32: M] = the index of the largest value in each row of src0[f32:
+   * N, M]: the first one when several are equal; NaN is never chosen (a
+   * row of NaN gives 0). Greedy decoding reads one integer per token
+   * instead of a vocabulary of logits. */
+  SP_OP_ARGMAX = 13,
   SP_OP_COUNT
 } sp_op;
 

@@ -60,6 +60,12 @@ static sp_status declare(sp_actor_t *actor, uint32_t addr, uint32_t len) {
   return SP_OK;
 }
 
+sp_error_t *sp_abi_device_local_declare(sp_actor_t *actor, uint64_t addr, uint64_t len) {
+  if (addr > UINT32_MAX || len > UINT32_MAX) return sp_error_new("device_local: [0x%" PRIx64 ", +%" PRIu64 ") is not a wasm32 range", addr, len);
+  if (declare(actor, (uint32_t)addr, (uint32_t)len) == SP_OK) return NULL;
+  return sp_error_new("snapshot: %s", actor->last_error);
+}
+
 /* sync(addr, len): copies a sub-range of one device-local range back to
  * guest memory, where the guest can read it. */
 static sp_status sync_range(sp_actor_t *actor, uint32_t addr, uint32_t len) {

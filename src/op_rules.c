@@ -204,6 +204,16 @@ static sp_status check_copy(const sp_cmd *cmd, char *msg, size_t cap) {
   return SP_OK;
 }
 
+/* dst[i32: M] = argmax of each row of src0[f32: N, M] */
+static sp_status check_argmax(const sp_cmd *cmd, char *msg, size_t cap) {
+  const sp_tensor *x = &cmd->src[0], *d = &cmd->dst;
+  sp_status st;
+  if ((st = require_dtype(d, SP_DTYPE_I32, "dst", msg, cap)) || (st = require_f32(x, "src[0]", msg, cap))) return st;
+  if (!is_2d(x)) return fail(SP_E_SHAPE, msg, cap, "src[0]: must be 2-D [N, M]");
+  if (!is_vector(d, x->ne[1])) return fail(SP_E_SHAPE, msg, cap, "dst.ne: must be [M = src[0].ne[1]]");
+  return SP_OK;
+}
+
 static const sp_op_rule op_rules[SP_OP_COUNT] = {
     [SP_OP_NOP] = {"nop", false, 0, 0, 0, 0, check_nop},
     [SP_OP_MATMUL] = {"matmul", true, 2, 0, 0, 0, check_matmul},
@@ -218,6 +228,7 @@ static const sp_op_rule op_rules[SP_OP_COUNT] = {
     [SP_OP_SWIGLU] = {"swiglu", true, 2, 0, 0x3, 0, check_swiglu},
     [SP_OP_SOFTMAX] = {"softmax", true, 1, 1, 0x1, 0, check_scale},
     [SP_OP_COPY] = {"copy", true, 1, 0, 0, 0, check_copy},
+    [SP_OP_ARGMAX] = {"argmax", true, 1, 0, 0, 0, check_argmax},
 };
 
 const sp_op_rule *sp_op_rule_get(uint32_t op) {

@@ -73,6 +73,10 @@ wasmtime_error_t *sp_abi_device_local_define(wasmtime_linker_t *linker);
 /* The index of the device-local range holding all of [addr, addr + len), or -1. */
 int sp_abi_device_local_find(const sp_actor_t *actor, uint64_t addr, uint64_t len);
 
+/* Declares [addr, addr + len) device-local as the guest's import does (a
+ * restored snapshot's ranges); the error says why not. */
+sp_error_t *sp_abi_device_local_declare(sp_actor_t *actor, uint64_t addr, uint64_t len);
+
 /* Copies every device-local range back to guest memory (before a snapshot
  * reads the memory). */
 sp_error_t *sp_abi_device_local_sync_all(sp_actor_t *actor);

@@ -18,6 +18,8 @@
  *     BLOB_READ  as BLOB, for a range that was read (not mapped) from the
  *             file and still equals it; restored by mapping or reading
  *     FROZEN  u32 count; per range: u64 guest address, u64 length
+ *     LOCAL   the device-local ranges, as FROZEN; restoring declares them
+ *             again (their mirrors then hold the restored bytes)
  *     PAGES   u64 first 64 KiB page, u32 page count, the pages' bytes
  *     ANNOT   u32 count; per entry: u16 name length, name, sp_tensor (40
  *             bytes): the tensors the guest named with `annotate`
@@ -46,6 +48,7 @@ enum sp_snap_chunk {
   SP_SNAP_END = 7,
   SP_SNAP_ANNOT = 8,
   SP_SNAP_BLOB_READ = 9,
+  SP_SNAP_LOCAL = 10,
 };
 
 typedef struct sp_snap_header {

@@ -40,6 +40,8 @@ typedef struct snap_view {
   uint64_t globals_len;
   const uint8_t *frozen;
   uint64_t frozen_len;
+  const uint8_t *local; /* LOCAL: the device-local ranges */
+  uint64_t local_len;
   const uint8_t *annot;
   uint64_t annot_len;
   snap_blob_ref refs[MAX_REFS];
@@ -113,6 +115,7 @@ static sp_error_t *parse_chunk(snap_view *v, uint32_t type, const uint8_t *p, ui
       return NULL;
     case SP_SNAP_GLOBALS: v->globals = p, v->globals_len = len; return NULL;
     case SP_SNAP_FROZEN: v->frozen = p, v->frozen_len = len; return NULL;
+    case SP_SNAP_LOCAL: v->local = p, v->local_len = len; return NULL;
     case SP_SNAP_ANNOT: v->annot = p, v->annot_len = len; return NULL;
     case SP_SNAP_END: v->have_end = true; return NULL;
     default: break;
@@ -323,6 +326,26 @@ static sp_error_t *restore_frozen(sp_actor_t *a, const snap_view *v) {
   return NULL;
 }
 
+/* Declares the snapshot's device-local ranges the actor does not declare
+ * yet (an actor restored without running the guest's own setup); every
+ * range's mirror is refreshed after (sp_abi_device_local_flush_all). */
+static sp_error_t *restore_device_local(sp_actor_t *a, const snap_view *v) {
+  uint32_t n = 0;
+  if (v->local && v->local_len >= 4) memcpy(&n, v->local, 4);
+  if (n > SP_MAX_DEVICE_LOCAL || (v->local && v->local_len != 4 + (uint64_t)n * 16))
+    return sp_error_new("snapshot: the device-local-ranges chunk is malformed");
+  for (uint32_t i = 0; i < n; i++) {
+    sp_range r = {rd64(v->local + 4 + 16 * i), rd64(v->local + 12 + 16 * i)};
+    if (r.len == 0 || r.addr > v->memory || r.len > v->memory - r.addr || r.len > UINT32_MAX)
+      return sp_error_new("snapshot: a device-local range lies outside memory");
+    int at = sp_abi_device_local_find(a, r.addr, r.len);
+    if (at >= 0 && a->device_local[at].addr == r.addr && a->device_local[at].len == r.len) continue;
+    sp_error_t *err = sp_abi_device_local_declare(a, r.addr, r.len);
+    if (err) return err;
+  }
+  return NULL;
+}
+
 /* Calls fn for each annotation; stops with an error on a malformed chunk. */
 static sp_error_t *each_annotation(const snap_view *v, void *ctx,
                                    void (*fn)(void *ctx, const char *name, uint16_t len, const sp_tensor *t)) {
@@ -401,6 +424,7 @@ static sp_error_t *apply(sp_actor_t *a, const snap_view *v, sp_snapshot_stats *s
   }
   if (!err) err = restore_globals(a, v);
   if (!err) err = restore_frozen(a, v);
+  if (!err) err = restore_device_local(a, v);
   /* Device-local mirrors must match the restored bytes: upload them again. */
   if (!err) err = sp_abi_device_local_flush_all(a);
   if (!err) err = restore_annotations(a, v);

@@ -173,16 +173,16 @@ static void put_pages(snap_writer *w, sp_actor_t *a, const bool *usable) {
   if (pagemap >= 0) close(pagemap);
 }
 
-static void put_frozen(snap_writer *w, sp_actor_t *a) {
-  uint8_t buf[4 + SP_MAX_FROZEN * 16];
-  uint32_t n = a->n_frozen;
+/* A FROZEN or LOCAL chunk: u32 count, then (u64 address, u64 length). */
+static void put_ranges(snap_writer *w, uint32_t type, const sp_range *ranges, uint32_t n) {
+  uint8_t buf[4 + 16 * (SP_MAX_FROZEN > SP_MAX_DEVICE_LOCAL ? SP_MAX_FROZEN : SP_MAX_DEVICE_LOCAL)];
   memcpy(buf, &n, 4);
   for (uint32_t i = 0; i < n; i++) {
-    memcpy(buf + 4 + 16 * i, &a->frozen[i].addr, 8);
-    memcpy(buf + 12 + 16 * i, &a->frozen[i].len, 8);
+    memcpy(buf + 4 + 16 * i, &ranges[i].addr, 8);
+    memcpy(buf + 12 + 16 * i, &ranges[i].len, 8);
   }
   struct iovec part = {buf, 4 + (size_t)n * 16};
-  put_chunk(w, SP_SNAP_FROZEN, &part, 1);
+  put_chunk(w, type, &part, 1);
 }
 
 static void put_annotations(snap_writer *w, sp_actor_t *a) {
@@ -217,7 +217,8 @@ static void write_snapshot(snap_writer *w, sp_actor_t *a, bool self_contained) {
   bool *usable = self_contained ? NULL : calloc((size_t)a->blobs.n_maps + 1, sizeof *usable);
   for (int i = 0; usable && i < a->blobs.n_maps; i++) usable[i] = ref_usable(a, i);
   if (usable && !w->err) w->err = put_blob_refs(w, a, usable);
-  put_frozen(w, a);
+  put_ranges(w, SP_SNAP_FROZEN, a->frozen, a->n_frozen);
+  put_ranges(w, SP_SNAP_LOCAL, a->device_local, a->n_device_local);
   put_annotations(w, a);
   put_pages(w, a, usable);
   free(usable);

@@ -789,6 +789,38 @@ static void test_attention(guest *g, uint32_t kv_dtype) {
   free(want);
 }
 
+/* argmax over strided rows: random, ties (the first wins), NaN (never
+ * chosen, also at index 0), all NaN (0), on every backend. */
+static void test_argmax(guest *g) {
+  guest_reset(g);
+  uint32_t ne[4] = {1000, 4, 1, 1}, dne[4] = {4, 1, 1, 1};
+  sp_cmd cmd = {.op = SP_OP_ARGMAX, .src[0] = t_make(g, SP_DTYPE_F32, ne, true), .dst = t_make(g, SP_DTYPE_I32, dne, false)};
+  if (!validated(&cmd, "argmax")) return;
+  float *x = malloc(sizeof *x * 4000);
+  for (int i = 0; i < 4000; i++) x[i] = rng_f(-10, 10);
+  x[1000 + 17] = x[1000 + 500] = x[1000 + 999] = 50; /* row 1: ties */
+  x[2000] = NAN, x[2000 + 3] = NAN, x[2000 + 640] = 60; /* row 2: NaN first */
+  for (int i = 3000; i < 4000; i++) x[i] = NAN; /* row 3: nothing to choose */
+  rows_write(g, &cmd.src[0], x);
+  const int32_t want[4] = {0, 17, 640, 0};
+  int32_t w0 = 0;
+  for (int i = 1; i < 1000; i++) w0 = x[i] > x[w0] ? i : w0;
+  size_t len = g->top - GUEST_FIRST;
+  uint8_t *snap = malloc(len);
+  memcpy(snap, g->mem + GUEST_FIRST, len);
+  for (int b = 0; b < TB_COUNT; b++) {
+    memcpy(g->mem + GUEST_FIRST, snap, len);
+    bool ran = sp_backend_supports(tbs[b].be, &cmd) && submit(&tbs[b], &cmd);
+    int32_t got[4];
+    memcpy(got, g->mem + cmd.dst.offset, sizeof got);
+    check(ran && got[0] == w0 && got[1] == want[1] && got[2] == want[2] && got[3] == want[3],
+          "argmax [1000,4] strided on %s: %d %d %d %d (want %d %d %d %d)", tbs[b].label, got[0], got[1], got[2], got[3],
+          w0, want[1], want[2], want[3]);
+  }
+  free(snap);
+  free(x);
+}
+
 static void test_llm_ops(guest *g) {
   static const uint32_t weights[] = {SP_DTYPE_F32,  SP_DTYPE_F16,  SP_DTYPE_BF16,
                                      SP_DTYPE_Q8_0, SP_DTYPE_Q4_0, SP_DTYPE_Q4_1};
@@ -808,6 +840,7 @@ static void test_llm_ops(guest *g) {
   test_rope(g, 2, true, 0.25f, false);
   test_attention(g, SP_DTYPE_F32);
   test_attention(g, SP_DTYPE_F16);
+  test_argmax(g);
 }
 
 /* ---- supports() covers everything the validator accepts ---- */

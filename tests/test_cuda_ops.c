@@ -237,6 +237,33 @@ static void rope_attention_cases(void) {
   }
 }
 
+/* argmax of a vocabulary-sized row and of short ones, with ties and NaN:
+ * the same indices as the CPU backend, exactly. */
+static void argmax_cases(void) {
+  const uint32_t shapes[][2] = {{128256, 1}, {49152, 3}, {1001, 2}};
+  for (int s = 0; s < 3; s++) {
+    uint32_t n = shapes[s][0], m = shapes[s][1];
+    fill(X, SP_DTYPE_F32, (uint64_t)n * m);
+    float *x = (float *)(mem + X);
+    x[n / 3] = x[n / 2] = 40; /* row 0: a tie, the first wins */
+    if (m > 1) x[n] = NAN, x[n + 7] = 41; /* row 1: NaN first, never chosen */
+    sp_cmd c = {.op = SP_OP_ARGMAX};
+    c.dst = t4(D, SP_DTYPE_I32, m, 1, 1), c.src[0] = t4(X, SP_DTYPE_F32, n, m, 1);
+    int32_t got[2][3];
+    bool ran = true;
+    for (int b = 0; b < 2; b++) {
+      sp_backend *be = b ? cuda : cpu;
+      sp_error_t *err = sp_backend_submit(be, b ? cuda_b : cpu_b, &c, 1);
+      if (!err) err = sp_backend_wait(be, b ? cuda_b : cpu_b);
+      if (err) printf("     %s\n", sp_error_message(err)), sp_error_free(err), ran = false;
+      memcpy(got[b], mem + D, m * 4);
+    }
+    bool ok = ran && !memcmp(got[0], got[1], m * 4) && got[1][0] == (int32_t)(n / 3) && (m < 2 || got[1][1] == 7);
+    cases++, failures += !ok;
+    printf("%s argmax [%u, %u]: cuda %d, cpu %d (row 0)\n", ok ? "ok  " : "FAIL", n, m, got[1][0], got[0][0]);
+  }
+}
+
 /* ---- a transformer layer as one list: the fused launches (fuse.h) ---- */
 
 /* Tensors of the layer case, laid out from L0 (inside USED). */
@@ -660,6 +687,7 @@ int main(void) {
   simple_cases();
   rope_attention_cases();
   layer_cases();
+  argmax_cases();
   failure_cases();
   device_local_cases();
   shared_copy_cases();

@@ -101,6 +101,23 @@ static void test_shapes_and_types(void) {
   check_rejects(scale, SP_E_DTYPE, "src[0].dtype");
 }
 
+static void test_argmax(void) {
+  sp_cmd c = {.op = SP_OP_ARGMAX};
+  c.dst = t2(0x1000, SP_DTYPE_I32, 3, 1), c.src[0] = t2(0x10000, SP_DTYPE_F32, 1000, 3);
+  CHECK(run(c) == SP_OK, "argmax: %s", msg);
+  sp_cmd bad = c;
+  bad.dst.dtype = SP_DTYPE_F32;
+  check_rejects(bad, SP_E_DTYPE, "dst.dtype");
+  bad = c, bad.src[0].dtype = SP_DTYPE_F16;
+  check_rejects(bad, SP_E_DTYPE, "src[0].dtype");
+  bad = c, bad.dst.ne[0] = 4;
+  check_rejects(bad, SP_E_SHAPE, "dst.ne");
+  bad = c, bad.src[0].ne[2] = 2;
+  check_rejects(bad, SP_E_SHAPE, "2-D");
+  bad = c, bad.src[1] = c.src[0];
+  check_rejects(bad, SP_E_PARAM, "src[1]");
+}
+
 static void test_alias(void) {
   sp_validate_ctx with_list = {MEM, 0x1000, 16 + 240, 1024};
   sp_cmd c = matmul();
@@ -155,6 +172,7 @@ int main(void) {
   test_normalization();
   test_bounds();
   test_shapes_and_types();
+  test_argmax();
   test_alias();
   test_header();
   test_device_local();

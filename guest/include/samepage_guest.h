@@ -214,6 +214,14 @@ static inline int sp_softmax(sp_list *list, sp_tensor dst, sp_tensor x, float sc
   return 0;
 }
 
+/* dst[i32: M] = index of the largest value of each row of x[f32: N, M] */
+static inline int sp_argmax(sp_list *list, sp_tensor dst, sp_tensor x) {
+  sp_cmd *cmd = sp_list_push(list, SP_OP_ARGMAX);
+  if (!cmd) return -1;
+  cmd->dst = dst, cmd->src[0] = x;
+  return 0;
+}
+
 /* dst = x converted between f32, f16 and bf16 */
 static inline int sp_copy(sp_list *list, sp_tensor dst, sp_tensor x) {
   sp_cmd *cmd = sp_list_push(list, SP_OP_COPY);

@@ -50,6 +50,7 @@ static struct llm_guest {
   llm_chat_kind chat;
   uint32_t n_past;          /* tokens in the KV cache */
   float *logits;            /* after the last forward, or NULL */
+  const int32_t *best;      /* the argmax of that logits row (from the forward list) */
   bool in_reply;            /* the assistant's turn is open */
   bool turn_done;           /* the last step produced an end-of-turn token */
   int32_t *tokens;          /* llm_tokenize output */
@@ -225,6 +226,7 @@ static int prefill(const int32_t *tokens, uint32_t n) {
     for (uint32_t i = 0; G.opt.logits_all && i < chunk; i++)
       G.argmax[G.n_past + i] = llm_argmax(G.logits + (size_t)i * V, (int32_t)V);
     if (G.opt.logits_all) G.logits += (size_t)(chunk - 1) * V;
+    G.best = G.model.st.best + (G.opt.logits_all ? chunk - 1 : 0);
     for (uint32_t i = 0; i < chunk; i++) llm_sampler_accept(&G.sampler, tokens[done + i]);
     G.n_past += chunk, done += chunk;
   }
@@ -304,6 +306,15 @@ EXPORT(llm_prompt) int32_t llm_prompt(uint32_t len, uint32_t mode) {
   return (int32_t)n;
 }
 
+/* The next token: the forward list's argmax when the sampler would pick it
+ * anyway (greedy), else the sampler over the logits, read back first.
+ * -1 on failure (G.error says why). */
+static int32_t next_token(void) {
+  if (G.best && llm_sampler_keeps_argmax(&G.sampler, *G.best)) return *G.best;
+  if (llm_logits_read(&G.model, G.logits, 1, G.error, sizeof G.error)) return -1;
+  return llm_sampler_sample(&G.sampler, G.logits);
+}
+
 EXPORT(llm_step) int32_t llm_step(void) {
   G.piece_len = 0;
   G.turn_done = false;
@@ -315,7 +326,8 @@ EXPORT(llm_step) int32_t llm_step(void) {
     set_error("the context is full");
     return STEP_ERROR;
   }
-  int32_t token = llm_sampler_sample(&G.sampler, G.logits);
+  int32_t token = next_token();
+  if (token < 0) return STEP_ERROR;
   llm_sampler_accept(&G.sampler, token);
   bool end = tok_is_eog(G.vocab, token);
   const char *bytes = NULL;
@@ -329,6 +341,7 @@ EXPORT(llm_step) int32_t llm_step(void) {
    * whole conversation and the next turn continues after it. */
   G.logits = llm_forward(&G.model, &token, 1, G.n_past, G.error, sizeof G.error);
   if (!G.logits) return STEP_ERROR;
+  G.best = G.model.st.best;
   if (G.opt.logits_all) G.argmax[G.n_past] = llm_argmax(G.logits, (int32_t)G.model.hp.n_vocab);
   G.n_past++;
   if (end) G.in_reply = false;
@@ -356,5 +369,8 @@ EXPORT(llm_piece_len) uint32_t llm_piece_len(void) { return G.piece_len; }
 EXPORT(llm_error_ptr) uint32_t llm_error_ptr(void) { return sp_addr(G.error); }
 EXPORT(llm_n_past) uint32_t llm_n_past(void) { return G.n_past; }
 EXPORT(llm_n_vocab) uint32_t llm_n_vocab(void) { return G.model.hp.n_vocab; }
-EXPORT(llm_logits_ptr) uint32_t llm_logits_ptr(void) { return sp_addr(G.logits); }
+EXPORT(llm_logits_ptr) uint32_t llm_logits_ptr(void) {
+  if (G.logits && llm_logits_read(&G.model, G.logits, 1, G.error, sizeof G.error)) return 0;
+  return sp_addr(G.logits);
+}
 EXPORT(llm_argmax_ptr) uint32_t llm_argmax_ptr(void) { return sp_addr(G.argmax); }

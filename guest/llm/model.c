@@ -63,10 +63,11 @@ int llm_state_init(llm_model *m, uint32_t n_batch, uint32_t n_ctx, bool logits_a
     carve_state(&c, st, hp, cache_elems);
   }
   st->logits = alloc_f32(V * (logits_all ? B : 1));
+  st->best = malloc(sizeof *st->best * B);
   st->tokens = alloc_f32(B), st->pos = alloc_f32(B);
   st->list_capacity = CMDS_FIXED + CMDS_PER_LAYER * hp->n_layer;
   st->list_storage = malloc(sizeof(sp_cmd_list_header) + st->list_capacity * sizeof(sp_cmd));
-  if (!st->block || !st->logits || !st->tokens || !st->pos || !st->list_storage) {
+  if (!st->block || !st->logits || !st->best || !st->tokens || !st->pos || !st->list_storage) {
     snprintf(err, (size_t)cap, "model: out of memory for a %u-token context (KV cache %zu MiB)",
              n_ctx, cache_elems * 4 >> 20);
     return -1;
@@ -78,7 +79,18 @@ int llm_state_init(llm_model *m, uint32_t n_batch, uint32_t n_ctx, bool logits_a
     snprintf(err, (size_t)cap, "model: cannot declare the activations device-local: %s", sp_last_error());
     return -1;
   }
+  /* Greedy decoding reads only the argmax (st->best): the logits need not
+   * cross the bus unless a sampler asks for them (llm_logits_read). Tests
+   * that keep every position's logits read them all: those stay put. */
+  if (!logits_all) st->logits_local = sp_device_local(st->logits, V * sizeof *st->logits) == SP_OK;
   return 0;
+}
+
+int llm_logits_read(llm_model *m, const float *logits, uint32_t rows, char *err, int cap) {
+  if (!m->st.logits_local) return 0;
+  if (sp_sync(logits, (uint64_t)rows * m->hp.n_vocab * sizeof *logits) == SP_OK) return 0;
+  snprintf(err, (size_t)cap, "reading the logits back: %s", sp_last_error());
+  return -1;
 }
 
 /* A 2-D f32 activation [ne0, n]. */
@@ -174,6 +186,7 @@ float *llm_forward(llm_model *m, const int32_t *tokens, uint32_t n, uint32_t pos
   sp_rmsnorm(&list, act(st->xb, E, rows), act(st->x + (size_t)first * E, E, rows), m->w.out_norm,
              hp->norm_eps);
   sp_matmul(&list, act(st->logits, V, rows), m->w.output, act(st->xb, E, rows));
+  sp_argmax(&list, sp_tensor_1d(st->best, SP_DTYPE_I32, rows), act(st->logits, V, rows));
   float *logits = submit_forward(&list, st, err, cap);
   if (logits) st->list_tokens = n;
   return logits;

@@ -60,7 +60,10 @@ typedef struct llm_state {
   float *proj;          /* [E, B] a block's output projection */
   float *gate;          /* [F, B] */
   float *up;            /* [F, B] */
-  float *logits;        /* [V, B or 1] */
+  float *logits;        /* [V, B or 1]; device-local unless logits_all: read them
+                           through llm_logits_read */
+  int32_t *best;        /* [B or 1] the argmax of each logits row (ordinary memory) */
+  bool logits_local;
   int32_t *tokens;      /* [B] */
   int32_t *pos;         /* [B] absolute positions */
   uint16_t *k_cache;    /* f16 [n_layer][C][Hkv*D] */
@@ -90,5 +93,10 @@ int llm_state_init(llm_model *m, uint32_t n_batch, uint32_t n_ctx, bool logits_a
  * when the host rejects the work. */
 float *llm_forward(llm_model *m, const int32_t *tokens, uint32_t n, uint32_t pos0, char *err,
                          int cap);
+
+/* Makes `rows` rows of logits from `logits` (inside st->logits) readable by
+ * the guest: a copy back from the device when they are device-local. 0, or
+ * -1 with the reason in err. */
+int llm_logits_read(llm_model *m, const float *logits, uint32_t rows, char *err, int cap);
 
 #endif

@@ -204,6 +204,14 @@ static int32_t pick(llm_sampler *s, const float *logits) {
   return s->cand[keep - 1].id;
 }
 
+bool llm_sampler_keeps_argmax(const llm_sampler *s, int32_t argmax) {
+  float penalty = s->params.repeat_penalty;
+  if (s->params.temperature > 0.0f || penalty < 1.0f) return false;
+  for (int32_t i = 0; penalty != 1.0f && i < s->n_recent; i++)
+    if (s->recent[i] == argmax) return false;
+  return true;
+}
+
 int32_t llm_sampler_sample(llm_sampler *s, float *logits) {
   int32_t saved = apply_penalty(s, logits);
   int32_t token = pick(s, logits);

@@ -10,6 +10,7 @@
 #ifndef LLM_SAMPLER_H
 #define LLM_SAMPLER_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 typedef struct llm_sampler_params {
@@ -51,6 +52,11 @@ void llm_sampler_free(llm_sampler *s);
  * them in place during the call; they hold their old values again when it
  * returns. */
 int32_t llm_sampler_sample(llm_sampler *s, float *logits);
+
+/* Whether the sampler would pick `argmax`, the logits' argmax, without
+ * looking at them: greedy, and no repetition penalty can move it (a
+ * penalty > 1 only lowers recent tokens' logits; argmax is not one). */
+bool llm_sampler_keeps_argmax(const llm_sampler *s, int32_t argmax);
 
 /* Records a token (prompt or generated) for the repetition penalty. */
 void llm_sampler_accept(llm_sampler *s, int32_t token);

@@ -75,6 +75,7 @@ static bool cpu_supports(void *ctx, const sp_cmd *cmd) {
   case SP_OP_GET_ROWS: return has_dot(c, &s[0]) && is_i32(&s[1]) && is_f32(d);
   case SP_OP_SET_ROWS: return is_float(d) && is_f32(&s[0]) && is_i32(&s[1]);
   case SP_OP_COPY: return is_float(d) && is_float(&s[0]);
+  case SP_OP_ARGMAX: return is_i32(d) && is_f32(&s[0]);
   case SP_OP_ROPE:
     return is_f32(d) && is_f32(&s[0]) && is_i32(&s[1]) &&
            (s[2].dtype == SP_DTYPE_NONE || is_f32(&s[2]));
@@ -100,6 +101,7 @@ static sp_error_t *cpu_run(const sp_cpu_exec *ex, const sp_cmd *cmd) {
   case SP_OP_GET_ROWS: return sp_cpu_get_rows(ex, cmd);
   case SP_OP_SET_ROWS: return sp_cpu_set_rows(ex, cmd);
   case SP_OP_COPY: sp_cpu_copy(ex, cmd); return NULL;
+  case SP_OP_ARGMAX: sp_cpu_argmax(ex, cmd); return NULL;
   case SP_OP_ATTENTION: return sp_cpu_attention(ex, cmd);
   default: return sp_error_new("op %u is not supported", cmd->op);
   }

@@ -173,6 +173,21 @@ static void softmax_row(const sp_cpu_exec *ex, const sp_cmd *cmd, int64_t r) {
   softmax_in_place(y, cmd->dst.ne[0]);
 }
 
+/* The first largest value's index; NaN never wins (all NaN: 0). */
+static void argmax_row(const sp_cpu_exec *ex, const sp_cmd *cmd, int64_t r) {
+  const float *x = (const float *)row_flat(ex->base, &cmd->src[0], r);
+  int32_t best = 0;
+  float top = NAN;
+  for (int64_t i = 0; i < cmd->src[0].ne[0]; i++)
+    if (x[i] > top || (isnan(top) && !isnan(x[i]))) top = x[i], best = (int32_t)i;
+  int32_t *y = (int32_t *)(ex->base + cmd->dst.offset);
+  y[r] = best;
+}
+
+void sp_cpu_argmax(const sp_cpu_exec *ex, const sp_cmd *cmd) {
+  for_each_row(ex, cmd, cmd->src[0].ne[1], cmd->src[0].ne[0], argmax_row);
+}
+
 void sp_cpu_softmax(const sp_cpu_exec *ex, const sp_cmd *cmd) {
   for_each_row(ex, cmd, n_rows(&cmd->dst), cmd->dst.ne[0] * 8, softmax_row);
 }

@@ -17,6 +17,8 @@ void sp_cpu_rmsnorm(const sp_cpu_exec *ex, const sp_cmd *cmd);
 void sp_cpu_rope(const sp_cpu_exec *ex, const sp_cmd *cmd);
 void sp_cpu_swiglu(const sp_cpu_exec *ex, const sp_cmd *cmd);
 void sp_cpu_softmax(const sp_cpu_exec *ex, const sp_cmd *cmd);
+/* SP_OP_ARGMAX. */
+void sp_cpu_argmax(const sp_cpu_exec *ex, const sp_cmd *cmd);
 void sp_cpu_copy(const sp_cpu_exec *ex, const sp_cmd *cmd);
 
 #endif

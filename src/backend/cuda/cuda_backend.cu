@@ -118,7 +118,7 @@ static double now_ms(void) {
 
 static const char *op_name(uint32_t op) {
   static const char *names[SP_OP_COUNT] = {"nop", "matmul", "add", "mul", "scale", "get_rows", "rmsnorm",
-                                           "rope", "attention", "set_rows", "swiglu", "softmax", "copy"};
+                                           "rope", "attention", "set_rows", "swiglu", "softmax", "copy", "argmax"};
   return op < SP_OP_COUNT ? names[op] : "unknown";
 }
 
@@ -397,6 +397,7 @@ static bool cu_supports(void *vctx, const sp_cmd *cmd) {
   case SP_OP_RMSNORM: return is_f32(d) && is_f32(&s[0]) && is_f32(&s[1]);
   case SP_OP_SCALE:
   case SP_OP_SOFTMAX: return is_f32(d) && is_f32(&s[0]);
+  case SP_OP_ARGMAX: return is_i32(d) && is_f32(&s[0]);
   case SP_OP_GET_ROWS: return is_weight(&s[0]) && is_i32(&s[1]) && is_f32(d);
   case SP_OP_SET_ROWS: return is_float(d) && is_f32(&s[0]) && is_i32(&s[1]);
   case SP_OP_COPY: return is_float(d) && is_float(&s[0]);
@@ -600,6 +601,7 @@ static cudaError_t enqueue_cmd(const sp_cu_binding *b, const sp_cmd *cmd, uint32
   case SP_OP_COPY: e = sp_cu_elementwise(&c); break;
   case SP_OP_RMSNORM: e = sp_cu_rmsnorm(&c); break;
   case SP_OP_SOFTMAX: e = sp_cu_softmax(&c); break;
+  case SP_OP_ARGMAX: e = sp_cu_argmax(&c); break;
   case SP_OP_ROPE: e = sp_cu_rope(&c); break;
   case SP_OP_GET_ROWS:
     e = check_once(b, checked, &cmd->src[1], cmd->src[0].ne[1], index);

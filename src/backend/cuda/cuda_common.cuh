@@ -175,6 +175,7 @@ cudaError_t sp_cu_rope(const sp_cu_cmd *c);
 cudaError_t sp_cu_get_rows(const sp_cu_cmd *c);
 cudaError_t sp_cu_set_rows(const sp_cu_cmd *c);
 cudaError_t sp_cu_attention(const sp_cu_cmd *c);
+cudaError_t sp_cu_argmax(const sp_cu_cmd *c);
 /* Checks n i32 indices at idx against [0, limit); on the first bad one sets
  * the status word (code SP_E_BOUNDS, cmd index, position, value). */
 cudaError_t sp_cu_check_indices(const int32_t *idx, uint32_t n, uint32_t limit, uint32_t cmd_index,

@@ -204,6 +204,56 @@ static cudaError_t launch_rope(const sp_cu_cmd *a, const sp_cu_cmd *b) {
 cudaError_t sp_cu_rope(const sp_cu_cmd *c) { return launch_rope(c, nullptr); }
 cudaError_t sp_cu_rope_pair(const sp_cu_cmd *a, const sp_cu_cmd *b) { return launch_rope(a, b); }
 
+/* ---- argmax ---- */
+
+/* The better of two (value, index) candidates: larger value, then smaller
+ * index; index -1 is no candidate (NaN is never one). */
+static __device__ __forceinline__ void better_of(float &v, int32_t &i, float ov, int32_t oi) {
+  if (oi < 0) return;
+  if (i < 0 || ov > v || (ov == v && oi < i)) v = ov, i = oi;
+}
+
+static __device__ __forceinline__ void consider(float &v, int32_t &i, float x, int32_t at) {
+  if (!isnan(x) && (i < 0 || x > v)) v = x, i = at; /* increasing at: the first of equals stays */
+}
+
+/* One block per row; each thread walks its elements in increasing order
+ * (four at a time with 16-byte loads), then the block reduces. */
+__global__ void __launch_bounds__(1024) argmax_kernel(sp_cu_tensor d, sp_cu_tensor x, bool vec, sp_cu_status *st) {
+  SP_CU_GUARD(st);
+  __shared__ float sv[32];
+  __shared__ int32_t si[32];
+  uint32_t r = blockIdx.x, n = x.ne[0];
+  const float *xr = (const float *)(x.p + (size_t)r * x.nb[0]);
+  float v = 0;
+  int32_t best = -1;
+  if (vec) {
+#pragma unroll 4
+    for (uint32_t i = threadIdx.x * 4; i < n; i += blockDim.x * 4) {
+      float4 q = *(const float4 *)(xr + i);
+      consider(v, best, q.x, (int32_t)i), consider(v, best, q.y, (int32_t)i + 1);
+      consider(v, best, q.z, (int32_t)i + 2), consider(v, best, q.w, (int32_t)i + 3);
+    }
+  } else {
+    for (uint32_t i = threadIdx.x; i < n; i += blockDim.x) consider(v, best, xr[i], (int32_t)i);
+  }
+  for (int o = 16; o > 0; o >>= 1) better_of(v, best, __shfl_xor_sync(0xffffffffu, v, o), __shfl_xor_sync(0xffffffffu, best, o));
+  uint32_t lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  if (lane == 0) sv[warp] = v, si[warp] = best;
+  __syncthreads();
+  if (threadIdx.x != 0) return;
+  for (uint32_t w = 1; w < blockDim.x / 32; w++) better_of(v, best, sv[w], si[w]);
+  ((int32_t *)d.p)[r] = best < 0 ? 0 : best;
+}
+
+cudaError_t sp_cu_argmax(const sp_cu_cmd *c) {
+  const sp_cu_tensor &x = c->src[0];
+  bool vec = x.ne[0] % 4 == 0 && ((uintptr_t)x.p | x.nb[0]) % 16 == 0;
+  uint32_t threads = x.ne[0] >= 4096 ? 1024 : 256;
+  sp_cu_launch(argmax_kernel, x.ne[1], threads, c->stream, c->dst, x, vec, c->status);
+  return cudaGetLastError();
+}
+
 /* ---- staging ---- */
 
 /* One block copies every span, a word per thread: the reads of guest
