@@ -165,15 +165,34 @@ static __device__ __forceinline__ float score_row(const float *qs, const uint8_t
   return dot;
 }
 
+/* Quantizes the 64 values a warp holds, two per lane (lane i: elements 2i,
+ * 2i + 1): two 32-element blocks, lanes 0-15 and 16-31, with the numerics
+ * of sp_cu_quantize_block. */
+static __device__ __forceinline__ void quantize_pairs(float a, float b, int8_t *q, float *d, float *s) {
+  uint32_t lane = threadIdx.x % 32;
+  float amax = fmaxf(fabsf(a), fabsf(b));
+  for (int o = 8; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o)); /* within a half */
+  float id = amax > 0 ? 127.0f / amax : 0.0f;
+  int qa = (int)fminf(fmaxf(rintf(__fmul_rn(a, id)), -127.0f), 127.0f);
+  int qb = (int)fminf(fmaxf(rintf(__fmul_rn(b, id)), -127.0f), 127.0f);
+  int sum = qa + qb;
+  for (int o = 8; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+  q[2 * lane] = (int8_t)qa, q[2 * lane + 1] = (int8_t)qb;
+  if (lane % 16) return;
+  float dh = __half2float(__float2half_rn(amax / 127.0f));
+  d[lane / 16] = dh;
+  s[lane / 16] = __half2float(__float2half_rn(__fmul_rn(dh, (float)sum)));
+}
+
 /* One block per (query head, token). Per chunk of SP_ATT_T cache rows:
  * thread t scores row c0 + t; the chunk's probabilities go to shared
  * memory (online softmax across chunks); then the block, split into
  * SP_ATT_T / (D / 2) row groups of D / 2 threads (two dimensions each),
  * accumulates the values, and the groups are summed at the end. */
-template <bool VEC16, int DT>
+template <bool VEC16, int DT, bool QUANT>
 __global__ void __launch_bounds__(SP_ATT_T)
     attention_f16_kernel(sp_cu_tensor q, sp_cu_tensor k, sp_cu_tensor v, const int32_t *pos, sp_cu_tensor d,
-                         float scale, sp_cu_status *st) {
+                         float scale, sp_cu_qdst qd, sp_cu_status *st) {
   SP_CU_GUARD(st);
   __shared__ float qs[SP_ATT_DMAX], pr[SP_ATT_T], red[SP_ATT_T / 32];
   __shared__ float2 part[SP_ATT_T];
@@ -215,33 +234,59 @@ __global__ void __launch_bounds__(SP_ATT_T)
   if (g != 0) return;
   float2 o = part[u];
   for (uint32_t j = 1; j < R; j++) o.x += part[j * U + u].x, o.y += part[j * U + u].y;
+  o.x /= l, o.y /= l;
   float *yr = (float *)(d.p + (size_t)h * d.nb[0] + (size_t)t * d.nb[1]);
-  yr[2 * u] = o.x / l, yr[2 * u + 1] = o.y / l;
+  yr[2 * u] = o.x, yr[2 * u + 1] = o.y;
+  if (QUANT) { /* the next matmul's input row t: Hq heads of D values */
+    size_t e0 = (size_t)h * D + 64 * (u / 32), K = (size_t)Hq * D;
+    quantize_pairs(o.x, o.y, qd.xq + t * K + e0, qd.xd + t * (K / 32) + e0 / 32, qd.xs + t * (K / 32) + e0 / 32);
+  }
+}
+
+/* Launches the f16 kernel for this head size (and quantization); false when
+ * the command does not fit it. */
+template <bool QUANT>
+static bool launch_f16(const sp_cu_cmd *c, dim3 grid, float scale, const int32_t *pos, sp_cu_qdst qd) {
+  const sp_cu_tensor &q = c->src[0], &k = c->src[1], &v = c->src[2];
+  uint32_t D = k.ne[0];
+  if (!sp_cu_attention_fast(k.dtype, v.dtype, D, (uintptr_t)k.p | k.nb[0] | k.nb[1] | (uintptr_t)v.p | v.nb[0] | v.nb[1]))
+    return false;
+  bool vec = D % 8 == 0 && ((uintptr_t)k.p | k.nb[0] | k.nb[1]) % 16 == 0;
+  if (vec && D == 64)
+    sp_cu_launch(attention_f16_kernel<true, 64, QUANT>, grid, SP_ATT_T, c->stream, q, k, v, pos, c->dst, scale, qd, c->status);
+  else if (vec && D == 128)
+    sp_cu_launch(attention_f16_kernel<true, 128, QUANT>, grid, SP_ATT_T, c->stream, q, k, v, pos, c->dst, scale, qd, c->status);
+  else if (vec)
+    sp_cu_launch(attention_f16_kernel<true, 0, QUANT>, grid, SP_ATT_T, c->stream, q, k, v, pos, c->dst, scale, qd, c->status);
+  else
+    sp_cu_launch(attention_f16_kernel<false, 0, QUANT>, grid, SP_ATT_T, c->stream, q, k, v, pos, c->dst, scale, qd, c->status);
+  return true;
+}
+
+bool sp_cu_attention_fast(uint32_t kdtype, uint32_t vdtype, uint32_t D, uintptr_t addr_bits) {
+  return kdtype == SP_DTYPE_F16 && vdtype == SP_DTYPE_F16 && D % 2 == 0 && D <= SP_ATT_DMAX && addr_bits % 4 == 0;
+}
+
+cudaError_t sp_cu_attention_quant(const sp_cu_cmd *c, sp_cu_qdst qd) {
+  dim3 grid(c->src[0].ne[1], c->src[0].ne[2]);
+  if (!launch_f16<true>(c, grid, sp_cu_f32(c->cmd->param[0]), (const int32_t *)c->src[3].p, qd))
+    return cudaErrorNotSupported; /* the planner checked: unreachable */
+  return cudaGetLastError();
 }
 
 cudaError_t sp_cu_attention(const sp_cu_cmd *c) {
   dim3 grid(c->src[0].ne[1], c->src[0].ne[2]);
   const sp_cu_tensor &k = c->src[1], &v = c->src[2];
-  uint32_t D = k.ne[0];
-  bool vec = k.ne[0] % 8 == 0 && ((uintptr_t)k.p | k.nb[0] | k.nb[1]) % 16 == 0;
   float scale = sp_cu_f32(c->cmd->param[0]);
   const int32_t *pos = (const int32_t *)c->src[3].p;
-  bool f16_fast = k.dtype == SP_DTYPE_F16 && v.dtype == SP_DTYPE_F16 && D % 2 == 0 && D <= SP_ATT_DMAX &&
-                  ((uintptr_t)k.p | k.nb[0] | k.nb[1] | (uintptr_t)v.p | v.nb[0] | v.nb[1]) % 4 == 0;
-  const sp_cu_tensor &q = c->src[0];
-  if (f16_fast && vec && D == 64)
-    sp_cu_launch(attention_f16_kernel<true, 64>, grid, SP_ATT_T, c->stream, q, k, v, pos, c->dst, scale, c->status);
-  else if (f16_fast && vec && D == 128)
-    sp_cu_launch(attention_f16_kernel<true, 128>, grid, SP_ATT_T, c->stream, q, k, v, pos, c->dst, scale, c->status);
-  else if (f16_fast && vec)
-    sp_cu_launch(attention_f16_kernel<true, 0>, grid, SP_ATT_T, c->stream, q, k, v, pos, c->dst, scale, c->status);
-  else if (f16_fast)
-    sp_cu_launch(attention_f16_kernel<false, 0>, grid, SP_ATT_T, c->stream, q, k, v, pos, c->dst, scale, c->status);
-  else if (k.dtype == SP_DTYPE_F16)
+  sp_cu_qdst none = {};
+  if (launch_f16<false>(c, grid, scale, pos, none)) return cudaGetLastError();
+  bool vec = k.ne[0] % 8 == 0 && ((uintptr_t)k.p | k.nb[0] | k.nb[1]) % 16 == 0;
+  if (k.dtype == SP_DTYPE_F16)
     sp_cu_launch(attention_kernel<true>, grid, SP_ATT_WARPS * 32, c->stream, c->src[0], k, v, pos, c->dst, scale, vec,
-                                                                      c->status);
+                 c->status);
   else
-    sp_cu_launch(attention_kernel<false>, grid, SP_ATT_WARPS * 32, c->stream, c->src[0], k, v, pos, c->dst, scale, false,
-                                                                       c->status);
+    sp_cu_launch(attention_kernel<false>, grid, SP_ATT_WARPS * 32, c->stream, c->src[0], k, v, pos, c->dst, scale,
+                 false, c->status);
   return cudaGetLastError();
 }

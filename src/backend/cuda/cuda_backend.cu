@@ -82,6 +82,7 @@ typedef struct sp_cu_binding {
   sp_cu_repacked *repacked; /* per command of the list: its weight's repacked layout */
   uint32_t repacked_cap;
   uint8_t *stage_dev;    /* staged index tensors (plan_staging) */
+  uint8_t *reduce_dev;   /* argmax partials and counters (sp_cu_cmd.reduce) */
   struct { uint32_t offset, len, at; } staged[SP_CU_MAX_STAGED];
   uint32_t n_staged;
   int8_t *xq;            /* quantized activations scratch */
@@ -173,6 +174,10 @@ static sp_error_t *cu_adopt(void *vctx, const sp_memory_view *view, void **bindi
     err = sp_error_new("cuda: status word: %s", cudaGetErrorString(e));
   if (!err && (e = cudaMalloc(&b->stage_dev, SP_CU_STAGE_BYTES)) != cudaSuccess)
     err = sp_error_new("cuda: staging buffer: %s", cudaGetErrorString(e));
+  if (!err && (e = cudaMalloc(&b->reduce_dev, SP_CU_REDUCE_BYTES)) != cudaSuccess)
+    err = sp_error_new("cuda: reduction scratch: %s", cudaGetErrorString(e));
+  if (!err && (e = cudaMemset(b->reduce_dev, 0, SP_CU_REDUCE_BYTES)) != cudaSuccess)
+    err = sp_error_new("cuda: reduction scratch: %s", cudaGetErrorString(e));
   if (!err && (e = cudaMallocHost(&b->status_host, sizeof(sp_cu_status))) != cudaSuccess)
     err = sp_error_new("cuda: host status word: %s", cudaGetErrorString(e));
   if (err) {
@@ -571,6 +576,7 @@ static sp_cu_cmd decode_cmd(const sp_cu_binding *b, const sp_cmd *cmd, uint32_t 
   c.dst = resolve(b, &cmd->dst, false);
   for (int i = 0; i < SP_MAX_SRC; i++) c.src[i] = resolve(b, &cmd->src[i], true);
   c.xq = b->xq, c.xd = b->xd, c.xs = b->xs;
+  c.reduce = b->reduce_dev, c.reduce_bytes = SP_CU_REDUCE_BYTES;
   if (cmd->op == SP_OP_MATMUL && b->repacked) c.rq = b->repacked[index].qs, c.rs = b->repacked[index].sc;
   return c;
 }
@@ -639,6 +645,10 @@ static cudaError_t enqueue_fused(const sp_cu_binding *b, const sp_cmd *cmds, uin
   case SP_FUSE_ADD_RMSNORM: e = sp_cu_rmsnorm_fused(&c[0], &c[1], q); break;
   case SP_FUSE_RMSNORM: e = sp_cu_rmsnorm_fused(NULL, &c[0], q); break;
   case SP_FUSE_SWIGLU: e = sp_cu_swiglu_quant(&c[0], q); break;
+  case SP_FUSE_ATTENTION:
+    e = check_once(b, checked, &cmds[i].src[3], cmds[i].src[1].ne[2], i);
+    if (e == cudaSuccess) e = sp_cu_attention_quant(&c[0], q);
+    break;
   case SP_FUSE_ROPE_PAIR: e = sp_cu_rope_pair(&c[0], &c[1]); break;
   case SP_FUSE_SET_ROWS_PAIR:
     e = check_once(b, checked, &cmds[i].src[1], cmds[i].dst.ne[1], i);
@@ -845,7 +855,8 @@ static void cu_release(void *vctx, void *binding) {
     add_local_stats(c, -(int64_t)b->local[i].len, 0, 0);
   }
   for (size_t i = 0; i < b->n_regs; i++) cudaHostUnregister(b->regs[i]);
-  cudaFree(b->xq), cudaFree(b->xd), cudaFree(b->xs), cudaFree(b->status_dev), cudaFree(b->stage_dev);
+  cudaFree(b->xq), cudaFree(b->xd), cudaFree(b->xs), cudaFree(b->status_dev), cudaFree(b->stage_dev),
+      cudaFree(b->reduce_dev);
   if (b->status_host) cudaFreeHost(b->status_host);
   if (b->stream) cudaStreamDestroy(b->stream);
   cudaGetLastError();

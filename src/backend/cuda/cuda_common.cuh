@@ -64,7 +64,13 @@ typedef struct sp_cu_cmd {
   bool xq_ready;         /* xq already holds these activations */
   /* matmul: src[0] in the repacked layout (repack.h), NULL when it has none */
   const uint8_t *rq, *rs;
+  /* argmax: per-row partial results and arrival counters (zero between lists) */
+  uint8_t *reduce;
+  size_t reduce_bytes;
 } sp_cu_cmd;
+
+#define SP_CU_REDUCE_BYTES 65536   /* the binding's argmax scratch */
+#define SP_CU_REDUCE_COUNTERS 1024 /* rows it can count arrivals for */
 
 /* Every kernel launched with sp_cu_launch starts here: it first waits for
  * the previous kernel of the stream (Hopper's programmatic dependent launch
@@ -175,6 +181,10 @@ cudaError_t sp_cu_rope(const sp_cu_cmd *c);
 cudaError_t sp_cu_get_rows(const sp_cu_cmd *c);
 cudaError_t sp_cu_set_rows(const sp_cu_cmd *c);
 cudaError_t sp_cu_attention(const sp_cu_cmd *c);
+/* Whether attention over this cache takes the f16 kernel (which can also
+ * quantize its output: sp_cu_attention_quant); addr_bits: the cache's
+ * pointers and strides or'ed. */
+bool sp_cu_attention_fast(uint32_t kdtype, uint32_t vdtype, uint32_t D, uintptr_t addr_bits);
 cudaError_t sp_cu_argmax(const sp_cu_cmd *c);
 /* Checks n i32 indices at idx against [0, limit); on the first bad one sets
  * the status word (code SP_E_BOUNDS, cmd index, position, value). */
@@ -195,6 +205,9 @@ cudaError_t sp_cu_matmul_group(const sp_cu_cmd *const *members, uint32_t n, bool
 cudaError_t sp_cu_rmsnorm_fused(const sp_cu_cmd *add, const sp_cu_cmd *norm, sp_cu_qdst q);
 /* swiglu, then quantize its output for the next matmul. */
 cudaError_t sp_cu_swiglu_quant(const sp_cu_cmd *c, sp_cu_qdst q);
+/* attention, then quantize its output (heads of a multiple of 64 values,
+ * f16 cache: sp_cu_attention_fast) for the next matmul. */
+cudaError_t sp_cu_attention_quant(const sp_cu_cmd *c, sp_cu_qdst q);
 /* Two independent ropes (same positions and parameters) in one launch. */
 cudaError_t sp_cu_rope_pair(const sp_cu_cmd *a, const sp_cu_cmd *b);
 /* Two independent set_rows with the same indices in one launch. */

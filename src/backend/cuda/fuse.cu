@@ -135,6 +135,23 @@ static sp_cu_fusion plan_swiglu(const sp_cmd *cmds, uint32_t i, uint32_t count) 
   return f;
 }
 
+/* Attention whose output [D, Hq, T] the next matmul reads as [D * Hq, T]. */
+static sp_cu_fusion plan_attention(const sp_cmd *cmds, uint32_t i, uint32_t count) {
+  sp_cu_fusion f = {SP_FUSE_NONE, 1, false, false};
+  const sp_tensor *d = &cmds[i].dst, *k = &cmds[i].src[1], *v = &cmds[i].src[2];
+  uint32_t D = d->ne[0], Hq = d->ne[1], T = d->ne[2];
+  uintptr_t bits = (uintptr_t)(k->offset | k->nb[0] | k->nb[1] | v->offset | v->nb[0] | v->nb[1]);
+  if (D % 64 || !sp_cu_attention_fast(k->dtype, v->dtype, k->ne[0], bits)) return f;
+  if (d->dtype != SP_DTYPE_F32 || d->ne[3] != 1 || d->nb[0] != (uint64_t)D * 4 || d->nb[1] != (uint64_t)D * Hq * 4)
+    return f;
+  const sp_cmd *next = i + 1 < count ? &cmds[i + 1] : NULL;
+  if (!next || next->op != SP_OP_MATMUL || !sp_cu_matmul_quantizes(next->src[0].dtype, next->src[1].ne[1])) return f;
+  const sp_tensor *x = &next->src[1];
+  if (x->offset != d->offset || !dense_rows(x) || x->ne[0] != D * Hq || x->ne[1] != T) return f;
+  f.kind = SP_FUSE_ATTENTION, f.quantize = true;
+  return f;
+}
+
 /* ---- independent pairs ---- */
 
 /* b may run together with a: neither writes what the other reads or writes. */
@@ -166,6 +183,7 @@ sp_cu_fusion sp_cu_fuse_plan(const sp_cmd *cmds, uint32_t i, uint32_t count) {
   case SP_OP_ADD: return plan_add_rmsnorm(cmds, i, count);
   case SP_OP_RMSNORM: return plan_rmsnorm(cmds, i, count);
   case SP_OP_SWIGLU: return plan_swiglu(cmds, i, count);
+  case SP_OP_ATTENTION: return plan_attention(cmds, i, count);
   case SP_OP_ROPE: return plan_pair(cmds, i, count, SP_FUSE_ROPE_PAIR);
   case SP_OP_SET_ROWS: return plan_pair(cmds, i, count, SP_FUSE_SET_ROWS_PAIR);
   default: return none;

@@ -22,6 +22,7 @@ typedef enum sp_cu_fusion_kind {
   SP_FUSE_ADD_RMSNORM,   /* add, then rmsnorm of the sum */
   SP_FUSE_RMSNORM,       /* rmsnorm, quantizing its output for the next matmul */
   SP_FUSE_SWIGLU,        /* swiglu, quantizing its output for the next matmul */
+  SP_FUSE_ATTENTION,     /* attention, quantizing its output for the next matmul */
   SP_FUSE_ROPE_PAIR,     /* two independent ropes with the same positions */
   SP_FUSE_SET_ROWS_PAIR, /* two independent set_rows with the same indices */
 } sp_cu_fusion_kind;

@@ -217,40 +217,80 @@ static __device__ __forceinline__ void consider(float &v, int32_t &i, float x, i
   if (!isnan(x) && (i < 0 || x > v)) v = x, i = at; /* increasing at: the first of equals stays */
 }
 
-/* One block per row; each thread walks its elements in increasing order
- * (four at a time with 16-byte loads), then the block reduces. */
-__global__ void __launch_bounds__(1024) argmax_kernel(sp_cu_tensor d, sp_cu_tensor x, bool vec, sp_cu_status *st) {
-  SP_CU_GUARD(st);
+#define SP_ARGMAX_PARTS 64 /* blocks per row for long rows */
+
+/* The best of one thread's elements [from, to), walked in increasing order
+ * (four at a time with 16-byte loads when vec), then of the block: thread 0
+ * gets it. */
+static __device__ void block_best(const float *xr, uint32_t from, uint32_t to, bool vec, float &v, int32_t &best) {
   __shared__ float sv[32];
   __shared__ int32_t si[32];
-  uint32_t r = blockIdx.x, n = x.ne[0];
-  const float *xr = (const float *)(x.p + (size_t)r * x.nb[0]);
-  float v = 0;
-  int32_t best = -1;
-  if (vec) {
+  v = 0, best = -1;
+  if (vec) { /* from and to are multiples of 4 here */
 #pragma unroll 4
-    for (uint32_t i = threadIdx.x * 4; i < n; i += blockDim.x * 4) {
+    for (uint32_t i = from + threadIdx.x * 4; i < to; i += blockDim.x * 4) {
       float4 q = *(const float4 *)(xr + i);
       consider(v, best, q.x, (int32_t)i), consider(v, best, q.y, (int32_t)i + 1);
       consider(v, best, q.z, (int32_t)i + 2), consider(v, best, q.w, (int32_t)i + 3);
     }
   } else {
-    for (uint32_t i = threadIdx.x; i < n; i += blockDim.x) consider(v, best, xr[i], (int32_t)i);
+    for (uint32_t i = from + threadIdx.x; i < to; i += blockDim.x) consider(v, best, xr[i], (int32_t)i);
   }
   for (int o = 16; o > 0; o >>= 1) better_of(v, best, __shfl_xor_sync(0xffffffffu, v, o), __shfl_xor_sync(0xffffffffu, best, o));
   uint32_t lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   if (lane == 0) sv[warp] = v, si[warp] = best;
   __syncthreads();
+  if (threadIdx.x == 0)
+    for (uint32_t w = 1; w < blockDim.x / 32; w++) better_of(v, best, sv[w], si[w]);
+}
+
+/* Block (part, row): the best of its part of the row. With one part it
+ * writes the row's answer; with several each part leaves its best in
+ * `partial` and the last to arrive (counted in `arrived`, which it resets
+ * for the next list) picks among them. */
+__global__ void __launch_bounds__(256)
+    argmax_kernel(sp_cu_tensor d, sp_cu_tensor x, bool vec, float2 *partial, uint32_t *arrived, sp_cu_status *st) {
+  SP_CU_GUARD(st);
+  uint32_t part = blockIdx.x, parts = gridDim.x, r = blockIdx.y, n = x.ne[0];
+  uint32_t chunk = (n + parts - 1) / parts;
+  chunk = (chunk + 3) / 4 * 4;
+  uint32_t from = part * chunk < n ? part * chunk : n, to = from + chunk < n ? from + chunk : n;
+  const float *xr = (const float *)(x.p + (size_t)r * x.nb[0]);
+  float v;
+  int32_t best;
+  block_best(xr, from, to, vec && to % 4 == 0, v, best);
   if (threadIdx.x != 0) return;
-  for (uint32_t w = 1; w < blockDim.x / 32; w++) better_of(v, best, sv[w], si[w]);
+  if (parts > 1) {
+    partial[(size_t)r * parts + part] = make_float2(v, __int_as_float(best));
+    __threadfence();
+    if (atomicAdd(&arrived[r], 1) != parts - 1) return;
+    __threadfence();
+    for (uint32_t p = 0; p < parts; p++) {
+      float2 o = __ldcg(&partial[(size_t)r * parts + p]); /* other blocks wrote it: not from L1 */
+      if (p == 0) v = o.x, best = __float_as_int(o.y);
+      else better_of(v, best, o.x, __float_as_int(o.y));
+    }
+    arrived[r] = 0;
+  }
   ((int32_t *)d.p)[r] = best < 0 ? 0 : best;
 }
 
 cudaError_t sp_cu_argmax(const sp_cu_cmd *c) {
   const sp_cu_tensor &x = c->src[0];
+  uint32_t rows = x.ne[1];
   bool vec = x.ne[0] % 4 == 0 && ((uintptr_t)x.p | x.nb[0]) % 16 == 0;
-  uint32_t threads = x.ne[0] >= 4096 ? 1024 : 256;
-  sp_cu_launch(argmax_kernel, x.ne[1], threads, c->stream, c->dst, x, vec, c->status);
+  /* Long rows: SP_ARGMAX_PARTS blocks each, when the scratch holds them.
+   * The scratch starts with one arrival counter per row (at fixed places,
+   * whatever the shape: each is back to zero after its row), then the
+   * partial results. */
+  uint32_t parts = x.ne[0] >= 16384 ? SP_ARGMAX_PARTS : 1;
+  const size_t counters = SP_CU_REDUCE_COUNTERS * sizeof(uint32_t);
+  size_t need = counters + (size_t)rows * parts * sizeof(float2);
+  if (parts > 1 && (!c->reduce || rows > SP_CU_REDUCE_COUNTERS || need > c->reduce_bytes)) parts = 1;
+  uint32_t *arrived = (uint32_t *)c->reduce;
+  float2 *partial = c->reduce ? (float2 *)(c->reduce + counters) : nullptr;
+  dim3 grid(parts, rows);
+  sp_cu_launch(argmax_kernel, grid, 256, c->stream, c->dst, x, vec, partial, arrived, c->status);
   return cudaGetLastError();
 }
 

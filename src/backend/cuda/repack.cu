@@ -27,6 +27,11 @@ bool sp_cu_repack_enabled(void) {
   return !(env && *env && strcmp(env, "0"));
 }
 
+static bool repack_q8(void) {
+  const char *env = getenv("SP_CUDA_REPACK_Q8");
+  return env && *env && strcmp(env, "0");
+}
+
 static uint32_t block_bytes(uint32_t dt) { return dt == SP_DTYPE_Q8_0 ? 34 : dt == SP_DTYPE_Q4_0 ? 18 : 20; }
 static uint32_t quant_bytes(uint32_t dt) { return dt == SP_DTYPE_Q8_0 ? 32 : 16; }
 static uint32_t scale_bytes(uint32_t dt) { return dt == SP_DTYPE_Q4_1 ? 4 : 2; }
@@ -94,7 +99,9 @@ static const repack_entry *make(sp_resident_copy *copy, uint64_t offset, uint32_
 sp_cu_repacked sp_cu_repack_get(sp_resident_copy *copy, pthread_mutex_t *mu, uint64_t offset, uint32_t dtype,
                                 uint32_t K, uint32_t N, uint32_t stride, cudaStream_t stream) {
   sp_cu_repacked none = {NULL, NULL};
-  bool quant = dtype == SP_DTYPE_Q8_0 || dtype == SP_DTYPE_Q4_0 || dtype == SP_DTYPE_Q4_1;
+  /* Q8_0 is left as it is: on an H200 its original layout measured as fast
+   * or faster (BENCHMARKS.md), and the copy would double its memory. */
+  bool quant = dtype == SP_DTYPE_Q4_0 || dtype == SP_DTYPE_Q4_1 || (dtype == SP_DTYPE_Q8_0 && repack_q8());
   if (!copy || !quant || K % SP_CU_QK || !N || !sp_cu_repack_enabled()) return none;
   if (offset + (uint64_t)(N - 1) * stride + (uint64_t)(K / SP_CU_QK) * block_bytes(dtype) > copy->len) return none;
   pthread_mutex_lock(mu);

@@ -30,7 +30,7 @@ typedef struct sp_cu_repacked {
 } sp_cu_repacked;
 
 /* The repacked layout of the weight [K, N] (row stride `stride` bytes,
- * dtype Q8_0, Q4_0 or Q4_1) at byte `offset` of copy, made on first use
+ * dtype Q4_0 or Q4_1; Q8_0 only with SP_CUDA_REPACK_Q8=1) at byte `offset` of copy, made on first use
  * (with `mu` held; the stream is waited for). {NULL} when the layout does
  * not apply or device memory is short. */
 sp_cu_repacked sp_cu_repack_get(sp_resident_copy *copy, pthread_mutex_t *mu, uint64_t offset, uint32_t dtype,
