@@ -84,7 +84,6 @@ except Exception as e: print("e2e %s: error %s" % (tag, e))
 PY
 }
 add "$(e2e $mdir/smol-q4_1.gguf smol-q4_1)"; tail -2 $out/logs/e2e_smol-q4_1_cuda.err
-add "$(e2e $mdir/smol-q4_1.gguf smol-q4_1-wpr1 SP_CUDA_MMV_WPR=1)"
 add "$(e2e $mdir/l1b-q8_0.gguf l1b-q8_0)"
 
 # ---- 5. timings (after llama.cpp's build, so that nothing shares the CPU) ----
@@ -98,15 +97,20 @@ long=$(python3 -c "print(' '.join(['the cat sat on the mat and looked at the bir
 : > $out/logs/runs.jsonl
 # Greedy (--temp 0) as llama-bench, which samples nothing; label "sampled" keeps
 # the default sampler (top-k 40, top-p, min-p, temperature, repetition penalty).
-bench() { # label model residency prompt [VAR=value...]
+bench() { # label model residency prompt [VAR=value...]: the median of 3 runs
   local label=$1 model=$2 res=$3 prompt=$4 greedy="--temp 0"; shift 4
   [ "$label" = sampled ] && greedy=""
-  env "$@" timeout 120 $sp run --backend cuda --residency $res -m $model --raw -n 128 --batch 512 $greedy --json "$prompt" > /tmp/t.json 2>/tmp/t.err
-  cat /tmp/t.err >> $out/logs/runs.err
+  for rep in 1 2 3; do
+    env "$@" timeout 120 $sp run --backend cuda --residency $res -m $model --raw -n 128 --batch 512 $greedy --json "$prompt" > /tmp/t$rep.json 2>/tmp/t.err
+    cat /tmp/t.err >> $out/logs/runs.err
+  done
   python3 - "$label" "$(basename $model .gguf)" "$res" "$out/logs/runs.jsonl" <<'PY' || echo "bench $label $model failed: $(tail -2 /tmp/t.err | tr '\n' ' ')"
 import json,sys
 label,model,res,path=sys.argv[1:]
-d=json.loads(open('/tmp/t.json','rb').read().decode('utf-8','replace')); assert d['prompt_tokens']>0
+runs=[json.loads(open('/tmp/t%d.json' % r,'rb').read().decode('utf-8','replace')) for r in (1,2,3)]
+runs.sort(key=lambda d: d['decode_tok_s'])
+d=runs[1]; assert d['prompt_tokens']>0
+d['decode_tok_s_runs']=[r['decode_tok_s'] for r in runs]
 d.update(label=label, name=model, residency=res); d.pop('text',None)
 open(path,'a').write(json.dumps(d)+'\n')
 print('%-8s %-10s %-8s prefill %5d tok %8.1f tok/s | decode %7.1f tok/s %6.3f ms/tok | resident %5.0f MiB | device-local %5.0f MiB' % (
@@ -121,10 +125,13 @@ for m in smol-q4_1 l1b-q8_0 l1b-q4_0 l1b-f16; do
 done
 for m in smol-q4_1 l1b-q8_0; do add "$(bench none $mdir/$m.gguf none "Hello there")"; done
 add "$(bench sampled $mdir/l1b-q8_0.gguf weights "Hello there")"
-# A/B: one warp per weight row in the matrix-vector kernels (the old launch)
-for m in smol-q4_1 l1b-q8_0 l1b-f16; do add "$(bench wpr1 $mdir/$m.gguf weights "Hello there" SP_CUDA_MMV_WPR=1)"; done
+# A/B in the same call: fusion, staging, PDL and repacking off
+for v in SP_CUDA_NO_FUSION SP_CUDA_NO_STAGING SP_CUDA_NO_PDL SP_CUDA_NO_REPACK; do
+  add "$(bench ${v#SP_CUDA_} $mdir/l1b-q8_0.gguf weights "Hello there" $v=1)"
+done
+add "$(bench NO_REPACK $mdir/l1b-q4_0.gguf weights "Hello there" SP_CUDA_NO_REPACK=1)"
 # where the GPU time goes: per decode list (graphs on), then per op (graphs off)
-for t in 1 2; do
+for t in 1; do
   for m in l1b-q8_0 smol-q4_1; do
     SP_CUDA_TIMING=$t timeout 60 $sp run --backend cuda -m $mdir/$m.gguf --raw -n 64 --temp 0 "Hello there" > /dev/null 2> $out/logs/timing${t}_$m.txt
     grep "cuda timing" $out/logs/timing${t}_$m.txt | sed "s/^/$m: /"

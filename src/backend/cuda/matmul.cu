@@ -21,16 +21,16 @@
 #define SP_MMV_ROWS 4 /* weight rows (warps) per block */
 #define SP_MMV_BATCH 4 /* quantized blocks per thread whose loads go out together */
 
-/* Warps per weight row in the matrix-vector kernels: 1, 2 or 4
- * (SP_CUDA_MMV_WPR, for measurement; default 4). */
-static uint32_t mmv_wpr(void) {
+/* Warps per weight row in the matrix-vector kernels: 1, 2 or 4;
+ * SP_CUDA_MMV_WPR (for measurement) overrides `fallback`. */
+static uint32_t mmv_wpr(uint32_t fallback = 4) {
   static uint32_t wpr;
   if (!wpr) {
     const char *env = getenv("SP_CUDA_MMV_WPR");
-    uint32_t v = env ? (uint32_t)atoi(env) : 4;
-    wpr = v == 1 || v == 2 || v == 4 ? v : 4;
+    uint32_t v = env ? (uint32_t)atoi(env) : 0;
+    wpr = v == 1 || v == 2 || v == 4 ? v : 5; /* 5: not set */
   }
-  return wpr;
+  return wpr == 5 ? fallback : wpr;
 }
 
 static bool is_quant(uint32_t dt) { return dt == SP_DTYPE_Q8_0 || dt == SP_DTYPE_Q4_0 || dt == SP_DTYPE_Q4_1; }
@@ -436,13 +436,12 @@ static void launch_mmvq(const mmv_group &g, const sp_cu_cmd *c, dim3 grid, uint3
   }
 }
 
-/* Warps per row over repacked weights: no more than the row has blocks for
- * (a warp takes 16 Q8_0 or 32 Q4 blocks a step); SP_CUDA_MMV_WPR overrides. */
+/* Warps per row over repacked weights: two, or one when the row has blocks
+ * for one warp step only (a warp takes 16 Q8_0 or 32 Q4 blocks a step). */
 template <int DT>
 static uint32_t repacked_wpr(uint32_t K) {
-  if (getenv("SP_CUDA_MMV_WPR")) return mmv_wpr();
   uint32_t per_warp = 32 / rp<DT>::LPB, nb = K / SP_CU_QK;
-  return nb >= 4 * per_warp ? 4 : nb >= 2 * per_warp ? 2 : 1;
+  return mmv_wpr(nb >= 2 * per_warp ? 2 : 1);
 }
 
 /* Quantizes the shared input (unless a fused producer or an earlier matmul
@@ -454,7 +453,9 @@ static void launch_quant(const sp_cu_cmd *const *cs, uint32_t n, bool paired) {
   if (!c->xq_ready) launch_quantize(c, c->src[1], K, M);
   bool repacked = true;
   for (uint32_t i = 0; i < n; i++) repacked = repacked && cs[i]->rq;
-  uint32_t wpr = repacked ? repacked_wpr<DT>(K) : mmv_wpr(), rows = SP_MMV_ROWS / wpr, blocks = 0;
+  /* two warps per row measured best for the quantized products on the
+   * 1B shape (BENCHMARKS.md); float weights keep four */
+  uint32_t wpr = repacked ? repacked_wpr<DT>(K) : mmv_wpr(2), rows = SP_MMV_ROWS / wpr, blocks = 0;
   mmv_group g = {};
   g.n = n, g.K = K;
   for (uint32_t i = 0; i < n; i++) {
