@@ -175,6 +175,15 @@ if [ "${1:-}" != quick ] && command -v compute-sanitizer >/dev/null && [ $(elaps
   add "memcheck rc=$?: $(grep -E 'ERROR SUMMARY' $out/logs/memcheck.txt)"
 fi
 
+# ---- 7b. the hostile-guest suite on the GPU under compute-sanitizer ----
+# (test_hostile and its guests in $SP_BIN and $SP_BIN/guests, when carried)
+if [ "${1:-}" != quick ] && [ -x $b/test_hostile ] && command -v compute-sanitizer >/dev/null && [ $(elapsed) -lt $((deadline - 120)) ]; then
+  SP_TEST_BACKEND=cuda SP_GUEST_DIR=$b/guests timeout $((deadline - $(elapsed) - 20)) compute-sanitizer --tool memcheck \
+    --error-exitcode 9 $b/test_hostile > $out/logs/hostile_cuda.txt 2>&1
+  add "hostile suite on cuda under memcheck rc=$?: $(grep -E 'checks passed' $out/logs/hostile_cuda.txt | tail -1) $(grep -E 'ERROR SUMMARY' $out/logs/hostile_cuda.txt | tail -1)"
+  grep -E "^FAIL" $out/logs/hostile_cuda.txt | head -10
+fi
+
 # ---- 8. the table ----
 python3 - "$out" > $out/table.txt <<'PY'
 import json,sys,os

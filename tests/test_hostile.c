@@ -346,7 +346,10 @@ int main(int argc, char **argv) {
   if (fd >= 0) close(fd);
   s.blob_path = path;
 
-  sp_runtime_options ropts = {.backend = "cpu"};
+  /* SP_TEST_BACKEND=cuda runs the suite on the GPU (under compute-sanitizer
+   * on the device machine: scripts/device-check.sh); CI stays on the CPU. */
+  const char *backend = getenv("SP_TEST_BACKEND");
+  sp_runtime_options ropts = {.backend = backend && *backend ? backend : "cpu"};
   sp_error_t *err = sp_runtime_new(&ropts, &s.rt);
   CHECK(!err, "runtime: %s", sp_error_message(err));
   sp_error_free(err);

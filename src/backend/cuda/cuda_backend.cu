@@ -631,8 +631,8 @@ static cudaError_t enqueue_cmd(const sp_cu_binding *b, const sp_cmd *cmd, uint32
 /* Enqueues cmds[i, i + f->count) as one fused launch (fuse.h). */
 static cudaError_t enqueue_fused(const sp_cu_binding *b, const sp_cmd *cmds, uint32_t i, const sp_cu_fusion *f,
                                  checked_set *checked, sp_tensor *xq_of) {
-  sp_cu_cmd c[SP_CU_MAX_GROUP];
-  const sp_cu_cmd *cp[SP_CU_MAX_GROUP];
+  sp_cu_cmd c[4];
+  const sp_cu_cmd *cp[4];
   for (uint32_t k = 0; k < f->count; k++) c[k] = decode_cmd(b, &cmds[i + k], i + k), cp[k] = &c[k];
   sp_cu_qdst q = {};
   if (f->quantize) q.xq = b->xq, q.xd = b->xd, q.xs = b->xs;
@@ -650,6 +650,11 @@ static cudaError_t enqueue_fused(const sp_cu_binding *b, const sp_cmd *cmds, uin
     if (e == cudaSuccess) e = sp_cu_attention_quant(&c[0], q);
     break;
   case SP_FUSE_ROPE_PAIR: e = sp_cu_rope_pair(&c[0], &c[1]); break;
+  case SP_FUSE_ROPE_CACHE:
+    e = check_once(b, checked, &cmds[i + 2].src[1], cmds[i + 2].dst.ne[1], i + 2);
+    if (e == cudaSuccess) e = check_once(b, checked, &cmds[i + 3].src[1], cmds[i + 3].dst.ne[1], i + 3);
+    if (e == cudaSuccess) e = sp_cu_rope_cache(&c[0], &c[1], &c[2], &c[3]);
+    break;
   case SP_FUSE_SET_ROWS_PAIR:
     e = check_once(b, checked, &cmds[i].src[1], cmds[i].dst.ne[1], i);
     if (e == cudaSuccess) e = check_once(b, checked, &cmds[i + 1].src[1], cmds[i + 1].dst.ne[1], i + 1);

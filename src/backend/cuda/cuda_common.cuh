@@ -210,6 +210,9 @@ cudaError_t sp_cu_swiglu_quant(const sp_cu_cmd *c, sp_cu_qdst q);
 cudaError_t sp_cu_attention_quant(const sp_cu_cmd *c, sp_cu_qdst q);
 /* Two independent ropes (same positions and parameters) in one launch. */
 cudaError_t sp_cu_rope_pair(const sp_cu_cmd *a, const sp_cu_cmd *b);
+/* A rope pair (q, k), then set_rows of k's rows and of v's rows into f16
+ * caches at the same positions: one launch (fuse.cu says when). */
+cudaError_t sp_cu_rope_cache(const sp_cu_cmd *a, const sp_cu_cmd *b, const sp_cu_cmd *ks, const sp_cu_cmd *vs);
 /* Two independent set_rows with the same indices in one launch. */
 cudaError_t sp_cu_set_rows_pair(const sp_cu_cmd *a, const sp_cu_cmd *b);
 

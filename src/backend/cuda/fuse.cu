@@ -175,6 +175,28 @@ static sp_cu_fusion plan_pair(const sp_cmd *cmds, uint32_t i, uint32_t count, sp
   return f;
 }
 
+/* After a rope pair (q, k) at i: set_rows of k's rows and then of v's rows
+ * into f16 caches, at the ropes' positions, touching nothing the pair
+ * touches except k, which it reads as [D * Hk, T] after the rotation. */
+static bool cache_writes_follow(const sp_cmd *cmds, uint32_t i, uint32_t count) {
+  if (i + 3 >= count) return false;
+  const sp_cmd *q = &cmds[i], *k = &cmds[i + 1], *ks = &cmds[i + 2], *vs = &cmds[i + 3];
+  if (ks->op != SP_OP_SET_ROWS || vs->op != SP_OP_SET_ROWS) return false;
+  if (!same(&ks->src[1], &q->src[1]) || !same(&vs->src[1], &q->src[1])) return false;
+  const sp_tensor *kd = &k->dst, *kx = &ks->src[0], *vx = &vs->src[0];
+  uint32_t D = kd->ne[0], width = D * kd->ne[1], T = kd->ne[2];
+  if (kd->nb[0] != (uint64_t)D * 4 || kd->nb[1] != (uint64_t)width * 4) return false; /* k dense */
+  if (kx->offset != kd->offset || !dense_rows(kx) || kx->ne[0] != width || kx->ne[1] != T) return false;
+  if (!dense_rows(vx) || vx->ne[0] != width || vx->ne[1] != T) return false;
+  for (const sp_cmd *s = ks; s <= vs; s++)
+    if (s->dst.dtype != SP_DTYPE_F16 || s->dst.ne[0] != width || s->dst.ne[2] != 1 || s->dst.ne[3] != 1) return false;
+  const sp_tensor *reads[] = {&q->src[0], &k->src[0], &q->src[1], &q->src[2], vx, &q->dst, &k->dst};
+  for (const sp_cmd *s = ks; s <= vs; s++)
+    for (size_t r = 0; r < sizeof reads / sizeof reads[0]; r++)
+      if (!disjoint(&s->dst, reads[r])) return false;
+  return disjoint(&ks->dst, &vs->dst) && disjoint(vx, &q->dst) && disjoint(vx, &k->dst);
+}
+
 sp_cu_fusion sp_cu_fuse_plan(const sp_cmd *cmds, uint32_t i, uint32_t count) {
   sp_cu_fusion none = {SP_FUSE_NONE, 1, false, false};
   if (!sp_cu_fusion_enabled()) return none;
@@ -184,7 +206,11 @@ sp_cu_fusion sp_cu_fuse_plan(const sp_cmd *cmds, uint32_t i, uint32_t count) {
   case SP_OP_RMSNORM: return plan_rmsnorm(cmds, i, count);
   case SP_OP_SWIGLU: return plan_swiglu(cmds, i, count);
   case SP_OP_ATTENTION: return plan_attention(cmds, i, count);
-  case SP_OP_ROPE: return plan_pair(cmds, i, count, SP_FUSE_ROPE_PAIR);
+  case SP_OP_ROPE: {
+    sp_cu_fusion f = plan_pair(cmds, i, count, SP_FUSE_ROPE_PAIR);
+    if (f.kind == SP_FUSE_ROPE_PAIR && cache_writes_follow(cmds, i, count)) f.kind = SP_FUSE_ROPE_CACHE, f.count = 4;
+    return f;
+  }
   case SP_OP_SET_ROWS: return plan_pair(cmds, i, count, SP_FUSE_SET_ROWS_PAIR);
   default: return none;
   }

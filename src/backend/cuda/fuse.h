@@ -24,6 +24,7 @@ typedef enum sp_cu_fusion_kind {
   SP_FUSE_SWIGLU,        /* swiglu, quantizing its output for the next matmul */
   SP_FUSE_ATTENTION,     /* attention, quantizing its output for the next matmul */
   SP_FUSE_ROPE_PAIR,     /* two independent ropes with the same positions */
+  SP_FUSE_ROPE_CACHE,    /* that pair, then set_rows of k and v into f16 caches */
   SP_FUSE_SET_ROWS_PAIR, /* two independent set_rows with the same indices */
 } sp_cu_fusion_kind;
 

@@ -411,7 +411,10 @@ __global__ void __launch_bounds__(128)
 template <int DT>
 static void launch_float(const sp_cu_cmd *c, uint32_t N, uint32_t K, uint32_t M) {
   const sp_cu_tensor &w = c->src[0], &x = c->src[1], &d = c->dst;
-  if (M > SP_MMV_MAX_M && K % SP_MM_K == 0) {
+  /* f32 weights stay f32 (tensor-core tiles would round them to f16): M
+   * matrix-vector products, up to the grid's 65535 rows */
+  bool tiles = DT != SP_DTYPE_F32 || M > 65535;
+  if (M > SP_MMV_MAX_M && K % SP_MM_K == 0 && tiles) {
     dim3 grid((N + SP_MM_T - 1) / SP_MM_T, (M + SP_MM_T - 1) / SP_MM_T);
     sp_cu_launch(mm_wmma_kernel<DT>, grid, 128, c->stream, w.p, w.nb[0], N, K, x.p, x.nb[0], M, d.p, d.nb[0], c->status);
     return;
