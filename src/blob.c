@@ -177,8 +177,8 @@ static void remember_mapping(sp_blob_table *table, sp_blob_mapping map) {
   table->maps[table->n_maps++] = map;
 }
 
-int32_t sp_blob_map(sp_blob_table *table, sp_region *region, int32_t handle, uint64_t offset,
-                    uint64_t addr, uint64_t len, char *msg, size_t cap) {
+int32_t sp_blob_map_check(sp_blob_table *table, const sp_region *region, int32_t handle, uint64_t offset,
+                          uint64_t addr, uint64_t len, char *msg, size_t cap) {
   sp_blob *blob = get_blob(table, handle, msg, cap);
   if (!blob) return SP_E_PARAM;
   if (offset % SP_BLOB_MAP_ALIGN || addr % SP_BLOB_MAP_ALIGN) {
@@ -196,6 +196,15 @@ int32_t sp_blob_map(sp_blob_table *table, sp_region *region, int32_t handle, uin
     snprintf(msg, cap, "blob_map: [0x%" PRIx64 ", +%" PRIu64 ") is outside committed memory", addr, span);
     return SP_E_BOUNDS;
   }
+  return SP_OK;
+}
+
+int32_t sp_blob_map(sp_blob_table *table, sp_region *region, int32_t handle, uint64_t offset,
+                    uint64_t addr, uint64_t len, char *msg, size_t cap) {
+  int32_t st = sp_blob_map_check(table, region, handle, offset, addr, len, msg, cap);
+  if (st) return st;
+  sp_blob *blob = &table->blobs[handle];
+  uint64_t span = (len + SP_BLOB_MAP_ALIGN - 1) / SP_BLOB_MAP_ALIGN * SP_BLOB_MAP_ALIGN;
   /* Private and writable: reads share the page cache, a guest write gets
    * its own copy and never reaches the file. */
   sp_fault_guard_remove_range(table, region->base + addr, span);

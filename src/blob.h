@@ -80,6 +80,11 @@ int64_t sp_blob_read(sp_blob_table *table, sp_region *region, int32_t handle, ui
  * on disk while mapped" into msg and returns true. Sticky for the actor. */
 bool sp_blob_changed(const sp_blob_table *table, char *msg, size_t cap);
 
+/* The checks of sp_blob_map alone: SP_OK, or the status and message it
+ * would give (a backend that cannot map files still names bad arguments). */
+int32_t sp_blob_map_check(sp_blob_table *table, const sp_region *region, int32_t handle, uint64_t offset,
+                          uint64_t addr, uint64_t len, char *msg, size_t cap);
+
 /* Maps [offset, offset+len) of the file at region address addr (both
  * SP_BLOB_MAP_ALIGN-aligned, inside committed memory and inside the file).
  * Returns SP_OK or a negative sp_status with a message. */

@@ -838,8 +838,9 @@ static sp_error_t *cu_wait(void *vctx, void *binding) {
                    : cmd->op == SP_OP_GET_ROWS ? cmd->src[0].ne[1]
                    : cmd->op == SP_OP_SET_ROWS ? cmd->dst.ne[1]
                                                : cmd->src[1].ne[2];
-  return sp_error_new("cmd[%u]: %s: index [%d] = %d is outside 0..%u", i, cmd ? op_name(cmd->op) : "?", st->at,
-                      st->value, limit ? limit - 1 : 0);
+  /* SP_E_BOUNDS, as the CPU backend: the guest's submit returns it */
+  return sp_error_with_status(SP_E_BOUNDS, "cmd[%u]: %s: index [%d] = %d is outside 0..%u", i,
+                              cmd ? op_name(cmd->op) : "?", st->at, st->value, limit ? limit - 1 : 0);
 }
 
 static void cu_release(void *vctx, void *binding) {
