@@ -36,16 +36,8 @@ if [ -z "$lcp_bench" ] && [ -n "${LLAMA_SRC:-}" ] && [ -d "${LLAMA_SRC:-}" ]; th
 fi
 
 # ---- 1. build libsamepage_cuda.so with nvcc (resource report kept) ----
-t0=$(date +%s.%N)
-objs=(); : > /tmp/ptxas.txt
-for f in src/backend/cuda/*.cu; do
-  o=/tmp/$(basename $f .cu).o
-  nvcc -O3 -arch=sm_90 -std=c++17 -Xcompiler -fPIC,-fvisibility=hidden -Xptxas -v -Iinclude -Isrc \
-    -c $f -o $o 2>>/tmp/ptxas.txt || { add "BUILD FAIL $f"; grep -i error /tmp/ptxas.txt | head -20; exit 1; }
-  objs+=($o)
-done
-for f in src/error.c src/dtype.c src/backend/cuda/*.c; do o=/tmp/$(basename $f .c).o; gcc -O2 -fPIC -fvisibility=hidden -Iinclude -Isrc -c $f -o $o; objs+=($o); done
-nvcc -shared -arch=sm_90 -cudart static -o $lib "${objs[@]}" -lpthread || { add "LINK FAIL"; exit 1; }
+t0=$(date +%s.%N); : > /tmp/ptxas.txt
+scripts/build-cuda-lib.sh $lib /tmp/ptxas.txt || { add "BUILD FAIL"; grep -i error /tmp/ptxas.txt | head -20; exit 1; }
 add "build: $(python3 -c "import time;print(round(time.time()-$t0,1))") s; spills: $(grep -c 'bytes spill stores' /tmp/ptxas.txt) reports, nonzero: $(grep -E '[1-9][0-9]* bytes spill stores' /tmp/ptxas.txt | wc -l)"
 cp /tmp/ptxas.txt $out/logs/ptxas.txt
 export SP_CUDA_LIB=$lib

@@ -12,17 +12,7 @@ out="${OUT:-$root/device-out}"; mkdir -p "$out"
 b="$(cd "${SP_BIN:-build}" && pwd)"; export PATH=/usr/local/cuda/bin:$PATH
 preset=${1:-llama-3.2-1b}; type=${2:-q8_0}; model=/tmp/sp-prof-$preset-$type.gguf
 
-build_lib() {
-  local objs=() o f
-  for f in src/backend/cuda/*.cu; do
-    o=/tmp/$(basename $f .cu).o
-    nvcc -O3 -arch=sm_90 -std=c++17 -Xcompiler -fPIC,-fvisibility=hidden -Xptxas -v -Iinclude -Isrc -c $f -o $o \
-      2>>$out/ptxas.txt || { echo "BUILD FAIL $f"; grep -i error $out/ptxas.txt | head -20; return 1; }
-    objs+=($o)
-  done
-  for f in src/error.c src/dtype.c src/backend/cuda/*.c; do o=/tmp/$(basename $f .c).o; gcc -O2 -fPIC -fvisibility=hidden -Iinclude -Isrc -c $f -o $o; objs+=($o); done
-  nvcc -shared -arch=sm_90 -cudart static -o /tmp/libsamepage_cuda.so "${objs[@]}" -lpthread
-}
+build_lib() { scripts/build-cuda-lib.sh /tmp/libsamepage_cuda.so $out/ptxas.txt; }
 build_lib || exit 1
 export SP_CUDA_LIB=/tmp/libsamepage_cuda.so
 if [ -x $b/test_cuda_ops ]; then

@@ -18,14 +18,7 @@ b="$(cd "${SP_BIN:-build}" && pwd)"; sp=$b/samepage; m=${SP_SHARE_MODEL:-/tmp/sm
 export PATH=/usr/local/cuda/bin:$PATH
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee $out/card.txt
 nvcc --version | tail -1
-objs=()
-for f in src/backend/cuda/*.cu; do
-  o=/tmp/$(basename $f .cu).o
-  nvcc -O3 -arch=sm_90 -std=c++17 -Xcompiler -fPIC,-fvisibility=hidden -Iinclude -Isrc -c $f -o $o || exit 1
-  objs+=($o)
-done
-for f in src/error.c src/dtype.c src/backend/cuda/*.c; do o=/tmp/$(basename $f .c).o; gcc -O2 -fPIC -fvisibility=hidden -Iinclude -Isrc -c $f -o $o; objs+=($o); done
-nvcc -shared -arch=sm_90 -cudart static -o $b/libsamepage_cuda.so "${objs[@]}" -lpthread || exit 1
+scripts/build-cuda-lib.sh $b/libsamepage_cuda.so || exit 1
 export SP_CUDA_LIB=$b/libsamepage_cuda.so
 [ -f "$m" ] || $b/synth_gguf --out $m --preset smollm2-135m --type q4_1 > /dev/null || exit 1
 

@@ -14,14 +14,7 @@ out="${OUT:-$root/device-out}"; mkdir -p "$out"
 b=${SP_BIN:-build}; sp=$b/samepage; m=/tmp/smol-q4_1.gguf
 export PATH=/usr/local/cuda/bin:$PATH
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee $out/card.txt
-objs=()
-for f in src/backend/cuda/*.cu; do
-  o=/tmp/$(basename $f .cu).o
-  nvcc -O3 -arch=sm_90 -std=c++17 -Xcompiler -fPIC,-fvisibility=hidden -Iinclude -Isrc -c $f -o $o || exit 1
-  objs+=($o)
-done
-for f in src/error.c src/dtype.c src/backend/cuda/*.c; do o=/tmp/$(basename $f .c).o; gcc -O2 -fPIC -fvisibility=hidden -Iinclude -Isrc -c $f -o $o; objs+=($o); done
-nvcc -shared -arch=sm_90 -cudart static -o $b/libsamepage_cuda.so "${objs[@]}" -lpthread || exit 1
+scripts/build-cuda-lib.sh $b/libsamepage_cuda.so || exit 1
 export SP_CUDA_LIB=$root/$b/libsamepage_cuda.so
 $b/synth_gguf --out $m --preset smollm2-135m --type q4_1 > /dev/null || exit 1
 
