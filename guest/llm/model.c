@@ -158,8 +158,7 @@ static float *submit_forward(const sp_list *list, llm_state *st, char *err, int 
   return st->logits;
 }
 
-float *llm_forward(llm_model *m, const int32_t *tokens, uint32_t n, uint32_t pos0, char *err,
-                         int cap) {
+float *llm_forward(llm_model *m, const int32_t *tokens, uint32_t n, uint32_t pos0, char *err, int cap) {
   const llm_hparams *hp = &m->hp;
   llm_state *st = &m->st;
   uint32_t E = hp->n_embd, V = hp->n_vocab;

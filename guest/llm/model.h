@@ -89,10 +89,10 @@ int llm_state_init(llm_model *m, uint32_t n_batch, uint32_t n_ctx, bool logits_a
 
 /* Runs tokens[0..n) at positions pos0..pos0+n-1 (n <= n_batch, pos0 + n <=
  * n_ctx), appending to the KV cache. Returns a pointer to the logits: [V]
- * for the last token, or [V, n] when logits_all. NULL with a message in err
- * when the host rejects the work. */
-float *llm_forward(llm_model *m, const int32_t *tokens, uint32_t n, uint32_t pos0, char *err,
-                         int cap);
+ * for the last token, or [V, n] when logits_all (read them through
+ * llm_logits_read); st->best holds each row's argmax. NULL with a message
+ * in err when the host rejects the work. */
+float *llm_forward(llm_model *m, const int32_t *tokens, uint32_t n, uint32_t pos0, char *err, int cap);
 
 /* Makes `rows` rows of logits from `logits` (inside st->logits) readable by
  * the guest: a copy back from the device when they are device-local. 0, or

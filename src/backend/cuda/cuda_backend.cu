@@ -117,6 +117,16 @@ static double now_ms(void) {
   return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
+/* Read once: the launch helper asks for every kernel. */
+bool sp_cu_pdl_enabled(void) {
+  static int enabled = -1;
+  if (enabled < 0) {
+    const char *env = getenv("SP_CUDA_NO_PDL");
+    enabled = !(env && *env && strcmp(env, "0"));
+  }
+  return enabled;
+}
+
 static const char *op_name(uint32_t op) {
   static const char *names[SP_OP_COUNT] = {"nop", "matmul", "add", "mul", "scale", "get_rows", "rmsnorm",
                                            "rope", "attention", "set_rows", "swiglu", "softmax", "copy", "argmax"};

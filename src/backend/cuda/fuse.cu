@@ -25,15 +25,6 @@ bool sp_cu_fusion_enabled(void) {
   return !(env && *env && strcmp(env, "0"));
 }
 
-bool sp_cu_pdl_enabled(void) {
-  static int enabled = -1;
-  if (enabled < 0) {
-    const char *env = getenv("SP_CUDA_NO_PDL");
-    enabled = !(env && *env && strcmp(env, "0"));
-  }
-  return enabled;
-}
-
 uint64_t sp_cu_extent(const sp_tensor *t) {
   uint64_t e = sp_dtype_row_bytes(sp_dtype_get(t->dtype), t->ne[0]);
   for (int d = 1; d < 4; d++) e += (uint64_t)(t->ne[d] - 1) * t->nb[d - 1];
