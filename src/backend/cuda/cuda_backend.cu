@@ -641,8 +641,8 @@ static cudaError_t enqueue_cmd(const sp_cu_binding *b, const sp_cmd *cmd, uint32
 /* Enqueues cmds[i, i + f->count) as one fused launch (fuse.h). */
 static cudaError_t enqueue_fused(const sp_cu_binding *b, const sp_cmd *cmds, uint32_t i, const sp_cu_fusion *f,
                                  checked_set *checked, sp_tensor *xq_of) {
-  sp_cu_cmd c[4];
-  const sp_cu_cmd *cp[4];
+  sp_cu_cmd c[SP_CU_MAX_FUSED];
+  const sp_cu_cmd *cp[SP_CU_MAX_FUSED];
   for (uint32_t k = 0; k < f->count; k++) c[k] = decode_cmd(b, &cmds[i + k], i + k), cp[k] = &c[k];
   sp_cu_qdst q = {};
   if (f->quantize) q.xq = b->xq, q.xd = b->xd, q.xs = b->xs;

@@ -28,6 +28,8 @@ typedef enum sp_cu_fusion_kind {
   SP_FUSE_SET_ROWS_PAIR, /* two independent set_rows with the same indices */
 } sp_cu_fusion_kind;
 
+#define SP_CU_MAX_FUSED 4 /* the most commands one fused launch runs (rope with cache writes) */
+
 typedef struct sp_cu_fusion {
   sp_cu_fusion_kind kind;
   uint32_t count; /* commands it runs, from position i */
