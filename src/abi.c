@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "dtype.h"
 #include "error.h"
 #include "range_identity.h"
@@ -81,12 +82,6 @@ static sp_error_t *run_staged_cmd(sp_actor_t *actor, const sp_cmd *orig) {
 
 /* ---- the common path ---- */
 
-static double now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
 static sp_error_t *run_validated(sp_actor_t *actor, const sp_cmd *cmds, uint32_t count,
                                  bool staged) {
   sp_backend *be = actor->rt->backend;
@@ -107,7 +102,7 @@ sp_status sp_abi_run(sp_actor_t *actor, sp_cmd *cmds, uint32_t count, uint64_t l
     return sp_abi_fail(actor, SP_E_BACKEND, "this actor has no linear memory bound to a backend");
   if (sp_blob_changed(&actor->blobs, actor->last_error, sizeof actor->last_error)) return SP_E_BACKEND;
   sp_validate_ctx ctx = {actor->region->committed, list_addr, list_bytes, actor->rt->max_cmds};
-  double t0 = now_ms();
+  double t0 = sp_now_ms();
   if (count > ctx.max_cmds)
     return sp_abi_fail(actor, SP_E_LIMIT, "count: %" PRIu32 " commands exceeds the limit of %" PRIu32,
                 count, ctx.max_cmds);
@@ -133,11 +128,11 @@ sp_status sp_abi_run(sp_actor_t *actor, sp_cmd *cmds, uint32_t count, uint64_t l
                   i, cmds[i].op, sp_dtype_name(cmds[i].src[0].dtype), sp_backend_name(actor->rt->backend));
   }
   if (caching) sp_list_cache_commit(&actor->list_cache, cmds, &key);
-  double t1 = now_ms();
+  double t1 = sp_now_ms();
   /* known: the same bytes passed validation last time; run what it made of them */
   sp_error_t *err = run_validated(actor, known ? known : cmds, count, staged);
   sp_submit_stats *ss = &actor->submit_stats;
-  ss->lists++, ss->commands += count, ss->validate_ms += t1 - t0, ss->backend_ms += now_ms() - t1;
+  ss->lists++, ss->commands += count, ss->validate_ms += t1 - t0, ss->backend_ms += sp_now_ms() - t1;
   if (err) {
     /* An error found while running (an index out of range) carries its own
      * status; anything else is the backend's failure. */

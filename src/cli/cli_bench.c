@@ -17,6 +17,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "cli.h"
 #include "samepage.h"
 
@@ -35,11 +36,7 @@ typedef struct zerocopy_result {
   double matmul_zero_copy_us, matmul_copy_us;
 } zerocopy_result;
 
-static double now_us(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
-}
+static double now_us(void) { return sp_now_ms() * 1e3; }
 
 /* Resets the peak-RSS counter so VmHWM measures only what follows. */
 static bool reset_peak_rss(void) {

@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "cli.h"
 #include "error.h"
 #include "samepage.h"
@@ -26,12 +27,6 @@ typedef struct snap_row {
   double size_mb;
   bool same_next;
 } snap_row;
-
-static double now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
 
 static sp_error_t *call(sp_actor_t *a, const char *fn, int64_t x, int64_t y, int nargs, int64_t *out) {
   int64_t args[2] = {x, y};
@@ -63,9 +58,9 @@ static sp_error_t *prefill(sp_actor_t *a, int n, double *ms) {
   sp_actor_memory(a, &base, &size);
   int32_t *ids = (int32_t *)(base + addr);
   for (int i = 0; i < n; i++) ids[i] = 100 + (int32_t)((i * 7919u) % 20000u);
-  double t0 = now_ms();
+  double t0 = sp_now_ms();
   err = call(a, "llm_prompt", (int64_t)n * 4, 2, 2, &got);
-  *ms = now_ms() - t0;
+  *ms = sp_now_ms() - t0;
   return err ? err : got == n ? NULL : sp_error_new("prefill of %d tokens failed", n);
 }
 
@@ -85,14 +80,14 @@ static sp_error_t *measure(sp_runtime_t *rt, const char *model, int n, snap_row 
   if (!err) err = warm_actor(rt, model, ctx, &b);
   if (!err) err = prefill(a, n, &row->prefill_ms);
   sp_snapshot_stats st = {0};
-  double t0 = now_ms();
+  double t0 = sp_now_ms();
   if (!err) err = sp_actor_snapshot(a, path, NULL, &st);
-  row->save_ms = now_ms() - t0, row->size_mb = st.bytes / 1e6;
+  row->save_ms = sp_now_ms() - t0, row->size_mb = st.bytes / 1e6;
   double times[5];
   for (int r = 0; r < 5 && !err; r++) {
-    t0 = now_ms();
+    t0 = sp_now_ms();
     err = sp_actor_restore(b, path, NULL);
-    times[r] = now_ms() - t0;
+    times[r] = sp_now_ms() - t0;
   }
   if (!err) {
     qsort(times, 5, sizeof times[0], cmp_double);

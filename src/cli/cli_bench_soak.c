@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "cli.h"
 #include "error.h"
 #include "samepage.h"
@@ -41,11 +42,7 @@ typedef struct soak_worker {
   char error[512];
 } soak_worker;
 
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+static double now_s(void) { return sp_now_ms() / 1e3; }
 
 /* One user turn: copies `text` into the guest and prefills it. *full is set
  * when the context has no room for it. */

@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "cli.h"
 #include "samepage.h"
 
@@ -48,12 +49,6 @@ typedef struct run_stats {
   long prompt_tokens, generated;
   sp_submit_stats decode_lists; /* host time of the decode steps' lists */
 } run_stats;
-
-static double now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
 
 static void run_usage(FILE *out) {
   fprintf(out,
@@ -248,15 +243,15 @@ static sp_error_t *prompt_turn(llm_session *s, const char *text, bool raw) {
     return NULL;
   }
   memcpy(base + addr, text, len);
-  double t0 = now_ms();
+  double t0 = sp_now_ms();
   if ((err = call(s->actor, "llm_prompt", (int64_t)len, raw ? 1 : 0, 2, &n))) return err;
-  s->stats.prefill_ms += now_ms() - t0;
+  s->stats.prefill_ms += sp_now_ms() - t0;
   if (n < 0) {
     fprintf(stderr, "samepage run: %s\n", guest_error(s->actor));
     return NULL;
   }
   s->stats.prompt_tokens += n;
-  t0 = now_ms();
+  t0 = sp_now_ms();
   sp_submit_stats before, after;
   sp_actor_submit_stats(s->actor, &before);
   for (long i = 0; i < s->args->n_predict; i++) {
@@ -271,7 +266,7 @@ static sp_error_t *prompt_turn(llm_session *s, const char *text, bool raw) {
     s->stats.generated++;
     if ((err = emit_piece(s))) return err;
   }
-  s->stats.decode_ms += now_ms() - t0;
+  s->stats.decode_ms += sp_now_ms() - t0;
   sp_actor_submit_stats(s->actor, &after);
   sp_submit_stats *d = &s->stats.decode_lists;
   d->lists += after.lists - before.lists, d->commands += after.commands - before.commands;
@@ -348,22 +343,22 @@ static void report(sp_runtime_t *rt, const llm_session *s) {
 
 static sp_error_t *resume_session(llm_session *s) {
   sp_snapshot_stats st = {0};
-  double t0 = now_ms();
+  double t0 = sp_now_ms();
   sp_error_t *err = sp_actor_restore(s->actor, s->args->resume, &st);
   if (!err)
     fprintf(stderr, "resumed %s: %.2f MB, %llu pages written, %.1f ms\n", s->args->resume, st.bytes / 1e6,
-            (unsigned long long)st.pages_written, now_ms() - t0);
+            (unsigned long long)st.pages_written, sp_now_ms() - t0);
   return err;
 }
 
 static sp_error_t *save_session(llm_session *s) {
   sp_snapshot_options opts = {.self_contained = s->args->self_contained};
   sp_snapshot_stats st = {0};
-  double t0 = now_ms();
+  double t0 = sp_now_ms();
   sp_error_t *err = sp_actor_snapshot(s->actor, s->args->save, &opts, &st);
   if (!err)
     fprintf(stderr, "saved %s: %.2f MB (memory %.1f MB), %.1f ms\n", s->args->save, st.bytes / 1e6,
-            st.memory_bytes / 1e6, now_ms() - t0);
+            st.memory_bytes / 1e6, sp_now_ms() - t0);
   return err;
 }
 
@@ -372,7 +367,7 @@ static int run_session(sp_runtime_t *rt, run_args *a) {
   sp_actor_options opts = {.argv = a->guest_argv, .argc = a->guest_argc, .inherit_stdio = true,
                            .blobs = &grant, .n_blobs = 1, .timeout_ms = a->timeout_ms};
   llm_session s = {.args = a};
-  double t0 = now_ms();
+  double t0 = sp_now_ms();
   size_t len = (size_t)(sp_embedded_llm_end - sp_embedded_llm);
   sp_error_t *err = sp_actor_new(rt, sp_embedded_llm, len, &opts, &s.actor);
   int64_t status = 0;
@@ -380,7 +375,7 @@ static int run_session(sp_runtime_t *rt, run_args *a) {
    * mapping: restore into the fresh actor instead of initialising it. */
   if (!err && a->resume) err = resume_session(&s);
   else if (!err) err = call(s.actor, "llm_init", 0, 0, 0, &status);
-  s.stats.load_ms = now_ms() - t0;
+  s.stats.load_ms = sp_now_ms() - t0;
   int rc = 0;
   if (!err && status < 0) {
     fprintf(stderr, "samepage run: %s: %s\n", a->model, guest_error(s.actor));

@@ -36,6 +36,7 @@
 #include "backend/cuda/cuda_common.cuh"
 extern "C" {
 #include "backend/backend.h"
+#include "clock.h"
 #include "dtype.h"
 #include "error.h"
 }
@@ -110,12 +111,6 @@ typedef struct sp_cu_binding {
       return sp_error_new("cuda: %s: %s (%s)", what_, cudaGetErrorString(e_), cudaGetErrorName(e_)); \
     }                                                                                  \
   } while (0)
-
-static double now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
 
 /* Read once: the launch helper asks for every kernel. */
 bool sp_cu_pdl_enabled(void) {
@@ -245,9 +240,9 @@ typedef struct frozen_upload {
 
 static sp_error_t *upload_frozen(void *ctx, void *dev, uint64_t addr, uint64_t len) {
   frozen_upload *u = (frozen_upload *)ctx;
-  double t0 = now_ms();
+  double t0 = sp_now_ms();
   CU_TRY(copy_guest(u->b, (uint8_t *)dev, addr, len, true), "copying %llu frozen bytes", (unsigned long long)len);
-  count_copy(u->c, now_ms() - t0);
+  count_copy(u->c, sp_now_ms() - t0);
   return NULL;
 }
 
@@ -319,13 +314,16 @@ static sp_cu_frozen *local_of(sp_cu_binding *b, uint64_t addr, uint64_t len) {
   return NULL;
 }
 
-/* Copies guest bytes [addr, addr + len) into mirror l (after the stream). */
-static sp_error_t *upload_local(sp_cu_ctx *c, sp_cu_binding *b, sp_cu_frozen *l, uint64_t addr, uint64_t len) {
-  double t0 = now_ms();
-  CU_TRY(cudaStreamSynchronize(b->stream), "device_local: waiting for the stream");
-  CU_TRY(copy_guest(b, l->dev + (addr - l->addr), addr, len, true), "device_local: uploading %llu bytes",
+/* Copies guest bytes [addr, addr + len) into mirror l, or back from it,
+ * once the stream's kernels are done with it; counted. */
+static sp_error_t *move_local(sp_cu_ctx *c, sp_cu_binding *b, sp_cu_frozen *l, uint64_t addr, uint64_t len,
+                              bool to_device) {
+  const char *what = to_device ? "device_local: uploading" : "sync: copying back";
+  double t0 = sp_now_ms();
+  CU_TRY(cudaStreamSynchronize(b->stream), "%s: waiting for the stream", what);
+  CU_TRY(copy_guest(b, l->dev + (addr - l->addr), addr, len, to_device), "%s %llu bytes", what,
          (unsigned long long)len);
-  add_local_stats(c, 0, len, now_ms() - t0);
+  add_local_stats(c, 0, len, sp_now_ms() - t0);
   return NULL;
 }
 
@@ -344,7 +342,7 @@ static sp_error_t *cu_device_local(void *vctx, void *binding, uint64_t addr, uin
   sp_cu_frozen *l = &b->local[b->n_local];
   *l = (sp_cu_frozen){addr, len, dev};
   add_local_stats(c, (int64_t)len, 0, 0);
-  sp_error_t *err = upload_local(c, b, l, addr, len);
+  sp_error_t *err = move_local(c, b, l, addr, len, true);
   if (err) {
     cudaFree(dev);
     add_local_stats(c, -(int64_t)len, 0, 0);
@@ -361,12 +359,7 @@ static sp_error_t *cu_sync(void *vctx, void *binding, uint64_t addr, uint64_t le
   sp_cu_frozen *l = local_of(b, addr, len);
   if (!l) return NULL; /* no mirror: guest memory is already current */
   CU_TRY(cudaSetDevice(c->device), "selecting device %d", c->device);
-  double t0 = now_ms();
-  CU_TRY(cudaStreamSynchronize(b->stream), "sync: waiting for the stream");
-  CU_TRY(copy_guest(b, l->dev + (addr - l->addr), addr, len, false), "sync: copying %llu bytes back",
-         (unsigned long long)len);
-  add_local_stats(c, 0, len, now_ms() - t0);
-  return NULL;
+  return move_local(c, b, l, addr, len, false);
 }
 
 static sp_error_t *cu_flush(void *vctx, void *binding, uint64_t addr, uint64_t len) {
@@ -375,7 +368,7 @@ static sp_error_t *cu_flush(void *vctx, void *binding, uint64_t addr, uint64_t l
   sp_cu_frozen *l = local_of(b, addr, len);
   if (l) {
     CU_TRY(cudaSetDevice(c->device), "selecting device %d", c->device);
-    return upload_local(c, b, l, addr, len);
+    return move_local(c, b, l, addr, len, true);
   }
   sp_cu_frozen *f = frozen_of(b, addr, len, false);
   if (f) return refresh_frozen(c, b, f, addr, len, 0); /* never writes a shared copy */
@@ -818,12 +811,12 @@ static sp_error_t *prepare_repacks(sp_cu_ctx *c, sp_cu_binding *b, const sp_cmd 
 
 /* Replays, captures or enqueues the list. */
 static sp_error_t *launch_list(sp_cu_ctx *c, sp_cu_binding *b, const sp_cmd *cmds, uint32_t count, bool same) {
-  sp_error_t *err = reserve_scratch(b, scratch_need(cmds, count));
-  if (err) return err;
-  if (same && b->has_exec && !b->dirty) {
+  if (same && b->has_exec && !b->dirty) { /* its scratch was reserved when it was captured */
     CU_TRY(cudaGraphLaunch(b->exec, b->stream), "replaying a graph");
     return NULL;
   }
+  sp_error_t *err = reserve_scratch(b, scratch_need(cmds, count));
+  if (err) return err;
   if ((err = prepare_repacks(c, b, cmds, count))) return err;
   if (same && c->graphs) return capture_and_launch(b, cmds, count);
   if (b->has_exec) cudaGraphExecDestroy(b->exec), b->has_exec = false;
