@@ -6,7 +6,8 @@
  *  3. `i64 blob_read(i32 handle, i64 offset, i32 addr, i32 len)`: bytes read.
  *  4. `i32 blob_map(i32 handle, i64 offset, i32 addr, i64 len)`: maps the file
  *     range at guest address addr (64 KiB aligned, inside committed memory).
- *     SP_E_UNSUPPORTED on backends with caps.no_file_maps (CUDA).
+ *     SP_E_UNSUPPORTED on backends with caps.no_file_maps (CUDA without
+ *     residency).
  * Negative results are sp_status codes; last_error has the message.
  */
 #include <stdlib.h>
@@ -80,9 +81,8 @@ static wasm_trap_t *import_blob_map(void *env, wasmtime_caller_t *caller,
                               "mappings; read the blob instead", sp_backend_name(actor->rt->backend));
     return NULL;
   }
-  args[0].i32 = sp_blob_map(&actor->blobs, actor->region, args[0].i32, (uint64_t)args[1].i64,
-                            (uint32_t)args[2].i32, (uint64_t)args[3].i64, actor->last_error,
-                            sizeof actor->last_error);
+  args[0].i32 = sp_actor_blob_map(actor, args[0].i32, (uint64_t)args[1].i64, (uint32_t)args[2].i32,
+                                  (uint64_t)args[3].i64);
   return NULL;
 }
 

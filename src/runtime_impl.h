@@ -85,6 +85,19 @@ sp_error_t *sp_abi_device_local_sync_all(sp_actor_t *actor);
  * rewrote the memory). */
 sp_error_t *sp_abi_device_local_flush_all(sp_actor_t *actor);
 
+/* The actor's file-backed ranges (blob maps not read), page-rounded, plus
+ * n_extra more; *out is malloc'd (actor_file_maps.c). */
+sp_error_t *sp_actor_file_ranges(const sp_actor_t *a, const sp_file_range *extra, uint32_t n_extra,
+                                 sp_file_range **out, uint32_t *n);
+
+/* Tells the backend the file ranges (the actor's, plus extra): before a
+ * mapping change (done false) or after it (done true). */
+sp_error_t *sp_actor_file_ranges_tell(sp_actor_t *a, const sp_file_range *extra, uint32_t n_extra, bool done);
+
+/* blob_map for the guest, with the backend told before and after; an
+ * sp_status, the message in a->last_error. */
+int32_t sp_actor_blob_map(sp_actor_t *a, int32_t handle, uint64_t offset, uint64_t addr, uint64_t len);
+
 /* Defines the blob_* imports (abi_blob.c). */
 wasmtime_error_t *sp_abi_blob_define(wasmtime_linker_t *linker);
 

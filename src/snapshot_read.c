@@ -224,31 +224,41 @@ static sp_error_t *zero_unsaved(sp_actor_t *a, const snap_view *v, const uint8_t
 /* Existing file mappings become plain zero memory; then each referenced
  * range gets the file's bytes again: mapped (pristine page-cache pages),
  * or read, for ranges that were read or on a backend that cannot map
- * files (CUDA keeps the region registered; a mapping over it would break
- * the registration). */
+ * files. The backend hears of the change before and after (a CUDA binding
+ * unpins what a mapping will cover and pins what is anonymous again; the
+ * same file at the same place changes nothing there). */
 static sp_error_t *restore_mappings(sp_actor_t *a, const snap_view *v) {
   sp_region *r = a->region;
-  for (int i = 0; i < a->blobs.n_maps; i++) {
+  bool can_map = !sp_backend_caps_of(a->rt->backend).no_file_maps;
+  sp_file_range next[MAX_REFS];
+  uint32_t n_next = 0;
+  for (int i = 0; i < v->n_refs; i++)
+    if (can_map && !v->refs[i].read) next[n_next++] = (sp_file_range){v->refs[i].guest_addr, v->refs[i].length};
+  sp_error_t *err = sp_actor_file_ranges_tell(a, next, n_next, false);
+  if (err) return err;
+  for (int i = 0; i < a->blobs.n_maps && !err; i++) {
     const sp_blob_mapping *m = &a->blobs.maps[i];
     if (m->read) continue; /* anonymous memory already */
     void *at = mmap(r->base + m->guest_addr, m->length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED | MAP_ANONYMOUS, -1, 0);
-    if (at == MAP_FAILED) return sp_error_new("restore: cannot unmap a file range: %s", strerror(errno));
+    if (at == MAP_FAILED) err = sp_error_new("restore: cannot unmap a file range: %s", strerror(errno));
   }
-  a->blobs.n_maps = 0;
-  bool can_map = !sp_backend_caps_of(a->rt->backend).no_file_maps;
+  if (!err) a->blobs.n_maps = 0;
   char msg[256];
-  for (int i = 0; i < v->n_refs; i++) {
+  for (int i = 0; i < v->n_refs && !err; i++) {
     const snap_blob_ref *ref = &v->refs[i];
     int handle = grant_of(a, ref);
     if (can_map && !ref->read) {
       int32_t st = sp_blob_map(&a->blobs, r, handle, ref->file_offset, ref->guest_addr, ref->length, msg, sizeof msg);
-      if (st) return sp_error_new("restore: %s", msg);
+      if (st) err = sp_error_new("restore: %s", msg);
     } else {
       int64_t got = sp_blob_read(&a->blobs, r, handle, ref->file_offset, ref->guest_addr, ref->length, msg, sizeof msg);
-      if (got != (int64_t)ref->length) return sp_error_new("restore: cannot read the granted file back: %s", got < 0 ? msg : "short read");
+      if (got != (int64_t)ref->length) err = sp_error_new("restore: cannot read the granted file back: %s", got < 0 ? msg : "short read");
     }
   }
-  return NULL;
+  sp_error_t *after = sp_actor_file_ranges_tell(a, NULL, 0, true); /* the layout that stands, even after an error */
+  if (!err) return after;
+  sp_error_free(after);
+  return err;
 }
 
 static sp_error_t *restore_globals(sp_actor_t *a, const snap_view *v) {

@@ -63,6 +63,11 @@ sp_error_t *sp_backend_sync(sp_backend *be, void *binding, uint64_t addr, uint64
   return be->ops.sync ? be->ops.sync(be->ctx, binding, addr, len) : NULL;
 }
 
+sp_error_t *sp_backend_file_ranges(sp_backend *be, void *binding, const sp_file_range *files, uint32_t n, bool done) {
+  if (!be || (n && !files)) return sp_error_new("backend file_ranges: bad arguments");
+  return be->ops.file_ranges ? be->ops.file_ranges(be->ctx, binding, files, n, done) : NULL;
+}
+
 sp_residency_stats sp_backend_residency(const sp_backend *be) {
   sp_residency_stats none = {0};
   if (be && be->ops.residency) be->ops.residency(be->ctx, &none);

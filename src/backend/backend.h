@@ -23,7 +23,7 @@
 #include "samepage.h"
 #include "samepage_abi.h"
 
-#define SP_BACKEND_OPS_VERSION 4
+#define SP_BACKEND_OPS_VERSION 5
 
 /* The memory a backend binding computes on: guest address a is base + a. */
 typedef struct sp_memory_view {
@@ -37,14 +37,21 @@ typedef struct sp_backend_caps {
   bool zero_copy;      /* kernels read and write guest memory itself */
   bool unified_memory; /* the device reads host memory at full speed */
   bool no_file_maps;   /* file-backed mappings must not enter an adopted
-                          region (CUDA: registering such pages can hang), so
-                          blob_map answers SP_E_UNSUPPORTED and guests fall
-                          back to blob_read into anonymous memory */
+                          region (CUDA without residency: kernels would have
+                          to read them in place, and registering file-backed
+                          pages can hang), so blob_map answers
+                          SP_E_UNSUPPORTED and guests fall back to blob_read
+                          into anonymous memory */
   bool residency;      /* freeze() makes device-resident copies */
   bool device_local;   /* device_local() keeps mirrors on the device */
   bool shares_frozen;  /* freeze() with a content identity shares one device
                           copy among bindings: worth computing the identity */
 } sp_backend_caps;
+
+/* A guest range that is a file-backed mapping (blob_map), page-rounded. */
+typedef struct sp_file_range {
+  uint64_t addr, len;
+} sp_file_range;
 
 /* What residency (frozen device-resident copies and device-local mirrors)
  * costs, summed over the backend's bindings since it was created. */
@@ -120,6 +127,15 @@ struct sp_backend_ops {
    * memory, after everything submitted has finished (the guest is about to
    * read them, or a snapshot is taken). (optional): default does nothing. */
   sp_error_t *(*sync)(void *ctx, void *binding, uint64_t addr, uint64_t len);
+  /* The runtime is changing which guest ranges are file-backed mappings
+   * (blob_map, a restore). files lists all of them as they will be after
+   * the change. Called with done false before the first mapping changes
+   * (a backend that pins guest pages unpins those a file range will cover:
+   * the mapping replaces them) and with done true after (it pins what is
+   * anonymous again). Kernels never read a file-backed range in place: a
+   * list whose tensors touch one outside a resident copy is refused.
+   * (optional): default does nothing, as for the CPU. */
+  sp_error_t *(*file_ranges)(void *ctx, void *binding, const sp_file_range *files, uint32_t n, bool done);
   /* Residency totals. (optional): default all zero. */
   void (*residency)(void *ctx, sp_residency_stats *out);
   /* Device memory in use (by anyone) and the device's size, in bytes.
@@ -169,6 +185,7 @@ sp_error_t *sp_backend_freeze(sp_backend *be, void *binding, uint64_t addr, uint
 sp_error_t *sp_backend_flush(sp_backend *be, void *binding, uint64_t addr, uint64_t len);
 sp_error_t *sp_backend_device_local(sp_backend *be, void *binding, uint64_t addr, uint64_t len);
 sp_error_t *sp_backend_sync(sp_backend *be, void *binding, uint64_t addr, uint64_t len);
+sp_error_t *sp_backend_file_ranges(sp_backend *be, void *binding, const sp_file_range *files, uint32_t n, bool done);
 sp_residency_stats sp_backend_residency(const sp_backend *be);
 bool sp_backend_device_memory(const sp_backend *be, uint64_t *used, uint64_t *total);
 void sp_backend_release(sp_backend *be, void *binding);

@@ -42,6 +42,7 @@ extern "C" {
 }
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/fuse.h"
+#include "backend/cuda/pin_plan.h"
 #include "backend/cuda/repack.h"
 #include "backend/cuda/resident_device.h"
 
@@ -71,9 +72,9 @@ typedef struct sp_cu_frozen {
 typedef struct sp_cu_binding {
   sp_memory_view view;
   uint8_t *dbase;        /* device address of guest address 0 */
-  size_t registered;     /* bytes [0, registered) are registered */
-  uint8_t **regs;        /* start of each registration, for unregistering */
-  size_t n_regs, regs_cap;
+  sp_pin_set pinned;     /* registrations: [0, committed) minus holes (pin_plan.h) */
+  sp_pin_span *holes;    /* file-backed ranges: never registered, never read by kernels */
+  size_t n_holes;
   cudaStream_t stream;
   sp_cu_status *status_dev, *status_host;
   sp_cu_frozen frozen[SP_CU_MAX_FROZEN];
@@ -135,28 +136,45 @@ static sp_backend_caps cu_caps(void *vctx) {
   sp_backend_caps caps = {};
   caps.zero_copy = true;
   caps.unified_memory = c->integrated;
-  caps.no_file_maps = true;
   caps.residency = c->residency && !c->integrated;
+  /* a file-mapped range is never registered (registering file-backed pages
+   * can hang): kernels can read it only from a resident copy */
+  caps.no_file_maps = !caps.residency;
   caps.device_local = c->local;
   caps.shares_frozen = caps.residency;
   return caps;
 }
 
-/* Registers guest bytes [b->registered, committed) with the device. */
-static sp_error_t *register_up_to(sp_cu_binding *b, size_t committed) {
-  if (committed <= b->registered) return NULL;
-  if (b->n_regs == b->regs_cap) {
-    size_t cap = b->regs_cap ? b->regs_cap * 2 : 16;
-    uint8_t **grown = (uint8_t **)realloc(b->regs, cap * sizeof *grown);
-    if (!grown) return sp_error_new("cuda: out of host memory");
-    b->regs = grown, b->regs_cap = cap;
+/* Makes the registrations match [0, committed) minus holes (pin_plan.h).
+ * With drops_only, only unregisters: before a mapping change, when what is
+ * about to become anonymous is still file-backed and must not be pinned. */
+static sp_error_t *pin_to(sp_cu_binding *b, size_t committed, const sp_pin_span *holes, size_t n_holes,
+                          bool drops_only) {
+  sp_pin_set drop = {}, add = {};
+  sp_error_t *err = NULL;
+  if (!sp_pin_plan(&b->pinned, committed, holes, n_holes, &drop, &add)) err = sp_error_new("cuda: out of host memory");
+  for (size_t i = 0; i < drop.n && !err; i++) {
+    cudaError_t e = cudaHostUnregister(b->view.base + drop.spans[i].start);
+    for (size_t k = 0; k < b->pinned.n; k++)
+      if (b->pinned.spans[k].start == drop.spans[i].start) {
+        sp_pin_set_remove(&b->pinned, k);
+        break;
+      }
+    if (e != cudaSuccess)
+      err = sp_error_new("cuda: unregistering guest memory [%llu, +%llu): %s", (unsigned long long)drop.spans[i].start,
+                         (unsigned long long)drop.spans[i].len, cudaGetErrorString(e));
   }
-  uint8_t *start = b->view.base + b->registered;
-  CU_TRY(cudaHostRegister(start, committed - b->registered, cudaHostRegisterMapped | cudaHostRegisterPortable),
-         "registering guest memory [%zu, %zu)", b->registered, committed);
-  b->regs[b->n_regs++] = start;
-  b->registered = committed;
-  return NULL;
+  for (size_t i = 0; i < add.n && !err && !drops_only; i++) {
+    const sp_pin_span *s = &add.spans[i];
+    cudaError_t e = cudaHostRegister(b->view.base + s->start, s->len, cudaHostRegisterMapped | cudaHostRegisterPortable);
+    if (e != cudaSuccess)
+      err = sp_error_new("cuda: registering guest memory [%llu, %llu): %s", (unsigned long long)s->start,
+                         (unsigned long long)(s->start + s->len), cudaGetErrorString(e));
+    else if (!sp_pin_set_add(&b->pinned, s->start, s->len))
+      cudaHostUnregister(b->view.base + s->start), err = sp_error_new("cuda: out of host memory");
+  }
+  sp_pin_set_free(&drop), sp_pin_set_free(&add);
+  return err;
 }
 
 static void cu_release(void *vctx, void *binding);
@@ -167,7 +185,7 @@ static sp_error_t *cu_adopt(void *vctx, const sp_memory_view *view, void **bindi
   sp_cu_binding *b = (sp_cu_binding *)calloc(1, sizeof *b);
   if (!b) return sp_error_new("cuda adopt: out of memory");
   b->view = *view;
-  sp_error_t *err = register_up_to(b, view->committed);
+  sp_error_t *err = pin_to(b, view->committed, NULL, 0, false);
   void *dptr = NULL;
   cudaError_t e = cudaSuccess;
   if (!err && (e = cudaHostGetDevicePointer(&dptr, view->base, 0)) != cudaSuccess)
@@ -199,22 +217,35 @@ static sp_error_t *cu_grow(void *vctx, void *binding, const sp_memory_view *view
   sp_cu_binding *b = (sp_cu_binding *)binding;
   CU_TRY(cudaSetDevice(c->device), "selecting device %d", c->device);
   b->view = *view;
-  return register_up_to(b, view->committed);
+  return pin_to(b, view->committed, b->holes, b->n_holes, false);
+}
+
+/* The runtime changes which ranges are file-backed (backend.h): unpin what
+ * they will cover first, pin what is anonymous again after. */
+static sp_error_t *cu_file_ranges(void *vctx, void *binding, const sp_file_range *files, uint32_t n, bool done) {
+  sp_cu_ctx *c = (sp_cu_ctx *)vctx;
+  sp_cu_binding *b = (sp_cu_binding *)binding;
+  CU_TRY(cudaSetDevice(c->device), "selecting device %d", c->device);
+  CU_TRY(cudaStreamSynchronize(b->stream), "remapping guest memory: waiting for the stream");
+  sp_pin_span *holes = (sp_pin_span *)malloc((n ? n : 1) * sizeof *holes);
+  if (!holes) return sp_error_new("cuda: out of host memory");
+  for (uint32_t i = 0; i < n; i++) holes[i] = sp_pin_span{files[i].addr, files[i].len};
+  sp_error_t *err = pin_to(b, b->view.committed, holes, n, !done);
+  if (done) free(b->holes), b->holes = holes, b->n_holes = n;
+  else free(holes);
+  b->dirty = true; /* a captured graph was checked against the old layout */
+  return err;
 }
 
 static void *cu_device_base(void *vctx, void *binding) { return ((sp_cu_binding *)binding)->dbase; }
 
 /* Copies between guest bytes [addr, addr + len) and device memory dev, one
  * registration at a time: a copy through pinned memory may not span two
- * cudaHostRegister ranges (cudaErrorInvalidValue), and memory.grow makes a
- * new one each time. */
+ * cudaHostRegister ranges (cudaErrorInvalidValue), and memory.grow and
+ * file mappings make several. */
 static cudaError_t copy_guest(const sp_cu_binding *b, uint8_t *dev, uint64_t addr, uint64_t len, bool to_device) {
   for (uint64_t at = addr, end = addr + len; at < end;) {
-    uint64_t stop = end;
-    for (size_t i = 0; i < b->n_regs; i++) {
-      uint64_t start = (uint64_t)(b->regs[i] - b->view.base);
-      if (start > at && start < stop) stop = start;
-    }
+    uint64_t stop = sp_pin_run_end(&b->pinned, at, end); /* file-backed runs copy as pageable memory */
     uint8_t *host = b->view.base + at, *d = dev + (at - addr);
     cudaError_t e = to_device ? cudaMemcpy(d, host, stop - at, cudaMemcpyHostToDevice)
                               : cudaMemcpy(host, d, stop - at, cudaMemcpyDeviceToHost);
@@ -809,14 +840,46 @@ static sp_error_t *prepare_repacks(sp_cu_ctx *c, sp_cu_binding *b, const sp_cmd 
   return NULL;
 }
 
+/* Kernels cannot read file-backed guest pages (never registered): every
+ * tensor touching a file-mapped range must be a source wholly inside a
+ * resident copy, or lie wholly inside a device-local mirror. Checked before
+ * anything is enqueued, so such a list is refused, not run into a fault. */
+static sp_error_t *check_file_ranges(const sp_cu_binding *b, const sp_cmd *cmds, uint32_t count) {
+  if (!b->n_holes) return NULL;
+  for (uint32_t i = 0; i < count; i++) {
+    if (cmds[i].op == SP_OP_NOP) continue;
+    for (int k = -1; k < SP_MAX_SRC; k++) {
+      const sp_tensor *t = k < 0 ? &cmds[i].dst : &cmds[i].src[k];
+      if (t->dtype == SP_DTYPE_NONE) continue;
+      uint64_t ext = extent_of(t);
+      if (!sp_pin_overlaps(b->holes, b->n_holes, t->offset, ext)) continue;
+      bool in_copy = false;
+      for (uint32_t f = 0; f < b->n_local && !in_copy; f++)
+        in_copy = b->local[f].dev && t->offset >= b->local[f].addr && t->offset + ext <= b->local[f].addr + b->local[f].len;
+      for (uint32_t f = 0; f < b->n_frozen && !in_copy && k >= 0; f++)
+        in_copy = b->frozen[f].dev && t->offset >= b->frozen[f].addr && t->offset + ext <= b->frozen[f].addr + b->frozen[f].len;
+      if (in_copy) continue;
+      char which[16] = "dst";
+      if (k >= 0) snprintf(which, sizeof which, "src[%d]", k);
+      return sp_error_with_status(SP_E_UNSUPPORTED,
+                                  "cmd[%u] (%s): %s at 0x%llx lies in a file-mapped range with no device copy: the "
+                                  "GPU cannot read file-backed pages in place (freeze the range, with residency "
+                                  "weights and device memory to hold it, or read the file instead of mapping it)",
+                                  i, op_name(cmds[i].op), which, (unsigned long long)t->offset);
+    }
+  }
+  return NULL;
+}
+
 /* Replays, captures or enqueues the list. */
 static sp_error_t *launch_list(sp_cu_ctx *c, sp_cu_binding *b, const sp_cmd *cmds, uint32_t count, bool same) {
   if (same && b->has_exec && !b->dirty) { /* its scratch was reserved when it was captured */
     CU_TRY(cudaGraphLaunch(b->exec, b->stream), "replaying a graph");
     return NULL;
   }
-  sp_error_t *err = reserve_scratch(b, scratch_need(cmds, count));
+  sp_error_t *err = check_file_ranges(b, cmds, count);
   if (err) return err;
+  if ((err = reserve_scratch(b, scratch_need(cmds, count)))) return err;
   if ((err = prepare_repacks(c, b, cmds, count))) return err;
   if (same && c->graphs) return capture_and_launch(b, cmds, count);
   if (b->has_exec) cudaGraphExecDestroy(b->exec), b->has_exec = false;
@@ -863,13 +926,14 @@ static void cu_release(void *vctx, void *binding) {
     cudaFree(b->local[i].dev);
     add_local_stats(c, -(int64_t)b->local[i].len, 0, 0);
   }
-  for (size_t i = 0; i < b->n_regs; i++) cudaHostUnregister(b->regs[i]);
+  for (size_t i = 0; i < b->pinned.n; i++) cudaHostUnregister(b->view.base + b->pinned.spans[i].start);
   cudaFree(b->xq), cudaFree(b->xd), cudaFree(b->xs), cudaFree(b->status_dev), cudaFree(b->stage_dev),
       cudaFree(b->reduce_dev);
   if (b->status_host) cudaFreeHost(b->status_host);
   if (b->stream) cudaStreamDestroy(b->stream);
   cudaGetLastError();
-  free(b->regs);
+  sp_pin_set_free(&b->pinned);
+  free(b->holes);
   free(b->last);
   free(b->repacked);
   free(b);
@@ -899,6 +963,7 @@ static struct sp_backend_ops make_ops(void) {
   ops.flush = cu_flush;
   ops.device_local = cu_device_local;
   ops.sync = cu_sync;
+  ops.file_ranges = cu_file_ranges;
   ops.residency = cu_residency;
   ops.device_memory = cu_device_memory;
   ops.release = cu_release;
