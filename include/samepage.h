@@ -182,6 +182,8 @@ typedef struct sp_snapshot_stats {
   uint64_t bytes;        /* size of the snapshot file */
   uint64_t memory_bytes; /* linear memory it describes */
   uint64_t pages_written;/* 64 KiB pages written by a restore */
+  double verify_ms;      /* a restore: reading and checking the file (checksums, identities) */
+  double apply_ms;       /* a restore: changing the actor (mappings, pages, device copies) */
 } sp_snapshot_stats;
 
 /* Saves the actor's whole state (linear memory, exported mutable globals,
@@ -195,7 +197,9 @@ sp_error_t *sp_actor_snapshot(sp_actor_t *actor, const char *path, const sp_snap
 /* Restores a snapshot into `actor`, which must run the same module and
  * have the same files granted under the same names (checked by content
  * hash). The actor may be fresh (just created) or warm (already used):
- * afterwards its memory and globals equal the snapshot's, byte for byte.
+ * afterwards its memory and globals equal the snapshot's, byte for byte
+ * (bytes of device-local ranges that the backend keeps on the device are
+ * restored there, and read back equal after sync).
  * Errors (nothing is changed): unreadable, truncated or corrupt file (the
  * chunk is named), another module, another model file, memory larger than
  * the snapshot's. */

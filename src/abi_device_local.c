@@ -109,13 +109,3 @@ sp_error_t *sp_abi_device_local_sync_all(sp_actor_t *actor) {
   }
   return NULL;
 }
-
-sp_error_t *sp_abi_device_local_flush_all(sp_actor_t *actor) {
-  for (uint32_t i = 0; i < actor->n_device_local; i++) {
-    const sp_range *r = &actor->device_local[i];
-    if (r->addr + r->len > actor->region->committed) continue; /* restored memory is smaller: stays zero-copy */
-    sp_error_t *err = sp_backend_flush(actor->rt->backend, actor->binding, r->addr, r->len);
-    if (err) return err;
-  }
-  return NULL;
-}

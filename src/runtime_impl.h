@@ -81,10 +81,6 @@ sp_error_t *sp_abi_device_local_declare(sp_actor_t *actor, uint64_t addr, uint64
  * reads the memory). */
 sp_error_t *sp_abi_device_local_sync_all(sp_actor_t *actor);
 
-/* Uploads every device-local range from guest memory again (after a restore
- * rewrote the memory). */
-sp_error_t *sp_abi_device_local_flush_all(sp_actor_t *actor);
-
 /* The actor's file-backed ranges (blob maps not read), page-rounded, plus
  * n_extra more; *out is malloc'd (actor_file_maps.c). */
 sp_error_t *sp_actor_file_ranges(const sp_actor_t *a, const sp_file_range *extra, uint32_t n_extra,

@@ -4,7 +4,8 @@
  * corrupt, truncated or mismatched snapshot is refused with nothing
  * changed. Then: grow memory to the saved size, zero what the snapshot
  * does not hold, map the referenced file ranges, write the saved pages, set
- * the globals, restore the frozen ranges.
+ * the globals, restore the frozen ranges. Bytes of device-local ranges go
+ * straight to the backend's mirrors, where it keeps them.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -15,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "error.h"
 #include "hash64.h"
 #include "range_identity.h"
@@ -197,28 +199,77 @@ static bool covered_by_ref(const snap_view *v, uint64_t addr, uint64_t len) {
   return false;
 }
 
-/* Zeroes every resident page that the snapshot neither writes nor maps.
- * On the CPU backend madvise drops the pages (the kernel refills zeros);
- * device backends may hold pages pinned, so there we write zeros. */
+/* Where the piece of [at, end) starting at `at` stops: at the edge of the
+ * device-local range holding `at` (*inside true), or at the next one. */
+static uint64_t local_piece_end(const sp_actor_t *a, uint64_t at, uint64_t end, bool *inside) {
+  uint64_t stop = end;
+  *inside = false;
+  for (uint32_t i = 0; i < a->n_device_local; i++) {
+    const sp_range *r = &a->device_local[i];
+    if (at >= r->addr && at < r->addr + r->len) {
+      *inside = true;
+      return r->addr + r->len < end ? r->addr + r->len : end;
+    }
+    if (r->addr > at && r->addr < stop) stop = r->addr;
+  }
+  return stop;
+}
+
+/* Zeroes guest bytes: madvise drops whole pages on the CPU backend (the
+ * kernel refills zeros); pinned pages (device backends) are written. */
+static void zero_host(sp_actor_t *a, uint64_t addr, uint64_t len, bool drop) {
+  size_t page = sp_page_size();
+  bool whole = addr % page == 0 && len % page == 0;
+  if (!drop || !whole || madvise(a->region->base + addr, len, MADV_DONTNEED)) memset(a->region->base + addr, 0, len);
+}
+
+/* Guest bytes [addr, addr + len) become src's (zeros when src is NULL).
+ * Pieces inside a device-local range go to the backend's mirror when it
+ * holds one (the mirror is authoritative there: no host copy, no upload
+ * after); the rest to guest memory. */
+static sp_error_t *write_bytes(sp_actor_t *a, uint64_t addr, const uint8_t *src, uint64_t len, bool drop) {
+  for (uint64_t at = addr, end = addr + len; at < end;) {
+    bool inside, done = false;
+    uint64_t stop = local_piece_end(a, at, end, &inside);
+    const uint8_t *from = src ? src + (at - addr) : NULL;
+    if (inside) {
+      sp_error_t *err = sp_backend_local_write(a->rt->backend, a->binding, at, from, stop - at, &done);
+      if (err) return err;
+    }
+    if (!done && from) memcpy(a->region->base + at, from, stop - at);
+    else if (!done) zero_host(a, at, stop - at, drop);
+    at = stop;
+  }
+  return NULL;
+}
+
+/* Zeroes every page that the snapshot neither writes nor maps: resident
+ * ones in guest memory, and all of them inside device-local ranges (whose
+ * mirrors may hold anything). */
 static sp_error_t *zero_unsaved(sp_actor_t *a, const snap_view *v, const uint8_t *saved) {
   sp_region *r = a->region;
   size_t host_page = sp_page_size(), n_host = r->committed / host_page;
   unsigned char *resident = malloc(n_host ? n_host : 1);
   if (!resident) return sp_error_new("out of memory");
   if (mincore(r->base, r->committed, resident)) memset(resident, 1, n_host);
+  for (uint32_t k = 0; k < a->n_device_local; k++)
+    for (uint64_t p = a->device_local[k].addr / host_page;
+         p * host_page < a->device_local[k].addr + a->device_local[k].len && p < n_host; p++)
+      resident[p] = 1;
   bool drop = !strcmp(sp_backend_name(a->rt->backend), "cpu");
-  for (size_t i = 0; i < n_host; i++) {
+  sp_error_t *err = NULL;
+  for (size_t i = 0; i < n_host && !err; i++) {
     uint64_t addr = (uint64_t)i * host_page, wasm_page = addr / SP_SNAP_PAGE;
     if (!(resident[i] & 1) || saved[wasm_page] || covered_by_ref(v, addr, host_page)) continue;
     size_t j = i + 1;
     while (j < n_host && (resident[j] & 1) && !saved[(uint64_t)j * host_page / SP_SNAP_PAGE] &&
            !covered_by_ref(v, (uint64_t)j * host_page, host_page))
       j++;
-    if (!drop || madvise(r->base + addr, (j - i) * host_page, MADV_DONTNEED)) memset(r->base + addr, 0, (j - i) * host_page);
+    err = write_bytes(a, addr, NULL, (j - i) * host_page, drop);
     i = j - 1;
   }
   free(resident);
-  return NULL;
+  return err;
 }
 
 /* Existing file mappings become plain zero memory; then each referenced
@@ -338,7 +389,7 @@ static sp_error_t *restore_frozen(sp_actor_t *a, const snap_view *v) {
 
 /* Declares the snapshot's device-local ranges the actor does not declare
  * yet (an actor restored without running the guest's own setup); every
- * range's mirror is refreshed after (sp_abi_device_local_flush_all). */
+ * range's mirror is then written with the restored bytes (write_bytes). */
 static sp_error_t *restore_device_local(sp_actor_t *a, const snap_view *v) {
   uint32_t n = 0;
   if (v->local && v->local_len >= 4) memcpy(&n, v->local, 4);
@@ -422,6 +473,9 @@ static sp_error_t *apply(sp_actor_t *a, const snap_view *v, sp_snapshot_stats *s
     memset(saved + first, 1, count);
   }
   sp_error_t *err = restore_mappings(a, v);
+  /* Declared before any byte is written: bytes inside a device-local range
+   * then go straight to its mirror (write_bytes). */
+  if (!err) err = restore_device_local(a, v);
   if (!err) err = zero_unsaved(a, v, saved);
   free(saved);
   uint64_t pages = 0;
@@ -429,14 +483,11 @@ static sp_error_t *apply(sp_actor_t *a, const snap_view *v, sp_snapshot_stats *s
     uint64_t first = rd64(v->runs[i]);
     uint32_t count;
     memcpy(&count, v->runs[i] + 8, 4);
-    memcpy(a->region->base + first * SP_SNAP_PAGE, v->runs[i] + 12, (size_t)count * SP_SNAP_PAGE);
+    err = write_bytes(a, first * SP_SNAP_PAGE, v->runs[i] + 12, (uint64_t)count * SP_SNAP_PAGE, false);
     pages += count;
   }
   if (!err) err = restore_globals(a, v);
   if (!err) err = restore_frozen(a, v);
-  if (!err) err = restore_device_local(a, v);
-  /* Device-local mirrors must match the restored bytes: upload them again. */
-  if (!err) err = sp_abi_device_local_flush_all(a);
   if (!err) err = restore_annotations(a, v);
   if (!err && stats) stats->bytes = v->size, stats->memory_bytes = v->memory, stats->pages_written = pages;
   return err;
@@ -445,10 +496,13 @@ static sp_error_t *apply(sp_actor_t *a, const snap_view *v, sp_snapshot_stats *s
 sp_error_t *sp_actor_restore(sp_actor_t *actor, const char *path, sp_snapshot_stats *stats) {
   if (!actor || !path) return sp_error_new("sp_actor_restore: NULL argument");
   sp_snapshot_file *f = NULL;
+  double t0 = sp_now_ms();
   sp_error_t *err = sp_snapshot_file_open(path, &f);
   if (err) return err;
   err = check_identity(actor, &f->view);
+  double t1 = sp_now_ms();
   if (!err) err = apply(actor, &f->view, stats);
+  if (!err && stats) stats->verify_ms = t1 - t0, stats->apply_ms = sp_now_ms() - t1;
   sp_snapshot_file_close(f);
   return err ? sp_error_wrap(err, "%s", path) : NULL;
 }
