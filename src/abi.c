@@ -239,6 +239,15 @@ static sp_status freeze_range(sp_actor_t *actor, uint32_t addr, uint32_t len) {
                           ? sp_range_identity(&actor->blobs, actor->region, addr, len)
                           : 0;
   sp_error_t *err = sp_backend_freeze(actor->rt->backend, actor->binding, addr, len, identity);
+  if (err && sp_error_status(err) == SP_E_UNSUPPORTED) {
+    /* The device has no room for a copy of file-mapped bytes, and cannot
+     * read file-backed pages in place: read the file into the range
+     * instead (mapped mode, slower), as the residency rule promises. */
+    fprintf(stderr, "samepage: %s: reading the file into guest memory instead (mapped mode)\n", sp_error_message(err));
+    sp_error_free(err);
+    err = sp_actor_file_maps_to_reads(actor, addr, len);
+    if (!err) err = sp_backend_freeze(actor->rt->backend, actor->binding, addr, len, 0);
+  }
   if (err) {
     sp_abi_fail(actor, SP_E_BACKEND, "freeze: %s", sp_error_message(err));
     sp_error_free(err);

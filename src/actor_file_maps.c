@@ -8,7 +8,10 @@
  * file-backed goes: the backend drops what the new layout covers, the
  * mappings change, the backend pins what is anonymous again.
  */
+#include <errno.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
 
 #include "error.h"
 #include "runtime_impl.h"
@@ -57,4 +60,32 @@ int32_t sp_actor_blob_map(sp_actor_t *a, int32_t handle, uint64_t offset, uint64
     return SP_E_BACKEND;
   }
   return st;
+}
+
+/* Turns the file mappings overlapping [addr, addr + len) into anonymous
+ * memory holding the same bytes (read from the file), for a backend that
+ * can compute on them only that way. */
+sp_error_t *sp_actor_file_maps_to_reads(sp_actor_t *a, uint64_t addr, uint64_t len) {
+  sp_blob_table *t = &a->blobs;
+  sp_error_t *err = sp_actor_file_ranges_tell(a, NULL, 0, false);
+  for (int i = 0; i < t->n_maps && !err; i++) {
+    sp_blob_mapping *m = &t->maps[i];
+    if (m->read || m->guest_addr >= addr + len || addr >= m->guest_addr + m->length) continue;
+    uint8_t *at = a->region->base + m->guest_addr;
+    if (mmap(at, m->length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED | MAP_ANONYMOUS, -1, 0) == MAP_FAILED) {
+      err = sp_error_new("cannot replace a file mapping with memory: %s", strerror(errno));
+      break;
+    }
+    m->read = true; /* before the read: the tell below pins the range either way */
+    int n_before = t->n_maps;
+    sp_blob_mapping read = *m;
+    int64_t got = sp_blob_read(t, a->region, read.handle, read.file_offset, read.guest_addr, read.length,
+                               a->last_error, sizeof a->last_error);
+    t->n_maps = n_before; /* a whole-file read is remembered again: keep the one entry */
+    if (got != (int64_t)read.length) err = sp_error_new("reading the file back into memory: %s", a->last_error);
+  }
+  sp_error_t *after = sp_actor_file_ranges_tell(a, NULL, 0, true);
+  if (!err) return after;
+  sp_error_free(after);
+  return err;
 }

@@ -94,6 +94,11 @@ sp_error_t *sp_actor_file_ranges_tell(sp_actor_t *a, const sp_file_range *extra,
  * sp_status, the message in a->last_error. */
 int32_t sp_actor_blob_map(sp_actor_t *a, int32_t handle, uint64_t offset, uint64_t addr, uint64_t len);
 
+/* Turns the file mappings overlapping [addr, addr + len) into anonymous
+ * memory with the same bytes, read from the file (mapped mode, when the
+ * device cannot hold a copy of a file-mapped range). */
+sp_error_t *sp_actor_file_maps_to_reads(sp_actor_t *a, uint64_t addr, uint64_t len);
+
 /* Defines the blob_* imports (abi_blob.c). */
 wasmtime_error_t *sp_abi_blob_define(wasmtime_linker_t *linker);
 

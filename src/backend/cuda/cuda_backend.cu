@@ -41,6 +41,7 @@ extern "C" {
 #include "error.h"
 }
 #include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/fault.h"
 #include "backend/cuda/fuse.h"
 #include "backend/cuda/pin_plan.h"
 #include "backend/cuda/repack.h"
@@ -103,14 +104,54 @@ typedef struct sp_cu_binding {
   uint64_t t_n[2], op_n[SP_OP_COUNT];
 } sp_cu_binding;
 
+/* ---- a lost device (fault.h): process-wide, as CUDA makes it ---- */
+
+static pthread_mutex_t lost_mu = PTHREAD_MUTEX_INITIALIZER;
+static int lost;            /* set once, never cleared */
+static char lost_why[384];  /* the first fault, as its actor was told */
+
+/* Records a sticky error (the first one names the cause) and returns the
+ * error for the caller that met it. */
+static sp_error_t *note_fault(cudaError_t e, const char *what) {
+  pthread_mutex_lock(&lost_mu);
+  bool first = !lost;
+  if (first)
+    snprintf(lost_why, sizeof lost_why, "%s: %s (%s)", what, cudaGetErrorString(e), cudaGetErrorName(e));
+  __atomic_store_n(&lost, 1, __ATOMIC_RELEASE);
+  pthread_mutex_unlock(&lost_mu);
+  return sp_error_new("cuda: %s: %s (%s): the GPU faulted; CUDA ends every context of a process after a fault, so "
+                      "the device is lost to this process (other actors' CUDA calls now fail at once; restart the "
+                      "process to use it again: snapshots restore there)%s",
+                      what, cudaGetErrorString(e), cudaGetErrorName(e), first ? "" : " [not the first fault]");
+}
+
+/* The error every call answers once the device is lost, else NULL. */
+static sp_error_t *device_lost(void) {
+  if (!__atomic_load_n(&lost, __ATOMIC_ACQUIRE)) return NULL;
+  pthread_mutex_lock(&lost_mu);
+  sp_error_t *err = sp_error_new("cuda: the GPU is lost to this process after a fault in another list (%s); "
+                                 "restart the process to use it again (snapshots restore there)", lost_why);
+  pthread_mutex_unlock(&lost_mu);
+  return err;
+}
+
 #define CU_TRY(call, ...)                                                              \
   do {                                                                                 \
     cudaError_t e_ = (call);                                                           \
     if (e_ != cudaSuccess) {                                                           \
       char what_[256];                                                                 \
       snprintf(what_, sizeof what_, __VA_ARGS__);                                      \
+      if (sp_cu_fault_is_sticky(e_)) return note_fault(e_, what_);                     \
       return sp_error_new("cuda: %s: %s (%s)", what_, cudaGetErrorString(e_), cudaGetErrorName(e_)); \
     }                                                                                  \
+  } while (0)
+
+/* Every entry point that touches the device starts here. */
+#define CU_ENTER(c)                                                                    \
+  do {                                                                                 \
+    sp_error_t *lost_ = device_lost();                                                 \
+    if (lost_) return lost_;                                                           \
+    CU_TRY(cudaSetDevice((c)->device), "selecting device %d", (c)->device);           \
   } while (0)
 
 /* Read once: the launch helper asks for every kernel. */
@@ -181,7 +222,7 @@ static void cu_release(void *vctx, void *binding);
 
 static sp_error_t *cu_adopt(void *vctx, const sp_memory_view *view, void **binding) {
   sp_cu_ctx *c = (sp_cu_ctx *)vctx;
-  CU_TRY(cudaSetDevice(c->device), "selecting device %d", c->device);
+  CU_ENTER(c);
   sp_cu_binding *b = (sp_cu_binding *)calloc(1, sizeof *b);
   if (!b) return sp_error_new("cuda adopt: out of memory");
   b->view = *view;
@@ -215,7 +256,7 @@ static sp_error_t *cu_adopt(void *vctx, const sp_memory_view *view, void **bindi
 static sp_error_t *cu_grow(void *vctx, void *binding, const sp_memory_view *view) {
   sp_cu_ctx *c = (sp_cu_ctx *)vctx;
   sp_cu_binding *b = (sp_cu_binding *)binding;
-  CU_TRY(cudaSetDevice(c->device), "selecting device %d", c->device);
+  CU_ENTER(c);
   b->view = *view;
   return pin_to(b, view->committed, b->holes, b->n_holes, false);
 }
@@ -225,7 +266,7 @@ static sp_error_t *cu_grow(void *vctx, void *binding, const sp_memory_view *view
 static sp_error_t *cu_file_ranges(void *vctx, void *binding, const sp_file_range *files, uint32_t n, bool done) {
   sp_cu_ctx *c = (sp_cu_ctx *)vctx;
   sp_cu_binding *b = (sp_cu_binding *)binding;
-  CU_TRY(cudaSetDevice(c->device), "selecting device %d", c->device);
+  CU_ENTER(c);
   CU_TRY(cudaStreamSynchronize(b->stream), "remapping guest memory: waiting for the stream");
   sp_pin_span *holes = (sp_pin_span *)malloc((n ? n : 1) * sizeof *holes);
   if (!holes) return sp_error_new("cuda: out of host memory");
@@ -300,7 +341,7 @@ static sp_cu_frozen *frozen_of(sp_cu_binding *b, uint64_t addr, uint64_t len, bo
  * binding's kernels are done reading it. */
 static sp_error_t *refresh_frozen(sp_cu_ctx *c, sp_cu_binding *b, sp_cu_frozen *f, uint64_t addr, uint64_t len,
                                   uint64_t identity) {
-  CU_TRY(cudaSetDevice(c->device), "selecting device %d", c->device);
+  CU_ENTER(c);
   CU_TRY(cudaStreamSynchronize(b->stream), "refreshing a resident copy: waiting for the stream");
   frozen_upload u = {c, b};
   sp_resident_upload up = {&u, upload_frozen};
@@ -317,11 +358,14 @@ static sp_error_t *cu_freeze(void *vctx, void *binding, uint64_t addr, uint64_t 
   sp_cu_frozen *f = frozen_of(b, addr, len, true);
   if (f) return refresh_frozen(c, b, f, addr, len, identity); /* a restore re-declared it */
   if (b->n_frozen == SP_CU_MAX_FROZEN) return NULL;
-  CU_TRY(cudaSetDevice(c->device), "selecting device %d", c->device);
+  CU_ENTER(c);
   frozen_upload u = {c, b};
   sp_resident_upload up = {&u, upload_frozen};
   sp_resident_copy *copy = NULL;
   sp_error_t *err = sp_resident_freeze(&c->cache, &up, addr, len, identity, &copy);
+  if (!err && !copy && sp_pin_overlaps(b->holes, b->n_holes, addr, len)) /* the runtime reads the file instead */
+    return sp_error_with_status(SP_E_UNSUPPORTED, "no device memory for a resident copy of file-mapped "
+                                "[0x%llx, +%llu)", (unsigned long long)addr, (unsigned long long)len);
   if (err || !copy) return err; /* no copy: the range stays zero-copy */
   f = &b->frozen[b->n_frozen++];
   *f = (sp_cu_frozen){addr, len, NULL, copy};
@@ -362,7 +406,7 @@ static sp_error_t *cu_device_local(void *vctx, void *binding, uint64_t addr, uin
   sp_cu_ctx *c = (sp_cu_ctx *)vctx;
   sp_cu_binding *b = (sp_cu_binding *)binding;
   if (!c->local || b->n_local == SP_CU_MAX_LOCAL) return NULL;
-  CU_TRY(cudaSetDevice(c->device), "selecting device %d", c->device);
+  CU_ENTER(c);
   uint8_t *dev = NULL;
   if (cudaMalloc(&dev, len) != cudaSuccess) {
     cudaGetLastError(); /* not sticky: clear it and compute on guest memory */
@@ -389,7 +433,7 @@ static sp_error_t *cu_sync(void *vctx, void *binding, uint64_t addr, uint64_t le
   sp_cu_binding *b = (sp_cu_binding *)binding;
   sp_cu_frozen *l = local_of(b, addr, len);
   if (!l) return NULL; /* no mirror: guest memory is already current */
-  CU_TRY(cudaSetDevice(c->device), "selecting device %d", c->device);
+  CU_ENTER(c);
   return move_local(c, b, l, addr, len, false);
 }
 
@@ -401,7 +445,7 @@ static sp_error_t *cu_local_write(void *vctx, void *binding, uint64_t addr, cons
   sp_cu_binding *b = (sp_cu_binding *)binding;
   sp_cu_frozen *l = local_of(b, addr, len);
   if (!l) return NULL; /* no mirror: the caller writes guest memory */
-  CU_TRY(cudaSetDevice(c->device), "selecting device %d", c->device);
+  CU_ENTER(c);
   CU_TRY(cudaStreamSynchronize(b->stream), "restoring a device-local range: waiting for the stream");
   double t0 = sp_now_ms();
   uint8_t *dev = l->dev + (addr - l->addr);
@@ -417,7 +461,7 @@ static sp_error_t *cu_flush(void *vctx, void *binding, uint64_t addr, uint64_t l
   sp_cu_binding *b = (sp_cu_binding *)binding;
   sp_cu_frozen *l = local_of(b, addr, len);
   if (l) {
-    CU_TRY(cudaSetDevice(c->device), "selecting device %d", c->device);
+    CU_ENTER(c);
     return move_local(c, b, l, addr, len, true);
   }
   sp_cu_frozen *f = frozen_of(b, addr, len, false);
@@ -728,6 +772,7 @@ static sp_error_t *enqueue_list(sp_cu_binding *b, const sp_cmd *cmds, uint32_t c
   checked_set checked = {};
   sp_tensor xq_of = {};
   CU_TRY(cudaMemsetAsync(b->status_dev, 0, sizeof(sp_cu_status), b->stream), "resetting the status word");
+  sp_cu_fault_inject(b->stream);
   plan_staging(b, cmds, count);
   CU_TRY(enqueue_staging(b), "staging index tensors");
   for (uint32_t i = 0; i < count;) {
@@ -736,9 +781,9 @@ static sp_error_t *enqueue_list(sp_cu_binding *b, const sp_cmd *cmds, uint32_t c
                                            : enqueue_fused(b, cmds, i, &f, &checked, &xq_of);
     for (uint32_t k = 0; k < f.count && e == cudaSuccess && b->t_ops && i + k < b->t_ops_cap; k++)
       e = cudaEventRecord(b->t_ops[i + k], b->stream);
-    if (e != cudaSuccess)
-      return sp_error_new("cuda: cmd[%u] (%s%s): launch failed: %s", i, op_name(cmds[i].op),
-                          f.count > 1 ? ", fused with the next" : "", cudaGetErrorString(e));
+    CU_TRY(e, "cmd[%u] (%s%s): launch", i, op_name(cmds[i].op), f.count > 1 ? ", fused with the next" : "");
+    CU_TRY(sp_cu_fault_sync_each() ? cudaStreamSynchronize(b->stream) : cudaSuccess, "cmd[%u] (%s%s)", i,
+           op_name(cmds[i].op), f.count > 1 ? ", fused with the next" : "");
     i += f.count;
   }
   CU_TRY(cudaMemcpyAsync(b->status_host, b->status_dev, sizeof(sp_cu_status), cudaMemcpyDeviceToHost, b->stream),
@@ -826,7 +871,7 @@ static sp_error_t *launch_list(sp_cu_ctx *c, sp_cu_binding *b, const sp_cmd *cmd
 static sp_error_t *cu_submit(void *vctx, void *binding, const sp_cmd *cmds, uint32_t count) {
   sp_cu_ctx *c = (sp_cu_ctx *)vctx;
   sp_cu_binding *b = (sp_cu_binding *)binding;
-  CU_TRY(cudaSetDevice(c->device), "selecting device %d", c->device);
+  CU_ENTER(c);
   bool same = b->last && count == b->last_count && !memcmp(cmds, b->last, (size_t)count * sizeof *cmds);
   sp_error_t *err = c->timing ? timing_start(c, b, count, same) : NULL;
   if (!err) err = launch_list(c, b, cmds, count, same);
@@ -900,7 +945,7 @@ static sp_error_t *launch_list(sp_cu_ctx *c, sp_cu_binding *b, const sp_cmd *cmd
   if (err) return err;
   if ((err = reserve_scratch(b, scratch_need(cmds, count)))) return err;
   if ((err = prepare_repacks(c, b, cmds, count))) return err;
-  if (same && c->graphs) return capture_and_launch(b, cmds, count);
+  if (same && c->graphs && !sp_cu_fault_sync_each()) return capture_and_launch(b, cmds, count);
   if (b->has_exec) cudaGraphExecDestroy(b->exec), b->has_exec = false;
   if ((err = remember_list(b, cmds, count))) return err;
   return enqueue_list(b, cmds, count);
@@ -909,11 +954,11 @@ static sp_error_t *launch_list(sp_cu_ctx *c, sp_cu_binding *b, const sp_cmd *cmd
 static sp_error_t *cu_wait(void *vctx, void *binding) {
   sp_cu_ctx *c = (sp_cu_ctx *)vctx;
   sp_cu_binding *b = (sp_cu_binding *)binding;
-  CU_TRY(cudaSetDevice(c->device), "selecting device %d", c->device);
+  CU_ENTER(c);
   cudaError_t e = cudaStreamSynchronize(b->stream);
+  if (e != cudaSuccess && sp_cu_fault_is_sticky(e)) return note_fault(e, "running this actor's list");
   if (e != cudaSuccess)
-    return sp_error_new("cuda: running the list failed: %s (%s); the device context may be lost",
-                        cudaGetErrorString(e), cudaGetErrorName(e));
+    return sp_error_new("cuda: running the list failed: %s (%s)", cudaGetErrorString(e), cudaGetErrorName(e));
   if (b->t_pending) timing_add(b);
   const sp_cu_status *st = b->status_host;
   if (!st->code) return NULL;

@@ -1,11 +1,25 @@
 /* resident_device.cu: device memory for shared resident copies. */
 #include <cuda_runtime.h>
+#include <stdint.h>
+#include <stdlib.h>
 
 #define _Static_assert static_assert /* samepage_abi.h is C11 (as in cuda_common.cuh) */
 #include "backend/cuda/repack.h"
 #include "backend/cuda/resident_device.h"
 
+/* SP_CUDA_RESIDENT_MAX_MB=N (tests): act as if no resident copy larger
+ * than N MiB fits on the device, to exercise the short-memory fallbacks. */
+static uint64_t resident_max(void) {
+  static long long mb = -2;
+  if (mb == -2) {
+    const char *env = getenv("SP_CUDA_RESIDENT_MAX_MB");
+    mb = env && *env ? atoll(env) : -1;
+  }
+  return mb < 0 ? UINT64_MAX : (uint64_t)mb << 20;
+}
+
 static void *device_alloc(void *ctx, uint64_t len) {
+  if (len > resident_max()) return NULL;
   void *dev = NULL;
   if (cudaMalloc(&dev, len) == cudaSuccess) return dev;
   cudaGetLastError(); /* not sticky: clear it, the caller stays zero-copy */

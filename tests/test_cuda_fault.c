@@ -1,0 +1,143 @@
+/*
+ * test_cuda_fault.c: a GPU fault in one actor, on a real device.
+ *
+ * Two LLM actors share a CUDA runtime; a third runs on the CPU backend in
+ * the same process. SP_CUDA_INJECT_FAULT (set here) makes one list the
+ * CUDA backend enqueues write to an invalid address. Checked: the actor
+ * whose list faulted gets an error saying the GPU faulted; every CUDA call
+ * after that, from either CUDA actor, fails at once saying the device is
+ * lost to the process (CUDA poisons every context of a process after a
+ * fault: backend/cuda/fault.h); the process does not crash; the CPU actor
+ * finishes every step.
+ *
+ * Usage: test_cuda_fault GUEST_DIR MODEL   (exit 77 = no CUDA device, no
+ * libsamepage_cuda.so, or no model: skipped)
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "samepage.h"
+#include "test_util.h"
+
+#define STEPS 24
+#define FAULT_AT "12" /* the 12th CUDA list: in the second actor's prompt or steps */
+
+static sp_error_t *call(sp_actor_t *a, const char *fn, int64_t x, int64_t y, int nargs, int64_t *out) {
+  int64_t args[2] = {x, y};
+  return sp_actor_call(a, fn, args, (size_t)nargs, out);
+}
+
+static sp_error_t *new_llm(sp_runtime_t *rt, const uint8_t *wasm, size_t len, const char *model, sp_actor_t **out) {
+  const char *argv[] = {"llm", "--ctx", "256", "--batch", "32"};
+  sp_blob_grant grant = {"model", model};
+  sp_actor_options opts = {.argv = argv, .argc = 5, .blobs = &grant, .n_blobs = 1, .inherit_stdio = true};
+  return sp_actor_new(rt, wasm, len, &opts, out);
+}
+
+/* One turn of an actor: init, prompt or step; its guest status or error. */
+typedef struct turn {
+  sp_actor_t *a;
+  int step;       /* 0 init, 1 prompt, then steps */
+  bool dead;      /* an error ended it */
+  char why[512];
+} turn;
+
+static void play(turn *t) {
+  if (t->dead) return;
+  int64_t out = 0;
+  sp_error_t *err = NULL;
+  if (t->step == 0) err = call(t->a, "llm_init", 0, 0, 0, &out);
+  else if (t->step == 1) {
+    int64_t addr = 0;
+    err = call(t->a, "llm_input", 8 * 4, 0, 1, &addr);
+    uint8_t *base;
+    size_t size;
+    sp_actor_memory(t->a, &base, &size);
+    for (int i = 0; !err && i < 8; i++) ((int32_t *)(base + (uint32_t)addr))[i] = 100 + 37 * i;
+    if (!err) err = call(t->a, "llm_prompt", 8 * 4, 2, 2, &out);
+  } else err = call(t->a, "llm_step", 0, 0, 0, &out);
+  t->step++;
+  if (err || out < 0) { /* the guest prints its own error (to stderr) */
+    t->dead = true;
+    snprintf(t->why, sizeof t->why, "%s", err ? sp_error_message(err) : "the guest returned an error status");
+  }
+  sp_error_free(err);
+}
+
+/* The guests print their errors to stderr, captured in a file: exactly one
+ * says its list faulted, and the other CUDA actor's (and a late actor's)
+ * say the device is lost after a fault in another list. */
+static void check_messages(const char *path) {
+  size_t len = 0;
+  char *text = (char *)read_all(path, &len);
+  CHECK(text != NULL, "reading the captured stderr");
+  if (!text) return;
+  printf("---- captured stderr ----\n%s---- end ----\n", text);
+  int faulted = 0, lost = 0;
+  for (const char *p = text; (p = strstr(p, "the GPU faulted")); p++) faulted++;
+  for (const char *p = text; (p = strstr(p, "after a fault in another list")); p++) lost++;
+  CHECK(faulted == 1, "exactly one actor is told the GPU faulted in its list (%d)", faulted);
+  CHECK(lost >= 2, "the other CUDA actor and a late one are told the device is lost (%d)", lost);
+  free(text);
+}
+
+int main(int argc, char **argv) {
+  if (argc < 3 || access(argv[2], R_OK)) {
+    printf("usage: test_cuda_fault GUEST_DIR MODEL (no model: skipped)\n");
+    return 77;
+  }
+  setenv("SP_GUEST_DIR", argv[1], 1);
+  setenv("SP_CUDA_INJECT_FAULT", FAULT_AT, 1);
+  char log_path[] = "/tmp/samepage-fault-XXXXXX";
+  int log_fd = mkstemp(log_path), saved_stderr = dup(2);
+  if (log_fd < 0 || saved_stderr < 0) return printf("cannot capture stderr\n"), 1;
+  dup2(log_fd, 2);
+  close(log_fd);
+  sp_runtime_t *gpu = NULL, *cpu = NULL;
+  sp_runtime_options go = {.backend = "cuda"}, co = {.backend = "cpu", .threads = 2};
+  sp_error_t *err = sp_runtime_new(&go, &gpu);
+  if (err) {
+    dup2(saved_stderr, 2);
+    unlink(log_path);
+    printf("skipped: %s\n", sp_error_message(err));
+    sp_error_free(err);
+    return 77;
+  }
+  CHECK(!(err = sp_runtime_new(&co, &cpu)), "cpu runtime: %s", err ? sp_error_message(err) : "");
+  size_t len = 0;
+  uint8_t *wasm = load_guest("llm", &len);
+  turn t[3] = {{0}};
+  sp_error_t *e0 = new_llm(gpu, wasm, len, argv[2], &t[0].a), *e1 = new_llm(gpu, wasm, len, argv[2], &t[1].a),
+             *e2 = new_llm(cpu, wasm, len, argv[2], &t[2].a);
+  CHECK(!e0 && !e1 && !e2, "creating the actors failed");
+  if (e0 || e1 || e2) return CHECK_DONE();
+  for (int s = 0; s < STEPS + 2; s++)
+    for (int k = 0; k < 3; k++) play(&t[k]);
+  for (int k = 0; k < 3; k++)
+    printf("%s actor %d: %s after %d turns\n", k < 2 ? "cuda" : "cpu", k, t[k].dead ? t[k].why : "finished", t[k].step);
+  CHECK(t[0].dead && t[1].dead, "both CUDA actors end with an error");
+  CHECK(!t[2].dead && t[2].step == STEPS + 2, "the CPU actor finished every step");
+  /* a new CUDA actor answers at once, with the same clear error */
+  sp_actor_t *late = NULL;
+  turn after = {0};
+  err = new_llm(gpu, wasm, len, argv[2], &late);
+  if (!err) {
+    after.a = late;
+    play(&after);
+  }
+  printf("a new cuda actor: %s\n", err ? sp_error_message(err) : after.dead ? after.why : "ran");
+  CHECK(err || after.dead, "a new CUDA actor fails too");
+  sp_error_free(err);
+  sp_actor_free(late);
+  for (int k = 0; k < 3; k++) sp_actor_free(t[k].a);
+  sp_runtime_free(gpu);
+  sp_runtime_free(cpu);
+  free(wasm);
+  fflush(stderr);
+  dup2(saved_stderr, 2);
+  check_messages(log_path);
+  unlink(log_path);
+  return CHECK_DONE();
+}
