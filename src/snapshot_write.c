@@ -142,6 +142,23 @@ static sp_error_t *put_blob_refs(snap_writer *w, sp_actor_t *a, const bool *usab
   return NULL;
 }
 
+/* A 64 KiB page of a mapped file range: stored when the guest wrote one of
+ * its file-backed host pages (the write made it anonymous), or a nonzero
+ * byte of the anonymous tail past the file's last host page. (Storing the
+ * last page for its tail alone would make a restore lose the proof that
+ * the range holds the file's bytes, and with it the shared device copy.) */
+static bool mapped_page_changed(int pagemap, const sp_region *r, const sp_blob_mapping *m, uint64_t addr) {
+  uint64_t host = sp_page_size(), file_end = m->guest_addr + (m->length + host - 1) / host * host;
+  uint64_t end = addr + SP_SNAP_PAGE, split = file_end < end ? file_end : end;
+  if (split > addr && sp_snap_range_modified(pagemap, r, addr, split - addr)) return true;
+  for (uint64_t at = split; at < end; at += 8) {
+    uint64_t word;
+    memcpy(&word, r->base + at, 8);
+    if (word) return true;
+  }
+  return false;
+}
+
 /* Pages to store: non-zero, and (inside a by-reference file range) only
  * those the guest wrote. Consecutive pages go in one chunk. */
 static void put_pages(snap_writer *w, sp_actor_t *a, const bool *usable) {
@@ -154,7 +171,7 @@ static void put_pages(snap_writer *w, sp_actor_t *a, const bool *usable) {
       uint64_t addr = p * SP_SNAP_PAGE;
       int ref = ref_of_page(a, usable, addr);
       if (ref >= 0 && a->blobs.maps[ref].read) store = false; /* verified equal to the file */
-      else if (ref >= 0) store = sp_snap_range_modified(pagemap, r, addr, SP_SNAP_PAGE);
+      else if (ref >= 0) store = mapped_page_changed(pagemap, r, &a->blobs.maps[ref], addr);
       else store = !sp_snap_page_is_zero(r->base + addr);
     }
     if (store && run_len < 256) {

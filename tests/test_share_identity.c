@@ -90,6 +90,15 @@ int main(int argc, char **argv) {
   CHECK(last_call()->binding == b->binding && last_call()->identity == fa.identity && last_call()->addr == fb.addr,
         "the restore re-declares the model under its name");
 
+  /* a mapped model: the snapshot stores none of its pages (not even the
+   * last, whose tail past the file is anonymous memory), so a restore keeps
+   * the model's name and with it the shared device copy */
+  err = sp_actor_snapshot(c, snap, NULL, NULL);
+  if (!err) err = sp_actor_restore(c, snap, NULL);
+  CHECK(!err && last_call()->binding == c->binding && last_call()->identity == fa.identity,
+        "a mapped model's restore re-declares it under its name: %s", err ? sp_error_message(err) : "");
+  sp_error_free(err);
+
   /* the same snapshot, self-contained: the model's bytes come from pages */
   sp_snapshot_options self = {.self_contained = true};
   err = sp_actor_snapshot(a, snap, &self, NULL);
