@@ -19,6 +19,7 @@
 #include "clock.h"
 #include "error.h"
 #include "hash64.h"
+#include "parallel.h"
 #include "range_identity.h"
 #include "snapshot.h"
 #include "snapshot_format.h"
@@ -128,6 +129,69 @@ static sp_error_t *parse_chunk(snap_view *v, uint32_t type, const uint8_t *p, ui
   return sp_error_new("snapshot: chunk %" PRIu64 " has unknown type %u", idx, type);
 }
 
+/* Where a chunk lies in the file (laid out before any is hashed). */
+typedef struct chunk_at {
+  uint32_t type;
+  uint64_t at, length, hash;
+} chunk_at;
+
+#define MAX_CHUNKS (MAX_RUNS + 4096) /* page chunks and everything else */
+
+/* The chunks' layout: each header whole, its reserved field zero, its
+ * payload inside the file. *out is malloc'd. */
+static sp_error_t *lay_out_chunks(const snap_view *v, uint64_t n_chunks, chunk_at **out, uint64_t *n) {
+  uint64_t at = sizeof(sp_snap_header), cap = 0;
+  chunk_at *chunks = NULL;
+  sp_error_t *err = NULL;
+  *n = 0;
+  for (uint64_t i = 0; i < n_chunks && !err; i++) {
+    sp_snap_chunk_header ch;
+    if (v->size - at < sizeof ch) {
+      err = sp_error_new("snapshot: truncated at chunk %" PRIu64 " of %" PRIu64, i, n_chunks);
+      break;
+    }
+    memcpy(&ch, v->file + at, sizeof ch);
+    at += sizeof ch;
+    if (ch.reserved) err = sp_error_new("snapshot: chunk %" PRIu64 " has a nonzero reserved field (corrupt)", i);
+    else if (ch.length > v->size - at)
+      err = sp_error_new("snapshot: truncated in chunk %" PRIu64 " (needs %" PRIu64 " bytes, %" PRIu64 " left)", i,
+                         ch.length, v->size - at);
+    else if (i == MAX_CHUNKS) err = sp_error_new("snapshot: more than %d chunks", MAX_CHUNKS);
+    if (err) break;
+    if (*n == cap) {
+      cap = cap ? 2 * cap : 64;
+      chunk_at *grown = realloc(chunks, (size_t)cap * sizeof *grown);
+      if (!grown) {
+        err = sp_error_new("snapshot: out of memory for %" PRIu64 " chunks", cap);
+        break;
+      }
+      chunks = grown;
+    }
+    chunks[(*n)++] = (chunk_at){ch.type, at, ch.length, ch.hash};
+    at += ch.length;
+  }
+  *out = chunks;
+  return err;
+}
+
+/* Every chunk's checksum (in parallel: parallel.h), then each chunk in
+ * order; the first bad one is named. */
+static sp_error_t *check_and_parse_chunks(snap_view *v, const chunk_at *chunks, uint64_t n) {
+  sp_hash_job *jobs = malloc((n ? n : 1) * sizeof *jobs);
+  if (!jobs) return sp_error_new("snapshot: out of memory");
+  for (uint64_t i = 0; i < n; i++) jobs[i] = (sp_hash_job){v->file + chunks[i].at, chunks[i].length, 0};
+  sp_hash64_many(jobs, n);
+  sp_error_t *err = NULL;
+  for (uint64_t i = 0; i < n && !err; i++) {
+    if (jobs[i].hash != chunks[i].hash)
+      err = sp_error_new("snapshot: chunk %" PRIu64 " (type %u) is corrupt (checksum mismatch)", i, chunks[i].type);
+    else if (v->have_end) err = sp_error_new("snapshot: chunk %" PRIu64 " follows the end chunk", i);
+    else err = parse_chunk(v, chunks[i].type, v->file + chunks[i].at, chunks[i].length, i);
+  }
+  free(jobs);
+  return err;
+}
+
 static sp_error_t *parse_file(snap_view *v) {
   sp_snap_header hdr;
   if (v->size < sizeof hdr) return sp_error_new("snapshot: truncated (%" PRIu64 " bytes, no header)", v->size);
@@ -136,22 +200,12 @@ static sp_error_t *parse_file(snap_view *v) {
   if (hdr.hash != sp_hash64_of(&hdr, 24)) return sp_error_new("snapshot: the header is corrupt (checksum mismatch)");
   if (hdr.version != SP_SNAP_VERSION) return sp_error_new("snapshot: version %u is not supported (this build reads %u)", hdr.version, SP_SNAP_VERSION);
   v->flags = hdr.flags;
-  uint64_t at = sizeof hdr;
-  for (uint64_t i = 0; i < hdr.n_chunks; i++) {
-    sp_snap_chunk_header ch;
-    if (v->size - at < sizeof ch) return sp_error_new("snapshot: truncated at chunk %" PRIu64 " of %" PRIu64, i, hdr.n_chunks);
-    memcpy(&ch, v->file + at, sizeof ch);
-    at += sizeof ch;
-    if (ch.reserved) return sp_error_new("snapshot: chunk %" PRIu64 " has a nonzero reserved field (corrupt)", i);
-    if (ch.length > v->size - at)
-      return sp_error_new("snapshot: truncated in chunk %" PRIu64 " (needs %" PRIu64 " bytes, %" PRIu64 " left)", i, ch.length, v->size - at);
-    if (sp_hash64_of(v->file + at, ch.length) != ch.hash)
-      return sp_error_new("snapshot: chunk %" PRIu64 " (type %u) is corrupt (checksum mismatch)", i, ch.type);
-    if (v->have_end) return sp_error_new("snapshot: chunk %" PRIu64 " follows the end chunk", i);
-    sp_error_t *err = parse_chunk(v, ch.type, v->file + at, ch.length, i);
-    if (err) return err;
-    at += ch.length;
-  }
+  chunk_at *chunks = NULL;
+  uint64_t n = 0;
+  sp_error_t *err = lay_out_chunks(v, hdr.n_chunks, &chunks, &n);
+  if (!err) err = check_and_parse_chunks(v, chunks, n);
+  free(chunks);
+  if (err) return err;
   if (!v->have_end || !v->have_module || !v->have_memory)
     return sp_error_new("snapshot: incomplete (missing the %s chunk)", !v->have_module ? "module" : !v->have_memory ? "memory" : "end");
   return NULL;
@@ -224,20 +278,21 @@ static void zero_host(sp_actor_t *a, uint64_t addr, uint64_t len, bool drop) {
 }
 
 /* Guest bytes [addr, addr + len) become src's (zeros when src is NULL).
- * Pieces inside a device-local range go to the backend's mirror when it
- * holds one (the mirror is authoritative there: no host copy, no upload
- * after); the rest to guest memory. */
+ * Copies go to guest memory (on several threads when big), and pieces
+ * inside a device-local range then to the backend's mirror (flush: from
+ * pinned memory on CUDA, the fast way). Zeros inside a device-local range
+ * go to the mirror alone where there is one (the guest's copy is not
+ * authoritative until sync), elsewhere to guest memory. */
 static sp_error_t *write_bytes(sp_actor_t *a, uint64_t addr, const uint8_t *src, uint64_t len, bool drop) {
+  if (src) sp_memcpy_parallel(a->region->base + addr, src, len);
   for (uint64_t at = addr, end = addr + len; at < end;) {
     bool inside, done = false;
     uint64_t stop = local_piece_end(a, at, end, &inside);
-    const uint8_t *from = src ? src + (at - addr) : NULL;
-    if (inside) {
-      sp_error_t *err = sp_backend_local_write(a->rt->backend, a->binding, at, from, stop - at, &done);
-      if (err) return err;
-    }
-    if (!done && from) memcpy(a->region->base + at, from, stop - at);
-    else if (!done) zero_host(a, at, stop - at, drop);
+    sp_error_t *err = !inside ? NULL
+                      : src   ? sp_backend_flush(a->rt->backend, a->binding, at, stop - at)
+                              : sp_backend_local_zero(a->rt->backend, a->binding, at, stop - at, &done);
+    if (err) return err;
+    if (!src && !done) zero_host(a, at, stop - at, drop);
     at = stop;
   }
   return NULL;

@@ -22,7 +22,7 @@
 #include "test_util.h"
 
 #define STEPS 24
-#define FAULT_AT "12" /* the 12th CUDA list: in the second actor's prompt or steps */
+#define FAULT_AT "3" /* the 3rd list the CUDA backend enqueues (replayed graphs are not enqueued again): the first actor's first step */
 
 static sp_error_t *call(sp_actor_t *a, const char *fn, int64_t x, int64_t y, int nargs, int64_t *out) {
   int64_t args[2] = {x, y};

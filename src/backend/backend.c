@@ -63,11 +63,10 @@ sp_error_t *sp_backend_sync(sp_backend *be, void *binding, uint64_t addr, uint64
   return be->ops.sync ? be->ops.sync(be->ctx, binding, addr, len) : NULL;
 }
 
-sp_error_t *sp_backend_local_write(sp_backend *be, void *binding, uint64_t addr, const void *src, uint64_t len,
-                                   bool *done) {
-  if (!be || !done) return sp_error_new("backend local_write: bad arguments");
+sp_error_t *sp_backend_local_zero(sp_backend *be, void *binding, uint64_t addr, uint64_t len, bool *done) {
+  if (!be || !done) return sp_error_new("backend local_zero: bad arguments");
   *done = false;
-  return be->ops.local_write ? be->ops.local_write(be->ctx, binding, addr, src, len, done) : NULL;
+  return be->ops.local_zero ? be->ops.local_zero(be->ctx, binding, addr, len, done) : NULL;
 }
 
 sp_error_t *sp_backend_file_ranges(sp_backend *be, void *binding, const sp_file_range *files, uint32_t n, bool done) {

@@ -128,11 +128,11 @@ struct sp_backend_ops {
    * read them, or a snapshot is taken). (optional): default does nothing. */
   sp_error_t *(*sync)(void *ctx, void *binding, uint64_t addr, uint64_t len);
   /* A restore: bytes [addr, addr + len), inside one device-local range,
-   * become src's bytes (zeros when src is NULL). A backend holding a mirror
-   * for them writes the mirror alone and sets *done: guest memory there is
-   * left as it was, not authoritative until sync(). Otherwise *done stays
-   * false and the caller writes guest memory. (optional): default not done. */
-  sp_error_t *(*local_write)(void *ctx, void *binding, uint64_t addr, const void *src, uint64_t len, bool *done);
+   * become zeros. A backend holding a mirror for them zeroes the mirror
+   * alone and sets *done: guest memory there is left as it was, not
+   * authoritative until sync(). Otherwise *done stays false and the caller
+   * zeroes guest memory. (optional): default not done. */
+  sp_error_t *(*local_zero)(void *ctx, void *binding, uint64_t addr, uint64_t len, bool *done);
   /* The runtime is changing which guest ranges are file-backed mappings
    * (blob_map, a restore). files lists all of them as they will be after
    * the change. Called with done false before the first mapping changes
@@ -191,8 +191,7 @@ sp_error_t *sp_backend_freeze(sp_backend *be, void *binding, uint64_t addr, uint
 sp_error_t *sp_backend_flush(sp_backend *be, void *binding, uint64_t addr, uint64_t len);
 sp_error_t *sp_backend_device_local(sp_backend *be, void *binding, uint64_t addr, uint64_t len);
 sp_error_t *sp_backend_sync(sp_backend *be, void *binding, uint64_t addr, uint64_t len);
-sp_error_t *sp_backend_local_write(sp_backend *be, void *binding, uint64_t addr, const void *src, uint64_t len,
-                                   bool *done);
+sp_error_t *sp_backend_local_zero(sp_backend *be, void *binding, uint64_t addr, uint64_t len, bool *done);
 sp_error_t *sp_backend_file_ranges(sp_backend *be, void *binding, const sp_file_range *files, uint32_t n, bool done);
 sp_residency_stats sp_backend_residency(const sp_backend *be);
 bool sp_backend_device_memory(const sp_backend *be, uint64_t *used, uint64_t *total);

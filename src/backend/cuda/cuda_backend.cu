@@ -437,21 +437,16 @@ static sp_error_t *cu_sync(void *vctx, void *binding, uint64_t addr, uint64_t le
   return move_local(c, b, l, addr, len, false);
 }
 
-/* A restore writes a device-local range's mirror directly: the saved bytes
- * from the snapshot (pageable memory), zeros for the rest, and never the
- * guest's copy, which is not authoritative until sync. */
-static sp_error_t *cu_local_write(void *vctx, void *binding, uint64_t addr, const void *src, uint64_t len, bool *done) {
+/* A restore zeroes part of a device-local range on its mirror alone: the
+ * guest's copy is not authoritative until sync, so it is left as it is. */
+static sp_error_t *cu_local_zero(void *vctx, void *binding, uint64_t addr, uint64_t len, bool *done) {
   sp_cu_ctx *c = (sp_cu_ctx *)vctx;
   sp_cu_binding *b = (sp_cu_binding *)binding;
   sp_cu_frozen *l = local_of(b, addr, len);
-  if (!l) return NULL; /* no mirror: the caller writes guest memory */
+  if (!l) return NULL; /* no mirror: the caller zeroes guest memory */
   CU_ENTER(c);
   CU_TRY(cudaStreamSynchronize(b->stream), "restoring a device-local range: waiting for the stream");
-  double t0 = sp_now_ms();
-  uint8_t *dev = l->dev + (addr - l->addr);
-  CU_TRY(src ? cudaMemcpy(dev, src, len, cudaMemcpyHostToDevice) : cudaMemset(dev, 0, len),
-         "restoring %llu device-local bytes", (unsigned long long)len);
-  if (src) add_local_stats(c, 0, len, sp_now_ms() - t0);
+  CU_TRY(cudaMemset(l->dev + (addr - l->addr), 0, len), "zeroing %llu device-local bytes", (unsigned long long)len);
   *done = true;
   return NULL;
 }
@@ -1028,7 +1023,7 @@ static struct sp_backend_ops make_ops(void) {
   ops.device_local = cu_device_local;
   ops.sync = cu_sync;
   ops.file_ranges = cu_file_ranges;
-  ops.local_write = cu_local_write;
+  ops.local_zero = cu_local_zero;
   ops.residency = cu_residency;
   ops.device_memory = cu_device_memory;
   ops.release = cu_release;
