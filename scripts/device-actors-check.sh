@@ -13,10 +13,10 @@
 #  5. `samepage bench actors --counts 1,8,32`: host and device memory;
 #  6. `samepage bench snapshot`: restore vs re-prefill, CUDA and CPU;
 #  7. compute-sanitizer memcheck: a generation, and the hostile-guest suite.
-# Output: logs and JSON under $OUT (or ./device-out), a summary last.
+# Output: logs and JSON in $OUT/actors-logs.tgz (or ./device-out), a summary last.
 set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"; cd "$root"
-out="${OUT:-$root/device-out}"; mkdir -p "$out"
+out="${OUT:-$root/device-out}/actors"; mkdir -p "$out"
 b="$(cd "${SP_BIN:-build}" && pwd)"; sp=$b/samepage; m=${SP_SHARE_MODEL:-/tmp/smol-q4_1.gguf}
 export PATH=/usr/local/cuda/bin:$PATH
 t_start=$(date +%s); elapsed() { echo $(( $(date +%s) - t_start )); }
@@ -30,7 +30,7 @@ export SP_CUDA_LIB=$b/libsamepage_cuda.so
 timeout 120 $b/test_cuda_ops > $out/test_cuda_ops.txt 2>&1
 add "test_cuda_ops rc=$?: $(tail -1 $out/test_cuda_ops.txt)"; grep -E "shared copies|FAIL" $out/test_cuda_ops.txt
 timeout 120 $b/test_cuda_fault $b/guests $m > $out/test_cuda_fault.txt 2>&1
-add "test_cuda_fault rc=$?: $(tail -1 $out/test_cuda_fault.txt)"; grep -E "actor|FAIL|faulted|lost" $out/test_cuda_fault.txt | head -12
+add "test_cuda_fault rc=$?: $(tail -1 $out/test_cuda_fault.txt)"; grep -vE "^(loading|$)" $out/test_cuda_fault.txt | head -12
 
 # ---- 3: greedy text, mapped weights and the short-memory fallback ----
 prompt="The quick brown fox jumps over the lazy dog and then runs into the forest where"
@@ -107,3 +107,4 @@ for be in ('cuda','cpu'):
 PY
 echo; echo "==== summary ($(cat $out/card.txt), $(date -u +%FT%TZ), $(elapsed) s) ===="; printf '%s\n' "${summary[@]}"
 echo; cat $out/table.txt
+tar czf $out/../actors-logs.tgz -C $out . && rm -rf $out   # one file back (a device call returns at most 8)
