@@ -21,5 +21,5 @@ for f in src/error.c src/dtype.c src/backend/cuda/*.c; do
   gcc -O2 -fPIC -fvisibility=hidden -Iinclude -Isrc -c $f -o $o || { echo "build-cuda-lib: gcc failed on $f" >&2; exit 1; }
   objs+=($o)
 done
-nvcc -shared -arch=sm_90 -cudart static -o "$lib" "${objs[@]}" -lpthread || { echo "build-cuda-lib: link failed" >&2; exit 1; }
+nvcc -shared -arch=sm_90 -cudart static -o "$lib" "${objs[@]}" -lpthread -ldl || { echo "build-cuda-lib: link failed" >&2; exit 1; }
 rm -rf "$tmp"

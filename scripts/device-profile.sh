@@ -80,6 +80,28 @@ print('  per token: %.3f ms wall, %.3f ms in the backend (submit+wait), %.3f ms 
     file=sys.stderr)
 PY
 }
+# prefill: `samepage bench prefill` (512 tokens, a fresh actor per run in a
+# warm runtime: cold = the first run, warm = the median of the rest), with
+# cuBLAS and with our own tiles, and llama.cpp's pp512 (warmed up too)
+ours_pp() { # model [VAR=value...]: "cold warm" tok/s
+  local m=$1; shift
+  env "$@" timeout 120 $b/samepage bench prefill --backend cuda --model $m --tokens 512 --runs 4 --json > /tmp/p.json 2>/tmp/p.err
+  python3 -c "import json; d=json.load(open('/tmp/p.json')); print('%.1f %.1f' % (d['cold_tok_s'], d['warm_tok_s']))" 2>/dev/null ||
+    { echo 0 0; echo "FAILED prefill $(basename $m) $*: $(tail -3 /tmp/p.err | tr '\n' ' ')" >&2; }
+}
+: > $out/prefill.txt
+for spec in ${MODELS:-llama-3.2-1b:q8_0}; do
+  p=${spec%%:*}; t=${spec##*:}; m=/tmp/sp-prof-$p-$t.gguf
+  [ -f $m ] || $b/synth_gguf --out $m --preset $p --type $t > /dev/null
+  set -- $(ours_pp $m); fc=$1 fw=$2
+  set -- $(ours_pp $m SP_CUDA_NO_CUBLAS=1); tc=$1 tw=$2
+  lp=0
+  [ -n "${LLAMA_BENCH:-}" ] && lp=$(timeout 120 $LLAMA_BENCH -m $m -p 512 -n 0 -ngl 99 -r 3 -o json 2>/dev/null |
+    python3 -c "import json,sys; print('%.1f' % json.load(sys.stdin)[0]['avg_ts'])" 2>/dev/null || echo 0)
+  python3 -c "
+fc,fw,tc,tw,l=$fc,$fw,$tc,$tw,$lp
+print('| $p $t | %.1f | %.1f | %.1f | %.1f | %.1f | %s |' % (fw, fc, tw, tc, l, '%.2fx' % (fw/l) if l else '-'))" >> $out/prefill.txt
+done
 for spec in ${MODELS:-llama-3.2-1b:q8_0}; do
   p=${spec%%:*}; t=${spec##*:}; m=/tmp/sp-prof-$p-$t.gguf
   [ -f $m ] || $b/synth_gguf --out $m --preset $p --type $t > /dev/null
@@ -96,6 +118,9 @@ done
 SP_CUDA_TIMING=1 timeout 60 $b/samepage run --backend cuda -m $model --raw -n 128 --temp 0 "Hello there" \
   > /dev/null 2> $out/timing_ours.txt
 grep "cuda timing" $out/timing_ours.txt | head -2
+echo "| model | prefill 512 tok/s: ours warm (cuBLAS) | ours cold | own tiles warm | own tiles cold | llama.cpp pp512 | ratio (warm) |"
+echo "|---|---|---|---|---|---|---|"
+cat $out/prefill.txt
 echo "| model | ours tok/s | unfused | no staging | no repack | no PDL | 2 warps/row | llama.cpp tg128 | ratio |"
 echo "|---|---|---|---|---|---|---|---|---|"
 cat $out/table.txt

@@ -29,6 +29,19 @@ int sp_cli_bench_soak(int argc, char **argv);
 /* `samepage bench snapshot`. */
 int sp_cli_bench_snapshot(int argc, char **argv);
 
+/* The embedded LLM guest, for benchmarks (cli_llm.c): an exported call;
+ * an actor with the model granted and loaded (--ctx, --batch); a timed
+ * prefill of n token ids (a fixed pseudo-random sequence). */
+typedef struct sp_actor sp_actor_t;
+typedef struct sp_runtime sp_runtime_t;
+typedef struct sp_error sp_error_t;
+sp_error_t *sp_cli_llm_call(sp_actor_t *a, const char *fn, int64_t x, int64_t y, int nargs, int64_t *out);
+sp_error_t *sp_cli_llm_actor(sp_runtime_t *rt, const char *model, int ctx, int batch, sp_actor_t **out);
+sp_error_t *sp_cli_llm_prefill(sp_actor_t *a, int n, double *ms);
+
+/* `samepage bench prefill` (cli_bench_prefill.c). */
+int sp_cli_bench_prefill(int argc, char **argv);
+
 /* Reads a whole file; prints "samepage: <path>: <reason>" and returns NULL
  * on failure. Caller frees *data. */
 uint8_t *sp_cli_read_file(const char *path, size_t *len);
@@ -44,7 +57,6 @@ int sp_cli_parse_size(const char *text, uint64_t *out);
 int sp_cli_parse_timeout(const char *text, uint32_t *ms);
 
 /* Whether an error is a guest stopped by its time limit (actor_limits.c). */
-typedef struct sp_error sp_error_t;
 bool sp_cli_is_timeout(const sp_error_t *err);
 
 #endif

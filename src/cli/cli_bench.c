@@ -190,6 +190,7 @@ int sp_cli_bench(int argc, char **argv) {
   if (argc > 1 && !strcmp(argv[1], "snapshot")) return sp_cli_bench_snapshot(argc - 1, argv + 1);
   if (argc > 1 && !strcmp(argv[1], "actors")) return sp_cli_bench_actors(argc - 1, argv + 1);
   if (argc > 1 && !strcmp(argv[1], "soak")) return sp_cli_bench_soak(argc - 1, argv + 1);
+  if (argc > 1 && !strcmp(argv[1], "prefill")) return sp_cli_bench_prefill(argc - 1, argv + 1);
   bool json = false;
   const char *which = NULL, *backend = "auto";
   for (int i = 1; i < argc; i++) {
@@ -202,7 +203,7 @@ int sp_cli_bench(int argc, char **argv) {
     }
   }
   if (!which || strcmp(which, "zerocopy")) {
-    fprintf(stderr, "usage: samepage bench zerocopy|snapshot|actors|soak [--json] [--backend cpu|auto]\n");
+    fprintf(stderr, "usage: samepage bench zerocopy|snapshot|actors|soak|prefill [--json] [--backend cpu|auto]\n");
     return SP_EXIT_USAGE;
   }
   zerocopy_result r = {0};

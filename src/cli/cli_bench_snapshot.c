@@ -19,8 +19,6 @@
 #include "error.h"
 #include "samepage.h"
 
-extern const uint8_t sp_embedded_llm[], sp_embedded_llm_end[];
-
 typedef struct snap_row {
   int n;
   double prefill_ms, save_ms, restore_ms;
@@ -28,42 +26,6 @@ typedef struct snap_row {
   double size_mb;
   bool same_next;
 } snap_row;
-
-static sp_error_t *call(sp_actor_t *a, const char *fn, int64_t x, int64_t y, int nargs, int64_t *out) {
-  int64_t args[2] = {x, y};
-  return sp_actor_call(a, fn, args, (size_t)nargs, out);
-}
-
-static sp_error_t *warm_actor(sp_runtime_t *rt, const char *model, int ctx, sp_actor_t **out) {
-  char ctx_text[16];
-  snprintf(ctx_text, sizeof ctx_text, "%d", ctx);
-  const char *argv[] = {"llm", "--ctx", ctx_text, "--batch", "256"};
-  sp_blob_grant grant = {"model", model};
-  sp_actor_options opts = {.argv = argv, .argc = 5, .blobs = &grant, .n_blobs = 1, .inherit_stdio = true};
-  size_t len = (size_t)(sp_embedded_llm_end - sp_embedded_llm);
-  sp_error_t *err = sp_actor_new(rt, sp_embedded_llm, len, &opts, out);
-  int64_t status = 0;
-  if (!err) err = call(*out, "llm_init", 0, 0, 0, &status);
-  if (!err && status < 0) err = sp_error_new("llm_init failed");
-  return err;
-}
-
-/* Prefills n token ids (a fixed pseudo-random sequence). */
-static sp_error_t *prefill(sp_actor_t *a, int n, double *ms) {
-  int64_t addr, got;
-  sp_error_t *err = call(a, "llm_input", (int64_t)n * 4, 0, 1, &addr);
-  if (err) return err;
-  addr = (uint32_t)addr; /* an i32 result */
-  uint8_t *base;
-  size_t size;
-  sp_actor_memory(a, &base, &size);
-  int32_t *ids = (int32_t *)(base + addr);
-  for (int i = 0; i < n; i++) ids[i] = 100 + (int32_t)((i * 7919u) % 20000u);
-  double t0 = sp_now_ms();
-  err = call(a, "llm_prompt", (int64_t)n * 4, 2, 2, &got);
-  *ms = sp_now_ms() - t0;
-  return err ? err : got == n ? NULL : sp_error_new("prefill of %d tokens failed", n);
-}
 
 static int cmp_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
@@ -77,9 +39,9 @@ static sp_error_t *measure(sp_runtime_t *rt, const char *model, int n, snap_row 
   int fd = mkstemp(path);
   if (fd >= 0) close(fd);
   row->n = n;
-  sp_error_t *err = warm_actor(rt, model, ctx, &a);
-  if (!err) err = warm_actor(rt, model, ctx, &b);
-  if (!err) err = prefill(a, n, &row->prefill_ms);
+  sp_error_t *err = sp_cli_llm_actor(rt, model, ctx, 256, &a);
+  if (!err) err = sp_cli_llm_actor(rt, model, ctx, 256, &b);
+  if (!err) err = sp_cli_llm_prefill(a, n, &row->prefill_ms);
   sp_snapshot_stats st = {0};
   double t0 = sp_now_ms();
   if (!err) err = sp_actor_snapshot(a, path, NULL, &st);
@@ -97,8 +59,8 @@ static sp_error_t *measure(sp_runtime_t *rt, const char *model, int n, snap_row 
     qsort(apply, 5, sizeof apply[0], cmp_double);
     row->restore_ms = times[2], row->verify_ms = verify[2], row->apply_ms = apply[2];
     int64_t ta, tb;
-    err = call(a, "llm_step", 0, 0, 0, &ta);
-    if (!err) err = call(b, "llm_step", 0, 0, 0, &tb);
+    err = sp_cli_llm_call(a, "llm_step", 0, 0, 0, &ta);
+    if (!err) err = sp_cli_llm_call(b, "llm_step", 0, 0, 0, &tb);
     row->same_next = !err && ta == tb;
   }
   sp_actor_free(a);

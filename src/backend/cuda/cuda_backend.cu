@@ -43,6 +43,7 @@ extern "C" {
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/fault.h"
 #include "backend/cuda/fuse.h"
+#include "backend/cuda/gemm.h"
 #include "backend/cuda/pin_plan.h"
 #include "backend/cuda/repack.h"
 #include "backend/cuda/resident_device.h"
@@ -88,6 +89,7 @@ typedef struct sp_cu_binding {
   uint8_t *reduce_dev;   /* argmax partials and counters (sp_cu_cmd.reduce) */
   struct { uint32_t offset, len, at; } staged[SP_CU_MAX_STAGED];
   uint32_t n_staged;
+  sp_cu_gemm *gemm;      /* prefill products through cuBLAS (gemm.h), made on first use */
   int8_t *xq;            /* quantized activations scratch */
   float *xd, *xs;
   size_t xq_cap;         /* elements of xq */
@@ -669,6 +671,7 @@ static sp_cu_cmd decode_cmd(const sp_cu_binding *b, const sp_cmd *cmd, uint32_t 
   for (int i = 0; i < SP_MAX_SRC; i++) c.src[i] = resolve(b, &cmd->src[i], true);
   c.xq = b->xq, c.xd = b->xd, c.xs = b->xs;
   c.reduce = b->reduce_dev, c.reduce_bytes = SP_CU_REDUCE_BYTES;
+  c.gemm = b->gemm;
   if (cmd->op == SP_OP_MATMUL && b->repacked) c.rq = b->repacked[index].qs, c.rs = b->repacked[index].sc;
   return c;
 }
@@ -939,6 +942,10 @@ static sp_error_t *launch_list(sp_cu_ctx *c, sp_cu_binding *b, const sp_cmd *cmd
   sp_error_t *err = check_file_ranges(b, cmds, count);
   if (err) return err;
   if ((err = reserve_scratch(b, scratch_need(cmds, count)))) return err;
+  bool moved = false;
+  if (sp_cu_gemm_reserve(&b->gemm, cmds, count, &moved) != cudaSuccess)
+    cudaGetLastError(); /* no room for cuBLAS's scratch: the tiles run (gemm.h) */
+  if (moved) b->dirty = true;
   if ((err = prepare_repacks(c, b, cmds, count))) return err;
   if (same && c->graphs && !sp_cu_fault_sync_each()) return capture_and_launch(b, cmds, count);
   if (b->has_exec) cudaGraphExecDestroy(b->exec), b->has_exec = false;
@@ -974,6 +981,7 @@ static void cu_release(void *vctx, void *binding) {
   cudaSetDevice(c->device);
   if (b->stream) cudaStreamSynchronize(b->stream);
   if (b->has_exec) cudaGraphExecDestroy(b->exec);
+  sp_cu_gemm_free(b->gemm);
   if (b->t_start) {
     timing_report(b);
     cudaEventDestroy(b->t_start), cudaEventDestroy(b->t_end);

@@ -67,6 +67,8 @@ typedef struct sp_cu_cmd {
   /* argmax: per-row partial results and arrival counters (zero between lists) */
   uint8_t *reduce;
   size_t reduce_bytes;
+  /* matmul with M > 8: cuBLAS and its scratch (gemm.h), NULL: our tiles */
+  struct sp_cu_gemm *gemm;
 } sp_cu_cmd;
 
 #define SP_CU_REDUCE_BYTES 65536   /* the binding's argmax scratch */

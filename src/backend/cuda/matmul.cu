@@ -10,12 +10,14 @@
  *    32-element block, and sum their parts through shared memory;
  *  - M <= SP_MMV_MAX_M, float weights (F32, F16, BF16): the same split,
  *    16-byte loads when rows are aligned;
- *  - larger M (prefill): 64 x 64 output tiles on tensor cores (WMMA, f16
- *    operands, f32 accumulation), weights dequantized into shared memory.
+ *  - larger M (prefill): cuBLAS where the machine has it (gemm.h), else
+ *    64 x 64 output tiles on tensor cores (WMMA, f16 operands, f32
+ *    accumulation), weights dequantized into shared memory.
  */
 #include <mma.h>
 
 #include "backend/cuda/cuda_common.cuh"
+#include "backend/cuda/gemm.h"
 
 #define SP_MMV_MAX_M 8
 #define SP_MMV_ROWS 4 /* weight rows (warps) per block */
@@ -414,6 +416,8 @@ static void launch_float(const sp_cu_cmd *c, uint32_t N, uint32_t K, uint32_t M)
   /* f32 weights stay f32 (tensor-core tiles would round them to f16): M
    * matrix-vector products, up to the grid's 65535 rows */
   bool tiles = DT != SP_DTYPE_F32 || M > 65535;
+  if (M > SP_MMV_MAX_M && c->gemm && sp_cu_gemm_run(c->gemm, c) == cudaSuccess) return; /* gemm.h */
+  cudaGetLastError(); /* not sticky: cuBLAS could not take it, the tiles will */
   if (M > SP_MMV_MAX_M && K % SP_MM_K == 0 && tiles) {
     dim3 grid((N + SP_MM_T - 1) / SP_MM_T, (M + SP_MM_T - 1) / SP_MM_T);
     sp_cu_launch(mm_wmma_kernel<DT>, grid, 128, c->stream, w.p, w.nb[0], N, K, x.p, x.nb[0], M, d.p, d.nb[0], c->status);

@@ -1,0 +1,92 @@
+/*
+ * cli_bench_prefill.c: `samepage bench prefill [--json] [--tokens N]
+ * [--runs R] [--batch B] [--backend B] [--model F]`.
+ *
+ * Prompt processing as llama-bench's pp test measures it: N token ids
+ * prefilled by a fresh actor (model already loaded in the runtime), R
+ * times in one process. The first run is reported apart ("cold": it pays
+ * for first-use costs such as loading kernels and creating library
+ * handles); the warm figure is the median of the others.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "error.h"
+#include "samepage.h"
+
+#define MAX_RUNS 16
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+/* Times `runs` prefills of n tokens, each in a fresh actor. */
+static sp_error_t *measure(sp_runtime_t *rt, const char *model, int n, int batch, int runs, double *ms) {
+  sp_error_t *err = NULL;
+  for (int r = 0; r < runs && !err; r++) {
+    sp_actor_t *a = NULL;
+    err = sp_cli_llm_actor(rt, model, n + 64, batch, &a);
+    if (!err) err = sp_cli_llm_prefill(a, n, &ms[r]);
+    sp_actor_free(a);
+  }
+  return err;
+}
+
+int sp_cli_bench_prefill(int argc, char **argv) {
+  bool json = false;
+  const char *backend = "auto", *model = NULL;
+  int tokens = 512, runs = 4, batch = 512;
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--json")) json = true;
+    else if (!strcmp(argv[i], "--backend") && i + 1 < argc) backend = argv[++i];
+    else if (!strcmp(argv[i], "--model") && i + 1 < argc) model = argv[++i];
+    else if (!strcmp(argv[i], "--tokens") && i + 1 < argc) tokens = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--runs") && i + 1 < argc) runs = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--batch") && i + 1 < argc) batch = atoi(argv[++i]);
+    else {
+      fprintf(stderr, "samepage bench prefill: unexpected argument %s\n", argv[i]);
+      return SP_EXIT_USAGE;
+    }
+  }
+  if (tokens < 1 || tokens > 32768 || runs < 2 || runs > MAX_RUNS || batch < 1 || batch > 4096) {
+    fprintf(stderr, "samepage bench prefill: --tokens 1..32768, --runs 2..%d, --batch 1..4096\n", MAX_RUNS);
+    return SP_EXIT_USAGE;
+  }
+  if (!model) model = sp_cli_default_model();
+  if (access(model, R_OK)) {
+    fprintf(stderr, "samepage bench prefill: model %s: cannot read it (scripts/fetch-model.sh)\n", model);
+    return SP_EXIT_RUNTIME;
+  }
+  sp_runtime_options ropts = {.backend = backend};
+  sp_runtime_t *rt = NULL;
+  double ms[MAX_RUNS] = {0};
+  sp_error_t *err = sp_runtime_new(&ropts, &rt);
+  if (!err) err = measure(rt, model, tokens, batch, runs, ms);
+  if (err) {
+    fprintf(stderr, "samepage bench prefill: %s\n", sp_error_message(err));
+    sp_error_free(err);
+    sp_runtime_free(rt);
+    return SP_EXIT_RUNTIME;
+  }
+  double warm[MAX_RUNS];
+  memcpy(warm, ms + 1, (size_t)(runs - 1) * sizeof *warm);
+  qsort(warm, (size_t)(runs - 1), sizeof *warm, cmp_double);
+  double median = warm[(runs - 1) / 2];
+  if (json) {
+    printf("{\"bench\": \"prefill\", \"backend\": \"%s\", \"tokens\": %d, \"batch\": %d, \"cold_ms\": %.2f, "
+           "\"cold_tok_s\": %.1f, \"warm_ms\": %.2f, \"warm_tok_s\": %.1f, \"runs_ms\": [",
+           sp_runtime_backend_name(rt), tokens, batch, ms[0], tokens * 1e3 / ms[0], median, tokens * 1e3 / median);
+    for (int r = 0; r < runs; r++) printf("%s%.2f", r ? ", " : "", ms[r]);
+    printf("]}\n");
+  } else {
+    printf("samepage bench prefill (backend %s): %d tokens, batches of %d\n", sp_runtime_backend_name(rt), tokens, batch);
+    printf("  cold (first run): %9.2f ms  %10.1f tok/s\n", ms[0], tokens * 1e3 / ms[0]);
+    printf("  warm (median of %d): %7.2f ms  %10.1f tok/s\n", runs - 1, median, tokens * 1e3 / median);
+  }
+  sp_runtime_free(rt);
+  return 0;
+}
