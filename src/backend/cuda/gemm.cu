@@ -49,8 +49,8 @@ static bool cublas_ok(void) {
 /* ---- which products, and the scratch they need ---- */
 
 #define SP_GEMM_MIN_M 9                       /* above the matrix-vector kernels' M */
-#define SP_GEMM_W_BYTES ((size_t)64 << 20)    /* f16 weight rows expanded at a time */
-#define SP_GEMM_WORKSPACE ((size_t)32 << 20)  /* cuBLAS's own, set by us: no allocation in a capture */
+#define SP_GEMM_W_BYTES ((size_t)32 << 20)    /* f16 weight rows expanded at a time */
+#define SP_GEMM_WORKSPACE ((size_t)16 << 20)  /* cuBLAS's own, set by us: no allocation in a capture */
 
 /* cuBLAS writes a chunk's products into `out`, and our guarded copy moves
  * them to dst: after a failed index check (sp_cu_status) nothing of the
