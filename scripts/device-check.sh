@@ -117,14 +117,20 @@ for m in smol-q4_1 l1b-q8_0 l1b-q4_0 l1b-f16; do
 done
 for m in smol-q4_1 l1b-q8_0; do add "$(bench none $mdir/$m.gguf none "Hello there")"; done
 add "$(bench sampled $mdir/l1b-q8_0.gguf weights "Hello there")"
+# prefill as llama-bench's pp512 measures it: 512 tokens, warm (median of 3 after a first run)
+for m in smol-q4_1 l1b-q8_0 l1b-q4_0 l1b-f16; do
+  timeout 120 $sp bench prefill --backend cuda --model $mdir/$m.gguf --tokens 512 --runs 4 --json \
+    > $out/logs/prefill_$m.json 2>>$out/logs/prefill.err
+  add "prefill $m rc=$?: $(cat $out/logs/prefill_$m.json)"
+done
+SP_CUDA_NO_CUBLAS=1 timeout 120 $sp bench prefill --backend cuda --model $mdir/l1b-q8_0.gguf --tokens 512 --runs 4 --json \
+  > $out/logs/prefill_tiles.json 2>>$out/logs/prefill.err
+add "prefill l1b-q8_0 with our own tiles (SP_CUDA_NO_CUBLAS=1): $(cat $out/logs/prefill_tiles.json)"
 # A/B in the same call: fusion, staging, PDL and repacking off
 for v in SP_CUDA_NO_FUSION SP_CUDA_NO_STAGING SP_CUDA_NO_PDL SP_CUDA_NO_REPACK; do
   add "$(bench ${v#SP_CUDA_} $mdir/l1b-q8_0.gguf weights "Hello there" $v=1)"
 done
 add "$(bench NO_REPACK $mdir/l1b-q4_0.gguf weights "Hello there" SP_CUDA_NO_REPACK=1)"
-# candidates for the defaults: Q8_0 repacked for 16-byte loads, warps per weight row
-add "$(bench REPACK_Q8 $mdir/l1b-q8_0.gguf weights "Hello there" SP_CUDA_REPACK_Q8=1)"
-for w in 1 4; do add "$(bench WPR$w $mdir/l1b-q8_0.gguf weights "Hello there" SP_CUDA_MMV_WPR=$w)"; done
 # where the GPU time goes: per decode list (graphs on), then per op (graphs off)
 for t in 1; do
   for m in l1b-q8_0 smol-q4_1; do
@@ -186,7 +192,7 @@ o=sys.argv[1]
 runs=[json.loads(l) for l in open(o+'/logs/runs.jsonl')]
 def ours(name,label,key):
   r=[x for x in runs if x['name']==name and x['label']==label]; return r[0][key] if r else None
-print('| model | decode tok/s: ours (device-local) | ours (mapped, before) | llama.cpp tg128 | ratio | prefill tok/s: ours (long prompt) | llama.cpp pp512 | ratio |')
+print('| model | decode tok/s: ours (device-local) | ours (mapped, before) | llama.cpp tg128 | ratio | prefill 512 tok/s: ours (warm) | llama.cpp pp512 | ratio |')
 print('|---|---|---|---|---|---|---|---|')
 for m in ['smol-q4_1','l1b-q8_0','l1b-q4_0','l1b-f16']:
   lt=lp=None
@@ -195,7 +201,9 @@ for m in ['smol-q4_1','l1b-q8_0','l1b-q4_0','l1b-f16']:
       if r['n_gen']: lt=r['avg_ts']
       else: lp=r['avg_ts']
   except Exception: pass
-  d,dm,p=ours(m,'short','decode_tok_s'),ours(m,'mapped','decode_tok_s'),ours(m,'long','prefill_tok_s')
+  d,dm=ours(m,'short','decode_tok_s'),ours(m,'mapped','decode_tok_s')
+  try: p=json.load(open(f'{o}/logs/prefill_{m}.json'))['warm_tok_s']
+  except Exception: p=None
   f=lambda v:'%.1f'%v if v else '-'
   rt=lambda a,b:'%.2fx'%(a/b) if a and b else '-'
   print(f'| {m} | {f(d)} | {f(dm)} | {f(lt)} | {rt(d,lt)} | {f(p)} | {f(lp)} | {rt(p,lp)} |')
