@@ -1010,6 +1010,7 @@ static bool cu_device_memory(void *vctx, uint64_t *used, uint64_t *total) { retu
 
 static void cu_destroy(void *vctx) {
   sp_cu_ctx *c = (sp_cu_ctx *)vctx;
+  sp_cu_gemm_prewarm_join();
   sp_resident_cache_deinit(&c->cache);
   pthread_mutex_destroy(&c->mu);
   free(c);
@@ -1074,5 +1075,6 @@ extern "C" sp_error_t *sp_backend_cuda_new(const sp_backend_options *opts, sp_ba
   be->ops = make_ops();
   be->ctx = c;
   *out = be;
+  sp_cu_gemm_prewarm_start(device); /* gemm.h: while the guest loads its model */
   return NULL;
 }

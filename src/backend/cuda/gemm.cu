@@ -132,6 +132,43 @@ void sp_cu_gemm_free(sp_cu_gemm *g) {
   free(g);
 }
 
+/* ---- warming up ---- */
+
+static pthread_t prewarm_thread;
+static bool prewarm_started;
+
+static void *prewarm(void *arg) {
+  if (cudaSetDevice(*(int *)arg) != cudaSuccess || !cublas_ok()) return NULL;
+  cublas_handle h = NULL;
+  void *buf = NULL;
+  const int n = 128;
+  if (api.create(&h) == 0 && cudaMalloc(&buf, (size_t)n * n * 8) == cudaSuccess &&
+      cudaMemset(buf, 0, (size_t)n * n * 8) == cudaSuccess) {
+    const float one = 1.0f, zero = 0.0f;
+    uint8_t *a = (uint8_t *)buf, *c = a + (size_t)n * n * 4;
+    api.gemm_ex(h, CUBLAS_OP_T_, CUBLAS_OP_N_, n, n, n, &one, a, CUDA_R_16F, n, a, CUDA_R_16F, n, &zero, c, CUDA_R_32F, n,
+                CUBLAS_COMPUTE_32F_, CUBLAS_GEMM_DEFAULT_);
+    cudaDeviceSynchronize();
+  }
+  cudaFree(buf);
+  if (h) api.destroy(h);
+  cudaGetLastError(); /* whatever failed here, the real products will say it again */
+  return NULL;
+}
+
+void sp_cu_gemm_prewarm_start(int device) {
+  static int dev;
+  const char *off = getenv("SP_CUDA_NO_CUBLAS");
+  if (prewarm_started || (off && *off && strcmp(off, "0"))) return;
+  dev = device;
+  prewarm_started = pthread_create(&prewarm_thread, NULL, prewarm, &dev) == 0;
+}
+
+void sp_cu_gemm_prewarm_join(void) {
+  if (prewarm_started) pthread_join(prewarm_thread, NULL);
+  prewarm_started = false;
+}
+
 /* ---- expanding and converting ---- */
 
 /* Weight rows [n0, n0 + rows) of a quantized matrix as f16 (the CPU's
