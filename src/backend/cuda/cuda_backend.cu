@@ -893,7 +893,9 @@ static sp_error_t *prepare_repacks(sp_cu_ctx *c, sp_cu_binding *b, const sp_cmd 
     const sp_cmd *cmd = &cmds[i];
     const sp_tensor *w = &cmd->src[0];
     b->repacked[i] = sp_cu_repacked{NULL, NULL};
-    if (cmd->op != SP_OP_MATMUL || !sp_cu_matmul_quantizes(w->dtype, cmd->src[1].ne[1])) continue;
+    /* made for a prompt's products too (M > 8, which read the original
+     * layout), so that the first decode step does not pay for it */
+    if (cmd->op != SP_OP_MATMUL || !sp_cu_matmul_quantizes(w->dtype, 1)) continue;
     sp_cu_frozen *f = frozen_of(b, w->offset, extent_of(w), false);
     if (f && f->copy && f->dev)
       b->repacked[i] = sp_cu_repack_get(f->copy, &c->mu, w->offset - f->addr, w->dtype, w->ne[0], w->ne[1], w->nb[0],

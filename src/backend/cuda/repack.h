@@ -12,7 +12,9 @@
  * load. The copy is derived from the resident copy's bytes, belongs to it
  * (shared with it across actors), is dropped when those bytes change
  * (flush) and freed with it; its bytes are counted (sp_cu_repack_bytes).
- * SP_CUDA_NO_REPACK=1 keeps the original layout.
+ * Any list that multiplies by the weight makes it, a prompt's included, so
+ * the first decode step finds it ready. SP_CUDA_NO_REPACK=1 keeps the
+ * original layout.
  */
 #ifndef SP_CUDA_REPACK_H
 #define SP_CUDA_REPACK_H
@@ -30,7 +32,7 @@ typedef struct sp_cu_repacked {
 } sp_cu_repacked;
 
 /* The repacked layout of the weight [K, N] (row stride `stride` bytes,
- * dtype Q4_0 or Q4_1; Q8_0 only with SP_CUDA_REPACK_Q8=1) at byte `offset` of copy, made on first use
+ * dtype Q4_0, Q4_1 or Q8_0 (not with SP_CUDA_REPACK_Q8=0)) at byte `offset` of copy, made on first use
  * (with `mu` held; the stream is waited for). {NULL} when the layout does
  * not apply or device memory is short. */
 sp_cu_repacked sp_cu_repack_get(sp_resident_copy *copy, pthread_mutex_t *mu, uint64_t offset, uint32_t dtype,
