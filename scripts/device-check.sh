@@ -131,6 +131,7 @@ for v in SP_CUDA_NO_FUSION SP_CUDA_NO_STAGING SP_CUDA_NO_PDL SP_CUDA_NO_REPACK; 
   add "$(bench ${v#SP_CUDA_} $mdir/l1b-q8_0.gguf weights "Hello there" $v=1)"
 done
 add "$(bench NO_REPACK $mdir/l1b-q4_0.gguf weights "Hello there" SP_CUDA_NO_REPACK=1)"
+add "$(bench Q8_ASIS $mdir/l1b-q8_0.gguf weights "Hello there" SP_CUDA_REPACK_Q8=0)"
 # where the GPU time goes: per decode list (graphs on), then per op (graphs off)
 for t in 1; do
   for m in l1b-q8_0 smol-q4_1; do
