@@ -62,6 +62,7 @@ typedef struct sp_cu_ctx {
   pthread_mutex_t mu; /* guards stats and cache */
   sp_residency_stats stats;
   sp_resident_cache cache; /* frozen ranges' copies, shared across bindings by identity */
+  sp_cu_gemm *gemm;        /* prefill products through cuBLAS, for every binding (gemm.h) */
 } sp_cu_ctx;
 
 /* A frozen range's resident copy, or a device-local range's mirror. */
@@ -89,7 +90,7 @@ typedef struct sp_cu_binding {
   uint8_t *reduce_dev;   /* argmax partials and counters (sp_cu_cmd.reduce) */
   struct { uint32_t offset, len, at; } staged[SP_CU_MAX_STAGED];
   uint32_t n_staged;
-  sp_cu_gemm *gemm;      /* prefill products through cuBLAS (gemm.h), made on first use */
+  sp_cu_gemm *gemm;      /* the backend's cuBLAS state (gemm.h), once a list needed it */
   int8_t *xq;            /* quantized activations scratch */
   float *xd, *xs;
   size_t xq_cap;         /* elements of xq */
@@ -944,12 +945,12 @@ static sp_error_t *launch_list(sp_cu_ctx *c, sp_cu_binding *b, const sp_cmd *cmd
   sp_error_t *err = check_file_ranges(b, cmds, count);
   if (err) return err;
   if ((err = reserve_scratch(b, scratch_need(cmds, count)))) return err;
-  bool moved = false;
-  if (sp_cu_gemm_reserve(&b->gemm, cmds, count, &moved) != cudaSuccess)
+  bool gemm = sp_cu_gemm_wanted(cmds, count);
+  if (gemm && sp_cu_gemm_reserve(&c->gemm, cmds, count) != cudaSuccess)
     cudaGetLastError(); /* no room for cuBLAS's scratch: the tiles run (gemm.h) */
-  if (moved) b->dirty = true;
+  b->gemm = c->gemm;
   if ((err = prepare_repacks(c, b, cmds, count))) return err;
-  if (same && c->graphs && !sp_cu_fault_sync_each()) return capture_and_launch(b, cmds, count);
+  if (same && c->graphs && !sp_cu_fault_sync_each() && !gemm) return capture_and_launch(b, cmds, count);
   if (b->has_exec) cudaGraphExecDestroy(b->exec), b->has_exec = false;
   if ((err = remember_list(b, cmds, count))) return err;
   return enqueue_list(b, cmds, count);
@@ -983,7 +984,6 @@ static void cu_release(void *vctx, void *binding) {
   cudaSetDevice(c->device);
   if (b->stream) cudaStreamSynchronize(b->stream);
   if (b->has_exec) cudaGraphExecDestroy(b->exec);
-  sp_cu_gemm_free(b->gemm);
   if (b->t_start) {
     timing_report(b);
     cudaEventDestroy(b->t_start), cudaEventDestroy(b->t_end);
@@ -1013,6 +1013,7 @@ static bool cu_device_memory(void *vctx, uint64_t *used, uint64_t *total) { retu
 static void cu_destroy(void *vctx) {
   sp_cu_ctx *c = (sp_cu_ctx *)vctx;
   sp_cu_gemm_prewarm_join();
+  sp_cu_gemm_free(c->gemm);
   sp_resident_cache_deinit(&c->cache);
   pthread_mutex_destroy(&c->mu);
   free(c);

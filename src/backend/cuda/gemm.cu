@@ -52,16 +52,25 @@ static bool cublas_ok(void) {
 #define SP_GEMM_W_BYTES ((size_t)32 << 20)    /* f16 weight rows expanded at a time */
 #define SP_GEMM_WORKSPACE ((size_t)16 << 20)  /* cuBLAS's own, set by us: no allocation in a capture */
 
-/* cuBLAS writes a chunk's products into `out`, and our guarded copy moves
+/* One per backend, shared by every actor's binding: a handle, a workspace
+ * and scratch cost some 60 MB of device memory, too much to hold per
+ * actor. Bindings enqueue on their own streams, so each product waits for
+ * the previous user's (`done`) before touching the scratch, under `mu`.
+ * cuBLAS writes a chunk's products into `out`, and our guarded copy moves
  * them to dst: after a failed index check (sp_cu_status) nothing of the
  * list may be written, and cuBLAS's kernels do not read the status word. */
 struct sp_cu_gemm {
+  pthread_mutex_t mu;
   cublas_handle handle;
   void *workspace;
   uint16_t *w16, *x16; /* expanded weights (row chunk), converted activations */
   float *out;          /* a chunk's products, [M][rows] */
   size_t w16_cap, x16_cap, out_cap; /* elements */
+  cudaEvent_t done;    /* the last product's work, on whichever stream */
+  bool used;
 };
+
+static pthread_mutex_t create_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static bool expands(uint32_t dt) { return dt == SP_DTYPE_Q8_0 || dt == SP_DTYPE_Q4_0 || dt == SP_DTYPE_Q4_1; }
 
@@ -86,31 +95,38 @@ bool sp_cu_gemm_wanted(const sp_cmd *cmds, uint32_t count) {
   return false;
 }
 
+/* A bigger buffer; other streams may still use the old one: wait for them. */
 template <typename T>
-static cudaError_t grow(T **buf, size_t *cap, size_t need, bool *moved) {
+static cudaError_t grow(T **buf, size_t *cap, size_t need) {
   if (need <= *cap) return cudaSuccess;
+  cudaDeviceSynchronize();
   cudaFree(*buf);
-  *buf = NULL, *cap = 0, *moved = true;
+  *buf = NULL, *cap = 0;
   cudaError_t e = cudaMalloc(buf, need * sizeof(T));
   if (e == cudaSuccess) *cap = need;
   return e;
 }
 
-cudaError_t sp_cu_gemm_reserve(sp_cu_gemm **gp, const sp_cmd *cmds, uint32_t count, bool *moved) {
-  *moved = false;
-  if (!sp_cu_gemm_wanted(cmds, count) || !cublas_ok()) return cudaSuccess;
-  sp_cu_gemm *g = *gp;
-  if (!g) {
-    g = (sp_cu_gemm *)calloc(1, sizeof *g);
-    if (!g) return cudaErrorMemoryAllocation;
-    cudaError_t e = cudaMalloc(&g->workspace, SP_GEMM_WORKSPACE);
-    if (e != cudaSuccess || api.create(&g->handle) != 0 || api.set_workspace(g->handle, g->workspace, SP_GEMM_WORKSPACE) != 0) {
-      if (g->handle) api.destroy(g->handle);
-      cudaFree(g->workspace), free(g);
-      return e != cudaSuccess ? e : cudaErrorUnknown;
-    }
-    *gp = g;
+static sp_cu_gemm *create(void) {
+  sp_cu_gemm *g = (sp_cu_gemm *)calloc(1, sizeof *g);
+  if (!g) return NULL;
+  pthread_mutex_init(&g->mu, NULL);
+  if (cudaMalloc(&g->workspace, SP_GEMM_WORKSPACE) != cudaSuccess || api.create(&g->handle) != 0 ||
+      api.set_workspace(g->handle, g->workspace, SP_GEMM_WORKSPACE) != 0 ||
+      cudaEventCreateWithFlags(&g->done, cudaEventDisableTiming) != cudaSuccess) {
+    sp_cu_gemm_free(g);
+    return NULL;
   }
+  return g;
+}
+
+cudaError_t sp_cu_gemm_reserve(sp_cu_gemm **gp, const sp_cmd *cmds, uint32_t count) {
+  if (!sp_cu_gemm_wanted(cmds, count) || !cublas_ok()) return cudaSuccess;
+  pthread_mutex_lock(&create_mu);
+  if (!*gp) *gp = create();
+  sp_cu_gemm *g = *gp;
+  pthread_mutex_unlock(&create_mu);
+  if (!g) return cudaErrorMemoryAllocation;
   size_t w = 0, x = 0, o = 0;
   for (uint32_t i = 0; i < count; i++) {
     const sp_cmd *c = &cmds[i];
@@ -120,13 +136,18 @@ cudaError_t sp_cu_gemm_reserve(sp_cu_gemm **gp, const sp_cmd *cmds, uint32_t cou
     if ((size_t)M * K > x) x = (size_t)M * K;
     if ((size_t)M * rows > o) o = (size_t)M * rows;
   }
-  cudaError_t e = grow(&g->w16, &g->w16_cap, w, moved);
-  if (e == cudaSuccess) e = grow(&g->x16, &g->x16_cap, x, moved);
-  return e != cudaSuccess ? e : grow(&g->out, &g->out_cap, o, moved);
+  pthread_mutex_lock(&g->mu);
+  cudaError_t e = grow(&g->w16, &g->w16_cap, w);
+  if (e == cudaSuccess) e = grow(&g->x16, &g->x16_cap, x);
+  if (e == cudaSuccess) e = grow(&g->out, &g->out_cap, o);
+  pthread_mutex_unlock(&g->mu);
+  return e;
 }
 
 void sp_cu_gemm_free(sp_cu_gemm *g) {
   if (!g) return;
+  if (g->done) cudaEventDestroy(g->done);
+  pthread_mutex_destroy(&g->mu);
   if (g->handle) api.destroy(g->handle);
   cudaFree(g->workspace), cudaFree(g->w16), cudaFree(g->x16), cudaFree(g->out);
   free(g);
@@ -239,14 +260,13 @@ static void expand(const sp_cu_cmd *c, uint32_t dt, uint32_t n0, uint32_t rows, 
 
 /* dst[m][n] = sum_k x[m][k] w[n][k]: in cuBLAS's column-major terms, per
  * chunk of weight rows, out^T (rows x M) = W^T-op (W as K x rows) x X (K x M). */
-cudaError_t sp_cu_gemm_run(sp_cu_gemm *g, const sp_cu_cmd *c) {
-  const sp_cmd *cmd = c->cmd;
-  if (!g || !runs_here(cmd)) return cudaErrorNotSupported;
+static cudaError_t run_locked(sp_cu_gemm *g, const sp_cu_cmd *c) {
   uint32_t dt = c->src[0].dtype, K = c->src[0].ne[0], N = c->src[0].ne[1], M = c->src[1].ne[1];
   uint32_t step = chunk_rows(N, K);
   bool bf16 = dt == SP_DTYPE_BF16;
   if ((size_t)M * K > g->x16_cap || (size_t)M * step > g->out_cap || (expands(dt) && (size_t)step * K > g->w16_cap))
     return cudaErrorNotSupported; /* not reserved for this list: the tiles run */
+  if (g->used && cudaStreamWaitEvent(c->stream, g->done, 0) != cudaSuccess) return cudaErrorUnknown;
   size_t total = (size_t)M * K;
   if (bf16) sp_cu_launch(convert_kernel<true>, (unsigned)((total + 255) / 256), 256, c->stream, c->src[1].p, c->src[1].nb[0], M, K, g->x16, c->status);
   else sp_cu_launch(convert_kernel<false>, (unsigned)((total + 255) / 256), 256, c->stream, c->src[1].p, c->src[1].nb[0], M, K, g->x16, c->status);
@@ -266,5 +286,17 @@ cudaError_t sp_cu_gemm_run(sp_cu_gemm *g, const sp_cu_cmd *c) {
     sp_cu_launch(copy_out_kernel, (unsigned)((n + 255) / 256), 256, c->stream, g->out, rows, M, c->dst.p, c->dst.nb[0],
                  n0, c->status);
   }
-  return cudaGetLastError();
+  cudaError_t e = cudaEventRecord(g->done, c->stream);
+  g->used = g->used || e == cudaSuccess;
+  return e != cudaSuccess ? e : cudaGetLastError();
+}
+
+/* dst[m][n] = sum_k x[m][k] w[n][k]: in cuBLAS's column-major terms, per
+ * chunk of weight rows, out^T (rows x M) = W^T-op (W as K x rows) x X (K x M). */
+cudaError_t sp_cu_gemm_run(sp_cu_gemm *g, const sp_cu_cmd *c) {
+  if (!g || !runs_here(c->cmd)) return cudaErrorNotSupported;
+  pthread_mutex_lock(&g->mu);
+  cudaError_t e = run_locked(g, c);
+  pthread_mutex_unlock(&g->mu);
+  return e;
 }

@@ -9,7 +9,8 @@
  * working where it is missing: the tiles run instead. Quantized weights are
  * expanded to f16 in device scratch (in row chunks, a few tens of MB at a
  * time) and activations converted to f16 (or bf16 for bf16 weights); the
- * sums are f32, as the tiles'. SP_CUDA_NO_CUBLAS=1 keeps the tiles.
+ * sums are f32, as the tiles'. One handle and one set of scratch serve
+ * every actor of the backend. SP_CUDA_NO_CUBLAS=1 keeps the tiles.
  */
 #ifndef SP_CUDA_GEMM_H
 #define SP_CUDA_GEMM_H
@@ -21,11 +22,12 @@ typedef struct sp_cu_gemm sp_cu_gemm;
 /* Whether the list has products that would run here. */
 bool sp_cu_gemm_wanted(const sp_cmd *cmds, uint32_t count);
 
-/* Makes *g ready for the list's products (handle, workspace, scratch):
- * before any capture, since it may allocate; *moved tells that scratch a
- * captured graph may point at was replaced. NULL *g with no error: cuBLAS
- * is not available, and the tiles run. */
-cudaError_t sp_cu_gemm_reserve(sp_cu_gemm **g, const sp_cmd *cmds, uint32_t count, bool *moved);
+/* Makes *g (the backend's one) ready for the list's products: handle,
+ * workspace, scratch; before enqueueing, since it may allocate. NULL *g
+ * with no error: cuBLAS is not available, and the tiles run. Lists with
+ * such products are not captured as graphs (the scratch is shared across
+ * streams through an event, which a capture cannot take part in). */
+cudaError_t sp_cu_gemm_reserve(sp_cu_gemm **g, const sp_cmd *cmds, uint32_t count);
 
 /* Runs c (M > 8 rows, weights of type dt) through cuBLAS on c->stream;
  * cudaErrorNotSupported when it cannot (then the caller's tiles run). */
