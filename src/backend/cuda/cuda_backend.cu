@@ -360,13 +360,17 @@ static sp_error_t *cu_freeze(void *vctx, void *binding, uint64_t addr, uint64_t 
   if (!c->residency || c->integrated) return NULL;
   sp_cu_frozen *f = frozen_of(b, addr, len, true);
   if (f) return refresh_frozen(c, b, f, addr, len, identity); /* a restore re-declared it */
-  if (b->n_frozen == SP_CU_MAX_FROZEN) return NULL;
+  bool mapped = sp_pin_overlaps(b->holes, b->n_holes, addr, len);
+  if (b->n_frozen == SP_CU_MAX_FROZEN) /* no room for another copy: zero-copy, or read if file-mapped */
+    return mapped ? sp_error_with_status(SP_E_UNSUPPORTED, "no room for another resident copy (%d held)",
+                                         SP_CU_MAX_FROZEN)
+                  : NULL;
   CU_ENTER(c);
   frozen_upload u = {c, b};
   sp_resident_upload up = {&u, upload_frozen};
   sp_resident_copy *copy = NULL;
   sp_error_t *err = sp_resident_freeze(&c->cache, &up, addr, len, identity, &copy);
-  if (!err && !copy && sp_pin_overlaps(b->holes, b->n_holes, addr, len)) /* the runtime reads the file instead */
+  if (!err && !copy && mapped) /* the runtime reads the file instead */
     return sp_error_with_status(SP_E_UNSUPPORTED, "no device memory for a resident copy of file-mapped "
                                 "[0x%llx, +%llu)", (unsigned long long)addr, (unsigned long long)len);
   if (err || !copy) return err; /* no copy: the range stays zero-copy */
