@@ -50,7 +50,7 @@ static bool cublas_ok(void) {
 
 #define SP_GEMM_MIN_M 9                       /* above the matrix-vector kernels' M */
 #define SP_GEMM_W_BYTES ((size_t)32 << 20)    /* f16 weight rows expanded at a time */
-#define SP_GEMM_WORKSPACE ((size_t)16 << 20)  /* cuBLAS's own, set by us: no allocation in a capture */
+#define SP_GEMM_WORKSPACE ((size_t)16 << 20)  /* cuBLAS's workspace, ours: it allocates none itself */
 
 /* One per backend, shared by every actor's binding: a handle, a workspace
  * and scratch cost some 60 MB of device memory, too much to hold per
