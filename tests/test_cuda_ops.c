@@ -237,6 +237,31 @@ static void rope_attention_cases(void) {
   }
 }
 
+/* A prompt's attention (16 or more query rows: tensor cores on CUDA), head
+ * sizes 64 and 128, grouped heads, positions at an offset and out of order. */
+static void prefill_attention_cases(void) {
+  const uint32_t Hq = 8, Hkv = 2, T = 70, C = 300;
+  int32_t pos[70];
+  for (uint32_t t = 0; t < T; t++) pos[t] = 100 + (int32_t)t;
+  pos[3] = 0, pos[40] = 299, pos[41] = 7; /* a cache row at each end, and one early */
+  memcpy(mem + I, pos, sizeof pos);
+  for (uint32_t Dh = 64; Dh <= 128; Dh += 64) {
+    fill(X, SP_DTYPE_F32, Dh * Hq * T);
+    fill(K, SP_DTYPE_F16, Dh * Hkv * C), fill(V, SP_DTYPE_F16, Dh * Hkv * C);
+    sp_cmd c = {.op = SP_OP_ATTENTION};
+    float scale = 1.0f / sqrtf((float)Dh);
+    c.dst = t4(D, SP_DTYPE_F32, Dh, Hq, T), c.src[0] = t4(X, SP_DTYPE_F32, Dh, Hq, T);
+    c.src[1] = t4(K, SP_DTYPE_F16, Dh, Hkv, C), c.src[2] = t4(V, SP_DTYPE_F16, Dh, Hkv, C);
+    c.src[3] = t4(I, SP_DTYPE_I32, T, 1, 1);
+    memcpy(&c.param[0], &scale, 4);
+    char name[64];
+    snprintf(name, sizeof name, "attention f16 cache T=%u D=%u", T, Dh);
+    setenv("SP_CUDA_FLASH_ALWAYS", "1", 1); /* the tensor-core kernel, though the shape is small */
+    run_case(name, c, 3e-3);
+    unsetenv("SP_CUDA_FLASH_ALWAYS");
+  }
+}
+
 /* argmax of a vocabulary-sized row and of short ones, with ties and NaN:
  * the same indices as the CPU backend, exactly. */
 static void argmax_cases(void) {
@@ -690,6 +715,7 @@ int main(void) {
   row_cases();
   simple_cases();
   rope_attention_cases();
+  prefill_attention_cases();
   layer_cases();
   argmax_cases();
   failure_cases();

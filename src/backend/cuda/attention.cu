@@ -280,6 +280,7 @@ cudaError_t sp_cu_attention(const sp_cu_cmd *c) {
   float scale = sp_cu_f32(c->cmd->param[0]);
   const int32_t *pos = (const int32_t *)c->src[3].p;
   sp_cu_qdst none = {};
+  if (sp_cu_attention_prefill(c)) return cudaGetLastError();
   if (launch_f16<false>(c, grid, scale, pos, none)) return cudaGetLastError();
   bool vec = k.ne[0] % 8 == 0 && ((uintptr_t)k.p | k.nb[0] | k.nb[1]) % 16 == 0;
   if (k.dtype == SP_DTYPE_F16)

@@ -103,6 +103,19 @@ static inline void sp_cu_launch(void (*kernel)(Params...), dim3 grid, dim3 block
   cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
 }
 
+/* sp_cu_launch with `smem` bytes of dynamic shared memory. */
+template <typename... Params, typename... Args>
+static inline void sp_cu_launch_smem(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
+                                     Args &&...args) {
+  cudaLaunchAttribute attr;
+  attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr.val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = grid, cfg.blockDim = block, cfg.dynamicSmemBytes = smem, cfg.stream = stream;
+  cfg.attrs = &attr, cfg.numAttrs = sp_cu_pdl_enabled() ? 1 : 0;
+  cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
+}
+
 /* Rows of a tensor: ne1 * ne2 * ne3. */
 static inline __host__ __device__ int64_t sp_cu_rows(const sp_cu_tensor &t) {
   return (int64_t)t.ne[1] * t.ne[2] * t.ne[3];
@@ -207,6 +220,9 @@ cudaError_t sp_cu_matmul_group(const sp_cu_cmd *const *members, uint32_t n, bool
 cudaError_t sp_cu_rmsnorm_fused(const sp_cu_cmd *add, const sp_cu_cmd *norm, sp_cu_qdst q);
 /* swiglu, then quantize its output for the next matmul. */
 cudaError_t sp_cu_swiglu_quant(const sp_cu_cmd *c, sp_cu_qdst q);
+/* Attention of 16 or more query rows on tensor cores (attention_prefill.cu);
+ * false when the command does not fit it (the other kernels run). */
+bool sp_cu_attention_prefill(const sp_cu_cmd *c);
 /* attention, then quantize its output (heads of a multiple of 64 values,
  * f16 cache: sp_cu_attention_fast) for the next matmul. */
 cudaError_t sp_cu_attention_quant(const sp_cu_cmd *c, sp_cu_qdst q);

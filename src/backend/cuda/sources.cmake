@@ -9,6 +9,7 @@ set(SP_CUDA_BACKEND_SOURCES
   ${CMAKE_CURRENT_LIST_DIR}/elementwise.cu
   ${CMAKE_CURRENT_LIST_DIR}/llm_ops.cu
   ${CMAKE_CURRENT_LIST_DIR}/attention.cu
+  ${CMAKE_CURRENT_LIST_DIR}/attention_prefill.cu
   ${CMAKE_CURRENT_LIST_DIR}/fuse.cu
   ${CMAKE_CURRENT_LIST_DIR}/repack.cu
   ${CMAKE_CURRENT_LIST_DIR}/fault.cu

@@ -1,0 +1,184 @@
+/*
+ * attention_prefill.cu: attention for a prompt's many query rows on tensor
+ * cores (flash-attention style), f16 cache, head size 64 or 128.
+ *
+ * A block of four warps takes 64 query tokens of one head, each warp 16 of
+ * them. Per tile of 64 cache rows (loaded once into shared memory for the
+ * four warps): S = Q K^T on tensor cores (WMMA, f16 operands, f32 sums),
+ * the causal mask by each query's own position, an online softmax per row,
+ * then P V on tensor cores, added to the running output after rescaling.
+ * As the other kernels, q is rounded to f16; the probabilities are too
+ * (the tensor cores' operands), which the CPU keeps in f32: the parity
+ * bound of the f16-cache attention covers the difference. Positions were
+ * checked against the cache before this kernel ran; they are clamped again.
+ */
+#include <mma.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cuda/cuda_common.cuh"
+
+using namespace nvcuda;
+
+#define SP_FA_Q 16    /* query rows per warp */
+#define SP_FA_WARPS 4 /* warps per block */
+#define SP_FA_ROWS (SP_FA_Q * SP_FA_WARPS) /* query rows per block */
+#define SP_FA_C 64    /* cache rows per tile */
+#define SP_FA_MIN_BLOCKS 256 /* two per SM of an H100 */
+
+/* Shared memory of one block for head size D, in bytes. */
+static __host__ __device__ size_t fa_smem(uint32_t D) {
+  size_t tiles = ((size_t)SP_FA_ROWS + 2 * SP_FA_C) * D * 2; /* Q rows, K and V tiles, f16 */
+  size_t per_warp = (size_t)SP_FA_Q * D * 4   /* S, then P V: f32 */
+                    + (size_t)SP_FA_Q * SP_FA_C * 2 /* P: f16 */
+                    + (size_t)SP_FA_Q * D * 4; /* O: f32 */
+  return tiles + SP_FA_WARPS * per_warp;
+}
+
+template <int D>
+__global__ void __launch_bounds__(SP_FA_WARPS * 32)
+    attention_prefill_kernel(sp_cu_tensor q, sp_cu_tensor k, sp_cu_tensor v, const int32_t *pos, sp_cu_tensor d,
+                             float scale, sp_cu_status *st) {
+  SP_CU_GUARD(st);
+  extern __shared__ __align__(32) uint8_t smem[];
+  __half *qs = (__half *)smem, *ks = qs + SP_FA_ROWS * D, *vs = ks + SP_FA_C * D;
+  uint32_t warp = threadIdx.x / 32, lane = threadIdx.x % 32, tid = threadIdx.x;
+  uint8_t *mine = (uint8_t *)(vs + SP_FA_C * D) + (size_t)warp * (SP_FA_Q * D * 8 + SP_FA_Q * SP_FA_C * 2);
+  float *sw = (float *)mine;                              /* S [16][64], then P V [16][D] */
+  __half *pw = (__half *)(mine + SP_FA_Q * D * 4);        /* P [16][64] */
+  float *ow = (float *)(mine + SP_FA_Q * D * 4 + SP_FA_Q * SP_FA_C * 2); /* O [16][D] */
+  uint32_t h = blockIdx.x, Hq = q.ne[1], T = q.ne[2], hk = h / (Hq / k.ne[1]);
+  int32_t C = (int32_t)k.ne[2];
+  uint32_t t0 = blockIdx.y * SP_FA_ROWS;
+  /* this block's queries (f16-rounded), their clamped positions, the last row any needs */
+  __shared__ int32_t qp[SP_FA_ROWS];
+  __shared__ int32_t last;
+  if (tid == 0) last = -1;
+  __syncthreads();
+  for (uint32_t r = tid; r < SP_FA_ROWS; r += blockDim.x) {
+    int32_t p = -1;
+    if (t0 + r < T) {
+      p = pos[t0 + r];
+      p = p < 0 ? 0 : (p >= C ? C - 1 : p);
+    }
+    qp[r] = p;
+    atomicMax(&last, p);
+  }
+  for (uint32_t i = tid; i < SP_FA_ROWS * D; i += blockDim.x) {
+    uint32_t r = i / D, e = i % D;
+    float x = t0 + r < T ? ((const float *)(q.p + (size_t)h * q.nb[0] + (size_t)(t0 + r) * q.nb[1]))[e] : 0.0f;
+    qs[i] = __float2half_rn(x);
+  }
+  for (uint32_t i = lane; i < SP_FA_Q * D; i += 32) ow[i] = 0.0f;
+  __syncthreads();
+  /* row stats: lane pair (2r, 2r + 1) owns row r, each half of its columns */
+  uint32_t row = lane / 2, half = lane % 2;
+  int32_t prow = qp[warp * SP_FA_Q + row];
+  float m = -INFINITY, l = 0.0f;
+  const uint8_t *kb = k.p + (size_t)hk * k.nb[0], *vb = v.p + (size_t)hk * v.nb[0];
+  for (int32_t c0 = 0; c0 <= last; c0 += SP_FA_C) {
+    __syncthreads(); /* the previous tile is done with */
+    for (uint32_t i = tid; i < SP_FA_C * D / 8; i += blockDim.x) { /* 16 bytes a thread */
+      uint32_t r = i / (D / 8), e = (i % (D / 8)) * 8;
+      int32_t c = c0 + (int32_t)r;
+      uint4 kz = make_uint4(0, 0, 0, 0), vz = kz;
+      if (c < C) {
+        kz = *(const uint4 *)(kb + (size_t)c * k.nb[1] + 2 * e);
+        vz = *(const uint4 *)(vb + (size_t)c * v.nb[1] + 2 * e);
+      }
+      *(uint4 *)(ks + r * D + e) = kz;
+      *(uint4 *)(vs + r * D + e) = vz;
+    }
+    __syncthreads();
+    /* S = Q K^T: 16 x 64 */
+    for (int n = 0; n < SP_FA_C / 16; n++) {
+      wmma::fragment<wmma::accumulator, 16, 16, 16, float> s;
+      wmma::fill_fragment(s, 0.0f);
+      for (int kk = 0; kk < D / 16; kk++) {
+        wmma::fragment<wmma::matrix_a, 16, 16, 16, __half, wmma::row_major> a;
+        wmma::fragment<wmma::matrix_b, 16, 16, 16, __half, wmma::col_major> b;
+        wmma::load_matrix_sync(a, qs + warp * SP_FA_Q * D + kk * 16, D);
+        wmma::load_matrix_sync(b, ks + n * 16 * D + kk * 16, D);
+        wmma::mma_sync(s, a, b, s);
+      }
+      wmma::store_matrix_sync(sw + n * 16, s, SP_FA_C, wmma::mem_row_major);
+    }
+    __syncwarp();
+    /* the row's new maximum, its probabilities (f16), its sum */
+    float *sr = sw + row * SP_FA_C + half * 32;
+    float mx = -INFINITY;
+    for (int j = 0; j < 32; j++) {
+      int32_t c = c0 + (int32_t)(half * 32 + j);
+      float x = c <= prow ? sr[j] * scale : -INFINITY;
+      sr[j] = x;
+      mx = fmaxf(mx, x);
+    }
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+    float mn = fmaxf(m, mx), corr = mn == -INFINITY ? 1.0f : expf(m - mn), sum = 0.0f;
+    for (int j = 0; j < 32; j++) {
+      float e = sr[j] == -INFINITY ? 0.0f : expf(sr[j] - mn);
+      __half eh = __float2half_rn(e);
+      pw[row * SP_FA_C + half * 32 + j] = eh;
+      sum += __half2float(eh); /* the weights the tensor cores will use */
+    }
+    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+    l = l * corr + sum, m = mn;
+    __syncwarp();
+    /* P V: 16 x D, into sw (S is no longer needed) */
+    for (int n = 0; n < D / 16; n++) {
+      wmma::fragment<wmma::accumulator, 16, 16, 16, float> o;
+      wmma::fill_fragment(o, 0.0f);
+      for (int kk = 0; kk < SP_FA_C / 16; kk++) {
+        wmma::fragment<wmma::matrix_a, 16, 16, 16, __half, wmma::row_major> a;
+        wmma::fragment<wmma::matrix_b, 16, 16, 16, __half, wmma::row_major> b;
+        wmma::load_matrix_sync(a, pw + kk * 16, SP_FA_C);
+        wmma::load_matrix_sync(b, vs + kk * 16 * D + n * 16, D);
+        wmma::mma_sync(o, a, b, o);
+      }
+      wmma::store_matrix_sync(sw + n * 16, o, D, wmma::mem_row_major);
+    }
+    __syncwarp();
+    float *orow = ow + row * D + half * (D / 2), *trow = sw + row * D + half * (D / 2);
+    for (int j = 0; j < D / 2; j++) orow[j] = orow[j] * corr + trow[j];
+    __syncwarp();
+  }
+  /* out = O / l, for the rows that are queries */
+  uint32_t t = t0 + warp * SP_FA_Q + row;
+  if (t >= T || prow < 0) return;
+  float *yr = (float *)(d.p + (size_t)h * d.nb[0] + (size_t)t * d.nb[1]) + half * (D / 2);
+  const float *orow = ow + row * D + half * (D / 2);
+  float inv = l > 0 ? 1.0f / l : 0.0f;
+  for (int j = 0; j < D / 2; j++) yr[j] = orow[j] * inv;
+}
+
+/* The launch with `bytes` of dynamic shared memory (allowed once per kernel). */
+template <int D>
+static void launch(const sp_cu_cmd *c, float scale) {
+  static bool allowed;
+  size_t bytes = fa_smem(D);
+  if (!allowed) allowed = cudaFuncSetAttribute(attention_prefill_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                               (int)bytes) == cudaSuccess;
+  dim3 grid(c->src[0].ne[1], (c->src[0].ne[2] + SP_FA_ROWS - 1) / SP_FA_ROWS);
+  sp_cu_launch_smem(attention_prefill_kernel<D>, grid, SP_FA_WARPS * 32, bytes, c->stream, c->src[0], c->src[1],
+                    c->src[2], (const int32_t *)c->src[3].p, c->dst, scale, c->status);
+}
+
+bool sp_cu_attention_prefill(const sp_cu_cmd *c) {
+  const sp_cu_tensor &q = c->src[0], &k = c->src[1], &v = c->src[2];
+  uint32_t D = k.ne[0];
+  const char *off = getenv("SP_CUDA_NO_FLASH");
+  if (off && *off && strcmp(off, "0")) return false;
+  if (k.dtype != SP_DTYPE_F16 || v.dtype != SP_DTYPE_F16 || (D != 64 && D != 128) || q.ne[2] < SP_FA_Q || q.ne[3] != 1)
+    return false;
+  /* Fewer blocks than two per SM leave the GPU half idle here, while the
+   * one-block-per-(head, token) kernel still fills it: measured, SmolLM2's
+   * 9 heads x 512 tokens (72 blocks) ran 30% slower this way. */
+  uint32_t blocks = q.ne[1] * ((q.ne[2] + SP_FA_ROWS - 1) / SP_FA_ROWS);
+  const char *always = getenv("SP_CUDA_FLASH_ALWAYS"); /* tests: small shapes too */
+  if (blocks < SP_FA_MIN_BLOCKS && !(always && *always && strcmp(always, "0"))) return false;
+  if (((uintptr_t)k.p | k.nb[0] | k.nb[1] | (uintptr_t)v.p | v.nb[0] | v.nb[1]) % 16) return false;
+  float scale = sp_cu_f32(c->cmd->param[0]);
+  if (D == 64) launch<64>(c, scale);
+  else launch<128>(c, scale);
+  return true;
+}
