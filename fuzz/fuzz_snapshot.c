@@ -132,25 +132,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   return 0;
 }
 
-/* Recomputes every chunk checksum the chunk headers make reachable. */
-static void reseal(uint8_t *d, size_t n) {
-  if (n < sizeof(sp_snap_header)) return;
-  sp_snap_header hdr;
-  memcpy(&hdr, d, sizeof hdr);
-  hdr.hash = sp_hash64_of(&hdr, 24);
-  memcpy(d, &hdr, sizeof hdr);
-  size_t at = sizeof(sp_snap_header);
-  while (at + sizeof(sp_snap_chunk_header) <= n) {
-    sp_snap_chunk_header ch;
-    memcpy(&ch, d + at, sizeof ch);
-    size_t body = at + sizeof ch;
-    if (ch.length > n - body) break;
-    ch.hash = sp_hash64_of(d + body, (size_t)ch.length);
-    memcpy(d + at, &ch, sizeof ch);
-    at = body + (size_t)ch.length;
-  }
-}
-
 /* Opens the (resealed) input through a real file descriptor, as the CLI does. */
 static sp_error_t *open_through_memfd(const uint8_t *bytes, size_t size, sp_snapshot_file **f) {
   if (ftruncate(memfd, 0) || pwrite(memfd, bytes, size, 0) != (ssize_t)size) abort();
@@ -181,7 +162,7 @@ static uint8_t *input_copy(const uint8_t *data, size_t size) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   uint8_t *copy = input_copy(data, size);
-  if (!raw) reseal(copy, size);
+  if (!raw) sp_snap_reseal(copy, size);
   sp_snapshot_file *f = NULL;
   sp_error_t *err = memfd >= 0 ? open_through_memfd(copy, size, &f) : sp_snapshot_file_open_bytes(copy, size, &f);
   if (err) {

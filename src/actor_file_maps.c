@@ -11,10 +11,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include "error.h"
-#include "fault_guard.h"
 #include "runtime_impl.h"
 
 static uint64_t page_round(uint64_t len) {
@@ -72,9 +70,7 @@ sp_error_t *sp_actor_file_maps_to_reads(sp_actor_t *a, uint64_t addr, uint64_t l
   for (int i = 0; i < t->n_maps && !err; i++) {
     sp_blob_mapping *m = &t->maps[i];
     if (m->read || m->guest_addr >= addr + len || addr >= m->guest_addr + m->length) continue;
-    uint8_t *at = a->region->base + m->guest_addr;
-    sp_fault_guard_remove_range(t, at, page_round(m->length)); /* anonymous memory cannot shrink under us */
-    if (mmap(at, m->length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED | MAP_ANONYMOUS, -1, 0) == MAP_FAILED) {
+    if (!sp_blob_unmap(t, a->region, m)) {
       err = sp_error_new("cannot replace a file mapping with memory: %s", strerror(errno));
       break;
     }

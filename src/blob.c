@@ -226,6 +226,13 @@ int32_t sp_blob_map(sp_blob_table *table, sp_region *region, int32_t handle, uin
   return SP_OK;
 }
 
+bool sp_blob_unmap(sp_blob_table *table, sp_region *region, const sp_blob_mapping *m) {
+  size_t page = sp_page_size();
+  uint8_t *at = region->base + m->guest_addr;
+  sp_fault_guard_remove_range(table, at, (m->length + page - 1) / page * page);
+  return mmap(at, m->length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED | MAP_ANONYMOUS, -1, 0) != MAP_FAILED;
+}
+
 bool sp_blob_changed(const sp_blob_table *table, char *msg, size_t cap) {
   int which = atomic_load(&((sp_blob_table *)table)->changed) - 1;
   if (which < 0) return false;

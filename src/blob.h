@@ -91,4 +91,9 @@ int32_t sp_blob_map_check(sp_blob_table *table, const sp_region *region, int32_t
 int32_t sp_blob_map(sp_blob_table *table, sp_region *region, int32_t handle, uint64_t offset,
                     uint64_t addr, uint64_t len, char *msg, size_t cap);
 
+/* Replaces mapping m's pages with zeroed anonymous memory (its SIGBUS
+ * guard goes too: anonymous memory cannot shrink under us). The mapping's
+ * record is left to the caller. false (errno set) when mmap fails. */
+bool sp_blob_unmap(sp_blob_table *table, sp_region *region, const sp_blob_mapping *m);
+
 #endif

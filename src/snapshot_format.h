@@ -31,7 +31,11 @@
 #ifndef SP_SNAPSHOT_FORMAT_H
 #define SP_SNAPSHOT_FORMAT_H
 
+#include <stddef.h>
 #include <stdint.h>
+#include <string.h>
+
+#include "hash64.h"
 
 #define SP_SNAP_MAGIC "SPSNAP01"
 #define SP_SNAP_VERSION 1u
@@ -68,5 +72,25 @@ typedef struct sp_snap_chunk_header {
 
 _Static_assert(sizeof(sp_snap_header) == 32, "snapshot header is 32 bytes");
 _Static_assert(sizeof(sp_snap_chunk_header) == 24, "chunk header is 24 bytes");
+
+/* For tests and fuzzers that corrupt a snapshot image on purpose: recomputes
+ * the header checksum and every checksum the chunk headers make reachable,
+ * so the corruption reaches the parser instead of the checksum check. */
+static inline void sp_snap_reseal(uint8_t *d, size_t n) {
+  if (n < sizeof(sp_snap_header)) return;
+  sp_snap_header hdr;
+  memcpy(&hdr, d, sizeof hdr);
+  hdr.hash = sp_hash64_of(&hdr, 24);
+  memcpy(d, &hdr, sizeof hdr);
+  for (size_t at = sizeof hdr; at + sizeof(sp_snap_chunk_header) <= n;) {
+    sp_snap_chunk_header ch;
+    memcpy(&ch, d + at, sizeof ch);
+    size_t body = at + sizeof ch;
+    if (ch.length > n - body) break;
+    ch.hash = sp_hash64_of(d + body, (size_t)ch.length);
+    memcpy(d + at, &ch, sizeof ch);
+    at = body + (size_t)ch.length;
+  }
+}
 
 #endif

@@ -67,6 +67,18 @@ static uint64_t rd64(const uint8_t *p) {
   return v;
 }
 
+/* PAGES run i: the guest bytes it holds, and their saved copy. */
+typedef struct page_run {
+  uint64_t addr, len;
+  const uint8_t *bytes;
+} page_run;
+
+static page_run run_at(const snap_view *v, uint64_t i) {
+  uint32_t count;
+  memcpy(&count, v->runs[i] + 8, 4);
+  return (page_run){rd64(v->runs[i]) * SP_SNAP_PAGE, (uint64_t)count * SP_SNAP_PAGE, v->runs[i] + 12};
+}
+
 static sp_error_t *parse_blob_ref(snap_view *v, const uint8_t *p, uint64_t len, uint64_t idx, bool read) {
   if (v->n_refs == MAX_REFS) return sp_error_new("snapshot: chunk %" PRIu64 ": more than %d file references", idx, MAX_REFS);
   uint16_t nl;
@@ -345,8 +357,7 @@ static sp_error_t *restore_mappings(sp_actor_t *a, const snap_view *v) {
   for (int i = 0; i < a->blobs.n_maps && !err; i++) {
     const sp_blob_mapping *m = &a->blobs.maps[i];
     if (m->read) continue; /* anonymous memory already */
-    void *at = mmap(r->base + m->guest_addr, m->length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED | MAP_ANONYMOUS, -1, 0);
-    if (at == MAP_FAILED) err = sp_error_new("restore: cannot unmap a file range: %s", strerror(errno));
+    if (!sp_blob_unmap(&a->blobs, r, m)) err = sp_error_new("restore: cannot unmap a file range: %s", strerror(errno));
   }
   if (!err) a->blobs.n_maps = 0;
   char msg[256];
@@ -405,10 +416,8 @@ static sp_error_t *restore_globals(sp_actor_t *a, const snap_view *v) {
 static uint64_t restored_identity(sp_actor_t *a, const snap_view *v, sp_range f) {
   if (!sp_backend_caps_of(a->rt->backend).shares_frozen) return 0;
   for (uint64_t i = 0; i < v->n_runs; i++) {
-    uint64_t first = rd64(v->runs[i]) * SP_SNAP_PAGE;
-    uint32_t count;
-    memcpy(&count, v->runs[i] + 8, 4);
-    if (first < f.addr + f.len && f.addr < first + (uint64_t)count * SP_SNAP_PAGE) return 0;
+    page_run run = run_at(v, i);
+    if (run.addr < f.addr + f.len && f.addr < run.addr + run.len) return 0;
   }
   /* Exactly one reference may touch the range: references are applied in
    * order, so a second one (a crafted file) would have overwritten part. */
@@ -522,10 +531,8 @@ static sp_error_t *apply(sp_actor_t *a, const snap_view *v, sp_snapshot_stats *s
   uint8_t *saved = calloc(v->memory / SP_SNAP_PAGE + 1, 1);
   if (!saved) return sp_error_new("out of memory");
   for (uint64_t i = 0; i < v->n_runs; i++) {
-    uint64_t first = rd64(v->runs[i]);
-    uint32_t count;
-    memcpy(&count, v->runs[i] + 8, 4);
-    memset(saved + first, 1, count);
+    page_run run = run_at(v, i);
+    memset(saved + run.addr / SP_SNAP_PAGE, 1, run.len / SP_SNAP_PAGE);
   }
   sp_error_t *err = restore_mappings(a, v);
   /* Declared before any byte is written: bytes inside a device-local range
@@ -535,11 +542,9 @@ static sp_error_t *apply(sp_actor_t *a, const snap_view *v, sp_snapshot_stats *s
   free(saved);
   uint64_t pages = 0;
   for (uint64_t i = 0; !err && i < v->n_runs; i++) {
-    uint64_t first = rd64(v->runs[i]);
-    uint32_t count;
-    memcpy(&count, v->runs[i] + 8, 4);
-    err = write_bytes(a, first * SP_SNAP_PAGE, v->runs[i] + 12, (uint64_t)count * SP_SNAP_PAGE, false);
-    pages += count;
+    page_run run = run_at(v, i);
+    err = write_bytes(a, run.addr, run.bytes, run.len, false);
+    pages += run.len / SP_SNAP_PAGE;
   }
   if (!err) err = restore_globals(a, v);
   if (!err) err = restore_frozen(a, v);
@@ -639,11 +644,9 @@ sp_error_t *sp_snapshot_file_read(const sp_snapshot_file *f, uint64_t addr, uint
   if (covered_by_ref(v, addr, len)) return sp_error_new("snapshot: those bytes belong to a referenced file, not stored");
   memset(dst, 0, len); /* pages not stored are zero */
   for (uint64_t i = 0; i < v->n_runs; i++) {
-    uint64_t first = rd64(v->runs[i]) * SP_SNAP_PAGE;
-    uint32_t count;
-    memcpy(&count, v->runs[i] + 8, 4);
-    uint64_t end = first + (uint64_t)count * SP_SNAP_PAGE, lo = addr > first ? addr : first, hi = addr + len < end ? addr + len : end;
-    if (lo < hi) memcpy(dst + (lo - addr), v->runs[i] + 12 + (lo - first), hi - lo);
+    page_run run = run_at(v, i);
+    uint64_t end = run.addr + run.len, lo = addr > run.addr ? addr : run.addr, hi = addr + len < end ? addr + len : end;
+    if (lo < hi) memcpy(dst + (lo - addr), run.bytes + (lo - run.addr), hi - lo);
   }
   return NULL;
 }

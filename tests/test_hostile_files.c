@@ -122,24 +122,6 @@ static void hostile_ggufs(const char *dir) {
   printf("hostile GGUFs: %d files; CLI refused %d; API ran %d, refused %d\n", n, cli_refused, api_runs, api_refused);
 }
 
-/* Recomputes the header checksum and every reachable chunk checksum. */
-static void reseal(uint8_t *d, size_t n) {
-  if (n < sizeof(sp_snap_header)) return;
-  sp_snap_header hdr;
-  memcpy(&hdr, d, sizeof hdr);
-  hdr.hash = sp_hash64_of(&hdr, 24);
-  memcpy(d, &hdr, sizeof hdr);
-  for (size_t at = sizeof hdr; at + sizeof(sp_snap_chunk_header) <= n;) {
-    sp_snap_chunk_header ch;
-    memcpy(&ch, d + at, sizeof ch);
-    size_t body = at + sizeof ch;
-    if (ch.length > n - body) break;
-    ch.hash = sp_hash64_of(d + body, (size_t)ch.length);
-    memcpy(d + at, &ch, sizeof ch);
-    at = body + (size_t)ch.length;
-  }
-}
-
 static int snap_cases, snap_refused, snap_cli;
 
 /* One mutated snapshot: restore must fail with a message (when must) and
@@ -197,7 +179,7 @@ static void hostile_snapshots(const char *model) {
       memcpy(d, good, n);
       d[off] ^= 0x41;
       d[off + 2] ^= 0x80;
-      if (sealed) reseal(d, n);
+      if (sealed) sp_snap_reseal(d, n);
       snprintf(what, sizeof what, "header byte %zu%s", off, sealed ? " (resealed)" : "");
       /* re-sealed flags may be a harmless change */
       try_snapshot(a, model, what, d, n, !(sealed && off >= 12 && off < 16) && !(sealed && off >= 24), off % 8 == 0 && !sealed);
@@ -225,7 +207,7 @@ static void hostile_snapshots(const char *model) {
         if (f == 2) m.length = lies[(chunk + sealed) % 6];
         if (f == 3) m.hash = ~ch.hash;
         memcpy(d + at, &m, sizeof m);
-        if (sealed) reseal(d, n);
+        if (sealed) sp_snap_reseal(d, n);
         snprintf(what, sizeof what, "chunk %d (type %u) field %d%s", chunk, ch.type, f, sealed ? " (resealed)" : "");
         bool harmless = sealed && (f == 1 || f == 3);
         try_snapshot(a, model, what, d, n, !harmless, f == 2 && chunk < 3);
@@ -238,7 +220,7 @@ static void hostile_snapshots(const char *model) {
       memcpy(&v, d + at + sizeof ch + w * 8, 8);
       v = w % 2 ? UINT64_MAX - v : v ^ (1ull << 40);
       memcpy(d + at + sizeof ch + w * 8, &v, 8);
-      reseal(d, n);
+      sp_snap_reseal(d, n);
       snprintf(what, sizeof what, "chunk %d (type %u) payload word %zu (resealed)", chunk, ch.type, w);
       try_snapshot(a, model, what, d, n, false, false);
     }

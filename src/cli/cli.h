@@ -29,13 +29,20 @@ int sp_cli_bench_soak(int argc, char **argv);
 /* `samepage bench snapshot`. */
 int sp_cli_bench_snapshot(int argc, char **argv);
 
-/* The embedded LLM guest, for benchmarks (cli_llm.c): an exported call;
- * an actor with the model granted and loaded (--ctx, --batch); a timed
- * prefill of n token ids (a fixed pseudo-random sequence). */
 typedef struct sp_actor sp_actor_t;
 typedef struct sp_runtime sp_runtime_t;
 typedef struct sp_error sp_error_t;
-sp_error_t *sp_cli_llm_call(sp_actor_t *a, const char *fn, int64_t x, int64_t y, int nargs, int64_t *out);
+
+/* Calls the guest export fn with nargs (0-2) i64 arguments x, y (main.c). */
+sp_error_t *sp_cli_call(sp_actor_t *a, const char *fn, int64_t x, int64_t y, int nargs, int64_t *out);
+
+/* qsort order of doubles, for medians (main.c). */
+int sp_cli_cmp_double(const void *a, const void *b);
+
+/* The embedded LLM guest, for benchmarks (cli_llm.c): an actor with the
+ * model granted and loaded (--ctx, and --batch unless batch <= 0: the
+ * guest's default); a timed prefill of n token
+ * ids (a fixed pseudo-random sequence). */
 sp_error_t *sp_cli_llm_actor(sp_runtime_t *rt, const char *model, int ctx, int batch, sp_actor_t **out);
 sp_error_t *sp_cli_llm_prefill(sp_actor_t *a, int n, double *ms);
 

@@ -66,16 +66,10 @@ static sp_cmd tensor_consumer(uint32_t tensor, uint32_t x, uint32_t y) {
   return cmd;
 }
 
-static sp_error_t *call(sp_actor_t *actor, const char *fn, int64_t a, int64_t b, int nargs,
-                        int64_t *out) {
-  int64_t args[2] = {a, b};
-  return sp_actor_call(actor, fn, args, (size_t)nargs, out);
-}
-
 static sp_error_t *bench_rss(sp_actor_t *actor, zerocopy_result *r) {
   int64_t tensor, xy;
-  sp_error_t *err = call(actor, "prepare_tensor", TENSOR_BYTES, 0, 1, &tensor);
-  if (!err) err = call(actor, "prepare_tensor", 4096 * 4 + 1024 * 4, 0, 1, &xy);
+  sp_error_t *err = sp_cli_call(actor, "prepare_tensor", TENSOR_BYTES, 0, 1, &tensor);
+  if (!err) err = sp_cli_call(actor, "prepare_tensor", 4096 * 4 + 1024 * 4, 0, 1, &xy);
   if (err) return err;
   if (!tensor || !xy) return NULL;
   sp_cmd cmd = tensor_consumer((uint32_t)tensor, (uint32_t)xy, (uint32_t)xy + 4096 * 4);
@@ -84,11 +78,6 @@ static sp_error_t *bench_rss(sp_actor_t *actor, zerocopy_result *r) {
   if ((err = sp_actor_submit(actor, &cmd, 1, true))) return err;
   if ((err = measure_rss(actor, &cmd, false, &r->rss_zero_copy_mb))) return err;
   return measure_rss(actor, &cmd, true, &r->rss_copy_mb);
-}
-
-static int compare_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
 }
 
 /* Median latency of one host-side submit of cmd, in microseconds. */
@@ -101,18 +90,18 @@ static sp_error_t *median_submit_us(sp_actor_t *actor, const sp_cmd *cmd, bool s
     if (err) return err;
     if (i >= 0) t[i] = now_us() - start;
   }
-  qsort(t, RUNS, sizeof t[0], compare_double);
+  qsort(t, RUNS, sizeof t[0], sp_cli_cmp_double);
   *us = t[RUNS / 2];
   return NULL;
 }
 
 static sp_error_t *bench_matmul(sp_actor_t *actor, zerocopy_result *r) {
   int64_t errors, base;
-  sp_error_t *err = call(actor, "matmul_check", MATMUL_N, 0, 1, &errors);
+  sp_error_t *err = sp_cli_call(actor, "matmul_check", MATMUL_N, 0, 1, &errors);
   if (err) return err;
   r->matmul_errors = (int)errors;
   r->matmul_elements = MATMUL_N * MATMUL_N;
-  if ((err = call(actor, "matmul_buffers", MATMUL_N, 0, 1, &base))) return err;
+  if ((err = sp_cli_call(actor, "matmul_buffers", MATMUL_N, 0, 1, &base))) return err;
   uint32_t w = (uint32_t)base, bytes = MATMUL_N * MATMUL_N * 4;
   sp_cmd cmd = {.op = SP_OP_MATMUL};
   cmd.dst = (sp_tensor){w + 2 * bytes, SP_DTYPE_F32, {MATMUL_N, MATMUL_N, 1, 1}, {0}, 0};
@@ -125,11 +114,11 @@ static sp_error_t *bench_matmul(sp_actor_t *actor, zerocopy_result *r) {
 static sp_error_t *bench_submit(sp_actor_t *actor, zerocopy_result *r) {
   const int iters = 200000;
   int64_t ns;
-  sp_error_t *err = call(actor, "submit_loop", 1000, 0, 2, &ns); /* warm-up */
-  if (!err) err = call(actor, "submit_loop", iters, 0, 2, &ns);
+  sp_error_t *err = sp_cli_call(actor, "submit_loop", 1000, 0, 2, &ns); /* warm-up */
+  if (!err) err = sp_cli_call(actor, "submit_loop", iters, 0, 2, &ns);
   if (err) return err;
   r->submit_empty_ns = (double)ns / iters;
-  if ((err = call(actor, "submit_loop", iters, 1, 2, &ns))) return err;
+  if ((err = sp_cli_call(actor, "submit_loop", iters, 1, 2, &ns))) return err;
   r->submit_1op_ns = (double)ns / iters;
   return NULL;
 }

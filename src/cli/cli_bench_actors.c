@@ -25,8 +25,6 @@
 #include "error.h"
 #include "samepage.h"
 
-extern const uint8_t sp_embedded_llm[], sp_embedded_llm_end[];
-
 #define MAX_ACTORS 256
 
 typedef struct mem_row {
@@ -94,14 +92,9 @@ static void print_table(const char *backend, const char *ctx, bool device, doubl
 }
 
 static sp_error_t *start_actor(sp_runtime_t *rt, const char *model, const char *ctx, int i, sp_actor_t **out) {
-  const char *argv[] = {"llm", "--ctx", ctx};
-  sp_blob_grant grant = {"model", model};
-  sp_actor_options opts = {.argv = argv, .argc = 3, .blobs = &grant, .n_blobs = 1, .inherit_stdio = true};
-  size_t len = (size_t)(sp_embedded_llm_end - sp_embedded_llm);
-  sp_error_t *err = sp_actor_new(rt, sp_embedded_llm, len, &opts, out);
+  sp_error_t *err = sp_cli_llm_actor(rt, model, atoi(ctx), 0, out);
+  if (err) err = sp_error_wrap(err, "actor %d", i);
   int64_t r = 0, arg, addr;
-  if (!err) err = sp_actor_call(*out, "llm_init", NULL, 0, &r);
-  if (!err && r < 0) err = sp_error_new("actor %d: llm_init failed", i);
   char prompt[64];
   snprintf(prompt, sizeof prompt, "Conversation %d: say hello.", i);
   arg = (int64_t)strlen(prompt);

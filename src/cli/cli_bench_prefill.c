@@ -19,11 +19,6 @@
 
 #define MAX_RUNS 16
 
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
 /* Times `runs` prefills of n tokens, each in a fresh actor, while one more
  * actor keeps the model loaded (on a GPU: its device copy, and what is
  * derived from it, stay made, as in a server). */
@@ -78,7 +73,7 @@ int sp_cli_bench_prefill(int argc, char **argv) {
   }
   double warm[MAX_RUNS];
   memcpy(warm, ms + 1, (size_t)(runs - 1) * sizeof *warm);
-  qsort(warm, (size_t)(runs - 1), sizeof *warm, cmp_double);
+  qsort(warm, (size_t)(runs - 1), sizeof *warm, sp_cli_cmp_double);
   double median = warm[(runs - 1) / 2];
   if (json) {
     printf("{\"bench\": \"prefill\", \"backend\": \"%s\", \"tokens\": %d, \"batch\": %d, \"cold_ms\": %.2f, "

@@ -27,11 +27,6 @@ typedef struct snap_row {
   bool same_next;
 } snap_row;
 
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
 static sp_error_t *measure(sp_runtime_t *rt, const char *model, int n, snap_row *row) {
   int ctx = n + 64 < 512 ? 512 : n + 64;
   sp_actor_t *a = NULL, *b = NULL;
@@ -54,13 +49,13 @@ static sp_error_t *measure(sp_runtime_t *rt, const char *model, int n, snap_row 
     times[r] = sp_now_ms() - t0, verify[r] = rs.verify_ms, apply[r] = rs.apply_ms;
   }
   if (!err) {
-    qsort(times, 5, sizeof times[0], cmp_double);
-    qsort(verify, 5, sizeof verify[0], cmp_double);
-    qsort(apply, 5, sizeof apply[0], cmp_double);
+    qsort(times, 5, sizeof times[0], sp_cli_cmp_double);
+    qsort(verify, 5, sizeof verify[0], sp_cli_cmp_double);
+    qsort(apply, 5, sizeof apply[0], sp_cli_cmp_double);
     row->restore_ms = times[2], row->verify_ms = verify[2], row->apply_ms = apply[2];
     int64_t ta, tb;
-    err = sp_cli_llm_call(a, "llm_step", 0, 0, 0, &ta);
-    if (!err) err = sp_cli_llm_call(b, "llm_step", 0, 0, 0, &tb);
+    err = sp_cli_call(a, "llm_step", 0, 0, 0, &ta);
+    if (!err) err = sp_cli_call(b, "llm_step", 0, 0, 0, &tb);
     row->same_next = !err && ta == tb;
   }
   sp_actor_free(a);

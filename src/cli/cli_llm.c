@@ -11,29 +11,25 @@
 
 extern const uint8_t sp_embedded_llm[], sp_embedded_llm_end[];
 
-sp_error_t *sp_cli_llm_call(sp_actor_t *a, const char *fn, int64_t x, int64_t y, int nargs, int64_t *out) {
-  int64_t args[2] = {x, y};
-  return sp_actor_call(a, fn, args, (size_t)nargs, out);
-}
-
 sp_error_t *sp_cli_llm_actor(sp_runtime_t *rt, const char *model, int ctx, int batch, sp_actor_t **out) {
   char ctx_text[16], batch_text[16];
   snprintf(ctx_text, sizeof ctx_text, "%d", ctx);
   snprintf(batch_text, sizeof batch_text, "%d", batch);
   const char *argv[] = {"llm", "--ctx", ctx_text, "--batch", batch_text};
   sp_blob_grant grant = {"model", model};
-  sp_actor_options opts = {.argv = argv, .argc = 5, .blobs = &grant, .n_blobs = 1, .inherit_stdio = true};
+  sp_actor_options opts = {.argv = argv, .argc = batch > 0 ? 5 : 3, .blobs = &grant, .n_blobs = 1,
+                           .inherit_stdio = true};
   size_t len = (size_t)(sp_embedded_llm_end - sp_embedded_llm);
   sp_error_t *err = sp_actor_new(rt, sp_embedded_llm, len, &opts, out);
   int64_t status = 0;
-  if (!err) err = sp_cli_llm_call(*out, "llm_init", 0, 0, 0, &status);
+  if (!err) err = sp_cli_call(*out, "llm_init", 0, 0, 0, &status);
   if (!err && status < 0) err = sp_error_new("llm_init failed");
   return err;
 }
 
 sp_error_t *sp_cli_llm_prefill(sp_actor_t *a, int n, double *ms) {
   int64_t addr, got;
-  sp_error_t *err = sp_cli_llm_call(a, "llm_input", (int64_t)n * 4, 0, 1, &addr);
+  sp_error_t *err = sp_cli_call(a, "llm_input", (int64_t)n * 4, 0, 1, &addr);
   if (err) return err;
   addr = (uint32_t)addr; /* an i32 result */
   uint8_t *base;
@@ -42,7 +38,7 @@ sp_error_t *sp_cli_llm_prefill(sp_actor_t *a, int n, double *ms) {
   int32_t *ids = (int32_t *)(base + addr);
   for (int i = 0; i < n; i++) ids[i] = 100 + (int32_t)((i * 7919u) % 20000u); /* a fixed pseudo-random sequence */
   double t0 = sp_now_ms();
-  err = sp_cli_llm_call(a, "llm_prompt", (int64_t)n * 4, 2, 2, &got);
+  err = sp_cli_call(a, "llm_prompt", (int64_t)n * 4, 2, 2, &got);
   *ms = sp_now_ms() - t0;
   return err ? err : got == n ? NULL : sp_error_new("prefill of %d tokens failed", n);
 }

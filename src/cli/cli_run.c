@@ -175,16 +175,11 @@ typedef struct llm_session {
   size_t text_len, text_cap;
 } llm_session;
 
-static sp_error_t *call(sp_actor_t *actor, const char *fn, int64_t a, int64_t b, int nargs, int64_t *out) {
-  int64_t args[2] = {a, b};
-  return sp_actor_call(actor, fn, args, (size_t)nargs, out);
-}
-
 /* The guest's own message after a failed call. */
 static const char *guest_error(sp_actor_t *actor) {
   static char msg[1024];
   int64_t addr = 0;
-  sp_error_t *err = call(actor, "llm_error_ptr", 0, 0, 0, &addr);
+  sp_error_t *err = sp_cli_call(actor, "llm_error_ptr", 0, 0, 0, &addr);
   addr = (uint32_t)addr; /* an i32 result: addresses past 2 GiB come back negative */
   uint8_t *base;
   size_t size;
@@ -213,8 +208,8 @@ static void append_text(llm_session *s, const uint8_t *bytes, size_t len) {
 /* Streams the text of the last step. */
 static sp_error_t *emit_piece(llm_session *s) {
   int64_t ptr, len;
-  sp_error_t *err = call(s->actor, "llm_piece_ptr", 0, 0, 0, &ptr);
-  if (!err) err = call(s->actor, "llm_piece_len", 0, 0, 0, &len);
+  sp_error_t *err = sp_cli_call(s->actor, "llm_piece_ptr", 0, 0, 0, &ptr);
+  if (!err) err = sp_cli_call(s->actor, "llm_piece_len", 0, 0, 0, &len);
   if (err) return err;
   ptr = (uint32_t)ptr;
   uint8_t *base;
@@ -232,7 +227,7 @@ static sp_error_t *emit_piece(llm_session *s) {
 static sp_error_t *prompt_turn(llm_session *s, const char *text, bool raw) {
   size_t len = strlen(text);
   int64_t addr, n;
-  sp_error_t *err = call(s->actor, "llm_input", (int64_t)len, 0, 1, &addr);
+  sp_error_t *err = sp_cli_call(s->actor, "llm_input", (int64_t)len, 0, 1, &addr);
   if (err) return err;
   addr = (uint32_t)addr; /* an i32 result: addresses past 2 GiB come back negative */
   uint8_t *base;
@@ -244,7 +239,7 @@ static sp_error_t *prompt_turn(llm_session *s, const char *text, bool raw) {
   }
   memcpy(base + addr, text, len);
   double t0 = sp_now_ms();
-  if ((err = call(s->actor, "llm_prompt", (int64_t)len, raw ? 1 : 0, 2, &n))) return err;
+  if ((err = sp_cli_call(s->actor, "llm_prompt", (int64_t)len, raw ? 1 : 0, 2, &n))) return err;
   s->stats.prefill_ms += sp_now_ms() - t0;
   if (n < 0) {
     fprintf(stderr, "samepage run: %s\n", guest_error(s->actor));
@@ -256,12 +251,12 @@ static sp_error_t *prompt_turn(llm_session *s, const char *text, bool raw) {
   sp_actor_submit_stats(s->actor, &before);
   for (long i = 0; i < s->args->n_predict; i++) {
     int64_t token, done;
-    if ((err = call(s->actor, "llm_step", 0, 0, 0, &token))) return err;
+    if ((err = sp_cli_call(s->actor, "llm_step", 0, 0, 0, &token))) return err;
     if (token < 0) {
       fprintf(stderr, "\nsamepage run: %s\n", guest_error(s->actor));
       break;
     }
-    if ((err = call(s->actor, "llm_turn_done", 0, 0, 0, &done))) return err;
+    if ((err = sp_cli_call(s->actor, "llm_turn_done", 0, 0, 0, &done))) return err;
     if (done) break;
     s->stats.generated++;
     if ((err = emit_piece(s))) return err;
@@ -374,7 +369,7 @@ static int run_session(sp_runtime_t *rt, run_args *a) {
   /* A resumed conversation brings its own state, options and model
    * mapping: restore into the fresh actor instead of initialising it. */
   if (!err && a->resume) err = resume_session(&s);
-  else if (!err) err = call(s.actor, "llm_init", 0, 0, 0, &status);
+  else if (!err) err = sp_cli_call(s.actor, "llm_init", 0, 0, 0, &status);
   s.stats.load_ms = sp_now_ms() - t0;
   int rc = 0;
   if (!err && status < 0) {

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include "cli.h"
+#include "samepage.h"
 
 static void usage(FILE *out) {
   fprintf(out,
@@ -94,4 +95,14 @@ int main(int argc, char **argv) {
   fprintf(stderr, "samepage: unknown command \"%s\"\n", cmd);
   usage(stderr);
   return SP_EXIT_USAGE;
+}
+
+sp_error_t *sp_cli_call(sp_actor_t *a, const char *fn, int64_t x, int64_t y, int nargs, int64_t *out) {
+  int64_t args[2] = {x, y};
+  return sp_actor_call(a, fn, args, (size_t)nargs, out);
+}
+
+int sp_cli_cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
 }

@@ -521,6 +521,20 @@ static uint64_t extent_of(const sp_tensor *t) { return sp_cu_extent(t); }
 
 static bool overlaps(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen) { return a < b + blen && b < a + alen; }
 
+/* Where a device copy holds bytes [off, off + ext) wholly: a device-local
+ * mirror, or (for sources) a frozen range's resident copy; NULL if none. */
+static uint8_t *device_copy_of(const sp_cu_binding *b, uint64_t off, uint64_t ext, bool is_src) {
+  for (uint32_t i = 0; i < b->n_local; i++) {
+    const sp_cu_frozen *l = &b->local[i];
+    if (l->dev && off >= l->addr && off + ext <= l->addr + l->len) return l->dev + (off - l->addr);
+  }
+  for (uint32_t i = 0; i < b->n_frozen && is_src; i++) {
+    const sp_cu_frozen *f = &b->frozen[i];
+    if (f->dev && off >= f->addr && off + ext <= f->addr + f->len) return f->dev + (off - f->addr);
+  }
+  return NULL;
+}
+
 /* Device pointer of a tensor: a tensor wholly inside a device-local range
  * uses its mirror, a source wholly inside a frozen range its resident copy,
  * anything else guest memory itself (mapped). The validator rejects tensors
@@ -538,21 +552,8 @@ static sp_cu_tensor resolve(const sp_cu_binding *b, const sp_tensor *t, bool is_
       r.p = b->stage_dev + b->staged[i].at + (t->offset - b->staged[i].offset);
       return r;
     }
-  for (uint32_t i = 0; i < b->n_local; i++) {
-    const sp_cu_frozen *l = &b->local[i];
-    if (l->dev && t->offset >= l->addr && t->offset + ext <= l->addr + l->len) {
-      r.p = l->dev + (t->offset - l->addr);
-      return r;
-    }
-  }
-  if (!is_src) return r;
-  for (uint32_t i = 0; i < b->n_frozen; i++) {
-    const sp_cu_frozen *f = &b->frozen[i];
-    if (f->dev && t->offset >= f->addr && t->offset + ext <= f->addr + f->len) {
-      r.p = f->dev + (t->offset - f->addr);
-      break;
-    }
-  }
+  uint8_t *copy = device_copy_of(b, t->offset, ext, is_src);
+  if (copy) r.p = copy;
   return r;
 }
 
@@ -885,9 +886,10 @@ static sp_error_t *cu_submit(void *vctx, void *binding, const sp_cmd *cmds, uint
   return err;
 }
 
-/* The repacked layout (repack.h) of each quantized matrix-vector weight of
- * the list that lies in a resident copy, made on first use; before any
- * capture, since it may allocate and wait. */
+/* The repacked layout (repack.h) of each quantized weight of the list that
+ * lies in a resident copy, made on first use (by a prompt's list too, so
+ * decode steps find it ready); before any capture, since it may allocate
+ * and wait. */
 static sp_error_t *prepare_repacks(sp_cu_ctx *c, sp_cu_binding *b, const sp_cmd *cmds, uint32_t count) {
   if (count > b->repacked_cap) {
     sp_cu_repacked *grown = (sp_cu_repacked *)realloc(b->repacked, count * sizeof *grown);
@@ -922,12 +924,7 @@ static sp_error_t *check_file_ranges(const sp_cu_binding *b, const sp_cmd *cmds,
       if (t->dtype == SP_DTYPE_NONE) continue;
       uint64_t ext = extent_of(t);
       if (!sp_pin_overlaps(b->holes, b->n_holes, t->offset, ext)) continue;
-      bool in_copy = false;
-      for (uint32_t f = 0; f < b->n_local && !in_copy; f++)
-        in_copy = b->local[f].dev && t->offset >= b->local[f].addr && t->offset + ext <= b->local[f].addr + b->local[f].len;
-      for (uint32_t f = 0; f < b->n_frozen && !in_copy && k >= 0; f++)
-        in_copy = b->frozen[f].dev && t->offset >= b->frozen[f].addr && t->offset + ext <= b->frozen[f].addr + b->frozen[f].len;
-      if (in_copy) continue;
+      if (device_copy_of(b, t->offset, ext, k >= 0)) continue;
       char which[16] = "dst";
       if (k >= 0) snprintf(which, sizeof which, "src[%d]", k);
       return sp_error_with_status(SP_E_UNSUPPORTED,

@@ -33,6 +33,7 @@ extern "C" {
 }
 
 #define SP_CU_QK 32 /* elements per quantized block */
+#define SP_CU_MMV_MAX_M 8 /* activation rows up to which matmul is matrix-vector (decode); more: prefill */
 
 /* The device status word of a binding: set by the first failed check. */
 typedef struct sp_cu_status {

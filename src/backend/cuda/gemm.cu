@@ -48,7 +48,6 @@ static bool cublas_ok(void) {
 
 /* ---- which products, and the scratch they need ---- */
 
-#define SP_GEMM_MIN_M 9                       /* above the matrix-vector kernels' M */
 #define SP_GEMM_W_BYTES ((size_t)32 << 20)    /* f16 weight rows expanded at a time */
 #define SP_GEMM_WORKSPACE ((size_t)16 << 20)  /* cuBLAS's workspace, ours: it allocates none itself */
 
@@ -76,7 +75,7 @@ static bool expands(uint32_t dt) { return dt == SP_DTYPE_Q8_0 || dt == SP_DTYPE_
 
 static bool runs_here(const sp_cmd *c) {
   uint32_t dt = c->src[0].dtype, K = c->src[0].ne[0];
-  if (c->op != SP_OP_MATMUL || c->src[1].ne[1] < SP_GEMM_MIN_M || c->src[1].ne[2] != 1 || c->src[1].ne[3] != 1)
+  if (c->op != SP_OP_MATMUL || c->src[1].ne[1] <= SP_CU_MMV_MAX_M || c->src[1].ne[2] != 1 || c->src[1].ne[3] != 1)
     return false;
   if (c->src[0].ne[2] != 1 || c->src[0].ne[3] != 1 || c->dst.ne[2] != 1 || c->dst.ne[3] != 1) return false;
   if (expands(dt)) return K % SP_CU_QK == 0;
@@ -121,7 +120,7 @@ static sp_cu_gemm *create(void) {
 }
 
 cudaError_t sp_cu_gemm_reserve(sp_cu_gemm **gp, const sp_cmd *cmds, uint32_t count) {
-  if (!sp_cu_gemm_wanted(cmds, count) || !cublas_ok()) return cudaSuccess;
+  if (!cublas_ok()) return cudaSuccess;
   pthread_mutex_lock(&create_mu);
   if (!*gp) *gp = create();
   sp_cu_gemm *g = *gp;

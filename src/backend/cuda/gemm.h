@@ -22,7 +22,8 @@ typedef struct sp_cu_gemm sp_cu_gemm;
 /* Whether the list has products that would run here. */
 bool sp_cu_gemm_wanted(const sp_cmd *cmds, uint32_t count);
 
-/* Makes *g (the backend's one) ready for the list's products: handle,
+/* For a list sp_cu_gemm_wanted said yes to, makes *g (the backend's one)
+ * ready for its products: handle,
  * workspace, scratch; before enqueueing, since it may allocate. NULL *g
  * with no error: cuBLAS is not available, and the tiles run. Lists with
  * such products are not captured as graphs (the scratch is shared across

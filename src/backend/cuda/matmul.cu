@@ -2,13 +2,13 @@
  * matmul.cu: dst[f32: N, M] = src1[f32: K, M] x src0[W: K, N]^T.
  *
  * Three paths:
- *  - M <= SP_MMV_MAX_M, quantized weights (Q8_0, Q4_0, Q4_1): the
+ *  - M <= SP_CU_MMV_MAX_M, quantized weights (Q8_0, Q4_0, Q4_1): the
  *    activation rows are first quantized to int8 blocks (same formula and
  *    rounding as the CPU's sp_q8_act), then `wpr` warps per weight row (4
  *    by default: a 128-thread block per row, so even a 512-row matrix keeps
  *    enough loads in flight) run integer dot products (dp4a), four lanes per
  *    32-element block, and sum their parts through shared memory;
- *  - M <= SP_MMV_MAX_M, float weights (F32, F16, BF16): the same split,
+ *  - M <= SP_CU_MMV_MAX_M, float weights (F32, F16, BF16): the same split,
  *    16-byte loads when rows are aligned;
  *  - larger M (prefill): cuBLAS where the machine has it (gemm.h), else
  *    64 x 64 output tiles on tensor cores (WMMA, f16 operands, f32
@@ -19,7 +19,6 @@
 #include "backend/cuda/cuda_common.cuh"
 #include "backend/cuda/gemm.h"
 
-#define SP_MMV_MAX_M 8
 #define SP_MMV_ROWS 4 /* weight rows (warps) per block */
 #define SP_MMV_BATCH 4 /* quantized blocks per thread whose loads go out together */
 
@@ -37,7 +36,7 @@ static uint32_t mmv_wpr(uint32_t fallback = 4) {
 
 static bool is_quant(uint32_t dt) { return dt == SP_DTYPE_Q8_0 || dt == SP_DTYPE_Q4_0 || dt == SP_DTYPE_Q4_1; }
 
-bool sp_cu_matmul_quantizes(uint32_t wdtype, uint32_t m) { return is_quant(wdtype) && m <= SP_MMV_MAX_M; }
+bool sp_cu_matmul_quantizes(uint32_t wdtype, uint32_t m) { return is_quant(wdtype) && m <= SP_CU_MMV_MAX_M; }
 
 /* ---- activation quantization ---- */
 
@@ -416,9 +415,11 @@ static void launch_float(const sp_cu_cmd *c, uint32_t N, uint32_t K, uint32_t M)
   /* f32 weights stay f32 (tensor-core tiles would round them to f16): M
    * matrix-vector products, up to the grid's 65535 rows */
   bool tiles = DT != SP_DTYPE_F32 || M > 65535;
-  if (M > SP_MMV_MAX_M && c->gemm && sp_cu_gemm_run(c->gemm, c) == cudaSuccess) return; /* gemm.h */
-  cudaGetLastError(); /* not sticky: cuBLAS could not take it, the tiles will */
-  if (M > SP_MMV_MAX_M && K % SP_MM_K == 0 && tiles) {
+  if (M > SP_CU_MMV_MAX_M && c->gemm) { /* gemm.h */
+    if (sp_cu_gemm_run(c->gemm, c) == cudaSuccess) return;
+    cudaGetLastError(); /* not sticky: cuBLAS could not take it, the tiles will */
+  }
+  if (M > SP_CU_MMV_MAX_M && K % SP_MM_K == 0 && tiles) {
     dim3 grid((N + SP_MM_T - 1) / SP_MM_T, (M + SP_MM_T - 1) / SP_MM_T);
     sp_cu_launch(mm_wmma_kernel<DT>, grid, 128, c->stream, w.p, w.nb[0], N, K, x.p, x.nb[0], M, d.p, d.nb[0], c->status);
     return;
@@ -494,7 +495,7 @@ cudaError_t sp_cu_matmul(const sp_cu_cmd *c) {
   case SP_DTYPE_Q8_0:
   case SP_DTYPE_Q4_0:
   case SP_DTYPE_Q4_1:
-    if (M <= SP_MMV_MAX_M) return sp_cu_matmul_group(&c, 1, false);
+    if (M <= SP_CU_MMV_MAX_M) return sp_cu_matmul_group(&c, 1, false);
     c->src[0].dtype == SP_DTYPE_Q8_0   ? launch_float<SP_DTYPE_Q8_0>(c, N, K, M)
     : c->src[0].dtype == SP_DTYPE_Q4_0 ? launch_float<SP_DTYPE_Q4_0>(c, N, K, M)
                                        : launch_float<SP_DTYPE_Q4_1>(c, N, K, M);
