@@ -54,6 +54,12 @@ typedef struct sp_runtime_options {
   const char *residency;    /* "weights" (NULL): ranges a guest freezes get a
                                device copy on discrete GPUs; "none": pure
                                zero-copy, weights read from host memory */
+  const char *isolation;    /* "none": every actor's kernels run in this
+                               process; "process": each actor's backend runs
+                               in a worker process of its own (samepage-worker),
+                               on a shared-memory view of the same guest bytes,
+                               so a GPU fault or a crash there ends that actor
+                               alone. NULL = $SP_ISOLATION, else "none" */
 } sp_runtime_options;
 
 /* Creates a runtime. opts may be NULL for defaults. On success the caller
@@ -62,6 +68,8 @@ typedef struct sp_runtime_options {
 sp_error_t *sp_runtime_new(const sp_runtime_options *opts, sp_runtime_t **out);
 /* Frees a runtime. Every actor it created must be freed first. */
 void sp_runtime_free(sp_runtime_t *rt);
+/* "process" when actors' backends run in worker processes, else "none". */
+const char *sp_runtime_isolation(const sp_runtime_t *rt);
 /* Name of the backend in use ("cpu", "cuda"); borrowed. */
 const char *sp_runtime_backend_name(const sp_runtime_t *rt);
 /* Device-resident copies made for frozen ranges, over all actors: bytes held

@@ -57,7 +57,14 @@ static sp_error_t *run_staged_cmd(sp_actor_t *actor, const sp_cmd *orig) {
     extents[i] = sp_tensor_extent(slots[i]);
     total += align64(extents[i]);
   }
-  staging st = {aligned_alloc(64, align64(total ? total : 64)), total};
+  /* Under process isolation the staging copy must be shared memory too. */
+  sp_region *shared = NULL;
+  size_t page = sp_page_size(), span = (align64(total ? total : 64) + page - 1) / page * page;
+  if (actor->region->fd >= 0) {
+    sp_error_t *err = sp_region_new_shared(page, span, span, 0, &shared);
+    if (err) return sp_error_wrap(err, "staging");
+  }
+  staging st = {shared ? shared->base : aligned_alloc(64, align64(total ? total : 64)), total};
   if (!st.buf) return sp_error_new("staging: out of memory for %zu bytes", total);
   size_t at = 0;
   uint32_t dst_guest = cmd.dst.offset;
@@ -67,7 +74,7 @@ static sp_error_t *run_staged_cmd(sp_actor_t *actor, const sp_cmd *orig) {
     slots[i]->offset = (uint32_t)at;
     at += align64(extents[i]);
   }
-  sp_memory_view view = {st.buf, st.size, st.size};
+  sp_memory_view view = {st.buf, shared ? span : st.size, shared ? span : st.size, shared != NULL, shared ? shared->fd : -1};
   void *binding = NULL;
   sp_backend *be = actor->rt->backend;
   sp_error_t *err = sp_backend_adopt(be, &view, &binding);
@@ -76,7 +83,8 @@ static sp_error_t *run_staged_cmd(sp_actor_t *actor, const sp_cmd *orig) {
   sp_backend_release(be, binding);
   if (!err && cmd.dst.dtype != SP_DTYPE_NONE)
     memcpy(actor->region->base + dst_guest, st.buf + cmd.dst.offset, extents[0]);
-  free(st.buf);
+  if (shared) sp_region_free(shared);
+  else free(st.buf);
   return err;
 }
 
@@ -133,6 +141,11 @@ sp_status sp_abi_run(sp_actor_t *actor, sp_cmd *cmds, uint32_t count, uint64_t l
   sp_error_t *err = run_validated(actor, known ? known : cmds, count, staged);
   sp_submit_stats *ss = &actor->submit_stats;
   ss->lists++, ss->commands += count, ss->validate_ms += t1 - t0, ss->backend_ms += sp_now_ms() - t1;
+  if (err && sp_blob_recheck_sizes(&actor->blobs)) { /* the real cause, named as the fault guard names it */
+    sp_error_free(err);
+    sp_blob_changed(&actor->blobs, actor->last_error, sizeof actor->last_error);
+    return SP_E_BACKEND;
+  }
   if (err) {
     /* An error found while running (an index out of range) carries its own
      * status; anything else is the backend's failure. */

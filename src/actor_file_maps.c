@@ -25,10 +25,12 @@ sp_error_t *sp_actor_file_ranges(const sp_actor_t *a, const sp_file_range *extra
   sp_file_range *ranges = malloc(((size_t)a->blobs.n_maps + n_extra + 1) * sizeof *ranges);
   if (!ranges) return sp_error_new("out of memory for %d file ranges", a->blobs.n_maps);
   uint32_t count = 0;
-  for (int i = 0; i < a->blobs.n_maps; i++)
-    if (!a->blobs.maps[i].read)
-      ranges[count++] = (sp_file_range){a->blobs.maps[i].guest_addr, page_round(a->blobs.maps[i].length)};
-  for (uint32_t i = 0; i < n_extra; i++) ranges[count++] = (sp_file_range){extra[i].addr, page_round(extra[i].len)};
+  for (int i = 0; i < a->blobs.n_maps; i++) {
+    const sp_blob_mapping *m = &a->blobs.maps[i];
+    if (!m->read)
+      ranges[count++] = (sp_file_range){m->guest_addr, page_round(m->length), a->blobs.blobs[m->handle].fd, m->file_offset};
+  }
+  for (uint32_t i = 0; i < n_extra; i++) ranges[count++] = (sp_file_range){extra[i].addr, page_round(extra[i].len), -1, 0};
   *out = ranges, *n = count;
   return NULL;
 }
@@ -47,7 +49,7 @@ int32_t sp_actor_blob_map(sp_actor_t *a, int32_t handle, uint64_t offset, uint64
   size_t cap = sizeof a->last_error;
   int32_t st = sp_blob_map_check(&a->blobs, a->region, handle, offset, addr, len, msg, cap);
   if (st) return st;
-  sp_file_range next = {addr, len};
+  sp_file_range next = {addr, len, -1, 0};
   sp_error_t *err = sp_actor_file_ranges_tell(a, &next, 1, false);
   if (!err) {
     st = sp_blob_map(&a->blobs, a->region, handle, offset, addr, len, msg, cap);

@@ -229,8 +229,23 @@ int32_t sp_blob_map(sp_blob_table *table, sp_region *region, int32_t handle, uin
 bool sp_blob_unmap(sp_blob_table *table, sp_region *region, const sp_blob_mapping *m) {
   size_t page = sp_page_size();
   uint8_t *at = region->base + m->guest_addr;
-  sp_fault_guard_remove_range(table, at, (m->length + page - 1) / page * page);
-  return mmap(at, m->length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED | MAP_ANONYMOUS, -1, 0) != MAP_FAILED;
+  uint64_t pages = (m->length + page - 1) / page * page;
+  sp_fault_guard_remove_range(table, at, pages);
+  return sp_region_reset(region, m->guest_addr, pages);
+}
+
+bool sp_blob_recheck_sizes(sp_blob_table *table) {
+  for (int i = 0; i < table->n_maps; i++) {
+    const sp_blob_mapping *m = &table->maps[i];
+    struct stat st;
+    if (m->read || m->handle < 0 || m->handle >= table->count || fstat(table->blobs[m->handle].fd, &st)) continue;
+    if ((uint64_t)st.st_size < m->file_offset + m->length) {
+      int none = 0;
+      atomic_compare_exchange_strong(&table->changed, &none, m->handle + 1);
+      return true;
+    }
+  }
+  return false;
 }
 
 bool sp_blob_changed(const sp_blob_table *table, char *msg, size_t cap) {

@@ -80,6 +80,11 @@ int64_t sp_blob_read(sp_blob_table *table, sp_region *region, int32_t handle, ui
  * on disk while mapped" into msg and returns true. Sticky for the actor. */
 bool sp_blob_changed(const sp_blob_table *table, char *msg, size_t cap);
 
+/* Whether a mapped grant is now shorter than what is mapped of it (it
+ * shrank on disk; a worker process read zeros there, worker.h): then marks
+ * it changed, as the fault guard would. One fstat per mapping. */
+bool sp_blob_recheck_sizes(sp_blob_table *table);
+
 /* The checks of sp_blob_map alone: SP_OK, or the status and message it
  * would give (a backend that cannot map files still names bad arguments). */
 int32_t sp_blob_map_check(sp_blob_table *table, const sp_region *region, int32_t handle, uint64_t offset,

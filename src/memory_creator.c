@@ -106,7 +106,8 @@ static wasmtime_error_t *new_memory(void *env, const wasm_memorytype_t *ty, size
   if (reserved > WASM32_MAX_BYTES && maximum <= WASM32_MAX_BYTES) reserved = WASM32_MAX_BYTES;
   creator_memory *mem = calloc(1, sizeof *mem);
   if (!mem) return wasmtime_error_new("samepage: out of memory creating a linear memory");
-  sp_error_t *err = sp_region_new(reg->alignment, minimum, reserved, guard, &mem->region);
+  sp_error_t *err = reg->shared ? sp_region_new_shared(reg->alignment, minimum, reserved, guard, &mem->region)
+                                : sp_region_new(reg->alignment, minimum, reserved, guard, &mem->region);
   if (err) {
     free(mem);
     return to_wasmtime_error(err);

@@ -12,6 +12,7 @@
 #define SP_MEMORY_CREATOR_H
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <wasmtime.h>
@@ -23,6 +24,7 @@ typedef struct sp_region_registry {
   sp_region **regions; /* live regions created for Wasmtime */
   size_t count, cap;
   size_t alignment;    /* base alignment of every region */
+  bool shared;         /* regions are memfd-backed (process isolation) */
   uint64_t created;    /* regions ever created (for tests) */
 } sp_region_registry;
 

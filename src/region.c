@@ -1,10 +1,14 @@
 /* region.c: aligned mmap reservations with a growable committed prefix. */
+#define _GNU_SOURCE /* memfd_create, fallocate, MAP_FIXED_NOREPLACE */
 #include "region.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/falloc.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "error.h"
@@ -51,8 +55,28 @@ static sp_error_t *reserve_aligned(sp_region *r) {
   return NULL;
 }
 
-sp_error_t *sp_region_new(size_t alignment, size_t committed, size_t reserved, size_t guard,
-                          sp_region **out) {
+/* Makes [from, to) of the reservation readable and writable: the memfd's
+ * pages at the same offsets for a shared region, else anonymous memory. */
+static bool commit_range(sp_region *r, size_t from, size_t to) {
+  if (to <= from) return true;
+  if (r->fd < 0) return mprotect(r->base + from, to - from, PROT_READ | PROT_WRITE) == 0;
+  return mmap(r->base + from, to - from, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, r->fd, (off_t)from) !=
+         MAP_FAILED;
+}
+
+/* Takes [from, to) back to reserved address space (a failed grow). */
+static void uncommit_range(sp_region *r, size_t from, size_t to) {
+  if (to <= from) return;
+  if (r->fd < 0) {
+    mprotect(r->base + from, to - from, PROT_NONE);
+    return;
+  }
+  mmap(r->base + from, to - from, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
+  fallocate(r->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)from, (off_t)(to - from));
+}
+
+static sp_error_t *make_region(size_t alignment, size_t committed, size_t reserved, size_t guard, bool shared,
+                               sp_region **out) {
   sp_error_t *err = check_sizes(alignment, committed, reserved, guard);
   if (err) return err;
   sp_region *r = calloc(1, sizeof *r);
@@ -60,11 +84,22 @@ sp_error_t *sp_region_new(size_t alignment, size_t committed, size_t reserved, s
   r->reserved = reserved;
   r->guard = guard;
   r->alignment = alignment;
+  r->fd = -1;
+  if (shared) {
+    r->fd = memfd_create("samepage-region", MFD_CLOEXEC);
+    if (r->fd < 0 || ftruncate(r->fd, (off_t)reserved)) {
+      err = sp_error_new("region: cannot create shared memory of %zu bytes: %s", reserved, strerror(errno));
+      if (r->fd >= 0) close(r->fd);
+      free(r);
+      return err;
+    }
+  }
   if ((err = reserve_aligned(r))) {
+    if (r->fd >= 0) close(r->fd);
     free(r);
     return err;
   }
-  if (committed && mprotect(r->base, committed, PROT_READ | PROT_WRITE)) {
+  if (!commit_range(r, 0, committed)) {
     err = sp_error_new("region: cannot commit %zu bytes: %s", committed, strerror(errno));
     sp_region_free(r);
     return err;
@@ -72,6 +107,82 @@ sp_error_t *sp_region_new(size_t alignment, size_t committed, size_t reserved, s
   r->committed = committed;
   *out = r;
   return NULL;
+}
+
+sp_error_t *sp_region_new(size_t alignment, size_t committed, size_t reserved, size_t guard,
+                          sp_region **out) {
+  return make_region(alignment, committed, reserved, guard, false, out);
+}
+
+sp_error_t *sp_region_new_shared(size_t alignment, size_t committed, size_t reserved, size_t guard,
+                                 sp_region **out) {
+  return make_region(alignment, committed, reserved, guard, true, out);
+}
+
+bool sp_region_remap(sp_region *r, uint64_t addr, uint64_t len) {
+  if (r->fd < 0)
+    return mmap(r->base + addr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED | MAP_ANONYMOUS, -1, 0) !=
+           MAP_FAILED;
+  return mmap(r->base + addr, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, r->fd, (off_t)addr) != MAP_FAILED;
+}
+
+bool sp_region_reset(sp_region *r, uint64_t addr, uint64_t len) {
+  /* The memfd's pages under a file mapping may hold bytes from before it. */
+  if (r->fd >= 0 && fallocate(r->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)addr, (off_t)len))
+    return false;
+  return sp_region_remap(r, addr, len);
+}
+
+/* Reserves the span at exactly `hint` when that address range is free. */
+static bool reserve_at(sp_region *r, void *hint) {
+  size_t span = r->reserved + r->guard;
+  if (!hint || (uintptr_t)hint % r->alignment) return false;
+  uint8_t *at = mmap(hint, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+  if (at == MAP_FAILED) return false;
+  if (at != hint) { /* a kernel without MAP_FIXED_NOREPLACE treats it as a hint */
+    munmap(at, span);
+    return false;
+  }
+  r->base = r->map_addr = at;
+  r->map_len = span;
+  return true;
+}
+
+sp_error_t *sp_region_attach(int fd, size_t alignment, size_t committed, size_t reserved, void *hint,
+                             sp_region **out) {
+  sp_error_t *err = check_sizes(alignment, committed, reserved, 0);
+  if (err) return err;
+  struct stat st;
+  if (fstat(fd, &st) || (uint64_t)st.st_size < reserved)
+    return sp_error_new("region: the shared memory to attach is smaller than its reservation of %zu bytes", reserved);
+  sp_region *r = calloc(1, sizeof *r);
+  if (!r) return sp_error_new("region: out of memory");
+  r->reserved = reserved;
+  r->alignment = alignment;
+  r->fd = -1;
+  if (!reserve_at(r, hint) && (err = reserve_aligned(r))) {
+    free(r);
+    return err;
+  }
+  r->fd = fd;
+  if (!commit_range(r, 0, committed)) {
+    err = sp_error_new("region: cannot map %zu bytes of shared memory: %s", committed, strerror(errno));
+    r->fd = -1; /* the caller still owns fd on failure */
+    sp_region_free(r);
+    return err;
+  }
+  r->committed = committed;
+  *out = r;
+  return NULL;
+}
+
+void sp_region_zero(sp_region *r, uint64_t addr, uint64_t len) {
+  size_t page = sp_page_size();
+  bool whole = addr % page == 0 && len % page == 0;
+  bool dropped = whole && (r->fd < 0 ? madvise(r->base + addr, len, MADV_DONTNEED) == 0
+                                     : fallocate(r->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)addr,
+                                                 (off_t)len) == 0);
+  if (!dropped) memset(r->base + addr, 0, len);
 }
 
 sp_error_t *sp_region_grow(sp_region *r, size_t new_committed) {
@@ -85,13 +196,12 @@ sp_error_t *sp_region_grow(sp_region *r, size_t new_committed) {
   size_t old = r->committed, commit_to = round_up(new_committed, sp_page_size());
   if (commit_to > r->reserved) commit_to = r->reserved;
   size_t old_pages = round_up(old, sp_page_size());
-  if (commit_to > old_pages &&
-      mprotect(r->base + old_pages, commit_to - old_pages, PROT_READ | PROT_WRITE))
+  if (!commit_range(r, old_pages, commit_to))
     return sp_error_new("region: cannot commit %zu bytes: %s", new_committed, strerror(errno));
   r->committed = new_committed;
   sp_error_t *err = r->grow_hook ? r->grow_hook(r->grow_hook_ctx, r) : NULL;
   if (err) {
-    if (commit_to > old_pages) mprotect(r->base + old_pages, commit_to - old_pages, PROT_NONE);
+    uncommit_range(r, old_pages, commit_to);
     r->committed = old;
     return sp_error_wrap(err, "region: growing to %zu bytes", new_committed);
   }
@@ -101,5 +211,6 @@ sp_error_t *sp_region_grow(sp_region *r, size_t new_committed) {
 void sp_region_free(sp_region *r) {
   if (!r) return;
   if (r->map_addr) munmap(r->map_addr, r->map_len);
+  if (r->fd >= 0) close(r->fd);
   free(r);
 }

@@ -14,6 +14,7 @@
 #ifndef SP_REGION_H
 #define SP_REGION_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -36,6 +37,8 @@ struct sp_region {
   size_t limit;       /* most committed bytes allowed (0 = the reservation) */
   void *map_addr;     /* the whole mapping, for munmap */
   size_t map_len;
+  int fd;             /* shared regions: the memfd behind the committed
+                         bytes (another process maps it too), else -1 */
   sp_region_grow_hook grow_hook; /* (optional) */
   void *grow_hook_ctx;
 };
@@ -46,6 +49,35 @@ struct sp_region {
  * reserved, sizes that overflow, mmap/mprotect failure. Caller owns *out. */
 sp_error_t *sp_region_new(size_t alignment, size_t committed, size_t reserved, size_t guard,
                           sp_region **out);
+
+/* As sp_region_new, but the committed bytes are a memfd mapped shared
+ * (region->fd), so that a worker process can map the same pages: process
+ * isolation (backend/worker). The memfd is sized to the reservation up
+ * front; its pages exist only once touched. */
+sp_error_t *sp_region_new_shared(size_t alignment, size_t committed, size_t reserved, size_t guard,
+                                 sp_region **out);
+
+/* Turns region bytes [addr, addr + len) (page aligned, committed) back into
+ * zeroed memory of the region's own kind, replacing whatever is mapped
+ * there (a file mapping). false with errno set on failure. */
+bool sp_region_reset(sp_region *region, uint64_t addr, uint64_t len);
+
+/* Maps the region's own memory back over [addr, addr + len) (page
+ * aligned, committed), keeping a shared region's bytes as they are in the
+ * memfd (a worker following the host's file mappings); a private region
+ * gets zeroed memory. false with errno set on failure. */
+bool sp_region_remap(sp_region *region, uint64_t addr, uint64_t len);
+
+/* A second view of a shared region made by another process: the memfd fd
+ * (taken over on success), the same committed and reserved sizes, at
+ * address hint when free (so that guest address a is the same pointer in
+ * both processes), else at any aligned address. No guard area: nothing
+ * in the worker runs guest code. */
+sp_error_t *sp_region_attach(int fd, size_t alignment, size_t committed, size_t reserved, void *hint,
+                             sp_region **out);
+
+/* Zeroes committed region bytes; whole pages are given back to the system. */
+void sp_region_zero(sp_region *region, uint64_t addr, uint64_t len);
 
 /* Commits bytes up to new_committed (>= current, <= reserved and <= limit),
  * then calls the grow hook. Errors leave the region unchanged. */

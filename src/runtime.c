@@ -2,8 +2,6 @@
  * runtime.c: sp_runtime_t, one Wasmtime engine + linker + compute backend
  * shared by all the actors created from it.
  */
-#include <dlfcn.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -13,63 +11,27 @@
 #include "error.h"
 #include "fault_guard.h"
 #include "runtime_impl.h"
+#include "backend/worker/worker.h"
 #include "wasm_host.h"
 
-/* Loads the CUDA backend library: $SP_CUDA_LIB, else libsamepage_cuda.so
- * next to the executable, else the loader's search path. The library stays
- * loaded for the life of the process (its kernels outlive no runtime, but
- * unloading CUDA's runtime mid-process is not worth the risk). */
-/* *found tells whether a CUDA library was there at all (auto mode stays
- * quiet on machines that simply have none). */
-static sp_error_t *load_cuda(const sp_backend_options *opts, sp_backend **out, bool *found) {
-  const char *env = getenv("SP_CUDA_LIB");
-  char path[PATH_MAX];
-  void *lib = NULL;
-  if (env && env[0]) {
-    lib = dlopen(env, RTLD_NOW | RTLD_LOCAL);
-  } else {
-    ssize_t n = readlink("/proc/self/exe", path, sizeof path - 1);
-    if (n > 0) {
-      path[n] = '\0';
-      char *slash = strrchr(path, '/');
-      if (slash && (size_t)(slash - path) + sizeof SP_BACKEND_CUDA_LIBRARY + 1 < sizeof path) {
-        strcpy(slash + 1, SP_BACKEND_CUDA_LIBRARY);
-        lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-      }
-    }
-    if (!lib) lib = dlopen(SP_BACKEND_CUDA_LIBRARY, RTLD_NOW | RTLD_LOCAL);
-  }
-  *found = lib != NULL;
-  if (!lib) return sp_error_new("cuda backend: cannot load %s: %s", env && env[0] ? env : SP_BACKEND_CUDA_LIBRARY, dlerror());
-  sp_backend_new_fn make = (sp_backend_new_fn)dlsym(lib, SP_BACKEND_CUDA_SYMBOL);
-  if (!make) return sp_error_new("cuda backend: %s is missing from the library", SP_BACKEND_CUDA_SYMBOL);
-  sp_error_t *err = make(opts, out);
-  if (!err && (*out)->ops.version != SP_BACKEND_OPS_VERSION) {
-    sp_backend_free(*out);
-    *out = NULL;
-    return sp_error_new("cuda backend: interface version mismatch");
-  }
-  return err;
-}
-
-static sp_error_t *pick_backend(const sp_runtime_options *opts, sp_backend **out) {
-  const char *name = opts->backend, *res = opts->residency;
+/* The backend named in opts, in this process or behind worker processes. */
+static sp_error_t *pick_backend(sp_runtime_t *rt, const sp_runtime_options *opts) {
+  const char *res = opts->residency, *iso = opts->isolation ? opts->isolation : getenv("SP_ISOLATION");
   if (res && strcmp(res, "none") && strcmp(res, "weights"))
     return sp_error_new("unknown residency \"%s\" (expected none or weights)", res);
+  if (iso && iso[0] && strcmp(iso, "none") && strcmp(iso, "process"))
+    return sp_error_new("unknown isolation \"%s\" (expected none or process)", iso);
   sp_backend_options bo = {.version = SP_BACKEND_OPS_VERSION,
                            .residency = !res || !strcmp(res, "weights"),
                            .graphs = !getenv("SP_CUDA_NO_GRAPHS")};
-  if (name && !strcmp(name, "cpu")) return sp_backend_cpu_new(opts->threads, out);
-  bool found = false;
-  if (name && !strcmp(name, "cuda")) return load_cuda(&bo, out, &found);
-  if (!name || !strcmp(name, "auto")) {
-    sp_error_t *err = load_cuda(&bo, out, &found);
-    if (!err) return NULL;
-    if (found || getenv("SP_VERBOSE")) fprintf(stderr, "samepage: using the cpu backend (%s)\n", sp_error_message(err));
-    sp_error_free(err);
-    return sp_backend_cpu_new(opts->threads, out);
+  const char *name = opts->backend;
+  if (name && strcmp(name, "cpu") && strcmp(name, "cuda") && strcmp(name, "auto"))
+    return sp_error_new("unknown backend \"%s\" (expected cpu, cuda or auto)", name);
+  if (iso && !strcmp(iso, "process")) {
+    rt->regions.shared = true; /* workers map the guests' memory too */
+    return sp_backend_worker_new(name, &bo, opts->threads, &rt->backend);
   }
-  return sp_error_new("unknown backend \"%s\" (expected cpu, cuda or auto)", name);
+  return sp_backend_load(name, &bo, opts->threads, &rt->backend);
 }
 
 static sp_error_t *make_linker(sp_runtime_t *rt) {
@@ -92,7 +54,7 @@ sp_error_t *sp_runtime_new(const sp_runtime_options *opts, sp_runtime_t **out) {
   if (!rt) return sp_error_new("out of memory");
   rt->max_cmds = opts->max_cmds ? opts->max_cmds : SP_DEFAULT_MAX_CMDS;
   sp_region_registry_init(&rt->regions, alignment);
-  sp_error_t *err = pick_backend(opts, &rt->backend);
+  sp_error_t *err = pick_backend(rt, opts);
   if (!err) err = sp_wasm_engine_new(&rt->regions, &rt->engine);
   /* After the engine, so our SIGBUS handler runs before Wasmtime's and
    * chains to it for faults that are not a shrunken mapped file. */
@@ -114,6 +76,10 @@ void sp_runtime_free(sp_runtime_t *rt) {
   sp_backend_free(rt->backend);
   sp_region_registry_deinit(&rt->regions);
   free(rt);
+}
+
+const char *sp_runtime_isolation(const sp_runtime_t *rt) {
+  return rt && rt->regions.shared ? "process" : "none";
 }
 
 const char *sp_runtime_backend_name(const sp_runtime_t *rt) {

@@ -18,6 +18,12 @@ int sp_snap_pagemap_open(void);
  * stored, which is always correct). */
 bool sp_snap_range_modified(int pagemap_fd, const sp_region *region, uint64_t addr, uint64_t len);
 
+/* The first run of written pages (private copies) of a private file
+ * mapping inside guest bytes [addr, addr + len) of the memory at base (addr
+ * page aligned): its start in *at, its length returned, 0 when there is
+ * none. Without a pagemap (fd < 0) the whole range is one run. */
+uint64_t sp_snap_modified_run(int pagemap_fd, const uint8_t *base, uint64_t addr, uint64_t len, uint64_t *at);
+
 /* Whether a 64 KiB page of memory is all zero. */
 bool sp_snap_page_is_zero(const uint8_t *page);
 

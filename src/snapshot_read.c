@@ -284,9 +284,8 @@ static uint64_t local_piece_end(const sp_actor_t *a, uint64_t at, uint64_t end, 
 /* Zeroes guest bytes: madvise drops whole pages on the CPU backend (the
  * kernel refills zeros); pinned pages (device backends) are written. */
 static void zero_host(sp_actor_t *a, uint64_t addr, uint64_t len, bool drop) {
-  size_t page = sp_page_size();
-  bool whole = addr % page == 0 && len % page == 0;
-  if (!drop || !whole || madvise(a->region->base + addr, len, MADV_DONTNEED)) memset(a->region->base + addr, 0, len);
+  if (drop) sp_region_zero(a->region, addr, len);
+  else memset(a->region->base + addr, 0, len);
 }
 
 /* Guest bytes [addr, addr + len) become src's (zeros when src is NULL).
@@ -351,7 +350,7 @@ static sp_error_t *restore_mappings(sp_actor_t *a, const snap_view *v) {
   sp_file_range next[MAX_REFS];
   uint32_t n_next = 0;
   for (int i = 0; i < v->n_refs; i++)
-    if (can_map && !v->refs[i].read) next[n_next++] = (sp_file_range){v->refs[i].guest_addr, v->refs[i].length};
+    if (can_map && !v->refs[i].read) next[n_next++] = (sp_file_range){v->refs[i].guest_addr, v->refs[i].length, -1, 0};
   sp_error_t *err = sp_actor_file_ranges_tell(a, next, n_next, false);
   if (err) return err;
   for (int i = 0; i < a->blobs.n_maps && !err; i++) {

@@ -23,13 +23,17 @@
 #include "samepage.h"
 #include "samepage_abi.h"
 
-#define SP_BACKEND_OPS_VERSION 5
+#define SP_BACKEND_OPS_VERSION 6
 
 /* The memory a backend binding computes on: guest address a is base + a. */
 typedef struct sp_memory_view {
   uint8_t *base;      /* start of linear memory (page aligned) */
   size_t committed;   /* bytes the guest may access */
   size_t reserved;    /* bytes of address space that will never move */
+  bool shared;        /* the committed bytes are memfd `fd` at offset 0,
+                         mapped shared (process isolation maps it again in
+                         a worker); false for plain anonymous memory */
+  int fd;
 } sp_memory_view;
 
 /* Capabilities, as named booleans so nobody probes for NULL slots. */
@@ -48,9 +52,13 @@ typedef struct sp_backend_caps {
                           copy among bindings: worth computing the identity */
 } sp_backend_caps;
 
-/* A guest range that is a file-backed mapping (blob_map), page-rounded. */
+/* A guest range that is a file-backed mapping (blob_map), page-rounded:
+ * bytes [file_offset, file_offset + len) of the open file fd (-1 for a
+ * range about to be mapped, in a call with done false). */
 typedef struct sp_file_range {
   uint64_t addr, len;
+  int fd;
+  uint64_t file_offset;
 } sp_file_range;
 
 /* What residency (frozen device-resident copies and device-local mirrors)
@@ -164,6 +172,9 @@ typedef struct sp_backend {
 /* Creates the CPU backend with `threads` workers (0 = one per core). */
 sp_error_t *sp_backend_cpu_new(unsigned threads, sp_backend **out);
 
+/* Whether a CPU backend would run cmd, without creating one. */
+bool sp_cpu_supports(const sp_cmd *cmd);
+
 /* Options of backends loaded from a shared library (CUDA). */
 typedef struct sp_backend_options {
   uint32_t version;     /* SP_BACKEND_OPS_VERSION */
@@ -176,6 +187,12 @@ typedef struct sp_backend_options {
 typedef sp_error_t *(*sp_backend_new_fn)(const sp_backend_options *opts, sp_backend **out);
 #define SP_BACKEND_CUDA_SYMBOL "sp_backend_cuda_new"
 #define SP_BACKEND_CUDA_LIBRARY "libsamepage_cuda.so"
+
+/* Creates backend `name` ("cpu", "cuda", or "auto"/NULL: CUDA when its
+ * library and a device are there, else the CPU) in this process; threads
+ * is the CPU backend's worker count (0 = one per core).
+ * Errors: unknown name, CUDA asked for and not available. */
+sp_error_t *sp_backend_load(const char *name, const sp_backend_options *opts, unsigned threads, sp_backend **out);
 
 /* ---- wrappers: the only way the rest of samepage calls a backend ---- */
 

@@ -1,7 +1,9 @@
 /* mapsum.c (reactor): maps the granted file "data" and reads it, from wasm
  * code (sum_wasm) and through a host op (sum_host: a COPY of the mapped
  * bytes as f32 into a heap buffer, summed here). test_fault.c truncates the
- * file under it. */
+ * file under it. poke, freeze_data and flush_data write into the mapped
+ * pages and declare them (test_isolation.c: a worker process sees such
+ * writes at the freeze or flush). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,3 +43,14 @@ int64_t sum_host(void) {
   for (uint64_t i = 0; i < (uint64_t)n * 4; i++) sum += b[i];
   return (int64_t)sum;
 }
+
+/* Writes one byte of the mapped file's pages (a private copy of that page). */
+int32_t poke(int32_t at, int32_t value) {
+  if (at < 0 || (uint64_t)at >= size) return SP_E_PARAM;
+  data[at] = (uint8_t)value;
+  return 0;
+}
+
+int32_t freeze_data(void) { return sp_freeze(data, size); }
+
+int32_t flush_data(void) { return sp_flush(data, size); }

@@ -56,23 +56,22 @@ static bool is_float(const sp_tensor *t) {
 }
 
 /* Whether the kernel table has a dot product for weights of t's dtype. */
-static bool has_dot(const sp_cpu_ctx *c, const sp_tensor *t) {
-  return t->dtype < SP_DTYPE_COUNT && c->kern->dot[t->dtype];
+static bool has_dot(const sp_cpu_kernels *k, const sp_tensor *t) {
+  return t->dtype < SP_DTYPE_COUNT && k->dot[t->dtype];
 }
 
-static bool cpu_supports(void *ctx, const sp_cmd *cmd) {
-  const sp_cpu_ctx *c = ctx;
+static bool supports_with(const sp_cpu_kernels *k, const sp_cmd *cmd) {
   const sp_tensor *d = &cmd->dst, *s = cmd->src;
   switch (cmd->op) {
   case SP_OP_NOP: return true;
-  case SP_OP_MATMUL: return has_dot(c, &s[0]) && is_f32(&s[1]) && is_f32(d);
+  case SP_OP_MATMUL: return has_dot(k, &s[0]) && is_f32(&s[1]) && is_f32(d);
   case SP_OP_ADD:
   case SP_OP_MUL:
   case SP_OP_SWIGLU:
   case SP_OP_RMSNORM: return is_f32(d) && is_f32(&s[0]) && is_f32(&s[1]);
   case SP_OP_SCALE:
   case SP_OP_SOFTMAX: return is_f32(d) && is_f32(&s[0]);
-  case SP_OP_GET_ROWS: return has_dot(c, &s[0]) && is_i32(&s[1]) && is_f32(d);
+  case SP_OP_GET_ROWS: return has_dot(k, &s[0]) && is_i32(&s[1]) && is_f32(d);
   case SP_OP_SET_ROWS: return is_float(d) && is_f32(&s[0]) && is_i32(&s[1]);
   case SP_OP_COPY: return is_float(d) && is_float(&s[0]);
   case SP_OP_ARGMAX: return is_i32(d) && is_f32(&s[0]);
@@ -85,6 +84,10 @@ static bool cpu_supports(void *ctx, const sp_cmd *cmd) {
   default: return false;
   }
 }
+
+static bool cpu_supports(void *ctx, const sp_cmd *cmd) { return supports_with(((const sp_cpu_ctx *)ctx)->kern, cmd); }
+
+bool sp_cpu_supports(const sp_cmd *cmd) { return supports_with(sp_cpu_kernels_select(), cmd); }
 
 /* Runs one validated command. */
 static sp_error_t *cpu_run(const sp_cpu_exec *ex, const sp_cmd *cmd) {

@@ -5,6 +5,7 @@ set(SP_CUDA_BACKEND_SOURCES
   ${CMAKE_CURRENT_LIST_DIR}/resident_device.cu
   ${CMAKE_CURRENT_LIST_DIR}/resident_cache.c
   ${CMAKE_CURRENT_LIST_DIR}/pin_plan.c
+  ${CMAKE_CURRENT_LIST_DIR}/cuda_rules.c
   ${CMAKE_CURRENT_LIST_DIR}/matmul.cu
   ${CMAKE_CURRENT_LIST_DIR}/elementwise.cu
   ${CMAKE_CURRENT_LIST_DIR}/llm_ops.cu

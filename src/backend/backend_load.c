@@ -1,0 +1,60 @@
+/*
+ * backend_load.c: creating a backend by name in this process, loading the
+ * CUDA library at run time (the host, and each worker process, call this).
+ */
+#include <dlfcn.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "backend/backend.h"
+#include "error.h"
+
+/* Opens `file` next to the running executable; NULL when absent. */
+static void *open_beside_exe(const char *file) {
+  char path[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", path, sizeof path - 1);
+  if (n <= 0) return NULL;
+  path[n] = '\0';
+  char *slash = strrchr(path, '/');
+  if (!slash || (size_t)(slash - path) + strlen(file) + 2 > sizeof path) return NULL;
+  strcpy(slash + 1, file);
+  return dlopen(path, RTLD_NOW | RTLD_LOCAL);
+}
+
+/* Loads the CUDA backend library: $SP_CUDA_LIB, else libsamepage_cuda.so
+ * next to the executable, else the loader's search path. The library stays
+ * loaded for the life of the process (unloading CUDA's runtime mid-process
+ * is not worth the risk). *found tells whether a library was there at all
+ * (auto mode stays quiet on machines that simply have none). */
+static sp_error_t *load_cuda(const sp_backend_options *opts, sp_backend **out, bool *found) {
+  const char *env = getenv("SP_CUDA_LIB");
+  void *lib = env && env[0] ? dlopen(env, RTLD_NOW | RTLD_LOCAL) : open_beside_exe(SP_BACKEND_CUDA_LIBRARY);
+  if (!lib && !(env && env[0])) lib = dlopen(SP_BACKEND_CUDA_LIBRARY, RTLD_NOW | RTLD_LOCAL);
+  *found = lib != NULL;
+  if (!lib)
+    return sp_error_new("cuda backend: cannot load %s: %s", env && env[0] ? env : SP_BACKEND_CUDA_LIBRARY, dlerror());
+  sp_backend_new_fn make = (sp_backend_new_fn)dlsym(lib, SP_BACKEND_CUDA_SYMBOL);
+  if (!make) return sp_error_new("cuda backend: %s is missing from the library", SP_BACKEND_CUDA_SYMBOL);
+  sp_error_t *err = make(opts, out);
+  if (!err && (*out)->ops.version != SP_BACKEND_OPS_VERSION) {
+    sp_backend_free(*out);
+    *out = NULL;
+    return sp_error_new("cuda backend: interface version mismatch");
+  }
+  return err;
+}
+
+sp_error_t *sp_backend_load(const char *name, const sp_backend_options *opts, unsigned threads, sp_backend **out) {
+  if (name && !strcmp(name, "cpu")) return sp_backend_cpu_new(threads, out);
+  bool found = false;
+  if (name && !strcmp(name, "cuda")) return load_cuda(opts, out, &found);
+  if (name && strcmp(name, "auto")) return sp_error_new("unknown backend \"%s\" (expected cpu, cuda or auto)", name);
+  sp_error_t *err = load_cuda(opts, out, &found);
+  if (!err) return NULL;
+  if (found || getenv("SP_VERBOSE")) fprintf(stderr, "samepage: using the cpu backend (%s)\n", sp_error_message(err));
+  sp_error_free(err);
+  return sp_backend_cpu_new(threads, out);
+}

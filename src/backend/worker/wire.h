@@ -1,0 +1,62 @@
+/*
+ * wire.h (private): the messages between a worker proxy (the host) and a
+ * worker process (process isolation, worker.h).
+ *
+ * One stream socket per worker. Every request gets exactly one reply, in
+ * order, so the host may send a submit and read its reply later (after the
+ * wait that follows it): one round trip per list. File descriptors (the
+ * region's memfd, granted files) travel as SCM_RIGHTS with a message.
+ */
+#ifndef SP_WIRE_H
+#define SP_WIRE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef enum sp_wire_op {
+  SP_WIRE_HELLO = 1,     /* payload: backend name; a residency, b graphs, c threads. Reply: caps + name */
+  SP_WIRE_ADOPT,         /* fd: the memfd; a committed, b reserved, c the host's base (a hint). Reply: a base, b device base */
+  SP_WIRE_GROW,          /* a committed */
+  SP_WIRE_SUBMIT,        /* n commands in the payload */
+  SP_WIRE_WAIT,
+  SP_WIRE_FREEZE,        /* a addr, b len, c identity */
+  SP_WIRE_FLUSH,         /* a addr, b len */
+  SP_WIRE_DEVICE_LOCAL,  /* a addr, b len */
+  SP_WIRE_SYNC,          /* a addr, b len */
+  SP_WIRE_LOCAL_ZERO,    /* a addr, b len. Reply: a done */
+  SP_WIRE_FILE_RANGES,   /* n ranges (sp_wire_file_range) in the payload, a done; fds: the files */
+  SP_WIRE_PUSH,          /* a addr; payload: the host's bytes there (written pages of a file range) */
+  SP_WIRE_RESIDENCY,     /* reply payload: sp_residency_stats */
+  SP_WIRE_DEVICE_MEMORY, /* reply: a used, b total, c known */
+  SP_WIRE_OP_END
+} sp_wire_op;
+
+/* Reply codes, in sp_wire_msg.op of a reply. */
+enum { SP_WIRE_OK = 0, SP_WIRE_ERROR = 1, SP_WIRE_LOST = 2 /* error, and the worker is ending */ };
+
+typedef struct sp_wire_msg {
+  uint32_t op;      /* request: sp_wire_op; reply: SP_WIRE_OK/ERROR/LOST */
+  uint32_t n;       /* count of commands or file ranges */
+  uint64_t a, b, c; /* arguments, or reply values */
+  uint64_t payload; /* bytes that follow (a reply's error message, without NUL) */
+} sp_wire_msg;
+
+/* A file range in SP_WIRE_FILE_RANGES: fd_index into the message's fds. */
+typedef struct sp_wire_file_range {
+  uint64_t addr, len, file_offset;
+  int32_t fd_index; /* -1: no file (a range about to be mapped) */
+  uint32_t pad;
+} sp_wire_file_range;
+
+#define SP_WIRE_MAX_FDS 64
+#define SP_WIRE_MAX_PAYLOAD ((uint64_t)256 << 20)
+
+/* Sends a message, its payload and fds. false (errno set) if the peer is gone. */
+bool sp_wire_send(int sock, const sp_wire_msg *m, const void *payload, const int *fds, int nfds);
+
+/* Receives a message; *payload is malloc'd (NULL when none), fds received
+ * go to fds (at most SP_WIRE_MAX_FDS; extra ones are closed). false (errno
+ * set, 0 for a clean end) if the peer is gone or the message is malformed. */
+bool sp_wire_recv(int sock, sp_wire_msg *m, void **payload, int *fds, int *nfds);
+
+#endif

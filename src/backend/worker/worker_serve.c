@@ -1,0 +1,211 @@
+/*
+ * worker_serve.c: the worker process's side of process isolation
+ * (worker.h): one backend, one binding, driven by one host over a socket.
+ */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "backend/worker/wire.h"
+#include "backend/worker/worker.h"
+#include "error.h"
+#include "fault_guard.h"
+#include "region.h"
+
+typedef struct worker {
+  int sock;
+  sp_backend *be;
+  bool had_device_memory; /* the backend knew its device memory at the start */
+  sp_region *region;      /* this process's view of the guest's memory */
+  void *binding;
+  sp_file_range *files;   /* the file ranges mapped here now */
+  uint32_t n_files;
+  atomic_int file_shrank; /* a mapped file shrank under a kernel (fault_guard.h) */
+} worker;
+
+static sp_memory_view view_of(const worker *w) {
+  return (sp_memory_view){w->region->base, w->region->committed, w->region->reserved, true, w->region->fd};
+}
+
+static sp_error_t *no_binding(void) { return sp_error_new("worker: no memory adopted yet"); }
+
+static sp_error_t *on_hello(worker *w, const sp_wire_msg *m, const char *name, sp_wire_msg *reply, char *out,
+                            size_t *out_len) {
+  if (w->be) return sp_error_new("worker: the backend exists already");
+  sp_backend_options opts = {.version = SP_BACKEND_OPS_VERSION, .residency = m->a != 0, .graphs = m->b != 0};
+  sp_error_t *err = sp_backend_load(name, &opts, (unsigned)m->c, &w->be);
+  if (err) return err;
+  uint64_t used, total;
+  w->had_device_memory = sp_backend_device_memory(w->be, &used, &total);
+  sp_backend_caps caps = sp_backend_caps_of(w->be);
+  const char *resolved = sp_backend_name(w->be);
+  memcpy(out, &caps, sizeof caps);
+  memcpy(out + sizeof caps, resolved, strlen(resolved));
+  *out_len = sizeof caps + strlen(resolved);
+  reply->a = w->had_device_memory;
+  return NULL;
+}
+
+static sp_error_t *on_adopt(worker *w, const sp_wire_msg *m, int *fds, int nfds, sp_wire_msg *reply) {
+  if (!w->be || w->region || nfds != 1) return sp_error_new("worker: adopt needs a backend, one memfd, and no memory yet");
+  sp_error_t *err = sp_region_attach(fds[0], m->n ? m->n : sp_page_size(), m->a, m->b, (void *)(uintptr_t)m->c, &w->region);
+  if (err) return err;
+  fds[0] = -1; /* the region owns the memfd now */
+  sp_memory_view view = view_of(w);
+  if ((err = sp_backend_adopt(w->be, &view, &w->binding))) return err;
+  reply->a = (uintptr_t)w->region->base;
+  reply->b = (uintptr_t)sp_backend_device_base(w->be, w->binding, &view);
+  return NULL;
+}
+
+static sp_error_t *on_grow(worker *w, uint64_t committed) {
+  sp_error_t *err = sp_region_grow(w->region, committed);
+  sp_memory_view view = view_of(w);
+  return err ? err : sp_backend_grow(w->be, w->binding, &view);
+}
+
+/* Follows the host's file mappings: what was file-backed becomes the memfd
+ * again (the host has already set those bytes), then every current range
+ * maps its file afresh (dropping pages pushed for an earlier mapping). */
+static sp_error_t *remap_files(worker *w, const sp_file_range *next, uint32_t n) {
+  sp_fault_guard_remove_owner(w);
+  for (uint32_t i = 0; i < w->n_files; i++)
+    if (!sp_region_remap(w->region, w->files[i].addr, w->files[i].len))
+      return sp_error_new("worker: cannot unmap a file range at %#llx", (unsigned long long)w->files[i].addr);
+  w->n_files = 0;
+  for (uint32_t i = 0; i < n; i++) {
+    if (next[i].addr > w->region->committed || next[i].len > w->region->committed - next[i].addr)
+      return sp_error_new("worker: file range at %#llx is outside memory", (unsigned long long)next[i].addr);
+    if (mmap(w->region->base + next[i].addr, next[i].len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, next[i].fd,
+             (off_t)next[i].file_offset) == MAP_FAILED)
+      return sp_error_new("worker: cannot map a granted file at %#llx", (unsigned long long)next[i].addr);
+    /* A file that shrinks later reads as zeros here, and the host is told. */
+    sp_fault_guard_add(w, w->region->base + next[i].addr, next[i].len, &w->file_shrank, 1);
+    w->files[w->n_files++] = next[i];
+  }
+  return NULL;
+}
+
+static sp_error_t *on_file_ranges(worker *w, const sp_wire_msg *m, const void *payload, const int *fds, int nfds) {
+  if (m->payload != (uint64_t)m->n * sizeof(sp_wire_file_range)) return sp_error_new("worker: bad file ranges");
+  const sp_wire_file_range *in = payload;
+  sp_file_range *ranges = calloc((size_t)m->n + 1, sizeof *ranges);
+  if (!ranges) return sp_error_new("worker: out of memory");
+  sp_error_t *err = NULL;
+  for (uint32_t i = 0; i < m->n && !err; i++) {
+    int32_t k = in[i].fd_index;
+    if (m->a && (k < 0 || k >= nfds)) err = sp_error_new("worker: file range %u has no file", i);
+    ranges[i] = (sp_file_range){in[i].addr, in[i].len, k >= 0 && k < nfds ? fds[k] : -1, in[i].file_offset};
+  }
+  if (!err && m->a) {
+    sp_file_range *grown = realloc(w->files, ((size_t)m->n + 1) * sizeof *grown);
+    if (!grown) err = sp_error_new("worker: out of memory");
+    else w->files = grown, err = remap_files(w, ranges, m->n);
+  }
+  if (!err) err = sp_backend_file_ranges(w->be, w->binding, ranges, m->n, m->a != 0);
+  free(ranges);
+  return err;
+}
+
+/* Writes the host's bytes of a file page the guest wrote (worker.h). */
+static sp_error_t *on_push(worker *w, const sp_wire_msg *m, const void *payload) {
+  if (m->a > w->region->committed || m->payload > w->region->committed - m->a)
+    return sp_error_new("worker: push outside memory");
+  memcpy(w->region->base + m->a, payload, m->payload);
+  return NULL;
+}
+
+static sp_error_t *on_submit(worker *w, const sp_wire_msg *m, const void *payload) {
+  if (m->payload != (uint64_t)m->n * sizeof(sp_cmd)) return sp_error_new("worker: bad command list");
+  return sp_backend_submit(w->be, w->binding, payload, m->n);
+}
+
+/* Runs one request; reply values go to reply, a payload to out. */
+static sp_error_t *handle(worker *w, const sp_wire_msg *m, void *payload, int *fds, int nfds, sp_wire_msg *reply,
+                          char *out, size_t *out_len) {
+  if (m->op == SP_WIRE_HELLO) {
+    char name[32] = {0};
+    memcpy(name, payload, m->payload < sizeof name - 1 ? m->payload : sizeof name - 1);
+    return on_hello(w, m, name, reply, out, out_len);
+  }
+  if (m->op == SP_WIRE_ADOPT) return on_adopt(w, m, fds, nfds, reply);
+  if (m->op == SP_WIRE_RESIDENCY) {
+    sp_residency_stats st = sp_backend_residency(w->be);
+    memcpy(out, &st, sizeof st);
+    *out_len = sizeof st;
+    return NULL;
+  }
+  if (m->op == SP_WIRE_DEVICE_MEMORY) {
+    reply->c = sp_backend_device_memory(w->be, &reply->a, &reply->b);
+    return NULL;
+  }
+  if (!w->binding) return no_binding();
+  bool done = false;
+  sp_error_t *err;
+  switch (m->op) {
+  case SP_WIRE_GROW: return on_grow(w, m->a);
+  case SP_WIRE_SUBMIT: return on_submit(w, m, payload);
+  case SP_WIRE_WAIT: return sp_backend_wait(w->be, w->binding);
+  case SP_WIRE_FREEZE: return sp_backend_freeze(w->be, w->binding, m->a, m->b, m->c);
+  case SP_WIRE_FLUSH: return sp_backend_flush(w->be, w->binding, m->a, m->b);
+  case SP_WIRE_DEVICE_LOCAL: return sp_backend_device_local(w->be, w->binding, m->a, m->b);
+  case SP_WIRE_SYNC: return sp_backend_sync(w->be, w->binding, m->a, m->b);
+  case SP_WIRE_LOCAL_ZERO:
+    err = sp_backend_local_zero(w->be, w->binding, m->a, m->b, &done);
+    reply->a = done;
+    return err;
+  case SP_WIRE_FILE_RANGES: return on_file_ranges(w, m, payload, fds, nfds);
+  case SP_WIRE_PUSH: return on_push(w, m, payload);
+  default: return sp_error_new("worker: unknown request %u", m->op);
+  }
+}
+
+/* After an error: whether the device is gone for this process (CUDA after
+ * a fault answers no more memory queries), so the worker must end. */
+static bool device_lost(worker *w) {
+  uint64_t used, total;
+  return w->had_device_memory && !sp_backend_device_memory(w->be, &used, &total);
+}
+
+int sp_worker_serve(int sock) {
+  worker w = {.sock = sock};
+  sp_fault_guard_install();
+  char out[512];
+  bool lost = false;
+  while (!lost) {
+    sp_wire_msg m;
+    void *payload = NULL;
+    int fds[SP_WIRE_MAX_FDS], nfds = 0;
+    if (!sp_wire_recv(sock, &m, &payload, fds, &nfds)) break; /* the host is gone or done with us */
+    sp_wire_msg reply = {0};
+    size_t out_len = 0;
+    sp_error_t *err = handle(&w, &m, payload, fds, nfds, &reply, out, &out_len);
+    if (!err && atomic_exchange(&w.file_shrank, 0))
+      err = sp_error_new("a granted file changed on disk while mapped (the worker read zeros past its new end)");
+    free(payload);
+    for (int i = 0; i < nfds; i++)
+      if (fds[i] >= 0) close(fds[i]); /* file mappings keep what they need */
+    const char *text = out;
+    if (err) {
+      lost = w.be && device_lost(&w);
+      reply.op = lost ? SP_WIRE_LOST : SP_WIRE_ERROR;
+      reply.a = (uint64_t)(int64_t)sp_error_status(err);
+      text = sp_error_message(err);
+      out_len = strlen(text);
+    }
+    reply.payload = out_len;
+    bool sent = sp_wire_send(sock, &reply, text, NULL, 0);
+    sp_error_free(err);
+    if (!sent) break;
+  }
+  if (lost) _exit(3); /* the device context is poisoned: tearing it down can hang or fault again */
+  sp_fault_guard_remove_owner(&w);
+  if (w.binding) sp_backend_release(w.be, w.binding);
+  sp_backend_free(w.be);
+  sp_region_free(w.region);
+  free(w.files);
+  return 0;
+}

@@ -1,0 +1,24 @@
+/*
+ * worker_main.c: samepage-worker, the process that runs one actor's
+ * backend binding under process isolation (backend/worker/worker.h). The
+ * host starts it with the socket to itself as descriptor 3.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/prctl.h>
+
+#include "backend/worker/worker.h"
+
+int main(int argc, char **argv) {
+  char *end = NULL;
+  long sock = argc == 2 ? strtol(argv[1], &end, 10) : -1;
+  if (sock < 0 || !end || *end) {
+    fprintf(stderr, "samepage-worker: started by samepage for process isolation, not by hand\n");
+    return 2;
+  }
+  prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the host */
+  signal(SIGINT, SIG_IGN);          /* a terminal's Ctrl-C is the host's to handle */
+  signal(SIGPIPE, SIG_IGN);
+  return sp_worker_serve((int)sock);
+}
