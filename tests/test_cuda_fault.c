@@ -10,9 +10,16 @@
  * fault: backend/cuda/fault.h); the process does not crash; the CPU actor
  * finishes every step.
  *
+ * Under process isolation (SP_ISOLATION=process: each actor's CUDA context
+ * in a worker process of its own) the fault is injected into the first
+ * actor's worker alone, and the expectations are the issue's: that actor
+ * ends with an error naming the fault; the other CUDA actor finishes every
+ * step; a new CUDA actor works.
+ *
  * Usage: test_cuda_fault GUEST_DIR MODEL   (exit 77 = no CUDA device, no
  * libsamepage_cuda.so, or no model: skipped)
  */
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -85,27 +92,49 @@ int main(int argc, char **argv) {
     return 77;
   }
   setenv("SP_GUEST_DIR", argv[1], 1);
+  /* In-process, one counter of lists serves both actors; isolated, the
+   * runtime's first worker (the first actor's) alone inherits this. */
   setenv("SP_CUDA_INJECT_FAULT", FAULT_AT, 1);
   sp_runtime_t *gpu = NULL, *cpu = NULL;
-  sp_runtime_options go = {.backend = "cuda"}, co = {.backend = "cpu", .threads = 2};
+  sp_runtime_options go = {.backend = "cuda"}, co = {.backend = "cpu", .threads = 2, .isolation = "none"};
   sp_error_t *err = sp_runtime_new(&go, &gpu);
   if (err) {
     printf("skipped: %s\n", sp_error_message(err));
     sp_error_free(err);
     return 77;
   }
+  bool isolated = !strcmp(sp_runtime_isolation(gpu), "process");
   CHECK(!(err = sp_runtime_new(&co, &cpu)), "cpu runtime: %s", err ? sp_error_message(err) : "");
   size_t len = 0;
   uint8_t *wasm = load_guest("llm", &len);
   turn t[3] = {{0}};
-  sp_error_t *e0 = new_llm(gpu, wasm, len, argv[2], &t[0].a), *e1 = new_llm(gpu, wasm, len, argv[2], &t[1].a),
-             *e2 = new_llm(cpu, wasm, len, argv[2], &t[2].a);
+  sp_error_t *e0 = new_llm(gpu, wasm, len, argv[2], &t[0].a);
+  if (isolated) unsetenv("SP_CUDA_INJECT_FAULT");
+  sp_error_t *e1 = new_llm(gpu, wasm, len, argv[2], &t[1].a), *e2 = new_llm(cpu, wasm, len, argv[2], &t[2].a);
   CHECK(!e0 && !e1 && !e2, "creating the actors failed");
   if (e0 || e1 || e2) return CHECK_DONE();
   for (int s = 0; s < STEPS + 2; s++)
     for (int k = 0; k < 3; k++) play(&t[k]);
   for (int k = 0; k < 3; k++)
     printf("%s actor %d: %s after %d turns\n", k < 2 ? "cuda" : "cpu", k, t[k].dead ? t[k].why : "finished", t[k].step);
+  CHECK(!t[2].dead && t[2].step == STEPS + 2, "the CPU actor finished every step");
+  if (isolated) {
+    CHECK(t[0].dead && strstr(t[0].why, "the GPU faulted") && strstr(t[0].why, "lost its device and ended"),
+          "the faulting actor is told its GPU faulted and its worker ended");
+    CHECK(!t[1].dead && t[1].step == STEPS + 2, "the other CUDA actor finished every step");
+    turn late = {0};
+    err = new_llm(gpu, wasm, len, argv[2], &late.a);
+    for (int s = 0; !err && s < 4; s++) play(&late);
+    printf("a new cuda actor: %s\n", err ? sp_error_message(err) : late.dead ? late.why : "ran");
+    CHECK(!err && !late.dead, "a new CUDA actor works");
+    sp_error_free(err);
+    sp_actor_free(late.a);
+    for (int k = 0; k < 3; k++) sp_actor_free(t[k].a);
+    sp_runtime_free(gpu);
+    sp_runtime_free(cpu);
+    free(wasm);
+    return CHECK_DONE();
+  }
   CHECK(t[0].dead && t[1].dead, "both CUDA actors end with an error");
   int faulted = 0, lost = 0;
   for (int k = 0; k < 2; k++) {
@@ -114,7 +143,6 @@ int main(int argc, char **argv) {
   }
   CHECK(faulted == 1, "exactly one CUDA actor is told the GPU faulted in its list (%d)", faulted);
   CHECK(lost == 1, "the other is told the device is lost after a fault in another list (%d)", lost);
-  CHECK(!t[2].dead && t[2].step == STEPS + 2, "the CPU actor finished every step");
   /* a new CUDA actor answers at once, with the same clear error */
   sp_actor_t *late = NULL;
   turn after = {0};

@@ -15,7 +15,14 @@
  * resident weights held (one copy per model file, shared among the actors:
  * docs/CUDA.md), the bytes sharing saved, the freezes served by sharing,
  * and the device-local mirrors (activations, KV cache: one per actor).
+ *
+ * Under process isolation (--isolation process) each actor's backend runs in
+ * a worker process, and guest memory is shared memory (RssShmem, counted in
+ * this process, which maps all of it). Rows then add the workers' memory
+ * (summed over this process's children), and an actor's cost is its share
+ * of RssAnon + RssShmem here plus its worker's RssAnon.
  */
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,12 +36,49 @@
 
 typedef struct mem_row {
   int actors;
-  double rss_mb, anon_mb, file_mb, pss_mb;
+  double rss_mb, anon_mb, file_mb, pss_mb, shmem_mb;
+  int workers;                             /* child processes (process isolation) */
+  double workers_rss_mb, workers_anon_mb, workers_pss_mb;
   double dev_used_mb, resident_mb, shared_mb, local_mb; /* device side, when the backend has one */
   uint64_t shared_hits;
 } mem_row;
 
 #define MIB(bytes) ((double)(bytes) / 1048576.0)
+
+/* The parent process id in /proc/<pid>/stat, or -1. */
+static long parent_of(const char *pid) {
+  char path[300], line[512];
+  snprintf(path, sizeof path, "/proc/%s/stat", pid);
+  FILE *f = fopen(path, "r");
+  long ppid = -1;
+  if (f && fgets(line, sizeof line, f)) {
+    const char *close_paren = strrchr(line, ')'); /* the command name may hold spaces */
+    if (close_paren) sscanf(close_paren + 1, " %*c %ld", &ppid);
+  }
+  if (f) fclose(f);
+  return ppid;
+}
+
+/* Adds the memory of this process's children (workers) to r. */
+static void add_workers(mem_row *r) {
+  DIR *proc = opendir("/proc");
+  struct dirent *e;
+  char path[300];
+  while (proc && (e = readdir(proc))) {
+    if (e->d_name[0] < '0' || e->d_name[0] > '9' || parent_of(e->d_name) != (long)getpid()) continue;
+    snprintf(path, sizeof path, "/proc/%s/status", e->d_name);
+    r->workers++;
+    r->workers_rss_mb += sp_cli_proc_kb(path, "VmRSS") / 1024.0;
+    r->workers_anon_mb += sp_cli_proc_kb(path, "RssAnon") / 1024.0;
+    snprintf(path, sizeof path, "/proc/%s/smaps_rollup", e->d_name);
+    r->workers_pss_mb += sp_cli_proc_kb(path, "Pss") / 1024.0;
+  }
+  if (proc) closedir(proc);
+}
+
+/* What the actors cost the host: private memory here, guest memory shared
+ * with workers, and the workers' private memory. */
+static double host_cost_mb(const mem_row *r) { return r->anon_mb + r->shmem_mb + r->workers_anon_mb; }
 
 /* Host and device memory now, with device_base the device memory in use
  * before the first actor. */
@@ -43,7 +87,9 @@ static mem_row measure_row(sp_runtime_t *rt, int actors, uint64_t device_base) {
                .rss_mb = sp_cli_proc_kb("/proc/self/status", "VmRSS") / 1024.0,
                .anon_mb = sp_cli_proc_kb("/proc/self/status", "RssAnon") / 1024.0,
                .file_mb = sp_cli_proc_kb("/proc/self/status", "RssFile") / 1024.0,
-               .pss_mb = sp_cli_proc_kb("/proc/self/smaps_rollup", "Pss") / 1024.0};
+               .pss_mb = sp_cli_proc_kb("/proc/self/smaps_rollup", "Pss") / 1024.0,
+               .shmem_mb = sp_cli_proc_kb("/proc/self/status", "RssShmem") / 1024.0};
+  add_workers(&r);
   uint64_t used = 0, resident = 0, shared = 0, local = 0;
   if (sp_runtime_device_memory(rt, &used, NULL)) r.dev_used_mb = MIB(used - device_base);
   sp_runtime_residency(rt, &resident, NULL, NULL);
@@ -53,16 +99,19 @@ static mem_row measure_row(sp_runtime_t *rt, int actors, uint64_t device_base) {
   return r;
 }
 
-static void print_json(const char *backend, const char *ctx, bool device, double per_actor, double per_actor_dev,
-                       const mem_row *rows, int n_rows) {
-  printf("{\"bench\": \"actors\", \"backend\": \"%s\", \"ctx\": %s, \"per_actor_anon_mib\": %.2f", backend, ctx,
-         per_actor);
+static void print_json(const char *backend, const char *isolation, const char *ctx, bool device, double per_actor,
+                       double per_actor_dev, const mem_row *rows, int n_rows) {
+  printf("{\"bench\": \"actors\", \"backend\": \"%s\", \"isolation\": \"%s\", \"ctx\": %s, \"per_actor_anon_mib\": %.2f",
+         backend, isolation, ctx, per_actor);
   if (device) printf(", \"per_actor_device_mib\": %.2f", per_actor_dev);
   printf(", \"rows\": [");
   for (int i = 0; i < n_rows; i++) {
     const mem_row *r = &rows[i];
-    printf("%s{\"actors\": %d, \"rss_mib\": %.1f, \"rss_anon_mib\": %.1f, \"rss_file_mib\": %.1f, \"pss_mib\": %.1f",
-           i ? ", " : "", r->actors, r->rss_mb, r->anon_mb, r->file_mb, r->pss_mb);
+    printf("%s{\"actors\": %d, \"rss_mib\": %.1f, \"rss_anon_mib\": %.1f, \"rss_file_mib\": %.1f, \"pss_mib\": %.1f, "
+           "\"rss_shmem_mib\": %.1f, \"workers\": %d, \"workers_rss_mib\": %.1f, \"workers_anon_mib\": %.1f, "
+           "\"workers_pss_mib\": %.1f",
+           i ? ", " : "", r->actors, r->rss_mb, r->anon_mb, r->file_mb, r->pss_mb, r->shmem_mb, r->workers,
+           r->workers_rss_mb, r->workers_anon_mb, r->workers_pss_mb);
     if (device)
       printf(", \"device_used_mib\": %.1f, \"resident_mib\": %.1f, \"shared_mib\": %.1f, \"shared_hits\": %llu, "
              "\"device_local_mib\": %.1f", r->dev_used_mb, r->resident_mb, r->shared_mb,
@@ -72,21 +121,23 @@ static void print_json(const char *backend, const char *ctx, bool device, double
   printf("]}\n");
 }
 
-static void print_table(const char *backend, const char *ctx, bool device, double per_actor, double per_actor_dev,
-                        const mem_row *rows, int n_rows) {
-  printf("samepage bench actors (backend %s, one model file, --ctx %s, MiB)\n", backend, ctx);
-  printf("  %7s %10s %10s %10s %10s", "actors", "VmRSS", "RssAnon", "RssFile", "PSS");
+static void print_table(const char *backend, const char *isolation, const char *ctx, bool device, double per_actor,
+                        double per_actor_dev, const mem_row *rows, int n_rows) {
+  printf("samepage bench actors (backend %s, isolation %s, one model file, --ctx %s, MiB)\n", backend, isolation, ctx);
+  printf("  %7s %10s %10s %10s %10s %10s %8s %12s", "actors", "VmRSS", "RssAnon", "RssFile", "PSS", "RssShmem", "workers",
+         "worker anon");
   if (device) printf(" %11s %9s %9s %6s %9s", "device used", "resident", "shared", "hits", "dev-local");
   printf("\n");
   for (int i = 0; i < n_rows; i++) {
     const mem_row *r = &rows[i];
-    printf("  %7d %10.1f %10.1f %10.1f %10.1f", r->actors, r->rss_mb, r->anon_mb, r->file_mb, r->pss_mb);
+    printf("  %7d %10.1f %10.1f %10.1f %10.1f %10.1f %8d %12.1f", r->actors, r->rss_mb, r->anon_mb, r->file_mb, r->pss_mb,
+           r->shmem_mb, r->workers, r->workers_anon_mb);
     if (device)
       printf(" %11.1f %9.1f %9.1f %6llu %9.1f", r->dev_used_mb, r->resident_mb, r->shared_mb,
              (unsigned long long)r->shared_hits, r->local_mb);
     printf("\n");
   }
-  printf("  each additional actor: %.2f MiB of private memory", per_actor);
+  printf("  each additional actor: %.2f MiB of host memory (RssAnon + RssShmem + workers' RssAnon)", per_actor);
   if (device) printf(", %.2f MiB of device memory", per_actor_dev);
   printf("\n");
 }
@@ -150,10 +201,11 @@ int sp_cli_bench_actors(int argc, char **argv) {
   }
   const char *backend_name = sp_runtime_backend_name(rt);
   int span = n_rows > 1 ? rows[n_rows - 1].actors - rows[0].actors : 0;
-  double per_actor = span ? (rows[n_rows - 1].anon_mb - rows[0].anon_mb) / span : 0;
+  double per_actor = span ? (host_cost_mb(&rows[n_rows - 1]) - host_cost_mb(&rows[0])) / span : 0;
   double per_actor_dev = span ? (rows[n_rows - 1].dev_used_mb - rows[0].dev_used_mb) / span : 0;
-  if (json) print_json(backend_name, ctx, device, per_actor, per_actor_dev, rows, n_rows);
-  else print_table(backend_name, ctx, device, per_actor, per_actor_dev, rows, n_rows);
+  const char *isolation = sp_runtime_isolation(rt);
+  if (json) print_json(backend_name, isolation, ctx, device, per_actor, per_actor_dev, rows, n_rows);
+  else print_table(backend_name, isolation, ctx, device, per_actor, per_actor_dev, rows, n_rows);
   sp_runtime_free(rt);
   return 0;
 }

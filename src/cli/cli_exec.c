@@ -18,6 +18,7 @@
 
 typedef struct exec_args {
   const char *backend;
+  const char *isolation;
   const char *dirs[MAX_DIRS];
   int n_dirs;
   uint64_t memory_limit;
@@ -34,6 +35,7 @@ static void exec_usage(FILE *out) {
           "  --backend cpu|auto    compute backend (default auto)\n"
           "  --memory-limit SIZE   cap the guest's linear memory, e.g. 256M (default 4G)\n"
           "  --threads N           CPU backend threads (default: all cores)\n"
+          "  --isolation none|process  run the backend in a worker process (default none)\n"
           "  --timeout SECONDS     stop the guest after this much wall-clock time (e.g. 2.5)\n"
           "  --cpu-timeout SECONDS stop the guest after its thread used this much CPU time\n");
 }
@@ -66,6 +68,8 @@ static int parse_exec_args(int argc, char **argv, exec_args *a) {
       a->dirs[a->n_dirs++] = val;
     } else if (!strcmp(opt, "--backend")) {
       a->backend = val;
+    } else if (!strcmp(opt, "--isolation")) {
+      a->isolation = val;
     } else if (!strcmp(opt, "--memory-limit")) {
       if (sp_cli_parse_size(val, &a->memory_limit) || a->memory_limit == 0) {
         fprintf(stderr, "samepage exec: --memory-limit: \"%s\" is not a size like 256M\n", val);
@@ -134,7 +138,7 @@ int sp_cli_exec(int argc, char **argv) {
   uint8_t *wasm = sp_cli_read_file(path, &len);
   if (!wasm) return SP_EXIT_RUNTIME;
 
-  sp_runtime_options ropts = {.backend = a.backend, .threads = a.threads};
+  sp_runtime_options ropts = {.backend = a.backend, .threads = a.threads, .isolation = a.isolation};
   sp_runtime_t *rt = NULL;
   sp_error_t *err = sp_runtime_new(&ropts, &rt);
   if (err) {

@@ -32,6 +32,7 @@ typedef struct run_args {
   const char *prompt;
   const char *backend;
   const char *residency;
+  const char *isolation;
   unsigned threads;
   long n_predict;
   bool json, raw;
@@ -71,6 +72,9 @@ static void run_usage(FILE *out) {
           "  --resume FILE          continue a saved conversation\n"
           "  --self-contained       with --save: embed the model instead of referencing it\n"
           "  --residency none|weights  device copies of frozen weights (default weights)\n"
+          "  --isolation none|process  process: the backend runs in a worker process, so\n"
+          "                         a GPU fault or crash there ends this actor alone\n"
+          "                         (default none, or $SP_ISOLATION)\n"
           "  --threads N            CPU backend threads\n"
           "  --json                 machine-readable output\n");
 }
@@ -118,6 +122,7 @@ static int parse_run_args(int argc, char **argv, run_args *a) {
     else if (!strcmp(opt, "-p") || !strcmp(opt, "--prompt")) a->prompt = val;
     else if (!strcmp(opt, "--backend")) a->backend = val;
     else if (!strcmp(opt, "--residency")) a->residency = val;
+    else if (!strcmp(opt, "--isolation")) a->isolation = val;
     else if (!strcmp(opt, "--save")) a->save = val;
     else if (!strcmp(opt, "--timeout")) {
       if (sp_cli_parse_timeout(val, &a->timeout_ms)) {
@@ -311,12 +316,12 @@ static void report(sp_runtime_t *rt, const llm_session *s) {
     printf("{\"model\": ");
     print_json_string(s->args->model);
     printf(", \"load_ms\": %.1f, \"prompt_tokens\": %ld, \"prefill_ms\": %.1f, \"prefill_tok_s\": %.1f, "
-           "\"generated_tokens\": %ld, \"decode_ms\": %.1f, \"decode_tok_s\": %.1f, \"backend\": \"%s\", "
+           "\"generated_tokens\": %ld, \"decode_ms\": %.1f, \"decode_tok_s\": %.1f, \"backend\": \"%s\", \"isolation\": \"%s\", "
            "\"resident_bytes\": %llu, \"resident_ms\": %.1f, \"device_local_bytes\": %llu, "
            "\"device_local_transfers\": %llu, \"device_local_ms\": %.1f, \"repacked_bytes\": %llu, \"decode_lists\": %llu, "
            "\"decode_commands\": %llu, \"decode_validate_ms\": %.2f, \"decode_backend_ms\": %.2f, \"text\": ",
            st->load_ms, st->prompt_tokens, st->prefill_ms, prefill_tps, st->generated, st->decode_ms, decode_tps,
-           sp_runtime_backend_name(rt), (unsigned long long)res_bytes, res_ms, (unsigned long long)local_bytes,
+           sp_runtime_backend_name(rt), sp_runtime_isolation(rt), (unsigned long long)res_bytes, res_ms, (unsigned long long)local_bytes,
            (unsigned long long)local_moves, local_ms, (unsigned long long)sp_runtime_repacked_bytes(rt),
            (unsigned long long)st->decode_lists.lists,
            (unsigned long long)st->decode_lists.commands, st->decode_lists.validate_ms, st->decode_lists.backend_ms);
@@ -399,7 +404,8 @@ int sp_cli_run(int argc, char **argv) {
             getenv("SAMEPAGE_MODEL") ? "" : " (fetch the default model with scripts/fetch-model.sh)");
     return SP_EXIT_RUNTIME;
   }
-  sp_runtime_options ropts = {.backend = a.backend, .threads = a.threads, .residency = a.residency};
+  sp_runtime_options ropts = {.backend = a.backend, .threads = a.threads, .residency = a.residency,
+                              .isolation = a.isolation};
   sp_runtime_t *rt = NULL;
   sp_error_t *err = sp_runtime_new(&ropts, &rt);
   if (err) {
