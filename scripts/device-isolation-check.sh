@@ -9,7 +9,9 @@
 #    first-actor start, memory per actor, restore; llama.cpp beside them.
 # Needs the host binaries of scripts/pack-device.sh in $SP_BIN; builds
 # libsamepage_cuda.so with nvcc. LLAMA_BENCH=path/to/llama-bench (optional).
-# Logs to $OUT/isolation; the last lines are a summary and a table.
+# Logs to $OUT/isolation (and isolation.tgz); the last lines are a summary
+# and a table. Usage: device-isolation-check.sh [cost]  (cost: only the
+# timings, sections 3 and 5)
 set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"; cd "$root"
 out="${OUT:-$root/device-out}/isolation"; mkdir -p "$out"
@@ -26,6 +28,8 @@ $b/synth_gguf --out $mdir/smol-q4_1.gguf --preset smollm2-135m --type q4_1 > /de
 $b/synth_gguf --out $mdir/l1b-q8_0.gguf --preset llama-3.2-1b --type q8_0 > /dev/null
 smol=$mdir/smol-q4_1.gguf; l1b=$mdir/l1b-q8_0.gguf
 
+only_cost=$([ "${1:-}" = cost ] && echo 1 || echo 0)
+if [ $only_cost = 0 ]; then
 # ---- 1. a GPU fault, in-process and isolated ----
 for iso in none process; do
   SP_ISOLATION=$iso timeout 180 $b/test_cuda_fault $b/guests $smol > $out/fault_$iso.txt 2>&1
@@ -47,6 +51,7 @@ for m in smol-q4_1 l1b-q8_0; do
   add "greedy 48 tokens $m: isolated vs in-process: $([ -n "$a" ] && [ "$a" = "$c" ] && echo SAME || echo DIFFERS) (${#a} chars)"
 done
 
+fi
 # ---- 3. cost, A/B in the same call: decode 128 tokens, median of 3, interleaved ----
 : > $out/runs.jsonl
 for m in l1b-q8_0 smol-q4_1; do
@@ -58,11 +63,18 @@ import json,sys; d=json.load(open('/tmp/r.json')); d.pop('text',None); d.update(
     done
   done
 done
+# prefill 512, warm: one actor put back to its loaded state before each run;
+# and a fresh actor per run (isolated: a fresh worker, which repacks and
+# uploads its own device copies, nothing being shared across processes)
 for iso in none process; do
-  SP_ISOLATION=$iso timeout 120 $sp bench prefill --backend cuda --model $l1b --tokens 512 --runs 4 --json > $out/prefill_$iso.json 2>> $out/runs.err
-  add "prefill 512 l1b-q8_0 isolation=$iso rc=$?: $(cat $out/prefill_$iso.json | cut -c1-300)"
+  for how in same fresh; do
+    SP_ISOLATION=$iso timeout 120 $sp bench prefill --backend cuda --model $l1b --tokens 512 --runs 5 --json \
+      $([ $how = same ] && echo --same-actor) > $out/prefill_${iso}_$how.json 2>> $out/runs.err
+    add "prefill 512 l1b-q8_0 isolation=$iso actor=$how rc=$?: $(cut -c1-300 $out/prefill_${iso}_$how.json)"
+  done
 done
 
+if [ $only_cost = 0 ]; then
 # ---- 4. memory per actor and restore, isolated and not ----
 for iso in none process; do
   SP_ISOLATION=$iso timeout 240 $sp bench actors --backend cuda --model $smol --counts 1,8 --json > $out/actors_$iso.json 2>> $out/actors.err
@@ -78,6 +90,7 @@ if SP_ISOLATION=process $sp run --backend cuda --model $smol --temp 0 --repeat-p
   add "saved isolated on cuda, resumed on the cpu: $([ -n "$own" ] && [ "$own" = "$cpu" ] && echo SAME || echo DIFFERS) (${#own} chars)"
 else add "isolated save: FAILED $(tail -1 $out/snap_err.txt)"; fi
 
+fi
 # ---- 5. llama.cpp on the same card and files ----
 if [ -n "${LLAMA_BENCH:-}" ] && [ -x "$LLAMA_BENCH" ] && [ $(elapsed) -lt $((deadline - 60)) ]; then
   export LD_LIBRARY_PATH="$(dirname $LLAMA_BENCH):/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
@@ -87,6 +100,7 @@ if [ -n "${LLAMA_BENCH:-}" ] && [ -x "$LLAMA_BENCH" ] && [ $(elapsed) -lt $((dea
   done
 fi
 
+[ $only_cost = 1 ] && deadline=0 # no memcheck
 # ---- 6. memcheck of an isolated generation (the worker is the child) ----
 if command -v compute-sanitizer > /dev/null && [ $(elapsed) -lt $((deadline - 90)) ]; then
   SP_ISOLATION=process timeout 80 compute-sanitizer --tool memcheck --target-processes all --error-exitcode 9 \
@@ -112,9 +126,11 @@ for m in ('l1b-q8_0','smol-q4_1'):
   a,b=med(m,'none','decode_tok_s'),med(m,'process','decode_tok_s'); l=lcp(m,'tg')
   print('| %s | %.1f | %.1f | %.3f | %.1f | %.2f | %.0f | %.0f |' % (m,a,b,b/a,l,b/l,med(m,'none','load_ms'),med(m,'process','load_ms')))
 for iso in ('none','process'):
-  try:
-    d=json.load(open(o+'/prefill_%s.json'%iso)); print('prefill 512 l1b-q8_0 %s: %s' % (iso, {k:d[k] for k in d if 'tok' in k or 'ms' in k}))
-  except Exception as e: print('prefill %s: %s' % (iso,e))
+  for how in ('same','fresh'):
+    try:
+      d=json.load(open(o+'/prefill_%s_%s.json'%(iso,how))); print('prefill 512 l1b-q8_0 isolation %-7s %-5s actor: warm %8.1f tok/s, cold %8.1f tok/s, runs %s' % (iso, how, d['warm_tok_s'], d['cold_tok_s'], d['runs_ms']))
+    except Exception as e: print('prefill %s %s: %s' % (iso,how,e))
 print('llama.cpp pp512 l1b-q8_0: %.1f' % lcp('l1b-q8_0','pp'))
 PY
+tar czf "$out.tgz" -C "$(dirname $out)" isolation
 echo; echo "==== summary ($(elapsed)s) ===="; printf '%s\n' "${summary[@]}"; echo; cat $out/table.txt

@@ -1,12 +1,19 @@
 /*
  * cli_bench_prefill.c: `samepage bench prefill [--json] [--tokens N]
- * [--runs R] [--batch B] [--backend B] [--model F]`.
+ * [--runs R] [--batch B] [--backend B] [--model F] [--same-actor]`.
  *
  * Prompt processing as llama-bench's pp test measures it: N token ids
  * prefilled by a fresh actor (model already loaded in the runtime, and
  * kept loaded by another actor), R times in one process. The first run is reported apart ("cold": it pays
  * for first-use costs such as loading kernels and creating library
  * handles); the warm figure is the median of the others.
+ *
+ * --same-actor prefills in one actor instead, put back before each run to
+ * its state after loading (a snapshot restore, not timed). Under process
+ * isolation a fresh actor is a fresh worker process, with its own first-use
+ * costs (no device copies are shared across processes); this measures the
+ * steady state of one actor, as llama-bench does with one context.
+ * The isolation in use ($SP_ISOLATION) is reported.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,12 +42,31 @@ static sp_error_t *measure(sp_runtime_t *rt, const char *model, int n, int batch
   return err;
 }
 
+/* The same, in one actor restored to its loaded state before each run. */
+static sp_error_t *measure_same_actor(sp_runtime_t *rt, const char *model, int n, int batch, int runs, double *ms) {
+  char path[] = "/tmp/sp_bench_prefill_XXXXXX";
+  int fd = mkstemp(path);
+  if (fd < 0) return sp_error_new("cannot create a temporary snapshot file");
+  close(fd);
+  sp_actor_t *a = NULL;
+  sp_error_t *err = sp_cli_llm_actor(rt, model, n + 64, batch, &a);
+  if (!err) err = sp_actor_snapshot(a, path, NULL, NULL);
+  for (int r = 0; r < runs && !err; r++) {
+    err = r ? sp_actor_restore(a, path, NULL) : NULL;
+    if (!err) err = sp_cli_llm_prefill(a, n, &ms[r]);
+  }
+  sp_actor_free(a);
+  unlink(path);
+  return err;
+}
+
 int sp_cli_bench_prefill(int argc, char **argv) {
-  bool json = false;
+  bool json = false, same_actor = false;
   const char *backend = "auto", *model = NULL;
   int tokens = 512, runs = 4, batch = 512;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--json")) json = true;
+    else if (!strcmp(argv[i], "--same-actor")) same_actor = true;
     else if (!strcmp(argv[i], "--backend") && i + 1 < argc) backend = argv[++i];
     else if (!strcmp(argv[i], "--model") && i + 1 < argc) model = argv[++i];
     else if (!strcmp(argv[i], "--tokens") && i + 1 < argc) tokens = atoi(argv[++i]);
@@ -64,7 +90,7 @@ int sp_cli_bench_prefill(int argc, char **argv) {
   sp_runtime_t *rt = NULL;
   double ms[MAX_RUNS] = {0};
   sp_error_t *err = sp_runtime_new(&ropts, &rt);
-  if (!err) err = measure(rt, model, tokens, batch, runs, ms);
+  if (!err) err = (same_actor ? measure_same_actor : measure)(rt, model, tokens, batch, runs, ms);
   if (err) {
     fprintf(stderr, "samepage bench prefill: %s\n", sp_error_message(err));
     sp_error_free(err);
@@ -76,13 +102,15 @@ int sp_cli_bench_prefill(int argc, char **argv) {
   qsort(warm, (size_t)(runs - 1), sizeof *warm, sp_cli_cmp_double);
   double median = warm[(runs - 1) / 2];
   if (json) {
-    printf("{\"bench\": \"prefill\", \"backend\": \"%s\", \"tokens\": %d, \"batch\": %d, \"cold_ms\": %.2f, "
-           "\"cold_tok_s\": %.1f, \"warm_ms\": %.2f, \"warm_tok_s\": %.1f, \"runs_ms\": [",
-           sp_runtime_backend_name(rt), tokens, batch, ms[0], tokens * 1e3 / ms[0], median, tokens * 1e3 / median);
+    printf("{\"bench\": \"prefill\", \"backend\": \"%s\", \"isolation\": \"%s\", \"actor\": \"%s\", \"tokens\": %d, "
+           "\"batch\": %d, \"cold_ms\": %.2f, \"cold_tok_s\": %.1f, \"warm_ms\": %.2f, \"warm_tok_s\": %.1f, \"runs_ms\": [",
+           sp_runtime_backend_name(rt), sp_runtime_isolation(rt), same_actor ? "same" : "fresh", tokens, batch, ms[0],
+           tokens * 1e3 / ms[0], median, tokens * 1e3 / median);
     for (int r = 0; r < runs; r++) printf("%s%.2f", r ? ", " : "", ms[r]);
     printf("]}\n");
   } else {
-    printf("samepage bench prefill (backend %s): %d tokens, batches of %d\n", sp_runtime_backend_name(rt), tokens, batch);
+    printf("samepage bench prefill (backend %s, isolation %s, %s actor): %d tokens, batches of %d\n",
+           sp_runtime_backend_name(rt), sp_runtime_isolation(rt), same_actor ? "the same" : "a fresh", tokens, batch);
     printf("  cold (first run): %9.2f ms  %10.1f tok/s\n", ms[0], tokens * 1e3 / ms[0]);
     printf("  warm (median of %d): %7.2f ms  %10.1f tok/s\n", runs - 1, median, tokens * 1e3 / median);
   }

@@ -5,7 +5,29 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
+
+static double now_us(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return t.tv_sec * 1e6 + t.tv_nsec / 1e3;
+}
+
+/* recvmsg, first without sleeping for spin_us microseconds. */
+static ssize_t recvmsg_spin(int sock, unsigned spin_us, struct msghdr *msg) {
+  if (spin_us) {
+    double until = now_us() + spin_us;
+    do {
+      ssize_t got = recvmsg(sock, msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+      if (got >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) return got;
+    } while (now_us() < until);
+  }
+  ssize_t got;
+  do got = recvmsg(sock, msg, MSG_CMSG_CLOEXEC);
+  while (got < 0 && errno == EINTR);
+  return got;
+}
 
 static bool write_all(int sock, const void *buf, size_t len) {
   const uint8_t *p = buf;
@@ -75,7 +97,7 @@ static void take_fds(struct msghdr *msg, int *fds, int *nfds) {
   }
 }
 
-bool sp_wire_recv(int sock, sp_wire_msg *m, void **payload, int *fds, int *nfds) {
+bool sp_wire_recv(int sock, unsigned spin_us, sp_wire_msg *m, void **payload, int *fds, int *nfds) {
   *payload = NULL;
   if (nfds) *nfds = 0;
   struct iovec iov = {m, sizeof *m};
@@ -84,9 +106,7 @@ bool sp_wire_recv(int sock, sp_wire_msg *m, void **payload, int *fds, int *nfds)
     char buf[CMSG_SPACE(sizeof(int) * SP_WIRE_MAX_FDS)];
   } control;
   struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf, .msg_controllen = sizeof control.buf};
-  ssize_t got;
-  do got = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
-  while (got < 0 && errno == EINTR);
+  ssize_t got = recvmsg_spin(sock, spin_us, &msg);
   if (got <= 0) {
     if (got == 0) errno = 0;
     return false;

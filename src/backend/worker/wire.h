@@ -17,7 +17,7 @@ typedef enum sp_wire_op {
   SP_WIRE_HELLO = 1,     /* payload: backend name; a residency, b graphs, c threads. Reply: caps + name */
   SP_WIRE_ADOPT,         /* fd: the memfd; a committed, b reserved, c the host's base (a hint). Reply: a base, b device base */
   SP_WIRE_GROW,          /* a committed */
-  SP_WIRE_SUBMIT,        /* n commands in the payload */
+  SP_WIRE_SUBMIT,        /* n commands in the payload; none and c = 1: the same list as the last one */
   SP_WIRE_WAIT,
   SP_WIRE_FREEZE,        /* a addr, b len, c identity */
   SP_WIRE_FLUSH,         /* a addr, b len */
@@ -56,7 +56,10 @@ bool sp_wire_send(int sock, const sp_wire_msg *m, const void *payload, const int
 
 /* Receives a message; *payload is malloc'd (NULL when none), fds received
  * go to fds (at most SP_WIRE_MAX_FDS; extra ones are closed). false (errno
- * set, 0 for a clean end) if the peer is gone or the message is malformed. */
-bool sp_wire_recv(int sock, sp_wire_msg *m, void **payload, int *fds, int *nfds);
+ * set, 0 for a clean end) if the peer is gone or the message is malformed.
+ * It first tries without sleeping for up to spin_us microseconds (0: block
+ * at once): a blocked receiver costs a wake-up, tens of microseconds on a
+ * busy machine, per message, against a decode step of a millisecond. */
+bool sp_wire_recv(int sock, unsigned spin_us, sp_wire_msg *m, void **payload, int *fds, int *nfds);
 
 #endif

@@ -24,6 +24,9 @@ typedef struct worker {
   sp_file_range *files;   /* the file ranges mapped here now */
   uint32_t n_files;
   atomic_int file_shrank; /* a mapped file shrank under a kernel (fault_guard.h) */
+  sp_cmd *last;           /* the last list submitted, for repeats */
+  uint32_t n_last;
+  unsigned spin_us;       /* waiting for the next request (wire.h) */
 } worker;
 
 static sp_memory_view view_of(const worker *w) {
@@ -40,6 +43,9 @@ static sp_error_t *on_hello(worker *w, const sp_wire_msg *m, const char *name, s
   if (err) return err;
   uint64_t used, total;
   w->had_device_memory = sp_backend_device_memory(w->be, &used, &total);
+  /* A device backend leaves the CPU idle between requests: wait for the
+   * next one awake for a while. A CPU backend needs those cores itself. */
+  w->spin_us = w->had_device_memory ? 200 : 0;
   sp_backend_caps caps = sp_backend_caps_of(w->be);
   const char *resolved = sp_backend_name(w->be);
   memcpy(out, &caps, sizeof caps);
@@ -118,14 +124,24 @@ static sp_error_t *on_push(worker *w, const sp_wire_msg *m, const void *payload)
   return NULL;
 }
 
-static sp_error_t *on_submit(worker *w, const sp_wire_msg *m, const void *payload) {
+/* A new list is kept: decode sends the same bytes every token, and then
+ * the host says "the same list" instead of sending them again. */
+static sp_error_t *on_submit(worker *w, const sp_wire_msg *m, void **payload) {
+  if (m->c == 1 && !m->payload) {
+    if (m->n != w->n_last || !w->last) return sp_error_new("worker: a repeat of a list it does not have");
+    return sp_backend_submit(w->be, w->binding, w->last, w->n_last);
+  }
   if (m->payload != (uint64_t)m->n * sizeof(sp_cmd)) return sp_error_new("worker: bad command list");
-  return sp_backend_submit(w->be, w->binding, payload, m->n);
+  free(w->last);
+  w->last = *payload, w->n_last = m->n;
+  *payload = NULL;
+  return sp_backend_submit(w->be, w->binding, w->last, w->n_last);
 }
 
 /* Runs one request; reply values go to reply, a payload to out. */
-static sp_error_t *handle(worker *w, const sp_wire_msg *m, void *payload, int *fds, int nfds, sp_wire_msg *reply,
+static sp_error_t *handle(worker *w, const sp_wire_msg *m, void **payloadp, int *fds, int nfds, sp_wire_msg *reply,
                           char *out, size_t *out_len) {
+  void *payload = *payloadp;
   if (m->op == SP_WIRE_HELLO) {
     char name[32] = {0};
     memcpy(name, payload, m->payload < sizeof name - 1 ? m->payload : sizeof name - 1);
@@ -147,7 +163,7 @@ static sp_error_t *handle(worker *w, const sp_wire_msg *m, void *payload, int *f
   sp_error_t *err;
   switch (m->op) {
   case SP_WIRE_GROW: return on_grow(w, m->a);
-  case SP_WIRE_SUBMIT: return on_submit(w, m, payload);
+  case SP_WIRE_SUBMIT: return on_submit(w, m, payloadp);
   case SP_WIRE_WAIT: return sp_backend_wait(w->be, w->binding);
   case SP_WIRE_FREEZE: return sp_backend_freeze(w->be, w->binding, m->a, m->b, m->c);
   case SP_WIRE_FLUSH: return sp_backend_flush(w->be, w->binding, m->a, m->b);
@@ -179,10 +195,10 @@ int sp_worker_serve(int sock) {
     sp_wire_msg m;
     void *payload = NULL;
     int fds[SP_WIRE_MAX_FDS], nfds = 0;
-    if (!sp_wire_recv(sock, &m, &payload, fds, &nfds)) break; /* the host is gone or done with us */
+    if (!sp_wire_recv(sock, w.spin_us, &m, &payload, fds, &nfds)) break; /* the host is gone or done with us */
     sp_wire_msg reply = {0};
     size_t out_len = 0;
-    sp_error_t *err = handle(&w, &m, payload, fds, nfds, &reply, out, &out_len);
+    sp_error_t *err = handle(&w, &m, &payload, fds, nfds, &reply, out, &out_len);
     if (!err && atomic_exchange(&w.file_shrank, 0))
       err = sp_error_new("a granted file changed on disk while mapped (the worker read zeros past its new end)");
     free(payload);
@@ -207,5 +223,6 @@ int sp_worker_serve(int sock) {
   sp_backend_free(w.be);
   sp_region_free(w.region);
   free(w.files);
+  free(w.last);
   return 0;
 }
