@@ -20,5 +20,6 @@ int main(int argc, char **argv) {
   prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the host */
   signal(SIGINT, SIG_IGN);          /* a terminal's Ctrl-C is the host's to handle */
   signal(SIGPIPE, SIG_IGN);
+  setenv("SP_WORKER_PROCESS", "1", 1); /* backends word their errors for one actor */
   return sp_worker_serve((int)sock);
 }

@@ -10,6 +10,8 @@
  *    works. No worker outlives its actor.
  * 2. Coherence of mapped files: a guest's stores into pages of a mapped file
  *    reach the worker's kernels at the freeze, and at each flush.
+ * 3. Workers that cannot serve: a missing executable, one that exits at
+ *    once; each a clear error from sp_runtime_new, no process left behind.
  *
  * Usage: test_isolation GUEST_DIR MODEL (no model: part 1 is skipped)
  */
@@ -181,12 +183,38 @@ static void mapped_writes(void) {
   free(wasm);
 }
 
+/* ---- part 3: workers that cannot serve ---- */
+
+static void expect_runtime_error(const char *worker_exe, const char *want) {
+  setenv("SP_WORKER_EXE", worker_exe, 1);
+  sp_runtime_options o = {.backend = "cpu", .isolation = "process"};
+  sp_runtime_t *rt = NULL;
+  sp_error_t *err = sp_runtime_new(&o, &rt);
+  CHECK(err && strstr(sp_error_message(err), want), "worker %s: \"%s\" (want \"%s\")", worker_exe,
+        err ? sp_error_message(err) : "no error", want);
+  sp_error_free(err);
+  sp_runtime_free(rt);
+  unsetenv("SP_WORKER_EXE");
+  CHECK(waitpid(-1, NULL, WNOHANG) == -1 && errno == ECHILD, "no process is left");
+}
+
+static void broken_workers(void) {
+  expect_runtime_error("/nonexistent/samepage-worker", "cannot find the worker executable");
+  expect_runtime_error("/bin/false", "exited with status 1");
+  sp_runtime_options o = {.backend = "cpu", .isolation = "sideways"};
+  sp_runtime_t *rt = NULL;
+  sp_error_t *err = sp_runtime_new(&o, &rt);
+  CHECK(err && strstr(sp_error_message(err), "unknown isolation \"sideways\""), "a bad isolation name is refused");
+  sp_error_free(err);
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) {
     printf("usage: test_isolation GUEST_DIR [MODEL]\n");
     return 2;
   }
   setenv("SP_GUEST_DIR", argv[1], 1);
+  broken_workers();
   mapped_writes();
   if (argc >= 3 && access(argv[2], R_OK) == 0) worker_crash(argv[2]);
   else printf("skipped the LLM part: no model\n");

@@ -123,10 +123,14 @@ static sp_error_t *note_fault(cudaError_t e, const char *what) {
     snprintf(lost_why, sizeof lost_why, "%s: %s (%s)", what, cudaGetErrorString(e), cudaGetErrorName(e));
   __atomic_store_n(&lost, 1, __ATOMIC_RELEASE);
   pthread_mutex_unlock(&lost_mu);
-  return sp_error_new("cuda: %s: %s (%s): the GPU faulted; CUDA ends every context of a process after a fault, so "
-                      "the device is lost to this process (other actors' CUDA calls now fail at once; restart the "
-                      "process to use it again: snapshots restore there)%s",
-                      what, cudaGetErrorString(e), cudaGetErrorName(e), first ? "" : " [not the first fault]");
+  /* A worker process (process isolation) serves one actor: nothing else to say. */
+  const char *others = getenv("SP_WORKER_PROCESS")
+                           ? ""
+                           : "; CUDA ends every context of a process after a fault, so the device is lost to this "
+                             "process (other actors' CUDA calls now fail at once; restart the process to use it "
+                             "again: snapshots restore there; --isolation process confines a fault to one actor)";
+  return sp_error_new("cuda: %s: %s (%s): the GPU faulted%s%s", what, cudaGetErrorString(e), cudaGetErrorName(e),
+                      others, first ? "" : " [not the first fault]");
 }
 
 /* The error every call answers once the device is lost, else NULL. */
