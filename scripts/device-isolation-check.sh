@@ -21,7 +21,7 @@ t_start=$(date +%s); elapsed() { echo $(( $(date +%s) - t_start )); }
 deadline=${SP_DEADLINE:-540}
 summary=(); add() { summary+=("$*"); echo "== [$(elapsed)s] $*"; }
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee $out/card.txt
-date -u +%FT%TZ | tee $out/date.txt
+date -u +%FT%TZ | tee $out/date.txt; echo "commit ${SP_COMMIT:-unknown}" | tee $out/commit.txt
 scripts/build-cuda-lib.sh $b/libsamepage_cuda.so /tmp/ptxas.txt || { echo "BUILD FAIL"; exit 1; }
 export SP_CUDA_LIB=$b/libsamepage_cuda.so
 $b/synth_gguf --out $mdir/smol-q4_1.gguf --preset smollm2-135m --type q4_1 > /dev/null

@@ -88,7 +88,8 @@ static sp_error_t *make_region(size_t alignment, size_t committed, size_t reserv
   if (shared) {
     r->fd = memfd_create("samepage-region", MFD_CLOEXEC);
     if (r->fd < 0 || ftruncate(r->fd, (off_t)reserved)) {
-      err = sp_error_new("region: cannot create shared memory of %zu bytes: %s", reserved, strerror(errno));
+      err = sp_error_new("region: cannot create shared memory of %zu bytes for process isolation: %s%s", reserved,
+                         strerror(errno), errno == EFBIG ? " (the file-size limit, ulimit -f, covers it)" : "");
       if (r->fd >= 0) close(r->fd);
       free(r);
       return err;
