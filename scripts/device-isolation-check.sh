@@ -78,7 +78,9 @@ if [ $only_cost = 0 ]; then
 # ---- 4. memory per actor and restore, isolated and not ----
 for iso in none process; do
   SP_ISOLATION=$iso timeout 240 $sp bench actors --backend cuda --model $smol --counts 1,8 --json > $out/actors_$iso.json 2>> $out/actors.err
-  add "bench actors isolation=$iso rc=$?: $(python3 -c "import json;d=json.load(open('$out/actors_$iso.json'));print('per actor %.1f MiB host, %.1f MiB device; rows %s' % (d['per_actor_anon_mib'], d.get('per_actor_device_mib',0), [(r['actors'], r.get('device_used_mib')) for r in d['rows']]))" 2>&1 | tail -1)"
+  add "bench actors isolation=$iso rc=$?: $(python3 -c "import json;d=json.load(open('$out/actors_$iso.json'));print('per actor %.1f MiB host, %.1f MiB device; rows %s' % (d['per_actor_anon_mib'], d.get('per_actor_device_mib',0), [(r['actors'], r.get('device_used_mib'), r.get('resident_mib'), r.get('shared_mib'), r.get('shared_hits')) for r in d['rows']]))" 2>&1 | tail -1)"
+  SP_ISOLATION=$iso timeout 240 $sp bench actors --backend cuda --model $l1b --counts 1,4 --json > $out/actors_l1b_$iso.json 2>> $out/actors.err
+  add "bench actors 1B isolation=$iso rc=$?: $(python3 -c "import json;d=json.load(open('$out/actors_l1b_$iso.json'));print('per actor %.1f MiB host, %.1f MiB device; rows %s' % (d['per_actor_anon_mib'], d.get('per_actor_device_mib',0), [(r['actors'], r.get('device_used_mib'), r.get('resident_mib'), r.get('shared_mib'), r.get('shared_hits')) for r in d['rows']]))" 2>&1 | tail -1)"
   [ $(elapsed) -lt $((deadline - 150)) ] || continue
   SP_ISOLATION=$iso timeout 200 $sp bench snapshot --backend cuda --model $smol --contexts 24,512 --json > $out/snapshot_$iso.json 2>> $out/snapshot.err
   add "bench snapshot isolation=$iso rc=$?: $(cut -c1-400 $out/snapshot_$iso.json)"

@@ -71,7 +71,7 @@ static void setup(fixture *f) {
   memset(f, 0, sizeof *f);
   f->dev.budget = -1;
   pthread_mutex_init(&f->mu, NULL);
-  sp_resident_device d = {&f->dev, fake_alloc, fake_free, fake_copy, fake_drop};
+  sp_resident_device d = {&f->dev, fake_alloc, fake_free, fake_copy, fake_drop, NULL, NULL};
   sp_resident_cache_init(&f->cache, d, &f->mu, &f->stats);
   memset(f->a.mem, 'w', LEN), memset(f->b.mem, 'w', LEN); /* both actors loaded the same weights */
   f->up_a = (sp_resident_upload){&f->a, fake_upload};
@@ -265,6 +265,95 @@ static void test_derived_data(void) {
   teardown(&f);
 }
 
+/* ---- across processes (process isolation, vmm.h): two caches, one per
+ * "process"; exported memory is refcounted as the driver does: alive while
+ * any process maps it ---- */
+
+#define MAX_BUFS 8
+static struct {
+  void *mem;
+  int refs, fd;
+} bufs[MAX_BUFS];
+
+static int buf_of(const void *mem) {
+  for (int i = 0; i < MAX_BUFS; i++)
+    if (bufs[i].refs && bufs[i].mem == mem) return i;
+  return -1;
+}
+
+static void *shared_alloc(void *ctx, uint64_t len) {
+  void *mem = fake_alloc(ctx, len);
+  for (int i = 0; mem && i < MAX_BUFS; i++)
+    if (!bufs[i].refs) {
+      bufs[i].mem = mem, bufs[i].refs = 1, bufs[i].fd = -1;
+      break;
+    }
+  return mem;
+}
+
+static void shared_free(void *ctx, void *dev) {
+  ((fake_device *)ctx)->frees++;
+  int i = buf_of(dev);
+  if (i >= 0 && --bufs[i].refs == 0) free(bufs[i].mem);
+}
+
+static int shared_export(void *ctx, void *dev) {
+  int i = buf_of(dev);
+  if (i < 0) return -1;
+  bufs[i].fd = 100 + i; /* a stand-in descriptor */
+  return bufs[i].fd;
+}
+
+static void *shared_import(void *ctx, int fd, uint64_t len) {
+  for (int i = 0; i < MAX_BUFS; i++)
+    if (bufs[i].refs && bufs[i].fd == fd) {
+      ((fake_device *)ctx)->allocs++; /* a mapping this process must give back */
+      bufs[i].refs++;
+      return bufs[i].mem;
+    }
+  return NULL;
+}
+
+static void setup_process(fixture *f) {
+  setup(f);
+  f->cache.device = (sp_resident_device){&f->dev, shared_alloc, shared_free, fake_copy, fake_drop, shared_export,
+                                         shared_import};
+}
+
+static void test_across_processes(void) {
+  fixture pa, pb; /* process A made the copy; process B maps it */
+  setup_process(&pa), setup_process(&pb);
+  sp_resident_copy *ca = NULL, *cb = NULL, *cc = NULL;
+  int fd = -1, fd_b = -1, none = -1;
+  CHECK(!sp_resident_freeze_shared(&pa.cache, &pa.up_a, 0, LEN, ID_A, -1, &fd, &ca) && ca && fd >= 0,
+        "the first process uploads and exports (fd %d)", fd);
+  CHECK(ca && ca->cross_process && !ca->imported && pa.a.uploads == 1, "its copy is marked shared across processes");
+  CHECK(!sp_resident_freeze_shared(&pb.cache, &pb.up_a, 0, LEN, ID_A, fd, &fd_b, &cb) && cb && fd_b < 0,
+        "the second process imports");
+  CHECK(cb && cb->dev == ca->dev && pb.a.uploads == 0, "same memory, no upload");
+  CHECK(pb.stats.bytes == 0 && pb.stats.shared_bytes == LEN && pb.stats.shared_hits == 1,
+        "counted as shared there, not held (bytes %llu, shared %llu)", (unsigned long long)pb.stats.bytes,
+        (unsigned long long)pb.stats.shared_bytes);
+  /* B's guest rewrites the range and flushes: B gets a copy of its own. */
+  memset(pb.a.mem, 'x', LEN);
+  CHECK(!sp_resident_refresh(&pb.cache, &pb.up_a, &cb, 0, LEN, 0, LEN, 0) && cb && cb->dev != ca->dev && holds(cb, 'x'),
+        "a flush in B gets B its own copy");
+  CHECK(holds(ca, 'w'), "what A (and any other process) reads is unchanged");
+  /* A flushes too: its exported copy may be mapped elsewhere, so A copies first. */
+  void *exported = ca->dev;
+  memset(pa.a.mem, 'y', LEN);
+  CHECK(!sp_resident_refresh(&pa.cache, &pa.up_a, &ca, 0, LEN, 0, LEN, 0) && ca && ca->dev != exported &&
+            holds(ca, 'y'),
+        "a flush in the exporting process copies first as well");
+  /* A descriptor that maps nothing: an upload instead. */
+  CHECK(!sp_resident_freeze_shared(&pb.cache, &pb.up_b, 0, LEN, ID_B, 999, &none, &cc) && cc && pb.b.uploads == 1,
+        "an import that fails falls back to an upload");
+  if (none >= 0) CHECK(none >= 100, "and that copy is exported");
+  sp_resident_release(&pa.cache, ca), sp_resident_release(&pb.cache, cb), sp_resident_release(&pb.cache, cc);
+  for (int i = 0; i < MAX_BUFS; i++) CHECK(bufs[i].refs == 0, "shared buffer %d freed (refs %d)", i, bufs[i].refs);
+  teardown(&pa), teardown(&pb);
+}
+
 int main(void) {
   test_same_identity_shares();
   test_unknown_or_other_identity_is_private();
@@ -273,5 +362,6 @@ int main(void) {
   test_restore_redeclares();
   test_short_memory();
   test_racing_publish();
+  test_across_processes();
   return CHECK_DONE();
 }

@@ -48,6 +48,14 @@ sp_error_t *sp_backend_freeze(sp_backend *be, void *binding, uint64_t addr, uint
   return be->ops.freeze ? be->ops.freeze(be->ctx, binding, addr, len, identity) : NULL;
 }
 
+sp_error_t *sp_backend_freeze_shared(sp_backend *be, void *binding, uint64_t addr, uint64_t len, uint64_t identity,
+                                     int import_fd, int *export_fd) {
+  *export_fd = -1;
+  if (!be) return sp_error_new("backend freeze: bad arguments");
+  if (be->ops.freeze_shared) return be->ops.freeze_shared(be->ctx, binding, addr, len, identity, import_fd, export_fd);
+  return sp_backend_freeze(be, binding, addr, len, identity);
+}
+
 sp_error_t *sp_backend_flush(sp_backend *be, void *binding, uint64_t addr, uint64_t len) {
   if (!be) return sp_error_new("backend flush: bad arguments");
   return be->ops.flush ? be->ops.flush(be->ctx, binding, addr, len) : NULL;

@@ -23,7 +23,7 @@
 #include "samepage.h"
 #include "samepage_abi.h"
 
-#define SP_BACKEND_OPS_VERSION 6
+#define SP_BACKEND_OPS_VERSION 7
 
 /* The memory a backend binding computes on: guest address a is base + a. */
 typedef struct sp_memory_view {
@@ -114,6 +114,15 @@ struct sp_backend_ops {
    * (a restore rewrote the bytes): the copy is refreshed, or kept as it is
    * when it already holds the same nonzero identity. */
   sp_error_t *(*freeze)(void *ctx, void *binding, uint64_t addr, uint64_t len, uint64_t identity);
+  /* freeze(), with the device copy shared across processes (process
+   * isolation: backend/worker/worker.h). import_fd >= 0 is a copy of
+   * identity's bytes that another process exported: map it rather than
+   * upload. *export_fd gets a new descriptor (the caller closes it) for a
+   * copy made here under a nonzero identity, for the host to hand to the
+   * next process; -1 when there is none. (optional): default freeze()
+   * with nothing shared. */
+  sp_error_t *(*freeze_shared)(void *ctx, void *binding, uint64_t addr, uint64_t len, uint64_t identity,
+                               int import_fd, int *export_fd);
   /* The guest rewrote bytes [addr, addr + len) of a frozen or device-local
    * range with plain stores; refresh any device copy (the coherence rule: no
    * flush, stale reads). A copy shared with other bindings is never written:
@@ -205,6 +214,8 @@ sp_error_t *sp_backend_submit(sp_backend *be, void *binding, const sp_cmd *cmds,
 sp_error_t *sp_backend_wait(sp_backend *be, void *binding);
 void *sp_backend_device_base(sp_backend *be, void *binding, const sp_memory_view *adopted);
 sp_error_t *sp_backend_freeze(sp_backend *be, void *binding, uint64_t addr, uint64_t len, uint64_t identity);
+sp_error_t *sp_backend_freeze_shared(sp_backend *be, void *binding, uint64_t addr, uint64_t len, uint64_t identity,
+                                     int import_fd, int *export_fd);
 sp_error_t *sp_backend_flush(sp_backend *be, void *binding, uint64_t addr, uint64_t len);
 sp_error_t *sp_backend_device_local(sp_backend *be, void *binding, uint64_t addr, uint64_t len);
 sp_error_t *sp_backend_sync(sp_backend *be, void *binding, uint64_t addr, uint64_t len);

@@ -359,9 +359,11 @@ static sp_error_t *refresh_frozen(sp_cu_ctx *c, sp_cu_binding *b, sp_cu_frozen *
   return err;
 }
 
-static sp_error_t *cu_freeze(void *vctx, void *binding, uint64_t addr, uint64_t len, uint64_t identity) {
+static sp_error_t *cu_freeze_shared(void *vctx, void *binding, uint64_t addr, uint64_t len, uint64_t identity,
+                                    int import_fd, int *export_fd) {
   sp_cu_ctx *c = (sp_cu_ctx *)vctx;
   sp_cu_binding *b = (sp_cu_binding *)binding;
+  *export_fd = -1;
   if (!c->residency || c->integrated) return NULL;
   sp_cu_frozen *f = frozen_of(b, addr, len, true);
   if (f) return refresh_frozen(c, b, f, addr, len, identity); /* a restore re-declared it */
@@ -374,7 +376,7 @@ static sp_error_t *cu_freeze(void *vctx, void *binding, uint64_t addr, uint64_t 
   frozen_upload u = {c, b};
   sp_resident_upload up = {&u, upload_frozen};
   sp_resident_copy *copy = NULL;
-  sp_error_t *err = sp_resident_freeze(&c->cache, &up, addr, len, identity, &copy);
+  sp_error_t *err = sp_resident_freeze_shared(&c->cache, &up, addr, len, identity, import_fd, export_fd, &copy);
   if (!err && !copy && mapped) /* the runtime reads the file instead */
     return sp_error_with_status(SP_E_UNSUPPORTED, "no device memory for a resident copy of file-mapped "
                                 "[0x%llx, +%llu)", (unsigned long long)addr, (unsigned long long)len);
@@ -383,6 +385,11 @@ static sp_error_t *cu_freeze(void *vctx, void *binding, uint64_t addr, uint64_t 
   *f = (sp_cu_frozen){addr, len, NULL, copy};
   point_at_copy(b, f);
   return NULL;
+}
+
+static sp_error_t *cu_freeze(void *vctx, void *binding, uint64_t addr, uint64_t len, uint64_t identity) {
+  int unused;
+  return cu_freeze_shared(vctx, binding, addr, len, identity, -1, &unused);
 }
 
 static void add_local_stats(sp_cu_ctx *c, int64_t held, uint64_t moved, double ms) {
@@ -1012,6 +1019,7 @@ static struct sp_backend_ops make_ops(void) {
   ops.local_zero = cu_local_zero;
   ops.residency = cu_residency;
   ops.device_memory = cu_device_memory;
+  ops.freeze_shared = cu_freeze_shared;
   ops.release = cu_release;
   ops.destroy = cu_destroy;
   return ops;

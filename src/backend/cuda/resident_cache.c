@@ -93,7 +93,7 @@ void sp_resident_release(sp_resident_cache *c, sp_resident_copy *copy) {
   pthread_mutex_lock(c->mu);
   bool last = --copy->refs == 0;
   if (last && copy->identity) withdraw_locked(c, copy);
-  if (last) c->stats->bytes -= copy->len;
+  if (last && !copy->imported) c->stats->bytes -= copy->len;
   else c->stats->shared_bytes -= copy->len;
   pthread_mutex_unlock(c->mu);
   if (!last) return;
@@ -108,7 +108,7 @@ void sp_resident_release(sp_resident_cache *c, sp_resident_copy *copy) {
  * then untouched). */
 static sp_error_t *make_private(sp_resident_cache *c, sp_resident_copy *copy, sp_resident_copy **out) {
   pthread_mutex_lock(c->mu);
-  bool alone = copy->refs == 1;
+  bool alone = copy->refs == 1 && !copy->cross_process;
   if (alone && copy->identity) withdraw_locked(c, copy);
   pthread_mutex_unlock(c->mu);
   *out = alone ? copy : new_copy(c, copy->len);
@@ -139,6 +139,42 @@ sp_error_t *sp_resident_freeze(sp_resident_cache *c, const sp_resident_upload *u
     return err;
   }
   *out = identity ? publish(c, copy, identity) : copy;
+  return NULL;
+}
+
+/* Maps another process's copy of identity's bytes; NULL when it cannot. */
+static sp_resident_copy *import_copy(sp_resident_cache *c, int fd, uint64_t len) {
+  if (fd < 0 || !c->device.import_fd) return NULL;
+  sp_resident_copy *copy = calloc(1, sizeof *copy);
+  if (copy) copy->dev = c->device.import_fd(c->device.ctx, fd, len);
+  if (!copy || !copy->dev) {
+    free(copy);
+    return NULL;
+  }
+  copy->len = len, copy->refs = 1, copy->cross_process = copy->imported = true;
+  pthread_mutex_lock(c->mu);
+  c->stats->shared_hits++, c->stats->shared_bytes += len; /* a freeze served by a copy already on the device */
+  pthread_mutex_unlock(c->mu);
+  return copy;
+}
+
+sp_error_t *sp_resident_freeze_shared(sp_resident_cache *c, const sp_resident_upload *up, uint64_t addr,
+                                      uint64_t len, uint64_t identity, int import_fd, int *export_fd,
+                                      sp_resident_copy **out) {
+  *export_fd = -1;
+  sp_resident_copy *imported = identity ? import_copy(c, import_fd, len) : NULL;
+  if (imported) {
+    *out = publish(c, imported, identity);
+    return NULL;
+  }
+  sp_error_t *err = sp_resident_freeze(c, up, addr, len, identity, out);
+  if (err || !*out || !identity || (*out)->identity != identity || !c->device.export_fd) return err;
+  *export_fd = c->device.export_fd(c->device.ctx, (*out)->dev);
+  if (*export_fd >= 0) {
+    pthread_mutex_lock(c->mu);
+    (*out)->cross_process = true; /* from now on another process may read it */
+    pthread_mutex_unlock(c->mu);
+  }
   return NULL;
 }
 

@@ -38,6 +38,10 @@ typedef struct sp_resident_copy {
   uint32_t refs;     /* bindings holding it */
   void *derived;     /* device data computed from these bytes (repacked
                         weight layouts, repack.h); dropped when they change */
+  bool cross_process; /* other processes may map it (exported or imported,
+                         vmm.h): never written, as a shared copy is not */
+  bool imported;      /* made by another process: its bytes are counted
+                         as shared, not held */
 } sp_resident_copy;
 
 typedef struct sp_resident_device {
@@ -46,6 +50,9 @@ typedef struct sp_resident_device {
   void (*release)(void *ctx, void *dev);
   bool (*copy)(void *ctx, void *dst, const void *src, uint64_t len); /* device to device */
   void (*drop_derived)(void *ctx, sp_resident_copy *copy); /* frees copy->derived; may be NULL */
+  /* Sharing across processes (vmm.h); both NULL where there is none. */
+  int (*export_fd)(void *ctx, void *dev);                    /* a new descriptor, or -1 */
+  void *(*import_fd)(void *ctx, int fd, uint64_t len);       /* NULL on failure */
 } sp_resident_device;
 
 /* Copies guest bytes [addr, addr + len) of one binding to device memory dev
@@ -75,6 +82,15 @@ void sp_resident_cache_deinit(sp_resident_cache *c);
  * then stays zero-copy. */
 sp_error_t *sp_resident_freeze(sp_resident_cache *c, const sp_resident_upload *up, uint64_t addr, uint64_t len,
                                uint64_t identity, sp_resident_copy **out);
+
+/* sp_resident_freeze across processes (process isolation): with
+ * import_fd >= 0 (a copy of identity's bytes another process exported),
+ * that memory is mapped and published instead of uploading; failing that,
+ * or with import_fd < 0, a copy is made as usual and, when published under
+ * a nonzero identity, exported into *export_fd (else -1). */
+sp_error_t *sp_resident_freeze_shared(sp_resident_cache *c, const sp_resident_upload *up, uint64_t addr,
+                                      uint64_t len, uint64_t identity, int import_fd, int *export_fd,
+                                      sp_resident_copy **out);
 
 /* The guest bytes [addr, addr + len) inside the frozen range [range_addr,
  * +range_len) changed: *held is made to hold them. identity 0 (flush): the

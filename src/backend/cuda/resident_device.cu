@@ -6,6 +6,7 @@
 #define _Static_assert static_assert /* samepage_abi.h is C11 (as in cuda_common.cuh) */
 #include "backend/cuda/repack.h"
 #include "backend/cuda/resident_device.h"
+#include "backend/cuda/vmm.h"
 
 /* SP_CUDA_RESIDENT_MAX_MB=N (tests): act as if no resident copy larger
  * than N MiB fits on the device, to exercise the short-memory fallbacks. */
@@ -18,15 +19,40 @@ static uint64_t resident_max(void) {
   return mb < 0 ? UINT64_MAX : (uint64_t)mb << 20;
 }
 
+/* In a worker process (process isolation), copies are made exportable so
+ * that the next worker freezing the same model maps them (vmm.h). */
+static bool shares_across_processes(int device) {
+  static int on = -1;
+  if (on < 0) on = getenv("SP_WORKER_PROCESS") && !getenv("SP_CUDA_NO_VMM") && sp_cu_vmm_available(device);
+  return on == 1;
+}
+
+static int current_device(void) {
+  int d = 0;
+  cudaGetDevice(&d);
+  return d;
+}
+
 static void *device_alloc(void *ctx, uint64_t len) {
   if (len > resident_max()) return NULL;
+  if (shares_across_processes(current_device())) return sp_cu_vmm_alloc(current_device(), len);
   void *dev = NULL;
   if (cudaMalloc(&dev, len) == cudaSuccess) return dev;
   cudaGetLastError(); /* not sticky: clear it, the caller stays zero-copy */
   return NULL;
 }
 
-static void device_release(void *ctx, void *dev) { cudaFree(dev); }
+static void device_release(void *ctx, void *dev) {
+  if (sp_cu_vmm_owns(dev)) sp_cu_vmm_free(dev);
+  else cudaFree(dev);
+}
+
+static int device_export(void *ctx, void *dev) { return sp_cu_vmm_owns(dev) ? sp_cu_vmm_export(dev) : -1; }
+
+static void *device_import(void *ctx, int fd, uint64_t len) {
+  int device = current_device();
+  return shares_across_processes(device) ? sp_cu_vmm_import(device, fd, len) : NULL;
+}
 
 /* A device-to-device cudaMemcpy does not wait for the copy, and the
  * bindings' streams are non-blocking, so wait here: a kernel launched right
@@ -42,6 +68,8 @@ sp_resident_device sp_cu_resident_device(void) {
   d.release = device_release;
   d.copy = device_copy;
   d.drop_derived = sp_cu_repack_drop;
+  d.export_fd = device_export;
+  d.import_fd = device_import;
   return d;
 }
 

@@ -19,7 +19,8 @@ typedef enum sp_wire_op {
   SP_WIRE_GROW,          /* a committed */
   SP_WIRE_SUBMIT,        /* n commands in the payload; none and c = 1: the same list as the last one */
   SP_WIRE_WAIT,
-  SP_WIRE_FREEZE,        /* a addr, b len, c identity */
+  SP_WIRE_FREEZE,        /* a addr, b len, c identity; fd: a copy of those bytes another worker made.
+                            Reply fd: the copy made here, exported (vmm.h) */
   SP_WIRE_FLUSH,         /* a addr, b len */
   SP_WIRE_DEVICE_LOCAL,  /* a addr, b len */
   SP_WIRE_SYNC,          /* a addr, b len */

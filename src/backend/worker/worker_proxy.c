@@ -26,6 +26,8 @@
 extern char **environ;
 
 #define MAX_WORKERS 4096
+#define MAX_SHARED 64 /* device copies shared across workers */
+#define MAX_HELD 16   /* shared copies one worker holds (SP_MAX_FROZEN) */
 
 /* One worker process and the socket to it. */
 typedef struct conn {
@@ -43,7 +45,19 @@ typedef struct conn {
   sp_cmd *last;            /* the last list sent (the worker keeps it too) */
   uint32_t n_last;
   unsigned spin_us;        /* waiting for a reply (wire.h) */
+  int got_fd;              /* a descriptor that came with the last reply, or -1 */
+  uint64_t held[MAX_HELD][2]; /* (identity, len) of shared copies it holds */
+  uint32_t n_held;
 } conn;
+
+/* A device copy a worker exported (vmm.h), kept for the next worker that
+ * freezes the same identity; the descriptor keeps the memory alive even
+ * after the worker that made it ends. */
+typedef struct shared_copy {
+  uint64_t identity, len;
+  int fd;
+  uint32_t holders; /* live bindings holding it */
+} shared_copy;
 
 typedef struct proxy {
   char inner[16];           /* the inner backend's resolved name */
@@ -56,6 +70,8 @@ typedef struct proxy {
   uint32_t n_live;
   conn *spare;              /* started, not yet adopted */
   sp_residency_stats retired; /* totals of released workers */
+  shared_copy shared[MAX_SHARED];
+  uint32_t n_shared;
 } proxy;
 
 /* ---- starting and ending workers ---- */
@@ -148,7 +164,7 @@ static sp_error_t *spawn(conn **out) {
     close(sv[0]), kill(pid, SIGKILL), waitpid(pid, NULL, 0);
     return sp_error_new("out of memory");
   }
-  c->pid = pid, c->sock = sv[0];
+  c->pid = pid, c->sock = sv[0], c->got_fd = -1;
   pthread_mutex_init(&c->mu, NULL);
   *out = c;
   return NULL;
@@ -161,6 +177,7 @@ static void conn_free(conn *c) {
   sp_error_free(c->deferred);
   free(c->files);
   free(c->last);
+  if (c->got_fd >= 0) close(c->got_fd);
   free(c);
 }
 
@@ -170,8 +187,14 @@ static void conn_free(conn *c) {
  * false: the worker is gone (c is buried). */
 static bool read_reply(conn *c, sp_wire_msg *r, sp_error_t **err, void *out, size_t out_cap) {
   void *payload = NULL;
+  int fds[SP_WIRE_MAX_FDS], nfds = 0;
   *err = NULL;
-  if (!sp_wire_recv(c->sock, c->spin_us, r, &payload, NULL, NULL)) {
+  bool got = sp_wire_recv(c->sock, c->spin_us, r, &payload, fds, &nfds);
+  for (int i = 0; i < nfds; i++) { /* one descriptor at most is expected: keep the first */
+    if (i == 0 && got && c->got_fd < 0) c->got_fd = fds[0];
+    else close(fds[i]);
+  }
+  if (!got) {
     bury_lost_peer(c);
     return false;
   }
@@ -364,22 +387,85 @@ static sp_error_t *push_written(conn *c, uint64_t addr, uint64_t len) {
   return err;
 }
 
-/* freeze and flush: written file pages first (worker.h), then the call. */
-static sp_error_t *range_call(conn *c, uint32_t op, uint64_t addr, uint64_t len, uint64_t identity) {
+/* freeze and flush: written file pages first (worker.h), then the call,
+ * with share_fd (>= 0) attached; a descriptor in the reply goes to *got. */
+static sp_error_t *range_call(conn *c, uint32_t op, uint64_t addr, uint64_t len, uint64_t identity, int share_fd,
+                              int *got) {
   pthread_mutex_lock(&c->mu);
   sp_error_t *err = identity ? NULL : push_written(c, addr, len); /* an identity proves no page was written */
   sp_wire_msg req = {.op = op, .a = addr, .b = len, .c = identity};
-  if (!err) err = call_locked(c, &req, NULL, NULL, 0, NULL, NULL, 0);
+  if (!err) err = call_locked(c, &req, NULL, &share_fd, share_fd >= 0, NULL, NULL, 0);
+  if (got) *got = c->got_fd, c->got_fd = -1;
   pthread_mutex_unlock(&c->mu);
   return err;
 }
 
+/* ---- device copies shared across workers (under p->mu) ---- */
+
+static shared_copy *find_shared(proxy *p, uint64_t identity, uint64_t len) {
+  for (uint32_t i = 0; i < p->n_shared; i++)
+    if (p->shared[i].identity == identity && p->shared[i].len == len) return &p->shared[i];
+  return NULL;
+}
+
+static bool holds(const conn *c, uint64_t identity, uint64_t len) {
+  for (uint32_t i = 0; i < c->n_held; i++)
+    if (c->held[i][0] == identity && c->held[i][1] == len) return true;
+  return false;
+}
+
+/* After a freeze of identity by c: c holds the shared copy, which is the
+ * one it was given, or the one it made and exported (exported >= 0). */
+static void note_shared(proxy *p, conn *c, uint64_t identity, uint64_t len, int exported) {
+  pthread_mutex_lock(&p->mu);
+  shared_copy *s = find_shared(p, identity, len);
+  if (!s && exported >= 0 && p->n_shared < MAX_SHARED) {
+    s = &p->shared[p->n_shared++];
+    *s = (shared_copy){identity, len, exported, 0};
+    exported = -1;
+  }
+  if (s && !holds(c, identity, len) && c->n_held < MAX_HELD) {
+    c->held[c->n_held][0] = identity, c->held[c->n_held][1] = len, c->n_held++;
+    s->holders++;
+  }
+  pthread_mutex_unlock(&p->mu);
+  if (exported >= 0) close(exported); /* another worker's copy is the shared one already */
+}
+
+/* c is going: its shared copies lose a holder; one nobody holds is closed
+ * (its memory goes when no process maps it any more). */
+static void drop_shared(proxy *p, conn *c) {
+  pthread_mutex_lock(&p->mu);
+  for (uint32_t h = 0; h < c->n_held; h++) {
+    shared_copy *s = find_shared(p, c->held[h][0], c->held[h][1]);
+    if (!s || --s->holders) continue;
+    close(s->fd);
+    *s = p->shared[--p->n_shared];
+  }
+  c->n_held = 0;
+  pthread_mutex_unlock(&p->mu);
+}
+
+/* A frozen range with a proved identity is shared with every worker that
+ * freezes the same bytes: the first one's copy, exported (vmm.h). */
 static sp_error_t *px_freeze(void *ctx, void *binding, uint64_t addr, uint64_t len, uint64_t identity) {
-  return range_call(binding, SP_WIRE_FREEZE, addr, len, identity);
+  proxy *p = ctx;
+  conn *c = binding;
+  if (!identity) return range_call(c, SP_WIRE_FREEZE, addr, len, 0, -1, NULL);
+  pthread_mutex_lock(&p->mu);
+  shared_copy *s = find_shared(p, identity, len);
+  int share_fd = s ? dup(s->fd) : -1; /* ours stays valid if another thread drops the entry meanwhile */
+  pthread_mutex_unlock(&p->mu);
+  int exported = -1;
+  sp_error_t *err = range_call(c, SP_WIRE_FREEZE, addr, len, identity, share_fd, &exported);
+  if (share_fd >= 0) close(share_fd);
+  if (!err) note_shared(p, c, identity, len, exported);
+  else if (exported >= 0) close(exported);
+  return err;
 }
 
 static sp_error_t *px_flush(void *ctx, void *binding, uint64_t addr, uint64_t len) {
-  return range_call(binding, SP_WIRE_FLUSH, addr, len, 0);
+  return range_call(binding, SP_WIRE_FLUSH, addr, len, 0, -1, NULL);
 }
 
 static sp_error_t *px_device_local(void *ctx, void *binding, uint64_t addr, uint64_t len) {
@@ -489,6 +575,7 @@ static void px_release(void *ctx, void *binding) {
   for (uint32_t i = 0; i < p->n_live; i++)
     if (p->live[i] == c) p->live[i] = p->live[--p->n_live];
   pthread_mutex_unlock(&p->mu);
+  drop_shared(p, c);
   /* Closing the socket ends the worker, which releases its binding. */
   pthread_mutex_lock(&c->mu);
   if (!c->dead) {
@@ -504,6 +591,7 @@ static void px_destroy(void *ctx) {
   proxy *p = ctx;
   conn_free(p->spare);
   for (uint32_t i = 0; i < p->n_live; i++) conn_free(p->live[i]);
+  for (uint32_t i = 0; i < p->n_shared; i++) close(p->shared[i].fd);
   pthread_mutex_destroy(&p->mu);
   free(p);
 }

@@ -139,8 +139,14 @@ static sp_error_t *on_submit(worker *w, const sp_wire_msg *m, void **payload) {
 }
 
 /* Runs one request; reply values go to reply, a payload to out. */
+/* freeze: with a descriptor, map the copy another worker made of the same
+ * bytes; a copy made here is exported back with the reply (*reply_fd). */
+static sp_error_t *on_freeze(worker *w, const sp_wire_msg *m, const int *fds, int nfds, int *reply_fd) {
+  return sp_backend_freeze_shared(w->be, w->binding, m->a, m->b, m->c, nfds ? fds[0] : -1, reply_fd);
+}
+
 static sp_error_t *handle(worker *w, const sp_wire_msg *m, void **payloadp, int *fds, int nfds, sp_wire_msg *reply,
-                          char *out, size_t *out_len) {
+                          char *out, size_t *out_len, int *reply_fd) {
   void *payload = *payloadp;
   if (m->op == SP_WIRE_HELLO) {
     char name[32] = {0};
@@ -165,7 +171,7 @@ static sp_error_t *handle(worker *w, const sp_wire_msg *m, void **payloadp, int 
   case SP_WIRE_GROW: return on_grow(w, m->a);
   case SP_WIRE_SUBMIT: return on_submit(w, m, payloadp);
   case SP_WIRE_WAIT: return sp_backend_wait(w->be, w->binding);
-  case SP_WIRE_FREEZE: return sp_backend_freeze(w->be, w->binding, m->a, m->b, m->c);
+  case SP_WIRE_FREEZE: return on_freeze(w, m, fds, nfds, reply_fd);
   case SP_WIRE_FLUSH: return sp_backend_flush(w->be, w->binding, m->a, m->b);
   case SP_WIRE_DEVICE_LOCAL: return sp_backend_device_local(w->be, w->binding, m->a, m->b);
   case SP_WIRE_SYNC: return sp_backend_sync(w->be, w->binding, m->a, m->b);
@@ -198,7 +204,8 @@ int sp_worker_serve(int sock) {
     if (!sp_wire_recv(sock, w.spin_us, &m, &payload, fds, &nfds)) break; /* the host is gone or done with us */
     sp_wire_msg reply = {0};
     size_t out_len = 0;
-    sp_error_t *err = handle(&w, &m, &payload, fds, nfds, &reply, out, &out_len);
+    int reply_fd = -1;
+    sp_error_t *err = handle(&w, &m, &payload, fds, nfds, &reply, out, &out_len, &reply_fd);
     if (!err && atomic_exchange(&w.file_shrank, 0))
       err = sp_error_new("a granted file changed on disk while mapped (the worker read zeros past its new end)");
     free(payload);
@@ -213,7 +220,8 @@ int sp_worker_serve(int sock) {
       out_len = strlen(text);
     }
     reply.payload = out_len;
-    bool sent = sp_wire_send(sock, &reply, text, NULL, 0);
+    bool sent = sp_wire_send(sock, &reply, text, &reply_fd, reply_fd >= 0);
+    if (reply_fd >= 0) close(reply_fd);
     sp_error_free(err);
     if (!sent) break;
   }
