@@ -15,7 +15,8 @@
 extern "C" {
 #endif
 
-/* Whether the CUDA backend runs cmd (op, dtypes, the sizes its kernels cap). */
+/* Whether the CUDA backend runs cmd, which passed the validator (the op's
+ * dtypes are checked there): the op is known, and sizes its kernels cap. */
 bool sp_cuda_supports(const sp_cmd *cmd);
 
 #ifdef __cplusplus
