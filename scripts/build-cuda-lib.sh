@@ -16,7 +16,7 @@ for f in src/backend/cuda/*.cu; do
     2>>"$log" || { echo "build-cuda-lib: nvcc failed on $f" >&2; exit 1; }
   objs+=($o)
 done
-for f in src/error.c src/dtype.c src/backend/cuda/*.c; do
+for f in src/error.c src/dtype.c src/op_rules.c src/backend/cuda/*.c; do
   o=$tmp/$(basename $f .c)_c.o
   gcc -O2 -fPIC -fvisibility=hidden -Iinclude -Isrc -c $f -o $o || { echo "build-cuda-lib: gcc failed on $f" >&2; exit 1; }
   objs+=($o)

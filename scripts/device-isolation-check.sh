@@ -30,7 +30,9 @@ smol=$mdir/smol-q4_1.gguf; l1b=$mdir/l1b-q8_0.gguf
 
 only_cost=$([ "${1:-}" = cost ] && echo 1 || echo 0)
 if [ $only_cost = 0 ]; then
-# ---- 1. a GPU fault, in-process and isolated ----
+# ---- 1. op parity (the backend itself), then a GPU fault, in-process and isolated ----
+timeout 120 $b/test_cuda_ops > $out/test_cuda_ops.txt 2>&1
+add "test_cuda_ops rc=$?: $(tail -1 $out/test_cuda_ops.txt)"; grep -E "^FAIL" $out/test_cuda_ops.txt | head -5
 for iso in none process; do
   SP_ISOLATION=$iso timeout 180 $b/test_cuda_fault $b/guests $smol > $out/fault_$iso.txt 2>&1
   add "test_cuda_fault isolation=$iso rc=$?: $(tail -1 $out/fault_$iso.txt)"

@@ -17,6 +17,7 @@
 #include "backend/cpu/cpu_exec.h"
 #include "backend/cpu/llm_ops.h"
 #include "error.h"
+#include "op_rules.h"
 
 typedef struct sp_cpu_ctx {
   sp_threadpool *pool;
@@ -57,23 +58,8 @@ static bool has_dot(const sp_cpu_kernels *k, const sp_tensor *t) {
 /* The validator (op_rules.c) has checked every dtype by now; what the CPU
  * adds is a dot product for the weight's dtype in the kernel table. */
 static bool supports_with(const sp_cpu_kernels *k, const sp_cmd *cmd) {
-  switch (cmd->op) {
-  case SP_OP_MATMUL:
-  case SP_OP_GET_ROWS: return has_dot(k, &cmd->src[0]);
-  case SP_OP_NOP:
-  case SP_OP_ADD:
-  case SP_OP_MUL:
-  case SP_OP_SWIGLU:
-  case SP_OP_RMSNORM:
-  case SP_OP_SCALE:
-  case SP_OP_SOFTMAX:
-  case SP_OP_SET_ROWS:
-  case SP_OP_COPY:
-  case SP_OP_ARGMAX:
-  case SP_OP_ROPE:
-  case SP_OP_ATTENTION: return true;
-  default: return false;
-  }
+  if (!sp_op_rule_get(cmd->op)) return false;
+  return cmd->op == SP_OP_MATMUL || cmd->op == SP_OP_GET_ROWS ? has_dot(k, &cmd->src[0]) : true;
 }
 
 static bool cpu_supports(void *ctx, const sp_cmd *cmd) { return supports_with(((const sp_cpu_ctx *)ctx)->kern, cmd); }
