@@ -99,42 +99,43 @@ static bool find_worker_exe(char *path, size_t cap) {
 }
 
 static void describe_status(int status, char *out, size_t cap) {
-  if (WIFSIGNALED(status))
+  if (!status) snprintf(out, cap, "ended");
+  else if (WIFSIGNALED(status))
     snprintf(out, cap, "killed by signal %d (%s)", WTERMSIG(status), strsignal(WTERMSIG(status)));
-  else if (WIFEXITED(status) && WEXITSTATUS(status) == 3)
-    snprintf(out, cap, "ended itself after its device was lost");
   else if (WIFEXITED(status))
     snprintf(out, cap, "exited with status %d", WEXITSTATUS(status));
   else
     snprintf(out, cap, "ended");
 }
 
-/* Marks c dead: the worker is killed if still there and reaped. */
-static void bury(conn *c, const char *why) {
+/* Waits up to grace_ms for pid to end by itself, then kills it; its
+ * wait status (0 when it could not be reaped). */
+static int reap(pid_t pid, int grace_ms) {
+  int status = 0;
+  for (int waited = 0; waited <= grace_ms; waited++) {
+    pid_t got = waitpid(pid, &status, WNOHANG);
+    if (got == pid) return status;
+    if (got < 0) return 0; /* not our child any more (SIGCHLD ignored by the embedding application) */
+    usleep(1000);
+  }
+  kill(pid, SIGKILL);
+  return waitpid(pid, &status, 0) == pid ? status : 0;
+}
+
+/* Ends c: closes the socket (a live worker then ends by itself), reaps the
+ * worker, killing it after grace_ms, and records why (NULL: how it ended). */
+static void bury(conn *c, const char *why, int grace_ms) {
   if (c->dead) return;
   c->dead = true;
   if (c->sock >= 0) close(c->sock), c->sock = -1;
-  int status = 0;
-  char how[160] = "";
-  if (c->pid > 0) {
-    kill(c->pid, SIGKILL); /* harmless when it has already ended */
-    if (waitpid(c->pid, &status, 0) == c->pid) describe_status(status, how, sizeof how);
-  }
+  char how[160] = "ended";
+  if (c->pid > 0) describe_status(reap(c->pid, grace_ms), how, sizeof how);
   if (why) snprintf(c->why, sizeof c->why, "%s", why);
   else snprintf(c->why, sizeof c->why, "the actor's worker process (pid %d) %s", (int)c->pid, how);
 }
 
-/* Asks a dead worker's status after the socket closed under us. */
-static void bury_lost_peer(conn *c) {
-  if (c->dead) return;
-  close(c->sock), c->sock = -1;
-  int status = 0;
-  char how[160] = "ended";
-  if (c->pid > 0 && waitpid(c->pid, &status, 0) == c->pid) describe_status(status, how, sizeof how);
-  else if (c->pid > 0) kill(c->pid, SIGKILL), waitpid(c->pid, &status, 0);
-  c->dead = true;
-  snprintf(c->why, sizeof c->why, "the actor's worker process (pid %d) %s", (int)c->pid, how);
-}
+/* The socket failed under us: the worker ended, or stopped making sense. */
+static void bury_lost_peer(conn *c) { bury(c, NULL, 1000); }
 
 static sp_error_t *dead_error(const conn *c) {
   return sp_error_new("process isolation: %s; this actor can compute no more (other actors are unaffected)", c->why);
@@ -172,7 +173,7 @@ static sp_error_t *spawn(conn **out) {
 
 static void conn_free(conn *c) {
   if (!c) return;
-  bury(c, "released");
+  bury(c, "released", 2000);
   pthread_mutex_destroy(&c->mu);
   sp_error_free(c->deferred);
   free(c->files);
@@ -205,7 +206,7 @@ static bool read_reply(conn *c, sp_wire_msg *r, sp_error_t **err, void *out, siz
       char why[600];
       snprintf(why, sizeof why, "the actor's worker process (pid %d) lost its device and ended: %.*s", (int)c->pid,
                text_len, text);
-      bury(c, why);
+      bury(c, why, 1000); /* it ends itself after this reply */
       *err = dead_error(c);
     } else {
       *err = sp_error_with_status((int)(int64_t)r->a, "%.*s", text_len, text);
@@ -578,11 +579,7 @@ static void px_release(void *ctx, void *binding) {
   drop_shared(p, c);
   /* Closing the socket ends the worker, which releases its binding. */
   pthread_mutex_lock(&c->mu);
-  if (!c->dead) {
-    close(c->sock), c->sock = -1;
-    waitpid(c->pid, NULL, 0);
-    c->dead = true;
-  }
+  bury(c, "released", 2000);
   pthread_mutex_unlock(&c->mu);
   conn_free(c);
 }
