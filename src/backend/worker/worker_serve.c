@@ -120,7 +120,7 @@ static sp_error_t *on_file_ranges(worker *w, const sp_wire_msg *m, const void *p
 static sp_error_t *on_push(worker *w, const sp_wire_msg *m, const void *payload) {
   if (m->a > w->region->committed || m->payload > w->region->committed - m->a)
     return sp_error_new("worker: push outside memory");
-  memcpy(w->region->base + m->a, payload, m->payload);
+  if (payload) memcpy(w->region->base + m->a, payload, m->payload);
   return NULL;
 }
 
@@ -150,7 +150,7 @@ static sp_error_t *handle(worker *w, const sp_wire_msg *m, void **payloadp, int 
   void *payload = *payloadp;
   if (m->op == SP_WIRE_HELLO) {
     char name[32] = {0};
-    memcpy(name, payload, m->payload < sizeof name - 1 ? m->payload : sizeof name - 1);
+    if (payload) memcpy(name, payload, m->payload < sizeof name - 1 ? m->payload : sizeof name - 1);
     return on_hello(w, m, name, reply, out, out_len);
   }
   if (m->op == SP_WIRE_ADOPT) return on_adopt(w, m, fds, nfds, reply);
