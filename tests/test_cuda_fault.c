@@ -43,19 +43,6 @@ static sp_error_t *new_llm(sp_runtime_t *rt, const uint8_t *wasm, size_t len, co
   return sp_actor_new(rt, wasm, len, &opts, out);
 }
 
-/* The guest's message for its last failure (llm_error_ptr). */
-static const char *guest_error(sp_actor_t *a) {
-  int64_t at = 0;
-  uint8_t *base;
-  size_t size;
-  sp_actor_memory(a, &base, &size);
-  sp_error_t *err = call(a, "llm_error_ptr", 0, 0, 0, &at);
-  sp_error_free(err);
-  at = (uint32_t)at;
-  return !err && at > 0 && (size_t)at < size && memchr(base + at, 0, size - (size_t)at) ? (const char *)base + at
-                                                                                       : "(no message)";
-}
-
 /* One turn of an actor: init, prompt or step; its guest status or error. */
 typedef struct turn {
   sp_actor_t *a;
@@ -81,7 +68,7 @@ static void play(turn *t) {
   t->step++;
   if (err || out < 0) {
     t->dead = true;
-    snprintf(t->why, sizeof t->why, "%s", err ? sp_error_message(err) : guest_error(t->a));
+    snprintf(t->why, sizeof t->why, "%s", err ? sp_error_message(err) : llm_guest_error(t->a));
   }
   sp_error_free(err);
 }

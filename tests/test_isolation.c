@@ -65,19 +65,6 @@ static sp_error_t *call2(sp_actor_t *a, const char *fn, int64_t x, int64_t y, in
   return sp_actor_call(a, fn, args, (size_t)nargs, out);
 }
 
-/* The guest's message for its last failure (llm_error_ptr). */
-static const char *guest_error(sp_actor_t *a) {
-  int64_t at = 0;
-  uint8_t *base;
-  size_t size;
-  sp_actor_memory(a, &base, &size);
-  sp_error_t *err = call2(a, "llm_error_ptr", 0, 0, 0, &at);
-  sp_error_free(err);
-  at = (uint32_t)at;
-  return !err && at > 0 && (size_t)at < size && memchr(base + at, 0, size - (size_t)at) ? (const char *)base + at
-                                                                                       : "(no message)";
-}
-
 /* init, an 8-token prompt, then one token per turn (greedy). */
 static void play(turn *t) {
   if (t->why[0]) return;
@@ -94,7 +81,7 @@ static void play(turn *t) {
     if (!err) err = call2(t->a, "llm_prompt", 8 * 4, 2, 2, &out);
   } else err = call2(t->a, "llm_step", 0, 0, 0, &out);
   t->tokens[t->step++] = out;
-  if (err || out < 0) snprintf(t->why, sizeof t->why, "%s", err ? sp_error_message(err) : guest_error(t->a));
+  if (err || out < 0) snprintf(t->why, sizeof t->why, "%s", err ? sp_error_message(err) : llm_guest_error(t->a));
   sp_error_free(err);
 }
 

@@ -5,6 +5,9 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+
+#include "samepage.h"
 
 /* Reads a whole file, NUL-terminated (not counted in *len); NULL when it
  * cannot be opened. Caller frees. */
@@ -33,6 +36,20 @@ static inline uint8_t *load_guest(const char *name, size_t *len) {
     exit(1);
   }
   return data;
+}
+
+/* The LLM guest's message for its last failure (its llm_error_ptr export),
+ * read from its memory; "(no message)" when there is none. */
+static inline const char *llm_guest_error(sp_actor_t *a) {
+  int64_t at = 0;
+  uint8_t *base;
+  size_t size;
+  sp_actor_memory(a, &base, &size);
+  sp_error_t *err = sp_actor_call(a, "llm_error_ptr", NULL, 0, &at);
+  sp_error_free(err);
+  at = (uint32_t)at;
+  return !err && at > 0 && (size_t)at < size && memchr(base + at, 0, size - (size_t)at) ? (const char *)base + at
+                                                                                       : "(no message)";
 }
 
 #endif

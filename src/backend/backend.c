@@ -56,6 +56,15 @@ sp_error_t *sp_backend_freeze_shared(sp_backend *be, void *binding, uint64_t add
   return sp_backend_freeze(be, binding, addr, len, identity);
 }
 
+uint32_t sp_backend_derived_exports(sp_backend *be, void *binding, sp_derived_desc *out, int *fds, uint32_t max) {
+  return be && be->ops.derived_exports ? be->ops.derived_exports(be->ctx, binding, out, fds, max) : 0;
+}
+
+sp_error_t *sp_backend_derived_import(sp_backend *be, void *binding, const sp_derived_desc *desc, int fd) {
+  if (!be || !desc) return sp_error_new("backend derived_import: bad arguments");
+  return be->ops.derived_import ? be->ops.derived_import(be->ctx, binding, desc, fd) : NULL;
+}
+
 sp_error_t *sp_backend_flush(sp_backend *be, void *binding, uint64_t addr, uint64_t len) {
   if (!be) return sp_error_new("backend flush: bad arguments");
   return be->ops.flush ? be->ops.flush(be->ctx, binding, addr, len) : NULL;

@@ -23,7 +23,7 @@
 #include "samepage.h"
 #include "samepage_abi.h"
 
-#define SP_BACKEND_OPS_VERSION 7
+#define SP_BACKEND_OPS_VERSION 8
 
 /* The memory a backend binding computes on: guest address a is base + a. */
 typedef struct sp_memory_view {
@@ -60,6 +60,16 @@ typedef struct sp_file_range {
   int fd;
   uint64_t file_offset;
 } sp_file_range;
+
+/* A device layout derived from a frozen copy shared across processes (a
+ * weight's repacked layout, backend/cuda/repack.h), as one process made
+ * it, for another that maps the same copy to map too. */
+typedef struct sp_derived_desc {
+  uint64_t identity;          /* of the frozen copy it derives from */
+  uint64_t offset;            /* the weight's byte offset in that copy */
+  uint32_t dtype, k, n, stride; /* the weight's dtype, shape and row stride */
+  uint64_t bytes;             /* the layout's size */
+} sp_derived_desc;
 
 /* What residency (frozen device-resident copies and device-local mirrors)
  * costs, summed over the backend's bindings since it was created. */
@@ -123,6 +133,15 @@ struct sp_backend_ops {
    * with nothing shared. */
   sp_error_t *(*freeze_shared)(void *ctx, void *binding, uint64_t addr, uint64_t len, uint64_t identity,
                                int import_fd, int *export_fd);
+  /* Derived layouts this binding made, since the last call, from frozen
+   * copies shared across processes: up to max of them, each exported as a
+   * new descriptor in fds (the caller closes them). (optional): none. */
+  uint32_t (*derived_exports)(void *ctx, void *binding, sp_derived_desc *out, int *fds, uint32_t max);
+  /* Maps a layout another process derived (fd) from the shared copy of
+   * desc->identity that this binding holds, so it need not make its own.
+   * Errors: no such copy held, or the mapping failed; the binding then
+   * makes the layout itself when it needs it. (optional): ignored. */
+  sp_error_t *(*derived_import)(void *ctx, void *binding, const sp_derived_desc *desc, int fd);
   /* The guest rewrote bytes [addr, addr + len) of a frozen or device-local
    * range with plain stores; refresh any device copy (the coherence rule: no
    * flush, stale reads). A copy shared with other bindings is never written:
@@ -216,6 +235,8 @@ void *sp_backend_device_base(sp_backend *be, void *binding, const sp_memory_view
 sp_error_t *sp_backend_freeze(sp_backend *be, void *binding, uint64_t addr, uint64_t len, uint64_t identity);
 sp_error_t *sp_backend_freeze_shared(sp_backend *be, void *binding, uint64_t addr, uint64_t len, uint64_t identity,
                                      int import_fd, int *export_fd);
+uint32_t sp_backend_derived_exports(sp_backend *be, void *binding, sp_derived_desc *out, int *fds, uint32_t max);
+sp_error_t *sp_backend_derived_import(sp_backend *be, void *binding, const sp_derived_desc *desc, int fd);
 sp_error_t *sp_backend_flush(sp_backend *be, void *binding, uint64_t addr, uint64_t len);
 sp_error_t *sp_backend_device_local(sp_backend *be, void *binding, uint64_t addr, uint64_t len);
 sp_error_t *sp_backend_sync(sp_backend *be, void *binding, uint64_t addr, uint64_t len);

@@ -387,6 +387,34 @@ static sp_error_t *cu_freeze_shared(void *vctx, void *binding, uint64_t addr, ui
   return NULL;
 }
 
+/* Repacked layouts of shared copies, for other worker processes (repack.h). */
+static uint32_t cu_derived_exports(void *vctx, void *binding, sp_derived_desc *out, int *fds, uint32_t max) {
+  sp_cu_ctx *c = (sp_cu_ctx *)vctx;
+  sp_cu_binding *b = (sp_cu_binding *)binding;
+  uint32_t n = 0;
+  cudaSetDevice(c->device);
+  for (uint32_t i = 0; i < b->n_frozen && n < max; i++) {
+    sp_resident_copy *copy = b->frozen[i].copy;
+    if (copy && copy->cross_process && copy->identity)
+      n += sp_cu_repack_exports(copy, &c->mu, out + n, fds + n, max - n);
+  }
+  return n;
+}
+
+static sp_error_t *cu_derived_import(void *vctx, void *binding, const sp_derived_desc *d, int fd) {
+  sp_cu_ctx *c = (sp_cu_ctx *)vctx;
+  sp_cu_binding *b = (sp_cu_binding *)binding;
+  cudaSetDevice(c->device);
+  for (uint32_t i = 0; i < b->n_frozen; i++) {
+    sp_resident_copy *copy = b->frozen[i].copy;
+    if (copy && copy->identity == d->identity)
+      return sp_cu_repack_import(copy, &c->mu, d, fd) ? NULL
+                                                      : sp_error_new("cuda: cannot map a repacked layout another "
+                                                                     "worker made (it will be made here)");
+  }
+  return sp_error_new("cuda: no frozen copy of identity %llx for a repacked layout", (unsigned long long)d->identity);
+}
+
 static sp_error_t *cu_freeze(void *vctx, void *binding, uint64_t addr, uint64_t len, uint64_t identity) {
   int unused;
   return cu_freeze_shared(vctx, binding, addr, len, identity, -1, &unused);
@@ -1020,6 +1048,8 @@ static struct sp_backend_ops make_ops(void) {
   ops.residency = cu_residency;
   ops.device_memory = cu_device_memory;
   ops.freeze_shared = cu_freeze_shared;
+  ops.derived_exports = cu_derived_exports;
+  ops.derived_import = cu_derived_import;
   ops.release = cu_release;
   ops.destroy = cu_destroy;
   return ops;

@@ -6,11 +6,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/cuda/vmm.h"
+
 typedef struct repack_entry {
   uint64_t offset;
   uint32_t dtype, K, N, stride;
   uint8_t *buf; /* quants of all rows, then scales */
   uint64_t bytes;
+  bool exported;  /* handed to other processes (or made by one): not again */
+  bool imported;  /* made by another process: not counted as held here */
 } repack_entry;
 
 typedef struct repack_set {
@@ -58,6 +62,36 @@ __global__ void repack_kernel(const uint8_t *w, uint32_t stride, uint32_t nb, ui
   for (int j = 0; j < QB / 16; j++) ((uint4 *)(qs + i * QB))[j] = ((const uint4 *)q)[j];
 }
 
+/* A copy shared across processes gets layouts other processes can map. */
+static uint8_t *alloc_layout(const sp_resident_copy *copy, uint64_t bytes) {
+  int device = 0;
+  cudaGetDevice(&device);
+  if (copy->cross_process && sp_cu_vmm_available(device)) return (uint8_t *)sp_cu_vmm_alloc(device, bytes);
+  uint8_t *buf = NULL;
+  if (cudaMalloc(&buf, bytes) == cudaSuccess) return buf;
+  cudaGetLastError(); /* not sticky: this weight keeps its original layout */
+  return NULL;
+}
+
+static void free_layout(uint8_t *buf) {
+  if (sp_cu_vmm_owns(buf)) sp_cu_vmm_free(buf);
+  else cudaFree(buf);
+}
+
+/* Room for one more entry in copy's set; NULL when memory is short. */
+static repack_set *set_with_room(sp_resident_copy *copy) {
+  repack_set *s = (repack_set *)copy->derived;
+  if (!s && !(s = (repack_set *)calloc(1, sizeof *s))) return NULL;
+  copy->derived = s;
+  if (s->n == s->cap) {
+    size_t cap = s->cap ? s->cap * 2 : 64;
+    repack_entry *grown = (repack_entry *)realloc(s->e, cap * sizeof *grown);
+    if (!grown) return NULL;
+    s->e = grown, s->cap = cap;
+  }
+  return s;
+}
+
 static const repack_entry *find(const repack_set *s, uint64_t offset, uint32_t dtype, uint32_t K, uint32_t N,
                                 uint32_t stride) {
   for (size_t i = 0; s && i < s->n; i++) {
@@ -76,24 +110,14 @@ static sp_cu_repacked layout_of(const repack_entry *e) {
 /* Makes the entry (mu held). NULL when memory is short. */
 static const repack_entry *make(sp_resident_copy *copy, uint64_t offset, uint32_t dtype, uint32_t K, uint32_t N,
                                 uint32_t stride, cudaStream_t stream) {
-  repack_set *s = (repack_set *)copy->derived;
-  if (!s && !(s = (repack_set *)calloc(1, sizeof *s))) return NULL;
-  copy->derived = s;
-  if (s->n == s->cap) {
-    size_t cap = s->cap ? s->cap * 2 : 64;
-    repack_entry *grown = (repack_entry *)realloc(s->e, cap * sizeof *grown);
-    if (!grown) return NULL;
-    s->e = grown, s->cap = cap;
-  }
+  repack_set *s = set_with_room(copy);
+  if (!s) return NULL;
   uint32_t nb = K / SP_CU_QK;
   uint64_t blocks = (uint64_t)N * nb, bytes = blocks * (quant_bytes(dtype) + scale_bytes(dtype));
-  uint8_t *buf = NULL;
-  if (cudaMalloc(&buf, bytes) != cudaSuccess) {
-    cudaGetLastError(); /* not sticky: this weight keeps its original layout */
-    return NULL;
-  }
+  uint8_t *buf = alloc_layout(copy, bytes);
+  if (!buf) return NULL;
   repack_entry *e = &s->e[s->n];
-  *e = (repack_entry){offset, dtype, K, N, stride, buf, bytes};
+  *e = (repack_entry){offset, dtype, K, N, stride, buf, bytes, false, false};
   sp_cu_repacked r = layout_of(e);
   const uint8_t *w = (const uint8_t *)copy->dev + offset;
   unsigned grid = (unsigned)((blocks + 255) / 256);
@@ -102,7 +126,7 @@ static const repack_entry *make(sp_resident_copy *copy, uint64_t offset, uint32_
   else if (dtype == SP_DTYPE_Q4_0) repack_kernel<16, 2><<<grid, 256, 0, stream>>>(w, stride, nb, blocks, qs, sc);
   else repack_kernel<16, 4><<<grid, 256, 0, stream>>>(w, stride, nb, blocks, qs, sc);
   if (cudaGetLastError() != cudaSuccess || cudaStreamSynchronize(stream) != cudaSuccess) {
-    cudaFree(buf); /* other streams may use it as soon as it is listed: wait for it */
+    free_layout(buf); /* other streams may use it as soon as it is listed: wait for it */
     return NULL;
   }
   s->n++;
@@ -132,10 +156,46 @@ void sp_cu_repack_drop(void *ctx, sp_resident_copy *copy) {
   if (!s) return;
   cudaDeviceSynchronize(); /* no kernel may still read them */
   for (size_t i = 0; i < s->n; i++) {
-    cudaFree(s->e[i].buf);
-    __atomic_sub_fetch(&held_bytes, s->e[i].bytes, __ATOMIC_RELAXED);
+    free_layout(s->e[i].buf);
+    if (!s->e[i].imported) __atomic_sub_fetch(&held_bytes, s->e[i].bytes, __ATOMIC_RELAXED);
   }
   free(s->e);
   free(s);
   copy->derived = NULL;
+}
+
+uint32_t sp_cu_repack_exports(sp_resident_copy *copy, pthread_mutex_t *mu, sp_derived_desc *out, int *fds,
+                              uint32_t max) {
+  uint32_t n = 0;
+  pthread_mutex_lock(mu);
+  repack_set *s = (repack_set *)copy->derived;
+  for (size_t i = 0; s && i < s->n && n < max; i++) {
+    repack_entry *e = &s->e[i];
+    if (e->exported || !sp_cu_vmm_owns(e->buf)) continue;
+    e->exported = true; /* tried once: a failed export is not retried */
+    int fd = sp_cu_vmm_export(e->buf);
+    if (fd < 0) continue;
+    out[n] = sp_derived_desc{copy->identity, e->offset, e->dtype, e->K, e->N, e->stride, e->bytes};
+    fds[n++] = fd;
+  }
+  pthread_mutex_unlock(mu);
+  return n;
+}
+
+bool sp_cu_repack_import(sp_resident_copy *copy, pthread_mutex_t *mu, const sp_derived_desc *d, int fd) {
+  uint32_t nb = d->k / SP_CU_QK;
+  bool quant = d->dtype == SP_DTYPE_Q4_0 || d->dtype == SP_DTYPE_Q4_1 || d->dtype == SP_DTYPE_Q8_0;
+  if (!quant || d->k % SP_CU_QK || !d->n ||
+      d->bytes != (uint64_t)d->n * nb * (quant_bytes(d->dtype) + scale_bytes(d->dtype)) ||
+      d->offset + (uint64_t)(d->n - 1) * d->stride + (uint64_t)nb * block_bytes(d->dtype) > copy->len)
+    return false; /* not a layout of this copy */
+  pthread_mutex_lock(mu);
+  bool have = find((const repack_set *)copy->derived, d->offset, d->dtype, d->k, d->n, d->stride) != NULL;
+  repack_set *s = have ? NULL : set_with_room(copy);
+  int device = 0;
+  cudaGetDevice(&device);
+  uint8_t *buf = s ? (uint8_t *)sp_cu_vmm_import(device, fd, d->bytes) : NULL;
+  if (buf) s->e[s->n++] = repack_entry{d->offset, d->dtype, d->k, d->n, d->stride, buf, d->bytes, true, true};
+  pthread_mutex_unlock(mu);
+  return have || buf;
 }

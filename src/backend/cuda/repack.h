@@ -38,6 +38,16 @@ typedef struct sp_cu_repacked {
 sp_cu_repacked sp_cu_repack_get(sp_resident_copy *copy, pthread_mutex_t *mu, uint64_t offset, uint32_t dtype,
                                 uint32_t K, uint32_t N, uint32_t stride, cudaStream_t stream);
 
+/* Process isolation (vmm.h): the layouts of a copy shared across processes
+ * are made in exportable memory. sp_cu_repack_exports hands out, once
+ * each, those made here and not yet handed out (at most max; a new
+ * descriptor each in fds); sp_cu_repack_import maps one another process
+ * made, for the same copy (false when it does not fit the copy or cannot
+ * be mapped: the layout is then made here when needed). */
+uint32_t sp_cu_repack_exports(sp_resident_copy *copy, pthread_mutex_t *mu, sp_derived_desc *out, int *fds,
+                              uint32_t max);
+bool sp_cu_repack_import(sp_resident_copy *copy, pthread_mutex_t *mu, const sp_derived_desc *desc, int fd);
+
 /* Frees copy->derived (resident_cache's drop_derived). */
 void sp_cu_repack_drop(void *ctx, sp_resident_copy *copy);
 

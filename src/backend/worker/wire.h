@@ -18,7 +18,7 @@ typedef enum sp_wire_op {
   SP_WIRE_ADOPT,         /* fd: the memfd; a committed, b reserved, c the host's base (a hint). Reply: a base, b device base */
   SP_WIRE_GROW,          /* a committed */
   SP_WIRE_SUBMIT,        /* n commands in the payload; none and c = 1: the same list as the last one */
-  SP_WIRE_WAIT,
+  SP_WIRE_WAIT,          /* reply: n derived layouts made meanwhile (sp_derived_desc) in the payload, their fds */
   SP_WIRE_FREEZE,        /* a addr, b len, c identity; fd: a copy of those bytes another worker made.
                             Reply fd: the copy made here, exported (vmm.h) */
   SP_WIRE_FLUSH,         /* a addr, b len */
@@ -29,6 +29,7 @@ typedef enum sp_wire_op {
   SP_WIRE_PUSH,          /* a addr; payload: the host's bytes there (written pages of a file range) */
   SP_WIRE_RESIDENCY,     /* reply payload: sp_residency_stats */
   SP_WIRE_DEVICE_MEMORY, /* reply: a used, b total, c known */
+  SP_WIRE_DERIVED,       /* n derived layouts (sp_derived_desc) another worker made, in the payload; fds: theirs */
   SP_WIRE_OP_END
 } sp_wire_op;
 

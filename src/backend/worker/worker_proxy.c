@@ -18,61 +18,13 @@
 #include <unistd.h>
 
 #include "backend/cuda/cuda_rules.h"
+#include "backend/worker/proxy.h"
 #include "backend/worker/wire.h"
 #include "backend/worker/worker.h"
 #include "error.h"
 #include "snapshot.h"
 
 extern char **environ;
-
-#define MAX_WORKERS 4096
-#define MAX_SHARED 64 /* device copies shared across workers */
-#define MAX_HELD 16   /* shared copies one worker holds (SP_MAX_FROZEN) */
-
-/* One worker process and the socket to it. */
-typedef struct conn {
-  pid_t pid;
-  int sock;
-  pthread_mutex_t mu;      /* one request and its reply at a time */
-  uint32_t pending;        /* submits whose replies are still unread */
-  sp_error_t *deferred;    /* the first error among them */
-  bool dead;
-  char why[600];           /* why it ended */
-  uint8_t *host_base;      /* the guest memory it adopted (ours) */
-  uint64_t base, device_base; /* the worker's view of it */
-  sp_file_range *files;    /* the file ranges it maps now */
-  uint32_t n_files;
-  sp_cmd *last;            /* the last list sent (the worker keeps it too) */
-  uint32_t n_last;
-  unsigned spin_us;        /* waiting for a reply (wire.h) */
-  int got_fd;              /* a descriptor that came with the last reply, or -1 */
-  uint64_t held[MAX_HELD][2]; /* (identity, len) of shared copies it holds */
-  uint32_t n_held;
-} conn;
-
-/* A device copy a worker exported (vmm.h), kept for the next worker that
- * freezes the same identity; the descriptor keeps the memory alive even
- * after the worker that made it ends. */
-typedef struct shared_copy {
-  uint64_t identity, len;
-  int fd;
-  uint32_t holders; /* live bindings holding it */
-} shared_copy;
-
-typedef struct proxy {
-  char inner[16];           /* the inner backend's resolved name */
-  sp_backend_options opts;
-  unsigned threads;
-  sp_backend_caps caps;
-  bool (*supports)(const sp_cmd *cmd);
-  pthread_mutex_t mu;       /* guards live, spare and retired */
-  conn *live[MAX_WORKERS];
-  uint32_t n_live;
-  conn *spare;              /* started, not yet adopted */
-  sp_residency_stats retired; /* totals of released workers */
-  shared_copy shared[MAX_SHARED];
-  uint32_t n_shared;
-} proxy;
 
 /* ---- starting and ending workers ---- */
 
@@ -165,7 +117,7 @@ static sp_error_t *spawn(conn **out) {
     close(sv[0]), kill(pid, SIGKILL), waitpid(pid, NULL, 0);
     return sp_error_new("out of memory");
   }
-  c->pid = pid, c->sock = sv[0], c->got_fd = -1;
+  c->pid = pid, c->sock = sv[0];
   pthread_mutex_init(&c->mu, NULL);
   *out = c;
   return NULL;
@@ -178,7 +130,7 @@ static void conn_free(conn *c) {
   sp_error_free(c->deferred);
   free(c->files);
   free(c->last);
-  if (c->got_fd >= 0) close(c->got_fd);
+  for (int i = 0; i < c->n_got; i++) close(c->got[i]);
   free(c);
 }
 
@@ -191,8 +143,10 @@ static bool read_reply(conn *c, sp_wire_msg *r, sp_error_t **err, void *out, siz
   int fds[SP_WIRE_MAX_FDS], nfds = 0;
   *err = NULL;
   bool got = sp_wire_recv(c->sock, c->spin_us, r, &payload, fds, &nfds);
-  for (int i = 0; i < nfds; i++) { /* one descriptor at most is expected: keep the first */
-    if (i == 0 && got && c->got_fd < 0) c->got_fd = fds[0];
+  for (int i = 0; i < c->n_got; i++) close(c->got[i]); /* the last reply's, not taken */
+  c->n_got = 0;
+  for (int i = 0; i < nfds; i++) {
+    if (got) c->got[c->n_got++] = fds[i];
     else close(fds[i]);
   }
   if (!got) {
@@ -232,7 +186,7 @@ static void drain(conn *c) {
 }
 
 /* One request and its reply (values in *reply, payload into out). */
-static sp_error_t *call_locked(conn *c, const sp_wire_msg *req, const void *payload, const int *fds, int nfds,
+sp_error_t *sp_proxy_call_locked(conn *c, const sp_wire_msg *req, const void *payload, const int *fds, int nfds,
                                sp_wire_msg *reply, void *out, size_t out_cap) {
   drain(c);
   sp_error_t *first = c->deferred, *err = NULL; /* a failed submit answers the call that follows it */
@@ -250,7 +204,7 @@ static sp_error_t *call_locked(conn *c, const sp_wire_msg *req, const void *payl
 static sp_error_t *call(conn *c, const sp_wire_msg *req, const void *payload, const int *fds, int nfds,
                         sp_wire_msg *reply, void *out, size_t out_cap) {
   pthread_mutex_lock(&c->mu);
-  sp_error_t *err = call_locked(c, req, payload, fds, nfds, reply, out, out_cap);
+  sp_error_t *err = sp_proxy_call_locked(c, req, payload, fds, nfds, reply, out, out_cap);
   pthread_mutex_unlock(&c->mu);
   return err;
 }
@@ -354,9 +308,22 @@ static sp_error_t *px_submit(void *ctx, void *binding, const sp_cmd *cmds, uint3
   return err;
 }
 
+/* The list is done; the wait's reply carries the layouts it derived from
+ * shared copies (repacked weights), which later workers then map. */
 static sp_error_t *px_wait(void *ctx, void *binding) {
-  sp_wire_msg req = {.op = SP_WIRE_WAIT};
-  return call(binding, &req, NULL, NULL, 0, NULL, NULL, 0);
+  proxy *p = ctx;
+  conn *c = binding;
+  sp_wire_msg req = {.op = SP_WIRE_WAIT}, reply = {0};
+  sp_derived_desc made[SP_WIRE_MAX_FDS];
+  pthread_mutex_lock(&c->mu);
+  sp_error_t *err = sp_proxy_call_locked(c, &req, NULL, NULL, 0, &reply, made, sizeof made);
+  uint32_t n = !err && reply.n == (uint32_t)c->n_got && reply.n <= SP_WIRE_MAX_FDS ? reply.n : 0;
+  int fds[SP_WIRE_MAX_FDS];
+  memcpy(fds, c->got, (size_t)n * sizeof *fds);
+  if (n) c->n_got = 0; /* taken */
+  pthread_mutex_unlock(&c->mu);
+  if (n) sp_shared_keep_derived(p, made, fds, n);
+  return err;
 }
 
 static void *px_device_base(void *ctx, void *binding) {
@@ -379,7 +346,7 @@ static sp_error_t *push_written(conn *c, uint64_t addr, uint64_t len) {
       for (uint64_t done = 0; done < run && !err; done += SP_WIRE_MAX_PAYLOAD) {
         uint64_t piece = run - done < SP_WIRE_MAX_PAYLOAD ? run - done : SP_WIRE_MAX_PAYLOAD;
         sp_wire_msg req = {.op = SP_WIRE_PUSH, .a = at + done, .payload = piece};
-        err = call_locked(c, &req, c->host_base + at + done, NULL, 0, NULL, NULL, 0);
+        err = sp_proxy_call_locked(c, &req, c->host_base + at + done, NULL, 0, NULL, NULL, 0);
       }
       lo = at + run;
     }
@@ -395,56 +362,10 @@ static sp_error_t *range_call(conn *c, uint32_t op, uint64_t addr, uint64_t len,
   pthread_mutex_lock(&c->mu);
   sp_error_t *err = identity ? NULL : push_written(c, addr, len); /* an identity proves no page was written */
   sp_wire_msg req = {.op = op, .a = addr, .b = len, .c = identity};
-  if (!err) err = call_locked(c, &req, NULL, &share_fd, share_fd >= 0, NULL, NULL, 0);
-  if (got) *got = c->got_fd, c->got_fd = -1;
+  if (!err) err = sp_proxy_call_locked(c, &req, NULL, &share_fd, share_fd >= 0, NULL, NULL, 0);
+  if (got && c->n_got) *got = c->got[0], c->got[0] = c->got[--c->n_got];
   pthread_mutex_unlock(&c->mu);
   return err;
-}
-
-/* ---- device copies shared across workers (under p->mu) ---- */
-
-static shared_copy *find_shared(proxy *p, uint64_t identity, uint64_t len) {
-  for (uint32_t i = 0; i < p->n_shared; i++)
-    if (p->shared[i].identity == identity && p->shared[i].len == len) return &p->shared[i];
-  return NULL;
-}
-
-static bool holds(const conn *c, uint64_t identity, uint64_t len) {
-  for (uint32_t i = 0; i < c->n_held; i++)
-    if (c->held[i][0] == identity && c->held[i][1] == len) return true;
-  return false;
-}
-
-/* After a freeze of identity by c: c holds the shared copy, which is the
- * one it was given, or the one it made and exported (exported >= 0). */
-static void note_shared(proxy *p, conn *c, uint64_t identity, uint64_t len, int exported) {
-  pthread_mutex_lock(&p->mu);
-  shared_copy *s = find_shared(p, identity, len);
-  if (!s && exported >= 0 && p->n_shared < MAX_SHARED) {
-    s = &p->shared[p->n_shared++];
-    *s = (shared_copy){identity, len, exported, 0};
-    exported = -1;
-  }
-  if (s && !holds(c, identity, len) && c->n_held < MAX_HELD) {
-    c->held[c->n_held][0] = identity, c->held[c->n_held][1] = len, c->n_held++;
-    s->holders++;
-  }
-  pthread_mutex_unlock(&p->mu);
-  if (exported >= 0) close(exported); /* another worker's copy is the shared one already */
-}
-
-/* c is going: its shared copies lose a holder; one nobody holds is closed
- * (its memory goes when no process maps it any more). */
-static void drop_shared(proxy *p, conn *c) {
-  pthread_mutex_lock(&p->mu);
-  for (uint32_t h = 0; h < c->n_held; h++) {
-    shared_copy *s = find_shared(p, c->held[h][0], c->held[h][1]);
-    if (!s || --s->holders) continue;
-    close(s->fd);
-    *s = p->shared[--p->n_shared];
-  }
-  c->n_held = 0;
-  pthread_mutex_unlock(&p->mu);
 }
 
 /* A frozen range with a proved identity is shared with every worker that
@@ -454,14 +375,15 @@ static sp_error_t *px_freeze(void *ctx, void *binding, uint64_t addr, uint64_t l
   conn *c = binding;
   if (!identity) return range_call(c, SP_WIRE_FREEZE, addr, len, 0, -1, NULL);
   pthread_mutex_lock(&p->mu);
-  shared_copy *s = find_shared(p, identity, len);
+  shared_copy *s = sp_shared_find(p, identity, len);
   int share_fd = s ? dup(s->fd) : -1; /* ours stays valid if another thread drops the entry meanwhile */
   pthread_mutex_unlock(&p->mu);
   int exported = -1;
   sp_error_t *err = range_call(c, SP_WIRE_FREEZE, addr, len, identity, share_fd, &exported);
   if (share_fd >= 0) close(share_fd);
-  if (!err) note_shared(p, c, identity, len, exported);
+  if (!err) sp_shared_note(p, c, identity, len, exported);
   else if (exported >= 0) close(exported);
+  if (!err && share_fd >= 0) sp_shared_send_derived(p, c, identity);
   return err;
 }
 
@@ -514,7 +436,7 @@ static sp_error_t *px_file_ranges(void *ctx, void *binding, const sp_file_range 
   }
   sp_wire_msg req = {.op = SP_WIRE_FILE_RANGES, .n = n, .a = done, .payload = (uint64_t)n * sizeof *wire};
   pthread_mutex_lock(&c->mu);
-  if (!err) err = call_locked(c, &req, wire, fds, nfds, NULL, NULL, 0);
+  if (!err) err = sp_proxy_call_locked(c, &req, wire, fds, nfds, NULL, NULL, 0);
   if (!err && done) free(c->files), c->files = kept, c->n_files = n, kept = NULL;
   pthread_mutex_unlock(&c->mu);
   free(wire), free(kept);
@@ -576,7 +498,7 @@ static void px_release(void *ctx, void *binding) {
   for (uint32_t i = 0; i < p->n_live; i++)
     if (p->live[i] == c) p->live[i] = p->live[--p->n_live];
   pthread_mutex_unlock(&p->mu);
-  drop_shared(p, c);
+  sp_shared_drop(p, c);
   /* Closing the socket ends the worker, which releases its binding. */
   pthread_mutex_lock(&c->mu);
   bury(c, "released", 2000);
@@ -588,7 +510,7 @@ static void px_destroy(void *ctx) {
   proxy *p = ctx;
   conn_free(p->spare);
   for (uint32_t i = 0; i < p->n_live; i++) conn_free(p->live[i]);
-  for (uint32_t i = 0; i < p->n_shared; i++) close(p->shared[i].fd);
+  sp_shared_free_all(p);
   pthread_mutex_destroy(&p->mu);
   free(p);
 }
@@ -625,6 +547,11 @@ sp_error_t *sp_backend_worker_new(const char *inner, const sp_backend_options *o
   }
   pthread_mutex_init(&p->mu, NULL);
   p->opts = *opts, p->threads = threads;
+  p->derived = calloc(MAX_DERIVED, sizeof *p->derived);
+  if (!p->derived) {
+    px_destroy(p), free(be);
+    return sp_error_new("out of memory");
+  }
   sp_error_t *err = spawn(&p->spare);
   if (!err) err = hello(p, p->spare, inner ? inner : "auto");
   if (err) {

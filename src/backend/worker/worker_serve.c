@@ -139,14 +139,51 @@ static sp_error_t *on_submit(worker *w, const sp_wire_msg *m, void **payload) {
 }
 
 /* Runs one request; reply values go to reply, a payload to out. */
+/* Descriptors a reply carries back to the host (exported device memory). */
+typedef struct reply_fds {
+  int fd[SP_WIRE_MAX_FDS];
+  int n;
+} reply_fds;
+
 /* freeze: with a descriptor, map the copy another worker made of the same
- * bytes; a copy made here is exported back with the reply (*reply_fd). */
-static sp_error_t *on_freeze(worker *w, const sp_wire_msg *m, const int *fds, int nfds, int *reply_fd) {
-  return sp_backend_freeze_shared(w->be, w->binding, m->a, m->b, m->c, nfds ? fds[0] : -1, reply_fd);
+ * bytes; a copy made here is exported back with the reply. */
+static sp_error_t *on_freeze(worker *w, const sp_wire_msg *m, const int *fds, int nfds, reply_fds *back) {
+  int exported = -1;
+  sp_error_t *err = sp_backend_freeze_shared(w->be, w->binding, m->a, m->b, m->c, nfds ? fds[0] : -1, &exported);
+  if (exported >= 0) back->fd[back->n++] = exported;
+  return err;
+}
+
+/* wait: the list is done; layouts it derived from shared copies go back
+ * with the reply, for the host to hand to later workers. */
+static sp_error_t *on_wait(worker *w, sp_wire_msg *reply, char *out, size_t cap, size_t *out_len, reply_fds *back) {
+  sp_error_t *err = sp_backend_wait(w->be, w->binding);
+  if (err) return err;
+  uint32_t max = (uint32_t)(cap / sizeof(sp_derived_desc));
+  if (max > SP_WIRE_MAX_FDS) max = SP_WIRE_MAX_FDS;
+  reply->n = sp_backend_derived_exports(w->be, w->binding, (sp_derived_desc *)out, back->fd, max);
+  back->n = (int)reply->n;
+  *out_len = reply->n * sizeof(sp_derived_desc);
+  return NULL;
+}
+
+/* Layouts another worker derived from a copy this one maps: each one
+ * mapped here is one less to make. A failure only means making it. */
+static sp_error_t *on_derived(worker *w, const sp_wire_msg *m, const void *payload, const int *fds, int nfds,
+                              sp_wire_msg *reply) {
+  if (m->payload != (uint64_t)m->n * sizeof(sp_derived_desc) || (int)m->n != nfds)
+    return sp_error_new("worker: bad derived layouts");
+  const sp_derived_desc *d = payload;
+  for (uint32_t i = 0; i < m->n; i++) {
+    sp_error_t *err = sp_backend_derived_import(w->be, w->binding, &d[i], fds[i]);
+    reply->a += !err;
+    sp_error_free(err);
+  }
+  return NULL;
 }
 
 static sp_error_t *handle(worker *w, const sp_wire_msg *m, void **payloadp, int *fds, int nfds, sp_wire_msg *reply,
-                          char *out, size_t *out_len, int *reply_fd) {
+                          char *out, size_t cap, size_t *out_len, reply_fds *back) {
   void *payload = *payloadp;
   if (m->op == SP_WIRE_HELLO) {
     char name[32] = {0};
@@ -170,8 +207,9 @@ static sp_error_t *handle(worker *w, const sp_wire_msg *m, void **payloadp, int 
   switch (m->op) {
   case SP_WIRE_GROW: return on_grow(w, m->a);
   case SP_WIRE_SUBMIT: return on_submit(w, m, payloadp);
-  case SP_WIRE_WAIT: return sp_backend_wait(w->be, w->binding);
-  case SP_WIRE_FREEZE: return on_freeze(w, m, fds, nfds, reply_fd);
+  case SP_WIRE_WAIT: return on_wait(w, reply, out, cap, out_len, back);
+  case SP_WIRE_FREEZE: return on_freeze(w, m, fds, nfds, back);
+  case SP_WIRE_DERIVED: return on_derived(w, m, payload, fds, nfds, reply);
   case SP_WIRE_FLUSH: return sp_backend_flush(w->be, w->binding, m->a, m->b);
   case SP_WIRE_DEVICE_LOCAL: return sp_backend_device_local(w->be, w->binding, m->a, m->b);
   case SP_WIRE_SYNC: return sp_backend_sync(w->be, w->binding, m->a, m->b);
@@ -195,7 +233,7 @@ static bool device_lost(worker *w) {
 int sp_worker_serve(int sock) {
   worker w = {.sock = sock};
   sp_fault_guard_install();
-  char out[512];
+  char out[SP_WIRE_MAX_FDS * sizeof(sp_derived_desc)]; /* the largest reply payload */
   bool lost = false;
   while (!lost) {
     sp_wire_msg m;
@@ -204,24 +242,26 @@ int sp_worker_serve(int sock) {
     if (!sp_wire_recv(sock, w.spin_us, &m, &payload, fds, &nfds)) break; /* the host is gone or done with us */
     sp_wire_msg reply = {0};
     size_t out_len = 0;
-    int reply_fd = -1;
-    sp_error_t *err = handle(&w, &m, &payload, fds, nfds, &reply, out, &out_len, &reply_fd);
+    reply_fds back = {.n = 0};
+    sp_error_t *err = handle(&w, &m, &payload, fds, nfds, &reply, out, sizeof out, &out_len, &back);
     if (!err && atomic_exchange(&w.file_shrank, 0))
       err = sp_error_new("a granted file changed on disk while mapped (the worker read zeros past its new end)");
     free(payload);
     for (int i = 0; i < nfds; i++)
       if (fds[i] >= 0) close(fds[i]); /* file mappings keep what they need */
     const char *text = out;
-    if (err) {
+    if (err) { /* its message is the payload; it carries no descriptors */
       lost = w.be && device_lost(&w);
       reply.op = lost ? SP_WIRE_LOST : SP_WIRE_ERROR;
       reply.a = (uint64_t)(int64_t)sp_error_status(err);
       text = sp_error_message(err);
       out_len = strlen(text);
+      for (int i = 0; i < back.n; i++) close(back.fd[i]);
+      back.n = 0, reply.n = 0;
     }
     reply.payload = out_len;
-    bool sent = sp_wire_send(sock, &reply, text, &reply_fd, reply_fd >= 0);
-    if (reply_fd >= 0) close(reply_fd);
+    bool sent = sp_wire_send(sock, &reply, text, back.fd, back.n);
+    for (int i = 0; i < back.n; i++) close(back.fd[i]);
     sp_error_free(err);
     if (!sent) break;
   }
