@@ -23,6 +23,8 @@ typedef struct repack_set {
 } repack_set;
 
 static uint64_t held_bytes; /* atomic: entries come and go under different bindings */
+static uint32_t unexported; /* atomic: layouts made here in exportable memory, not yet handed out; the
+                               wait of every list asks, so the common answer (none) must cost nothing */
 
 uint64_t sp_cu_repack_bytes(void) { return __atomic_load_n(&held_bytes, __ATOMIC_RELAXED); }
 
@@ -126,7 +128,8 @@ static const repack_entry *make(sp_resident_copy *copy, uint64_t offset, uint32_
   uint8_t *buf = alloc_layout(copy, bytes);
   if (!buf) return NULL;
   repack_entry *e = &s->e[s->n];
-  *e = (repack_entry){offset, dtype, K, N, stride, buf, bytes, false, false};
+  bool exportable = sp_cu_vmm_owns(buf);
+  *e = (repack_entry){offset, dtype, K, N, stride, buf, bytes, !exportable, false};
   sp_cu_repacked r = layout_of(e);
   const uint8_t *w = (const uint8_t *)copy->dev + offset;
   unsigned grid = (unsigned)((blocks + 255) / 256);
@@ -140,6 +143,7 @@ static const repack_entry *make(sp_resident_copy *copy, uint64_t offset, uint32_
   }
   s->n++;
   __atomic_add_fetch(&held_bytes, bytes, __ATOMIC_RELAXED);
+  if (exportable) __atomic_add_fetch(&unexported, 1, __ATOMIC_RELAXED);
   return e;
 }
 
@@ -167,6 +171,7 @@ void sp_cu_repack_drop(void *ctx, sp_resident_copy *copy) {
   for (size_t i = 0; i < s->n; i++) {
     free_layout(s->e[i].buf);
     if (!s->e[i].imported) __atomic_sub_fetch(&held_bytes, s->e[i].bytes, __ATOMIC_RELAXED);
+    if (!s->e[i].exported) __atomic_sub_fetch(&unexported, 1, __ATOMIC_RELAXED);
   }
   free(s->e);
   free(s);
@@ -176,12 +181,14 @@ void sp_cu_repack_drop(void *ctx, sp_resident_copy *copy) {
 uint32_t sp_cu_repack_exports(sp_resident_copy *copy, pthread_mutex_t *mu, sp_derived_desc *out, int *fds,
                               uint32_t max) {
   uint32_t n = 0;
+  if (!__atomic_load_n(&unexported, __ATOMIC_RELAXED)) return 0;
   pthread_mutex_lock(mu);
   repack_set *s = (repack_set *)copy->derived;
   for (size_t i = 0; s && i < s->n && n < max; i++) {
     repack_entry *e = &s->e[i];
-    if (e->exported || !sp_cu_vmm_owns(e->buf)) continue;
+    if (e->exported) continue;
     e->exported = true; /* tried once: a failed export is not retried */
+    __atomic_sub_fetch(&unexported, 1, __ATOMIC_RELAXED);
     int fd = sp_cu_vmm_export(e->buf);
     if (fd < 0) continue;
     out[n] = sp_derived_desc{copy->identity, e->offset, e->dtype, e->K, e->N, e->stride, e->bytes};
