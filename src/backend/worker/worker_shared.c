@@ -96,14 +96,14 @@ static bool same_layout(const sp_derived_desc *a, const sp_derived_desc *b) {
 void sp_shared_keep_derived(proxy *p, const sp_derived_desc *d, const int *fds, uint32_t n) {
   pthread_mutex_lock(&p->mu);
   for (uint32_t i = 0; i < n; i++) {
-    bool known = p->n_derived == MAX_DERIVED || !sp_shared_find(p, d[i].identity, UINT64_MAX);
-    for (uint32_t j = 0; j < p->n_derived && !known; j++) known = same_layout(&p->derived[j].desc, &d[i]);
-    if (known) close(fds[i]);
+    /* dropped: a layout of a copy no longer shared, no room, or one kept already */
+    bool drop = p->n_derived == MAX_DERIVED || !sp_shared_find(p, d[i].identity, UINT64_MAX);
+    for (uint32_t j = 0; j < p->n_derived && !drop; j++) drop = same_layout(&p->derived[j].desc, &d[i]);
+    if (drop) close(fds[i]);
     else p->derived[p->n_derived++] = (shared_derived){d[i], fds[i]};
   }
   pthread_mutex_unlock(&p->mu);
 }
-
 
 void sp_shared_free_all(proxy *p) {
   for (uint32_t i = 0; i < p->n_shared; i++) close(p->shared[i].fd);
