@@ -316,6 +316,12 @@ static sp_error_t *px_wait(void *ctx, void *binding) {
   sp_wire_msg req = {.op = SP_WIRE_WAIT}, reply = {0};
   sp_derived_desc made[SP_WIRE_MAX_FDS];
   pthread_mutex_lock(&c->mu);
+  if (!c->pending && !c->dead) { /* nothing was submitted since the last wait: nothing runs there */
+    sp_error_t *first = c->deferred;
+    c->deferred = NULL;
+    pthread_mutex_unlock(&c->mu);
+    return first;
+  }
   sp_error_t *err = sp_proxy_call_locked(c, &req, NULL, NULL, 0, &reply, made, sizeof made);
   uint32_t n = !err && reply.n == (uint32_t)c->n_got && reply.n <= SP_WIRE_MAX_FDS ? reply.n : 0;
   int fds[SP_WIRE_MAX_FDS];
