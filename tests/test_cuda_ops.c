@@ -237,10 +237,8 @@ static void rope_attention_cases(void) {
   }
 }
 
-/* A prompt's attention (16 or more query rows: tensor cores on CUDA), head
- * sizes 64 and 128, grouped heads, positions at an offset and out of order. */
-static void prefill_attention_cases(void) {
-  const uint32_t Hq = 8, Hkv = 2, T = 70, C = 300;
+static void prefill_attention_shape(uint32_t Hq, uint32_t Hkv, uint32_t T) {
+  const uint32_t C = 300;
   int32_t pos[70];
   for (uint32_t t = 0; t < T; t++) pos[t] = 100 + (int32_t)t;
   pos[3] = 0, pos[40] = 299, pos[41] = 7; /* a cache row at each end, and one early */
@@ -255,13 +253,22 @@ static void prefill_attention_cases(void) {
     c.src[3] = t4(I, SP_DTYPE_I32, T, 1, 1);
     memcpy(&c.param[0], &scale, 4);
     char name[80];
-    snprintf(name, sizeof name, "attention f16 cache T=%u D=%u", T, Dh);
+    snprintf(name, sizeof name, "attention f16 cache H=%u T=%u D=%u", Hq, T, Dh);
     run_case(name, c, 3e-3); /* tensor cores */
-    snprintf(name, sizeof name, "attention f16 cache T=%u D=%u, no tensor cores", T, Dh);
+    snprintf(name, sizeof name, "attention f16 cache H=%u T=%u D=%u, no tensor cores", Hq, T, Dh);
     setenv("SP_CUDA_NO_FLASH", "1", 1); /* the one-block-per-(head, token) kernel */
     run_case(name, c, 3e-3);
     unsetenv("SP_CUDA_NO_FLASH");
   }
+}
+
+/* A prompt's attention (16 or more query rows: tensor cores on CUDA), head
+ * sizes 64 and 128, grouped heads, positions at an offset and out of order;
+ * a narrow grid (8 heads, 2 blocks of queries each) and a wide one (136
+ * heads, one short block each); both prompt kernels on each. */
+static void prefill_attention_cases(void) {
+  prefill_attention_shape(8, 2, 70);
+  prefill_attention_shape(136, 8, 16);
 }
 
 /* argmax of a vocabulary-sized row and of short ones, with ties and NaN:
