@@ -13,12 +13,14 @@
  * checked against the cache before this kernel ran; they are clamped again.
  *
  * Shared memory is laid out for the lanes, not only for the tensor cores:
- * the lane pair that owns a row takes its even and odd columns (not its
- * two halves), and rows are padded by 4 floats (8 halves), so a warp's 32
- * lanes touch at most 2 accesses per bank. Unpadded, with halves, all 32
- * lanes of a warp hit one bank on every softmax and output access, and the
- * kernel took 217 us per layer for 512 tokens of the 1B shape (34% of the
- * prompt). The query fragments are loaded once, not per cache tile.
+ * the lane pair that owns a row takes alternate groups of 4 columns (not
+ * its two halves), read and written 16 (P: 8) bytes at a time, and rows
+ * are padded by 8 floats (halves), so no two lanes of a phase share a
+ * bank. Unpadded, with halves and 4-byte accesses, all 32 lanes of a warp
+ * hit one bank on every softmax and output access, and the kernel took
+ * 217 us per layer for 512 tokens of the 1B shape (34% of the prompt);
+ * with 4-byte accesses and no conflicts, shared-memory instructions still
+ * throttled it (86 us). The query fragments are loaded once.
  */
 #include <mma.h>
 #include <stdlib.h>
@@ -32,11 +34,11 @@ using namespace nvcuda;
 #define SP_FA_WARPS 4 /* warps per block */
 #define SP_FA_ROWS (SP_FA_Q * SP_FA_WARPS) /* query rows per block */
 #define SP_FA_C 64    /* cache rows per tile */
-#define SP_FA_SLD (SP_FA_C + 4) /* row stride of S (floats) */
+#define SP_FA_SLD (SP_FA_C + 8) /* row stride of S (floats) */
 #define SP_FA_PLD (SP_FA_C + 8) /* row stride of P (halves) */
 
 /* Row stride of O and of P V (floats) for head size D. */
-static __host__ __device__ constexpr uint32_t fa_old(uint32_t D) { return D + 4; }
+static __host__ __device__ constexpr uint32_t fa_old(uint32_t D) { return D + 8; }
 
 /* Bytes of one warp's scratch: S then P V (f32), P (f16), O (f32). */
 static __host__ __device__ size_t fa_warp_bytes(uint32_t D) {
@@ -89,7 +91,7 @@ __global__ void __launch_bounds__(SP_FA_WARPS * 32)
   __syncthreads();
   wmma::fragment<wmma::matrix_a, 16, 16, 16, __half, wmma::row_major> qa[D / 16]; /* this warp's queries */
   for (int kk = 0; kk < D / 16; kk++) wmma::load_matrix_sync(qa[kk], qs + warp * SP_FA_Q * D + kk * 16, D);
-  /* row stats: lane pair (2r, 2r + 1) owns row r: its even (odd) columns */
+  /* row stats: lane pair (2r, 2r + 1) owns row r: columns 8j + 4 half .. + 3 */
   uint32_t row = lane / 2, half = lane % 2;
   int32_t prow = qp[warp * SP_FA_Q + row];
   float m = -INFINITY, l = 0.0f;
@@ -121,22 +123,30 @@ __global__ void __launch_bounds__(SP_FA_WARPS * 32)
     }
     __syncwarp();
     /* the row's new maximum, its probabilities (f16), its sum */
-    float *sr = sw + row * SP_FA_SLD + half;
+    float4 *sr = (float4 *)(sw + row * SP_FA_SLD + 4 * half); /* sr[2 j]: 4 columns */
     float mx = -INFINITY;
-    for (int j = 0; j < SP_FA_C / 2; j++) {
-      int32_t c = c0 + (int32_t)(2 * j + half);
-      float x = c <= prow ? sr[2 * j] * scale : -INFINITY;
+    for (int j = 0; j < SP_FA_C / 8; j++) {
+      int32_t c = c0 + 8 * j + 4 * (int32_t)half;
+      float4 x = sr[2 * j];
+      x.x = c <= prow ? x.x * scale : -INFINITY;
+      x.y = c + 1 <= prow ? x.y * scale : -INFINITY;
+      x.z = c + 2 <= prow ? x.z * scale : -INFINITY;
+      x.w = c + 3 <= prow ? x.w * scale : -INFINITY;
       sr[2 * j] = x;
-      mx = fmaxf(mx, x);
+      mx = fmaxf(mx, fmaxf(fmaxf(x.x, x.y), fmaxf(x.z, x.w)));
     }
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
     float mn = fmaxf(m, mx), corr = mn == -INFINITY ? 1.0f : __expf(m - mn), sum = 0.0f;
-    __half *pr = pw + row * SP_FA_PLD + half;
-    for (int j = 0; j < SP_FA_C / 2; j++) {
-      float e = sr[2 * j] == -INFINITY ? 0.0f : __expf(sr[2 * j] - mn);
-      __half eh = __float2half_rn(e);
-      pr[2 * j] = eh;
-      sum += __half2float(eh); /* the weights the tensor cores will use */
+    uint2 *pr = (uint2 *)(pw + row * SP_FA_PLD + 4 * half); /* pr[2 j]: 4 halves */
+    for (int j = 0; j < SP_FA_C / 8; j++) {
+      float4 x = sr[2 * j];
+      __half2 e01 = __floats2half2_rn(x.x == -INFINITY ? 0.0f : __expf(x.x - mn), x.y == -INFINITY ? 0.0f : __expf(x.y - mn));
+      __half2 e23 = __floats2half2_rn(x.z == -INFINITY ? 0.0f : __expf(x.z - mn), x.w == -INFINITY ? 0.0f : __expf(x.w - mn));
+      float2 f01 = __half22float2(e01), f23 = __half22float2(e23);
+      sum += (f01.x + f01.y) + (f23.x + f23.y); /* the weights the tensor cores will use */
+      uint2 packed;
+      memcpy(&packed.x, &e01, 4), memcpy(&packed.y, &e23, 4);
+      pr[2 * j] = packed;
     }
     sum += __shfl_xor_sync(0xffffffffu, sum, 1);
     l = l * corr + sum, m = mn;
@@ -155,17 +165,21 @@ __global__ void __launch_bounds__(SP_FA_WARPS * 32)
       wmma::store_matrix_sync(sw + n * 16, o, OLD, wmma::mem_row_major);
     }
     __syncwarp();
-    float *orow = ow + row * OLD + half, *trow = sw + row * OLD + half;
-    for (int j = 0; j < D / 2; j++) orow[2 * j] = orow[2 * j] * corr + trow[2 * j];
+    float4 *orow = (float4 *)(ow + row * OLD + 4 * half), *trow = (float4 *)(sw + row * OLD + 4 * half);
+    for (int j = 0; j < D / 8; j++) {
+      float4 o = orow[2 * j], t = trow[2 * j];
+      orow[2 * j] = make_float4(o.x * corr + t.x, o.y * corr + t.y, o.z * corr + t.z, o.w * corr + t.w);
+    }
     __syncwarp();
   }
   /* out = O / l, for the rows that are queries */
   uint32_t t = t0 + warp * SP_FA_Q + row;
   if (t >= T || prow < 0) return;
-  float *yr = (float *)(d.p + (size_t)h * d.nb[0] + (size_t)t * d.nb[1]) + half;
-  const float *orow = ow + row * OLD + half;
+  float *yr = (float *)(d.p + (size_t)h * d.nb[0] + (size_t)t * d.nb[1]) + 4 * half;
+  const float *orow = ow + row * OLD + 4 * half;
   float inv = l > 0 ? 1.0f / l : 0.0f;
-  for (int j = 0; j < D / 2; j++) yr[2 * j] = orow[2 * j] * inv;
+  for (int j = 0; j < D / 8; j++)
+    for (int k = 0; k < 4; k++) yr[8 * j + k] = orow[8 * j + k] * inv;
 }
 
 /* The launch with `bytes` of dynamic shared memory (allowed once per kernel). */
