@@ -187,7 +187,7 @@ static void drain(conn *c) {
 
 /* One request and its reply (values in *reply, payload into out). */
 sp_error_t *sp_proxy_call_locked(conn *c, const sp_wire_msg *req, const void *payload, const int *fds, int nfds,
-                               sp_wire_msg *reply, void *out, size_t out_cap) {
+                                 sp_wire_msg *reply, void *out, size_t out_cap) {
   drain(c);
   sp_error_t *first = c->deferred, *err = NULL; /* a failed submit answers the call that follows it */
   c->deferred = NULL;
