@@ -17,14 +17,9 @@
 #include "runtime_impl.h"
 #include "wasm_host.h"
 
-/* What the backend computes on: the region as it stands. */
-static sp_memory_view view_of(const sp_region *r) {
-  return (sp_memory_view){r->base, r->committed, r->reserved, r->fd >= 0, r->fd};
-}
-
 static sp_error_t *on_region_grow(void *ctx, sp_region *region) {
   sp_actor_t *actor = ctx;
-  sp_memory_view view = view_of(region);
+  sp_memory_view view = sp_region_view(region);
   return sp_backend_grow(actor->rt->backend, actor->binding, &view);
 }
 
@@ -67,7 +62,7 @@ static sp_error_t *bind_memory(sp_actor_t *actor, uint64_t memory_limit) {
     return sp_error_new("the guest needs %zu bytes of memory at start, over the limit of %llu",
                         actor->region->committed, (unsigned long long)memory_limit);
   actor->region->limit = (size_t)memory_limit;
-  sp_memory_view view = view_of(actor->region);
+  sp_memory_view view = sp_region_view(actor->region);
   sp_error_t *err = sp_backend_adopt(actor->rt->backend, &view, &actor->binding);
   if (err) return sp_error_wrap(err, "backend %s cannot adopt the guest's memory",
                                 sp_backend_name(actor->rt->backend));
@@ -229,7 +224,7 @@ void sp_actor_memory(sp_actor_t *actor, uint8_t **base, size_t *size) {
 
 void *sp_actor_backend_base(sp_actor_t *actor) {
   if (!actor || !actor->region) return NULL;
-  sp_memory_view view = view_of(actor->region);
+  sp_memory_view view = sp_region_view(actor->region);
   return sp_backend_device_base(actor->rt->backend, actor->binding, &view);
 }
 

@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "region.h"
 #include "samepage.h"
 #include "samepage_abi.h"
 
@@ -35,6 +36,12 @@ typedef struct sp_memory_view {
                          a worker); false for plain anonymous memory */
   int fd;
 } sp_memory_view;
+
+/* The view of a region as it stands (shared when it is a memfd). */
+static inline sp_memory_view sp_region_view(const sp_region *r) {
+  sp_memory_view v = {r->base, r->committed, r->reserved, r->fd >= 0, r->fd}; /* C and C++ (.cu) alike */
+  return v;
+}
 
 /* Capabilities, as named booleans so nobody probes for NULL slots. */
 typedef struct sp_backend_caps {
@@ -215,6 +222,10 @@ typedef struct sp_backend_options {
 typedef sp_error_t *(*sp_backend_new_fn)(const sp_backend_options *opts, sp_backend **out);
 #define SP_BACKEND_CUDA_SYMBOL "sp_backend_cuda_new"
 #define SP_BACKEND_CUDA_LIBRARY "libsamepage_cuda.so"
+
+/* The path of `file` in the running executable's directory, into path
+ * (cap bytes); false when it cannot be formed. */
+bool sp_path_beside_exe(const char *file, char *path, size_t cap);
 
 /* Creates backend `name` ("cpu", "cuda", or "auto"/NULL: CUDA when its
  * library and a device are there, else the CPU) in this process; threads

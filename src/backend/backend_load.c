@@ -12,16 +12,20 @@
 #include "backend/backend.h"
 #include "error.h"
 
+bool sp_path_beside_exe(const char *file, char *path, size_t cap) {
+  ssize_t n = cap > 1 ? readlink("/proc/self/exe", path, cap - 1) : -1;
+  if (n <= 0) return false;
+  path[n] = '\0';
+  char *slash = strrchr(path, '/');
+  if (!slash || (size_t)(slash - path) + strlen(file) + 2 > cap) return false;
+  strcpy(slash + 1, file);
+  return true;
+}
+
 /* Opens `file` next to the running executable; NULL when absent. */
 static void *open_beside_exe(const char *file) {
   char path[PATH_MAX];
-  ssize_t n = readlink("/proc/self/exe", path, sizeof path - 1);
-  if (n <= 0) return NULL;
-  path[n] = '\0';
-  char *slash = strrchr(path, '/');
-  if (!slash || (size_t)(slash - path) + strlen(file) + 2 > sizeof path) return NULL;
-  strcpy(slash + 1, file);
-  return dlopen(path, RTLD_NOW | RTLD_LOCAL);
+  return sp_path_beside_exe(file, path, sizeof path) ? dlopen(path, RTLD_NOW | RTLD_LOCAL) : NULL;
 }
 
 /* Loads the CUDA backend library: $SP_CUDA_LIB, else libsamepage_cuda.so

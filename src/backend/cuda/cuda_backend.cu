@@ -391,8 +391,7 @@ static sp_error_t *cu_freeze_shared(void *vctx, void *binding, uint64_t addr, ui
 static uint32_t cu_derived_exports(void *vctx, void *binding, sp_derived_desc *out, int *fds, uint32_t max) {
   sp_cu_ctx *c = (sp_cu_ctx *)vctx;
   sp_cu_binding *b = (sp_cu_binding *)binding;
-  uint32_t n = 0;
-  cudaSetDevice(c->device);
+  uint32_t n = 0; /* exporting needs no current device: this runs after every list */
   for (uint32_t i = 0; i < b->n_frozen && n < max; i++) {
     sp_resident_copy *copy = b->frozen[i].copy;
     if (copy && copy->cross_process && copy->identity)

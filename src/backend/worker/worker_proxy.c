@@ -34,15 +34,7 @@ static bool executable(const char *path) { return access(path, X_OK) == 0; }
 static bool find_worker_exe(char *path, size_t cap) {
   const char *env = getenv("SP_WORKER_EXE");
   if (env && env[0]) return snprintf(path, cap, "%s", env) < (int)cap && executable(path);
-  ssize_t n = readlink("/proc/self/exe", path, cap - 1);
-  if (n > 0) {
-    path[n] = '\0';
-    char *slash = strrchr(path, '/');
-    if (slash && (size_t)(slash - path) + sizeof SP_WORKER_EXE_NAME + 1 < cap) {
-      strcpy(slash + 1, SP_WORKER_EXE_NAME);
-      if (executable(path)) return true;
-    }
-  }
+  if (sp_path_beside_exe(SP_WORKER_EXE_NAME, path, cap) && executable(path)) return true;
 #ifdef SP_WORKER_BUILD_PATH
   return snprintf(path, cap, "%s", SP_WORKER_BUILD_PATH) < (int)cap && executable(path);
 #else

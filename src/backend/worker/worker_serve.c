@@ -29,10 +29,6 @@ typedef struct worker {
   unsigned spin_us;       /* waiting for the next request (wire.h) */
 } worker;
 
-static sp_memory_view view_of(const worker *w) {
-  return (sp_memory_view){w->region->base, w->region->committed, w->region->reserved, true, w->region->fd};
-}
-
 static sp_error_t *no_binding(void) { return sp_error_new("worker: no memory adopted yet"); }
 
 static sp_error_t *on_hello(worker *w, const sp_wire_msg *m, const char *name, sp_wire_msg *reply, char *out,
@@ -60,7 +56,7 @@ static sp_error_t *on_adopt(worker *w, const sp_wire_msg *m, int *fds, int nfds,
   sp_error_t *err = sp_region_attach(fds[0], m->n ? m->n : sp_page_size(), m->a, m->b, (void *)(uintptr_t)m->c, &w->region);
   if (err) return err;
   fds[0] = -1; /* the region owns the memfd now */
-  sp_memory_view view = view_of(w);
+  sp_memory_view view = sp_region_view(w->region);
   if ((err = sp_backend_adopt(w->be, &view, &w->binding))) return err;
   reply->a = (uintptr_t)w->region->base;
   reply->b = (uintptr_t)sp_backend_device_base(w->be, w->binding, &view);
@@ -69,7 +65,7 @@ static sp_error_t *on_adopt(worker *w, const sp_wire_msg *m, int *fds, int nfds,
 
 static sp_error_t *on_grow(worker *w, uint64_t committed) {
   sp_error_t *err = sp_region_grow(w->region, committed);
-  sp_memory_view view = view_of(w);
+  sp_memory_view view = sp_region_view(w->region);
   return err ? err : sp_backend_grow(w->be, w->binding, &view);
 }
 
