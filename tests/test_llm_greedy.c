@@ -109,7 +109,11 @@ static void check_teacher_forced(sp_actor_t *a, const jval *p, const char *name)
   for (size_t k = 0; k < gen->n; k++) {
     if (got[n - 1 + k] == (int32_t)gen->items[k].num) continue;
     if (margin->items[k].num < NEAR_TIE) ties++;
-    else clear_bad++;
+    else {
+      clear_bad++;
+      printf("%-14s teacher-forced step %zu: we predict %d, llama.cpp %d (its margin %.3f)\n", name, k,
+             got[n - 1 + k], (int)gen->items[k].num, margin->items[k].num);
+    }
   }
   printf("%-14s teacher-forced %zu steps: next token differs at %zu clear steps, %zu near-ties\n", name,
          gen->n, clear_bad, ties);

@@ -10,6 +10,41 @@
  * tensors are only 2-byte aligned. Quantized matmuls first turn each f32
  * activation row into sp_q8_act blocks (in backend scratch memory), so the
  * inner loops are integer dot products.
+ *
+ * Numerics contract. Every table computes the same bits as the generic one
+ * (the reference), for every input, whatever nx is. That keeps an actor's
+ * tokens the same on every CPU, and a row's result independent of the rows
+ * batched beside it. The order of float operations is part of the
+ * interface:
+ *
+ *  1. No fused multiply-add: every product is rounded, then added (the CPU
+ *     sources build with -ffp-contract=off so the compiler cannot fuse
+ *     behind our back). Fusing would make the generic table, built for
+ *     CPUs without FMA, differ from the SIMD ones.
+ *  2. Float dots (f32, f16, bf16 weights; weights widen exactly to f32):
+ *     16 lanes; element i is added to lane i % 16, in increasing i, from
+ *     +0. The lanes then reduce in a fixed tree (sp_cpu_lanes16_sum):
+ *     u[l] = a[l] + a[l + 8], then ((u0 + u4) + (u2 + u6)) +
+ *     ((u1 + u5) + (u3 + u7)).
+ *  3. Quantized dots (Q8_0, Q4_0, Q4_1 against sp_q8_act): per block b,
+ *     eight exact integer partials P[b][l] = sum of w*x over elements
+ *     4l..4l+3 (weights as integers: Q4_0 nibble - 8, Q4_1 nibble 0..15),
+ *     and the scale s_b = dw_b * dx_b (one rounding). Lane 8*(b & 1) + l
+ *     adds s_b * (float)P[b][l]; the 16 lanes reduce as in 2. Q4_1 also
+ *     sums mw_b * sx_b into one of two scalars by block parity; the result
+ *     adds (m_even + m_odd) last. Eight partials are what one maddubs/madd
+ *     pair, one VNNI dpbusd or two SDOTs give, so no table pays for them.
+ *  4. Activation quantization (quantize_q8), per block of 32: amax =
+ *     max |x| over the non-NaN elements; id = amax > 0 ? 127 / amax : 0;
+ *     q = round-half-even(x * id) clamped to [-127, 127], and 0 where
+ *     x * id is NaN; d = amax / 127, or NaN if any x is NaN. So NaN and
+ *     infinities give NaN or infinite results, never undefined behaviour
+ *     (no out-of-range float-to-int conversion, no integer overflow).
+ *  5. add, mul and scale are one IEEE operation per element.
+ *
+ * What is not bit-exact across machines: expf/sinf/cosf come from the C
+ * library, which may pick its own variant per CPU (glibc does); ops that
+ * use them (softmax, swiglu, rope) are exact across tables on one machine.
  */
 #ifndef SP_CPU_KERNELS_H
 #define SP_CPU_KERNELS_H
@@ -59,6 +94,10 @@ const sp_cpu_kernels *sp_cpu_kernels_avx2(void);
 const sp_cpu_kernels *sp_cpu_kernels_avx512(void);
 const sp_cpu_kernels *sp_cpu_kernels_neon(void);
 
+/* The table called `name` ("generic", "avx2", "avx512", "neon") if this
+ * build has it and this CPU runs it; NULL otherwise. */
+const sp_cpu_kernels *sp_cpu_kernels_by_name(const char *name);
+
 /* The best table this CPU runs, capped by SP_CPU_SIMD ("generic", "avx2",
  * "avx512", "neon"; unset or "auto" = best). Never NULL. */
 const sp_cpu_kernels *sp_cpu_kernels_select(void);
@@ -69,6 +108,18 @@ const sp_cpu_kernels *sp_cpu_kernels_select(void);
 static inline void sp_q8_act_set_scale(sp_q8_act *y, float d, int32_t sum) {
   y->d = sp_f16_to_f32(sp_f32_to_f16(d));
   y->s = sp_f16_to_f32(sp_f32_to_f16(d * (float)sum));
+}
+
+/* The fixed reduction of 16 lanes of the contract (points 2 and 3). */
+static inline float sp_cpu_lanes16_sum(const float a[16]) {
+  float u[8];
+  for (int l = 0; l < 8; l++) u[l] = a[l] + a[l + 8];
+  return ((u[0] + u[4]) + (u[2] + u[6])) + ((u[1] + u[5]) + (u[3] + u[7]));
+}
+
+/* Bytes of one block of a quantized weight dtype. */
+static inline int sp_cpu_quant_block_bytes(uint32_t dtype) {
+  return dtype == SP_DTYPE_Q8_0 ? SP_Q8_0_BYTES : dtype == SP_DTYPE_Q4_0 ? SP_Q4_0_BYTES : SP_Q4_1_BYTES;
 }
 
 /* Whether `dtype` is a block-quantized weight type (its matmul runs on

@@ -38,6 +38,16 @@ static int requested_level(void) {
   return 2; /* "avx512", "neon" or anything else: the best there is */
 }
 
+const sp_cpu_kernels *sp_cpu_kernels_by_name(const char *name) {
+  if (strcmp(name, "generic") == 0) return sp_cpu_kernels_generic();
+#if defined(__x86_64__) || defined(__i386__)
+  if (strcmp(name, "avx2") == 0) return cpu_has_avx2() ? sp_cpu_kernels_avx2() : NULL;
+  if (strcmp(name, "avx512") == 0) return cpu_has_avx512() ? sp_cpu_kernels_avx512() : NULL;
+#endif
+  if (strcmp(name, "neon") == 0) return sp_cpu_kernels_neon();
+  return NULL;
+}
+
 const sp_cpu_kernels *sp_cpu_kernels_select(void) {
   int cap = requested_level();
   if (cap == 0) return sp_cpu_kernels_generic();

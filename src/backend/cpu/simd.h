@@ -113,20 +113,16 @@ SP_NEON_INLINE float32x4_t sp_neon_load_bf16(const uint16_t *p) {
   return vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(p), 16));
 }
 
-/* sum(a[i] * b[i]) over 32 signed bytes (two halves each), as 4 int32
- * partial sums. SDOT where the compiler targets ARMv8.2 dotprod. */
-SP_NEON_INLINE int32x4_t sp_neon_dot_i8(int8x16_t a0, int8x16_t a1, int8x16_t b0, int8x16_t b1) {
+/* The four exact partials of 16 signed byte pairs: lane l sums elements
+ * 4l..4l+3 (contract point 3 of kernels.h). SDOT where the compiler
+ * targets ARMv8.2 dotprod; else widening multiplies and pairwise adds. */
+SP_NEON_INLINE int32x4_t sp_neon_partials_i8(int8x16_t a, int8x16_t b) {
 #if defined(__ARM_FEATURE_DOTPROD)
-  return vdotq_s32(vdotq_s32(vdupq_n_s32(0), a0, b0), a1, b1);
+  return vdotq_s32(vdupq_n_s32(0), a, b);
 #else
-  int16x8_t p0 = vmull_s8(vget_low_s8(a0), vget_low_s8(b0));
-  int16x8_t p1 = vmull_s8(vget_high_s8(a0), vget_high_s8(b0));
-  int16x8_t p2 = vmull_s8(vget_low_s8(a1), vget_low_s8(b1));
-  int16x8_t p3 = vmull_s8(vget_high_s8(a1), vget_high_s8(b1));
-  int32x4_t s = vpaddlq_s16(p0);
-  s = vpadalq_s16(s, p1);
-  s = vpadalq_s16(s, p2);
-  return vpadalq_s16(s, p3);
+  int32x4_t lo = vpaddlq_s16(vmull_s8(vget_low_s8(a), vget_low_s8(b)));   /* pairs of 0..7 */
+  int32x4_t hi = vpaddlq_s16(vmull_s8(vget_high_s8(a), vget_high_s8(b))); /* pairs of 8..15 */
+  return vpaddq_s32(lo, hi);
 #endif
 }
 #endif /* aarch64 */
