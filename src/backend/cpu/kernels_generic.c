@@ -22,18 +22,28 @@ static inline const void *row_at(const void *x, size_t stride, int j) {
   return (const uint8_t *)x + (size_t)j * stride;
 }
 
-/* Weight element i of a float row, widened exactly to f32. */
-static inline float weight_at(uint32_t dtype, const void *w, int64_t i) {
-  uint16_t h;
-  if (dtype == SP_DTYPE_F32) return ((const float *)w)[i];
-  memcpy(&h, (const uint8_t *)w + 2 * i, sizeof h);
-  return dtype == SP_DTYPE_F16 ? sp_f16_to_f32(h) : sp_bf16_to_f32(h);
+/* n weights of a float row from element i0 on, widened exactly to f32. */
+static void widen_weights(uint32_t dtype, const void *w, int64_t i0, int64_t n, float *out) {
+  const uint8_t *p = (const uint8_t *)w + i0 * (dtype == SP_DTYPE_F32 ? 4 : 2);
+  for (int64_t i = 0; i < n; i++) {
+    uint16_t h;
+    if (dtype == SP_DTYPE_F32) {
+      memcpy(&out[i], p + 4 * i, sizeof(float));
+      continue;
+    }
+    memcpy(&h, p + 2 * i, sizeof h);
+    out[i] = dtype == SP_DTYPE_F16 ? sp_f16_to_f32(h) : sp_bf16_to_f32(h);
+  }
 }
 
 /* Contract point 2: element i into lane i % 16, then the fixed tree. */
 static float float_dot_row(uint32_t dtype, int64_t k, const void *w, const float *x) {
-  float lanes[16] = {0};
-  for (int64_t i = 0; i < k; i++) lanes[i % 16] += weight_at(dtype, w, i) * x[i];
+  float lanes[16] = {0}, wide[16];
+  for (int64_t i0 = 0; i0 < k; i0 += 16) {
+    int64_t n = k - i0 < 16 ? k - i0 : 16;
+    widen_weights(dtype, w, i0, n, wide);
+    for (int64_t l = 0; l < n; l++) lanes[l] += wide[l] * x[i0 + l];
+  }
   return sp_cpu_lanes16_sum(lanes);
 }
 
@@ -88,9 +98,10 @@ static float quant_dot_row(uint32_t dtype, int64_t k, const uint8_t *w, const sp
     load_block(dtype, w, b, &wb);
     float s = wb.d * a[b].d;
     float *half = lanes + 8 * (b & 1);
+    int32_t prod[SP_QK];
+    for (int e = 0; e < SP_QK; e++) prod[e] = wb.q[e] * a[b].qs[e];
     for (int l = 0; l < 8; l++) {
-      int32_t p = 0;
-      for (int e = 4 * l; e < 4 * l + 4; e++) p += wb.q[e] * a[b].qs[e];
+      int32_t p = prod[4 * l] + prod[4 * l + 1] + prod[4 * l + 2] + prod[4 * l + 3];
       half[l] += s * (float)p;
     }
     if (dtype == SP_DTYPE_Q4_1) mins[b & 1] += wb.m * a[b].s;
