@@ -15,25 +15,26 @@
  * (the reference), for every input, whatever nx is. That keeps an actor's
  * tokens the same on every CPU, and a row's result independent of the rows
  * batched beside it. The order of float operations is part of the
- * interface:
+ * interface, and it is ggml's AVX2 order (one 8-float accumulator, fused
+ * multiply-adds), the one llama.cpp's reference outputs were made with:
+ * agreement with them (tests/test_llm_greedy.c) is measured, and every
+ * other order we tried moved argmaxes of clear margin.
  *
- *  1. No fused multiply-add: every product is rounded, then added (the CPU
- *     sources build with -ffp-contract=off so the compiler cannot fuse
- *     behind our back). Fusing would make the generic table, built for
- *     CPUs without FMA, differ from the SIMD ones.
+ *  1. Fused multiply-adds exactly where the contract says fma (fmaf in
+ *     C, an FMA instruction in SIMD), and nowhere else: the CPU sources
+ *     build with -ffp-contract=off so the compiler cannot fuse on its own.
  *  2. Float dots (f32, f16, bf16 weights; weights widen exactly to f32):
- *     16 lanes; element i is added to lane i % 16, in increasing i, from
- *     +0. The lanes then reduce in a fixed tree (sp_cpu_lanes16_sum):
- *     u[l] = a[l] + a[l + 8], then ((u0 + u4) + (u2 + u6)) +
- *     ((u1 + u5) + (u3 + u7)).
+ *     8 lanes; lane l = fma(w[i], x[i], lane l) for i = l, l + 8, ...,
+ *     from +0. The lanes then reduce in a fixed tree (sp_cpu_lanes8_sum):
+ *     ((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7)).
  *  3. Quantized dots (Q8_0, Q4_0, Q4_1 against sp_q8_act): per block b,
  *     eight exact integer partials P[b][l] = sum of w*x over elements
  *     4l..4l+3 (weights as integers: Q4_0 nibble - 8, Q4_1 nibble 0..15),
- *     and the scale s_b = dw_b * dx_b (one rounding). Lane 8*(b & 1) + l
- *     adds s_b * (float)P[b][l]; the 16 lanes reduce as in 2. Q4_1 also
- *     sums mw_b * sx_b into one of two scalars by block parity; the result
- *     adds (m_even + m_odd) last. Eight partials are what one maddubs/madd
- *     pair, one VNNI dpbusd or two SDOTs give, so no table pays for them.
+ *     and the scale s_b = dw_b * dx_b (one rounding); lane l = fma(s_b,
+ *     (float)P[b][l], lane l) block after block, reduced as in 2. Q4_1
+ *     also keeps m = fma(mw_b, sx_b, m) block after block and adds it
+ *     last. Eight partials are what one maddubs/madd pair, one VNNI dpbusd
+ *     or two SDOTs give, so no table pays for them.
  *  4. Activation quantization (quantize_q8), per block of 32: amax =
  *     max |x| over the non-NaN elements; id = amax > 0 ? 127 / amax : 0;
  *     q = round-half-even(x * id) clamped to [-127, 127], and 0 where
@@ -41,6 +42,10 @@
  *     infinities give NaN or infinite results, never undefined behaviour
  *     (no out-of-range float-to-int conversion, no integer overflow).
  *  5. add, mul and scale are one IEEE operation per element.
+ *
+ * One accumulator chain per row is latency-bound for a single row; tables
+ * win the throughput back by running several rows at once (nx activation
+ * rows, or dot_rows' weight rows), never by splitting a row's lanes.
  *
  * What is not bit-exact across machines: expf/sinf/cosf come from the C
  * library, which may pick its own variant per CPU (glibc does); ops that
@@ -77,9 +82,18 @@ typedef struct sp_q8_act {
 typedef void (*sp_dot_fn)(int64_t k, const void *w, const void *x, size_t x_stride, int nx,
                           float *out);
 
+/* out[r] = dot(weight row r, activation row x) for r < nw (1..SP_CPU_MAX_NX):
+ * weight rows w_stride bytes apart, one activation row (decode). Each out[r]
+ * has the same bits as dot() gives for that row. */
+typedef void (*sp_dot_rows_fn)(int64_t k, const void *w, size_t w_stride, int nw, const void *x,
+                               float *out);
+
 typedef struct sp_cpu_kernels {
   const char *name; /* "generic", "avx2", "avx512", "neon" */
   sp_dot_fn dot[SP_DTYPE_COUNT]; /* by weight dtype; NULL if unsupported */
+  /* (optional) several weight rows against one activation row; NULL: the
+   * driver calls dot() once per row. */
+  sp_dot_rows_fn dot_rows[SP_DTYPE_COUNT];
   /* Quantizes k floats (k a multiple of 32) into k / 32 blocks. */
   void (*quantize_q8)(const float *x, sp_q8_act *y, int64_t k);
   /* d[i] = a[i] + b[i], a[i] * b[i], a[i] * s; d may equal a or b. */
@@ -110,11 +124,9 @@ static inline void sp_q8_act_set_scale(sp_q8_act *y, float d, int32_t sum) {
   y->s = sp_f16_to_f32(sp_f32_to_f16(d * (float)sum));
 }
 
-/* The fixed reduction of 16 lanes of the contract (points 2 and 3). */
-static inline float sp_cpu_lanes16_sum(const float a[16]) {
-  float u[8];
-  for (int l = 0; l < 8; l++) u[l] = a[l] + a[l + 8];
-  return ((u[0] + u[4]) + (u[2] + u[6])) + ((u[1] + u[5]) + (u[3] + u[7]));
+/* The fixed reduction of the contract's 8 lanes (points 2 and 3). */
+static inline float sp_cpu_lanes8_sum(const float a[8]) {
+  return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
 }
 
 /* Bytes of one block of a quantized weight dtype. */

@@ -1,12 +1,13 @@
 /*
  * kernels_avx2.c: inner loops for x86 CPUs with AVX2, FMA and F16C.
  *
- * Tiles are one weight row by up to four activation rows: each weight
- * vector is loaded (and widened or unpacked) once and used for every row.
- * The numerics contract of kernels.h fixes the lanes: a float dot keeps 16
- * lanes in two 8-float accumulators, a quantized dot one accumulator for
- * even blocks and one for odd ones, filled with the eight exact partials of
- * a maddubs/madd pair. Products are rounded before they are added (no FMA).
+ * Tiles are one weight row by up to four activation rows (prompts), or up
+ * to four weight rows by one activation row (decode): each weight vector
+ * is loaded (and widened or unpacked) once per tile, and the tile's rows
+ * are independent accumulator chains, which hides the FMA latency. The
+ * numerics contract of kernels.h fixes each row's order: one 8-float
+ * accumulator, fused multiply-adds, quantized blocks as the eight exact
+ * partials of a maddubs/madd pair.
  */
 #include <math.h>
 
@@ -40,49 +41,63 @@ SP_AVX2_INLINE float load_w1(int kind, const void *w, int64_t i) {
   return f;
 }
 
-/* lanes += w * x, products rounded first (contract point 1). */
-SP_AVX2_INLINE __m256 mul_add(__m256 lanes, __m256 w, __m256 x) {
-  return _mm256_add_ps(lanes, _mm256_mul_ps(w, x));
+/* The last n < 8 elements from i on, zero-padded (fma(0, 0, lane) is the
+ * lane, so padding never changes a result). */
+SP_AVX2_INLINE __m256 load_w_tail(int kind, const void *w, int64_t i, int64_t n) {
+  float t[8] = {0};
+  for (int64_t e = 0; e < n; e++) t[e] = load_w1(kind, w, i + e);
+  return _mm256_loadu_ps(t);
+}
+SP_AVX2_INLINE __m256 load_x_tail(const float *x, int64_t n) {
+  float t[8] = {0};
+  memcpy(t, x, (size_t)n * sizeof *t);
+  return _mm256_loadu_ps(t);
 }
 
-/* The contract's 16-lane tree: lo holds lanes 0..7, hi lanes 8..15. */
-SP_AVX2_INLINE float lanes16_sum(__m256 lo, __m256 hi) { return sp_avx2_hsum(_mm256_add_ps(lo, hi)); }
-
-/* nx rows (a constant after inlining) share each weight load; 16 elements
- * per step; the last partial step reads zero-padded copies (a lane plus
- * 0 * 0 is the lane, so padding never changes a result). */
+/* nx activation rows (a constant after inlining) share each weight load. */
 SP_AVX2_INLINE void float_tile(int kind, int nx, int64_t k, const void *w, const void *x,
                                size_t xs, float *out) {
   const float *xr[SP_CPU_MAX_NX];
-  __m256 lo[SP_CPU_MAX_NX], hi[SP_CPU_MAX_NX];
+  __m256 acc[SP_CPU_MAX_NX];
   SP_UNROLL
   for (int j = 0; j < nx; j++) {
     xr[j] = row_at(x, xs, j);
-    lo[j] = hi[j] = _mm256_setzero_ps();
+    acc[j] = _mm256_setzero_ps();
   }
   int64_t i = 0;
-  for (; i + 16 <= k; i += 16) {
-    __m256 w0 = load_w8(kind, w, i), w1 = load_w8(kind, w, i + 8);
+  for (; i + 8 <= k; i += 8) {
+    __m256 wv = load_w8(kind, w, i);
     SP_UNROLL
-    for (int j = 0; j < nx; j++) {
-      lo[j] = mul_add(lo[j], w0, _mm256_loadu_ps(xr[j] + i));
-      hi[j] = mul_add(hi[j], w1, _mm256_loadu_ps(xr[j] + i + 8));
-    }
+    for (int j = 0; j < nx; j++) acc[j] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(xr[j] + i), acc[j]);
   }
   if (i < k) {
-    float wt[16] = {0}, xt[16];
-    for (int64_t t = 0; t < k - i; t++) wt[t] = load_w1(kind, w, i + t);
-    __m256 w0 = _mm256_loadu_ps(wt), w1 = _mm256_loadu_ps(wt + 8);
+    __m256 wv = load_w_tail(kind, w, i, k - i);
     SP_UNROLL
-    for (int j = 0; j < nx; j++) {
-      memset(xt, 0, sizeof xt);
-      memcpy(xt, xr[j] + i, (size_t)(k - i) * sizeof(float));
-      lo[j] = mul_add(lo[j], w0, _mm256_loadu_ps(xt));
-      hi[j] = mul_add(hi[j], w1, _mm256_loadu_ps(xt + 8));
-    }
+    for (int j = 0; j < nx; j++) acc[j] = _mm256_fmadd_ps(wv, load_x_tail(xr[j] + i, k - i), acc[j]);
   }
   SP_UNROLL
-  for (int j = 0; j < nx; j++) out[j] = lanes16_sum(lo[j], hi[j]);
+  for (int j = 0; j < nx; j++) out[j] = sp_avx2_hsum(acc[j]);
+}
+
+/* nw weight rows against one activation row: independent chains. */
+SP_AVX2_INLINE void float_rows(int kind, int nw, int64_t k, const void *w, size_t ws, const float *x,
+                               float *out) {
+  __m256 acc[SP_CPU_MAX_NX];
+  SP_UNROLL
+  for (int r = 0; r < nw; r++) acc[r] = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= k; i += 8) {
+    __m256 xv = _mm256_loadu_ps(x + i);
+    SP_UNROLL
+    for (int r = 0; r < nw; r++) acc[r] = _mm256_fmadd_ps(load_w8(kind, row_at(w, ws, r), i), xv, acc[r]);
+  }
+  if (i < k) {
+    __m256 xv = load_x_tail(x + i, k - i);
+    SP_UNROLL
+    for (int r = 0; r < nw; r++) acc[r] = _mm256_fmadd_ps(load_w_tail(kind, row_at(w, ws, r), i, k - i), xv, acc[r]);
+  }
+  SP_UNROLL
+  for (int r = 0; r < nw; r++) out[r] = sp_avx2_hsum(acc[r]);
 }
 
 SP_AVX2_INLINE void float_dot(int kind, int64_t k, const void *w, const void *x, size_t xs,
@@ -95,17 +110,39 @@ SP_AVX2_INLINE void float_dot(int kind, int64_t k, const void *w, const void *x,
   }
 }
 
-SP_TARGET_AVX2 static void dot_f32(int64_t k, const void *w, const void *x, size_t xs, int nx,
+SP_AVX2_INLINE void float_dot_rows(int kind, int64_t k, const void *w, size_t ws, int nw, const void *x,
                                    float *out) {
+  switch (nw) {
+  case 1: float_rows(kind, 1, k, w, ws, x, out); break;
+  case 2: float_rows(kind, 2, k, w, ws, x, out); break;
+  case 3: float_rows(kind, 3, k, w, ws, x, out); break;
+  default: float_rows(kind, 4, k, w, ws, x, out); break;
+  }
+}
+
+SP_TARGET_AVX2 static void dot_f32(int64_t k, const void *w, const void *x, size_t xs, int nx,
+                                      float *out) {
   float_dot(W_F32, k, w, x, xs, nx, out);
 }
+SP_TARGET_AVX2 static void dot_rows_f32(int64_t k, const void *w, size_t ws, int nw, const void *x,
+                                           float *out) {
+  float_dot_rows(W_F32, k, w, ws, nw, x, out);
+}
 SP_TARGET_AVX2 static void dot_f16(int64_t k, const void *w, const void *x, size_t xs, int nx,
-                                   float *out) {
+                                      float *out) {
   float_dot(W_F16, k, w, x, xs, nx, out);
 }
+SP_TARGET_AVX2 static void dot_rows_f16(int64_t k, const void *w, size_t ws, int nw, const void *x,
+                                           float *out) {
+  float_dot_rows(W_F16, k, w, ws, nw, x, out);
+}
 SP_TARGET_AVX2 static void dot_bf16(int64_t k, const void *w, const void *x, size_t xs, int nx,
-                                    float *out) {
+                                       float *out) {
   float_dot(W_BF16, k, w, x, xs, nx, out);
+}
+SP_TARGET_AVX2 static void dot_rows_bf16(int64_t k, const void *w, size_t ws, int nw, const void *x,
+                                            float *out) {
+  float_dot_rows(W_BF16, k, w, ws, nw, x, out);
 }
 
 /* ---- quantized weights times sp_q8_act activations ---- */
@@ -123,36 +160,28 @@ SP_AVX2_INLINE __m256i load_wq(int kind, const uint8_t *blk) {
 
 /* The eight integer partials of a block's weights with one activation
  * block, as floats (exact). Signed weights go through |w| and x * sign(w). */
-SP_AVX2_INLINE __m256 block_partials(int kind, __m256i wq, __m256i wabs, const sp_q8_act *a) {
+SP_AVX2_INLINE __m256 block_partials(int kind, __m256i wq, const sp_q8_act *a) {
   __m256i xq = _mm256_loadu_si256((const __m256i *)a->qs);
   if (kind == W_Q4_1) return sp_avx2_dot_u8i8(wq, xq);
-  return sp_avx2_dot_u8i8(wabs, _mm256_sign_epi8(xq, wq));
+  return sp_avx2_dot_u8i8(_mm256_sign_epi8(wq, wq), _mm256_sign_epi8(xq, wq));
 }
 
-/* Per activation row: the even-block and odd-block lanes, and the Q4_1
- * mins by block parity (contract point 3). */
+/* One row's chain (contract point 3): the 8 lanes and Q4_1's mins. */
 typedef struct quant_acc {
-  __m256 lanes[2];
-  float mins[2];
+  __m256 lanes;
+  float mins;
 } quant_acc;
 
-/* Block b of a weight row against block b of nx activation rows. */
-SP_AVX2_INLINE void quant_block(int kind, int nx, const uint8_t *w, int64_t b,
-                                const sp_q8_act *const *xr, quant_acc *acc) {
-  const uint8_t *blk = w + b * block_bytes(kind);
-  __m256i wq = load_wq(kind, blk);
-  __m256i wabs = kind == W_Q4_1 ? wq : _mm256_sign_epi8(wq, wq);
-  float dw = sp_avx2_f16(blk), mw = kind == W_Q4_1 ? sp_avx2_f16(blk + 2) : 0;
-  int odd = (int)(b & 1);
-  SP_UNROLL
-  for (int j = 0; j < nx; j++) {
-    const sp_q8_act *a = &xr[j][b];
-    __m256 p = block_partials(kind, wq, wabs, a);
-    acc[j].lanes[odd] = mul_add(acc[j].lanes[odd], _mm256_set1_ps(dw * a->d), p);
-    if (kind == W_Q4_1) acc[j].mins[odd] += mw * a->s;
-  }
+/* acc += block blk (weights) x block a (activations). */
+SP_AVX2_INLINE void quant_step(int kind, const uint8_t *blk, __m256i wq, const sp_q8_act *a, quant_acc *acc) {
+  __m256 s = _mm256_set1_ps(sp_avx2_f16(blk) * a->d);
+  acc->lanes = _mm256_fmadd_ps(s, block_partials(kind, wq, a), acc->lanes);
+  if (kind == W_Q4_1) acc->mins = fmaf(sp_avx2_f16(blk + 2), a->s, acc->mins);
 }
 
+SP_AVX2_INLINE float quant_result(const quant_acc *acc) { return sp_avx2_hsum(acc->lanes) + acc->mins; }
+
+/* One weight row by nx activation rows. */
 SP_AVX2_INLINE void quant_tile(int kind, int nx, int64_t nb, const uint8_t *w, const void *x,
                                size_t xs, float *out) {
   const sp_q8_act *xr[SP_CPU_MAX_NX];
@@ -160,18 +189,33 @@ SP_AVX2_INLINE void quant_tile(int kind, int nx, int64_t nb, const uint8_t *w, c
   SP_UNROLL
   for (int j = 0; j < nx; j++) {
     xr[j] = row_at(x, xs, j);
-    acc[j].lanes[0] = acc[j].lanes[1] = _mm256_setzero_ps();
-    acc[j].mins[0] = acc[j].mins[1] = 0;
+    acc[j] = (quant_acc){_mm256_setzero_ps(), 0};
   }
-  int64_t b = 0;
-  for (; b + 2 <= nb; b += 2) {
-    quant_block(kind, nx, w, b, xr, acc);
-    quant_block(kind, nx, w, b + 1, xr, acc);
+  for (int64_t b = 0; b < nb; b++) {
+    const uint8_t *blk = w + b * block_bytes(kind);
+    __m256i wq = load_wq(kind, blk);
+    SP_UNROLL
+    for (int j = 0; j < nx; j++) quant_step(kind, blk, wq, &xr[j][b], &acc[j]);
   }
-  if (b < nb) quant_block(kind, nx, w, b, xr, acc);
   SP_UNROLL
-  for (int j = 0; j < nx; j++)
-    out[j] = lanes16_sum(acc[j].lanes[0], acc[j].lanes[1]) + (acc[j].mins[0] + acc[j].mins[1]);
+  for (int j = 0; j < nx; j++) out[j] = quant_result(&acc[j]);
+}
+
+/* nw weight rows by one activation row. */
+SP_AVX2_INLINE void quant_rows(int kind, int nw, int64_t nb, const uint8_t *w, size_t ws,
+                               const sp_q8_act *a, float *out) {
+  quant_acc acc[SP_CPU_MAX_NX];
+  SP_UNROLL
+  for (int r = 0; r < nw; r++) acc[r] = (quant_acc){_mm256_setzero_ps(), 0};
+  for (int64_t b = 0; b < nb; b++) {
+    SP_UNROLL
+    for (int r = 0; r < nw; r++) {
+      const uint8_t *blk = w + (size_t)r * ws + b * block_bytes(kind);
+      quant_step(kind, blk, load_wq(kind, blk), &a[b], &acc[r]);
+    }
+  }
+  SP_UNROLL
+  for (int r = 0; r < nw; r++) out[r] = quant_result(&acc[r]);
 }
 
 SP_AVX2_INLINE void quant_dot(int kind, int64_t k, const void *w, const void *x, size_t xs,
@@ -185,17 +229,40 @@ SP_AVX2_INLINE void quant_dot(int kind, int64_t k, const void *w, const void *x,
   }
 }
 
+SP_AVX2_INLINE void quant_dot_rows(int kind, int64_t k, const void *w, size_t ws, int nw, const void *x,
+                                   float *out) {
+  int64_t nb = k / SP_QK;
+  switch (nw) {
+  case 1: quant_rows(kind, 1, nb, w, ws, x, out); break;
+  case 2: quant_rows(kind, 2, nb, w, ws, x, out); break;
+  case 3: quant_rows(kind, 3, nb, w, ws, x, out); break;
+  default: quant_rows(kind, 4, nb, w, ws, x, out); break;
+  }
+}
+
 SP_TARGET_AVX2 static void dot_q8_0(int64_t k, const void *w, const void *x, size_t xs, int nx,
-                                    float *out) {
+                                       float *out) {
   quant_dot(W_Q8_0, k, w, x, xs, nx, out);
 }
+SP_TARGET_AVX2 static void dot_rows_q8_0(int64_t k, const void *w, size_t ws, int nw, const void *x,
+                                            float *out) {
+  quant_dot_rows(W_Q8_0, k, w, ws, nw, x, out);
+}
 SP_TARGET_AVX2 static void dot_q4_0(int64_t k, const void *w, const void *x, size_t xs, int nx,
-                                    float *out) {
+                                       float *out) {
   quant_dot(W_Q4_0, k, w, x, xs, nx, out);
 }
+SP_TARGET_AVX2 static void dot_rows_q4_0(int64_t k, const void *w, size_t ws, int nw, const void *x,
+                                            float *out) {
+  quant_dot_rows(W_Q4_0, k, w, ws, nw, x, out);
+}
 SP_TARGET_AVX2 static void dot_q4_1(int64_t k, const void *w, const void *x, size_t xs, int nx,
-                                    float *out) {
+                                       float *out) {
   quant_dot(W_Q4_1, k, w, x, xs, nx, out);
+}
+SP_TARGET_AVX2 static void dot_rows_q4_1(int64_t k, const void *w, size_t ws, int nw, const void *x,
+                                            float *out) {
+  quant_dot_rows(W_Q4_1, k, w, ws, nw, x, out);
 }
 
 /* Contract point 4. max_ps returns its second operand when either is NaN,
@@ -269,6 +336,15 @@ static const sp_cpu_kernels avx2_kernels = {
             [SP_DTYPE_Q8_0] = dot_q8_0,
             [SP_DTYPE_Q4_0] = dot_q4_0,
             [SP_DTYPE_Q4_1] = dot_q4_1,
+        },
+    .dot_rows =
+        {
+            [SP_DTYPE_F32] = dot_rows_f32,
+            [SP_DTYPE_F16] = dot_rows_f16,
+            [SP_DTYPE_BF16] = dot_rows_bf16,
+            [SP_DTYPE_Q8_0] = dot_rows_q8_0,
+            [SP_DTYPE_Q4_0] = dot_rows_q4_0,
+            [SP_DTYPE_Q4_1] = dot_rows_q4_1,
         },
     .quantize_q8 = quantize_q8,
     .add = add_f32,

@@ -1,11 +1,12 @@
 /*
  * kernels_avx512.c: inner loops for x86 CPUs with AVX-512 F/BW/VL.
  *
- * A float dot's 16 contract lanes (kernels.h) are exactly one 512-bit
- * register, and masked loads handle the tail (masked-off lanes read 0 and
- * are never touched). Quantized dots keep the AVX2 lane layout; where the
- * CPU has AVX-512 VNNI, one vpdpbusd replaces each maddubs/madd pair and
- * gives the same eight exact partials. AVX-512 BF16's dot instruction is
+ * The numerics contract (kernels.h) keeps one 8-float accumulator per row,
+ * so float dots are the AVX2 table's. Where the CPU has AVX-512 VNNI, the
+ * quantized dots use one vpdpbusd per block instead of a maddubs/madd
+ * pair: the same eight exact partials, one instruction. Activation
+ * quantization and elementwise loops use 512-bit vectors with masked tails
+ * (masked-off lanes are never touched). AVX-512 BF16's dot instruction is
  * not used: it flushes subnormals and sums pairs before rounding, which
  * the contract does not allow.
  */
@@ -18,75 +19,13 @@
 
 #if defined(SP_CPU_X86)
 
-enum { W_F32, W_F16, W_BF16, W_Q8_0, W_Q4_0, W_Q4_1 };
+enum { W_Q8_0, W_Q4_0, W_Q4_1 };
 
 static inline const void *row_at(const void *x, size_t stride, int j) {
   return (const uint8_t *)x + (size_t)j * stride;
 }
 
-/* ---- f32 / f16 / bf16 weights times f32 activations ---- */
-
-/* 16 weights from element i on; lanes at or past `valid` read as 0. */
-SP_AVX512_INLINE __m512 load_w16(int kind, const void *w, int64_t i, __mmask16 valid) {
-  if (kind == W_F32) return _mm512_maskz_loadu_ps(valid, (const float *)w + i);
-  __m256i h = _mm256_maskz_loadu_epi16(valid, (const uint16_t *)w + i);
-  if (kind == W_F16) return _mm512_cvtph_ps(h);
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-}
-
 SP_AVX512_INLINE __mmask16 tail_mask(int64_t n) { return (__mmask16)((1u << n) - 1); }
-
-/* The contract's 16-lane tree: halves first, then the 8-lane tree. */
-SP_AVX512_INLINE float lanes16_sum(__m512 v) {
-  __m256 lo = _mm512_castps512_ps256(v);
-  __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
-  return sp_avx2_hsum(_mm256_add_ps(lo, hi));
-}
-
-/* nx rows (a constant after inlining) share each weight load: lanes +=
- * w * x, rounded product then sum (contract point 1). */
-SP_AVX512_INLINE void float_tile(int kind, int nx, int64_t k, const void *w, const void *x,
-                                 size_t xs, float *out) {
-  const float *xr[SP_CPU_MAX_NX];
-  __m512 acc[SP_CPU_MAX_NX];
-  SP_UNROLL
-  for (int j = 0; j < nx; j++) {
-    xr[j] = row_at(x, xs, j);
-    acc[j] = _mm512_setzero_ps();
-  }
-  for (int64_t i = 0; i < k; i += 16) {
-    __mmask16 m = k - i >= 16 ? 0xffff : tail_mask(k - i);
-    __m512 wv = load_w16(kind, w, i, m);
-    SP_UNROLL
-    for (int j = 0; j < nx; j++)
-      acc[j] = _mm512_add_ps(acc[j], _mm512_mul_ps(wv, _mm512_maskz_loadu_ps(m, xr[j] + i)));
-  }
-  SP_UNROLL
-  for (int j = 0; j < nx; j++) out[j] = lanes16_sum(acc[j]);
-}
-
-SP_AVX512_INLINE void float_dot(int kind, int64_t k, const void *w, const void *x, size_t xs,
-                                int nx, float *out) {
-  switch (nx) {
-  case 1: float_tile(kind, 1, k, w, x, xs, out); break;
-  case 2: float_tile(kind, 2, k, w, x, xs, out); break;
-  case 3: float_tile(kind, 3, k, w, x, xs, out); break;
-  default: float_tile(kind, 4, k, w, x, xs, out); break;
-  }
-}
-
-SP_TARGET_AVX512 static void dot_f32(int64_t k, const void *w, const void *x, size_t xs, int nx,
-                                     float *out) {
-  float_dot(W_F32, k, w, x, xs, nx, out);
-}
-SP_TARGET_AVX512 static void dot_f16(int64_t k, const void *w, const void *x, size_t xs, int nx,
-                                     float *out) {
-  float_dot(W_F16, k, w, x, xs, nx, out);
-}
-SP_TARGET_AVX512 static void dot_bf16(int64_t k, const void *w, const void *x, size_t xs, int nx,
-                                      float *out) {
-  float_dot(W_BF16, k, w, x, xs, nx, out);
-}
 
 /* ---- quantized weights (VNNI) ---- */
 
@@ -107,33 +46,28 @@ SP_VNNI_INLINE __m256i load_wq(int kind, const uint8_t *blk) {
 
 /* The eight exact partials (contract point 3), one vpdpbusd: unsigned
  * weights (|w|, or Q4_1's 0..15) times signed activations (x * sign(w)). */
-SP_VNNI_INLINE __m256 block_partials(int kind, __m256i wq, __m256i wabs, const sp_q8_act *a) {
+SP_VNNI_INLINE __m256 block_partials(int kind, __m256i wq, const sp_q8_act *a) {
   __m256i xq = _mm256_loadu_si256((const __m256i *)a->qs);
-  __m256i u = kind == W_Q4_1 ? wq : wabs, s = kind == W_Q4_1 ? xq : _mm256_sign_epi8(xq, wq);
-  return _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s));
+  __m256i u = kind == W_Q4_1 ? wq : _mm256_sign_epi8(wq, wq);
+  __m256i sx = kind == W_Q4_1 ? xq : _mm256_sign_epi8(xq, wq);
+  return _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(_mm256_setzero_si256(), u, sx));
 }
 
+/* One row's chain: the 8 lanes and Q4_1's mins. */
 typedef struct quant_acc {
-  __m256 lanes[2]; /* even blocks, odd blocks */
-  float mins[2];
+  __m256 lanes;
+  float mins;
 } quant_acc;
 
-SP_VNNI_INLINE void quant_block(int kind, int nx, const uint8_t *w, int64_t b,
-                                const sp_q8_act *const *xr, quant_acc *acc) {
-  const uint8_t *blk = w + b * block_bytes(kind);
-  __m256i wq = load_wq(kind, blk);
-  __m256i wabs = kind == W_Q4_1 ? wq : _mm256_sign_epi8(wq, wq);
-  float dw = sp_avx2_f16(blk), mw = kind == W_Q4_1 ? sp_avx2_f16(blk + 2) : 0;
-  int odd = (int)(b & 1);
-  SP_UNROLL
-  for (int j = 0; j < nx; j++) {
-    const sp_q8_act *a = &xr[j][b];
-    __m256 p = _mm256_mul_ps(_mm256_set1_ps(dw * a->d), block_partials(kind, wq, wabs, a));
-    acc[j].lanes[odd] = _mm256_add_ps(acc[j].lanes[odd], p);
-    if (kind == W_Q4_1) acc[j].mins[odd] += mw * a->s;
-  }
+SP_VNNI_INLINE void quant_step(int kind, const uint8_t *blk, __m256i wq, const sp_q8_act *a, quant_acc *acc) {
+  __m256 s = _mm256_set1_ps(sp_avx2_f16(blk) * a->d);
+  acc->lanes = _mm256_fmadd_ps(s, block_partials(kind, wq, a), acc->lanes);
+  if (kind == W_Q4_1) acc->mins = fmaf(sp_avx2_f16(blk + 2), a->s, acc->mins);
 }
 
+SP_VNNI_INLINE float quant_result(const quant_acc *acc) { return sp_avx2_hsum(acc->lanes) + acc->mins; }
+
+/* One weight row by nx activation rows. */
 SP_VNNI_INLINE void quant_tile(int kind, int nx, int64_t nb, const uint8_t *w, const void *x,
                                size_t xs, float *out) {
   const sp_q8_act *xr[SP_CPU_MAX_NX];
@@ -141,19 +75,33 @@ SP_VNNI_INLINE void quant_tile(int kind, int nx, int64_t nb, const uint8_t *w, c
   SP_UNROLL
   for (int j = 0; j < nx; j++) {
     xr[j] = row_at(x, xs, j);
-    acc[j].lanes[0] = acc[j].lanes[1] = _mm256_setzero_ps();
-    acc[j].mins[0] = acc[j].mins[1] = 0;
+    acc[j] = (quant_acc){_mm256_setzero_ps(), 0};
   }
-  int64_t b = 0;
-  for (; b + 2 <= nb; b += 2) {
-    quant_block(kind, nx, w, b, xr, acc);
-    quant_block(kind, nx, w, b + 1, xr, acc);
+  for (int64_t b = 0; b < nb; b++) {
+    const uint8_t *blk = w + b * block_bytes(kind);
+    __m256i wq = load_wq(kind, blk);
+    SP_UNROLL
+    for (int j = 0; j < nx; j++) quant_step(kind, blk, wq, &xr[j][b], &acc[j]);
   }
-  if (b < nb) quant_block(kind, nx, w, b, xr, acc);
   SP_UNROLL
-  for (int j = 0; j < nx; j++)
-    out[j] = sp_avx2_hsum(_mm256_add_ps(acc[j].lanes[0], acc[j].lanes[1])) +
-             (acc[j].mins[0] + acc[j].mins[1]);
+  for (int j = 0; j < nx; j++) out[j] = quant_result(&acc[j]);
+}
+
+/* nw weight rows by one activation row. */
+SP_VNNI_INLINE void quant_rows(int kind, int nw, int64_t nb, const uint8_t *w, size_t ws,
+                               const sp_q8_act *a, float *out) {
+  quant_acc acc[SP_CPU_MAX_NX];
+  SP_UNROLL
+  for (int r = 0; r < nw; r++) acc[r] = (quant_acc){_mm256_setzero_ps(), 0};
+  for (int64_t b = 0; b < nb; b++) {
+    SP_UNROLL
+    for (int r = 0; r < nw; r++) {
+      const uint8_t *blk = w + (size_t)r * ws + b * block_bytes(kind);
+      quant_step(kind, blk, load_wq(kind, blk), &a[b], &acc[r]);
+    }
+  }
+  SP_UNROLL
+  for (int r = 0; r < nw; r++) out[r] = quant_result(&acc[r]);
 }
 
 SP_VNNI_INLINE void quant_dot(int kind, int64_t k, const void *w, const void *x, size_t xs,
@@ -167,17 +115,40 @@ SP_VNNI_INLINE void quant_dot(int kind, int64_t k, const void *w, const void *x,
   }
 }
 
+SP_VNNI_INLINE void quant_dot_rows(int kind, int64_t k, const void *w, size_t ws, int nw, const void *x,
+                                   float *out) {
+  int64_t nb = k / SP_QK;
+  switch (nw) {
+  case 1: quant_rows(kind, 1, nb, w, ws, x, out); break;
+  case 2: quant_rows(kind, 2, nb, w, ws, x, out); break;
+  case 3: quant_rows(kind, 3, nb, w, ws, x, out); break;
+  default: quant_rows(kind, 4, nb, w, ws, x, out); break;
+  }
+}
+
 SP_TARGET_VNNI static void dot_q8_0_vnni(int64_t k, const void *w, const void *x, size_t xs, int nx,
                                          float *out) {
   quant_dot(W_Q8_0, k, w, x, xs, nx, out);
+}
+SP_TARGET_VNNI static void dot_rows_q8_0_vnni(int64_t k, const void *w, size_t ws, int nw, const void *x,
+                                              float *out) {
+  quant_dot_rows(W_Q8_0, k, w, ws, nw, x, out);
 }
 SP_TARGET_VNNI static void dot_q4_0_vnni(int64_t k, const void *w, const void *x, size_t xs, int nx,
                                          float *out) {
   quant_dot(W_Q4_0, k, w, x, xs, nx, out);
 }
+SP_TARGET_VNNI static void dot_rows_q4_0_vnni(int64_t k, const void *w, size_t ws, int nw, const void *x,
+                                              float *out) {
+  quant_dot_rows(W_Q4_0, k, w, ws, nw, x, out);
+}
 SP_TARGET_VNNI static void dot_q4_1_vnni(int64_t k, const void *w, const void *x, size_t xs, int nx,
                                          float *out) {
   quant_dot(W_Q4_1, k, w, x, xs, nx, out);
+}
+SP_TARGET_VNNI static void dot_rows_q4_1_vnni(int64_t k, const void *w, size_t ws, int nw, const void *x,
+                                              float *out) {
+  quant_dot_rows(W_Q4_1, k, w, ws, nw, x, out);
 }
 
 /* ---- activation quantization (contract point 4) ---- */
@@ -241,22 +212,22 @@ SP_TARGET_AVX512 static void scale_f32(float *d, const float *a, float s, int64_
   }
 }
 
-/* Quantized dots: the VNNI ones where the CPU has it, else AVX2's (the
- * same bits either way). 512-bit quantized dots were measured no faster on
- * a Sapphire Rapids core: unpacking nibbles and per-block scales dominate. */
+/* Float dots are AVX2's (the contract's single 8-lane chain per row has no
+ * use for 16 lanes). Quantized dots: the VNNI ones where the CPU has it,
+ * else AVX2's (the same bits either way). */
 static sp_cpu_kernels avx512_kernels;
 static pthread_once_t avx512_once = PTHREAD_ONCE_INIT;
 
 static void avx512_init(void) {
   avx512_kernels = *sp_cpu_kernels_avx2();
   avx512_kernels.name = "avx512";
-  avx512_kernels.dot[SP_DTYPE_F32] = dot_f32;
-  avx512_kernels.dot[SP_DTYPE_F16] = dot_f16;
-  avx512_kernels.dot[SP_DTYPE_BF16] = dot_bf16;
   if (__builtin_cpu_supports("avx512vnni")) {
     avx512_kernels.dot[SP_DTYPE_Q8_0] = dot_q8_0_vnni;
     avx512_kernels.dot[SP_DTYPE_Q4_0] = dot_q4_0_vnni;
     avx512_kernels.dot[SP_DTYPE_Q4_1] = dot_q4_1_vnni;
+    avx512_kernels.dot_rows[SP_DTYPE_Q8_0] = dot_rows_q8_0_vnni;
+    avx512_kernels.dot_rows[SP_DTYPE_Q4_0] = dot_rows_q4_0_vnni;
+    avx512_kernels.dot_rows[SP_DTYPE_Q4_1] = dot_rows_q4_1_vnni;
   }
   avx512_kernels.quantize_q8 = quantize_q8;
   avx512_kernels.add = add_f32;

@@ -3,14 +3,23 @@
  *
  * They are the reference: they spell out the numerics contract of
  * kernels.h one operation at a time, and every SIMD table must compute the
- * same bits (tests/test_cpu_backend.c checks it on every table the CPU
- * has). Clarity first; speed comes from the SIMD tables.
+ * same bits (tests/test_cpu_kernels.c checks it on every table the CPU
+ * has). Clarity first; speed comes from the SIMD tables. The dots are
+ * built twice on x86 (target_clones): with FMA instructions where the CPU
+ * has them, else with the C library's fmaf; both round once, so both give
+ * the same bits.
  */
 #include <math.h>
 #include <string.h>
 
 #include "backend/cpu/fp16.h"
 #include "backend/cpu/kernels.h"
+
+#if defined(__x86_64__) && !defined(__clang__)
+#define SP_FMA_CLONES __attribute__((target_clones("fma", "default")))
+#else
+#define SP_FMA_CLONES
+#endif
 
 static inline float load_f16(const uint8_t *p) {
   uint16_t h;
@@ -36,15 +45,15 @@ static void widen_weights(uint32_t dtype, const void *w, int64_t i0, int64_t n, 
   }
 }
 
-/* Contract point 2: element i into lane i % 16, then the fixed tree. */
-static float float_dot_row(uint32_t dtype, int64_t k, const void *w, const float *x) {
-  float lanes[16] = {0}, wide[16];
-  for (int64_t i0 = 0; i0 < k; i0 += 16) {
-    int64_t n = k - i0 < 16 ? k - i0 : 16;
+/* Contract point 2: element i into lane i % 8, fused, then the tree. */
+SP_FMA_CLONES static float float_dot_row(uint32_t dtype, int64_t k, const void *w, const float *x) {
+  float lanes[8] = {0}, wide[8];
+  for (int64_t i0 = 0; i0 < k; i0 += 8) {
+    int64_t n = k - i0 < 8 ? k - i0 : 8;
     widen_weights(dtype, w, i0, n, wide);
-    for (int64_t l = 0; l < n; l++) lanes[l] += wide[l] * x[i0 + l];
+    for (int64_t l = 0; l < n; l++) lanes[l] = fmaf(wide[l], x[i0 + l], lanes[l]);
   }
-  return sp_cpu_lanes16_sum(lanes);
+  return sp_cpu_lanes8_sum(lanes);
 }
 
 static void float_dot(uint32_t dtype, int64_t k, const void *w, const void *x, size_t xs, int nx,
@@ -91,22 +100,21 @@ static void load_block(uint32_t dtype, const uint8_t *w, int64_t b, weight_block
 }
 
 /* Contract point 3 for one activation row. */
-static float quant_dot_row(uint32_t dtype, int64_t k, const uint8_t *w, const sp_q8_act *a) {
-  float lanes[16] = {0}, mins[2] = {0, 0};
+SP_FMA_CLONES static float quant_dot_row(uint32_t dtype, int64_t k, const uint8_t *w, const sp_q8_act *a) {
+  float lanes[8] = {0}, mins = 0;
   weight_block wb;
   for (int64_t b = 0; b < k / SP_QK; b++) {
     load_block(dtype, w, b, &wb);
     float s = wb.d * a[b].d;
-    float *half = lanes + 8 * (b & 1);
     int32_t prod[SP_QK];
     for (int e = 0; e < SP_QK; e++) prod[e] = wb.q[e] * a[b].qs[e];
     for (int l = 0; l < 8; l++) {
       int32_t p = prod[4 * l] + prod[4 * l + 1] + prod[4 * l + 2] + prod[4 * l + 3];
-      half[l] += s * (float)p;
+      lanes[l] = fmaf(s, (float)p, lanes[l]);
     }
-    if (dtype == SP_DTYPE_Q4_1) mins[b & 1] += wb.m * a[b].s;
+    if (dtype == SP_DTYPE_Q4_1) mins = fmaf(wb.m, a[b].s, mins);
   }
-  return sp_cpu_lanes16_sum(lanes) + (mins[0] + mins[1]);
+  return sp_cpu_lanes8_sum(lanes) + mins;
 }
 
 static void quant_dot(uint32_t dtype, int64_t k, const void *w, const void *x, size_t xs, int nx,

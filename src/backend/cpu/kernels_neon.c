@@ -2,12 +2,10 @@
  * kernels_neon.c: inner loops for arm64 (NEON is always present there).
  *
  * The same tiles as kernels_avx2.c with 4-float vectors, under the same
- * numerics contract (kernels.h): a float dot's 16 lanes are four vectors,
- * a quantized dot's even and odd blocks two vectors each. 8-bit partials
- * use SDOT when the compiler targets it (ARMv8.2 dotprod, e.g. Apple
- * silicon), else widening multiplies; both give the contract's exact
- * four-element partials. vmla/vfma are avoided: products are rounded
- * before they are added.
+ * numerics contract (kernels.h): a row's 8 lanes are two vectors, updated
+ * with fused multiply-adds (vfmaq). 8-bit partials use SDOT when the
+ * compiler targets it (ARMv8.2 dotprod, e.g. Apple silicon), else widening
+ * multiplies; both give the contract's exact four-element partials.
  */
 #include <math.h>
 
@@ -22,25 +20,29 @@ static inline const void *row_at(const void *x, size_t stride, int j) {
   return (const uint8_t *)x + (size_t)j * stride;
 }
 
-SP_NEON_INLINE float32x4_t mul_add(float32x4_t lanes, float32x4_t w, float32x4_t x) {
-  return vaddq_f32(lanes, vmulq_f32(w, x));
-}
+/* A row's 8 contract lanes: lo = lanes 0..3, hi = lanes 4..7. */
+typedef struct lanes8 {
+  float32x4_t lo, hi;
+} lanes8;
 
-/* The contract's tree over lanes a[0..3] (0..15): u = a0+a2 | a1+a3 gives
- * lanes l + l+8; then (u0+u4, u1+u5, u2+u6, u3+u7), (t0+t2, t1+t3), sum. */
-SP_NEON_INLINE float lanes16_sum(const float32x4_t a[4]) {
-  float32x4_t t = vaddq_f32(vaddq_f32(a[0], a[2]), vaddq_f32(a[1], a[3]));
+static const lanes8 lanes8_zero = {{0, 0, 0, 0}, {0, 0, 0, 0}};
+
+/* The contract's tree: (a0+a4, a1+a5, a2+a6, a3+a7), then (t0+t2, t1+t3),
+ * then their sum. */
+SP_NEON_INLINE float lanes8_sum(lanes8 a) {
+  float32x4_t t = vaddq_f32(a.lo, a.hi);
   float32x2_t h = vadd_f32(vget_low_f32(t), vget_high_f32(t));
   return vget_lane_f32(h, 0) + vget_lane_f32(h, 1);
 }
 
-/* ---- f32 / f16 / bf16 weights times f32 activations ---- */
-
-SP_NEON_INLINE float32x4_t load_w4(int kind, const void *w, int64_t i) {
-  if (kind == W_F32) return vld1q_f32((const float *)w + i);
-  if (kind == W_F16) return sp_neon_load_f16((const uint16_t *)w + i);
-  return sp_neon_load_bf16((const uint16_t *)w + i);
+/* lanes = fma(w, x, lanes) for 8 elements. */
+SP_NEON_INLINE lanes8 fma8(lanes8 acc, const float *w, const float *x) {
+  acc.lo = vfmaq_f32(acc.lo, vld1q_f32(w), vld1q_f32(x));
+  acc.hi = vfmaq_f32(acc.hi, vld1q_f32(w + 4), vld1q_f32(x + 4));
+  return acc;
 }
+
+/* ---- f32 / f16 / bf16 weights times f32 activations ---- */
 
 SP_NEON_INLINE float load_w1(int kind, const void *w, int64_t i) {
   if (kind == W_F32) return ((const float *)w)[i];
@@ -53,42 +55,74 @@ SP_NEON_INLINE float load_w1(int kind, const void *w, int64_t i) {
   return f;
 }
 
-/* 16 elements of one row into its four lane vectors. */
-SP_NEON_INLINE void float_step(float32x4_t *acc, const float32x4_t *wv, const float *x) {
-  SP_UNROLL
-  for (int v = 0; v < 4; v++) acc[v] = mul_add(acc[v], wv[v], vld1q_f32(x + 4 * v));
+/* n <= 8 weights from element i on, widened into t (zero-padded: fma(0,
+ * 0, lane) is the lane, so padding never changes a result). */
+SP_NEON_INLINE void widen8(int kind, const void *w, int64_t i, int64_t n, float *t) {
+  if (n == 8 && kind != W_F32) {
+    const uint16_t *h = (const uint16_t *)w + i;
+    float32x4_t a = kind == W_F16 ? sp_neon_load_f16(h) : sp_neon_load_bf16(h);
+    float32x4_t b = kind == W_F16 ? sp_neon_load_f16(h + 4) : sp_neon_load_bf16(h + 4);
+    vst1q_f32(t, a);
+    vst1q_f32(t + 4, b);
+    return;
+  }
+  for (int64_t e = 0; e < 8; e++) t[e] = e < n ? load_w1(kind, w, i + e) : 0.0f;
 }
 
-/* nx rows share each weight load; the last partial step reads zero-padded
- * copies (a lane plus 0 * 0 is the lane). */
+/* 8 activations from x (n of them real, the rest zero). */
+SP_NEON_INLINE void load_x8(const float *x, int64_t n, float *t) {
+  for (int64_t e = 0; e < 8; e++) t[e] = e < n ? x[e] : 0.0f;
+}
+
+/* nx activation rows share each widened weight chunk. */
 SP_NEON_INLINE void float_tile(int kind, int nx, int64_t k, const void *w, const void *x,
                                size_t xs, float *out) {
   const float *xr[SP_CPU_MAX_NX];
-  float32x4_t acc[SP_CPU_MAX_NX][4], wv[4];
+  lanes8 acc[SP_CPU_MAX_NX];
+  float wt[8], xt[8];
   SP_UNROLL
   for (int j = 0; j < nx; j++) {
     xr[j] = row_at(x, xs, j);
-    for (int v = 0; v < 4; v++) acc[j][v] = vdupq_n_f32(0);
+    acc[j] = lanes8_zero;
   }
-  int64_t i = 0;
-  for (; i + 16 <= k; i += 16) {
-    for (int v = 0; v < 4; v++) wv[v] = load_w4(kind, w, i + 4 * v);
-    SP_UNROLL
-    for (int j = 0; j < nx; j++) float_step(acc[j], wv, xr[j] + i);
-  }
-  if (i < k) {
-    float wt[16] = {0}, xt[16];
-    for (int64_t t = 0; t < k - i; t++) wt[t] = load_w1(kind, w, i + t);
-    for (int v = 0; v < 4; v++) wv[v] = vld1q_f32(wt + 4 * v);
+  for (int64_t i = 0; i < k; i += 8) {
+    int64_t n = k - i < 8 ? k - i : 8;
+    const float *wp = wt;
+    if (kind == W_F32 && n == 8) wp = (const float *)w + i;
+    else widen8(kind, w, i, n, wt);
     SP_UNROLL
     for (int j = 0; j < nx; j++) {
-      memset(xt, 0, sizeof xt);
-      memcpy(xt, xr[j] + i, (size_t)(k - i) * sizeof(float));
-      float_step(acc[j], wv, xt);
+      const float *xp = xr[j] + i;
+      if (n < 8) load_x8(xp, n, xt), xp = xt;
+      acc[j] = fma8(acc[j], wp, xp);
     }
   }
   SP_UNROLL
-  for (int j = 0; j < nx; j++) out[j] = lanes16_sum(acc[j]);
+  for (int j = 0; j < nx; j++) out[j] = lanes8_sum(acc[j]);
+}
+
+/* nw weight rows against one activation row: independent chains. */
+SP_NEON_INLINE void float_rows(int kind, int nw, int64_t k, const void *w, size_t ws, const float *x,
+                               float *out) {
+  lanes8 acc[SP_CPU_MAX_NX];
+  float wt[8], xt[8];
+  SP_UNROLL
+  for (int r = 0; r < nw; r++) acc[r] = lanes8_zero;
+  for (int64_t i = 0; i < k; i += 8) {
+    int64_t n = k - i < 8 ? k - i : 8;
+    const float *xp = x + i;
+    if (n < 8) load_x8(xp, n, xt), xp = xt;
+    SP_UNROLL
+    for (int r = 0; r < nw; r++) {
+      const void *wr = row_at(w, ws, r);
+      const float *wp = wt;
+      if (kind == W_F32 && n == 8) wp = (const float *)wr + i;
+      else widen8(kind, wr, i, n, wt);
+      acc[r] = fma8(acc[r], wp, xp);
+    }
+  }
+  SP_UNROLL
+  for (int r = 0; r < nw; r++) out[r] = lanes8_sum(acc[r]);
 }
 
 SP_NEON_INLINE void float_dot(int kind, int64_t k, const void *w, const void *x, size_t xs,
@@ -101,14 +135,33 @@ SP_NEON_INLINE void float_dot(int kind, int64_t k, const void *w, const void *x,
   }
 }
 
+SP_NEON_INLINE void float_dot_rows(int kind, int64_t k, const void *w, size_t ws, int nw, const void *x,
+                                   float *out) {
+  switch (nw) {
+  case 1: float_rows(kind, 1, k, w, ws, x, out); break;
+  case 2: float_rows(kind, 2, k, w, ws, x, out); break;
+  case 3: float_rows(kind, 3, k, w, ws, x, out); break;
+  default: float_rows(kind, 4, k, w, ws, x, out); break;
+  }
+}
+
 static void dot_f32(int64_t k, const void *w, const void *x, size_t xs, int nx, float *out) {
   float_dot(W_F32, k, w, x, xs, nx, out);
+}
+static void dot_rows_f32(int64_t k, const void *w, size_t ws, int nw, const void *x, float *out) {
+  float_dot_rows(W_F32, k, w, ws, nw, x, out);
 }
 static void dot_f16(int64_t k, const void *w, const void *x, size_t xs, int nx, float *out) {
   float_dot(W_F16, k, w, x, xs, nx, out);
 }
+static void dot_rows_f16(int64_t k, const void *w, size_t ws, int nw, const void *x, float *out) {
+  float_dot_rows(W_F16, k, w, ws, nw, x, out);
+}
 static void dot_bf16(int64_t k, const void *w, const void *x, size_t xs, int nx, float *out) {
   float_dot(W_BF16, k, w, x, xs, nx, out);
+}
+static void dot_rows_bf16(int64_t k, const void *w, size_t ws, int nw, const void *x, float *out) {
+  float_dot_rows(W_BF16, k, w, ws, nw, x, out);
 }
 
 /* ---- quantized weights times sp_q8_act activations ---- */
@@ -133,32 +186,23 @@ SP_NEON_INLINE void load_wq(int kind, const uint8_t *blk, int8x16_t *lo, int8x16
   }
 }
 
-/* Per activation row: lanes[0..1] even blocks, lanes[2..3] odd blocks;
- * Q4_1 mins by block parity (contract point 3). */
+/* One row's chain (contract point 3): the 8 lanes and Q4_1's mins. */
 typedef struct quant_acc {
-  float32x4_t lanes[4];
-  float mins[2];
+  lanes8 lanes;
+  float mins;
 } quant_acc;
 
-SP_NEON_INLINE void quant_block(int kind, int nx, const uint8_t *w, int64_t b,
-                                const sp_q8_act *const *xr, quant_acc *acc) {
-  const uint8_t *blk = w + b * block_bytes(kind);
-  int8x16_t lo, hi;
-  load_wq(kind, blk, &lo, &hi);
-  float dw = sp_neon_f16(blk), mw = kind == W_Q4_1 ? sp_neon_f16(blk + 2) : 0;
-  int half = 2 * (int)(b & 1);
-  SP_UNROLL
-  for (int j = 0; j < nx; j++) {
-    const sp_q8_act *a = &xr[j][b];
-    float32x4_t s = vdupq_n_f32(dw * a->d);
-    float32x4_t p0 = vcvtq_f32_s32(sp_neon_partials_i8(lo, vld1q_s8(a->qs)));
-    float32x4_t p1 = vcvtq_f32_s32(sp_neon_partials_i8(hi, vld1q_s8(a->qs + 16)));
-    acc[j].lanes[half] = mul_add(acc[j].lanes[half], s, p0);
-    acc[j].lanes[half + 1] = mul_add(acc[j].lanes[half + 1], s, p1);
-    if (kind == W_Q4_1) acc[j].mins[b & 1] += mw * a->s;
-  }
+SP_NEON_INLINE void quant_step(int kind, const uint8_t *blk, int8x16_t lo, int8x16_t hi, const sp_q8_act *a,
+                               quant_acc *acc) {
+  float32x4_t s = vdupq_n_f32(sp_neon_f16(blk) * a->d);
+  float32x4_t p0 = vcvtq_f32_s32(sp_neon_partials_i8(lo, vld1q_s8(a->qs)));
+  float32x4_t p1 = vcvtq_f32_s32(sp_neon_partials_i8(hi, vld1q_s8(a->qs + 16)));
+  acc->lanes.lo = vfmaq_f32(acc->lanes.lo, s, p0);
+  acc->lanes.hi = vfmaq_f32(acc->lanes.hi, s, p1);
+  if (kind == W_Q4_1) acc->mins = fmaf(sp_neon_f16(blk + 2), a->s, acc->mins);
 }
 
+/* One weight row by nx activation rows. */
 SP_NEON_INLINE void quant_tile(int kind, int nx, int64_t nb, const uint8_t *w, const void *x,
                                size_t xs, float *out) {
   const sp_q8_act *xr[SP_CPU_MAX_NX];
@@ -166,12 +210,36 @@ SP_NEON_INLINE void quant_tile(int kind, int nx, int64_t nb, const uint8_t *w, c
   SP_UNROLL
   for (int j = 0; j < nx; j++) {
     xr[j] = row_at(x, xs, j);
-    for (int v = 0; v < 4; v++) acc[j].lanes[v] = vdupq_n_f32(0);
-    acc[j].mins[0] = acc[j].mins[1] = 0;
+    acc[j] = (quant_acc){lanes8_zero, 0};
   }
-  for (int64_t b = 0; b < nb; b++) quant_block(kind, nx, w, b, xr, acc);
+  for (int64_t b = 0; b < nb; b++) {
+    const uint8_t *blk = w + b * block_bytes(kind);
+    int8x16_t lo, hi;
+    load_wq(kind, blk, &lo, &hi);
+    SP_UNROLL
+    for (int j = 0; j < nx; j++) quant_step(kind, blk, lo, hi, &xr[j][b], &acc[j]);
+  }
   SP_UNROLL
-  for (int j = 0; j < nx; j++) out[j] = lanes16_sum(acc[j].lanes) + (acc[j].mins[0] + acc[j].mins[1]);
+  for (int j = 0; j < nx; j++) out[j] = lanes8_sum(acc[j].lanes) + acc[j].mins;
+}
+
+/* nw weight rows by one activation row. */
+SP_NEON_INLINE void quant_rows(int kind, int nw, int64_t nb, const uint8_t *w, size_t ws,
+                               const sp_q8_act *a, float *out) {
+  quant_acc acc[SP_CPU_MAX_NX];
+  SP_UNROLL
+  for (int r = 0; r < nw; r++) acc[r] = (quant_acc){lanes8_zero, 0};
+  for (int64_t b = 0; b < nb; b++) {
+    SP_UNROLL
+    for (int r = 0; r < nw; r++) {
+      const uint8_t *blk = w + (size_t)r * ws + b * block_bytes(kind);
+      int8x16_t lo, hi;
+      load_wq(kind, blk, &lo, &hi);
+      quant_step(kind, blk, lo, hi, &a[b], &acc[r]);
+    }
+  }
+  SP_UNROLL
+  for (int r = 0; r < nw; r++) out[r] = lanes8_sum(acc[r].lanes) + acc[r].mins;
 }
 
 SP_NEON_INLINE void quant_dot(int kind, int64_t k, const void *w, const void *x, size_t xs,
@@ -185,14 +253,34 @@ SP_NEON_INLINE void quant_dot(int kind, int64_t k, const void *w, const void *x,
   }
 }
 
+SP_NEON_INLINE void quant_dot_rows(int kind, int64_t k, const void *w, size_t ws, int nw, const void *x,
+                                   float *out) {
+  int64_t nb = k / SP_QK;
+  switch (nw) {
+  case 1: quant_rows(kind, 1, nb, w, ws, x, out); break;
+  case 2: quant_rows(kind, 2, nb, w, ws, x, out); break;
+  case 3: quant_rows(kind, 3, nb, w, ws, x, out); break;
+  default: quant_rows(kind, 4, nb, w, ws, x, out); break;
+  }
+}
+
 static void dot_q8_0(int64_t k, const void *w, const void *x, size_t xs, int nx, float *out) {
   quant_dot(W_Q8_0, k, w, x, xs, nx, out);
+}
+static void dot_rows_q8_0(int64_t k, const void *w, size_t ws, int nw, const void *x, float *out) {
+  quant_dot_rows(W_Q8_0, k, w, ws, nw, x, out);
 }
 static void dot_q4_0(int64_t k, const void *w, const void *x, size_t xs, int nx, float *out) {
   quant_dot(W_Q4_0, k, w, x, xs, nx, out);
 }
+static void dot_rows_q4_0(int64_t k, const void *w, size_t ws, int nw, const void *x, float *out) {
+  quant_dot_rows(W_Q4_0, k, w, ws, nw, x, out);
+}
 static void dot_q4_1(int64_t k, const void *w, const void *x, size_t xs, int nx, float *out) {
   quant_dot(W_Q4_1, k, w, x, xs, nx, out);
+}
+static void dot_rows_q4_1(int64_t k, const void *w, size_t ws, int nw, const void *x, float *out) {
+  quant_dot_rows(W_Q4_1, k, w, ws, nw, x, out);
 }
 
 /* Contract point 4: vmaxq_f32 propagates NaN, so NaN elements are
@@ -259,6 +347,15 @@ static const sp_cpu_kernels neon_kernels = {
             [SP_DTYPE_Q8_0] = dot_q8_0,
             [SP_DTYPE_Q4_0] = dot_q4_0,
             [SP_DTYPE_Q4_1] = dot_q4_1,
+        },
+    .dot_rows =
+        {
+            [SP_DTYPE_F32] = dot_rows_f32,
+            [SP_DTYPE_F16] = dot_rows_f16,
+            [SP_DTYPE_BF16] = dot_rows_bf16,
+            [SP_DTYPE_Q8_0] = dot_rows_q8_0,
+            [SP_DTYPE_Q4_0] = dot_rows_q4_0,
+            [SP_DTYPE_Q4_1] = dot_rows_q4_1,
         },
     .quantize_q8 = quantize_q8,
     .add = add_f32,
