@@ -113,9 +113,22 @@ typedef struct sp_actor_options {
   const sp_blob_grant *blobs; /* files the guest may read or map, by name */
   int n_blobs;
   uint32_t timeout_ms;      /* wall-clock limit on each guest entry (_start, each
-                               sp_actor_call, instantiation) in ms, 0 = none;
-                               past it the call fails with "guest exceeded its
-                               N ms time limit" and the actor stays usable */
+                               sp_actor_call, instantiation with the module's
+                               compilation) in ms, 0 = none; past it the call
+                               fails with "guest exceeded its N ms time limit"
+                               and the actor stays usable. Guest code stops
+                               within ~2 ms, a WASI sleep at the deadline; other
+                               host calls run to their end (see the next field) */
+  uint32_t timeout_exit_grace_ms; /* with timeout_ms, for command-line tools: an
+                               entry still running this many ms past its deadline
+                               is inside a host call nothing can interrupt (a read
+                               of stdin or a pipe, a write to a full pipe, a poll
+                               on a descriptor, a submit's kernels); samepage then
+                               writes "guest exceeded its N ms time limit ..." to
+                               stderr and ends the whole process with _exit(124),
+                               without flushing stdio. 0 = never: such a call
+                               overruns the limit until it returns. `samepage
+                               exec` sets 200 */
   uint32_t cpu_timeout_ms;  /* CPU-time limit on each guest entry in ms, measured
                                on the guest's own thread (wasm code and the host
                                imports it calls; not time spent waiting, nor
@@ -135,8 +148,16 @@ typedef struct sp_actor_options {
 
 /* Compiles and instantiates a guest module. `wasm` is borrowed.
  * On success the caller owns *out (free with sp_actor_free).
- * Errors: not a wasm module, compile failure, missing imports, a trap in the
- * start function, a preopen directory that cannot be opened. */
+ * Compilation is bounded first: a module whose size, function or type count,
+ * or total of declared locals passes a limit derived from memory_limit is
+ * refused before Wasmtime sees it ("module has 200000 functions; the limit
+ * is 4096 (--memory-limit 16M)"; SECURITY.md lists the limits), and the
+ * compiler is waited for only until the deadline of timeout_ms (or 60 s
+ * without one); past it the compilation is abandoned to finish in the
+ * background and the call fails.
+ * Errors: not a wasm module, a module over a limit, compile failure or
+ * timeout, missing imports, a trap in the start function, a preopen
+ * directory that cannot be opened. */
 sp_error_t *sp_actor_new(sp_runtime_t *rt, const uint8_t *wasm, size_t wasm_len,
                          const sp_actor_options *opts, sp_actor_t **out);
 /* Frees an actor and its memory region. */

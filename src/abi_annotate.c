@@ -1,9 +1,12 @@
 /* abi_annotate.c: the `annotate` import (see annotations.h). */
 #include <ctype.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "annotations.h"
+#include "dtype.h"
 #include "runtime_impl.h"
 #include "validate.h"
 
@@ -18,31 +21,61 @@ void sp_annotation_table_free(sp_annotation_table *t) {
   t->items = NULL, t->count = t->cap = 0;
 }
 
-static bool valid_name(const char *name, uint32_t len) {
+bool sp_annotation_name_valid(const char *name, size_t len) {
   if (len == 0 || len > SP_ANNOTATION_NAME_MAX) return false;
-  for (uint32_t i = 0; i < len; i++)
-    if (!isalnum((unsigned char)name[i]) && !strchr("._-", name[i])) return false;
+  for (size_t i = 0; i < len; i++) {
+    char c = name[i]; /* not strchr("._-", c): it matches a NUL (the terminator) */
+    if (!isalnum((unsigned char)c) && c != '.' && c != '_' && c != '-') return false;
+  }
   return true;
+}
+
+/* Whether rows or planes of a normalized tensor overlap each other (as a
+ * command's destination may not). */
+static bool rows_overlap(const sp_tensor *t) {
+  uint64_t span = sp_dtype_row_bytes(sp_dtype_get(t->dtype), t->ne[0]); /* bytes of dims < d */
+  for (int d = 1; d < 4; d++) {
+    if (t->ne[d] > 1 && t->nb[d - 1] < span) return true;
+    if (t->ne[d] > 1) span = (uint64_t)t->nb[d - 1] * t->ne[d];
+  }
+  return false;
+}
+
+sp_status sp_annotation_check_tensor(uint64_t memory, sp_tensor *t, char *msg, size_t cap) {
+  sp_validate_ctx ctx = {memory, 0, 0, 1};
+  char detail[256];
+  sp_status st = sp_validate_tensor(&ctx, t, "tensor", detail, sizeof detail);
+  if (st) {
+    const char *field = strstr(detail, "tensor: "); /* past sp_validate_tensor's "cmd[0]." */
+    snprintf(msg, cap, "%s", field ? field : detail);
+    return st;
+  }
+  if (rows_overlap(t)) {
+    snprintf(msg, cap, "tensor: strides nb = [%" PRIu32 ", %" PRIu32 ", %" PRIu32 "] make rows overlap", t->nb[0],
+             t->nb[1], t->nb[2]);
+    return SP_E_ALIAS;
+  }
+  return SP_OK;
 }
 
 static sp_status annotate(sp_actor_t *actor, uint32_t name_addr, uint32_t name_len, uint32_t tensor_addr) {
   sp_region *r = actor->region;
   if (!r || (uint64_t)name_addr + name_len > r->committed || (uint64_t)tensor_addr + sizeof(sp_tensor) > r->committed)
     return sp_abi_fail(actor, SP_E_BOUNDS, "annotate: name or tensor descriptor outside committed memory");
-  const char *name = (const char *)r->base + name_addr;
-  if (!valid_name(name, name_len))
+  /* Copied out first: the checks and the table see the same bytes. */
+  char key[SP_ANNOTATION_NAME_MAX + 1] = "";
+  if (name_len <= SP_ANNOTATION_NAME_MAX) memcpy(key, r->base + name_addr, name_len), key[name_len] = '\0';
+  if (!sp_annotation_name_valid(key, name_len))
     return sp_abi_fail(actor, SP_E_PARAM, "annotate: names are 1..%d bytes of letters, digits, '.', '_' and '-'",
                        SP_ANNOTATION_NAME_MAX);
-  /* The same checks as any command's tensor: bounds, dtype, alignment. */
+  /* The same checks as any command's tensor (bounds, dtype, alignment),
+   * and rows that do not overlap, as a destination's: tools write it. */
   sp_tensor tensor;
   memcpy(&tensor, r->base + tensor_addr, sizeof tensor);
   char msg[256];
-  sp_validate_ctx ctx = {r->committed, 0, 0, 1};
-  sp_status st = sp_validate_tensor(&ctx, &tensor, "tensor", msg, sizeof msg);
+  sp_status st = sp_annotation_check_tensor(r->committed, &tensor, msg, sizeof msg);
   if (st) return sp_abi_fail(actor, st, "annotate: %s", msg);
   sp_annotation_table *t = &actor->annotations;
-  char key[SP_ANNOTATION_NAME_MAX + 1];
-  memcpy(key, name, name_len), key[name_len] = '\0';
   sp_annotation *slot = (sp_annotation *)sp_annotation_find(t, key);
   if (!slot) {
     if (t->count == SP_MAX_ANNOTATIONS) return sp_abi_fail(actor, SP_E_LIMIT, "annotate: at most %d names", SP_MAX_ANNOTATIONS);

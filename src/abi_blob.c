@@ -7,7 +7,8 @@
  *  4. `i32 blob_map(i32 handle, i64 offset, i32 addr, i64 len)`: maps the file
  *     range at guest address addr (64 KiB aligned, inside committed memory).
  *     SP_E_UNSUPPORTED on backends with caps.no_file_maps (CUDA without
- *     residency).
+ *     residency); SP_E_LIMIT once the actor holds SP_FAULT_GUARD_PER_OWNER
+ *     (64) mappings (fault_guard.h): map over an existing one instead.
  * Negative results are sp_status codes; last_error has the message.
  */
 #include <stdlib.h>

@@ -1,11 +1,12 @@
 /*
  * actor.c: one guest instance, its region and its backend binding.
  *
- * Creating an actor compiles the module, instantiates it (Wasmtime asks our
- * memory creator for the linear memory, so the region exists by then), finds
- * the region behind the exported memory, and binds it to the backend. From
- * then on a memory.grow extends the backend's view before the guest can
- * touch the new bytes.
+ * Creating an actor compiles the module (within the limits of
+ * module_limits.h, inside instantiation's time limit), instantiates it
+ * (Wasmtime asks our memory creator for the linear memory, so the region
+ * exists by then), finds the region behind the exported memory, and binds
+ * it to the backend. From then on a memory.grow extends the backend's view
+ * before the guest can touch the new bytes.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 #include "error.h"
 #include "fault_guard.h"
 #include "hash64.h"
+#include "module_limits.h"
 #include "runtime_impl.h"
 #include "wasm_host.h"
 
@@ -43,6 +45,7 @@ static sp_error_t *configure_wasi(sp_actor_t *actor, const sp_actor_options *opt
     wasi_config_inherit_stderr(wasi);
   }
   wasmtime_error_t *err = wasmtime_context_set_wasi(actor->context, wasi);
+  sp_wasi_poll_origin(actor); /* absolute monotonic sleeps count from here */
   return err ? sp_error_from_wasmtime(err, "wasi") : NULL;
 }
 
@@ -71,18 +74,33 @@ static sp_error_t *bind_memory(sp_actor_t *actor, uint64_t memory_limit) {
   return NULL;
 }
 
+/* Compiles the module within its limits (module_limits.h): the counts
+ * the memory budget allows, and the deadline of instantiation (or the
+ * default compile time limit). */
+static sp_error_t *compile(sp_actor_t *actor, const uint8_t *wasm, size_t len, uint64_t memory_limit,
+                           wasmtime_module_t **module) {
+  sp_module_limits lim;
+  sp_module_limits_for(memory_limit, &lim);
+  sp_error_t *err = sp_module_check(wasm, len, &lim);
+  if (err) return err;
+  const sp_actor_limits *t = &actor->limits;
+  return sp_module_compile(actor->rt->engine, wasm, len, t->timeout_ms ? t->deadline_ns : 0, t->timeout_ms,
+                           module);
+}
+
 static sp_error_t *instantiate(sp_actor_t *actor, const uint8_t *wasm, size_t len,
                                const sp_actor_options *opts) {
   wasmtime_module_t *module = NULL;
-  wasmtime_error_t *werr = wasmtime_module_new(actor->rt->engine, wasm, len, &module);
-  if (werr) return sp_error_from_wasmtime(werr, "invalid or unsupported wasm module");
-  sp_error_t *err = sp_blob_table_open(&actor->blobs, opts->blobs, opts->n_blobs);
+  sp_error_t *err = compile(actor, wasm, len, opts->memory_limit, &module);
+  if (err) return err;
+  err = sp_blob_table_open(&actor->blobs, opts->blobs, opts->n_blobs);
   if (!err) err = configure_wasi(actor, opts);
   if (!err) {
     int64_t limit = opts->memory_limit ? (int64_t)opts->memory_limit : -1;
     wasmtime_store_limiter(actor->store, limit, -1, -1, -1, -1);
     wasm_trap_t *trap = NULL;
-    werr = wasmtime_linker_instantiate(actor->rt->linker, actor->context, module, &actor->instance, &trap);
+    wasmtime_error_t *werr =
+        wasmtime_linker_instantiate(actor->rt->linker, actor->context, module, &actor->instance, &trap);
     if (werr) err = sp_error_from_wasmtime(werr, "instantiation failed");
     else if (trap) err = sp_error_from_trap(trap, "instantiation trapped");
   }
@@ -105,8 +123,9 @@ sp_error_t *sp_actor_new(sp_runtime_t *rt, const uint8_t *wasm, size_t wasm_len,
   actor->module_hash = sp_hash64_of(wasm, wasm_len);
   actor->store = wasmtime_store_new(rt->engine, actor, NULL);
   actor->context = wasmtime_store_context(actor->store);
-  sp_limits_actor_init(actor, opts->timeout_ms, opts->cpu_timeout_ms);
+  sp_limits_actor_init(actor, opts->timeout_ms, opts->cpu_timeout_ms, opts->timeout_exit_grace_ms);
   sp_error_t *err = instantiate(actor, wasm, wasm_len, opts);
+  sp_limits_disarm(actor);
   if (err) {
     sp_actor_free(actor);
     return err;
@@ -117,6 +136,7 @@ sp_error_t *sp_actor_new(sp_runtime_t *rt, const uint8_t *wasm, size_t wasm_len,
 
 void sp_actor_free(sp_actor_t *actor) {
   if (!actor) return;
+  if (actor->store) sp_limits_disarm(actor);
   if (actor->region) actor->region->grow_hook = NULL;
   sp_fault_guard_remove_owner(&actor->blobs); /* before the region goes away */
   sp_backend_release(actor->rt->backend, actor->binding);
@@ -172,6 +192,7 @@ sp_error_t *sp_actor_run_main(sp_actor_t *actor, int *exit_code) {
   wasm_trap_t *trap = NULL;
   sp_limits_arm(actor);
   wasmtime_error_t *werr = wasmtime_func_call(actor->context, &func, NULL, 0, NULL, 0, &trap);
+  sp_limits_disarm(actor);
   err = finish_call(werr, trap, "_start", &code);
   sp_error_t *changed = check_files(actor);
   if (changed) sp_error_free(err), err = changed;
@@ -209,6 +230,7 @@ sp_error_t *sp_actor_call(sp_actor_t *actor, const char *name, const int64_t *ar
   wasm_trap_t *trap = NULL;
   sp_limits_arm(actor);
   wasmtime_error_t *werr = wasmtime_func_call(actor->context, &func, vals, nargs, &out, nresults, &trap);
+  sp_limits_disarm(actor);
   err = finish_call(werr, trap, name, NULL);
   sp_error_t *changed = check_files(actor);
   if (changed) sp_error_free(err), err = changed;

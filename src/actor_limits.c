@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "runtime_impl.h"
 
@@ -19,6 +20,7 @@ struct sp_ticker {
   pthread_mutex_t lock;
   pthread_cond_t wake;
   bool stop;
+  sp_actor_t *watched; /* running entries with an exit grace (lock) */
 };
 
 /* Serializes lazy starts of every runtime's ticker. */
@@ -36,16 +38,49 @@ static uint64_t now_ns(void) { return clock_ns(CLOCK_MONOTONIC); }
  * or from the epoch callback. */
 static uint64_t thread_cpu_ns(void) { return clock_ns(CLOCK_THREAD_CPUTIME_ID); }
 
+/* Ends the process: `actor` is still inside a host call exit_grace_ms past
+ * its deadline. Only async-signal-safe calls: another thread may hold any
+ * lock (stdio's, the allocator's). */
+static void end_process(const sp_actor_t *actor) {
+  char msg[320];
+  int n = snprintf(msg, sizeof msg,
+                   "samepage: guest exceeded its %u ms time limit and is still inside a host call %u ms "
+                   "later (a blocking read, write or poll, or a kernel, that cannot be interrupted); "
+                   "ending the process (exit status 124)\n",
+                   actor->limits.timeout_ms, actor->limits.exit_grace_ms);
+  if (n > 0) {
+    ssize_t written = write(2, msg, (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1);
+    (void)written; /* nothing more can be done */
+  }
+  _exit(124);
+}
+
+/* Called by the ticker, its lock held, after every tick. */
+static void check_overruns(sp_ticker *t) {
+  if (!t->watched) return;
+  uint64_t now = now_ns();
+  for (const sp_actor_t *a = t->watched; a; a = a->limits.watch_next)
+    if (a->limits.deadline_ns != UINT64_MAX &&
+        now >= a->limits.deadline_ns + (uint64_t)a->limits.exit_grace_ms * 1000000u)
+      end_process(a);
+}
+
 static void *ticker_main(void *arg) {
   sp_ticker *t = arg;
   pthread_mutex_lock(&t->lock);
+  /* Ticks on a fixed schedule (each one SP_TICK_MS after the previous one
+   * was due, not after it happened), so late wake-ups do not add up; after
+   * a long stall (the process stopped) the schedule restarts from now. */
+  uint64_t due = now_ns();
   while (!t->stop) {
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_nsec += SP_TICK_MS * 1000000L;
-    if (until.tv_nsec >= 1000000000L) until.tv_sec++, until.tv_nsec -= 1000000000L;
+    due += (uint64_t)SP_TICK_MS * 1000000u;
+    uint64_t now = now_ns();
+    if (now > due + 100 * (uint64_t)SP_TICK_MS * 1000000u) due = now;
+    struct timespec until = {(time_t)(due / 1000000000u), (long)(due % 1000000000u)};
     pthread_cond_timedwait(&t->wake, &t->lock, &until);
-    if (!t->stop) wasmtime_engine_increment_epoch(t->engine);
+    if (t->stop) break;
+    wasmtime_engine_increment_epoch(t->engine);
+    check_overruns(t);
   }
   pthread_mutex_unlock(&t->lock);
   return NULL;
@@ -60,7 +95,11 @@ static void ticker_start(sp_runtime_t *rt) {
     if (t) {
       t->engine = rt->engine;
       pthread_mutex_init(&t->lock, NULL);
-      pthread_cond_init(&t->wake, NULL);
+      pthread_condattr_t attr; /* ticks are due on CLOCK_MONOTONIC */
+      pthread_condattr_init(&attr);
+      pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+      pthread_cond_init(&t->wake, &attr);
+      pthread_condattr_destroy(&attr);
       if (pthread_create(&t->thread, NULL, ticker_main, t) == 0) {
         rt->ticker = t;
       } else {
@@ -88,11 +127,13 @@ void sp_limits_runtime_stop(sp_runtime_t *rt) {
   rt->ticker = NULL;
 }
 
-/* Ticks until `deadline` (at least 1), given the clock reads `now`. A
- * thread's CPU clock runs no faster than the wall clock, so wall-clock
- * ticks never overshoot a CPU deadline. */
+/* Ticks until the next check (at least 1), given the clock reads `now`:
+ * half of those left until `deadline`, so a ticker that runs late (a
+ * loaded machine) costs a tick or two at the deadline, not a fraction of
+ * the whole limit. A thread's CPU clock runs no faster than the wall
+ * clock, so wall-clock ticks never overshoot a CPU deadline. */
 static uint64_t ticks_until(uint64_t deadline, uint64_t now) {
-  uint64_t ticks = (deadline - now) / ((uint64_t)SP_TICK_MS * 1000000u);
+  uint64_t ticks = (deadline - now) / ((uint64_t)SP_TICK_MS * 1000000u) / 2;
   return ticks ? ticks : 1;
 }
 
@@ -125,9 +166,31 @@ static wasmtime_error_t *on_deadline(wasmtime_context_t *context, void *data, ui
   return NULL;
 }
 
-void sp_limits_actor_init(sp_actor_t *actor, uint32_t timeout_ms, uint32_t cpu_timeout_ms) {
+/* Adds the actor to (or removes it from) the ticker's running entries. */
+static void watch(sp_actor_t *actor, bool on) {
+  sp_ticker *t = actor->rt->ticker;
+  sp_actor_limits *lim = &actor->limits;
+  if (!t || lim->watched == on) return;
+  pthread_mutex_lock(&t->lock);
+  if (on) {
+    lim->watch_prev = NULL;
+    lim->watch_next = t->watched;
+    if (t->watched) t->watched->limits.watch_prev = actor;
+    t->watched = actor;
+  } else {
+    if (lim->watch_prev) lim->watch_prev->limits.watch_next = lim->watch_next;
+    else t->watched = lim->watch_next;
+    if (lim->watch_next) lim->watch_next->limits.watch_prev = lim->watch_prev;
+  }
+  lim->watched = on;
+  pthread_mutex_unlock(&t->lock);
+}
+
+void sp_limits_actor_init(sp_actor_t *actor, uint32_t timeout_ms, uint32_t cpu_timeout_ms,
+                          uint32_t exit_grace_ms) {
   actor->limits.timeout_ms = timeout_ms;
   actor->limits.cpu_timeout_ms = cpu_timeout_ms;
+  actor->limits.exit_grace_ms = timeout_ms ? exit_grace_ms : 0;
   actor->limits.deadline_ns = actor->limits.cpu_deadline_ns = UINT64_MAX;
   wasmtime_store_epoch_deadline_callback(actor->store, on_deadline, actor, NULL);
   if (timeout_ms || cpu_timeout_ms) ticker_start(actor->rt);
@@ -136,6 +199,7 @@ void sp_limits_actor_init(sp_actor_t *actor, uint32_t timeout_ms, uint32_t cpu_t
 
 void sp_limits_arm(sp_actor_t *actor) {
   sp_actor_limits *lim = &actor->limits;
+  if (lim->watched) watch(actor, false); /* the ticker reads deadline_ns */
   if (!lim->timeout_ms && !lim->cpu_timeout_ms) {
     wasmtime_context_set_epoch_deadline(actor->context, SP_NO_DEADLINE_TICKS);
     return;
@@ -143,4 +207,10 @@ void sp_limits_arm(sp_actor_t *actor) {
   if (lim->timeout_ms) lim->deadline_ns = now_ns() + (uint64_t)lim->timeout_ms * 1000000u;
   if (lim->cpu_timeout_ms) lim->cpu_deadline_ns = thread_cpu_ns() + (uint64_t)lim->cpu_timeout_ms * 1000000u;
   wasmtime_context_set_epoch_deadline(actor->context, 1);
+  if (lim->exit_grace_ms) watch(actor, true);
+}
+
+void sp_limits_disarm(sp_actor_t *actor) {
+  if (actor->limits.watched) watch(actor, false);
+  actor->limits.deadline_ns = actor->limits.cpu_deadline_ns = UINT64_MAX;
 }

@@ -20,12 +20,23 @@
  * would do. Kernels the CPU backend runs on its pool threads are not
  * counted (they are bounded per list: runtime_impl.h, max_work).
  *
- * What is not interrupted: time spent inside a host call (a long submit
- * runs to completion; the guest stops at its next check after it returns).
+ * Time inside a host call is not interrupted by the epoch: the guest stops
+ * at its next check after the call returns. Three things bound it:
+ *  - sleeps (poll_oneoff on clocks) wait only until the deadline and then
+ *    trap with the same message (wasi_poll.h);
+ *  - compilation waits only until the deadline of instantiation
+ *    (module_limits.h), which is armed before the module is compiled;
+ *  - with exit_grace_ms, the ticker also watches every running entry: one
+ *    still running exit_grace_ms past its deadline is inside a host call
+ *    nothing can interrupt (a read of stdin or a pipe, a write to a full
+ *    pipe, a poll on a descriptor, a submit's kernels), and the ticker
+ *    ends the process with exit status 124 after writing the time-limit
+ *    message to stderr (SECURITY.md, "Wall-clock guarantee").
  */
 #ifndef SP_ACTOR_LIMITS_H
 #define SP_ACTOR_LIMITS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <wasmtime.h>
@@ -42,19 +53,30 @@ typedef struct sp_ticker sp_ticker;
 typedef struct sp_actor_limits {
   uint32_t timeout_ms;      /* wall-clock limit per guest entry, 0 = none */
   uint32_t cpu_timeout_ms;  /* guest-thread CPU time per entry, 0 = none */
-  uint64_t deadline_ns;     /* CLOCK_MONOTONIC deadline of the current entry */
+  uint32_t exit_grace_ms;   /* with timeout_ms: end the process this long past
+                               the deadline of an entry still running, 0 = never */
+  uint64_t deadline_ns;     /* CLOCK_MONOTONIC deadline of the current entry,
+                               UINT64_MAX between entries or without a limit */
   uint64_t cpu_deadline_ns; /* CLOCK_THREAD_CPUTIME_ID deadline of the entry */
+  bool watched;             /* on the ticker's list of running entries */
+  sp_actor_t *watch_prev, *watch_next; /* that list (ticker lock) */
 } sp_actor_limits;
 
 /* Installs the epoch callback on the actor's store (call right after the
- * store is created, before instantiation runs any guest code) and starts
- * the runtime's ticker when either limit is > 0. Without limits the
- * guest's deadline is pushed out of reach. */
-void sp_limits_actor_init(sp_actor_t *actor, uint32_t timeout_ms, uint32_t cpu_timeout_ms);
+ * store is created, before instantiation runs any guest code), starts the
+ * runtime's ticker when either limit is > 0, and arms the limits for
+ * instantiation (compiling included). Without limits the guest's deadline
+ * is pushed out of reach. */
+void sp_limits_actor_init(sp_actor_t *actor, uint32_t timeout_ms, uint32_t cpu_timeout_ms,
+                          uint32_t exit_grace_ms);
 
 /* Starts both clocks for one guest entry (_start, an exported call); call
  * it on the thread that then runs the guest. */
 void sp_limits_arm(sp_actor_t *actor);
+
+/* Ends an entry: the deadlines go out of reach and the ticker stops
+ * watching it. Call after every armed entry returns (and before freeing). */
+void sp_limits_disarm(sp_actor_t *actor);
 
 /* Stops and frees the runtime's ticker (call before deleting the engine). */
 void sp_limits_runtime_stop(sp_runtime_t *rt);

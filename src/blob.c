@@ -13,6 +13,7 @@
 
 #include "error.h"
 #include "fault_guard.h"
+#include "file_open.h"
 #include "hash64.h"
 
 static uint64_t ns_of(struct timespec t) { return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec; }
@@ -20,11 +21,12 @@ static uint64_t ns_of(struct timespec t) { return (uint64_t)t.tv_sec * 100000000
 static sp_error_t *open_one(sp_blob *blob, const sp_blob_grant *grant) {
   if (!grant->name || !grant->name[0] || !grant->path)
     return sp_error_new("a file grant needs a name and a path");
-  blob->fd = open(grant->path, O_RDONLY | O_CLOEXEC);
-  if (blob->fd < 0) return sp_error_new("%s: %s: %s", grant->name, grant->path, strerror(errno));
+  /* Regular files only, opened without blocking (a FIFO would hang the
+   * host); an empty one gives the guest nothing to map or read, and is
+   * what /proc files look like (size 0). */
   struct stat st;
-  if (fstat(blob->fd, &st) || !S_ISREG(st.st_mode))
-    return sp_error_new("%s: %s: not a regular file", grant->name, grant->path);
+  sp_error_t *err = sp_open_regular(grant->path, SP_OPEN_NONEMPTY, &blob->fd, &st);
+  if (err) return sp_error_wrap(err, "%s", grant->name);
   blob->name = strdup(grant->name);
   if (!blob->name) return sp_error_new("out of memory");
   blob->size = (uint64_t)st.st_size;
@@ -67,9 +69,14 @@ void sp_blob_table_close(sp_blob_table *table) {
 static sp_error_t *hash_now(sp_blob *blob, uint64_t size, uint64_t *out) {
   void *data = size ? mmap(NULL, size, PROT_READ, MAP_PRIVATE, blob->fd, 0) : NULL;
   if (size && data == MAP_FAILED) return sp_error_new("%s: cannot read it to hash: %s", blob->name, strerror(errno));
-  /* A file truncated while we hash it must not SIGBUS the host. */
+  /* A file truncated while we hash it must not SIGBUS the host: no guard,
+   * no hash. */
   atomic_int shrank = 0;
-  if (data) sp_fault_guard_add(blob, data, size, &shrank, 1);
+  sp_error_t *err = data ? sp_fault_guard_replace(blob, data, size, &shrank, 1) : NULL;
+  if (err) {
+    munmap(data, size);
+    return sp_error_wrap(err, "%s: cannot hash it", blob->name);
+  }
   *out = sp_hash64_of(data, size);
   if (data) sp_fault_guard_remove_owner(blob);
   if (data) munmap(data, size);
@@ -140,6 +147,7 @@ static bool in_memory(const sp_region *region, uint64_t addr, uint64_t len) {
 }
 
 static void remember_mapping(sp_blob_table *table, sp_blob_mapping map);
+static void forget_mappings_inside(sp_blob_table *table, uint64_t addr, uint64_t len);
 
 int64_t sp_blob_read(sp_blob_table *table, sp_region *region, int32_t handle, uint64_t offset,
                      uint64_t addr, uint64_t len, char *msg, size_t cap) {
@@ -164,6 +172,21 @@ int64_t sp_blob_read(sp_blob_table *table, sp_region *region, int32_t handle, ui
   if (offset == 0 && done == blob->size && done && addr % SP_BLOB_MAP_ALIGN == 0)
     remember_mapping(table, (sp_blob_mapping){handle, 0, done, addr, true});
   return (int64_t)done;
+}
+
+/* Drops the records of mappings lying wholly inside guest bytes [addr,
+ * addr + len): a new mapping there replaced them (their guards went in
+ * sp_fault_guard_replace), so the records stay as bounded as the guards. */
+static void forget_mappings_inside(sp_blob_table *table, uint64_t addr, uint64_t len) {
+  size_t page = sp_page_size();
+  int kept = 0;
+  for (int i = 0; i < table->n_maps; i++) {
+    const sp_blob_mapping *m = &table->maps[i];
+    uint64_t end = m->guest_addr + (m->length + page - 1) / page * page;
+    if (m->guest_addr >= addr && end <= addr + len) continue;
+    table->maps[kept++] = *m;
+  }
+  table->n_maps = kept;
 }
 
 static void remember_mapping(sp_blob_table *table, sp_blob_mapping map) {
@@ -205,9 +228,22 @@ int32_t sp_blob_map(sp_blob_table *table, sp_region *region, int32_t handle, uin
   if (st) return st;
   sp_blob *blob = &table->blobs[handle];
   uint64_t span = (len + SP_BLOB_MAP_ALIGN - 1) / SP_BLOB_MAP_ALIGN * SP_BLOB_MAP_ALIGN;
+  size_t page = sp_page_size();
+  uint64_t mapped = (len + page - 1) / page * page;
+  /* Guarded before it is mapped: if the file shrinks later, touching these
+   * pages raises SIGBUS, which the fault guard turns into zeros and this
+   * grant's "changed" error. A mapping that cannot be guarded is refused
+   * with nothing changed. The guards (and records) of mappings this one
+   * covers wholly go. */
+  sp_error_t *err = sp_fault_guard_replace(table, region->base + addr, mapped, &table->changed, handle + 1);
+  if (err) {
+    snprintf(msg, cap, "blob_map: %s", sp_error_message(err));
+    sp_error_free(err);
+    return SP_E_LIMIT;
+  }
   /* Private and writable: reads share the page cache, a guest write gets
-   * its own copy and never reaches the file. */
-  sp_fault_guard_remove_range(table, region->base + addr, span);
+   * its own copy and never reaches the file. (If mmap fails the guard
+   * stays: whatever is left there stays covered.) */
   void *at = mmap(region->base + addr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED,
                   blob->fd, (off_t)offset);
   if (at == MAP_FAILED) {
@@ -216,12 +252,8 @@ int32_t sp_blob_map(sp_blob_table *table, sp_region *region, int32_t handle, uin
   }
   /* The tail of the last wasm page past the file's last host page stays
    * anonymous zeroed memory. */
-  size_t page = sp_page_size();
-  uint64_t mapped = (len + page - 1) / page * page;
   if (mapped < span) memset(region->base + addr + mapped, 0, span - mapped);
-  /* If the file shrinks later, touching these pages raises SIGBUS: the
-   * fault guard turns that into zeros and this grant's "changed" error. */
-  sp_fault_guard_add(table, region->base + addr, mapped, &table->changed, handle + 1);
+  forget_mappings_inside(table, addr, mapped);
   remember_mapping(table, (sp_blob_mapping){handle, offset, len, addr, false});
   return SP_OK;
 }

@@ -51,7 +51,9 @@ typedef struct sp_blob_table {
   atomic_int changed; /* handle + 1 of a mapped file that shrank under us (fault_guard.h), else 0 */
 } sp_blob_table;
 
-/* Opens every grant; errors name the grant and the path. */
+/* Opens every grant: regular, non-empty files only, never blocking
+ * (file_open.h); errors name the grant, the path and the cause ("model:
+ * /tmp/f: is a FIFO, not a regular file"). */
 sp_error_t *sp_blob_table_open(sp_blob_table *table, const sp_blob_grant *grants, int n);
 void sp_blob_table_close(sp_blob_table *table);
 
@@ -91,8 +93,12 @@ int32_t sp_blob_map_check(sp_blob_table *table, const sp_region *region, int32_t
                           uint64_t addr, uint64_t len, char *msg, size_t cap);
 
 /* Maps [offset, offset+len) of the file at region address addr (both
- * SP_BLOB_MAP_ALIGN-aligned, inside committed memory and inside the file).
- * Returns SP_OK or a negative sp_status with a message. */
+ * SP_BLOB_MAP_ALIGN-aligned, inside committed memory and inside the file),
+ * guarded against the file shrinking (fault_guard.h) before it is mapped;
+ * it replaces the mappings (and their guards and records) it covers
+ * wholly. Returns SP_OK or a negative sp_status with a message: SP_E_LIMIT
+ * (nothing changed) when the actor already holds SP_FAULT_GUARD_PER_OWNER
+ * guarded mappings or the process has no guard set left. */
 int32_t sp_blob_map(sp_blob_table *table, sp_region *region, int32_t handle, uint64_t offset,
                     uint64_t addr, uint64_t len, char *msg, size_t cap);
 

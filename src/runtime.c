@@ -34,10 +34,18 @@ static sp_error_t *pick_backend(sp_runtime_t *rt, const sp_runtime_options *opts
   return sp_backend_load(name, &bo, opts->threads, &rt->backend);
 }
 
+/* The guests' linker: WASI, with our poll_oneoff over WASI's (sleeps end
+ * at the deadline: wasi_poll.h), and the "samepage" imports. WASI's own
+ * poll_oneoff stays reachable through a second linker holding WASI alone. */
 static sp_error_t *make_linker(sp_runtime_t *rt) {
   rt->linker = wasmtime_linker_new(rt->engine);
-  if (!rt->linker) return sp_error_new("wasmtime: cannot create a linker");
+  rt->wasi_linker = wasmtime_linker_new(rt->engine);
+  if (!rt->linker || !rt->wasi_linker) return sp_error_new("wasmtime: cannot create a linker");
   wasmtime_error_t *err = wasmtime_linker_define_wasi(rt->linker);
+  if (!err) err = wasmtime_linker_define_wasi(rt->wasi_linker);
+  wasmtime_linker_allow_shadowing(rt->linker, true);
+  if (!err) err = sp_wasi_poll_define(rt->linker);
+  wasmtime_linker_allow_shadowing(rt->linker, false);
   if (!err) err = sp_abi_define(rt->linker);
   return err ? sp_error_from_wasmtime(err, "defining host imports") : NULL;
 }
@@ -53,6 +61,7 @@ sp_error_t *sp_runtime_new(const sp_runtime_options *opts, sp_runtime_t **out) {
   sp_runtime_t *rt = calloc(1, sizeof *rt);
   if (!rt) return sp_error_new("out of memory");
   rt->max_cmds = opts->max_cmds ? opts->max_cmds : SP_DEFAULT_MAX_CMDS;
+  pthread_mutex_init(&rt->poll_helper_lock, NULL);
   sp_region_registry_init(&rt->regions, alignment);
   sp_error_t *err = pick_backend(rt, opts);
   if (!err) err = sp_wasm_engine_new(&rt->regions, &rt->engine);
@@ -72,9 +81,12 @@ void sp_runtime_free(sp_runtime_t *rt) {
   if (!rt) return;
   sp_limits_runtime_stop(rt);
   if (rt->linker) wasmtime_linker_delete(rt->linker);
+  if (rt->wasi_linker) wasmtime_linker_delete(rt->wasi_linker);
+  if (rt->poll_helper) wasmtime_module_delete(rt->poll_helper);
   if (rt->engine) wasm_engine_delete(rt->engine);
   sp_backend_free(rt->backend);
   sp_region_registry_deinit(&rt->regions);
+  pthread_mutex_destroy(&rt->poll_helper_lock);
   free(rt);
 }
 

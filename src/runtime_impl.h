@@ -4,6 +4,8 @@
 #ifndef SP_RUNTIME_IMPL_H
 #define SP_RUNTIME_IMPL_H
 
+#include <pthread.h>
+
 #include <wasmtime.h>
 
 #include "backend/backend.h"
@@ -15,6 +17,7 @@
 #include "list_cache.h"
 #include "list_work.h"
 #include "validate.h"
+#include "wasi_poll.h"
 
 #define SP_DEFAULT_MAX_CMDS 65536u
 #define SP_LAST_ERROR_CAP 512
@@ -25,7 +28,10 @@ struct sp_runtime {
   sp_backend *backend;           /* shared by every actor */
   sp_region_registry regions;    /* regions handed to Wasmtime */
   wasm_engine_t *engine;
-  wasmtime_linker_t *linker;     /* WASI + the "samepage" imports */
+  wasmtime_linker_t *linker;     /* WASI (our poll_oneoff over its own) + the "samepage" imports */
+  wasmtime_linker_t *wasi_linker; /* WASI alone: its poll_oneoff, for wasi_poll.c */
+  wasmtime_module_t *poll_helper; /* calls WASI's poll_oneoff for a guest (wasi_poll.c), lazy */
+  pthread_mutex_t poll_helper_lock; /* guards its creation */
   uint32_t max_cmds;
   sp_ticker *ticker;             /* epoch ticker for time limits (actor_limits.c), lazy */
 };
@@ -54,6 +60,7 @@ struct sp_actor {
   uint64_t max_list_flops;       /* caps on one command list's work (list_work.h) */
   uint64_t max_list_bytes;
   sp_actor_limits limits;        /* wall-clock and CPU-time limits per guest entry (actor_limits.c) */
+  sp_wasi_poll poll;             /* poll_oneoff's clock origin and helper (wasi_poll.c) */
   char last_error[SP_LAST_ERROR_CAP];
 };
 

@@ -24,6 +24,10 @@
  *     ANNOT   u32 count; per entry: u16 name length, name, sp_tensor (40
  *             bytes): the tensors the guest named with `annotate`
  *     END     empty; must be last
+ *     Each type but BLOB, BLOB_READ and PAGES appears at most once.
+ *     FROZEN and LOCAL ranges are non-empty, inside MEMORY, and overlap no
+ *     other range of either kind; ANNOT names are valid and distinct and
+ *     each tensor passes annotate's checks against MEMORY (annotations.h).
  *  4. Memory is sparse: all-zero pages are not stored, nor pages of a
  *     BLOB range that still hold the file's bytes (unless self-contained).
  *     Restoring zeroes memory, maps the BLOB ranges, then writes PAGES.

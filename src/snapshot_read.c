@@ -18,6 +18,7 @@
 
 #include "clock.h"
 #include "error.h"
+#include "file_open.h"
 #include "hash64.h"
 #include "parallel.h"
 #include "range_identity.h"
@@ -47,6 +48,12 @@ typedef struct snap_view {
   uint64_t local_len;
   const uint8_t *annot;
   uint64_t annot_len;
+  uint32_t seen;        /* bit per chunk type met so far (each at most once) */
+  /* Parsed from the chunks above and checked (check_view) before any use: */
+  sp_range frozen_r[SP_MAX_FROZEN], local_r[SP_MAX_DEVICE_LOCAL];
+  uint32_t n_frozen, n_local;
+  sp_annotation *annots; /* names valid and distinct, tensors checked and normalized */
+  uint32_t n_annots;
   snap_blob_ref refs[MAX_REFS];
   int n_refs;
   const uint8_t **runs; /* PAGES payloads, grown as chunks are found (a
@@ -117,6 +124,12 @@ static sp_error_t *parse_pages(snap_view *v, const uint8_t *p, uint64_t len, uin
 }
 
 static sp_error_t *parse_chunk(snap_view *v, uint32_t type, const uint8_t *p, uint64_t len, uint64_t idx) {
+  /* One of each but file references and pages: a second memory chunk
+   * would move the bounds the references and pages were checked against. */
+  if (type != SP_SNAP_BLOB && type != SP_SNAP_BLOB_READ && type != SP_SNAP_PAGES && type < 32) {
+    if (v->seen >> type & 1) return sp_error_new("snapshot: chunk %" PRIu64 " repeats a chunk of type %u", idx, type);
+    v->seen |= 1u << type;
+  }
   switch (type) {
     case SP_SNAP_MODULE:
       if (len != 16) return sp_error_new("snapshot: chunk %" PRIu64 " (module) has a bad length", idx);
@@ -204,6 +217,86 @@ static sp_error_t *check_and_parse_chunks(snap_view *v, const chunk_at *chunks, 
   return err;
 }
 
+/* ---- what the chunks declare, checked as a live guest's declarations
+ * are (abi.c freeze, abi_device_local.c, abi_annotate.c), before any
+ * restore or tool uses them ---- */
+
+static bool overlap(sp_range a, sp_range b) { return a.addr < b.addr + b.len && b.addr < a.addr + a.len; }
+
+/* A FROZEN or LOCAL chunk (u32 count, then u64 address, u64 length each):
+ * every range non-empty, a wasm32 range inside the snapshot's memory, and
+ * none overlapping another of the same kind. */
+static sp_error_t *parse_ranges(const snap_view *v, const char *kind, const uint8_t *p, uint64_t len, uint32_t max,
+                                sp_range *out, uint32_t *n) {
+  uint32_t count = 0;
+  *n = 0;
+  if (!p) return NULL; /* an older snapshot: none */
+  if (len >= 4) memcpy(&count, p, 4);
+  if (len < 4 || count > max || len != 4 + (uint64_t)count * 16)
+    return sp_error_new("snapshot: the %s-ranges chunk is malformed (%" PRIu64 " bytes; at most %u ranges of 16 bytes "
+                        "after a count)", kind, len, max);
+  for (uint32_t i = 0; i < count; i++) {
+    sp_range r = {rd64(p + 4 + 16 * i), rd64(p + 12 + 16 * i)};
+    if (r.len == 0 || r.len > UINT32_MAX || r.addr > v->memory || r.len > v->memory - r.addr)
+      return sp_error_new("snapshot: %s range %u [0x%" PRIx64 ", +%" PRIu64 ") is empty or lies outside its memory (%" PRIu64
+                          " bytes)", kind, i, r.addr, r.len, v->memory);
+    for (uint32_t j = 0; j < i; j++)
+      if (overlap(r, out[j]))
+        return sp_error_new("snapshot: %s range %u [0x%" PRIx64 ", +%" PRIu64 ") overlaps %s range %u [0x%" PRIx64 ", +%" PRIu64 ")",
+                            kind, i, r.addr, r.len, kind, j, out[j].addr, out[j].len);
+    out[i] = r;
+  }
+  *n = count;
+  return NULL;
+}
+
+/* The ANNOT chunk (u32 count; per entry u16 name length, name, sp_tensor):
+ * exactly that long, names valid and distinct, each tensor checked against
+ * the snapshot's memory as annotate checks it against committed memory. */
+static sp_error_t *parse_annotations(snap_view *v) {
+  const uint8_t *p = v->annot, *end = v->annot + v->annot_len;
+  uint32_t count = 0;
+  if (!p) return NULL;
+  if (v->annot_len >= 4) memcpy(&count, p, 4), p += 4;
+  if (v->annot_len < 4 || count > SP_MAX_ANNOTATIONS)
+    return sp_error_new("snapshot: the annotations chunk is malformed (at most %d annotations)", SP_MAX_ANNOTATIONS);
+  v->annots = calloc(count ? count : 1, sizeof *v->annots);
+  if (!v->annots) return sp_error_new("snapshot: out of memory for %u annotations", count);
+  for (uint32_t i = 0; i < count; i++) {
+    uint16_t nl = 0;
+    if (end - p >= 2) memcpy(&nl, p, 2);
+    if (end - p < 2 || (uint64_t)(end - p) < 2u + nl + sizeof(sp_tensor))
+      return sp_error_new("snapshot: the annotations chunk is truncated at annotation %u", i);
+    if (!sp_annotation_name_valid((const char *)p + 2, nl))
+      return sp_error_new("snapshot: annotation %u: its name is not 1..%d bytes of letters, digits, '.', '_' and '-'", i,
+                          SP_ANNOTATION_NAME_MAX);
+    sp_annotation *a = &v->annots[i];
+    memcpy(a->name, p + 2, nl), a->name[nl] = '\0';
+    memcpy(&a->tensor, p + 2 + nl, sizeof a->tensor);
+    p += 2 + nl + sizeof(sp_tensor);
+    for (uint32_t j = 0; j < i; j++)
+      if (!strcmp(v->annots[j].name, a->name)) return sp_error_new("snapshot: annotation \"%s\" is named twice", a->name);
+    char msg[256];
+    if (sp_annotation_check_tensor(v->memory, &a->tensor, msg, sizeof msg))
+      return sp_error_new("snapshot: annotation \"%s\": %s", a->name, msg);
+    v->n_annots = i + 1;
+  }
+  if (p != end) return sp_error_new("snapshot: the annotations chunk has %td bytes past its %u annotations", end - p, count);
+  return NULL;
+}
+
+/* Every declaration of the snapshot, against its memory and each other. */
+static sp_error_t *check_view(snap_view *v) {
+  sp_error_t *err = parse_ranges(v, "frozen", v->frozen, v->frozen_len, SP_MAX_FROZEN, v->frozen_r, &v->n_frozen);
+  if (!err) err = parse_ranges(v, "device-local", v->local, v->local_len, SP_MAX_DEVICE_LOCAL, v->local_r, &v->n_local);
+  for (uint32_t i = 0; !err && i < v->n_local; i++)
+    for (uint32_t j = 0; !err && j < v->n_frozen; j++)
+      if (overlap(v->local_r[i], v->frozen_r[j]))
+        err = sp_error_new("snapshot: device-local range %u [0x%" PRIx64 ", +%" PRIu64 ") overlaps frozen range %u [0x%" PRIx64
+                           ", +%" PRIu64 ")", i, v->local_r[i].addr, v->local_r[i].len, j, v->frozen_r[j].addr, v->frozen_r[j].len);
+  return err ? err : parse_annotations(v);
+}
+
 static sp_error_t *parse_file(snap_view *v) {
   sp_snap_header hdr;
   if (v->size < sizeof hdr) return sp_error_new("snapshot: truncated (%" PRIu64 " bytes, no header)", v->size);
@@ -220,7 +313,7 @@ static sp_error_t *parse_file(snap_view *v) {
   if (err) return err;
   if (!v->have_end || !v->have_module || !v->have_memory)
     return sp_error_new("snapshot: incomplete (missing the %s chunk)", !v->have_module ? "module" : !v->have_memory ? "memory" : "end");
-  return NULL;
+  return check_view(v);
 }
 
 /* ---- identity checks: nothing is changed until all pass ---- */
@@ -229,6 +322,51 @@ static int grant_of(sp_actor_t *a, const snap_blob_ref *r) {
   for (int i = 0; i < a->blobs.count; i++)
     if (strlen(a->blobs.blobs[i].name) == r->name_len && !memcmp(a->blobs.blobs[i].name, r->name, r->name_len)) return i;
   return -1;
+}
+
+static bool holds(const sp_range *set, uint32_t n, sp_range r) {
+  for (uint32_t i = 0; i < n; i++)
+    if (set[i].addr == r.addr && set[i].len == r.len) return true;
+  return false;
+}
+
+/* The first of set[0, n) that r overlaps (without being it, when same_kind:
+ * a range of the same kind may be declared again), or -1. */
+static int clash(const sp_range *set, uint32_t n, sp_range r, bool same_kind) {
+  for (uint32_t i = 0; i < n; i++)
+    if (overlap(set[i], r) && !(same_kind && set[i].addr == r.addr && set[i].len == r.len)) return (int)i;
+  return -1;
+}
+
+/* The snapshot's ranges join those the actor already declares (restoring
+ * re-declares a range it holds): what results must obey the rules of
+ * freeze and device_local, and fit the tables. */
+static sp_error_t *check_ranges_fit(const sp_actor_t *a, const snap_view *v) {
+  uint32_t new_frozen = 0, new_local = 0;
+  for (uint32_t i = 0; i < v->n_frozen; i++) {
+    sp_range r = v->frozen_r[i];
+    int f = clash(a->frozen, a->n_frozen, r, true), l = clash(a->device_local, a->n_device_local, r, false);
+    if (f >= 0 || l >= 0)
+      return sp_error_new("snapshot: frozen range %u [0x%" PRIx64 ", +%" PRIu64 ") overlaps this actor's %s range "
+                          "[0x%" PRIx64 ", +%" PRIu64 ") (restore into a fresh actor)", i, r.addr, r.len,
+                          f >= 0 ? "frozen" : "device-local", f >= 0 ? a->frozen[f].addr : a->device_local[l].addr,
+                          f >= 0 ? a->frozen[f].len : a->device_local[l].len);
+    new_frozen += !holds(a->frozen, a->n_frozen, r);
+  }
+  for (uint32_t i = 0; i < v->n_local; i++) {
+    sp_range r = v->local_r[i];
+    int f = clash(a->frozen, a->n_frozen, r, false), l = clash(a->device_local, a->n_device_local, r, true);
+    if (f >= 0 || l >= 0)
+      return sp_error_new("snapshot: device-local range %u [0x%" PRIx64 ", +%" PRIu64 ") overlaps this actor's %s range "
+                          "[0x%" PRIx64 ", +%" PRIu64 ") (restore into a fresh actor)", i, r.addr, r.len,
+                          f >= 0 ? "frozen" : "device-local", f >= 0 ? a->frozen[f].addr : a->device_local[l].addr,
+                          f >= 0 ? a->frozen[f].len : a->device_local[l].len);
+    new_local += !holds(a->device_local, a->n_device_local, r);
+  }
+  if (a->n_frozen + new_frozen > SP_MAX_FROZEN || a->n_device_local + new_local > SP_MAX_DEVICE_LOCAL)
+    return sp_error_new("snapshot: with this actor's own, more than %d frozen or %d device-local ranges (restore into a "
+                        "fresh actor)", SP_MAX_FROZEN, SP_MAX_DEVICE_LOCAL);
+  return NULL;
 }
 
 static sp_error_t *check_identity(sp_actor_t *a, const snap_view *v) {
@@ -254,7 +392,7 @@ static sp_error_t *check_identity(sp_actor_t *a, const snap_view *v) {
     if (r->file_offset > blob->size || r->length > blob->size - r->file_offset)
       return sp_error_new("snapshot: its range of \"%s\" lies outside the file", blob->name);
   }
-  return NULL;
+  return check_ranges_fit(a, v);
 }
 
 /* ---- applying ---- */
@@ -432,20 +570,16 @@ static uint64_t restored_identity(sp_actor_t *a, const snap_view *v, sp_range f)
 }
 
 static sp_error_t *restore_frozen(sp_actor_t *a, const snap_view *v) {
-  uint32_t n = 0;
-  if (v->frozen && v->frozen_len >= 4) memcpy(&n, v->frozen, 4);
-  if (n > SP_MAX_FROZEN || v->frozen_len < 4 + (uint64_t)n * 16) return sp_error_new("snapshot: the frozen-ranges chunk is malformed");
-  for (uint32_t i = 0; i < n; i++) {
-    sp_range f = {rd64(v->frozen + 4 + 16 * i), rd64(v->frozen + 12 + 16 * i)};
-    if (f.len == 0 || f.addr > v->memory || f.len > v->memory - f.addr) return sp_error_new("snapshot: a frozen range lies outside memory");
-    bool known = false;
-    for (uint32_t j = 0; j < a->n_frozen && !known; j++) known = a->frozen[j].addr == f.addr && a->frozen[j].len == f.len;
+  for (uint32_t i = 0; i < v->n_frozen; i++) {
+    sp_range f = v->frozen_r[i]; /* checked in check_view and check_ranges_fit */
+    bool known = holds(a->frozen, a->n_frozen, f);
+    if (!known && a->n_frozen == SP_MAX_FROZEN) return sp_error_new("snapshot: more than %d frozen ranges", SP_MAX_FROZEN);
     /* The device copy must match the restored bytes. Freezing a range the
      * actor already holds re-declares it: the backend copies it again,
      * unless its copy (or another actor's) already holds that identity. */
     sp_error_t *err = sp_backend_freeze(a->rt->backend, a->binding, f.addr, f.len, restored_identity(a, v, f));
     if (err) return err;
-    if (!known && a->n_frozen < SP_MAX_FROZEN) a->frozen[a->n_frozen++] = f;
+    if (!known) a->frozen[a->n_frozen++] = f;
   }
   return NULL;
 }
@@ -454,65 +588,21 @@ static sp_error_t *restore_frozen(sp_actor_t *a, const snap_view *v) {
  * yet (an actor restored without running the guest's own setup); every
  * range's mirror is then written with the restored bytes (write_bytes). */
 static sp_error_t *restore_device_local(sp_actor_t *a, const snap_view *v) {
-  uint32_t n = 0;
-  if (v->local && v->local_len >= 4) memcpy(&n, v->local, 4);
-  if (n > SP_MAX_DEVICE_LOCAL || (v->local && v->local_len != 4 + (uint64_t)n * 16))
-    return sp_error_new("snapshot: the device-local-ranges chunk is malformed");
-  for (uint32_t i = 0; i < n; i++) {
-    sp_range r = {rd64(v->local + 4 + 16 * i), rd64(v->local + 12 + 16 * i)};
-    if (r.len == 0 || r.addr > v->memory || r.len > v->memory - r.addr || r.len > UINT32_MAX)
-      return sp_error_new("snapshot: a device-local range lies outside memory");
-    int at = sp_abi_device_local_find(a, r.addr, r.len);
-    if (at >= 0 && a->device_local[at].addr == r.addr && a->device_local[at].len == r.len) continue;
+  for (uint32_t i = 0; i < v->n_local; i++) {
+    sp_range r = v->local_r[i];
+    if (holds(a->device_local, a->n_device_local, r)) continue;
     sp_error_t *err = sp_abi_device_local_declare(a, r.addr, r.len);
     if (err) return err;
   }
   return NULL;
 }
 
-/* Calls fn for each annotation; stops with an error on a malformed chunk. */
-static sp_error_t *each_annotation(const snap_view *v, void *ctx,
-                                   void (*fn)(void *ctx, const char *name, uint16_t len, const sp_tensor *t)) {
-  if (!v->annot) return NULL;
-  const uint8_t *p = v->annot, *end = v->annot + v->annot_len;
-  uint32_t count;
-  if (v->annot_len < 4) return sp_error_new("snapshot: the annotations chunk is truncated");
-  memcpy(&count, p, 4), p += 4;
-  for (uint32_t i = 0; i < count; i++) {
-    uint16_t nl;
-    if (end - p < 2) return sp_error_new("snapshot: the annotations chunk is truncated");
-    memcpy(&nl, p, 2);
-    if (nl == 0 || nl > SP_ANNOTATION_NAME_MAX || (uint64_t)(end - p) < 2u + nl + sizeof(sp_tensor))
-      return sp_error_new("snapshot: the annotations chunk is malformed");
-    sp_tensor t;
-    memcpy(&t, p + 2 + nl, sizeof t);
-    fn(ctx, (const char *)p + 2, nl, &t);
-    p += 2 + nl + sizeof t;
-  }
-  return NULL;
-}
-
-static void restore_one_annotation(void *ctx, const char *name, uint16_t len, const sp_tensor *t) {
-  sp_annotation_table *table = ctx;
-  if (table->count == table->cap) return; /* sized below */
-  sp_annotation *slot = &table->items[table->count++];
-  memcpy(slot->name, name, len), slot->name[len] = '\0';
-  slot->tensor = *t;
-}
-
 static sp_error_t *restore_annotations(sp_actor_t *a, const snap_view *v) {
   sp_annotation_table fresh = {0};
-  uint32_t count = 0;
-  if (v->annot && v->annot_len >= 4) memcpy(&count, v->annot, 4);
-  if (count > SP_MAX_ANNOTATIONS) return sp_error_new("snapshot: too many annotations");
-  fresh.items = calloc(count ? count : 1, sizeof *fresh.items);
+  fresh.items = calloc(v->n_annots ? v->n_annots : 1, sizeof *fresh.items);
   if (!fresh.items) return sp_error_new("out of memory");
-  fresh.cap = count;
-  sp_error_t *err = each_annotation(v, &fresh, restore_one_annotation);
-  if (err) {
-    free(fresh.items);
-    return err;
-  }
+  if (v->n_annots) memcpy(fresh.items, v->annots, v->n_annots * sizeof *fresh.items);
+  fresh.count = fresh.cap = v->n_annots;
   sp_annotation_table_free(&a->annotations);
   a->annotations = fresh;
   return NULL;
@@ -581,13 +671,12 @@ static sp_error_t *open_view(sp_snapshot_file *f, const char *what, sp_snapshot_
 }
 
 sp_error_t *sp_snapshot_file_open(const char *path, sp_snapshot_file **out) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return sp_error_new("snapshot %s: %s", path, strerror(errno));
+  /* A regular file, opened without blocking (a FIFO would hang us), and
+   * not empty (a /proc file reports size 0). */
+  int fd;
   struct stat st;
-  if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
-    close(fd);
-    return sp_error_new("snapshot %s: not a regular file", path);
-  }
+  sp_error_t *err = sp_open_regular(path, SP_OPEN_NONEMPTY, &fd, &st);
+  if (err) return sp_error_wrap(err, "snapshot");
   sp_snapshot_file *f = calloc(1, sizeof *f);
   if (!f) return close(fd), sp_error_new("out of memory");
   f->view.size = (uint64_t)st.st_size;
@@ -616,25 +705,17 @@ void sp_snapshot_file_close(sp_snapshot_file *f) {
   if (!f) return;
   if (f->mapped && f->view.file) munmap((void *)f->view.file, f->view.size);
   free(f->view.runs);
+  free(f->view.annots);
   free(f);
 }
 
-typedef struct annot_query {
-  const char *name;
-  sp_tensor *out;
-  bool found;
-} annot_query;
-
-static void match_annotation(void *ctx, const char *name, uint16_t len, const sp_tensor *t) {
-  annot_query *q = ctx;
-  if (strlen(q->name) == len && !memcmp(q->name, name, len)) *q->out = *t, q->found = true;
-}
-
 bool sp_snapshot_file_annotation(const sp_snapshot_file *f, const char *name, sp_tensor *out) {
-  annot_query q = {name, out, false};
-  sp_error_t *err = each_annotation(&f->view, &q, match_annotation);
-  sp_error_free(err);
-  return q.found && !err;
+  for (uint32_t i = 0; i < f->view.n_annots; i++)
+    if (!strcmp(f->view.annots[i].name, name)) {
+      *out = f->view.annots[i].tensor;
+      return true;
+    }
+  return false;
 }
 
 sp_error_t *sp_snapshot_file_read(const sp_snapshot_file *f, uint64_t addr, uint64_t len, uint8_t *dst) {

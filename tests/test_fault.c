@@ -6,6 +6,11 @@
  * honest actor beside it untouched. A SIGBUS anywhere else must still end
  * the process (the handler chains).
  *
+ * A guest that maps its file 4,200 times cannot switch the guard off: its
+ * mappings stop at its own cap (SP_FAULT_GUARD_PER_OWNER) with a named
+ * error, and after a truncation it and the actor beside it both fail
+ * cleanly (issue 13).
+ *
  * A granted file rewritten in place at the same size raises no signal; a
  * snapshot or restore by reference must notice it (src/blob.c,
  * verify_unchanged) and refuse, while a mere touch of the file passes.
@@ -123,7 +128,104 @@ static void test_same_size_rewrite(sp_runtime_t *rt, const uint8_t *wasm, size_t
   unlink(data), unlink(fresh), unlink(snap), unlink(snap2);
 }
 
+/* ---- a guest filling the fault guard (issue 13) ---- */
+
+#define HOG_MAPS 4200 /* more than the old process-wide table's 4096 slots */
+
+static int32_t call_i32(sp_actor_t *a, const char *fn, int64_t arg, int nargs, char *msg, size_t cap) {
+  int64_t r = 0;
+  sp_error_t *err = sp_actor_call(a, fn, &arg, (size_t)nargs, &r);
+  snprintf(msg, cap, "%s", err ? sp_error_message(err) : "");
+  if (err) r = INT32_MIN;
+  sp_error_free(err);
+  return (int32_t)r;
+}
+
+static sp_actor_t *hog_actor(sp_runtime_t *rt, const uint8_t *wasm, size_t len, const char *path) {
+  sp_blob_grant grant = {"data", path};
+  sp_actor_options opts = {.blobs = &grant, .n_blobs = 1};
+  sp_actor_t *a = NULL;
+  sp_error_t *err = sp_actor_new(rt, wasm, len, &opts, &a);
+  CHECK(!err, "guard_hog actor: %s", sp_error_message(err));
+  sp_error_free(err);
+  return a;
+}
+
+/* In a child (a SIGBUS there fails the test instead of ending it): one
+ * actor maps its 64 KiB file 4,200 times, another maps its own once; both
+ * files are then truncated to nothing. The hog must have been refused
+ * past its own cap with a named error, and both must then fail cleanly. */
+static int guard_exhaustion_child(void) {
+  size_t len;
+  uint8_t *wasm = load_guest("test_guard_hog", &len);
+  sp_runtime_options ro = {.backend = "cpu", .threads = 1};
+  sp_runtime_t *rt = NULL;
+  sp_error_t *err = sp_runtime_new(&ro, &rt);
+  CHECK(!err, "runtime: %s", sp_error_message(err));
+  if (err) return 1;
+  char hog_path[] = "/tmp/sp_fault_hogXXXXXX", other_path[] = "/tmp/sp_fault_otherXXXXXX";
+  int fds[2] = {mkstemp(hog_path), mkstemp(other_path)};
+  uint8_t page[65536];
+  for (size_t i = 0; i < sizeof page; i++) page[i] = (uint8_t)(i % 251 + 1);
+  for (int i = 0; i < 2; i++) {
+    CHECK(fds[i] >= 0 && write(fds[i], page, sizeof page) == (ssize_t)sizeof page, "write a 64 KiB file");
+    if (fds[i] >= 0) close(fds[i]);
+  }
+  sp_actor_t *hog = hog_actor(rt, wasm, len, hog_path), *other = hog_actor(rt, wasm, len, other_path);
+  if (!hog || !other) return 1;
+  char msg[512];
+  int32_t mapped = call_i32(hog, "map_many", HOG_MAPS, 1, msg, sizeof msg);
+  int32_t refused = call_i32(hog, "refused", 0, 0, msg, sizeof msg), why = call_i32(hog, "refusal", 0, 0, msg, sizeof msg);
+  int32_t text_at = call_i32(hog, "refusal_text", 0, 0, msg, sizeof msg);
+  uint8_t *base;
+  size_t size;
+  sp_actor_memory(hog, &base, &size);
+  const char *text = text_at > 0 && (size_t)text_at < size ? (const char *)base + text_at : "";
+  printf("guard hog: %d of %d mappings accepted, %d refused (status %d): %s\n", mapped, HOG_MAPS, refused, why, text);
+  CHECK(mapped == SP_FAULT_GUARD_PER_OWNER && refused == HOG_MAPS - SP_FAULT_GUARD_PER_OWNER,
+        "the hog's mappings stop at its own cap: %d accepted, %d refused", mapped, refused);
+  CHECK(why == SP_E_LIMIT && strstr(text, "guarded file mappings, the most one actor may hold"),
+        "the refusal is named: status %d \"%s\"", why, text);
+  CHECK(call_i32(other, "map_many", 1, 1, msg, sizeof msg) == 1, "the other actor still maps: %s", msg);
+  int64_t r = 0;
+  err = sp_actor_call(other, "touch_all", NULL, 0, &r);
+  CHECK(!err && r > 0, "the other actor reads its file: %s", sp_error_message(err));
+  sp_error_free(err);
+
+  CHECK(truncate(hog_path, 0) == 0 && truncate(other_path, 0) == 0, "truncate both files");
+  sp_actor_t *actors[2] = {hog, other};
+  for (int i = 0; i < 2; i++) {
+    err = sp_actor_call(actors[i], "touch_all", NULL, 0, &r);
+    CHECK(err && strstr(sp_error_message(err), "the granted file \"data\" changed on disk while mapped"),
+          "%s after truncation: %s", i ? "the other actor" : "the hog", sp_error_message(err));
+    sp_error_free(err);
+  }
+  sp_actor_free(hog);
+  sp_actor_free(other);
+  sp_runtime_free(rt);
+  unlink(hog_path), unlink(other_path);
+  free(wasm);
+  return CHECK_DONE();
+}
+
+static void test_guard_exhaustion(void) {
+  fflush(stdout);
+  pid_t pid = fork();
+  if (pid == 0) {
+    setvbuf(stdout, NULL, _IOLBF, 0); /* what it printed survives its death */
+    int rc = guard_exhaustion_child();
+    fflush(stdout);
+    _exit(rc);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "guard exhaustion: the child %s %d",
+        WIFSIGNALED(status) ? "died of signal" : "exited with", WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+}
+
 int main(void) {
+  /* First, before this process has a runtime (and its threads) to fork. */
+  test_guard_exhaustion();
   size_t len;
   uint8_t *wasm = load_guest("test_mapsum", &len);
   sp_runtime_options ro = {.backend = "cpu", .threads = 2};

@@ -3,6 +3,7 @@
  * Two grants of one file name the same bytes alike, read or mapped; another
  * file, offset or length, a written byte, or a rewritten file never do. */
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -79,11 +80,12 @@ static void test_read_ranges(const char *model, const char *copy, const char *ot
   close_actor(&a), close_actor(&b), close_actor(&c), close_actor(&d);
 }
 
-static void test_mapped_ranges(const char *model, const char *other) {
+/* False (skipped) where the kernel has no /proc/self/pagemap. */
+static bool test_mapped_ranges(const char *model, const char *other) {
   int pagemap = open("/proc/self/pagemap", O_RDONLY);
   if (pagemap < 0) {
-    printf("note: no /proc/self/pagemap: mapped ranges are never named here; skipped\n");
-    return;
+    printf("SKIP: no /proc/self/pagemap: mapped ranges are never named here\n");
+    return false;
   }
   close(pagemap);
   actor_like r = reading_actor(model), m = open_actor(model);
@@ -109,6 +111,7 @@ static void test_mapped_ranges(const char *model, const char *other) {
   CHECK(sp_range_identity(&two, o.region, AT + KIB64, KIB64) != 0, "the inner mapping is named");
   sp_blob_table_close(&two);
   close_actor(&o), close_actor(&r), close_actor(&m);
+  return true;
 }
 
 static void test_rewritten_file(const char *model) {
@@ -128,8 +131,9 @@ int main(void) {
   snprintf(other, sizeof other, "%s/other", dir);
   write_file(model, 7), write_file(copy, 7), write_file(other, 8);
   test_read_ranges(model, copy, other);
-  test_mapped_ranges(model, other);
+  bool mapped = test_mapped_ranges(model, other);
   test_rewritten_file(model);
   unlink(model), unlink(copy), unlink(other), rmdir(dir);
-  return CHECK_DONE();
+  int rc = CHECK_DONE();
+  return rc ? rc : mapped ? 0 : 77; /* a part that could not run is a skip, never a pass */
 }

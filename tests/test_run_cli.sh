@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # test_run_cli.sh SAMEPAGE MODEL: `samepage run` as a user meets it.
 #  - the same seed gives the same sampled text, another seed other text;
-#  - an interactive chat (stdin) keeps the conversation between turns;
+#  - an interactive chat (stdin) keeps the conversation between turns: the
+#    second turn's prompt starts in the KV cache where the first turn ended,
+#    and the cache saved after it holds both turns, the first one's
+#    positions bit for bit as a one-turn run leaves them (`kv export`);
 #  - --json carries the stats; stderr carries load/prefill/decode speed;
 #  - clear errors for a missing model, a file that is not GGUF, bad options.
 set -u
@@ -18,8 +21,43 @@ run -n 24 --temp 0.9 --seed 8 "Write a sentence about rivers." > "$tmp/s8" 2>/de
 check "same seed, same text" 'cmp -s "$tmp/s7a" "$tmp/s7b" && [[ -s "$tmp/s7a" ]]'
 check "other seed, other text" '! cmp -s "$tmp/s7a" "$tmp/s8"'
 
-printf 'My name is Ada.\nWhat is my name?\n' | run -n 24 --temp 0 > "$tmp/chat" 2> "$tmp/chat_err"
-check "interactive chat remembers the first turn" 'grep -q Ada "$tmp/chat"'
+# turn FILE I FIELD: FIELD of the I-th turn (from 1) in `run --json` output.
+turn() { grep -o '"turns": \[[^]]*\]' "$1" | grep -o '{[^}]*}' | sed -n "$2p" | grep -o "\"$3\": [0-9]*" | grep -o '[0-9]*$'; }
+# kv_rows SAFETENSORS TENSOR N: the bytes of TENSOR's first N positions.
+kv_rows() {
+  local hlen head entry start row
+  hlen=$(od -An -tu8 -N8 "$1" | tr -d ' ')
+  head=$(head -c $((8 + hlen)) "$1" | tail -c "$hlen")
+  entry=$(grep -o "\"$2\":{[^}]*}" <<< "$head")
+  start=$(sed 's/.*"data_offsets":\[\([0-9]*\),.*/\1/' <<< "$entry")
+  row=$(sed 's/.*"shape":\[[0-9]*,\([0-9]*\),\([0-9]*\)\].*/\1 * \2 * 2/' <<< "$entry")
+  tail -c +$((8 + hlen + start + 1)) "$1" | head -c $(($3 * row))
+}
+positions() { head -c 4096 "$1" | grep -ao '"positions":"[0-9]*"' | grep -o '[0-9]*'; }
+# same_rows A B N: every K and V tensor of A and B agrees on its first N positions.
+same_rows() {
+  local t names
+  names=$(head -c 65536 "$1" | grep -ao '"layer\.[0-9]*\.[kv]"' | tr -d '"')
+  [[ -n "$names" && $3 -gt 0 ]] || return 1
+  for t in $names; do
+    kv_rows "$1" "$t" "$3" > "$tmp/rows_a"; kv_rows "$2" "$t" "$3" > "$tmp/rows_b"
+    [[ -s "$tmp/rows_a" ]] && cmp -s "$tmp/rows_a" "$tmp/rows_b" || return 1
+  done
+}
+
+printf 'My name is Ada.\nWhat is my name?\n' | run -n 24 --temp 0 --json --save "$tmp/chat.snap" > "$tmp/chat" 2> "$tmp/chat_err"
+run -n 24 --temp 0 --json --save "$tmp/one.snap" "My name is Ada." > "$tmp/one" 2>/dev/null
+f1=$(turn "$tmp/chat" 1 first_position); p1=$(turn "$tmp/chat" 1 prompt_tokens); g1=$(turn "$tmp/chat" 1 sampled_tokens)
+f2=$(turn "$tmp/chat" 2 first_position); p2=$(turn "$tmp/chat" 2 prompt_tokens); g2=$(turn "$tmp/chat" 2 sampled_tokens)
+a1=$(turn "$tmp/chat" 1 positions_after); a2=$(turn "$tmp/chat" 2 positions_after)
+echo "     turns: 1 at $f1 + $p1 prompt + $g1 sampled = $a1 | 2 at $f2 + $p2 prompt + $g2 sampled = $a2"
+check "chat: two turns, each with a prompt and a reply" '[[ -n "$f1" && -n "$f2" && $p1 -gt 0 && $g1 -gt 0 && $p2 -gt 0 && $g2 -gt 0 ]] && [[ -z "$(turn "$tmp/chat" 3 first_position)" ]]'
+check "chat: turn 2's prompt starts where turn 1 ended" '[[ $f1 -eq 0 && $a1 -eq $((f1 + p1 + g1)) && $f2 -eq $a1 ]]'
+check "chat: the cache holds both turns" '[[ $a2 -eq $((f1 + p1 + g1 + p2 + g2)) ]]'
+"$bin" kv export "$tmp/chat.snap" "$tmp/chat.safetensors" 2>/dev/null
+"$bin" kv export "$tmp/one.snap" "$tmp/one.safetensors" 2>/dev/null
+check "chat: the saved cache holds both turns' positions" '[[ "$(positions "$tmp/chat.safetensors")" == "$a2" && "$(positions "$tmp/one.safetensors")" == "$a1" ]]'
+check "chat: turn 1 is in the cache as a one-turn run leaves it" 'same_rows "$tmp/chat.safetensors" "$tmp/one.safetensors" "$a1"'
 check "stats on stderr" 'grep -q "prefill .* tok/s | decode .* tok/s" "$tmp/chat_err"'
 
 run -n 4 --json "Hi" > "$tmp/json" 2>/dev/null

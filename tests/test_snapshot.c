@@ -166,7 +166,7 @@ static void check_hostile(sp_runtime_t *rt, const char *guest_dir, const char *m
   } cases[] = {{"corrupt byte", "checksum mismatch", len, (long)len / 2},
                {"truncated", "truncated", len - 1000, -1},
                {"header only", "truncated", 32, -1},
-               {"empty file", "no header", 0, -1},
+               {"empty file", "file is empty", 0, -1},
                {"bad magic", "bad magic", len, 0}};
   for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
     FILE *f = fopen(bad, "wb");

@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
-# test_synth_gguf.sh TOOL OUTDIR: tools/synth_gguf writes valid GGUF files.
+# test_synth_gguf.sh TOOL OUTDIR [--llama-cpp]: tools/synth_gguf writes
+# valid GGUF files.
 #
 # Writes tiny models of every --type into OUTDIR and checks their header,
-# determinism and every validation error. When a Python with llama_cpp is
-# available ($SP_REF_PYTHON, default /work/venv-ref/bin/python; see
-# tools/reference/README.md), llama.cpp also loads each model, evaluates a
-# few tokens and must get finite logits; without it that part is skipped.
+# determinism and every validation error. With --llama-cpp it writes the
+# models and llama.cpp loads each one, evaluates a few tokens and must get
+# finite logits; that needs a Python with llama_cpp ($SP_REF_PYTHON, default
+# /work/venv-ref/bin/python; see tools/reference/README.md), and exits 77
+# (skipped) without one.
 set -u
-tool="$1"; out="$2"
+tool="$1"; out="$2"; mode="${3:-}"
 py="${SP_REF_PYTHON:-/work/venv-ref/bin/python}"
+if [[ "$mode" == --llama-cpp ]] && ! "$py" -c 'import llama_cpp' 2>/dev/null; then
+  echo "SKIP: $py cannot import llama_cpp (see tools/reference/README.md)"; exit 77
+fi
 mkdir -p "$out" || exit 1
 pass=0; fail=0
 
@@ -54,6 +59,8 @@ f="$out/custom_rope.gguf"
 expect "custom --llama3-rope --rope-theta" 0 "wrote" -- "$tool" --out "$f" --type f16 --llama3-rope --rope-theta 250000 "${tiny[@]}"
 header_ok "$f" && models+=("$f")
 
+# The writer's own checks (the --llama-cpp entry needs only the models).
+if [[ "$mode" != --llama-cpp ]]; then
 # Same seed, same bytes; another seed, other bytes; no temporary file left.
 "$tool" --out "$out/seed_a.gguf" --seed 7 "${tiny[@]}" >/dev/null
 "$tool" --out "$out/seed_b.gguf" --seed 7 "${tiny[@]}" >/dev/null
@@ -85,9 +92,10 @@ expect "quant row length"     2 "--type q4_0 needs --embd and --ff to be multipl
 expect "f32 any row length"   0 "wrote" -- "$tool" --out "$out/x.gguf" --type f32 "${tiny[@]}" --ff 100
 expect "unwritable directory" 1 "cannot create a temporary file" -- "$tool" --out "$out/no/such/dir/x.gguf" "${tiny[@]}"
 rm -f "$out/x.gguf"
+fi
 
 # llama.cpp loads every model, tokenizes, evaluates, and gets finite logits.
-if "$py" -c 'import llama_cpp' 2>/dev/null; then
+if [[ "$mode" == --llama-cpp ]]; then
   for f in "${models[@]}"; do
     expect "llama.cpp runs $(basename "$f")" 0 "finite" -- "$py" - "$f" <<'EOF'
 import sys
@@ -107,8 +115,6 @@ assert np.isfinite(logits).all(), "non-finite logits"
 print("finite: %d tokens, logits std %.3f" % (len(ids), logits.std()))
 EOF
   done
-else
-  echo "skip llama.cpp checks: $py cannot import llama_cpp (see tools/reference/README.md)"
 fi
 
 echo "$pass passed, $fail failed"

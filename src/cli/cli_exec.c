@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "file_open.h"
 #include "samepage.h"
 
 #define MAX_DIRS 64
@@ -135,12 +136,14 @@ int sp_cli_exec(int argc, char **argv) {
   if (rc) return rc < 0 ? 0 : rc;
   const char *path = argv[a.guest_index];
   size_t len = 0;
-  uint8_t *wasm = sp_cli_read_file(path, &len);
-  if (!wasm) return SP_EXIT_RUNTIME;
+  uint8_t *wasm = NULL;
+  /* A regular file only: a FIFO or a device would hang here. */
+  sp_error_t *err = sp_read_regular(path, SP_OPEN_NONEMPTY, &wasm, &len);
+  if (err) return fail_with(err, "cannot read the guest", SP_EXIT_RUNTIME);
 
   sp_runtime_options ropts = {.backend = a.backend, .threads = a.threads, .isolation = a.isolation};
   sp_runtime_t *rt = NULL;
-  sp_error_t *err = sp_runtime_new(&ropts, &rt);
+  err = sp_runtime_new(&ropts, &rt);
   if (err) {
     free(wasm);
     return fail_with(err, "cannot start the runtime", SP_EXIT_RUNTIME);
@@ -152,13 +155,14 @@ int sp_cli_exec(int argc, char **argv) {
                             .memory_limit = a.memory_limit,
                             .inherit_stdio = true,
                             .timeout_ms = a.timeout_ms,
-                            .cpu_timeout_ms = a.cpu_timeout_ms};
+                            .cpu_timeout_ms = a.cpu_timeout_ms,
+                            .timeout_exit_grace_ms = 200};
   sp_actor_t *actor = NULL;
   err = sp_actor_new(rt, wasm, len, &aopts, &actor);
   free(wasm);
   if (err) {
     sp_runtime_free(rt);
-    return fail_with(err, path, SP_EXIT_RUNTIME);
+    return fail_with(err, path, sp_cli_is_timeout(err) ? SP_EXIT_TIMEOUT : SP_EXIT_RUNTIME);
   }
   int exit_code = 0;
   err = sp_actor_run_main(actor, &exit_code);

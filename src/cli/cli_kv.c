@@ -12,12 +12,15 @@
  * the position count, and saves OUT.snap.
  */
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "error.h"
+#include "file_open.h"
 #include "samepage.h"
 #include "snapshot.h"
 
@@ -30,10 +33,42 @@ typedef struct kv_layout {
   sp_tensor k[MAX_LAYERS], v[MAX_LAYERS];
 } kv_layout;
 
+/* Whether t is a packed f16 [D, H, C] tensor (the snapshot reader has
+ * checked it lies in memory; tools copy it as one block). */
+static bool packed_f16_dhc(const sp_tensor *t) {
+  uint64_t row = (uint64_t)t->ne[0] * 2, plane = row * t->ne[1];
+  return t->dtype == SP_DTYPE_F16 && t->ne[3] == 1 && t->nb[0] == row && t->nb[1] == plane;
+}
+
+/* Checks layer l's caches: both packed f16 [D, H, C], V shaped as K, every
+ * layer shaped as layer 0 (the export's header gives one shape), holding
+ * n_past positions. Messages name the annotation and the field. */
+static sp_error_t *check_layer(const kv_layout *kv, uint32_t l) {
+  for (int kind = 0; kind < 2; kind++) {
+    const sp_tensor *t = &(kind ? kv->v : kv->k)[l], *k0 = &kv->k[0];
+    char name[64];
+    snprintf(name, sizeof name, "blk.%u.%c_cache", l, kind ? 'v' : 'k');
+    if (!packed_f16_dhc(t))
+      return sp_error_new("layer %u: %s is not a packed f16 [D, H, C] tensor (dtype %u, ne = [%u, %u, %u, %u], "
+                          "nb = [%u, %u, %u])", l, name, t->dtype, t->ne[0], t->ne[1], t->ne[2], t->ne[3], t->nb[0],
+                          t->nb[1], t->nb[2]);
+    if (t->ne[0] != k0->ne[0] || t->ne[1] != k0->ne[1] || t->ne[2] != k0->ne[2])
+      return sp_error_new("layer %u: %s has shape [%u, %u, %u], blk.0.k_cache [%u, %u, %u]: every cache must have one "
+                          "shape", l, name, t->ne[0], t->ne[1], t->ne[2], k0->ne[0], k0->ne[1], k0->ne[2]);
+    if (kv->n_past > t->ne[2])
+      return sp_error_new("layer %u: %s holds %u positions, fewer than kv.n_past = %u", l, name, t->ne[2], kv->n_past);
+  }
+  return NULL;
+}
+
+/* The caches the snapshot names. The snapshot reader has checked every
+ * annotation against the snapshot's memory (snapshot_read.c); this checks
+ * the layout the KV tools rely on. */
 static sp_error_t *read_layout(const sp_snapshot_file *f, kv_layout *kv) {
   sp_tensor np;
-  if (!sp_snapshot_file_annotation(f, "kv.n_past", &np) || np.dtype != SP_DTYPE_I32)
+  if (!sp_snapshot_file_annotation(f, "kv.n_past", &np))
     return sp_error_new("the snapshot names no KV cache (no kv.n_past annotation): was it made by the LLM guest?");
+  if (np.dtype != SP_DTYPE_I32) return sp_error_new("annotation kv.n_past: dtype %u is not i32", np.dtype);
   sp_error_t *err = sp_snapshot_file_read(f, np.offset, 4, (uint8_t *)&kv->n_past);
   for (kv->n_layers = 0; !err && kv->n_layers < MAX_LAYERS; kv->n_layers++) {
     char name[64];
@@ -42,9 +77,7 @@ static sp_error_t *read_layout(const sp_snapshot_file *f, kv_layout *kv) {
     snprintf(name, sizeof name, "blk.%u.v_cache", kv->n_layers);
     if (!sp_snapshot_file_annotation(f, name, &kv->v[kv->n_layers]))
       return sp_error_new("annotation %s is missing", name);
-    const sp_tensor *k = &kv->k[kv->n_layers];
-    if (k->dtype != SP_DTYPE_F16 || k->nb[1] != k->ne[0] * k->ne[1] * 2u || kv->n_past > k->ne[2])
-      return sp_error_new("layer %u: the cache is not a packed f16 [D, H, C] tensor holding %u positions", kv->n_layers, kv->n_past);
+    err = check_layer(kv, kv->n_layers);
   }
   if (!err && kv->n_layers == 0) err = sp_error_new("the snapshot names no blk.0.k_cache");
   return err;
@@ -78,8 +111,12 @@ static int kv_export(const char *snap, const char *out_path) {
   if (!err && !n) err = sp_error_new("out of memory");
   uint64_t bytes = (uint64_t)kv.n_past * kv.k[0].ne[0] * kv.k[0].ne[1] * 2;
   uint8_t *buf = err ? NULL : malloc(bytes ? bytes : 1);
-  FILE *out = err ? NULL : fopen(out_path, "wb");
-  if (!err && (!buf || !out)) err = sp_error_new("%s: cannot write it", out_path);
+  if (!err && !buf) err = sp_error_new("out of memory for %" PRIu64 " bytes", bytes);
+  int fd = -1;
+  if (!err) err = sp_create_regular(out_path, &fd); /* never a FIFO or a device */
+  FILE *out = fd >= 0 ? fdopen(fd, "wb") : NULL;
+  if (!err && !out) err = sp_error_new("%s: cannot write it", out_path);
+  if (!out && fd >= 0) close(fd);
   uint64_t header_len = n;
   if (!err) fwrite(&header_len, 8, 1, out), fwrite(header, 1, n, out);
   for (uint32_t l = 0; !err && l < kv.n_layers; l++)
@@ -133,6 +170,11 @@ static sp_error_t *write_layer(sp_actor_t *a, const kv_layout *kv, const uint8_t
   uint8_t *base;
   size_t size;
   sp_actor_memory(a, &base, &size);
+  /* read_layout proved the cache packed and inside the snapshot's memory,
+   * which the restored actor's equals; checked again where it is written. */
+  if (t->offset > size || bytes > size - t->offset)
+    return sp_error_new("tensor %s: [0x%x, +%" PRIu64 ") lies outside the restored memory (%zu bytes)", name, t->offset,
+                        bytes, size);
   memcpy(base + t->offset, data + off[0], bytes);
   return NULL;
 }
@@ -168,8 +210,8 @@ static int kv_import(const char *snap, const char *in_path, const char *out_snap
   if (f) sp_snapshot_file_annotation(f, "kv.n_past", &np);
   sp_snapshot_file_close(f);
   size_t len = 0;
-  uint8_t *file = err ? NULL : sp_cli_read_file(in_path, &len);
-  if (!err && !file) err = sp_error_new("%s: cannot read it", in_path);
+  uint8_t *file = NULL;
+  if (!err) err = sp_read_regular(in_path, SP_OPEN_NONEMPTY, &file, &len);
   sp_runtime_t *rt = NULL;
   sp_actor_t *a = NULL;
   if (!err) err = sp_runtime_new(NULL, &rt);
@@ -183,9 +225,9 @@ static int kv_import(const char *snap, const char *in_path, const char *out_snap
     uint8_t *base;
     size_t size;
     sp_actor_memory(a, &base, &size);
-    memcpy(base + np.offset, &n_pos, 4);
-    kv.n_past = n_pos;
-    err = sp_actor_snapshot(a, out_snap, NULL, NULL);
+    if ((uint64_t)np.offset + 4 > size) err = sp_error_new("kv.n_past lies outside the restored memory");
+    if (!err) memcpy(base + np.offset, &n_pos, 4), kv.n_past = n_pos;
+    if (!err) err = sp_actor_snapshot(a, out_snap, NULL, NULL);
   }
   if (!err) fprintf(stderr, "imported %u positions into %s\n", kv.n_past, out_snap);
   free(file);

@@ -172,12 +172,22 @@ static int parse_run_args(int argc, char **argv, run_args *a) {
 
 /* ---- talking to the guest ---- */
 
+/* One turn as the guest's KV cache saw it (--json): where its prompt
+ * starts, its prompt tokens, the tokens sampled and fed back (the
+ * end-of-turn one included), and the positions the cache holds after it.
+ * The positions are read from the guest (llm_n_past), not computed here. */
+typedef struct turn_figures {
+  long first_position, prompt_tokens, sampled_tokens, positions_after;
+} turn_figures;
+
 typedef struct llm_session {
   sp_actor_t *actor;
   run_args *args;
   run_stats stats;
   char *text;          /* the reply so far, for --json */
   size_t text_len, text_cap;
+  turn_figures *turns; /* every turn so far, for --json */
+  size_t n_turns, turns_cap;
 } llm_session;
 
 /* The guest's own message after a failed call. */
@@ -229,10 +239,57 @@ static sp_error_t *emit_piece(llm_session *s) {
   return NULL;
 }
 
+/* The positions the guest's KV cache holds now. */
+static sp_error_t *cache_positions(sp_actor_t *actor, long *out) {
+  int64_t n = 0;
+  sp_error_t *err = sp_cli_call(actor, "llm_n_past", 0, 0, 0, &n);
+  *out = (long)(uint32_t)n; /* an i32 result */
+  return err;
+}
+
+static void add_turn(llm_session *s, const turn_figures *t) {
+  if (s->n_turns == s->turns_cap) {
+    size_t cap = s->turns_cap ? s->turns_cap * 2 : 8;
+    turn_figures *grown = realloc(s->turns, cap * sizeof *grown);
+    if (!grown) return;
+    s->turns = grown, s->turns_cap = cap;
+  }
+  s->turns[s->n_turns++] = *t;
+}
+
+/* Samples up to -n tokens of the reply, streaming them. */
+static sp_error_t *decode_reply(llm_session *s, turn_figures *turn) {
+  sp_error_t *err;
+  double t0 = sp_now_ms();
+  sp_submit_stats before, after;
+  sp_actor_submit_stats(s->actor, &before);
+  for (long i = 0; i < s->args->n_predict; i++) {
+    int64_t token, done;
+    if ((err = sp_cli_call(s->actor, "llm_step", 0, 0, 0, &token))) return err;
+    if (token < 0) {
+      fprintf(stderr, "\nsamepage run: %s\n", guest_error(s->actor));
+      break;
+    }
+    turn->sampled_tokens++;
+    if ((err = sp_cli_call(s->actor, "llm_turn_done", 0, 0, 0, &done))) return err;
+    if (done) break;
+    s->stats.generated++;
+    if ((err = emit_piece(s))) return err;
+  }
+  s->stats.decode_ms += sp_now_ms() - t0;
+  sp_actor_submit_stats(s->actor, &after);
+  sp_submit_stats *d = &s->stats.decode_lists;
+  d->lists += after.lists - before.lists, d->commands += after.commands - before.commands;
+  d->validate_ms += after.validate_ms - before.validate_ms, d->backend_ms += after.backend_ms - before.backend_ms;
+  return NULL;
+}
+
 static sp_error_t *prompt_turn(llm_session *s, const char *text, bool raw) {
   size_t len = strlen(text);
   int64_t addr, n;
-  sp_error_t *err = sp_cli_call(s->actor, "llm_input", (int64_t)len, 0, 1, &addr);
+  turn_figures turn = {0};
+  sp_error_t *err = cache_positions(s->actor, &turn.first_position);
+  if (!err) err = sp_cli_call(s->actor, "llm_input", (int64_t)len, 0, 1, &addr);
   if (err) return err;
   addr = (uint32_t)addr; /* an i32 result: addresses past 2 GiB come back negative */
   uint8_t *base;
@@ -251,26 +308,10 @@ static sp_error_t *prompt_turn(llm_session *s, const char *text, bool raw) {
     return NULL;
   }
   s->stats.prompt_tokens += n;
-  t0 = sp_now_ms();
-  sp_submit_stats before, after;
-  sp_actor_submit_stats(s->actor, &before);
-  for (long i = 0; i < s->args->n_predict; i++) {
-    int64_t token, done;
-    if ((err = sp_cli_call(s->actor, "llm_step", 0, 0, 0, &token))) return err;
-    if (token < 0) {
-      fprintf(stderr, "\nsamepage run: %s\n", guest_error(s->actor));
-      break;
-    }
-    if ((err = sp_cli_call(s->actor, "llm_turn_done", 0, 0, 0, &done))) return err;
-    if (done) break;
-    s->stats.generated++;
-    if ((err = emit_piece(s))) return err;
-  }
-  s->stats.decode_ms += sp_now_ms() - t0;
-  sp_actor_submit_stats(s->actor, &after);
-  sp_submit_stats *d = &s->stats.decode_lists;
-  d->lists += after.lists - before.lists, d->commands += after.commands - before.commands;
-  d->validate_ms += after.validate_ms - before.validate_ms, d->backend_ms += after.backend_ms - before.backend_ms;
+  turn.prompt_tokens = n;
+  if ((err = decode_reply(s, &turn))) return err;
+  if ((err = cache_positions(s->actor, &turn.positions_after))) return err;
+  add_turn(s, &turn);
   if (!s->args->json) printf("\n");
   return NULL;
 }
@@ -301,6 +342,16 @@ static void print_json_string(const char *text) {
   putchar('"');
 }
 
+static void print_json_turns(const llm_session *s) {
+  printf("\"turns\": [");
+  for (size_t i = 0; i < s->n_turns; i++) {
+    const turn_figures *t = &s->turns[i];
+    printf("%s{\"first_position\": %ld, \"prompt_tokens\": %ld, \"sampled_tokens\": %ld, \"positions_after\": %ld}",
+           i ? ", " : "", t->first_position, t->prompt_tokens, t->sampled_tokens, t->positions_after);
+  }
+  printf("], ");
+}
+
 static void report(sp_runtime_t *rt, const llm_session *s) {
   fflush(stdout);
   const run_stats *st = &s->stats;
@@ -319,12 +370,14 @@ static void report(sp_runtime_t *rt, const llm_session *s) {
            "\"generated_tokens\": %ld, \"decode_ms\": %.1f, \"decode_tok_s\": %.1f, \"backend\": \"%s\", \"isolation\": \"%s\", "
            "\"resident_bytes\": %llu, \"resident_ms\": %.1f, \"device_local_bytes\": %llu, "
            "\"device_local_transfers\": %llu, \"device_local_ms\": %.1f, \"repacked_bytes\": %llu, \"decode_lists\": %llu, "
-           "\"decode_commands\": %llu, \"decode_validate_ms\": %.2f, \"decode_backend_ms\": %.2f, \"text\": ",
+           "\"decode_commands\": %llu, \"decode_validate_ms\": %.2f, \"decode_backend_ms\": %.2f, ",
            st->load_ms, st->prompt_tokens, st->prefill_ms, prefill_tps, st->generated, st->decode_ms, decode_tps,
            sp_runtime_backend_name(rt), sp_runtime_isolation(rt), (unsigned long long)res_bytes, res_ms, (unsigned long long)local_bytes,
            (unsigned long long)local_moves, local_ms, (unsigned long long)sp_runtime_repacked_bytes(rt),
            (unsigned long long)st->decode_lists.lists,
            (unsigned long long)st->decode_lists.commands, st->decode_lists.validate_ms, st->decode_lists.backend_ms);
+    print_json_turns(s);
+    printf("\"text\": ");
     print_json_string(s->text ? s->text : "");
     printf("}\n");
   }
@@ -391,6 +444,7 @@ static int run_session(sp_runtime_t *rt, run_args *a) {
     sp_error_free(err);
   }
   free(s.text);
+  free(s.turns);
   sp_actor_free(s.actor);
   return rc;
 }

@@ -1,6 +1,6 @@
 /*
  * llm_ops.c: the transformer ops on the CPU: get_rows, set_rows, rmsnorm,
- * rope, attention, swiglu, softmax and copy.
+ * rope, swiglu, softmax, argmax and copy (attention has attention.c).
  *
  * Numerics follow ggml's CPU reference where it matters for agreement with
  * llama.cpp: rmsnorm sums squares in double, rope advances the angle by
@@ -8,7 +8,6 @@
  * Each op splits its rows (or heads) into tasks for the thread pool.
  */
 #include <math.h>
-#include <stdbool.h>
 #include <string.h>
 
 #include "backend/cpu/llm_ops.h"
@@ -53,8 +52,6 @@ static void for_each_row(const sp_cpu_exec *ex, const sp_cmd *cmd, int64_t rows,
 }
 
 /* ---- conversions ---- */
-
-static inline float sp_f16_round(float x) { return sp_f16_to_f32(sp_f32_to_f16(x)); }
 
 /* Dequantizes one row of n elements of any weight dtype into f32. */
 static void dequantize_row(uint32_t dtype, const uint8_t *src, float *dst, int64_t n) {
@@ -237,124 +234,4 @@ static void rope_row(const sp_cpu_exec *ex, const sp_cmd *cmd, int64_t r) {
 
 void sp_cpu_rope(const sp_cpu_exec *ex, const sp_cmd *cmd) {
   for_each_row(ex, cmd, (int64_t)cmd->dst.ne[1] * cmd->dst.ne[2], cmd->dst.ne[0] * 16, rope_row);
-}
-
-/* ---- attention ---- */
-
-/* Work item: one token t and one kv head; it serves the G = Hq / Hkv query
- * heads that share that kv head, so each k and v row is loaded once per
- * group. Per task scratch: G score rows [C], G query rows [D], G
- * accumulators [D] and one converted v row [D]. */
-typedef struct attention_job {
-  const sp_cpu_exec *ex;
-  const sp_cmd *cmd;
-  float *scratch;
-  size_t per_task_floats;
-  int64_t items, per_task, group; /* group: query heads per item */
-  int64_t subgroups;               /* items per (token, kv head) */
-} attention_job;
-
-static void load_kv_row(const uint8_t *src, uint32_t dtype, float *dst, int64_t n) {
-  if (dtype == SP_DTYPE_F16) sp_cpu_f16_to_f32_row((const uint16_t *)src, dst, (size_t)n);
-  else memcpy(dst, src, (size_t)n * 4);
-}
-
-/* scores[g][c] = scale * q_g . k_c for c in 0..pos, with the kernel
- * table's dot (k as the "weight" row, up to SP_CPU_MAX_NX queries). */
-static void attention_scores(const attention_job *j, const float *qs, float *scores, int64_t hk, int32_t pos) {
-  const sp_tensor *k = &j->cmd->src[1];
-  int64_t D = k->ne[0], C = k->ne[2], G = j->group;
-  float scale = sp_f32_from_bits(j->cmd->param[0]), out[SP_CPU_MAX_NX];
-  sp_dot_fn dot = j->ex->kern->dot[k->dtype];
-  for (int64_t c = 0; c <= pos; c++) {
-    const uint8_t *krow = row_at(j->ex->base, k, hk, c, 0);
-    for (int64_t g0 = 0; g0 < G; g0 += SP_CPU_MAX_NX) {
-      int nx = (int)(G - g0 < SP_CPU_MAX_NX ? G - g0 : SP_CPU_MAX_NX);
-      dot(D, krow, qs + g0 * D, (size_t)D * sizeof(float), nx, out);
-      for (int x = 0; x < nx; x++) scores[(g0 + x) * C + c] = out[x] * scale;
-    }
-  }
-}
-
-/* Query group of token t over kv head hk:
- * softmax(scale * q.k[0..pos]) . v[0..pos] for each of the G query heads. */
-static inline __attribute__((always_inline)) void attend_group_body(const attention_job *j, float *buf,
-                                                                   int64_t item) {
-  const sp_cmd *cmd = j->cmd;
-  uint8_t *base = j->ex->base;
-  const sp_tensor *q = &cmd->src[0], *k = &cmd->src[1], *v = &cmd->src[2];
-  int64_t D = q->ne[0], C = k->ne[2], G = j->group, Hkv = k->ne[1];
-  int64_t sub = item % j->subgroups, hk = item / j->subgroups % Hkv, t = item / j->subgroups / Hkv;
-  int64_t h0 = hk * G * j->subgroups + sub * G; /* first query head of this item */
-  int32_t pos = ((const int32_t *)(base + cmd->src[3].offset))[t];
-  float *scores = buf, *qs = scores + G * C, *acc = qs + G * D, *row = acc + G * D;
-  /* With an f16 cache, ggml multiplies in f16 operands (f32 sums): q, and
-   * then the probabilities, are rounded to f16 first. We do the same so our
-   * attention matches llama.cpp's to float-summation noise. */
-  bool f16 = k->dtype == SP_DTYPE_F16;
-  for (int64_t g = 0; g < G; g++) {
-    const float *q_row = (const float *)row_at(base, q, h0 + g, t, 0);
-    for (int64_t i = 0; i < D; i++) qs[g * D + i] = f16 ? sp_f16_round(q_row[i]) : q_row[i];
-  }
-  attention_scores(j, qs, scores, hk, pos);
-  for (int64_t g = 0; g < G; g++) {
-    softmax_in_place(scores + g * C, pos + 1);
-    if (v->dtype == SP_DTYPE_F16)
-      for (int64_t c = 0; c <= pos; c++) scores[g * C + c] = sp_f16_round(scores[g * C + c]);
-  }
-  memset(acc, 0, (size_t)(G * D) * sizeof *acc);
-  for (int64_t c = 0; c <= pos; c++) {
-    load_kv_row(row_at(base, v, hk, c, 0), v->dtype, row, D);
-    for (int64_t g = 0; g < G; g++) {
-      float p = scores[g * C + c], *a = acc + g * D;
-      for (int64_t i = 0; i < D; i++) a[i] += p * row[i];
-    }
-  }
-  for (int64_t g = 0; g < G; g++)
-    memcpy(row_at(base, &cmd->dst, h0 + g, t, 0), acc + g * D, (size_t)D * sizeof *acc);
-}
-
-/* The v accumulation and the f16 rounding are plain loops: compile them
- * twice, baseline and AVX2+FMA+F16C, and pick by what the CPU has. */
-static void attend_group(const attention_job *j, float *buf, int64_t item) { attend_group_body(j, buf, item); }
-
-#if defined(__x86_64__)
-__attribute__((target("avx2,fma,f16c"))) static void attend_group_avx2(const attention_job *j, float *buf,
-                                                                      int64_t item) {
-  attend_group_body(j, buf, item);
-}
-#endif
-
-static void attention_task(void *arg, uint32_t task) {
-  const attention_job *j = arg;
-  void (*attend)(const attention_job *, float *, int64_t) = attend_group;
-#if defined(__x86_64__)
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && strcmp(j->ex->kern->name, "generic"))
-    attend = attend_group_avx2;
-#endif
-  float *buf = j->scratch + (size_t)task * j->per_task_floats;
-  int64_t i0 = (int64_t)task * j->per_task, i1 = i0 + j->per_task < j->items ? i0 + j->per_task : j->items;
-  for (int64_t item = i0; item < i1; item++) attend(j, buf, item);
-}
-
-sp_error_t *sp_cpu_attention(const sp_cpu_exec *ex, const sp_cmd *cmd) {
-  const sp_tensor *q = &cmd->src[0], *k = &cmd->src[1];
-  sp_error_t *err = check_indices(ex->base, &cmd->src[3], k->ne[2], "attention: positions");
-  if (err) return err;
-  if (!ex->kern->dot[k->dtype]) return sp_error_new("attention: no dot kernel for %s", sp_dtype_name(k->dtype));
-  int64_t G = q->ne[1] / k->ne[1], D = q->ne[0], C = k->ne[2];
-  /* Few items (decode: one token) would leave threads idle: then split
-   * each kv head's query group into single heads, at the cost of loading
-   * k and v rows once per head (they stay in cache). */
-  int64_t subgroups = (int64_t)k->ne[1] * q->ne[2] < 4 * (int64_t)sp_threadpool_threads(ex->pool) ? G : 1;
-  G /= subgroups;
-  int64_t items = (int64_t)k->ne[1] * q->ne[2] * subgroups;
-  uint32_t tasks = sp_cpu_task_count(ex, (uint64_t)items * G * C * D / 4, 16384);
-  if ((int64_t)tasks > items) tasks = (uint32_t)items;
-  size_t per_task = ((size_t)(G * C + 2 * G * D + D) + 15) & ~(size_t)15;
-  float *scratch = sp_cpu_scratch_reserve(ex->scratch, per_task * tasks * sizeof(float));
-  if (!scratch) return sp_error_new("attention: out of scratch memory");
-  attention_job job = {ex, cmd, scratch, per_task, items, (items + tasks - 1) / tasks, G, subgroups};
-  sp_threadpool_run(ex->pool, tasks, attention_task, &job);
-  return NULL;
 }

@@ -1,4 +1,5 @@
-/* llm_ops.h: the transformer op drivers of the CPU backend (llm_ops.c). */
+/* llm_ops.h: the transformer op drivers of the CPU backend (llm_ops.c;
+ * attention in attention.c). */
 #ifndef SP_CPU_LLM_OPS_H
 #define SP_CPU_LLM_OPS_H
 
@@ -9,7 +10,8 @@
 sp_error_t *sp_cpu_get_rows(const sp_cpu_exec *ex, const sp_cmd *cmd);
 sp_error_t *sp_cpu_set_rows(const sp_cpu_exec *ex, const sp_cmd *cmd);
 
-/* SP_OP_ATTENTION. Errors: a position outside the cache, scratch OOM. */
+/* SP_OP_ATTENTION (attention.c). Errors: a position outside the cache
+ * (SP_E_BOUNDS, nothing written), scratch OOM. */
 sp_error_t *sp_cpu_attention(const sp_cpu_exec *ex, const sp_cmd *cmd);
 
 /* SP_OP_RMSNORM, SP_OP_ROPE, SP_OP_SWIGLU, SP_OP_SOFTMAX, SP_OP_COPY. */

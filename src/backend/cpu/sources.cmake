@@ -2,6 +2,7 @@
 # x86 SIMD variants use per-function target attributes and ARM ones compile
 # only on aarch64, so no file needs special compile flags.
 set(SP_CPU_BACKEND_SOURCES
+  ${CMAKE_CURRENT_LIST_DIR}/attention.c
   ${CMAKE_CURRENT_LIST_DIR}/cpu_backend.c
   ${CMAKE_CURRENT_LIST_DIR}/cpu_exec.c
   ${CMAKE_CURRENT_LIST_DIR}/elementwise.c
@@ -14,3 +15,8 @@ set(SP_CPU_BACKEND_SOURCES
   ${CMAKE_CURRENT_LIST_DIR}/llm_ops.c
   ${CMAKE_CURRENT_LIST_DIR}/matmul.c
   ${CMAKE_CURRENT_LIST_DIR}/threadpool.c)
+# Every kernel table must compute the same bits (kernels.h, "Numerics
+# contract"): a multiply-add is fused only where the source says so
+# (fmaf / an FMA intrinsic), never at the compiler's choice, which would
+# differ between a function compiled for AVX2 and its generic twin.
+set_source_files_properties(${SP_CPU_BACKEND_SOURCES} PROPERTIES COMPILE_OPTIONS -ffp-contract=off)

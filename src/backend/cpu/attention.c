@@ -1,0 +1,521 @@
+/*
+ * attention.c: causal grouped-query attention on the CPU (SP_OP_ATTENTION),
+ * tiled over the KV cache.
+ *
+ * An item is one token t and one kv head hk; it serves the G = Hq / Hkv
+ * query heads that share hk, so each k and v row is loaded once per group.
+ * The item's keys 0..pos[t] are cut into chunks of SP_ATTN_CHUNK keys, and
+ * each chunk is worked on in two passes:
+ *  1. scores: s = scale * q . k, the chunk's max m, e = exp(s - m) and
+ *     l = sum(e), per query head;
+ *  2. values: once every chunk of the item has its (m, l), the item's max
+ *     M and sum S give each chunk a factor exp(m - M) / S; the
+ *     probabilities p = e * factor then meet the chunk's v rows.
+ * The chunks' p.V sums are added in chunk order.
+ *
+ * Why chunks: a decode step has one token and few kv heads (3 in SmolLM2),
+ * so whole items leave threads idle and the step slows down as the context
+ * grows. Chunks spread the context itself over the threads.
+ *
+ * Scheduling: with few items (decode) every chunk is a unit of work: one
+ * pool job runs pass 1 of all chunks, the caller computes the factors, a
+ * second job runs pass 2, and whichever thread finishes an item's last
+ * chunk adds up the item. With many items (prompts) a task takes whole
+ * items and runs both passes itself. Both use the same functions on the
+ * same chunks, so they give the same bits.
+ *
+ * Numerics contract: the output bits depend on neither the thread count
+ * nor the kernel table.
+ *  - Chunks have a fixed size (a compile-time constant, never derived from
+ *    the thread count) and are combined in chunk order.
+ *  - Scores come from the table's dot, which gives the same bits in every
+ *    table and for any number of rows per call (kernels.h).
+ *  - p.V is a plain loop, acc = acc + p * v in key order; this file is
+ *    compiled with -ffp-contract=off (sources.cmake), so its baseline,
+ *    AVX2 and AVX-512 builds all multiply, then add: the same bits.
+ *  - exp is attn_exp below: mul/add and bit moves only, so the same bits
+ *    whether a loop over it runs scalar or in vectors (libm's expf would
+ *    be too, but one scalar call per score cost a fifth of the op).
+ *  - Sums of several lanes (the max, the sum of e) combine their lanes in
+ *    a fixed order written in the source.
+ * Agreement with llama.cpp (its reference fixtures run without flash
+ * attention): with an f16 cache ggml multiplies f16 operands (f32 sums),
+ * so q is rounded to f16 before it meets k, and the normalized
+ * probabilities before they meet v. We round the same values: within one
+ * chunk p = exp(s - M) * (float)(1 / S), S summed in double, the formula
+ * of ggml's softmax; over several, p = exp(s - m) * (exp(m - M) *
+ * (float)(1 / S)), a few f32 ulps from it. Rounding exp(s - m) instead
+ * (before normalizing, as a one-pass flash attention would) flipped
+ * argmaxes of clear margin in tests/test_llm_greedy.
+ */
+#include <math.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <string.h>
+
+#include "backend/cpu/fp16.h"
+#include "backend/cpu/llm_ops.h"
+#include "backend/cpu/simd.h"
+#include "dtype.h"
+
+#define SP_ATTN_CHUNK 128 /* keys per chunk */
+
+typedef struct attn_job attn_job;
+
+/* One item's arrays, for all of its chunks (P = max_chunks * CHUNK). */
+typedef struct attn_item_buf {
+  float *p;   /* [G][P] scores, then e = exp(s - m), then probabilities */
+  float *m;   /* [max_chunks][G] each chunk's max score, then its factor */
+  double *l;  /* [max_chunks][G] each chunk's sum of e */
+  float *acc; /* [max_chunks][G][D] each chunk's p.V */
+} attn_item_buf;
+
+/* A task's working arrays. */
+typedef struct attn_work {
+  float *q;          /* [G][D] the item's queries (f16-rounded for an f16 cache) */
+  float *v;          /* [4][D] value rows widened from f16 */
+  uint16_t *h;       /* [CHUNK] f16 staging for rounding */
+  attn_item_buf own; /* item mode: the item being worked on */
+} attn_work;
+
+/* acc[G][D] = sum over the chunk's keys c of p[g * P + c] * v row c0 + c
+ * of kv head hk (p points at the chunk's first key). */
+typedef void (*attn_values_fn)(const attn_job *j, const float *p, int64_t hk, int64_t c0, int64_t n,
+                               float *vbuf, float *acc);
+
+/* The loops compiled once per instruction set (same bits in each). */
+typedef struct attn_loops {
+  /* s[0..n) -> exp(s - m) in place; *m = max(s), *l = sum of the exps */
+  void (*exp)(float *s, int64_t n, float *m, double *l);
+  attn_values_fn values;
+} attn_loops;
+
+struct attn_job {
+  const sp_cpu_exec *ex;
+  const sp_cmd *cmd;
+  const int32_t *pos; /* [T] checked copy of src[3], read once */
+  sp_dot_fn dot;
+  attn_loops loops;
+  float scale;
+  bool f16; /* f16 cache (k and v share the dtype) */
+  int64_t D, G, Hkv, items, max_chunks, P;
+  size_t item_floats, work_floats;
+  float *work; /* [tasks][work_floats] */
+  uint32_t tasks;
+  int64_t units;          /* items (item mode) or chunks of all items (split mode) */
+  _Atomic int64_t *next;  /* the next unit to claim */
+  /* Split mode: units are single chunks, run in two jobs. */
+  bool split;
+  int pass;               /* the job now running: 1 (scores) or 2 (values) */
+  uint32_t *first;        /* [items + 1] first unit of each item */
+  _Atomic uint32_t *left; /* [items] chunks of the item not yet through pass 2 */
+  float *bufs;            /* [items][item_floats] */
+};
+
+static inline int64_t min_i64(int64_t a, int64_t b) { return a < b ? a : b; }
+static inline size_t round16(size_t n) { return (n + 15) & ~(size_t)15; } /* 64-byte multiples */
+
+/* Row (i1, i2) of a validated tensor. */
+static inline const uint8_t *row_at(const uint8_t *base, const sp_tensor *t, int64_t i1, int64_t i2) {
+  return base + t->offset + (size_t)i1 * t->nb[0] + (size_t)i2 * t->nb[1];
+}
+
+static inline int64_t item_chunks(const attn_job *j, int64_t item) {
+  return j->pos[item / j->Hkv] / SP_ATTN_CHUNK + 1;
+}
+
+/* Keys of chunk `chunk` of `item`. */
+static inline int64_t chunk_keys(const attn_job *j, int64_t item, int64_t chunk) {
+  return min_i64(SP_ATTN_CHUNK, j->pos[item / j->Hkv] + 1 - chunk * SP_ATTN_CHUNK);
+}
+
+/* x = f32(f16(x)) for n values, through the staging h. */
+static void round_f16(float *x, int64_t n, uint16_t *h) {
+  for (int64_t i = 0; i < n; i += SP_ATTN_CHUNK) {
+    size_t len = (size_t)min_i64(SP_ATTN_CHUNK, n - i);
+    sp_cpu_f32_to_f16_row(x + i, h, len);
+    sp_cpu_f16_to_f32_row(h, x + i, len);
+  }
+}
+
+/* ---- the loops compiled once per instruction set ---- */
+
+/* exp(x) for x <= 0 (the only arguments here), within 2 ulps; 0 below
+ * -87 (where f32 turns subnormal) and NaN for NaN. Cody-Waite reduction and
+ * Cephes' polynomial, in plain mul/add/sub and integer bit moves only:
+ * every instruction set gives the same bits, and loops over it vectorize
+ * where libm's expf is one scalar call per score. The range test and the
+ * selects work on bits, with masks: GCC does not turn a float compare or
+ * a ?: into vector code (a float compare may raise an exception). */
+static inline __attribute__((always_inline)) float attn_exp(float x) {
+  const float magic = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
+  uint32_t u = sp_f32_bits(x);
+  uint32_t under = 0u - (uint32_t)((u > 0xc2ae0000u) & (u <= 0xff800000u)); /* -inf <= x < -87 (= c2ae0000) */
+  float xc = sp_f32_from_bits((u & ~under) | (0xc2ae0000u & under));
+  float t = xc * 1.44269504f + magic, n = t - magic; /* n = round(x / ln 2) */
+  float r = xc - n * 0.693359375f - n * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  float y = p * r * r + r + 1.0f;
+  float e = y * sp_f32_from_bits((sp_f32_bits(t) - sp_f32_bits(magic) + 127u) << 23); /* y * 2^n, n in -126..0 */
+  return sp_f32_from_bits(sp_f32_bits(e) & ~under);
+}
+
+/* s[0..n) -> e = exp(s - m) in place; *m = max(s), *l = sum(e) in double
+ * (ggml's softmax sums in double too). Eight lanes, combined in a fixed
+ * order: vector code with the same bits as scalar. */
+static inline __attribute__((always_inline)) void exp_body(float *s, int64_t n, float *m, double *l) {
+  float mx[8] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY};
+  double sum[8] = {0};
+  int64_t c = 0, tail = n & ~(int64_t)7;
+  for (; c < tail; c += 8)
+    for (int k = 0; k < 8; k++) mx[k] = s[c + k] > mx[k] ? s[c + k] : mx[k];
+  for (; c < n; c++) mx[c & 7] = s[c] > mx[c & 7] ? s[c] : mx[c & 7];
+  for (int k = 0; k < 4; k++) mx[k] = mx[k + 4] > mx[k] ? mx[k + 4] : mx[k];
+  float max = mx[2] > mx[0] ? mx[2] : mx[0], max13 = mx[3] > mx[1] ? mx[3] : mx[1];
+  max = max13 > max ? max13 : max;
+  for (c = 0; c < n; c++) s[c] = expf(s[c] - max);
+  for (c = 0; c < tail; c += 8)
+    for (int k = 0; k < 8; k++) sum[k] += s[c + k];
+  for (; c < n; c++) sum[c & 7] += s[c];
+  *m = max;
+  *l = ((sum[0] + sum[4]) + (sum[2] + sum[6])) + ((sum[1] + sum[5]) + (sum[3] + sum[7]));
+}
+
+/* Value row c of kv head hk as f32: in place for an f32 cache, else
+ * widened into buf (exact, so how it is widened does not matter). */
+static inline __attribute__((always_inline)) const float *
+value_row(const attn_job *j, int64_t hk, int64_t c, float *buf, void (*widen)(const uint16_t *, float *, size_t)) {
+  const uint8_t *row = row_at(j->ex->base, &j->cmd->src[2], hk, c);
+  if (!j->f16) return (const float *)row;
+  widen((const uint16_t *)row, buf, (size_t)j->D);
+  return buf;
+}
+
+/* a = a + p0 v0 + p1 v1 + p2 v2 + p3 v3, added left to right: the same
+ * operations in the same order as four one-key steps, with a quarter of
+ * the loads and stores of a. */
+static inline __attribute__((always_inline)) void add_rows4(float *restrict a, const float *restrict v0,
+                                                            const float *restrict v1, const float *restrict v2,
+                                                            const float *restrict v3, float p0, float p1,
+                                                            float p2, float p3, int64_t D) {
+  for (int64_t i = 0; i < D; i++) a[i] = a[i] + p0 * v0[i] + p1 * v1[i] + p2 * v2[i] + p3 * v3[i];
+}
+
+static inline __attribute__((always_inline)) void add_row1(float *restrict a, const float *restrict v0, float p0,
+                                                           int64_t D) {
+  for (int64_t i = 0; i < D; i++) a[i] = a[i] + p0 * v0[i];
+}
+
+static inline __attribute__((always_inline)) void
+values_body(const attn_job *j, const float *p, int64_t hk, int64_t c0, int64_t n, float *vbuf, float *acc,
+            void (*widen)(const uint16_t *, float *, size_t)) {
+  int64_t D = j->D, P = j->P, c = 0;
+  memset(acc, 0, (size_t)(j->G * D) * sizeof *acc);
+  for (; c + 4 <= n; c += 4) {
+    const float *v0 = value_row(j, hk, c0 + c, vbuf, widen), *v1 = value_row(j, hk, c0 + c + 1, vbuf + D, widen);
+    const float *v2 = value_row(j, hk, c0 + c + 2, vbuf + 2 * D, widen);
+    const float *v3 = value_row(j, hk, c0 + c + 3, vbuf + 3 * D, widen);
+    for (int64_t g = 0; g < j->G; g++) {
+      const float *pg = p + g * P + c;
+      add_rows4(acc + g * D, v0, v1, v2, v3, pg[0], pg[1], pg[2], pg[3], D);
+    }
+  }
+  for (; c < n; c++) {
+    const float *v0 = value_row(j, hk, c0 + c, vbuf, widen);
+    for (int64_t g = 0; g < j->G; g++) add_row1(acc + g * D, v0, p[g * P + c], D);
+  }
+}
+
+static void values_base(const attn_job *j, const float *p, int64_t hk, int64_t c0, int64_t n, float *vbuf,
+                        float *acc) {
+  values_body(j, p, hk, c0, n, vbuf, acc, sp_cpu_f16_to_f32_row);
+}
+
+static void exp_base(float *s, int64_t n, float *m, double *l) { exp_body(s, n, m, l); }
+
+#if defined(SP_CPU_X86)
+SP_TARGET_AVX2 static void widen_f16c(const uint16_t *src, float *dst, size_t n) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, sp_avx2_load_f16(src + i));
+  for (; i < n; i++) dst[i] = _cvtsh_ss(src[i]);
+}
+
+SP_TARGET_AVX2 static void values_avx2(const attn_job *j, const float *p, int64_t hk, int64_t c0, int64_t n,
+                                       float *vbuf, float *acc) {
+  values_body(j, p, hk, c0, n, vbuf, acc, widen_f16c);
+}
+
+SP_TARGET_AVX512 static void values_avx512(const attn_job *j, const float *p, int64_t hk, int64_t c0, int64_t n,
+                                           float *vbuf, float *acc) {
+  values_body(j, p, hk, c0, n, vbuf, acc, widen_f16c);
+}
+
+SP_TARGET_AVX2 static void exp_avx2(float *s, int64_t n, float *m, double *l) { exp_body(s, n, m, l); }
+SP_TARGET_AVX512 static void exp_avx512(float *s, int64_t n, float *m, double *l) { exp_body(s, n, m, l); }
+#endif
+
+/* The builds for the table's instruction set (selecting the table has
+ * checked the CPU); "generic" keeps the baseline ones. */
+static attn_loops loops_for(const sp_cpu_kernels *kern) {
+#if defined(SP_CPU_X86)
+  if (strcmp(kern->name, "avx512") == 0) return (attn_loops){exp_avx512, values_avx512};
+  if (strcmp(kern->name, "avx2") == 0) return (attn_loops){exp_avx2, values_avx2};
+#endif
+  return (attn_loops){exp_base, values_base};
+}
+
+/* ---- pass 1: scores ---- */
+
+/* The item's G query rows; with an f16 cache rounded to f16 (see top). */
+static void load_queries(const attn_job *j, int64_t item, const attn_work *w) {
+  int64_t t = item / j->Hkv, h0 = item % j->Hkv * j->G;
+  for (int64_t g = 0; g < j->G; g++) {
+    float *q = w->q + g * j->D;
+    memcpy(q, row_at(j->ex->base, &j->cmd->src[0], h0 + g, t), (size_t)j->D * sizeof *q);
+    if (j->f16) round_f16(q, j->D, w->h);
+  }
+}
+
+/* p[g * P + c] = scale * q_g . k row c0 + c: one dot call per key and up
+ * to SP_CPU_MAX_NX query heads (k is the "weight" row). */
+static void chunk_scores(const attn_job *j, const float *q, int64_t hk, int64_t c0, int64_t n, float *p) {
+  float out[SP_CPU_MAX_NX];
+  for (int64_t c = 0; c < n; c++) {
+    const uint8_t *k = row_at(j->ex->base, &j->cmd->src[1], hk, c0 + c);
+    for (int64_t g0 = 0; g0 < j->G; g0 += SP_CPU_MAX_NX) {
+      int nx = (int)min_i64(j->G - g0, SP_CPU_MAX_NX);
+      j->dot(j->D, k, q + g0 * j->D, (size_t)j->D * sizeof(float), nx, out);
+      for (int x = 0; x < nx; x++) p[(g0 + x) * j->P + c] = out[x] * j->scale;
+    }
+  }
+}
+
+/* Pass 1 of one chunk (queries already in w->q). */
+static void score_chunk(const attn_job *j, int64_t item, int64_t chunk, const attn_work *w, const attn_item_buf *b) {
+  int64_t c0 = chunk * SP_ATTN_CHUNK, n = chunk_keys(j, item, chunk);
+  chunk_scores(j, w->q, item % j->Hkv, c0, n, b->p + c0);
+  for (int64_t g = 0; g < j->G; g++)
+    j->loops.exp(b->p + g * j->P + c0, n, &b->m[chunk * j->G + g], &b->l[chunk * j->G + g]);
+}
+
+/* Between the passes: each chunk's max becomes its factor exp(m - M) / S,
+ * M the item's max and S = sum over chunks of exp(m - M) * l. With one
+ * chunk the factor is (float)(1 / l), as in ggml's softmax. */
+static void weigh_chunks(const attn_job *j, int64_t item, const attn_item_buf *b) {
+  int64_t chunks = item_chunks(j, item), G = j->G;
+  for (int64_t g = 0; g < G; g++) {
+    float max = -INFINITY;
+    for (int64_t c = 0; c < chunks; c++) max = b->m[c * G + g] > max ? b->m[c * G + g] : max;
+    double sum = 0;
+    for (int64_t c = 0; c < chunks; c++) sum += (double)attn_exp(b->m[c * G + g] - max) * b->l[c * G + g];
+    float inv = (float)(1.0 / sum);
+    for (int64_t c = 0; c < chunks; c++) b->m[c * G + g] = attn_exp(b->m[c * G + g] - max) * inv;
+  }
+}
+
+/* ---- pass 2: values ---- */
+
+/* Pass 2 of one chunk: probabilities (rounded to f16 for an f16 cache),
+ * then their p.V into the chunk's acc. */
+static void value_chunk(const attn_job *j, int64_t item, int64_t chunk, const attn_work *w, const attn_item_buf *b) {
+  int64_t c0 = chunk * SP_ATTN_CHUNK, n = chunk_keys(j, item, chunk);
+  for (int64_t g = 0; g < j->G; g++) {
+    float *p = b->p + g * j->P + c0, factor = b->m[chunk * j->G + g];
+    for (int64_t c = 0; c < n; c++) p[c] = p[c] * factor;
+    if (j->f16) round_f16(p, n, w->h);
+  }
+  j->loops.values(j, b->p + c0, item % j->Hkv, c0, n, w->v, b->acc + (size_t)(chunk * j->G * j->D));
+}
+
+/* dst rows of the item's query heads = the chunks' p.V, added in chunk
+ * order (into chunk 0's). */
+static void finish_item(const attn_job *j, int64_t item, const attn_item_buf *b) {
+  int64_t t = item / j->Hkv, h0 = item % j->Hkv * j->G, GD = j->G * j->D;
+  for (int64_t c = 1; c < item_chunks(j, item); c++)
+    for (int64_t i = 0; i < GD; i++) b->acc[i] = b->acc[i] + b->acc[c * GD + i];
+  for (int64_t g = 0; g < j->G; g++)
+    memcpy((float *)row_at(j->ex->base, &j->cmd->dst, h0 + g, t), b->acc + g * j->D, (size_t)j->D * sizeof(float));
+}
+
+/* ---- scheduling ---- */
+
+/* Carves one item's arrays from `at` (item_floats floats). */
+static attn_item_buf item_buf_at(const attn_job *j, float *at) {
+  size_t mg = (size_t)(j->max_chunks * j->G);
+  attn_item_buf b;
+  b.p = at, at += round16((size_t)(j->G * j->P));
+  b.m = at, at += round16(mg);
+  b.l = (double *)at, at += round16(2 * mg);
+  b.acc = at;
+  return b;
+}
+
+static size_t item_buf_floats(const attn_job *j) {
+  size_t mg = (size_t)(j->max_chunks * j->G);
+  return round16((size_t)(j->G * j->P)) + round16(mg) + round16(2 * mg) + round16(mg * (size_t)j->D);
+}
+
+/* Task k's working arrays, carved from its area of j->work. */
+static attn_work work_of(const attn_job *j, uint32_t task) {
+  float *at = j->work + (size_t)task * j->work_floats;
+  attn_work w;
+  w.q = at, at += round16((size_t)(j->G * j->D));
+  w.v = at, at += round16((size_t)(4 * j->D));
+  w.h = (uint16_t *)at, at += round16(SP_ATTN_CHUNK / 2);
+  w.own = j->split ? (attn_item_buf){0} : item_buf_at(j, at);
+  return w;
+}
+
+static size_t work_area_floats(const attn_job *j) {
+  return round16((size_t)(j->G * j->D)) + round16((size_t)(4 * j->D)) + round16(SP_ATTN_CHUNK / 2) +
+         (j->split ? 0 : j->item_floats);
+}
+
+/* Item mode: both passes over every chunk of one item. */
+static void attend_item(const attn_job *j, int64_t item, const attn_work *w) {
+  int64_t chunks = item_chunks(j, item);
+  load_queries(j, item, w);
+  for (int64_t c = 0; c < chunks; c++) score_chunk(j, item, c, w, &w->own);
+  weigh_chunks(j, item, &w->own);
+  for (int64_t c = 0; c < chunks; c++) value_chunk(j, item, c, w, &w->own);
+  finish_item(j, item, &w->own);
+}
+
+/* The item whose units include `unit` (first[] increases). */
+static int64_t unit_item(const attn_job *j, int64_t unit) {
+  int64_t lo = 0, hi = j->items - 1;
+  while (lo < hi) {
+    int64_t mid = (lo + hi + 1) / 2;
+    if (j->first[mid] <= unit) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+
+/* Split mode: one pass of one chunk. After pass 2, the thread that
+ * finishes an item's last chunk adds up the item (the acquire-release
+ * count makes the other chunks' sums visible to it). */
+static void attend_unit(const attn_job *j, int64_t unit, const attn_work *w) {
+  int64_t item = unit_item(j, unit), chunk = unit - j->first[item];
+  attn_item_buf b = item_buf_at(j, j->bufs + (size_t)item * j->item_floats);
+  if (j->pass == 1) {
+    load_queries(j, item, w);
+    score_chunk(j, item, chunk, w, &b);
+    return;
+  }
+  value_chunk(j, item, chunk, w, &b);
+  if (atomic_fetch_sub_explicit(&j->left[item], 1, memory_order_acq_rel) == 1) finish_item(j, item, &b);
+}
+
+/* A task claims units one at a time until none are left: a thread that
+ * is descheduled (the cores are shared) or has the long items of a causal
+ * prompt's last tokens holds up one unit, not a share of them. There is one
+ * task per thread, and one work area per task. */
+static void attention_task(void *arg, uint32_t task) {
+  const attn_job *j = arg;
+  attn_work w = work_of(j, task);
+  for (int64_t u; (u = atomic_fetch_add_explicit(j->next, 1, memory_order_relaxed)) < j->units;) {
+    if (j->split) attend_unit(j, u, &w);
+    else attend_item(j, u, &w);
+  }
+}
+
+/* Runs attention_task on `tasks` tasks over units 0..units-1. */
+static void run_units(attn_job *j) {
+  _Atomic int64_t next;
+  atomic_init(&next, 0);
+  j->next = &next;
+  sp_threadpool_run(j->ex->pool, j->tasks, attention_task, j);
+}
+
+/* ---- the op ---- */
+
+/* Carves the scratch: the positions, split mode's bookkeeping and item
+ * arrays, then one work area per task (at most one task per thread). The
+ * sizes follow from the shapes alone, as the positions are not read yet:
+ * item arrays have room for every chunk the cache could hold. */
+static bool carve_scratch(const sp_cpu_exec *ex, attn_job *j, unsigned threads) {
+  size_t areas = threads;
+  size_t pos_f = round16(j->cmd->src[3].ne[0]), first_f = 0, left_f = 0, bufs_f = 0;
+  if (j->split) {
+    first_f = round16((size_t)j->items + 1);
+    left_f = round16((size_t)j->items);
+    bufs_f = (size_t)j->items * j->item_floats;
+  }
+  float *s = sp_cpu_scratch_reserve(ex->scratch, (pos_f + first_f + left_f + bufs_f + areas * j->work_floats) * sizeof *s);
+  if (!s) return false;
+  j->pos = (const int32_t *)s;
+  j->first = j->split ? (uint32_t *)(s + pos_f) : NULL;
+  j->left = j->split ? (_Atomic uint32_t *)(s + pos_f + first_f) : NULL;
+  j->bufs = j->split ? s + pos_f + first_f + left_f : NULL;
+  j->work = s + pos_f + first_f + left_f + bufs_f;
+  return true;
+}
+
+/* Copies the positions out of guest memory and checks the copy, which is
+ * all that is used afterwards: a position decides addresses. */
+static sp_error_t *copy_positions(const sp_cpu_exec *ex, const sp_cmd *cmd, int32_t *pos) {
+  uint32_t T = cmd->src[3].ne[0], C = cmd->src[1].ne[2];
+  memcpy(pos, ex->base + cmd->src[3].offset, (size_t)T * sizeof *pos);
+  for (uint32_t i = 0; i < T; i++)
+    if (pos[i] < 0 || (uint32_t)pos[i] >= C)
+      return sp_error_with_status(SP_E_BOUNDS, "attention: src[3][%u] = %d is outside 0..%u", i, pos[i], C - 1);
+  return NULL;
+}
+
+/* Item mode: whole items, on as many tasks as the keys to visit are worth
+ * (one for a short prompt: waking workers would cost more). */
+static void run_items(attn_job *j, unsigned threads) {
+  uint64_t keys = 0;
+  for (int64_t item = 0; item < j->items; item++) keys += (uint64_t)j->pos[item / j->Hkv] + 1;
+  j->tasks = sp_cpu_task_count(j->ex, keys * (uint64_t)(j->G * j->D) / 4, 16384);
+  j->tasks = (uint32_t)min_i64(min_i64(j->tasks, threads), j->items);
+  j->units = j->items;
+  run_units(j);
+}
+
+/* Split mode: pass 1 of every chunk, the factors, pass 2 of every chunk. */
+static void run_chunks(attn_job *j, unsigned threads) {
+  j->units = 0;
+  for (int64_t item = 0; item < j->items; item++) {
+    j->first[item] = (uint32_t)j->units;
+    atomic_store_explicit(&j->left[item], (uint32_t)item_chunks(j, item), memory_order_relaxed);
+    j->units += item_chunks(j, item);
+  }
+  j->first[j->items] = (uint32_t)j->units;
+  j->tasks = (uint32_t)min_i64(j->units, threads);
+  j->pass = 1;
+  run_units(j);
+  for (int64_t item = 0; item < j->items; item++) {
+    attn_item_buf b = item_buf_at(j, j->bufs + (size_t)item * j->item_floats);
+    weigh_chunks(j, item, &b);
+  }
+  j->pass = 2;
+  run_units(j);
+}
+
+sp_error_t *sp_cpu_attention(const sp_cpu_exec *ex, const sp_cmd *cmd) {
+  const sp_tensor *q = &cmd->src[0], *k = &cmd->src[1];
+  if (!ex->kern->dot[k->dtype]) return sp_error_new("attention: no dot kernel for %s", sp_dtype_name(k->dtype));
+  unsigned threads = sp_threadpool_threads(ex->pool);
+  attn_job j = {.ex = ex, .cmd = cmd, .dot = ex->kern->dot[k->dtype], .loops = loops_for(ex->kern),
+                .scale = sp_f32_from_bits(cmd->param[0]), .f16 = k->dtype == SP_DTYPE_F16, .D = q->ne[0],
+                .G = q->ne[1] / k->ne[1], .Hkv = k->ne[1], .items = (int64_t)k->ne[1] * q->ne[2]};
+  j.max_chunks = ((int64_t)k->ne[2] + SP_ATTN_CHUNK - 1) / SP_ATTN_CHUNK;
+  j.P = j.max_chunks * SP_ATTN_CHUNK;
+  /* Few items (decode) would leave threads idle: then chunks are units. */
+  j.split = threads > 1 && j.items < 4 * (int64_t)threads;
+  j.item_floats = item_buf_floats(&j);
+  j.work_floats = work_area_floats(&j);
+  if (!carve_scratch(ex, &j, threads)) return sp_error_new("attention: out of scratch memory");
+  sp_error_t *err = copy_positions(ex, cmd, (int32_t *)j.pos);
+  if (err) return err;
+  if (j.split) run_chunks(&j, threads);
+  else run_items(&j, threads);
+  return NULL;
+}
