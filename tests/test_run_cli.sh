@@ -6,7 +6,12 @@
 #    and the cache saved after it holds both turns, the first one's
 #    positions bit for bit as a one-turn run leaves them (`kv export`);
 #  - --json carries the stats; stderr carries load/prefill/decode speed;
-#  - clear errors for a missing model, a file that is not GGUF, bad options.
+#  - clear errors for a missing model, a file that is not GGUF, bad options;
+#  - every error path exits non-zero with the README's code (issue 13):
+#    2 for a bad command line (an empty prompt, NaN or infinite sampling
+#    settings), 1 for a refused model (a GGUF whose RoPE base or RMS epsilon
+#    is infinite) or a failed turn (a prompt past the context, also after a
+#    resume), 125 for a snapshot that cannot be read.
 set -u
 bin="$1"; model="$2"
 [[ -r "$model" ]] || { echo "SKIP: no model at $model"; exit 77; }
@@ -75,6 +80,49 @@ run --top-p 7 "Hi" > /dev/null 2> "$tmp/err"; rc=$?
 check "bad sampling option refused" '[[ $rc -ne 0 ]] && grep -q "top_p" "$tmp/err"'
 run --frobnicate 1 "Hi" > /dev/null 2> "$tmp/err"; rc=$?
 check "unknown option refused" '[[ $rc -eq 2 ]] && grep -q "unknown option" "$tmp/err"'
+
+# ---- exit status of every error path (issue 13) ----
+run -n 4 "" > /dev/null 2> "$tmp/err"; rc=$?
+check "empty prompt: exit 2" '[[ $rc -eq 2 ]] && grep -q "empty" "$tmp/err"'
+long="$(printf 'Tell me everything about rivers, lakes and seas. %.0s' {1..8})"
+run -n 4 --ctx 32 "$long" > /dev/null 2> "$tmp/err"; rc=$?
+check "prompt past the context: exit 1" '[[ $rc -eq 1 ]] && grep -q "context is full" "$tmp/err"'
+for opt in --temp --top-p --min-p --repeat-penalty; do
+  for val in nan inf -inf; do
+    run -n 4 $opt $val "Hi" > /dev/null 2> "$tmp/err"; rc=$?
+    check "$opt $val: exit 2 naming the option" '[[ $rc -eq 2 ]] && grep -q -- "$opt" "$tmp/err"'
+  done
+done
+"$bin" run --model "$tmp/bad.gguf" "Hi" > /dev/null 2>&1; rc=$?
+check "not GGUF: exit 1" '[[ $rc -eq 1 ]]'
+# patch_f32 KEY VALUE OUT: the model with the float metadata KEY set to VALUE.
+patch_f32() {
+  python3 - "$model" "$1" "$2" "$3" <<'PY'
+import struct, sys
+data = bytearray(open(sys.argv[1], "rb").read())
+key = sys.argv[2].encode()
+at = data.find(struct.pack("<Q", len(key)) + key) + 8 + len(key)
+assert at > 8 + len(key) and struct.unpack_from("<I", data, at)[0] == 6, "no f32 key " + sys.argv[2]
+struct.pack_into("<f", data, at + 4, float(sys.argv[3]))
+open(sys.argv[4], "wb").write(data)
+PY
+}
+for key in llama.rope.freq_base llama.attention.layer_norm_rms_epsilon; do
+  for val in inf nan; do
+    patch_f32 $key $val "$tmp/patched.gguf" || { check "patch $key" false; continue; }
+    "$bin" run --model "$tmp/patched.gguf" -n 4 "Hi" > /dev/null 2> "$tmp/err"; rc=$?
+    check "GGUF $key = $val: exit 1 naming the key" '[[ $rc -eq 1 ]] && grep -q "$key is not a finite positive number" "$tmp/err"'
+  done
+done
+run -n 8 --temp 0 --ctx 64 --save "$tmp/small.snap" "Tell me about rivers." > /dev/null 2>&1; rc=$?
+check "small context saved" '[[ $rc -eq 0 && -s "$tmp/small.snap" ]]'
+run --resume "$tmp/small.snap" -n 4 "$long" > /dev/null 2> "$tmp/err"; rc=$?
+check "resume, then a prompt past the context: exit 1" '[[ $rc -eq 1 ]] && grep -q "context is full" "$tmp/err"'
+run --resume "$tmp/none.snap" -n 4 "Hi" > /dev/null 2> "$tmp/err"; rc=$?
+check "resume of a missing snapshot: exit 125" '[[ $rc -eq 125 ]] && grep -q "none.snap" "$tmp/err"'
+head -c 100000 "$tmp/small.snap" > "$tmp/cut.snap"
+run --resume "$tmp/cut.snap" -n 4 "Hi" > /dev/null 2> "$tmp/err"; rc=$?
+check "resume of a truncated snapshot: exit 125" '[[ $rc -eq 125 ]] && grep -q "truncated" "$tmp/err"'
 
 echo "$pass passed, $fail failed"
 [[ $fail -eq 0 ]]

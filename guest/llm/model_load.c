@@ -6,6 +6,7 @@
  */
 #include "model_load.h"
 
+#include <float.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,12 +37,17 @@ static int get_u32(loader *ld, const char *key, long fallback, uint32_t *out) {
   return 0;
 }
 
-static int get_f32(loader *ld, const char *key, float fallback, float *out) {
+/* Reads "<arch>.<key>" as a float that feeds an op parameter (an epsilon, a
+ * RoPE base): it must be finite and > 0, or the load fails naming the key.
+ * `fallback` when absent. */
+static int get_positive_f32(loader *ld, const char *key, float fallback, float *out) {
   char full[128];
   snprintf(full, sizeof full, "%s.%s", ld->arch, key);
   int64_t i = gguf_find_key(ld->g, full);
   *out = fallback;
   if (i >= 0 && !gguf_get_f32(ld->g, i, out)) return fail(ld, "model: metadata key %s is not a float", full, 0);
+  if (!(*out > 0 && *out <= FLT_MAX)) /* false for NaN, infinities, <= 0 */
+    return fail(ld, "model: %s is not a finite positive number", full, 0);
   return 0;
 }
 
@@ -72,10 +78,9 @@ static int read_hparams(loader *ld, llm_hparams *hp) {
     return -1;
   if (hp->head_dim == 0 || hp->head_dim > 1024 || hp->n_rot % 2 || hp->n_rot > hp->head_dim)
     return fail(ld, "model: head dim %s%ld or rope dims are invalid", "", (long)hp->head_dim);
-  if (get_f32(ld, "attention.layer_norm_rms_epsilon", 1e-5f, &hp->norm_eps) ||
-      get_f32(ld, "rope.freq_base", 10000.0f, &hp->rope_theta))
+  if (get_positive_f32(ld, "attention.layer_norm_rms_epsilon", 1e-5f, &hp->norm_eps) ||
+      get_positive_f32(ld, "rope.freq_base", 10000.0f, &hp->rope_theta))
     return -1;
-  if (!(hp->norm_eps > 0) || !(hp->rope_theta > 0)) return fail(ld, "model: rms epsilon or rope base is not positive%s", "", 0);
   return 0;
 }
 

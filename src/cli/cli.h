@@ -6,11 +6,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Exit codes of samepage itself; a guest's own exit code passes through. */
+/* Exit codes of samepage itself; a guest's own exit code passes through
+ * (`exec`). Every failure exits non-zero (README.md, "The CLI"). */
+#define SP_EXIT_FAILED 1    /* the command ran but failed: a refused model, a failed turn */
 #define SP_EXIT_USAGE 2     /* bad command line */
 #define SP_EXIT_RUNTIME 125 /* samepage failed before or outside the guest */
 #define SP_EXIT_TRAP 134    /* the guest trapped */
 #define SP_EXIT_TIMEOUT 124 /* the guest ran past --timeout */
+#define SP_EXIT_INTERRUPTED 130 /* stopped by SIGINT (Ctrl-C), 128 + 2 */
 
 int sp_cli_exec(int argc, char **argv);
 int sp_cli_run(int argc, char **argv);

@@ -11,11 +11,22 @@
  *   llm_turn_done() -> 0 | 1        did that token end the turn?
  *   llm_piece_ptr/len, llm_error_ptr
  * It streams the text, and reports load, prefill and decode speed.
+ *
+ * Exit status: 0, or 1 when a turn failed (the guest's message on stderr),
+ * 130 when Ctrl-C stopped a one-shot answer (README.md has the table).
+ * Ctrl-C: a handler sets a flag that the decode loop reads between tokens;
+ * it is armed one-shot (SA_RESETHAND), so a second Ctrl-C during the same
+ * answer ends the process. At the interactive prompt it is armed without
+ * SA_RESTART, so it interrupts the blocking read of stdin.
  */
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/select.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -84,6 +95,23 @@ static const char *const guest_options[] = {"--temp", "--top-k", "--top-p", "--m
                                             "--repeat-penalty", "--seed", "--ctx", "--batch",
                                             "--system", "--repeat-last-n", NULL};
 
+/* Guest options that take a float: the host refuses NaN, infinities and
+ * non-numbers before the guest sees them. */
+static const char *const float_options[] = {"--temp", "--top-p", "--min-p", "--repeat-penalty", NULL};
+
+static bool finite_float_ok(const char *opt, const char *val) {
+  for (int i = 0; float_options[i]; i++) {
+    if (strcmp(opt, float_options[i])) continue;
+    char *end;
+    double v = strtod(val, &end);
+    if (end == val || *end || !isfinite(v) || fabs(v) > 3.4e38) {
+      fprintf(stderr, "samepage run: %s: \"%s\" is not a finite number\n", opt, val);
+      return false;
+    }
+  }
+  return true;
+}
+
 static bool is_guest_option(const char *opt) {
   for (int i = 0; guest_options[i]; i++)
     if (!strcmp(opt, guest_options[i])) return true;
@@ -142,6 +170,7 @@ static int parse_run_args(int argc, char **argv, run_args *a) {
       a->threads = (unsigned)atoi(val);
       if (a->threads < 1 || a->threads > 1024) { fprintf(stderr, "samepage run: --threads: 1..1024\n"); return SP_EXIT_USAGE; }
     } else if (is_guest_option(opt) && a->guest_argc + 2 < MAX_GUEST_ARGS) {
+      if (!finite_float_ok(opt, val)) return SP_EXIT_USAGE;
       if (!strcmp(opt, "--seed")) a->seed = val;
       a->guest_argv[a->guest_argc++] = opt;
       a->guest_argv[a->guest_argc++] = val;
@@ -151,6 +180,7 @@ static int parse_run_args(int argc, char **argv, run_args *a) {
       return SP_EXIT_USAGE;
     }
   }
+  if (a->prompt && !a->prompt[0]) { fprintf(stderr, "samepage run: the prompt is empty\n"); return SP_EXIT_USAGE; }
   if (!a->model) a->model = sp_cli_default_model();
   /* Without --seed, a fresh seed each run, printed with the stats so the
    * run can be repeated exactly. */
@@ -168,6 +198,28 @@ static int parse_run_args(int argc, char **argv, run_args *a) {
   if (isatty(2) && !stat(a->model, &st) && st.st_size > (256 << 20) && a->guest_argc < MAX_GUEST_ARGS)
     a->guest_argv[a->guest_argc++] = "--progress";
   return 0;
+}
+
+/* ---- Ctrl-C ---- */
+
+static volatile sig_atomic_t interrupted; /* set by the handler, read between tokens */
+
+static void on_sigint(int sig) {
+  (void)sig;
+  interrupted = 1;
+}
+
+/* Arms the handler for one SIGINT (then the default action: a second
+ * Ctrl-C ends the process); restart: whether blocking calls resume after
+ * it (false at the interactive prompt, so the read returns EINTR). */
+static void arm_sigint(bool restart) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_sigint;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESETHAND | (restart ? SA_RESTART : 0);
+  interrupted = 0;
+  sigaction(SIGINT, &sa, NULL);
 }
 
 /* ---- talking to the guest ---- */
@@ -188,6 +240,8 @@ typedef struct llm_session {
   size_t text_len, text_cap;
   turn_figures *turns; /* every turn so far, for --json */
   size_t n_turns, turns_cap;
+  bool failed;         /* a turn failed (the guest's message was printed) */
+  bool stopped;        /* Ctrl-C stopped the last answer */
 } llm_session;
 
 /* The guest's own message after a failed call. */
@@ -265,9 +319,14 @@ static sp_error_t *decode_reply(llm_session *s, turn_figures *turn) {
   sp_actor_submit_stats(s->actor, &before);
   for (long i = 0; i < s->args->n_predict; i++) {
     int64_t token, done;
+    if (interrupted) {
+      s->stopped = true;
+      break;
+    }
     if ((err = sp_cli_call(s->actor, "llm_step", 0, 0, 0, &token))) return err;
     if (token < 0) {
       fprintf(stderr, "\nsamepage run: %s\n", guest_error(s->actor));
+      s->failed = true;
       break;
     }
     turn->sampled_tokens++;
@@ -297,6 +356,7 @@ static sp_error_t *prompt_turn(llm_session *s, const char *text, bool raw) {
   sp_actor_memory(s->actor, &base, &size);
   if (addr <= 0 || (uint64_t)addr + len > size) {
     fprintf(stderr, "samepage run: %s\n", guest_error(s->actor));
+    s->failed = true;
     return NULL;
   }
   memcpy(base + addr, text, len);
@@ -305,6 +365,7 @@ static sp_error_t *prompt_turn(llm_session *s, const char *text, bool raw) {
   s->stats.prefill_ms += sp_now_ms() - t0;
   if (n < 0) {
     fprintf(stderr, "samepage run: %s\n", guest_error(s->actor));
+    s->failed = true;
     return NULL;
   }
   s->stats.prompt_tokens += n;
@@ -316,17 +377,47 @@ static sp_error_t *prompt_turn(llm_session *s, const char *text, bool raw) {
   return NULL;
 }
 
+/* Waits until stdin has input or Ctrl-C was pressed. The flag is polled
+ * every 200 ms as well: a SIGINT that lands just before the wait, or on
+ * another thread of the process, would not interrupt it. */
+static void wait_input(void) {
+  while (!interrupted) {
+    fd_set fds;
+    FD_ZERO(&fds);
+    FD_SET(0, &fds);
+    struct timeval tv = {0, 200000};
+    int n = select(1, &fds, NULL, NULL, &tv);
+    if (n > 0 || (n < 0 && errno != EINTR)) return;
+  }
+}
+
+/* Reads one line into `line`; false at end of input, on a read error, or
+ * when Ctrl-C interrupts the read (an empty prompt: the chat ends). stdin
+ * is unbuffered (interactive()), so select() sees every unread byte. */
+static bool read_line(char *line, size_t cap, bool tty) {
+  arm_sigint(false);
+  if (tty) { fprintf(stderr, "> "); fflush(stderr); }
+  wait_input();
+  bool got = !interrupted && fgets(line, (int)cap, stdin) != NULL;
+  if (!got && interrupted && tty) fprintf(stderr, "\n");
+  return got && !interrupted;
+}
+
 static sp_error_t *interactive(llm_session *s) {
   char line[16384];
   bool tty = isatty(0);
-  for (;;) {
-    if (tty) { fprintf(stderr, "> "); fflush(stderr); }
-    if (!fgets(line, sizeof line, stdin)) break;
+  setvbuf(stdin, NULL, _IONBF, 0);
+  while (read_line(line, sizeof line, tty)) {
     line[strcspn(line, "\n")] = '\0';
     if (!line[0]) continue;
     if (!strcmp(line, "/exit") || !strcmp(line, "/quit")) break;
+    /* Ctrl-C from here stops this answer alone: back to the prompt, the
+     * conversation kept (what was said so far stays in the cache). */
+    arm_sigint(true);
     sp_error_t *err = prompt_turn(s, line, s->args->raw);
     if (err) return err;
+    if (s->stopped && tty) fprintf(stderr, "[stopped]\n");
+    s->stopped = false;
   }
   return NULL;
 }
@@ -432,11 +523,14 @@ static int run_session(sp_runtime_t *rt, run_args *a) {
   int rc = 0;
   if (!err && status < 0) {
     fprintf(stderr, "samepage run: %s: %s\n", a->model, guest_error(s.actor));
-    rc = 1;
+    rc = SP_EXIT_FAILED;
   } else if (!err) {
     err = a->prompt ? prompt_turn(&s, a->prompt, a->raw) : interactive(&s);
+    /* Stopped or failed, the conversation so far is still reported and
+     * saved; only the exit status tells. */
     if (!err) report(rt, &s);
     if (!err && a->save) err = save_session(&s);
+    if (!err) rc = s.failed ? SP_EXIT_FAILED : a->prompt && s.stopped ? SP_EXIT_INTERRUPTED : 0;
   }
   if (err) {
     fprintf(stderr, "samepage run: %s\n", sp_error_message(err));
@@ -453,6 +547,7 @@ int sp_cli_run(int argc, char **argv) {
   run_args a;
   int rc = parse_run_args(argc, argv, &a);
   if (rc) return rc < 0 ? 0 : rc;
+  arm_sigint(true); /* Ctrl-C while loading: no answer, the stats, exit 130 */
   if (access(a.model, R_OK)) {
     fprintf(stderr, "samepage run: model %s: cannot read it%s\n", a.model,
             getenv("SAMEPAGE_MODEL") ? "" : " (fetch the default model with scripts/fetch-model.sh)");
