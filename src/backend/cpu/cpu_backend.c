@@ -6,11 +6,16 @@
  * submit (wait has nothing to do), each op family on its driver (matmul.c,
  * elementwise.c, llm_ops.c), with one thread pool and one kernel table
  * (picked at creation) per backend.
- * Scratch memory, used for quantized activations, belongs to the binding,
- * so two actors may submit on one backend from two threads.
+ * Scratch memory (quantized activations, attention's working arrays,
+ * copies of index tensors) belongs to the binding, so two actors may
+ * submit on one backend from two threads. Its size follows the guest's
+ * shapes, so it has a budget (SP_CPU_SCRATCH_BUDGET unless set): a command
+ * that needs more is refused before it runs, naming the need and the
+ * budget, and the host never allocates it.
  */
 #include "backend/cpu/cpu_backend.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,6 +27,7 @@
 typedef struct sp_cpu_ctx {
   sp_threadpool *pool;
   const sp_cpu_kernels *kern;
+  size_t scratch_budget; /* given to each binding adopted; 0 = SP_CPU_SCRATCH_BUDGET */
 } sp_cpu_ctx;
 
 typedef struct sp_cpu_binding {
@@ -40,6 +46,7 @@ static sp_error_t *cpu_adopt(void *ctx, const sp_memory_view *view, void **bindi
   sp_cpu_binding *b = calloc(1, sizeof *b);
   if (!b) return sp_error_new("cpu adopt: out of memory");
   b->view = *view;
+  b->scratch.budget = ((const sp_cpu_ctx *)ctx)->scratch_budget;
   *binding = b;
   return NULL;
 }
@@ -87,12 +94,37 @@ static sp_error_t *cpu_run(const sp_cpu_exec *ex, const sp_cmd *cmd) {
   }
 }
 
+/* "1.5 GiB", "256 MiB", "4096 bytes": a size for a message. */
+static void size_text(size_t bytes, char *buf, size_t cap) {
+  static const char *units[] = {"KiB", "MiB", "GiB", "TiB"};
+  double v = (double)bytes;
+  int u = -1;
+  while (v >= 1024 && u < 3) v /= 1024, u++;
+  if (u < 0) snprintf(buf, cap, "%zu bytes", bytes);
+  else if (v == (double)(uint64_t)v) snprintf(buf, cap, "%.0f %s", v, units[u]);
+  else snprintf(buf, cap, "%.1f %s", v, units[u]);
+}
+
+/* The error of a command whose scratch request went over the budget (the
+ * op's own "out of scratch memory" error is replaced). */
+static sp_error_t *over_budget(const sp_cpu_scratch *s, const sp_cmd *cmd, sp_error_t *err) {
+  char need[32], budget[32];
+  const sp_op_rule *rule = sp_op_rule_get(cmd->op);
+  size_text(s->refused, need, sizeof need);
+  size_text(s->budget ? s->budget : SP_CPU_SCRATCH_BUDGET, budget, sizeof budget);
+  sp_error_free(err);
+  return sp_error_with_status(SP_E_LIMIT, "%s: needs %s of scratch; the budget is %s", rule ? rule->name : "op",
+                              need, budget);
+}
+
 static sp_error_t *cpu_submit(void *ctx, void *binding, const sp_cmd *cmds, uint32_t count) {
   sp_cpu_ctx *c = ctx;
   sp_cpu_binding *b = binding;
   sp_cpu_exec ex = {.base = b->view.base, .pool = c->pool, .kern = c->kern, .scratch = &b->scratch};
   for (uint32_t i = 0; i < count; i++) {
+    b->scratch.refused = 0;
     sp_error_t *err = cpu_run(&ex, &cmds[i]);
+    if (err && b->scratch.refused) err = over_budget(&b->scratch, &cmds[i], err);
     if (err) return sp_error_wrap(err, "cpu: cmd[%u]", i);
   }
   return NULL;
@@ -153,6 +185,11 @@ static const sp_cpu_ctx *cpu_ctx_of(const sp_backend *be) {
 const char *sp_backend_cpu_simd(const sp_backend *be) {
   const sp_cpu_ctx *c = cpu_ctx_of(be);
   return c ? c->kern->name : NULL;
+}
+
+void sp_backend_cpu_set_scratch_budget(sp_backend *be, size_t bytes) {
+  sp_cpu_ctx *c = be && be->ops.destroy == cpu_destroy ? be->ctx : NULL;
+  if (c) c->scratch_budget = bytes;
 }
 
 unsigned sp_backend_cpu_threads(const sp_backend *be) {

@@ -4,6 +4,10 @@
 #include <stdlib.h>
 
 void *sp_cpu_scratch_reserve(sp_cpu_scratch *s, size_t bytes) {
+  if (bytes > (s->budget ? s->budget : SP_CPU_SCRATCH_BUDGET)) {
+    s->refused = bytes;
+    return NULL;
+  }
   if (bytes <= s->cap) return s->data;
   size_t cap = (bytes + 4095) & ~(size_t)4095; /* a multiple of the alignment */
   if (cap < bytes) return NULL;

@@ -16,10 +16,19 @@
 #include "error.h"
 #include "samepage_abi.h"
 
-/* Host memory a binding keeps between commands (never guest memory). */
+/* The scratch budget of a binding unless set otherwise
+ * (sp_backend_cpu_set_scratch_budget). */
+#define SP_CPU_SCRATCH_BUDGET ((size_t)256 << 20)
+
+/* Host memory a binding keeps between commands (never guest memory). The
+ * guest's shapes decide how much an op asks for, so a request over the
+ * budget is refused (reserve returns NULL and records it in `refused`);
+ * cpu_backend.c turns that into "OP: needs X of scratch; the budget is Y". */
 typedef struct sp_cpu_scratch {
-  void *data; /* 64-byte aligned */
-  size_t cap; /* bytes */
+  void *data;     /* 64-byte aligned */
+  size_t cap;     /* bytes */
+  size_t budget;  /* most bytes one request may ask for; 0 = SP_CPU_SCRATCH_BUDGET */
+  size_t refused; /* bytes of the last request over the budget, 0 if none */
 } sp_cpu_scratch;
 
 /* Everything one command runs with; borrowed for the command's duration. */
@@ -31,11 +40,17 @@ typedef struct sp_cpu_exec {
 } sp_cpu_exec;
 
 /* Returns scratch of at least `bytes` (contents not kept), or NULL when
- * memory runs out. */
+ * `bytes` is over the budget (then s->refused = bytes) or memory runs out. */
 void *sp_cpu_scratch_reserve(sp_cpu_scratch *s, size_t bytes);
 
 /* Frees the scratch buffer. */
 void sp_cpu_scratch_deinit(sp_cpu_scratch *s);
+
+/* Sets the scratch budget of bindings the CPU backend `be` adopts from now
+ * on (0: SP_CPU_SCRATCH_BUDGET); ignored when `be` is not a CPU backend.
+ * Defined in cpu_backend.c. */
+struct sp_backend;
+void sp_backend_cpu_set_scratch_budget(struct sp_backend *be, size_t bytes);
 
 /* SP_OP_MATMUL. Errors: scratch allocation failure. */
 sp_error_t *sp_cpu_matmul(const sp_cpu_exec *ex, const sp_cmd *cmd);

@@ -6,6 +6,14 @@
  * llama.cpp: rmsnorm sums squares in double, rope advances the angle by
  * repeated float multiplication, f16 conversion rounds to nearest even.
  * Each op splits its rows (or heads) into tasks for the thread pool.
+ *
+ * Read once: get_rows and set_rows copy their index tensor out of guest
+ * memory into scratch once, check the copy and use only the copy (the
+ * tensor may sit in a file mapping that another process writes; a second
+ * read after the check would let it pick the row, and with the guest's
+ * row stride, the address). rope's positions only set angles, never an
+ * address, so rope reads them in place (a racing writer changes numbers,
+ * not where they go).
  */
 #include <math.h>
 #include <string.h>
@@ -29,26 +37,36 @@ static inline uint8_t *row_flat(uint8_t *base, const sp_tensor *t, int64_t r) {
   return row_at(base, t, i1, i2, i3);
 }
 
-/* Runs fn over `rows` rows in about-even chunks on the pool. */
+/* Runs fn (or, with ids, id_fn with row r's checked index) over `rows`
+ * rows in about-even chunks on the pool. */
 typedef struct rows_job {
   const sp_cpu_exec *ex;
   const sp_cmd *cmd;
   int64_t rows, per_task;
   void (*fn)(const sp_cpu_exec *ex, const sp_cmd *cmd, int64_t r);
+  void (*id_fn)(const sp_cpu_exec *ex, const sp_cmd *cmd, int64_t r, int32_t id);
+  const int32_t *ids; /* [rows] host copy, checked; NULL for fn */
 } rows_job;
 
 static void rows_task(void *arg, uint32_t task) {
   const rows_job *j = arg;
   int64_t r0 = (int64_t)task * j->per_task, r1 = r0 + j->per_task < j->rows ? r0 + j->per_task : j->rows;
-  for (int64_t r = r0; r < r1; r++) j->fn(j->ex, j->cmd, r);
+  for (int64_t r = r0; r < r1; r++)
+    if (j->ids) j->id_fn(j->ex, j->cmd, r, j->ids[r]);
+    else j->fn(j->ex, j->cmd, r);
+}
+
+static void run_rows(const sp_cpu_exec *ex, rows_job *job, uint64_t row_work) {
+  uint32_t tasks = sp_cpu_task_count(ex, (uint64_t)job->rows * row_work, 16384);
+  if ((int64_t)tasks > job->rows) tasks = (uint32_t)(job->rows > 0 ? job->rows : 1);
+  job->per_task = (job->rows + tasks - 1) / tasks;
+  sp_threadpool_run(ex->pool, tasks, rows_task, job);
 }
 
 static void for_each_row(const sp_cpu_exec *ex, const sp_cmd *cmd, int64_t rows, uint64_t row_work,
                          void (*fn)(const sp_cpu_exec *, const sp_cmd *, int64_t)) {
-  uint32_t tasks = sp_cpu_task_count(ex, (uint64_t)rows * row_work, 16384);
-  if ((int64_t)tasks > rows) tasks = (uint32_t)(rows > 0 ? rows : 1);
-  rows_job job = {ex, cmd, rows, (rows + tasks - 1) / tasks, fn};
-  sp_threadpool_run(ex->pool, tasks, rows_task, &job);
+  rows_job job = {.ex = ex, .cmd = cmd, .rows = rows, .fn = fn};
+  run_rows(ex, &job, row_work);
 }
 
 /* ---- conversions ---- */
@@ -89,39 +107,47 @@ static void store_row(uint32_t dtype, const float *src, uint8_t *dst, int64_t n)
 
 /* ---- get_rows / set_rows ---- */
 
-/* Checks every index before anything is written. */
-static sp_error_t *check_indices(const uint8_t *base, const sp_tensor *idx, uint32_t limit, const char *op) {
-  const int32_t *ids = (const int32_t *)(base + idx->offset);
+/* Copies the index tensor out of guest memory into scratch (one read of
+ * the guest's bytes) and checks the copy, before anything is written;
+ * *ids is the copy, all that is used afterwards. */
+static sp_error_t *copy_indices(const sp_cpu_exec *ex, const sp_tensor *idx, uint32_t limit, const char *op,
+                                const int32_t **ids) {
+  int32_t *copy = sp_cpu_scratch_reserve(ex->scratch, (size_t)idx->ne[0] * sizeof *copy);
+  if (!copy) return sp_error_new("%s: out of scratch memory for the indices", op);
+  memcpy(copy, ex->base + idx->offset, (size_t)idx->ne[0] * sizeof *copy);
   for (uint32_t i = 0; i < idx->ne[0]; i++)
-    if (ids[i] < 0 || (uint32_t)ids[i] >= limit)
-      return sp_error_with_status(SP_E_BOUNDS, "%s: src[1][%u] = %d is outside 0..%u", op, i, ids[i], limit - 1);
+    if (copy[i] < 0 || (uint32_t)copy[i] >= limit)
+      return sp_error_with_status(SP_E_BOUNDS, "%s: src[1][%u] = %d is outside 0..%u", op, i, copy[i], limit - 1);
+  *ids = copy;
   return NULL;
 }
 
-static void get_row(const sp_cpu_exec *ex, const sp_cmd *cmd, int64_t r) {
-  int32_t id = ((const int32_t *)(ex->base + cmd->src[1].offset))[r];
+static void get_row(const sp_cpu_exec *ex, const sp_cmd *cmd, int64_t r, int32_t id) {
   dequantize_row(cmd->src[0].dtype, row_at(ex->base, &cmd->src[0], id, 0, 0),
                  (float *)row_at(ex->base, &cmd->dst, r, 0, 0), cmd->dst.ne[0]);
 }
 
-sp_error_t *sp_cpu_get_rows(const sp_cpu_exec *ex, const sp_cmd *cmd) {
-  sp_error_t *err = check_indices(ex->base, &cmd->src[1], cmd->src[0].ne[1], "get_rows");
+/* The validator makes src[1] a vector of `rows` indices (op_rules.c). */
+static sp_error_t *indexed_rows(const sp_cpu_exec *ex, const sp_cmd *cmd, int64_t rows, uint32_t limit,
+                                const char *op, void (*fn)(const sp_cpu_exec *, const sp_cmd *, int64_t, int32_t)) {
+  rows_job job = {.ex = ex, .cmd = cmd, .rows = rows, .id_fn = fn};
+  sp_error_t *err = copy_indices(ex, &cmd->src[1], limit, op, &job.ids);
   if (err) return err;
-  for_each_row(ex, cmd, cmd->dst.ne[1], cmd->dst.ne[0], get_row);
+  run_rows(ex, &job, cmd->dst.ne[0]);
   return NULL;
 }
 
-static void set_row(const sp_cpu_exec *ex, const sp_cmd *cmd, int64_t r) {
-  int32_t id = ((const int32_t *)(ex->base + cmd->src[1].offset))[r];
+sp_error_t *sp_cpu_get_rows(const sp_cpu_exec *ex, const sp_cmd *cmd) {
+  return indexed_rows(ex, cmd, cmd->dst.ne[1], cmd->src[0].ne[1], "get_rows", get_row);
+}
+
+static void set_row(const sp_cpu_exec *ex, const sp_cmd *cmd, int64_t r, int32_t id) {
   store_row(cmd->dst.dtype, (const float *)row_at(ex->base, &cmd->src[0], r, 0, 0),
             row_at(ex->base, &cmd->dst, id, 0, 0), cmd->dst.ne[0]);
 }
 
 sp_error_t *sp_cpu_set_rows(const sp_cpu_exec *ex, const sp_cmd *cmd) {
-  sp_error_t *err = check_indices(ex->base, &cmd->src[1], cmd->dst.ne[1], "set_rows");
-  if (err) return err;
-  for_each_row(ex, cmd, cmd->src[0].ne[1], cmd->dst.ne[0], set_row);
-  return NULL;
+  return indexed_rows(ex, cmd, cmd->src[0].ne[1], cmd->dst.ne[1], "set_rows", set_row);
 }
 
 /* ---- rmsnorm, swiglu, softmax, copy: row-wise ---- */
