@@ -43,9 +43,11 @@
  *     (no out-of-range float-to-int conversion, no integer overflow).
  *  5. add, mul and scale are one IEEE operation per element.
  *
- * One accumulator chain per row is latency-bound for a single row; tables
- * win the throughput back by running several rows at once (nx activation
- * rows, or dot_rows' weight rows), never by splitting a row's lanes.
+ * One accumulator chain per row is latency-bound for a single row, yet a
+ * decode matvec streams its weights from memory and is bound by that, not
+ * by the chain: running four weight rows at once, to hide the latency,
+ * was measured slower (SmolLM2, 2-core EPYC: 110 against 175 tok/s), as
+ * four interleaved row streams defeat the prefetcher.
  *
  * What is not bit-exact across machines: expf/sinf/cosf come from the C
  * library, which may pick its own variant per CPU (glibc does); ops that
@@ -82,18 +84,9 @@ typedef struct sp_q8_act {
 typedef void (*sp_dot_fn)(int64_t k, const void *w, const void *x, size_t x_stride, int nx,
                           float *out);
 
-/* out[r] = dot(weight row r, activation row x) for r < nw (1..SP_CPU_MAX_NX):
- * weight rows w_stride bytes apart, one activation row (decode). Each out[r]
- * has the same bits as dot() gives for that row. */
-typedef void (*sp_dot_rows_fn)(int64_t k, const void *w, size_t w_stride, int nw, const void *x,
-                               float *out);
-
 typedef struct sp_cpu_kernels {
   const char *name; /* "generic", "avx2", "avx512", "neon" */
   sp_dot_fn dot[SP_DTYPE_COUNT]; /* by weight dtype; NULL if unsupported */
-  /* (optional) several weight rows against one activation row; NULL: the
-   * driver calls dot() once per row. */
-  sp_dot_rows_fn dot_rows[SP_DTYPE_COUNT];
   /* Quantizes k floats (k a multiple of 32) into k / 32 blocks. */
   void (*quantize_q8)(const float *x, sp_q8_act *y, int64_t k);
   /* d[i] = a[i] + b[i], a[i] * b[i], a[i] * s; d may equal a or b. */

@@ -1,10 +1,9 @@
 /*
  * kernels_avx2.c: inner loops for x86 CPUs with AVX2, FMA and F16C.
  *
- * Tiles are one weight row by up to four activation rows (prompts), or up
- * to four weight rows by one activation row (decode): each weight vector
- * is loaded (and widened or unpacked) once per tile, and the tile's rows
- * are independent accumulator chains, which hides the FMA latency. The
+ * Tiles are one weight row by up to four activation rows: each weight
+ * vector is loaded (and widened or unpacked) once per tile, and the tile's
+ * rows are independent accumulator chains. The
  * numerics contract of kernels.h fixes each row's order: one 8-float
  * accumulator, fused multiply-adds, quantized blocks as the eight exact
  * partials of a maddubs/madd pair.
@@ -79,26 +78,6 @@ SP_AVX2_INLINE void float_tile(int kind, int nx, int64_t k, const void *w, const
   for (int j = 0; j < nx; j++) out[j] = sp_avx2_hsum(acc[j]);
 }
 
-/* nw weight rows against one activation row: independent chains. */
-SP_AVX2_INLINE void float_rows(int kind, int nw, int64_t k, const void *w, size_t ws, const float *x,
-                               float *out) {
-  __m256 acc[SP_CPU_MAX_NX];
-  SP_UNROLL
-  for (int r = 0; r < nw; r++) acc[r] = _mm256_setzero_ps();
-  int64_t i = 0;
-  for (; i + 8 <= k; i += 8) {
-    __m256 xv = _mm256_loadu_ps(x + i);
-    SP_UNROLL
-    for (int r = 0; r < nw; r++) acc[r] = _mm256_fmadd_ps(load_w8(kind, row_at(w, ws, r), i), xv, acc[r]);
-  }
-  if (i < k) {
-    __m256 xv = load_x_tail(x + i, k - i);
-    SP_UNROLL
-    for (int r = 0; r < nw; r++) acc[r] = _mm256_fmadd_ps(load_w_tail(kind, row_at(w, ws, r), i, k - i), xv, acc[r]);
-  }
-  SP_UNROLL
-  for (int r = 0; r < nw; r++) out[r] = sp_avx2_hsum(acc[r]);
-}
 
 SP_AVX2_INLINE void float_dot(int kind, int64_t k, const void *w, const void *x, size_t xs,
                               int nx, float *out) {
@@ -110,39 +89,18 @@ SP_AVX2_INLINE void float_dot(int kind, int64_t k, const void *w, const void *x,
   }
 }
 
-SP_AVX2_INLINE void float_dot_rows(int kind, int64_t k, const void *w, size_t ws, int nw, const void *x,
-                                   float *out) {
-  switch (nw) {
-  case 1: float_rows(kind, 1, k, w, ws, x, out); break;
-  case 2: float_rows(kind, 2, k, w, ws, x, out); break;
-  case 3: float_rows(kind, 3, k, w, ws, x, out); break;
-  default: float_rows(kind, 4, k, w, ws, x, out); break;
-  }
-}
 
 SP_TARGET_AVX2 static void dot_f32(int64_t k, const void *w, const void *x, size_t xs, int nx,
                                       float *out) {
   float_dot(W_F32, k, w, x, xs, nx, out);
 }
-SP_TARGET_AVX2 static void dot_rows_f32(int64_t k, const void *w, size_t ws, int nw, const void *x,
-                                           float *out) {
-  float_dot_rows(W_F32, k, w, ws, nw, x, out);
-}
 SP_TARGET_AVX2 static void dot_f16(int64_t k, const void *w, const void *x, size_t xs, int nx,
                                       float *out) {
   float_dot(W_F16, k, w, x, xs, nx, out);
 }
-SP_TARGET_AVX2 static void dot_rows_f16(int64_t k, const void *w, size_t ws, int nw, const void *x,
-                                           float *out) {
-  float_dot_rows(W_F16, k, w, ws, nw, x, out);
-}
 SP_TARGET_AVX2 static void dot_bf16(int64_t k, const void *w, const void *x, size_t xs, int nx,
                                        float *out) {
   float_dot(W_BF16, k, w, x, xs, nx, out);
-}
-SP_TARGET_AVX2 static void dot_rows_bf16(int64_t k, const void *w, size_t ws, int nw, const void *x,
-                                            float *out) {
-  float_dot_rows(W_BF16, k, w, ws, nw, x, out);
 }
 
 /* ---- quantized weights times sp_q8_act activations ---- */
@@ -201,22 +159,6 @@ SP_AVX2_INLINE void quant_tile(int kind, int nx, int64_t nb, const uint8_t *w, c
   for (int j = 0; j < nx; j++) out[j] = quant_result(&acc[j]);
 }
 
-/* nw weight rows by one activation row. */
-SP_AVX2_INLINE void quant_rows(int kind, int nw, int64_t nb, const uint8_t *w, size_t ws,
-                               const sp_q8_act *a, float *out) {
-  quant_acc acc[SP_CPU_MAX_NX];
-  SP_UNROLL
-  for (int r = 0; r < nw; r++) acc[r] = (quant_acc){_mm256_setzero_ps(), 0};
-  for (int64_t b = 0; b < nb; b++) {
-    SP_UNROLL
-    for (int r = 0; r < nw; r++) {
-      const uint8_t *blk = w + (size_t)r * ws + b * block_bytes(kind);
-      quant_step(kind, blk, load_wq(kind, blk), &a[b], &acc[r]);
-    }
-  }
-  SP_UNROLL
-  for (int r = 0; r < nw; r++) out[r] = quant_result(&acc[r]);
-}
 
 SP_AVX2_INLINE void quant_dot(int kind, int64_t k, const void *w, const void *x, size_t xs,
                               int nx, float *out) {
@@ -229,40 +171,18 @@ SP_AVX2_INLINE void quant_dot(int kind, int64_t k, const void *w, const void *x,
   }
 }
 
-SP_AVX2_INLINE void quant_dot_rows(int kind, int64_t k, const void *w, size_t ws, int nw, const void *x,
-                                   float *out) {
-  int64_t nb = k / SP_QK;
-  switch (nw) {
-  case 1: quant_rows(kind, 1, nb, w, ws, x, out); break;
-  case 2: quant_rows(kind, 2, nb, w, ws, x, out); break;
-  case 3: quant_rows(kind, 3, nb, w, ws, x, out); break;
-  default: quant_rows(kind, 4, nb, w, ws, x, out); break;
-  }
-}
 
 SP_TARGET_AVX2 static void dot_q8_0(int64_t k, const void *w, const void *x, size_t xs, int nx,
                                        float *out) {
   quant_dot(W_Q8_0, k, w, x, xs, nx, out);
 }
-SP_TARGET_AVX2 static void dot_rows_q8_0(int64_t k, const void *w, size_t ws, int nw, const void *x,
-                                            float *out) {
-  quant_dot_rows(W_Q8_0, k, w, ws, nw, x, out);
-}
 SP_TARGET_AVX2 static void dot_q4_0(int64_t k, const void *w, const void *x, size_t xs, int nx,
                                        float *out) {
   quant_dot(W_Q4_0, k, w, x, xs, nx, out);
 }
-SP_TARGET_AVX2 static void dot_rows_q4_0(int64_t k, const void *w, size_t ws, int nw, const void *x,
-                                            float *out) {
-  quant_dot_rows(W_Q4_0, k, w, ws, nw, x, out);
-}
 SP_TARGET_AVX2 static void dot_q4_1(int64_t k, const void *w, const void *x, size_t xs, int nx,
                                        float *out) {
   quant_dot(W_Q4_1, k, w, x, xs, nx, out);
-}
-SP_TARGET_AVX2 static void dot_rows_q4_1(int64_t k, const void *w, size_t ws, int nw, const void *x,
-                                            float *out) {
-  quant_dot_rows(W_Q4_1, k, w, ws, nw, x, out);
 }
 
 /* Contract point 4. max_ps returns its second operand when either is NaN,
@@ -336,15 +256,6 @@ static const sp_cpu_kernels avx2_kernels = {
             [SP_DTYPE_Q8_0] = dot_q8_0,
             [SP_DTYPE_Q4_0] = dot_q4_0,
             [SP_DTYPE_Q4_1] = dot_q4_1,
-        },
-    .dot_rows =
-        {
-            [SP_DTYPE_F32] = dot_rows_f32,
-            [SP_DTYPE_F16] = dot_rows_f16,
-            [SP_DTYPE_BF16] = dot_rows_bf16,
-            [SP_DTYPE_Q8_0] = dot_rows_q8_0,
-            [SP_DTYPE_Q4_0] = dot_rows_q4_0,
-            [SP_DTYPE_Q4_1] = dot_rows_q4_1,
         },
     .quantize_q8 = quantize_q8,
     .add = add_f32,

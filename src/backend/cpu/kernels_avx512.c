@@ -87,22 +87,6 @@ SP_VNNI_INLINE void quant_tile(int kind, int nx, int64_t nb, const uint8_t *w, c
   for (int j = 0; j < nx; j++) out[j] = quant_result(&acc[j]);
 }
 
-/* nw weight rows by one activation row. */
-SP_VNNI_INLINE void quant_rows(int kind, int nw, int64_t nb, const uint8_t *w, size_t ws,
-                               const sp_q8_act *a, float *out) {
-  quant_acc acc[SP_CPU_MAX_NX];
-  SP_UNROLL
-  for (int r = 0; r < nw; r++) acc[r] = (quant_acc){_mm256_setzero_ps(), 0};
-  for (int64_t b = 0; b < nb; b++) {
-    SP_UNROLL
-    for (int r = 0; r < nw; r++) {
-      const uint8_t *blk = w + (size_t)r * ws + b * block_bytes(kind);
-      quant_step(kind, blk, load_wq(kind, blk), &a[b], &acc[r]);
-    }
-  }
-  SP_UNROLL
-  for (int r = 0; r < nw; r++) out[r] = quant_result(&acc[r]);
-}
 
 SP_VNNI_INLINE void quant_dot(int kind, int64_t k, const void *w, const void *x, size_t xs,
                               int nx, float *out) {
@@ -115,40 +99,18 @@ SP_VNNI_INLINE void quant_dot(int kind, int64_t k, const void *w, const void *x,
   }
 }
 
-SP_VNNI_INLINE void quant_dot_rows(int kind, int64_t k, const void *w, size_t ws, int nw, const void *x,
-                                   float *out) {
-  int64_t nb = k / SP_QK;
-  switch (nw) {
-  case 1: quant_rows(kind, 1, nb, w, ws, x, out); break;
-  case 2: quant_rows(kind, 2, nb, w, ws, x, out); break;
-  case 3: quant_rows(kind, 3, nb, w, ws, x, out); break;
-  default: quant_rows(kind, 4, nb, w, ws, x, out); break;
-  }
-}
 
 SP_TARGET_VNNI static void dot_q8_0_vnni(int64_t k, const void *w, const void *x, size_t xs, int nx,
                                          float *out) {
   quant_dot(W_Q8_0, k, w, x, xs, nx, out);
 }
-SP_TARGET_VNNI static void dot_rows_q8_0_vnni(int64_t k, const void *w, size_t ws, int nw, const void *x,
-                                              float *out) {
-  quant_dot_rows(W_Q8_0, k, w, ws, nw, x, out);
-}
 SP_TARGET_VNNI static void dot_q4_0_vnni(int64_t k, const void *w, const void *x, size_t xs, int nx,
                                          float *out) {
   quant_dot(W_Q4_0, k, w, x, xs, nx, out);
 }
-SP_TARGET_VNNI static void dot_rows_q4_0_vnni(int64_t k, const void *w, size_t ws, int nw, const void *x,
-                                              float *out) {
-  quant_dot_rows(W_Q4_0, k, w, ws, nw, x, out);
-}
 SP_TARGET_VNNI static void dot_q4_1_vnni(int64_t k, const void *w, const void *x, size_t xs, int nx,
                                          float *out) {
   quant_dot(W_Q4_1, k, w, x, xs, nx, out);
-}
-SP_TARGET_VNNI static void dot_rows_q4_1_vnni(int64_t k, const void *w, size_t ws, int nw, const void *x,
-                                              float *out) {
-  quant_dot_rows(W_Q4_1, k, w, ws, nw, x, out);
 }
 
 /* ---- activation quantization (contract point 4) ---- */
@@ -225,9 +187,6 @@ static void avx512_init(void) {
     avx512_kernels.dot[SP_DTYPE_Q8_0] = dot_q8_0_vnni;
     avx512_kernels.dot[SP_DTYPE_Q4_0] = dot_q4_0_vnni;
     avx512_kernels.dot[SP_DTYPE_Q4_1] = dot_q4_1_vnni;
-    avx512_kernels.dot_rows[SP_DTYPE_Q8_0] = dot_rows_q8_0_vnni;
-    avx512_kernels.dot_rows[SP_DTYPE_Q4_0] = dot_rows_q4_0_vnni;
-    avx512_kernels.dot_rows[SP_DTYPE_Q4_1] = dot_rows_q4_1_vnni;
   }
   avx512_kernels.quantize_q8 = quantize_q8;
   avx512_kernels.add = add_f32;

@@ -101,29 +101,6 @@ SP_NEON_INLINE void float_tile(int kind, int nx, int64_t k, const void *w, const
   for (int j = 0; j < nx; j++) out[j] = lanes8_sum(acc[j]);
 }
 
-/* nw weight rows against one activation row: independent chains. */
-SP_NEON_INLINE void float_rows(int kind, int nw, int64_t k, const void *w, size_t ws, const float *x,
-                               float *out) {
-  lanes8 acc[SP_CPU_MAX_NX];
-  float wt[8], xt[8];
-  SP_UNROLL
-  for (int r = 0; r < nw; r++) acc[r] = lanes8_zero;
-  for (int64_t i = 0; i < k; i += 8) {
-    int64_t n = k - i < 8 ? k - i : 8;
-    const float *xp = x + i;
-    if (n < 8) load_x8(xp, n, xt), xp = xt;
-    SP_UNROLL
-    for (int r = 0; r < nw; r++) {
-      const void *wr = row_at(w, ws, r);
-      const float *wp = wt;
-      if (kind == W_F32 && n == 8) wp = (const float *)wr + i;
-      else widen8(kind, wr, i, n, wt);
-      acc[r] = fma8(acc[r], wp, xp);
-    }
-  }
-  SP_UNROLL
-  for (int r = 0; r < nw; r++) out[r] = lanes8_sum(acc[r]);
-}
 
 SP_NEON_INLINE void float_dot(int kind, int64_t k, const void *w, const void *x, size_t xs,
                               int nx, float *out) {
@@ -135,33 +112,15 @@ SP_NEON_INLINE void float_dot(int kind, int64_t k, const void *w, const void *x,
   }
 }
 
-SP_NEON_INLINE void float_dot_rows(int kind, int64_t k, const void *w, size_t ws, int nw, const void *x,
-                                   float *out) {
-  switch (nw) {
-  case 1: float_rows(kind, 1, k, w, ws, x, out); break;
-  case 2: float_rows(kind, 2, k, w, ws, x, out); break;
-  case 3: float_rows(kind, 3, k, w, ws, x, out); break;
-  default: float_rows(kind, 4, k, w, ws, x, out); break;
-  }
-}
 
 static void dot_f32(int64_t k, const void *w, const void *x, size_t xs, int nx, float *out) {
   float_dot(W_F32, k, w, x, xs, nx, out);
 }
-static void dot_rows_f32(int64_t k, const void *w, size_t ws, int nw, const void *x, float *out) {
-  float_dot_rows(W_F32, k, w, ws, nw, x, out);
-}
 static void dot_f16(int64_t k, const void *w, const void *x, size_t xs, int nx, float *out) {
   float_dot(W_F16, k, w, x, xs, nx, out);
 }
-static void dot_rows_f16(int64_t k, const void *w, size_t ws, int nw, const void *x, float *out) {
-  float_dot_rows(W_F16, k, w, ws, nw, x, out);
-}
 static void dot_bf16(int64_t k, const void *w, const void *x, size_t xs, int nx, float *out) {
   float_dot(W_BF16, k, w, x, xs, nx, out);
-}
-static void dot_rows_bf16(int64_t k, const void *w, size_t ws, int nw, const void *x, float *out) {
-  float_dot_rows(W_BF16, k, w, ws, nw, x, out);
 }
 
 /* ---- quantized weights times sp_q8_act activations ---- */
@@ -223,24 +182,6 @@ SP_NEON_INLINE void quant_tile(int kind, int nx, int64_t nb, const uint8_t *w, c
   for (int j = 0; j < nx; j++) out[j] = lanes8_sum(acc[j].lanes) + acc[j].mins;
 }
 
-/* nw weight rows by one activation row. */
-SP_NEON_INLINE void quant_rows(int kind, int nw, int64_t nb, const uint8_t *w, size_t ws,
-                               const sp_q8_act *a, float *out) {
-  quant_acc acc[SP_CPU_MAX_NX];
-  SP_UNROLL
-  for (int r = 0; r < nw; r++) acc[r] = (quant_acc){lanes8_zero, 0};
-  for (int64_t b = 0; b < nb; b++) {
-    SP_UNROLL
-    for (int r = 0; r < nw; r++) {
-      const uint8_t *blk = w + (size_t)r * ws + b * block_bytes(kind);
-      int8x16_t lo, hi;
-      load_wq(kind, blk, &lo, &hi);
-      quant_step(kind, blk, lo, hi, &a[b], &acc[r]);
-    }
-  }
-  SP_UNROLL
-  for (int r = 0; r < nw; r++) out[r] = lanes8_sum(acc[r].lanes) + acc[r].mins;
-}
 
 SP_NEON_INLINE void quant_dot(int kind, int64_t k, const void *w, const void *x, size_t xs,
                               int nx, float *out) {
@@ -253,34 +194,15 @@ SP_NEON_INLINE void quant_dot(int kind, int64_t k, const void *w, const void *x,
   }
 }
 
-SP_NEON_INLINE void quant_dot_rows(int kind, int64_t k, const void *w, size_t ws, int nw, const void *x,
-                                   float *out) {
-  int64_t nb = k / SP_QK;
-  switch (nw) {
-  case 1: quant_rows(kind, 1, nb, w, ws, x, out); break;
-  case 2: quant_rows(kind, 2, nb, w, ws, x, out); break;
-  case 3: quant_rows(kind, 3, nb, w, ws, x, out); break;
-  default: quant_rows(kind, 4, nb, w, ws, x, out); break;
-  }
-}
 
 static void dot_q8_0(int64_t k, const void *w, const void *x, size_t xs, int nx, float *out) {
   quant_dot(W_Q8_0, k, w, x, xs, nx, out);
 }
-static void dot_rows_q8_0(int64_t k, const void *w, size_t ws, int nw, const void *x, float *out) {
-  quant_dot_rows(W_Q8_0, k, w, ws, nw, x, out);
-}
 static void dot_q4_0(int64_t k, const void *w, const void *x, size_t xs, int nx, float *out) {
   quant_dot(W_Q4_0, k, w, x, xs, nx, out);
 }
-static void dot_rows_q4_0(int64_t k, const void *w, size_t ws, int nw, const void *x, float *out) {
-  quant_dot_rows(W_Q4_0, k, w, ws, nw, x, out);
-}
 static void dot_q4_1(int64_t k, const void *w, const void *x, size_t xs, int nx, float *out) {
   quant_dot(W_Q4_1, k, w, x, xs, nx, out);
-}
-static void dot_rows_q4_1(int64_t k, const void *w, size_t ws, int nw, const void *x, float *out) {
-  quant_dot_rows(W_Q4_1, k, w, ws, nw, x, out);
 }
 
 /* Contract point 4: vmaxq_f32 propagates NaN, so NaN elements are
@@ -347,15 +269,6 @@ static const sp_cpu_kernels neon_kernels = {
             [SP_DTYPE_Q8_0] = dot_q8_0,
             [SP_DTYPE_Q4_0] = dot_q4_0,
             [SP_DTYPE_Q4_1] = dot_q4_1,
-        },
-    .dot_rows =
-        {
-            [SP_DTYPE_F32] = dot_rows_f32,
-            [SP_DTYPE_F16] = dot_rows_f16,
-            [SP_DTYPE_BF16] = dot_rows_bf16,
-            [SP_DTYPE_Q8_0] = dot_rows_q8_0,
-            [SP_DTYPE_Q4_0] = dot_rows_q4_0,
-            [SP_DTYPE_Q4_1] = dot_rows_q4_1,
         },
     .quantize_q8 = quantize_q8,
     .add = add_f32,

@@ -24,7 +24,6 @@
 
 typedef struct sp_matmul_job {
   sp_dot_fn dot;
-  sp_dot_rows_fn dot_rows; /* NULL, or used for a single activation row */
   int64_t k, n, m;
   const uint8_t *w; /* weight rows, w_stride apart */
   size_t w_stride;
@@ -56,25 +55,11 @@ static void quantize_task(void *arg, uint32_t task) {
                 (sp_q8_act *)(q->dst + (size_t)r * q->dst_stride), q->k);
 }
 
-/* Decode: weight rows n0..n1 against the one activation row, up to
- * SP_CPU_MAX_NX rows per call (independent accumulator chains). */
-static void matvec_rows(const sp_matmul_job *j, int64_t n0, int64_t n1) {
-  float *d = (float *)j->d;
-  for (int64_t n = n0; n < n1; n += SP_CPU_MAX_NX) {
-    int nw = (int)min_i64(SP_CPU_MAX_NX, n1 - n);
-    j->dot_rows(j->k, j->w + (size_t)n * j->w_stride, j->w_stride, nw, j->x, d + n);
-  }
-}
-
 static void matmul_task(void *arg, uint32_t task) {
   const sp_matmul_job *j = arg;
   int64_t n0 = (int64_t)task % j->tiles_n * j->n_tile, n1 = min_i64(n0 + j->n_tile, j->n);
   int64_t m0 = (int64_t)task / j->tiles_n * j->m_tile, m1 = min_i64(m0 + j->m_tile, j->m);
   float out[SP_CPU_MAX_NX];
-  if (j->m == 1 && j->dot_rows) {
-    matvec_rows(j, n0, n1);
-    return;
-  }
   for (int64_t m = m0; m < m1; m += SP_CPU_MAX_NX) {
     int nx = (int)min_i64(SP_CPU_MAX_NX, m1 - m);
     const uint8_t *xr = j->x + (size_t)m * j->x_stride;
@@ -130,7 +115,6 @@ sp_error_t *sp_cpu_matmul(const sp_cpu_exec *ex, const sp_cmd *cmd) {
   const sp_tensor *w = &cmd->src[0], *x = &cmd->src[1], *d = &cmd->dst;
   sp_matmul_job j = {
       .dot = ex->kern->dot[w->dtype],
-      .dot_rows = ex->kern->dot_rows[w->dtype],
       .k = w->ne[0],
       .n = w->ne[1],
       .m = x->ne[1],
