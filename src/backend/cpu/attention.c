@@ -59,6 +59,7 @@
 #include "dtype.h"
 
 #define SP_ATTN_CHUNK 128 /* keys per chunk */
+#define SP_ATTN_AHEAD 16  /* k and v rows fetched ahead of use */
 
 typedef struct attn_job attn_job;
 
@@ -127,6 +128,16 @@ static inline int64_t item_chunks(const attn_job *j, int64_t item) {
 /* Keys of chunk `chunk` of `item`. */
 static inline int64_t chunk_keys(const attn_job *j, int64_t item, int64_t chunk) {
   return min_i64(SP_ATTN_CHUNK, j->pos[item / j->Hkv] + 1 - chunk * SP_ATTN_CHUNK);
+}
+
+/* Asks for the cache lines of a k or v row that will be read soon: the
+ * rows of one kv head are Hkv rows apart in the cache, and at long
+ * contexts the cache is out of the CPU's caches; fetching ahead keeps
+ * several misses in flight. */
+static inline __attribute__((always_inline)) void prefetch_row(const attn_job *j, const sp_tensor *t, int64_t hk,
+                                                               int64_t c) {
+  const uint8_t *row = row_at(j->ex->base, t, hk, c);
+  for (int64_t b = 0; b < j->D * (j->f16 ? 2 : 4); b += 64) __builtin_prefetch(row + b);
 }
 
 /* x = f32(f16(x)) for n values, through the staging h. */
@@ -216,7 +227,9 @@ values_body(const attn_job *j, const float *p, int64_t hk, int64_t c0, int64_t n
             void (*widen)(const uint16_t *, float *, size_t)) {
   int64_t D = j->D, P = j->P, c = 0;
   memset(acc, 0, (size_t)(j->G * D) * sizeof *acc);
+  for (int64_t r = 0; r < n && r < SP_ATTN_AHEAD; r++) prefetch_row(j, &j->cmd->src[2], hk, c0 + r);
   for (; c + 4 <= n; c += 4) {
+    for (int64_t r = c + SP_ATTN_AHEAD; r < c + SP_ATTN_AHEAD + 4 && r < n; r++) prefetch_row(j, &j->cmd->src[2], hk, c0 + r);
     const float *v0 = value_row(j, hk, c0 + c, vbuf, widen), *v1 = value_row(j, hk, c0 + c + 1, vbuf + D, widen);
     const float *v2 = value_row(j, hk, c0 + c + 2, vbuf + 2 * D, widen);
     const float *v3 = value_row(j, hk, c0 + c + 3, vbuf + 3 * D, widen);
@@ -285,8 +298,10 @@ static void load_queries(const attn_job *j, int64_t item, const attn_work *w) {
  * to SP_CPU_MAX_NX query heads (k is the "weight" row). */
 static void chunk_scores(const attn_job *j, const float *q, int64_t hk, int64_t c0, int64_t n, float *p) {
   float out[SP_CPU_MAX_NX];
+  for (int64_t c = 0; c < n && c < SP_ATTN_AHEAD; c++) prefetch_row(j, &j->cmd->src[1], hk, c0 + c);
   for (int64_t c = 0; c < n; c++) {
     const uint8_t *k = row_at(j->ex->base, &j->cmd->src[1], hk, c0 + c);
+    if (c + SP_ATTN_AHEAD < n) prefetch_row(j, &j->cmd->src[1], hk, c0 + c + SP_ATTN_AHEAD);
     for (int64_t g0 = 0; g0 < j->G; g0 += SP_CPU_MAX_NX) {
       int nx = (int)min_i64(j->G - g0, SP_CPU_MAX_NX);
       j->dot(j->D, k, q + g0 * j->D, (size_t)j->D * sizeof(float), nx, out);
