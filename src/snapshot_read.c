@@ -254,9 +254,9 @@ static sp_error_t *parse_ranges(const snap_view *v, const char *kind, const uint
  * exactly that long, names valid and distinct, each tensor checked against
  * the snapshot's memory as annotate checks it against committed memory. */
 static sp_error_t *parse_annotations(snap_view *v) {
+  if (!v->annot) return NULL; /* no chunk (and no pointer arithmetic on NULL) */
   const uint8_t *p = v->annot, *end = v->annot + v->annot_len;
   uint32_t count = 0;
-  if (!p) return NULL;
   if (v->annot_len >= 4) memcpy(&count, p, 4), p += 4;
   if (v->annot_len < 4 || count > SP_MAX_ANNOTATIONS)
     return sp_error_new("snapshot: the annotations chunk is malformed (at most %d annotations)", SP_MAX_ANNOTATIONS);
@@ -516,9 +516,9 @@ static sp_error_t *restore_mappings(sp_actor_t *a, const snap_view *v) {
 }
 
 static sp_error_t *restore_globals(sp_actor_t *a, const snap_view *v) {
+  if (!v->globals || v->globals_len < 4) return NULL; /* no pointer arithmetic on NULL */
   const uint8_t *p = v->globals, *end = v->globals + v->globals_len;
   uint32_t count = 0;
-  if (!p || v->globals_len < 4) return NULL;
   memcpy(&count, p, 4), p += 4;
   for (uint32_t i = 0; i < count; i++) {
     uint16_t nl;
