@@ -450,26 +450,56 @@ static void run_units(attn_job *j) {
 
 /* ---- the op ---- */
 
-/* Carves the scratch: the positions, split mode's bookkeeping and item
- * arrays, then one work area per task (at most one task per thread). The
- * sizes follow from the shapes alone, as the positions are not read yet:
- * item arrays have room for every chunk the cache could hold. */
-static bool carve_scratch(const sp_cpu_exec *ex, attn_job *j, unsigned threads) {
-  size_t areas = threads;
-  size_t pos_f = round16(j->cmd->src[3].ne[0]), first_f = 0, left_f = 0, bufs_f = 0;
-  if (j->split) {
-    first_f = round16((size_t)j->items + 1);
-    left_f = round16((size_t)j->items);
-    bufs_f = (size_t)j->items * j->item_floats;
+/* Scratch floats after the positions for one mode: split mode's
+ * bookkeeping and item arrays, then one work area per task (at most one
+ * task per thread). */
+static size_t mode_floats(attn_job *j, bool split, unsigned threads) {
+  j->split = split;
+  size_t n = threads * work_area_floats(j);
+  if (split) n += round16((size_t)j->items + 1) + round16((size_t)j->items) + (size_t)j->items * j->item_floats;
+  return n;
+}
+
+/* Reserves the scratch before the positions are read, so for the larger
+ * of the two modes and for every chunk the cache could hold. Returns the
+ * scratch past the positions (which go first), or NULL. */
+static float *reserve_scratch(const sp_cpu_exec *ex, attn_job *j, unsigned threads, bool may_split) {
+  size_t pos_f = round16(j->cmd->src[3].ne[0]), need = mode_floats(j, false, threads);
+  if (may_split) {
+    size_t split_f = mode_floats(j, true, threads);
+    need = split_f > need ? split_f : need;
   }
-  float *s = sp_cpu_scratch_reserve(ex->scratch, (pos_f + first_f + left_f + bufs_f + areas * j->work_floats) * sizeof *s);
-  if (!s) return false;
+  float *s = sp_cpu_scratch_reserve(ex->scratch, (pos_f + need) * sizeof *s);
   j->pos = (const int32_t *)s;
-  j->first = j->split ? (uint32_t *)(s + pos_f) : NULL;
-  j->left = j->split ? (_Atomic uint32_t *)(s + pos_f + first_f) : NULL;
-  j->bufs = j->split ? s + pos_f + first_f + left_f : NULL;
-  j->work = s + pos_f + first_f + left_f + bufs_f;
-  return true;
+  return s ? s + pos_f : NULL;
+}
+
+/* Lays out the chosen mode's arrays from `at` (see mode_floats). */
+static void carve_scratch(attn_job *j, bool split, float *at) {
+  j->split = split;
+  j->work_floats = work_area_floats(j);
+  if (split) {
+    j->first = (uint32_t *)at, at += round16((size_t)j->items + 1);
+    j->left = (_Atomic uint32_t *)at, at += round16((size_t)j->items);
+    j->bufs = at, at += (size_t)j->items * j->item_floats;
+  }
+  j->work = at;
+}
+
+/* Whether whole items (one per unit) would leave threads idle: fewer
+ * than four per thread, as in a decode step. */
+static bool few_items(const attn_job *j, unsigned threads) {
+  return threads > 1 && j->items < 4 * (int64_t)threads;
+}
+
+/* Split mode pays where there are few items and some item has more than
+ * one chunk; a short context stays in item mode, where its few keys may
+ * run on one thread without waking any other. */
+static bool want_split(const attn_job *j, unsigned threads) {
+  if (!few_items(j, threads)) return false;
+  for (uint32_t t = 0; t < j->cmd->src[3].ne[0]; t++)
+    if (j->pos[t] >= SP_ATTN_CHUNK) return true;
+  return false;
 }
 
 /* Copies the positions out of guest memory and checks the copy, which is
@@ -523,13 +553,12 @@ sp_error_t *sp_cpu_attention(const sp_cpu_exec *ex, const sp_cmd *cmd) {
                 .G = q->ne[1] / k->ne[1], .Hkv = k->ne[1], .items = (int64_t)k->ne[1] * q->ne[2]};
   j.max_chunks = ((int64_t)k->ne[2] + SP_ATTN_CHUNK - 1) / SP_ATTN_CHUNK;
   j.P = j.max_chunks * SP_ATTN_CHUNK;
-  /* Few items (decode) would leave threads idle: then chunks are units. */
-  j.split = threads > 1 && j.items < 4 * (int64_t)threads;
   j.item_floats = item_buf_floats(&j);
-  j.work_floats = work_area_floats(&j);
-  if (!carve_scratch(ex, &j, threads)) return sp_error_new("attention: out of scratch memory");
+  float *rest = reserve_scratch(ex, &j, threads, few_items(&j, threads));
+  if (!rest) return sp_error_new("attention: out of scratch memory");
   sp_error_t *err = copy_positions(ex, cmd, (int32_t *)j.pos);
   if (err) return err;
+  carve_scratch(&j, want_split(&j, threads), rest);
   if (j.split) run_chunks(&j, threads);
   else run_items(&j, threads);
   return NULL;

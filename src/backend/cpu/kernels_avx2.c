@@ -78,7 +78,6 @@ SP_AVX2_INLINE void float_tile(int kind, int nx, int64_t k, const void *w, const
   for (int j = 0; j < nx; j++) out[j] = sp_avx2_hsum(acc[j]);
 }
 
-
 SP_AVX2_INLINE void float_dot(int kind, int64_t k, const void *w, const void *x, size_t xs,
                               int nx, float *out) {
   switch (nx) {
@@ -89,17 +88,16 @@ SP_AVX2_INLINE void float_dot(int kind, int64_t k, const void *w, const void *x,
   }
 }
 
-
 SP_TARGET_AVX2 static void dot_f32(int64_t k, const void *w, const void *x, size_t xs, int nx,
-                                      float *out) {
+                                   float *out) {
   float_dot(W_F32, k, w, x, xs, nx, out);
 }
 SP_TARGET_AVX2 static void dot_f16(int64_t k, const void *w, const void *x, size_t xs, int nx,
-                                      float *out) {
+                                   float *out) {
   float_dot(W_F16, k, w, x, xs, nx, out);
 }
 SP_TARGET_AVX2 static void dot_bf16(int64_t k, const void *w, const void *x, size_t xs, int nx,
-                                       float *out) {
+                                    float *out) {
   float_dot(W_BF16, k, w, x, xs, nx, out);
 }
 
@@ -159,7 +157,6 @@ SP_AVX2_INLINE void quant_tile(int kind, int nx, int64_t nb, const uint8_t *w, c
   for (int j = 0; j < nx; j++) out[j] = quant_result(&acc[j]);
 }
 
-
 SP_AVX2_INLINE void quant_dot(int kind, int64_t k, const void *w, const void *x, size_t xs,
                               int nx, float *out) {
   int64_t nb = k / SP_QK;
@@ -171,17 +168,16 @@ SP_AVX2_INLINE void quant_dot(int kind, int64_t k, const void *w, const void *x,
   }
 }
 
-
 SP_TARGET_AVX2 static void dot_q8_0(int64_t k, const void *w, const void *x, size_t xs, int nx,
-                                       float *out) {
+                                    float *out) {
   quant_dot(W_Q8_0, k, w, x, xs, nx, out);
 }
 SP_TARGET_AVX2 static void dot_q4_0(int64_t k, const void *w, const void *x, size_t xs, int nx,
-                                       float *out) {
+                                    float *out) {
   quant_dot(W_Q4_0, k, w, x, xs, nx, out);
 }
 SP_TARGET_AVX2 static void dot_q4_1(int64_t k, const void *w, const void *x, size_t xs, int nx,
-                                       float *out) {
+                                    float *out) {
   quant_dot(W_Q4_1, k, w, x, xs, nx, out);
 }
 

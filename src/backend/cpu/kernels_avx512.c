@@ -87,7 +87,6 @@ SP_VNNI_INLINE void quant_tile(int kind, int nx, int64_t nb, const uint8_t *w, c
   for (int j = 0; j < nx; j++) out[j] = quant_result(&acc[j]);
 }
 
-
 SP_VNNI_INLINE void quant_dot(int kind, int64_t k, const void *w, const void *x, size_t xs,
                               int nx, float *out) {
   int64_t nb = k / SP_QK;
@@ -98,7 +97,6 @@ SP_VNNI_INLINE void quant_dot(int kind, int64_t k, const void *w, const void *x,
   default: quant_tile(kind, 4, nb, w, x, xs, out); break;
   }
 }
-
 
 SP_TARGET_VNNI static void dot_q8_0_vnni(int64_t k, const void *w, const void *x, size_t xs, int nx,
                                          float *out) {

@@ -101,7 +101,6 @@ SP_NEON_INLINE void float_tile(int kind, int nx, int64_t k, const void *w, const
   for (int j = 0; j < nx; j++) out[j] = lanes8_sum(acc[j]);
 }
 
-
 SP_NEON_INLINE void float_dot(int kind, int64_t k, const void *w, const void *x, size_t xs,
                               int nx, float *out) {
   switch (nx) {
@@ -111,7 +110,6 @@ SP_NEON_INLINE void float_dot(int kind, int64_t k, const void *w, const void *x,
   default: float_tile(kind, 4, k, w, x, xs, out); break;
   }
 }
-
 
 static void dot_f32(int64_t k, const void *w, const void *x, size_t xs, int nx, float *out) {
   float_dot(W_F32, k, w, x, xs, nx, out);
@@ -182,7 +180,6 @@ SP_NEON_INLINE void quant_tile(int kind, int nx, int64_t nb, const uint8_t *w, c
   for (int j = 0; j < nx; j++) out[j] = lanes8_sum(acc[j].lanes) + acc[j].mins;
 }
 
-
 SP_NEON_INLINE void quant_dot(int kind, int64_t k, const void *w, const void *x, size_t xs,
                               int nx, float *out) {
   int64_t nb = k / SP_QK;
@@ -193,7 +190,6 @@ SP_NEON_INLINE void quant_dot(int kind, int64_t k, const void *w, const void *x,
   default: quant_tile(kind, 4, nb, w, x, xs, out); break;
   }
 }
-
 
 static void dot_q8_0(int64_t k, const void *w, const void *x, size_t xs, int nx, float *out) {
   quant_dot(W_Q8_0, k, w, x, xs, nx, out);
