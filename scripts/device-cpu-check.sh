@@ -50,7 +50,7 @@ done
 if [[ $have_model -eq 0 ]]; then
   row "model-level checks" all "skipped: no model with sha256 $want_sha at $model"
 else
-  for t in avx512 avx2 generic; do
+  for t in ${SP_TABLES:-avx512 avx2 generic}; do
     timeout 600 tests/with_cpu_table.sh $b/cpu_table $t $b/test_llm_greedy $b/guests \
       tests/fixtures/greedy_smollm2.json "$model" > $out/logs/test_llm_greedy_$t.txt 2>&1; rc=$?
     row test_llm_greedy $t "$(result $rc): $(tail -1 $out/logs/test_llm_greedy_$t.txt)"
