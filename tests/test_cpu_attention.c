@@ -8,7 +8,8 @@
  * and contexts of 1, 7, CHUNK - 1, CHUNK, CHUNK + 1, 1000 and 3000 keys
  * (CHUNK = 128, attention.c's SP_ATTN_CHUNK), one token at a time (decode:
  * chunks spread over the threads) and several at once (a prompt: whole
- * items per task), it checks:
+ * items per task; a short one at a long context: chunks again), it
+ * checks:
  *  - every table and thread count gives the same bits (the op's contract);
  *  - against a naive reference in double, per output element:
  *      |got - want| <= A * (2 * ds + (256 + n / CHUNK) * 2^-24) + U
@@ -328,6 +329,9 @@ int main(void) {
     int32_t prompt[7];
     for (int i = 0; i < 7; i++) prompt[i] = contexts[i] - 1;
     test_case(&(att_case){dtypes[d], 64, 6, 2, 3000, 7, prompt, 0.125f, 2, false});
+    /* A short prompt at a long context: few items, many chunks each. */
+    int32_t late[3] = {1500, 1501, 1502};
+    test_case(&(att_case){dtypes[d], 64, 6, 2, 3000, 3, late, 0.125f, 2, false});
     /* Model shapes: SmolLM2 (9 heads over 3) and the 1B (32 over 8). */
     int32_t at630 = 629, at2048[2] = {2046, 2047};
     test_case(&(att_case){dtypes[d], 64, 9, 3, 2048, 1, &at630, 0.125f, 2, false});
