@@ -1,6 +1,6 @@
 # Sources of the CPU backend (owned by src/backend/cpu/).
 # x86 SIMD variants use per-function target attributes and ARM ones compile
-# only on aarch64, so no file needs special compile flags.
+# only on aarch64; the one flag every file gets is -ffp-contract=off (below).
 set(SP_CPU_BACKEND_SOURCES
   ${CMAKE_CURRENT_LIST_DIR}/attention.c
   ${CMAKE_CURRENT_LIST_DIR}/cpu_backend.c
