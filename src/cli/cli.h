@@ -52,9 +52,6 @@ sp_error_t *sp_cli_llm_prefill(sp_actor_t *a, int n, double *ms);
 /* `samepage bench prefill` (cli_bench_prefill.c). */
 int sp_cli_bench_prefill(int argc, char **argv);
 
-/* Reads a whole file; prints "samepage: <path>: <reason>" and returns NULL
- * on failure. Caller frees *data. */
-uint8_t *sp_cli_read_file(const char *path, size_t *len);
 
 /* The value in kB of `key:` in a /proc file such as /proc/self/status;
  * -1 when absent. */

@@ -23,30 +23,6 @@ static void usage(FILE *out) {
           "  help                        this message\n");
 }
 
-uint8_t *sp_cli_read_file(const char *path, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    fprintf(stderr, "samepage: %s: %s\n", path, strerror(errno));
-    return NULL;
-  }
-  struct stat st;
-  if (fstat(fileno(f), &st) || !S_ISREG(st.st_mode)) {
-    fprintf(stderr, "samepage: %s: not a regular file\n", path);
-    fclose(f);
-    return NULL;
-  }
-  uint8_t *data = malloc(st.st_size ? (size_t)st.st_size : 1);
-  size_t got = data ? fread(data, 1, (size_t)st.st_size, f) : 0;
-  fclose(f);
-  if (!data || got != (size_t)st.st_size) {
-    fprintf(stderr, "samepage: %s: cannot read the file\n", path);
-    free(data);
-    return NULL;
-  }
-  *len = got;
-  return data;
-}
-
 long sp_cli_proc_kb(const char *file, const char *key) {
   FILE *f = fopen(file, "r");
   char line[256];

@@ -33,9 +33,10 @@
  *  - p.V is a plain loop, acc = acc + p * v in key order; this file is
  *    compiled with -ffp-contract=off (sources.cmake), so its baseline,
  *    AVX2 and AVX-512 builds all multiply, then add: the same bits.
- *  - exp is attn_exp below: mul/add and bit moves only, so the same bits
- *    whether a loop over it runs scalar or in vectors (libm's expf would
- *    be too, but one scalar call per score cost a fifth of the op).
+ *  - Scores go through libm's expf (the same function whatever the
+ *    table): a 2-ulp polynomial there moved a clear-margin argmax against
+ *    llama.cpp (tests/test_llm_greedy, german step 46). attn_exp below,
+ *    mul/add and bit moves only, weighs whole chunks (one call per chunk).
  *  - Sums of several lanes (the max, the sum of e) combine their lanes in
  *    a fixed order written in the source.
  * Agreement with llama.cpp (its reference fixtures run without flash

@@ -122,11 +122,6 @@ static inline float sp_cpu_lanes8_sum(const float a[8]) {
   return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
 }
 
-/* Bytes of one block of a quantized weight dtype. */
-static inline int sp_cpu_quant_block_bytes(uint32_t dtype) {
-  return dtype == SP_DTYPE_Q8_0 ? SP_Q8_0_BYTES : dtype == SP_DTYPE_Q4_0 ? SP_Q4_0_BYTES : SP_Q4_1_BYTES;
-}
-
 /* Whether `dtype` is a block-quantized weight type (its matmul runs on
  * sp_q8_act activations). */
 static inline int sp_cpu_is_quantized(uint32_t dtype) {

@@ -14,6 +14,7 @@
 
 #include "backend/cpu/fp16.h"
 #include "backend/cpu/kernels.h"
+#include "dtype.h"
 
 #if defined(__x86_64__) && !defined(__clang__)
 #define SP_FMA_CLONES __attribute__((target_clones("fma", "default")))
@@ -88,7 +89,7 @@ static void unpack_q4(const uint8_t *qs, int bias, int8_t *q) {
 }
 
 static void load_block(uint32_t dtype, const uint8_t *w, int64_t b, weight_block *wb) {
-  const uint8_t *blk = w + b * (int64_t)sp_cpu_quant_block_bytes(dtype);
+  const uint8_t *blk = w + b * (int64_t)sp_dtype_get(dtype)->block_bytes;
   wb->d = load_f16(blk);
   wb->m = 0;
   if (dtype == SP_DTYPE_Q8_0) memcpy(wb->q, blk + 2, SP_QK);
