@@ -344,6 +344,15 @@ int main(void) {
       int32_t pos = contexts[i] - 1;
       test_case(&(att_case){dtypes[d], 64, 6, 2, 3000, 1, &pos, 0.125f, 2, true});
     }
+    /* Other families' head dims and groups (the SIMD loops tile heads by
+     * 3 or 4 and dims by 8, 16 or 64, with scalar tails): Qwen2.5-0.5B
+     * (64, 14 over 2), Phi-3 (96, no grouping), Gemma 3 (256, 4 over 1),
+     * and 80 / 128 / 40 with groups of 5, 8 and 2. */
+    static const uint32_t shapes[][3] = {{64, 14, 2}, {96, 4, 4}, {256, 4, 1}, {80, 10, 2}, {128, 8, 1}, {40, 4, 2}};
+    for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
+      int32_t at[2] = {300, 301};
+      test_case(&(att_case){dtypes[d], shapes[i][0], shapes[i][1], shapes[i][2], 512, 2, at, 0.125f, 2, false});
+    }
     /* A head dim that is no multiple of a vector, and tiny contexts. */
     int32_t small[4] = {0, 1, 2, 4};
     test_case(&(att_case){dtypes[d], 36, 8, 2, 16, 4, small, 0.3f, 2, false});

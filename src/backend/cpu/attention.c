@@ -33,10 +33,8 @@
  *  - p.V is a plain loop, acc = acc + p * v in key order; this file is
  *    compiled with -ffp-contract=off (sources.cmake), so its baseline,
  *    AVX2 and AVX-512 builds all multiply, then add: the same bits.
- *  - Scores go through libm's expf (the same function whatever the
- *    table): a 2-ulp polynomial there moved a clear-margin argmax against
- *    llama.cpp (tests/test_llm_greedy, german step 46). attn_exp below,
- *    mul/add and bit moves only, weighs whole chunks (one call per chunk).
+ *  - exp is attn_exp below (nearly correctly rounded, mul/add and bit
+ *    moves only: the same bits whatever the table, and on every CPU).
  *  - Sums of several lanes (the max, the sum of e) combine their lanes in
  *    a fixed order written in the source.
  * Agreement with llama.cpp (its reference fixtures run without flash
@@ -54,6 +52,7 @@
 #include <stdbool.h>
 #include <string.h>
 
+#include "backend/cpu/attention_simd.h"
 #include "backend/cpu/fp16.h"
 #include "backend/cpu/llm_ops.h"
 #include "backend/cpu/simd.h"
@@ -90,6 +89,10 @@ typedef struct attn_loops {
   /* s[0..n) -> exp(s - m) in place; *m = max(s), *l = sum of the exps */
   void (*exp)(float *s, int64_t n, float *m, double *l);
   attn_values_fn values;
+  /* Register-tiled loops (attention_simd.h) where the table has them;
+   * NULL: one dot call per key, and `values` above. */
+  sp_attn_scores_fn scores_tiled;
+  sp_attn_values_fn values_tiled;
 } attn_loops;
 
 struct attn_job {
@@ -152,28 +155,45 @@ static void round_f16(float *x, int64_t n, uint16_t *h) {
 
 /* ---- the loops compiled once per instruction set ---- */
 
-/* exp(x) for x <= 0 (the only arguments here), within 2 ulps; 0 below
- * -87 (where f32 turns subnormal) and NaN for NaN. Cody-Waite reduction and
- * Cephes' polynomial, in plain mul/add/sub and integer bit moves only:
- * every instruction set gives the same bits, and loops over it vectorize
- * where libm's expf is one scalar call per score. The range test and the
- * selects work on bits, with masks: GCC does not turn a float compare or
- * a ?: into vector code (a float compare may raise an exception). */
-static inline __attribute__((always_inline)) float attn_exp(float x) {
-  const float magic = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
-  uint32_t u = sp_f32_bits(x);
-  uint32_t under = 0u - (uint32_t)((u > 0xc2ae0000u) & (u <= 0xff800000u)); /* -inf <= x < -87 (= c2ae0000) */
-  float xc = sp_f32_from_bits((u & ~under) | (0xc2ae0000u & under));
-  float t = xc * 1.44269504f + magic, n = t - magic; /* n = round(x / ln 2) */
-  float r = xc - n * 0.693359375f - n * -2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  float y = p * r * r + r + 1.0f;
-  float e = y * sp_f32_from_bits((sp_f32_bits(t) - sp_f32_bits(magic) + 127u) << 23); /* y * 2^n, n in -126..0 */
+/* exp(x) for x <= 0 (the only arguments here) or NaN, correctly rounded
+ * but for about 1 input in 10^6: the work is done in double (reduction
+ * x = n ln 2 + r, |r| <= ln 2 / 2, then Taylor's series of exp(r) to
+ * r^11 / 11!, within 2^-45), and only the result is rounded to float. It
+ * agrees with glibc's expf (0.502 ulp) on all but 0.009% of the f32 inputs
+ * in [-105, 0] (1 ulp there), in plain mul/add/sub and integer bit moves:
+ * every instruction set gives the same bits, and a loop over it
+ * vectorizes (glibc's is one scalar call per score, a tenth of decode
+ * time at 2,048 tokens). A float polynomial within 2 ulps moved a
+ * clear-margin argmax against llama.cpp (tests/test_llm_greedy, german
+ * step 46); this one stays within an ulp of libm and does not. Below -105
+ * (result under half the least subnormal) it gives 0; -inf gives 0. The
+ * range test and the selects work on bits, with masks: GCC does not turn
+ * a float compare or a ?: into vector code. */
+static inline __attribute__((always_inline)) float attn_exp(float xf) {
+  const double magic = 6755399441055744.0; /* 1.5 * 2^52: adding it rounds to an integer */
+  uint32_t u = sp_f32_bits(xf);
+  uint32_t under = 0u - (uint32_t)((u > 0xc2d20000u) & (u <= 0xff800000u)); /* -inf <= x < -105 (= c2d20000) */
+  double x = (double)sp_f32_from_bits((u & ~under) | (0xc2d20000u & under));
+  double t = x * 1.4426950408889634 + magic, n = t - magic; /* n = round(x / ln 2) */
+  double r = x - n * 6.93147180369123816490e-01 - n * 1.90821492927058770002e-10; /* ln 2, hi + lo */
+  double p = 1.0 / 39916800; /* 1/11! ... 1/0!, Horner */
+  p = p * r + 1.0 / 3628800;
+  p = p * r + 1.0 / 362880;
+  p = p * r + 1.0 / 40320;
+  p = p * r + 1.0 / 5040;
+  p = p * r + 1.0 / 720;
+  p = p * r + 1.0 / 120;
+  p = p * r + 1.0 / 24;
+  p = p * r + 1.0 / 6;
+  p = p * r + 0.5;
+  p = p * r + 1.0;
+  p = p * r + 1.0;
+  uint64_t tb, mb;
+  memcpy(&tb, &t, sizeof tb), memcpy(&mb, &magic, sizeof mb);
+  uint64_t sb = (tb - mb + 1023u) << 52; /* 2^n, n in -152..0 */
+  double s;
+  memcpy(&s, &sb, sizeof s);
+  float e = (float)(p * s);
   return sp_f32_from_bits(sp_f32_bits(e) & ~under);
 }
 
@@ -190,7 +210,7 @@ static inline __attribute__((always_inline)) void exp_body(float *s, int64_t n, 
   for (int k = 0; k < 4; k++) mx[k] = mx[k + 4] > mx[k] ? mx[k + 4] : mx[k];
   float max = mx[2] > mx[0] ? mx[2] : mx[0], max13 = mx[3] > mx[1] ? mx[3] : mx[1];
   max = max13 > max ? max13 : max;
-  for (c = 0; c < n; c++) s[c] = expf(s[c] - max);
+  for (c = 0; c < n; c++) s[c] = attn_exp(s[c] - max);
   for (c = 0; c < tail; c += 8)
     for (int k = 0; k < 8; k++) sum[k] += s[c + k];
   for (; c < n; c++) sum[c & 7] += s[c];
@@ -277,10 +297,12 @@ SP_TARGET_AVX512 static void exp_avx512(float *s, int64_t n, float *m, double *l
  * checked the CPU); "generic" keeps the baseline ones. */
 static attn_loops loops_for(const sp_cpu_kernels *kern) {
 #if defined(SP_CPU_X86)
-  if (strcmp(kern->name, "avx512") == 0) return (attn_loops){exp_avx512, values_avx512};
-  if (strcmp(kern->name, "avx2") == 0) return (attn_loops){exp_avx2, values_avx2};
+  if (strcmp(kern->name, "avx512") == 0)
+    return (attn_loops){exp_avx512, values_avx512, sp_attn_scores_avx512, sp_attn_values_avx512};
+  if (strcmp(kern->name, "avx2") == 0)
+    return (attn_loops){exp_avx2, values_avx2, sp_attn_scores_avx2, sp_attn_values_avx2};
 #endif
-  return (attn_loops){exp_base, values_base};
+  return (attn_loops){exp_base, values_base, NULL, NULL};
 }
 
 /* ---- pass 1: scores ---- */
@@ -311,10 +333,20 @@ static void chunk_scores(const attn_job *j, const float *q, int64_t hk, int64_t 
   }
 }
 
+/* The k (src[1]) or v (src[2]) rows of kv head hk from key c0 on. */
+static sp_attn_rows rows_from(const attn_job *j, const sp_tensor *t, int64_t hk, int64_t c0) {
+  return (sp_attn_rows){row_at(j->ex->base, t, hk, c0), t->nb[1], j->f16};
+}
+
 /* Pass 1 of one chunk (queries already in w->q). */
 static void score_chunk(const attn_job *j, int64_t item, int64_t chunk, const attn_work *w, const attn_item_buf *b) {
   int64_t c0 = chunk * SP_ATTN_CHUNK, n = chunk_keys(j, item, chunk);
-  chunk_scores(j, w->q, item % j->Hkv, c0, n, b->p + c0);
+  if (j->loops.scores_tiled) {
+    sp_attn_rows k = rows_from(j, &j->cmd->src[1], item % j->Hkv, c0);
+    j->loops.scores_tiled(&k, j->D, w->q, j->G, n, j->scale, b->p + c0, j->P);
+  } else {
+    chunk_scores(j, w->q, item % j->Hkv, c0, n, b->p + c0);
+  }
   for (int64_t g = 0; g < j->G; g++)
     j->loops.exp(b->p + g * j->P + c0, n, &b->m[chunk * j->G + g], &b->l[chunk * j->G + g]);
 }
@@ -345,7 +377,13 @@ static void value_chunk(const attn_job *j, int64_t item, int64_t chunk, const at
     for (int64_t c = 0; c < n; c++) p[c] = p[c] * factor;
     if (j->f16) round_f16(p, n, w->h);
   }
-  j->loops.values(j, b->p + c0, item % j->Hkv, c0, n, w->v, b->acc + (size_t)(chunk * j->G * j->D));
+  float *acc = b->acc + (size_t)(chunk * j->G * j->D);
+  if (j->loops.values_tiled) {
+    sp_attn_rows v = rows_from(j, &j->cmd->src[2], item % j->Hkv, c0);
+    j->loops.values_tiled(&v, j->D, b->p + c0, j->P, j->G, n, acc);
+  } else {
+    j->loops.values(j, b->p + c0, item % j->Hkv, c0, n, w->v, acc);
+  }
 }
 
 /* dst rows of the item's query heads = the chunks' p.V, added in chunk

@@ -3,6 +3,7 @@
 # only on aarch64; the one flag every file gets is -ffp-contract=off (below).
 set(SP_CPU_BACKEND_SOURCES
   ${CMAKE_CURRENT_LIST_DIR}/attention.c
+  ${CMAKE_CURRENT_LIST_DIR}/attention_simd.c
   ${CMAKE_CURRENT_LIST_DIR}/cpu_backend.c
   ${CMAKE_CURRENT_LIST_DIR}/cpu_exec.c
   ${CMAKE_CURRENT_LIST_DIR}/elementwise.c
