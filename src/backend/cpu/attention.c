@@ -108,11 +108,12 @@ struct attn_job {
   float *work; /* [tasks][work_floats] */
   uint32_t tasks;
   int64_t units;          /* items (item mode) or chunks of all items (split mode) */
+  int64_t heads_per_unit; /* split mode: kv heads one unit covers (1 or Hkv) */
   _Atomic int64_t *next;  /* the next unit to claim */
   /* Split mode: units are single chunks, run in two jobs. */
   bool split;
   int pass;               /* the job now running: 1 (scores) or 2 (values) */
-  uint32_t *first;        /* [items + 1] first unit of each item */
+  uint32_t *first;        /* [T + 1] first unit of each token */
   _Atomic uint32_t *left; /* [items] chunks of the item not yet through pass 2 */
   float *bufs;            /* [items][item_floats] */
 };
@@ -440,9 +441,9 @@ static void attend_item(const attn_job *j, int64_t item, const attn_work *w) {
   finish_item(j, item, &w->own);
 }
 
-/* The item whose units include `unit` (first[] increases). */
-static int64_t unit_item(const attn_job *j, int64_t unit) {
-  int64_t lo = 0, hi = j->items - 1;
+/* The token whose units include `unit` (first[] increases). */
+static int64_t unit_token(const attn_job *j, int64_t unit) {
+  int64_t lo = 0, hi = (int64_t)j->cmd->src[3].ne[0] - 1;
   while (lo < hi) {
     int64_t mid = (lo + hi + 1) / 2;
     if (j->first[mid] <= unit) lo = mid;
@@ -451,19 +452,26 @@ static int64_t unit_item(const attn_job *j, int64_t unit) {
   return lo;
 }
 
-/* Split mode: one pass of one chunk. After pass 2, the thread that
- * finishes an item's last chunk adds up the item (the acquire-release
- * count makes the other chunks' sums visible to it). */
+/* Split mode: one pass of one chunk, for heads_per_unit kv heads. A
+ * token's units go chunk by chunk, kv heads inside, so the k and v rows of
+ * one chunk (all kv heads side by side in the cache) are read once from
+ * memory, together. After pass 2, the thread that finishes an item's last
+ * chunk adds up the item (the acquire-release count makes the other
+ * chunks' sums visible to it). */
 static void attend_unit(const attn_job *j, int64_t unit, const attn_work *w) {
-  int64_t item = unit_item(j, unit), chunk = unit - j->first[item];
-  attn_item_buf b = item_buf_at(j, j->bufs + (size_t)item * j->item_floats);
-  if (j->pass == 1) {
-    load_queries(j, item, w);
-    score_chunk(j, item, chunk, w, &b);
-    return;
+  int64_t t = unit_token(j, unit), local = unit - j->first[t], per_chunk = j->Hkv / j->heads_per_unit;
+  int64_t chunk = local / per_chunk, hk0 = local % per_chunk * j->heads_per_unit;
+  for (int64_t hk = hk0; hk < hk0 + j->heads_per_unit; hk++) {
+    int64_t item = t * j->Hkv + hk;
+    attn_item_buf b = item_buf_at(j, j->bufs + (size_t)item * j->item_floats);
+    if (j->pass == 1) {
+      load_queries(j, item, w);
+      score_chunk(j, item, chunk, w, &b);
+      continue;
+    }
+    value_chunk(j, item, chunk, w, &b);
+    if (atomic_fetch_sub_explicit(&j->left[item], 1, memory_order_acq_rel) == 1) finish_item(j, item, &b);
   }
-  value_chunk(j, item, chunk, w, &b);
-  if (atomic_fetch_sub_explicit(&j->left[item], 1, memory_order_acq_rel) == 1) finish_item(j, item, &b);
 }
 
 /* A task claims units one at a time until none are left: a thread that
@@ -563,15 +571,21 @@ static void run_items(attn_job *j, unsigned threads) {
   run_units(j);
 }
 
-/* Split mode: pass 1 of every chunk, the factors, pass 2 of every chunk. */
+/* Split mode: pass 1 of every chunk, the factors, pass 2 of every chunk.
+ * A unit takes all kv heads of a chunk where that still leaves at least
+ * four units per thread, else one kv head. */
 static void run_chunks(attn_job *j, unsigned threads) {
+  int64_t T = j->cmd->src[3].ne[0], chunks = 0;
+  for (int64_t t = 0; t < T; t++) chunks += j->pos[t] / SP_ATTN_CHUNK + 1;
+  j->heads_per_unit = chunks >= 4 * (int64_t)threads ? j->Hkv : 1;
   j->units = 0;
-  for (int64_t item = 0; item < j->items; item++) {
-    j->first[item] = (uint32_t)j->units;
-    atomic_store_explicit(&j->left[item], (uint32_t)item_chunks(j, item), memory_order_relaxed);
-    j->units += item_chunks(j, item);
+  for (int64_t t = 0; t < T; t++) {
+    j->first[t] = (uint32_t)j->units;
+    j->units += (j->pos[t] / SP_ATTN_CHUNK + 1) * (j->Hkv / j->heads_per_unit);
   }
-  j->first[j->items] = (uint32_t)j->units;
+  j->first[T] = (uint32_t)j->units;
+  for (int64_t item = 0; item < j->items; item++)
+    atomic_store_explicit(&j->left[item], (uint32_t)item_chunks(j, item), memory_order_relaxed);
   j->tasks = (uint32_t)min_i64(j->units, threads);
   j->pass = 1;
   run_units(j);
