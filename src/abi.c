@@ -74,7 +74,8 @@ static sp_error_t *run_staged_cmd(sp_actor_t *actor, const sp_cmd *orig) {
     slots[i]->offset = (uint32_t)at;
     at += align64(extents[i]);
   }
-  sp_memory_view view = shared ? sp_region_view(shared) : (sp_memory_view){st.buf, st.size, st.size, false, -1};
+  sp_memory_view view = shared ? sp_region_view(shared) : (sp_memory_view){st.buf, st.size, st.size, false, -1, 0};
+  view.host_budget = (size_t)actor->budget.scratch;
   void *binding = NULL;
   sp_backend *be = actor->rt->backend;
   sp_error_t *err = sp_backend_adopt(be, &view, &binding);

@@ -19,9 +19,16 @@
 #include "runtime_impl.h"
 #include "wasm_host.h"
 
+/* The region's view, with the scratch share of the actor's budget. */
+static sp_memory_view budget_view(const sp_actor_t *actor, const sp_region *region) {
+  sp_memory_view view = sp_region_view(region);
+  view.host_budget = (size_t)actor->budget.scratch;
+  return view;
+}
+
 static sp_error_t *on_region_grow(void *ctx, sp_region *region) {
   sp_actor_t *actor = ctx;
-  sp_memory_view view = sp_region_view(region);
+  sp_memory_view view = budget_view(actor, region);
   return sp_backend_grow(actor->rt->backend, actor->binding, &view);
 }
 
@@ -49,8 +56,9 @@ static sp_error_t *configure_wasi(sp_actor_t *actor, const sp_actor_options *opt
   return err ? sp_error_from_wasmtime(err, "wasi") : NULL;
 }
 
-/* Finds the exported memory's region and binds it to the backend. */
-static sp_error_t *bind_memory(sp_actor_t *actor, uint64_t memory_limit) {
+/* Finds the exported memory's region and binds it to the backend, which
+ * gets the scratch share of the budget. */
+static sp_error_t *bind_memory(sp_actor_t *actor) {
   wasmtime_extern_t item;
   if (!wasmtime_instance_export_get(actor->context, &actor->instance, "memory", 6, &item) ||
       item.kind != WASMTIME_EXTERN_MEMORY)
@@ -61,11 +69,13 @@ static sp_error_t *bind_memory(sp_actor_t *actor, uint64_t memory_limit) {
   actor->region = sp_region_registry_find(&actor->rt->regions, base);
   if (!actor->region)
     return sp_error_new("internal: the guest's memory at %p is not a samepage region", (void *)base);
-  if (memory_limit && memory_limit < actor->region->committed)
-    return sp_error_new("the guest needs %zu bytes of memory at start, over the limit of %llu",
-                        actor->region->committed, (unsigned long long)memory_limit);
-  actor->region->limit = (size_t)memory_limit;
-  sp_memory_view view = sp_region_view(actor->region);
+  const sp_memory_budget *b = &actor->budget;
+  if (b->linear && b->linear < actor->region->committed)
+    return sp_error_new("the guest needs %zu bytes of memory at start, over its share of the memory limit: "
+                        "%llu of %llu (the rest is for backend scratch and tables)",
+                        actor->region->committed, (unsigned long long)b->linear, (unsigned long long)b->limit);
+  actor->region->limit = (size_t)b->linear;
+  sp_memory_view view = budget_view(actor, actor->region);
   sp_error_t *err = sp_backend_adopt(actor->rt->backend, &view, &actor->binding);
   if (err) return sp_error_wrap(err, "backend %s cannot adopt the guest's memory",
                                 sp_backend_name(actor->rt->backend));
@@ -88,6 +98,15 @@ static sp_error_t *compile(sp_actor_t *actor, const uint8_t *wasm, size_t len, u
                            module);
 }
 
+/* Wasmtime enforces the linear memory and table shares: one memory of at
+ * most budget.linear bytes, at most SP_BUDGET_TABLES tables of
+ * budget.table_elements each (a table.grow past it returns -1). */
+static void limit_store(sp_actor_t *actor) {
+  const sp_memory_budget *b = &actor->budget;
+  if (!b->limit) return;
+  wasmtime_store_limiter(actor->store, (int64_t)b->linear, (int64_t)b->table_elements, -1, SP_BUDGET_TABLES, 1);
+}
+
 static sp_error_t *instantiate(sp_actor_t *actor, const uint8_t *wasm, size_t len,
                                const sp_actor_options *opts) {
   wasmtime_module_t *module = NULL;
@@ -96,8 +115,7 @@ static sp_error_t *instantiate(sp_actor_t *actor, const uint8_t *wasm, size_t le
   err = sp_blob_table_open(&actor->blobs, opts->blobs, opts->n_blobs);
   if (!err) err = configure_wasi(actor, opts);
   if (!err) {
-    int64_t limit = opts->memory_limit ? (int64_t)opts->memory_limit : -1;
-    wasmtime_store_limiter(actor->store, limit, -1, -1, -1, -1);
+    limit_store(actor);
     wasm_trap_t *trap = NULL;
     wasmtime_error_t *werr =
         wasmtime_linker_instantiate(actor->rt->linker, actor->context, module, &actor->instance, &trap);
@@ -105,7 +123,7 @@ static sp_error_t *instantiate(sp_actor_t *actor, const uint8_t *wasm, size_t le
     else if (trap) err = sp_error_from_trap(trap, "instantiation trapped");
   }
   wasmtime_module_delete(module);
-  return err ? err : bind_memory(actor, opts->memory_limit);
+  return err ? err : bind_memory(actor);
 }
 
 sp_error_t *sp_actor_new(sp_runtime_t *rt, const uint8_t *wasm, size_t wasm_len,
@@ -121,6 +139,7 @@ sp_error_t *sp_actor_new(sp_runtime_t *rt, const uint8_t *wasm, size_t wasm_len,
   actor->max_list_flops = opts->max_list_flops ? opts->max_list_flops : SP_DEFAULT_MAX_LIST_FLOPS;
   actor->max_list_bytes = opts->max_list_bytes ? opts->max_list_bytes : SP_DEFAULT_MAX_LIST_BYTES;
   actor->module_hash = sp_hash64_of(wasm, wasm_len);
+  actor->budget = sp_memory_budget_split(opts->memory_limit);
   actor->store = wasmtime_store_new(rt->engine, actor, NULL);
   actor->context = wasmtime_store_context(actor->store);
   sp_limits_actor_init(actor, opts->timeout_ms, opts->cpu_timeout_ms, opts->timeout_exit_grace_ms);

@@ -11,6 +11,7 @@
 #include "backend/backend.h"
 #include "annotations.h"
 #include "blob.h"
+#include "memory_budget.h"
 #include "memory_creator.h"
 #include "samepage.h"
 #include "actor_limits.h"
@@ -44,6 +45,7 @@ struct sp_actor {
   wasmtime_memory_t memory;      /* the exported "memory" */
   bool has_memory;
   sp_region *region;             /* the region behind that memory */
+  sp_memory_budget budget;       /* the shares of opts.memory_limit */
   void *binding;                 /* the backend's binding of region */
   sp_cmd *cmds;                  /* host copy of the list being validated */
   uint32_t cmds_cap;

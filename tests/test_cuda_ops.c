@@ -610,7 +610,7 @@ static void shared_copy_cases(void) {
   fill(SW, SP_DTYPE_F32, k * n), fill(SX, SP_DTYPE_F32, k);
   memcpy(mem2 + W2, mem + SW, len), memcpy(mem2 + X2, mem + SX, k * 4);
   void *b2 = NULL;
-  sp_memory_view v2 = {mem2, SECOND, SECOND, false, -1};
+  sp_memory_view v2 = {mem2, SECOND, SECOND, false, -1, 0};
   sp_residency_stats r0 = sp_backend_residency(cuda);
   sp_error_t *err = sp_backend_adopt(cuda, &v2, &b2);
   if (!err) err = sp_backend_freeze(cuda, cuda_b, SW, len, ID);
@@ -708,11 +708,11 @@ int main(void) {
   mem = mmap(NULL, REGION, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   snapshot = malloc(USED), cpu_out = malloc(USED);
   if (mem == MAP_FAILED || !snapshot || !cpu_out) return 1;
-  sp_memory_view view = {mem, REGION, REGION, false, -1};
+  sp_memory_view view = {mem, REGION, REGION, false, -1, 0};
   err = sp_backend_cpu_new(0, &cpu);
   if (!err) err = sp_backend_adopt(cpu, &view, &cpu_b);
   /* CUDA sees the region grow once: two registrations, as after memory.grow */
-  sp_memory_view first = {mem, REGION_FIRST, REGION, false, -1};
+  sp_memory_view first = {mem, REGION_FIRST, REGION, false, -1, 0};
   if (!err) err = sp_backend_adopt(cuda, &first, &cuda_b);
   if (!err) err = sp_backend_grow(cuda, cuda_b, &view);
   if (err) {

@@ -104,6 +104,9 @@ static const expect cases[] = {
     {"nan_rope", STATUS, SP_OK, NULL},
     {"nan_attention", STATUS, SP_OK, NULL},
     {"nan_set_rows", STATUS, SP_OK, NULL},
+    /* host scratch within the memory budget (1/8 of MEMORY_LIMIT) */
+    {"scratch_over_budget", STATUS, SP_E_LIMIT, "matmul: needs 488.3 MiB of scratch; the budget is 8 MiB"},
+    {"attention_scratch_follows_positions", STATUS, SP_OK, NULL},
     {"nan_swiglu", STATUS, SP_OK, NULL},
     {"nan_softmax", STATUS, SP_OK, NULL},
     {"nan_copy_f16", STATUS, SP_OK, NULL},

@@ -46,5 +46,21 @@ check "size limit" 125 "bytes; the limit is 1048576 (--memory-limit 1M)" 2000 --
 check "compilation past --timeout" 124 "guest exceeded its 300 ms time limit while being compiled" 1500 -- \
   "$bin" exec --timeout 0.3 "$tmp/slow.wasm"
 
+# One memory budget (memory_budget.h): tables get 1/64 of --memory-limit
+# (16M: 256 KiB, 8,192 elements in each of up to 4 tables), and there is
+# one linear memory. A grow past the share returns -1 (the module then
+# traps); before the budget, 100 million elements (800 MB) were granted.
+python3 "$gen" table_grow "$tmp/table_small.wasm" 1000
+python3 "$gen" table_grow "$tmp/table_huge.wasm" 100000000
+python3 "$gen" two_memories "$tmp/two_memories.wasm"
+check "table.grow within the tables' share" 0 "" 2000 -- \
+  "$bin" exec --memory-limit 16M "$tmp/table_small.wasm"
+check "table.grow past the tables' share returns -1" 134 "unreachable" 2000 -- \
+  "$bin" exec --memory-limit 16M "$tmp/table_huge.wasm"
+check "two linear memories, no limit" 0 "" 2000 -- \
+  "$bin" exec "$tmp/two_memories.wasm"
+check "two linear memories under --memory-limit" 125 "memory" 2000 -- \
+  "$bin" exec --memory-limit 16M "$tmp/two_memories.wasm"
+
 echo "$pass passed, $fail failed"
 [[ $fail -eq 0 ]]

@@ -35,11 +35,16 @@ typedef struct sp_memory_view {
                          mapped shared (process isolation maps it again in
                          a worker); false for plain anonymous memory */
   int fd;
+  size_t host_budget; /* most bytes of host memory (scratch, staging) the
+                         backend may hold for this binding beyond the
+                         guest's memory; 0 = the backend's default. The
+                         actor sets it from its memory budget
+                         (memory_budget.h) on adopt and on every grow */
 } sp_memory_view;
 
 /* The view of a region as it stands (shared when it is a memfd). */
 static inline sp_memory_view sp_region_view(const sp_region *r) {
-  sp_memory_view v = {r->base, r->committed, r->reserved, r->fd >= 0, r->fd}; /* C and C++ (.cu) alike */
+  sp_memory_view v = {r->base, r->committed, r->reserved, r->fd >= 0, r->fd, 0}; /* C and C++ (.cu) alike */
   return v;
 }
 

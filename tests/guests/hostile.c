@@ -275,6 +275,37 @@ static int32_t nan_q8_weights(void) {
   return submit(&l);
 }
 
+/* ---- host scratch within the actor's memory budget (issue 13) ---- */
+
+/* 100,000 activation rows of 4,096 floats, each 4 bytes after the last
+ * (overlapping rows), take 416 KiB of guest memory, and their quantized
+ * copy would take 488 MiB of host scratch: refused before it runs (the
+ * scratch budget is 1/8 of the memory limit). */
+static float shifted_rows[4096 + 100000], long_dst[100000];
+static uint8_t q8_row[4096 / 32 * 34];
+static int32_t scratch_over_budget(void) {
+  sp_list l = fresh();
+  sp_tensor x = sp_tensor_2d(shifted_rows, SP_DTYPE_F32, 4096, 100000);
+  x.nb[0] = 4;
+  sp_matmul(&l, sp_tensor_2d(long_dst, SP_DTYPE_F32, 1, 100000), sp_tensor_2d(q8_row, SP_DTYPE_Q8_0, 4096, 1), x);
+  return submit(&l);
+}
+
+/* An attention over a cache of 2 million keys 4 bytes apart (8 MiB of
+ * guest memory): its scratch follows the keys the positions reach (here
+ * 2), not the cache's length (2 query heads x 2M floats, 16 MiB, over the
+ * budget), so it runs. */
+static float aliased_keys[(1 << 21) + 4];
+static int32_t attention_scratch_follows_positions(void) {
+  idx[0] = 0, idx[1] = 1;
+  sp_tensor kv = sp_tensor_4d(aliased_keys, SP_DTYPE_F32, 4, 1, 1 << 21, 1);
+  kv.nb[1] = 4;
+  sp_list list = fresh();
+  sp_attention(&list, sp_tensor_4d(c, SP_DTYPE_F32, 4, 2, 2, 1), sp_tensor_4d(a, SP_DTYPE_F32, 4, 2, 2, 1), kv, kv,
+               sp_tensor_1d(idx, SP_DTYPE_I32, 2), 0.5f);
+  return submit(&list);
+}
+
 /* ---- granted files ---- */
 
 static int32_t blob_ungranted(void) { return sp_blob_open("secret"); }
@@ -454,6 +485,7 @@ static const hostile_case cases[] = {
     CASE(rope_extreme_positions), CASE(nan_matmul), CASE(nan_add), CASE(nan_mul), CASE(nan_scale),
     CASE(nan_get_rows), CASE(nan_rmsnorm), CASE(nan_rope), CASE(nan_attention), CASE(nan_set_rows),
     CASE(nan_swiglu), CASE(nan_softmax), CASE(nan_copy_f16), CASE(nan_q8_weights),
+    CASE(scratch_over_budget), CASE(attention_scratch_follows_positions),
     CASE(blob_ungranted), CASE(blob_path_traversal), CASE(blob_absolute_path),
     CASE(blob_name_with_nul), CASE(blob_name_outside), CASE(blob_name_too_long), CASE(blob_bad_handle),
     CASE(blob_negative_handle), CASE(blob_read_outside), CASE(blob_read_past_eof),

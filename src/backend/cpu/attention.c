@@ -507,20 +507,6 @@ static size_t mode_floats(attn_job *j, bool split, unsigned threads) {
   return n;
 }
 
-/* Reserves the scratch before the positions are read, so for the larger
- * of the two modes and for every chunk the cache could hold. Returns the
- * scratch past the positions (which go first), or NULL. */
-static float *reserve_scratch(const sp_cpu_exec *ex, attn_job *j, unsigned threads, bool may_split) {
-  size_t pos_f = round16(j->cmd->src[3].ne[0]), need = mode_floats(j, false, threads);
-  if (may_split) {
-    size_t split_f = mode_floats(j, true, threads);
-    need = split_f > need ? split_f : need;
-  }
-  float *s = sp_cpu_scratch_reserve(ex->scratch, (pos_f + need) * sizeof *s);
-  j->pos = (const int32_t *)s;
-  return s ? s + pos_f : NULL;
-}
-
 /* Lays out the chosen mode's arrays from `at` (see mode_floats). */
 static void carve_scratch(attn_job *j, bool split, float *at) {
   j->split = split;
@@ -549,15 +535,36 @@ static bool want_split(const attn_job *j, unsigned threads) {
   return false;
 }
 
-/* Copies the positions out of guest memory and checks the copy, which is
- * all that is used afterwards: a position decides addresses. */
-static sp_error_t *copy_positions(const sp_cpu_exec *ex, const sp_cmd *cmd, int32_t *pos) {
-  uint32_t T = cmd->src[3].ne[0], C = cmd->src[1].ne[2];
-  memcpy(pos, ex->base + cmd->src[3].offset, (size_t)T * sizeof *pos);
+/* Copies the positions out of guest memory into the first pos_f floats
+ * of scratch and checks the copy, which is all that is used afterwards:
+ * a position decides addresses. */
+static sp_error_t *copy_positions(const sp_cpu_exec *ex, attn_job *j, size_t pos_f) {
+  uint32_t T = j->cmd->src[3].ne[0], C = j->cmd->src[1].ne[2];
+  int32_t *pos = sp_cpu_scratch_reserve(ex->scratch, pos_f * sizeof(float));
+  if (!pos) return sp_error_new("attention: out of scratch memory");
+  memcpy(pos, ex->base + j->cmd->src[3].offset, (size_t)T * sizeof *pos);
   for (uint32_t i = 0; i < T; i++)
     if (pos[i] < 0 || (uint32_t)pos[i] >= C)
       return sp_error_with_status(SP_E_BOUNDS, "attention: src[3][%u] = %d is outside 0..%u", i, pos[i], C - 1);
+  j->pos = pos;
   return NULL;
+}
+
+/* Sizes the arrays for the chunks the positions reach (not for the whole
+ * cache: scratch follows the keys really visited) and reserves them after
+ * the positions, which are kept. Returns the scratch past the positions,
+ * or NULL. */
+static float *reserve_scratch(const sp_cpu_exec *ex, attn_job *j, size_t pos_f, unsigned threads) {
+  int32_t last = 0;
+  for (uint32_t t = 0; t < j->cmd->src[3].ne[0]; t++) last = j->pos[t] > last ? j->pos[t] : last;
+  j->max_chunks = last / SP_ATTN_CHUNK + 1;
+  j->P = j->max_chunks * SP_ATTN_CHUNK;
+  j->item_floats = item_buf_floats(j);
+  bool split = want_split(j, threads);
+  float *s = sp_cpu_scratch_reserve_keep(ex->scratch, (pos_f + mode_floats(j, split, threads)) * sizeof *s,
+                                         pos_f * sizeof *s);
+  j->pos = (const int32_t *)s;
+  return s ? s + pos_f : NULL;
 }
 
 /* Item mode: whole items, on as many tasks as the keys to visit are worth
@@ -604,13 +611,11 @@ sp_error_t *sp_cpu_attention(const sp_cpu_exec *ex, const sp_cmd *cmd) {
   attn_job j = {.ex = ex, .cmd = cmd, .dot = ex->kern->dot[k->dtype], .loops = loops_for(ex->kern),
                 .scale = sp_f32_from_bits(cmd->param[0]), .f16 = k->dtype == SP_DTYPE_F16, .D = q->ne[0],
                 .G = q->ne[1] / k->ne[1], .Hkv = k->ne[1], .items = (int64_t)k->ne[1] * q->ne[2]};
-  j.max_chunks = ((int64_t)k->ne[2] + SP_ATTN_CHUNK - 1) / SP_ATTN_CHUNK;
-  j.P = j.max_chunks * SP_ATTN_CHUNK;
-  j.item_floats = item_buf_floats(&j);
-  float *rest = reserve_scratch(ex, &j, threads, few_items(&j, threads));
-  if (!rest) return sp_error_new("attention: out of scratch memory");
-  sp_error_t *err = copy_positions(ex, cmd, (int32_t *)j.pos);
+  size_t pos_f = round16(cmd->src[3].ne[0]);
+  sp_error_t *err = copy_positions(ex, &j, pos_f);
   if (err) return err;
+  float *rest = reserve_scratch(ex, &j, pos_f, threads);
+  if (!rest) return sp_error_new("attention: out of scratch memory");
   carve_scratch(&j, want_split(&j, threads), rest);
   if (j.split) run_chunks(&j, threads);
   else run_items(&j, threads);

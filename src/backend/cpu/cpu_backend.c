@@ -42,11 +42,22 @@ static sp_backend_caps cpu_caps(void *ctx) {
   return (sp_backend_caps){.zero_copy = true, .unified_memory = true};
 }
 
+/* The scratch budget of a binding: the view's host budget (the actor's
+ * share, memory_budget.h) or the backend's, whichever is smaller. A
+ * buffer already over it is freed, so what the binding holds never
+ * passes it. */
+static void set_scratch_budget(const sp_cpu_ctx *c, sp_cpu_binding *b, const sp_memory_view *view) {
+  size_t budget = c->scratch_budget ? c->scratch_budget : SP_CPU_SCRATCH_BUDGET;
+  if (view->host_budget && view->host_budget < budget) budget = view->host_budget;
+  b->scratch.budget = budget;
+  if (b->scratch.cap > budget) sp_cpu_scratch_deinit(&b->scratch);
+}
+
 static sp_error_t *cpu_adopt(void *ctx, const sp_memory_view *view, void **binding) {
   sp_cpu_binding *b = calloc(1, sizeof *b);
   if (!b) return sp_error_new("cpu adopt: out of memory");
   b->view = *view;
-  b->scratch.budget = ((const sp_cpu_ctx *)ctx)->scratch_budget;
+  set_scratch_budget(ctx, b, view);
   *binding = b;
   return NULL;
 }
@@ -54,6 +65,7 @@ static sp_error_t *cpu_adopt(void *ctx, const sp_memory_view *view, void **bindi
 static sp_error_t *cpu_grow(void *ctx, void *binding, const sp_memory_view *view) {
   sp_cpu_binding *b = binding;
   b->view = *view;
+  set_scratch_budget(ctx, b, view);
   return NULL;
 }
 
@@ -113,8 +125,10 @@ static sp_error_t *over_budget(const sp_cpu_scratch *s, const sp_cmd *cmd, sp_er
   size_text(s->refused, need, sizeof need);
   size_text(s->budget ? s->budget : SP_CPU_SCRATCH_BUDGET, budget, sizeof budget);
   sp_error_free(err);
-  return sp_error_with_status(SP_E_LIMIT, "%s: needs %s of scratch; the budget is %s", rule ? rule->name : "op",
-                              need, budget);
+  return sp_error_with_status(SP_E_LIMIT,
+                              "%s: needs %s of scratch; the budget is %s (an actor's scratch share: 1/8 of its "
+                              "memory limit, at most 256 MiB)",
+                              rule ? rule->name : "op", need, budget);
 }
 
 static sp_error_t *cpu_submit(void *ctx, void *binding, const sp_cmd *cmds, uint32_t count) {

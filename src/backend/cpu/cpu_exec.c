@@ -2,8 +2,11 @@
 #include "backend/cpu/cpu_exec.h"
 
 #include <stdlib.h>
+#include <string.h>
 
-void *sp_cpu_scratch_reserve(sp_cpu_scratch *s, size_t bytes) {
+void *sp_cpu_scratch_reserve(sp_cpu_scratch *s, size_t bytes) { return sp_cpu_scratch_reserve_keep(s, bytes, 0); }
+
+void *sp_cpu_scratch_reserve_keep(sp_cpu_scratch *s, size_t bytes, size_t keep) {
   if (bytes > (s->budget ? s->budget : SP_CPU_SCRATCH_BUDGET)) {
     s->refused = bytes;
     return NULL;
@@ -13,6 +16,7 @@ void *sp_cpu_scratch_reserve(sp_cpu_scratch *s, size_t bytes) {
   if (cap < bytes) return NULL;
   void *data = aligned_alloc(64, cap);
   if (!data) return NULL;
+  if (keep && s->data) memcpy(data, s->data, keep < s->cap ? keep : s->cap);
   free(s->data);
   s->data = data;
   s->cap = cap;

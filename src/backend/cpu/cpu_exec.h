@@ -43,6 +43,9 @@ typedef struct sp_cpu_exec {
  * `bytes` is over the budget (then s->refused = bytes) or memory runs out. */
 void *sp_cpu_scratch_reserve(sp_cpu_scratch *s, size_t bytes);
 
+/* The same, keeping the first `keep` bytes of what the scratch held. */
+void *sp_cpu_scratch_reserve_keep(sp_cpu_scratch *s, size_t bytes, size_t keep);
+
 /* Frees the scratch buffer. */
 void sp_cpu_scratch_deinit(sp_cpu_scratch *s);
 

@@ -40,6 +40,7 @@ typedef struct sp_wire_msg {
   uint32_t op;      /* request: sp_wire_op; reply: SP_WIRE_OK/ERROR/LOST */
   uint32_t n;       /* count of commands or file ranges */
   uint64_t a, b, c; /* arguments, or reply values */
+  uint64_t d;       /* ADOPT and GROW: the view's host budget (backend.h) */
   uint64_t payload; /* bytes that follow (a reply's error message, without NUL) */
 } sp_wire_msg;
 

@@ -253,7 +253,7 @@ static sp_error_t *px_adopt(void *ctx, const sp_memory_view *view, void **bindin
   sp_error_t *err = take_worker(p, &c);
   if (err) return err;
   sp_wire_msg req = {.op = SP_WIRE_ADOPT, .n = (uint32_t)sp_page_size(), .a = view->committed, .b = view->reserved,
-                     .c = (uintptr_t)view->base};
+                     .c = (uintptr_t)view->base, .d = view->host_budget};
   sp_wire_msg reply;
   if ((err = call(c, &req, NULL, &view->fd, 1, &reply, NULL, 0))) {
     conn_free(c);
@@ -268,7 +268,7 @@ static sp_error_t *px_adopt(void *ctx, const sp_memory_view *view, void **bindin
 }
 
 static sp_error_t *px_grow(void *ctx, void *binding, const sp_memory_view *view) {
-  sp_wire_msg req = {.op = SP_WIRE_GROW, .a = view->committed};
+  sp_wire_msg req = {.op = SP_WIRE_GROW, .a = view->committed, .d = view->host_budget};
   return call(binding, &req, NULL, NULL, 0, NULL, NULL, 0);
 }
 

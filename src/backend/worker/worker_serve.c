@@ -57,15 +57,17 @@ static sp_error_t *on_adopt(worker *w, const sp_wire_msg *m, int *fds, int nfds,
   if (err) return err;
   fds[0] = -1; /* the region owns the memfd now */
   sp_memory_view view = sp_region_view(w->region);
+  view.host_budget = (size_t)m->d; /* the actor's scratch share: the worker's scratch counts against it */
   if ((err = sp_backend_adopt(w->be, &view, &w->binding))) return err;
   reply->a = (uintptr_t)w->region->base;
   reply->b = (uintptr_t)sp_backend_device_base(w->be, w->binding, &view);
   return NULL;
 }
 
-static sp_error_t *on_grow(worker *w, uint64_t committed) {
+static sp_error_t *on_grow(worker *w, uint64_t committed, uint64_t host_budget) {
   sp_error_t *err = sp_region_grow(w->region, committed);
   sp_memory_view view = sp_region_view(w->region);
+  view.host_budget = (size_t)host_budget;
   return err ? err : sp_backend_grow(w->be, w->binding, &view);
 }
 
@@ -201,7 +203,7 @@ static sp_error_t *handle(worker *w, const sp_wire_msg *m, void **payloadp, int 
   bool done = false;
   sp_error_t *err;
   switch (m->op) {
-  case SP_WIRE_GROW: return on_grow(w, m->a);
+  case SP_WIRE_GROW: return on_grow(w, m->a, m->d);
   case SP_WIRE_SUBMIT: return on_submit(w, m, payloadp);
   case SP_WIRE_WAIT: return on_wait(w, reply, out, cap, out_len, back);
   case SP_WIRE_FREEZE: return on_freeze(w, m, fds, nfds, back);
