@@ -50,7 +50,7 @@
  * A command list in guest memory is:
  *
  *  1. a 16-byte sp_cmd_list_header: magic SP_CMD_LIST_MAGIC, version
- *     SP_ABI_VERSION, cmd_size = sizeof(sp_cmd), count, reserved = 0;
+ *     SP_ABI_VERSION, cmd_size = sizeof(sp_cmd), count, dropped = 0;
  *  2. immediately followed by `count` sp_cmd records (240 bytes each);
  *  3. list_bytes must equal 16 + count * 240 exactly.
  *
@@ -163,7 +163,7 @@ typedef enum sp_status {
   SP_E_OP = -6,          /* unknown op */
   SP_E_UNSUPPORTED = -7, /* valid, but the backend cannot run it */
   SP_E_PARAM = -8,       /* bad op parameter, flag or reserved field */
-  SP_E_LIMIT = -9,       /* too many commands */
+  SP_E_LIMIT = -9,       /* over a limit: commands, work, scratch, a full list */
   SP_E_ALIGN = -10,      /* misaligned offset or stride */
   SP_E_BACKEND = -11     /* the backend failed while running the list */
 } sp_status;
@@ -189,7 +189,10 @@ typedef struct sp_cmd_list_header {
   uint16_t version;  /* SP_ABI_VERSION */
   uint16_t cmd_size; /* sizeof(sp_cmd) */
   uint32_t count;    /* number of sp_cmd records that follow */
-  uint32_t reserved; /* must be 0 */
+  uint32_t dropped;  /* commands the guest's list builder could not fit
+                        (its storage was full); must be 0: a list that lost
+                        commands is refused with SP_E_LIMIT, never run
+                        short. The guest SDK sets it (sp_list_push). */
 } sp_cmd_list_header; /* 16 bytes */
 
 _Static_assert(sizeof(sp_tensor) == 40, "sp_tensor is 40 bytes");

@@ -6,6 +6,8 @@
 # somewhere (issue 12). Runs, on each table the CPU has (generic, avx2,
 # avx512):
 #   - test_cpu_kernels: every table against generic, bit for bit;
+#   - test_cpu_attention: attention on every table and thread count, bit
+#     for bit, and against a reference in double;
 #   - test_cpu_backend: every op through the backend, best table and avx2;
 #   - test_llm_greedy and test_run_cli per table, through
 #     tests/with_cpu_table.sh (a table the CPU lacks is reported skipped).
@@ -43,6 +45,8 @@ export SP_CUDA_LIB=/nonexistent/cpu-check-uses-the-cpu-backend.so
 
 $b/test_cpu_kernels > $out/logs/test_cpu_kernels.txt 2>&1; rc=$?
 row test_cpu_kernels all "$(result $rc): $(tail -1 $out/logs/test_cpu_kernels.txt)"
+$b/test_cpu_attention > $out/logs/test_cpu_attention.txt 2>&1; rc=$?
+row test_cpu_attention all "$(result $rc): $(tail -1 $out/logs/test_cpu_attention.txt)"
 for t in avx512 avx2; do
   tests/with_cpu_table.sh $b/cpu_table $t $b/test_cpu_backend --no-bench > $out/logs/test_cpu_backend_$t.txt 2>&1; rc=$?
   row test_cpu_backend $t "$(result $rc): $(tail -1 $out/logs/test_cpu_backend_$t.txt)"

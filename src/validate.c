@@ -42,9 +42,12 @@ sp_status sp_validate_header(const sp_validate_ctx *ctx, const sp_cmd_list_heade
     snprintf(msg, cap, "header.cmd_size: %u must be %zu", hdr->cmd_size, sizeof(sp_cmd));
     return SP_E_LIST;
   }
-  if (hdr->reserved != 0) {
-    snprintf(msg, cap, "header.reserved: must be 0, got %" PRIu32, hdr->reserved);
-    return SP_E_PARAM;
+  if (hdr->dropped != 0) {
+    snprintf(msg, cap,
+             "header.dropped: %" PRIu32 " command(s) did not fit in the list after its %" PRIu32
+             " (its storage was full); nothing ran. Size the list for every command it will hold",
+             hdr->dropped, hdr->count);
+    return SP_E_LIMIT;
   }
   if (hdr->count > ctx->max_cmds) {
     snprintf(msg, cap, "header.count: %" PRIu32 " commands exceeds the limit of %" PRIu32,

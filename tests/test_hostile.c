@@ -107,6 +107,7 @@ static const expect cases[] = {
     /* host scratch within the memory budget (1/8 of MEMORY_LIMIT) */
     {"scratch_over_budget", STATUS, SP_E_LIMIT, "matmul: needs 488.3 MiB of scratch; the budget is 8 MiB"},
     {"attention_scratch_follows_positions", STATUS, SP_OK, NULL},
+    {"list_overflows", STATUS, SP_E_LIMIT, "header.dropped: 2 command(s) did not fit in the list after its 4"},
     {"nan_swiglu", STATUS, SP_OK, NULL},
     {"nan_softmax", STATUS, SP_OK, NULL},
     {"nan_copy_f16", STATUS, SP_OK, NULL},

@@ -84,7 +84,10 @@ static inline sp_tensor sp_tensor_rows(sp_tensor t, uint32_t row_stride_bytes) {
 
 /* ---- command lists ---- */
 
-/* A list builder over caller-provided storage. */
+/* A list builder over caller-provided storage. A push into a full list
+ * is counted in header->dropped, so the submit is refused (SP_E_LIMIT)
+ * instead of running the list short; a list with capacity 0 is a
+ * measuring pass: build into it, then read sp_list_wanted. */
 typedef struct sp_list {
   sp_cmd_list_header *header; /* followed by `capacity` commands */
   uint32_t capacity;
@@ -104,21 +107,29 @@ static inline sp_list sp_list_init(sp_cmd_list_header *storage, uint32_t cap) {
   storage->version = SP_ABI_VERSION;
   storage->cmd_size = (uint16_t)sizeof(sp_cmd);
   storage->count = 0;
-  storage->reserved = 0;
+  storage->dropped = 0;
   sp_list list = {storage, cap};
   return list;
 }
 
 static inline sp_cmd *sp_list_cmds(sp_list *list) { return (sp_cmd *)(list->header + 1); }
 
-/* Appends a zeroed command for `op`; NULL when the list is full. */
+/* Appends a zeroed command for `op`; NULL when the list is full (then
+ * counted as dropped). */
 static inline sp_cmd *sp_list_push(sp_list *list, sp_op op) {
-  if (list->header->count >= list->capacity) return NULL;
+  if (list->header->count >= list->capacity) {
+    list->header->dropped++;
+    return NULL;
+  }
   sp_cmd *cmd = &sp_list_cmds(list)[list->header->count++];
   memset(cmd, 0, sizeof *cmd);
   cmd->op = (uint32_t)op;
   return cmd;
 }
+
+/* Commands pushed so far, those that did not fit included: after a
+ * measuring pass (capacity 0), the capacity the list needs. */
+static inline uint32_t sp_list_wanted(const sp_list *list) { return list->header->count + list->header->dropped; }
 
 static inline uint32_t sp_f32_bits(float f) {
   uint32_t u;
@@ -326,6 +337,7 @@ static inline int32_t sp_submit_keep(const sp_list *list) {
 static inline int32_t sp_submit(sp_list *list) {
   int32_t status = sp_submit_keep(list);
   list->header->count = 0;
+  list->header->dropped = 0;
   return status;
 }
 

@@ -13,9 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Commands per layer plus the embedding and head. */
-#define CMDS_PER_LAYER 17
-#define CMDS_FIXED 4
+static void build_forward(llm_model *m, sp_list *list, uint32_t n);
 
 static void *alloc_f32(size_t n) { return aligned_alloc(64, (n * 4 + 63) / 64 * 64); }
 
@@ -43,6 +41,22 @@ static void carve_state(carver *c, llm_state *st, const llm_hparams *hp, size_t 
   st->k_cache = carve(c, cache_elems * 2), st->v_cache = carve(c, cache_elems * 2);
 }
 
+/* The commands of the longest forward list, counted by a measuring pass:
+ * the list is built into storage with room for none (sp_list_wanted), for
+ * one token and for a full batch. No count is written down by hand, so a
+ * stage added to the forward pass can never overflow the list. */
+static uint32_t forward_commands(llm_model *m) {
+  sp_cmd_list_header probe_storage;
+  uint32_t most = 0, sizes[2] = {1, m->st.n_batch};
+  for (int i = 0; i < 2; i++) {
+    sp_list probe = sp_list_init(&probe_storage, 0);
+    build_forward(m, &probe, sizes[i]);
+    uint32_t wanted = sp_list_wanted(&probe);
+    most = wanted > most ? wanted : most;
+  }
+  return most;
+}
+
 int llm_state_init(llm_model *m, uint32_t n_batch, uint32_t n_ctx, bool logits_all, char *err, int cap) {
   const llm_hparams *hp = &m->hp;
   llm_state *st = &m->st;
@@ -65,8 +79,10 @@ int llm_state_init(llm_model *m, uint32_t n_batch, uint32_t n_ctx, bool logits_a
   st->logits = alloc_f32(V * (logits_all ? B : 1));
   st->best = malloc(sizeof *st->best * B);
   st->tokens = alloc_f32(B), st->pos = alloc_f32(B);
-  st->list_capacity = CMDS_FIXED + CMDS_PER_LAYER * hp->n_layer;
-  st->list_storage = malloc(sizeof(sp_cmd_list_header) + st->list_capacity * sizeof(sp_cmd));
+  if (st->block && st->logits && st->best && st->tokens && st->pos) {
+    st->list_capacity = forward_commands(m);
+    st->list_storage = malloc(sizeof(sp_cmd_list_header) + st->list_capacity * sizeof(sp_cmd));
+  }
   if (!st->block || !st->logits || !st->best || !st->tokens || !st->pos || !st->list_storage) {
     snprintf(err, (size_t)cap, "model: out of memory for a %u-token context (KV cache %zu MiB)",
              n_ctx, cache_elems * 4 >> 20);
@@ -159,9 +175,7 @@ static float *submit_forward(const sp_list *list, llm_state *st, char *err, int 
 }
 
 float *llm_forward(llm_model *m, const int32_t *tokens, uint32_t n, uint32_t pos0, char *err, int cap) {
-  const llm_hparams *hp = &m->hp;
   llm_state *st = &m->st;
-  uint32_t E = hp->n_embd, V = hp->n_vocab;
   if (n == 0 || n > st->n_batch || pos0 > st->n_ctx - n) {
     snprintf(err, (size_t)cap, "forward: %u tokens at position %u do not fit (batch %u, context %u)",
              n, pos0, st->n_batch, st->n_ctx);
@@ -174,19 +188,28 @@ float *llm_forward(llm_model *m, const int32_t *tokens, uint32_t n, uint32_t pos
   }
   st->list_tokens = 0;
   sp_list list = sp_list_init(st->list_storage, st->list_capacity);
-  /* x = token embeddings */
-  sp_get_rows(&list, act(st->x, E, n), m->w.tok_embd, sp_tensor_1d(st->tokens, SP_DTYPE_I32, n));
-  for (uint32_t il = 0; il < hp->n_layer; il++) {
-    attention_block(m, &list, il, n);
-    ffn_block(m, &list, il, n);
-  }
-  /* logits = output . rmsnorm(x) * out_norm, for the last token or all */
-  uint32_t first = st->logits_all ? 0 : n - 1, rows = n - first;
-  sp_rmsnorm(&list, act(st->xb, E, rows), act(st->x + (size_t)first * E, E, rows), m->w.out_norm,
-             hp->norm_eps);
-  sp_matmul(&list, act(st->logits, V, rows), m->w.output, act(st->xb, E, rows));
-  sp_argmax(&list, sp_tensor_1d(st->best, SP_DTYPE_I32, rows), act(st->logits, V, rows));
+  build_forward(m, &list, n);
   float *logits = submit_forward(&list, st, err, cap);
   if (logits) st->list_tokens = n;
   return logits;
+}
+
+/* The forward pass of n tokens as commands (token ids and positions are
+ * read from st->tokens and st->pos when the list runs). */
+static void build_forward(llm_model *m, sp_list *list, uint32_t n) {
+  const llm_hparams *hp = &m->hp;
+  llm_state *st = &m->st;
+  uint32_t E = hp->n_embd, V = hp->n_vocab;
+  /* x = token embeddings */
+  sp_get_rows(list, act(st->x, E, n), m->w.tok_embd, sp_tensor_1d(st->tokens, SP_DTYPE_I32, n));
+  for (uint32_t il = 0; il < hp->n_layer; il++) {
+    attention_block(m, list, il, n);
+    ffn_block(m, list, il, n);
+  }
+  /* logits = output . rmsnorm(x) * out_norm, for the last token or all */
+  uint32_t first = st->logits_all ? 0 : n - 1, rows = n - first;
+  sp_rmsnorm(list, act(st->xb, E, rows), act(st->x + (size_t)first * E, E, rows), m->w.out_norm,
+             hp->norm_eps);
+  sp_matmul(list, act(st->logits, V, rows), m->w.output, act(st->xb, E, rows));
+  sp_argmax(list, sp_tensor_1d(st->best, SP_DTYPE_I32, rows), act(st->logits, V, rows));
 }

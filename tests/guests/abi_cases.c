@@ -54,8 +54,8 @@ static void header_cases(void) {
   storage.header.cmd_size = 100;
   check("bad cmd_size", submit_one(), SP_E_LIST, "header.cmd_size");
   one_matmul();
-  storage.header.reserved = 1;
-  check("header reserved set", submit_one(), SP_E_PARAM, "header.reserved");
+  storage.header.dropped = 1;
+  check("header dropped set", submit_one(), SP_E_LIMIT, "header.dropped: 1 command(s) did not fit");
   one_matmul();
   check("bytes do not match count", submit_raw(sp_addr(&storage.header), 16 + 2 * 240), SP_E_LIST, "list_bytes");
   one_matmul();

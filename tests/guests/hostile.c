@@ -275,6 +275,17 @@ static int32_t nan_q8_weights(void) {
   return submit(&l);
 }
 
+/* A list built past its storage (room for 4, 6 pushed): the SDK counts
+ * the 2 that did not fit, and the host refuses the list instead of running
+ * the first 4 (issue 14: no silent truncation). */
+static int32_t list_overflows(void) {
+  sp_list l = fresh();
+  for (int i = 0; i < 6; i++)
+    sp_matmul(&l, sp_tensor_2d(c, SP_DTYPE_F32, N, N), sp_tensor_2d(a, SP_DTYPE_F32, N, N),
+              sp_tensor_2d(b, SP_DTYPE_F32, N, N));
+  return submit(&l);
+}
+
 /* ---- host scratch within the actor's memory budget (issue 13) ---- */
 
 /* 100,000 activation rows of 4,096 floats, each 4 bytes after the last
@@ -485,7 +496,7 @@ static const hostile_case cases[] = {
     CASE(rope_extreme_positions), CASE(nan_matmul), CASE(nan_add), CASE(nan_mul), CASE(nan_scale),
     CASE(nan_get_rows), CASE(nan_rmsnorm), CASE(nan_rope), CASE(nan_attention), CASE(nan_set_rows),
     CASE(nan_swiglu), CASE(nan_softmax), CASE(nan_copy_f16), CASE(nan_q8_weights),
-    CASE(scratch_over_budget), CASE(attention_scratch_follows_positions),
+    CASE(scratch_over_budget), CASE(attention_scratch_follows_positions), CASE(list_overflows),
     CASE(blob_ungranted), CASE(blob_path_traversal), CASE(blob_absolute_path),
     CASE(blob_name_with_nul), CASE(blob_name_outside), CASE(blob_name_too_long), CASE(blob_bad_handle),
     CASE(blob_negative_handle), CASE(blob_read_outside), CASE(blob_read_past_eof),
