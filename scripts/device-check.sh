@@ -46,6 +46,11 @@ export SP_CUDA_LIB=$lib
 timeout 120 $b/test_cuda_ops > $out/logs/test_cuda_ops.txt 2>&1; rc=$?
 grep -E "FAIL|pointer_identity|coherence|device-local|cases failed" $out/logs/test_cuda_ops.txt
 add "test_cuda_ops rc=$rc: $(tail -1 $out/logs/test_cuda_ops.txt)"
+# A writer racing the index tensors (a shared file page) while get_rows,
+# set_rows and attention run on the GPU (issue 13, read once).
+timeout 300 $b/test_cpu_read_once race-cuda > $out/logs/test_cuda_read_once.txt 2>&1; rc=$?
+grep -E "ran,|FAIL" $out/logs/test_cuda_read_once.txt
+add "test_cpu_read_once race-cuda rc=$rc: $(tail -1 $out/logs/test_cuda_read_once.txt)"
 timeout 60 $sp bench zerocopy --backend cuda > $out/logs/zerocopy.txt 2>&1; add "bench zerocopy cuda rc=$?: $(grep -iE 'identity|RSS' $out/logs/zerocopy.txt | tr -s ' ' | tr '\n' ';')"
 
 # ---- 3. synthetic models ----

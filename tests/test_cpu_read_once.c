@@ -14,6 +14,11 @@
  * scratch, trips ASan. get_rows results are checked too: every dst row is
  * one of the valid weight rows.
  *
+ * `race-cuda`: the same race on the CUDA backend (scripts/device-check.sh;
+ * exits 77, skipped, where no CUDA backend loads). Its kernels read each
+ * index once into a register and bound-check it there (SECURITY.md, "Read
+ * once"), so a run may pick another valid row, never one outside.
+ *
  * `budget`: commands whose scratch need passes the budget (the default
  * 256 MiB, and 1 MiB set with sp_backend_cpu_set_scratch_budget) are
  * refused before they run, with SP_E_LIMIT and "OP: needs X of scratch;
@@ -66,9 +71,16 @@ static void validate_or_die(sp_cmd *cmd) {
   }
 }
 
+static bool on_cuda; /* `race-cuda`: the races run on the CUDA backend */
+
 static void open_backend(unsigned threads, size_t budget, sp_backend **be, void **binding) {
   sp_memory_view view = {.base = guest, .committed = GUEST_BYTES, .reserved = GUEST_BYTES};
-  sp_error_t *err = sp_backend_cpu_new(threads, be);
+  sp_backend_options opts = {.version = SP_BACKEND_OPS_VERSION};
+  sp_error_t *err = on_cuda ? sp_backend_load("cuda", &opts, threads, be) : sp_backend_cpu_new(threads, be);
+  if (err && on_cuda) {
+    printf("skipped: no CUDA backend here (%s)\n", sp_error_message(err));
+    exit(77);
+  }
   if (!err && budget) sp_backend_cpu_set_scratch_budget(*be, budget);
   if (!err) err = sp_backend_adopt(*be, &view, binding);
   if (err) {
@@ -122,6 +134,7 @@ static void race(const char *name, sp_cmd *cmd, bool (*after)(void)) {
   int ok = 0, refused = 0, other = 0, wrong = 0;
   for (int i = 0; i < RUNS; i++) {
     sp_error_t *err = sp_backend_submit(be, binding, cmd, 1);
+    if (!err) err = sp_backend_wait(be, binding);
     if (!err) ok++, wrong += after && !after();
     else if (sp_error_status(err) == SP_E_BOUNDS) refused++;
     else other++, printf("     %s: %s\n", name, sp_error_message(err));
@@ -254,7 +267,8 @@ static void budget_all(void) {
 }
 
 int main(int argc, char **argv) {
-  bool do_race = argc < 2 || !strcmp(argv[1], "race"), do_budget = argc < 2 || !strcmp(argv[1], "budget");
+  on_cuda = argc >= 2 && !strcmp(argv[1], "race-cuda");
+  bool do_race = argc < 2 || !strcmp(argv[1], "race") || on_cuda, do_budget = argc < 2 || !strcmp(argv[1], "budget");
   guest = mmap(NULL, RESERVED, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (guest == MAP_FAILED || mprotect(guest, GUEST_BYTES, PROT_READ | PROT_WRITE)) {
     perror("guest memory");
