@@ -35,6 +35,21 @@ typedef struct sp_error sp_error_t;
 
 /* The error's message; borrowed, valid until sp_error_free. NULL -> "no error". */
 const char *sp_error_message(const sp_error_t *err);
+
+/* What kind of failure an error is, for callers that act on it (the CLI
+ * maps kinds to exit codes) instead of matching message text. */
+typedef enum sp_error_kind_t {
+  SP_ERROR_OTHER = 0,   /* none of the below (an internal or backend failure) */
+  SP_ERROR_TRAP,        /* the guest trapped (unreachable, out-of-bounds access, ...) */
+  SP_ERROR_TIMEOUT,     /* a wall-clock or CPU time limit ran out (timeout_ms, cpu_timeout_ms) */
+  SP_ERROR_LIMIT,       /* over a limit: the memory budget, module limits, list caps */
+  SP_ERROR_INVALID,     /* bad input: a malformed module, file, command list or argument */
+  SP_ERROR_DEVICE_LOST, /* the accelerator, or the worker process running it, is gone */
+  SP_ERROR_IO           /* a file could not be opened, read or written */
+} sp_error_kind_t;
+
+/* The error's kind; NULL -> SP_ERROR_OTHER. */
+sp_error_kind_t sp_error_kind(const sp_error_t *err);
 /* Frees an error (NULL is fine). */
 void sp_error_free(sp_error_t *err);
 

@@ -120,7 +120,9 @@ static sp_error_t *instantiate(sp_actor_t *actor, const uint8_t *wasm, size_t le
     wasmtime_error_t *werr =
         wasmtime_linker_instantiate(actor->rt->linker, actor->context, module, &actor->instance, &trap);
     if (werr) err = sp_error_from_wasmtime(werr, "instantiation failed");
-    else if (trap) err = sp_error_from_trap(trap, "instantiation trapped");
+    else if (trap)
+      err = sp_error_set_kind(sp_error_from_trap(trap, "instantiation trapped"),
+                              actor->limits.fired ? SP_ERROR_TIMEOUT : SP_ERROR_TRAP);
   }
   wasmtime_module_delete(module);
   return err ? err : bind_memory(actor);
@@ -132,7 +134,7 @@ sp_error_t *sp_actor_new(sp_runtime_t *rt, const uint8_t *wasm, size_t wasm_len,
   if (!rt || !wasm || !out) return sp_error_new("sp_actor_new: NULL argument");
   if (!opts) opts = &defaults;
   if (wasm_len < 8 || memcmp(wasm, "\0asm", 4))
-    return sp_error_new("not a WebAssembly module (missing the \\0asm magic)");
+    return sp_error_with_kind(SP_ERROR_INVALID, "not a WebAssembly module (missing the \\0asm magic)");
   sp_actor_t *actor = calloc(1, sizeof *actor);
   if (!actor) return sp_error_new("out of memory");
   actor->rt = rt;
@@ -184,12 +186,14 @@ static sp_error_t *check_files(sp_actor_t *actor) {
   return sp_blob_changed(&actor->blobs, msg, sizeof msg) ? sp_error_new("%s", msg) : NULL;
 }
 
-/* A WASI exit is a normal end with a status; anything else is a failure. */
-static sp_error_t *finish_call(wasmtime_error_t *werr, wasm_trap_t *trap, const char *name,
-                               int *exit_code) {
+/* A WASI exit is a normal end with a status; anything else is a failure:
+ * a timeout when a time limit stopped the entry, else a trap. */
+static sp_error_t *finish_call(const sp_actor_t *actor, wasmtime_error_t *werr, wasm_trap_t *trap,
+                               const char *name, int *exit_code) {
   char what[160];
   snprintf(what, sizeof what, "guest trapped in %s", name);
-  if (trap) return sp_error_from_trap(trap, what);
+  sp_error_kind_t kind = actor->limits.fired ? SP_ERROR_TIMEOUT : SP_ERROR_TRAP;
+  if (trap) return sp_error_set_kind(sp_error_from_trap(trap, what), kind);
   if (werr) {
     int status;
     if (exit_code && wasmtime_error_exit_status(werr, &status)) {
@@ -197,7 +201,7 @@ static sp_error_t *finish_call(wasmtime_error_t *werr, wasm_trap_t *trap, const 
       *exit_code = status;
       return NULL;
     }
-    return sp_error_from_wasmtime(werr, what);
+    return sp_error_set_kind(sp_error_from_wasmtime(werr, what), kind);
   }
   return NULL;
 }
@@ -212,7 +216,7 @@ sp_error_t *sp_actor_run_main(sp_actor_t *actor, int *exit_code) {
   sp_limits_arm(actor);
   wasmtime_error_t *werr = wasmtime_func_call(actor->context, &func, NULL, 0, NULL, 0, &trap);
   sp_limits_disarm(actor);
-  err = finish_call(werr, trap, "_start", &code);
+  err = finish_call(actor, werr, trap, "_start", &code);
   sp_error_t *changed = check_files(actor);
   if (changed) sp_error_free(err), err = changed;
   if (!err && exit_code) *exit_code = code;
@@ -250,7 +254,7 @@ sp_error_t *sp_actor_call(sp_actor_t *actor, const char *name, const int64_t *ar
   sp_limits_arm(actor);
   wasmtime_error_t *werr = wasmtime_func_call(actor->context, &func, vals, nargs, &out, nresults, &trap);
   sp_limits_disarm(actor);
-  err = finish_call(werr, trap, name, NULL);
+  err = finish_call(actor, werr, trap, name, NULL);
   sp_error_t *changed = check_files(actor);
   if (changed) sp_error_free(err), err = changed;
   if (err) return err;
@@ -278,11 +282,11 @@ sp_error_t *sp_actor_submit(sp_actor_t *actor, const sp_cmd *cmds, uint32_t coun
   sp_error_t *changed = check_files(actor);
   if (changed) return changed;
   if (count > actor->rt->max_cmds)
-    return sp_error_new("count: %u commands exceeds the limit of %u", count, actor->rt->max_cmds);
+    return sp_error_with_status(SP_E_LIMIT, "count: %u commands exceeds the limit of %u", count, actor->rt->max_cmds);
   sp_cmd *copy = malloc(((size_t)count + 1) * sizeof *copy);
   if (!copy) return sp_error_new("out of memory");
   if (count) memcpy(copy, cmds, (size_t)count * sizeof *copy);
   sp_status st = sp_abi_run(actor, copy, count, 0, 0, staged);
   free(copy);
-  return st ? sp_error_new("%s (status %d)", actor->last_error, st) : NULL;
+  return st ? sp_error_with_status(st, "%s (status %d)", actor->last_error, st) : NULL;
 }

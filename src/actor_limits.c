@@ -142,7 +142,7 @@ static uint64_t ticks_until(uint64_t deadline, uint64_t now) {
 static wasmtime_error_t *on_deadline(wasmtime_context_t *context, void *data, uint64_t *delta,
                                      wasmtime_update_deadline_kind_t *kind) {
   sp_actor_t *actor = data;
-  const sp_actor_limits *lim = &actor->limits;
+  sp_actor_limits *lim = &actor->limits;
   *kind = WASMTIME_UPDATE_DEADLINE_CONTINUE;
   *delta = SP_NO_DEADLINE_TICKS;
   char msg[96];
@@ -150,6 +150,7 @@ static wasmtime_error_t *on_deadline(wasmtime_context_t *context, void *data, ui
     uint64_t now = now_ns();
     if (now >= lim->deadline_ns) {
       snprintf(msg, sizeof msg, "guest exceeded its %u ms time limit", lim->timeout_ms);
+      lim->fired = true;
       return wasmtime_error_new(msg);
     }
     *delta = ticks_until(lim->deadline_ns, now);
@@ -158,6 +159,7 @@ static wasmtime_error_t *on_deadline(wasmtime_context_t *context, void *data, ui
     uint64_t cpu = thread_cpu_ns();
     if (cpu >= lim->cpu_deadline_ns) {
       snprintf(msg, sizeof msg, "guest exceeded its %u ms CPU time limit", lim->cpu_timeout_ms);
+      lim->fired = true;
       return wasmtime_error_new(msg);
     }
     uint64_t ticks = ticks_until(lim->cpu_deadline_ns, cpu);
@@ -199,6 +201,7 @@ void sp_limits_actor_init(sp_actor_t *actor, uint32_t timeout_ms, uint32_t cpu_t
 
 void sp_limits_arm(sp_actor_t *actor) {
   sp_actor_limits *lim = &actor->limits;
+  lim->fired = false;
   if (lim->watched) watch(actor, false); /* the ticker reads deadline_ns */
   if (!lim->timeout_ms && !lim->cpu_timeout_ms) {
     wasmtime_context_set_epoch_deadline(actor->context, SP_NO_DEADLINE_TICKS);

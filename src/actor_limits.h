@@ -59,6 +59,8 @@ typedef struct sp_actor_limits {
                                UINT64_MAX between entries or without a limit */
   uint64_t cpu_deadline_ns; /* CLOCK_THREAD_CPUTIME_ID deadline of the entry */
   bool watched;             /* on the ticker's list of running entries */
+  bool fired;               /* a limit stopped the current (or last) entry:
+                               its error is SP_ERROR_TIMEOUT, not a trap */
   sp_actor_t *watch_prev, *watch_next; /* that list (ticker lock) */
 } sp_actor_limits;
 

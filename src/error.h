@@ -18,6 +18,13 @@ sp_error_t *sp_error_new(const char *fmt, ...) __attribute__((format(printf, 1, 
  * index found out of range while a command ran: SP_E_BOUNDS). */
 sp_error_t *sp_error_with_status(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Creates an error of a given kind (samepage.h). */
+sp_error_t *sp_error_with_kind(sp_error_kind_t kind, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Sets err's kind; returns err (NULL stays NULL). sp_error_wrap keeps the
+ * cause's kind. */
+sp_error_t *sp_error_set_kind(sp_error_t *err, sp_error_kind_t kind);
+
 /* The status an error carries, or 0 when it carries none. */
 int sp_error_status(const sp_error_t *err);
 

@@ -21,17 +21,19 @@ const char *sp_file_kind(mode_t mode) {
 }
 
 static sp_error_t *not_regular(const char *path, mode_t mode) {
-  return sp_error_new("%s: is %s, not a regular file", path, sp_file_kind(mode));
+  return sp_error_with_kind(SP_ERROR_IO, "%s: is %s, not a regular file", path, sp_file_kind(mode));
 }
 
 /* The errno text of a failed call on path. */
-static sp_error_t *errno_error(const char *path) { return sp_error_new("%s: %s", path, strerror(errno)); }
+static sp_error_t *errno_error(const char *path) {
+  return sp_error_with_kind(SP_ERROR_IO, "%s: %s", path, strerror(errno));
+}
 
 /* Checks an open descriptor: a regular file (and not empty when asked). */
 static sp_error_t *check_fd(const char *path, int fd, unsigned flags, struct stat *st) {
   if (fstat(fd, st)) return errno_error(path);
   if (!S_ISREG(st->st_mode)) return not_regular(path, st->st_mode);
-  if ((flags & SP_OPEN_NONEMPTY) && st->st_size == 0) return sp_error_new("%s: file is empty", path);
+  if ((flags & SP_OPEN_NONEMPTY) && st->st_size == 0) return sp_error_with_kind(SP_ERROR_IO, "%s: file is empty", path);
   return NULL;
 }
 
@@ -75,7 +77,7 @@ sp_error_t *sp_read_regular(const char *path, unsigned flags, uint8_t **data, si
     ssize_t got = read(fd, buf + done, size - done);
     if (got < 0 && errno == EINTR) continue;
     if (got < 0) err = errno_error(path);
-    else if (got == 0) err = sp_error_new("%s: file shrank while reading (%zu of %zu bytes)", path, done, size);
+    else if (got == 0) err = sp_error_with_kind(SP_ERROR_IO, "%s: file shrank while reading (%zu of %zu bytes)", path, done, size);
     else done += (size_t)got;
   }
   close(fd);

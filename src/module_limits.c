@@ -53,7 +53,7 @@ static bool skip_s33(reader *r) {
 }
 
 static sp_error_t *malformed(const reader *r, const char *what) {
-  return sp_error_new("invalid or unsupported wasm module: %s (at offset 0x%zx)", what, offset(r));
+  return sp_error_with_kind(SP_ERROR_INVALID, "invalid or unsupported wasm module: %s (at offset 0x%zx)", what, offset(r));
 }
 
 /* A vector count that must fit the bytes left, each entry taking at least
@@ -164,17 +164,17 @@ sp_error_t *sp_module_check(const uint8_t *wasm, size_t len, const sp_module_lim
   char why[64];
   budget_text(lim->memory_limit, why, sizeof why);
   if (len > lim->max_bytes)
-    return sp_error_new("module has %zu bytes; the limit is %" PRIu64 " %s", len, lim->max_bytes, why);
+    return sp_error_with_kind(SP_ERROR_LIMIT, "module has %zu bytes; the limit is %" PRIu64 " %s", len, lim->max_bytes, why);
   sp_error_t *err = sp_module_count(wasm, len, &c);
   if (err) return err;
   if (c.functions > lim->max_functions)
-    return sp_error_new("module has %" PRIu64 " functions; the limit is %" PRIu64 " %s", c.functions,
+    return sp_error_with_kind(SP_ERROR_LIMIT, "module has %" PRIu64 " functions; the limit is %" PRIu64 " %s", c.functions,
                         lim->max_functions, why);
   if (c.types > lim->max_functions)
-    return sp_error_new("module has %" PRIu64 " types; the limit is %" PRIu64 " %s", c.types,
+    return sp_error_with_kind(SP_ERROR_LIMIT, "module has %" PRIu64 " types; the limit is %" PRIu64 " %s", c.types,
                         lim->max_functions, why);
   if (c.locals > lim->max_locals)
-    return sp_error_new("module has %" PRIu64 " locals (summed over its functions); the limit is %" PRIu64 " %s",
+    return sp_error_with_kind(SP_ERROR_LIMIT, "module has %" PRIu64 " locals (summed over its functions); the limit is %" PRIu64 " %s",
                         c.locals, lim->max_locals, why);
   return NULL;
 }
@@ -258,9 +258,9 @@ static bool job_wait(compile_job *job, uint64_t deadline_ns) {
 
 static sp_error_t *late(uint32_t timeout_ms, uint64_t len) {
   if (timeout_ms)
-    return sp_error_new("guest exceeded its %" PRIu32 " ms time limit while being compiled (%" PRIu64
+    return sp_error_with_kind(SP_ERROR_TIMEOUT, "guest exceeded its %" PRIu32 " ms time limit while being compiled (%" PRIu64
                         " bytes; the compilation was abandoned)", timeout_ms, len);
-  return sp_error_new("compiling the module took longer than the %u ms compile time limit (%" PRIu64
+  return sp_error_with_kind(SP_ERROR_TIMEOUT, "compiling the module took longer than the %u ms compile time limit (%" PRIu64
                       " bytes; the compilation was abandoned; --timeout sets the limit)",
                       SP_DEFAULT_COMPILE_TIMEOUT_MS, len);
 }

@@ -126,6 +126,7 @@ static wasm_trap_t *wait_clocks(sp_actor_t *actor, const clock_poll *cp, uint8_t
   if (first > deadline) {
     char msg[96];
     snprintf(msg, sizeof msg, "guest exceeded its %u ms time limit", actor->limits.timeout_ms);
+    actor->limits.fired = true;
     return trap_text(msg);
   }
   uint64_t now = clock_ns(CLOCK_MONOTONIC);

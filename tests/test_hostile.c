@@ -302,6 +302,8 @@ static void run_case(suite *s, const expect *e) {
     } else {
       CHECK(err != NULL, "%s: want a %s, the guest exited %d", e->name,
             e->kind == TRAP ? "trap" : "timeout", code);
+      sp_error_kind_t want = e->kind == TRAP ? SP_ERROR_TRAP : SP_ERROR_TIMEOUT;
+      CHECK(sp_error_kind(err) == want, "%s: error kind %d, want %d", e->name, sp_error_kind(err), want);
     }
     if (e->needle) CHECK(strstr(msg, e->needle), "%s: message lacks \"%s\": %s", e->name, e->needle, msg);
     if (e->kind == TIMEOUT)

@@ -120,6 +120,7 @@ static void test_limits_and_traps(sp_runtime_t *rt) {
   CHECK(err && strstr(sp_error_message(err), "out of bounds"), "oob load traps: %s",
         sp_error_message(err));
   CHECK(err && strstr(sp_error_message(err), "wasm backtrace"), "trap has a backtrace");
+  CHECK(sp_error_kind(err) == SP_ERROR_TRAP, "a trap's kind is SP_ERROR_TRAP (%d)", sp_error_kind(err));
   sp_error_free(err);
   CHECK(call1(a, "load", 0) >= 0, "actor still usable after a trap");
   err = sp_actor_call(a, "no_such_export", NULL, 0, NULL);
@@ -136,11 +137,13 @@ static void test_bad_modules(sp_runtime_t *rt) {
   const uint8_t text[] = "hello world, not wasm";
   sp_error_t *err = sp_actor_new(rt, text, sizeof text, NULL, &a);
   CHECK(err && strstr(sp_error_message(err), "not a WebAssembly module"), "text rejected");
+  CHECK(sp_error_kind(err) == SP_ERROR_INVALID, "its kind is SP_ERROR_INVALID");
   sp_error_free(err);
   const uint8_t broken[] = {0, 'a', 's', 'm', 1, 0, 0, 0, 0xff, 0xff, 0xff};
   err = sp_actor_new(rt, broken, sizeof broken, NULL, &a);
   CHECK(err && strstr(sp_error_message(err), "invalid or unsupported wasm"), "garbage rejected: %s",
         sp_error_message(err));
+  CHECK(sp_error_kind(err) == SP_ERROR_INVALID, "its kind is SP_ERROR_INVALID");
   sp_error_free(err);
   size_t len;
   uint8_t *wasm = load_guest("test_bad_import", &len);
@@ -197,6 +200,7 @@ static void test_isolation(sp_runtime_t *rt) {
     bad.dst = bad.src[0] = (sp_tensor){0xfff00000u, SP_DTYPE_F32, {1024, 1, 1, 1}, {0}, 0};
     err = sp_actor_submit(hostile, &bad, 1, false);
     CHECK(err && strstr(sp_error_message(err), "outside committed memory"), "hostile rejected");
+    CHECK(sp_error_kind(err) == SP_ERROR_INVALID, "a refused command's kind is SP_ERROR_INVALID");
     sp_error_free(err);
   }
   uint64_t beside = honest_matmul(honest);
@@ -240,6 +244,7 @@ static void test_blobs(sp_runtime_t *rt) {
   err = sp_actor_new(rt, wasm, len, &opts, &a);
   CHECK(err && strstr(sp_error_message(err), "data: /nonexistent/file"), "missing grant: %s",
         sp_error_message(err));
+  CHECK(sp_error_kind(err) == SP_ERROR_IO, "its kind is SP_ERROR_IO (%d)", sp_error_kind(err));
   sp_error_free(err);
   free(wasm);
   unlink(path);
@@ -278,6 +283,7 @@ static void test_work_caps(sp_runtime_t *rt) {
     err = sp_actor_submit(a, &cmd, 1, false);
     if (cases[i].needle) {
       CHECK(err && strstr(sp_error_message(err), cases[i].needle), "cap case %zu: %s", i, sp_error_message(err));
+      CHECK(sp_error_kind(err) == SP_ERROR_LIMIT, "cap case %zu: kind SP_ERROR_LIMIT", i);
       CHECK(base[y] == 0x55, "cap case %zu: a refused list wrote its destination", i);
     } else {
       CHECK(!err, "cap case %zu (exactly at the caps): %s", i, sp_error_message(err));

@@ -137,8 +137,9 @@ static sp_error_t *note_fault(cudaError_t e, const char *what) {
 static sp_error_t *device_lost(void) {
   if (!__atomic_load_n(&lost, __ATOMIC_ACQUIRE)) return NULL;
   pthread_mutex_lock(&lost_mu);
-  sp_error_t *err = sp_error_new("cuda: the GPU is lost to this process after a fault in another list (%s); "
-                                 "restart the process to use it again (snapshots restore there)", lost_why);
+  sp_error_t *err = sp_error_with_kind(SP_ERROR_DEVICE_LOST,
+                                       "cuda: the GPU is lost to this process after a fault in another list (%s); "
+                                       "restart the process to use it again (snapshots restore there)", lost_why);
   pthread_mutex_unlock(&lost_mu);
   return err;
 }

@@ -82,7 +82,9 @@ static void bury(conn *c, const char *why, int grace_ms) {
 static void bury_lost_peer(conn *c) { bury(c, NULL, 1000); }
 
 static sp_error_t *dead_error(const conn *c) {
-  return sp_error_new("process isolation: %s; this actor can compute no more (other actors are unaffected)", c->why);
+  return sp_error_with_kind(SP_ERROR_DEVICE_LOST,
+                            "process isolation: %s; this actor can compute no more (other actors are unaffected)",
+                            c->why);
 }
 
 static sp_error_t *spawn(conn **out) {
