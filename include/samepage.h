@@ -60,7 +60,8 @@ typedef struct sp_runtime sp_runtime_t;
 typedef struct sp_runtime_options {
   const char *backend;      /* "cpu", "cuda" or "auto" (NULL = "auto"). "cuda"
                                loads libsamepage_cuda.so ($SP_CUDA_LIB, else
-                               next to the executable); "auto" tries CUDA and
+                               next to the executable, else the install
+                               tree's lib/samepage/); "auto" tries CUDA and
                                falls back to the CPU with one line on stderr */
   unsigned threads;         /* CPU backend workers, 0 = one per core */
   size_t region_alignment;  /* base alignment of regions, power of two >= page size;

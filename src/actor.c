@@ -120,9 +120,8 @@ static sp_error_t *instantiate(sp_actor_t *actor, const uint8_t *wasm, size_t le
     wasmtime_error_t *werr =
         wasmtime_linker_instantiate(actor->rt->linker, actor->context, module, &actor->instance, &trap);
     if (werr) err = sp_error_from_wasmtime(werr, "instantiation failed");
-    else if (trap)
-      err = sp_error_set_kind(sp_error_from_trap(trap, "instantiation trapped"),
-                              actor->limits.fired ? SP_ERROR_TIMEOUT : SP_ERROR_TRAP);
+    else if (trap) err = sp_error_set_kind(sp_error_from_trap(trap, "instantiation trapped"), SP_ERROR_TRAP);
+    if (err && actor->limits.fired) sp_error_set_kind(err, SP_ERROR_TIMEOUT); /* the start function ran out of time */
   }
   wasmtime_module_delete(module);
   return err ? err : bind_memory(actor);

@@ -493,12 +493,6 @@ bool tok_is_eog(const tok_vocab *v, int32_t id) {
   return valid_id(v, id) && (v->attr[id] & ATTR_EOG);
 }
 
-const char *tok_text(const tok_vocab *v, int32_t id, size_t *len) {
-  if (!valid_id(v, id)) return NULL;
-  if (len) *len = v->len[id];
-  return v->text[id];
-}
-
 /* ---- encoder scratch ---- */
 
 typedef struct sym {

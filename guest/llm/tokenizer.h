@@ -94,9 +94,6 @@ uint32_t tok_attr(const tok_vocab *v, int32_t id);
 /* Whether generating this id ends the turn (EOS, EOT, <|im_end|>, ...). */
 bool tok_is_eog(const tok_vocab *v, int32_t id);
 
-/* The vocab text of an id (byte-level form, not NUL-terminated), or NULL. */
-const char *tok_text(const tok_vocab *v, int32_t id, size_t *len);
-
 /* The id whose vocab text is exactly text[0..len), or -1. */
 int32_t tok_find(const tok_vocab *v, const char *text, size_t len);
 

@@ -28,14 +28,35 @@ static void *open_beside_exe(const char *file) {
   return sp_path_beside_exe(file, path, sizeof path) ? dlopen(path, RTLD_NOW | RTLD_LOCAL) : NULL;
 }
 
+/* Opens the CUDA library from an installed tree (cmake/install.cmake
+ * defines both paths for this file only): first relative to the running
+ * executable, SP_BACKEND_INSTALL_REL being the way from the install's bindir
+ * to its backend dir ("../lib/samepage"), so the installed samepage and
+ * samepage-worker find it wherever the tree was installed or moved; then
+ * SP_BACKEND_INSTALL_DIR, the backend dir of the configured prefix, for
+ * programs elsewhere that link the installed libsamepage.a. NULL when
+ * neither holds it. */
+static void *open_installed(void) {
+  void *lib = NULL;
+#ifdef SP_BACKEND_INSTALL_REL
+  lib = open_beside_exe(SP_BACKEND_INSTALL_REL "/" SP_BACKEND_CUDA_LIBRARY);
+#endif
+#ifdef SP_BACKEND_INSTALL_DIR
+  if (!lib) lib = dlopen(SP_BACKEND_INSTALL_DIR "/" SP_BACKEND_CUDA_LIBRARY, RTLD_NOW | RTLD_LOCAL);
+#endif
+  return lib;
+}
+
 /* Loads the CUDA backend library: $SP_CUDA_LIB, else libsamepage_cuda.so
- * next to the executable, else the loader's search path. The library stays
+ * next to the executable (the build tree), else in the install tree
+ * (open_installed), else the loader's search path. The library stays
  * loaded for the life of the process (unloading CUDA's runtime mid-process
  * is not worth the risk). *found tells whether a library was there at all
  * (auto mode stays quiet on machines that simply have none). */
 static sp_error_t *load_cuda(const sp_backend_options *opts, sp_backend **out, bool *found) {
   const char *env = getenv("SP_CUDA_LIB");
   void *lib = env && env[0] ? dlopen(env, RTLD_NOW | RTLD_LOCAL) : open_beside_exe(SP_BACKEND_CUDA_LIBRARY);
+  if (!lib && !(env && env[0])) lib = open_installed();
   if (!lib && !(env && env[0])) lib = dlopen(SP_BACKEND_CUDA_LIBRARY, RTLD_NOW | RTLD_LOCAL);
   *found = lib != NULL;
   if (!lib)

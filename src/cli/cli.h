@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 /* Exit codes of samepage itself; a guest's own exit code passes through
  * (`exec`). Every failure exits non-zero (README.md, "The CLI"). */
@@ -14,6 +15,40 @@
 #define SP_EXIT_TRAP 134    /* the guest trapped */
 #define SP_EXIT_TIMEOUT 124 /* the guest ran past --timeout */
 #define SP_EXIT_INTERRUPTED 130 /* stopped by SIGINT (Ctrl-C), 128 + 2 */
+
+/* ---- command lines (main.c) ----
+ * Every subcommand parses its options the same way: "-h"/"--help" prints
+ * its complete usage on stdout (exit 0); an option it does not have, or one
+ * given without its value, is refused by name with its usage on stderr
+ * (exit SP_EXIT_USAGE). */
+
+/* Prints a subcommand's usage to out. */
+typedef void sp_cli_usage_fn(FILE *out);
+
+/* Whether arg asks for help ("-h", "--help"). */
+bool sp_cli_is_help(const char *arg);
+
+/* Whether arg is one of names (NULL-terminated). */
+bool sp_cli_is_one_of(const char *arg, const char *const *names);
+
+/* Refuses opt, an option cmd ("bench actors") does not have; returns
+ * SP_EXIT_USAGE. */
+int sp_cli_unknown_option(const char *cmd, const char *opt, sp_cli_usage_fn *usage);
+
+/* Refuses arg, a positional argument cmd does not take; returns SP_EXIT_USAGE. */
+int sp_cli_unexpected_argument(const char *cmd, const char *arg, sp_cli_usage_fn *usage);
+
+/* The value of the option argv[*i], advancing *i past it; NULL, with the
+ * message and cmd's usage on stderr, when the option is last on the line. */
+const char *sp_cli_option_value(const char *cmd, int argc, char **argv, int *i, sp_cli_usage_fn *usage);
+
+/* Reads the option argv[*i] of cmd, whose options are `flags` (no value)
+ * and `valued` (one value each; both lists NULL-terminated). Returns 0 with
+ * *val its value (NULL for a flag) and *i past it; -1 after --help (usage
+ * on stdout); or SP_EXIT_USAGE, with the message and usage on stderr, for
+ * an unknown option, a missing value or a positional argument. */
+int sp_cli_next_option(const char *cmd, int argc, char **argv, int *i, const char *const *flags,
+                       const char *const *valued, sp_cli_usage_fn *usage, const char **val);
 
 int sp_cli_exec(int argc, char **argv);
 int sp_cli_run(int argc, char **argv);
@@ -63,7 +98,8 @@ int sp_cli_parse_size(const char *text, uint64_t *out);
 /* Parses --timeout SECONDS ("2", "0.5") into milliseconds; 0 on success. */
 int sp_cli_parse_timeout(const char *text, uint32_t *ms);
 
-/* Whether an error is a guest stopped by its time limit (actor_limits.c). */
-bool sp_cli_is_timeout(const sp_error_t *err);
+/* The exit code of a failure, by its kind (sp_error_kind): a time limit
+ * 124, a trap 134, anything else `otherwise`. */
+int sp_cli_exit_code(const sp_error_t *err, int otherwise);
 
 #endif

@@ -1,5 +1,6 @@
 /*
- * cli_bench.c: `samepage bench zerocopy [--json]`, the seed's proof.
+ * cli_bench.c: `samepage bench BENCHMARK ...` dispatch, and `samepage bench
+ * zerocopy [--backend B] [--json]`, the seed's proof.
  *
  * Runs the embedded bench guest and measures, on the backend in use:
  *  - pointer identity: Wasmtime's memory base == the region base == the
@@ -175,24 +176,53 @@ static sp_error_t *run_zerocopy(const char *backend, zerocopy_result *r) {
   return err;
 }
 
-int sp_cli_bench(int argc, char **argv) {
-  if (argc > 1 && !strcmp(argv[1], "snapshot")) return sp_cli_bench_snapshot(argc - 1, argv + 1);
-  if (argc > 1 && !strcmp(argv[1], "actors")) return sp_cli_bench_actors(argc - 1, argv + 1);
-  if (argc > 1 && !strcmp(argv[1], "soak")) return sp_cli_bench_soak(argc - 1, argv + 1);
-  if (argc > 1 && !strcmp(argv[1], "prefill")) return sp_cli_bench_prefill(argc - 1, argv + 1);
-  bool json = false;
-  const char *which = NULL, *backend = "auto";
+/* ---- the command line ---- */
+
+static void bench_usage(FILE *out) {
+  fprintf(out,
+          "usage: samepage bench BENCHMARK [options]   (samepage bench BENCHMARK --help: its options)\n"
+          "  zerocopy   prove and measure the zero-copy path: pointer identity, RSS, submit cost\n"
+          "  snapshot   snapshot save/restore against re-prefill, per context length\n"
+          "  actors     memory of many LLM actors sharing one model\n"
+          "  prefill    prompt processing speed, as llama-bench's pp test\n"
+          "  soak       memory soak: actors generating for a long time; fails if memory grows\n");
+}
+
+static void zerocopy_usage(FILE *out) {
+  fprintf(out,
+          "usage: samepage bench zerocopy [options]\n"
+          "  --backend cpu|cuda|auto  compute backend (default auto)\n"
+          "  --json                 machine-readable output\n"
+          "  -h, --help             this message\n"
+          "Exit status 1 when pointer identity or the guest-checked matmul fails.\n");
+}
+
+static const char *const bench_names[] = {"zerocopy", "snapshot", "actors", "prefill", "soak", NULL};
+static const char *const zerocopy_flags[] = {"--json", NULL}, *const zerocopy_valued[] = {"--backend", NULL};
+
+/* `samepage bench zerocopy`; its name may also follow its options. */
+static int bench_zerocopy(int argc, char **argv) {
+  bool json = false, named = false;
+  const char *backend = "auto";
   for (int i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "--json")) json = true;
-    else if (!strcmp(argv[i], "--backend") && i + 1 < argc) backend = argv[++i];
-    else if (!which && argv[i][0] != '-') which = argv[i];
-    else {
-      fprintf(stderr, "samepage bench: unexpected argument %s\n", argv[i]);
+    const char *arg = argv[i], *val;
+    if (!named && !strcmp(arg, "zerocopy")) { named = true; continue; }
+    if (!named && arg[0] != '-') {
+      if (sp_cli_is_one_of(arg, bench_names))
+        fprintf(stderr, "samepage bench: the benchmark's name goes first: samepage bench %s [options]\n", arg);
+      else fprintf(stderr, "samepage bench: unknown benchmark \"%s\"\n", arg);
+      bench_usage(stderr);
       return SP_EXIT_USAGE;
     }
+    int rc = sp_cli_next_option(named ? "bench zerocopy" : "bench", argc, argv, &i, zerocopy_flags, zerocopy_valued,
+                                named ? zerocopy_usage : bench_usage, &val);
+    if (rc) return rc < 0 ? 0 : rc;
+    if (!strcmp(arg, "--json")) json = true;
+    else if (!strcmp(arg, "--backend")) backend = val;
   }
-  if (!which || strcmp(which, "zerocopy")) {
-    fprintf(stderr, "usage: samepage bench zerocopy|snapshot|actors|soak|prefill [--json] [--backend cpu|auto]\n");
+  if (!named) {
+    fprintf(stderr, "samepage bench: missing the benchmark: zerocopy, snapshot, actors, prefill or soak\n");
+    bench_usage(stderr);
     return SP_EXIT_USAGE;
   }
   zerocopy_result r = {0};
@@ -205,4 +235,17 @@ int sp_cli_bench(int argc, char **argv) {
   if (json) print_json(&r);
   else print_table(&r);
   return r.pointer_identity && r.matmul_errors == 0 ? 0 : 1;
+}
+
+int sp_cli_bench(int argc, char **argv) {
+  const char *which = argc > 1 ? argv[1] : "";
+  if (!strcmp(which, "snapshot")) return sp_cli_bench_snapshot(argc - 1, argv + 1);
+  if (!strcmp(which, "actors")) return sp_cli_bench_actors(argc - 1, argv + 1);
+  if (!strcmp(which, "soak")) return sp_cli_bench_soak(argc - 1, argv + 1);
+  if (!strcmp(which, "prefill")) return sp_cli_bench_prefill(argc - 1, argv + 1);
+  if (!strcmp(which, "help") || sp_cli_is_help(which)) {
+    bench_usage(stdout);
+    return 0;
+  }
+  return bench_zerocopy(argc, argv);
 }

@@ -16,7 +16,7 @@
  * docs/CUDA.md), the bytes sharing saved, the freezes served by sharing,
  * and the device-local mirrors (activations, KV cache: one per actor).
  *
- * Under process isolation (--isolation process) each actor's backend runs in
+ * Under process isolation (SP_ISOLATION=process) each actor's backend runs in
  * a worker process, and guest memory is shared memory (RssShmem, counted in
  * this process, which maps all of it). Rows then add the workers' memory
  * (summed over this process's children), and an actor's cost is its share
@@ -162,15 +162,33 @@ static sp_error_t *start_actor(sp_runtime_t *rt, const char *model, const char *
   return err;
 }
 
+static void actors_usage(FILE *out) {
+  fprintf(out,
+          "usage: samepage bench actors [options]\n"
+          "  --counts N,N,...       actors alive at each measurement (default 1,8,32; each 1..%d)\n"
+          "  --ctx N                each actor's context length (default 512)\n"
+          "  --model FILE           GGUF model (default: SmolLM2-135M-Instruct Q4_1)\n"
+          "  --backend cpu|cuda|auto  compute backend (default cpu)\n"
+          "  --json                 machine-readable output\n"
+          "  -h, --help             this message\n"
+          "Process isolation: SP_ISOLATION=process.\n", MAX_ACTORS);
+}
+
+static const char *const actors_flags[] = {"--json", NULL};
+static const char *const actors_valued[] = {"--counts", "--model", "--ctx", "--backend", NULL};
+
 int sp_cli_bench_actors(int argc, char **argv) {
   bool json = false;
   const char *counts = "1,8,32", *model = NULL, *ctx = "512", *backend = "cpu";
   for (int i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "--json")) json = true;
-    else if (!strcmp(argv[i], "--counts") && i + 1 < argc) counts = argv[++i];
-    else if (!strcmp(argv[i], "--model") && i + 1 < argc) model = argv[++i];
-    else if (!strcmp(argv[i], "--ctx") && i + 1 < argc) ctx = argv[++i];
-    else if (!strcmp(argv[i], "--backend") && i + 1 < argc) backend = argv[++i];
+    const char *opt = argv[i], *val;
+    int rc = sp_cli_next_option("bench actors", argc, argv, &i, actors_flags, actors_valued, actors_usage, &val);
+    if (rc) return rc < 0 ? 0 : rc;
+    if (!strcmp(opt, "--json")) json = true;
+    else if (!strcmp(opt, "--counts")) counts = val;
+    else if (!strcmp(opt, "--model")) model = val;
+    else if (!strcmp(opt, "--ctx")) ctx = val;
+    else if (!strcmp(opt, "--backend")) backend = val;
   }
   if (!model) model = sp_cli_default_model();
   if (access(model, R_OK)) {

@@ -60,22 +60,38 @@ static sp_error_t *measure_same_actor(sp_runtime_t *rt, const char *model, int n
   return err;
 }
 
+static void prefill_usage(FILE *out) {
+  fprintf(out,
+          "usage: samepage bench prefill [options]\n"
+          "  --tokens N             prompt length (default 512; 1..32768)\n"
+          "  --runs R               prefills; the first is reported as cold (default 4; 2..%d)\n"
+          "  --batch B              prefill batch (default 512; 1..4096)\n"
+          "  --model FILE           GGUF model (default: SmolLM2-135M-Instruct Q4_1)\n"
+          "  --backend cpu|cuda|auto  compute backend (default auto)\n"
+          "  --same-actor           one actor, restored before each run (default: a fresh one each run)\n"
+          "  --json                 machine-readable output\n"
+          "  -h, --help             this message\n"
+          "Process isolation: SP_ISOLATION=process.\n", MAX_RUNS);
+}
+
+static const char *const prefill_flags[] = {"--json", "--same-actor", NULL};
+static const char *const prefill_valued[] = {"--backend", "--model", "--tokens", "--runs", "--batch", NULL};
+
 int sp_cli_bench_prefill(int argc, char **argv) {
   bool json = false, same_actor = false;
   const char *backend = "auto", *model = NULL;
   int tokens = 512, runs = 4, batch = 512;
   for (int i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "--json")) json = true;
-    else if (!strcmp(argv[i], "--same-actor")) same_actor = true;
-    else if (!strcmp(argv[i], "--backend") && i + 1 < argc) backend = argv[++i];
-    else if (!strcmp(argv[i], "--model") && i + 1 < argc) model = argv[++i];
-    else if (!strcmp(argv[i], "--tokens") && i + 1 < argc) tokens = atoi(argv[++i]);
-    else if (!strcmp(argv[i], "--runs") && i + 1 < argc) runs = atoi(argv[++i]);
-    else if (!strcmp(argv[i], "--batch") && i + 1 < argc) batch = atoi(argv[++i]);
-    else {
-      fprintf(stderr, "samepage bench prefill: unexpected argument %s\n", argv[i]);
-      return SP_EXIT_USAGE;
-    }
+    const char *opt = argv[i], *val;
+    int rc = sp_cli_next_option("bench prefill", argc, argv, &i, prefill_flags, prefill_valued, prefill_usage, &val);
+    if (rc) return rc < 0 ? 0 : rc;
+    if (!strcmp(opt, "--json")) json = true;
+    else if (!strcmp(opt, "--same-actor")) same_actor = true;
+    else if (!strcmp(opt, "--backend")) backend = val;
+    else if (!strcmp(opt, "--model")) model = val;
+    else if (!strcmp(opt, "--tokens")) tokens = atoi(val);
+    else if (!strcmp(opt, "--runs")) runs = atoi(val);
+    else if (!strcmp(opt, "--batch")) batch = atoi(val);
   }
   if (tokens < 1 || tokens > 32768 || runs < 2 || runs > MAX_RUNS || batch < 1 || batch > 4096) {
     fprintf(stderr, "samepage bench prefill: --tokens 1..32768, --runs 2..%d, --batch 1..4096\n", MAX_RUNS);

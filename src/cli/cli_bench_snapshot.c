@@ -64,14 +64,30 @@ static sp_error_t *measure(sp_runtime_t *rt, const char *model, int n, snap_row 
   return err;
 }
 
+static void snapshot_usage(FILE *out) {
+  fprintf(out,
+          "usage: samepage bench snapshot [options]\n"
+          "  --contexts N,N,...     prompt lengths to measure (default 24,512,4096; 1..32768, at most 8)\n"
+          "  --model FILE           GGUF model (default: SmolLM2-135M-Instruct Q4_1)\n"
+          "  --backend cpu|cuda|auto  compute backend (default auto)\n"
+          "  --json                 machine-readable output\n"
+          "  -h, --help             this message\n");
+}
+
+static const char *const snapshot_flags[] = {"--json", NULL};
+static const char *const snapshot_valued[] = {"--contexts", "--model", "--backend", NULL};
+
 int sp_cli_bench_snapshot(int argc, char **argv) {
   bool json = false;
   const char *backend = "auto", *model = NULL, *contexts = "24,512,4096";
   for (int i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "--json")) json = true;
-    else if (!strcmp(argv[i], "--backend") && i + 1 < argc) backend = argv[++i];
-    else if (!strcmp(argv[i], "--model") && i + 1 < argc) model = argv[++i];
-    else if (!strcmp(argv[i], "--contexts") && i + 1 < argc) contexts = argv[++i];
+    const char *opt = argv[i], *val;
+    int rc = sp_cli_next_option("bench snapshot", argc, argv, &i, snapshot_flags, snapshot_valued, snapshot_usage, &val);
+    if (rc) return rc < 0 ? 0 : rc;
+    if (!strcmp(opt, "--json")) json = true;
+    else if (!strcmp(opt, "--backend")) backend = val;
+    else if (!strcmp(opt, "--model")) model = val;
+    else if (!strcmp(opt, "--contexts")) contexts = val;
   }
   if (!model) model = sp_cli_default_model();
   if (access(model, R_OK)) {

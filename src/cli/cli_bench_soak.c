@@ -118,23 +118,38 @@ static void *soak_thread(void *arg) {
   return NULL;
 }
 
+static void soak_usage(FILE *out) {
+  fprintf(out,
+          "usage: samepage bench soak [options]\n"
+          "  --actors N             actors generating at once, one thread each (default 8; 1..%d)\n"
+          "  --seconds S            length of the run (default 600; >= 1)\n"
+          "  --ctx N                each actor's context length (default 256)\n"
+          "  --bound PCT            allowed RssAnon growth after warm-up, in percent (default 5)\n"
+          "  --model FILE           GGUF model (default: SmolLM2-135M-Instruct Q4_1)\n"
+          "  --json                 machine-readable output\n"
+          "  -h, --help             this message\n"
+          "CPU backend only. Exit status 1 when memory grew past the bound or an actor failed.\n",
+          MAX_SOAK_ACTORS);
+}
+
+static const char *const soak_flags[] = {"--json", NULL};
+static const char *const soak_valued[] = {"--actors", "--seconds", "--bound", "--model", "--ctx", NULL};
+
 int sp_cli_bench_soak(int argc, char **argv) {
   bool json = false;
   int n_actors = 8;
   double seconds = 600, bound = 5.0;
   const char *model = NULL, *ctx = "256";
   for (int i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "--json")) json = true;
-    else if (!strcmp(argv[i], "--actors") && i + 1 < argc) n_actors = atoi(argv[++i]);
-    else if (!strcmp(argv[i], "--seconds") && i + 1 < argc) seconds = atof(argv[++i]);
-    else if (!strcmp(argv[i], "--bound") && i + 1 < argc) bound = atof(argv[++i]);
-    else if (!strcmp(argv[i], "--model") && i + 1 < argc) model = argv[++i];
-    else if (!strcmp(argv[i], "--ctx") && i + 1 < argc) ctx = argv[++i];
-    else {
-      fprintf(stderr, "usage: samepage bench soak [--actors N] [--seconds S] [--ctx N] [--bound PCT] "
-                      "[--model F] [--json]\n");
-      return SP_EXIT_USAGE;
-    }
+    const char *opt = argv[i], *val;
+    int rc = sp_cli_next_option("bench soak", argc, argv, &i, soak_flags, soak_valued, soak_usage, &val);
+    if (rc) return rc < 0 ? 0 : rc;
+    if (!strcmp(opt, "--json")) json = true;
+    else if (!strcmp(opt, "--actors")) n_actors = atoi(val);
+    else if (!strcmp(opt, "--seconds")) seconds = atof(val);
+    else if (!strcmp(opt, "--bound")) bound = atof(val);
+    else if (!strcmp(opt, "--model")) model = val;
+    else if (!strcmp(opt, "--ctx")) ctx = val;
   }
   if (n_actors < 1 || n_actors > MAX_SOAK_ACTORS || seconds < 1) {
     fprintf(stderr, "samepage bench soak: --actors must be 1..%d and --seconds >= 1\n", MAX_SOAK_ACTORS);

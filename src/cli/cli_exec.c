@@ -31,24 +31,30 @@ typedef struct exec_args {
 
 static void exec_usage(FILE *out) {
   fprintf(out,
-          "usage: samepage exec [options] GUEST.wasm [args...]\n"
+          "usage: samepage exec [options] [--] GUEST.wasm [args...]\n"
           "  --dir DIR             give the guest access to DIR (repeatable)\n"
-          "  --backend cpu|auto    compute backend (default auto)\n"
+          "  --backend cpu|cuda|auto  compute backend (default auto)\n"
           "  --memory-limit SIZE   cap the guest's linear memory, e.g. 256M (default 4G)\n"
           "  --threads N           CPU backend threads (default: all cores)\n"
           "  --isolation none|process  run the backend in a worker process (default none)\n"
           "  --timeout SECONDS     stop the guest after this much wall-clock time (e.g. 2.5)\n"
-          "  --cpu-timeout SECONDS stop the guest after its thread used this much CPU time\n");
+          "  --cpu-timeout SECONDS stop the guest after its thread used this much CPU time\n"
+          "  -h, --help            this message\n"
+          "Options end at GUEST.wasm (or --); what follows is the guest's own argv.\n");
 }
 
-/* Returns 0, or an exit code to stop with. */
+/* The options above that take a value (all but --help). */
+static const char *const exec_value_options[] = {"--dir", "--backend", "--memory-limit", "--threads", "--isolation",
+                                                 "--timeout", "--cpu-timeout", NULL};
+
+/* Returns 0, -1 after --help, or an exit code to stop with. */
 static int parse_exec_args(int argc, char **argv, exec_args *a) {
   memset(a, 0, sizeof *a);
   a->backend = "auto";
   int i = 1;
   for (; i < argc && argv[i][0] == '-'; i++) {
     const char *opt = argv[i];
-    if (!strcmp(opt, "--help") || !strcmp(opt, "-h")) {
+    if (sp_cli_is_help(opt)) {
       exec_usage(stdout);
       return -1;
     }
@@ -56,11 +62,9 @@ static int parse_exec_args(int argc, char **argv, exec_args *a) {
       i++;
       break;
     }
-    if (i + 1 >= argc) {
-      fprintf(stderr, "samepage exec: %s needs a value\n", opt);
-      return SP_EXIT_USAGE;
-    }
-    const char *val = argv[++i];
+    if (!sp_cli_is_one_of(opt, exec_value_options)) return sp_cli_unknown_option("exec", opt, exec_usage);
+    const char *val = sp_cli_option_value("exec", argc, argv, &i, exec_usage);
+    if (!val) return SP_EXIT_USAGE;
     if (!strcmp(opt, "--dir")) {
       if (a->n_dirs == MAX_DIRS) {
         fprintf(stderr, "samepage exec: at most %d --dir options\n", MAX_DIRS);
@@ -94,10 +98,6 @@ static int parse_exec_args(int argc, char **argv, exec_args *a) {
         fprintf(stderr, "samepage exec: --cpu-timeout: \"%s\" is not a number of seconds in (0, 4000000]\n", val);
         return SP_EXIT_USAGE;
       }
-    } else {
-      fprintf(stderr, "samepage exec: unknown option %s\n", opt);
-      exec_usage(stderr);
-      return SP_EXIT_USAGE;
     }
   }
   if (i >= argc) {
@@ -118,10 +118,12 @@ int sp_cli_parse_timeout(const char *text, uint32_t *ms) {
   return 0;
 }
 
-/* Both limits (actor_limits.c) say "guest exceeded its N ms [CPU ]time limit". */
-bool sp_cli_is_timeout(const sp_error_t *err) {
-  const char *msg = err ? sp_error_message(err) : "";
-  return strstr(msg, "guest exceeded its ") && strstr(msg, "time limit");
+int sp_cli_exit_code(const sp_error_t *err, int otherwise) {
+  switch (sp_error_kind(err)) {
+  case SP_ERROR_TIMEOUT: return SP_EXIT_TIMEOUT;
+  case SP_ERROR_TRAP: return SP_EXIT_TRAP;
+  default: return otherwise;
+  }
 }
 
 static int fail_with(sp_error_t *err, const char *what, int code) {
@@ -162,11 +164,11 @@ int sp_cli_exec(int argc, char **argv) {
   free(wasm);
   if (err) {
     sp_runtime_free(rt);
-    return fail_with(err, path, sp_cli_is_timeout(err) ? SP_EXIT_TIMEOUT : SP_EXIT_RUNTIME);
+    return fail_with(err, path, sp_cli_exit_code(err, SP_EXIT_RUNTIME));
   }
   int exit_code = 0;
   err = sp_actor_run_main(actor, &exit_code);
-  if (err) exit_code = fail_with(err, path, sp_cli_is_timeout(err) ? SP_EXIT_TIMEOUT : SP_EXIT_TRAP);
+  if (err) exit_code = fail_with(err, path, sp_cli_exit_code(err, SP_EXIT_TRAP));
   fflush(stdout);
   sp_actor_free(actor);
   sp_runtime_free(rt);

@@ -241,13 +241,84 @@ static int kv_import(const char *snap, const char *in_path, const char *out_snap
   return 0;
 }
 
-int sp_cli_kv(int argc, char **argv) {
-  if (argc == 4 && !strcmp(argv[1], "export")) return kv_export(argv[2], argv[3]);
-  if ((argc == 5 || argc == 7) && !strcmp(argv[1], "import")) {
-    const char *model = argc == 7 && !strcmp(argv[5], "--model") ? argv[6] : sp_cli_default_model();
-    return kv_import(argv[2], argv[3], argv[4], model);
+/* ---- the command line ---- */
+
+static void kv_export_usage(FILE *out) {
+  fprintf(out,
+          "usage: samepage kv export S.snap OUT.safetensors\n"
+          "  writes the KV cache of the conversation saved in S.snap (samepage run --save)\n"
+          "  as safetensors: layer.N.k / layer.N.v, f16 [position, kv_head, head_dim]\n"
+          "  -h, --help             this message\n"
+          "  --                     what follows is a path, even if it starts with -\n");
+}
+
+static void kv_import_usage(FILE *out) {
+  fprintf(out,
+          "usage: samepage kv import S.snap IN.safetensors OUT.snap [--model F.gguf]\n"
+          "  writes the KV cache in IN.safetensors (made by kv export) into the\n"
+          "  conversation saved in S.snap, and saves the result as OUT.snap\n"
+          "  --model F.gguf         the model S.snap was made with (default: SmolLM2-135M-Instruct\n"
+          "                         Q4_1, fetched by scripts/fetch-model.sh; or $SAMEPAGE_MODEL)\n"
+          "  -h, --help             this message\n"
+          "  --                     what follows is a path, even if it starts with -\n");
+}
+
+static void kv_usage(FILE *out) {
+  fprintf(out,
+          "usage: samepage kv export S.snap OUT.safetensors\n"
+          "       samepage kv import S.snap IN.safetensors OUT.snap [--model F.gguf]\n"
+          "  export                 a saved conversation's KV cache as safetensors\n"
+          "  import                 write such a KV cache into a saved conversation\n"
+          "  samepage kv export --help, samepage kv import --help: their options\n");
+}
+
+/* Parses `kv export|import` (argv[0]): exactly n_pos positional paths into
+ * pos, and, with model non-NULL, --model. Returns 0, -1 after --help, or an
+ * exit code to stop with. */
+static int parse_kv_args(int argc, char **argv, int n_pos, const char **pos, const char **model,
+                         sp_cli_usage_fn *usage) {
+  char cmd[32];
+  snprintf(cmd, sizeof cmd, "kv %s", argv[0]);
+  int got = 0;
+  bool options = true;
+  for (int i = 1; i < argc; i++) {
+    const char *arg = argv[i];
+    if (options && arg[0] == '-' && arg[1]) {
+      if (sp_cli_is_help(arg)) { usage(stdout); return -1; }
+      if (!strcmp(arg, "--")) { options = false; continue; }
+      if (!model || strcmp(arg, "--model")) return sp_cli_unknown_option(cmd, arg, usage);
+      if (!(*model = sp_cli_option_value(cmd, argc, argv, &i, usage))) return SP_EXIT_USAGE;
+      continue;
+    }
+    if (got == n_pos) return sp_cli_unexpected_argument(cmd, arg, usage);
+    pos[got++] = arg;
   }
-  fprintf(stderr, "usage: samepage kv export S.snap OUT.safetensors\n"
-                  "       samepage kv import S.snap IN.safetensors OUT.snap [--model F.gguf]\n");
+  if (got < n_pos) {
+    fprintf(stderr, "samepage %s: needs %d paths, %d given\n", cmd, n_pos, got);
+    usage(stderr);
+    return SP_EXIT_USAGE;
+  }
+  return 0;
+}
+
+int sp_cli_kv(int argc, char **argv) {
+  const char *sub = argc > 1 ? argv[1] : "", *pos[3] = {0}, *model = NULL;
+  int rc;
+  if (!strcmp(sub, "export")) {
+    rc = parse_kv_args(argc - 1, argv + 1, 2, pos, NULL, kv_export_usage);
+    return rc ? (rc < 0 ? 0 : rc) : kv_export(pos[0], pos[1]);
+  }
+  if (!strcmp(sub, "import")) {
+    rc = parse_kv_args(argc - 1, argv + 1, 3, pos, &model, kv_import_usage);
+    return rc ? (rc < 0 ? 0 : rc) : kv_import(pos[0], pos[1], pos[2], model ? model : sp_cli_default_model());
+  }
+  if (sp_cli_is_help(sub) || !strcmp(sub, "help")) {
+    kv_usage(stdout);
+    return 0;
+  }
+  if (!sub[0]) fprintf(stderr, "samepage kv: missing export or import\n");
+  else if (sub[0] == '-') fprintf(stderr, "samepage kv: unknown option %s\n", sub);
+  else fprintf(stderr, "samepage kv: unknown command \"%s\" (export or import)\n", sub);
+  kv_usage(stderr);
   return SP_EXIT_USAGE;
 }

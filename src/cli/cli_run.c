@@ -66,13 +66,16 @@ static void run_usage(FILE *out) {
   fprintf(out,
           "usage: samepage run [options] [PROMPT]\n"
           "  -m, --model FILE       GGUF model (default: SmolLM2-135M-Instruct Q4_1,\n"
-          "                         fetched by scripts/fetch-model.sh)\n"
+          "                         fetched by scripts/fetch-model.sh; or $SAMEPAGE_MODEL)\n"
           "  -p, --prompt TEXT      prompt; without one, an interactive chat\n"
           "  -n, --n-predict N      tokens to generate per turn (default 256)\n"
-          "  --temp F --top-k N --top-p F --min-p F --repeat-penalty F --seed N\n"
-          "                         sampling (default: temp 0.8, top-k 40, top-p 0.95,\n"
-          "                         min-p 0.05, repeat-penalty 1.1, a new seed each run;\n"
-          "                         --temp 0 is greedy)\n"
+          "  --temp F               sampling temperature (default 0.8; 0 is greedy)\n"
+          "  --top-k N              keep the N most likely tokens (default 40; 0: all)\n"
+          "  --top-p F              keep the smallest set with this probability (default 0.95)\n"
+          "  --min-p F              drop tokens below F x the most likely (default 0.05)\n"
+          "  --repeat-penalty F     penalty on recent tokens (default 1.1; 1: none)\n"
+          "  --repeat-last-n N      tokens the penalty looks back over (default 64)\n"
+          "  --seed N               sampling seed (default: a new one each run, printed)\n"
           "  --ctx N                context length (default 4096)\n"
           "  --batch N              prefill batch (default 128)\n"
           "  --system TEXT          system prompt for chat models\n"
@@ -87,8 +90,14 @@ static void run_usage(FILE *out) {
           "                         a GPU fault or crash there ends this actor alone\n"
           "                         (default none, or $SP_ISOLATION)\n"
           "  --threads N            CPU backend threads\n"
-          "  --json                 machine-readable output\n");
+          "  --json                 machine-readable output\n"
+          "  -h, --help             this message\n");
 }
+
+/* Options the host interprets that take a value (the guest's are below). */
+static const char *const host_value_options[] = {"-m", "--model", "-p", "--prompt", "-n", "--n-predict", "--backend",
+                                                 "--residency", "--isolation", "--save", "--resume", "--timeout",
+                                                 "--threads", NULL};
 
 /* Options the guest interprets: forwarded verbatim as its argv. */
 static const char *const guest_options[] = {"--temp", "--top-k", "--top-p", "--min-p",
@@ -112,11 +121,7 @@ static bool finite_float_ok(const char *opt, const char *val) {
   return true;
 }
 
-static bool is_guest_option(const char *opt) {
-  for (int i = 0; guest_options[i]; i++)
-    if (!strcmp(opt, guest_options[i])) return true;
-  return false;
-}
+static bool is_guest_option(const char *opt) { return sp_cli_is_one_of(opt, guest_options); }
 
 const char *sp_cli_default_model(void) {
   static char path[4096];
@@ -129,13 +134,55 @@ const char *sp_cli_default_model(void) {
   return path;
 }
 
+/* One option of the host's own with its value; 0 or an exit code. */
+static int parse_host_option(run_args *a, const char *opt, const char *val) {
+  if (!strcmp(opt, "-m") || !strcmp(opt, "--model")) a->model = val;
+  else if (!strcmp(opt, "-p") || !strcmp(opt, "--prompt")) a->prompt = val;
+  else if (!strcmp(opt, "--backend")) a->backend = val;
+  else if (!strcmp(opt, "--residency")) a->residency = val;
+  else if (!strcmp(opt, "--isolation")) a->isolation = val;
+  else if (!strcmp(opt, "--save")) a->save = val;
+  else if (!strcmp(opt, "--resume")) a->resume = val;
+  else if (!strcmp(opt, "--timeout")) {
+    if (sp_cli_parse_timeout(val, &a->timeout_ms)) {
+      fprintf(stderr, "samepage run: --timeout: \"%s\" is not a number of seconds\n", val);
+      return SP_EXIT_USAGE;
+    }
+  } else if (!strcmp(opt, "-n") || !strcmp(opt, "--n-predict")) {
+    char *end;
+    a->n_predict = strtol(val, &end, 10);
+    if (*end || a->n_predict < 0 || a->n_predict > 1 << 20) {
+      fprintf(stderr, "samepage run: -n: \"%s\" is not a token count\n", val);
+      return SP_EXIT_USAGE;
+    }
+  } else if (!strcmp(opt, "--threads")) {
+    a->threads = (unsigned)atoi(val);
+    if (a->threads < 1 || a->threads > 1024) { fprintf(stderr, "samepage run: --threads: 1..1024\n"); return SP_EXIT_USAGE; }
+  }
+  return 0;
+}
+
+/* One option the guest interprets, forwarded as its argv; 0 or an exit code. */
+static int add_guest_option(run_args *a, const char *opt, const char *val) {
+  if (a->guest_argc + 2 >= MAX_GUEST_ARGS) {
+    fprintf(stderr, "samepage run: %s: too many sampling and model options\n", opt);
+    return SP_EXIT_USAGE;
+  }
+  if (!finite_float_ok(opt, val)) return SP_EXIT_USAGE;
+  if (!strcmp(opt, "--seed")) a->seed = val;
+  a->guest_argv[a->guest_argc++] = opt;
+  a->guest_argv[a->guest_argc++] = val;
+  return 0;
+}
+
+/* Returns 0, -1 after --help, or an exit code to stop with. */
 static int parse_run_args(int argc, char **argv, run_args *a) {
   memset(a, 0, sizeof *a);
   a->backend = "auto", a->n_predict = 256;
   a->guest_argv[a->guest_argc++] = "llm";
   for (int i = 1; i < argc; i++) {
     const char *opt = argv[i];
-    if (!strcmp(opt, "-h") || !strcmp(opt, "--help")) { run_usage(stdout); return -1; }
+    if (sp_cli_is_help(opt)) { run_usage(stdout); return -1; }
     if (!strcmp(opt, "--json")) { a->json = true; continue; }
     if (!strcmp(opt, "--raw")) { a->raw = true; continue; }
     if (!strcmp(opt, "--self-contained")) { a->self_contained = true; continue; }
@@ -144,41 +191,12 @@ static int parse_run_args(int argc, char **argv, run_args *a) {
       a->prompt = opt;
       continue;
     }
-    if (i + 1 >= argc) { fprintf(stderr, "samepage run: %s needs a value\n", opt); return SP_EXIT_USAGE; }
-    const char *val = argv[++i];
-    if (!strcmp(opt, "-m") || !strcmp(opt, "--model")) a->model = val;
-    else if (!strcmp(opt, "-p") || !strcmp(opt, "--prompt")) a->prompt = val;
-    else if (!strcmp(opt, "--backend")) a->backend = val;
-    else if (!strcmp(opt, "--residency")) a->residency = val;
-    else if (!strcmp(opt, "--isolation")) a->isolation = val;
-    else if (!strcmp(opt, "--save")) a->save = val;
-    else if (!strcmp(opt, "--timeout")) {
-      if (sp_cli_parse_timeout(val, &a->timeout_ms)) {
-        fprintf(stderr, "samepage run: --timeout: \"%s\" is not a number of seconds\n", val);
-        return SP_EXIT_USAGE;
-      }
-    }
-    else if (!strcmp(opt, "--resume")) a->resume = val;
-    else if (!strcmp(opt, "-n") || !strcmp(opt, "--n-predict")) {
-      char *end;
-      a->n_predict = strtol(val, &end, 10);
-      if (*end || a->n_predict < 0 || a->n_predict > 1 << 20) {
-        fprintf(stderr, "samepage run: -n: \"%s\" is not a token count\n", val);
-        return SP_EXIT_USAGE;
-      }
-    } else if (!strcmp(opt, "--threads")) {
-      a->threads = (unsigned)atoi(val);
-      if (a->threads < 1 || a->threads > 1024) { fprintf(stderr, "samepage run: --threads: 1..1024\n"); return SP_EXIT_USAGE; }
-    } else if (is_guest_option(opt) && a->guest_argc + 2 < MAX_GUEST_ARGS) {
-      if (!finite_float_ok(opt, val)) return SP_EXIT_USAGE;
-      if (!strcmp(opt, "--seed")) a->seed = val;
-      a->guest_argv[a->guest_argc++] = opt;
-      a->guest_argv[a->guest_argc++] = val;
-    } else {
-      fprintf(stderr, "samepage run: unknown option %s\n", opt);
-      run_usage(stderr);
-      return SP_EXIT_USAGE;
-    }
+    bool guest = is_guest_option(opt);
+    if (!guest && !sp_cli_is_one_of(opt, host_value_options)) return sp_cli_unknown_option("run", opt, run_usage);
+    const char *val = sp_cli_option_value("run", argc, argv, &i, run_usage);
+    if (!val) return SP_EXIT_USAGE;
+    int rc = guest ? add_guest_option(a, opt, val) : parse_host_option(a, opt, val);
+    if (rc) return rc;
   }
   if (a->prompt && !a->prompt[0]) { fprintf(stderr, "samepage run: the prompt is empty\n"); return SP_EXIT_USAGE; }
   if (!a->model) a->model = sp_cli_default_model();
@@ -534,7 +552,7 @@ static int run_session(sp_runtime_t *rt, run_args *a) {
   }
   if (err) {
     fprintf(stderr, "samepage run: %s\n", sp_error_message(err));
-    rc = sp_cli_is_timeout(err) ? SP_EXIT_TIMEOUT : SP_EXIT_RUNTIME;
+    rc = sp_cli_exit_code(err, SP_EXIT_RUNTIME);
     sp_error_free(err);
   }
   free(s.text);

@@ -10,17 +10,66 @@
 #include "cli.h"
 #include "samepage.h"
 
-static void usage(FILE *out) {
+static void main_usage(FILE *out) {
   fprintf(out,
           "usage: samepage <command> [options]\n"
           "\n"
-          "commands:\n"
-          "  run [PROMPT]                chat with a GGUF model (see samepage run --help)\n"
-          "  exec GUEST.wasm [args...]   run a WASI guest (see samepage exec --help)\n"
-          "  kv export|import ...        a conversation's KV cache as safetensors\n"
-          "  bench zerocopy [--json]     prove and measure the zero-copy path\n"
-          "  bench snapshot [--json]     snapshot save/restore vs re-prefill\n"
-          "  help                        this message\n");
+          "commands (samepage <command> --help lists a command's options):\n"
+          "  run [PROMPT]                 chat with a GGUF model: one answer, or an interactive chat\n"
+          "  exec GUEST.wasm [args...]    run a WASI guest; exits with the guest's exit code\n"
+          "  kv export S.snap OUT.safetensors\n"
+          "                               a saved conversation's KV cache as safetensors\n"
+          "  kv import S.snap IN.safetensors OUT.snap\n"
+          "                               write such a KV cache into a saved conversation\n"
+          "  bench zerocopy               prove and measure the zero-copy path\n"
+          "  bench snapshot               snapshot save/restore against re-prefill\n"
+          "  bench actors                 memory of many LLM actors sharing one model\n"
+          "  bench prefill                prompt processing speed, as llama-bench's pp test\n"
+          "  bench soak                   memory soak: actors generating for a long time\n"
+          "  help                         this message\n");
+}
+
+bool sp_cli_is_help(const char *arg) { return !strcmp(arg, "-h") || !strcmp(arg, "--help"); }
+
+bool sp_cli_is_one_of(const char *arg, const char *const *names) {
+  for (int i = 0; names[i]; i++)
+    if (!strcmp(arg, names[i])) return true;
+  return false;
+}
+
+int sp_cli_unknown_option(const char *cmd, const char *opt, sp_cli_usage_fn *usage) {
+  fprintf(stderr, "samepage %s: unknown option %s\n", cmd, opt);
+  usage(stderr);
+  return SP_EXIT_USAGE;
+}
+
+int sp_cli_unexpected_argument(const char *cmd, const char *arg, sp_cli_usage_fn *usage) {
+  fprintf(stderr, "samepage %s: unexpected argument \"%s\"\n", cmd, arg);
+  usage(stderr);
+  return SP_EXIT_USAGE;
+}
+
+const char *sp_cli_option_value(const char *cmd, int argc, char **argv, int *i, sp_cli_usage_fn *usage) {
+  if (*i + 1 >= argc) {
+    fprintf(stderr, "samepage %s: %s needs a value\n", cmd, argv[*i]);
+    usage(stderr);
+    return NULL;
+  }
+  return argv[++*i];
+}
+
+int sp_cli_next_option(const char *cmd, int argc, char **argv, int *i, const char *const *flags,
+                       const char *const *valued, sp_cli_usage_fn *usage, const char **val) {
+  const char *opt = argv[*i];
+  *val = NULL;
+  if (sp_cli_is_help(opt)) {
+    usage(stdout);
+    return -1;
+  }
+  if (sp_cli_is_one_of(opt, flags)) return 0;
+  if (sp_cli_is_one_of(opt, valued)) return (*val = sp_cli_option_value(cmd, argc, argv, i, usage)) ? 0 : SP_EXIT_USAGE;
+  if (opt[0] == '-') return sp_cli_unknown_option(cmd, opt, usage);
+  return sp_cli_unexpected_argument(cmd, opt, usage);
 }
 
 long sp_cli_proc_kb(const char *file, const char *key) {
@@ -56,7 +105,7 @@ int sp_cli_parse_size(const char *text, uint64_t *out) {
 
 int main(int argc, char **argv) {
   if (argc < 2) {
-    usage(stderr);
+    main_usage(stderr);
     return SP_EXIT_USAGE;
   }
   const char *cmd = argv[1];
@@ -64,12 +113,13 @@ int main(int argc, char **argv) {
   if (!strcmp(cmd, "run")) return sp_cli_run(argc - 1, argv + 1);
   if (!strcmp(cmd, "kv")) return sp_cli_kv(argc - 1, argv + 1);
   if (!strcmp(cmd, "bench")) return sp_cli_bench(argc - 1, argv + 1);
-  if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
-    usage(stdout);
+  if (!strcmp(cmd, "help") || sp_cli_is_help(cmd)) {
+    main_usage(stdout);
     return 0;
   }
-  fprintf(stderr, "samepage: unknown command \"%s\"\n", cmd);
-  usage(stderr);
+  if (cmd[0] == '-') fprintf(stderr, "samepage: unknown option %s\n", cmd);
+  else fprintf(stderr, "samepage: unknown command \"%s\"\n", cmd);
+  main_usage(stderr);
   return SP_EXIT_USAGE;
 }
 

@@ -30,16 +30,20 @@ extern char **environ;
 
 static bool executable(const char *path) { return access(path, X_OK) == 0; }
 
-/* $SP_WORKER_EXE, else next to the running executable, else the build tree. */
+/* $SP_WORKER_EXE, else next to the running executable, else the build
+ * tree, else the configured install prefix's bindir (cmake/install.cmake:
+ * for programs elsewhere that link the installed library). */
 static bool find_worker_exe(char *path, size_t cap) {
   const char *env = getenv("SP_WORKER_EXE");
   if (env && env[0]) return snprintf(path, cap, "%s", env) < (int)cap && executable(path);
   if (sp_path_beside_exe(SP_WORKER_EXE_NAME, path, cap) && executable(path)) return true;
 #ifdef SP_WORKER_BUILD_PATH
-  return snprintf(path, cap, "%s", SP_WORKER_BUILD_PATH) < (int)cap && executable(path);
-#else
-  return false;
+  if (snprintf(path, cap, "%s", SP_WORKER_BUILD_PATH) < (int)cap && executable(path)) return true;
 #endif
+#ifdef SP_WORKER_INSTALL_PATH
+  if (snprintf(path, cap, "%s", SP_WORKER_INSTALL_PATH) < (int)cap && executable(path)) return true;
+#endif
+  return false;
 }
 
 static void describe_status(int status, char *out, size_t cap) {
