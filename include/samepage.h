@@ -88,25 +88,43 @@ void sp_runtime_free(sp_runtime_t *rt);
 const char *sp_runtime_isolation(const sp_runtime_t *rt);
 /* Name of the backend in use ("cpu", "cuda"); borrowed. */
 const char *sp_runtime_backend_name(const sp_runtime_t *rt);
-/* Device-resident copies made for frozen ranges, over all actors: bytes held
- * now, copies made and milliseconds spent. All zero on the CPU. */
-void sp_runtime_residency(const sp_runtime_t *rt, uint64_t *bytes, uint64_t *copies, double *ms);
-/* How those copies are shared: actors granted the same file that freeze the
- * same bytes of it hold one device copy. Freezes and restores served by a
- * copy already on the device, and device bytes not held twice now. All zero
- * on the CPU. */
-void sp_runtime_residency_shared(const sp_runtime_t *rt, uint64_t *hits, uint64_t *bytes);
-/* Device bytes held now by weights re-laid for the GPU's loads, derived
- * from resident copies (docs/CUDA.md, "Repacked weights"). Zero on the CPU. */
-uint64_t sp_runtime_repacked_bytes(const sp_runtime_t *rt);
-/* Device memory in use on the backend's device (by every process) and the
- * device's size; false, both zero, when the backend has none (CPU). */
-bool sp_runtime_device_memory(const sp_runtime_t *rt, uint64_t *used, uint64_t *total);
-/* Device mirrors of device-local ranges (activations, KV cache), over all
- * actors: bytes held now, uploads and syncs made, bytes they moved and
- * milliseconds spent. All zero on the CPU. */
-void sp_runtime_device_local(const sp_runtime_t *rt, uint64_t *bytes, uint64_t *transfers,
-                             uint64_t *transfer_bytes, double *ms);
+/* What the runtime's backend holds and has moved, over all actors. The
+ * struct only ever grows at its end: set `size` to sizeof(struct
+ * sp_runtime_stats) before the call, and the call writes at most `size`
+ * bytes (a caller built against a shorter, older struct gets the fields it
+ * knows; fields an older library lacks read as zero). Every field but
+ * size is zero on the CPU backend. (A struct tag without a typedef, as POSIX's
+ * `struct stat` and stat(): the function has the name.) */
+struct sp_runtime_stats {
+  uint32_t size;             /* set by the caller: bytes of this struct it was built with */
+  /* Device-resident copies of frozen ranges (residency "weights"): */
+  uint64_t resident_bytes;   /* bytes of device memory the copies hold now */
+  uint64_t resident_copies;  /* copies made (freezes and flushes), a count */
+  double resident_ms;        /* wall-clock milliseconds spent making them */
+  /* How those copies are shared: actors granted the same file that freeze
+   * the same bytes of it hold one device copy. */
+  uint64_t shared_hits;      /* freezes and restores served by a copy already
+                                on the device, a count */
+  uint64_t shared_bytes;     /* bytes of device memory not held twice now */
+  uint64_t repacked_bytes;   /* bytes of device memory held now by weights
+                                re-laid for the GPU's loads, derived from
+                                resident copies (docs/CUDA.md, "Repacked weights") */
+  /* Device mirrors of device-local ranges (activations, KV cache): */
+  uint64_t local_bytes;      /* bytes of device memory the mirrors hold now */
+  uint64_t local_transfers;  /* uploads and syncs made, a count */
+  uint64_t local_transfer_bytes; /* bytes they moved, both directions */
+  double local_transfer_ms;  /* wall-clock milliseconds spent moving them */
+  /* The backend's device: */
+  bool device_known;         /* false (the two below zero) when the backend has
+                                no device memory (CPU) */
+  uint64_t device_used_bytes;  /* bytes of device memory in use now, by every process */
+  uint64_t device_total_bytes; /* bytes of device memory in all */
+};
+
+/* Fills *out with the runtime's statistics (struct sp_runtime_stats). Both
+ * arguments are borrowed. Errors (*out is not written): rt or out
+ * NULL, out->size smaller than the first version of the struct. */
+sp_error_t *sp_runtime_stats(const sp_runtime_t *rt, struct sp_runtime_stats *out);
 
 /* ---- actors ---- */
 
@@ -201,21 +219,30 @@ void sp_actor_memory(sp_actor_t *actor, uint8_t **base, size_t *size);
  * backends it equals the base from sp_actor_memory. NULL without memory. */
 void *sp_actor_backend_base(sp_actor_t *actor);
 
-/* Where an actor's lists spent their host time since it was created:
- * validating them, and in the backend (submit and wait). The rest of a
- * guest call's time is the guest's own work. */
-typedef struct sp_submit_stats {
-  uint64_t lists, commands;
-  double validate_ms, backend_ms;
-} sp_submit_stats;
-void sp_actor_submit_stats(const sp_actor_t *actor, sp_submit_stats *out);
+/* Where an actor's command lists (the guest's submits and sp_actor_submit)
+ * spent their host time since the actor was created. Set `size` as for
+ * struct sp_runtime_stats. A list is counted once it has passed validation
+ * and run (successfully or not); one refused by validation is not. The
+ * rest of a guest call's time is the guest's own work. */
+struct sp_actor_stats {
+  uint32_t size;       /* set by the caller: bytes of this struct it was built with */
+  uint64_t lists;      /* command lists run, a count */
+  uint64_t commands;   /* commands in them, a count */
+  double validate_ms;  /* wall-clock milliseconds validating them (on the host) */
+  double backend_ms;   /* wall-clock milliseconds in the backend: submit and wait */
+};
+
+/* Fills *out with the actor's statistics (struct sp_actor_stats). Both
+ * arguments are borrowed. Errors (*out is not written): actor or
+ * out NULL, out->size smaller than the first version of the struct. */
+sp_error_t *sp_actor_stats(const sp_actor_t *actor, struct sp_actor_stats *out);
 
 /* Validates and runs commands on the actor's memory from the host side,
- * exactly as the guest's `samepage.submit` would. `cmds` is host memory and
- * is not modified. When `staged` is true, the tensors are copied into a
- * separate host buffer, computed there and copied back: the conventional
- * copy path, kept for measurement. Errors carry the validation message. */
-sp_error_t *sp_actor_submit(sp_actor_t *actor, const sp_cmd *cmds, uint32_t count, bool staged);
+ * exactly as the guest's `samepage.submit` would. `cmds` is host memory,
+ * borrowed and not modified. Errors carry the validation message and its
+ * status: a NULL argument, more than max_cmds commands, a command the
+ * validator refuses, a granted file that changed, a backend failure. */
+sp_error_t *sp_actor_submit(sp_actor_t *actor, const sp_cmd *cmds, uint32_t count);
 
 /* ---- snapshots (docs/SNAPSHOT.md) ---- */
 

@@ -140,7 +140,7 @@ sp_status sp_abi_run(sp_actor_t *actor, sp_cmd *cmds, uint32_t count, uint64_t l
   double t1 = sp_now_ms();
   /* known: the same bytes passed validation last time; run what it made of them */
   sp_error_t *err = run_validated(actor, known ? known : cmds, count, staged);
-  sp_submit_stats *ss = &actor->submit_stats;
+  struct sp_actor_stats *ss = &actor->stats;
   ss->lists++, ss->commands += count, ss->validate_ms += t1 - t0, ss->backend_ms += sp_now_ms() - t1;
   if (err && sp_blob_recheck_sizes(&actor->blobs)) { /* the real cause, named as the fault guard names it */
     sp_error_free(err);

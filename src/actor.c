@@ -8,10 +8,12 @@
  * it to the backend. From then on a memory.grow extends the backend's view
  * before the guest can touch the new bytes.
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "actor_staged.h"
 #include "error.h"
 #include "fault_guard.h"
 #include "hash64.h"
@@ -272,11 +274,16 @@ void *sp_actor_backend_base(sp_actor_t *actor) {
   return sp_backend_device_base(actor->rt->backend, actor->binding, &view);
 }
 
-void sp_actor_submit_stats(const sp_actor_t *actor, sp_submit_stats *out) {
-  *out = actor ? actor->submit_stats : (sp_submit_stats){0};
+/* The first version's struct ends here; later fields are optional. */
+#define ACTOR_STATS_V1_SIZE (offsetof(struct sp_actor_stats, backend_ms) + sizeof(double))
+
+sp_error_t *sp_actor_stats(const sp_actor_t *actor, struct sp_actor_stats *out) {
+  if (!actor || !out) return sp_error_with_kind(SP_ERROR_INVALID, "sp_actor_stats: NULL argument");
+  return sp_stats_fill(out, &actor->stats, sizeof actor->stats, ACTOR_STATS_V1_SIZE, "sp_actor_stats");
 }
 
-sp_error_t *sp_actor_submit(sp_actor_t *actor, const sp_cmd *cmds, uint32_t count, bool staged) {
+/* A host-side submit, through the zero-copy path or (staged) a copy. */
+static sp_error_t *submit_host(sp_actor_t *actor, const sp_cmd *cmds, uint32_t count, bool staged) {
   if (!actor || (!cmds && count)) return sp_error_new("sp_actor_submit: NULL argument");
   sp_error_t *changed = check_files(actor);
   if (changed) return changed;
@@ -288,4 +295,12 @@ sp_error_t *sp_actor_submit(sp_actor_t *actor, const sp_cmd *cmds, uint32_t coun
   sp_status st = sp_abi_run(actor, copy, count, 0, 0, staged);
   free(copy);
   return st ? sp_error_with_status(st, "%s (status %d)", actor->last_error, st) : NULL;
+}
+
+sp_error_t *sp_actor_submit(sp_actor_t *actor, const sp_cmd *cmds, uint32_t count) {
+  return submit_host(actor, cmds, count, false);
+}
+
+sp_error_t *sp_actor_submit_staged(sp_actor_t *actor, const sp_cmd *cmds, uint32_t count) {
+  return submit_host(actor, cmds, count, true);
 }

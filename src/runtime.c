@@ -2,6 +2,8 @@
  * runtime.c: sp_runtime_t, one Wasmtime engine + linker + compute backend
  * shared by all the actors created from it.
  */
+#include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -98,36 +100,38 @@ const char *sp_runtime_backend_name(const sp_runtime_t *rt) {
   return rt ? sp_backend_name(rt->backend) : "none";
 }
 
-void sp_runtime_residency(const sp_runtime_t *rt, uint64_t *bytes, uint64_t *copies, double *ms) {
-  sp_residency_stats st = sp_backend_residency(rt ? rt->backend : NULL);
-  if (bytes) *bytes = st.bytes;
-  if (copies) *copies = st.copies;
-  if (ms) *ms = st.ms;
+sp_error_t *sp_stats_fill(void *out, const void *full, size_t full_size, size_t min_size, const char *fn) {
+  uint32_t size;
+  memcpy(&size, out, sizeof size);
+  if (size < min_size)
+    return sp_error_with_kind(SP_ERROR_INVALID, "%s: size is %" PRIu32 "; set it to sizeof the struct (%zu)", fn,
+                              size, full_size);
+  size_t known = size < full_size ? size : full_size;
+  memcpy((uint8_t *)out + sizeof size, (const uint8_t *)full + sizeof size, known - sizeof size);
+  if (size > full_size) memset((uint8_t *)out + full_size, 0, size - full_size);
+  return NULL;
 }
 
-void sp_runtime_residency_shared(const sp_runtime_t *rt, uint64_t *hits, uint64_t *bytes) {
-  sp_residency_stats st = sp_backend_residency(rt ? rt->backend : NULL);
-  if (hits) *hits = st.shared_hits;
-  if (bytes) *bytes = st.shared_bytes;
-}
+/* The first version's struct ends here; later fields are optional. */
+#define RUNTIME_STATS_V1_SIZE (offsetof(struct sp_runtime_stats, device_total_bytes) + sizeof(uint64_t))
 
-uint64_t sp_runtime_repacked_bytes(const sp_runtime_t *rt) {
-  return sp_backend_residency(rt ? rt->backend : NULL).repacked_bytes;
-}
-
-bool sp_runtime_device_memory(const sp_runtime_t *rt, uint64_t *used, uint64_t *total) {
-  uint64_t u, t;
-  bool known = sp_backend_device_memory(rt ? rt->backend : NULL, &u, &t);
-  if (used) *used = u;
-  if (total) *total = t;
-  return known;
-}
-
-void sp_runtime_device_local(const sp_runtime_t *rt, uint64_t *bytes, uint64_t *transfers,
-                             uint64_t *transfer_bytes, double *ms) {
-  sp_residency_stats st = sp_backend_residency(rt ? rt->backend : NULL);
-  if (bytes) *bytes = st.local_bytes;
-  if (transfers) *transfers = st.transfers;
-  if (transfer_bytes) *transfer_bytes = st.transfer_bytes;
-  if (ms) *ms = st.transfer_ms;
+sp_error_t *sp_runtime_stats(const sp_runtime_t *rt, struct sp_runtime_stats *out) {
+  if (!rt || !out) return sp_error_with_kind(SP_ERROR_INVALID, "sp_runtime_stats: NULL argument");
+  sp_residency_stats st = sp_backend_residency(rt->backend);
+  struct sp_runtime_stats full = {
+      .resident_bytes = st.bytes,
+      .resident_copies = st.copies,
+      .resident_ms = st.ms,
+      .shared_hits = st.shared_hits,
+      .shared_bytes = st.shared_bytes,
+      .repacked_bytes = st.repacked_bytes,
+      .local_bytes = st.local_bytes,
+      .local_transfers = st.transfers,
+      .local_transfer_bytes = st.transfer_bytes,
+      .local_transfer_ms = st.transfer_ms,
+  };
+  uint64_t used = 0, total = 0;
+  full.device_known = sp_backend_device_memory(rt->backend, &used, &total);
+  if (full.device_known) full.device_used_bytes = used, full.device_total_bytes = total;
+  return sp_stats_fill(out, &full, sizeof full, RUNTIME_STATS_V1_SIZE, "sp_runtime_stats");
 }

@@ -57,7 +57,7 @@ struct sp_actor {
   sp_range device_local[SP_MAX_DEVICE_LOCAL]; /* ranges whose authoritative copy may live on
                                                the device between submits (device_local) */
   uint32_t n_device_local;
-  sp_submit_stats submit_stats;  /* host time of its lists (sp_abi_run) */
+  struct sp_actor_stats stats;   /* host time of its lists (sp_abi_run); size unused */
   sp_list_cache list_cache;      /* the last list validated (list_cache.h) */
   uint64_t max_list_flops;       /* caps on one command list's work (list_work.h) */
   uint64_t max_list_bytes;
@@ -65,6 +65,13 @@ struct sp_actor {
   sp_wasi_poll poll;             /* poll_oneoff's clock origin and helper (wasi_poll.c) */
   char last_error[SP_LAST_ERROR_CAP];
 };
+
+/* Copies a statistics struct whose first field is the caller-set uint32_t
+ * size (samepage.h): full (full_size bytes, the struct this library knows)
+ * into out, at most out's size bytes, zeroing what lies past full_size.
+ * Errors when out's size is below min_size, the first version's size; fn
+ * names the caller in the message (runtime.c). */
+sp_error_t *sp_stats_fill(void *out, const void *full, size_t full_size, size_t min_size, const char *fn);
 
 /* Defines the "samepage" import module on a linker (abi.c). */
 wasmtime_error_t *sp_abi_define(wasmtime_linker_t *linker);

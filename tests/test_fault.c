@@ -260,7 +260,7 @@ int main(void) {
   r = call(victim, "sum_wasm", msg, sizeof msg);
   CHECK(r == INT64_MIN && strstr(msg, "changed on disk"), "victim stays failed: \"%s\"", msg);
   sp_cmd nop = {0};
-  err = sp_actor_submit(victim, &nop, 1, false);
+  err = sp_actor_submit(victim, &nop, 1);
   CHECK(err && strstr(sp_error_message(err), "changed on disk while mapped"), "host submit on victim: %s",
         sp_error_message(err));
   sp_error_free(err);

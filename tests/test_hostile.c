@@ -240,7 +240,7 @@ static uint64_t honest_run(honest *h, sp_error_t **err) {
   cmds[2].src[2] = (sp_tensor){h->v, SP_DTYPE_F32, {H_D, H_HKV, H_C, 1}, {0}, 0};
   cmds[2].src[3] = (sp_tensor){h->pos, SP_DTYPE_I32, {H_T, 1, 1, 1}, {0}, 0};
   memcpy(&cmds[2].param[0], &scale, 4);
-  *err = sp_actor_submit(h->actor, cmds, 3, false);
+  *err = sp_actor_submit(h->actor, cmds, 3);
   uint64_t hash = 1469598103934665603ull;
   hash = fnv1a(base + h->y, H_E * H_T * 4, hash);
   hash = fnv1a(base + h->z, H_E * H_T * 4, hash);

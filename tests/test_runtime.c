@@ -5,12 +5,15 @@
  *  - configurable alignment, memory limits, out-of-bounds traps;
  *  - the hostile ABI guest (guests/abi_cases.c) passes all its cases;
  *  - an honest actor's results are byte-identical with and without a
- *    hostile actor working beside it.
+ *    hostile actor working beside it;
+ *  - sp_actor_stats and sp_runtime_stats: what they count, their size
+ *    checks; the staged submit path computes what the zero-copy one does.
  */
 #include <stdlib.h>
 #include <unistd.h>
 #include <string.h>
 
+#include "actor_staged.h"
 #include "check.h"
 #include "test_util.h"
 #include "runtime_impl.h"
@@ -164,9 +167,9 @@ static void test_abi_guest(sp_runtime_t *rt) {
   sp_actor_free(a);
 }
 
-/* Runs a 64x64 matmul in an honest actor's memory; returns a checksum of
- * the result bytes (FNV-1a). */
-static uint64_t honest_matmul(sp_actor_t *a) {
+/* Runs a 64x64 matmul in an honest actor's memory, through the zero-copy
+ * path or (staged) a copy; returns a checksum of the result bytes (FNV-1a). */
+static uint64_t honest_matmul(sp_actor_t *a, bool staged) {
   uint8_t *base;
   size_t size;
   sp_actor_memory(a, &base, &size);
@@ -177,7 +180,7 @@ static uint64_t honest_matmul(sp_actor_t *a) {
   cmd.dst = (sp_tensor){y, SP_DTYPE_F32, {64, 64, 1, 1}, {0}, 0};
   cmd.src[0] = (sp_tensor){w, SP_DTYPE_F32, {64, 64, 1, 1}, {0}, 0};
   cmd.src[1] = (sp_tensor){x, SP_DTYPE_F32, {64, 64, 1, 1}, {0}, 0};
-  sp_error_t *err = sp_actor_submit(a, &cmd, 1, false);
+  sp_error_t *err = staged ? sp_actor_submit_staged(a, &cmd, 1) : sp_actor_submit(a, &cmd, 1);
   CHECK(!err, "honest submit: %s", sp_error_message(err));
   sp_error_free(err);
   uint64_t h = 1469598103934665603ull;
@@ -189,7 +192,7 @@ static void test_isolation(sp_runtime_t *rt) {
   sp_actor_t *honest = new_actor(rt, "test_grow", 0);
   if (!honest) return;
   call1(honest, "grow", 64);
-  uint64_t solo = honest_matmul(honest);
+  uint64_t solo = honest_matmul(honest, false);
   sp_actor_t *hostile = new_actor(rt, "test_abi_cases", 0);
   if (hostile) {
     int code;
@@ -198,15 +201,74 @@ static void test_isolation(sp_runtime_t *rt) {
     /* Host-side hostile commands aimed at the honest actor's addresses. */
     sp_cmd bad = {.op = SP_OP_SCALE};
     bad.dst = bad.src[0] = (sp_tensor){0xfff00000u, SP_DTYPE_F32, {1024, 1, 1, 1}, {0}, 0};
-    err = sp_actor_submit(hostile, &bad, 1, false);
+    err = sp_actor_submit(hostile, &bad, 1);
     CHECK(err && strstr(sp_error_message(err), "outside committed memory"), "hostile rejected");
     CHECK(sp_error_kind(err) == SP_ERROR_INVALID, "a refused command's kind is SP_ERROR_INVALID");
     sp_error_free(err);
   }
-  uint64_t beside = honest_matmul(honest);
+  uint64_t beside = honest_matmul(honest, false);
   CHECK(solo == beside, "honest result changed beside a hostile actor");
   sp_actor_free(hostile);
   sp_actor_free(honest);
+}
+
+/* An actor's statistics: a list is counted once it ran, a refused one not;
+ * the caller-set size is checked, and bytes past the struct are zeroed. */
+static void test_actor_stats(sp_runtime_t *rt) {
+  sp_actor_t *a = new_actor(rt, "test_grow", 0);
+  if (!a) return;
+  call1(a, "grow", 64);
+  struct sp_actor_stats st = {.size = sizeof st};
+  sp_error_t *err = sp_actor_stats(a, &st);
+  CHECK(!err && st.lists == 0 && st.commands == 0, "fresh actor: %s", sp_error_message(err));
+  sp_error_free(err);
+  CHECK(honest_matmul(a, false) == honest_matmul(a, true), "the staged path computes what zero-copy does");
+  sp_cmd bad = {.op = SP_OP_SCALE};
+  bad.dst = bad.src[0] = (sp_tensor){0xfff00000u, SP_DTYPE_F32, {1024, 1, 1, 1}, {0}, 0};
+  sp_error_free(sp_actor_submit(a, &bad, 1));
+  err = sp_actor_stats(a, &st);
+  CHECK(!err && st.lists == 2 && st.commands == 2 && st.validate_ms >= 0 && st.backend_ms > 0,
+        "two lists ran, the refused one uncounted: %llu lists, %llu commands, %.3f + %.3f ms",
+        (unsigned long long)st.lists, (unsigned long long)st.commands, st.validate_ms, st.backend_ms);
+  sp_error_free(err);
+  struct sp_actor_stats old = {.size = 4, .lists = 77};
+  err = sp_actor_stats(a, &old);
+  CHECK(sp_error_kind(err) == SP_ERROR_INVALID && strstr(sp_error_message(err), "size is 4") && old.lists == 77,
+        "a size below the first version's is refused, nothing written: %s", sp_error_message(err));
+  sp_error_free(err);
+  struct { struct sp_actor_stats st; uint8_t later[16]; } wide;
+  memset(&wide, 0xa5, sizeof wide);
+  wide.st.size = sizeof wide;
+  err = sp_actor_stats(a, &wide.st);
+  bool zeroed = true;
+  for (size_t i = 0; i < sizeof wide.later; i++) zeroed = zeroed && wide.later[i] == 0;
+  CHECK(!err && wide.st.size == sizeof wide && wide.st.lists == 2 && zeroed,
+        "a newer caller's size: its fields read, later ones zero: %s", sp_error_message(err));
+  sp_error_free(err);
+  err = sp_actor_stats(NULL, &st);
+  CHECK(sp_error_kind(err) == SP_ERROR_INVALID, "NULL actor refused");
+  sp_error_free(err);
+  sp_actor_free(a);
+}
+
+/* The runtime's statistics: all zero on the CPU, the size checked. */
+static void test_runtime_stats(sp_runtime_t *rt) {
+  struct sp_runtime_stats rs = {.size = sizeof rs};
+  sp_error_t *err = sp_runtime_stats(rt, &rs);
+  bool cpu = !strcmp(sp_runtime_backend_name(rt), "cpu");
+  CHECK(!err && (!cpu || (!rs.device_known && !rs.device_total_bytes && !rs.resident_bytes &&
+                          !rs.resident_copies && !rs.local_transfers && !rs.repacked_bytes)),
+        "runtime stats (zero on the CPU): %s", sp_error_message(err));
+  sp_error_free(err);
+  rs.size = 0;
+  err = sp_runtime_stats(rt, &rs);
+  CHECK(sp_error_kind(err) == SP_ERROR_INVALID && strstr(sp_error_message(err), "sp_runtime_stats: size is 0"),
+        "size 0 refused: %s", sp_error_message(err));
+  sp_error_free(err);
+  rs.size = sizeof rs;
+  err = sp_runtime_stats(NULL, &rs);
+  CHECK(sp_error_kind(err) == SP_ERROR_INVALID, "NULL runtime refused");
+  sp_error_free(err);
 }
 
 /* A granted file, read and mapped from the guest (guests/blobs.c). */
@@ -280,7 +342,7 @@ static void test_work_caps(sp_runtime_t *rt) {
     cmd.src[0] = (sp_tensor){w, SP_DTYPE_F32, {64, 64, 1, 1}, {0}, 0};
     cmd.src[1] = (sp_tensor){x, SP_DTYPE_F32, {64, 64, 1, 1}, {0}, 0};
     base[y] = 0x55; /* a refused list must leave dst alone */
-    err = sp_actor_submit(a, &cmd, 1, false);
+    err = sp_actor_submit(a, &cmd, 1);
     if (cases[i].needle) {
       CHECK(err && strstr(sp_error_message(err), cases[i].needle), "cap case %zu: %s", i, sp_error_message(err));
       CHECK(sp_error_kind(err) == SP_ERROR_LIMIT, "cap case %zu: kind SP_ERROR_LIMIT", i);
@@ -306,6 +368,8 @@ int main(void) {
     test_bad_modules(rt);
     test_abi_guest(rt);
     test_isolation(rt);
+    test_actor_stats(rt);
+    test_runtime_stats(rt);
     test_work_caps(rt);
     test_blobs(rt);
     sp_runtime_free(rt);

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "actor_staged.h"
 #include "clock.h"
 #include "cli.h"
 #include "samepage.h"
@@ -28,7 +29,7 @@ extern const uint8_t sp_embedded_bench_zerocopy[], sp_embedded_bench_zerocopy_en
 #define MATMUL_N 128
 
 typedef struct zerocopy_result {
-  const char *backend;
+  char backend[32]; /* a copy: the name is the runtime's, freed with it */
   bool pointer_identity;
   uintptr_t memory_base, region_base;
   double rss_zero_copy_mb, rss_copy_mb;
@@ -47,11 +48,16 @@ static bool reset_peak_rss(void) {
   return fclose(f) == 0 && ok;
 }
 
+/* One command through the zero-copy path, or (staged) through a copy. */
+static sp_error_t *submit_one(sp_actor_t *actor, const sp_cmd *cmd, bool staged) {
+  return staged ? sp_actor_submit_staged(actor, cmd, 1) : sp_actor_submit(actor, cmd, 1);
+}
+
 /* Peak RSS growth in MB while `staged` hands the tensor to the backend. */
 static sp_error_t *measure_rss(sp_actor_t *actor, const sp_cmd *cmd, bool staged, double *mb) {
   bool have_peak = reset_peak_rss();
   long before = sp_cli_proc_kb("/proc/self/status", "VmRSS");
-  sp_error_t *err = sp_actor_submit(actor, cmd, 1, staged);
+  sp_error_t *err = submit_one(actor, cmd, staged);
   long after = have_peak ? sp_cli_proc_kb("/proc/self/status", "VmHWM") : sp_cli_proc_kb("/proc/self/status", "VmRSS");
   *mb = (after - before) * 1024.0 / 1e6; /* decimal MB, as the seed reports */
   return err;
@@ -75,8 +81,8 @@ static sp_error_t *bench_rss(sp_actor_t *actor, zerocopy_result *r) {
   if (!tensor || !xy) return NULL;
   sp_cmd cmd = tensor_consumer((uint32_t)tensor, (uint32_t)xy, (uint32_t)xy + 4096 * 4);
   /* Warm up both paths (thread pool, allocator) before measuring. */
-  if ((err = sp_actor_submit(actor, &cmd, 1, false))) return err;
-  if ((err = sp_actor_submit(actor, &cmd, 1, true))) return err;
+  if ((err = sp_actor_submit(actor, &cmd, 1))) return err;
+  if ((err = sp_actor_submit_staged(actor, &cmd, 1))) return err;
   if ((err = measure_rss(actor, &cmd, false, &r->rss_zero_copy_mb))) return err;
   return measure_rss(actor, &cmd, true, &r->rss_copy_mb);
 }
@@ -87,7 +93,7 @@ static sp_error_t *median_submit_us(sp_actor_t *actor, const sp_cmd *cmd, bool s
   double t[RUNS];
   for (int i = -5; i < RUNS; i++) {
     double start = now_us();
-    sp_error_t *err = sp_actor_submit(actor, cmd, 1, staged);
+    sp_error_t *err = submit_one(actor, cmd, staged);
     if (err) return err;
     if (i >= 0) t[i] = now_us() - start;
   }
@@ -160,7 +166,7 @@ static sp_error_t *run_zerocopy(const char *backend, zerocopy_result *r) {
   size_t len = (size_t)(sp_embedded_bench_zerocopy_end - sp_embedded_bench_zerocopy);
   err = sp_actor_new(rt, sp_embedded_bench_zerocopy, len, NULL, &actor);
   if (!err) {
-    r->backend = sp_runtime_backend_name(rt);
+    snprintf(r->backend, sizeof r->backend, "%s", sp_runtime_backend_name(rt));
     if (!err) err = bench_rss(actor, r);
     if (!err) err = bench_matmul(actor, r);
     if (!err) err = bench_submit(actor, r);

@@ -90,12 +90,11 @@ static mem_row measure_row(sp_runtime_t *rt, int actors, uint64_t device_base) {
                .pss_mb = sp_cli_proc_kb("/proc/self/smaps_rollup", "Pss") / 1024.0,
                .shmem_mb = sp_cli_proc_kb("/proc/self/status", "RssShmem") / 1024.0};
   add_workers(&r);
-  uint64_t used = 0, resident = 0, shared = 0, local = 0;
-  if (sp_runtime_device_memory(rt, &used, NULL)) r.dev_used_mb = MIB(used - device_base);
-  sp_runtime_residency(rt, &resident, NULL, NULL);
-  sp_runtime_residency_shared(rt, &r.shared_hits, &shared);
-  sp_runtime_device_local(rt, &local, NULL, NULL, NULL);
-  r.resident_mb = MIB(resident), r.shared_mb = MIB(shared), r.local_mb = MIB(local);
+  struct sp_runtime_stats rs = {.size = sizeof rs};
+  sp_error_free(sp_runtime_stats(rt, &rs)); /* fails only on a NULL rt or a wrong size */
+  if (rs.device_known) r.dev_used_mb = MIB(rs.device_used_bytes - device_base);
+  r.shared_hits = rs.shared_hits;
+  r.resident_mb = MIB(rs.resident_bytes), r.shared_mb = MIB(rs.shared_bytes), r.local_mb = MIB(rs.local_bytes);
   return r;
 }
 
@@ -198,8 +197,10 @@ int sp_cli_bench_actors(int argc, char **argv) {
   sp_runtime_options ropts = {.backend = backend};
   sp_runtime_t *rt = NULL;
   sp_error_t *err = sp_runtime_new(&ropts, &rt);
-  uint64_t device_base = 0;
-  bool device = !err && sp_runtime_device_memory(rt, &device_base, NULL);
+  struct sp_runtime_stats base = {.size = sizeof base};
+  if (!err) err = sp_runtime_stats(rt, &base);
+  uint64_t device_base = base.device_used_bytes;
+  bool device = !err && base.device_known;
   static sp_actor_t *actors[MAX_ACTORS];
   mem_row rows[16];
   int n_rows = 0, live = 0;

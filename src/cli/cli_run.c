@@ -59,7 +59,7 @@ typedef struct run_args {
 typedef struct run_stats {
   double load_ms, prefill_ms, decode_ms;
   long prompt_tokens, generated;
-  sp_submit_stats decode_lists; /* host time of the decode steps' lists */
+  struct sp_actor_stats decode_lists; /* host time of the decode steps' lists */
 } run_stats;
 
 static void run_usage(FILE *out) {
@@ -333,8 +333,8 @@ static void add_turn(llm_session *s, const turn_figures *t) {
 static sp_error_t *decode_reply(llm_session *s, turn_figures *turn) {
   sp_error_t *err;
   double t0 = sp_now_ms();
-  sp_submit_stats before, after;
-  sp_actor_submit_stats(s->actor, &before);
+  struct sp_actor_stats before = {.size = sizeof before}, after = {.size = sizeof after};
+  if ((err = sp_actor_stats(s->actor, &before))) return err;
   for (long i = 0; i < s->args->n_predict; i++) {
     int64_t token, done;
     if (interrupted) {
@@ -354,8 +354,8 @@ static sp_error_t *decode_reply(llm_session *s, turn_figures *turn) {
     if ((err = emit_piece(s))) return err;
   }
   s->stats.decode_ms += sp_now_ms() - t0;
-  sp_actor_submit_stats(s->actor, &after);
-  sp_submit_stats *d = &s->stats.decode_lists;
+  if ((err = sp_actor_stats(s->actor, &after))) return err;
+  struct sp_actor_stats *d = &s->stats.decode_lists;
   d->lists += after.lists - before.lists, d->commands += after.commands - before.commands;
   d->validate_ms += after.validate_ms - before.validate_ms, d->backend_ms += after.backend_ms - before.backend_ms;
   return NULL;
@@ -461,15 +461,12 @@ static void print_json_turns(const llm_session *s) {
   printf("], ");
 }
 
-static void report(sp_runtime_t *rt, const llm_session *s) {
+static sp_error_t *report(sp_runtime_t *rt, const llm_session *s) {
   fflush(stdout);
   const run_stats *st = &s->stats;
-  uint64_t res_bytes = 0, res_copies = 0;
-  double res_ms = 0;
-  sp_runtime_residency(rt, &res_bytes, &res_copies, &res_ms);
-  uint64_t local_bytes = 0, local_moves = 0, local_moved = 0;
-  double local_ms = 0;
-  sp_runtime_device_local(rt, &local_bytes, &local_moves, &local_moved, &local_ms);
+  struct sp_runtime_stats rs = {.size = sizeof rs};
+  sp_error_t *err = sp_runtime_stats(rt, &rs);
+  if (err) return err;
   double prefill_tps = st->prefill_ms > 0 ? st->prompt_tokens / (st->prefill_ms / 1e3) : 0;
   double decode_tps = st->decode_ms > 0 ? st->generated / (st->decode_ms / 1e3) : 0;
   if (s->args->json) {
@@ -481,8 +478,8 @@ static void report(sp_runtime_t *rt, const llm_session *s) {
            "\"device_local_transfers\": %llu, \"device_local_ms\": %.1f, \"repacked_bytes\": %llu, \"decode_lists\": %llu, "
            "\"decode_commands\": %llu, \"decode_validate_ms\": %.2f, \"decode_backend_ms\": %.2f, ",
            st->load_ms, st->prompt_tokens, st->prefill_ms, prefill_tps, st->generated, st->decode_ms, decode_tps,
-           sp_runtime_backend_name(rt), sp_runtime_isolation(rt), (unsigned long long)res_bytes, res_ms, (unsigned long long)local_bytes,
-           (unsigned long long)local_moves, local_ms, (unsigned long long)sp_runtime_repacked_bytes(rt),
+           sp_runtime_backend_name(rt), sp_runtime_isolation(rt), (unsigned long long)rs.resident_bytes, rs.resident_ms, (unsigned long long)rs.local_bytes,
+           (unsigned long long)rs.local_transfers, rs.local_transfer_ms, (unsigned long long)rs.repacked_bytes,
            (unsigned long long)st->decode_lists.lists,
            (unsigned long long)st->decode_lists.commands, st->decode_lists.validate_ms, st->decode_lists.backend_ms);
     print_json_turns(s);
@@ -493,14 +490,15 @@ static void report(sp_runtime_t *rt, const llm_session *s) {
   fprintf(stderr, "load %.0f ms | prefill %ld tokens, %.1f tok/s | decode %ld tokens, %.1f tok/s (%.2f ms/token) | seed %s\n",
           st->load_ms, st->prompt_tokens, prefill_tps, st->generated, decode_tps,
           st->generated ? st->decode_ms / st->generated : 0.0, s->args->seed ? s->args->seed : "-");
-  if (res_copies)
+  if (rs.resident_copies)
     fprintf(stderr, "backend %s | resident %.1f MiB in %llu copies, %.1f ms | repacked for the GPU %.1f MiB\n",
-            sp_runtime_backend_name(rt), res_bytes / 1048576.0, (unsigned long long)res_copies, res_ms,
-            sp_runtime_repacked_bytes(rt) / 1048576.0);
-  if (local_moves)
+            sp_runtime_backend_name(rt), rs.resident_bytes / 1048576.0, (unsigned long long)rs.resident_copies,
+            rs.resident_ms, rs.repacked_bytes / 1048576.0);
+  if (rs.local_transfers)
     fprintf(stderr, "backend %s | device-local %.1f MiB, %llu transfers of %.1f MiB, %.1f ms\n",
-            sp_runtime_backend_name(rt), local_bytes / 1048576.0, (unsigned long long)local_moves,
-            local_moved / 1048576.0, local_ms);
+            sp_runtime_backend_name(rt), rs.local_bytes / 1048576.0, (unsigned long long)rs.local_transfers,
+            rs.local_transfer_bytes / 1048576.0, rs.local_transfer_ms);
+  return NULL;
 }
 
 static sp_error_t *resume_session(llm_session *s) {
@@ -546,7 +544,7 @@ static int run_session(sp_runtime_t *rt, run_args *a) {
     err = a->prompt ? prompt_turn(&s, a->prompt, a->raw) : interactive(&s);
     /* Stopped or failed, the conversation so far is still reported and
      * saved; only the exit status tells. */
-    if (!err) report(rt, &s);
+    if (!err) err = report(rt, &s);
     if (!err && a->save) err = save_session(&s);
     if (!err) rc = s.failed ? SP_EXIT_FAILED : a->prompt && s.stopped ? SP_EXIT_INTERRUPTED : 0;
   }
