@@ -11,7 +11,7 @@
 #    2 for a bad command line (an empty prompt, NaN or infinite sampling
 #    settings), 1 for a refused model (a GGUF whose RoPE base or RMS epsilon
 #    is infinite) or a failed turn (a prompt past the context, also after a
-#    resume), 125 for a snapshot that cannot be read.
+#    resume), 125 for a snapshot that cannot be read, 124 past --timeout.
 set -u
 bin="$1"; model="$2"
 [[ -r "$model" ]] || { echo "SKIP: no model at $model"; exit 77; }
@@ -87,6 +87,10 @@ check "empty prompt: exit 2" '[[ $rc -eq 2 ]] && grep -q "empty" "$tmp/err"'
 long="$(printf 'Tell me everything about rivers, lakes and seas. %.0s' {1..8})"
 run -n 4 --ctx 32 "$long" > /dev/null 2> "$tmp/err"; rc=$?
 check "prompt past the context: exit 1" '[[ $rc -eq 1 ]] && grep -q "context is full" "$tmp/err"'
+t0=$(date +%s%N)
+run -n 64 --timeout 0.02 "Tell me about rivers." > /dev/null 2> "$tmp/err"; rc=$?
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+check "--timeout 0.02: exit 124 naming the limit, in $ms ms" '[[ $rc -eq 124 ]] && grep -q "time limit" "$tmp/err" && [[ $ms -lt 10000 ]]'
 for opt in --temp --top-p --min-p --repeat-penalty; do
   for val in nan inf -inf; do
     run -n 4 $opt $val "Hi" > /dev/null 2> "$tmp/err"; rc=$?

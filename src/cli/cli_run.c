@@ -37,6 +37,11 @@
 extern const uint8_t sp_embedded_llm[], sp_embedded_llm_end[];
 
 #define MAX_GUEST_ARGS 48
+/* With --timeout: how long a call may stay inside one host call (a submit)
+ * past its deadline before the process ends with 124 (samepage.h,
+ * timeout_exit_grace_ms). A 128-token prefill of a 1B model on 2 cores
+ * takes about 2 s. */
+#define RUN_TIMEOUT_GRACE_MS 5000
 
 typedef struct run_args {
   const char *model;
@@ -525,7 +530,10 @@ static sp_error_t *save_session(llm_session *s) {
 static int run_session(sp_runtime_t *rt, run_args *a) {
   sp_blob_grant grant = {"model", a->model};
   sp_actor_options opts = {.argv = a->guest_argv, .argc = a->guest_argc, .inherit_stdio = true,
-                           .blobs = &grant, .n_blobs = 1, .timeout_ms = a->timeout_ms};
+                           .blobs = &grant, .n_blobs = 1, .timeout_ms = a->timeout_ms,
+                           /* a forward pass can legitimately outlast the deadline by a
+                              prefill batch's time; past that the process ends with 124 */
+                           .timeout_exit_grace_ms = RUN_TIMEOUT_GRACE_MS};
   llm_session s = {.args = a};
   double t0 = sp_now_ms();
   size_t len = (size_t)(sp_embedded_llm_end - sp_embedded_llm);
