@@ -1,20 +1,30 @@
 /*
  * worker_main.c: samepage-worker, the process that runs one actor's
  * backend binding under process isolation (backend/worker/worker.h). The
- * host starts it with the socket to itself as descriptor 3.
+ * host starts it with the socket to itself as descriptor 3. The first
+ * request on it is the handshake, which checks that host and worker speak
+ * one protocol version (backend/worker/wire.h); `samepage-worker --version`
+ * prints the version this one speaks.
  */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/prctl.h>
 
+#include "backend/worker/wire.h"
 #include "backend/worker/worker.h"
 
 int main(int argc, char **argv) {
+  if (argc == 2 && !strcmp(argv[1], "--version")) {
+    printf("samepage-worker: protocol version %u\n", SP_WIRE_VERSION);
+    return 0;
+  }
   char *end = NULL;
   long sock = argc == 2 ? strtol(argv[1], &end, 10) : -1;
   if (sock < 0 || !end || *end) {
-    fprintf(stderr, "samepage-worker: started by samepage for process isolation, not by hand\n");
+    fprintf(stderr, "samepage-worker: started by samepage for process isolation, not by hand (protocol version %u)\n",
+            SP_WIRE_VERSION);
     return 2;
   }
   prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the host */

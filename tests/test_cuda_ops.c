@@ -700,6 +700,10 @@ int main(void) {
   sp_backend_new_fn make = (sp_backend_new_fn)dlsym(lib, SP_BACKEND_CUDA_SYMBOL);
   sp_backend_options opts = {.version = SP_BACKEND_OPS_VERSION, .residency = true, .graphs = true};
   sp_error_t *err = make ? make(&opts, &cuda) : sp_error_new("no %s", SP_BACKEND_CUDA_SYMBOL);
+  if (!err && (err = sp_backend_check(cuda))) { /* its tables, as sp_backend_load registers them */
+    printf("FAIL registration: %s\n", sp_error_message(err));
+    return 1;
+  }
   if (err) {
     printf("skip: %s\n", sp_error_message(err));
     sp_error_free(err);

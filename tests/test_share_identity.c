@@ -65,9 +65,11 @@ int main(int argc, char **argv) {
   sp_runtime_t *rt = NULL;
   sp_error_t *err = sp_runtime_new(NULL, &rt);
   if (err) return printf("runtime: %s\n", sp_error_message(err)), 1;
-  cpu_caps = rt->backend->ops.caps;
-  rt->backend->ops.caps = sharing_caps;
-  rt->backend->ops.freeze = recording_freeze;
+  static const struct sp_backend_memory_i recording = {.version = SP_BACKEND_MEMORY_VERSION,
+                                                       .freeze = recording_freeze};
+  cpu_caps = rt->backend->iface.caps;
+  rt->backend->iface.caps = sharing_caps;
+  rt->backend->memory = &recording; /* the CPU has no memory layer: this one only records freezes */
 
   setenv("SP_NO_FILE_MAPS", "1", 1); /* the model is read into memory, as on CUDA */
   sp_actor_t *a = llm_actor(rt, wasm, wasm_len, argv[2]);

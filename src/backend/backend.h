@@ -7,6 +7,21 @@
  * the slots directly: the sp_backend_* wrappers check handles and supply
  * defaults, so a backend may assume well-formed, validated input.
  *
+ * The interface comes in three layers (docs/BACKENDS.md), each a table of
+ * function pointers with a version of its own:
+ *  1. struct sp_backend_i, the core: every backend fills it (capabilities,
+ *     adopt, grow, supports, submit, wait, device_base, release, destroy).
+ *     A backend that computes on guest memory where it lies, as the CPU
+ *     does, needs nothing more.
+ *  2. struct sp_backend_memory_i (optional): for a device with memory of
+ *     its own: frozen copies, device-local mirrors, the file-backed ranges
+ *     it must not pin, residency totals and device memory. NULL on the CPU.
+ *  3. struct sp_backend_sharing_i (optional): device copies shared across
+ *     processes, for a backend that runs in a worker process (process
+ *     isolation, backend/worker/worker.h). Only CUDA has it.
+ * Within layers 2 and 3 each slot is optional too; the wrapper's default
+ * is stated on the slot.
+ *
  * Guarantees given to backends by the wrappers:
  *  - every command passed to submit() has passed sp_validate_cmd (strides
  *    normalized, bounds inside the committed size the backend last saw);
@@ -24,7 +39,17 @@
 #include "samepage.h"
 #include "samepage_abi.h"
 
-#define SP_BACKEND_OPS_VERSION 8
+/* Versions. Each table carries its own in its first field, and
+ * sp_backend_check refuses a table whose version is not the one this
+ * header describes: bump a table's version whenever its slots, their
+ * order or their contracts change. SP_BACKEND_OPS_VERSION is the loading
+ * contract: the layout of struct sp_backend and sp_backend_options and the
+ * constructor's signature; a library built against another one refuses
+ * the options it is given (8: one flat table, before the layers). */
+#define SP_BACKEND_OPS_VERSION 9
+#define SP_BACKEND_CORE_VERSION 1    /* struct sp_backend_i */
+#define SP_BACKEND_MEMORY_VERSION 1  /* struct sp_backend_memory_i */
+#define SP_BACKEND_SHARING_VERSION 1 /* struct sp_backend_sharing_i */
 
 /* The memory a backend binding computes on: guest address a is base + a. */
 typedef struct sp_memory_view {
@@ -100,12 +125,17 @@ typedef struct sp_residency_stats {
   uint64_t repacked_bytes; /* device bytes of weights re-laid for the GPU's loads (repack.h) */
 } sp_residency_stats;
 
-struct sp_backend_ops {
-  /* SP_BACKEND_OPS_VERSION; checked when the backend is registered. */
+/* ---- layer 1: the core, which every backend implements ---- */
+
+struct sp_backend_i {
+  /* SP_BACKEND_CORE_VERSION; checked when the backend is registered. */
   uint32_t version;
   /* Short name used by --backend and in messages ("cpu", "cuda"). */
   const char *name;
-  /* Capabilities of this backend instance. */
+  /* Capabilities of this backend instance. A capability that promises a
+   * slot of another layer (residency, device_local, shares_frozen: the
+   * memory layer) needs that layer (sp_backend_check).
+   * (optional): default no capabilities. */
   sp_backend_caps (*caps)(void *ctx);
   /* Starts computing on a region; returns an opaque binding in *binding. */
   sp_error_t *(*adopt)(void *ctx, const sp_memory_view *view, void **binding);
@@ -123,6 +153,19 @@ struct sp_backend_ops {
    * device pointer of the mapped region).
    * (optional): default, the base of the view given to adopt(). */
   void *(*device_base)(void *ctx, void *binding);
+  /* Stops computing on a region; the binding is gone afterwards. */
+  void (*release)(void *ctx, void *binding);
+  /* Frees the backend instance. (optional): default nothing to free. */
+  void (*destroy)(void *ctx);
+};
+
+/* ---- layer 2 (optional): memory of the device's own ----
+ * A backend whose kernels read guest memory where it lies (the CPU) leaves
+ * it NULL: every wrapper then does what such a backend would do. */
+
+struct sp_backend_memory_i {
+  /* SP_BACKEND_MEMORY_VERSION; checked when the backend is registered. */
+  uint32_t version;
   /* The guest declared guest bytes [addr, addr + len) immutable (weights).
    * A discrete GPU may copy them to device memory once, and kernels reading a
    * tensor wholly inside the range then read the copy. The caller guarantees
@@ -136,24 +179,6 @@ struct sp_backend_ops {
    * (a restore rewrote the bytes): the copy is refreshed, or kept as it is
    * when it already holds the same nonzero identity. */
   sp_error_t *(*freeze)(void *ctx, void *binding, uint64_t addr, uint64_t len, uint64_t identity);
-  /* freeze(), with the device copy shared across processes (process
-   * isolation: backend/worker/worker.h). import_fd >= 0 is a copy of
-   * identity's bytes that another process exported: map it rather than
-   * upload. *export_fd gets a new descriptor (the caller closes it) for a
-   * copy made here under a nonzero identity, for the host to hand to the
-   * next process; -1 when there is none. (optional): default freeze()
-   * with nothing shared. */
-  sp_error_t *(*freeze_shared)(void *ctx, void *binding, uint64_t addr, uint64_t len, uint64_t identity,
-                               int import_fd, int *export_fd);
-  /* Derived layouts this binding made, since the last call, from frozen
-   * copies shared across processes: up to max of them, each exported as a
-   * new descriptor in fds (the caller closes them). (optional): none. */
-  uint32_t (*derived_exports)(void *ctx, void *binding, sp_derived_desc *out, int *fds, uint32_t max);
-  /* Maps a layout another process derived (fd) from the shared copy of
-   * desc->identity that this binding holds, so it need not make its own.
-   * Errors: no such copy held, or the mapping failed; the binding then
-   * makes the layout itself when it needs it. (optional): ignored. */
-  sp_error_t *(*derived_import)(void *ctx, void *binding, const sp_derived_desc *desc, int fd);
   /* The guest rewrote bytes [addr, addr + len) of a frozen or device-local
    * range with plain stores; refresh any device copy (the coherence rule: no
    * flush, stale reads). A copy shared with other bindings is never written:
@@ -195,15 +220,42 @@ struct sp_backend_ops {
   /* Device memory in use (by anyone) and the device's size, in bytes.
    * (optional): default false, a backend without device memory. */
   bool (*device_memory)(void *ctx, uint64_t *used, uint64_t *total);
-  /* Stops computing on a region; the binding is gone afterwards. */
-  void (*release)(void *ctx, void *binding);
-  /* Frees the backend instance. */
-  void (*destroy)(void *ctx);
 };
 
-/* A backend instance: its interface by value next to its private context. */
+/* ---- layer 3 (optional): device memory shared across processes ----
+ * For a backend that runs inside a worker process (process isolation,
+ * backend/worker/worker.h), so that workers of one host map one device
+ * copy of a model instead of each making its own. Only worker_serve.c
+ * calls these wrappers. */
+
+struct sp_backend_sharing_i {
+  /* SP_BACKEND_SHARING_VERSION; checked when the backend is registered. */
+  uint32_t version;
+  /* freeze(), with the device copy shared across processes. import_fd >= 0
+   * is a copy of identity's bytes that another process exported: map it
+   * rather than upload. *export_fd gets a new descriptor (the caller closes
+   * it) for a copy made here under a nonzero identity, for the host to hand
+   * to the next process; -1 when there is none. (optional): default the
+   * memory layer's freeze(), with nothing shared. */
+  sp_error_t *(*freeze_shared)(void *ctx, void *binding, uint64_t addr, uint64_t len, uint64_t identity,
+                               int import_fd, int *export_fd);
+  /* Derived layouts this binding made, since the last call, from frozen
+   * copies shared across processes: up to max of them, each exported as a
+   * new descriptor in fds (the caller closes them). (optional): none. */
+  uint32_t (*derived_exports)(void *ctx, void *binding, sp_derived_desc *out, int *fds, uint32_t max);
+  /* Maps a layout another process derived (fd) from the shared copy of
+   * desc->identity that this binding holds, so it need not make its own.
+   * Errors: no such copy held, or the mapping failed; the binding then
+   * makes the layout itself when it needs it. (optional): ignored. */
+  sp_error_t *(*derived_import)(void *ctx, void *binding, const sp_derived_desc *desc, int fd);
+};
+
+/* A backend instance: its core by value, its optional layers (static
+ * tables, NULL when absent) and its private context. */
 typedef struct sp_backend {
-  struct sp_backend_ops ops;
+  struct sp_backend_i iface;
+  const struct sp_backend_memory_i *memory;   /* NULL: none (the CPU) */
+  const struct sp_backend_sharing_i *sharing; /* NULL: none */
   void *ctx;
 } sp_backend;
 
@@ -217,7 +269,7 @@ bool sp_cpu_supports(const sp_cmd *cmd);
 
 /* Options of backends loaded from a shared library (CUDA). */
 typedef struct sp_backend_options {
-  uint32_t version;     /* SP_BACKEND_OPS_VERSION */
+  uint32_t version;     /* SP_BACKEND_OPS_VERSION (the loading contract) */
   bool residency;       /* honour freeze() with device copies ("weights") */
   bool graphs;          /* replay repeated command lists as CUDA graphs */
 } sp_backend_options;
@@ -238,6 +290,14 @@ bool sp_path_beside_exe(const char *file, char *path, size_t cap);
  * Errors: unknown name, CUDA asked for and not available. */
 sp_error_t *sp_backend_load(const char *name, const sp_backend_options *opts, unsigned threads, sp_backend **out);
 
+/* Registers a backend a constructor made, before anyone uses it: every
+ * table's version is the one this header describes, the core's required
+ * slots (adopt, supports, submit, release) are there, and the
+ * capabilities promise no layer the backend lacks. sp_backend_load and the
+ * process-isolation proxy call it; a backend it refuses is not used.
+ * Errors name the backend, the table and both versions. */
+sp_error_t *sp_backend_check(const sp_backend *be);
+
 /* ---- wrappers: the only way the rest of samepage calls a backend ---- */
 
 const char *sp_backend_name(const sp_backend *be);
@@ -248,11 +308,10 @@ bool sp_backend_supports(sp_backend *be, const sp_cmd *cmd);
 sp_error_t *sp_backend_submit(sp_backend *be, void *binding, const sp_cmd *cmds, uint32_t count);
 sp_error_t *sp_backend_wait(sp_backend *be, void *binding);
 void *sp_backend_device_base(sp_backend *be, void *binding, const sp_memory_view *adopted);
+void sp_backend_release(sp_backend *be, void *binding);
+void sp_backend_free(sp_backend *be);
+/* the memory layer's (defaults when the backend has none) */
 sp_error_t *sp_backend_freeze(sp_backend *be, void *binding, uint64_t addr, uint64_t len, uint64_t identity);
-sp_error_t *sp_backend_freeze_shared(sp_backend *be, void *binding, uint64_t addr, uint64_t len, uint64_t identity,
-                                     int import_fd, int *export_fd);
-uint32_t sp_backend_derived_exports(sp_backend *be, void *binding, sp_derived_desc *out, int *fds, uint32_t max);
-sp_error_t *sp_backend_derived_import(sp_backend *be, void *binding, const sp_derived_desc *desc, int fd);
 sp_error_t *sp_backend_flush(sp_backend *be, void *binding, uint64_t addr, uint64_t len);
 sp_error_t *sp_backend_device_local(sp_backend *be, void *binding, uint64_t addr, uint64_t len);
 sp_error_t *sp_backend_sync(sp_backend *be, void *binding, uint64_t addr, uint64_t len);
@@ -260,7 +319,10 @@ sp_error_t *sp_backend_local_zero(sp_backend *be, void *binding, uint64_t addr, 
 sp_error_t *sp_backend_file_ranges(sp_backend *be, void *binding, const sp_file_range *files, uint32_t n, bool done);
 sp_residency_stats sp_backend_residency(const sp_backend *be);
 bool sp_backend_device_memory(const sp_backend *be, uint64_t *used, uint64_t *total);
-void sp_backend_release(sp_backend *be, void *binding);
-void sp_backend_free(sp_backend *be);
+/* the sharing layer's (defaults when the backend has none) */
+sp_error_t *sp_backend_freeze_shared(sp_backend *be, void *binding, uint64_t addr, uint64_t len, uint64_t identity,
+                                     int import_fd, int *export_fd);
+uint32_t sp_backend_derived_exports(sp_backend *be, void *binding, sp_derived_desc *out, int *fds, uint32_t max);
+sp_error_t *sp_backend_derived_import(sp_backend *be, void *binding, const sp_derived_desc *desc, int fd);
 
 #endif

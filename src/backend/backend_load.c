@@ -47,12 +47,23 @@ static void *open_installed(void) {
   return lib;
 }
 
+/* Registers the backend a constructor made (sp_backend_check): one whose
+ * tables this build does not describe is freed, and *out cleared. */
+static sp_error_t *registered(sp_backend **out) {
+  sp_error_t *err = sp_backend_check(*out);
+  if (!err) return NULL;
+  sp_backend_free(*out);
+  *out = NULL;
+  return err;
+}
+
 /* Loads the CUDA backend library: $SP_CUDA_LIB, else libsamepage_cuda.so
  * next to the executable (the build tree), else in the install tree
  * (open_installed), else the loader's search path. The library stays
  * loaded for the life of the process (unloading CUDA's runtime mid-process
  * is not worth the risk). *found tells whether a library was there at all
- * (auto mode stays quiet on machines that simply have none). */
+ * (auto mode stays quiet on machines that simply have none). The backend
+ * it makes is registered: tables of other versions are refused. */
 static sp_error_t *load_cuda(const sp_backend_options *opts, sp_backend **out, bool *found) {
   const char *env = getenv("SP_CUDA_LIB");
   void *lib = env && env[0] ? dlopen(env, RTLD_NOW | RTLD_LOCAL) : open_beside_exe(SP_BACKEND_CUDA_LIBRARY);
@@ -63,17 +74,17 @@ static sp_error_t *load_cuda(const sp_backend_options *opts, sp_backend **out, b
     return sp_error_new("cuda backend: cannot load %s: %s", env && env[0] ? env : SP_BACKEND_CUDA_LIBRARY, dlerror());
   sp_backend_new_fn make = (sp_backend_new_fn)dlsym(lib, SP_BACKEND_CUDA_SYMBOL);
   if (!make) return sp_error_new("cuda backend: %s is missing from the library", SP_BACKEND_CUDA_SYMBOL);
-  sp_error_t *err = make(opts, out);
-  if (!err && (*out)->ops.version != SP_BACKEND_OPS_VERSION) {
-    sp_backend_free(*out);
-    *out = NULL;
-    return sp_error_new("cuda backend: interface version mismatch");
-  }
-  return err;
+  sp_error_t *err = make(opts, out); /* it refuses options of another loading contract (opts->version) */
+  return err ? err : registered(out);
+}
+
+static sp_error_t *cpu_new(unsigned threads, sp_backend **out) {
+  sp_error_t *err = sp_backend_cpu_new(threads, out);
+  return err ? err : registered(out);
 }
 
 sp_error_t *sp_backend_load(const char *name, const sp_backend_options *opts, unsigned threads, sp_backend **out) {
-  if (name && !strcmp(name, "cpu")) return sp_backend_cpu_new(threads, out);
+  if (name && !strcmp(name, "cpu")) return cpu_new(threads, out);
   bool found = false;
   if (name && !strcmp(name, "cuda")) return load_cuda(opts, out, &found);
   if (name && strcmp(name, "auto")) return sp_error_new("unknown backend \"%s\" (expected cpu, cuda or auto)", name);
@@ -81,5 +92,5 @@ sp_error_t *sp_backend_load(const char *name, const sp_backend_options *opts, un
   if (!err) return NULL;
   if (found || getenv("SP_VERBOSE")) fprintf(stderr, "samepage: using the cpu backend (%s)\n", sp_error_message(err));
   sp_error_free(err);
-  return sp_backend_cpu_new(threads, out);
+  return cpu_new(threads, out);
 }

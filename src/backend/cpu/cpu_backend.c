@@ -35,7 +35,7 @@ typedef struct sp_cpu_binding {
   sp_cpu_scratch scratch;
 } sp_cpu_binding;
 
-/* ---- the vtable ---- */
+/* ---- the core interface (backend.h, layer 1) ---- */
 
 static sp_backend_caps cpu_caps(void *ctx) {
   (void)ctx;
@@ -156,15 +156,19 @@ static void cpu_destroy(void *ctx) {
   free(c);
 }
 
-static const struct sp_backend_ops cpu_ops = {
-    .version = SP_BACKEND_OPS_VERSION,
+/* The core layer is the whole CPU backend: kernels read and write guest
+ * memory where it lies, so it has no memory layer (backend.h: every
+ * wrapper's default is what the CPU would do) and no sharing layer. */
+static const struct sp_backend_i cpu_iface = {
+    .version = SP_BACKEND_CORE_VERSION,
     .name = "cpu",
     .caps = cpu_caps,
     .adopt = cpu_adopt,
     .grow = cpu_grow,
     .supports = cpu_supports,
     .submit = cpu_submit,
-    .wait = NULL, /* submit is synchronous */
+    .wait = NULL,        /* submit is synchronous */
+    .device_base = NULL, /* kernels use the adopted view's base */
     .release = cpu_release,
     .destroy = cpu_destroy,
 };
@@ -184,7 +188,9 @@ sp_error_t *sp_backend_cpu_new(unsigned threads, sp_backend **out) {
     return sp_error_wrap(err, "cpu backend");
   }
   c->kern = sp_cpu_kernels_select();
-  be->ops = cpu_ops;
+  be->iface = cpu_iface;
+  be->memory = NULL;
+  be->sharing = NULL;
   be->ctx = c;
   *out = be;
   return NULL;
@@ -193,7 +199,7 @@ sp_error_t *sp_backend_cpu_new(unsigned threads, sp_backend **out) {
 /* ---- extras ---- */
 
 static const sp_cpu_ctx *cpu_ctx_of(const sp_backend *be) {
-  return be && be->ops.destroy == cpu_destroy ? be->ctx : NULL;
+  return be && be->iface.destroy == cpu_destroy ? be->ctx : NULL;
 }
 
 const char *sp_backend_cpu_simd(const sp_backend *be) {
@@ -202,7 +208,7 @@ const char *sp_backend_cpu_simd(const sp_backend *be) {
 }
 
 void sp_backend_cpu_set_scratch_budget(sp_backend *be, size_t bytes) {
-  sp_cpu_ctx *c = be && be->ops.destroy == cpu_destroy ? be->ctx : NULL;
+  sp_cpu_ctx *c = be && be->iface.destroy == cpu_destroy ? be->ctx : NULL;
   if (c) c->scratch_budget = bytes;
 }
 

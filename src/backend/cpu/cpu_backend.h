@@ -1,5 +1,6 @@
 /*
- * cpu_backend.h: extras of the CPU backend beyond struct sp_backend_ops.
+ * cpu_backend.h: extras of the CPU backend beyond the core interface
+ * (struct sp_backend_i, backend.h).
  *
  * The backend itself is created with sp_backend_cpu_new (backend.h).
  */

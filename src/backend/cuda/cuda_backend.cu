@@ -1028,32 +1028,49 @@ static void cu_destroy(void *vctx) {
   free(c);
 }
 
-static struct sp_backend_ops make_ops(void) {
-  struct sp_backend_ops ops = {};
-  ops.version = SP_BACKEND_OPS_VERSION;
-  ops.name = "cuda";
-  ops.caps = cu_caps;
-  ops.adopt = cu_adopt;
-  ops.grow = cu_grow;
-  ops.supports = cu_supports;
-  ops.submit = cu_submit;
-  ops.wait = cu_wait;
-  ops.device_base = cu_device_base;
-  ops.freeze = cu_freeze;
-  ops.flush = cu_flush;
-  ops.device_local = cu_device_local;
-  ops.sync = cu_sync;
-  ops.file_ranges = cu_file_ranges;
-  ops.local_zero = cu_local_zero;
-  ops.residency = cu_residency;
-  ops.device_memory = cu_device_memory;
-  ops.freeze_shared = cu_freeze_shared;
-  ops.derived_exports = cu_derived_exports;
-  ops.derived_import = cu_derived_import;
-  ops.release = cu_release;
-  ops.destroy = cu_destroy;
-  return ops;
+/* The three layers (backend.h), filled slot by slot: C++17 has no
+ * designated initializers. */
+static struct sp_backend_i make_iface(void) {
+  struct sp_backend_i i = {};
+  i.version = SP_BACKEND_CORE_VERSION;
+  i.name = "cuda";
+  i.caps = cu_caps;
+  i.adopt = cu_adopt;
+  i.grow = cu_grow;
+  i.supports = cu_supports;
+  i.submit = cu_submit;
+  i.wait = cu_wait;
+  i.device_base = cu_device_base;
+  i.release = cu_release;
+  i.destroy = cu_destroy;
+  return i;
 }
+
+static struct sp_backend_memory_i make_memory(void) {
+  struct sp_backend_memory_i m = {};
+  m.version = SP_BACKEND_MEMORY_VERSION;
+  m.freeze = cu_freeze;
+  m.flush = cu_flush;
+  m.device_local = cu_device_local;
+  m.sync = cu_sync;
+  m.local_zero = cu_local_zero;
+  m.file_ranges = cu_file_ranges;
+  m.residency = cu_residency;
+  m.device_memory = cu_device_memory;
+  return m;
+}
+
+static struct sp_backend_sharing_i make_sharing(void) {
+  struct sp_backend_sharing_i sh = {};
+  sh.version = SP_BACKEND_SHARING_VERSION;
+  sh.freeze_shared = cu_freeze_shared;
+  sh.derived_exports = cu_derived_exports;
+  sh.derived_import = cu_derived_import;
+  return sh;
+}
+
+static const struct sp_backend_memory_i cu_memory = make_memory();
+static const struct sp_backend_sharing_i cu_sharing = make_sharing();
 
 extern "C" sp_error_t *sp_backend_cuda_new(const sp_backend_options *opts, sp_backend **out) {
   if (!opts || opts->version != SP_BACKEND_OPS_VERSION || !out)
@@ -1087,7 +1104,9 @@ extern "C" sp_error_t *sp_backend_cuda_new(const sp_backend_options *opts, sp_ba
   c->local = c->residency && !c->integrated && !(no_local && *no_local && strcmp(no_local, "0"));
   pthread_mutex_init(&c->mu, NULL);
   sp_resident_cache_init(&c->cache, sp_cu_resident_device(), &c->mu, &c->stats);
-  be->ops = make_ops();
+  be->iface = make_iface();
+  be->memory = &cu_memory;
+  be->sharing = &cu_sharing;
   be->ctx = c;
   *out = be;
   sp_cu_gemm_prewarm_start(device); /* gemm.h: while the guest loads its model */

@@ -6,6 +6,15 @@
  * order, so the host may send a submit and read its reply later (after the
  * wait that follows it): one round trip per list. File descriptors (the
  * region's memfd, granted files) travel as SCM_RIGHTS with a message.
+ *
+ * The handshake is versioned. The host's first request is HELLO, with its
+ * SP_WIRE_VERSION in d; the worker answers every HELLO with its own in d,
+ * and refuses (an error reply naming both, after which it ends) a host of
+ * another version. The host refuses a worker that answers with another
+ * version (0: a worker from before versioned handshakes) before it reads
+ * anything else of the reply: the worker executable and the host come from
+ * different builds. So that any two builds can at least compare versions,
+ * HELLO's number and layout, and sp_wire_msg's, never change.
  */
 #ifndef SP_WIRE_H
 #define SP_WIRE_H
@@ -13,8 +22,14 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+/* The protocol's version: bump it with any change to a message, an op, a
+ * payload's layout (sp_cmd, sp_backend_caps, sp_residency_stats,
+ * sp_derived_desc, sp_wire_file_range) or the order of requests. */
+#define SP_WIRE_VERSION 1
+
 typedef enum sp_wire_op {
-  SP_WIRE_HELLO = 1,     /* payload: backend name; a residency, b graphs, c threads. Reply: caps + name */
+  SP_WIRE_HELLO = 1,     /* payload: backend name; a residency, b graphs, c threads, d SP_WIRE_VERSION.
+                            Reply: caps + name; a device memory known, d the worker's SP_WIRE_VERSION */
   SP_WIRE_ADOPT,         /* fd: the memfd; a committed, b reserved, c the host's base (a hint). Reply: a base, b device base */
   SP_WIRE_GROW,          /* a committed */
   SP_WIRE_SUBMIT,        /* n commands in the payload; none and c = 1: the same list as the last one */
@@ -40,7 +55,7 @@ typedef struct sp_wire_msg {
   uint32_t op;      /* request: sp_wire_op; reply: SP_WIRE_OK/ERROR/LOST */
   uint32_t n;       /* count of commands or file ranges */
   uint64_t a, b, c; /* arguments, or reply values */
-  uint64_t d;       /* ADOPT and GROW: the view's host budget (backend.h) */
+  uint64_t d;       /* HELLO: the protocol version; ADOPT and GROW: the view's host budget (backend.h) */
   uint64_t payload; /* bytes that follow (a reply's error message, without NUL) */
 } sp_wire_msg;
 

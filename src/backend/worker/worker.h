@@ -38,7 +38,13 @@ sp_error_t *sp_backend_worker_new(const char *inner, const sp_backend_options *o
 /* The process id of the worker serving binding, or -1 (tests). */
 int sp_backend_worker_pid(const sp_backend *be, void *binding);
 
-/* Serves one host on socket sock until it goes away; the exit status. */
+/* Serves one host on socket sock until it goes away, or until its HELLO
+ * names another protocol version (wire.h); the exit status. */
 int sp_worker_serve(int sock);
+
+/* sp_worker_serve speaking protocol version `version` instead of
+ * SP_WIRE_VERSION: for tests of the version check (a worker of another
+ * build), never for a real worker. */
+int sp_worker_serve_version(int sock, uint32_t version);
 
 #endif

@@ -91,9 +91,9 @@ static sp_error_t *dead_error(const conn *c) {
                             c->why);
 }
 
-static sp_error_t *spawn(conn **out) {
-  char exe[PATH_MAX];
-  if (!find_worker_exe(exe, sizeof exe))
+/* Starts a worker process; its executable's path goes to exe (cap bytes). */
+static sp_error_t *spawn(char *exe, size_t cap, conn **out) {
+  if (!find_worker_exe(exe, cap))
     return sp_error_new("process isolation: cannot find the worker executable %s (set SP_WORKER_EXE)", SP_WORKER_EXE_NAME);
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
@@ -207,12 +207,28 @@ static sp_error_t *call(conn *c, const sp_wire_msg *req, const void *payload, co
   return err;
 }
 
-static sp_error_t *hello(proxy *p, conn *c, const char *name) {
+/* The worker at exe answered a HELLO with protocol version theirs. */
+static sp_error_t *version_mismatch(const char *exe, uint64_t theirs) {
+  return sp_error_new("process isolation: the worker %s speaks protocol version %llu%s, this samepage speaks version "
+                      "%u: they come from different builds (rebuild or reinstall both, or point SP_WORKER_EXE at "
+                      "the matching samepage-worker)",
+                      exe, (unsigned long long)theirs, theirs ? "" : " (a worker from before versioned handshakes)",
+                      SP_WIRE_VERSION);
+}
+
+/* The handshake (wire.h): the protocol versions first, then the inner
+ * backend named, created in the worker; its capabilities and resolved name
+ * come back. exe names the worker in a version error. */
+static sp_error_t *hello(proxy *p, conn *c, const char *name, const char *exe) {
   sp_wire_msg req = {.op = SP_WIRE_HELLO, .a = p->opts.residency, .b = p->opts.graphs, .c = p->threads,
-                     .payload = strlen(name)};
+                     .d = SP_WIRE_VERSION, .payload = strlen(name)};
   char out[sizeof(sp_backend_caps) + 32] = {0};
-  sp_wire_msg reply;
+  sp_wire_msg reply = {0};
   sp_error_t *err = call(c, &req, name, NULL, 0, &reply, out, sizeof out - 1);
+  if (!c->dead && reply.d != SP_WIRE_VERSION) { /* whatever it said, it does not speak our protocol */
+    sp_error_free(err);
+    return version_mismatch(exe, reply.d);
+  }
   if (err) return err;
   memcpy(&p->caps, out, sizeof p->caps);
   /* A device backend's worker answers a list when the GPU is done, about a
@@ -240,8 +256,9 @@ static sp_error_t *take_worker(proxy *p, conn **out) {
     return sp_error_new("process isolation: %d workers are running, the most allowed", MAX_WORKERS);
   }
   if (!c) {
-    sp_error_t *err = spawn(&c);
-    if (!err) err = hello(p, c, p->inner);
+    char exe[PATH_MAX];
+    sp_error_t *err = spawn(exe, sizeof exe, &c);
+    if (!err) err = hello(p, c, p->inner, exe);
     if (err) {
       conn_free(c);
       return err;
@@ -519,8 +536,9 @@ static void px_destroy(void *ctx) {
   free(p);
 }
 
-static const struct sp_backend_ops proxy_ops = {
-    .version = SP_BACKEND_OPS_VERSION,
+/* The core forwards every call to the binding's worker. */
+static const struct sp_backend_i proxy_iface = {
+    .version = SP_BACKEND_CORE_VERSION,
     .name = NULL, /* set per instance: the inner backend's name */
     .caps = px_caps,
     .adopt = px_adopt,
@@ -529,6 +547,17 @@ static const struct sp_backend_ops proxy_ops = {
     .submit = px_submit,
     .wait = px_wait,
     .device_base = px_device_base,
+    .release = px_release,
+    .destroy = px_destroy,
+};
+
+/* The memory layer, whatever the inner backend: freeze and flush carry the
+ * written pages of file ranges to the worker (worker.h), and a frozen copy
+ * with an identity is shared across workers here, through the inner
+ * backend's sharing layer in each worker. The proxy has no sharing layer
+ * itself: the host is the one process that does not map device memory. */
+static const struct sp_backend_memory_i proxy_memory = {
+    .version = SP_BACKEND_MEMORY_VERSION,
     .freeze = px_freeze,
     .flush = px_flush,
     .device_local = px_device_local,
@@ -537,8 +566,6 @@ static const struct sp_backend_ops proxy_ops = {
     .file_ranges = px_file_ranges,
     .residency = px_residency,
     .device_memory = px_device_memory,
-    .release = px_release,
-    .destroy = px_destroy,
 };
 
 sp_error_t *sp_backend_worker_new(const char *inner, const sp_backend_options *opts, unsigned threads,
@@ -556,21 +583,28 @@ sp_error_t *sp_backend_worker_new(const char *inner, const sp_backend_options *o
     px_destroy(p), free(be);
     return sp_error_new("out of memory");
   }
-  sp_error_t *err = spawn(&p->spare);
-  if (!err) err = hello(p, p->spare, inner ? inner : "auto");
+  char exe[PATH_MAX];
+  sp_error_t *err = spawn(exe, sizeof exe, &p->spare);
+  if (!err) err = hello(p, p->spare, inner ? inner : "auto", exe);
   if (err) {
     px_destroy(p), free(be);
     return err;
   }
   p->supports = !strcmp(p->inner, "cuda") ? sp_cuda_supports : sp_cpu_supports;
-  be->ops = proxy_ops;
-  be->ops.name = p->inner;
+  be->iface = proxy_iface;
+  be->iface.name = p->inner;
+  be->memory = &proxy_memory;
+  be->sharing = NULL;
   be->ctx = p;
+  if ((err = sp_backend_check(be))) {
+    sp_backend_free(be);
+    return err;
+  }
   *out = be;
   return NULL;
 }
 
 int sp_backend_worker_pid(const sp_backend *be, void *binding) {
-  if (!be || be->ops.adopt != px_adopt || !binding) return -1;
+  if (!be || be->iface.adopt != px_adopt || !binding) return -1;
   return ((conn *)binding)->pid;
 }

@@ -27,12 +27,21 @@ typedef struct worker {
   sp_cmd *last;           /* the last list submitted, for repeats */
   uint32_t n_last;
   unsigned spin_us;       /* waiting for the next request (wire.h) */
+  uint32_t version;       /* the protocol version it speaks: SP_WIRE_VERSION (tests: another) */
+  bool refused;           /* the host speaks another version: reply, then end */
 } worker;
 
 static sp_error_t *no_binding(void) { return sp_error_new("worker: no memory adopted yet"); }
 
 static sp_error_t *on_hello(worker *w, const sp_wire_msg *m, const char *name, sp_wire_msg *reply, char *out,
                             size_t *out_len) {
+  reply->d = w->version; /* every answer to a HELLO says which protocol the worker speaks */
+  if (m->d != w->version) {
+    w->refused = true;
+    return sp_error_new("samepage-worker speaks protocol version %u, the host speaks version %llu: they come from "
+                        "different builds",
+                        w->version, (unsigned long long)m->d);
+  }
   if (w->be) return sp_error_new("worker: the backend exists already");
   sp_backend_options opts = {.version = SP_BACKEND_OPS_VERSION, .residency = m->a != 0, .graphs = m->b != 0};
   sp_error_t *err = sp_backend_load(name, &opts, (unsigned)m->c, &w->be);
@@ -228,8 +237,10 @@ static bool device_lost(worker *w) {
   return w->had_device_memory && !sp_backend_device_memory(w->be, &used, &total);
 }
 
-int sp_worker_serve(int sock) {
-  worker w = {.sock = sock};
+int sp_worker_serve(int sock) { return sp_worker_serve_version(sock, SP_WIRE_VERSION); }
+
+int sp_worker_serve_version(int sock, uint32_t version) {
+  worker w = {.sock = sock, .version = version};
   sp_fault_guard_install();
   char out[SP_WIRE_MAX_FDS * sizeof(sp_derived_desc)]; /* the largest reply payload */
   bool lost = false;
@@ -261,7 +272,7 @@ int sp_worker_serve(int sock) {
     bool sent = sp_wire_send(sock, &reply, text, back.fd, back.n);
     for (int i = 0; i < back.n; i++) close(back.fd[i]);
     sp_error_free(err);
-    if (!sent) break;
+    if (!sent || w.refused) break;
   }
   if (lost) _exit(3); /* the device context is poisoned: tearing it down can hang or fault again */
   sp_fault_guard_remove_owner(&w);
