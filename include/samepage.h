@@ -57,9 +57,13 @@ void sp_error_free(sp_error_t *err);
 
 typedef struct sp_runtime sp_runtime_t;
 
+/* The environment's settings (src/knobs.h, docs/KNOBS.md), parsed once by
+ * the program with sp_knobs_from_env. */
+struct sp_knobs;
+
 typedef struct sp_runtime_options {
   const char *backend;      /* "cpu", "cuda" or "auto" (NULL = "auto"). "cuda"
-                               loads libsamepage_cuda.so ($SP_CUDA_LIB, else
+                               loads libsamepage_cuda.so (knobs->cuda_lib, else
                                next to the executable, else the install
                                tree's lib/samepage/); "auto" tries CUDA and
                                falls back to the CPU with one line on stderr */
@@ -75,7 +79,13 @@ typedef struct sp_runtime_options {
                                in a worker process of its own (samepage-worker),
                                on a shared-memory view of the same guest bytes,
                                so a GPU fault or a crash there ends that actor
-                               alone. NULL = $SP_ISOLATION, else "none" */
+                               alone. NULL = knobs->isolation, else "none" */
+  const struct sp_knobs *knobs; /* borrowed, read during sp_runtime_new only
+                               (its strings must outlive the runtime); NULL =
+                               every knob at its default. The library reads
+                               no environment variable itself: a program that
+                               honours SP_* variables passes
+                               sp_knobs_from_env's result here */
 } sp_runtime_options;
 
 /* Creates a runtime. opts may be NULL for defaults. On success the caller

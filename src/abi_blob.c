@@ -71,9 +71,9 @@ static wasm_trap_t *import_blob_map(void *env, wasmtime_caller_t *caller,
     args[0].i32 = sp_abi_fail(actor, SP_E_BOUNDS, "blob_map: no linear memory");
     return NULL;
   }
-  /* SP_NO_FILE_MAPS=1 makes any backend behave as one that cannot map
-   * files (as CUDA), to exercise the read path on machines without one. */
-  if (sp_backend_caps_of(actor->rt->backend).no_file_maps || getenv("SP_NO_FILE_MAPS")) {
+  /* The knob SP_NO_FILE_MAPS makes any backend behave as one that cannot
+   * map files (as CUDA), to exercise the read path on machines without one. */
+  if (sp_backend_caps_of(actor->rt->backend).no_file_maps || actor->rt->no_file_maps) {
     /* bad arguments are named as on any backend; good ones are refused */
     int32_t st = sp_blob_map_check(&actor->blobs, actor->region, args[0].i32, (uint64_t)args[1].i64,
                                    (uint32_t)args[2].i32, (uint64_t)args[3].i64, actor->last_error,

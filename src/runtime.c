@@ -18,14 +18,17 @@
 
 /* The backend named in opts, in this process or behind worker processes. */
 static sp_error_t *pick_backend(sp_runtime_t *rt, const sp_runtime_options *opts) {
-  const char *res = opts->residency, *iso = opts->isolation ? opts->isolation : getenv("SP_ISOLATION");
+  sp_backend_options bo = {.version = SP_BACKEND_OPS_VERSION};
+  if (opts->knobs) bo.knobs = *opts->knobs;
+  else sp_knobs_defaults(&bo.knobs);
+  rt->no_file_maps = bo.knobs.no_file_maps;
+  const char *res = opts->residency, *iso = opts->isolation ? opts->isolation : bo.knobs.isolation;
   if (res && strcmp(res, "none") && strcmp(res, "weights"))
     return sp_error_new("unknown residency \"%s\" (expected none or weights)", res);
   if (iso && iso[0] && strcmp(iso, "none") && strcmp(iso, "process"))
     return sp_error_new("unknown isolation \"%s\" (expected none or process)", iso);
-  sp_backend_options bo = {.version = SP_BACKEND_OPS_VERSION,
-                           .residency = !res || !strcmp(res, "weights"),
-                           .graphs = !getenv("SP_CUDA_NO_GRAPHS")};
+  bo.residency = !res || !strcmp(res, "weights");
+  bo.graphs = !bo.knobs.cuda_no_graphs;
   const char *name = opts->backend;
   if (name && strcmp(name, "cpu") && strcmp(name, "cuda") && strcmp(name, "auto"))
     return sp_error_new("unknown backend \"%s\" (expected cpu, cuda or auto)", name);

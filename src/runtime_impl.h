@@ -34,6 +34,7 @@ struct sp_runtime {
   wasmtime_module_t *poll_helper; /* calls WASI's poll_oneoff for a guest (wasi_poll.c), lazy */
   pthread_mutex_t poll_helper_lock; /* guards its creation */
   uint32_t max_cmds;
+  bool no_file_maps;             /* knobs: SP_NO_FILE_MAPS (abi_blob.c) */
   sp_ticker *ticker;             /* epoch ticker for time limits (actor_limits.c), lazy */
 };
 

@@ -5,6 +5,10 @@
  * request on it is the handshake, which checks that host and worker speak
  * one protocol version (backend/worker/wire.h); `samepage-worker --version`
  * prints the version this one speaks.
+ *
+ * The worker reads no environment variable: the host's settings (knobs.h)
+ * come with the handshake, and the backend it creates is told it serves
+ * one actor (sp_backend_options.worker_process).
  */
 #include <signal.h>
 #include <stdio.h>
@@ -30,6 +34,5 @@ int main(int argc, char **argv) {
   prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the host */
   signal(SIGINT, SIG_IGN);          /* a terminal's Ctrl-C is the host's to handle */
   signal(SIGPIPE, SIG_IGN);
-  setenv("SP_WORKER_PROCESS", "1", 1); /* backends word their errors for one actor */
   return sp_worker_serve((int)sock);
 }

@@ -26,9 +26,8 @@ int main(int argc, char **argv) {
     printf("SKIP: this CPU cannot run the %s kernel table\n", argv[1]);
     return 77;
   }
-  setenv("SP_CPU_SIMD", argv[1], 1);
   sp_backend *be = NULL;
-  sp_error_t *err = sp_backend_cpu_new(1, &be);
+  sp_error_t *err = sp_backend_cpu_new_simd(1, argv[1], &be); /* as SP_CPU_SIMD=NAME passes it down */
   if (err) {
     fprintf(stderr, "cpu_table: %s\n", sp_error_message(err));
     sp_error_free(err);

@@ -103,24 +103,25 @@ static void backends_open(guest *g) {
   static const char *labels[TB_COUNT] = {"simd/1t", "simd/2t", "generic/2t"};
   static const unsigned threads[TB_COUNT] = {1, 2, 2};
   sp_memory_view view = {.base = g->mem, .committed = GUEST_BYTES, .reserved = GUEST_BYTES};
-  const char *env = getenv("SP_CPU_SIMD");
-  char *user_simd = env ? strdup(env) : NULL; /* restored after the generic backend */
+  struct sp_knobs knobs; /* SP_CPU_SIMD caps the simd backends */
+  sp_error_t *kerr = sp_knobs_from_env(&knobs);
+  if (kerr) {
+    fprintf(stderr, "knobs: %s\n", sp_error_message(kerr));
+    exit(2);
+  }
   for (int i = 0; i < TB_COUNT; i++) {
-    if (i == TB_GENERIC) setenv("SP_CPU_SIMD", "generic", 1);
-    sp_error_t *err = sp_backend_cpu_new(threads[i], &tbs[i].be);
+    const char *simd = i == TB_GENERIC ? "generic" : knobs.cpu_simd;
+    sp_error_t *err = sp_backend_cpu_new_simd(threads[i], simd, &tbs[i].be);
     if (!err) err = sp_backend_adopt(tbs[i].be, &view, &tbs[i].binding);
     if (err) {
       fprintf(stderr, "backend: %s\n", sp_error_message(err));
       exit(2);
     }
     tbs[i].label = labels[i];
-    if (i == TB_GENERIC && user_simd) setenv("SP_CPU_SIMD", user_simd, 1);
-    if (i == TB_GENERIC && !user_simd) unsetenv("SP_CPU_SIMD");
   }
-  free(user_simd);
   check(strcmp(sp_backend_cpu_simd(tbs[TB_GENERIC].be), "generic") == 0 &&
             strcmp(sp_backend_name(tbs[0].be), "cpu") == 0,
-        "backends: name cpu, simd=%s, generic forced by SP_CPU_SIMD",
+        "backends: name cpu, simd=%s, generic forced by the simd cap",
         sp_backend_cpu_simd(tbs[0].be));
   sp_backend_caps caps = sp_backend_caps_of(tbs[0].be);
   check(caps.zero_copy && caps.unified_memory, "caps: zero_copy and unified_memory");

@@ -76,7 +76,8 @@ static bool on_cuda; /* `race-cuda`: the races run on the CUDA backend */
 static void open_backend(unsigned threads, size_t budget, sp_backend **be, void **binding) {
   sp_memory_view view = {.base = guest, .committed = GUEST_BYTES, .reserved = GUEST_BYTES};
   sp_backend_options opts = {.version = SP_BACKEND_OPS_VERSION};
-  sp_error_t *err = on_cuda ? sp_backend_load("cuda", &opts, threads, be) : sp_backend_cpu_new(threads, be);
+  sp_error_t *err = sp_knobs_from_env(&opts.knobs); /* SP_CUDA_LIB and the CUDA knobs */
+  if (!err) err = on_cuda ? sp_backend_load("cuda", &opts, threads, be) : sp_backend_cpu_new(threads, be);
   if (err && on_cuda) {
     printf("skipped: no CUDA backend here (%s)\n", sp_error_message(err));
     exit(77);

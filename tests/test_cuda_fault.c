@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "knobs.h"
 #include "samepage.h"
 #include "test_util.h"
 
@@ -79,12 +80,17 @@ int main(int argc, char **argv) {
     return 77;
   }
   setenv("SP_GUEST_DIR", argv[1], 1);
-  /* In-process, one counter of lists serves both actors; isolated, the
-   * runtime's first worker (the first actor's) alone inherits this. */
-  setenv("SP_CUDA_INJECT_FAULT", FAULT_AT, 1);
+  /* In-process, one counter of lists serves both actors. Isolated, a
+   * runtime hands its knobs to each of its workers: the first actor's
+   * runtime has the fault, the other actors' (calm) has none. */
+  struct sp_knobs knobs; /* SP_ISOLATION: the ctest variant */
+  sp_error_t *err = sp_knobs_from_env(&knobs);
+  if (err) return printf("knobs: %s\n", sp_error_message(err)), 2;
+  knobs.cuda_inject_fault = atoi(FAULT_AT);
   sp_runtime_t *gpu = NULL, *cpu = NULL;
-  sp_runtime_options go = {.backend = "cuda"}, co = {.backend = "cpu", .threads = 2, .isolation = "none"};
-  sp_error_t *err = sp_runtime_new(&go, &gpu);
+  sp_runtime_options go = {.backend = "cuda", .knobs = &knobs},
+                     co = {.backend = "cpu", .threads = 2, .isolation = "none", .knobs = &knobs};
+  err = sp_runtime_new(&go, &gpu);
   if (err) {
     printf("skipped: %s\n", sp_error_message(err));
     sp_error_free(err);
@@ -95,9 +101,14 @@ int main(int argc, char **argv) {
   size_t len = 0;
   uint8_t *wasm = load_guest("llm", &len);
   turn t[3] = {{0}};
+  struct sp_knobs calm_knobs = knobs;
+  calm_knobs.cuda_inject_fault = 0;
+  sp_runtime_options calm_opts = {.backend = "cuda", .knobs = &calm_knobs};
+  sp_runtime_t *calm = gpu;
+  if (isolated) CHECK(!(err = sp_runtime_new(&calm_opts, &calm)), "second cuda runtime: %s", sp_error_message(err));
+  if (!calm) return CHECK_DONE();
   sp_error_t *e0 = new_llm(gpu, wasm, len, argv[2], &t[0].a);
-  if (isolated) unsetenv("SP_CUDA_INJECT_FAULT");
-  sp_error_t *e1 = new_llm(gpu, wasm, len, argv[2], &t[1].a), *e2 = new_llm(cpu, wasm, len, argv[2], &t[2].a);
+  sp_error_t *e1 = new_llm(calm, wasm, len, argv[2], &t[1].a), *e2 = new_llm(cpu, wasm, len, argv[2], &t[2].a);
   CHECK(!e0 && !e1 && !e2, "creating the actors failed");
   if (e0 || e1 || e2) return CHECK_DONE();
   for (int s = 0; s < STEPS + 2; s++)
@@ -110,13 +121,14 @@ int main(int argc, char **argv) {
           "the faulting actor is told its GPU faulted and its worker ended");
     CHECK(!t[1].dead && t[1].step == STEPS + 2, "the other CUDA actor finished every step");
     turn late = {0};
-    err = new_llm(gpu, wasm, len, argv[2], &late.a);
+    err = new_llm(calm, wasm, len, argv[2], &late.a);
     for (int s = 0; !err && s < 4; s++) play(&late);
     printf("a new cuda actor: %s\n", err ? sp_error_message(err) : late.dead ? late.why : "ran");
     CHECK(!err && !late.dead, "a new CUDA actor works");
     sp_error_free(err);
     sp_actor_free(late.a);
     for (int k = 0; k < 3; k++) sp_actor_free(t[k].a);
+    sp_runtime_free(calm);
     sp_runtime_free(gpu);
     sp_runtime_free(cpu);
     free(wasm);

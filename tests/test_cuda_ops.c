@@ -33,6 +33,27 @@ static uint8_t *mem;
 static uint8_t *snapshot, *cpu_out;
 static sp_backend *cpu, *cuda;
 static void *cpu_b, *cuda_b;
+/* A second CUDA backend made with the knobs SP_CUDA_NO_FUSION and
+ * SP_CUDA_NO_FLASH, on a memory of its own (a range is registered with CUDA
+ * once per process): cuda_run copies the cases' bytes there and back. */
+static sp_backend *plain;
+static void *plain_b;
+static uint8_t *plain_mem;
+static bool use_plain; /* cuda_run runs on `plain` */
+static struct sp_knobs knobs; /* the environment's (SP_CUDA_LIB, SP_CUDA_NO_REPACK, ...) */
+
+/* Runs a list on the CUDA backend (or on `plain`, use_plain) and waits. */
+static sp_error_t *cuda_run(const sp_cmd *cmds, uint32_t n) {
+  if (!use_plain) {
+    sp_error_t *err = sp_backend_submit(cuda, cuda_b, cmds, n);
+    return err ? err : sp_backend_wait(cuda, cuda_b);
+  }
+  memcpy(plain_mem, mem, USED);
+  sp_error_t *err = sp_backend_submit(plain, plain_b, cmds, n);
+  if (!err) err = sp_backend_wait(plain, plain_b);
+  memcpy(mem, plain_mem, USED);
+  return err;
+}
 static int failures, cases;
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
 
@@ -105,8 +126,7 @@ static void run_case(const char *name, sp_cmd cmd, double bound) {
   }
   memcpy(cpu_out, mem + cmd.dst.offset, ext);
   memcpy(mem, snapshot, USED);
-  err = sp_backend_submit(cuda, cuda_b, &cmd, 1);
-  if (!err) err = sp_backend_wait(cuda, cuda_b);
+  err = cuda_run(&cmd, 1);
   if (err) {
     printf("FAIL %-28s cuda: %s\n", name, sp_error_message(err));
     sp_error_free(err), failures++;
@@ -256,9 +276,9 @@ static void prefill_attention_shape(uint32_t Hq, uint32_t Hkv, uint32_t T) {
     snprintf(name, sizeof name, "attention f16 cache H=%u T=%u D=%u", Hq, T, Dh);
     run_case(name, c, 3e-3); /* tensor cores */
     snprintf(name, sizeof name, "attention f16 cache H=%u T=%u D=%u, no tensor cores", Hq, T, Dh);
-    setenv("SP_CUDA_NO_FLASH", "1", 1); /* the one-block-per-(head, token) kernel */
+    use_plain = true; /* SP_CUDA_NO_FLASH: the one-block-per-(head, token) kernel */
     run_case(name, c, 3e-3);
-    unsetenv("SP_CUDA_NO_FLASH");
+    use_plain = false;
   }
 }
 
@@ -375,13 +395,11 @@ static uint32_t layer_list(const layer_case *L, sp_cmd *c) {
   return n;
 }
 
-/* Runs the list on the CUDA backend, fused or not (SP_CUDA_NO_FUSION). */
+/* Runs the list on the CUDA backend, fused or not (`plain`: SP_CUDA_NO_FUSION). */
 static sp_error_t *run_cuda_list(const sp_cmd *cmds, uint32_t n, bool fused) {
-  if (fused) unsetenv("SP_CUDA_NO_FUSION");
-  else setenv("SP_CUDA_NO_FUSION", "1", 1);
-  sp_error_t *err = sp_backend_submit(cuda, cuda_b, cmds, n);
-  if (!err) err = sp_backend_wait(cuda, cuda_b);
-  unsetenv("SP_CUDA_NO_FUSION");
+  use_plain = !fused;
+  sp_error_t *err = cuda_run(cmds, n);
+  use_plain = false;
   return err;
 }
 
@@ -684,22 +702,24 @@ static void repack_cases(void) {
     run_case(name, c, 5e-4);
   }
   sp_residency_stats rs = sp_backend_residency(cuda);
-  bool counted = rs.repacked_bytes > 0 || getenv("SP_CUDA_NO_REPACK");
+  bool counted = rs.repacked_bytes > 0 || knobs.cuda_no_repack;
   cases++;
   printf("%s repacked weights counted: %llu bytes\n", counted ? "ok  " : "FAIL", (unsigned long long)rs.repacked_bytes);
   failures += !counted;
 }
 
 int main(void) {
-  const char *path = getenv("SP_CUDA_LIB");
-  void *lib = dlopen(path && path[0] ? path : SP_BACKEND_CUDA_LIBRARY, RTLD_NOW | RTLD_LOCAL);
+  sp_error_t *err = sp_knobs_from_env(&knobs);
+  if (err) return printf("FAIL knobs: %s\n", sp_error_message(err)), 1;
+  const char *path = knobs.cuda_lib;
+  void *lib = dlopen(path ? path : SP_BACKEND_CUDA_LIBRARY, RTLD_NOW | RTLD_LOCAL);
   if (!lib) {
     printf("skip: %s\n", dlerror());
     return 77;
   }
   sp_backend_new_fn make = (sp_backend_new_fn)dlsym(lib, SP_BACKEND_CUDA_SYMBOL);
-  sp_backend_options opts = {.version = SP_BACKEND_OPS_VERSION, .residency = true, .graphs = true};
-  sp_error_t *err = make ? make(&opts, &cuda) : sp_error_new("no %s", SP_BACKEND_CUDA_SYMBOL);
+  sp_backend_options opts = {.version = SP_BACKEND_OPS_VERSION, .residency = true, .graphs = true, .knobs = knobs};
+  err = make ? make(&opts, &cuda) : sp_error_new("no %s", SP_BACKEND_CUDA_SYMBOL);
   if (!err && (err = sp_backend_check(cuda))) { /* its tables, as sp_backend_load registers them */
     printf("FAIL registration: %s\n", sp_error_message(err));
     return 1;
@@ -719,6 +739,14 @@ int main(void) {
   sp_memory_view first = {mem, REGION_FIRST, REGION, false, -1, 0};
   if (!err) err = sp_backend_adopt(cuda, &first, &cuda_b);
   if (!err) err = sp_backend_grow(cuda, cuda_b, &view);
+  sp_backend_options plain_opts = opts;
+  plain_opts.knobs.cuda_no_fusion = plain_opts.knobs.cuda_no_flash = true;
+  plain_mem = mmap(NULL, REGION, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  sp_memory_view plain_view = {plain_mem, REGION, REGION, false, -1, 0};
+  if (!err && plain_mem == MAP_FAILED) err = sp_error_new("mmap: out of memory");
+  if (!err) err = make(&plain_opts, &plain);
+  if (!err) err = sp_backend_check(plain);
+  if (!err) err = sp_backend_adopt(plain, &plain_view, &plain_b);
   if (err) {
     printf("FAIL setup: %s\n", sp_error_message(err));
     return 1;
@@ -736,8 +764,10 @@ int main(void) {
   shared_copy_cases();
   repack_cases();
   printf("%d of %d cases failed\n", failures, cases);
+  sp_backend_release(plain, plain_b);
   sp_backend_release(cuda, cuda_b);
   sp_backend_release(cpu, cpu_b);
+  sp_backend_free(plain);
   sp_backend_free(cuda);
   sp_backend_free(cpu);
   return failures ? 1 : 0;

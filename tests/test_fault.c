@@ -28,6 +28,7 @@
 #include "check.h"
 #include "test_util.h"
 #include "fault_guard.h"
+#include "knobs.h"
 #include "samepage.h"
 
 #define FILE_BYTES (4u << 20)
@@ -158,9 +159,11 @@ static sp_actor_t *hog_actor(sp_runtime_t *rt, const uint8_t *wasm, size_t len, 
 static int guard_exhaustion_child(void) {
   size_t len;
   uint8_t *wasm = load_guest("test_guard_hog", &len);
-  sp_runtime_options ro = {.backend = "cpu", .threads = 1};
+  struct sp_knobs knobs; /* SP_ISOLATION: the ctest variant */
+  sp_error_t *err = sp_knobs_from_env(&knobs);
+  sp_runtime_options ro = {.backend = "cpu", .threads = 1, .knobs = &knobs};
   sp_runtime_t *rt = NULL;
-  sp_error_t *err = sp_runtime_new(&ro, &rt);
+  if (!err) err = sp_runtime_new(&ro, &rt);
   CHECK(!err, "runtime: %s", sp_error_message(err));
   if (err) return 1;
   char hog_path[] = "/tmp/sp_fault_hogXXXXXX", other_path[] = "/tmp/sp_fault_otherXXXXXX";
@@ -228,9 +231,11 @@ int main(void) {
   test_guard_exhaustion();
   size_t len;
   uint8_t *wasm = load_guest("test_mapsum", &len);
-  sp_runtime_options ro = {.backend = "cpu", .threads = 2};
+  struct sp_knobs knobs; /* SP_ISOLATION: the ctest variant */
+  sp_error_t *err = sp_knobs_from_env(&knobs);
+  sp_runtime_options ro = {.backend = "cpu", .threads = 2, .knobs = &knobs};
   sp_runtime_t *rt = NULL;
-  sp_error_t *err = sp_runtime_new(&ro, &rt);
+  if (!err) err = sp_runtime_new(&ro, &rt);
   CHECK(!err, "runtime: %s", sp_error_message(err));
   if (err) return 1;
 

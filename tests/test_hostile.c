@@ -21,6 +21,7 @@
 
 #include "check.h"
 #include "test_util.h"
+#include "knobs.h"
 #include "runtime_impl.h"
 
 typedef enum outcome { STATUS, TRAP, TIMEOUT } outcome;
@@ -355,8 +356,12 @@ int main(int argc, char **argv) {
   /* SP_TEST_BACKEND=cuda runs the suite on the GPU (under compute-sanitizer
    * on the device machine: scripts/device-check.sh); CI stays on the CPU. */
   const char *backend = getenv("SP_TEST_BACKEND");
-  sp_runtime_options ropts = {.backend = backend && *backend ? backend : "cpu"};
-  sp_error_t *err = sp_runtime_new(&ropts, &s.rt);
+  static struct sp_knobs knobs; /* SP_NO_FILE_MAPS, SP_ISOLATION: the ctest variants */
+  sp_error_t *err = sp_knobs_from_env(&knobs);
+  CHECK(!err, "knobs: %s", sp_error_message(err));
+  sp_error_free(err);
+  sp_runtime_options ropts = {.backend = backend && *backend ? backend : "cpu", .knobs = &knobs};
+  err = sp_runtime_new(&ropts, &s.rt);
   CHECK(!err, "runtime: %s", sp_error_message(err));
   sp_error_free(err);
   if (!s.rt) return CHECK_DONE();

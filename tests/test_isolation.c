@@ -25,6 +25,7 @@
 
 #include "backend/worker/worker.h"
 #include "check.h"
+#include "knobs.h"
 #include "runtime_impl.h"
 #include "samepage.h"
 #include "test_util.h"
@@ -174,15 +175,16 @@ static void mapped_writes(void) {
 /* ---- part 3: workers that cannot serve ---- */
 
 static void expect_runtime_error(const char *worker_exe, const char *want) {
-  setenv("SP_WORKER_EXE", worker_exe, 1);
-  sp_runtime_options o = {.backend = "cpu", .isolation = "process"};
+  struct sp_knobs knobs;
+  sp_knobs_defaults(&knobs);
+  knobs.worker_exe = worker_exe;
+  sp_runtime_options o = {.backend = "cpu", .isolation = "process", .knobs = &knobs};
   sp_runtime_t *rt = NULL;
   sp_error_t *err = sp_runtime_new(&o, &rt);
   CHECK(err && strstr(sp_error_message(err), want), "worker %s: \"%s\" (want \"%s\")", worker_exe,
         err ? sp_error_message(err) : "no error", want);
   sp_error_free(err);
   sp_runtime_free(rt);
-  unsetenv("SP_WORKER_EXE");
   CHECK(waitpid(-1, NULL, WNOHANG) == -1 && errno == ECHILD, "no process is left");
 }
 

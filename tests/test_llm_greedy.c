@@ -25,6 +25,7 @@
 #include "check.h"
 #include "test_util.h"
 #include "json_mini.h"
+#include "knobs.h"
 #include "samepage.h"
 
 #define NEAR_TIE 0.25
@@ -157,7 +158,10 @@ int main(int argc, char **argv) {
   const jval *prompts = jget(&root, "prompts");
   CHECK(!jp.bad && prompts && prompts->n >= 5, "fixture has at least 5 prompts");
   sp_runtime_t *rt = NULL;
-  sp_error_t *err = sp_runtime_new(NULL, &rt);
+  struct sp_knobs knobs; /* SP_ISOLATION, SP_CPU_SIMD: the ctest variants */
+  sp_error_t *err = sp_knobs_from_env(&knobs);
+  sp_runtime_options ro = {.knobs = &knobs};
+  if (!err) err = sp_runtime_new(&ro, &rt);
   CHECK(!err, "%s", sp_error_message(err));
   for (size_t i = 0; rt && prompts && i < prompts->n; i++) {
     const jval *p = &prompts->items[i];

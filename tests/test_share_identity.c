@@ -71,14 +71,14 @@ int main(int argc, char **argv) {
   rt->backend->iface.caps = sharing_caps;
   rt->backend->memory = &recording; /* the CPU has no memory layer: this one only records freezes */
 
-  setenv("SP_NO_FILE_MAPS", "1", 1); /* the model is read into memory, as on CUDA */
+  rt->no_file_maps = true; /* the knob SP_NO_FILE_MAPS: the model is read into memory, as on CUDA */
   sp_actor_t *a = llm_actor(rt, wasm, wasm_len, argv[2]);
   freeze_call fa = *last_call();
   sp_actor_t *b = llm_actor(rt, wasm, wasm_len, argv[2]);
   freeze_call fb = *last_call();
   CHECK(n_calls == 2 && fa.identity != 0, "the model's freeze is named (%d calls)", n_calls);
   CHECK(fb.identity == fa.identity && fb.len == fa.len, "a second actor granted the file: the same name");
-  unsetenv("SP_NO_FILE_MAPS");
+  rt->no_file_maps = false;
   sp_actor_t *c = llm_actor(rt, wasm, wasm_len, argv[2]);
   CHECK(last_call()->identity == fa.identity, "mapped instead of read: the same name");
 

@@ -21,6 +21,8 @@
 #include "test_util.h"
 #include "error.h"
 #include "hash64.h"
+#include "knobs.h"
+#include "runtime_impl.h"
 #include "samepage.h"
 
 #define N_ACTIONS 28
@@ -74,11 +76,20 @@ static uint64_t digest(sp_actor_t *a) {
   return sp_hash64_of(base, size) ^ (uint64_t)size;
 }
 
+/* The environment's knobs (SP_ISOLATION, SP_CPU_SIMD: the ctest variants). */
+static sp_runtime_options env_options(void) {
+  static struct sp_knobs knobs;
+  sp_error_t *err = sp_knobs_from_env(&knobs);
+  if (err) printf("knobs: %s\n", sp_error_message(err)), exit(2);
+  return (sp_runtime_options){.knobs = &knobs};
+}
+
 static int child(const char *guest_dir, const char *model, const char *snap, int first) {
   char path[1024];
   snprintf(path, sizeof path, "%s/llm.wasm", guest_dir);
   sp_runtime_t *rt = NULL;
-  sp_error_t *err = sp_runtime_new(NULL, &rt);
+  sp_runtime_options ro = env_options();
+  sp_error_t *err = sp_runtime_new(&ro, &rt);
   sp_actor_t *a = err ? NULL : new_actor(rt, path, model);
   if (a) err = sp_actor_restore(a, snap, NULL);
   if (err || !a) {
@@ -206,9 +217,10 @@ static void check_read_refs(sp_runtime_t *rt, const char *guest_dir, const char 
   char path[1024], snap[1100];
   snprintf(path, sizeof path, "%s/llm.wasm", guest_dir);
   snprintf(snap, sizeof snap, "%s/read.snap", dir);
-  setenv("SP_NO_FILE_MAPS", "1", 1);
+  bool maps_before = rt->no_file_maps;
+  rt->no_file_maps = true; /* the knob SP_NO_FILE_MAPS, for this actor alone */
   sp_actor_t *a = new_actor(rt, path, model), *b = NULL;
-  unsetenv("SP_NO_FILE_MAPS");
+  rt->no_file_maps = maps_before;
   if (!a || call(a, "llm_init", 0, 0, 0) != 0) return sp_actor_free(a);
   for (int i = 0; i < 4; i++) run_action(a, i);
   sp_snapshot_stats st = {0};
@@ -234,7 +246,8 @@ int main(int argc, char **argv) {
   if (!mkdtemp(dir)) return 1;
   snprintf(path, sizeof path, "%s/llm.wasm", argv[1]);
   sp_runtime_t *rt = NULL;
-  sp_error_t *err = sp_runtime_new(NULL, &rt);
+  sp_runtime_options ro = env_options();
+  sp_error_t *err = sp_runtime_new(&ro, &rt);
   CHECK(!err, "%s", sp_error_message(err));
   sp_actor_t *a = rt ? new_actor(rt, path, argv[2]) : NULL;
   if (a && call(a, "llm_init", 0, 0, 0) == 0) {

@@ -137,9 +137,10 @@ static bool no_children(void) { return waitpid(-1, NULL, WNOHANG) == -1 && errno
 static void proxy_refuses(const char *self, uint32_t version) {
   char v[16];
   snprintf(v, sizeof v, "%u", version);
-  setenv("SP_WORKER_EXE", self, 1);
-  setenv("SP_TEST_WORKER_VERSION", v, 1);
+  setenv("SP_TEST_WORKER_VERSION", v, 1); /* the test's own variable, read by fake_worker */
   sp_backend_options opts = {.version = SP_BACKEND_OPS_VERSION};
+  sp_knobs_defaults(&opts.knobs);
+  opts.knobs.worker_exe = self;
   sp_backend *be = NULL;
   sp_error_t *err = sp_backend_worker_new("cpu", &opts, 1, &be);
   const char *msg = err ? sp_error_message(err) : "(accepted)";
@@ -155,7 +156,6 @@ static void proxy_refuses(const char *self, uint32_t version) {
   sp_backend_free(be);
   CHECK(no_children(), "no worker is left behind");
   unsetenv("SP_TEST_WORKER_VERSION");
-  unsetenv("SP_WORKER_EXE");
 }
 
 /* Starts exe as a worker on one end of a socketpair; the other end in *sock. */
@@ -207,8 +207,9 @@ static void worker_refuses(const char *worker) {
 }
 
 static void versions_agree(const char *worker) {
-  setenv("SP_WORKER_EXE", worker, 1);
   sp_backend_options opts = {.version = SP_BACKEND_OPS_VERSION};
+  sp_knobs_defaults(&opts.knobs);
+  opts.knobs.worker_exe = worker;
   sp_backend *be = NULL;
   sp_error_t *err = sp_backend_worker_new("cpu", &opts, 1, &be);
   CHECK(!err && be && !strcmp(sp_backend_name(be), "cpu"), "the build's worker and proxy agree: %s",
@@ -217,7 +218,6 @@ static void versions_agree(const char *worker) {
   sp_error_free(err);
   sp_backend_free(be);
   CHECK(no_children(), "no worker is left behind");
-  unsetenv("SP_WORKER_EXE");
 }
 
 int main(int argc, char **argv) {

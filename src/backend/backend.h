@@ -35,6 +35,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "knobs.h"
 #include "region.h"
 #include "samepage.h"
 #include "samepage_abi.h"
@@ -45,8 +46,9 @@
  * order or their contracts change. SP_BACKEND_OPS_VERSION is the loading
  * contract: the layout of struct sp_backend and sp_backend_options and the
  * constructor's signature; a library built against another one refuses
- * the options it is given (8: one flat table, before the layers). */
-#define SP_BACKEND_OPS_VERSION 9
+ * the options it is given (8: one flat table, before the layers; 9: before
+ * the knobs, struct sp_knobs in knobs.h, whose layout this version covers). */
+#define SP_BACKEND_OPS_VERSION 10
 #define SP_BACKEND_CORE_VERSION 1    /* struct sp_backend_i */
 #define SP_BACKEND_MEMORY_VERSION 1  /* struct sp_backend_memory_i */
 #define SP_BACKEND_SHARING_VERSION 1 /* struct sp_backend_sharing_i */
@@ -261,8 +263,12 @@ typedef struct sp_backend {
 
 /* ---- constructors ---- */
 
-/* Creates the CPU backend with `threads` workers (0 = one per core). */
+/* Creates the CPU backend with `threads` workers (0 = one per core) and
+ * the best kernel table of this CPU. */
 sp_error_t *sp_backend_cpu_new(unsigned threads, sp_backend **out);
+/* sp_backend_cpu_new with the kernel table capped at simd ("generic",
+ * "avx2", "avx512", "neon"; NULL or "auto" = the best: SP_CPU_SIMD). */
+sp_error_t *sp_backend_cpu_new_simd(unsigned threads, const char *simd, sp_backend **out);
 
 /* Whether a CPU backend would run cmd, without creating one. */
 bool sp_cpu_supports(const sp_cmd *cmd);
@@ -272,6 +278,14 @@ typedef struct sp_backend_options {
   uint32_t version;     /* SP_BACKEND_OPS_VERSION (the loading contract) */
   bool residency;       /* honour freeze() with device copies ("weights") */
   bool graphs;          /* replay repeated command lists as CUDA graphs */
+  bool worker_process;  /* this process is a samepage-worker serving one actor
+                           (process isolation): errors are worded for one
+                           actor, and resident copies are made shareable
+                           with the other workers */
+  struct sp_knobs knobs; /* the environment's settings, parsed once by the
+                            program (knobs.h); sp_knobs_defaults for none.
+                            sp_backend_load reads cuda_lib, verbose and
+                            cpu_simd; the CUDA backend its cuda_* fields */
 } sp_backend_options;
 
 /* The constructor a backend library exports under SP_BACKEND_CUDA_SYMBOL.
@@ -286,7 +300,8 @@ bool sp_path_beside_exe(const char *file, char *path, size_t cap);
 
 /* Creates backend `name` ("cpu", "cuda", or "auto"/NULL: CUDA when its
  * library and a device are there, else the CPU) in this process; threads
- * is the CPU backend's worker count (0 = one per core).
+ * is the CPU backend's worker count (0 = one per core). opts NULL: the
+ * defaults (residency, graphs, every knob at its default).
  * Errors: unknown name, CUDA asked for and not available. */
 sp_error_t *sp_backend_load(const char *name, const sp_backend_options *opts, unsigned threads, sp_backend **out);
 

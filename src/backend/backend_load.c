@@ -57,7 +57,7 @@ static sp_error_t *registered(sp_backend **out) {
   return err;
 }
 
-/* Loads the CUDA backend library: $SP_CUDA_LIB, else libsamepage_cuda.so
+/* Loads the CUDA backend library: opts->knobs.cuda_lib ($SP_CUDA_LIB), else libsamepage_cuda.so
  * next to the executable (the build tree), else in the install tree
  * (open_installed), else the loader's search path. The library stays
  * loaded for the life of the process (unloading CUDA's runtime mid-process
@@ -65,7 +65,7 @@ static sp_error_t *registered(sp_backend **out) {
  * (auto mode stays quiet on machines that simply have none). The backend
  * it makes is registered: tables of other versions are refused. */
 static sp_error_t *load_cuda(const sp_backend_options *opts, sp_backend **out, bool *found) {
-  const char *env = getenv("SP_CUDA_LIB");
+  const char *env = opts->knobs.cuda_lib;
   void *lib = env && env[0] ? dlopen(env, RTLD_NOW | RTLD_LOCAL) : open_beside_exe(SP_BACKEND_CUDA_LIBRARY);
   if (!lib && !(env && env[0])) lib = open_installed();
   if (!lib && !(env && env[0])) lib = dlopen(SP_BACKEND_CUDA_LIBRARY, RTLD_NOW | RTLD_LOCAL);
@@ -78,19 +78,23 @@ static sp_error_t *load_cuda(const sp_backend_options *opts, sp_backend **out, b
   return err ? err : registered(out);
 }
 
-static sp_error_t *cpu_new(unsigned threads, sp_backend **out) {
-  sp_error_t *err = sp_backend_cpu_new(threads, out);
+static sp_error_t *cpu_new(const sp_backend_options *opts, unsigned threads, sp_backend **out) {
+  sp_error_t *err = sp_backend_cpu_new_simd(threads, opts->knobs.cpu_simd, out);
   return err ? err : registered(out);
 }
 
 sp_error_t *sp_backend_load(const char *name, const sp_backend_options *opts, unsigned threads, sp_backend **out) {
-  if (name && !strcmp(name, "cpu")) return cpu_new(threads, out);
+  sp_backend_options defaults = {.version = SP_BACKEND_OPS_VERSION, .residency = true, .graphs = true};
+  sp_knobs_defaults(&defaults.knobs);
+  if (!opts) opts = &defaults;
+  if (opts->version != SP_BACKEND_OPS_VERSION) return sp_error_new("sp_backend_load: options of another version");
+  if (name && !strcmp(name, "cpu")) return cpu_new(opts, threads, out);
   bool found = false;
   if (name && !strcmp(name, "cuda")) return load_cuda(opts, out, &found);
   if (name && strcmp(name, "auto")) return sp_error_new("unknown backend \"%s\" (expected cpu, cuda or auto)", name);
   sp_error_t *err = load_cuda(opts, out, &found);
   if (!err) return NULL;
-  if (found || getenv("SP_VERBOSE")) fprintf(stderr, "samepage: using the cpu backend (%s)\n", sp_error_message(err));
+  if (found || opts->knobs.verbose) fprintf(stderr, "samepage: using the cpu backend (%s)\n", sp_error_message(err));
   sp_error_free(err);
-  return cpu_new(threads, out);
+  return cpu_new(opts, threads, out);
 }

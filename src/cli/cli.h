@@ -58,6 +58,10 @@ int sp_cli_bench(int argc, char **argv);
 /* The default model's path ($SAMEPAGE_MODEL, else the fetch cache). */
 const char *sp_cli_default_model(void);
 
+/* The environment's settings (knobs.h), parsed once by main; every
+ * runtime the CLI creates gets them (sp_runtime_options.knobs). */
+const struct sp_knobs *sp_cli_knobs(void);
+
 /* `samepage bench actors`. */
 int sp_cli_bench_actors(int argc, char **argv);
 

@@ -158,7 +158,7 @@ static void print_table(const zerocopy_result *r) {
 }
 
 static sp_error_t *run_zerocopy(const char *backend, zerocopy_result *r) {
-  sp_runtime_options ropts = {.backend = backend};
+  sp_runtime_options ropts = {.backend = backend, .knobs = sp_cli_knobs()};
   sp_runtime_t *rt = NULL;
   sp_error_t *err = sp_runtime_new(&ropts, &rt);
   if (err) return err;

@@ -194,7 +194,7 @@ int sp_cli_bench_actors(int argc, char **argv) {
     fprintf(stderr, "samepage bench actors: model %s: cannot read it\n", model);
     return SP_EXIT_RUNTIME;
   }
-  sp_runtime_options ropts = {.backend = backend};
+  sp_runtime_options ropts = {.backend = backend, .knobs = sp_cli_knobs()};
   sp_runtime_t *rt = NULL;
   sp_error_t *err = sp_runtime_new(&ropts, &rt);
   struct sp_runtime_stats base = {.size = sizeof base};

@@ -94,7 +94,7 @@ int sp_cli_bench_snapshot(int argc, char **argv) {
     fprintf(stderr, "samepage bench snapshot: model %s: cannot read it (scripts/fetch-model.sh)\n", model);
     return SP_EXIT_RUNTIME;
   }
-  sp_runtime_options ropts = {.backend = backend};
+  sp_runtime_options ropts = {.backend = backend, .knobs = sp_cli_knobs()};
   sp_runtime_t *rt = NULL;
   sp_error_t *err = sp_runtime_new(&ropts, &rt);
   snap_row rows[8];

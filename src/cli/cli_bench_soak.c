@@ -161,7 +161,7 @@ int sp_cli_bench_soak(int argc, char **argv) {
     return SP_EXIT_RUNTIME;
   }
   soak_shared sh = {.model = model, .ctx = ctx};
-  sp_runtime_options ropts = {.backend = "cpu"};
+  sp_runtime_options ropts = {.backend = "cpu", .knobs = sp_cli_knobs()};
   sp_error_t *err = sp_runtime_new(&ropts, &sh.rt);
   if (err) {
     fprintf(stderr, "samepage bench soak: %s\n", sp_error_message(err));

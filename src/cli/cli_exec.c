@@ -143,7 +143,7 @@ int sp_cli_exec(int argc, char **argv) {
   sp_error_t *err = sp_read_regular(path, SP_OPEN_NONEMPTY, &wasm, &len);
   if (err) return fail_with(err, "cannot read the guest", SP_EXIT_RUNTIME);
 
-  sp_runtime_options ropts = {.backend = a.backend, .threads = a.threads, .isolation = a.isolation};
+  sp_runtime_options ropts = {.backend = a.backend, .threads = a.threads, .isolation = a.isolation, .knobs = sp_cli_knobs()};
   sp_runtime_t *rt = NULL;
   err = sp_runtime_new(&ropts, &rt);
   if (err) {

@@ -214,7 +214,8 @@ static int kv_import(const char *snap, const char *in_path, const char *out_snap
   if (!err) err = sp_read_regular(in_path, SP_OPEN_NONEMPTY, &file, &len);
   sp_runtime_t *rt = NULL;
   sp_actor_t *a = NULL;
-  if (!err) err = sp_runtime_new(NULL, &rt);
+  sp_runtime_options ropts = {.knobs = sp_cli_knobs()};
+  if (!err) err = sp_runtime_new(&ropts, &rt);
   sp_blob_grant grant = {"model", model};
   sp_actor_options opts = {.blobs = &grant, .n_blobs = 1};
   if (!err) err = sp_actor_new(rt, sp_embedded_llm, (size_t)(sp_embedded_llm_end - sp_embedded_llm), &opts, &a);

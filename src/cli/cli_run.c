@@ -32,6 +32,7 @@
 
 #include "clock.h"
 #include "cli.h"
+#include "knobs.h"
 #include "samepage.h"
 
 extern const uint8_t sp_embedded_llm[], sp_embedded_llm_end[];
@@ -130,9 +131,9 @@ static bool is_guest_option(const char *opt) { return sp_cli_is_one_of(opt, gues
 
 const char *sp_cli_default_model(void) {
   static char path[4096];
-  const char *env = getenv("SAMEPAGE_MODEL");
-  if (env && *env) return env;
-  const char *cache = getenv("SAMEPAGE_CACHE"), *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+  const struct sp_knobs *k = sp_cli_knobs();
+  if (k->model) return k->model;
+  const char *cache = k->cache, *xdg = k->xdg_cache_home, *home = k->home;
   if (cache && *cache) snprintf(path, sizeof path, "%s/models/SmolLM2-135M-Instruct.Q4_1.gguf", cache);
   else if (xdg && *xdg) snprintf(path, sizeof path, "%s/samepage/models/SmolLM2-135M-Instruct.Q4_1.gguf", xdg);
   else snprintf(path, sizeof path, "%s/.cache/samepage/models/SmolLM2-135M-Instruct.Q4_1.gguf", home ? home : ".");
@@ -574,11 +575,11 @@ int sp_cli_run(int argc, char **argv) {
   arm_sigint(true); /* Ctrl-C while loading: no answer, the stats, exit 130 */
   if (access(a.model, R_OK)) {
     fprintf(stderr, "samepage run: model %s: cannot read it%s\n", a.model,
-            getenv("SAMEPAGE_MODEL") ? "" : " (fetch the default model with scripts/fetch-model.sh)");
+            sp_cli_knobs()->model ? "" : " (fetch the default model with scripts/fetch-model.sh)");
     return SP_EXIT_RUNTIME;
   }
   sp_runtime_options ropts = {.backend = a.backend, .threads = a.threads, .residency = a.residency,
-                              .isolation = a.isolation};
+                              .isolation = a.isolation, .knobs = sp_cli_knobs()};
   sp_runtime_t *rt = NULL;
   sp_error_t *err = sp_runtime_new(&ropts, &rt);
   if (err) {

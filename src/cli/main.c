@@ -8,7 +8,13 @@
 #include <sys/stat.h>
 
 #include "cli.h"
+#include "knobs.h"
 #include "samepage.h"
+
+/* The environment's settings, read once at the start (knobs.h). */
+static struct sp_knobs knobs;
+
+const struct sp_knobs *sp_cli_knobs(void) { return &knobs; }
 
 static void main_usage(FILE *out) {
   fprintf(out,
@@ -104,6 +110,12 @@ int sp_cli_parse_size(const char *text, uint64_t *out) {
 }
 
 int main(int argc, char **argv) {
+  sp_error_t *err = sp_knobs_from_env(&knobs);
+  if (err) { /* a bad value is refused, never read as 0 or the default */
+    fprintf(stderr, "samepage: %s (docs/KNOBS.md)\n", sp_error_message(err));
+    sp_error_free(err);
+    return SP_EXIT_USAGE;
+  }
   if (argc < 2) {
     main_usage(stderr);
     return SP_EXIT_USAGE;

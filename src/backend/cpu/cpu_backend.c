@@ -83,7 +83,7 @@ static bool supports_with(const sp_cpu_kernels *k, const sp_cmd *cmd) {
 
 static bool cpu_supports(void *ctx, const sp_cmd *cmd) { return supports_with(((const sp_cpu_ctx *)ctx)->kern, cmd); }
 
-bool sp_cpu_supports(const sp_cmd *cmd) { return supports_with(sp_cpu_kernels_select(), cmd); }
+bool sp_cpu_supports(const sp_cmd *cmd) { return supports_with(sp_cpu_kernels_select(NULL), cmd); }
 
 /* Runs one validated command. */
 static sp_error_t *cpu_run(const sp_cpu_exec *ex, const sp_cmd *cmd) {
@@ -173,7 +173,7 @@ static const struct sp_backend_i cpu_iface = {
     .destroy = cpu_destroy,
 };
 
-sp_error_t *sp_backend_cpu_new(unsigned threads, sp_backend **out) {
+sp_error_t *sp_backend_cpu_new_simd(unsigned threads, const char *simd, sp_backend **out) {
   sp_backend *be = calloc(1, sizeof *be);
   sp_cpu_ctx *c = calloc(1, sizeof *c);
   if (!be || !c) {
@@ -187,7 +187,7 @@ sp_error_t *sp_backend_cpu_new(unsigned threads, sp_backend **out) {
     free(c);
     return sp_error_wrap(err, "cpu backend");
   }
-  c->kern = sp_cpu_kernels_select();
+  c->kern = sp_cpu_kernels_select(simd);
   be->iface = cpu_iface;
   be->memory = NULL;
   be->sharing = NULL;
@@ -195,6 +195,8 @@ sp_error_t *sp_backend_cpu_new(unsigned threads, sp_backend **out) {
   *out = be;
   return NULL;
 }
+
+sp_error_t *sp_backend_cpu_new(unsigned threads, sp_backend **out) { return sp_backend_cpu_new_simd(threads, NULL, out); }
 
 /* ---- extras ---- */
 

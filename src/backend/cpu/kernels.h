@@ -105,9 +105,9 @@ const sp_cpu_kernels *sp_cpu_kernels_neon(void);
  * build has it and this CPU runs it; NULL otherwise. */
 const sp_cpu_kernels *sp_cpu_kernels_by_name(const char *name);
 
-/* The best table this CPU runs, capped by SP_CPU_SIMD ("generic", "avx2",
- * "avx512", "neon"; unset or "auto" = best). Never NULL. */
-const sp_cpu_kernels *sp_cpu_kernels_select(void);
+/* The best table this CPU runs, capped by simd ("generic", "avx2",
+ * "avx512", "neon"; NULL or "auto" = best; the knob SP_CPU_SIMD). Never NULL. */
+const sp_cpu_kernels *sp_cpu_kernels_select(const char *simd);
 
 /* Sets a quantized activation block's scale and sum the way ggml stores
  * them: rounded to f16. Matching that rounding keeps our dot products

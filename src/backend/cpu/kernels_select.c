@@ -1,7 +1,8 @@
 /*
  * kernels_select.c: picks the kernel table for this CPU.
  *
- * The choice is made once per backend. SP_CPU_SIMD caps it, so tests can
+ * The choice is made once per backend. A cap (SP_CPU_SIMD, passed down as
+ * sp_backend_options.knobs.cpu_simd) limits it, so tests can
  * compare every table against "generic" on one machine, and a machine with
  * AVX-512 can still exercise the AVX2 code.
  */
@@ -30,8 +31,7 @@ static bool cpu_has_avx512(void) {
 
 /* Rank of a requested level: generic < avx2 < avx512 (neon stands alone:
  * anything but "generic" allows it). */
-static int requested_level(void) {
-  const char *want = getenv("SP_CPU_SIMD");
+static int requested_level(const char *want) {
   if (!want || !*want || strcmp(want, "auto") == 0) return 2;
   if (strcmp(want, "generic") == 0) return 0;
   if (strcmp(want, "avx2") == 0) return 1;
@@ -48,8 +48,8 @@ const sp_cpu_kernels *sp_cpu_kernels_by_name(const char *name) {
   return NULL;
 }
 
-const sp_cpu_kernels *sp_cpu_kernels_select(void) {
-  int cap = requested_level();
+const sp_cpu_kernels *sp_cpu_kernels_select(const char *simd) {
+  int cap = requested_level(simd);
   if (cap == 0) return sp_cpu_kernels_generic();
 #if defined(__x86_64__) || defined(__i386__)
   if (cap >= 2 && cpu_has_avx512()) return sp_cpu_kernels_avx512();

@@ -211,8 +211,7 @@ static void launch(const sp_cu_cmd *c, float scale) {
 bool sp_cu_attention_prefill(const sp_cu_cmd *c) {
   const sp_cu_tensor &q = c->src[0], &k = c->src[1], &v = c->src[2];
   uint32_t D = k.ne[0];
-  const char *off = getenv("SP_CUDA_NO_FLASH");
-  if (off && *off && strcmp(off, "0")) return false;
+  if (c->no_flash) return false; /* the knob SP_CUDA_NO_FLASH */
   if (k.dtype != SP_DTYPE_F16 || v.dtype != SP_DTYPE_F16 || (D != 64 && D != 128) || q.ne[2] < SP_FA_Q || q.ne[3] != 1)
     return false;
   /* Since its shared memory stopped conflicting, this kernel beats the

@@ -37,6 +37,7 @@
 extern "C" {
 #include "backend/backend.h"
 #include "clock.h"
+#include "knobs.h"
 #include "dtype.h"
 #include "error.h"
 }
@@ -58,7 +59,8 @@ extern "C" {
 typedef struct sp_cu_ctx {
   int device;
   bool residency, graphs, integrated;
-  bool local; /* device-local ranges get mirrors (SP_CUDA_NO_DEVICE_LOCAL=1 turns it off) */
+  bool local; /* device-local ranges get mirrors (the knob SP_CUDA_NO_DEVICE_LOCAL turns it off) */
+  bool fusion, staging, flash; /* knobs SP_CUDA_NO_FUSION, _NO_STAGING, _NO_FLASH, negated */
   int timing; /* SP_CUDA_TIMING (measurement): 1 = GPU time per list, 2 = per command (graphs off) */
   pthread_mutex_t mu; /* guards stats and cache */
   sp_residency_stats stats;
@@ -74,6 +76,7 @@ typedef struct sp_cu_frozen {
 } sp_cu_frozen;
 
 typedef struct sp_cu_binding {
+  const sp_cu_ctx *ctx;  /* the backend it belongs to (its knobs) */
   sp_memory_view view;
   uint8_t *dbase;        /* device address of guest address 0 */
   sp_pin_set pinned;     /* registrations: [0, committed) minus holes (pin_plan.h) */
@@ -124,7 +127,7 @@ static sp_error_t *note_fault(cudaError_t e, const char *what) {
   __atomic_store_n(&lost, 1, __ATOMIC_RELEASE);
   pthread_mutex_unlock(&lost_mu);
   /* A worker process (process isolation) serves one actor: nothing else to say. */
-  const char *others = getenv("SP_WORKER_PROCESS")
+  const char *others = sp_cu_worker_process()
                            ? ""
                            : "; CUDA ends every context of a process after a fault, so the device is lost to this "
                              "process (other actors' CUDA calls now fail at once; restart the process to use it "
@@ -163,15 +166,19 @@ static sp_error_t *device_lost(void) {
     CU_TRY(cudaSetDevice((c)->device), "selecting device %d", (c)->device);           \
   } while (0)
 
-/* Read once: the launch helper asks for every kernel. */
-bool sp_cu_pdl_enabled(void) {
-  static int enabled = -1;
-  if (enabled < 0) {
-    const char *env = getenv("SP_CUDA_NO_PDL");
-    enabled = !(env && *env && strcmp(env, "0"));
-  }
-  return enabled;
-}
+/* The process's settings (cuda_common.cuh): the first backend's knobs. */
+static struct sp_knobs process_knobs;
+static bool process_worker;
+static pthread_once_t process_once = PTHREAD_ONCE_INIT;
+static const sp_backend_options *first_opts;
+
+static void set_process_knobs(void) { process_knobs = first_opts->knobs, process_worker = first_opts->worker_process; }
+
+const struct sp_knobs *sp_cu_knobs(void) { return &process_knobs; }
+bool sp_cu_worker_process(void) { return process_worker; }
+
+/* The launch helper asks for every kernel: a field read. */
+bool sp_cu_pdl_enabled(void) { return !process_knobs.cuda_no_pdl; }
 
 static const char *op_name(uint32_t op) {
   static const char *names[SP_OP_COUNT] = {"nop", "matmul", "add", "mul", "scale", "get_rows", "rmsnorm",
@@ -234,6 +241,7 @@ static sp_error_t *cu_adopt(void *vctx, const sp_memory_view *view, void **bindi
   CU_ENTER(c);
   sp_cu_binding *b = (sp_cu_binding *)calloc(1, sizeof *b);
   if (!b) return sp_error_new("cuda adopt: out of memory");
+  b->ctx = c;
   b->view = *view;
   sp_error_t *err = pin_to(b, view->committed, NULL, 0, false);
   void *dptr = NULL;
@@ -599,8 +607,7 @@ static bool already_staged(const sp_cu_binding *b, uint32_t off, uint64_t ext) {
 static void plan_staging(sp_cu_binding *b, const sp_cmd *cmds, uint32_t count) {
   uint32_t used = 0;
   b->n_staged = 0;
-  const char *off = getenv("SP_CUDA_NO_STAGING"); /* measurement: read guest memory directly */
-  if (off && *off && strcmp(off, "0")) return;
+  if (!b->ctx->staging) return; /* measurement (SP_CUDA_NO_STAGING): read guest memory directly */
   for (uint32_t i = 0; i < count; i++)
     for (int s = 0; s < SP_MAX_SRC; s++) {
       const sp_tensor *t = &cmds[i].src[s];
@@ -681,6 +688,7 @@ static sp_error_t *reserve_scratch(sp_cu_binding *b, size_t elems) {
 static sp_cu_cmd decode_cmd(const sp_cu_binding *b, const sp_cmd *cmd, uint32_t index) {
   sp_cu_cmd c = {};
   c.cmd = cmd, c.index = index, c.stream = b->stream, c.status = b->status_dev;
+  c.no_flash = !b->ctx->flash;
   c.dst = resolve(b, &cmd->dst, false);
   for (int i = 0; i < SP_MAX_SRC; i++) c.src[i] = resolve(b, &cmd->src[i], true);
   c.xq = b->xq, c.xd = b->xd, c.xs = b->xs;
@@ -788,7 +796,7 @@ static sp_error_t *enqueue_list(sp_cu_binding *b, const sp_cmd *cmds, uint32_t c
   plan_staging(b, cmds, count);
   CU_TRY(enqueue_staging(b), "staging index tensors");
   for (uint32_t i = 0; i < count;) {
-    sp_cu_fusion f = sp_cu_fuse_plan(cmds, i, count);
+    sp_cu_fusion f = sp_cu_fuse_plan(cmds, i, count, b->ctx->fusion);
     cudaError_t e = f.kind == SP_FUSE_NONE ? enqueue_cmd(b, &cmds[i], i, &checked, &xq_of)
                                            : enqueue_fused(b, cmds, i, &f, &checked, &xq_of);
     for (uint32_t k = 0; k < f.count && e == cudaSuccess && b->t_ops && i + k < b->t_ops_cap; k++)
@@ -1079,8 +1087,9 @@ extern "C" sp_error_t *sp_backend_cuda_new(const sp_backend_options *opts, sp_ba
   cudaError_t e = cudaGetDeviceCount(&n);
   if (e != cudaSuccess || n == 0)
     return sp_error_new("cuda backend: no CUDA device (%s)", e != cudaSuccess ? cudaGetErrorString(e) : "count 0");
-  const char *dev_env = getenv("SP_CUDA_DEVICE");
-  int device = dev_env ? atoi(dev_env) : 0;
+  first_opts = opts;
+  pthread_once(&process_once, set_process_knobs);
+  int device = (int)opts->knobs.cuda_device;
   if (device < 0 || device >= n) return sp_error_new("cuda backend: device %d does not exist (%d found)", device, n);
   CU_TRY(cudaSetDevice(device), "selecting device %d", device);
   int integrated = 0, mapped = 0;
@@ -1097,11 +1106,12 @@ extern "C" sp_error_t *sp_backend_cuda_new(const sp_backend_options *opts, sp_ba
   c->residency = opts->residency;
   c->graphs = opts->graphs;
   c->integrated = integrated != 0;
-  const char *timing = getenv("SP_CUDA_TIMING");
-  c->timing = timing ? atoi(timing) : 0;
+  c->timing = (int)opts->knobs.cuda_timing;
   if (c->timing == 2) c->graphs = false; /* an event after each command: no capture */
-  const char *no_local = getenv("SP_CUDA_NO_DEVICE_LOCAL");
-  c->local = c->residency && !c->integrated && !(no_local && *no_local && strcmp(no_local, "0"));
+  c->local = c->residency && !c->integrated && !opts->knobs.cuda_no_device_local;
+  c->fusion = !opts->knobs.cuda_no_fusion;
+  c->staging = !opts->knobs.cuda_no_staging;
+  c->flash = !opts->knobs.cuda_no_flash;
   pthread_mutex_init(&c->mu, NULL);
   sp_resident_cache_init(&c->cache, sp_cu_resident_device(), &c->mu, &c->stats);
   be->iface = make_iface();

@@ -63,6 +63,7 @@ typedef struct sp_cu_cmd {
   float *xd;             /* [M][K/32] block scales */
   float *xs;             /* [M][K/32] scale * sum of the block's ints */
   bool xq_ready;         /* xq already holds these activations */
+  bool no_flash;         /* attention: never the tensor-core prefill kernel (SP_CUDA_NO_FLASH) */
   /* matmul: src[0] in the repacked layout (repack.h), NULL when it has none */
   const uint8_t *rq, *rs;
   /* argmax: per-row partial results and arrival counters (zero between lists) */
@@ -85,7 +86,18 @@ typedef struct sp_cu_cmd {
     if ((status)->code) return;        \
   } while (0)
 
-/* SP_CUDA_NO_PDL=1 launches without programmatic dependent launch. */
+/* The knobs (knobs.h) of the process's first CUDA backend, for the code
+ * that serves every backend of the process: launch helpers, kernel shapes,
+ * fault hooks, the resident-copy allocator, cuBLAS loading. Set by
+ * sp_backend_cuda_new before any of that runs. Per-backend knobs (fusion,
+ * flash attention, staging, timing, device) live in the backend's context. */
+struct sp_knobs;
+const struct sp_knobs *sp_cu_knobs(void);
+/* Whether the first backend was created in a worker process (process
+ * isolation: sp_backend_options.worker_process). */
+bool sp_cu_worker_process(void);
+
+/* The knob SP_CUDA_NO_PDL launches without programmatic dependent launch. */
 bool sp_cu_pdl_enabled(void);
 
 /* kernel<<<grid, block, 0, stream>>>(args...), allowed to be scheduled

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "knobs.h"
+#include "backend/cuda/cuda_common.cuh"
 #include "backend/cuda/fault.h"
 
 bool sp_cu_fault_is_sticky(cudaError_t e) {
@@ -29,20 +31,10 @@ static __global__ void write_invalid(int *p) { p[threadIdx.x] = 1; }
 bool sp_cu_fault_inject(cudaStream_t stream) {
   static long target = -1;
   static std::atomic<long> lists{0};
-  if (target < 0) {
-    const char *env = getenv("SP_CUDA_INJECT_FAULT");
-    target = env ? atol(env) : 0;
-  }
+  if (target < 0) target = (long)sp_cu_knobs()->cuda_inject_fault;
   if (target <= 0 || lists.fetch_add(1) + 1 != target) return false;
   write_invalid<<<1, 32, 0, stream>>>((int *)(uintptr_t)0x10);
   return true;
 }
 
-bool sp_cu_fault_sync_each(void) {
-  static int on = -1;
-  if (on < 0) {
-    const char *env = getenv("SP_CUDA_SYNC_EACH");
-    on = env && *env && strcmp(env, "0");
-  }
-  return on;
-}
+bool sp_cu_fault_sync_each(void) { return sp_cu_knobs()->cuda_sync_each; }

@@ -20,11 +20,6 @@ extern "C" {
 
 #define SP_FUSE_MAX_NORM 8192 /* rmsnorm rows up to 1024 threads x 8 values */
 
-bool sp_cu_fusion_enabled(void) {
-  const char *env = getenv("SP_CUDA_NO_FUSION"); /* read each time: a test flips it */
-  return !(env && *env && strcmp(env, "0"));
-}
-
 uint64_t sp_cu_extent(const sp_tensor *t) {
   uint64_t e = sp_dtype_row_bytes(sp_dtype_get(t->dtype), t->ne[0]);
   for (int d = 1; d < 4; d++) e += (uint64_t)(t->ne[d] - 1) * t->nb[d - 1];
@@ -188,9 +183,9 @@ static bool cache_writes_follow(const sp_cmd *cmds, uint32_t i, uint32_t count) 
   return disjoint(&ks->dst, &vs->dst) && disjoint(vx, &q->dst) && disjoint(vx, &k->dst);
 }
 
-sp_cu_fusion sp_cu_fuse_plan(const sp_cmd *cmds, uint32_t i, uint32_t count) {
+sp_cu_fusion sp_cu_fuse_plan(const sp_cmd *cmds, uint32_t i, uint32_t count, bool enabled) {
   sp_cu_fusion none = {SP_FUSE_NONE, 1, false, false};
-  if (!sp_cu_fusion_enabled()) return none;
+  if (!enabled) return none;
   switch (cmds[i].op) {
   case SP_OP_MATMUL: return plan_matmul(cmds, i, count);
   case SP_OP_ADD: return plan_add_rmsnorm(cmds, i, count);

@@ -37,13 +37,13 @@ typedef struct sp_cu_fusion {
   bool quantize;  /* rmsnorm/swiglu: also quantize the output for cmds[i + count] */
 } sp_cu_fusion;
 
-/* The launch for cmds[i] (and maybe the next ones) of a validated list. */
-sp_cu_fusion sp_cu_fuse_plan(const sp_cmd *cmds, uint32_t i, uint32_t count);
+/* The launch for cmds[i] (and maybe the next ones) of a validated list;
+ * cmds[i] alone when !enabled (the backend's knob SP_CUDA_NO_FUSION, for
+ * measurement and bisection). */
+sp_cu_fusion sp_cu_fuse_plan(const sp_cmd *cmds, uint32_t i, uint32_t count, bool enabled);
 
 /* Bytes from a tensor's first element to one past its last. */
 uint64_t sp_cu_extent(const sp_tensor *t);
 
-/* SP_CUDA_NO_FUSION=1 turns fusion off (for measurement and bisection). */
-bool sp_cu_fusion_enabled(void);
 
 #endif

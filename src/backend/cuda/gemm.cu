@@ -6,6 +6,7 @@
 
 #include <library_types.h>
 
+#include "knobs.h"
 #include "backend/cuda/gemm.h"
 
 /* ---- cuBLAS, loaded at run time: the few entry points we call ---- */
@@ -25,8 +26,7 @@ static struct {
 } api;
 
 static void load_cublas(void) {
-  const char *off = getenv("SP_CUDA_NO_CUBLAS");
-  if (off && *off && strcmp(off, "0")) return;
+  if (sp_cu_knobs()->cuda_no_cublas) return;
   const char *names[] = {"libcublas.so.13", "/usr/local/cuda/lib64/libcublas.so.13", "libcublas.so.12",
                          "/usr/local/cuda/lib64/libcublas.so.12", "libcublas.so"};
   void *lib = NULL;
@@ -178,8 +178,7 @@ static void *prewarm(void *arg) {
 
 void sp_cu_gemm_prewarm_start(int device) {
   static int dev;
-  const char *off = getenv("SP_CUDA_NO_CUBLAS");
-  if (prewarm_started || (off && *off && strcmp(off, "0"))) return;
+  if (prewarm_started || sp_cu_knobs()->cuda_no_cublas) return;
   dev = device;
   prewarm_started = pthread_create(&prewarm_thread, NULL, prewarm, &dev) == 0;
 }

@@ -16,22 +16,18 @@
  */
 #include <mma.h>
 
+#include "knobs.h"
 #include "backend/cuda/cuda_common.cuh"
 #include "backend/cuda/gemm.h"
 
 #define SP_MMV_ROWS 4 /* weight rows (warps) per block */
 #define SP_MMV_BATCH 4 /* quantized blocks per thread whose loads go out together */
 
-/* Warps per weight row in the matrix-vector kernels: 1, 2 or 4;
+/* Warps per weight row in the matrix-vector kernels: 1, 2 or 4; the knob
  * SP_CUDA_MMV_WPR (for measurement) overrides `fallback`. */
 static uint32_t mmv_wpr(uint32_t fallback = 4) {
-  static uint32_t wpr;
-  if (!wpr) {
-    const char *env = getenv("SP_CUDA_MMV_WPR");
-    uint32_t v = env ? (uint32_t)atoi(env) : 0;
-    wpr = v == 1 || v == 2 || v == 4 ? v : 5; /* 5: not set */
-  }
-  return wpr == 5 ? fallback : wpr;
+  int64_t v = sp_cu_knobs()->cuda_mmv_wpr;
+  return v == 1 || v == 2 || v == 4 ? (uint32_t)v : fallback;
 }
 
 static bool is_quant(uint32_t dt) { return dt == SP_DTYPE_Q8_0 || dt == SP_DTYPE_Q4_0 || dt == SP_DTYPE_Q4_1; }

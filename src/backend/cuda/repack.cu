@@ -1,6 +1,7 @@
 /*
  * repack.cu: repacked quantized weights (see repack.h).
  */
+#include "knobs.h"
 #include "backend/cuda/repack.h"
 
 #include <stdlib.h>
@@ -28,16 +29,11 @@ static uint32_t unexported; /* atomic: layouts made here in exportable memory, n
 
 uint64_t sp_cu_repack_bytes(void) { return __atomic_load_n(&held_bytes, __ATOMIC_RELAXED); }
 
-bool sp_cu_repack_enabled(void) {
-  const char *env = getenv("SP_CUDA_NO_REPACK");
-  return !(env && *env && strcmp(env, "0"));
-}
+bool sp_cu_repack_enabled(void) { return !sp_cu_knobs()->cuda_no_repack; }
 
-/* Q8_0 too, unless SP_CUDA_REPACK_Q8=0 (its original layout, and half the memory). */
-static bool repack_q8(void) {
-  const char *env = getenv("SP_CUDA_REPACK_Q8");
-  return !(env && !strcmp(env, "0"));
-}
+/* Q8_0 too, unless the knob SP_CUDA_REPACK_Q8 is off (its original layout,
+ * and half the memory). */
+static bool repack_q8(void) { return sp_cu_knobs()->cuda_repack_q8; }
 
 static uint32_t block_bytes(uint32_t dt) { return dt == SP_DTYPE_Q8_0 ? 34 : dt == SP_DTYPE_Q4_0 ? 18 : 20; }
 static uint32_t quant_bytes(uint32_t dt) { return dt == SP_DTYPE_Q8_0 ? 32 : 16; }

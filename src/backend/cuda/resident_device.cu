@@ -4,18 +4,16 @@
 #include <stdlib.h>
 
 #define _Static_assert static_assert /* samepage_abi.h is C11 (as in cuda_common.cuh) */
+#include "knobs.h"
 #include "backend/cuda/repack.h"
 #include "backend/cuda/resident_device.h"
 #include "backend/cuda/vmm.h"
 
-/* SP_CUDA_RESIDENT_MAX_MB=N (tests): act as if no resident copy larger
- * than N MiB fits on the device, to exercise the short-memory fallbacks. */
+/* The knob SP_CUDA_RESIDENT_MAX_MB=N (tests): act as if no resident copy
+ * larger than N MiB fits on the device, to exercise the short-memory
+ * fallbacks. */
 static uint64_t resident_max(void) {
-  static long long mb = -2;
-  if (mb == -2) {
-    const char *env = getenv("SP_CUDA_RESIDENT_MAX_MB");
-    mb = env && *env ? atoll(env) : -1;
-  }
+  int64_t mb = sp_cu_knobs()->cuda_resident_max_mb;
   return mb < 0 ? UINT64_MAX : (uint64_t)mb << 20;
 }
 
@@ -23,7 +21,7 @@ static uint64_t resident_max(void) {
  * that the next worker freezing the same model maps them (vmm.h). */
 static bool shares_across_processes(int device) {
   static int on = -1;
-  if (on < 0) on = getenv("SP_WORKER_PROCESS") && !getenv("SP_CUDA_NO_VMM") && sp_cu_vmm_available(device);
+  if (on < 0) on = sp_cu_worker_process() && !sp_cu_knobs()->cuda_no_vmm && sp_cu_vmm_available(device);
   return on == 1;
 }
 

@@ -25,10 +25,11 @@
 /* The protocol's version: bump it with any change to a message, an op, a
  * payload's layout (sp_cmd, sp_backend_caps, sp_residency_stats,
  * sp_derived_desc, sp_wire_file_range) or the order of requests. */
-#define SP_WIRE_VERSION 1
+#define SP_WIRE_VERSION 2 /* 2: HELLO carries the host's knobs */
 
 typedef enum sp_wire_op {
-  SP_WIRE_HELLO = 1,     /* payload: backend name; a residency, b graphs, c threads, d SP_WIRE_VERSION.
+  SP_WIRE_HELLO = 1,     /* payload: backend name, then (from version 2) a NUL and the host's
+                            knobs as text (knobs.h, sp_knobs_format); a residency, b graphs, c threads, d SP_WIRE_VERSION.
                             Reply: caps + name; a device memory known, d the worker's SP_WIRE_VERSION */
   SP_WIRE_ADOPT,         /* fd: the memfd; a committed, b reserved, c the host's base (a hint). Reply: a base, b device base */
   SP_WIRE_GROW,          /* a committed */

@@ -23,8 +23,10 @@
 
 #include "backend/backend.h"
 
-/* The worker executable's file name; found through $SP_WORKER_EXE, next to
- * the running executable, or in the build tree. */
+/* The worker executable's file name; found through the knob SP_WORKER_EXE
+ * (sp_backend_options.knobs.worker_exe), next to the running executable, or
+ * in the build tree. The worker's backend gets the host's knobs with the
+ * handshake, never from its own environment. */
 #define SP_WORKER_EXE_NAME "samepage-worker"
 
 /* A backend whose bindings each run backend `inner` ("cpu", "cuda",

@@ -30,11 +30,12 @@ extern char **environ;
 
 static bool executable(const char *path) { return access(path, X_OK) == 0; }
 
-/* $SP_WORKER_EXE, else next to the running executable, else the build
- * tree, else the configured install prefix's bindir (cmake/install.cmake:
- * for programs elsewhere that link the installed library). */
-static bool find_worker_exe(char *path, size_t cap) {
-  const char *env = getenv("SP_WORKER_EXE");
+/* `given` (the knob SP_WORKER_EXE), else next to the running executable,
+ * else the build tree, else the configured install prefix's bindir
+ * (cmake/install.cmake: for programs elsewhere that link the installed
+ * library). */
+static bool find_worker_exe(const char *given, char *path, size_t cap) {
+  const char *env = given;
   if (env && env[0]) return snprintf(path, cap, "%s", env) < (int)cap && executable(path);
   if (sp_path_beside_exe(SP_WORKER_EXE_NAME, path, cap) && executable(path)) return true;
 #ifdef SP_WORKER_BUILD_PATH
@@ -91,9 +92,10 @@ static sp_error_t *dead_error(const conn *c) {
                             c->why);
 }
 
-/* Starts a worker process; its executable's path goes to exe (cap bytes). */
-static sp_error_t *spawn(char *exe, size_t cap, conn **out) {
-  if (!find_worker_exe(exe, cap))
+/* Starts a worker process (given: the executable the knob SP_WORKER_EXE
+ * names, or NULL); its executable's path goes to exe (cap bytes). */
+static sp_error_t *spawn(const char *given, char *exe, size_t cap, conn **out) {
+  if (!find_worker_exe(given, exe, cap))
     return sp_error_new("process isolation: cannot find the worker executable %s (set SP_WORKER_EXE)", SP_WORKER_EXE_NAME);
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
@@ -216,15 +218,34 @@ static sp_error_t *version_mismatch(const char *exe, uint64_t theirs) {
                       SP_WIRE_VERSION);
 }
 
+/* HELLO's payload: the backend name, a NUL, then the knobs in text form
+ * (sp_knobs_format): the worker's backend gets the host's settings, never
+ * the worker's environment. A heap string the caller frees; NULL when out
+ * of memory. */
+static char *hello_payload(const proxy *p, const char *name, size_t *len) {
+  size_t n = strlen(name), k = sp_knobs_format(&p->opts.knobs, NULL, 0);
+  char *buf = malloc(n + 1 + k + 1);
+  if (!buf) return NULL;
+  memcpy(buf, name, n + 1);
+  sp_knobs_format(&p->opts.knobs, buf + n + 1, k + 1);
+  *len = n + 1 + k;
+  return buf;
+}
+
 /* The handshake (wire.h): the protocol versions first, then the inner
- * backend named, created in the worker; its capabilities and resolved name
- * come back. exe names the worker in a version error. */
+ * backend named, created in the worker with the host's knobs; its
+ * capabilities and resolved name come back. exe names the worker in a
+ * version error. */
 static sp_error_t *hello(proxy *p, conn *c, const char *name, const char *exe) {
+  size_t len = 0;
+  char *payload = hello_payload(p, name, &len);
+  if (!payload) return sp_error_new("out of memory");
   sp_wire_msg req = {.op = SP_WIRE_HELLO, .a = p->opts.residency, .b = p->opts.graphs, .c = p->threads,
-                     .d = SP_WIRE_VERSION, .payload = strlen(name)};
+                     .d = SP_WIRE_VERSION, .payload = len};
   char out[sizeof(sp_backend_caps) + 32] = {0};
   sp_wire_msg reply = {0};
-  sp_error_t *err = call(c, &req, name, NULL, 0, &reply, out, sizeof out - 1);
+  sp_error_t *err = call(c, &req, payload, NULL, 0, &reply, out, sizeof out - 1);
+  free(payload);
   if (!c->dead && reply.d != SP_WIRE_VERSION) { /* whatever it said, it does not speak our protocol */
     sp_error_free(err);
     return version_mismatch(exe, reply.d);
@@ -257,7 +278,7 @@ static sp_error_t *take_worker(proxy *p, conn **out) {
   }
   if (!c) {
     char exe[PATH_MAX];
-    sp_error_t *err = spawn(exe, sizeof exe, &c);
+    sp_error_t *err = spawn(p->opts.knobs.worker_exe, exe, sizeof exe, &c);
     if (!err) err = hello(p, c, p->inner, exe);
     if (err) {
       conn_free(c);
@@ -584,7 +605,7 @@ sp_error_t *sp_backend_worker_new(const char *inner, const sp_backend_options *o
     return sp_error_new("out of memory");
   }
   char exe[PATH_MAX];
-  sp_error_t *err = spawn(exe, sizeof exe, &p->spare);
+  sp_error_t *err = spawn(p->opts.knobs.worker_exe, exe, sizeof exe, &p->spare);
   if (!err) err = hello(p, p->spare, inner ? inner : "auto", exe);
   if (err) {
     px_destroy(p), free(be);

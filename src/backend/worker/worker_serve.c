@@ -29,12 +29,13 @@ typedef struct worker {
   unsigned spin_us;       /* waiting for the next request (wire.h) */
   uint32_t version;       /* the protocol version it speaks: SP_WIRE_VERSION (tests: another) */
   bool refused;           /* the host speaks another version: reply, then end */
+  char *knob_text;        /* HELLO's knobs (the host's settings); the backend's strings point into it */
 } worker;
 
 static sp_error_t *no_binding(void) { return sp_error_new("worker: no memory adopted yet"); }
 
-static sp_error_t *on_hello(worker *w, const sp_wire_msg *m, const char *name, sp_wire_msg *reply, char *out,
-                            size_t *out_len) {
+static sp_error_t *on_hello(worker *w, const sp_wire_msg *m, const char *name, const char *knobs, size_t knobs_len,
+                            sp_wire_msg *reply, char *out, size_t *out_len) {
   reply->d = w->version; /* every answer to a HELLO says which protocol the worker speaks */
   if (m->d != w->version) {
     w->refused = true;
@@ -43,8 +44,11 @@ static sp_error_t *on_hello(worker *w, const sp_wire_msg *m, const char *name, s
                         w->version, (unsigned long long)m->d);
   }
   if (w->be) return sp_error_new("worker: the backend exists already");
-  sp_backend_options opts = {.version = SP_BACKEND_OPS_VERSION, .residency = m->a != 0, .graphs = m->b != 0};
-  sp_error_t *err = sp_backend_load(name, &opts, (unsigned)m->c, &w->be);
+  sp_backend_options opts = {
+      .version = SP_BACKEND_OPS_VERSION, .residency = m->a != 0, .graphs = m->b != 0, .worker_process = true};
+  if (!(w->knob_text = strndup(knobs ? knobs : "", knobs_len))) return sp_error_new("worker: out of memory");
+  sp_error_t *err = sp_knobs_parse_text(&opts.knobs, w->knob_text);
+  if (!err) err = sp_backend_load(name, &opts, (unsigned)m->c, &w->be);
   if (err) return err;
   uint64_t used, total;
   w->had_device_memory = sp_backend_device_memory(w->be, &used, &total);
@@ -193,9 +197,12 @@ static sp_error_t *handle(worker *w, const sp_wire_msg *m, void **payloadp, int 
                           char *out, size_t cap, size_t *out_len, reply_fds *back) {
   void *payload = *payloadp;
   if (m->op == SP_WIRE_HELLO) {
+    /* payload: the backend name, a NUL, the knobs' text (sp_knobs_format) */
     char name[32] = {0};
-    if (payload) memcpy(name, payload, m->payload < sizeof name - 1 ? m->payload : sizeof name - 1);
-    return on_hello(w, m, name, reply, out, out_len);
+    const char *end = payload ? memchr(payload, '\0', m->payload) : NULL;
+    size_t name_len = end ? (size_t)(end - (const char *)payload) : m->payload;
+    if (payload) memcpy(name, payload, name_len < sizeof name - 1 ? name_len : sizeof name - 1);
+    return on_hello(w, m, name, end ? end + 1 : NULL, end ? m->payload - name_len - 1 : 0, reply, out, out_len);
   }
   if (m->op == SP_WIRE_ADOPT) return on_adopt(w, m, fds, nfds, reply);
   if (m->op == SP_WIRE_RESIDENCY) {
@@ -278,6 +285,7 @@ int sp_worker_serve_version(int sock, uint32_t version) {
   sp_fault_guard_remove_owner(&w);
   if (w.binding) sp_backend_release(w.be, w.binding);
   sp_backend_free(w.be);
+  free(w.knob_text);
   sp_region_free(w.region);
   free(w.files);
   free(w.last);
