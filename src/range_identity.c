@@ -66,8 +66,8 @@ static const sp_blob_mapping *covering_map(const sp_blob_table *table, uint64_t 
 
 /* Whether no host page of a mapped range holds private (written) data. */
 static bool mapping_untouched(const sp_region *region, uint64_t addr, uint64_t len) {
-  int pagemap = sp_snap_pagemap_open();
-  bool modified = sp_snap_range_modified(pagemap, region, addr, len); /* true without a pagemap */
+  int pagemap = sp_pagemap_open();
+  bool modified = sp_written_any(pagemap, region->base, addr, len); /* true without a pagemap */
   if (pagemap >= 0) close(pagemap);
   return !modified;
 }

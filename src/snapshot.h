@@ -8,21 +8,7 @@
 #include <stdint.h>
 
 #include "runtime_impl.h"
-
-/* Opens /proc/self/pagemap once per snapshot (-1 when unavailable). */
-int sp_snap_pagemap_open(void);
-
-/* Whether any host page of [addr, addr+len) in the region holds private
- * (copy-on-write) data rather than the mapped file's: the guest wrote it.
- * Reads the pagemap fd; with fd < 0 it answers true (the page is then
- * stored, which is always correct). */
-bool sp_snap_range_modified(int pagemap_fd, const sp_region *region, uint64_t addr, uint64_t len);
-
-/* The first run of written pages (private copies) of a private file
- * mapping inside guest bytes [addr, addr + len) of the memory at base (addr
- * page aligned): its start in *at, its length returned, 0 when there is
- * none. Without a pagemap (fd < 0) the whole range is one run. */
-uint64_t sp_snap_modified_run(int pagemap_fd, const uint8_t *base, uint64_t addr, uint64_t len, uint64_t *at);
+#include "written_pages.h"
 
 /* Whether a 64 KiB page of memory is all zero. */
 bool sp_snap_page_is_zero(const uint8_t *page);

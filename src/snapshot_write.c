@@ -150,7 +150,7 @@ static sp_error_t *put_blob_refs(snap_writer *w, sp_actor_t *a, const bool *usab
 static bool mapped_page_changed(int pagemap, const sp_region *r, const sp_blob_mapping *m, uint64_t addr) {
   uint64_t host = sp_page_size(), file_end = m->guest_addr + (m->length + host - 1) / host * host;
   uint64_t end = addr + SP_SNAP_PAGE, split = file_end < end ? file_end : end;
-  if (split > addr && sp_snap_range_modified(pagemap, r, addr, split - addr)) return true;
+  if (split > addr && sp_written_any(pagemap, r->base, addr, split - addr)) return true;
   for (uint64_t at = split; at < end; at += 8) {
     uint64_t word;
     memcpy(&word, r->base + at, 8);
@@ -164,7 +164,7 @@ static bool mapped_page_changed(int pagemap, const sp_region *r, const sp_blob_m
 static void put_pages(snap_writer *w, sp_actor_t *a, const bool *usable) {
   const sp_region *r = a->region;
   uint64_t n_pages = r->committed / SP_SNAP_PAGE, run_start = 0, run_len = 0;
-  int pagemap = sp_snap_pagemap_open();
+  int pagemap = sp_pagemap_open();
   for (uint64_t p = 0; p <= n_pages && !w->err; p++) {
     bool store = false;
     if (p < n_pages) {

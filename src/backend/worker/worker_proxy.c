@@ -22,7 +22,7 @@
 #include "backend/worker/wire.h"
 #include "backend/worker/worker.h"
 #include "error.h"
-#include "snapshot.h"
+#include "written_pages.h"
 
 extern char **environ;
 
@@ -375,7 +375,7 @@ static void *px_device_base(void *ctx, void *binding) {
 
 /* Sends the host's bytes of written file pages in [addr, addr + len) (worker.h). */
 static sp_error_t *push_written(conn *c, uint64_t addr, uint64_t len) {
-  int pagemap = sp_snap_pagemap_open();
+  int pagemap = sp_pagemap_open();
   sp_error_t *err = NULL;
   size_t page = sp_page_size();
   for (uint32_t i = 0; i < c->n_files && !err; i++) {
@@ -383,7 +383,7 @@ static sp_error_t *push_written(conn *c, uint64_t addr, uint64_t len) {
     uint64_t lo = addr > f->addr ? addr : f->addr, hi = addr + len < f->addr + f->len ? addr + len : f->addr + f->len;
     lo = lo / page * page;
     while (lo < hi && !err) {
-      uint64_t at, run = sp_snap_modified_run(pagemap, c->host_base, lo, hi - lo, &at);
+      uint64_t at, run = sp_written_run(pagemap, c->host_base, lo, hi - lo, &at);
       if (!run) break;
       for (uint64_t done = 0; done < run && !err; done += SP_WIRE_MAX_PAYLOAD) {
         uint64_t piece = run - done < SP_WIRE_MAX_PAYLOAD ? run - done : SP_WIRE_MAX_PAYLOAD;
