@@ -30,9 +30,11 @@
  *    the thread count) and are combined in chunk order.
  *  - Scores come from the table's dot, which gives the same bits in every
  *    table and for any number of rows per call (kernels.h).
- *  - p.V is a plain loop, acc = acc + p * v in key order; this file is
- *    compiled with -ffp-contract=off (sources.cmake), so its baseline,
- *    AVX2 and AVX-512 builds all multiply, then add: the same bits.
+ *  - p.V is acc = acc + p * v in key order, a multiply then an add: the
+ *    plain loop here (generic table; -ffp-contract=off, sources.cmake)
+ *    and the register-tiled AVX2 / AVX-512 loops (attention_simd.c).
+ *  - Scores on AVX2 / AVX-512 come from attention_simd.c's tiles, which
+ *    reproduce the table dot's accumulation and reduction exactly.
  *  - exp is attn_exp below (nearly correctly rounded, mul/add and bit
  *    moves only: the same bits whatever the table, and on every CPU).
  *  - Sums of several lanes (the max, the sum of e) combine their lanes in
@@ -79,18 +81,12 @@ typedef struct attn_work {
   attn_item_buf own; /* item mode: the item being worked on */
 } attn_work;
 
-/* acc[G][D] = sum over the chunk's keys c of p[g * P + c] * v row c0 + c
- * of kv head hk (p points at the chunk's first key). */
-typedef void (*attn_values_fn)(const attn_job *j, const float *p, int64_t hk, int64_t c0, int64_t n,
-                               float *vbuf, float *acc);
-
 /* The loops compiled once per instruction set (same bits in each). */
 typedef struct attn_loops {
   /* s[0..n) -> exp(s - m) in place; *m = max(s), *l = sum of the exps */
   void (*exp)(float *s, int64_t n, float *m, double *l);
-  attn_values_fn values;
   /* Register-tiled loops (attention_simd.h) where the table has them;
-   * NULL: one dot call per key, and `values` above. */
+   * NULL: one dot call per key, and values_plain. */
   sp_attn_scores_fn scores_tiled;
   sp_attn_values_fn values_tiled;
 } attn_loops;
@@ -222,10 +218,10 @@ static inline __attribute__((always_inline)) void exp_body(float *s, int64_t n, 
 /* Value row c of kv head hk as f32: in place for an f32 cache, else
  * widened into buf (exact, so how it is widened does not matter). */
 static inline __attribute__((always_inline)) const float *
-value_row(const attn_job *j, int64_t hk, int64_t c, float *buf, void (*widen)(const uint16_t *, float *, size_t)) {
+value_row(const attn_job *j, int64_t hk, int64_t c, float *buf) {
   const uint8_t *row = row_at(j->ex->base, &j->cmd->src[2], hk, c);
   if (!j->f16) return (const float *)row;
-  widen((const uint16_t *)row, buf, (size_t)j->D);
+  sp_cpu_f16_to_f32_row((const uint16_t *)row, buf, (size_t)j->D);
   return buf;
 }
 
@@ -244,52 +240,33 @@ static inline __attribute__((always_inline)) void add_row1(float *restrict a, co
   for (int64_t i = 0; i < D; i++) a[i] = a[i] + p0 * v0[i];
 }
 
-static inline __attribute__((always_inline)) void
-values_body(const attn_job *j, const float *p, int64_t hk, int64_t c0, int64_t n, float *vbuf, float *acc,
-            void (*widen)(const uint16_t *, float *, size_t)) {
+/* acc[G][D] = sum over the chunk's keys c of p[g * P + c] * v row c0 + c
+ * of kv head hk (p points at the chunk's first key): the generic table's
+ * loop (attention_simd.c has the AVX2 / AVX-512 ones). */
+static void values_plain(const attn_job *j, const float *p, int64_t hk, int64_t c0, int64_t n, float *vbuf,
+                         float *acc) {
   int64_t D = j->D, P = j->P, c = 0;
   memset(acc, 0, (size_t)(j->G * D) * sizeof *acc);
   for (int64_t r = 0; r < n && r < SP_ATTN_AHEAD; r++) prefetch_row(j, &j->cmd->src[2], hk, c0 + r);
   for (; c + 4 <= n; c += 4) {
     for (int64_t r = c + SP_ATTN_AHEAD; r < c + SP_ATTN_AHEAD + 4 && r < n; r++) prefetch_row(j, &j->cmd->src[2], hk, c0 + r);
-    const float *v0 = value_row(j, hk, c0 + c, vbuf, widen), *v1 = value_row(j, hk, c0 + c + 1, vbuf + D, widen);
-    const float *v2 = value_row(j, hk, c0 + c + 2, vbuf + 2 * D, widen);
-    const float *v3 = value_row(j, hk, c0 + c + 3, vbuf + 3 * D, widen);
+    const float *v0 = value_row(j, hk, c0 + c, vbuf), *v1 = value_row(j, hk, c0 + c + 1, vbuf + D);
+    const float *v2 = value_row(j, hk, c0 + c + 2, vbuf + 2 * D);
+    const float *v3 = value_row(j, hk, c0 + c + 3, vbuf + 3 * D);
     for (int64_t g = 0; g < j->G; g++) {
       const float *pg = p + g * P + c;
       add_rows4(acc + g * D, v0, v1, v2, v3, pg[0], pg[1], pg[2], pg[3], D);
     }
   }
   for (; c < n; c++) {
-    const float *v0 = value_row(j, hk, c0 + c, vbuf, widen);
+    const float *v0 = value_row(j, hk, c0 + c, vbuf);
     for (int64_t g = 0; g < j->G; g++) add_row1(acc + g * D, v0, p[g * P + c], D);
   }
-}
-
-static void values_base(const attn_job *j, const float *p, int64_t hk, int64_t c0, int64_t n, float *vbuf,
-                        float *acc) {
-  values_body(j, p, hk, c0, n, vbuf, acc, sp_cpu_f16_to_f32_row);
 }
 
 static void exp_base(float *s, int64_t n, float *m, double *l) { exp_body(s, n, m, l); }
 
 #if defined(SP_CPU_X86)
-SP_TARGET_AVX2 static void widen_f16c(const uint16_t *src, float *dst, size_t n) {
-  size_t i = 0;
-  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, sp_avx2_load_f16(src + i));
-  for (; i < n; i++) dst[i] = _cvtsh_ss(src[i]);
-}
-
-SP_TARGET_AVX2 static void values_avx2(const attn_job *j, const float *p, int64_t hk, int64_t c0, int64_t n,
-                                       float *vbuf, float *acc) {
-  values_body(j, p, hk, c0, n, vbuf, acc, widen_f16c);
-}
-
-SP_TARGET_AVX512 static void values_avx512(const attn_job *j, const float *p, int64_t hk, int64_t c0, int64_t n,
-                                           float *vbuf, float *acc) {
-  values_body(j, p, hk, c0, n, vbuf, acc, widen_f16c);
-}
-
 SP_TARGET_AVX2 static void exp_avx2(float *s, int64_t n, float *m, double *l) { exp_body(s, n, m, l); }
 SP_TARGET_AVX512 static void exp_avx512(float *s, int64_t n, float *m, double *l) { exp_body(s, n, m, l); }
 #endif
@@ -299,11 +276,11 @@ SP_TARGET_AVX512 static void exp_avx512(float *s, int64_t n, float *m, double *l
 static attn_loops loops_for(const sp_cpu_kernels *kern) {
 #if defined(SP_CPU_X86)
   if (strcmp(kern->name, "avx512") == 0)
-    return (attn_loops){exp_avx512, values_avx512, sp_attn_scores_avx512, sp_attn_values_avx512};
+    return (attn_loops){exp_avx512, sp_attn_scores_avx512, sp_attn_values_avx512};
   if (strcmp(kern->name, "avx2") == 0)
-    return (attn_loops){exp_avx2, values_avx2, sp_attn_scores_avx2, sp_attn_values_avx2};
+    return (attn_loops){exp_avx2, sp_attn_scores_avx2, sp_attn_values_avx2};
 #endif
-  return (attn_loops){exp_base, values_base, NULL, NULL};
+  return (attn_loops){exp_base, NULL, NULL};
 }
 
 /* ---- pass 1: scores ---- */
@@ -383,7 +360,7 @@ static void value_chunk(const attn_job *j, int64_t item, int64_t chunk, const at
     sp_attn_rows v = rows_from(j, &j->cmd->src[2], item % j->Hkv, c0);
     j->loops.values_tiled(&v, j->D, b->p + c0, j->P, j->G, n, acc);
   } else {
-    j->loops.values(j, b->p + c0, item % j->Hkv, c0, n, w->v, acc);
+    values_plain(j, b->p + c0, item % j->Hkv, c0, n, w->v, acc);
   }
 }
 

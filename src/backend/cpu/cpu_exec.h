@@ -14,11 +14,13 @@
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/threadpool.h"
 #include "error.h"
+#include "memory_budget.h"
 #include "samepage_abi.h"
 
 /* The scratch budget of a binding unless set otherwise
- * (sp_backend_cpu_set_scratch_budget). */
-#define SP_CPU_SCRATCH_BUDGET ((size_t)256 << 20)
+ * (sp_backend_cpu_set_scratch_budget, or an actor's share through the
+ * view): the most any actor's share may be (memory_budget.h). */
+#define SP_CPU_SCRATCH_BUDGET ((size_t)SP_BUDGET_SCRATCH_MAX)
 
 /* Host memory a binding keeps between commands (never guest memory). The
  * guest's shapes decide how much an op asks for, so a request over the
