@@ -1,6 +1,6 @@
 /*
  * fuzz_snapshot.c: libFuzzer target for the snapshot reader
- * (src/snapshot_read.c: header, chunk walk, checksums, BLOB/FROZEN/PAGES
+ * (src/snapshot/snapshot_read.c: header, chunk walk, checksums, BLOB/FROZEN/PAGES
  * records, offline reads).
  *
  * The input is a snapshot file. It is parsed from a heap copy of exactly its
@@ -35,11 +35,11 @@
 
 #include <sanitizer/asan_interface.h>
 
-#include "error.h"
-#include "hash64.h"
+#include "core/error.h"
+#include "core/hash64.h"
 #include "samepage.h"
-#include "snapshot.h"
-#include "snapshot_format.h"
+#include "snapshot/snapshot.h"
+#include "snapshot/snapshot_format.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);

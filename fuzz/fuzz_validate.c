@@ -19,8 +19,8 @@
 #include <string.h>
 
 #include "backend/backend.h"
-#include "dtype.h"
-#include "validate.h"
+#include "core/dtype.h"
+#include "core/validate.h"
 
 #define COMMITTED (64u << 10)
 #define MAX_CMDS 32
@@ -95,7 +95,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   sp_memory_view view = {memory, COMMITTED, COMMITTED};
   void *binding = NULL;
   sp_error_t *err = sp_backend_adopt(backend, &view, &binding);
-  if (!err) err = sp_backend_submit(backend, binding, cmds, n);
+  if (!err) err = sp_backend_submit(backend, binding, cmds, n, false);
   if (!err) err = sp_backend_wait(backend, binding);
   sp_error_free(err); /* a refused index is a fine outcome */
   sp_backend_release(backend, binding);

@@ -57,7 +57,7 @@ void sp_error_free(sp_error_t *err);
 
 typedef struct sp_runtime sp_runtime_t;
 
-/* The environment's settings (src/knobs.h, docs/KNOBS.md), parsed once by
+/* The environment's settings (src/core/knobs.h, docs/KNOBS.md), parsed once by
  * the program with sp_knobs_from_env. */
 struct sp_knobs;
 

@@ -37,7 +37,7 @@ fi
 
 # ---- 1. build libsamepage_cuda.so with nvcc (resource report kept) ----
 t0=$(date +%s.%N); : > /tmp/ptxas.txt
-scripts/build-cuda-lib.sh $lib /tmp/ptxas.txt || { add "BUILD FAIL"; grep -i error /tmp/ptxas.txt | head -20; exit 1; }
+SP_TEST_HOOKS=1 scripts/build-cuda-lib.sh $lib /tmp/ptxas.txt || { add "BUILD FAIL"; grep -i error /tmp/ptxas.txt | head -20; exit 1; }
 add "build: $(python3 -c "import time;print(round(time.time()-$t0,1))") s; spills: $(grep -c 'bytes spill stores' /tmp/ptxas.txt) reports, nonzero: $(grep -E '[1-9][0-9]* bytes spill stores' /tmp/ptxas.txt | wc -l)"
 cp /tmp/ptxas.txt $out/logs/ptxas.txt
 export SP_CUDA_LIB=$lib

@@ -22,7 +22,7 @@ deadline=${SP_DEADLINE:-540}
 summary=(); add() { summary+=("$*"); echo "== [$(elapsed)s] $*"; }
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee $out/card.txt
 date -u +%FT%TZ | tee $out/date.txt; echo "commit ${SP_COMMIT:-unknown}" | tee $out/commit.txt
-scripts/build-cuda-lib.sh $b/libsamepage_cuda.so /tmp/ptxas.txt || { echo "BUILD FAIL"; exit 1; }
+SP_TEST_HOOKS=1 scripts/build-cuda-lib.sh $b/libsamepage_cuda.so /tmp/ptxas.txt || { echo "BUILD FAIL"; exit 1; }
 export SP_CUDA_LIB=$b/libsamepage_cuda.so
 $b/synth_gguf --out $mdir/smol-q4_1.gguf --preset smollm2-135m --type q4_1 > /dev/null
 $b/synth_gguf --out $mdir/l1b-q8_0.gguf --preset llama-3.2-1b --type q8_0 > /dev/null

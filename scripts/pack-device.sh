@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # pack-device.sh [--cpu] [BUILD] [OUT]: packs the host binaries a GPU machine needs
+# from BUILD (default build-test, scripts/test's build: the test hooks compiled in)
 # (it has no cargo, so no Wasmtime build) into OUT (default
 # .carry/pack/spbin.tar.xz), flat, stripped: samepage, samepage-worker, the
 # CUDA-side test binaries, the CPU kernel-table checks
@@ -10,7 +11,7 @@
 set -euo pipefail
 cpu_only=0; [[ "${1:-}" == --cpu ]] && { cpu_only=1; shift; }
 root="$(cd "$(dirname "$0")/.." && pwd)"
-build="${1:-$root/build}"; out="${2:-$root/.carry/pack/spbin.tar.xz}"
+build="${1:-$root/build-test}"; out="${2:-$root/.carry/pack/spbin.tar.xz}"
 stage=$(mktemp -d); trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage/guests" "$(dirname "$out")"
 if ((cpu_only)); then

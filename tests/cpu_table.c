@@ -15,7 +15,7 @@
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/kernels.h"
-#include "error.h"
+#include "core/error.h"
 
 int main(int argc, char **argv) {
   if (argc != 2) {

@@ -39,7 +39,7 @@
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/llm_ops.h"
 #include "backend/cpu/threadpool.h"
-#include "validate.h"
+#include "core/validate.h"
 
 #define CHUNK 128 /* attention.c's SP_ATTN_CHUNK */
 #define GUEST_BYTES ((size_t)64 << 20)

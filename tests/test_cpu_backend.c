@@ -36,8 +36,8 @@
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/fp16.h"
 #include "backend/cpu/threadpool.h"
-#include "dtype.h"
-#include "validate.h"
+#include "core/dtype.h"
+#include "core/validate.h"
 
 #define GUEST_BYTES ((size_t)64 << 20)
 #define GUEST_FIRST 4096 /* bytes below are the (pretend) command list */
@@ -141,7 +141,7 @@ static sp_status validate(sp_cmd *cmd, char *msg, size_t cap) {
 }
 
 static bool submit(const test_backend *tb, const sp_cmd *cmd) {
-  sp_error_t *err = sp_backend_submit(tb->be, tb->binding, cmd, 1);
+  sp_error_t *err = sp_backend_submit(tb->be, tb->binding, cmd, 1, false);
   if (!err) err = sp_backend_wait(tb->be, tb->binding);
   if (err) printf("     %s: %s\n", tb->label, sp_error_message(err));
   bool ok = !err;
@@ -533,7 +533,7 @@ static bool run_fails_cleanly(guest *g, const sp_cmd *cmd) {
   memcpy(snap, g->mem + GUEST_FIRST, len);
   bool ok = true;
   for (int b = 0; b < TB_COUNT; b++) {
-    sp_error_t *err = sp_backend_submit(tbs[b].be, tbs[b].binding, cmd, 1);
+    sp_error_t *err = sp_backend_submit(tbs[b].be, tbs[b].binding, cmd, 1, false);
     ok &= err != NULL && memcmp(g->mem + GUEST_FIRST, snap, len) == 0;
     sp_error_free(err);
   }

@@ -26,7 +26,7 @@
 
 #include "backend/cpu/fp16.h"
 #include "backend/cpu/kernels.h"
-#include "dtype.h"
+#include "core/dtype.h"
 
 #define MAX_K 1088 /* longest row tested (34 blocks) */
 #define MAX_NX SP_CPU_MAX_NX

@@ -9,7 +9,7 @@ src="$1"; out="$2"
 cc=aarch64-linux-gnu-gcc; qemu=qemu-aarch64
 command -v $cc >/dev/null && command -v $qemu >/dev/null || { echo "SKIP: needs $cc and $qemu"; exit 77; }
 mkdir -p "$out"
-sources=("$src"/tests/test_cpu_kernels.c "$src"/src/dtype.c)
+sources=("$src"/tests/test_cpu_kernels.c "$src"/src/core/dtype.c)
 for f in kernels_generic kernels_neon kernels_avx2 kernels_avx512 kernels_select; do
   sources+=("$src/src/backend/cpu/$f.c")
 done

@@ -36,8 +36,8 @@
 
 #include "backend/backend.h"
 #include "backend/cpu/cpu_exec.h"
-#include "error.h"
-#include "validate.h"
+#include "core/error.h"
+#include "core/validate.h"
 
 #define GUEST_BYTES ((size_t)16 << 20)
 #define RESERVED ((size_t)1 << 30)
@@ -135,7 +135,7 @@ static void race(const char *name, sp_cmd *cmd, bool (*after)(void)) {
   pthread_create(&t, NULL, racer, NULL);
   int ok = 0, refused = 0, other = 0, wrong = 0;
   for (int i = 0; i < RUNS; i++) {
-    sp_error_t *err = sp_backend_submit(be, binding, cmd, 1);
+    sp_error_t *err = sp_backend_submit(be, binding, cmd, 1, false);
     if (!err) err = sp_backend_wait(be, binding);
     if (!err) ok++, wrong += after && !after();
     else if (sp_error_status(err) == SP_E_BOUNDS) refused++;
@@ -203,7 +203,7 @@ static void race_all(void) {
  * starts with `want` (after "cpu: cmd[0]: "). */
 static bool refused_with(sp_backend *be, void *binding, sp_cmd *cmd, const char *want) {
   validate_or_die(cmd);
-  sp_error_t *err = sp_backend_submit(be, binding, cmd, 1);
+  sp_error_t *err = sp_backend_submit(be, binding, cmd, 1, false);
   const char *msg = err ? sp_error_message(err) : "(ran)";
   printf("     %s\n", msg);
   bool ok = err && sp_error_status(err) == SP_E_LIMIT && strstr(msg, want);
@@ -213,7 +213,7 @@ static bool refused_with(sp_backend *be, void *binding, sp_cmd *cmd, const char 
 
 static bool runs(sp_backend *be, void *binding, sp_cmd *cmd) {
   validate_or_die(cmd);
-  sp_error_t *err = sp_backend_submit(be, binding, cmd, 1);
+  sp_error_t *err = sp_backend_submit(be, binding, cmd, 1, false);
   if (err) printf("     %s\n", sp_error_message(err));
   bool ok = !err;
   sp_error_free(err);

@@ -25,7 +25,7 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "knobs.h"
+#include "core/knobs.h"
 #include "samepage.h"
 #include "test_util.h"
 
@@ -80,6 +80,8 @@ int main(int argc, char **argv) {
     return 77;
   }
   setenv("SP_GUEST_DIR", argv[1], 1);
+  if (!SP_TEST_HOOKS_BUILT)
+    return printf("SKIP: fault injection is a test hook; configure with -DSP_TEST_HOOKS=ON\n"), 77;
   /* In-process, one counter of lists serves both actors. Isolated, a
    * runtime hands its knobs to each of its workers: the first actor's
    * runtime has the fault, the other actors' (calm) has none. */

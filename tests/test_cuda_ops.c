@@ -21,9 +21,9 @@
 
 #include "backend/backend.h"
 #include "backend/cpu/fp16.h"
-#include "dtype.h"
-#include "error.h"
-#include "validate.h"
+#include "core/dtype.h"
+#include "core/error.h"
+#include "core/validate.h"
 
 #define REGION (64u << 20)
 #define USED (24u << 20) /* bytes the cases touch (restored between backends) */
@@ -45,11 +45,11 @@ static struct sp_knobs knobs; /* the environment's (SP_CUDA_LIB, SP_CUDA_NO_REPA
 /* Runs a list on the CUDA backend (or on `plain`, use_plain) and waits. */
 static sp_error_t *cuda_run(const sp_cmd *cmds, uint32_t n) {
   if (!use_plain) {
-    sp_error_t *err = sp_backend_submit(cuda, cuda_b, cmds, n);
+    sp_error_t *err = sp_backend_submit(cuda, cuda_b, cmds, n, false);
     return err ? err : sp_backend_wait(cuda, cuda_b);
   }
   memcpy(plain_mem, mem, USED);
-  sp_error_t *err = sp_backend_submit(plain, plain_b, cmds, n);
+  sp_error_t *err = sp_backend_submit(plain, plain_b, cmds, n, false);
   if (!err) err = sp_backend_wait(plain, plain_b);
   memcpy(mem, plain_mem, USED);
   return err;
@@ -117,7 +117,7 @@ static void run_case(const char *name, sp_cmd cmd, double bound) {
   }
   uint64_t ext = sp_tensor_extent(&cmd.dst);
   memcpy(snapshot, mem, USED);
-  sp_error_t *err = sp_backend_submit(cpu, cpu_b, &cmd, 1);
+  sp_error_t *err = sp_backend_submit(cpu, cpu_b, &cmd, 1, false);
   if (!err) err = sp_backend_wait(cpu, cpu_b);
   if (err) {
     printf("FAIL %-28s cpu: %s\n", name, sp_error_message(err));
@@ -310,7 +310,7 @@ static void argmax_cases(void) {
     int32_t got[2][3] = {{-1, -1, -1}, {-2, -2, -2}};
     for (int b = 0; b < 2 && ran; b++) {
       sp_backend *be = b ? cuda : cpu;
-      sp_error_t *err = sp_backend_submit(be, b ? cuda_b : cpu_b, &c, 1);
+      sp_error_t *err = sp_backend_submit(be, b ? cuda_b : cpu_b, &c, 1, false);
       if (!err) err = sp_backend_wait(be, b ? cuda_b : cpu_b);
       if (err) printf("     %s\n", sp_error_message(err)), sp_error_free(err), ran = false;
       memcpy(got[b], mem + D, m * 4);
@@ -430,7 +430,7 @@ static void layer_case_run(uint32_t wdt, uint32_t T) {
     }
   memcpy(snapshot, mem, USED);
   uint8_t *unfused = malloc(USED);
-  sp_error_t *err = unfused ? sp_backend_submit(cpu, cpu_b, cmds, n) : sp_error_new("out of memory");
+  sp_error_t *err = unfused ? sp_backend_submit(cpu, cpu_b, cmds, n, false) : sp_error_new("out of memory");
   if (!err) err = sp_backend_wait(cpu, cpu_b);
   memcpy(cpu_out, mem, USED);
   memcpy(mem, snapshot, USED);
@@ -484,7 +484,7 @@ static void failure_cases(void) {
   char msg[256];
   sp_validate_ctx vctx = {REGION, 0, 0, 1024};
   sp_validate_cmd(&vctx, &c, 0, msg, sizeof msg);
-  sp_error_t *err = sp_backend_submit(cuda, cuda_b, &c, 1);
+  sp_error_t *err = sp_backend_submit(cuda, cuda_b, &c, 1, false);
   if (!err) err = sp_backend_wait(cuda, cuda_b);
   bool untouched = mem[D] == 0x5a && mem[D + 4095] == 0x5a;
   printf("%s bad index -> %s%s\n", err && untouched ? "ok  " : "FAIL", err ? sp_error_message(err) : "no error",
@@ -507,15 +507,15 @@ static void failure_cases(void) {
   bool resident = sp_backend_caps_of(cuda).residency;
   err = sp_backend_freeze(cuda, cuda_b, W, k * n * 4, 0);
   float before[64], stale[64], fresh[64];
-  if (!err) err = sp_backend_submit(cuda, cuda_b, &m, 1);
+  if (!err) err = sp_backend_submit(cuda, cuda_b, &m, 1, false);
   if (!err) err = sp_backend_wait(cuda, cuda_b);
   memcpy(before, mem + D, sizeof before);
   for (uint32_t i = 0; i < k * n; i++) ((float *)(mem + W))[i] *= 2.0f;
-  if (!err) err = sp_backend_submit(cuda, cuda_b, &m, 1);
+  if (!err) err = sp_backend_submit(cuda, cuda_b, &m, 1, true);
   if (!err) err = sp_backend_wait(cuda, cuda_b);
   memcpy(stale, mem + D, sizeof stale);
   if (!err) err = sp_backend_flush(cuda, cuda_b, W, k * n * 4);
-  if (!err) err = sp_backend_submit(cuda, cuda_b, &m, 1);
+  if (!err) err = sp_backend_submit(cuda, cuda_b, &m, 1, true);
   if (!err) err = sp_backend_wait(cuda, cuda_b);
   memcpy(fresh, mem + D, sizeof fresh);
   bool ok = !err && (!resident || !memcmp(before, stale, sizeof stale)) && fabsf(fresh[0] - 2 * before[0]) <= 1e-4f * fabsf(fresh[0]) + 1e-6f;
@@ -568,7 +568,7 @@ static void device_local_cases(void) {
   bool local = sp_backend_caps_of(cuda).device_local;
   sp_error_t *err = sp_backend_device_local(cuda, cuda_b, L, LEN);
   memset(mem + Y, 0x5a, 4096), memset(mem + Z, 0x5a, 4096); /* after the upload: guest memory only */
-  if (!err) err = sp_backend_submit(cuda, cuda_b, list, 3);
+  if (!err) err = sp_backend_submit(cuda, cuda_b, list, 3, false);
   if (!err) err = sp_backend_wait(cuda, cuda_b);
   bool stale = mem[Y] == 0x5a && mem[Z + 255] == 0x5a; /* results live on the device until sync */
   if (!err) err = sp_backend_sync(cuda, cuda_b, Y, 3 * 4096 + 4096 + 2 * k * 4);
@@ -579,12 +579,12 @@ static void device_local_cases(void) {
   /* guest stores to x: unseen until flushed */
   for (uint32_t i = 0; i < k; i++) ((float *)(mem + XL))[i] *= 2.0f;
   matvec_ref(want2, (const float *)(mem + WL), (const float *)(mem + XL), k, n);
-  if (!err) err = sp_backend_submit(cuda, cuda_b, list, 3);
+  if (!err) err = sp_backend_submit(cuda, cuda_b, list, 3, true);
   if (!err) err = sp_backend_wait(cuda, cuda_b);
   if (!err) err = sp_backend_sync(cuda, cuda_b, Y, n * 4);
   bool unflushed_stale = close_to((const float *)(mem + Y), want, n);
   if (!err) err = sp_backend_flush(cuda, cuda_b, XL, k * 4);
-  if (!err) err = sp_backend_submit(cuda, cuda_b, list, 3);
+  if (!err) err = sp_backend_submit(cuda, cuda_b, list, 3, true);
   if (!err) err = sp_backend_wait(cuda, cuda_b);
   if (!err) err = sp_backend_sync(cuda, cuda_b, Y, n * 4);
   bool flushed_fresh = close_to((const float *)(mem + Y), want2, n);
@@ -609,7 +609,7 @@ static sp_error_t *matvec_on(void *binding, uint8_t *base, uint64_t size, uint32
   sp_cmd m = {.op = SP_OP_MATMUL};
   m.dst = t4(y, SP_DTYPE_F32, n, 1, 1), m.src[0] = t4(w, SP_DTYPE_F32, k, n, 1), m.src[1] = t4(x, SP_DTYPE_F32, k, 1, 1);
   sp_validate_cmd(&vctx, &m, 0, msg, sizeof msg);
-  sp_error_t *err = sp_backend_submit(cuda, binding, &m, 1);
+  sp_error_t *err = sp_backend_submit(cuda, binding, &m, 1, false);
   if (!err) err = sp_backend_wait(cuda, binding);
   memcpy(out, base + y, n * 4);
   return err;

@@ -1,7 +1,7 @@
 /*
  * test_fault.c: a granted file that shrinks on disk while mapped into an
  * actor (issue 6, faults). Touching a mapped page past the file's new end
- * raises SIGBUS; the fault guard (src/fault_guard.c) must keep the host
+ * raises SIGBUS; the fault guard (src/core/fault_guard.c) must keep the host
  * alive, fail that actor's next call with a clear error, and leave an
  * honest actor beside it untouched. A SIGBUS anywhere else must still end
  * the process (the handler chains).
@@ -12,7 +12,7 @@
  * cleanly (issue 13).
  *
  * A granted file rewritten in place at the same size raises no signal; a
- * snapshot or restore by reference must notice it (src/blob.c,
+ * snapshot or restore by reference must notice it (src/runtime/blob.c,
  * verify_unchanged) and refuse, while a mere touch of the file passes.
  */
 #include <fcntl.h>
@@ -27,8 +27,8 @@
 
 #include "check.h"
 #include "test_util.h"
-#include "fault_guard.h"
-#include "knobs.h"
+#include "core/fault_guard.h"
+#include "core/knobs.h"
 #include "samepage.h"
 
 #define FILE_BYTES (4u << 20)

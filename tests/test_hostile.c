@@ -21,8 +21,8 @@
 
 #include "check.h"
 #include "test_util.h"
-#include "knobs.h"
-#include "runtime_impl.h"
+#include "core/knobs.h"
+#include "runtime/runtime_impl.h"
 
 typedef enum outcome { STATUS, TRAP, TIMEOUT } outcome;
 

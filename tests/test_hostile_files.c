@@ -28,9 +28,9 @@
 
 #include "check.h"
 #include "test_util.h"
-#include "hash64.h"
+#include "core/hash64.h"
 #include "samepage.h"
-#include "snapshot_format.h"
+#include "snapshot/snapshot_format.h"
 
 static const char *samepage_bin, *work;
 static uint8_t *llm_wasm;

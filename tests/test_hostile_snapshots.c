@@ -27,8 +27,8 @@
 
 #include "check.h"
 #include "samepage.h"
-#include "snapshot.h"
-#include "snapshot_format.h"
+#include "snapshot/snapshot.h"
+#include "snapshot/snapshot_format.h"
 #include "test_util.h"
 
 static const char *samepage_bin, *work, *model;

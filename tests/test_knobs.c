@@ -1,5 +1,5 @@
 /*
- * test_knobs.c: the knob table (src/knobs.h) against docs/KNOBS.md, both
+ * test_knobs.c: the knob table (src/core/knobs.h) against docs/KNOBS.md, both
  * ways, and the one parsing rule per kind.
  *
  * usage: test_knobs DOCS/KNOBS.md
@@ -9,13 +9,17 @@
 #include <string.h>
 
 #include "check.h"
-#include "error.h"
-#include "knobs.h"
+#include "core/error.h"
+#include "core/knobs.h"
 
 /* ---- docs/KNOBS.md against the table ---- */
 
 static const char *kind_name(sp_knob_kind k) {
   return k == SP_KNOB_FLAG ? "flag" : k == SP_KNOB_INT ? "int" : "string";
+}
+
+static const char *use_name(sp_knob_use u) {
+  return u == SP_KNOB_FOR_USERS ? "no" : u == SP_KNOB_MEASUREMENT ? "measurement" : "test builds only";
 }
 
 /* The table's row for name, or NULL. */
@@ -50,14 +54,15 @@ static void check_docs(const char *path) {
   char line[1024];
   while (fgets(line, sizeof line, f)) {
     if (strncmp(line, "| `", 3)) continue; /* a knob's row starts with its name in backticks */
-    char name[128], kind[32], def[256];
+    char name[128], kind[32], def[256], use[64];
     const char *end = strchr(line + 3, '`');
     snprintf(name, sizeof name, "%.*s", end ? (int)(end - line - 3) : 0, line + 3);
     const sp_knob_info *k = find(name);
     CHECK(k != NULL, "docs/KNOBS.md documents %s, which the table lacks", name);
     if (!k) continue;
     seen[k - t] = true;
-    cell(line, 1, kind, sizeof kind), cell(line, 2, def, sizeof def);
+    cell(line, 1, kind, sizeof kind), cell(line, 2, def, sizeof def), cell(line, 4, use, sizeof use);
+    CHECK(!strcmp(use, use_name(k->use)), "%s: docs say use \"%s\", the table \"%s\"", name, use, use_name(k->use));
     CHECK(!strcmp(kind, kind_name(k->kind)), "%s: docs say kind %s, the table %s", name, kind, kind_name(k->kind));
     CHECK(!strcmp(def, k->def), "%s: docs say default \"%s\", the table \"%s\"", name, def, k->def);
   }
@@ -112,7 +117,7 @@ static void check_flags(void) {
   check_flag("SP_CUDA_NO_FUSION", at, "yes", true);
   at = offsetof(struct sp_knobs, no_file_maps); /* once on when set at all: "0" is off now */
   check_flag("SP_NO_FILE_MAPS", at, "0", false);
-  check_flag("SP_NO_FILE_MAPS", at, "1", true);
+  if (SP_TEST_HOOKS_BUILT) check_flag("SP_NO_FILE_MAPS", at, "1", true);
   at = offsetof(struct sp_knobs, cuda_repack_q8); /* a flag whose default is on */
   check_flag("SP_CUDA_REPACK_Q8", at, NULL, true);
   check_flag("SP_CUDA_REPACK_Q8", at, "", false);
@@ -152,6 +157,32 @@ static void check_ints(void) {
   check_bad_int("SP_CUDA_INJECT_FAULT", "99999999999999999999999");
 }
 
+/* Test hooks work in a test build; elsewhere any value but the default is
+ * refused, naming the knob, and the default is still accepted. */
+static void check_test_hooks(void) {
+  size_t n;
+  const sp_knob_info *t = sp_knobs_table(&n);
+  int hooks = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (t[i].use != SP_KNOB_TEST_HOOK) continue;
+    hooks++;
+    struct sp_knobs k;
+    sp_error_t *err = parse(&k, t[i].name, "1");
+    if (SP_TEST_HOOKS_BUILT)
+      CHECK(!err, "%s=1 is accepted in a test build: %s", t[i].name, sp_error_message(err));
+    else
+      CHECK(err && strstr(sp_error_message(err), t[i].name) && strstr(sp_error_message(err), "test builds") &&
+                sp_error_kind(err) == SP_ERROR_INVALID,
+            "%s=1 is refused without the test hooks: %s", t[i].name, err ? sp_error_message(err) : "accepted");
+    sp_error_free(err);
+    err = parse(&k, t[i].name, "0");
+    CHECK(!err, "%s=0 (its default) is accepted in every build: %s", t[i].name, sp_error_message(err));
+    sp_error_free(err);
+  }
+  CHECK(hooks == 3, "three test hooks (fault injection, sync-each, no file maps), found %d", hooks);
+  printf("test hooks %s in this build\n", SP_TEST_HOOKS_BUILT ? "compiled" : "not compiled");
+}
+
 static void check_strings(void) {
   struct sp_knobs k;
   sp_error_t *err = parse(&k, "SP_CPU_SIMD", "");
@@ -164,14 +195,14 @@ static void check_strings(void) {
 
 /* The text form a worker receives reads back to the same values. */
 static void check_text(void) {
-  const char *env[] = {"SP_CUDA_NO_FUSION", "1", "SP_CUDA_REPACK_Q8", "0", "SP_CUDA_INJECT_FAULT", "3",
+  const char *env[] = {"SP_CUDA_NO_FUSION", "1", "SP_CUDA_REPACK_Q8", "0", "SP_CUDA_MMV_WPR", "2",
                        "SP_CUDA_LIB", "/x/libsamepage_cuda.so", NULL};
   struct sp_knobs k, back;
   sp_error_t *err = sp_knobs_parse(&k, lookup, env);
   char text[1024];
   size_t len = sp_knobs_format(&k, text, sizeof text);
   if (!err) err = sp_knobs_parse_text(&back, text);
-  CHECK(!err && len < sizeof text && back.cuda_no_fusion && !back.cuda_repack_q8 && back.cuda_inject_fault == 3 &&
+  CHECK(!err && len < sizeof text && back.cuda_no_fusion && !back.cuda_repack_q8 && back.cuda_mmv_wpr == 2 &&
             back.cuda_lib && !strcmp(back.cuda_lib, "/x/libsamepage_cuda.so") && !back.cuda_no_flash &&
             back.cuda_resident_max_mb == -1,
         "knobs survive their text form: %s", err ? sp_error_message(err) : text);
@@ -192,6 +223,7 @@ int main(int argc, char **argv) {
   check_defaults();
   check_flags();
   check_ints();
+  check_test_hooks();
   check_strings();
   check_text();
   return CHECK_DONE();

@@ -1,11 +1,11 @@
 /*
  * test_list_cache.c: a repeated list skips validation only when nothing
- * validation depends on changed (src/list_cache.h).
+ * validation depends on changed (src/core/list_cache.h).
  */
 #include <string.h>
 
 #include "check.h"
-#include "list_cache.h"
+#include "core/list_cache.h"
 
 static sp_cmd list[3];
 

@@ -25,7 +25,7 @@
 #include "check.h"
 #include "test_util.h"
 #include "json_mini.h"
-#include "knobs.h"
+#include "core/knobs.h"
 #include "samepage.h"
 
 #define NEAR_TIE 0.25

@@ -1,5 +1,5 @@
 /* test_module_limits.c GUEST_DIR: the module reader and compile limits
- * (src/module_limits.c).
+ * (src/runtime/module_limits.c).
  *
  * - every guest we build and ship (the LLM guest and tests/guests/) passes
  *   the default limits, and the reader's counts are printed for the record;
@@ -16,8 +16,8 @@
 #include <time.h>
 
 #include "check.h"
-#include "error.h"
-#include "module_limits.h"
+#include "core/error.h"
+#include "runtime/module_limits.h"
 #include "test_util.h"
 
 /* A growable byte buffer for building modules. */

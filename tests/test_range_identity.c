@@ -1,5 +1,5 @@
 /* test_range_identity.c: the names the runtime proves for frozen bytes
- * (src/range_identity.c), which decide when actors share a device copy.
+ * (src/runtime/range_identity.c), which decide when actors share a device copy.
  * Two grants of one file name the same bytes alike, read or mapped; another
  * file, offset or length, a written byte, or a rewritten file never do. */
 #include <fcntl.h>
@@ -10,8 +10,8 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "error.h"
-#include "range_identity.h"
+#include "core/error.h"
+#include "runtime/range_identity.h"
 
 #define KIB64 ((uint64_t)64 << 10)
 #define FILE_BYTES (4 * KIB64 + 1000) /* not a whole number of pages */

@@ -5,8 +5,8 @@
 #include <string.h>
 
 #include "check.h"
-#include "error.h"
-#include "region.h"
+#include "core/error.h"
+#include "core/region.h"
 
 #define KiB ((size_t)1 << 10)
 #define MiB ((size_t)1 << 20)

@@ -13,10 +13,10 @@
 #include <unistd.h>
 #include <string.h>
 
-#include "actor_staged.h"
+#include "runtime/actor_staged.h"
 #include "check.h"
 #include "test_util.h"
-#include "runtime_impl.h"
+#include "runtime/runtime_impl.h"
 
 #define PAGE (64u << 10)
 

@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "runtime_impl.h"
+#include "runtime/runtime_impl.h"
 #include "test_util.h"
 
 typedef struct freeze_call {

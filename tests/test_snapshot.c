@@ -19,10 +19,10 @@
 
 #include "check.h"
 #include "test_util.h"
-#include "error.h"
-#include "hash64.h"
-#include "knobs.h"
-#include "runtime_impl.h"
+#include "core/error.h"
+#include "core/hash64.h"
+#include "core/knobs.h"
+#include "runtime/runtime_impl.h"
 #include "samepage.h"
 
 #define N_ACTIONS 28

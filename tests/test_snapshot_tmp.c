@@ -1,6 +1,6 @@
 /*
  * test_snapshot_tmp.c: a save removes the temporaries that crashed saves of
- * the same snapshot left behind, and nothing else (src/snapshot_tmp.h).
+ * the same snapshot left behind, and nothing else (src/snapshot/snapshot_tmp.h).
  *
  * Beside PATH it plants temporaries of a dead writer (a child that has
  * exited and been reaped), of a live one (this process's parent), of

@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "check.h"
-#include "validate.h"
+#include "core/validate.h"
 
 #define MEM (1u << 20)
 

@@ -32,7 +32,7 @@
 #include "backend/worker/wire.h"
 #include "backend/worker/worker.h"
 #include "check.h"
-#include "error.h"
+#include "core/error.h"
 
 extern char **environ;
 
@@ -84,7 +84,7 @@ static void test_registration(void) {
   CHECK(refused(be, "sharing", want), "a sharing layer of another version is refused");
   be->sharing = NULL;
 
-  sp_error_t *(*submit)(void *, void *, const sp_cmd *, uint32_t) = be->iface.submit;
+  sp_error_t *(*submit)(void *, void *, const sp_cmd *, uint32_t, bool) = be->iface.submit;
   be->iface.submit = NULL;
   CHECK(refused(be, "cpu", "required slot"), "a core without submit is refused");
   be->iface.submit = submit;

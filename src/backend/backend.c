@@ -7,7 +7,7 @@
 
 #include <stdlib.h>
 
-#include "error.h"
+#include "core/error.h"
 
 /* ---- registration ---- */
 
@@ -60,10 +60,10 @@ bool sp_backend_supports(sp_backend *be, const sp_cmd *cmd) {
   return be && cmd && be->iface.supports(be->ctx, cmd);
 }
 
-sp_error_t *sp_backend_submit(sp_backend *be, void *binding, const sp_cmd *cmds, uint32_t count) {
+sp_error_t *sp_backend_submit(sp_backend *be, void *binding, const sp_cmd *cmds, uint32_t count, bool same) {
   if (!be || (!cmds && count)) return sp_error_new("backend submit: bad arguments");
   if (count == 0) return NULL;
-  return be->iface.submit(be->ctx, binding, cmds, count);
+  return be->iface.submit(be->ctx, binding, cmds, count, same);
 }
 
 sp_error_t *sp_backend_wait(sp_backend *be, void *binding) {

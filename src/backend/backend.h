@@ -35,8 +35,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "knobs.h"
-#include "region.h"
+#include "core/knobs.h"
+#include "core/region.h"
 #include "samepage.h"
 #include "samepage_abi.h"
 
@@ -48,8 +48,8 @@
  * constructor's signature; a library built against another one refuses
  * the options it is given (8: one flat table, before the layers; 9: before
  * the knobs, struct sp_knobs in knobs.h, whose layout this version covers). */
-#define SP_BACKEND_OPS_VERSION 10
-#define SP_BACKEND_CORE_VERSION 1    /* struct sp_backend_i */
+#define SP_BACKEND_OPS_VERSION 11
+#define SP_BACKEND_CORE_VERSION 2    /* struct sp_backend_i (2: submit says "same list") */
 #define SP_BACKEND_MEMORY_VERSION 1  /* struct sp_backend_memory_i */
 #define SP_BACKEND_SHARING_VERSION 1 /* struct sp_backend_sharing_i */
 
@@ -146,8 +146,13 @@ struct sp_backend_i {
   sp_error_t *(*grow)(void *ctx, void *binding, const sp_memory_view *view);
   /* Whether a validated command can run here (op, dtypes). */
   bool (*supports)(void *ctx, const sp_cmd *cmd);
-  /* Runs (or enqueues) validated commands in order. cmds is host memory. */
-  sp_error_t *(*submit)(void *ctx, void *binding, const sp_cmd *cmds, uint32_t count);
+  /* Runs (or enqueues) validated commands in order. cmds is host memory.
+   * same: cmds are byte for byte the list of this binding's previous
+   * submit, and that submit succeeded. The runtime decides it once per
+   * submit (from its list cache, never by guessing), so a backend that
+   * replays a recorded list (a CUDA graph, the worker's kept copy) needs no
+   * comparison of its own; false is always a safe answer. */
+  sp_error_t *(*submit)(void *ctx, void *binding, const sp_cmd *cmds, uint32_t count, bool same);
   /* Blocks until everything submitted on binding has finished.
    * (optional): default does nothing, for backends whose submit is synchronous. */
   sp_error_t *(*wait)(void *ctx, void *binding);
@@ -320,7 +325,7 @@ sp_backend_caps sp_backend_caps_of(const sp_backend *be);
 sp_error_t *sp_backend_adopt(sp_backend *be, const sp_memory_view *view, void **binding);
 sp_error_t *sp_backend_grow(sp_backend *be, void *binding, const sp_memory_view *view);
 bool sp_backend_supports(sp_backend *be, const sp_cmd *cmd);
-sp_error_t *sp_backend_submit(sp_backend *be, void *binding, const sp_cmd *cmds, uint32_t count);
+sp_error_t *sp_backend_submit(sp_backend *be, void *binding, const sp_cmd *cmds, uint32_t count, bool same);
 sp_error_t *sp_backend_wait(sp_backend *be, void *binding);
 void *sp_backend_device_base(sp_backend *be, void *binding, const sp_memory_view *adopted);
 void sp_backend_release(sp_backend *be, void *binding);

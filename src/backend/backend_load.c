@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "backend/backend.h"
-#include "error.h"
+#include "core/error.h"
 
 bool sp_path_beside_exe(const char *file, char *path, size_t cap) {
   ssize_t n = cap > 1 ? readlink("/proc/self/exe", path, cap - 1) : -1;

@@ -18,9 +18,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "actor_staged.h"
-#include "clock.h"
-#include "cli.h"
+#include "runtime/actor_staged.h"
+#include "core/clock.h"
+#include "cli/cli.h"
 #include "samepage.h"
 
 extern const uint8_t sp_embedded_bench_zerocopy[], sp_embedded_bench_zerocopy_end[];

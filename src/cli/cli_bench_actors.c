@@ -28,8 +28,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cli.h"
-#include "error.h"
+#include "cli/cli.h"
+#include "core/error.h"
 #include "samepage.h"
 
 #define MAX_ACTORS 256

@@ -14,9 +14,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "clock.h"
-#include "cli.h"
-#include "error.h"
+#include "core/clock.h"
+#include "cli/cli.h"
+#include "core/error.h"
 #include "samepage.h"
 
 typedef struct snap_row {

@@ -11,8 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
-#include "file_open.h"
+#include "cli/cli.h"
+#include "core/file_open.h"
 #include "samepage.h"
 
 #define MAX_DIRS 64

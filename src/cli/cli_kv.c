@@ -18,11 +18,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cli.h"
-#include "error.h"
-#include "file_open.h"
+#include "cli/cli.h"
+#include "core/error.h"
+#include "core/file_open.h"
 #include "samepage.h"
-#include "snapshot.h"
+#include "snapshot/snapshot.h"
 
 extern const uint8_t sp_embedded_llm[], sp_embedded_llm_end[];
 

@@ -4,9 +4,9 @@
  */
 #include <stdio.h>
 
-#include "clock.h"
-#include "cli.h"
-#include "error.h"
+#include "core/clock.h"
+#include "cli/cli.h"
+#include "core/error.h"
 #include "samepage.h"
 
 extern const uint8_t sp_embedded_llm[], sp_embedded_llm_end[];

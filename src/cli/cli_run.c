@@ -30,9 +30,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "clock.h"
-#include "cli.h"
-#include "knobs.h"
+#include "core/clock.h"
+#include "cli/cli.h"
+#include "core/knobs.h"
 #include "samepage.h"
 
 extern const uint8_t sp_embedded_llm[], sp_embedded_llm_end[];

@@ -7,8 +7,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "cli.h"
-#include "knobs.h"
+#include "cli/cli.h"
+#include "core/knobs.h"
 #include "samepage.h"
 
 /* The environment's settings, read once at the start (knobs.h). */

@@ -58,7 +58,7 @@
 #include "backend/cpu/fp16.h"
 #include "backend/cpu/llm_ops.h"
 #include "backend/cpu/simd.h"
-#include "dtype.h"
+#include "core/dtype.h"
 
 #define SP_ATTN_CHUNK 128 /* keys per chunk */
 #define SP_ATTN_AHEAD 16  /* k and v rows fetched ahead of use */

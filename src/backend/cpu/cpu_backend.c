@@ -21,8 +21,8 @@
 
 #include "backend/cpu/cpu_exec.h"
 #include "backend/cpu/llm_ops.h"
-#include "error.h"
-#include "op_rules.h"
+#include "core/error.h"
+#include "core/op_rules.h"
 
 typedef struct sp_cpu_ctx {
   sp_threadpool *pool;
@@ -131,7 +131,7 @@ static sp_error_t *over_budget(const sp_cpu_scratch *s, const sp_cmd *cmd, sp_er
                               rule ? rule->name : "op", need, budget);
 }
 
-static sp_error_t *cpu_submit(void *ctx, void *binding, const sp_cmd *cmds, uint32_t count) {
+static sp_error_t *cpu_submit(void *ctx, void *binding, const sp_cmd *cmds, uint32_t count, bool same) {
   sp_cpu_ctx *c = ctx;
   sp_cpu_binding *b = binding;
   sp_cpu_exec ex = {.base = b->view.base, .pool = c->pool, .kern = c->kern, .scratch = &b->scratch};

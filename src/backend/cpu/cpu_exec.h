@@ -13,8 +13,8 @@
 
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/threadpool.h"
-#include "error.h"
-#include "memory_budget.h"
+#include "core/error.h"
+#include "core/memory_budget.h"
 #include "samepage_abi.h"
 
 /* The scratch budget of a binding unless set otherwise

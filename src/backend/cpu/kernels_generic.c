@@ -14,7 +14,7 @@
 
 #include "backend/cpu/fp16.h"
 #include "backend/cpu/kernels.h"
-#include "dtype.h"
+#include "core/dtype.h"
 
 #if defined(__x86_64__) && !defined(__clang__)
 #define SP_FMA_CLONES __attribute__((target_clones("fma", "default")))

@@ -20,7 +20,7 @@
 
 #include "backend/cpu/llm_ops.h"
 #include "backend/cpu/fp16.h"
-#include "dtype.h"
+#include "core/dtype.h"
 
 /* Address of row (i1, i2, i3) of a validated tensor. */
 static inline uint8_t *row_at(uint8_t *base, const sp_tensor *t, int64_t i1, int64_t i2, int64_t i3) {

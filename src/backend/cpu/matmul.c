@@ -15,7 +15,7 @@
 #include <string.h>
 
 #include "backend/cpu/cpu_exec.h"
-#include "dtype.h"
+#include "core/dtype.h"
 
 #define SP_MM_M_TILE 64                /* activation rows per tile (multiple of 4) */
 #define SP_MM_TASK_MIN_BYTES (32 << 10) /* weight bytes streamed per task, at least */

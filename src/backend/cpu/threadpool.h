@@ -15,7 +15,7 @@
 
 #include <stdint.h>
 
-#include "error.h"
+#include "core/error.h"
 
 typedef struct sp_threadpool sp_threadpool;
 

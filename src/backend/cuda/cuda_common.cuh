@@ -1,11 +1,11 @@
 /*
  * cuda_common.cuh: what the CUDA op families share.
  *
- * cuda_backend.cu decodes each validated command into an sp_cu_cmd: its
+ * cuda_submit.cu decodes each validated command into an sp_cu_cmd: its
  * tensors with resolved device pointers (guest memory itself, or a frozen
  * range's device copy for sources wholly inside one), and hands it to the
- * launcher of its op family (matmul.cu, elementwise.cu, llm_ops.cu,
- * attention.cu). Launchers only enqueue on the binding's stream; they never
+ * launcher of its op family (matmul.cu, elementwise.cu, norm.cu, rope.cu,
+ * rows.cu, softmax_argmax.cu, attention.cu). Launchers only enqueue on the binding's stream; they never
  * synchronize, so a whole list can be captured as one CUDA graph.
  *
  * Every kernel starts with SP_CU_GUARD: once an earlier command of the list
@@ -190,7 +190,7 @@ typedef struct sp_cu_qdst {
 } sp_cu_qdst;
 
 /* Bytes copied from guest memory to device memory at the start of a list
- * (staged index tensors, cuda_backend.cu). */
+ * (staged index tensors, cuda_submit.cu). */
 #define SP_CU_MAX_STAGED 8
 typedef struct sp_cu_spans {
   const uint32_t *src[SP_CU_MAX_STAGED];

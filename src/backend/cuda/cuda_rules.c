@@ -1,7 +1,7 @@
 /* cuda_rules.c: the CUDA backend's op and dtype rules (cuda_rules.h). */
 #include "backend/cuda/cuda_rules.h"
 
-#include "op_rules.h"
+#include "core/op_rules.h"
 
 /* The validator (op_rules.c) has checked every dtype by now; what the CUDA
  * kernels add are two size caps. */

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "knobs.h"
+#include "core/knobs.h"
 #include "backend/cuda/cuda_common.cuh"
 #include "backend/cuda/fault.h"
 
@@ -26,6 +26,9 @@ bool sp_cu_fault_is_sticky(cudaError_t e) {
   }
 }
 
+#if SP_TEST_HOOKS_BUILT
+/* Test builds only (knobs.h): a release library holds no kernel that
+ * writes to an invalid address. */
 static __global__ void write_invalid(int *p) { p[threadIdx.x] = 1; }
 
 bool sp_cu_fault_inject(cudaStream_t stream) {
@@ -38,3 +41,7 @@ bool sp_cu_fault_inject(cudaStream_t stream) {
 }
 
 bool sp_cu_fault_sync_each(void) { return sp_cu_knobs()->cuda_sync_each; }
+#else
+bool sp_cu_fault_inject(cudaStream_t stream) { return false; }
+bool sp_cu_fault_sync_each(void) { return false; }
+#endif

@@ -18,7 +18,9 @@
  *
  * SP_CUDA_INJECT_FAULT=N makes the N-th list the backend enqueues (counted
  * from 1, across the process) launch a kernel that writes to an invalid
- * address, so tests can show all this on a real device.
+ * address, so tests can show all this on a real device. It and
+ * SP_CUDA_SYNC_EACH are test hooks, compiled only into test builds
+ * (knobs.h); elsewhere both functions below answer false.
  */
 #ifndef SP_CUDA_FAULT_H
 #define SP_CUDA_FAULT_H

@@ -15,7 +15,7 @@
 #include "backend/cuda/cuda_common.cuh"
 
 extern "C" {
-#include "dtype.h"
+#include "core/dtype.h"
 }
 
 #define SP_FUSE_MAX_NORM 8192 /* rmsnorm rows up to 1024 threads x 8 values */

@@ -6,7 +6,7 @@
 
 #include <library_types.h>
 
-#include "knobs.h"
+#include "core/knobs.h"
 #include "backend/cuda/gemm.h"
 
 /* ---- cuBLAS, loaded at run time: the few entry points we call ---- */

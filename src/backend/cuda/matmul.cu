@@ -16,7 +16,7 @@
  */
 #include <mma.h>
 
-#include "knobs.h"
+#include "core/knobs.h"
 #include "backend/cuda/cuda_common.cuh"
 #include "backend/cuda/gemm.h"
 

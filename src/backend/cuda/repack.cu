@@ -1,7 +1,7 @@
 /*
  * repack.cu: repacked quantized weights (see repack.h).
  */
-#include "knobs.h"
+#include "core/knobs.h"
 #include "backend/cuda/repack.h"
 
 #include <stdlib.h>

@@ -29,7 +29,7 @@ extern "C" { /* C headers of the project, also from the .cu files */
 #endif
 
 #include "backend/backend.h"
-#include "error.h"
+#include "core/error.h"
 
 typedef struct sp_resident_copy {
   void *dev;         /* device memory, len bytes */

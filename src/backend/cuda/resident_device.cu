@@ -4,7 +4,7 @@
 #include <stdlib.h>
 
 #define _Static_assert static_assert /* samepage_abi.h is C11 (as in cuda_common.cuh) */
-#include "knobs.h"
+#include "core/knobs.h"
 #include "backend/cuda/repack.h"
 #include "backend/cuda/resident_device.h"
 #include "backend/cuda/vmm.h"

@@ -1,17 +1,9 @@
-# The CUDA backend's sources: one .cu per op family plus the backend itself,
-# and its plain-C parts (also linked by CPU tests).
-set(SP_CUDA_BACKEND_SOURCES
-  ${CMAKE_CURRENT_LIST_DIR}/cuda_backend.cu
-  ${CMAKE_CURRENT_LIST_DIR}/resident_device.cu
-  ${CMAKE_CURRENT_LIST_DIR}/resident_cache.c
-  ${CMAKE_CURRENT_LIST_DIR}/pin_plan.c
-  ${CMAKE_CURRENT_LIST_DIR}/cuda_rules.c
-  ${CMAKE_CURRENT_LIST_DIR}/matmul.cu
-  ${CMAKE_CURRENT_LIST_DIR}/elementwise.cu
-  ${CMAKE_CURRENT_LIST_DIR}/llm_ops.cu
-  ${CMAKE_CURRENT_LIST_DIR}/attention.cu
-  ${CMAKE_CURRENT_LIST_DIR}/attention_prefill.cu
-  ${CMAKE_CURRENT_LIST_DIR}/fuse.cu
-  ${CMAKE_CURRENT_LIST_DIR}/repack.cu
-  ${CMAKE_CURRENT_LIST_DIR}/fault.cu
-  ${CMAKE_CURRENT_LIST_DIR}/gemm.cu)
+# The CUDA backend's sources, read from sources.list (the list
+# scripts/build-cuda-lib.sh reads too, so the two builds cannot drift).
+file(STRINGS ${CMAKE_CURRENT_LIST_DIR}/sources.list sp_cuda_list REGEX "^[^#]")
+set(SP_CUDA_BACKEND_SOURCES)
+foreach(f IN LISTS sp_cuda_list)
+  string(STRIP "${f}" f)
+  list(APPEND SP_CUDA_BACKEND_SOURCES ${CMAKE_SOURCE_DIR}/${f})
+endforeach()
+set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${CMAKE_CURRENT_LIST_DIR}/sources.list)

@@ -31,8 +31,6 @@ typedef struct conn {
   uint64_t base, device_base; /* the worker's view of it */
   sp_file_range *files;    /* the file ranges it maps now */
   uint32_t n_files;
-  sp_cmd *last;            /* the last list sent (the worker keeps it too) */
-  uint32_t n_last;
   unsigned spin_us;        /* waiting for a reply (wire.h) */
   int got[SP_WIRE_MAX_FDS]; /* descriptors that came with the last reply */
   int n_got;

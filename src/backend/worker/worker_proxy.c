@@ -21,8 +21,8 @@
 #include "backend/worker/proxy.h"
 #include "backend/worker/wire.h"
 #include "backend/worker/worker.h"
-#include "error.h"
-#include "written_pages.h"
+#include "core/error.h"
+#include "core/written_pages.h"
 
 extern char **environ;
 
@@ -129,7 +129,6 @@ static void conn_free(conn *c) {
   pthread_mutex_destroy(&c->mu);
   sp_error_free(c->deferred);
   free(c->files);
-  free(c->last);
   for (int i = 0; i < c->n_got; i++) close(c->got[i]);
   free(c);
 }
@@ -316,25 +315,15 @@ static sp_error_t *px_grow(void *ctx, void *binding, const sp_memory_view *view)
   return call(binding, &req, NULL, NULL, 0, NULL, NULL, 0);
 }
 
-/* Whether cmds repeat the last list sent; if not, they become the last. */
-static bool same_as_last(conn *c, const sp_cmd *cmds, uint32_t count) {
-  size_t bytes = (size_t)count * sizeof *cmds;
-  if (c->last && c->n_last == count && !memcmp(c->last, cmds, bytes)) return true;
-  sp_cmd *copy = malloc(bytes ? bytes : 1);
-  if (copy) memcpy(copy, cmds, bytes);
-  free(c->last);
-  c->last = copy, c->n_last = copy ? count : 0;
-  return false;
-}
-
-/* Sends the list (or "the same list again") and returns: its reply is read
- * with the wait's, so a list costs one round trip. */
-static sp_error_t *px_submit(void *ctx, void *binding, const sp_cmd *cmds, uint32_t count) {
+/* Sends the list, or "the same list again" when the runtime says it is
+ * (backend.h: the worker kept the last list it was sent), and returns: its
+ * reply is read with the wait's, so a list costs one round trip. */
+static sp_error_t *px_submit(void *ctx, void *binding, const sp_cmd *cmds, uint32_t count, bool same) {
   conn *c = binding;
   pthread_mutex_lock(&c->mu);
   drain(c);
   sp_error_t *err = NULL;
-  bool repeat = same_as_last(c, cmds, count);
+  bool repeat = same;
   sp_wire_msg req = {.op = SP_WIRE_SUBMIT, .n = count, .c = repeat,
                      .payload = repeat ? 0 : (uint64_t)count * sizeof *cmds};
   if (c->dead) err = dead_error(c);

@@ -11,9 +11,9 @@
 
 #include "backend/worker/wire.h"
 #include "backend/worker/worker.h"
-#include "error.h"
-#include "fault_guard.h"
-#include "region.h"
+#include "core/error.h"
+#include "core/fault_guard.h"
+#include "core/region.h"
 
 typedef struct worker {
   int sock;
@@ -136,17 +136,19 @@ static sp_error_t *on_push(worker *w, const sp_wire_msg *m, const void *payload)
 }
 
 /* A new list is kept: decode sends the same bytes every token, and then
- * the host says "the same list" instead of sending them again. */
+ * the host says "the same list" instead of sending them again (backend.h,
+ * submit's `same`: the host's runtime decided it, and the backend here
+ * gets the same answer). */
 static sp_error_t *on_submit(worker *w, const sp_wire_msg *m, void **payload) {
   if (m->c == 1 && !m->payload) {
     if (m->n != w->n_last || !w->last) return sp_error_new("worker: a repeat of a list it does not have");
-    return sp_backend_submit(w->be, w->binding, w->last, w->n_last);
+    return sp_backend_submit(w->be, w->binding, w->last, w->n_last, true);
   }
   if (m->payload != (uint64_t)m->n * sizeof(sp_cmd)) return sp_error_new("worker: bad command list");
   free(w->last);
   w->last = *payload, w->n_last = m->n;
   *payload = NULL;
-  return sp_backend_submit(w->be, w->binding, w->last, w->n_last);
+  return sp_backend_submit(w->be, w->binding, w->last, w->n_last, false);
 }
 
 /* Runs one request; reply values go to reply, a payload to out. */
