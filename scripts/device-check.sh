@@ -51,6 +51,14 @@ add "test_cuda_ops rc=$rc: $(tail -1 $out/logs/test_cuda_ops.txt)"
 timeout 300 $b/test_cpu_read_once race-cuda > $out/logs/test_cuda_read_once.txt 2>&1; rc=$?
 grep -E "ran,|FAIL" $out/logs/test_cuda_read_once.txt
 add "test_cpu_read_once race-cuda rc=$rc: $(tail -1 $out/logs/test_cuda_read_once.txt)"
+# One "same list" decision per submit (issue 14): lists changed in one byte
+# between repeats run as changed, on CUDA graphs and through a worker.
+for iso in none process; do
+  SP_WORKER_EXE=$b/samepage-worker timeout 60 $sp exec --backend cuda --isolation $iso $b/guests/test_repeat_lists.wasm \
+    > $out/logs/repeat_lists_$iso.txt 2>&1; rc=$?
+  grep FAIL $out/logs/repeat_lists_$iso.txt | head -5
+  add "repeat_lists cuda isolation=$iso rc=$rc: $(grep -c '^ok' $out/logs/repeat_lists_$iso.txt) ok"
+done
 timeout 60 $sp bench zerocopy --backend cuda > $out/logs/zerocopy.txt 2>&1; add "bench zerocopy cuda rc=$?: $(grep -iE 'identity|RSS' $out/logs/zerocopy.txt | tr -s ' ' | tr '\n' ';')"
 
 # ---- 3. synthetic models ----

@@ -23,7 +23,7 @@ else
   for t in test_cuda_fault test_hostile test_isolation test_cpu_kernels test_cpu_attention test_cpu_read_once test_cpu_backend test_llm_greedy cpu_table; do
     cp "$build/tests/$t" "$stage/"
   done
-  for g in llm test_hostile test_grow test_mapsum; do cp "$build/guests/$g.wasm" "$stage/guests/"; done
+  for g in llm test_hostile test_grow test_mapsum test_repeat_lists; do cp "$build/guests/$g.wasm" "$stage/guests/"; done
 fi
 strip "$stage"/samepage "$stage"/test_* "$stage"/cpu_table
 ((cpu_only)) || strip "$stage"/samepage-worker "$stage"/synth_gguf
