@@ -93,6 +93,17 @@ typedef enum sp_dtype {
   SP_DTYPE_Q4_0 = 5, /* 32 elems: f16 scale + 16 bytes of nibbles  (18 bytes) */
   SP_DTYPE_Q4_1 = 6, /* 32 elems: f16 scale, f16 min + 16 bytes    (20 bytes) */
   SP_DTYPE_I32 = 7,
+  /* The types of llama.cpp's "K-quant" and i-quant files (issue 15). The
+   * K-quants pack 256 elements in a super-block with sub-block scales. */
+  SP_DTYPE_Q5_0 = 8,    /* 32 elems: f16 d, 4 bytes of high bits, 16 bytes of nibbles (22 bytes) */
+  SP_DTYPE_Q5_1 = 9,    /* 32 elems: f16 d, f16 m, 4 bytes high bits, 16 bytes       (24 bytes) */
+  SP_DTYPE_Q2_K = 10,   /* 256 elems                                                 (84 bytes) */
+  SP_DTYPE_Q3_K = 11,   /* 256 elems                                                 (110 bytes) */
+  SP_DTYPE_Q4_K = 12,   /* 256 elems                                                 (144 bytes) */
+  SP_DTYPE_Q5_K = 13,   /* 256 elems                                                 (176 bytes) */
+  SP_DTYPE_Q6_K = 14,   /* 256 elems                                                 (210 bytes) */
+  SP_DTYPE_IQ4_NL = 15, /* 32 elems: f16 d, 16 bytes of nibbles indexing a table     (18 bytes) */
+  SP_DTYPE_IQ4_XS = 16, /* 256 elems: f16 d, scales, 128 bytes of nibbles            (136 bytes) */
   SP_DTYPE_COUNT
 } sp_dtype;
 
@@ -129,7 +140,9 @@ typedef enum sp_op {
    * [f16|f32: D, Hkv, C], src2 = v cache [same dtype and shape as k],
    * src3 = positions[i32: T]. Query t attends to cache rows 0..pos[t]
    * (pos[t] < C, checked when the op runs). dst[f32: D, Hq, T].
-   * param[0] = scale (f32), Hq % Hkv == 0. With an f16 cache, q and then
+   * param[0] = scale (f32), Hq % Hkv == 0. param[1] = sliding window W
+   * (u32; 0 = none): query t then attends to rows max(0, pos[t] - W + 1)
+   * .. pos[t] only (Gemma 3's local layers, Mistral). With an f16 cache, q and then
    * the softmax probabilities are rounded to f16 before they meet k and v
    * (as ggml does), so results agree with llama.cpp's to summation noise. */
   SP_OP_ATTENTION = 8,
@@ -149,6 +162,13 @@ typedef enum sp_op {
    * row of NaN gives 0). Greedy decoding reads one integer per token
    * instead of a vocabulary of logits. */
   SP_OP_ARGMAX = 13,
+  /* dst = gelu(src0) * src1, all f32 of one shape, with the tanh form of
+   * GELU: gelu(x) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) (Gemma's
+   * GeGLU feed-forward). In place allowed (dst == src0). */
+  SP_OP_GEGLU = 14,
+  /* dst = param[0] * tanh(src0 / param[0]), f32, param[0] = cap (f32, > 0):
+   * soft-capping of logits or attention scores. In place allowed. */
+  SP_OP_SOFTCAP = 15,
   SP_OP_COUNT
 } sp_op;
 

@@ -12,7 +12,7 @@ static const sp_dtype_info dtype_table[SP_DTYPE_COUNT] = {
 };
 
 const sp_dtype_info *sp_dtype_get(uint32_t dtype) {
-  if (dtype == SP_DTYPE_NONE || dtype >= SP_DTYPE_COUNT) return NULL;
+  if (dtype == SP_DTYPE_NONE || dtype >= SP_DTYPE_COUNT || !dtype_table[dtype].name) return NULL;
   return &dtype_table[dtype];
 }
 

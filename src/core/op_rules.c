@@ -232,5 +232,6 @@ static const sp_op_rule op_rules[SP_OP_COUNT] = {
 };
 
 const sp_op_rule *sp_op_rule_get(uint32_t op) {
-  return op < SP_OP_COUNT ? &op_rules[op] : NULL;
+  /* an op of the enum whose rules are not written yet is unknown */
+  return op < SP_OP_COUNT && op_rules[op].check ? &op_rules[op] : NULL;
 }
