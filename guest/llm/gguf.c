@@ -71,6 +71,7 @@ static const struct {
     {GGUF_GGML_Q2_K, {"Q2_K", 256, 84}}, {GGUF_GGML_Q3_K, {"Q3_K", 256, 110}},
     {GGUF_GGML_Q4_K, {"Q4_K", 256, 144}}, {GGUF_GGML_Q5_K, {"Q5_K", 256, 176}},
     {GGUF_GGML_Q6_K, {"Q6_K", 256, 210}}, {GGUF_GGML_Q8_K, {"Q8_K", 256, 292}},
+    {GGUF_GGML_IQ4_NL, {"IQ4_NL", 32, 18}}, {GGUF_GGML_IQ4_XS, {"IQ4_XS", 256, 136}},
     {GGUF_GGML_I8, {"I8", 1, 1}},        {GGUF_GGML_I16, {"I16", 1, 2}},
     {GGUF_GGML_I32, {"I32", 1, 4}},      {GGUF_GGML_I64, {"I64", 1, 8}},
     {GGUF_GGML_F64, {"F64", 1, 8}},      {GGUF_GGML_BF16, {"BF16", 1, 2}},

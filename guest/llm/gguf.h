@@ -82,6 +82,8 @@ typedef enum gguf_ggml_type {
   GGUF_GGML_Q5_K = 13,
   GGUF_GGML_Q6_K = 14,
   GGUF_GGML_Q8_K = 15,
+  GGUF_GGML_IQ4_NL = 20,
+  GGUF_GGML_IQ4_XS = 23,
   GGUF_GGML_I8 = 24,
   GGUF_GGML_I16 = 25,
   GGUF_GGML_I32 = 26,

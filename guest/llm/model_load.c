@@ -92,6 +92,15 @@ static uint32_t sp_dtype_of(uint32_t ggml_type) {
     case GGUF_GGML_Q8_0: return SP_DTYPE_Q8_0;
     case GGUF_GGML_Q4_0: return SP_DTYPE_Q4_0;
     case GGUF_GGML_Q4_1: return SP_DTYPE_Q4_1;
+    case GGUF_GGML_Q5_0: return SP_DTYPE_Q5_0;
+    case GGUF_GGML_Q5_1: return SP_DTYPE_Q5_1;
+    case GGUF_GGML_Q2_K: return SP_DTYPE_Q2_K;
+    case GGUF_GGML_Q3_K: return SP_DTYPE_Q3_K;
+    case GGUF_GGML_Q4_K: return SP_DTYPE_Q4_K;
+    case GGUF_GGML_Q5_K: return SP_DTYPE_Q5_K;
+    case GGUF_GGML_Q6_K: return SP_DTYPE_Q6_K;
+    case GGUF_GGML_IQ4_NL: return SP_DTYPE_IQ4_NL;
+    case GGUF_GGML_IQ4_XS: return SP_DTYPE_IQ4_XS;
     default: return SP_DTYPE_NONE;
   }
 }

@@ -6,9 +6,27 @@
 
 #include "core/dtype.h"
 
+/* Float and block-quantized types: what matmul and get_rows read. (A type
+ * the dtype table does not know yet never gets this far.) */
 static bool is_weight_dtype(uint32_t dtype) {
-  return dtype == SP_DTYPE_F32 || dtype == SP_DTYPE_F16 || dtype == SP_DTYPE_BF16 ||
-         dtype == SP_DTYPE_Q8_0 || dtype == SP_DTYPE_Q4_0 || dtype == SP_DTYPE_Q4_1;
+  switch (dtype) {
+  case SP_DTYPE_F32:
+  case SP_DTYPE_F16:
+  case SP_DTYPE_BF16:
+  case SP_DTYPE_Q8_0:
+  case SP_DTYPE_Q4_0:
+  case SP_DTYPE_Q4_1:
+  case SP_DTYPE_Q5_0:
+  case SP_DTYPE_Q5_1:
+  case SP_DTYPE_Q2_K:
+  case SP_DTYPE_Q3_K:
+  case SP_DTYPE_Q4_K:
+  case SP_DTYPE_Q5_K:
+  case SP_DTYPE_Q6_K:
+  case SP_DTYPE_IQ4_NL:
+  case SP_DTYPE_IQ4_XS: return true;
+  default: return false;
+  }
 }
 
 static bool same_shape(const sp_tensor *a, const sp_tensor *b) {

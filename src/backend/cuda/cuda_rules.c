@@ -3,11 +3,32 @@
 
 #include "core/op_rules.h"
 
+/* Weight dtypes the CUDA matmul and get_rows kernels read. The validator
+ * accepts more (every dtype of the ABI); a list naming another is refused
+ * up front (SP_E_UNSUPPORTED) rather than launched. */
+static bool weight_dtype_supported(uint32_t dtype) {
+  switch (dtype) {
+  case SP_DTYPE_F32:
+  case SP_DTYPE_F16:
+  case SP_DTYPE_BF16:
+  case SP_DTYPE_Q8_0:
+  case SP_DTYPE_Q4_0:
+  case SP_DTYPE_Q4_1: return true;
+  default: return false;
+  }
+}
+
 /* The validator (op_rules.c) has checked every dtype by now; what the CUDA
- * kernels add are two size caps. */
+ * kernels add are the weight dtypes and ops they have, and two size caps. */
 bool sp_cuda_supports(const sp_cmd *cmd) {
   if (!sp_op_rule_get(cmd->op)) return false;
-  if (cmd->op == SP_OP_ROPE) return cmd->param[0] <= 2048;         /* rotated dimensions */
-  if (cmd->op == SP_OP_ATTENTION) return cmd->src[0].ne[0] <= 256; /* head size */
-  return true;
+  switch (cmd->op) {
+  case SP_OP_MATMUL:
+  case SP_OP_GET_ROWS: return weight_dtype_supported(cmd->src[0].dtype);
+  case SP_OP_ROPE: return cmd->param[0] <= 2048; /* rotated dimensions */
+  case SP_OP_ATTENTION: return cmd->src[0].ne[0] <= 256 && cmd->param[1] == 0; /* head size; no window yet */
+  case SP_OP_GEGLU:
+  case SP_OP_SOFTCAP: return false; /* no kernels yet */
+  default: return true;
+  }
 }
