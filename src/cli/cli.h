@@ -57,6 +57,10 @@ int sp_cli_bench(int argc, char **argv);
 
 /* The default model's path ($SAMEPAGE_MODEL, else the fetch cache). */
 const char *sp_cli_default_model(void);
+/* A model file the user named: `given` if such a file exists, else the
+ * cache path of a known short name ("smollm2", "gemma3-270m"; *short_name
+ * then says which), else `given` (cli_models.c). */
+const char *sp_cli_model_path(const char *given, const char **short_name);
 
 /* The environment's settings (knobs.h), parsed once by main; every
  * runtime the CLI creates gets them (sp_runtime_options.knobs). */

@@ -71,8 +71,9 @@ typedef struct run_stats {
 static void run_usage(FILE *out) {
   fprintf(out,
           "usage: samepage run [options] [PROMPT]\n"
-          "  -m, --model FILE       GGUF model (default: SmolLM2-135M-Instruct Q4_1,\n"
-          "                         fetched by scripts/fetch-model.sh; or $SAMEPAGE_MODEL)\n"
+          "  -m, --model FILE|NAME  GGUF model, or a known name fetched by scripts/fetch-model.sh NAME:\n"
+          "                         smollm2 (the default: SmolLM2-135M-Instruct Q4_1; or $SAMEPAGE_MODEL),\n"
+          "                         gemma3-270m (Gemma 3 270M base, Q4_K_M)\n"
           "  -p, --prompt TEXT      prompt; without one, an interactive chat\n"
           "  -n, --n-predict N      tokens to generate per turn (default 256)\n"
           "  --temp F               sampling temperature (default 0.8; 0 is greedy)\n"
@@ -128,17 +129,6 @@ static bool finite_float_ok(const char *opt, const char *val) {
 }
 
 static bool is_guest_option(const char *opt) { return sp_cli_is_one_of(opt, guest_options); }
-
-const char *sp_cli_default_model(void) {
-  static char path[4096];
-  const struct sp_knobs *k = sp_cli_knobs();
-  if (k->model) return k->model;
-  const char *cache = k->cache, *xdg = k->xdg_cache_home, *home = k->home;
-  if (cache && *cache) snprintf(path, sizeof path, "%s/models/SmolLM2-135M-Instruct.Q4_1.gguf", cache);
-  else if (xdg && *xdg) snprintf(path, sizeof path, "%s/samepage/models/SmolLM2-135M-Instruct.Q4_1.gguf", xdg);
-  else snprintf(path, sizeof path, "%s/.cache/samepage/models/SmolLM2-135M-Instruct.Q4_1.gguf", home ? home : ".");
-  return path;
-}
 
 /* One option of the host's own with its value; 0 or an exit code. */
 static int parse_host_option(run_args *a, const char *opt, const char *val) {
@@ -573,9 +563,15 @@ int sp_cli_run(int argc, char **argv) {
   int rc = parse_run_args(argc, argv, &a);
   if (rc) return rc < 0 ? 0 : rc;
   arm_sigint(true); /* Ctrl-C while loading: no answer, the stats, exit 130 */
+  const char *short_name = NULL;
+  a.model = sp_cli_model_path(a.model, &short_name);
   if (access(a.model, R_OK)) {
-    fprintf(stderr, "samepage run: model %s: cannot read it%s\n", a.model,
-            sp_cli_knobs()->model ? "" : " (fetch the default model with scripts/fetch-model.sh)");
+    if (short_name)
+      fprintf(stderr, "samepage run: model %s (%s) is not fetched yet: scripts/fetch-model.sh %s\n", short_name,
+              a.model, short_name);
+    else
+      fprintf(stderr, "samepage run: model %s: cannot read it%s\n", a.model,
+              sp_cli_knobs()->model ? "" : " (fetch the default model with scripts/fetch-model.sh)");
     return SP_EXIT_RUNTIME;
   }
   sp_runtime_options ropts = {.backend = a.backend, .threads = a.threads, .residency = a.residency,
