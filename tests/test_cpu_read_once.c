@@ -17,7 +17,12 @@
  * `race-cuda`: the same race on the CUDA backend (scripts/device-check.sh;
  * exits 77, skipped, where no CUDA backend loads). Its kernels read each
  * index once into a register and bound-check it there (SECURITY.md, "Read
- * once"), so a run may pick another valid row, never one outside.
+ * once"), so a run may pick another valid row, never one outside. CUDA
+ * never reads a file-backed page in place (it cannot register one), so
+ * there the index page is ordinary registered memory and the racer stores
+ * into it directly; with SP_CUDA_NO_STAGING=1 the kernels read it across
+ * the bus while it changes, without it they read the copy staged at the
+ * start of each list.
  *
  * `budget`: commands whose scratch need passes the budget (the default
  * 256 MiB, and 1 MiB set with sp_backend_cpu_set_scratch_budget) are
@@ -96,18 +101,35 @@ static void open_backend(unsigned threads, size_t budget, sp_backend **be, void 
 static int fd;
 static atomic_bool stop;
 
+/* The racer's one write of every index: to the file (the CPU reads the
+ * shared page), or straight into registered memory (CUDA). */
+static void write_indices(const int32_t *v) {
+  if (!on_cuda) {
+    if (pwrite(fd, v, N_IDX * sizeof *v, 0) != (ssize_t)(N_IDX * sizeof *v)) abort();
+    return;
+  }
+  int32_t *idx = (int32_t *)(guest + IDX_OFF);
+  for (int i = 0; i < N_IDX; i++) __atomic_store_n(&idx[i], v[i], __ATOMIC_RELAXED);
+}
+
 static void *racer(void *arg) {
   (void)arg;
   int32_t good[N_IDX], bad[N_IDX];
   for (int i = 0; i < N_IDX; i++) good[i] = i % ROWS, bad[i] = HOSTILE;
-  while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
-    if (pwrite(fd, bad, sizeof bad, 0) != sizeof bad || pwrite(fd, good, sizeof good, 0) != sizeof good) abort();
-  }
+  while (!atomic_load_explicit(&stop, memory_order_relaxed)) write_indices(bad), write_indices(good);
   return NULL;
 }
 
-/* Maps one page of a temporary file, shared, at guest address IDX_OFF. */
+/* Maps one page of a temporary file, shared, at guest address IDX_OFF
+ * (CUDA: the page stays anonymous, see race-cuda above). */
 static void map_index_file(void) {
+  int32_t good[N_IDX];
+  for (int i = 0; i < N_IDX; i++) good[i] = i % ROWS;
+  if (on_cuda) {
+    fd = -1;
+    write_indices(good);
+    return;
+  }
   char path[] = "/tmp/sp_read_once_XXXXXX";
   fd = mkstemp(path);
   if (fd < 0 || unlink(path) || ftruncate(fd, 4096)) {
@@ -118,9 +140,7 @@ static void map_index_file(void) {
     perror("mmap");
     exit(2);
   }
-  int32_t good[N_IDX];
-  for (int i = 0; i < N_IDX; i++) good[i] = i % ROWS;
-  if (pwrite(fd, good, sizeof good, 0) != sizeof good) exit(2);
+  write_indices(good);
 }
 
 /* Runs cmd RUNS times while the racer flips the indices; counts outcomes.
@@ -194,7 +214,7 @@ static void race_all(void) {
   att.src[2] = tensor(Q_OFF, SP_DTYPE_F32, 16, 1, ROWS, 64, STRIDE / 2);
   att.src[3] = tensor(IDX_OFF, SP_DTYPE_I32, N_IDX, 1, 1, 0, 0);
   race("attention", &att, NULL);
-  close(fd);
+  if (fd >= 0) close(fd);
 }
 
 /* ---- budget ---- */
