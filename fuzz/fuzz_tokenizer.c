@@ -1,8 +1,11 @@
 /*
- * fuzz_tokenizer.c: libFuzzer target for the guest's BPE tokenizer
- * (guest/llm/tokenizer.c + unicode*.c, built natively).
+ * fuzz_tokenizer.c: libFuzzer target for the guest's tokenizer
+ * (guest/llm/tokenizer.c, tok_spm.c, unicode*.c, built natively): byte-level
+ * BPE, SentencePiece or Gemma 4 BPE, whichever the vocabulary file holds.
  *
- * The vocabulary comes from a real GGUF: $SP_FUZZ_VOCAB, else
+ * The vocabulary comes from a real GGUF: $SP_FUZZ_VOCAB (any model, or one of
+ * llama.cpp's vocab-only files such as ggml-vocab-llama-spm.gguf from
+ * scripts/fetch-llama-vocab.sh), else
  * $SP_TEST_MODEL, else ~/.cache/samepage/models/SmolLM2-135M-Instruct.Q4_1.gguf
  * (scripts/fuzz falls back to a small synthetic model from tools/synth_gguf).
  * Input byte 0 picks the mode; the rest is text or ids:

@@ -52,10 +52,11 @@ function(sp_embed_guest target name)
 endfunction()
 
 sp_add_guest(example_matmul SOURCES guest/examples/matmul.c)
-# The LLM guest: GGUF, tokenizer, Llama forward pass, sampling, chat.
+# The LLM guest: GGUF, tokenizers, the forward pass of every supported
+# architecture, sampling, chat.
 sp_add_guest(llm REACTOR SOURCES
-  guest/llm/llm_main.c guest/llm/model.c guest/llm/model_load.c guest/llm/sampler.c
+  guest/llm/llm_main.c guest/llm/model.c guest/llm/model_load.c guest/llm/model_arch.c guest/llm/sampler.c
   guest/llm/chat.c guest/llm/gguf.c guest/llm/tokenizer.c guest/llm/unicode.c
-  guest/llm/unicode_tables.c)
+  guest/llm/unicode_tables.c guest/llm/tok_spm.c)
 sp_add_guest(bench_zerocopy SOURCES bench/zerocopy_guest.c REACTOR
   EXPORTS prepare_tensor matmul_buffers matmul_check submit_loop)

@@ -80,6 +80,26 @@ static void fill_floats(float *x, int64_t n, bool hostile) {
   for (int64_t i = 0; i < n; i++) x[i] = test_value(hostile);
 }
 
+/* Where a block keeps its f16 scale and (if any) its f16 min or dmin;
+ * every other byte of a block may hold anything. */
+typedef struct scale_fields {
+  int d, min;  /* byte offsets; min -1 if none */
+  bool dmin;   /* the min is a K type's dmin (scales mins of 0..63, subtracted) */
+} scale_fields;
+
+static scale_fields scale_fields_of(uint32_t dtype) {
+  switch (dtype) {
+  case SP_DTYPE_Q4_1:
+  case SP_DTYPE_Q5_1: return (scale_fields){0, 2, false};
+  case SP_DTYPE_Q4_K:
+  case SP_DTYPE_Q5_K: return (scale_fields){0, 2, true};
+  case SP_DTYPE_Q2_K: return (scale_fields){80, 82, true};
+  case SP_DTYPE_Q3_K: return (scale_fields){108, -1, false};
+  case SP_DTYPE_Q6_K: return (scale_fields){208, -1, false};
+  default: return (scale_fields){0, -1, false};
+  }
+}
+
 /* A weight row of k elements of dtype; hostile rows get NaN, infinite and
  * subnormal f16 scales as well. */
 static void fill_weights(uint32_t dtype, uint8_t *row, int64_t k, bool hostile) {
@@ -93,13 +113,16 @@ static void fill_weights(uint32_t dtype, uint8_t *row, int64_t k, bool hostile) 
     }
     return;
   }
-  for (int64_t b = 0; b < k / SP_QK; b++) {
+  scale_fields f = scale_fields_of(dtype);
+  for (int64_t b = 0; b < k / info->block_elems; b++) {
     uint8_t *blk = row + b * info->block_bytes;
     for (uint32_t i = 0; i < info->block_bytes; i++) blk[i] = (uint8_t)rng_u32();
     float scale = hostile ? test_value(true) * 0.05f : rng_f(0.002f, 0.1f);
-    uint16_t d = sp_f32_to_f16(scale), m = sp_f32_to_f16(rng_f(-0.5f, 0.5f));
-    memcpy(blk, &d, 2);
-    if (dtype == SP_DTYPE_Q4_1) memcpy(blk + 2, &m, 2);
+    float min = hostile ? test_value(true) * 0.05f : rng_f(-0.5f, 0.5f);
+    if (f.dmin) min = fabsf(min) * 0.1f;
+    uint16_t d = sp_f32_to_f16(scale), m = sp_f32_to_f16(min);
+    memcpy(blk + f.d, &d, 2);
+    if (f.min >= 0) memcpy(blk + f.min, &m, 2);
   }
 }
 
@@ -159,22 +182,29 @@ static void test_dot_case(const sp_cpu_kernels *t, const dot_case *c, dot_inputs
 }
 
 static void test_dots(const sp_cpu_kernels *t, dot_inputs *in) {
-  static const uint32_t dtypes[] = {SP_DTYPE_F32,  SP_DTYPE_F16,  SP_DTYPE_BF16,
-                                    SP_DTYPE_Q8_0, SP_DTYPE_Q4_0, SP_DTYPE_Q4_1};
+  static const uint32_t dtypes[] = {SP_DTYPE_F32,  SP_DTYPE_F16,  SP_DTYPE_BF16,   SP_DTYPE_Q8_0,
+                                    SP_DTYPE_Q4_0, SP_DTYPE_Q4_1, SP_DTYPE_Q5_0,   SP_DTYPE_Q5_1,
+                                    SP_DTYPE_Q2_K, SP_DTYPE_Q3_K, SP_DTYPE_Q4_K,   SP_DTYPE_Q5_K,
+                                    SP_DTYPE_Q6_K, SP_DTYPE_IQ4_NL, SP_DTYPE_IQ4_XS};
   static const int64_t float_ks[] = {1, 7, 8, 15, 16, 17, 31, 33, 64, 100, 576, 1027};
   static const int64_t blocks[] = {1, 2, 3, 5, 8, 18, 34};
+  static const int64_t super_blocks[] = {1, 2, 3, 4}; /* 256-element types */
   for (size_t d = 0; d < sizeof dtypes / sizeof *dtypes; d++) {
     bool quant = sp_cpu_is_quantized(dtypes[d]);
+    int64_t block_elems = sp_dtype_get(dtypes[d])->block_elems;
+    const int64_t *counts = block_elems == SP_QK_K ? super_blocks : blocks;
     int before = n_failures, cases = 0;
-    size_t n = quant ? sizeof blocks / sizeof *blocks : sizeof float_ks / sizeof *float_ks;
+    size_t n = !quant ? sizeof float_ks / sizeof *float_ks
+               : block_elems == SP_QK_K ? sizeof super_blocks / sizeof *super_blocks
+                                        : sizeof blocks / sizeof *blocks;
     for (int hostile = 0; hostile < 2; hostile++)
       for (size_t i = 0; i < n; i++)
         for (int rep = 0; rep < 8; rep++, cases++) {
-          dot_case c = {dtypes[d], quant ? blocks[i] * SP_QK : float_ks[i], hostile};
+          dot_case c = {dtypes[d], quant ? counts[i] * block_elems : float_ks[i], hostile};
           test_dot_case(t, &c, in);
         }
     if (n_failures == before)
-      check(true, "%s dot %-4s: %d cases (ordinary and hostile), nx 1..4, same bits as generic "
+      check(true, "%s dot %-6s: %d cases (ordinary and hostile), nx 1..4, same bits as generic "
                   "and as one row at a time", t->name, sp_dtype_name(dtypes[d]), cases);
   }
 }

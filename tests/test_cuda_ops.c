@@ -708,6 +708,431 @@ static void repack_cases(void) {
   failures += !counted;
 }
 
+/* ---- issue 15: the new weight types on CUDA ---- */
+
+/* Block sizes of the issue-15 types, kept here so the cases do not depend
+ * on which tables exist yet; sp_dtype_get says whether the validator knows
+ * a type (a type it does not know is reported as skipped). */
+typedef struct kq_type {
+  uint32_t dt, elems, bytes;
+  uint32_t d_at, dmin_at; /* f16 scale fields (0xffff: none) */
+  float d_base;           /* scale for values of a few units */
+  bool fast;              /* decode products with integer dots (dp4a); the others dequantize on the fly */
+} kq_type;
+
+static const kq_type kq_types[] = {
+    {SP_DTYPE_Q5_0, 32, 22, 0, 0xffff, 0.02f, true},     {SP_DTYPE_Q5_1, 32, 24, 0, 2, 0.02f, false},
+    {SP_DTYPE_Q2_K, 256, 84, 80, 82, 0.03f, false},      {SP_DTYPE_Q3_K, 256, 110, 108, 0xffff, 0.01f, false},
+    {SP_DTYPE_Q4_K, 256, 144, 0, 2, 0.002f, true},       {SP_DTYPE_Q5_K, 256, 176, 0, 2, 0.001f, false},
+    {SP_DTYPE_Q6_K, 256, 210, 208, 0xffff, 0.0003f, true}, {SP_DTYPE_IQ4_NL, 32, 18, 0, 0xffff, 0.005f, false},
+    {SP_DTYPE_IQ4_XS, 256, 136, 0, 0xffff, 0.0003f, false},
+};
+
+/* Random valid blocks: every byte random, then the f16 scales set to
+ * finite, modest values (0.5 to 1.5 times the type's base). */
+static void kq_fill(uint32_t off, const kq_type *t, uint64_t elems) {
+  uint8_t *p = mem + off;
+  for (uint64_t b = 0; b < elems / t->elems; b++) {
+    uint8_t *q = p + b * t->bytes;
+    for (uint32_t j = 0; j < t->bytes; j++) q[j] = (uint8_t)next_u32();
+    uint16_t d = sp_f32_to_f16(t->d_base * (1.0f + 0.5f * next_f()));
+    uint16_t m = sp_f32_to_f16((t->dt == SP_DTYPE_Q5_1 ? -0.3f : t->d_base) * (1.0f + 0.5f * next_f()));
+    memcpy(q + t->d_at, &d, 2);
+    if (t->dmin_at != 0xffff) memcpy(q + t->dmin_at, &m, 2);
+  }
+}
+
+/* Each product and sum rounded to f32 on its own, as the reference
+ * dequantizer does (volatile: no contraction into an FMA here either). */
+static float kq_mul(float a, float b) { volatile float r = a * b; return r; }
+static float kq_add(float a, float b) { volatile float r = a + b; return r; }
+static float kq_h(const uint8_t *p) { uint16_t h; memcpy(&h, p, 2); return sp_f16_to_f32(h); }
+
+static const int8_t kq_levels[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+
+/* Element e of block b, written from ggml-common.h's layouts and the
+ * reference formulas independently of the kernels (the K-quant scales
+ * unpacked the way gguf's numpy code does, not as quant_k.cuh does). */
+static float kq_ref(uint32_t dt, const uint8_t *b, uint32_t e) {
+  uint32_t half = e / 128, r = e % 128, j32 = e / 32;
+  switch (dt) {
+  case SP_DTYPE_Q5_0:
+  case SP_DTYPE_Q5_1: {
+    bool one = dt == SP_DTYPE_Q5_1;
+    uint32_t qh;
+    memcpy(&qh, b + (one ? 4 : 2), 4);
+    const uint8_t *qs = b + (one ? 8 : 6);
+    int q = (int)((e < 16 ? qs[e] & 15 : qs[e - 16] >> 4) | (((qh >> e) & 1) << 4));
+    return one ? kq_add(kq_mul(kq_h(b), (float)q), kq_h(b + 2)) : kq_mul(kq_h(b), (float)(q - 16));
+  }
+  case SP_DTYPE_Q2_K: {
+    uint8_t sc = b[e / 16];
+    float dl = kq_mul(kq_h(b + 80), (float)(sc & 15)), ml = kq_mul(kq_h(b + 82), (float)(sc >> 4));
+    int q = (b[16 + half * 32 + r % 32] >> (2 * (r / 32))) & 3;
+    return kq_add(kq_mul(dl, (float)q), -ml);
+  }
+  case SP_DTYPE_Q3_K: {
+    uint32_t aux[4], tmp; /* 16 6-bit scales: low nibbles, then 2 high bits from bytes 8..11 */
+    memcpy(aux, b + 96, 12);
+    tmp = aux[2];
+    aux[2] = ((aux[0] >> 4) & 0x0f0f0f0f) | (((tmp >> 4) & 0x03030303) << 4);
+    aux[3] = ((aux[1] >> 4) & 0x0f0f0f0f) | (((tmp >> 6) & 0x03030303) << 4);
+    aux[0] = (aux[0] & 0x0f0f0f0f) | (((tmp >> 0) & 0x03030303) << 4);
+    aux[1] = (aux[1] & 0x0f0f0f0f) | (((tmp >> 2) & 0x03030303) << 4);
+    int s = (int)((const uint8_t *)aux)[e / 16] - 32;
+    int q = ((b[32 + half * 32 + r % 32] >> (2 * (r / 32))) & 3) - ((b[r % 32] >> (half * 4 + r / 32)) & 1 ? 0 : 4);
+    return kq_mul(kq_mul(kq_h(b + 108), (float)s), (float)q);
+  }
+  case SP_DTYPE_Q4_K:
+  case SP_DTYPE_Q5_K: {
+    const uint8_t *s = b + 4; /* rows of 4: scales, mins, their high parts */
+    uint32_t i = j32;
+    uint32_t sc = i < 4 ? s[i] & 0x3f : (s[i + 4] & 0x0f) | ((s[i - 4] >> 2) & 0x30);
+    uint32_t mn = i < 4 ? s[i + 4] & 0x3f : (s[i + 4] >> 4) | ((s[i] >> 2) & 0x30);
+    const uint8_t *qs = b + (dt == SP_DTYPE_Q5_K ? 48 : 16);
+    uint32_t q = (qs[(i / 2) * 32 + e % 32] >> (4 * (i % 2))) & 15;
+    if (dt == SP_DTYPE_Q5_K) q |= ((b[16 + e % 32] >> i) & 1) << 4;
+    return kq_add(kq_mul(kq_mul(kq_h(b), (float)sc), (float)q), -kq_mul(kq_h(b + 2), (float)mn));
+  }
+  case SP_DTYPE_Q6_K: {
+    uint32_t lo = r < 64 ? b[half * 64 + r] & 15 : b[half * 64 + r - 64] >> 4;
+    uint32_t hi = (b[128 + half * 32 + r % 32] >> (2 * (r / 32))) & 3;
+    float dl = kq_mul(kq_h(b + 208), (float)(int8_t)b[192 + e / 16]);
+    return kq_mul(dl, (float)((int)(lo | (hi << 4)) - 32));
+  }
+  case SP_DTYPE_IQ4_NL: return kq_mul(kq_h(b), (float)kq_levels[e < 16 ? b[2 + e] & 15 : b[2 + e - 16] >> 4]);
+  default: { /* IQ4_XS */
+    uint16_t sh;
+    memcpy(&sh, b + 2, 2);
+    int ls = (int)(((b[4 + j32 / 2] >> (4 * (j32 % 2))) & 15) | (((sh >> (2 * j32)) & 3) << 4)) - 32;
+    uint32_t l = e % 32, q = l < 16 ? b[8 + j32 * 16 + l] & 15 : b[8 + j32 * 16 + l - 16] >> 4;
+    return kq_mul(kq_mul(kq_h(b), (float)ls), (float)kq_levels[q]);
+  }
+  }
+}
+
+/* Row n of a [k, rows] weight at off, dequantized on the host. */
+static void kq_ref_row(const kq_type *t, uint32_t off, uint32_t k, uint32_t n, float *out) {
+  const uint8_t *row = mem + off + (uint64_t)n * (k / t->elems) * t->bytes;
+  for (uint32_t i = 0; i < k; i++) out[i] = kq_ref(t->dt, row + (i / t->elems) * t->bytes, i % t->elems);
+}
+
+/* got against want: max abs error, and relative L2 error. */
+static void kq_report(const char *name, const char *what, const float *got, const float *want, uint64_t n,
+                      double bound) {
+  double maxe = 0;
+  for (uint64_t i = 0; i < n; i++) {
+    double d = fabs((double)got[i] - want[i]);
+    if (!(d <= maxe)) maxe = d; /* NaN propagates */
+  }
+  double e = rel_err(got, want, n);
+  bool ok = e <= bound && isfinite(maxe);
+  cases++, failures += !ok;
+  printf("%s %-30s %-8s max abs err %.3e rel err %.2e (bound %.0e)\n", ok ? "ok  " : "FAIL", name, what, maxe, e,
+         bound);
+}
+
+/* Validates and runs a list on CUDA (fused as the backend plans), then,
+ * where the CPU has the type, the same on the CPU; dst values (n floats
+ * each, at their offsets) land in got and cpu_got (NULL: CPU skipped). */
+static bool kq_run(const char *name, sp_cmd *cmds, uint32_t count, float **got, float **cpu_got, uint32_t n) {
+  char msg[256];
+  sp_validate_ctx vctx = {REGION, 0, 0, 1024};
+  bool on_cpu = true;
+  for (uint32_t i = 0; i < count; i++) {
+    if (sp_validate_cmd(&vctx, &cmds[i], i, msg, sizeof msg)) {
+      printf("FAIL %-30s invalid: %s\n", name, msg);
+      return cases++, failures++, false;
+    }
+    if (!sp_backend_supports(cuda, &cmds[i])) {
+      printf("FAIL %-30s unsupported on cuda\n", name);
+      return cases++, failures++, false;
+    }
+    on_cpu = on_cpu && sp_backend_supports(cpu, &cmds[i]);
+  }
+  memcpy(snapshot, mem, USED);
+  sp_error_t *err = cuda_run(cmds, count);
+  if (err) {
+    printf("FAIL %-30s cuda: %s\n", name, sp_error_message(err));
+    sp_error_free(err);
+    return cases++, failures++, false;
+  }
+  for (uint32_t i = 0; i < count; i++) memcpy(got[i], mem + cmds[i].dst.offset, (size_t)n * 4);
+  memcpy(mem, snapshot, USED);
+  if (!on_cpu || !cpu_got) {
+    if (cpu_got) printf("skip %-30s cpu: no kernel for this type yet\n", name);
+    return true;
+  }
+  err = sp_backend_submit(cpu, cpu_b, cmds, count, false);
+  if (!err) err = sp_backend_wait(cpu, cpu_b);
+  if (err) {
+    printf("FAIL %-30s cpu: %s\n", name, sp_error_message(err));
+    sp_error_free(err), cases++, failures++;
+    memcpy(mem, snapshot, USED);
+    return true;
+  }
+  for (uint32_t i = 0; i < count; i++) memcpy(cpu_got[i], mem + cmds[i].dst.offset, (size_t)n * 4);
+  memcpy(mem, snapshot, USED);
+  return true;
+}
+
+/* get_rows: bit for bit the host decode (and the CPU's). */
+static void kq_get_rows(const kq_type *t) {
+  const uint32_t k = 512, rows = 16, nid = 5;
+  int32_t ids[5] = {3, 15, 0, 7, 3};
+  char name[64];
+  kq_fill(W, t, (uint64_t)k * rows);
+  memcpy(mem + I, ids, sizeof ids);
+  sp_cmd c = {.op = SP_OP_GET_ROWS};
+  c.dst = t4(D, SP_DTYPE_F32, k, nid, 1), c.src[0] = t4(W, t->dt, k, rows, 1), c.src[1] = t4(I, SP_DTYPE_I32, nid, 1, 1);
+  float *want = malloc((size_t)k * nid * 4), *got = malloc((size_t)k * nid * 4), *cg = malloc((size_t)k * nid * 4);
+  for (uint32_t r = 0; r < nid; r++) kq_ref_row(t, W, k, (uint32_t)ids[r], want + (size_t)r * k);
+  snprintf(name, sizeof name, "get_rows %s", sp_dtype_name(t->dt));
+  cg[0] = NAN; /* stays NaN when the CPU is skipped */
+  if (kq_run(name, &c, 1, &got, &cg, k * nid)) {
+    kq_report(name, "vs host", got, want, (uint64_t)k * nid, 0);
+    if (cg[0] == cg[0]) kq_report(name, "vs cpu", got, cg, (uint64_t)k * nid, 0);
+  }
+  free(want), free(got), free(cg);
+}
+
+/* Activation row x (k values) as decode products see it: int8 blocks of 32
+ * with an f16-rounded scale (sp_cu_quantize_block, the CPU's sp_q8_act),
+ * dequantized back to floats. */
+static void kq_quantized_x(const float *x, uint32_t k, float *out) {
+  for (uint32_t b = 0; b < k / 32; b++) {
+    float amax = 0;
+    for (uint32_t i = 0; i < 32; i++) amax = fmaxf(amax, fabsf(x[b * 32 + i]));
+    float id = amax > 0 ? 127.0f / amax : 0.0f, d = sp_f16_to_f32(sp_f32_to_f16(amax / 127.0f));
+    for (uint32_t i = 0; i < 32; i++) {
+      float r = rintf(kq_mul(x[b * 32 + i], id));
+      out[b * 32 + i] = d * fminf(fmaxf(r, -127.0f), 127.0f);
+    }
+  }
+}
+
+/* A list of `count` products of x [k, m] by weights of n[i] rows each,
+ * against the host's dequantized weights (double sums) and the CPU. */
+static uint32_t kq_w_shift; /* weights this many bytes past W: tries the loads for 2-byte aligned blocks */
+
+static void kq_products(const kq_type *t, uint32_t k, uint32_t m, const uint32_t *n, uint32_t count, const char *tag) {
+  enum { W2 = 0x400000, D2 = 0xB00000 };
+  char name[64];
+  sp_cmd c[2];
+  float *want[2], *got[2], *cg[2];
+  fill(X, SP_DTYPE_F32, (uint64_t)k * m);
+  for (uint32_t i = 0; i < count; i++) {
+    uint32_t w = (i ? W2 : W) + kq_w_shift, d = i ? D2 : D;
+    kq_fill(w, t, (uint64_t)k * n[i]);
+    memset(&c[i], 0, sizeof c[i]);
+    c[i].op = SP_OP_MATMUL;
+    c[i].dst = t4(d, SP_DTYPE_F32, n[i], m, 1), c[i].src[0] = t4(w, t->dt, k, n[i], 1);
+    c[i].src[1] = t4(X, SP_DTYPE_F32, k, m, 1);
+    want[i] = calloc((size_t)n[0] * m, 4), got[i] = calloc((size_t)n[0] * m, 4), cg[i] = calloc((size_t)n[0] * m, 4);
+    cg[i][0] = NAN; /* stays NaN when the CPU is skipped */
+    float *wr = malloc((size_t)k * 4), *xq = malloc((size_t)k * m * 4);
+    for (uint32_t j = 0; j < m; j++) {
+      const float *xr = (const float *)(mem + X) + (size_t)j * k;
+      if (m > 8) memcpy(xq + (size_t)j * k, xr, (size_t)k * 4); /* prompts: f32 activations (f16 in the product) */
+      else kq_quantized_x(xr, k, xq + (size_t)j * k);
+    }
+    for (uint32_t r = 0; r < n[i]; r++) {
+      kq_ref_row(t, w, k, r, wr);
+      for (uint32_t j = 0; j < m; j++) {
+        double s = 0;
+        for (uint32_t e = 0; e < k; e++) s += (double)wr[e] * xq[(size_t)j * k + e];
+        want[i][(size_t)j * n[i] + r] = (float)s;
+      }
+    }
+    free(wr), free(xq);
+  }
+  snprintf(name, sizeof name, "%s %s k=%u m=%u", tag, sp_dtype_name(t->dt), k, m);
+  /* decode: the host sums the same int8 activations in double, so only
+   * summation order differs (the parity tolerance of Q4_0's), but for
+   * Q5_1's min, taken as Q4_1's and the CPU's is, times the f16-rounded
+   * dx * sum(xq): up to 1e-3 with these large mins; prompts round both
+   * operands to f16 */
+  double bound = m > 8 ? 2e-2 : t->dt == SP_DTYPE_Q5_1 ? 2e-3 : 5e-4;
+  if (kq_run(name, c, count, got, cg, n[0] * m))
+    for (uint32_t i = 0; i < count; i++) {
+      char part[80];
+      snprintf(part, sizeof part, "%s%s", name, count > 1 ? (i ? " [b]" : " [a]") : "");
+      kq_report(part, "vs host", got[i], want[i], (uint64_t)n[i] * m, bound);
+      if (cg[i][0] == cg[i][0]) kq_report(part, "vs cpu", got[i], cg[i], (uint64_t)n[i] * m, m > 8 ? 2e-2 : 5e-4);
+    }
+  for (uint32_t i = 0; i < count; i++) free(want[i]), free(got[i]), free(cg[i]);
+}
+
+/* Every issue-15 type: get_rows, decode products (M = 1, 4; a longer row;
+ * fused groups for the int8 types) and a prompt product (M = 64). One
+ * line per case with its max error. */
+static void kquant_cases(void) {
+  for (size_t i = 0; i < sizeof kq_types / sizeof kq_types[0]; i++) {
+    const kq_type *t = &kq_types[i];
+    if (!sp_dtype_get(t->dt)) {
+      printf("skip %s: not in the dtype table yet\n", sp_dtype_name(t->dt));
+      continue;
+    }
+    const sp_dtype_info *info = sp_dtype_get(t->dt);
+    if (info->block_elems != t->elems || info->block_bytes != t->bytes) {
+      printf("FAIL %s: the dtype table says %u values in %u bytes, ggml %u in %u\n", info->name, info->block_elems,
+             info->block_bytes, t->elems, t->bytes);
+      cases++, failures++;
+      continue;
+    }
+    kq_get_rows(t);
+    const uint32_t n1[1] = {72}, pair[2] = {72, 72}, uneven[2] = {72, 40};
+    kq_products(t, 1024, 1, n1, 1, "matmul");
+    kq_products(t, 1024, 4, n1, 1, "matmul");
+    kq_products(t, 4096, 1, n1, 1, "matmul");
+    kq_products(t, 256, 1, n1, 1, "matmul");
+    kq_products(t, 1024, 64, n1, 1, "gemm");
+    kq_products(t, 1024, 1, pair, 2, "group"); /* fused (fuse.cu) into one launch where t->fast */
+    kq_products(t, 1024, 3, uneven, 2, "group");
+    kq_w_shift = sp_dtype_get(t->dt)->align; /* the least the validator allows: 2 */
+    if (kq_w_shift < 8) {
+      kq_products(t, 1024, 2, n1, 1, "matmul unaligned");
+      kq_products(t, 512, 16, n1, 1, "gemm unaligned");
+    }
+    kq_w_shift = 0;
+  }
+}
+
+/* ---- issue 15 ops: GEGLU, SOFTCAP, attention's sliding window ---- */
+
+/* n floats uniform in [lo, hi) at guest offset off. */
+static void ops15_fill(uint32_t off, uint64_t n, float lo, float hi) {
+  for (uint64_t i = 0; i < n; i++) ((float *)(mem + off))[i] = lo + (hi - lo) * (next_f() + 1) / 2;
+}
+
+/* GEGLU over both of ggml's cut-offs (|x| >= 10) and SOFTCAP far into
+ * saturation, in place too: CUDA computes the CPU's roundings, so only
+ * tanhf's last bits (GEGLU: an f16 neighbour now and then) differ. */
+static void ops15_activation_cases(void) {
+  ops15_fill(X, 1000 * 7, -12, 12), ops15_fill(W, 1000 * 7, -3, 3);
+  sp_cmd c = {.op = SP_OP_GEGLU};
+  c.dst = t4(D, SP_DTYPE_F32, 1000, 7, 1), c.src[0] = t4(X, SP_DTYPE_F32, 1000, 7, 1), c.src[1] = t4(W, SP_DTYPE_F32, 1000, 7, 1);
+  run_case("geglu", c, 1e-4);
+  c.dst = c.src[0];
+  run_case("geglu in place", c, 1e-4);
+  const float caps[] = {30.0f, 0.5f};
+  for (int i = 0; i < 2; i++) {
+    ops15_fill(X, 1000 * 7, -4 * caps[i], 4 * caps[i]);
+    c = (sp_cmd){.op = SP_OP_SOFTCAP};
+    c.dst = t4(D, SP_DTYPE_F32, 1000, 7, 1), c.src[0] = t4(X, SP_DTYPE_F32, 1000, 7, 1);
+    memcpy(&c.param[0], &caps[i], 4);
+    char name[64];
+    snprintf(name, sizeof name, "softcap cap %g", (double)caps[i]);
+    run_case(name, c, 1e-6);
+    c.dst = c.src[0];
+    snprintf(name, sizeof name, "softcap cap %g in place", (double)caps[i]);
+    run_case(name, c, 1e-6);
+  }
+}
+
+/* One windowed attention command over caches at K and V. */
+static sp_cmd ops15_attention(uint32_t dt, uint32_t Dh, uint32_t Hq, uint32_t Hkv, uint32_t T, uint32_t C,
+                              uint32_t window) {
+  sp_cmd c = {.op = SP_OP_ATTENTION};
+  float scale = 1.0f / sqrtf((float)Dh);
+  c.dst = t4(D, SP_DTYPE_F32, Dh, Hq, T), c.src[0] = t4(X, SP_DTYPE_F32, Dh, Hq, T);
+  c.src[1] = t4(K, dt, Dh, Hkv, C), c.src[2] = t4(V, dt, Dh, Hkv, C), c.src[3] = t4(I, SP_DTYPE_I32, T, 1, 1);
+  memcpy(&c.param[0], &scale, 4);
+  c.param[1] = window;
+  return c;
+}
+
+/* Decode-sized lists (the one-block-per-(head, token) kernels: f32 cache,
+ * f16 cache, odd head size) with windows of 1 row, a few rows, more than
+ * a 256-row chunk, and wider than the cache. */
+static void ops15_window_decode_cases(void) {
+  const uint32_t C = 300, windows[] = {1, 7, 100, 257, 1000};
+  int32_t pos[5] = {0, 17, 150, 151, 299};
+  memcpy(mem + I, pos, sizeof pos);
+  const uint32_t shapes[][2] = {{SP_DTYPE_F32, 64}, {SP_DTYPE_F16, 64}, {SP_DTYPE_F16, 128}, {SP_DTYPE_F32, 36}};
+  for (int s = 0; s < 4; s++) {
+    uint32_t dt = shapes[s][0], Dh = shapes[s][1];
+    fill(X, SP_DTYPE_F32, Dh * 8 * 5), fill(K, dt, Dh * 2 * C), fill(V, dt, Dh * 2 * C);
+    for (int w = 0; w < 5; w++) {
+      char name[80];
+      snprintf(name, sizeof name, "attention %s D=%u W=%u", sp_dtype_name(dt), Dh, windows[w]);
+      run_case(name, ops15_attention(dt, Dh, 8, 2, 5, C, windows[w]), dt == SP_DTYPE_F16 ? 3e-3 : 1e-5);
+    }
+  }
+}
+
+/* Prompts (70 and 16 query rows: tensor cores, and the plain kernel with
+ * SP_CUDA_NO_FLASH): windows cutting the 64-row tiles, each query's window
+ * starting at its own row. */
+static void ops15_window_prefill_cases(void) {
+  const uint32_t C = 300, windows[] = {1, 50, 130};
+  int32_t pos[70];
+  for (uint32_t t = 0; t < 70; t++) pos[t] = 100 + (int32_t)t;
+  pos[3] = 0, pos[40] = 299, pos[41] = 7;
+  memcpy(mem + I, pos, sizeof pos);
+  for (uint32_t Dh = 64; Dh <= 128; Dh += 64) {
+    fill(X, SP_DTYPE_F32, Dh * 8 * 70), fill(K, SP_DTYPE_F16, Dh * 2 * C), fill(V, SP_DTYPE_F16, Dh * 2 * C);
+    for (int w = 0; w < 3; w++) {
+      sp_cmd c = ops15_attention(SP_DTYPE_F16, Dh, 8, 2, 70, C, windows[w]);
+      char name[80];
+      snprintf(name, sizeof name, "attention f16 T=70 D=%u W=%u", Dh, windows[w]);
+      run_case(name, c, 3e-3);
+      snprintf(name, sizeof name, "attention f16 T=70 D=%u W=%u, no tensor cores", Dh, windows[w]);
+      use_plain = true;
+      run_case(name, c, 3e-3);
+      use_plain = false;
+    }
+  }
+}
+
+/* Windowed attention feeding a Q8_0 matmul (fused on CUDA: the attention
+ * quantizes its output for the product): CUDA fused against CUDA unfused
+ * and against the CPU. */
+static void ops15_window_fused_case(void) {
+  const uint32_t Dh = 64, Hq = 4, Hkv = 2, C = 300, N = 96, Wn = 40;
+  int32_t pos = 290;
+  memcpy(mem + I, &pos, sizeof pos);
+  fill(X, SP_DTYPE_F32, Dh * Hq), fill(K, SP_DTYPE_F16, Dh * Hkv * C), fill(V, SP_DTYPE_F16, Dh * Hkv * C);
+  fill(W, SP_DTYPE_Q8_0, (uint64_t)Dh * Hq * N);
+  sp_cmd cmds[2] = {ops15_attention(SP_DTYPE_F16, Dh, Hq, Hkv, 1, C, Wn), {.op = SP_OP_MATMUL}};
+  cmds[1].dst = t4(F, SP_DTYPE_F32, N, 1, 1), cmds[1].src[0] = t4(W, SP_DTYPE_Q8_0, Dh * Hq, N, 1);
+  cmds[1].src[1] = t4(D, SP_DTYPE_F32, Dh * Hq, 1, 1);
+  sp_validate_ctx vctx = {REGION, 0, 0, 1024};
+  char msg[256];
+  cases++;
+  for (uint32_t i = 0; i < 2; i++)
+    if (sp_validate_cmd(&vctx, &cmds[i], i, msg, sizeof msg)) {
+      printf("FAIL %-28s invalid cmd[%u]: %s\n", "attention W=40 + matmul", i, msg), failures++;
+      return;
+    }
+  float want[96], unfused[96], fused[96];
+  memcpy(snapshot, mem, USED);
+  sp_error_t *err = sp_backend_submit(cpu, cpu_b, cmds, 2, false);
+  if (!err) err = sp_backend_wait(cpu, cpu_b);
+  memcpy(want, mem + F, sizeof want), memcpy(mem, snapshot, USED);
+  if (!err) err = run_cuda_list(cmds, 2, false);
+  memcpy(unfused, mem + F, sizeof unfused), memcpy(mem, snapshot, USED);
+  if (!err) err = run_cuda_list(cmds, 2, true);
+  memcpy(fused, mem + F, sizeof fused), memcpy(mem, snapshot, USED);
+  if (err) {
+    printf("FAIL %-28s %s\n", "attention W=40 + matmul", sp_error_message(err));
+    sp_error_free(err), failures++;
+    return;
+  }
+  double e = rel_err(fused, want, N), f = rel_err(fused, unfused, N);
+  bool ok = e <= 1e-2 && f <= 1e-4;
+  printf("%s %-28s vs cpu %.2e (bound 1e-02), fused vs unfused %.2e (bound 1e-04)\n", ok ? "ok  " : "FAIL",
+         "attention W=40 + matmul", e, f);
+  failures += !ok;
+}
+
+static void ops15_cases(void) {
+  ops15_activation_cases();
+  ops15_window_decode_cases();
+  ops15_window_prefill_cases();
+  ops15_window_fused_case();
+}
+
 int main(void) {
   sp_error_t *err = sp_knobs_from_env(&knobs);
   if (err) return printf("FAIL knobs: %s\n", sp_error_message(err)), 1;
@@ -763,6 +1188,8 @@ int main(void) {
   device_local_cases();
   shared_copy_cases();
   repack_cases();
+  kquant_cases();
+  ops15_cases();
   printf("%d of %d cases failed\n", failures, cases);
   sp_backend_release(plain, plain_b);
   sp_backend_release(cuda, cuda_b);

@@ -48,6 +48,26 @@ for t in f32 f16 bf16 q8_0 q4_0 q4_1; do
   else bad "$t: missing file or bad header"; fi
 done
 
+# The types of issue 15 (256-element K-quant blocks need wider rows).
+kwide=(--vocab 512 --embd 256 --layers 2 --heads 4 --kv-heads 2 --ff 512 --ctx 256)
+for t in q5_0 q5_1 q2_k q3_k q4_k q5_k q6_k iq4_nl iq4_xs q4_k_m; do
+  f="$out/tiny_$t.gguf"; rm -f "$f"
+  expect "write $t" 0 "wrote" -- "$tool" --out "$f" --type "$t" "${kwide[@]}"
+  if [[ -s "$f" ]] && header_ok "$f"; then ok "$t: GGUF v3 header"; models+=("$f")
+  else bad "$t: missing file or bad header"; fi
+done
+
+# The architecture presets, shrunk (phi-3 and mistral also narrowed).
+for p in qwen2.5-0.5b qwen3-0.6b gemma-3-270m phi-3-mini mistral-7b; do
+  f="$out/preset_$p.gguf"; extra=()
+  [[ $p == phi-3-mini || $p == mistral-7b ]] && extra=(--embd 256 --ff 512 --heads 8 --kv-heads 8)
+  expect "$p preset, shrunk" 0 "wrote" -- "$tool" --out "$f" --preset "$p" --type q8_0 --layers 2 --vocab 1024 "${extra[@]}"
+  header_ok "$f" && models+=("$f")
+done
+f="$out/qwen_q4_k_m.gguf"
+expect "q4_k_m with rows of 896 (Q5_0 fallback)" 0 "wrote" -- "$tool" --out "$f" --preset qwen2.5-0.5b --type q4_k_m --layers 2 --vocab 1024
+header_ok "$f" && models+=("$f")
+
 # The presets' tokenizers and rope scaling, shrunk to a tiny shape.
 f="$out/llama3_q8_0.gguf"
 expect "llama preset, shrunk" 0 "wrote" -- "$tool" --out "$f" --preset llama-3.2-1b --type q8_0 "${small[@]}"
@@ -75,7 +95,7 @@ expect "help"                 0 "usage: synth_gguf"    -- "$tool" --help
 expect "no --out"             2 "--out FILE is required" -- "$tool" "${tiny[@]}"
 expect "unknown option"       2 "unknown option '--bogus'" -- "$tool" --out "$out/x.gguf" --bogus
 expect "missing value"        2 "--layers needs a value" -- "$tool" --out "$out/x.gguf" --layers
-expect "unknown type"         2 "unknown type 'q5_0'"  -- "$tool" --out "$out/x.gguf" --type q5_0 "${tiny[@]}"
+expect "unknown type"         2 "unknown type 'q9_9'"  -- "$tool" --out "$out/x.gguf" --type q9_9 "${tiny[@]}"
 expect "unknown preset"       2 "unknown preset 'gpt-5'" -- "$tool" --out "$out/x.gguf" --preset gpt-5
 expect "custom shape incomplete" 2 "--ff is required without --preset" -- "$tool" --out "$out/x.gguf" --vocab 512 --embd 64 --layers 2 --heads 4
 expect "not an integer"       2 "--embd: expected an integer" -- "$tool" --out "$out/x.gguf" --embd 64x
@@ -89,6 +109,9 @@ expect "heads % kv-heads"     2 "--heads 4 is not a multiple of --kv-heads 3" --
 expect "odd head dim"         2 "must be even for RoPE" -- "$tool" --out "$out/x.gguf" --type f32 "${tiny[@]}" --embd 96 --heads 32 --kv-heads 32
 expect "vocab too small"      2 "--vocab 200 is too small" -- "$tool" --out "$out/x.gguf" "${tiny[@]}" --vocab 200
 expect "quant row length"     2 "--type q4_0 needs --embd and --ff to be multiples of 32" -- "$tool" --out "$out/x.gguf" --type q4_0 "${tiny[@]}" --ff 100
+expect "K-quant row length"   2 "--type q4_k needs --embd and --ff to be multiples of 256" -- "$tool" --out "$out/x.gguf" --type q4_k "${tiny[@]}"
+expect "q4_k_m row length"    2 "--type q4_k_m needs --embd and --ff to be multiples of 32" -- "$tool" --out "$out/x.gguf" --type q4_k_m "${tiny[@]}" --ff 100
+expect "preset head dim rows" 2 "--heads times the head dim (3968) to be a multiple of 256" -- "$tool" --out "$out/x.gguf" --preset qwen3-0.6b --type q6_k --heads 31 --kv-heads 1
 expect "f32 any row length"   0 "wrote" -- "$tool" --out "$out/x.gguf" --type f32 "${tiny[@]}" --ff 100
 expect "unwritable directory" 1 "cannot create a temporary file" -- "$tool" --out "$out/no/such/dir/x.gguf" "${tiny[@]}"
 rm -f "$out/x.gguf"

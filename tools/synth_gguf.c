@@ -1,6 +1,6 @@
 /*
- * synth_gguf.c: writes a GGUF v3 Llama model of any shape with random
- * weights.
+ * synth_gguf.c: writes a GGUF v3 model (Llama, Mistral-style Llama, Qwen2,
+ * Qwen3, Gemma 3, Phi-3) of any shape with random weights.
  *
  * Why: performance work needs models of real shapes (SmolLM2-135M,
  * Llama-3.2-1B, ...) on machines that cannot download them. The weights are
@@ -49,6 +49,7 @@
 #define GGUF_VERSION 3
 #define ALIGNMENT 32          /* general.alignment; also ggml's default */
 #define QK 32                 /* elements per Q4_0 / Q4_1 / Q8_0 block */
+#define QK_K 256              /* elements per K-quant super-block */
 #define CHUNK_BYTES (8u << 20) /* tensor data is generated 8 MiB at a time */
 #define MAX_TOKEN_BYTES 16    /* longest merged token, in raw bytes */
 #define RMS_EPS 1e-5f
@@ -76,26 +77,67 @@ typedef struct wtype {
   uint32_t file_type;  /* general.file_type (llama_ftype) */
   uint32_t block;      /* elements per block */
   uint32_t block_bytes;
+  /* Types filled as random bytes with their f16 scales patched in (the
+   * K-quants, Q5_x, IQ4_x): where the scale d and the min live in a block
+   * (dmin_at 0: none), the std of the codes times sub-block scales (so d
+   * gives weights of std ~ WEIGHT_STD), and dmin as a multiple of d
+   * (which centres the codes of types with a min on zero). */
+  uint16_t d_at, dmin_at;
+  float code_std, dmin_ratio;
+  bool mix;            /* q4_k_m: a per-tensor choice, see tensor_type */
 } wtype;
 
 static const wtype WTYPES[] = {
-    {"f32", 0, 0, 1, 4},   {"f16", 1, 1, 1, 2},    {"bf16", 30, 32, 1, 2},
-    {"q8_0", 8, 7, QK, 2 + QK}, {"q4_0", 2, 2, QK, 2 + QK / 2},
-    {"q4_1", 3, 3, QK, 4 + QK / 2},
+    {"f32", 0, 0, 1, 4, 0, 0, 0, 0, false},
+    {"f16", 1, 1, 1, 2, 0, 0, 0, 0, false},
+    {"bf16", 30, 32, 1, 2, 0, 0, 0, 0, false},
+    {"q8_0", 8, 7, QK, 2 + QK, 0, 0, 0, 0, false},
+    {"q4_0", 2, 2, QK, 2 + QK / 2, 0, 0, 0, 0, false},
+    {"q4_1", 3, 3, QK, 4 + QK / 2, 0, 0, 0, 0, false},
+    /* Block layouts as ggml's (d is ggml_half; offsets in bytes). */
+    {"q5_0", 6, 8, QK, 22, 0, 0, 9.2f, 0, false},
+    {"q5_1", 7, 9, QK, 24, 0, 2, 9.2f, -15.5f, false},
+    {"q2_k", 10, 10, QK_K, 84, 80, 82, 13.8f, 1.5f, false},
+    {"q3_k", 11, 12, QK_K, 110, 108, 0, 42.0f, 0, false},
+    {"q4_k", 12, 14, QK_K, 144, 0, 2, 241.0f, 7.5f, false},
+    {"q5_k", 13, 16, QK_K, 176, 0, 2, 520.0f, 15.5f, false},
+    {"q6_k", 14, 18, QK_K, 210, 208, 0, 1369.0f, 0, false},
+    {"iq4_nl", 20, 25, QK, 18, 0, 0, 60.0f, 0, false},
+    {"iq4_xs", 23, 30, QK_K, 136, 0, 0, 1100.0f, 0, false},
+    {"q4_k_m", 12, 15, QK_K, 144, 0, 2, 241.0f, 7.5f, true},
 };
 #define N_WTYPES (sizeof WTYPES / sizeof WTYPES[0])
 static const wtype *const WTYPE_F32 = &WTYPES[0];
+
+static const wtype *find_wtype(const char *name);
 
 /* ------------------------------------------------------------------------
  * Configuration: presets, command line, validation
  * ------------------------------------------------------------------------ */
 
 /* Which special tokens and chat template the vocabulary gets. */
-typedef enum tok_style { STYLE_CHATML, STYLE_LLAMA3 } tok_style;
+typedef enum tok_style { STYLE_CHATML, STYLE_LLAMA3, STYLE_PHI3 } tok_style;
 
 typedef struct shape {
   uint64_t vocab, embd, layers, heads, kv_heads, ff, ctx;
 } shape;
+
+/* What an architecture adds to the Llama graph: the tensors and metadata
+ * llama.cpp expects of it. All zero: plain Llama. */
+typedef struct arch_extras {
+  const char *arch;     /* general.architecture; NULL: "llama" */
+  uint64_t head_dim;    /* attention.key_length/value_length; 0: embd / heads */
+  float rms_eps;        /* 0: RMS_EPS */
+  bool qkv_bias;        /* qwen2: attn_q/k/v.bias */
+  bool qk_norm;         /* qwen3, gemma3: attn_q_norm, attn_k_norm [head_dim] */
+  bool post_norms;      /* gemma3: post_attention_norm, post_ffw_norm */
+  bool fused;           /* phi3: attn_qkv, ffn_up = gate | up, no ffn_gate */
+  bool untied;          /* output.weight of its own */
+  uint64_t window;      /* attention.sliding_window (0: none) */
+  uint64_t swa_pattern; /* gemma3: every n-th layer global (capped at layers) */
+  uint64_t orig_ctx;    /* phi3 LongRoPE: rope_factors_long/short, the
+                           original context length and attn_factor */
+} arch_extras;
 
 typedef struct preset {
   const char *name;
@@ -104,13 +146,28 @@ typedef struct preset {
   bool llama3_rope;
   const char *tok_pre; /* tokenizer.ggml.pre */
   tok_style style;
+  arch_extras x;
 } preset;
 
+/* Shapes of the real models (their config.json), the smallest of each
+ * family; shrink with --layers/--vocab for tests. */
 static const preset PRESETS[] = {
     {"smollm2-135m", {49152, 576, 30, 9, 3, 1536, 8192}, 100000.0, false,
-     "smollm", STYLE_CHATML},
+     "smollm", STYLE_CHATML, {0}},
     {"llama-3.2-1b", {128256, 2048, 16, 32, 8, 8192, 131072}, 500000.0, true,
-     "llama-bpe", STYLE_LLAMA3},
+     "llama-bpe", STYLE_LLAMA3, {0}},
+    {"mistral-7b", {32000, 4096, 32, 32, 8, 14336, 32768}, 10000.0, false,
+     "default", STYLE_CHATML, {.untied = true, .window = 4096}},
+    {"qwen2.5-0.5b", {151936, 896, 24, 14, 2, 4864, 32768}, 1000000.0, false,
+     "qwen2", STYLE_CHATML, {.arch = "qwen2", .rms_eps = 1e-6f, .qkv_bias = true}},
+    {"qwen3-0.6b", {151936, 1024, 28, 16, 8, 3072, 40960}, 1000000.0, false,
+     "qwen2", STYLE_CHATML, {.arch = "qwen3", .head_dim = 128, .rms_eps = 1e-6f, .qk_norm = true}},
+    {"gemma-3-270m", {262144, 640, 18, 4, 1, 2048, 32768}, 1000000.0, false,
+     "default", STYLE_CHATML,
+     {.arch = "gemma3", .head_dim = 256, .rms_eps = 1e-6f, .qk_norm = true, .post_norms = true,
+      .window = 512, .swa_pattern = 6}},
+    {"phi-3-mini", {32064, 3072, 32, 32, 32, 8192, 131072}, 10000.0, false,
+     "default", STYLE_PHI3, {.arch = "phi3", .fused = true, .untied = true, .orig_ctx = 4096}},
 };
 #define N_PRESETS (sizeof PRESETS / sizeof PRESETS[0])
 
@@ -124,6 +181,7 @@ typedef struct config {
   uint64_t seed;
   const char *tok_pre;
   tok_style style;
+  arch_extras x;
 } config;
 
 /* The integer options, each with its field in `shape` and its range. */
@@ -160,11 +218,13 @@ static size_t int_opt_index(const char *flag) {
 
 static void usage(FILE *f) {
   fprintf(f,
-          "usage: synth_gguf --out FILE [--preset smollm2-135m|llama-3.2-1b]\n"
-          "         [--type f32|f16|bf16|q8_0|q4_0|q4_1] [--vocab N] [--embd N]\n"
+          "usage: synth_gguf --out FILE [--preset smollm2-135m|llama-3.2-1b|mistral-7b|\n"
+          "                               qwen2.5-0.5b|qwen3-0.6b|gemma-3-270m|phi-3-mini]\n"
+          "         [--type f32|f16|bf16|q8_0|q4_0|q4_1|q5_0|q5_1|q2_k|q3_k|q4_k|q5_k|q6_k|\n"
+          "                 iq4_nl|iq4_xs|q4_k_m] [--vocab N] [--embd N]\n"
           "         [--layers N] [--heads N] [--kv-heads N] [--ff N] [--ctx N]\n"
           "         [--rope-theta F] [--llama3-rope] [--untied] [--seed N]\n"
-          "Writes a GGUF v3 Llama model with random weights (see tools/README.md).\n"
+          "Writes a GGUF v3 model with random weights (see tools/README.md).\n"
           "Without --preset, --vocab --embd --layers --heads --ff are required.\n");
 }
 
@@ -281,7 +341,8 @@ static bool resolve_config(const cli_args *a, config *c) {
   c->seed = a->seed;
   c->type = find_wtype(a->type ? a->type : "q8_0");
   if (c->type == NULL)
-    return fail("--type: unknown type '%s' (f32, f16, bf16, q8_0, q4_0, q4_1)",
+    return fail("--type: unknown type '%s' (f32, f16, bf16, q8_0, q4_0, q4_1, "
+                "q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k, iq4_nl, iq4_xs, q4_k_m)",
                 a->type);
   c->rope_theta = 10000.0;
   c->tok_pre = "default";
@@ -290,20 +351,22 @@ static bool resolve_config(const cli_args *a, config *c) {
   if (a->preset != NULL) {
     c->preset = find_preset(a->preset);
     if (c->preset == NULL)
-      return fail("--preset: unknown preset '%s' (smollm2-135m, llama-3.2-1b)",
+      return fail("--preset: unknown preset '%s' (smollm2-135m, llama-3.2-1b, "
+                  "mistral-7b, qwen2.5-0.5b, qwen3-0.6b, gemma-3-270m, phi-3-mini)",
                   a->preset);
     c->s = c->preset->s;
     c->rope_theta = c->preset->rope_theta;
     c->llama3_rope = c->preset->llama3_rope;
     c->tok_pre = c->preset->tok_pre;
     c->style = c->preset->style;
+    c->x = c->preset->x;
   }
   for (size_t i = 0; i < N_INT_OPTS; i++)
     if (a->given[i])
       *shape_field(&c->s, INT_OPTS[i].off) = shape_get(&a->s, INT_OPTS[i].off);
   if (a->has_theta) c->rope_theta = a->theta;
   c->llama3_rope = c->llama3_rope || a->llama3_rope;
-  c->untied = a->untied;
+  c->untied = a->untied || c->x.untied;
   /* A custom shape without --kv-heads gets plain multi-head attention. */
   if (c->preset == NULL && !a->given[int_opt_index("--kv-heads")])
     c->s.kv_heads = c->s.heads;
@@ -311,7 +374,28 @@ static bool resolve_config(const cli_args *a, config *c) {
 }
 
 static uint32_t n_special_tokens(tok_style style) {
-  return style == STYLE_LLAMA3 ? 5 : 3;
+  return style == STYLE_LLAMA3 ? 5 : style == STYLE_PHI3 ? 7 : 3;
+}
+
+/* The size of one attention head: the preset's, or the width split evenly. */
+static uint64_t head_dim(const config *c) {
+  return c->x.head_dim ? c->x.head_dim : c->s.embd / c->s.heads;
+}
+
+/* The row lengths of the 2-D weights (embd, ff, heads * head_dim) must hold
+ * whole blocks: every one for a plain type; for q4_k_m whole 32-element
+ * blocks, since rows that are no multiple of 256 fall back to Q5_0/Q8_0. */
+static bool rows_fit(const config *c) {
+  uint64_t block = c->type->mix ? QK : c->type->block;
+  uint64_t q_dim = c->s.heads * head_dim(c);
+  if (block == 1) return true;
+  if (c->s.embd % block || c->s.ff % block)
+    return fail("--type %s needs --embd and --ff to be multiples of %" PRIu64 " "
+                "(got %" PRIu64 " and %" PRIu64 ")", c->type->name, block, c->s.embd, c->s.ff);
+  if (q_dim % block)
+    return fail("--type %s needs --heads times the head dim (%" PRIu64 ") to be a multiple of %" PRIu64,
+                c->type->name, q_dim, block);
+  return true;
 }
 
 /* Checks the shape for what llama.cpp and the block formats need. */
@@ -320,25 +404,20 @@ static bool validate_config(const config *c) {
   for (size_t i = 0; i < N_INT_OPTS; i++)
     if (shape_get(s, INT_OPTS[i].off) == 0)
       return fail("%s is required without --preset", INT_OPTS[i].flag);
-  if (s->embd % s->heads != 0)
+  if (c->x.head_dim == 0 && s->embd % s->heads != 0)
     return fail("--embd %" PRIu64 " is not a multiple of --heads %" PRIu64,
                 s->embd, s->heads);
   if (s->heads % s->kv_heads != 0)
     return fail("--heads %" PRIu64 " is not a multiple of --kv-heads %" PRIu64,
                 s->heads, s->kv_heads);
-  uint64_t head_dim = s->embd / s->heads;
-  if (head_dim % 2 != 0)
+  if (head_dim(c) % 2 != 0)
     return fail("head dim %" PRIu64 " (--embd / --heads) must be even for RoPE",
-                head_dim);
+                head_dim(c));
   uint64_t min_vocab = 256 + n_special_tokens(c->style);
   if (s->vocab < min_vocab)
     return fail("--vocab %" PRIu64 " is too small: the byte tokens and special "
                 "tokens alone need %" PRIu64, s->vocab, min_vocab);
-  if (c->type->block > 1 && (s->embd % c->type->block || s->ff % c->type->block))
-    return fail("--type %s needs --embd and --ff to be multiples of %u "
-                "(got %" PRIu64 " and %" PRIu64 ")",
-                c->type->name, c->type->block, s->embd, s->ff);
-  return true;
+  return rows_fit(c);
 }
 
 /* ------------------------------------------------------------------------
@@ -643,6 +722,15 @@ static bool has_control_marker(const char *s, size_t n) {
   return false;
 }
 
+/* True for the Phi-3 special tokens without "<|" ("<unk>", "<s>", "</s>"),
+ * which a merge of "<", "s" and ">" could otherwise make first. */
+static bool is_plain_special(const char *s, size_t n) {
+  static const char *const plain[] = {"<unk>", "<s>", "</s>"};
+  for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++)
+    if (n == strlen(plain[i]) && memcmp(s, plain[i], n) == 0) return true;
+  return false;
+}
+
 /* Tries one random merge; returns true when it produced a new token. */
 static bool try_merge(vocab *v, rng *r, const uint32_t *pool, uint32_t n_pool,
                       bool anywhere) {
@@ -660,7 +748,7 @@ static bool try_merge(vocab *v, rng *r, const uint32_t *pool, uint32_t n_pool,
   size_t la = v->len[a], lb = v->len[b];
   memcpy(s, v->text + v->off[a], la);
   memcpy(s + la, v->text + v->off[b], lb);
-  if (has_control_marker(s, la + lb)) return false;
+  if (has_control_marker(s, la + lb) || is_plain_special(s, la + lb)) return false;
   uint32_t id = vocab_add(v, s, la + lb, (uint8_t)(v->nbytes[a] + v->nbytes[b]), 1);
   if (id == UINT32_MAX) return false;
   v->merge[v->n_merges][0] = a;
@@ -694,6 +782,10 @@ static bool add_merges(vocab *v, rng *r, uint32_t n_merges) {
 /* The special tokens, appended after the merges (ids vocab-N..vocab-1). */
 static const char *const SPECIAL_CHATML[] = {"<|endoftext|>", "<|im_start|>",
                                              "<|im_end|>"};
+/* Phi-3's (llama.cpp checks that a model named "phi-3" has the first
+ * three; bos "<s>", eos "<|endoftext|>"). */
+static const char *const SPECIAL_PHI3[] = {"<unk>", "<s>", "</s>", "<|endoftext|>",
+                                           "<|user|>", "<|assistant|>", "<|end|>"};
 static const char *const SPECIAL_LLAMA3[] = {
     "<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>",
     "<|end_header_id|>", "<|eot_id|>"};
@@ -702,7 +794,7 @@ static bool build_vocab(vocab *v, const config *c) {
   uint32_t n_vocab = (uint32_t)c->s.vocab;
   uint32_t n_special = n_special_tokens(c->style);
   const char *const *special =
-      c->style == STYLE_LLAMA3 ? SPECIAL_LLAMA3 : SPECIAL_CHATML;
+      c->style == STYLE_LLAMA3 ? SPECIAL_LLAMA3 : c->style == STYLE_PHI3 ? SPECIAL_PHI3 : SPECIAL_CHATML;
   if (!vocab_init(v, n_vocab)) return false;
   for (int byte = 0; byte < 256; byte++) {
     char s[2];
@@ -717,6 +809,7 @@ static bool build_vocab(vocab *v, const config *c) {
   uint32_t first = n_vocab - n_special;
   v->bos = c->style == STYLE_LLAMA3 ? first : first + 1; /* begin / im_start */
   v->eos = c->style == STYLE_LLAMA3 ? first + 1 : first + 2; /* end / im_end */
+  if (c->style == STYLE_PHI3) v->bos = first + 1, v->eos = first + 3; /* <s> / <|endoftext|> */
   return true;
 }
 
@@ -735,25 +828,62 @@ static const char LLAMA3_TEMPLATE[] =
     "'<|eot_id|>' }}{% endfor %}{% if add_generation_prompt %}"
     "{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}";
 
+/* "<arch>.<key>" in a static buffer (one key at a time). */
+static const char *arch_key(const config *c, const char *key) {
+  static char full[96];
+  snprintf(full, sizeof full, "%s.%s", c->x.arch ? c->x.arch : "llama", key);
+  return full;
+}
+
+/* Phi-3's LongRoPE attention factor, as its converter computes it:
+ * sqrt(1 + ln(ctx / original ctx) / ln(original ctx)). */
+static float longrope_attn_factor(const config *c) {
+  double scale = (double)c->s.ctx / (double)c->x.orig_ctx;
+  return scale <= 1.0 ? 1.0f : (float)sqrt(1.0 + log(scale) / log((double)c->x.orig_ctx));
+}
+
+/* What the architectures add to the Llama keys (nothing for plain Llama). */
+static void write_arch_kvs(kvw *w, const config *c) {
+  const arch_extras *x = &c->x;
+  if (x->head_dim) {
+    kv_u32(w, arch_key(c, "attention.key_length"), x->head_dim);
+    kv_u32(w, arch_key(c, "attention.value_length"), x->head_dim);
+  }
+  if (x->window) kv_u32(w, arch_key(c, "attention.sliding_window"), x->window);
+  if (x->swa_pattern) /* a shrunk model keeps a global layer: its last */
+    kv_u32(w, arch_key(c, "attention.sliding_window_pattern"),
+           x->swa_pattern < c->s.layers ? x->swa_pattern : c->s.layers);
+  if (x->orig_ctx) {
+    kv_u32(w, arch_key(c, "rope.scaling.original_context_length"), x->orig_ctx);
+    kv_f32(w, arch_key(c, "rope.scaling.attn_factor"), longrope_attn_factor(c));
+  }
+}
+
+static const char PHI3_TEMPLATE[] =
+    "{% for message in messages %}{{ '<|' + message['role'] + '|>' + '\\n' + "
+    "message['content'] + '<|end|>' + '\\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|assistant|>\\n' }}{% endif %}";
+
 static void write_model_kvs(kvw *w, const config *c) {
   const shape *s = &c->s;
   char name[128];
   snprintf(name, sizeof name, "synthetic %s %s",
            c->preset ? c->preset->name : "llama", c->type->name);
-  kv_str(w, "general.architecture", "llama");
+  kv_str(w, "general.architecture", c->x.arch ? c->x.arch : "llama");
   kv_str(w, "general.name", name);
   kv_u32(w, "general.alignment", ALIGNMENT);
   kv_u32(w, "general.file_type", c->type->file_type);
-  kv_u32(w, "llama.context_length", s->ctx);
-  kv_u32(w, "llama.embedding_length", s->embd);
-  kv_u32(w, "llama.block_count", s->layers);
-  kv_u32(w, "llama.feed_forward_length", s->ff);
-  kv_u32(w, "llama.attention.head_count", s->heads);
-  kv_u32(w, "llama.attention.head_count_kv", s->kv_heads);
-  kv_f32(w, "llama.rope.freq_base", (float)c->rope_theta);
-  kv_f32(w, "llama.attention.layer_norm_rms_epsilon", RMS_EPS);
-  kv_u32(w, "llama.rope.dimension_count", s->embd / s->heads);
-  kv_u32(w, "llama.vocab_size", s->vocab);
+  kv_u32(w, arch_key(c, "context_length"), s->ctx);
+  kv_u32(w, arch_key(c, "embedding_length"), s->embd);
+  kv_u32(w, arch_key(c, "block_count"), s->layers);
+  kv_u32(w, arch_key(c, "feed_forward_length"), s->ff);
+  kv_u32(w, arch_key(c, "attention.head_count"), s->heads);
+  kv_u32(w, arch_key(c, "attention.head_count_kv"), s->kv_heads);
+  kv_f32(w, arch_key(c, "rope.freq_base"), (float)c->rope_theta);
+  kv_f32(w, arch_key(c, "attention.layer_norm_rms_epsilon"), c->x.rms_eps ? c->x.rms_eps : RMS_EPS);
+  kv_u32(w, arch_key(c, "rope.dimension_count"), head_dim(c));
+  kv_u32(w, arch_key(c, "vocab_size"), s->vocab);
+  write_arch_kvs(w, c);
 }
 
 static void write_tokenizer_kvs(kvw *w, const config *c, const vocab *v) {
@@ -774,16 +904,16 @@ static void write_tokenizer_kvs(kvw *w, const config *c, const vocab *v) {
   }
   kv_u32(w, "tokenizer.ggml.bos_token_id", v->bos);
   kv_u32(w, "tokenizer.ggml.eos_token_id", v->eos);
-  kv_bool(w, "tokenizer.ggml.add_bos_token", c->style == STYLE_LLAMA3);
+  kv_bool(w, "tokenizer.ggml.add_bos_token", c->style != STYLE_CHATML);
   kv_str(w, "tokenizer.chat_template",
-         c->style == STYLE_LLAMA3 ? LLAMA3_TEMPLATE : CHATML_TEMPLATE);
+         c->style == STYLE_LLAMA3 ? LLAMA3_TEMPLATE : c->style == STYLE_PHI3 ? PHI3_TEMPLATE : CHATML_TEMPLATE);
 }
 
 /* ------------------------------------------------------------------------
  * Tensors
  * ------------------------------------------------------------------------ */
 
-typedef enum fill_kind { FILL_WEIGHT, FILL_NORM, FILL_ROPE_FREQS } fill_kind;
+typedef enum fill_kind { FILL_WEIGHT, FILL_NORM, FILL_ROPE_FREQS, FILL_ROPE_SHORT, FILL_ROPE_LONG } fill_kind;
 
 typedef struct tensor {
   char name[48];
@@ -820,41 +950,81 @@ static void add_tensor(tensor_list *l, const char *name, uint64_t ne0,
   l->data_bytes = align_up(l->data_bytes + t->n_bytes);
 }
 
-/* One block's tensors; ne1 == 0 marks the 1-D f32 norms. */
+/* llama-quantize's rule for the layers whose attn_v and ffn_down get more
+ * bits in a _M mixture: the first and last eighth, every third between. */
+static bool use_more_bits(uint64_t i, uint64_t n) {
+  return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2;
+}
+
+/* The storage type of a 2-D weight: --type, or for q4_k_m what
+ * llama-quantize picks: Q6_K for the output (the embedding table when
+ * tied) and for attn_v / ffn_down in use_more_bits layers, Q5_K for a
+ * fused attn_qkv, Q4_K otherwise; a row that is no multiple of 256 falls
+ * back to Q5_0 (Q8_0 for Q6_K, Q5_1 for Q5_K). layer < 0: not in a block. */
+static const wtype *tensor_type(const config *c, const char *role, int64_t layer, uint64_t ne0) {
+  if (!c->type->mix) return c->type;
+  const char *name = "q4_k";
+  bool output = strcmp(role, "output") == 0 || (strcmp(role, "token_embd") == 0 && !c->untied);
+  bool more = layer >= 0 && use_more_bits((uint64_t)layer, c->s.layers);
+  if (output || (more && (strcmp(role, "attn_v") == 0 || strcmp(role, "ffn_down") == 0))) name = "q6_k";
+  else if (strcmp(role, "attn_qkv") == 0) name = "q5_k";
+  if (ne0 % QK_K) name = strcmp(name, "q6_k") == 0 ? "q8_0" : strcmp(name, "q5_k") == 0 ? "q5_1" : "q5_0";
+  return find_wtype(name);
+}
+
+/* One block's tensors, those of the architecture included; ne1 == 0 marks
+ * the 1-D f32 ones (norms, biases). Plain Llama gets exactly its nine. */
 static void add_layer(tensor_list *l, const config *c, uint64_t i) {
   const shape *s = &c->s;
-  uint64_t q_dim = s->embd, kv_dim = s->kv_heads * (s->embd / s->heads);
-  const struct { const char *suffix; uint64_t ne0, ne1; } parts[] = {
-      {"attn_norm", s->embd, 0},     {"attn_q", s->embd, q_dim},
-      {"attn_k", s->embd, kv_dim},   {"attn_v", s->embd, kv_dim},
-      {"attn_output", q_dim, s->embd}, {"ffn_norm", s->embd, 0},
-      {"ffn_gate", s->embd, s->ff},  {"ffn_up", s->embd, s->ff},
-      {"ffn_down", s->ff, s->embd},
+  const arch_extras *x = &c->x;
+  uint64_t hd = head_dim(c), q_dim = s->heads * hd, kv_dim = s->kv_heads * hd;
+  const struct { const char *role, *suffix; uint64_t ne0, ne1; bool want; fill_kind fill; } parts[] = {
+      {"attn_norm", "weight", s->embd, 0, true, FILL_NORM},
+      {"attn_q", "weight", s->embd, q_dim, !x->fused, FILL_WEIGHT},
+      {"attn_k", "weight", s->embd, kv_dim, !x->fused, FILL_WEIGHT},
+      {"attn_v", "weight", s->embd, kv_dim, !x->fused, FILL_WEIGHT},
+      {"attn_qkv", "weight", s->embd, q_dim + 2 * kv_dim, x->fused, FILL_WEIGHT},
+      {"attn_q", "bias", q_dim, 0, x->qkv_bias, FILL_WEIGHT},
+      {"attn_k", "bias", kv_dim, 0, x->qkv_bias, FILL_WEIGHT},
+      {"attn_v", "bias", kv_dim, 0, x->qkv_bias, FILL_WEIGHT},
+      {"attn_q_norm", "weight", hd, 0, x->qk_norm, FILL_NORM},
+      {"attn_k_norm", "weight", hd, 0, x->qk_norm, FILL_NORM},
+      {"attn_output", "weight", q_dim, s->embd, true, FILL_WEIGHT},
+      {"post_attention_norm", "weight", s->embd, 0, x->post_norms, FILL_NORM},
+      {"ffn_norm", "weight", s->embd, 0, true, FILL_NORM},
+      {"ffn_gate", "weight", s->embd, s->ff, !x->fused, FILL_WEIGHT},
+      {"ffn_up", "weight", s->embd, x->fused ? 2 * s->ff : s->ff, true, FILL_WEIGHT},
+      {"ffn_down", "weight", s->ff, s->embd, true, FILL_WEIGHT},
+      {"post_ffw_norm", "weight", s->embd, 0, x->post_norms, FILL_NORM},
   };
   for (size_t k = 0; k < sizeof parts / sizeof parts[0]; k++) {
+    if (!parts[k].want) continue;
     char name[48];
-    bool norm = parts[k].ne1 == 0;
-    snprintf(name, sizeof name, "blk.%" PRIu64 ".%s.weight", i, parts[k].suffix);
-    add_tensor(l, name, parts[k].ne0, parts[k].ne1, norm ? WTYPE_F32 : c->type,
-               norm ? FILL_NORM : FILL_WEIGHT);
+    bool vec = parts[k].ne1 == 0;
+    snprintf(name, sizeof name, "blk.%" PRIu64 ".%s.%s", i, parts[k].role, parts[k].suffix);
+    add_tensor(l, name, parts[k].ne0, parts[k].ne1,
+               vec ? WTYPE_F32 : tensor_type(c, parts[k].role, (int64_t)i, parts[k].ne0), parts[k].fill);
   }
 }
 
 static bool build_tensors(tensor_list *l, const config *c) {
   const shape *s = &c->s;
-  size_t max = 4 + 9 * (size_t)s->layers;
+  size_t max = 6 + 17 * (size_t)s->layers;
   l->t = calloc(max, sizeof *l->t);
   l->n = 0;
   l->data_bytes = 0;
   if (l->t == NULL) return fail("out of memory for the tensor list");
-  add_tensor(l, "token_embd.weight", s->embd, s->vocab, c->type, FILL_WEIGHT);
+  add_tensor(l, "token_embd.weight", s->embd, s->vocab, tensor_type(c, "token_embd", -1, s->embd), FILL_WEIGHT);
   if (c->llama3_rope)
-    add_tensor(l, "rope_freqs.weight", s->embd / s->heads / 2, 0, WTYPE_F32,
-               FILL_ROPE_FREQS);
+    add_tensor(l, "rope_freqs.weight", head_dim(c) / 2, 0, WTYPE_F32, FILL_ROPE_FREQS);
+  if (c->x.orig_ctx) {
+    add_tensor(l, "rope_factors_long.weight", head_dim(c) / 2, 0, WTYPE_F32, FILL_ROPE_LONG);
+    add_tensor(l, "rope_factors_short.weight", head_dim(c) / 2, 0, WTYPE_F32, FILL_ROPE_SHORT);
+  }
   for (uint64_t i = 0; i < s->layers; i++) add_layer(l, c, i);
   add_tensor(l, "output_norm.weight", s->embd, 0, WTYPE_F32, FILL_NORM);
   if (c->untied)
-    add_tensor(l, "output.weight", s->embd, s->vocab, c->type, FILL_WEIGHT);
+    add_tensor(l, "output.weight", s->embd, s->vocab, tensor_type(c, "output", -1, s->embd), FILL_WEIGHT);
   return true;
 }
 
@@ -907,6 +1077,24 @@ static void fill_q4_1(rng *r, uint8_t *p, size_t n_blocks) {
     p = put_le16(p, f32_to_f16(-7.5f * d));
     p = put_le64(p, rng_next(r));
     p = put_le64(p, rng_next(r));
+  }
+}
+
+/* The types filled as random bytes: every bit pattern of their codes and
+ * sub-block scales is a valid block, so only the f16 super-block scales
+ * need care. d (jittered, as block_scale) gets a random sign where the
+ * type has no min; dmin = dmin_ratio * d centres the codes otherwise. */
+static void fill_random_bytes(rng *r, const wtype *t, uint8_t *p, size_t n_blocks) {
+  for (size_t i = 0; i < n_blocks; i++, p += t->block_bytes) {
+    for (uint32_t k = 0; k < t->block_bytes; k += 8) {
+      uint64_t v = rng_next(r);
+      uint32_t m = t->block_bytes - k < 8 ? t->block_bytes - k : 8;
+      memcpy(p + k, &v, m);
+    }
+    float d = block_scale(r, t->code_std);
+    if (t->dmin_ratio == 0 && (rng_next(r) & 1)) d = -d;
+    put_le16(p + t->d_at, f32_to_f16(d));
+    if (t->dmin_ratio != 0) put_le16(p + t->dmin_at, f32_to_f16(t->dmin_ratio * d));
   }
 }
 
@@ -963,7 +1151,8 @@ static void fill_random(const tensor *t, rng *r, const uint8_t *table,
   case 8: fill_q8_0(r, p, n_blocks); break;
   case 2: fill_q4_0(r, p, n_blocks); break;
   case 3: fill_q4_1(r, p, n_blocks); break;
-  default: fill_float(r, t->type, table, p, n_blocks);
+  case 0: case 1: case 30: fill_float(r, t->type, table, p, n_blocks); break;
+  default: fill_random_bytes(r, t->type, p, n_blocks);
   }
 }
 
@@ -987,6 +1176,16 @@ static void fill_rope_freqs(const config *c, uint8_t *p, uint64_t n) {
   }
 }
 
+/* Phi-3 LongRoPE factors, one per rotated pair, rising from the high
+ * frequencies to the low ones as real ones do: short ones near 1, long
+ * ones up to ~40 (the context extension). */
+static void fill_longrope(uint8_t *p, uint64_t n, bool long_factors) {
+  for (uint64_t i = 0; i < n; i++) {
+    double t = n > 1 ? (double)i / (double)(n - 1) : 0.0;
+    p = put_le32(p, f32_bits((float)(long_factors ? 1.0 + 39.0 * t * t : 1.0 + 0.25 * t)));
+  }
+}
+
 /* Streams one tensor's data (and its padding) through chunk; table is
  * scratch space for fill_float_table. */
 static bool write_tensor_data(FILE *f, const tensor *t, uint32_t index,
@@ -995,8 +1194,9 @@ static bool write_tensor_data(FILE *f, const tensor *t, uint32_t index,
   uint64_t n_blocks = t->n_bytes / t->type->block_bytes;
   uint64_t per_chunk = CHUNK_BYTES / t->type->block_bytes;
   rng r = rng_new(c->seed, index);
-  if (t->fill == FILL_ROPE_FREQS) { /* tiny: [head_dim / 2] */
-    fill_rope_freqs(c, chunk, t->ne[0]);
+  if (t->fill == FILL_ROPE_FREQS || t->fill == FILL_ROPE_SHORT || t->fill == FILL_ROPE_LONG) {
+    if (t->fill == FILL_ROPE_FREQS) fill_rope_freqs(c, chunk, t->ne[0]); /* tiny: [head_dim / 2] */
+    else fill_longrope(chunk, t->ne[0], t->fill == FILL_ROPE_LONG);
     n_blocks = 0;
     if (fwrite(chunk, 1, t->n_bytes, f) != t->n_bytes) return false;
   }

@@ -197,14 +197,23 @@ static inline int sp_rope(sp_list *list, sp_tensor dst, sp_tensor x, sp_tensor p
   return 0;
 }
 
-/* Causal GQA attention of q[D, Hq, T] over caches k, v [D, Hkv, C]. */
-static inline int sp_attention(sp_list *list, sp_tensor dst, sp_tensor q, sp_tensor k, sp_tensor v,
-                               sp_tensor pos, float scale) {
+/* Causal GQA attention of q[D, Hq, T] over caches k, v [D, Hkv, C] with
+ * a sliding window: query t sees cache rows max(0, pos[t] - window + 1)
+ * .. pos[t] only (Gemma 3's local layers, Mistral); window 0 = no window. */
+static inline int sp_attention_window(sp_list *list, sp_tensor dst, sp_tensor q, sp_tensor k, sp_tensor v,
+                                      sp_tensor pos, float scale, uint32_t window) {
   sp_cmd *cmd = sp_list_push(list, SP_OP_ATTENTION);
   if (!cmd) return -1;
   cmd->dst = dst, cmd->src[0] = q, cmd->src[1] = k, cmd->src[2] = v, cmd->src[3] = pos;
-  cmd->param[0] = sp_f32_bits(scale);
+  cmd->param[0] = sp_f32_bits(scale), cmd->param[1] = window;
   return 0;
+}
+
+/* Causal GQA attention of q[D, Hq, T] over caches k, v [D, Hkv, C]: query
+ * t sees cache rows 0..pos[t]. */
+static inline int sp_attention(sp_list *list, sp_tensor dst, sp_tensor q, sp_tensor k, sp_tensor v,
+                               sp_tensor pos, float scale) {
+  return sp_attention_window(list, dst, q, k, v, pos, scale, 0);
 }
 
 /* dst rows idx[i32: M] = rows[f32: K, M], converted to dst's dtype. */
@@ -215,6 +224,19 @@ static inline int sp_set_rows(sp_list *list, sp_tensor dst, sp_tensor rows, sp_t
 /* dst = silu(gate) * up */
 static inline int sp_swiglu(sp_list *list, sp_tensor dst, sp_tensor gate, sp_tensor up) {
   return sp_binary(list, SP_OP_SWIGLU, dst, gate, up);
+}
+
+/* dst = gelu(gate) * up, GELU in its tanh form (Gemma's GeGLU) */
+static inline int sp_geglu(sp_list *list, sp_tensor dst, sp_tensor gate, sp_tensor up) {
+  return sp_binary(list, SP_OP_GEGLU, dst, gate, up);
+}
+
+/* dst = cap * tanh(x / cap): soft-capping (cap finite, > 0) */
+static inline int sp_softcap(sp_list *list, sp_tensor dst, sp_tensor x, float cap) {
+  sp_cmd *cmd = sp_list_push(list, SP_OP_SOFTCAP);
+  if (!cmd) return -1;
+  cmd->dst = dst, cmd->src[0] = x, cmd->param[0] = sp_f32_bits(cap);
+  return 0;
 }
 
 /* dst = softmax(x * scale) per row */

@@ -47,7 +47,8 @@ static struct llm_guest {
   llm_model model;
   llm_sampler sampler;
   tok_decoder decoder;
-  llm_chat_kind chat;
+  llm_chat chat;            /* the chat family of tokenizer.chat_template */
+  uint32_t n_turns;         /* chat turns prompted so far */
   uint32_t n_past;          /* tokens in the KV cache */
   float *logits;            /* after the last forward, or NULL */
   const int32_t *best;      /* the argmax of that logits row (from the forward list) */
@@ -157,11 +158,18 @@ static int load_model(void) {
   return 0;
 }
 
+/* Picks the chat family; a file without a template we know chats in raw
+ * text, and says so once rather than formatting turns silently wrong. */
 static void read_chat_template(void) {
   int64_t key = gguf_find_key(G.gguf, "tokenizer.chat_template");
   size_t len = 0;
   const char *tmpl = key >= 0 ? gguf_get_string(G.gguf, key, &len) : NULL;
   G.chat = llm_chat_detect(tmpl, len);
+  if (G.chat.kind == LLM_CHAT_RAW)
+    fprintf(stderr, "note: %s; chat turns go to the model as raw text\n",
+            tmpl ? "the model's chat template is not one samepage knows (ChatML, Llama 3, Gemma, "
+                   "Phi-3, Mistral)"
+                 : "the model has no chat template");
   if (!G.opt.system[0]) llm_chat_default_system(tmpl, len, G.opt.system, sizeof G.opt.system);
 }
 
@@ -233,34 +241,13 @@ static int prefill(const int32_t *tokens, uint32_t n) {
   return 0;
 }
 
-/* The text of a chat turn: closes an unfinished reply, adds the system
- * prompt before the first message, then the user message and the opening
- * of the assistant's reply. */
+/* The text of a chat turn: the rest of the previous reply's closing (all
+ * of it when the reply was cut short), the system prompt on the first turn
+ * of an empty cache, the user message and the opening of the reply. */
 static char *chat_text(const char *user) {
-  size_t cap = strlen(user) + strlen(G.opt.system) + 256;
-  char *text = malloc(cap);
-  if (!text) return NULL;
-  size_t at = 0;
-  text[0] = '\0';
-  if (G.in_reply && llm_chat_end_of_turn(G.chat))
-    at += (size_t)snprintf(text + at, cap - at, "%s%s", llm_chat_end_of_turn(G.chat), llm_chat_separator(G.chat));
-  if (G.n_past == 0 && G.opt.system[0] && G.chat != LLM_CHAT_RAW) {
-    int n = llm_chat_message(G.chat, "system", G.opt.system, text + at, cap - at);
-    if (n < 0) {
-      free(text);
-      return NULL;
-    }
-    at += (size_t)n;
-    at += (size_t)snprintf(text + at, cap - at, "%s", llm_chat_separator(G.chat));
-  }
-  int n = llm_chat_message(G.chat, "user", user, text + at, cap - at);
-  if (n < 0) {
-    free(text);
-    return NULL;
-  }
-  at += (size_t)n;
-  snprintf(text + at, cap - at, "%s%s", llm_chat_separator(G.chat), llm_chat_assistant_prefix(G.chat));
-  return text;
+  llm_chat_reply prev = G.n_turns == 0 ? LLM_REPLY_NONE : G.in_reply ? LLM_REPLY_CUT : LLM_REPLY_ENDED;
+  const char *system = G.n_past == 0 ? G.opt.system : NULL;
+  return llm_chat_turn(&G.chat, system, user, prev);
 }
 
 static int tokenize(const char *text, size_t len, int32_t **ids, uint32_t *n) {
@@ -293,7 +280,7 @@ EXPORT(llm_prompt) int32_t llm_prompt(uint32_t len, uint32_t mode) {
         return set_error("token id out of range");
       }
   } else {
-    char *text = mode == 0 && G.chat != LLM_CHAT_RAW ? chat_text(G.input) : strdup(G.input);
+    char *text = mode == 0 && G.chat.kind != LLM_CHAT_RAW ? chat_text(G.input) : strdup(G.input);
     if (!text) return set_error("out of memory");
     int rc = tokenize(text, strlen(text), &ids, &n);
     free(text);
@@ -302,7 +289,8 @@ EXPORT(llm_prompt) int32_t llm_prompt(uint32_t len, uint32_t mode) {
   int rc = n ? prefill(ids, n) : 0;
   free(ids);
   if (rc) return -1;
-  G.in_reply = mode == 0 && G.chat != LLM_CHAT_RAW;
+  G.in_reply = mode == 0 && G.chat.kind != LLM_CHAT_RAW;
+  G.n_turns += G.in_reply;
   return (int32_t)n;
 }
 

@@ -1,10 +1,15 @@
 /*
- * model.c: the Llama forward pass as one command list per call.
+ * model.c: the transformer forward pass as one command list per call.
  *
  * Each stage is one host op under a one-line comment; shapes are
  * [innermost, ...]. The list for a decode step (n = 1) has the same bytes
  * every token: positions and token ids are read from guest memory, so a
  * backend can replay it.
+ *
+ * The architectures differ only by the switches in llm_hparams and the
+ * per-layer window and RoPE base (model_arch.c): a stage one of them
+ * guards is an `if` here, so a Llama file builds exactly the list it
+ * always did.
  */
 #include "model.h"
 
@@ -114,6 +119,14 @@ static sp_tensor act(const float *p, uint32_t ne0, uint32_t n) {
   return sp_tensor_2d(p, SP_DTYPE_F32, ne0, n);
 }
 
+/* The RoPE frequency factors: Llama 3's, or LongRoPE's set for the
+ * context we run (the long one only when it exceeds the context the
+ * frequencies were made for, as llama.cpp chooses), or none. */
+static sp_tensor rope_factors(const llm_model *m) {
+  if (m->w.rope_freqs.dtype) return m->w.rope_freqs;
+  return m->st.n_ctx > m->hp.n_ctx_orig ? m->w.rope_long : m->w.rope_short;
+}
+
 /* One layer's attention block: x += Wo . attn(rope(Wq.xn), cache) */
 static void attention_block(llm_model *m, sp_list *list, uint32_t il, uint32_t n) {
   const llm_hparams *hp = &m->hp;
@@ -132,23 +145,37 @@ static void attention_block(llm_model *m, sp_list *list, uint32_t il, uint32_t n
   sp_matmul(list, act(st->q, Hq * D, n), l->wq, act(st->xb, E, n));
   sp_matmul(list, act(st->k, Hkv * D, n), l->wk, act(st->xb, E, n));
   sp_matmul(list, act(st->v, Hkv * D, n), l->wv, act(st->xb, E, n));
+  if (hp->qkv_bias) { /* q, k, v += their biases (one row, broadcast) */
+    sp_add(list, act(st->q, Hq * D, n), act(st->q, Hq * D, n), l->bq);
+    sp_add(list, act(st->k, Hkv * D, n), act(st->k, Hkv * D, n), l->bk);
+    sp_add(list, act(st->v, Hkv * D, n), act(st->v, Hkv * D, n), l->bv);
+  }
+  if (hp->qk_norm) { /* each head of q and k = rmsnorm(head) * q_norm / k_norm */
+    sp_rmsnorm(list, act(st->q, D, Hq * n), act(st->q, D, Hq * n), l->q_norm, hp->norm_eps);
+    sp_rmsnorm(list, act(st->k, D, Hkv * n), act(st->k, D, Hkv * n), l->k_norm, hp->norm_eps);
+  }
   /* rotary embedding of q and k, in place */
-  sp_rope(list, q3, q3, pos, hp->n_rot, hp->rope_theta, 0, 1.0f, m->w.rope_freqs);
-  sp_rope(list, k3, k3, pos, hp->n_rot, hp->rope_theta, 0, 1.0f, m->w.rope_freqs);
+  sp_tensor factors = rope_factors(m);
+  sp_rope(list, q3, q3, pos, hp->n_rot, l->rope_theta, hp->rope_mode, l->rope_scale, factors);
+  sp_rope(list, k3, k3, pos, hp->n_rot, l->rope_theta, hp->rope_mode, l->rope_scale, factors);
   /* append k and v to the cache at their positions (f16) */
   sp_set_rows(list, sp_tensor_2d(st->k_cache + layer_off, SP_DTYPE_F16, Hkv * D, st->n_ctx),
               act(st->k, Hkv * D, n), pos);
   sp_set_rows(list, sp_tensor_2d(st->v_cache + layer_off, SP_DTYPE_F16, Hkv * D, st->n_ctx),
               act(st->v, Hkv * D, n), pos);
-  /* causal grouped-query attention over the cache */
-  sp_attention(list, sp_tensor_4d(st->att, SP_DTYPE_F32, D, Hq, n, 1), q3, kc, vc, pos,
-               1.0f / sqrtf((float)D));
-  /* x += Wo . att */
+  /* causal grouped-query attention over the cache (or its last l->window rows) */
+  sp_attention_window(list, sp_tensor_4d(st->att, SP_DTYPE_F32, D, Hq, n, 1), q3, kc, vc, pos, hp->attn_scale,
+                      l->window);
+  /* proj = Wo . att */
   sp_matmul(list, act(st->proj, E, n), l->wo, act(st->att, Hq * D, n));
+  /* proj = rmsnorm(proj) * attn_post_norm (Gemma 3) */
+  if (hp->post_norms) sp_rmsnorm(list, act(st->proj, E, n), act(st->proj, E, n), l->attn_post_norm, hp->norm_eps);
+  /* x += proj */
   sp_add(list, act(st->x, E, n), act(st->x, E, n), act(st->proj, E, n));
 }
 
-/* One layer's feed-forward block: x += Wdown . (silu(Wgate.xn) * Wup.xn) */
+/* One layer's feed-forward block: x += Wdown . (act(Wgate.xn) * Wup.xn),
+ * act = silu (SwiGLU) or tanh-GELU (GeGLU) */
 static void ffn_block(llm_model *m, sp_list *list, uint32_t il, uint32_t n) {
   const llm_hparams *hp = &m->hp;
   llm_state *st = &m->st;
@@ -159,10 +186,14 @@ static void ffn_block(llm_model *m, sp_list *list, uint32_t il, uint32_t n) {
   /* gate and up projections */
   sp_matmul(list, act(st->gate, F, n), l->w_gate, act(st->xb, E, n));
   sp_matmul(list, act(st->up, F, n), l->w_up, act(st->xb, E, n));
-  /* gate = silu(gate) * up, in place */
-  sp_swiglu(list, act(st->gate, F, n), act(st->gate, F, n), act(st->up, F, n));
-  /* x += Wdown . gate */
+  /* gate = act(gate) * up, in place */
+  if (hp->gelu_ffn) sp_geglu(list, act(st->gate, F, n), act(st->gate, F, n), act(st->up, F, n));
+  else sp_swiglu(list, act(st->gate, F, n), act(st->gate, F, n), act(st->up, F, n));
+  /* proj = Wdown . gate */
   sp_matmul(list, act(st->proj, E, n), l->w_down, act(st->gate, F, n));
+  /* proj = rmsnorm(proj) * ffn_post_norm (Gemma 3) */
+  if (hp->post_norms) sp_rmsnorm(list, act(st->proj, E, n), act(st->proj, E, n), l->ffn_post_norm, hp->norm_eps);
+  /* x += proj */
   sp_add(list, act(st->x, E, n), act(st->x, E, n), act(st->proj, E, n));
 }
 
@@ -202,6 +233,8 @@ static void build_forward(llm_model *m, sp_list *list, uint32_t n) {
   uint32_t E = hp->n_embd, V = hp->n_vocab;
   /* x = token embeddings */
   sp_get_rows(list, act(st->x, E, n), m->w.tok_embd, sp_tensor_1d(st->tokens, SP_DTYPE_I32, n));
+  /* x *= embd_scale (Gemma: sqrt(E)) */
+  if (hp->embd_scale != 1.0f) sp_scale(list, act(st->x, E, n), act(st->x, E, n), hp->embd_scale);
   for (uint32_t il = 0; il < hp->n_layer; il++) {
     attention_block(m, list, il, n);
     ffn_block(m, list, il, n);
@@ -211,5 +244,8 @@ static void build_forward(llm_model *m, sp_list *list, uint32_t n) {
   sp_rmsnorm(list, act(st->xb, E, rows), act(st->x + (size_t)first * E, E, rows), m->w.out_norm,
              hp->norm_eps);
   sp_matmul(list, act(st->logits, V, rows), m->w.output, act(st->xb, E, rows));
+  /* logits = cap * tanh(logits / cap) (Gemma's final soft-cap) */
+  if (hp->logit_softcap > 0)
+    sp_softcap(list, act(st->logits, V, rows), act(st->logits, V, rows), hp->logit_softcap);
   sp_argmax(list, sp_tensor_1d(st->best, SP_DTYPE_I32, rows), act(st->logits, V, rows));
 }

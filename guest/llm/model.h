@@ -1,6 +1,6 @@
 /*
- * model.h: a Llama-architecture transformer whose tensors all live in the
- * guest's linear memory. The guest owns the architecture: it lays out
+ * model.h: a decoder-only transformer (Llama, Qwen2, Qwen3, Gemma 3, Phi-3)
+ * whose tensors all live in the guest's linear memory. The guest owns the architecture: it lays out
  * weights (mapped from the GGUF file), activations and the KV cache, and
  * describes each forward pass as one command list for the host.
  */
@@ -12,7 +12,12 @@
 
 #include "samepage_guest.h"
 
+/* The architectures we run; each is the Llama graph plus the switches in
+ * llm_hparams (model_arch.c reads them from the file). */
+typedef enum llm_arch { LLM_ARCH_LLAMA, LLM_ARCH_QWEN2, LLM_ARCH_QWEN3, LLM_ARCH_GEMMA3, LLM_ARCH_PHI3 } llm_arch;
+
 typedef struct llm_hparams {
+  llm_arch arch;
   uint32_t n_vocab;     /* tokens */
   uint32_t n_embd;      /* E, the residual width */
   uint32_t n_layer;
@@ -23,15 +28,35 @@ typedef struct llm_hparams {
   uint32_t n_ctx_train; /* context the model was trained for */
   uint32_t n_rot;       /* rotated dims per head (usually D) */
   float norm_eps;       /* RMSNorm epsilon */
-  float rope_theta;     /* RoPE frequency base */
+  float rope_theta;     /* RoPE frequency base (global layers) */
+  uint32_t rope_mode;   /* 0: adjacent pairs (Llama), 2: NeoX halves */
+  float rope_freq_scale; /* 1 / linear rope scaling factor; 1 = none */
+  uint32_t n_ctx_orig;  /* context the RoPE frequencies were made for (LongRoPE) */
+  float attn_scale;     /* softmax scale of q.k (folds in a LongRoPE attn_factor) */
+  float embd_scale;     /* token embeddings are multiplied by it (Gemma: sqrt(E)) */
+  float logit_softcap;  /* final logits = cap * tanh(logits / cap); 0 = none */
+  bool qkv_bias;        /* Qwen2: q, k, v projections have biases */
+  bool qk_norm;         /* Qwen3, Gemma 3: RMSNorm of each q and k head before RoPE */
+  bool post_norms;      /* Gemma 3: RMSNorm of each block's output too */
+  bool gelu_ffn;        /* Gemma 3: GeGLU (tanh GELU) instead of SwiGLU */
+  bool fused_qkv;       /* Phi-3: one attn_qkv tensor, split at load */
+  bool fused_gate_up;   /* Phi-3: ffn_up holds gate then up, split at load */
 } llm_hparams;
 
 typedef struct llm_layer {
+  uint32_t window;      /* sliding attention window (0: attends to everything) */
+  float rope_theta;     /* this layer's RoPE base (Gemma 3: local layers differ) */
+  float rope_scale;     /* this layer's RoPE frequency scale (1 = none) */
   sp_tensor attn_norm;  /* f32 [E] */
   sp_tensor wq;         /* [E, Hq*D] */
   sp_tensor wk;         /* [E, Hkv*D] */
   sp_tensor wv;         /* [E, Hkv*D] */
   sp_tensor wo;         /* [Hq*D, E] */
+  sp_tensor bq, bk, bv; /* f32 [Hq*D], [Hkv*D], [Hkv*D] biases (qkv_bias) */
+  sp_tensor q_norm;     /* f32 [D] (qk_norm) */
+  sp_tensor k_norm;     /* f32 [D] (qk_norm) */
+  sp_tensor attn_post_norm; /* f32 [E] (post_norms) */
+  sp_tensor ffn_post_norm;  /* f32 [E] (post_norms) */
   sp_tensor ffn_norm;   /* f32 [E] */
   sp_tensor w_gate;     /* [E, F] */
   sp_tensor w_up;       /* [E, F] */
@@ -43,6 +68,8 @@ typedef struct llm_weights {
   sp_tensor out_norm;   /* f32 [E] */
   sp_tensor output;     /* [E, V], the embedding table when tied */
   sp_tensor rope_freqs; /* f32 [n_rot/2] Llama 3 frequency factors, or empty */
+  sp_tensor rope_long;  /* f32 [n_rot/2] LongRoPE factors beyond n_ctx_orig, or empty */
+  sp_tensor rope_short; /* f32 [n_rot/2] LongRoPE factors within n_ctx_orig, or empty */
   llm_layer *layers;    /* [n_layer] */
 } llm_weights;
 

@@ -11,75 +11,87 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct loader {
-  const gguf_ctx *g;
-  char arch[32];
-  char *err;
-  int cap;
-} loader;
-
-static int fail(loader *ld, const char *fmt, const char *a, long b) {
+/* Writes the message and returns -1, so callers can `return llm_load_fail(...)`. */
+int llm_load_fail(llm_loader *ld, const char *fmt, const char *a, long b) {
   snprintf(ld->err, (size_t)ld->cap, fmt, a, b);
   return -1;
 }
 
-/* Reads "<arch>.<key>" as u32; `fallback` when absent (or -1 to require). */
-static int get_u32(loader *ld, const char *key, long fallback, uint32_t *out) {
+int64_t llm_meta_find(llm_loader *ld, const char *key, char full[128]) {
+  snprintf(full, 128, "%s.%s", ld->arch, key);
+  return gguf_find_key(ld->g, full);
+}
+
+int llm_meta_u32(llm_loader *ld, const char *key, long fallback, uint32_t *out) {
   char full[128];
-  snprintf(full, sizeof full, "%s.%s", ld->arch, key);
-  int64_t i = gguf_find_key(ld->g, full);
+  int64_t i = llm_meta_find(ld, key, full);
   if (i < 0) {
-    if (fallback < 0) return fail(ld, "model: metadata key %s is missing", full, 0);
+    if (fallback < 0) return llm_load_fail(ld, "model: metadata key %s is missing", full, 0);
     *out = (uint32_t)fallback;
     return 0;
   }
-  if (!gguf_get_u32(ld->g, i, out)) return fail(ld, "model: metadata key %s is not an unsigned integer", full, 0);
+  if (!gguf_get_u32(ld->g, i, out)) return llm_load_fail(ld, "model: metadata key %s is not an unsigned integer", full, 0);
   return 0;
 }
 
-/* Reads "<arch>.<key>" as a float that feeds an op parameter (an epsilon, a
- * RoPE base): it must be finite and > 0, or the load fails naming the key.
- * `fallback` when absent. */
-static int get_positive_f32(loader *ld, const char *key, float fallback, float *out) {
+int llm_meta_positive_f32(llm_loader *ld, const char *key, float fallback, float *out) {
   char full[128];
-  snprintf(full, sizeof full, "%s.%s", ld->arch, key);
-  int64_t i = gguf_find_key(ld->g, full);
+  int64_t i = llm_meta_find(ld, key, full);
   *out = fallback;
-  if (i >= 0 && !gguf_get_f32(ld->g, i, out)) return fail(ld, "model: metadata key %s is not a float", full, 0);
+  if (i >= 0 && !gguf_get_f32(ld->g, i, out)) return llm_load_fail(ld, "model: metadata key %s is not a float", full, 0);
   if (!(*out > 0 && *out <= FLT_MAX)) /* false for NaN, infinities, <= 0 */
-    return fail(ld, "model: %s is not a finite positive number", full, 0);
+    return llm_load_fail(ld, "model: %s is not a finite positive number", full, 0);
   return 0;
 }
 
-static int read_arch(loader *ld) {
-  int64_t i = gguf_find_key(ld->g, "general.architecture");
-  size_t len = 0;
-  const char *arch = i >= 0 ? gguf_get_string(ld->g, i, &len) : NULL;
-  if (!arch) return fail(ld, "model: general.architecture is missing%s", "", 0);
-  if (len >= sizeof ld->arch) len = sizeof ld->arch - 1;
-  memcpy(ld->arch, arch, len);
-  ld->arch[len] = '\0';
-  /* Llama-family graphs we run as they are (same tensors, same ops). */
-  if (strcmp(ld->arch, "llama") != 0) return fail(ld, "model: architecture \"%s\" is not supported (llama only)", ld->arch, 0);
-  return 0;
+/* A count from the metadata that must be in [1, max] (a zero would divide
+ * or allocate nothing later, a huge one exhaust memory): the message names
+ * the key and its value. */
+static int get_count(llm_loader *ld, const char *key, long fallback, uint32_t max, uint32_t *out) {
+  if (llm_meta_u32(ld, key, fallback, out)) return -1;
+  if (*out >= 1 && *out <= max) return 0;
+  char full[128];
+  llm_meta_find(ld, key, full);
+  return llm_load_fail(ld, "model: %s = %ld is out of range", full, (long)*out);
 }
 
-static int read_hparams(loader *ld, llm_hparams *hp) {
-  if (get_u32(ld, "embedding_length", -1, &hp->n_embd) || get_u32(ld, "block_count", -1, &hp->n_layer) ||
-      get_u32(ld, "feed_forward_length", -1, &hp->n_ff) || get_u32(ld, "attention.head_count", -1, &hp->n_head) ||
-      get_u32(ld, "context_length", 2048, &hp->n_ctx_train))
+/* The shape every architecture shares. Keys are read as llama.cpp reads
+ * them; each bad value is refused naming its key. */
+static int read_hparams(llm_loader *ld, llm_hparams *hp) {
+  if (get_count(ld, "embedding_length", -1, 65536, &hp->n_embd) ||
+      get_count(ld, "block_count", -1, 1024, &hp->n_layer) ||
+      get_count(ld, "feed_forward_length", -1, 1u << 20, &hp->n_ff) ||
+      get_count(ld, "attention.head_count", -1, 1024, &hp->n_head) ||
+      get_count(ld, "context_length", 2048, 1u << 30, &hp->n_ctx_train) ||
+      get_count(ld, "attention.head_count_kv", hp->n_head, hp->n_head, &hp->n_head_kv))
     return -1;
-  if (get_u32(ld, "attention.head_count_kv", hp->n_head, &hp->n_head_kv)) return -1;
-  if (hp->n_head == 0 || hp->n_head_kv == 0 || hp->n_head % hp->n_head_kv || hp->n_embd % hp->n_head ||
-      hp->n_layer == 0 || hp->n_layer > 1024 || hp->n_embd > 65536 || hp->n_ff > 1 << 20)
-    return fail(ld, "model: inconsistent shape (heads, kv heads, embedding length)%s", "", 0);
-  if (get_u32(ld, "attention.key_length", hp->n_embd / hp->n_head, &hp->head_dim) ||
-      get_u32(ld, "rope.dimension_count", hp->head_dim, &hp->n_rot))
+  char full[128];
+  if (hp->n_head % hp->n_head_kv) {
+    llm_meta_find(ld, "attention.head_count_kv", full);
+    return llm_load_fail(ld, "model: %s = %ld does not divide the head count", full, (long)hp->n_head_kv);
+  }
+  /* Without an explicit head size the heads split the width (Gemma and
+   * Qwen3 give key_length, and their heads need not). */
+  bool explicit_head = llm_meta_find(ld, "attention.key_length", full) >= 0;
+  if (!explicit_head && hp->n_embd % hp->n_head) {
+    llm_meta_find(ld, "attention.head_count", full);
+    return llm_load_fail(ld, "model: %s = %ld does not divide the embedding length", full, (long)hp->n_head);
+  }
+  uint32_t v_len = 0;
+  if (get_count(ld, "attention.key_length", hp->n_embd / hp->n_head, 1024, &hp->head_dim) ||
+      get_count(ld, "attention.value_length", hp->head_dim, 1024, &v_len) ||
+      llm_meta_u32(ld, "rope.dimension_count", hp->head_dim, &hp->n_rot))
     return -1;
-  if (hp->head_dim == 0 || hp->head_dim > 1024 || hp->n_rot % 2 || hp->n_rot > hp->head_dim)
-    return fail(ld, "model: head dim %s%ld or rope dims are invalid", "", (long)hp->head_dim);
-  if (get_positive_f32(ld, "attention.layer_norm_rms_epsilon", 1e-5f, &hp->norm_eps) ||
-      get_positive_f32(ld, "rope.freq_base", 10000.0f, &hp->rope_theta))
+  if (v_len != hp->head_dim) {
+    llm_meta_find(ld, "attention.value_length", full);
+    return llm_load_fail(ld, "model: %s = %ld differs from the key length (not supported)", full, (long)v_len);
+  }
+  if (hp->n_rot % 2 || hp->n_rot > hp->head_dim) {
+    llm_meta_find(ld, "rope.dimension_count", full);
+    return llm_load_fail(ld, "model: %s = %ld is odd or larger than the head size", full, (long)hp->n_rot);
+  }
+  if (llm_meta_positive_f32(ld, "attention.layer_norm_rms_epsilon", 1e-5f, &hp->norm_eps) ||
+      llm_meta_positive_f32(ld, "rope.freq_base", 10000.0f, &hp->rope_theta))
     return -1;
   return 0;
 }
@@ -106,47 +118,108 @@ static uint32_t sp_dtype_of(uint32_t ggml_type) {
 }
 
 /* Binds tensor `name` with shape [ne0, ne1]; f32_only for norms. */
-static int bind(loader *ld, const char *name, uint32_t ne0, uint32_t ne1, bool f32_only, sp_tensor *out) {
+static int bind(llm_loader *ld, const char *name, uint32_t ne0, uint32_t ne1, bool f32_only, sp_tensor *out) {
   const gguf_tensor *t = gguf_find_tensor(ld->g, name);
-  if (!t) return fail(ld, "model: tensor %s is missing", name, 0);
+  if (!t) return llm_load_fail(ld, "model: tensor %s is missing", name, 0);
   uint32_t dtype = sp_dtype_of(t->type);
   if (!dtype || (f32_only && dtype != SP_DTYPE_F32))
-    return fail(ld, "model: tensor %s has unsupported type %ld", name, (long)t->type);
+    return llm_load_fail(ld, "model: tensor %s has unsupported type %ld", name, (long)t->type);
   if (t->ne[0] != ne0 || t->ne[1] != ne1 || t->ne[2] != 1 || t->ne[3] != 1)
-    return fail(ld, "model: tensor %s does not have the shape the metadata implies (ne0 = %ld)", name, (long)t->ne[0]);
+    return llm_load_fail(ld, "model: tensor %s does not have the shape the metadata implies (ne0 = %ld)", name, (long)t->ne[0]);
   *out = sp_tensor_2d(t->data, (sp_dtype)dtype, ne0, ne1);
   return 0;
 }
 
-static int bind_layer(loader *ld, const llm_hparams *hp, uint32_t il, llm_layer *l) {
-  uint32_t E = hp->n_embd, F = hp->n_ff, Q = hp->n_head * hp->head_dim, KV = hp->n_head_kv * hp->head_dim;
-  const struct {
-    const char *suffix;
-    uint32_t ne0, ne1;
-    bool f32_only;
-    sp_tensor *field;
-  } specs[] = {
-      {"attn_norm", E, 1, true, &l->attn_norm}, {"attn_q", E, Q, false, &l->wq},
-      {"attn_k", E, KV, false, &l->wk},         {"attn_v", E, KV, false, &l->wv},
-      {"attn_output", Q, E, false, &l->wo},     {"ffn_norm", E, 1, true, &l->ffn_norm},
-      {"ffn_gate", E, F, false, &l->w_gate},    {"ffn_up", E, F, false, &l->w_up},
-      {"ffn_down", F, E, false, &l->w_down},
-  };
-  for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++) {
-    char name[96];
-    snprintf(name, sizeof name, "blk.%u.%s.weight", il, specs[i].suffix);
-    if (bind(ld, name, specs[i].ne0, specs[i].ne1, specs[i].f32_only, specs[i].field)) return -1;
+/* Binds a 1-D f32 tensor of n elements (norm weights, biases, RoPE factors). */
+static int bind_vec(llm_loader *ld, const char *name, uint32_t n, sp_tensor *out) {
+  if (bind(ld, name, n, 1, true, out)) return -1;
+  *out = sp_tensor_1d((const void *)(uintptr_t)out->offset, SP_DTYPE_F32, n);
+  return 0;
+}
+
+/* Binds a fused projection [ne0, sum of rows[]] and hands out each part as
+ * its own weight: consecutive rows of a weight are consecutive bytes, so a
+ * part is the same data at a row offset, and the forward pass multiplies
+ * by it like by any weight (no strided activations needed). */
+static int bind_split(llm_loader *ld, const char *name, uint32_t ne0, const uint32_t *rows, sp_tensor **parts, int n) {
+  uint32_t total = 0;
+  for (int i = 0; i < n; i++) total += rows[i];
+  sp_tensor whole;
+  if (bind(ld, name, ne0, total, false, &whole)) return -1;
+  const gguf_type_info *ti = gguf_ggml_type_info(gguf_find_tensor(ld->g, name)->type);
+  size_t row_bytes = (size_t)ne0 / ti->block_size * ti->type_size, first = 0;
+  for (int i = 0; i < n; i++) {
+    *parts[i] = whole;
+    parts[i]->offset = whole.offset + (uint32_t)(first * row_bytes);
+    parts[i]->ne[1] = rows[i];
+    first += rows[i];
   }
   return 0;
 }
 
+/* One layer's tensors: those every architecture has, then the optional
+ * ones its switches ask for (a switch on means the tensor is required). */
+static int bind_layer(llm_loader *ld, const llm_hparams *hp, uint32_t il, llm_layer *l) {
+  uint32_t E = hp->n_embd, F = hp->n_ff, D = hp->head_dim, Q = hp->n_head * D, KV = hp->n_head_kv * D;
+  const struct {
+    const char *suffix;
+    uint32_t ne0, ne1;
+    bool want, vec;
+    sp_tensor *field;
+  } specs[] = {
+      {"attn_norm.weight", E, 1, true, true, &l->attn_norm},
+      {"attn_q.weight", E, Q, !hp->fused_qkv, false, &l->wq},
+      {"attn_k.weight", E, KV, !hp->fused_qkv, false, &l->wk},
+      {"attn_v.weight", E, KV, !hp->fused_qkv, false, &l->wv},
+      {"attn_q.bias", Q, 1, hp->qkv_bias, true, &l->bq},
+      {"attn_k.bias", KV, 1, hp->qkv_bias, true, &l->bk},
+      {"attn_v.bias", KV, 1, hp->qkv_bias, true, &l->bv},
+      {"attn_q_norm.weight", D, 1, hp->qk_norm, true, &l->q_norm},
+      {"attn_k_norm.weight", D, 1, hp->qk_norm, true, &l->k_norm},
+      {"attn_output.weight", Q, E, true, false, &l->wo},
+      {"post_attention_norm.weight", E, 1, hp->post_norms, true, &l->attn_post_norm},
+      {"ffn_norm.weight", E, 1, true, true, &l->ffn_norm},
+      {"ffn_gate.weight", E, F, !hp->fused_gate_up, false, &l->w_gate},
+      {"ffn_up.weight", E, F, !hp->fused_gate_up, false, &l->w_up},
+      {"ffn_down.weight", F, E, true, false, &l->w_down},
+      {"post_ffw_norm.weight", E, 1, hp->post_norms, true, &l->ffn_post_norm},
+  };
+  char name[96];
+  for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++) {
+    if (!specs[i].want) continue;
+    snprintf(name, sizeof name, "blk.%u.%s", il, specs[i].suffix);
+    int rc = specs[i].vec ? bind_vec(ld, name, specs[i].ne0, specs[i].field)
+                          : bind(ld, name, specs[i].ne0, specs[i].ne1, false, specs[i].field);
+    if (rc) return -1;
+  }
+  if (hp->fused_qkv) { /* Phi-3: [E, Q + 2 KV], q rows first */
+    uint32_t rows[] = {Q, KV, KV};
+    sp_tensor *parts[] = {&l->wq, &l->wk, &l->wv};
+    snprintf(name, sizeof name, "blk.%u.attn_qkv.weight", il);
+    if (bind_split(ld, name, E, rows, parts, 3)) return -1;
+  }
+  if (hp->fused_gate_up) { /* Phi-3: [E, 2F], the gate's rows first */
+    uint32_t rows[] = {F, F};
+    sp_tensor *parts[] = {&l->w_gate, &l->w_up};
+    snprintf(name, sizeof name, "blk.%u.ffn_up.weight", il);
+    if (bind_split(ld, name, E, rows, parts, 2)) return -1;
+  }
+  return 0;
+}
+
+/* An optional f32 [n_rot / 2] RoPE frequency-factor tensor. */
+static int bind_rope_factors(llm_loader *ld, const llm_hparams *hp, const char *name, sp_tensor *out) {
+  if (!gguf_find_tensor(ld->g, name)) return 0;
+  return bind_vec(ld, name, hp->n_rot / 2, out);
+}
+
 int llm_model_load(llm_model *m, const gguf_ctx *g, char *err, int cap) {
-  loader ld = {.g = g, .err = err, .cap = cap};
+  llm_loader ld = {.g = g, .err = err, .cap = cap};
   memset(m, 0, sizeof *m);
   llm_hparams *hp = &m->hp;
-  if (read_arch(&ld) || read_hparams(&ld, hp)) return -1;
+  if (llm_arch_select(&ld, hp) || read_hparams(&ld, hp) || llm_arch_hparams(&ld, hp)) return -1;
   const gguf_tensor *emb = gguf_find_tensor(g, "token_embd.weight");
-  if (!emb || emb->ne[1] == 0 || emb->ne[1] > 1u << 24) return fail(&ld, "model: tensor %s is missing or empty", "token_embd.weight", 0);
+  if (!emb || emb->ne[1] == 0 || emb->ne[1] > 1u << 24) return llm_load_fail(&ld, "model: tensor %s is missing or empty", "token_embd.weight", 0);
   hp->n_vocab = (uint32_t)emb->ne[1];
   if (bind(&ld, "token_embd.weight", hp->n_embd, hp->n_vocab, false, &m->w.tok_embd) ||
       bind(&ld, "output_norm.weight", hp->n_embd, 1, true, &m->w.out_norm))
@@ -156,13 +229,13 @@ int llm_model_load(llm_model *m, const gguf_ctx *g, char *err, int cap) {
   } else {
     m->w.output = m->w.tok_embd; /* tied embeddings */
   }
-  if (gguf_find_tensor(g, "rope_freqs.weight")) {
-    if (bind(&ld, "rope_freqs.weight", hp->n_rot / 2, 1, true, &m->w.rope_freqs)) return -1;
-    m->w.rope_freqs = sp_tensor_1d((const void *)(uintptr_t)m->w.rope_freqs.offset, SP_DTYPE_F32, hp->n_rot / 2);
-  }
+  if (bind_rope_factors(&ld, hp, "rope_freqs.weight", &m->w.rope_freqs) ||
+      bind_rope_factors(&ld, hp, "rope_factors_long.weight", &m->w.rope_long) ||
+      bind_rope_factors(&ld, hp, "rope_factors_short.weight", &m->w.rope_short))
+    return -1;
   m->w.layers = calloc(hp->n_layer, sizeof *m->w.layers);
-  if (!m->w.layers) return fail(&ld, "model: out of memory%s", "", 0);
+  if (!m->w.layers) return llm_load_fail(&ld, "model: out of memory%s", "", 0);
   for (uint32_t il = 0; il < hp->n_layer; il++)
     if (bind_layer(&ld, hp, il, &m->w.layers[il])) return -1;
-  return 0;
+  return llm_arch_layers(&ld, hp, m->w.layers);
 }

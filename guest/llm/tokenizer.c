@@ -1,10 +1,11 @@
 /*
- * tokenizer.c: byte-level BPE for GPT-2-family vocabularies, matching
- * llama.cpp's tokenizer id for id (see tokenizer.h for the pipeline).
+ * tokenizer.c: GGUF tokenizers (byte-level BPE, SentencePiece, Gemma 4 BPE),
+ * matching llama.cpp's id for id (see tokenizer.h for the pipelines).
  *
- * Sections: load (metadata -> tables), BPE merging, special-token
- * partitioning, encode, decode. The pre-tokenizer splits themselves live in
- * unicode.c (tok_split); this file only names which passes each
+ * Sections: load (metadata -> tables), BPE merging, SentencePiece text
+ * preparation, special-token partitioning, encode, decode. The
+ * pre-tokenizer splits live in unicode.c (tok_split) and score-ordered
+ * merging in tok_spm.c; this file names which passes each
  * tokenizer.ggml.pre value runs, in llama.cpp's order.
  */
 #include "tokenizer.h"
@@ -14,10 +15,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tok_spm.h"
 #include "unicode.h"
 
-/* Internal attribute bit kept next to TOK_ATTR_* in tok_vocab.attr. */
+/* Internal attribute bits kept next to TOK_ATTR_* in tok_vocab.attr. */
 #define ATTR_EOG 0x100
+#define ATTR_RSTRIP 0x200 /* white space after this special token is dropped */
+
+/* The three vocabulary families (tokenizer.ggml.model). */
+typedef enum tok_kind {
+  KIND_BPE,    /* "gpt2": byte-level BPE over the GPT-2 byte map */
+  KIND_SPM,    /* "llama": SentencePiece, score-ordered merges (tok_spm.c) */
+  KIND_BPE_SPM /* "gemma4": BPE merges over raw UTF-8 with "▁" for spaces */
+} tok_kind;
 
 /* ---- pre-tokenizers: tokenizer.ggml.pre -> split passes ---- */
 
@@ -54,9 +64,17 @@ static const pre_def pre_defs[] = {
     {"dbrx", {TOK_SPLIT_LLAMA3}, false, false},
     {"smaug-bpe", {TOK_SPLIT_LLAMA3}, false, false},
     {"qwen2", {TOK_SPLIT_QWEN2}, false, false},
+    {"qwen35", {TOK_SPLIT_QWEN35}, false, false},
     {"stablelm2", {TOK_SPLIT_QWEN2}, false, false},
     {"falcon", {TOK_SPLIT_PUNCT_RUNS_BT, TOK_SPLIT_GPT2, TOK_SPLIT_DIGIT_TRIPLES}, false, false},
+    /* llama.cpp always uses this one for tokenizer.ggml.model "gemma4" and
+     * forces BOS on. */
+    {"gemma4", {TOK_SPLIT_NEWLINE_RUNS}, false, true},
 };
+
+/* SentencePiece vocabularies have no pre-tokenizer: the whole text merges. */
+static const pre_def spm_pre = {"spm", {TOK_SPLIT_END}, false, true};
+
 
 /* ---- the vocab ---- */
 
@@ -83,9 +101,12 @@ struct tok_vocab {
   uint32_t n_specials;
   char *pieces;             /* decoded bytes of every id, back to back */
   uint32_t *piece_off;      /* [n + 1] */
-  int32_t bos, eos, eot;
+  int32_t bos, eos, eot, unk;
   bool add_bos;
   const pre_def *pre;
+  tok_kind kind;
+  float *scores;          /* [n] SPM merge priorities (tokenizer.ggml.scores) */
+  bool add_space_prefix;  /* SPM: a text after BOS/special starts with "▁" */
 };
 
 /* ---- errors ---- */
@@ -183,11 +204,8 @@ static bool key_str_is(const gguf_ctx *g, int64_t idx, const char *s) {
   return v && n == strlen(s) && memcmp(v, s, n) == 0;
 }
 
-static tok_status load_kind(loader *l) {
-  int64_t m = gguf_find_key(l->g, "tokenizer.ggml.model");
-  if (m < 0) return fail(l, TOK_E_FORMAT, "missing tokenizer.ggml.model");
-  if (!key_str_is(l->g, m, "gpt2"))
-    return fail(l, TOK_E_UNSUPPORTED, "tokenizer.ggml.model is not \"gpt2\" (byte-level BPE)");
+/* The pre-tokenizer named by tokenizer.ggml.pre (absent: "default"). */
+static tok_status load_pre(loader *l) {
   int64_t p = gguf_find_key(l->g, "tokenizer.ggml.pre");
   size_t n = 0;
   const char *name = p >= 0 ? gguf_get_string(l->g, p, &n) : NULL;
@@ -204,6 +222,44 @@ static tok_status load_kind(loader *l) {
   }
   return fail(l, TOK_E_UNSUPPORTED, "unsupported pre-tokenizer '%.*s'", (int)(n > 64 ? 64 : n),
               name);
+}
+
+static const pre_def *find_pre(const char *name) {
+  for (size_t i = 0; i < sizeof pre_defs / sizeof pre_defs[0]; i++)
+    if (strcmp(pre_defs[i].name, name) == 0) return &pre_defs[i];
+  return &pre_defs[0];
+}
+
+/* tokenizer.ggml.model picks the family; each family has llama.cpp's
+ * defaults for the space prefix (SPM only, overridable by
+ * tokenizer.ggml.add_space_prefix) and the pre-tokenizer. */
+static tok_status load_kind(loader *l) {
+  int64_t m = gguf_find_key(l->g, "tokenizer.ggml.model");
+  size_t n = 0;
+  const char *model = m >= 0 ? gguf_get_string(l->g, m, &n) : NULL;
+  if (m < 0) return fail(l, TOK_E_FORMAT, "missing tokenizer.ggml.model");
+  if (!model) return fail(l, TOK_E_FORMAT, "tokenizer.ggml.model is not a string");
+  tok_vocab *v = l->v;
+  if (key_str_is(l->g, m, "gpt2")) {
+    v->kind = KIND_BPE;
+    return load_pre(l);
+  }
+  if (key_str_is(l->g, m, "llama")) {
+    v->kind = KIND_SPM;
+    v->pre = &spm_pre;
+    v->add_space_prefix = true;
+  } else if (key_str_is(l->g, m, "gemma4")) {
+    v->kind = KIND_BPE_SPM;
+    v->pre = find_pre("gemma4");
+  } else {
+    return fail(l, TOK_E_UNSUPPORTED,
+                "unsupported tokenizer.ggml.model '%.*s' (expected gpt2, llama or gemma4)",
+                (int)(n > 64 ? 64 : n), model);
+  }
+  bool b;
+  if (gguf_get_bool(l->g, gguf_find_key(l->g, "tokenizer.ggml.add_space_prefix"), &b))
+    v->add_space_prefix = b;
+  return TOK_OK;
 }
 
 static tok_status load_tokens(loader *l) {
@@ -265,6 +321,30 @@ static tok_status load_types(loader *l) {
   return TOK_OK;
 }
 
+/* tokenizer.ggml.scores (float or int, as llama.cpp accepts): the SPM merge
+ * priorities. Absent scores are all 0, which still merges, leftmost first. */
+static tok_status load_scores(loader *l) {
+  tok_vocab *v = l->v;
+  if (v->kind != KIND_SPM) return TOK_OK;
+  v->scores = calloc(v->n, sizeof *v->scores);
+  if (!v->scores) return fail(l, TOK_E_NOMEM, "no memory for scores");
+  int64_t idx = gguf_find_key(l->g, "tokenizer.ggml.scores");
+  if (idx < 0) return TOK_OK;
+  gguf_type t = gguf_arr_type(l->g, idx);
+  if (gguf_kv_type(l->g, idx) != GGUF_TYPE_ARRAY ||
+      (t != GGUF_TYPE_FLOAT32 && t != GGUF_TYPE_INT32) || gguf_arr_n(l->g, idx) < v->n)
+    return fail(l, TOK_E_FORMAT, "tokenizer.ggml.scores is not an array of %u numbers", v->n);
+  for (uint32_t i = 0; i < v->n; i++) {
+    int64_t k = 0;
+    bool ok = t == GGUF_TYPE_FLOAT32 ? gguf_get_arr_f32(l->g, idx, i, &v->scores[i])
+                                     : gguf_get_arr_int(l->g, idx, i, &k);
+    if (t == GGUF_TYPE_INT32) v->scores[i] = (float)k;
+    if (!ok || v->scores[i] != v->scores[i]) /* NaN would break the heap order */
+      return fail(l, TOK_E_FORMAT, "tokenizer.ggml.scores[%u] is not a number", i);
+  }
+  return TOK_OK;
+}
+
 /* Adds merge i ("left right", split at the first space after byte 0, as
  * llama.cpp does); a repeated pair keeps its first (lowest) rank. */
 static void add_merge(tok_vocab *v, const char *s, size_t len, uint32_t rank) {
@@ -281,6 +361,10 @@ static tok_status load_merges(loader *l) {
   tok_vocab *v = l->v;
   int64_t idx = -1;
   uint64_t n = 0;
+  if (v->kind == KIND_SPM) { /* SentencePiece merges by score, not by rule */
+    v->merge_slots = slots_new(0, &v->merge_mask);
+    return v->merge_slots ? TOK_OK : fail(l, TOK_E_NOMEM, "no memory for merges");
+  }
   tok_status st = find_str_array(l, "tokenizer.ggml.merges", &idx, &n);
   if (st) return st;
   if (n > INT32_MAX) return fail(l, TOK_E_FORMAT, "%llu merges", (unsigned long long)n);
@@ -295,10 +379,12 @@ static tok_status load_merges(loader *l) {
   return TOK_OK;
 }
 
-/* An optional token id key: -1 when absent or out of range. */
-static int32_t load_id(loader *l, const char *key) {
+/* An optional token id key: `dflt` when absent or out of range (llama.cpp
+ * keeps its default over a bad id too). */
+static int32_t load_id(loader *l, const char *key, int32_t dflt) {
   uint32_t id;
-  if (!gguf_get_u32(l->g, gguf_find_key(l->g, key), &id) || id >= l->v->n) return -1;
+  if (dflt >= (int64_t)l->v->n) dflt = -1;
+  if (!gguf_get_u32(l->g, gguf_find_key(l->g, key), &id) || id >= l->v->n) return dflt;
   return (int32_t)id;
 }
 
@@ -315,7 +401,8 @@ static bool text_in(const tok_vocab *v, uint32_t id, const char *const *list) {
 /* Texts llama.cpp treats as end-of-generation (and forces to CONTROL). */
 static const char *const eog_texts[] = {
     "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|eom_id|>",
-    "<EOT>", "_<EOT>", "<|end_of_text|>", "<end_of_utterance>", NULL};
+    "<EOT>", "_<EOT>", "<|end_of_text|>", "<end_of_utterance>", "</s>", "<eos>", "<turn|>",
+    "<|tool_response>", "[EOT]", "[EOS]", "<|return|>", "<|call|>", NULL};
 /* End-of-turn candidates, in order of preference, when
  * tokenizer.ggml.eot_token_id is absent. */
 static const char *const eot_texts[] = {
@@ -331,16 +418,48 @@ static const char *const fim_eog_texts[] = {
     "<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "<|fim_repo|>", "<|repo_name|>",
     "<fim-repo>", "<REPO>", "<reponame>", "<|file_sep|>", NULL};
 
+/* Gemma 4 has an ordinary "</s>" text token: where "<|tool_response>"
+ * exists, llama.cpp takes "</s>" off the end-of-generation list again. */
+static void normal_end_of_text(tok_vocab *v) {
+  int32_t s = tok_find(v, "</s>", 4);
+  if (s < 0 || tok_find(v, "<|tool_response>", 16) < 0 || s == v->eos || s == v->eot) return;
+  v->attr[s] = TOK_ATTR_NORMAL;
+}
+
+/* llama.cpp gives Phi-3's special tokens the rstrip attribute by model name
+ * (general.name containing "phi-3" or "phi3", any case), except <unk>, <s>
+ * and <|endoftext|>, so "<|user|>\n" parses as the token alone. */
+static void phi3_rstrip(loader *l) {
+  tok_vocab *v = l->v;
+  size_t n = 0;
+  const char *name = gguf_get_string(l->g, gguf_find_key(l->g, "general.name"), &n);
+  bool phi3 = false;
+  for (size_t i = 0; name && i + 4 <= n && !phi3; i++) {
+    char c[5] = {0};
+    for (size_t k = 0; k < 5 && i + k < n; k++) c[k] = (char)(name[i + k] | 0x20);
+    phi3 = memcmp(c, "phi3", 4) == 0 || (i + 5 <= n && memcmp(c, "phi-3", 5) == 0);
+  }
+  if (!phi3) return;
+  static const char *const keep[] = {"<unk>", "<s>", "<|endoftext|>", NULL};
+  for (uint32_t i = 0; i < v->n; i++) {
+    bool special = v->attr[i] & (TOK_ATTR_CONTROL | TOK_ATTR_USER_DEFINED | TOK_ATTR_UNKNOWN);
+    if ((special || text_is(v, i, "</s>")) && !text_in(v, i, keep)) v->attr[i] |= ATTR_RSTRIP;
+  }
+}
+
 /* Special ids, BOS policy, and llama.cpp's by-text fixes of token types. */
 static void load_specials(loader *l) {
   tok_vocab *v = l->v;
-  v->bos = load_id(l, "tokenizer.ggml.bos_token_id");
-  v->eos = load_id(l, "tokenizer.ggml.eos_token_id");
-  v->eot = load_id(l, "tokenizer.ggml.eot_token_id");
+  bool spm = v->kind == KIND_SPM; /* llama.cpp's SPM defaults: <unk> 0, <s> 1, </s> 2 */
+  v->bos = load_id(l, "tokenizer.ggml.bos_token_id", spm ? 1 : -1);
+  v->eos = load_id(l, "tokenizer.ggml.eos_token_id", spm ? 2 : -1);
+  v->eot = load_id(l, "tokenizer.ggml.eot_token_id", -1);
+  v->unk = load_id(l, "tokenizer.ggml.unknown_token_id", spm ? 0 : -1);
   v->add_bos = v->pre->add_bos;
   bool b;
   if (gguf_get_bool(l->g, gguf_find_key(l->g, "tokenizer.ggml.add_bos_token"), &b))
     v->add_bos = b;
+  if (v->kind == KIND_BPE_SPM) v->add_bos = true; /* llama.cpp overrides it for Gemma 4 */
   if (v->add_bos && v->bos < 0) v->add_bos = false;
   for (const char *const *t = eot_texts; v->eot < 0 && *t; t++)
     v->eot = tok_find(v, *t, strlen(*t));
@@ -352,6 +471,7 @@ static void load_specials(loader *l) {
   }
   if (v->eos >= 0) v->attr[v->eos] |= ATTR_EOG;
   if (v->eot >= 0) v->attr[v->eot] |= TOK_ATTR_CONTROL | ATTR_EOG;
+  normal_end_of_text(v);
 }
 
 typedef struct special_key {
@@ -403,6 +523,15 @@ static size_t render_piece(const tok_vocab *v, uint32_t id, char *out) {
     memcpy(out, t, n);
     return n;
   }
+  if ((a & TOK_ATTR_NORMAL) && v->kind != KIND_BPE) {
+    /* SentencePiece texts are raw UTF-8 with "▁" standing for a space. */
+    for (size_t i = 0; i < n; i++) {
+      bool sp = i + 3 <= n && memcmp(t + i, "\xe2\x96\x81", 3) == 0;
+      out[o++] = sp ? ' ' : t[i];
+      i += sp ? 2 : 0;
+    }
+    return o;
+  }
   if (a & TOK_ATTR_NORMAL) {
     /* Undo the byte-to-unicode map; a codepoint outside it is kept as is. */
     for (size_t i = 0; i < n;) {
@@ -449,7 +578,9 @@ tok_status tok_vocab_new(const gguf_ctx *g, tok_vocab **out, char *err, size_t e
   if (!st) st = load_tokens(&l);
   if (!st) st = load_types(&l);
   if (!st) st = load_merges(&l);
+  if (!st) st = load_scores(&l);
   if (!st) load_specials(&l);
+  if (!st) phi3_rstrip(&l);
   if (!st) st = build_specials(&l);
   if (!st) st = build_pieces(&l);
   if (st) {
@@ -471,6 +602,7 @@ void tok_vocab_free(tok_vocab *v) {
   free(v->specials);
   free(v->pieces);
   free(v->piece_off);
+  free(v->scores);
   free(v);
 }
 
@@ -596,14 +728,31 @@ static void emit_symbol(enc *e, const uint8_t *t, size_t n) {
     emit(e, id);
     return;
   }
-  for (size_t i = 0; i < n; i++)
-    if ((id = bpe_id(e->v, t + i, 1)) >= 0) emit(e, id);
+  static const char hex[] = "0123456789ABCDEF";
+  for (size_t i = 0; i < n; i++) {
+    if (e->v->kind == KIND_BPE) { /* GPT-2 maps every byte to a token text */
+      id = bpe_id(e->v, t + i, 1);
+    } else { /* raw UTF-8 vocabularies fall back to <0xNN> byte tokens */
+      char b[6] = {'<', '0', 'x', hex[t[i] >> 4], hex[t[i] & 15], '>'};
+      id = tok_find(e->v, b, sizeof b);
+    }
+    if (id >= 0) emit(e, id);
+  }
+}
+
+/* Gemma 4 looks a run of newlines up whole before merging (llama.cpp's
+ * fix for it), since its merges never build "\n\n\n". */
+static bool newline_run_token(enc *e, size_t wn) {
+  if (e->v->kind != KIND_BPE_SPM || wn == 0 || bpe_id(e->v, e->word, wn) < 0) return false;
+  for (size_t i = 0; i < wn; i++)
+    if (e->word[i] != '\n') return false;
+  return true;
 }
 
 /* Merges the mapped word e->word[0..wn) and emits its ids. */
 static void bpe_word(enc *e, size_t wn) {
   if (wn > INT32_MAX) return (void)(e->nomem = true); /* symbol indices are int32 */
-  if (e->v->pre->ignore_merges && bpe_id(e->v, e->word, wn) >= 0) {
+  if ((e->v->pre->ignore_merges && bpe_id(e->v, e->word, wn) >= 0) || newline_run_token(e, wn)) {
     emit_symbol(e, e->word, wn);
     return;
   }
@@ -641,6 +790,11 @@ static void encode_piece(enc *e, size_t a, size_t b) {
   for (size_t i = a; i < b; i++) {
     uint8_t u[4], m[4];
     size_t k = tok_utf8_encode(e->cps[i], u);
+    if (e->v->kind != KIND_BPE) { /* raw UTF-8, no byte map */
+      memcpy(e->word + wn, u, k);
+      wn += k;
+      continue;
+    }
     for (size_t j = 0; j < k; j++) {
       size_t mk = tok_utf8_encode(tok_byte_to_cpt(u[j]), m);
       memcpy(e->word + wn, m, mk);
@@ -673,6 +827,7 @@ static void encode_text(enc *e, const uint8_t *t, size_t len) {
   size_t n = 0;
   for (size_t i = 0; i < len; n++) {
     i += tok_utf8_decode(t + i, len - i, &e->cps[n]);
+    if (e->cps[n] == ' ' && e->v->kind == KIND_BPE_SPM) e->cps[n] = 0x2581; /* "▁" */
     e->flags[n] = (uint8_t)tok_cpt_flags(e->cps[n]);
   }
   if (n == 0) return;
@@ -685,6 +840,25 @@ static void encode_text(enc *e, const uint8_t *t, size_t len) {
   }
   for (size_t i = 0, a = 0; i < n_ends && !e->nomem; a = e->ends_a[i++])
     encode_piece(e, a, e->ends_a[i]);
+}
+
+/* ---- SentencePiece ---- */
+
+static void emit_cb(void *ctx, int32_t id) { emit(ctx, id); }
+
+/* SentencePiece text: a space first when add_space_prefix and the text
+ * follows the start or a special token, every space as "▁", then tok_spm. */
+static void encode_spm(enc *e, const uint8_t *t, size_t len, bool after_special) {
+  bool prefix = e->v->add_space_prefix && after_special;
+  if (len > (SIZE_MAX - 3) / 3 || !grow(e, (void **)&e->word, &e->word_cap, 3 * len + 3, 1))
+    return (void)(e->nomem = true);
+  size_t wn = 0;
+  for (size_t i = 0; i < len + prefix; i++) {
+    uint8_t c = prefix ? (i ? t[i - 1] : ' ') : t[i];
+    if (c == ' ') memcpy(e->word + wn, "\xe2\x96\x81", 3), wn += 3;
+    else e->word[wn++] = c;
+  }
+  if (!tok_spm_encode(e->v, e->v->scores, e->v->unk, e->word, wn, emit_cb, e)) e->nomem = true;
 }
 
 /* ---- special tokens ---- */
@@ -710,10 +884,14 @@ static void add_frag(enc *e, frags *fs, frag f) {
   if (grow(e, (void **)&fs->f, &fs->cap, fs->n + 1, sizeof(frag))) fs->f[fs->n++] = f;
 }
 
+/* C's isspace in the "C" locale, which llama.cpp's rstrip uses. */
+static bool is_c_space(uint8_t c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
+
 /* Cuts every occurrence of special token `id` out of the text fragments. */
 static void cut_special(enc *e, const uint8_t *text, const frags *in, frags *out, int32_t id) {
   const uint8_t *pat = (const uint8_t *)e->v->text[id];
   size_t pn = e->v->len[id];
+  bool rstrip = e->v->attr[id] & ATTR_RSTRIP;
   out->n = 0;
   for (size_t i = 0; i < in->n; i++) {
     frag f = in->f[i];
@@ -724,6 +902,7 @@ static void cut_special(enc *e, const uint8_t *text, const frags *in, frags *out
       add_frag(e, out, (frag){0, 0, id});
       f.off += left + pn;
       f.len -= left + pn;
+      while (rstrip && f.len && is_c_space(text[f.off])) f.off++, f.len--;
     }
     if (f.id >= 0 || f.len) add_frag(e, out, f);
   }
@@ -751,9 +930,12 @@ tok_status tok_encode(const tok_vocab *v, const char *text, size_t len, bool par
   frags a = {0}, b = {0};
   const uint8_t *t = (const uint8_t *)text;
   partition(&e, t, len, parse_special, &a, &b);
+  bool after_special = true; /* the text start counts, as in llama.cpp */
   for (size_t i = 0; i < a.n && !e.nomem; i++) {
     if (a.f[i].id >= 0) emit(&e, a.f[i].id);
+    else if (v->kind == KIND_SPM) encode_spm(&e, t + a.f[i].off, a.f[i].len, after_special);
     else encode_text(&e, t + a.f[i].off, a.f[i].len);
+    after_special = a.f[i].id >= 0;
   }
   free(a.f), free(b.f), free(e.cps), free(e.flags), free(e.ends_a), free(e.ends_b);
   free(e.word), free(e.syms), free(e.heap);
@@ -784,6 +966,9 @@ tok_status tok_decode(const tok_vocab *v, const int32_t *ids, size_t n, bool ren
       *n_out = o;
       return TOK_E_ID;
     }
+    /* The space the encoder prefixed is dropped again (llama.cpp's
+     * detokenize strips one leading space of the first piece). */
+    if (i == 0 && v->add_space_prefix && pn && p[0] == ' ') p++, pn--;
     if (o < cap) memcpy(out + o, p, pn < cap - o ? pn : cap - o);
     o += pn;
   }

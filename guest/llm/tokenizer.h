@@ -1,5 +1,17 @@
 /*
- * tokenizer.h: byte-level BPE (the GPT-2 family) built from GGUF metadata.
+ * tokenizer.h: the tokenizers of GGUF files, built from their metadata.
+ *
+ * tokenizer.ggml.model picks the family, as in llama.cpp:
+ *   "gpt2"   byte-level BPE (GPT-2, Llama 3, Qwen, SmolLM, ...): steps 1-4
+ *            below;
+ *   "llama"  SentencePiece (Llama 2, Gemma 1-3, Phi-3): special tokens cut
+ *            out as in step 1, then each text stretch gets a " " in front
+ *            (tokenizer.ggml.add_space_prefix, default on) when it follows
+ *            the start or a special token, every space becomes U+2581 "▁",
+ *            and the pieces merge by tokenizer.ggml.scores (tok_spm.h);
+ *            a piece with no id falls back to <0xNN> byte tokens;
+ *   "gemma4" BPE merges over raw UTF-8 with "▁" for spaces, split into
+ *            lines first, <0xNN> byte fallback (Gemma 4).
  *
  * The vocabulary is read once from a parsed GGUF file (tokenizer.ggml.*):
  * token texts and merges stay in the file buffer; the tokenizer builds hash
@@ -18,7 +30,8 @@
  *     (tokenizer.ggml.pre), hand-written here for: "smollm" (digits one by
  *     one, then the GPT-2 rules), "gpt2"/"gpt-2", "llama-bpe"/"llama3"
  *     (Llama 3 rules, whole-word vocab hits skip merging), "qwen2",
- *     "falcon" and "default". Others are rejected at load.
+ *     "qwen35" (Qwen2's with marks as letters), "falcon", "default" and the
+ *     other names llama.cpp maps to these. Others are rejected at load.
  *  3. Each pre-token's UTF-8 bytes are mapped to printable codepoints (the
  *     GPT-2 byte-to-unicode map) and merged pairwise, lowest merge rank
  *     first (leftmost on ties), until no ranked pair remains.
@@ -26,8 +39,10 @@
  *     is a control/unknown token, which BPE never produces) falls back to
  *     the ids of its single bytes, as llama.cpp does.
  *
- * Decoding maps ids back to bytes; tok_decoder streams them and only hands
- * out whole UTF-8 sequences, holding back a partial one across tokens.
+ * Decoding maps ids back to bytes ("▁" back to a space in SentencePiece
+ * texts, <0xNN> to its byte); tok_decode drops the space the encoder
+ * prefixed, as llama.cpp's detokenize does; tok_decoder streams pieces and
+ * only hands out whole UTF-8 sequences, holding back a partial one.
  */
 #ifndef SP_GUEST_TOKENIZER_H
 #define SP_GUEST_TOKENIZER_H
@@ -64,9 +79,11 @@ typedef struct tok_vocab tok_vocab;
  *   out: receives the vocab (owned by the caller; tok_vocab_free it).
  *   err, err_cap: a NUL-terminated message on failure (may be NULL), e.g.
  *     "tok: unsupported pre-tokenizer 'qwen35'".
- * Returns TOK_OK, TOK_E_FORMAT (missing or bad tokenizer.ggml.* keys,
- * duplicate token texts), TOK_E_UNSUPPORTED (tokenizer.ggml.model is not
- * "gpt2", or an unknown tokenizer.ggml.pre) or TOK_E_NOMEM.
+ * Returns TOK_OK, TOK_E_FORMAT (missing or bad tokenizer.ggml.* keys, e.g.
+ * scores of the wrong type or length or NaN, no merges for a BPE model,
+ * duplicate token texts), TOK_E_UNSUPPORTED (tokenizer.ggml.model not
+ * "gpt2", "llama" or "gemma4", or an unknown tokenizer.ggml.pre) or
+ * TOK_E_NOMEM.
  */
 tok_status tok_vocab_new(const gguf_ctx *g, tok_vocab **out, char *err, size_t err_cap);
 
@@ -119,7 +136,9 @@ tok_status tok_piece(const tok_vocab *v, int32_t id, bool render_special, const 
                      size_t *len);
 
 /* Decodes ids into out[0..cap); *n_out gets the full decoded length (even
- * past cap, with TOK_E_SPACE). Returns TOK_E_ID at the first invalid id. */
+ * past cap, with TOK_E_SPACE). With add_space_prefix (SentencePiece) one
+ * leading space of the first piece is dropped. Returns TOK_E_ID at the
+ * first invalid id. */
 tok_status tok_decode(const tok_vocab *v, const int32_t *ids, size_t n, bool render_special,
                       char *out, size_t cap, size_t *n_out);
 

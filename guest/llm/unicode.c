@@ -167,6 +167,11 @@ static uint32_t is_punct(uint32_t cp, uint32_t f) {
          cp == '~' || cp == '|';
 }
 
+static uint32_t is_newline(uint32_t cp, uint32_t f) {
+  (void)f;
+  return cp == '\n';
+}
+
 static uint32_t is_punct_bt(uint32_t cp, uint32_t f) { return is_punct(cp, f) || cp == '`'; }
 
 /* [0-9][0-9][0-9], leftmost first: each triple is a piece, as is each gap. */
@@ -237,8 +242,10 @@ static void split_gpt2(split *s, size_t a) {
 }
 
 /* Llama 3: (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|
- * ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+ ; Qwen2 has max_digits 1. */
-static void split_llama3(split *s, size_t a, size_t max_digits) {
+ * ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+ ; Qwen2 has max_digits 1;
+ * Qwen3.5 also counts marks (\p{M}) as letters: `lm` is the letter class. */
+static void split_llama3(split *s, size_t a, size_t max_digits, uint32_t lm) {
+  const uint32_t lns = LNS | lm;
   for (size_t pos = a; pos < s->b;) {
     size_t k = contraction(s, pos, true);
     if (k) {
@@ -247,9 +254,9 @@ static void split_llama3(split *s, size_t a, size_t max_digits) {
     }
     uint32_t cp = s->cps[pos], f = fl(s, pos);
     if (!(cp == '\r' || cp == '\n' || (f & TOK_CPT_NUMBER)) &&
-        ((f & TOK_CPT_LETTER) || (fl(s, pos + 1) & TOK_CPT_LETTER))) {
+        ((f & lm) || (fl(s, pos + 1) & lm))) {
       pos++; /* the optional prefix, or the first letter */
-      while (fl(s, pos) & TOK_CPT_LETTER) pos++;
+      while (fl(s, pos) & lm) pos++;
       cut(s, pos);
       continue;
     }
@@ -260,9 +267,9 @@ static void split_llama3(split *s, size_t a, size_t max_digits) {
       continue;
     }
     uint32_t f2 = cp == ' ' ? fl(s, pos + 1) : f;
-    if (!(f2 & LNS) && f) { /* llama.cpp tests f here, not f2 */
+    if (!(f2 & lns) && f) { /* llama.cpp tests f here, not f2 */
       pos += cp == ' ';
-      while (!(f2 & LNS) && f2) f2 = fl(s, ++pos);
+      while (!(f2 & lns) && f2) f2 = fl(s, ++pos);
       while (cp_at(s, pos) == '\r' || cp_at(s, pos) == '\n') pos++;
       cut(s, pos);
       continue;
@@ -289,8 +296,10 @@ void tok_split(tok_split_pass p, const uint32_t *cps, const uint8_t *flags, cons
       case TOK_SPLIT_PUNCT_RUNS_BT: split_class(s, a, is_punct_bt, false); break;
       case TOK_SPLIT_DIGIT_TRIPLES: split_digit_triples(s, a); break;
       case TOK_SPLIT_GPT2: split_gpt2(s, a); break;
-      case TOK_SPLIT_LLAMA3: split_llama3(s, a, 3); break;
-      case TOK_SPLIT_QWEN2: split_llama3(s, a, 1); break;
+      case TOK_SPLIT_LLAMA3: split_llama3(s, a, 3, TOK_CPT_LETTER); break;
+      case TOK_SPLIT_QWEN2: split_llama3(s, a, 1, TOK_CPT_LETTER); break;
+      case TOK_SPLIT_QWEN35: split_llama3(s, a, 1, TOK_CPT_LETTER | TOK_CPT_MARK); break;
+      case TOK_SPLIT_NEWLINE_RUNS: split_class(s, a, is_newline, false); break;
       case TOK_SPLIT_END: break;
     }
   }

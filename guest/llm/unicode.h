@@ -78,7 +78,9 @@ typedef enum tok_split_pass {
   TOK_SPLIT_GPT2,   /* 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+ */
   TOK_SPLIT_LLAMA3, /* (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|
                        ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+ */
-  TOK_SPLIT_QWEN2   /* the Llama 3 pattern with \p{N} in place of \p{N}{1,3} */
+  TOK_SPLIT_QWEN2,  /* the Llama 3 pattern with \p{N} in place of \p{N}{1,3} */
+  TOK_SPLIT_NEWLINE_RUNS, /* [^\n]+|[\n]+ (gemma4: BPE over whole lines) */
+  TOK_SPLIT_QWEN35        /* Qwen2's with [\p{L}\p{M}]+ words and \p{M} out of punctuation */
 } tok_split_pass;
 
 /*

@@ -62,7 +62,8 @@ typedef struct sp_memory_view {
                          mapped shared (process isolation maps it again in
                          a worker); false for plain anonymous memory */
   int fd;
-  size_t host_budget; /* most bytes of host memory (scratch, staging) the
+  size_t host_budget; /* most bytes of scratch (host memory, or device memory
+                         on a GPU: quantized activations, staging) the
                          backend may hold for this binding beyond the
                          guest's memory; 0 = the backend's default. The
                          actor sets it from its memory budget

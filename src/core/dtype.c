@@ -1,4 +1,4 @@
-/* dtype.c: the dtype table. Block sizes match GGUF's ggml types. */
+/* dtype.c: the dtype table. Names and block sizes are ggml's (ggml-common.h). */
 #include "core/dtype.h"
 
 static const sp_dtype_info dtype_table[SP_DTYPE_COUNT] = {
@@ -9,6 +9,15 @@ static const sp_dtype_info dtype_table[SP_DTYPE_COUNT] = {
     [SP_DTYPE_Q4_0] = {"q4_0", 32, 18, 2},
     [SP_DTYPE_Q4_1] = {"q4_1", 32, 20, 2},
     [SP_DTYPE_I32] = {"i32", 1, 4, 4},
+    [SP_DTYPE_Q5_0] = {"q5_0", 32, 22, 2},
+    [SP_DTYPE_Q5_1] = {"q5_1", 32, 24, 2},
+    [SP_DTYPE_Q2_K] = {"q2_K", 256, 84, 2},
+    [SP_DTYPE_Q3_K] = {"q3_K", 256, 110, 2},
+    [SP_DTYPE_Q4_K] = {"q4_K", 256, 144, 2},
+    [SP_DTYPE_Q5_K] = {"q5_K", 256, 176, 2},
+    [SP_DTYPE_Q6_K] = {"q6_K", 256, 210, 2},
+    [SP_DTYPE_IQ4_NL] = {"iq4_nl", 32, 18, 2},
+    [SP_DTYPE_IQ4_XS] = {"iq4_xs", 256, 136, 2},
 };
 
 const sp_dtype_info *sp_dtype_get(uint32_t dtype) {

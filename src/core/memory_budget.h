@@ -39,4 +39,12 @@ typedef struct sp_memory_budget {
 /* The shares of `limit` bytes (0: no limit). */
 sp_memory_budget sp_memory_budget_split(uint64_t limit);
 
+/* "1.5 GiB", "256 MiB", "4096 bytes": a size for a message. */
+void sp_budget_size_text(uint64_t bytes, char *buf, size_t cap);
+
+/* The message of an op whose scratch would pass its binding's budget:
+ * "OP: needs X of scratch; the budget is Y (...)". Every backend words it
+ * the same, so a guest sees one refusal whichever backend runs it. */
+void sp_budget_scratch_message(const char *op, uint64_t need, uint64_t budget, char *buf, size_t cap);
+
 #endif

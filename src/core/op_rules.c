@@ -1,6 +1,7 @@
 /* op_rules.c: shape and dtype relations of each op (see enum sp_op). */
 #include "core/op_rules.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -202,6 +203,8 @@ static sp_status check_attention(const sp_cmd *cmd, char *msg, size_t cap) {
   if (q->ne[1] % k->ne[1]) return fail(SP_E_SHAPE, msg, cap, "src[0].ne[1]: Hq must be a multiple of Hkv");
   if (!is_vector(pos, q->ne[2])) return fail(SP_E_SHAPE, msg, cap, "src[3].ne: must be [T = src[0].ne[2]]");
   if (!f32_bits_positive(cmd->param[0])) return fail(SP_E_PARAM, msg, cap, "param[0]: scale must be > 0");
+  /* param[1], the sliding window, is any u32: 0 is none, and a window
+   * wider than the cache only reaches row 0 (the kernels clamp). */
   return SP_OK;
 }
 
@@ -212,6 +215,33 @@ static sp_status check_swiglu(const sp_cmd *cmd, char *msg, size_t cap) {
     return st;
   if (!same_shape(&cmd->src[0], &cmd->dst) || !same_shape(&cmd->src[1], &cmd->dst))
     return fail(SP_E_SHAPE, msg, cap, "src[0].ne and src[1].ne must equal dst.ne");
+  return SP_OK;
+}
+
+/* dst = gelu(src0) * src1, all f32 of one shape. */
+static sp_status check_geglu(const sp_cmd *cmd, char *msg, size_t cap) {
+  sp_status st;
+  if ((st = require_f32(&cmd->dst, "dst", msg, cap)) || (st = require_f32(&cmd->src[0], "src[0]", msg, cap)) ||
+      (st = require_f32(&cmd->src[1], "src[1]", msg, cap)))
+    return st;
+  if (!same_shape(&cmd->src[0], &cmd->dst)) return fail(SP_E_SHAPE, msg, cap, "src[0].ne: must equal dst.ne");
+  if (!same_shape(&cmd->src[1], &cmd->dst)) return fail(SP_E_SHAPE, msg, cap, "src[1].ne: must equal dst.ne");
+  return SP_OK;
+}
+
+/* dst = cap * tanh(src0 / cap). The kernels scale by 1 / cap (as ggml
+ * does), so the cap must be a normal number: a NaN, infinite, zero or
+ * negative one gives nothing meaningful, and a subnormal one an infinite
+ * 1 / cap (then 0 * inf = NaN). */
+static sp_status check_softcap(const sp_cmd *cmd, char *msg, size_t cap) {
+  sp_status st = check_scale(cmd, msg, cap);
+  if (st) return st;
+  float c;
+  memcpy(&c, &cmd->param[0], sizeof c);
+  if (!isnormal(c) || !(c > 0.0f)) {
+    snprintf(msg, cap, "param[0]: cap must be a finite, normal number > 0, got %g", (double)c);
+    return SP_E_PARAM;
+  }
   return SP_OK;
 }
 
@@ -241,12 +271,14 @@ static const sp_op_rule op_rules[SP_OP_COUNT] = {
     [SP_OP_GET_ROWS] = {"get_rows", true, 2, 0, 0, 0, check_get_rows},
     [SP_OP_RMSNORM] = {"rmsnorm", true, 2, 1, 0x1, 0, check_rmsnorm},
     [SP_OP_ROPE] = {"rope", true, 3, 4, 0x1, 0x4, check_rope},
-    [SP_OP_ATTENTION] = {"attention", true, 4, 1, 0, 0, check_attention},
+    [SP_OP_ATTENTION] = {"attention", true, 4, 2, 0, 0, check_attention},
     [SP_OP_SET_ROWS] = {"set_rows", true, 2, 0, 0, 0, check_set_rows},
     [SP_OP_SWIGLU] = {"swiglu", true, 2, 0, 0x3, 0, check_swiglu},
     [SP_OP_SOFTMAX] = {"softmax", true, 1, 1, 0x1, 0, check_scale},
     [SP_OP_COPY] = {"copy", true, 1, 0, 0, 0, check_copy},
     [SP_OP_ARGMAX] = {"argmax", true, 1, 0, 0, 0, check_argmax},
+    [SP_OP_GEGLU] = {"geglu", true, 2, 0, 0x1, 0, check_geglu},
+    [SP_OP_SOFTCAP] = {"softcap", true, 1, 1, 0x1, 0, check_softcap},
 };
 
 const sp_op_rule *sp_op_rule_get(uint32_t op) {

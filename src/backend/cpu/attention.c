@@ -4,8 +4,9 @@
  *
  * An item is one token t and one kv head hk; it serves the G = Hq / Hkv
  * query heads that share hk, so each k and v row is loaded once per group.
- * The item's keys 0..pos[t] are cut into chunks of SP_ATTN_CHUNK keys, and
- * each chunk is worked on in two passes:
+ * The item's keys lo..pos[t] (lo = 0, or pos[t] - W + 1 with a sliding
+ * window of W keys) are cut into chunks of SP_ATTN_CHUNK keys counted from
+ * lo, and each chunk is worked on in two passes:
  *  1. scores: s = scale * q . k, the chunk's max m, e = exp(s - m) and
  *     l = sum(e), per query head;
  *  2. values: once every chunk of the item has its (m, l), the item's max
@@ -27,7 +28,9 @@
  * Numerics contract: the output bits depend on neither the thread count
  * nor the kernel table.
  *  - Chunks have a fixed size (a compile-time constant, never derived from
- *    the thread count) and are combined in chunk order.
+ *    the thread count), start at the window's first key (0 without a
+ *    window, so W = 0 is the op without windows, bit for bit) and are
+ *    combined in chunk order.
  *  - Scores come from the table's dot, which gives the same bits in every
  *    table and for any number of rows per call (kernels.h).
  *  - p.V is acc = acc + p * v in key order, a multiply then an add: the
@@ -95,6 +98,7 @@ struct attn_job {
   const sp_cpu_exec *ex;
   const sp_cmd *cmd;
   const int32_t *pos; /* [T] checked copy of src[3], read once */
+  uint32_t window;    /* param[1]: the keys a query sees, 0 = all up to its own */
   sp_dot_fn dot;
   attn_loops loops;
   float scale;
@@ -115,6 +119,7 @@ struct attn_job {
 };
 
 static inline int64_t min_i64(int64_t a, int64_t b) { return a < b ? a : b; }
+static inline int64_t max_i64(int64_t a, int64_t b) { return a > b ? a : b; }
 static inline size_t round16(size_t n) { return (n + 15) & ~(size_t)15; } /* 64-byte multiples */
 
 /* Row (i1, i2) of a validated tensor. */
@@ -122,13 +127,31 @@ static inline const uint8_t *row_at(const uint8_t *base, const sp_tensor *t, int
   return base + t->offset + (size_t)i1 * t->nb[0] + (size_t)i2 * t->nb[1];
 }
 
-static inline int64_t item_chunks(const attn_job *j, int64_t item) {
-  return j->pos[item / j->Hkv] / SP_ATTN_CHUNK + 1;
+/* The first key token t sees: pos[t] - W + 1 with a window of W keys
+ * that does not reach back to 0, else 0. */
+static inline int64_t token_first_key(const attn_job *j, int64_t t) {
+  int64_t pos = j->pos[t];
+  return j->window && pos >= (int64_t)j->window ? pos - j->window + 1 : 0;
 }
+
+/* Keys token t sees: first_key..pos[t]. */
+static inline int64_t token_keys(const attn_job *j, int64_t t) { return j->pos[t] + 1 - token_first_key(j, t); }
+
+static inline int64_t token_chunks(const attn_job *j, int64_t t) {
+  return (token_keys(j, t) - 1) / SP_ATTN_CHUNK + 1;
+}
+
+static inline int64_t item_chunks(const attn_job *j, int64_t item) { return token_chunks(j, item / j->Hkv); }
 
 /* Keys of chunk `chunk` of `item`. */
 static inline int64_t chunk_keys(const attn_job *j, int64_t item, int64_t chunk) {
-  return min_i64(SP_ATTN_CHUNK, j->pos[item / j->Hkv] + 1 - chunk * SP_ATTN_CHUNK);
+  return min_i64(SP_ATTN_CHUNK, token_keys(j, item / j->Hkv) - chunk * SP_ATTN_CHUNK);
+}
+
+/* The cache row of chunk `chunk`'s first key (its scores and
+ * probabilities sit at chunk * SP_ATTN_CHUNK in the item's arrays). */
+static inline int64_t chunk_first_row(const attn_job *j, int64_t item, int64_t chunk) {
+  return token_first_key(j, item / j->Hkv) + chunk * SP_ATTN_CHUNK;
 }
 
 /* Asks for the cache lines of a k or v row that will be read soon: the
@@ -241,8 +264,8 @@ static inline __attribute__((always_inline)) void add_row1(float *restrict a, co
 }
 
 /* acc[G][D] = sum over the chunk's keys c of p[g * P + c] * v row c0 + c
- * of kv head hk (p points at the chunk's first key): the generic table's
- * loop (attention_simd.c has the AVX2 / AVX-512 ones). */
+ * of kv head hk (p points at the chunk's first key, cache row c0): the
+ * generic table's loop (attention_simd.c has the AVX2 / AVX-512 ones). */
 static void values_plain(const attn_job *j, const float *p, int64_t hk, int64_t c0, int64_t n, float *vbuf,
                          float *acc) {
   int64_t D = j->D, P = j->P, c = 0;
@@ -318,12 +341,12 @@ static sp_attn_rows rows_from(const attn_job *j, const sp_tensor *t, int64_t hk,
 
 /* Pass 1 of one chunk (queries already in w->q). */
 static void score_chunk(const attn_job *j, int64_t item, int64_t chunk, const attn_work *w, const attn_item_buf *b) {
-  int64_t c0 = chunk * SP_ATTN_CHUNK, n = chunk_keys(j, item, chunk);
+  int64_t c0 = chunk * SP_ATTN_CHUNK, n = chunk_keys(j, item, chunk), row0 = chunk_first_row(j, item, chunk);
   if (j->loops.scores_tiled) {
-    sp_attn_rows k = rows_from(j, &j->cmd->src[1], item % j->Hkv, c0);
+    sp_attn_rows k = rows_from(j, &j->cmd->src[1], item % j->Hkv, row0);
     j->loops.scores_tiled(&k, j->D, w->q, j->G, n, j->scale, b->p + c0, j->P);
   } else {
-    chunk_scores(j, w->q, item % j->Hkv, c0, n, b->p + c0);
+    chunk_scores(j, w->q, item % j->Hkv, row0, n, b->p + c0);
   }
   for (int64_t g = 0; g < j->G; g++)
     j->loops.exp(b->p + g * j->P + c0, n, &b->m[chunk * j->G + g], &b->l[chunk * j->G + g]);
@@ -349,7 +372,7 @@ static void weigh_chunks(const attn_job *j, int64_t item, const attn_item_buf *b
 /* Pass 2 of one chunk: probabilities (rounded to f16 for an f16 cache),
  * then their p.V into the chunk's acc. */
 static void value_chunk(const attn_job *j, int64_t item, int64_t chunk, const attn_work *w, const attn_item_buf *b) {
-  int64_t c0 = chunk * SP_ATTN_CHUNK, n = chunk_keys(j, item, chunk);
+  int64_t c0 = chunk * SP_ATTN_CHUNK, n = chunk_keys(j, item, chunk), row0 = chunk_first_row(j, item, chunk);
   for (int64_t g = 0; g < j->G; g++) {
     float *p = b->p + g * j->P + c0, factor = b->m[chunk * j->G + g];
     for (int64_t c = 0; c < n; c++) p[c] = p[c] * factor;
@@ -357,10 +380,10 @@ static void value_chunk(const attn_job *j, int64_t item, int64_t chunk, const at
   }
   float *acc = b->acc + (size_t)(chunk * j->G * j->D);
   if (j->loops.values_tiled) {
-    sp_attn_rows v = rows_from(j, &j->cmd->src[2], item % j->Hkv, c0);
+    sp_attn_rows v = rows_from(j, &j->cmd->src[2], item % j->Hkv, row0);
     j->loops.values_tiled(&v, j->D, b->p + c0, j->P, j->G, n, acc);
   } else {
-    values_plain(j, b->p + c0, item % j->Hkv, c0, n, w->v, acc);
+    values_plain(j, b->p + c0, item % j->Hkv, row0, n, w->v, acc);
   }
 }
 
@@ -508,7 +531,7 @@ static bool few_items(const attn_job *j, unsigned threads) {
 static bool want_split(const attn_job *j, unsigned threads) {
   if (!few_items(j, threads)) return false;
   for (uint32_t t = 0; t < j->cmd->src[3].ne[0]; t++)
-    if (j->pos[t] >= SP_ATTN_CHUNK) return true;
+    if (token_keys(j, t) > SP_ATTN_CHUNK) return true;
   return false;
 }
 
@@ -527,14 +550,13 @@ static sp_error_t *copy_positions(const sp_cpu_exec *ex, attn_job *j, size_t pos
   return NULL;
 }
 
-/* Sizes the arrays for the chunks the positions reach (not for the whole
- * cache: scratch follows the keys really visited) and reserves them after
- * the positions, which are kept. Returns the scratch past the positions,
- * or NULL. */
+/* Sizes the arrays for the chunks the positions and the window reach
+ * (not for the whole cache: scratch follows the keys really visited) and
+ * reserves them after the positions, which are kept. Returns the scratch
+ * past the positions, or NULL. */
 static float *reserve_scratch(const sp_cpu_exec *ex, attn_job *j, size_t pos_f, unsigned threads) {
-  int32_t last = 0;
-  for (uint32_t t = 0; t < j->cmd->src[3].ne[0]; t++) last = j->pos[t] > last ? j->pos[t] : last;
-  j->max_chunks = last / SP_ATTN_CHUNK + 1;
+  j->max_chunks = 1;
+  for (uint32_t t = 0; t < j->cmd->src[3].ne[0]; t++) j->max_chunks = max_i64(j->max_chunks, token_chunks(j, t));
   j->P = j->max_chunks * SP_ATTN_CHUNK;
   j->item_floats = item_buf_floats(j);
   bool split = want_split(j, threads);
@@ -548,7 +570,7 @@ static float *reserve_scratch(const sp_cpu_exec *ex, attn_job *j, size_t pos_f, 
  * (one for a short prompt: waking workers would cost more). */
 static void run_items(attn_job *j, unsigned threads) {
   uint64_t keys = 0;
-  for (int64_t item = 0; item < j->items; item++) keys += (uint64_t)j->pos[item / j->Hkv] + 1;
+  for (int64_t item = 0; item < j->items; item++) keys += (uint64_t)token_keys(j, item / j->Hkv);
   j->tasks = sp_cpu_task_count(j->ex, keys * (uint64_t)(j->G * j->D) / 4, 16384);
   j->tasks = (uint32_t)min_i64(min_i64(j->tasks, threads), j->items);
   j->units = j->items;
@@ -560,12 +582,12 @@ static void run_items(attn_job *j, unsigned threads) {
  * four units per thread, else one kv head. */
 static void run_chunks(attn_job *j, unsigned threads) {
   int64_t T = j->cmd->src[3].ne[0], chunks = 0;
-  for (int64_t t = 0; t < T; t++) chunks += j->pos[t] / SP_ATTN_CHUNK + 1;
+  for (int64_t t = 0; t < T; t++) chunks += token_chunks(j, t);
   j->heads_per_unit = chunks >= 4 * (int64_t)threads ? j->Hkv : 1;
   j->units = 0;
   for (int64_t t = 0; t < T; t++) {
     j->first[t] = (uint32_t)j->units;
-    j->units += (j->pos[t] / SP_ATTN_CHUNK + 1) * (j->Hkv / j->heads_per_unit);
+    j->units += token_chunks(j, t) * (j->Hkv / j->heads_per_unit);
   }
   j->first[T] = (uint32_t)j->units;
   for (int64_t item = 0; item < j->items; item++)
@@ -586,8 +608,8 @@ sp_error_t *sp_cpu_attention(const sp_cpu_exec *ex, const sp_cmd *cmd) {
   if (!ex->kern->dot[k->dtype]) return sp_error_new("attention: no dot kernel for %s", sp_dtype_name(k->dtype));
   unsigned threads = sp_threadpool_threads(ex->pool);
   attn_job j = {.ex = ex, .cmd = cmd, .dot = ex->kern->dot[k->dtype], .loops = loops_for(ex->kern),
-                .scale = sp_f32_from_bits(cmd->param[0]), .f16 = k->dtype == SP_DTYPE_F16, .D = q->ne[0],
-                .G = q->ne[1] / k->ne[1], .Hkv = k->ne[1], .items = (int64_t)k->ne[1] * q->ne[2]};
+                .scale = sp_f32_from_bits(cmd->param[0]), .window = cmd->param[1], .f16 = k->dtype == SP_DTYPE_F16,
+                .D = q->ne[0], .G = q->ne[1] / k->ne[1], .Hkv = k->ne[1], .items = (int64_t)k->ne[1] * q->ne[2]};
   size_t pos_f = round16(cmd->src[3].ne[0]);
   sp_error_t *err = copy_positions(ex, &j, pos_f);
   if (err) return err;

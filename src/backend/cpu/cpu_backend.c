@@ -4,8 +4,8 @@
  * Adopting a region records its view: the CPU reads guest memory directly,
  * so nothing is registered or copied. Commands run synchronously inside
  * submit (wait has nothing to do), each op family on its driver (matmul.c,
- * elementwise.c, llm_ops.c), with one thread pool and one kernel table
- * (picked at creation) per backend.
+ * elementwise.c, llm_ops.c, activations.c, attention.c), with one thread
+ * pool and one kernel table (picked at creation) per backend.
  * Scratch memory (quantized activations, attention's working arrays,
  * copies of index tensors) belongs to the binding, so two actors may
  * submit on one backend from two threads. Its size follows the guest's
@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/cpu/activations.h"
 #include "backend/cpu/cpu_exec.h"
 #include "backend/cpu/llm_ops.h"
 #include "core/error.h"
@@ -96,6 +97,8 @@ static sp_error_t *cpu_run(const sp_cpu_exec *ex, const sp_cmd *cmd) {
   case SP_OP_RMSNORM: sp_cpu_rmsnorm(ex, cmd); return NULL;
   case SP_OP_SOFTMAX: sp_cpu_softmax(ex, cmd); return NULL;
   case SP_OP_SWIGLU: sp_cpu_swiglu(ex, cmd); return NULL;
+  case SP_OP_GEGLU: sp_cpu_geglu(ex, cmd); return NULL;
+  case SP_OP_SOFTCAP: sp_cpu_softcap(ex, cmd); return NULL;
   case SP_OP_ROPE: sp_cpu_rope(ex, cmd); return NULL;
   case SP_OP_GET_ROWS: return sp_cpu_get_rows(ex, cmd);
   case SP_OP_SET_ROWS: return sp_cpu_set_rows(ex, cmd);
@@ -106,29 +109,15 @@ static sp_error_t *cpu_run(const sp_cpu_exec *ex, const sp_cmd *cmd) {
   }
 }
 
-/* "1.5 GiB", "256 MiB", "4096 bytes": a size for a message. */
-static void size_text(size_t bytes, char *buf, size_t cap) {
-  static const char *units[] = {"KiB", "MiB", "GiB", "TiB"};
-  double v = (double)bytes;
-  int u = -1;
-  while (v >= 1024 && u < 3) v /= 1024, u++;
-  if (u < 0) snprintf(buf, cap, "%zu bytes", bytes);
-  else if (v == (double)(uint64_t)v) snprintf(buf, cap, "%.0f %s", v, units[u]);
-  else snprintf(buf, cap, "%.1f %s", v, units[u]);
-}
-
 /* The error of a command whose scratch request went over the budget (the
  * op's own "out of scratch memory" error is replaced). */
 static sp_error_t *over_budget(const sp_cpu_scratch *s, const sp_cmd *cmd, sp_error_t *err) {
-  char need[32], budget[32];
+  char msg[256];
   const sp_op_rule *rule = sp_op_rule_get(cmd->op);
-  size_text(s->refused, need, sizeof need);
-  size_text(s->budget ? s->budget : SP_CPU_SCRATCH_BUDGET, budget, sizeof budget);
+  sp_budget_scratch_message(rule ? rule->name : "op", s->refused, s->budget ? s->budget : SP_CPU_SCRATCH_BUDGET, msg,
+                            sizeof msg);
   sp_error_free(err);
-  return sp_error_with_status(SP_E_LIMIT,
-                              "%s: needs %s of scratch; the budget is %s (an actor's scratch share: 1/8 of its "
-                              "memory limit, at most 256 MiB)",
-                              rule ? rule->name : "op", need, budget);
+  return sp_error_with_status(SP_E_LIMIT, "%s", msg);
 }
 
 static sp_error_t *cpu_submit(void *ctx, void *binding, const sp_cmd *cmds, uint32_t count, bool same) {

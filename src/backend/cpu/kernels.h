@@ -35,6 +35,25 @@
  *     also keeps m = fma(mw_b, sx_b, m) block after block and adds it
  *     last. Eight partials are what one maddubs/madd pair, one VNNI dpbusd
  *     or two SDOTs give, so no table pays for them.
+ *     The issue-15 types (Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K,
+ *     IQ4_NL, IQ4_XS) follow the same scheme per 32-element activation
+ *     block b, which is slice b % S of weight block b / S (S = 1 for the
+ *     32-element types, 8 for the 256-element ones; quant_blocks.h gives
+ *     every type as integers q, sub-block scales sc and mins mn, in
+ *     element order). Lane l covers elements 4l..4l+3, which lie in one
+ *     16-element half h = l / 4, so its exact integer partial is
+ *     P[b][l] = sc_h * sum(q * x) over those four (sc = 1 where a type has
+ *     none; |P| < 2^22, so (float)P is exact). The float operations are
+ *     point 3's: s_b = d_w * dx_b (d_w the block's f16 super-scale), lane l
+ *     = fma(s_b, (float)P[b][l], lane l), reduced as in 2. Mins:
+ *       Q5_1 (as Q4_1): m = fma(mw_b, sx_b, m); result = lanes + m.
+ *       Q2_K, Q4_K, Q5_K: eight more lanes, like the first: the exact
+ *       integer M[b][l] = mn_h * sum(x) over elements 4l..4l+3; lane l =
+ *       fma(dmin_w * dx_b, (float)M[b][l], lane l) (dmin_w * dx_b one
+ *       rounding) block after block; result = (lanes reduced as in 2) -
+ *       (min lanes reduced as in 2). One maddubs/madd pair or one dpbusd
+ *       of the splatted min and the activations gives M.
+ *     The others have no min term.
  *  4. Activation quantization (quantize_q8), per block of 32: amax =
  *     max |x| over the non-NaN elements; id = amax > 0 ? 127 / amax : 0;
  *     q = round-half-even(x * id) clamped to [-127, 127], and 0 where
@@ -69,6 +88,12 @@
 #define SP_Q8_0_BYTES 34  /* f16 d, int8 qs[32] */
 #define SP_Q4_0_BYTES 18  /* f16 d, uint8 qs[16]: element j low nibble, j + 16 high */
 #define SP_Q4_1_BYTES 20  /* f16 d, f16 m, uint8 qs[16] */
+#define SP_Q5_0_BYTES 22  /* f16 d, uint32 qh (fifth bits), uint8 qs[16] */
+#define SP_Q5_1_BYTES 24  /* f16 d, f16 m, uint32 qh, uint8 qs[16] */
+#define SP_QK_K 256       /* elements per K-quant super-block */
+#define SP_Q4_K_BYTES 144 /* f16 d, f16 dmin, scales[12], qs[128] */
+#define SP_Q5_K_BYTES 176 /* f16 d, f16 dmin, scales[12], qh[32], qs[128] */
+#define SP_Q6_K_BYTES 210 /* ql[128], qh[64], int8 scales[16], f16 d */
 
 /* One quantized block of activations: x[i] ~= d * qs[i], s = d * sum(qs). */
 typedef struct sp_q8_act {
@@ -125,7 +150,21 @@ static inline float sp_cpu_lanes8_sum(const float a[8]) {
 /* Whether `dtype` is a block-quantized weight type (its matmul runs on
  * sp_q8_act activations). */
 static inline int sp_cpu_is_quantized(uint32_t dtype) {
-  return dtype == SP_DTYPE_Q8_0 || dtype == SP_DTYPE_Q4_0 || dtype == SP_DTYPE_Q4_1;
+  switch (dtype) {
+  case SP_DTYPE_Q8_0:
+  case SP_DTYPE_Q4_0:
+  case SP_DTYPE_Q4_1:
+  case SP_DTYPE_Q5_0:
+  case SP_DTYPE_Q5_1:
+  case SP_DTYPE_Q2_K:
+  case SP_DTYPE_Q3_K:
+  case SP_DTYPE_Q4_K:
+  case SP_DTYPE_Q5_K:
+  case SP_DTYPE_Q6_K:
+  case SP_DTYPE_IQ4_NL:
+  case SP_DTYPE_IQ4_XS: return 1;
+  default: return 0;
+  }
 }
 
 #endif

@@ -6,16 +6,22 @@
  * rows are independent accumulator chains. The
  * numerics contract of kernels.h fixes each row's order: one 8-float
  * accumulator, fused multiply-adds, quantized blocks as the eight exact
- * partials of a maddubs/madd pair.
+ * partials of a maddubs/madd pair. Of the issue-15 types, Q5_0, Q5_1,
+ * Q4_K, Q5_K and Q6_K (the types of Q4_K_M and Q5_K_M files, with Q8_0)
+ * have loops here; K-quant sub-block scales ride in madd's 16-bit
+ * multiplier, so a slice still costs one maddubs/madd pair. The other new
+ * types use generic's loops.
  */
 #include <math.h>
+#include <stdbool.h>
 
 #include "backend/cpu/kernels.h"
+#include "backend/cpu/quant_blocks.h"
 #include "backend/cpu/simd.h"
 
 #if defined(SP_CPU_X86)
 
-enum { W_F32, W_F16, W_BF16, W_Q8_0, W_Q4_0, W_Q4_1 };
+enum { W_F32, W_F16, W_BF16, W_Q8_0, W_Q4_0, W_Q4_1, W_Q5_0, W_Q5_1 };
 
 static inline const void *row_at(const void *x, size_t stride, int j) {
   return (const uint8_t *)x + (size_t)j * stride;
@@ -103,14 +109,24 @@ SP_TARGET_AVX2 static void dot_bf16(int64_t k, const void *w, const void *x, siz
 
 /* ---- quantized weights times sp_q8_act activations ---- */
 
+/* Q4_1 and Q5_1: unsigned weights and a min (+ m sx per block). */
+static inline bool has_min(int kind) { return kind == W_Q4_1 || kind == W_Q5_1; }
+
 static inline int block_bytes(int kind) {
-  return kind == W_Q8_0 ? SP_Q8_0_BYTES : kind == W_Q4_0 ? SP_Q4_0_BYTES : SP_Q4_1_BYTES;
+  return kind == W_Q8_0   ? SP_Q8_0_BYTES
+         : kind == W_Q4_0 ? SP_Q4_0_BYTES
+         : kind == W_Q5_0 ? SP_Q5_0_BYTES
+         : kind == W_Q5_1 ? SP_Q5_1_BYTES
+                          : SP_Q4_1_BYTES;
 }
 
-/* A block's 32 weights as bytes: signed for Q8_0/Q4_0, 0..15 for Q4_1. */
+/* A block's 32 weights as bytes: signed for Q8_0/Q4_0/Q5_0, unsigned for
+ * Q4_1 (0..15) and Q5_1 (0..31). */
 SP_AVX2_INLINE __m256i load_wq(int kind, const uint8_t *blk) {
   if (kind == W_Q8_0) return _mm256_loadu_si256((const __m256i *)(blk + 2));
   if (kind == W_Q4_0) return _mm256_sub_epi8(sp_avx2_nibbles(blk + 2), _mm256_set1_epi8(8));
+  if (kind == W_Q5_0) return sp_avx2_q5_0_weights(blk);
+  if (kind == W_Q5_1) return sp_avx2_q5_1_weights(blk);
   return sp_avx2_nibbles(blk + 4);
 }
 
@@ -118,7 +134,7 @@ SP_AVX2_INLINE __m256i load_wq(int kind, const uint8_t *blk) {
  * block, as floats (exact). Signed weights go through |w| and x * sign(w). */
 SP_AVX2_INLINE __m256 block_partials(int kind, __m256i wq, const sp_q8_act *a) {
   __m256i xq = _mm256_loadu_si256((const __m256i *)a->qs);
-  if (kind == W_Q4_1) return sp_avx2_dot_u8i8(wq, xq);
+  if (has_min(kind)) return sp_avx2_dot_u8i8(wq, xq);
   return sp_avx2_dot_u8i8(_mm256_sign_epi8(wq, wq), _mm256_sign_epi8(xq, wq));
 }
 
@@ -132,7 +148,7 @@ typedef struct quant_acc {
 SP_AVX2_INLINE void quant_step(int kind, const uint8_t *blk, __m256i wq, const sp_q8_act *a, quant_acc *acc) {
   __m256 s = _mm256_set1_ps(sp_avx2_f16(blk) * a->d);
   acc->lanes = _mm256_fmadd_ps(s, block_partials(kind, wq, a), acc->lanes);
-  if (kind == W_Q4_1) acc->mins = fmaf(sp_avx2_f16(blk + 2), a->s, acc->mins);
+  if (has_min(kind)) acc->mins = fmaf(sp_avx2_f16(blk + 2), a->s, acc->mins);
 }
 
 SP_AVX2_INLINE float quant_result(const quant_acc *acc) { return sp_avx2_hsum(acc->lanes) + acc->mins; }
@@ -176,9 +192,119 @@ SP_TARGET_AVX2 static void dot_q4_0(int64_t k, const void *w, const void *x, siz
                                     float *out) {
   quant_dot(W_Q4_0, k, w, x, xs, nx, out);
 }
+SP_TARGET_AVX2 static void dot_q5_0(int64_t k, const void *w, const void *x, size_t xs, int nx,
+                                    float *out) {
+  quant_dot(W_Q5_0, k, w, x, xs, nx, out);
+}
+SP_TARGET_AVX2 static void dot_q5_1(int64_t k, const void *w, const void *x, size_t xs, int nx,
+                                    float *out) {
+  quant_dot(W_Q5_1, k, w, x, xs, nx, out);
+}
 SP_TARGET_AVX2 static void dot_q4_1(int64_t k, const void *w, const void *x, size_t xs, int nx,
                                     float *out) {
   quant_dot(W_Q4_1, k, w, x, xs, nx, out);
+}
+
+/* ---- Q4_K, Q5_K and Q6_K: super-blocks of 8 slices of 32 (contract point 3) ---- */
+
+enum { K_Q4, K_Q5, K_Q6 };
+
+/* One slice's weights as a maddubs pair wants them: u unsigned (Q4_K's
+ * 0..15, Q5_K's 0..31, or |q| for Q6_K's signed -32..31) and the signs to
+ * move onto the activations (Q6_K), plus the 16-bit sub-scales of its two
+ * halves. */
+typedef struct k_slice {
+  __m256i u, sign, scales;
+  __m256i min; /* Q4_K, Q5_K: the slice's integer min in every byte */
+} k_slice;
+
+SP_AVX2_INLINE k_slice k_slice_at(int kind, const uint8_t *blk, int t) {
+  int sc, mn;
+  if (kind != K_Q6) {
+    qb_k4_scale_min(blk + 4, t, &sc, &mn);
+    __m256i q = kind == K_Q4 ? sp_avx2_q4_k_quants(blk, t) : sp_avx2_q5_k_quants(blk, t);
+    return (k_slice){q, _mm256_setzero_si256(), _mm256_set1_epi16((int16_t)sc), _mm256_set1_epi8((char)mn)};
+  }
+  __m256i q = sp_avx2_q6_k_quants(blk, t);
+  const int8_t *sc6 = (const int8_t *)(blk + 192) + 2 * t;
+  __m256i scales = _mm256_set_m128i(_mm_set1_epi16(sc6[1]), _mm_set1_epi16(sc6[0]));
+  return (k_slice){_mm256_sign_epi8(q, q), q, scales, _mm256_setzero_si256()};
+}
+
+/* The slice's eight partials sc * sum(q x) with one activation block: the
+ * pair sums of maddubs (at most 2 * 63 * 127) times the sub-scale in madd. */
+SP_AVX2_INLINE __m256 k_partials(int kind, const k_slice *w, const sp_q8_act *a) {
+  __m256i xq = _mm256_loadu_si256((const __m256i *)a->qs);
+  if (kind == K_Q6) xq = _mm256_sign_epi8(xq, w->sign);
+  return _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(w->u, xq), w->scales));
+}
+
+/* The eight exact min partials mn * sum(x) over elements 4l..4l+3: the
+ * splatted min (at most 63) times activation pairs, then pairs of pairs. */
+SP_AVX2_INLINE __m256 k_min_partials(const k_slice *w, const sp_q8_act *a) {
+  __m256i xq = _mm256_loadu_si256((const __m256i *)a->qs);
+  return sp_avx2_dot_u8i8(w->min, xq);
+}
+
+/* One row's chains: the 8 lanes and the 8 min lanes (contract point 3). */
+typedef struct k_acc {
+  __m256 lanes, mins;
+} k_acc;
+
+SP_AVX2_INLINE void k_step(int kind, const k_slice *w, float d, float dmin, const sp_q8_act *a, k_acc *acc) {
+  acc->lanes = _mm256_fmadd_ps(_mm256_set1_ps(d * a->d), k_partials(kind, w, a), acc->lanes);
+  if (kind != K_Q6) acc->mins = _mm256_fmadd_ps(_mm256_set1_ps(dmin * a->d), k_min_partials(w, a), acc->mins);
+}
+
+static inline int k_block_bytes(int kind) {
+  return kind == K_Q4 ? SP_Q4_K_BYTES : kind == K_Q5 ? SP_Q5_K_BYTES : SP_Q6_K_BYTES;
+}
+
+/* One weight row of nsb super-blocks by nx activation rows. */
+SP_AVX2_INLINE void k_tile(int kind, int nx, int64_t nsb, const uint8_t *w, const void *x, size_t xs,
+                           float *out) {
+  const sp_q8_act *xr[SP_CPU_MAX_NX];
+  k_acc acc[SP_CPU_MAX_NX];
+  SP_UNROLL
+  for (int j = 0; j < nx; j++) {
+    xr[j] = row_at(x, xs, j);
+    acc[j] = (k_acc){_mm256_setzero_ps(), _mm256_setzero_ps()};
+  }
+  for (int64_t b = 0; b < nsb; b++) {
+    const uint8_t *blk = w + b * k_block_bytes(kind);
+    bool q6 = kind == K_Q6;
+    float d = sp_avx2_f16(q6 ? blk + 208 : blk), dmin = q6 ? 0.0f : sp_avx2_f16(blk + 2);
+    for (int t = 0; t < 8; t++) {
+      k_slice ws = k_slice_at(kind, blk, t);
+      SP_UNROLL
+      for (int j = 0; j < nx; j++) k_step(kind, &ws, d, dmin, &xr[j][8 * b + t], &acc[j]);
+    }
+  }
+  SP_UNROLL
+  for (int j = 0; j < nx; j++) out[j] = sp_avx2_hsum(acc[j].lanes) - sp_avx2_hsum(acc[j].mins);
+}
+
+SP_AVX2_INLINE void k_dot(int kind, int64_t k, const void *w, const void *x, size_t xs, int nx, float *out) {
+  int64_t nsb = k / SP_QK_K;
+  switch (nx) {
+  case 1: k_tile(kind, 1, nsb, w, x, xs, out); break;
+  case 2: k_tile(kind, 2, nsb, w, x, xs, out); break;
+  case 3: k_tile(kind, 3, nsb, w, x, xs, out); break;
+  default: k_tile(kind, 4, nsb, w, x, xs, out); break;
+  }
+}
+
+SP_TARGET_AVX2 static void dot_q4_k(int64_t k, const void *w, const void *x, size_t xs, int nx,
+                                    float *out) {
+  k_dot(K_Q4, k, w, x, xs, nx, out);
+}
+SP_TARGET_AVX2 static void dot_q5_k(int64_t k, const void *w, const void *x, size_t xs, int nx,
+                                    float *out) {
+  k_dot(K_Q5, k, w, x, xs, nx, out);
+}
+SP_TARGET_AVX2 static void dot_q6_k(int64_t k, const void *w, const void *x, size_t xs, int nx,
+                                    float *out) {
+  k_dot(K_Q6, k, w, x, xs, nx, out);
 }
 
 /* Contract point 4. max_ps returns its second operand when either is NaN,
@@ -252,6 +378,12 @@ static const sp_cpu_kernels avx2_kernels = {
             [SP_DTYPE_Q8_0] = dot_q8_0,
             [SP_DTYPE_Q4_0] = dot_q4_0,
             [SP_DTYPE_Q4_1] = dot_q4_1,
+            [SP_DTYPE_Q5_0] = dot_q5_0,
+            [SP_DTYPE_Q4_K] = dot_q4_k,
+            [SP_DTYPE_Q6_K] = dot_q6_k,
+            [SP_DTYPE_Q5_1] = dot_q5_1,
+            [SP_DTYPE_Q5_K] = dot_q5_k,
+            SP_GENERIC_BLOCK_DOTS, /* the other issue-15 types: generic's loops */
         },
     .quantize_q8 = quantize_q8,
     .add = add_f32,

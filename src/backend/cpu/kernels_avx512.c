@@ -4,7 +4,8 @@
  * The numerics contract (kernels.h) keeps one 8-float accumulator per row,
  * so float dots are the AVX2 table's. Where the CPU has AVX-512 VNNI, the
  * quantized dots use one vpdpbusd per block instead of a maddubs/madd
- * pair: the same eight exact partials, one instruction. Activation
+ * pair: the same eight exact partials, one instruction (Q4_K and Q6_K
+ * then multiply by the sub-block scale in 32 bits). Activation
  * quantization and elementwise loops use 512-bit vectors with masked tails
  * (masked-off lanes are never touched). AVX-512 BF16's dot instruction is
  * not used: it flushes subnormals and sums pairs before rounding, which
@@ -15,11 +16,12 @@
 #include <stdbool.h>
 
 #include "backend/cpu/kernels.h"
+#include "backend/cpu/quant_blocks.h"
 #include "backend/cpu/simd.h"
 
 #if defined(SP_CPU_X86)
 
-enum { W_Q8_0, W_Q4_0, W_Q4_1 };
+enum { W_Q8_0, W_Q4_0, W_Q4_1, W_Q5_0, W_Q5_1 };
 
 static inline const void *row_at(const void *x, size_t stride, int j) {
   return (const uint8_t *)x + (size_t)j * stride;
@@ -33,14 +35,24 @@ SP_AVX512_INLINE __mmask16 tail_mask(int64_t n) { return (__mmask16)((1u << n) -
 #define SP_VNNI_INLINE \
   static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
 
+/* Q4_1 and Q5_1: unsigned weights and a min (+ m sx per block). */
+static inline bool has_min(int kind) { return kind == W_Q4_1 || kind == W_Q5_1; }
+
 static inline int block_bytes(int kind) {
-  return kind == W_Q8_0 ? SP_Q8_0_BYTES : kind == W_Q4_0 ? SP_Q4_0_BYTES : SP_Q4_1_BYTES;
+  return kind == W_Q8_0   ? SP_Q8_0_BYTES
+         : kind == W_Q4_0 ? SP_Q4_0_BYTES
+         : kind == W_Q5_0 ? SP_Q5_0_BYTES
+         : kind == W_Q5_1 ? SP_Q5_1_BYTES
+                          : SP_Q4_1_BYTES;
 }
 
-/* A block's 32 weights as bytes: signed for Q8_0/Q4_0, 0..15 for Q4_1. */
+/* A block's 32 weights as bytes: signed for Q8_0/Q4_0/Q5_0, unsigned for
+ * Q4_1 (0..15) and Q5_1 (0..31). */
 SP_VNNI_INLINE __m256i load_wq(int kind, const uint8_t *blk) {
   if (kind == W_Q8_0) return _mm256_loadu_si256((const __m256i *)(blk + 2));
   if (kind == W_Q4_0) return _mm256_sub_epi8(sp_avx2_nibbles(blk + 2), _mm256_set1_epi8(8));
+  if (kind == W_Q5_0) return sp_avx2_q5_0_weights(blk);
+  if (kind == W_Q5_1) return sp_avx2_q5_1_weights(blk);
   return sp_avx2_nibbles(blk + 4);
 }
 
@@ -48,8 +60,8 @@ SP_VNNI_INLINE __m256i load_wq(int kind, const uint8_t *blk) {
  * weights (|w|, or Q4_1's 0..15) times signed activations (x * sign(w)). */
 SP_VNNI_INLINE __m256 block_partials(int kind, __m256i wq, const sp_q8_act *a) {
   __m256i xq = _mm256_loadu_si256((const __m256i *)a->qs);
-  __m256i u = kind == W_Q4_1 ? wq : _mm256_sign_epi8(wq, wq);
-  __m256i sx = kind == W_Q4_1 ? xq : _mm256_sign_epi8(xq, wq);
+  __m256i u = has_min(kind) ? wq : _mm256_sign_epi8(wq, wq);
+  __m256i sx = has_min(kind) ? xq : _mm256_sign_epi8(xq, wq);
   return _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(_mm256_setzero_si256(), u, sx));
 }
 
@@ -62,7 +74,7 @@ typedef struct quant_acc {
 SP_VNNI_INLINE void quant_step(int kind, const uint8_t *blk, __m256i wq, const sp_q8_act *a, quant_acc *acc) {
   __m256 s = _mm256_set1_ps(sp_avx2_f16(blk) * a->d);
   acc->lanes = _mm256_fmadd_ps(s, block_partials(kind, wq, a), acc->lanes);
-  if (kind == W_Q4_1) acc->mins = fmaf(sp_avx2_f16(blk + 2), a->s, acc->mins);
+  if (has_min(kind)) acc->mins = fmaf(sp_avx2_f16(blk + 2), a->s, acc->mins);
 }
 
 SP_VNNI_INLINE float quant_result(const quant_acc *acc) { return sp_avx2_hsum(acc->lanes) + acc->mins; }
@@ -106,9 +118,109 @@ SP_TARGET_VNNI static void dot_q4_0_vnni(int64_t k, const void *w, const void *x
                                          float *out) {
   quant_dot(W_Q4_0, k, w, x, xs, nx, out);
 }
+SP_TARGET_VNNI static void dot_q5_0_vnni(int64_t k, const void *w, const void *x, size_t xs, int nx,
+                                         float *out) {
+  quant_dot(W_Q5_0, k, w, x, xs, nx, out);
+}
+SP_TARGET_VNNI static void dot_q5_1_vnni(int64_t k, const void *w, const void *x, size_t xs, int nx,
+                                         float *out) {
+  quant_dot(W_Q5_1, k, w, x, xs, nx, out);
+}
 SP_TARGET_VNNI static void dot_q4_1_vnni(int64_t k, const void *w, const void *x, size_t xs, int nx,
                                          float *out) {
   quant_dot(W_Q4_1, k, w, x, xs, nx, out);
+}
+
+/* ---- Q4_K and Q6_K (VNNI): super-blocks of 8 slices of 32 (Q5_K: AVX2's) ---- */
+
+/* One slice: unsigned weights u (Q4_K's 0..15, |q| for Q6_K), the signs
+ * to move onto the activations (Q6_K), and the 32-bit sub-scales of the
+ * slice's two halves (lanes 0..3 and 4..7). */
+typedef struct k_slice {
+  __m256i u, sign, scales;
+  __m256i min; /* Q4_K: the slice's integer min in every byte */
+} k_slice;
+
+SP_VNNI_INLINE k_slice q4_k_slice(const uint8_t *blk, int t) {
+  int sc, mn;
+  qb_k4_scale_min(blk + 4, t, &sc, &mn);
+  return (k_slice){sp_avx2_q4_k_quants(blk, t), _mm256_setzero_si256(), _mm256_set1_epi32(sc),
+                   _mm256_set1_epi8((char)mn)};
+}
+
+SP_VNNI_INLINE k_slice q6_k_slice(const uint8_t *blk, int t) {
+  __m256i q = sp_avx2_q6_k_quants(blk, t);
+  const int8_t *sc = (const int8_t *)(blk + 192) + 2 * t;
+  __m256i scales = _mm256_set_m128i(_mm_set1_epi32(sc[1]), _mm_set1_epi32(sc[0]));
+  return (k_slice){_mm256_sign_epi8(q, q), q, scales, _mm256_setzero_si256()};
+}
+
+/* The eight exact partials sc * sum(q x): one vpdpbusd for the sums of
+ * four, one 32-bit multiply for the sub-scale (|result| < 2^22). */
+SP_VNNI_INLINE __m256 k_partials(bool q6, const k_slice *w, const sp_q8_act *a) {
+  __m256i xq = _mm256_loadu_si256((const __m256i *)a->qs);
+  if (q6) xq = _mm256_sign_epi8(xq, w->sign);
+  __m256i sums = _mm256_dpbusd_epi32(_mm256_setzero_si256(), w->u, xq);
+  return _mm256_cvtepi32_ps(_mm256_mullo_epi32(sums, w->scales));
+}
+
+/* The eight exact min partials mn * sum(x) over elements 4l..4l+3: one
+ * vpdpbusd of the splatted min (at most 63) and the activations. */
+SP_VNNI_INLINE __m256 k_min_partials(const k_slice *w, const sp_q8_act *a) {
+  __m256i xq = _mm256_loadu_si256((const __m256i *)a->qs);
+  return _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(_mm256_setzero_si256(), w->min, xq));
+}
+
+/* One row's chains: the 8 lanes and the 8 min lanes (contract point 3). */
+typedef struct k_acc {
+  __m256 lanes, mins;
+} k_acc;
+
+SP_VNNI_INLINE void k_step(bool q6, const k_slice *w, float d, float dmin, const sp_q8_act *a, k_acc *acc) {
+  acc->lanes = _mm256_fmadd_ps(_mm256_set1_ps(d * a->d), k_partials(q6, w, a), acc->lanes);
+  if (!q6) acc->mins = _mm256_fmadd_ps(_mm256_set1_ps(dmin * a->d), k_min_partials(w, a), acc->mins);
+}
+
+/* One weight row of nsb super-blocks by nx activation rows. */
+SP_VNNI_INLINE void k_tile(bool q6, int nx, int64_t nsb, const uint8_t *w, const void *x, size_t xs,
+                           float *out) {
+  const sp_q8_act *xr[SP_CPU_MAX_NX];
+  k_acc acc[SP_CPU_MAX_NX];
+  SP_UNROLL
+  for (int j = 0; j < nx; j++) {
+    xr[j] = row_at(x, xs, j);
+    acc[j] = (k_acc){_mm256_setzero_ps(), _mm256_setzero_ps()};
+  }
+  for (int64_t b = 0; b < nsb; b++) {
+    const uint8_t *blk = w + b * (q6 ? SP_Q6_K_BYTES : SP_Q4_K_BYTES);
+    float d = sp_avx2_f16(q6 ? blk + 208 : blk), dmin = q6 ? 0.0f : sp_avx2_f16(blk + 2);
+    for (int t = 0; t < 8; t++) {
+      k_slice ws = q6 ? q6_k_slice(blk, t) : q4_k_slice(blk, t);
+      SP_UNROLL
+      for (int j = 0; j < nx; j++) k_step(q6, &ws, d, dmin, &xr[j][8 * b + t], &acc[j]);
+    }
+  }
+  SP_UNROLL
+  for (int j = 0; j < nx; j++) out[j] = sp_avx2_hsum(acc[j].lanes) - sp_avx2_hsum(acc[j].mins);
+}
+
+SP_VNNI_INLINE void k_dot(bool q6, int64_t k, const void *w, const void *x, size_t xs, int nx, float *out) {
+  int64_t nsb = k / SP_QK_K;
+  switch (nx) {
+  case 1: k_tile(q6, 1, nsb, w, x, xs, out); break;
+  case 2: k_tile(q6, 2, nsb, w, x, xs, out); break;
+  case 3: k_tile(q6, 3, nsb, w, x, xs, out); break;
+  default: k_tile(q6, 4, nsb, w, x, xs, out); break;
+  }
+}
+
+SP_TARGET_VNNI static void dot_q4_k_vnni(int64_t k, const void *w, const void *x, size_t xs, int nx,
+                                         float *out) {
+  k_dot(false, k, w, x, xs, nx, out);
+}
+SP_TARGET_VNNI static void dot_q6_k_vnni(int64_t k, const void *w, const void *x, size_t xs, int nx,
+                                         float *out) {
+  k_dot(true, k, w, x, xs, nx, out);
 }
 
 /* ---- activation quantization (contract point 4) ---- */
@@ -185,6 +297,10 @@ static void avx512_init(void) {
     avx512_kernels.dot[SP_DTYPE_Q8_0] = dot_q8_0_vnni;
     avx512_kernels.dot[SP_DTYPE_Q4_0] = dot_q4_0_vnni;
     avx512_kernels.dot[SP_DTYPE_Q4_1] = dot_q4_1_vnni;
+    avx512_kernels.dot[SP_DTYPE_Q5_0] = dot_q5_0_vnni;
+    avx512_kernels.dot[SP_DTYPE_Q5_1] = dot_q5_1_vnni;
+    avx512_kernels.dot[SP_DTYPE_Q4_K] = dot_q4_k_vnni;
+    avx512_kernels.dot[SP_DTYPE_Q6_K] = dot_q6_k_vnni;
   }
   avx512_kernels.quantize_q8 = quantize_q8;
   avx512_kernels.add = add_f32;

@@ -14,6 +14,7 @@
 
 #include "backend/cpu/fp16.h"
 #include "backend/cpu/kernels.h"
+#include "backend/cpu/quant_blocks.h"
 #include "core/dtype.h"
 
 #if defined(__x86_64__) && !defined(__clang__)
@@ -135,6 +136,63 @@ static void dot_q4_1(int64_t k, const void *w, const void *x, size_t xs, int nx,
   quant_dot(SP_DTYPE_Q4_1, k, w, x, xs, nx, out);
 }
 
+/* ---- the issue-15 types (contract point 3, second part) ---- */
+
+/* A row's accumulators: the 8 lanes, the min lanes (Q2_K, Q4_K, Q5_K)
+ * and the scalar min (Q5_1). */
+typedef struct block_acc {
+  float lanes[8], min_lanes[8], mins;
+} block_acc;
+
+/* One 32-element slice against activation block a. */
+static inline void slice_step(const sp_quant_block *qb, sp_quant_min mk, const sp_quant_slice *ws,
+                              const sp_q8_act *a, block_acc *acc) {
+  float s = qb->d * a->d, sm = qb->m * a->d;
+  for (int l = 0; l < 8; l++) {
+    int32_t p = 0, xsum = 0;
+    for (int e = 4 * l; e < 4 * l + 4; e++) p += ws->q[e] * a->qs[e], xsum += a->qs[e];
+    acc->lanes[l] = fmaf(s, (float)(ws->sc[l / 4] * p), acc->lanes[l]);
+    if (mk == SP_QUANT_MIN_SUB)
+      acc->min_lanes[l] = fmaf(sm, (float)(ws->mn[l / 4] * xsum), acc->min_lanes[l]);
+  }
+  if (mk == SP_QUANT_MIN_ADD) acc->mins = fmaf(qb->m, a->s, acc->mins);
+}
+
+SP_FMA_CLONES static float block_dot_row(uint32_t dtype, int64_t k, const uint8_t *w, const sp_q8_act *a) {
+  const sp_dtype_info *info = sp_dtype_get(dtype);
+  sp_quant_min mk = sp_quant_min_kind(dtype);
+  block_acc acc = {{0}, {0}, 0};
+  sp_quant_block qb;
+  for (int64_t b = 0; b < k / info->block_elems; b++, w += info->block_bytes) {
+    sp_quant_unpack(dtype, w, &qb);
+    for (int t = 0; t < qb.slices; t++, a++) slice_step(&qb, mk, &qb.s[t], a, &acc);
+  }
+  float sum = sp_cpu_lanes8_sum(acc.lanes);
+  if (mk == SP_QUANT_MIN_ADD) return sum + acc.mins;
+  if (mk == SP_QUANT_MIN_SUB) return sum - sp_cpu_lanes8_sum(acc.min_lanes);
+  return sum;
+}
+
+static void block_dot(uint32_t dtype, int64_t k, const void *w, const void *x, size_t xs, int nx,
+                      float *out) {
+  for (int j = 0; j < nx; j++) out[j] = block_dot_row(dtype, k, w, row_at(x, xs, j));
+}
+
+/* Not static: the SIMD tables point at the types they do not speed up. */
+#define SP_BLOCK_DOT(name, dtype)                                                                     \
+  void name(int64_t k, const void *w, const void *x, size_t xs, int nx, float *out) {         \
+    block_dot(dtype, k, w, x, xs, nx, out);                                                           \
+  }
+SP_BLOCK_DOT(sp_cpu_generic_dot_q5_0, SP_DTYPE_Q5_0)
+SP_BLOCK_DOT(sp_cpu_generic_dot_q5_1, SP_DTYPE_Q5_1)
+SP_BLOCK_DOT(sp_cpu_generic_dot_q2_k, SP_DTYPE_Q2_K)
+SP_BLOCK_DOT(sp_cpu_generic_dot_q3_k, SP_DTYPE_Q3_K)
+SP_BLOCK_DOT(sp_cpu_generic_dot_q4_k, SP_DTYPE_Q4_K)
+SP_BLOCK_DOT(sp_cpu_generic_dot_q5_k, SP_DTYPE_Q5_K)
+SP_BLOCK_DOT(sp_cpu_generic_dot_q6_k, SP_DTYPE_Q6_K)
+SP_BLOCK_DOT(sp_cpu_generic_dot_iq4_nl, SP_DTYPE_IQ4_NL)
+SP_BLOCK_DOT(sp_cpu_generic_dot_iq4_xs, SP_DTYPE_IQ4_XS)
+
 /* Contract point 4. */
 static void quantize_block(const float *x, sp_q8_act *y) {
   float amax = 0;
@@ -180,6 +238,15 @@ static const sp_cpu_kernels generic_kernels = {
             [SP_DTYPE_Q8_0] = dot_q8_0,
             [SP_DTYPE_Q4_0] = dot_q4_0,
             [SP_DTYPE_Q4_1] = dot_q4_1,
+            [SP_DTYPE_Q5_0] = sp_cpu_generic_dot_q5_0,
+            [SP_DTYPE_Q5_1] = sp_cpu_generic_dot_q5_1,
+            [SP_DTYPE_Q2_K] = sp_cpu_generic_dot_q2_k,
+            [SP_DTYPE_Q3_K] = sp_cpu_generic_dot_q3_k,
+            [SP_DTYPE_Q4_K] = sp_cpu_generic_dot_q4_k,
+            [SP_DTYPE_Q5_K] = sp_cpu_generic_dot_q5_k,
+            [SP_DTYPE_Q6_K] = sp_cpu_generic_dot_q6_k,
+            [SP_DTYPE_IQ4_NL] = sp_cpu_generic_dot_iq4_nl,
+            [SP_DTYPE_IQ4_XS] = sp_cpu_generic_dot_iq4_xs,
         },
     .quantize_q8 = quantize_q8,
     .add = add_f32,

@@ -6,15 +6,20 @@
  * with fused multiply-adds (vfmaq). 8-bit partials use SDOT when the
  * compiler targets it (ARMv8.2 dotprod, e.g. Apple silicon), else widening
  * multiplies; both give the contract's exact four-element partials.
+ * K-quant sub-block scales multiply those partials in 32 bits. Of the
+ * issue-15 types, Q5_0, Q4_K, Q5_K and Q6_K have loops here; the others
+ * use generic's.
  */
 #include <math.h>
+#include <stdbool.h>
 
 #include "backend/cpu/kernels.h"
+#include "backend/cpu/quant_blocks.h"
 #include "backend/cpu/simd.h"
 
 #if defined(SP_CPU_NEON)
 
-enum { W_F32, W_F16, W_BF16, W_Q8_0, W_Q4_0, W_Q4_1 };
+enum { W_F32, W_F16, W_BF16, W_Q8_0, W_Q4_0, W_Q4_1, W_Q5_0 };
 
 static inline const void *row_at(const void *x, size_t stride, int j) {
   return (const uint8_t *)x + (size_t)j * stride;
@@ -124,7 +129,18 @@ static void dot_bf16(int64_t k, const void *w, const void *x, size_t xs, int nx,
 /* ---- quantized weights times sp_q8_act activations ---- */
 
 static inline int block_bytes(int kind) {
-  return kind == W_Q8_0 ? SP_Q8_0_BYTES : kind == W_Q4_0 ? SP_Q4_0_BYTES : SP_Q4_1_BYTES;
+  return kind == W_Q8_0   ? SP_Q8_0_BYTES
+         : kind == W_Q4_0 ? SP_Q4_0_BYTES
+         : kind == W_Q5_0 ? SP_Q5_0_BYTES
+                          : SP_Q4_1_BYTES;
+}
+
+/* 0xf0 in byte e where bit e of the 16 bits at qh is clear: Q5_0's
+ * nibble | 0xf0 is the nibble - 16 as a signed byte. */
+SP_NEON_INLINE uint8x16_t q5_0_clear_high(const uint8_t *qh) {
+  static const uint8_t bit_of[16] = {1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128};
+  uint8x16_t bits = vcombine_u8(vdup_n_u8(qh[0]), vdup_n_u8(qh[1]));
+  return vbicq_u8(vdupq_n_u8(0xf0), vtstq_u8(bits, vld1q_u8(bit_of)));
 }
 
 /* A block's 32 weights as signed bytes (Q4_1: 0..15), in two halves. */
@@ -132,6 +148,12 @@ SP_NEON_INLINE void load_wq(int kind, const uint8_t *blk, int8x16_t *lo, int8x16
   if (kind == W_Q8_0) {
     *lo = vld1q_s8((const int8_t *)blk + 2);
     *hi = vld1q_s8((const int8_t *)blk + 18);
+    return;
+  }
+  if (kind == W_Q5_0) {
+    uint8x16_t v = vld1q_u8(blk + 6);
+    *lo = vreinterpretq_s8_u8(vorrq_u8(vandq_u8(v, vdupq_n_u8(0x0f)), q5_0_clear_high(blk + 2)));
+    *hi = vreinterpretq_s8_u8(vorrq_u8(vshrq_n_u8(v, 4), q5_0_clear_high(blk + 4)));
     return;
   }
   uint8x16_t v = vld1q_u8(blk + (kind == W_Q4_0 ? 2 : 4));
@@ -200,6 +222,120 @@ static void dot_q4_0(int64_t k, const void *w, const void *x, size_t xs, int nx,
 static void dot_q4_1(int64_t k, const void *w, const void *x, size_t xs, int nx, float *out) {
   quant_dot(W_Q4_1, k, w, x, xs, nx, out);
 }
+static void dot_q5_0(int64_t k, const void *w, const void *x, size_t xs, int nx, float *out) {
+  quant_dot(W_Q5_0, k, w, x, xs, nx, out);
+}
+
+/* ---- Q4_K, Q5_K, Q6_K: super-blocks of 8 slices of 32 (contract point 3) ---- */
+
+enum { K_Q4, K_Q5, K_Q6 };
+
+/* One slice: its 32 weights as signed bytes in two halves (Q4_K 0..15,
+ * Q5_K 0..31, Q6_K -32..31), the sub-scales of the halves and (Q4_K,
+ * Q5_K) the integer min in every byte. */
+typedef struct k_slice {
+  int8x16_t lo, hi, min;
+  int32x4_t sc_lo, sc_hi;
+} k_slice;
+
+/* Bits `shift`.. of 16 bytes, `mask` wide (a variable right shift). */
+SP_NEON_INLINE uint8x16_t bits_at(const uint8_t *p, int shift, uint8_t mask) {
+  return vandq_u8(vshlq_u8(vld1q_u8(p), vdupq_n_s8((int8_t)-shift)), vdupq_n_u8(mask));
+}
+
+/* Q4_K / Q5_K slice t: nibble t % 2 of qs[32 (t / 2) ..] (qs at blk + 16 or
+ * 48) and (Q5_K) bit t of qh[e] (qh at blk + 16) as bit 4. */
+SP_NEON_INLINE k_slice q45_k_slice(int kind, const uint8_t *blk, int t) {
+  const uint8_t *qs = blk + (kind == K_Q5 ? 48 : 16) + 32 * (t / 2);
+  uint8x16_t lo = bits_at(qs, 4 * (t % 2), 0x0f), hi = bits_at(qs + 16, 4 * (t % 2), 0x0f);
+  if (kind == K_Q5) {
+    lo = vorrq_u8(lo, vshlq_n_u8(bits_at(blk + 16, t, 1), 4));
+    hi = vorrq_u8(hi, vshlq_n_u8(bits_at(blk + 32, t, 1), 4));
+  }
+  int sc, mn;
+  qb_k4_scale_min(blk + 4, t, &sc, &mn);
+  return (k_slice){vreinterpretq_s8_u8(lo), vreinterpretq_s8_u8(hi), vdupq_n_s8((int8_t)mn), vdupq_n_s32(sc),
+                   vdupq_n_s32(sc)};
+}
+
+/* Q6_K slice t = 4h + u: nibble u / 2 of ql[64h + 32 (u % 2) ..], bits 2u
+ * of qh[32h ..] (qh at blk + 128) as bits 4..5, minus 32. */
+SP_NEON_INLINE k_slice q6_k_slice(const uint8_t *blk, int t) {
+  int h = t / 4, u = t % 4;
+  const uint8_t *ql = blk + 64 * h + 32 * (u % 2), *qh = blk + 128 + 32 * h;
+  uint8x16_t lo = vorrq_u8(bits_at(ql, 4 * (u / 2), 0x0f), vshlq_n_u8(bits_at(qh, 2 * u, 3), 4));
+  uint8x16_t hi = vorrq_u8(bits_at(ql + 16, 4 * (u / 2), 0x0f), vshlq_n_u8(bits_at(qh + 16, 2 * u, 3), 4));
+  const int8_t *sc = (const int8_t *)(blk + 192) + 2 * t;
+  return (k_slice){vsubq_s8(vreinterpretq_s8_u8(lo), vdupq_n_s8(32)),
+                   vsubq_s8(vreinterpretq_s8_u8(hi), vdupq_n_s8(32)), vdupq_n_s8(0), vdupq_n_s32(sc[0]),
+                   vdupq_n_s32(sc[1])};
+}
+
+/* One row's chains: the 8 lanes and the 8 min lanes. */
+typedef struct k_acc {
+  lanes8 lanes, mins;
+} k_acc;
+
+SP_NEON_INLINE void k_step(int kind, const k_slice *w, float d, float dmin, const sp_q8_act *a, k_acc *acc) {
+  int8x16_t x_lo = vld1q_s8(a->qs), x_hi = vld1q_s8(a->qs + 16);
+  float32x4_t s = vdupq_n_f32(d * a->d);
+  int32x4_t p_lo = vmulq_s32(sp_neon_partials_i8(w->lo, x_lo), w->sc_lo);
+  int32x4_t p_hi = vmulq_s32(sp_neon_partials_i8(w->hi, x_hi), w->sc_hi);
+  acc->lanes.lo = vfmaq_f32(acc->lanes.lo, s, vcvtq_f32_s32(p_lo));
+  acc->lanes.hi = vfmaq_f32(acc->lanes.hi, s, vcvtq_f32_s32(p_hi));
+  if (kind == K_Q6) return;
+  float32x4_t sm = vdupq_n_f32(dmin * a->d);
+  acc->mins.lo = vfmaq_f32(acc->mins.lo, sm, vcvtq_f32_s32(sp_neon_partials_i8(w->min, x_lo)));
+  acc->mins.hi = vfmaq_f32(acc->mins.hi, sm, vcvtq_f32_s32(sp_neon_partials_i8(w->min, x_hi)));
+}
+
+static inline int k_block_bytes(int kind) {
+  return kind == K_Q4 ? SP_Q4_K_BYTES : kind == K_Q5 ? SP_Q5_K_BYTES : SP_Q6_K_BYTES;
+}
+
+/* One weight row of nsb super-blocks by nx activation rows. */
+SP_NEON_INLINE void k_tile(int kind, int nx, int64_t nsb, const uint8_t *w, const void *x, size_t xs,
+                           float *out) {
+  const sp_q8_act *xr[SP_CPU_MAX_NX];
+  k_acc acc[SP_CPU_MAX_NX];
+  SP_UNROLL
+  for (int j = 0; j < nx; j++) {
+    xr[j] = row_at(x, xs, j);
+    acc[j] = (k_acc){lanes8_zero, lanes8_zero};
+  }
+  for (int64_t b = 0; b < nsb; b++) {
+    const uint8_t *blk = w + b * k_block_bytes(kind);
+    bool q6 = kind == K_Q6;
+    float d = sp_neon_f16(q6 ? blk + 208 : blk), dmin = q6 ? 0.0f : sp_neon_f16(blk + 2);
+    for (int t = 0; t < 8; t++) {
+      k_slice ws = q6 ? q6_k_slice(blk, t) : q45_k_slice(kind, blk, t);
+      SP_UNROLL
+      for (int j = 0; j < nx; j++) k_step(kind, &ws, d, dmin, &xr[j][8 * b + t], &acc[j]);
+    }
+  }
+  SP_UNROLL
+  for (int j = 0; j < nx; j++) out[j] = lanes8_sum(acc[j].lanes) - lanes8_sum(acc[j].mins);
+}
+
+SP_NEON_INLINE void k_dot(int kind, int64_t k, const void *w, const void *x, size_t xs, int nx, float *out) {
+  int64_t nsb = k / SP_QK_K;
+  switch (nx) {
+  case 1: k_tile(kind, 1, nsb, w, x, xs, out); break;
+  case 2: k_tile(kind, 2, nsb, w, x, xs, out); break;
+  case 3: k_tile(kind, 3, nsb, w, x, xs, out); break;
+  default: k_tile(kind, 4, nsb, w, x, xs, out); break;
+  }
+}
+
+static void dot_q4_k(int64_t k, const void *w, const void *x, size_t xs, int nx, float *out) {
+  k_dot(K_Q4, k, w, x, xs, nx, out);
+}
+static void dot_q5_k(int64_t k, const void *w, const void *x, size_t xs, int nx, float *out) {
+  k_dot(K_Q5, k, w, x, xs, nx, out);
+}
+static void dot_q6_k(int64_t k, const void *w, const void *x, size_t xs, int nx, float *out) {
+  k_dot(K_Q6, k, w, x, xs, nx, out);
+}
 
 /* Contract point 4: vmaxq_f32 propagates NaN, so NaN elements are
  * replaced by 0 before the max and counted apart; vcvtnq rounds to nearest
@@ -265,6 +401,12 @@ static const sp_cpu_kernels neon_kernels = {
             [SP_DTYPE_Q8_0] = dot_q8_0,
             [SP_DTYPE_Q4_0] = dot_q4_0,
             [SP_DTYPE_Q4_1] = dot_q4_1,
+            [SP_DTYPE_Q5_0] = dot_q5_0,
+            [SP_DTYPE_Q4_K] = dot_q4_k,
+            [SP_DTYPE_Q5_K] = dot_q5_k,
+            [SP_DTYPE_Q6_K] = dot_q6_k,
+            [SP_DTYPE_Q5_1] = sp_cpu_generic_dot_q5_1,
+            SP_GENERIC_BLOCK_DOTS, /* the other issue-15 types: generic's loops */
         },
     .quantize_q8 = quantize_q8,
     .add = add_f32,

@@ -20,6 +20,7 @@
 
 #include "backend/cpu/llm_ops.h"
 #include "backend/cpu/fp16.h"
+#include "backend/cpu/quant_blocks.h"
 #include "core/dtype.h"
 
 /* Address of row (i1, i2, i3) of a validated tensor. */
@@ -78,6 +79,10 @@ static void dequantize_row(uint32_t dtype, const uint8_t *src, float *dst, int64
     case SP_DTYPE_F16: sp_cpu_f16_to_f32_row((const uint16_t *)src, dst, (size_t)n); return;
     case SP_DTYPE_BF16: sp_cpu_bf16_to_f32_row((const uint16_t *)src, dst, (size_t)n); return;
     default: break;
+  }
+  if (sp_quant_block_known(dtype)) {
+    sp_quant_dequantize_row(dtype, src, dst, n);
+    return;
   }
   const sp_dtype_info *info = sp_dtype_get(dtype);
   for (int64_t b = 0; b < n / SP_QK; b++, src += info->block_bytes, dst += SP_QK) {

@@ -65,6 +65,61 @@ SP_AVX2_INLINE __m256i sp_avx2_nibbles(const uint8_t *qs) {
   return _mm256_and_si256(both, _mm256_set1_epi8(0x0f));
 }
 
+/* 0xff in byte e where bit e of the 32 bits at qh is set (Q5_0/Q5_1's
+ * fifth bits): byte e picks qh's byte e / 8 (shuffle), tests bit e % 8. */
+SP_AVX2_INLINE __m256i sp_avx2_bits32(const uint8_t *qh) {
+  uint32_t bits;
+  memcpy(&bits, qh, sizeof bits);
+  const __m256i pick = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2,
+                                        2, 3, 3, 3, 3, 3, 3, 3, 3);
+  const __m256i bit = _mm256_set1_epi64x((int64_t)0x8040201008040201ull);
+  __m256i bytes = _mm256_shuffle_epi8(_mm256_set1_epi32((int32_t)bits), pick);
+  return _mm256_cmpeq_epi8(_mm256_and_si256(bytes, bit), bit);
+}
+
+/* Q5_0's 32 weights as signed bytes -16..15: the nibble, or the nibble
+ * - 16 (high bits 0xf0) where the fifth bit is clear. */
+SP_AVX2_INLINE __m256i sp_avx2_q5_0_weights(const uint8_t *blk) {
+  __m256i clear = _mm256_andnot_si256(sp_avx2_bits32(blk + 2), _mm256_set1_epi8((char)0xf0));
+  return _mm256_or_si256(sp_avx2_nibbles(blk + 6), clear);
+}
+
+/* Q5_1's 32 weights as unsigned bytes 0..31. */
+SP_AVX2_INLINE __m256i sp_avx2_q5_1_weights(const uint8_t *blk) {
+  __m256i high = _mm256_and_si256(sp_avx2_bits32(blk + 4), _mm256_set1_epi8(0x10));
+  return _mm256_or_si256(sp_avx2_nibbles(blk + 8), high);
+}
+
+/* Q4_K slice t (of 8): nibble t % 2 of qs[32 (t / 2) ..] (qs at blk + 16),
+ * 32 bytes 0..15 in element order. */
+SP_AVX2_INLINE __m256i sp_avx2_q4_k_quants(const uint8_t *blk, int t) {
+  __m256i b = _mm256_loadu_si256((const __m256i *)(blk + 16 + 32 * (t / 2)));
+  if (t % 2) b = _mm256_srli_epi16(b, 4);
+  return _mm256_and_si256(b, _mm256_set1_epi8(0x0f));
+}
+
+/* Q5_K slice t: Q4_K's nibbles (qs at blk + 48) and, as bit 4, bit t of
+ * qh[e] (qh at blk + 16): 32 bytes 0..31. */
+SP_AVX2_INLINE __m256i sp_avx2_q5_k_quants(const uint8_t *blk, int t) {
+  __m256i lo = _mm256_loadu_si256((const __m256i *)(blk + 48 + 32 * (t / 2)));
+  if (t % 2) lo = _mm256_srli_epi16(lo, 4);
+  __m256i hi = _mm256_loadu_si256((const __m256i *)(blk + 16));
+  hi = _mm256_and_si256(_mm256_srli_epi16(hi, t), _mm256_set1_epi8(0x01));
+  return _mm256_or_si256(_mm256_and_si256(lo, _mm256_set1_epi8(0x0f)), _mm256_slli_epi16(hi, 4));
+}
+
+/* Q6_K slice t = 4h + u (of 8): nibble u / 2 of ql[64h + 32 (u % 2) ..]
+ * and bits 2u of qh[32h ..] (qh at blk + 128), minus 32: signed bytes
+ * -32..31. The shifts are 16-bit; the masks drop what crosses bytes. */
+SP_AVX2_INLINE __m256i sp_avx2_q6_k_quants(const uint8_t *blk, int t) {
+  int h = t / 4, u = t % 4;
+  __m256i lo = _mm256_loadu_si256((const __m256i *)(blk + 64 * h + 32 * (u % 2)));
+  __m256i hi = _mm256_loadu_si256((const __m256i *)(blk + 128 + 32 * h));
+  lo = _mm256_and_si256(_mm256_srli_epi16(lo, 4 * (u / 2)), _mm256_set1_epi8(0x0f));
+  hi = _mm256_and_si256(_mm256_srli_epi16(hi, 2 * u), _mm256_set1_epi8(0x03));
+  return _mm256_sub_epi8(_mm256_or_si256(lo, _mm256_slli_epi16(hi, 4)), _mm256_set1_epi8(32));
+}
+
 /* Products of unsigned bytes u and signed bytes s, summed in groups of 4,
  * as 8 floats. Exact while each pair sum fits int16 (|u*s| <= 2 * 128 * 127). */
 SP_AVX2_INLINE __m256 sp_avx2_dot_u8i8(__m256i u, __m256i s) {

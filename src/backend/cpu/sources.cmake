@@ -2,6 +2,7 @@
 # x86 SIMD variants use per-function target attributes and ARM ones compile
 # only on aarch64; the one flag every file gets is -ffp-contract=off (below).
 set(SP_CPU_BACKEND_SOURCES
+  ${CMAKE_CURRENT_LIST_DIR}/activations.c
   ${CMAKE_CURRENT_LIST_DIR}/attention.c
   ${CMAKE_CURRENT_LIST_DIR}/attention_simd.c
   ${CMAKE_CURRENT_LIST_DIR}/cpu_backend.c

@@ -11,6 +11,9 @@
  * q is rounded to f16 before the dot products. The position of each query
  * was checked against the cache length before this kernel ran; it is
  * clamped again here, since guest data is never trusted twice.
+ *
+ * A sliding window of W keys (param[1], 0 = none) only moves where a
+ * query's walk over the cache starts: row window_start(p, W) instead of 0.
  */
 #include <math.h>
 
@@ -18,6 +21,12 @@
 
 #define SP_ATT_WARPS 16 /* decode has few (head, token) blocks: keys spread over warps */
 #define SP_ATT_DMAX 256
+
+/* The first cache row a query at p sees: p - W + 1, or 0 when the window
+ * (W = 0: none) reaches back to the start. */
+static __device__ __forceinline__ int32_t window_start(int32_t p, uint32_t window) {
+  return window && (uint32_t)p >= window ? p - (int32_t)window + 1 : 0;
+}
 
 template <bool F16>
 static __device__ float kv_at(const uint8_t *row, uint32_t i) {
@@ -28,7 +37,7 @@ static __device__ float kv_at(const uint8_t *row, uint32_t i) {
 template <bool F16>
 __global__ void __launch_bounds__(SP_ATT_WARPS * 32)
     attention_kernel(sp_cu_tensor q, sp_cu_tensor k, sp_cu_tensor v, const int32_t *pos, sp_cu_tensor d,
-                     float scale, bool vec, sp_cu_status *st) {
+                     float scale, uint32_t window, bool vec, sp_cu_status *st) {
   SP_CU_GUARD(st);
   __shared__ float qs[SP_ATT_DMAX];
   __shared__ float wm[SP_ATT_WARPS], wl[SP_ATT_WARPS];
@@ -46,7 +55,7 @@ __global__ void __launch_bounds__(SP_ATT_WARPS * 32)
   float m = -INFINITY, l = 0, acc[SP_ATT_DMAX / 32];
 #pragma unroll
   for (int j = 0; j < SP_ATT_DMAX / 32; j++) acc[j] = 0;
-  for (int32_t c0 = warp * 32; c0 <= p; c0 += SP_ATT_WARPS * 32) {
+  for (int32_t c0 = window_start(p, window) + warp * 32; c0 <= p; c0 += SP_ATT_WARPS * 32) {
     int32_t c = c0 + lane;
     float s = -INFINITY;
     if (c <= p) {
@@ -192,7 +201,7 @@ static __device__ __forceinline__ void quantize_pairs(float a, float b, int8_t *
 template <bool VEC16, int DT, bool QUANT>
 __global__ void __launch_bounds__(SP_ATT_T)
     attention_f16_kernel(sp_cu_tensor q, sp_cu_tensor k, sp_cu_tensor v, const int32_t *pos, sp_cu_tensor d,
-                         float scale, sp_cu_qdst qd, sp_cu_status *st) {
+                         float scale, uint32_t window, sp_cu_qdst qd, sp_cu_status *st) {
   SP_CU_GUARD(st);
   __shared__ float qs[SP_ATT_DMAX], pr[SP_ATT_T], red[SP_ATT_T / 32];
   __shared__ float2 part[SP_ATT_T];
@@ -208,7 +217,7 @@ __global__ void __launch_bounds__(SP_ATT_T)
   bool owner = g < R; /* threads past R * U only score */
   float m = -INFINITY, l = 0;
   float2 acc = make_float2(0, 0);
-  for (int32_t c0 = 0; c0 <= p; c0 += SP_ATT_T) {
+  for (int32_t c0 = window_start(p, window); c0 <= p; c0 += SP_ATT_T) {
     int32_t c = c0 + (int32_t)tid;
     float s = c <= p ? score_row<VEC16, DT>(qs, kb + (size_t)c * k.nb[1], D) * scale : -INFINITY;
     float mn = fmaxf(m, att_block_reduce(s, true, red));
@@ -248,18 +257,22 @@ __global__ void __launch_bounds__(SP_ATT_T)
 template <bool QUANT>
 static bool launch_f16(const sp_cu_cmd *c, dim3 grid, float scale, const int32_t *pos, sp_cu_qdst qd) {
   const sp_cu_tensor &q = c->src[0], &k = c->src[1], &v = c->src[2];
-  uint32_t D = k.ne[0];
+  uint32_t D = k.ne[0], W = c->cmd->param[1];
   if (!sp_cu_attention_fast(k.dtype, v.dtype, D, (uintptr_t)k.p | k.nb[0] | k.nb[1] | (uintptr_t)v.p | v.nb[0] | v.nb[1]))
     return false;
   bool vec = D % 8 == 0 && ((uintptr_t)k.p | k.nb[0] | k.nb[1]) % 16 == 0;
   if (vec && D == 64)
-    sp_cu_launch(attention_f16_kernel<true, 64, QUANT>, grid, SP_ATT_T, c->stream, q, k, v, pos, c->dst, scale, qd, c->status);
+    sp_cu_launch(attention_f16_kernel<true, 64, QUANT>, grid, SP_ATT_T, c->stream, q, k, v, pos, c->dst, scale, W, qd,
+                 c->status);
   else if (vec && D == 128)
-    sp_cu_launch(attention_f16_kernel<true, 128, QUANT>, grid, SP_ATT_T, c->stream, q, k, v, pos, c->dst, scale, qd, c->status);
+    sp_cu_launch(attention_f16_kernel<true, 128, QUANT>, grid, SP_ATT_T, c->stream, q, k, v, pos, c->dst, scale, W, qd,
+                 c->status);
   else if (vec)
-    sp_cu_launch(attention_f16_kernel<true, 0, QUANT>, grid, SP_ATT_T, c->stream, q, k, v, pos, c->dst, scale, qd, c->status);
+    sp_cu_launch(attention_f16_kernel<true, 0, QUANT>, grid, SP_ATT_T, c->stream, q, k, v, pos, c->dst, scale, W, qd,
+                 c->status);
   else
-    sp_cu_launch(attention_f16_kernel<false, 0, QUANT>, grid, SP_ATT_T, c->stream, q, k, v, pos, c->dst, scale, qd, c->status);
+    sp_cu_launch(attention_f16_kernel<false, 0, QUANT>, grid, SP_ATT_T, c->stream, q, k, v, pos, c->dst, scale, W, qd,
+                 c->status);
   return true;
 }
 
@@ -283,11 +296,12 @@ cudaError_t sp_cu_attention(const sp_cu_cmd *c) {
   if (sp_cu_attention_prefill(c)) return cudaGetLastError();
   if (launch_f16<false>(c, grid, scale, pos, none)) return cudaGetLastError();
   bool vec = k.ne[0] % 8 == 0 && ((uintptr_t)k.p | k.nb[0] | k.nb[1]) % 16 == 0;
+  uint32_t W = c->cmd->param[1];
   if (k.dtype == SP_DTYPE_F16)
-    sp_cu_launch(attention_kernel<true>, grid, SP_ATT_WARPS * 32, c->stream, c->src[0], k, v, pos, c->dst, scale, vec,
-                 c->status);
+    sp_cu_launch(attention_kernel<true>, grid, SP_ATT_WARPS * 32, c->stream, c->src[0], k, v, pos, c->dst, scale, W,
+                 vec, c->status);
   else
-    sp_cu_launch(attention_kernel<false>, grid, SP_ATT_WARPS * 32, c->stream, c->src[0], k, v, pos, c->dst, scale,
+    sp_cu_launch(attention_kernel<false>, grid, SP_ATT_WARPS * 32, c->stream, c->src[0], k, v, pos, c->dst, scale, W,
                  false, c->status);
   return cudaGetLastError();
 }

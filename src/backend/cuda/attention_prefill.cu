@@ -11,6 +11,9 @@
  * (the tensor cores' operands), which the CPU keeps in f32: the parity
  * bound of the f16-cache attention covers the difference. Positions were
  * checked against the cache before this kernel ran; they are clamped again.
+ * A sliding window of W keys (param[1]) masks the rows before each query's
+ * window as the causal mask masks those after it, and the block's walk
+ * over the cache starts at the earliest row any of its queries sees.
  *
  * Shared memory is laid out for the lanes, not only for the tensor cores:
  * the lane pair that owns a row takes alternate groups of 4 columns (not
@@ -58,7 +61,7 @@ static __host__ __device__ size_t fa_smem(uint32_t D) {
 template <int D>
 __global__ void __launch_bounds__(SP_FA_WARPS * 32)
     attention_prefill_kernel(sp_cu_tensor q, sp_cu_tensor k, sp_cu_tensor v, const int32_t *pos, sp_cu_tensor d,
-                             float scale, sp_cu_status *st) {
+                             float scale, uint32_t window, sp_cu_status *st) {
   SP_CU_GUARD(st);
   extern __shared__ __align__(32) uint8_t smem[];
   __half *qs = (__half *)smem, *kv = qs + SP_FA_ROWS * D; /* tile b: K at kv + 2 b C D, V after it */
@@ -71,18 +74,21 @@ __global__ void __launch_bounds__(SP_FA_WARPS * 32)
   uint32_t h = blockIdx.x, Hq = q.ne[1], T = q.ne[2], hk = h / (Hq / k.ne[1]);
   int32_t C = (int32_t)k.ne[2];
   uint32_t t0 = blockIdx.y * SP_FA_ROWS;
-  /* this block's queries (f16-rounded), their clamped positions, the last row any needs */
-  __shared__ int32_t qp[SP_FA_ROWS];
-  __shared__ int32_t last;
-  if (tid == 0) last = -1;
+  /* this block's queries (f16-rounded), their clamped positions and
+   * first rows (the window), the first and last rows any needs */
+  __shared__ int32_t qp[SP_FA_ROWS], qlo[SP_FA_ROWS];
+  __shared__ int32_t first, last;
+  if (tid == 0) first = C, last = -1;
   __syncthreads();
   for (uint32_t r = tid; r < SP_FA_ROWS; r += blockDim.x) {
-    int32_t p = -1;
+    int32_t p = -1, lo = 0;
     if (t0 + r < T) {
       p = pos[t0 + r];
       p = p < 0 ? 0 : (p >= C ? C - 1 : p);
+      lo = window && (uint32_t)p >= window ? p - (int32_t)window + 1 : 0;
+      atomicMin(&first, lo);
     }
-    qp[r] = p;
+    qp[r] = p, qlo[r] = lo;
     atomicMax(&last, p);
   }
   for (uint32_t i = tid; i < SP_FA_ROWS * D; i += blockDim.x) {
@@ -96,7 +102,7 @@ __global__ void __launch_bounds__(SP_FA_WARPS * 32)
   for (int kk = 0; kk < D / 16; kk++) wmma::load_matrix_sync(qa[kk], qs + warp * SP_FA_Q * D + kk * 16, D);
   /* row stats: lane pair (2r, 2r + 1) owns row r: columns 8j + 4 half .. + 3 */
   uint32_t row = lane / 2, half = lane % 2;
-  int32_t prow = qp[warp * SP_FA_Q + row];
+  int32_t prow = qp[warp * SP_FA_Q + row], plo = qlo[warp * SP_FA_Q + row];
   float m = -INFINITY, l = 0.0f;
   const uint8_t *kb = k.p + (size_t)hk * k.nb[0], *vb = v.p + (size_t)hk * v.nb[0];
   /* Cache rows [c0, c0 + C) into tile buffer b, copied while the block
@@ -116,8 +122,8 @@ __global__ void __launch_bounds__(SP_FA_WARPS * 32)
     }
     __pipeline_commit();
   };
-  fetch(0, 0);
-  for (int32_t c0 = 0, b = 0; c0 <= last; c0 += SP_FA_C, b ^= 1) {
+  fetch(first, 0);
+  for (int32_t c0 = first, b = 0; c0 <= last; c0 += SP_FA_C, b ^= 1) {
     __syncthreads(); /* every warp is done with the other buffer's tile */
     bool next = c0 + SP_FA_C <= last;
     if (next) fetch(c0 + SP_FA_C, b ^ 1);
@@ -142,10 +148,10 @@ __global__ void __launch_bounds__(SP_FA_WARPS * 32)
     for (int j = 0; j < SP_FA_C / 8; j++) {
       int32_t c = c0 + 8 * j + 4 * (int32_t)half;
       float4 x = sr[2 * j];
-      x.x = c <= prow ? x.x * scale : -INFINITY;
-      x.y = c + 1 <= prow ? x.y * scale : -INFINITY;
-      x.z = c + 2 <= prow ? x.z * scale : -INFINITY;
-      x.w = c + 3 <= prow ? x.w * scale : -INFINITY;
+      x.x = c >= plo && c <= prow ? x.x * scale : -INFINITY;
+      x.y = c + 1 >= plo && c + 1 <= prow ? x.y * scale : -INFINITY;
+      x.z = c + 2 >= plo && c + 2 <= prow ? x.z * scale : -INFINITY;
+      x.w = c + 3 >= plo && c + 3 <= prow ? x.w * scale : -INFINITY;
       sr[2 * j] = x;
       mx = fmaxf(mx, fmaxf(fmaxf(x.x, x.y), fmaxf(x.z, x.w)));
     }
@@ -198,14 +204,14 @@ __global__ void __launch_bounds__(SP_FA_WARPS * 32)
 
 /* The launch with `bytes` of dynamic shared memory (allowed once per kernel). */
 template <int D>
-static void launch(const sp_cu_cmd *c, float scale) {
+static void launch(const sp_cu_cmd *c, float scale, uint32_t window) {
   static bool allowed;
   size_t bytes = fa_smem(D);
   if (!allowed) allowed = cudaFuncSetAttribute(attention_prefill_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                (int)bytes) == cudaSuccess;
   dim3 grid(c->src[0].ne[1], (c->src[0].ne[2] + SP_FA_ROWS - 1) / SP_FA_ROWS);
   sp_cu_launch_smem(attention_prefill_kernel<D>, grid, SP_FA_WARPS * 32, bytes, c->stream, c->src[0], c->src[1],
-                    c->src[2], (const int32_t *)c->src[3].p, c->dst, scale, c->status);
+                    c->src[2], (const int32_t *)c->src[3].p, c->dst, scale, window, c->status);
 }
 
 bool sp_cu_attention_prefill(const sp_cu_cmd *c) {
@@ -220,7 +226,7 @@ bool sp_cu_attention_prefill(const sp_cu_cmd *c) {
    * tokens, 32% at 2,048. Below SP_FA_Q query rows it does not apply. */
   if (((uintptr_t)k.p | k.nb[0] | k.nb[1] | (uintptr_t)v.p | v.nb[0] | v.nb[1]) % 16) return false;
   float scale = sp_cu_f32(c->cmd->param[0]);
-  if (D == 64) launch<64>(c, scale);
-  else launch<128>(c, scale);
+  if (D == 64) launch<64>(c, scale, c->cmd->param[1]);
+  else launch<128>(c, scale, c->cmd->param[1]);
   return true;
 }

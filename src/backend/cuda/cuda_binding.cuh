@@ -21,6 +21,7 @@ extern "C" {
 #include "backend/backend.h"
 #include "core/clock.h"
 #include "core/knobs.h"
+#include "core/memory_budget.h"
 #include "core/dtype.h"
 #include "core/error.h"
 }

@@ -13,7 +13,18 @@ static bool weight_dtype_supported(uint32_t dtype) {
   case SP_DTYPE_BF16:
   case SP_DTYPE_Q8_0:
   case SP_DTYPE_Q4_0:
-  case SP_DTYPE_Q4_1: return true;
+  case SP_DTYPE_Q4_1:
+  /* issue 15 (quant_k.cuh): int8 decode kernels for Q5_0, Q4_K, Q6_K,
+   * on-the-fly dequantization for the rest, f16 expansion for prompts */
+  case SP_DTYPE_Q5_0:
+  case SP_DTYPE_Q5_1:
+  case SP_DTYPE_Q2_K:
+  case SP_DTYPE_Q3_K:
+  case SP_DTYPE_Q4_K:
+  case SP_DTYPE_Q5_K:
+  case SP_DTYPE_Q6_K:
+  case SP_DTYPE_IQ4_NL:
+  case SP_DTYPE_IQ4_XS: return true;
   default: return false;
   }
 }
@@ -26,9 +37,7 @@ bool sp_cuda_supports(const sp_cmd *cmd) {
   case SP_OP_MATMUL:
   case SP_OP_GET_ROWS: return weight_dtype_supported(cmd->src[0].dtype);
   case SP_OP_ROPE: return cmd->param[0] <= 2048; /* rotated dimensions */
-  case SP_OP_ATTENTION: return cmd->src[0].ne[0] <= 256 && cmd->param[1] == 0; /* head size; no window yet */
-  case SP_OP_GEGLU:
-  case SP_OP_SOFTCAP: return false; /* no kernels yet */
+  case SP_OP_ATTENTION: return cmd->src[0].ne[0] <= 256; /* head size; every kernel honours the window */
   default: return true;
   }
 }

@@ -145,19 +145,37 @@ static cudaError_t check_once(const sp_cu_binding *b, checked_set *s, const sp_t
 }
 
 /* Scratch elements the list's matmuls need for quantized activations. */
-static size_t scratch_need(const sp_cmd *cmds, uint32_t count) {
+static size_t scratch_need(const sp_cmd *cmds, uint32_t count, uint32_t *largest) {
   size_t need = 0;
+  *largest = 0;
   for (uint32_t i = 0; i < count; i++) {
     const sp_cmd *c = &cmds[i];
     if (c->op != SP_OP_MATMUL || !sp_cu_matmul_quantizes(c->src[0].dtype, c->src[1].ne[1])) continue;
     size_t n = (size_t)c->src[1].ne[0] * c->src[1].ne[1];
-    if (n > need) need = n;
+    if (n > need) need = n, *largest = i;
   }
   return need;
 }
 
-static sp_error_t *reserve_scratch(sp_cu_binding *b, size_t elems) {
+/* Device bytes of the scratch for `elems` quantized activations: the
+ * int8 values, a scale and a sum per block of 32. */
+static uint64_t scratch_bytes(size_t elems) { return elems + 2 * ((uint64_t)elems / SP_CU_QK * sizeof(float) + 16); }
+
+/* Scratch within the actor's share (memory_budget.h), as on the CPU: a
+ * guest's shapes cannot make the device hold more for it than its limit
+ * allows, whatever it is beside. */
+static sp_error_t *check_scratch_budget(const sp_cu_binding *b, size_t elems, uint32_t index) {
+  uint64_t budget = b->view.host_budget ? b->view.host_budget : SP_BUDGET_SCRATCH_MAX;
+  if (scratch_bytes(elems) <= budget) return NULL;
+  char msg[256];
+  sp_budget_scratch_message("matmul", scratch_bytes(elems), budget, msg, sizeof msg);
+  return sp_error_with_status(SP_E_LIMIT, "cmd[%u]: %s", index, msg);
+}
+
+static sp_error_t *reserve_scratch(sp_cu_binding *b, size_t elems, uint32_t index) {
   if (elems <= b->xq_cap) return NULL;
+  sp_error_t *err = check_scratch_budget(b, elems, index);
+  if (err) return err;
   cudaFree(b->xq), cudaFree(b->xd), cudaFree(b->xs);
   b->xq = NULL, b->xd = b->xs = NULL, b->xq_cap = 0;
   CU_TRY(cudaMalloc(&b->xq, elems), "activation scratch (%zu bytes)", elems);
@@ -205,6 +223,8 @@ static cudaError_t enqueue_cmd(const sp_cu_binding *b, const sp_cmd *cmd, uint32
   case SP_OP_MUL:
   case SP_OP_SCALE:
   case SP_OP_SWIGLU:
+  case SP_OP_GEGLU:
+  case SP_OP_SOFTCAP:
   case SP_OP_COPY: e = sp_cu_elementwise(&c); break;
   case SP_OP_RMSNORM: e = sp_cu_rmsnorm(&c); break;
   case SP_OP_SOFTMAX: e = sp_cu_softmax(&c); break;
@@ -404,7 +424,9 @@ static sp_error_t *launch_list(sp_cu_ctx *c, sp_cu_binding *b, const sp_cmd *cmd
   if (!same && b->has_exec) cudaGraphExecDestroy(b->exec), b->has_exec = false; /* another list's graph */
   sp_error_t *err = check_file_ranges(b, cmds, count);
   if (err) return err;
-  if ((err = reserve_scratch(b, scratch_need(cmds, count)))) return err;
+  uint32_t largest;
+  size_t need = scratch_need(cmds, count, &largest);
+  if ((err = reserve_scratch(b, need, largest))) return err;
   bool gemm = sp_cu_gemm_wanted(cmds, count);
   if (gemm && sp_cu_gemm_reserve(&c->gemm, cmds, count) != cudaSuccess)
     cudaGetLastError(); /* no room for cuBLAS's scratch: the tiles run (gemm.h) */

@@ -8,6 +8,7 @@
 
 #include "core/knobs.h"
 #include "backend/cuda/gemm.h"
+#include "backend/cuda/quant_k.cuh"
 
 /* ---- cuBLAS, loaded at run time: the few entry points we call ---- */
 
@@ -71,7 +72,9 @@ struct sp_cu_gemm {
 
 static pthread_mutex_t create_mu = PTHREAD_MUTEX_INITIALIZER;
 
-static bool expands(uint32_t dt) { return dt == SP_DTYPE_Q8_0 || dt == SP_DTYPE_Q4_0 || dt == SP_DTYPE_Q4_1; }
+static bool expands(uint32_t dt) {
+  return dt == SP_DTYPE_Q8_0 || dt == SP_DTYPE_Q4_0 || dt == SP_DTYPE_Q4_1 || sp_cu_is_kq(dt);
+}
 
 static bool runs_here(const sp_cmd *c) {
   uint32_t dt = c->src[0].dtype, K = c->src[0].ne[0];
@@ -224,6 +227,31 @@ __global__ void expand_kernel(const uint8_t *w, uint32_t w_stride, uint32_t n0, 
   *(uint4 *)(out + (size_t)r * K + (size_t)k * SP_CU_QK + part * 8) = *(const uint4 *)o;
 }
 
+/* The same for the issue-15 types: a thread per 8 outputs, dequantized
+ * exactly (quant_k.cuh) then rounded to f16, one 16-byte store. */
+template <int DT>
+__global__ void expand_kq_kernel(const uint8_t *w, uint32_t w_stride, uint32_t n0, uint32_t rows, uint32_t K,
+                                 __half *out, sp_cu_status *st) {
+  SP_CU_GUARD(st);
+  uint32_t groups = K / 8;
+  size_t t = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (t >= (size_t)rows * groups) return;
+  uint32_t r = (uint32_t)(t / groups), i = (uint32_t)(t % groups) * 8;
+  float v[8];
+  sp_cu_row8<DT>(w + (size_t)(n0 + r) * w_stride, i, v);
+  __align__(16) __half o[8];
+#pragma unroll
+  for (int j = 0; j < 8; j++) o[j] = __float2half_rn(v[j]);
+  *(uint4 *)(out + (size_t)r * K + i) = *(const uint4 *)o;
+}
+
+template <int DT>
+static void expand_kq(const sp_cu_cmd *c, uint32_t n0, uint32_t rows, uint32_t K, __half *out) {
+  size_t blocks = ((size_t)rows * (K / 8) + 255) / 256;
+  const sp_cu_tensor &w = c->src[0];
+  sp_cu_launch(expand_kq_kernel<DT>, (unsigned)blocks, 256, c->stream, w.p, w.nb[0], n0, rows, K, out, c->status);
+}
+
 /* Activation rows (f32, strided) as dense f16 or bf16 rows. */
 template <bool BF16>
 __global__ void convert_kernel(const uint8_t *x, uint32_t x_stride, uint32_t M, uint32_t K, uint16_t *out,
@@ -247,6 +275,18 @@ __global__ void copy_out_kernel(const float *out, uint32_t rows, uint32_t M, uin
 }
 
 static void expand(const sp_cu_cmd *c, uint32_t dt, uint32_t n0, uint32_t rows, uint32_t K, __half *out) {
+  switch (dt) {
+  case SP_DTYPE_Q5_0: return expand_kq<SP_DTYPE_Q5_0>(c, n0, rows, K, out);
+  case SP_DTYPE_Q5_1: return expand_kq<SP_DTYPE_Q5_1>(c, n0, rows, K, out);
+  case SP_DTYPE_Q2_K: return expand_kq<SP_DTYPE_Q2_K>(c, n0, rows, K, out);
+  case SP_DTYPE_Q3_K: return expand_kq<SP_DTYPE_Q3_K>(c, n0, rows, K, out);
+  case SP_DTYPE_Q4_K: return expand_kq<SP_DTYPE_Q4_K>(c, n0, rows, K, out);
+  case SP_DTYPE_Q5_K: return expand_kq<SP_DTYPE_Q5_K>(c, n0, rows, K, out);
+  case SP_DTYPE_Q6_K: return expand_kq<SP_DTYPE_Q6_K>(c, n0, rows, K, out);
+  case SP_DTYPE_IQ4_NL: return expand_kq<SP_DTYPE_IQ4_NL>(c, n0, rows, K, out);
+  case SP_DTYPE_IQ4_XS: return expand_kq<SP_DTYPE_IQ4_XS>(c, n0, rows, K, out);
+  default: break;
+  }
   size_t blocks = ((size_t)rows * (K / SP_CU_QK) * 4 + 255) / 256;
   const sp_cu_tensor &w = c->src[0];
   if (dt == SP_DTYPE_Q8_0) sp_cu_launch(expand_kernel<SP_DTYPE_Q8_0>, (unsigned)blocks, 256, c->stream, w.p, w.nb[0], n0, rows, K, out, c->status);

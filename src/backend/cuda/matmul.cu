@@ -8,6 +8,10 @@
  *    by default: a 128-thread block per row, so even a 512-row matrix keeps
  *    enough loads in flight) run integer dot products (dp4a), four lanes per
  *    32-element block, and sum their parts through shared memory;
+ *    Q5_0, Q4_K and Q6_K (a Q4_K_M file's types) take the same kernel
+ *    over units of 32, 64 or 128 values (quant_k.cuh); the other issue-15
+ *    types (Q5_1, Q2_K, Q3_K, Q5_K, IQ4_NL, IQ4_XS) are dequantized on the
+ *    fly against the same int8 activations (mmv_deq_kernel);
  *  - M <= SP_CU_MMV_MAX_M, float weights (F32, F16, BF16): the same split,
  *    16-byte loads when rows are aligned;
  *  - larger M (prefill): cuBLAS where the machine has it (gemm.h), else
@@ -19,9 +23,13 @@
 #include "core/knobs.h"
 #include "backend/cuda/cuda_common.cuh"
 #include "backend/cuda/gemm.h"
+#include "backend/cuda/quant_k.cuh"
 
 #define SP_MMV_ROWS 4 /* weight rows (warps) per block */
 #define SP_MMV_BATCH 4 /* quantized blocks per thread whose loads go out together */
+/* the same for units of the issue-15 types (quant_k.cuh), which carry more
+ * bytes each: Q6_K's 128-value units take one step at a time */
+#define SP_MMV_KQ_BATCH(DT) ((DT) == SP_DTYPE_Q6_K ? 1 : 2)
 
 /* Warps per weight row in the matrix-vector kernels: 1, 2 or 4; the knob
  * SP_CUDA_MMV_WPR (for measurement) overrides `fallback`. */
@@ -30,7 +38,23 @@ static uint32_t mmv_wpr(uint32_t fallback = 4) {
   return v == 1 || v == 2 || v == 4 ? (uint32_t)v : fallback;
 }
 
-static bool is_quant(uint32_t dt) { return dt == SP_DTYPE_Q8_0 || dt == SP_DTYPE_Q4_0 || dt == SP_DTYPE_Q4_1; }
+/* Weight types whose decode products run on int8 activations, as the
+ * CPU's do: GGUF's legacy quants and every issue-15 type. */
+static bool is_quant(uint32_t dt) {
+  return dt == SP_DTYPE_Q8_0 || dt == SP_DTYPE_Q4_0 || dt == SP_DTYPE_Q4_1 || sp_cu_is_kq(dt);
+}
+
+/* The issue-15 types read through the kernels of quant_k.cuh. */
+template <int DT> struct is_kq_t {
+  static const bool value = DT >= SP_DTYPE_Q5_0 && DT <= SP_DTYPE_IQ4_XS;
+};
+
+/* Those with integer dot products (dp4a) in mmvq_kernel: the legacy quants
+ * and a Q4_K_M file's Q5_0, Q4_K, Q6_K; the other issue-15 types are
+ * dequantized on the fly (mmv_deq_kernel). */
+template <int DT> struct has_dp4a_t {
+  static const bool value = !is_kq_t<DT>::value || DT == SP_DTYPE_Q5_0 || DT == SP_DTYPE_Q4_K || DT == SP_DTYPE_Q6_K;
+};
 
 bool sp_cu_matmul_quantizes(uint32_t wdtype, uint32_t m) { return is_quant(wdtype) && m <= SP_CU_MMV_MAX_M; }
 
@@ -209,7 +233,21 @@ __global__ void __launch_bounds__(SP_MMV_ROWS * 32)
     wr[p] = R ? mp.rq + (size_t)n * nb * rp<DT>::QB : mp.w + (size_t)n * mp.w_stride, acc[p] = 0;
     sr[p] = R ? mp.rs + (size_t)n * nb * rp<DT>::SB : nullptr;
   }
-  if (R) {
+  if constexpr (is_kq_t<DT>::value) {
+    /* units of 32, 64 or 128 elements (quant_k.cuh), four lanes each */
+    const uint32_t nu = K / kq_unit<DT>::ELEMS, stride = 8 * wpr;
+    for (uint32_t u0 = part * 8 + lane / 4; u0 < nu; u0 += stride * SP_MMV_KQ_BATCH(DT)) {
+#pragma unroll
+      for (uint32_t t = 0; t < SP_MMV_KQ_BATCH(DT); t++) {
+        uint32_t u = u0 + t * stride;
+        if (u < nu) {
+          kq_x<DT> xu = sp_cu_kq_load_x<DT>(xr, xdr, u, sub);
+#pragma unroll
+          for (int p = 0; p < P; p++) acc[p] += sp_cu_kq_dot<DT>(wr[p], u, xu, sub);
+        }
+      }
+    }
+  } else if constexpr (R) {
     const uint32_t lpb = rp<DT>::LPB, stride = 32 / lpb * wpr, s = lane % lpb;
     for (uint32_t b0 = part * (32 / lpb) + lane / lpb; b0 < nb; b0 += stride * SP_MMV_BATCH) {
 #pragma unroll
@@ -310,6 +348,50 @@ __global__ void __launch_bounds__(SP_MMV_ROWS * 32)
   if (live && lane == 0 && part == 0) ((float *)(dst + (size_t)m * d_stride))[n] = acc;
 }
 
+/* ---- issue-15 types without an int8 kernel: dequantized on the fly ---- */
+
+/* As mmv_kernel, each lane taking 8 consecutive weights at a time,
+ * dequantized exactly (quant_k.cuh), against the int8 activations the CPU
+ * uses too (so results differ from its by summation order only): per
+ * 32-element block, dx * sum(w * xq). Q5_1's min enters as Q4_1's does,
+ * and as the CPU's: m * (the f16-rounded dx * sum(xq)), once per block. */
+template <int DT>
+__global__ void __launch_bounds__(SP_MMV_ROWS * 32)
+    mmv_deq_kernel(const uint8_t *w, uint32_t w_stride, uint32_t N, uint32_t K, const int8_t *xq, const float *xd,
+                   const float *xs, uint8_t *dst, uint32_t d_stride, uint32_t wpr, sp_cu_status *st) {
+  SP_CU_GUARD(st);
+  uint32_t warp = threadIdx.x / 32, lane = threadIdx.x % 32, part = warp % wpr;
+  uint32_t n = blockIdx.x * (SP_MMV_ROWS / wpr) + warp / wpr, m = blockIdx.y;
+  bool live = n < N; /* no early return: the block meets at a barrier */
+  if (!live) n = N - 1;
+  const uint8_t *wr = w + (size_t)n * w_stride;
+  const int8_t *xr = xq + (size_t)m * K;
+  const float *xdr = xd + (size_t)m * (K / SP_CU_QK);
+  float acc = 0;
+  for (uint32_t i = (part * 32 + lane) * 8; i < K; i += 256 * wpr) {
+    float wv[8], s = 0;
+    sp_cu_row8<DT == SP_DTYPE_Q5_1 ? SP_CU_Q5_1_NO_MIN : DT>(wr, i, wv);
+    int2 x = *(const int2 *)(xr + i);
+#pragma unroll
+    for (int j = 0; j < 4; j++) s += wv[j] * (float)(int8_t)(x.x >> (8 * j)) + wv[j + 4] * (float)(int8_t)(x.y >> (8 * j));
+    acc += xdr[i / SP_CU_QK] * s;
+    if (DT == SP_DTYPE_Q5_1 && i % SP_CU_QK == 0) /* the block's first lane */
+      acc += sp_cu_ldh(wr + (size_t)(i / SP_CU_QK) * 24 + 2) * xs[(size_t)m * (K / SP_CU_QK) + i / SP_CU_QK];
+  }
+  sum_row_parts<1>(&acc, wpr);
+  if (live && lane == 0 && part == 0) ((float *)(dst + (size_t)m * d_stride))[n] = acc;
+}
+
+/* One product of a group over the quantized activations, M rows. */
+template <int DT>
+static void launch_deq(const sp_cu_cmd *c, const sp_cu_cmd *member, uint32_t K, uint32_t M) {
+  const sp_cu_tensor &w = member->src[0], &d = member->dst;
+  uint32_t wpr = mmv_wpr(), rows = SP_MMV_ROWS / wpr;
+  dim3 grid((w.ne[1] + rows - 1) / rows, M);
+  sp_cu_launch(mmv_deq_kernel<DT>, grid, SP_MMV_ROWS * 32, c->stream, w.p, w.nb[0], w.ne[1], K, c->xq, c->xd, c->xs,
+               d.p, d.nb[0], wpr, c->status);
+}
+
 /* ---- tensor-core tiles for prefill ---- */
 
 #define SP_MM_T 64  /* output tile: 64 weight rows x 64 activation rows */
@@ -322,6 +404,10 @@ static __device__ __forceinline__ void w_16(const uint8_t *row, uint32_t k0, uin
   if (DT == SP_DTYPE_F32 || DT == SP_DTYPE_F16 || DT == SP_DTYPE_BF16) {
 #pragma unroll
     for (int i = 0; i < 16; i++) o[i] = w_scalar<DT>(row, k0 + h * 16 + i);
+    return;
+  }
+  if constexpr (is_kq_t<DT>::value) {
+    sp_cu_row8<DT>(row, k0 + h * 16, o), sp_cu_row8<DT>(row, k0 + h * 16 + 8, o + 8);
     return;
   }
   uint32_t b = k0 / SP_CU_QK;
@@ -420,7 +506,7 @@ static void launch_float(const sp_cu_cmd *c, uint32_t N, uint32_t K, uint32_t M)
     sp_cu_launch(mm_wmma_kernel<DT>, grid, 128, c->stream, w.p, w.nb[0], N, K, x.p, x.nb[0], M, d.p, d.nb[0], c->status);
     return;
   }
-  if (is_quant(DT)) return; /* unreachable: quantized goes through mmvq or wmma */
+  if (is_quant(DT) || is_kq_t<DT>::value) return; /* unreachable: quantized goes through mmvq, deq or wmma */
   const uint32_t esz = DT == SP_DTYPE_F32 ? 4 : 2;
   bool vec = K % 8 == 0 && (uintptr_t)w.p % 16 == 0 && w.nb[0] % 16 == 0 && (uintptr_t)x.p % 16 == 0 &&
              x.nb[0] % 16 == 0 && (K * esz) % 16 == 0;
@@ -448,18 +534,25 @@ static uint32_t repacked_wpr(uint32_t K) {
   return mmv_wpr(nb >= 2 * per_warp ? 2 : 1);
 }
 
-/* Quantizes the shared input (unless a fused producer or an earlier matmul
- * did) and runs the n products in one launch. */
+/* Warps per row for the original layouts: two; for a K-quant row with
+ * units for one warp step only (8 units: 512 Q4_K or 1024 Q6_K values),
+ * one, so that no warp idles. */
 template <int DT>
-static void launch_quant(const sp_cu_cmd *const *cs, uint32_t n, bool paired) {
+static uint32_t kq_wpr(uint32_t K) {
+  if (!is_kq_t<DT>::value) return 2;
+  return K / kq_unit<DT>::ELEMS >= 16 ? 2 : 1;
+}
+
+/* The n products over quantized activations in one launch (mmvq_kernel). */
+template <int DT>
+static void launch_dp4a(const sp_cu_cmd *const *cs, uint32_t n, bool paired) {
   const sp_cu_cmd *c = cs[0];
   uint32_t K = c->src[0].ne[0], M = c->src[1].ne[1];
-  if (!c->xq_ready) launch_quantize(c, c->src[1], K, M);
-  bool repacked = true;
+  bool repacked = !is_kq_t<DT>::value; /* repack.cu makes no layout for the issue-15 types */
   for (uint32_t i = 0; i < n; i++) repacked = repacked && cs[i]->rq;
   /* two warps per row measured best for the quantized products on the
    * 1B shape (BENCHMARKS.md); float weights keep four */
-  uint32_t wpr = repacked ? repacked_wpr<DT>(K) : mmv_wpr(2), rows = SP_MMV_ROWS / wpr, blocks = 0;
+  uint32_t wpr = repacked ? repacked_wpr<DT>(K) : mmv_wpr(kq_wpr<DT>(K)), rows = SP_MMV_ROWS / wpr, blocks = 0;
   mmv_group g = {};
   g.n = n, g.K = K;
   for (uint32_t i = 0; i < n; i++) {
@@ -468,8 +561,22 @@ static void launch_quant(const sp_cu_cmd *const *cs, uint32_t n, bool paired) {
     if (!paired || i == 0) blocks += (w.ne[1] + rows - 1) / rows;
   }
   dim3 grid(blocks, M);
-  if (repacked) launch_mmvq<DT, true>(g, c, grid, paired ? n : 1, wpr);
+  if constexpr (is_kq_t<DT>::value) launch_mmvq<DT, false>(g, c, grid, paired ? n : 1, wpr);
+  else if (repacked) launch_mmvq<DT, true>(g, c, grid, paired ? n : 1, wpr);
   else launch_mmvq<DT, false>(g, c, grid, paired ? n : 1, wpr);
+}
+
+/* Quantizes the shared input (unless a fused producer or an earlier matmul
+ * did) and runs the n products: one launch where the type has integer dot
+ * products, else one per member on the shared activations. */
+template <int DT>
+static void launch_quant(const sp_cu_cmd *const *cs, uint32_t n, bool paired) {
+  const sp_cu_cmd *c = cs[0];
+  uint32_t K = c->src[0].ne[0], M = c->src[1].ne[1];
+  if (!c->xq_ready) launch_quantize(c, c->src[1], K, M);
+  if constexpr (has_dp4a_t<DT>::value) launch_dp4a<DT>(cs, n, paired);
+  else
+    for (uint32_t i = 0; i < n; i++) launch_deq<DT>(c, cs[i], K, M);
 }
 
 cudaError_t sp_cu_matmul_group(const sp_cu_cmd *const *cs, uint32_t n, bool paired) {
@@ -477,8 +584,27 @@ cudaError_t sp_cu_matmul_group(const sp_cu_cmd *const *cs, uint32_t n, bool pair
   case SP_DTYPE_Q8_0: launch_quant<SP_DTYPE_Q8_0>(cs, n, paired); break;
   case SP_DTYPE_Q4_0: launch_quant<SP_DTYPE_Q4_0>(cs, n, paired); break;
   case SP_DTYPE_Q4_1: launch_quant<SP_DTYPE_Q4_1>(cs, n, paired); break;
+  case SP_DTYPE_Q5_0: launch_quant<SP_DTYPE_Q5_0>(cs, n, paired); break;
+  case SP_DTYPE_Q5_1: launch_quant<SP_DTYPE_Q5_1>(cs, n, paired); break;
+  case SP_DTYPE_Q2_K: launch_quant<SP_DTYPE_Q2_K>(cs, n, paired); break;
+  case SP_DTYPE_Q3_K: launch_quant<SP_DTYPE_Q3_K>(cs, n, paired); break;
+  case SP_DTYPE_Q4_K: launch_quant<SP_DTYPE_Q4_K>(cs, n, paired); break;
+  case SP_DTYPE_Q5_K: launch_quant<SP_DTYPE_Q5_K>(cs, n, paired); break;
+  case SP_DTYPE_Q6_K: launch_quant<SP_DTYPE_Q6_K>(cs, n, paired); break;
+  case SP_DTYPE_IQ4_NL: launch_quant<SP_DTYPE_IQ4_NL>(cs, n, paired); break;
+  case SP_DTYPE_IQ4_XS: launch_quant<SP_DTYPE_IQ4_XS>(cs, n, paired); break;
   default: return cudaErrorNotSupported;
   }
+  return cudaGetLastError();
+}
+
+/* An issue-15 type: decode on int8 activations (dp4a for Q5_0, Q4_K,
+ * Q6_K; the rest dequantized on the fly); prompts through cuBLAS on f16
+ * expansions (gemm.cu) or the tiles. */
+template <int DT>
+static cudaError_t launch_kq(const sp_cu_cmd *c, uint32_t N, uint32_t K, uint32_t M) {
+  if (M <= SP_CU_MMV_MAX_M) return sp_cu_matmul_group(&c, 1, false);
+  launch_float<DT>(c, N, K, M);
   return cudaGetLastError();
 }
 
@@ -496,6 +622,15 @@ cudaError_t sp_cu_matmul(const sp_cu_cmd *c) {
     : c->src[0].dtype == SP_DTYPE_Q4_0 ? launch_float<SP_DTYPE_Q4_0>(c, N, K, M)
                                        : launch_float<SP_DTYPE_Q4_1>(c, N, K, M);
     break;
+  case SP_DTYPE_Q5_0: return launch_kq<SP_DTYPE_Q5_0>(c, N, K, M);
+  case SP_DTYPE_Q5_1: return launch_kq<SP_DTYPE_Q5_1>(c, N, K, M);
+  case SP_DTYPE_Q2_K: return launch_kq<SP_DTYPE_Q2_K>(c, N, K, M);
+  case SP_DTYPE_Q3_K: return launch_kq<SP_DTYPE_Q3_K>(c, N, K, M);
+  case SP_DTYPE_Q4_K: return launch_kq<SP_DTYPE_Q4_K>(c, N, K, M);
+  case SP_DTYPE_Q5_K: return launch_kq<SP_DTYPE_Q5_K>(c, N, K, M);
+  case SP_DTYPE_Q6_K: return launch_kq<SP_DTYPE_Q6_K>(c, N, K, M);
+  case SP_DTYPE_IQ4_NL: return launch_kq<SP_DTYPE_IQ4_NL>(c, N, K, M);
+  case SP_DTYPE_IQ4_XS: return launch_kq<SP_DTYPE_IQ4_XS>(c, N, K, M);
   default: return cudaErrorNotSupported;
   }
   return cudaGetLastError();

@@ -149,6 +149,8 @@ sp_cu_repacked sp_cu_repack_get(sp_resident_copy *copy, pthread_mutex_t *mu, uin
   /* Q8_0 too: every product of a decode step measured faster repacked on
    * the H100 (the gate/up pair 17.9 -> 15.5 us); its copy doubles the
    * weights' device memory (counted in repacked_bytes). */
+  /* the issue-15 types (Q5_0, the K-quants, IQ4) keep their GGUF layout:
+   * their kernels (quant_k.cuh) read it as it is */
   bool quant = dtype == SP_DTYPE_Q4_0 || dtype == SP_DTYPE_Q4_1 || (dtype == SP_DTYPE_Q8_0 && repack_q8());
   if (!copy || !quant || K % SP_CU_QK || !N || !sp_cu_repack_enabled()) return none;
   if (offset + (uint64_t)(N - 1) * stride + (uint64_t)(K / SP_CU_QK) * block_bytes(dtype) > copy->len) return none;

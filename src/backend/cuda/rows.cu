@@ -1,12 +1,14 @@
 /*
  * rows.cu: the indexed ops on the GPU and what guards them: get_rows
- * (dequantizing, as the CPU's llm_ops.c, with unfused multiply-add),
+ * (dequantizing, as the CPU's llm_ops.c, with unfused multiply-add; the
+ * issue-15 types through quant_k.cuh),
  * set_rows, the index check run before either reads an index, and the
  * staging of small index tensors from guest memory.
  */
 #include <math.h>
 
 #include "backend/cuda/cuda_common.cuh"
+#include "backend/cuda/quant_k.cuh"
 
 /* ---- staging ---- */
 
@@ -75,8 +77,31 @@ __global__ void get_rows_kernel(sp_cu_tensor d, sp_cu_tensor w, const int32_t *i
     yr[i] = weight_at(wr, w.dtype, i);
 }
 
+/* The issue-15 types (quant_k.cuh): a thread per 8 consecutive values,
+ * which share their block's scales; rows hold whole blocks, so ne0 is a
+ * multiple of 32. */
+__global__ void get_rows_kq_kernel(sp_cu_tensor d, sp_cu_tensor w, const int32_t *idx, sp_cu_status *st) {
+  SP_CU_GUARD(st);
+  int32_t id = idx[blockIdx.y];
+  if (id < 0 || (uint32_t)id >= w.ne[1]) return; /* checked before; never trust guest data twice */
+  const uint8_t *wr = w.p + (size_t)id * w.nb[0];
+  float *yr = (float *)(d.p + (size_t)blockIdx.y * d.nb[0]);
+  for (uint32_t g = blockIdx.x * blockDim.x + threadIdx.x; g < d.ne[0] / 8; g += gridDim.x * blockDim.x) {
+    float v[8];
+    sp_cu_row8_any(wr, w.dtype, g * 8, v);
+#pragma unroll
+    for (int j = 0; j < 8; j++) yr[g * 8 + j] = v[j];
+  }
+}
+
 cudaError_t sp_cu_get_rows(const sp_cu_cmd *c) {
   uint32_t ne0 = c->dst.ne[0];
+  if (sp_cu_is_kq(c->src[0].dtype)) {
+    uint32_t groups = ne0 / 8;
+    dim3 grid((groups + 127) / 128 < 32 ? (groups + 127) / 128 : 32, c->dst.ne[1]);
+    sp_cu_launch(get_rows_kq_kernel, grid, 128, c->stream, c->dst, c->src[0], (const int32_t *)c->src[1].p, c->status);
+    return cudaGetLastError();
+  }
   dim3 grid((ne0 + 255) / 256 < 32 ? (ne0 + 255) / 256 : 32, c->dst.ne[1]);
   sp_cu_launch(get_rows_kernel, grid, 256, c->stream, c->dst, c->src[0], (const int32_t *)c->src[1].p, c->status);
   return cudaGetLastError();
