@@ -25,7 +25,7 @@ Usage: compare_arch.py --synth SYNTH --test-arch TEST_ARCH --guest-dir DIR
                        --out DIR [--llama-lib DIR] [--llama-py DIR]
                        [--only NAME,...] [--weights] [--model GGUF]...
 The library defaults to $LLAMA_CPP_LIB_PATH or the shared build in
-/root/.cache/samepage/llama.cpp-0.3.36/build-shared/bin, the Python package
+~/.cache/samepage/llama.cpp-0.3.36/build-shared/bin, the Python package
 to the llama_cpp_python-0.3.36 source beside it (see README.md here).
 """
 import argparse
@@ -38,7 +38,10 @@ NEAR_TIE = 0.25
 MAX_DIFF = 0.01
 MAX_DIFF_QUANT = 0.3
 N_PROMPT = 48  # as tests/test_arch.c
-REF = "/root/.cache/samepage/llama.cpp-0.3.36"
+# the model cache's llama.cpp peer, as scripts/fetch-model.sh finds the cache
+REF = os.path.join(os.environ.get("SAMEPAGE_CACHE")
+                   or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "samepage"),
+                   "llama.cpp-0.3.36")
 
 SMALL = ["--layers", "2", "--vocab", "2048"]
 NARROW = ["--embd", "256", "--ff", "512", "--heads", "8"]
