@@ -83,7 +83,7 @@ static sp_error_t *llm_actor(const char *model, sp_actor_t **out, int64_t *init,
 
 static int by_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-static void hostile_ggufs(const char *dir) {
+static void hostile_ggufs(const char *dir, int at_least) {
   DIR *d = opendir(dir);
   char *names[4096];
   int n = 0;
@@ -91,7 +91,7 @@ static void hostile_ggufs(const char *dir) {
     if (strstr(e->d_name, ".gguf")) names[n++] = strdup(e->d_name);
   if (d) closedir(d);
   qsort(names, (size_t)n, sizeof *names, by_name);
-  CHECK(n > 100, "the corpus has %d files", n);
+  CHECK(n >= at_least, "the corpus %s has %d files", dir, n);
   int cli_refused = 0, api_runs = 0, api_refused = 0;
   for (int i = 0; i < n; i++) {
     char path[4096 + 256], err[4096];
@@ -119,7 +119,8 @@ static void hostile_ggufs(const char *dir) {
     sp_actor_free(a);
     free(names[i]);
   }
-  printf("hostile GGUFs: %d files; CLI refused %d; API ran %d, refused %d\n", n, cli_refused, api_runs, api_refused);
+  printf("hostile GGUFs in %s: %d files; CLI refused %d; API ran %d, refused %d\n", dir, n, cli_refused, api_runs,
+         api_refused);
 }
 
 static int snap_cases, snap_refused, snap_cli;
@@ -255,6 +256,24 @@ static void hostile_snapshots(const char *model) {
   sp_actor_free(a);
 }
 
+/* The issue-15 architectures with K-quant tensors: tests/make_bad_gguf_archs.py
+ * (beside make_bad_gguf.py) corrupts their keys and tensor types. */
+static void hostile_arch_ggufs(const char *synth, const char *make_bad) {
+  static const char *presets[] = {"gemma-3-270m", "qwen2.5-0.5b", "qwen3-0.6b", "phi-3-mini"};
+  char dir[1024], script[1024], cmd[8192];
+  snprintf(script, sizeof script, "%.*s_archs.py", (int)(strlen(make_bad) - 3), make_bad);
+  for (size_t i = 0; i < sizeof presets / sizeof *presets; i++) {
+    snprintf(dir, sizeof dir, "%s/bad-%s", work, presets[i]);
+    snprintf(cmd, sizeof cmd,
+             "mkdir -p '%s' && '%s' --out '%s/good.gguf' --preset %s --vocab 300 --embd 256 --layers 2 --heads 2 "
+             "--kv-heads 1 --ff 512 --type q4_k_m > /dev/null && python3 '%s' '%s/good.gguf' '%s/bad' > /dev/null",
+             dir, synth, dir, presets[i], script, dir, dir);
+    CHECK(system(cmd) == 0, "cannot make the corpus: %s", cmd);
+    snprintf(dir + strlen(dir), sizeof dir - strlen(dir), "/bad");
+    hostile_ggufs(dir, 50);
+  }
+}
+
 int main(int argc, char **argv) {
   if (argc < 6) return 2;
   samepage_bin = argv[4];
@@ -276,7 +295,8 @@ int main(int argc, char **argv) {
   snprintf(path, sizeof path, "%s/synth.gguf", work);
   hostile_snapshots(path);
   snprintf(path, sizeof path, "%s/bad", work);
-  hostile_ggufs(path);
+  hostile_ggufs(path, 100);
+  hostile_arch_ggufs(argv[2], argv[3]);
   sp_runtime_free(rt);
   free(llm_wasm);
   return CHECK_DONE();

@@ -100,8 +100,8 @@ static int read_rope_scaling(llm_loader *ld, llm_hparams *hp) {
    * every dimension rotated that is attn_factor^2 on each score, which
    * the attention scale can carry. With some dims unrotated it cannot. */
   if (attn_factor != 1.0f && hp->n_rot != hp->head_dim)
-    return llm_load_fail(ld, "model: %s.rope.scaling.attn_factor with partial rotary dims (%ld) is not supported",
-                         ld->arch, (long)hp->n_rot);
+    return llm_load_fail(ld, "model: %s.rope.scaling.attn_factor with partial rotary dims (%lld) is not supported",
+                         ld->arch, (long long)hp->n_rot);
   hp->attn_scale *= attn_factor * attn_factor;
   return 0;
 }
@@ -138,7 +138,7 @@ static int read_swa_pattern(llm_loader *ld, const llm_hparams *hp, bool *sliding
   uint32_t n = GEMMA3_SWA_PATTERN;
   if (i >= 0 && gguf_kv_type(ld->g, i) == GGUF_TYPE_ARRAY) {
     if (gguf_arr_n(ld->g, i) != hp->n_layer)
-      return llm_load_fail(ld, "model: %s has %ld entries, not one per layer", full, (long)gguf_arr_n(ld->g, i));
+      return llm_load_fail(ld, "model: %s has %lld entries, not one per layer", full, (long long)gguf_arr_n(ld->g, i));
     for (uint32_t il = 0; il < hp->n_layer; il++) {
       int64_t v = 0;
       const uint8_t *raw = gguf_arr_data(ld->g, i);
@@ -154,7 +154,7 @@ static int read_swa_pattern(llm_loader *ld, const llm_hparams *hp, bool *sliding
   /* A pattern the file states must fit its layers; llama.cpp's default
    * applies to whatever count there is (fewer than 6 layers: all local). */
   if (i >= 0 && n > hp->n_layer)
-    return llm_load_fail(ld, "model: %s = %ld is longer than the layer count", full, (long)n);
+    return llm_load_fail(ld, "model: %s = %lld is longer than the layer count", full, (long long)n);
   for (uint32_t il = 0; il < hp->n_layer; il++) sliding[il] = n == 0 || il % n < n - 1;
   return 0;
 }

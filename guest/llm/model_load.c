@@ -12,7 +12,7 @@
 #include <string.h>
 
 /* Writes the message and returns -1, so callers can `return llm_load_fail(...)`. */
-int llm_load_fail(llm_loader *ld, const char *fmt, const char *a, long b) {
+int llm_load_fail(llm_loader *ld, const char *fmt, const char *a, long long b) {
   snprintf(ld->err, (size_t)ld->cap, fmt, a, b);
   return -1;
 }
@@ -52,7 +52,7 @@ static int get_count(llm_loader *ld, const char *key, long fallback, uint32_t ma
   if (*out >= 1 && *out <= max) return 0;
   char full[128];
   llm_meta_find(ld, key, full);
-  return llm_load_fail(ld, "model: %s = %ld is out of range", full, (long)*out);
+  return llm_load_fail(ld, "model: %s = %lld is out of range", full, (long long)*out);
 }
 
 /* The shape every architecture shares. Keys are read as llama.cpp reads
@@ -68,14 +68,14 @@ static int read_hparams(llm_loader *ld, llm_hparams *hp) {
   char full[128];
   if (hp->n_head % hp->n_head_kv) {
     llm_meta_find(ld, "attention.head_count_kv", full);
-    return llm_load_fail(ld, "model: %s = %ld does not divide the head count", full, (long)hp->n_head_kv);
+    return llm_load_fail(ld, "model: %s = %lld does not divide the head count", full, (long long)hp->n_head_kv);
   }
   /* Without an explicit head size the heads split the width (Gemma and
    * Qwen3 give key_length, and their heads need not). */
   bool explicit_head = llm_meta_find(ld, "attention.key_length", full) >= 0;
   if (!explicit_head && hp->n_embd % hp->n_head) {
     llm_meta_find(ld, "attention.head_count", full);
-    return llm_load_fail(ld, "model: %s = %ld does not divide the embedding length", full, (long)hp->n_head);
+    return llm_load_fail(ld, "model: %s = %lld does not divide the embedding length", full, (long long)hp->n_head);
   }
   uint32_t v_len = 0;
   if (get_count(ld, "attention.key_length", hp->n_embd / hp->n_head, 1024, &hp->head_dim) ||
@@ -84,11 +84,13 @@ static int read_hparams(llm_loader *ld, llm_hparams *hp) {
     return -1;
   if (v_len != hp->head_dim) {
     llm_meta_find(ld, "attention.value_length", full);
-    return llm_load_fail(ld, "model: %s = %ld differs from the key length (not supported)", full, (long)v_len);
+    return llm_load_fail(ld, "model: %s = %lld differs from the key length (not supported)", full,
+                         (long long)v_len);
   }
-  if (hp->n_rot % 2 || hp->n_rot > hp->head_dim) {
+  if (hp->n_rot == 0 || hp->n_rot % 2 || hp->n_rot > hp->head_dim) {
     llm_meta_find(ld, "rope.dimension_count", full);
-    return llm_load_fail(ld, "model: %s = %ld is odd or larger than the head size", full, (long)hp->n_rot);
+    return llm_load_fail(ld, "model: %s = %lld is zero, odd or larger than the head size", full,
+                         (long long)hp->n_rot);
   }
   if (llm_meta_positive_f32(ld, "attention.layer_norm_rms_epsilon", 1e-5f, &hp->norm_eps) ||
       llm_meta_positive_f32(ld, "rope.freq_base", 10000.0f, &hp->rope_theta))
@@ -123,9 +125,9 @@ static int bind(llm_loader *ld, const char *name, uint32_t ne0, uint32_t ne1, bo
   if (!t) return llm_load_fail(ld, "model: tensor %s is missing", name, 0);
   uint32_t dtype = sp_dtype_of(t->type);
   if (!dtype || (f32_only && dtype != SP_DTYPE_F32))
-    return llm_load_fail(ld, "model: tensor %s has unsupported type %ld", name, (long)t->type);
+    return llm_load_fail(ld, "model: tensor %s has unsupported type %lld", name, (long long)t->type);
   if (t->ne[0] != ne0 || t->ne[1] != ne1 || t->ne[2] != 1 || t->ne[3] != 1)
-    return llm_load_fail(ld, "model: tensor %s does not have the shape the metadata implies (ne0 = %ld)", name, (long)t->ne[0]);
+    return llm_load_fail(ld, "model: tensor %s does not have the shape the metadata implies (ne0 = %lld)", name, (long long)t->ne[0]);
   *out = sp_tensor_2d(t->data, (sp_dtype)dtype, ne0, ne1);
   return 0;
 }

@@ -21,7 +21,7 @@ typedef struct llm_loader {
 } llm_loader;
 
 /* Writes the message (fmt takes one string and one long) and returns -1. */
-int llm_load_fail(llm_loader *ld, const char *fmt, const char *a, long b);
+int llm_load_fail(llm_loader *ld, const char *fmt, const char *a, long long b);
 
 /* "<arch>.<key>" into full (128 bytes), and its index or -1 when absent. */
 int64_t llm_meta_find(llm_loader *ld, const char *key, char full[128]);
