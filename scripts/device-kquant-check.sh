@@ -58,7 +58,7 @@ for t in q2_k q3_k q4_k q5_k q6_k iq4_xs; do
 done
 ls -la $mdir > $log/models.txt
 
-if [[ " ${SP_PHASES:-checks bench} " == *" checks "* ]]; then
+if [[ " ${SP_PHASES:-checks suite bench} " == *" checks "* ]]; then
 # ---- 4. logits, CUDA vs CPU, teacher-forced (tests/backend_parity.c) ----
 parity() { # tag [VAR=value...]
   local m=$1; shift
@@ -70,23 +70,32 @@ for m in smol-q4_1 smol-q5_0 smol-q5_1 smol-iq4_nl smol512-q2_k smol512-q3_k smo
 for v in SP_CUDA_NO_FUSION SP_CUDA_NO_FLASH SP_CUDA_NO_GRAPHS SP_CUDA_NO_REPACK SP_CUDA_NO_CUBLAS SP_CUDA_NO_STAGING; do
   add "$(parity gemma3-q4_k_m $v=1)"
 done
-# ---- 4b. the rest of the CUDA suite on this build ----
+fi
+if [[ " ${SP_PHASES:-checks suite bench} " == *" ab "* ]] && [ -d "${AB_A:-/nonexistent}" ] && [ -f "${AB_PACK:-/nonexistent}" ]; then
+# ---- 4a. decode before/after a change (SP_PHASES=ab; AB_A: the old side's dir for
+# scripts/device-ab.sh, AB_PACK: this tree's scripts/pack-device.sh output) ----
+  rm -rf /tmp/ab-new && mkdir -p /tmp/ab-new && cp -r src scripts include /tmp/ab-new/ && cp "$AB_PACK" /tmp/ab-new/spbin.tar.xz
+  OUT=/tmp/abo timeout 200 scripts/device-ab.sh "$AB_A" /tmp/ab-new > $log/ab.txt 2>&1
+  add "decode A/B rc=$?: $(tail -3 $log/ab.txt | tr '\n' ';')"; cp -r /tmp/abo/logs $log/ab 2>/dev/null
+fi
+if [[ " ${SP_PHASES:-checks suite bench} " == *" suite "* ]]; then
+# ---- 4b. the rest of the CUDA suite on this build (SP_PHASES=suite) ----
 SP_TEST_BACKEND=cuda SP_GUEST_DIR=$b/guests timeout 150 $b/test_hostile > $log/hostile.txt 2>&1
 add "hostile suite on cuda rc=$?: $(grep -E 'checks passed' $log/hostile.txt | tail -1)"; grep -E "^FAIL" $log/hostile.txt | head -5
 for iso in none process; do
   SP_WORKER_EXE=$b/samepage-worker timeout 60 $sp exec --backend cuda --isolation $iso $b/guests/test_repeat_lists.wasm > $log/repeat_$iso.txt 2>&1
   add "repeat_lists cuda isolation=$iso rc=$?: $(grep -c '^ok' $log/repeat_$iso.txt) ok, $(grep -c FAIL $log/repeat_$iso.txt) FAIL"
 done
-for iso in none process; do
+for iso in process; do
   SP_ISOLATION=$iso SP_WORKER_EXE=$b/samepage-worker timeout 120 $b/test_cuda_fault $b/guests $mdir/smol-q4_1.gguf > $log/fault_$iso.txt 2>&1
   add "test_cuda_fault isolation=$iso rc=$?: $(tail -1 $log/fault_$iso.txt)"
 done
-for staged in 0 1; do
-  env $( ((staged)) || echo SP_CUDA_NO_STAGING=1) timeout 100 $b/test_cpu_read_once race-cuda > $log/race_$staged.txt 2>&1
+for staged in 1; do
+  env $( ((staged)) || echo SP_CUDA_NO_STAGING=1) timeout 60 $b/test_cpu_read_once race-cuda > $log/race_$staged.txt 2>&1
   add "race-cuda staging=$staged rc=$?: $(tail -1 $log/race_$staged.txt)"
 done
 fi
-[[ " ${SP_PHASES:-checks bench} " == *" bench "* ]] || { echo; printf '%s\n' "${summary[@]}"; exit 0; }
+[[ " ${SP_PHASES:-checks suite bench} " == *" bench "* ]] || { echo; printf '%s\n' "${summary[@]}"; exit 0; }
 
 # ---- 5. timings, after llama.cpp's build (nothing else on the CPU) ----
 if [ -n "$lcp_pid" ]; then
