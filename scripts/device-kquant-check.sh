@@ -65,8 +65,8 @@ parity() { # tag [VAR=value...]
   env "$@" timeout 120 $b/backend_parity $b/guests $mdir/$m.gguf cpu cuda 100 24 0.05 > $log/parity_$m${1:+_${1%%=*}}.txt 2>&1
   echo "parity $m${1:+ ($1)} rc=$?: $(grep -E '^prefill' $log/parity_$m${1:+_${1%%=*}}.txt | cut -c1-60) | $(grep -E '^decode' $log/parity_$m${1:+_${1%%=*}}.txt)"
 }
-for m in gemma3-q4_k_m qwen25-q4_k_m qwen3-q4_k_m smol512-q2_k smol512-q3_k smol512-q4_k smol512-q5_k smol512-q6_k \
-         smol512-iq4_xs smol-q5_0 smol-q5_1 smol-iq4_nl smol-q4_1 l1b-q4_k_m; do add "$(parity $m)"; done
+for m in ${SP_PARITY_MODELS:-gemma3-q4_k_m qwen25-q4_k_m qwen3-q4_k_m smol512-q2_k smol512-q3_k smol512-q4_k smol512-q5_k \
+         smol512-q6_k smol512-iq4_xs smol-q5_0 smol-q5_1 smol-iq4_nl smol-q4_1 l1b-q4_k_m}; do add "$(parity $m)"; done
 # a model over the bound: which CUDA path moves it (each knob turns one off)
 for m in gemma3-q4_k_m qwen25-q4_k_m; do
   grep -q "rc=0" <<<"$(printf '%s\n' "${summary[@]}" | grep "parity $m ")" && continue
