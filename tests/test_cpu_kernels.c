@@ -7,6 +7,8 @@
  * This test holds each table this CPU runs to that, entry by entry:
  *  - dots of every weight dtype, for lengths with and without a tail, nx
  *    1..4, against generic with the same nx and against nx = 1 per row;
+ *    quantized types also on extreme blocks (every quant, sub-scale and
+ *    min at an end of its range, activations at +-127);
  *  - activation quantization (d, s and all 32 bytes);
  *  - add, mul and scale;
  * on ordinary data and on hostile data (NaN, infinities, huge values,
@@ -132,6 +134,7 @@ typedef struct dot_case {
   uint32_t dtype;
   int64_t k;
   bool hostile;
+  int extreme; /* 0, or 1 + an extreme_inputs pattern */
 } dot_case;
 
 typedef struct dot_inputs {
@@ -140,12 +143,40 @@ typedef struct dot_inputs {
   sp_q8_act q[MAX_NX][MAX_K / 32]; /* the same rows quantized by generic */
 } dot_inputs;
 
+/* Extreme data for pattern p: every byte of a quantized block but its
+ * f16 scale and min one value (no bits, all bits, alternating bits,
+ * nibbles 8 and 7), so quants, sub-scales and mins sit at their ends of
+ * range together, and activations all +-1 (quantized to +-127) with signs
+ * all +, all -, alternating or random: every integer partial as large as
+ * the format allows (int16 saturation, int32 overflow). */
+static void extreme_inputs(const dot_case *c, dot_inputs *in, int p) {
+  static const uint8_t bytes[] = {0x00, 0xff, 0xaa, 0x55, 0x88, 0x77};
+  const sp_dtype_info *info = sp_dtype_get(c->dtype);
+  scale_fields f = scale_fields_of(c->dtype);
+  for (int64_t b = 0; b < c->k / info->block_elems; b++) {
+    uint8_t *blk = in->w + b * info->block_bytes;
+    for (int i = 0; i < (int)info->block_bytes; i++) {
+      bool scale = (i >= f.d && i < f.d + 2) || (f.min >= 0 && i >= f.min && i < f.min + 2);
+      if (!scale) blk[i] = bytes[p % 6];
+    }
+  }
+  for (int j = 0; j < MAX_NX; j++) {
+    for (int64_t i = 0; i < c->k; i++) {
+      int signs = (p / 6 + j) % 4;
+      bool neg = signs == 0 ? false : signs == 1 ? true : signs == 2 ? (i & 1) != 0 : (rng_u32() & 1) != 0;
+      in->x[j][i] = neg ? -1.0f : 1.0f;
+    }
+    sp_cpu_kernels_generic()->quantize_q8(in->x[j], in->q[j], c->k - c->k % SP_QK);
+  }
+}
+
 static void make_inputs(const dot_case *c, dot_inputs *in) {
   fill_weights(c->dtype, in->w, c->k, c->hostile);
   for (int j = 0; j < MAX_NX; j++) {
     fill_floats(in->x[j], c->k, c->hostile);
     sp_cpu_kernels_generic()->quantize_q8(in->x[j], in->q[j], c->k - c->k % SP_QK);
   }
+  if (c->extreme) extreme_inputs(c, in, c->extreme - 1);
 }
 
 /* out[j] for nx rows with table t. */
@@ -176,7 +207,8 @@ static void test_dot_case(const sp_cpu_kernels *t, const dot_case *c, dot_inputs
   }
   if (!same || !invariant)
     check(false, "%s dot %s k=%" PRId64 "%s: %s%s (got %a, generic %a)", t->name,
-          sp_dtype_name(c->dtype), c->k, c->hostile ? " hostile" : "", same ? "" : "differs from generic ",
+          sp_dtype_name(c->dtype), c->k, c->extreme ? " extreme" : c->hostile ? " hostile" : "",
+          same ? "" : "differs from generic ",
           invariant ? "" : "depends on nx", got[0], ref[0]);
   else n_checks++;
 }
@@ -200,12 +232,16 @@ static void test_dots(const sp_cpu_kernels *t, dot_inputs *in) {
     for (int hostile = 0; hostile < 2; hostile++)
       for (size_t i = 0; i < n; i++)
         for (int rep = 0; rep < 8; rep++, cases++) {
-          dot_case c = {dtypes[d], quant ? counts[i] * block_elems : float_ks[i], hostile};
+          dot_case c = {dtypes[d], quant ? counts[i] * block_elems : float_ks[i], hostile, 0};
           test_dot_case(t, &c, in);
         }
+    for (int p = 0; quant && p < 24; p++, cases++) { /* 6 byte patterns x 4 sign patterns */
+      dot_case c = {dtypes[d], counts[p % 3] * block_elems, false, 1 + p};
+      test_dot_case(t, &c, in);
+    }
     if (n_failures == before)
-      check(true, "%s dot %-6s: %d cases (ordinary and hostile), nx 1..4, same bits as generic "
-                  "and as one row at a time", t->name, sp_dtype_name(dtypes[d]), cases);
+      check(true, "%s dot %-6s: %d cases (ordinary, hostile%s), nx 1..4, same bits as generic "
+                  "and as one row at a time", t->name, sp_dtype_name(dtypes[d]), cases, quant ? ", extreme" : "");
   }
 }
 

@@ -66,7 +66,11 @@
  * decode matvec streams its weights from memory and is bound by that, not
  * by the chain: running four weight rows at once, to hide the latency,
  * was measured slower (SmolLM2, 2-core EPYC: 110 against 175 tok/s), as
- * four interleaved row streams defeat the prefetcher.
+ * four interleaved row streams defeat the prefetcher. A prompt (several
+ * activation rows) is another matter: there each weight row meets many
+ * activation rows from cache, and the optional gemm entries tile over
+ * weight rows and activation rows at once (kernels_avx2_tiles.c,
+ * kernels_avx512_tiles.c), which changes no single output's operations.
  *
  * What is not bit-exact across machines: expf/sinf/cosf come from the C
  * library, which may pick its own variant per CPU (glibc does); ops that
@@ -109,9 +113,20 @@ typedef struct sp_q8_act {
 typedef void (*sp_dot_fn)(int64_t k, const void *w, const void *x, size_t x_stride, int nx,
                           float *out);
 
+/* The block of products d[j][i] = dot(weight row i, activation row j) for
+ * i < nw, j < nx (any counts >= 1): weight rows w_stride bytes apart,
+ * sp_q8_act rows x_stride apart, output rows of floats d_stride bytes
+ * apart. Each element is bit for bit the dot table's (the numerics
+ * contract above): a gemm only shares decoding and loads across the block. */
+typedef void (*sp_gemm_fn)(int64_t k, const void *w, size_t w_stride, int64_t nw, const void *x,
+                           size_t x_stride, int64_t nx, float *d, size_t d_stride);
+
 typedef struct sp_cpu_kernels {
   const char *name; /* "generic", "avx2", "avx512", "neon" */
   sp_dot_fn dot[SP_DTYPE_COUNT]; /* by weight dtype; NULL if unsupported */
+  /* (optional) by quantized weight dtype, for prompts (several activation
+   * rows); NULL: the driver loops over dot in groups of SP_CPU_MAX_NX. */
+  sp_gemm_fn gemm[SP_DTYPE_COUNT];
   /* Quantizes k floats (k a multiple of 32) into k / 32 blocks. */
   void (*quantize_q8)(const float *x, sp_q8_act *y, int64_t k);
   /* d[i] = a[i] + b[i], a[i] * b[i], a[i] * s; d may equal a or b. */
@@ -125,6 +140,20 @@ const sp_cpu_kernels *sp_cpu_kernels_generic(void);
 const sp_cpu_kernels *sp_cpu_kernels_avx2(void);
 const sp_cpu_kernels *sp_cpu_kernels_avx512(void);
 const sp_cpu_kernels *sp_cpu_kernels_neon(void);
+
+/* Fills the gemm entries of the AVX-512 VNNI loops (kernels_avx512_tiles.c;
+ * x86 builds only, for a CPU with AVX-512 VNNI). */
+void sp_cpu_avx512_vnni_gemms(sp_gemm_fn *gemm);
+
+/* The AVX2 table's gemm entries (kernels_avx2_tiles.c; x86 builds only). */
+void sp_cpu_avx2_gemm_q8_0(int64_t k, const void *w, size_t w_stride, int64_t nw, const void *x,
+                           size_t x_stride, int64_t nx, float *d, size_t d_stride);
+void sp_cpu_avx2_gemm_q5_0(int64_t k, const void *w, size_t w_stride, int64_t nw, const void *x,
+                           size_t x_stride, int64_t nx, float *d, size_t d_stride);
+void sp_cpu_avx2_gemm_q4_k(int64_t k, const void *w, size_t w_stride, int64_t nw, const void *x,
+                           size_t x_stride, int64_t nx, float *d, size_t d_stride);
+void sp_cpu_avx2_gemm_q6_k(int64_t k, const void *w, size_t w_stride, int64_t nw, const void *x,
+                           size_t x_stride, int64_t nx, float *d, size_t d_stride);
 
 /* The table called `name` ("generic", "avx2", "avx512", "neon") if this
  * build has it and this CPU runs it; NULL otherwise. */

@@ -9,13 +9,14 @@
  * partials of a maddubs/madd pair. Of the issue-15 types, Q5_0, Q5_1,
  * Q4_K, Q5_K and Q6_K (the types of Q4_K_M and Q5_K_M files, with Q8_0)
  * have loops here; K-quant sub-block scales ride in madd's 16-bit
- * multiplier, so a slice still costs one maddubs/madd pair. The other new
- * types use generic's loops.
+ * multiplier, so a slice still costs one maddubs/madd pair. Q2_K, Q3_K,
+ * IQ4_NL and IQ4_XS have theirs in kernels_avx2_lowbit.c.
  */
 #include <math.h>
 #include <stdbool.h>
 
 #include "backend/cpu/kernels.h"
+#include "backend/cpu/kernels_avx2_lowbit.h"
 #include "backend/cpu/quant_blocks.h"
 #include "backend/cpu/simd.h"
 
@@ -383,7 +384,17 @@ static const sp_cpu_kernels avx2_kernels = {
             [SP_DTYPE_Q6_K] = dot_q6_k,
             [SP_DTYPE_Q5_1] = dot_q5_1,
             [SP_DTYPE_Q5_K] = dot_q5_k,
-            SP_GENERIC_BLOCK_DOTS, /* the other issue-15 types: generic's loops */
+            [SP_DTYPE_Q2_K] = sp_cpu_avx2_dot_q2_k,
+            [SP_DTYPE_Q3_K] = sp_cpu_avx2_dot_q3_k,
+            [SP_DTYPE_IQ4_NL] = sp_cpu_avx2_dot_iq4_nl,
+            [SP_DTYPE_IQ4_XS] = sp_cpu_avx2_dot_iq4_xs,
+        },
+    .gemm = /* prompts (kernels_avx2_tiles.c) */
+        {
+            [SP_DTYPE_Q8_0] = sp_cpu_avx2_gemm_q8_0,
+            [SP_DTYPE_Q5_0] = sp_cpu_avx2_gemm_q5_0,
+            [SP_DTYPE_Q4_K] = sp_cpu_avx2_gemm_q4_k,
+            [SP_DTYPE_Q6_K] = sp_cpu_avx2_gemm_q6_k,
         },
     .quantize_q8 = quantize_q8,
     .add = add_f32,

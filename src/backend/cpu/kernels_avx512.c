@@ -301,6 +301,7 @@ static void avx512_init(void) {
     avx512_kernels.dot[SP_DTYPE_Q5_1] = dot_q5_1_vnni;
     avx512_kernels.dot[SP_DTYPE_Q4_K] = dot_q4_k_vnni;
     avx512_kernels.dot[SP_DTYPE_Q6_K] = dot_q6_k_vnni;
+    sp_cpu_avx512_vnni_gemms(avx512_kernels.gemm);
   }
   avx512_kernels.quantize_q8 = quantize_q8;
   avx512_kernels.add = add_f32;

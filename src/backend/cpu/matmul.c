@@ -6,7 +6,8 @@
  * tile, groups of SP_CPU_MAX_NX activation rows meet every weight row of
  * the tile, so a weight row is loaded once per group and the tile's weights
  * stay in cache across groups (prefill); with M = 1 (decode) the tiles are
- * simply even slices of the weight rows, streamed once.
+ * simply even slices of the weight rows, streamed once. Where the table has
+ * a gemm for the weight type, a prompt's tile is one gemm call instead.
  *
  * Quantized weights first get their activation rows quantized to sp_q8_act
  * blocks in the binding's scratch, once per call, so the inner loops are
@@ -24,6 +25,7 @@
 
 typedef struct sp_matmul_job {
   sp_dot_fn dot;
+  sp_gemm_fn gemm; /* the table's block of products, for prompts; NULL: dot */
   int64_t k, n, m;
   const uint8_t *w; /* weight rows, w_stride apart */
   size_t w_stride;
@@ -59,6 +61,11 @@ static void matmul_task(void *arg, uint32_t task) {
   const sp_matmul_job *j = arg;
   int64_t n0 = (int64_t)task % j->tiles_n * j->n_tile, n1 = min_i64(n0 + j->n_tile, j->n);
   int64_t m0 = (int64_t)task / j->tiles_n * j->m_tile, m1 = min_i64(m0 + j->m_tile, j->m);
+  if (j->gemm) {
+    j->gemm(j->k, j->w + (size_t)n0 * j->w_stride, j->w_stride, n1 - n0, j->x + (size_t)m0 * j->x_stride,
+            j->x_stride, m1 - m0, (float *)(j->d + (size_t)m0 * j->d_stride) + n0, j->d_stride);
+    return;
+  }
   float out[SP_CPU_MAX_NX];
   for (int64_t m = m0; m < m1; m += SP_CPU_MAX_NX) {
     int nx = (int)min_i64(SP_CPU_MAX_NX, m1 - m);
@@ -126,6 +133,8 @@ sp_error_t *sp_cpu_matmul(const sp_cpu_exec *ex, const sp_cmd *cmd) {
       .d_stride = d->nb[0],
   };
   if (!j.dot) return sp_error_new("matmul: no %s kernel", sp_dtype_name(w->dtype));
+  /* decode (M = 1) streams each weight row once: the dot's single row wins */
+  if (j.m > 1) j.gemm = ex->kern->gemm[w->dtype];
   if (sp_cpu_is_quantized(w->dtype)) {
     sp_error_t *err = matmul_quantize(ex, &j);
     if (err) return err;

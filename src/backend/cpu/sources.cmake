@@ -10,7 +10,10 @@ set(SP_CPU_BACKEND_SOURCES
   ${CMAKE_CURRENT_LIST_DIR}/elementwise.c
   ${CMAKE_CURRENT_LIST_DIR}/fp16.c
   ${CMAKE_CURRENT_LIST_DIR}/kernels_avx2.c
+  ${CMAKE_CURRENT_LIST_DIR}/kernels_avx2_tiles.c
+  ${CMAKE_CURRENT_LIST_DIR}/kernels_avx2_lowbit.c
   ${CMAKE_CURRENT_LIST_DIR}/kernels_avx512.c
+  ${CMAKE_CURRENT_LIST_DIR}/kernels_avx512_tiles.c
   ${CMAKE_CURRENT_LIST_DIR}/kernels_generic.c
   ${CMAKE_CURRENT_LIST_DIR}/kernels_neon.c
   ${CMAKE_CURRENT_LIST_DIR}/kernels_select.c

@@ -1,0 +1,417 @@
+/*
+ * kernels_avx512_tiles.c: prompt products (gemm entries) for x86 CPUs with
+ * AVX-512 VNNI, for the weight types of Q4_K_M files: Q8_0, Q5_0, Q4_K,
+ * Q6_K.
+ *
+ * A call covers a block of weight rows by activation rows (one matmul
+ * tile). Each output element gets exactly the float operations of the dot
+ * table (kernels.h, "Numerics contract", point 3): the same exact integer
+ * partials, s_b = d_w * dx_b rounded once, one fma per block into each of
+ * 8 lanes, the same reduction. Only the integer side and the data
+ * movement differ:
+ *  - a chunk of weight rows (DEC_BYTES) is decoded once into unsigned
+ *    bytes, sub-scales and float scales, and then meets every activation
+ *    row of the call, four at a time, in register tiles of up to four
+ *    weight rows (Q4_K: two, its min lanes need registers too);
+ *  - signed weights carry an offset (Q8_0 + 128, Q5_0 + 16, Q6_K + 32) so
+ *    they enter vpdpbusd as unsigned bytes, whose accumulator starts at
+ *    -offset * (the sums of four activations): the same exact integers as
+ *    sign(w) |w| x. The sums are made once per activation group and shared
+ *    by every weight row; Q4_K's min partials mn * sum are exact float
+ *    products of the same sums (|mn * sum| < 2^15);
+ *  - the scales d_w * dx_b of eight blocks come from one multiply and are
+ *    read back as broadcasts.
+ * Rows too long for the per-group tables (k > 8192) take gemm_rows, which
+ * decodes in registers (two weight rows a tile). Stack: at most about
+ * 120 KiB (the 48 KiB decoded chunk; the group's tables, 64 KiB at k =
+ * 8192), well within the 8 MiB of the pool's and callers' threads.
+ */
+#include <stdbool.h>
+
+#include "backend/cpu/kernels.h"
+#include "backend/cpu/quant_blocks.h"
+#include "backend/cpu/simd.h"
+
+#if defined(SP_CPU_X86)
+
+#define SP_TILES_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
+#define SP_TILES_INLINE \
+  static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
+
+#define TILE_NX 4           /* activation rows per register tile */
+#define TILE_RW 4           /* weight rows per register tile, at most (decoded path) */
+#define TILE_MAX_BLOCKS 256 /* 32-blocks per row the per-group sums hold (k <= 8192) */
+
+enum { T_Q8_0, T_Q5_0, T_Q4_K, T_Q6_K };
+
+static inline bool is_k(int kind) { return kind == T_Q4_K || kind == T_Q6_K; }
+
+static inline int tile_block_bytes(int kind) {
+  return kind == T_Q8_0 ? SP_Q8_0_BYTES : kind == T_Q5_0 ? SP_Q5_0_BYTES : kind == T_Q4_K ? SP_Q4_K_BYTES
+                                                                                          : SP_Q6_K_BYTES;
+}
+
+/* The per-(activation row, block) vector a weight type starts from: Q4_K
+ * the sums of four as floats, the others -offset * those sums. */
+SP_TILES_INLINE __m256i act_corr(int kind, const sp_q8_act *a) {
+  __m256i xq = _mm256_loadu_si256((const __m256i *)a->qs);
+  __m256i sums = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(1), xq);
+  if (kind == T_Q4_K) return _mm256_castps_si256(_mm256_cvtepi32_ps(sums));
+  int shift = kind == T_Q8_0 ? 7 : kind == T_Q5_0 ? 4 : 5;
+  return _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(sums, shift));
+}
+
+/* Weights of a 32-element block as unsigned bytes with the offset. */
+SP_TILES_INLINE __m256i q8_0_u(const uint8_t *blk) {
+  return _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(blk + 2)), _mm256_set1_epi8((char)0x80));
+}
+
+/* Q5_0: nibble + 16 * fifth bit (qh at blk + 2, bit e for element e). */
+SP_TILES_INLINE __m256i q5_0_u(const uint8_t *blk) {
+  uint32_t qh;
+  memcpy(&qh, blk + 2, sizeof qh);
+  __m256i nib = sp_avx2_nibbles(blk + 6);
+  return _mm256_mask_add_epi8(nib, (__mmask32)qh, nib, _mm256_set1_epi8(16));
+}
+
+/* Q6_K slice t: the raw 6-bit values 0..63 (q + 32). */
+SP_TILES_INLINE __m256i q6_k_u(const uint8_t *blk, int t) {
+  int h = t / 4, u = t % 4;
+  __m256i lo = _mm256_loadu_si256((const __m256i *)(blk + 64 * h + 32 * (u % 2)));
+  __m256i hi = _mm256_loadu_si256((const __m256i *)(blk + 128 + 32 * h));
+  lo = _mm256_and_si256(_mm256_srli_epi16(lo, 4 * (u / 2)), _mm256_set1_epi8(0x0f));
+  hi = _mm256_and_si256(_mm256_srli_epi16(hi, 2 * u), _mm256_set1_epi8(0x03));
+  return _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4));
+}
+
+/* A weight row's slice, decoded (into registers, or into a chunk). */
+typedef struct tile_w {
+  __m256i u;      /* unsigned weights (with the type's offset) */
+  __m256i sc;     /* K types: 32-bit sub-scales of the two halves */
+  __m256 d, mn;   /* d: the block's scale (32-element types); mn: Q4_K's min as float */
+} tile_w;
+
+SP_TILES_INLINE tile_w slice_at(int kind, const uint8_t *blk, int t) {
+  tile_w r;
+  if (kind == T_Q8_0 || kind == T_Q5_0) {
+    r.u = kind == T_Q8_0 ? q8_0_u(blk) : q5_0_u(blk);
+    r.d = _mm256_set1_ps(sp_avx2_f16(blk));
+  } else if (kind == T_Q4_K) {
+    int sc, mn;
+    qb_k4_scale_min(blk + 4, t, &sc, &mn);
+    r.u = sp_avx2_q4_k_quants(blk, t);
+    r.sc = _mm256_set1_epi32(sc);
+    r.mn = _mm256_set1_ps((float)mn);
+  } else {
+    const int8_t *sc = (const int8_t *)(blk + 192) + 2 * t;
+    r.u = q6_k_u(blk, t);
+    r.sc = _mm256_set_m128i(_mm_set1_epi32(sc[1]), _mm_set1_epi32(sc[0]));
+  }
+  return r;
+}
+
+/* One output from its lane chains, ending as the dot table does: Q8_0
+ * adds its (zero) min, Q4_K subtracts its min lanes (contract point 3). */
+SP_TILES_INLINE float tile_result(int kind, __m256 acc, __m256 mins) {
+  float sum = sp_avx2_hsum(acc);
+  if (kind == T_Q8_0) sum = sum + 0.0f;
+  if (kind == T_Q4_K) sum = sum - sp_avx2_hsum(mins);
+  return sum;
+}
+
+/* ---- long rows: weights decoded in registers, activation sums per tile ---- */
+
+/* The activation scales of blocks b..b+7 of one row. */
+SP_TILES_INLINE __m256 dx8_at(const sp_q8_act *a, int64_t b) {
+  return _mm256_setr_ps(a[b].d, a[b + 1].d, a[b + 2].d, a[b + 3].d, a[b + 4].d, a[b + 5].d, a[b + 6].d,
+                        a[b + 7].d);
+}
+
+/* rw weight rows (1 or 2) by nx activation rows (1..TILE_NX), all blocks,
+ * for rows too long for the decoded path's tables: every slice is decoded
+ * and every activation block's act_corr computed per register tile.
+ * Output d[j][r] at d + j * ds. */
+SP_TILES_INLINE void tile(int kind, int rw, int nx, int64_t nb, const uint8_t *w, size_t ws,
+                          const sp_q8_act *const *xr, float *d, size_t ds) {
+  __m256 acc[2][TILE_NX], mins[2][TILE_NX];
+  /* K types: a super-block's eight scales d_w * dx_b (and dmin_w * dx_b),
+   * made by one multiply and read back as broadcasts */
+  _Alignas(32) float sk[2][TILE_NX][8], smin[2][TILE_NX][8];
+  SP_UNROLL
+  for (int r = 0; r < rw; r++) {
+    SP_UNROLL
+    for (int j = 0; j < nx; j++) acc[r][j] = mins[r][j] = _mm256_setzero_ps();
+  }
+  int slices = is_k(kind) ? 8 : 1;
+  int bytes = tile_block_bytes(kind);
+  for (int64_t sb = 0; sb < nb / slices; sb++) {
+    const uint8_t *blk[2];
+    SP_UNROLL
+    for (int r = 0; r < rw; r++) {
+      blk[r] = w + (size_t)r * ws + (size_t)sb * bytes;
+      if (is_k(kind)) {
+        __m256 dk = _mm256_set1_ps(sp_avx2_f16(kind == T_Q6_K ? blk[r] + 208 : blk[r]));
+        __m256 dmin = _mm256_set1_ps(sp_avx2_f16(blk[r] + 2));
+        SP_UNROLL
+        for (int j = 0; j < nx; j++) {
+          __m256 dx8 = dx8_at(xr[j], 8 * sb);
+          _mm256_store_ps(sk[r][j], _mm256_mul_ps(dk, dx8));
+          if (kind == T_Q4_K) _mm256_store_ps(smin[r][j], _mm256_mul_ps(dmin, dx8));
+        }
+      }
+    }
+    for (int t = 0; t < slices; t++) {
+      int64_t b = sb * slices + t;
+      tile_w ts[2];
+      SP_UNROLL
+      for (int r = 0; r < rw; r++) ts[r] = slice_at(kind, blk[r], t);
+      SP_UNROLL
+      for (int j = 0; j < nx; j++) {
+        const sp_q8_act *a = &xr[j][b];
+        __m256i xq = _mm256_loadu_si256((const __m256i *)a->qs);
+        __m256 dx = _mm256_broadcast_ss(&a->d);
+        __m256i c = act_corr(kind, a);
+        SP_UNROLL
+        for (int r = 0; r < rw; r++) {
+          __m256i p;
+          if (kind == T_Q4_K) p = _mm256_mullo_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), ts[r].u, xq), ts[r].sc);
+          else if (kind == T_Q6_K) p = _mm256_mullo_epi32(_mm256_dpbusd_epi32(c, ts[r].u, xq), ts[r].sc);
+          else p = _mm256_dpbusd_epi32(c, ts[r].u, xq);
+          __m256 s = is_k(kind) ? _mm256_broadcast_ss(&sk[r][j][t]) : _mm256_mul_ps(ts[r].d, dx);
+          acc[r][j] = _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(p), acc[r][j]);
+          if (kind == T_Q4_K) {
+            __m256 m = _mm256_mul_ps(ts[r].mn, _mm256_castsi256_ps(c));
+            mins[r][j] = _mm256_fmadd_ps(_mm256_broadcast_ss(&smin[r][j][t]), m, mins[r][j]);
+          }
+        }
+      }
+    }
+  }
+  SP_UNROLL
+  for (int j = 0; j < nx; j++) {
+    float *dj = (float *)((uint8_t *)d + (size_t)j * ds);
+    SP_UNROLL
+    for (int r = 0; r < rw; r++) dj[r] = tile_result(kind, acc[r][j], mins[r][j]);
+  }
+}
+
+/* Every weight row (two at a time) against one group of nx activation rows. */
+SP_TILES_INLINE void group(int kind, int nx, int64_t nb, const uint8_t *w, size_t ws, int64_t nw,
+                           const sp_q8_act *const *xr, float *d, size_t ds) {
+  int64_t i = 0;
+  for (; i + 2 <= nw; i += 2) tile(kind, 2, nx, nb, w + (size_t)i * ws, ws, xr, d + i, ds);
+  if (i < nw) tile(kind, 1, nx, nb, w + (size_t)i * ws, ws, xr, d + i, ds);
+}
+
+SP_TILES_INLINE void gemm_rows(int kind, int64_t k, const void *w, size_t ws, int64_t nw, const void *x,
+                               size_t xs, int64_t nx, float *d, size_t ds) {
+  for (int64_t m = 0; m < nx; m += TILE_NX) {
+    int n = nx - m < TILE_NX ? (int)(nx - m) : TILE_NX;
+    const sp_q8_act *xr[TILE_NX];
+    for (int j = 0; j < n; j++) xr[j] = (const sp_q8_act *)((const uint8_t *)x + (size_t)(m + j) * xs);
+    float *dm = (float *)((uint8_t *)d + (size_t)m * ds);
+    if (n == TILE_NX) group(kind, TILE_NX, k / SP_QK, w, ws, nw, xr, dm, ds);
+    else
+      for (int j = 0; j < n; j++)
+        group(kind, 1, k / SP_QK, w, ws, nw, xr + j, (float *)((uint8_t *)dm + (size_t)j * ds), ds);
+  }
+}
+
+/* ---- prompts: a chunk of weight rows decoded once for every activation row ---- */
+
+#define DEC_BYTES (48 << 10) /* decoded weight rows per chunk, to stay in L1/L2 */
+
+/* Where a decoded row keeps its parts (byte offsets; row: the row's size).
+ * u: 32 unsigned weights per block; sc (K types): the block's two 32-bit
+ * sub-scales as a vector; d, dmin, mn: a float per block (d and dmin
+ * repeated over a super-block's slices), padded to a multiple of 8. */
+typedef struct dec_layout {
+  size_t u, sc, d, dmin, mn, row;
+} dec_layout;
+
+static inline dec_layout dec_layout_of(int kind, int64_t nb) {
+  size_t nb8 = (size_t)(nb + 7) & ~(size_t)7;
+  dec_layout l;
+  l.u = 0;
+  l.sc = (size_t)nb * 32;
+  l.d = l.sc + (is_k(kind) ? (size_t)nb * 32 : 0);
+  l.dmin = l.d + nb8 * 4;
+  l.mn = l.dmin + nb8 * 4;
+  l.row = l.mn + nb8 * 4; /* a multiple of 32 */
+  return l;
+}
+
+SP_TILES_INLINE void decode_row(int kind, int64_t nb, const uint8_t *w, const dec_layout *l, uint8_t *out) {
+  float *d = (float *)(out + l->d), *dmin = (float *)(out + l->dmin), *mn = (float *)(out + l->mn);
+  int slices = is_k(kind) ? 8 : 1, bytes = tile_block_bytes(kind);
+  for (int64_t sb = 0; sb < nb / slices; sb++) {
+    const uint8_t *blk = w + (size_t)sb * bytes;
+    for (int t = 0; t < slices; t++) {
+      int64_t b = sb * slices + t;
+      tile_w ts = slice_at(kind, blk, t);
+      _mm256_store_si256((__m256i *)(out + l->u + 32 * b), ts.u);
+      if (is_k(kind)) {
+        _mm256_store_si256((__m256i *)(out + l->sc + 32 * b), ts.sc);
+        d[b] = sp_avx2_f16(kind == T_Q6_K ? blk + 208 : blk);
+        dmin[b] = sp_avx2_f16(blk + 2);
+        mn[b] = kind == T_Q4_K ? _mm256_cvtss_f32(ts.mn) : 0.0f;
+      } else {
+        d[b] = sp_avx2_f16(blk);
+      }
+    }
+  }
+  for (int64_t b = nb; b < ((nb + 7) & ~7); b++) d[b] = dmin[b] = mn[b] = 0.0f;
+}
+
+/* rw decoded weight rows (1..TILE_RW) by nx activation rows, all blocks;
+ * the same float operations as tile(). Scales d_w * dx_b come eight blocks
+ * at a time from one multiply and are read back as broadcasts. act: per
+ * activation row and block, its quants and act_corr; dxs: the activation
+ * scales, rows nb8 apart. */
+SP_TILES_INLINE void tile_dec(int kind, int rw, int nx, int64_t nb, const uint8_t *dec, const dec_layout *l,
+                              const __m256i *act, const float *dxs, float *d, size_t ds) {
+  int64_t nb8 = (nb + 7) & ~7;
+  __m256 acc[TILE_RW][TILE_NX], mins[TILE_RW][TILE_NX];
+  _Alignas(32) float sk[TILE_RW][TILE_NX][8], smin[TILE_RW][TILE_NX][8];
+  SP_UNROLL
+  for (int r = 0; r < rw; r++) {
+    SP_UNROLL
+    for (int j = 0; j < nx; j++) acc[r][j] = mins[r][j] = _mm256_setzero_ps();
+  }
+  for (int64_t b8 = 0; b8 < nb; b8 += 8) {
+    int n8 = nb - b8 < 8 ? (int)(nb - b8) : 8;
+    SP_UNROLL
+    for (int r = 0; r < rw; r++) {
+      const uint8_t *row = dec + (size_t)r * l->row;
+      __m256 dw = _mm256_load_ps((const float *)(row + l->d) + b8);
+      __m256 dm = _mm256_load_ps((const float *)(row + l->dmin) + b8);
+      SP_UNROLL
+      for (int j = 0; j < nx; j++) {
+        __m256 dx8 = _mm256_load_ps(dxs + (size_t)j * nb8 + b8);
+        _mm256_store_ps(sk[r][j], _mm256_mul_ps(dw, dx8));
+        if (kind == T_Q4_K) _mm256_store_ps(smin[r][j], _mm256_mul_ps(dm, dx8));
+      }
+    }
+    for (int t = 0; t < n8; t++) {
+      int64_t b = b8 + t;
+      __m256i u[TILE_RW], sc[TILE_RW];
+      __m256 mn[TILE_RW];
+      SP_UNROLL
+      for (int r = 0; r < rw; r++) {
+        const uint8_t *row = dec + (size_t)r * l->row;
+        u[r] = _mm256_load_si256((const __m256i *)(row + l->u + 32 * b));
+        if (is_k(kind)) sc[r] = _mm256_load_si256((const __m256i *)(row + l->sc + 32 * b));
+        if (kind == T_Q4_K) mn[r] = _mm256_broadcast_ss((const float *)(row + l->mn) + b);
+      }
+      SP_UNROLL
+      for (int j = 0; j < nx; j++) {
+        /* one load each for all the tile's weight rows (the barrier keeps
+         * the compiler from folding a load into every vpdpbusd) */
+        __m256i xq = _mm256_load_si256(&act[2 * ((size_t)j * nb + b)]);
+        __m256i c = _mm256_load_si256(&act[2 * ((size_t)j * nb + b) + 1]);
+        __asm__("" : "+v"(xq), "+v"(c));
+        SP_UNROLL
+        for (int r = 0; r < rw; r++) {
+          __m256i p;
+          if (kind == T_Q4_K) p = _mm256_mullo_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), u[r], xq), sc[r]);
+          else if (kind == T_Q6_K) p = _mm256_mullo_epi32(_mm256_dpbusd_epi32(c, u[r], xq), sc[r]);
+          else p = _mm256_dpbusd_epi32(c, u[r], xq);
+          acc[r][j] = _mm256_fmadd_ps(_mm256_broadcast_ss(&sk[r][j][t]), _mm256_cvtepi32_ps(p), acc[r][j]);
+          if (kind == T_Q4_K) {
+            __m256 m = _mm256_mul_ps(mn[r], _mm256_castsi256_ps(c));
+            mins[r][j] = _mm256_fmadd_ps(_mm256_broadcast_ss(&smin[r][j][t]), m, mins[r][j]);
+          }
+        }
+      }
+    }
+  }
+  SP_UNROLL
+  for (int j = 0; j < nx; j++) {
+    float *dj = (float *)((uint8_t *)d + (size_t)j * ds);
+    SP_UNROLL
+    for (int r = 0; r < rw; r++) dj[r] = tile_result(kind, acc[r][j], mins[r][j]);
+  }
+}
+
+SP_TILES_INLINE void group_dec(int kind, int nx, int64_t nb, const uint8_t *dec, const dec_layout *l, int64_t nw,
+                               const __m256i *act, const float *dxs, float *d, size_t ds) {
+  /* four weight rows a tile (Q4_K: two, its min lanes need registers too) */
+  int64_t i = 0;
+  if (kind != T_Q4_K)
+    for (; i + 4 <= nw; i += 4) tile_dec(kind, 4, nx, nb, dec + (size_t)i * l->row, l, act, dxs, d + i, ds);
+  for (; i + 2 <= nw; i += 2) tile_dec(kind, 2, nx, nb, dec + (size_t)i * l->row, l, act, dxs, d + i, ds);
+  if (i < nw) tile_dec(kind, 1, nx, nb, dec + (size_t)i * l->row, l, act, dxs, d + i, ds);
+}
+
+/* Chunks of weight rows, each decoded once, against every group of
+ * TILE_NX activation rows. Needs nb <= TILE_MAX_BLOCKS and two decoded
+ * rows within DEC_BYTES. */
+SP_TILES_INLINE void gemm_dec(int kind, int64_t nb, const uint8_t *w, size_t ws, int64_t nw, const void *x,
+                              size_t xs, int64_t nx, float *d, size_t ds) {
+  int64_t nb8 = (nb + 7) & ~7;
+  _Alignas(32) uint8_t dec[DEC_BYTES];
+  __m256i act[TILE_NX * nb * 2]; /* per row and block: its quants, act_corr */
+  _Alignas(32) float dxs[TILE_NX * nb8];
+  dec_layout l = dec_layout_of(kind, nb);
+  int64_t chunk = (int64_t)(DEC_BYTES / l.row) & ~(int64_t)1;
+  for (int64_t i0 = 0; i0 < nw; i0 += chunk) {
+    int64_t rows = nw - i0 < chunk ? nw - i0 : chunk;
+    for (int64_t i = 0; i < rows; i++) decode_row(kind, nb, w + (size_t)(i0 + i) * ws, &l, dec + (size_t)i * l.row);
+    for (int64_t m = 0; m < nx; m += TILE_NX) {
+      int n = nx - m < TILE_NX ? (int)(nx - m) : TILE_NX;
+      for (int j = 0; j < n; j++) {
+        const sp_q8_act *xj = (const sp_q8_act *)((const uint8_t *)x + (size_t)(m + j) * xs);
+        float *dxj = dxs + (size_t)j * nb8;
+        for (int64_t b = 0; b < nb; b++) {
+          act[2 * ((size_t)j * nb + b)] = _mm256_loadu_si256((const __m256i *)xj[b].qs);
+          act[2 * ((size_t)j * nb + b) + 1] = act_corr(kind, &xj[b]);
+          dxj[b] = xj[b].d;
+        }
+        for (int64_t b = nb; b < nb8; b++) dxj[b] = 0.0f;
+      }
+      float *dm = (float *)((uint8_t *)d + (size_t)m * ds) + i0;
+      switch (n) {
+      case 1: group_dec(kind, 1, nb, dec, &l, rows, act, dxs, dm, ds); break;
+      case 2: group_dec(kind, 2, nb, dec, &l, rows, act, dxs, dm, ds); break;
+      case 3: group_dec(kind, 3, nb, dec, &l, rows, act, dxs, dm, ds); break;
+      default: group_dec(kind, 4, nb, dec, &l, rows, act, dxs, dm, ds); break;
+      }
+    }
+  }
+}
+
+/* The decoded path where it fits, else gemm_rows(). */
+static inline bool dec_fits(int kind, int64_t k) {
+  int64_t nb = k / SP_QK;
+  return nb <= TILE_MAX_BLOCKS && 2 * dec_layout_of(kind, nb).row <= DEC_BYTES;
+}
+
+#define SP_TILES_GEMM(name, kind)                                                                      \
+  SP_TILES_TARGET __attribute__((noinline)) static void name##_dec(int64_t k, const void *w, size_t ws, \
+                                                                   int64_t nw, const void *x, size_t xs, \
+                                                                   int64_t nx, float *d, size_t ds) {   \
+    gemm_dec(kind, k / SP_QK, w, ws, nw, x, xs, nx, d, ds);                                            \
+  }                                                                                                    \
+  SP_TILES_TARGET __attribute__((noinline)) static void name##_rows(int64_t k, const void *w, size_t ws, \
+                                                                    int64_t nw, const void *x, size_t xs, \
+                                                                    int64_t nx, float *d, size_t ds) {  \
+    gemm_rows(kind, k, w, ws, nw, x, xs, nx, d, ds);                                                   \
+  }                                                                                                    \
+  static void name(int64_t k, const void *w, size_t ws, int64_t nw, const void *x, size_t xs, int64_t nx, \
+                   float *d, size_t ds) {                                                              \
+    if (dec_fits(kind, k)) name##_dec(k, w, ws, nw, x, xs, nx, d, ds);                                 \
+    else name##_rows(k, w, ws, nw, x, xs, nx, d, ds);                                                  \
+  }
+SP_TILES_GEMM(gemm_q8_0_vnni, T_Q8_0)
+SP_TILES_GEMM(gemm_q5_0_vnni, T_Q5_0)
+SP_TILES_GEMM(gemm_q4_k_vnni, T_Q4_K)
+SP_TILES_GEMM(gemm_q6_k_vnni, T_Q6_K)
+
+void sp_cpu_avx512_vnni_gemms(sp_gemm_fn *gemm) {
+  gemm[SP_DTYPE_Q8_0] = gemm_q8_0_vnni;
+  gemm[SP_DTYPE_Q5_0] = gemm_q5_0_vnni;
+  gemm[SP_DTYPE_Q4_K] = gemm_q4_k_vnni;
+  gemm[SP_DTYPE_Q6_K] = gemm_q6_k_vnni;
+}
+
+#endif
