@@ -2,13 +2,16 @@
 # Installs what samepage needs and is missing, saying what it installs:
 #  - Debian packages: cmake, ninja, gcc, clang + lld + wasi-libc +
 #    libclang-rt-14-dev-wasm32 (guests), libclang-rt-14-dev (sanitizer
-#    runtimes for clang), python3, pkg-config (the install test);
+#    runtimes for clang), python3, pkg-config (the install test),
+#    libmicrohttpd-dev + libjansson-dev (`samepage serve`: HTTP and JSON),
+#    python3-venv (the server tests' openai client, in a venv);
 #  - Rust's cargo must already exist (rustup); it builds Wasmtime's C API.
 set -euo pipefail
 
 need_pkgs=()
 check_pkg() { dpkg -s "$1" >/dev/null 2>&1 || need_pkgs+=("$1"); }
-for p in cmake ninja-build gcc clang lld wasi-libc libclang-rt-14-dev-wasm32 python3 unzip pkg-config; do
+for p in cmake ninja-build gcc clang lld wasi-libc libclang-rt-14-dev-wasm32 python3 python3-venv unzip pkg-config \
+         libmicrohttpd-dev libjansson-dev; do
   check_pkg "$p"
 done
 

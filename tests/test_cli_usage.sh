@@ -56,7 +56,9 @@ valued["bench prefill"]="--tokens --runs --batch --model --backend"
 flags["bench prefill"]="--same-actor --json"
 valued["bench soak"]="--actors --seconds --ctx --bound --model"
 flags["bench soak"]="--json"
-commands=("run" "exec" "kv export" "kv import" "bench zerocopy" "bench snapshot" "bench actors" "bench prefill"
+valued[serve]="-m --model --host --port --backend --isolation --sessions --max-live --ctx --max-body"
+flags[serve]=""
+commands=("run" "serve" "exec" "kv export" "kv import" "bench zerocopy" "bench snapshot" "bench actors" "bench prefill"
           "bench soak")
 # Positional arguments after an unknown option, so that only the option is wrong.
 declare -A rest
@@ -97,7 +99,7 @@ for cmd in "${commands[@]}"; do
 done
 
 # ---- the top level and the command groups ----
-top_list=("run" "exec" "kv export" "kv import" "bench zerocopy" "bench snapshot" "bench actors" "bench prefill"
+top_list=("run" "serve" "exec" "kv export" "kv import" "bench zerocopy" "bench snapshot" "bench actors" "bench prefill"
           "bench soak" "help")
 for how in "" help --help -h frobnicate; do
   out="$("$bin" $how 2>&1 < /dev/null)"; code=$?

@@ -16,6 +16,20 @@
  *   llm_piece_ptr/len             the text of the last step (whole UTF-8)
  *   llm_error_ptr                 the message of the last failure
  *   llm_n_past, llm_n_vocab, llm_logits_ptr, llm_argmax_ptr (tests)
+ * For a server (src/server/), whose requests each carry a whole
+ * conversation and their own sampling settings:
+ *   llm_render(len, mode) -> n    the tokens of the input, BOS first, at
+ *                                 llm_tokens_ptr: mode 0 a conversation
+ *                                 ("role\0content\0" pairs) rendered with
+ *                                 the generation prompt, 1 raw text
+ *   llm_sync(len) -> n            make the KV cache hold exactly the input
+ *                                 token ids (int32): keep the common prefix
+ *                                 with what it holds, prefill the rest (at
+ *                                 least one token, for fresh logits);
+ *                                 returns the tokens prefilled, or -1
+ *   llm_sampling(len) -> 0 | -1   sampling settings for the next steps, as
+ *                                 "--option\0value\0" pairs (the sampling
+ *                                 options of argv); unnamed ones: defaults
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,6 +72,7 @@ static struct llm_guest {
   char *input;              /* host-written input */
   uint32_t input_cap;
   int32_t *argmax;          /* [n_ctx] argmax per position (logits_all) */
+  int32_t *history;         /* [n_ctx] the token at each cached position */
   char piece[512];
   uint32_t piece_len;
   char error[1024];
@@ -81,6 +96,8 @@ static int parse_option(llm_options *o, const char *key, const char *val) {
   else if (!strcmp(key, "--repeat-penalty")) o->sampling.repeat_penalty = strtof(val, &end);
   else if (!strcmp(key, "--repeat-last-n")) o->sampling.repeat_last_n = (int32_t)strtol(val, &end, 10);
   else if (!strcmp(key, "--seed")) o->sampling.seed = strtoull(val, &end, 10);
+  else if (!strcmp(key, "--presence-penalty")) o->sampling.presence_penalty = strtof(val, &end);
+  else if (!strcmp(key, "--frequency-penalty")) o->sampling.frequency_penalty = strtof(val, &end);
   else if (!strcmp(key, "--system")) { snprintf(o->system, sizeof o->system, "%s", val); return 0; }
   else {
     snprintf(G.error, sizeof G.error, "unknown option %s", key);
@@ -200,7 +217,8 @@ EXPORT(llm_init) int32_t llm_init(void) {
   if (llm_sampler_init(&G.sampler, &G.opt.sampling, (int32_t)G.model.hp.n_vocab, G.error, sizeof G.error)) return -1;
   if (tok_decoder_init(&G.decoder, G.vocab, false) != TOK_OK) return set_error("out of memory");
   G.argmax = calloc(G.opt.n_ctx, sizeof *G.argmax);
-  if (!G.argmax) return set_error("out of memory");
+  G.history = calloc(G.opt.n_ctx, sizeof *G.history);
+  if (!G.argmax || !G.history) return set_error("out of memory");
   if (annotate_kv()) return -1;
   return 0;
 }
@@ -236,6 +254,7 @@ static int prefill(const int32_t *tokens, uint32_t n) {
     if (G.opt.logits_all) G.logits += (size_t)(chunk - 1) * V;
     G.best = G.model.st.best + (G.opt.logits_all ? chunk - 1 : 0);
     for (uint32_t i = 0; i < chunk; i++) llm_sampler_accept(&G.sampler, tokens[done + i]);
+    memcpy(G.history + G.n_past, tokens + done, chunk * sizeof *tokens);
     G.n_past += chunk, done += chunk;
   }
   return 0;
@@ -331,6 +350,7 @@ EXPORT(llm_step) int32_t llm_step(void) {
   if (!G.logits) return STEP_ERROR;
   G.best = G.model.st.best;
   if (G.opt.logits_all) G.argmax[G.n_past] = llm_argmax(G.logits, (int32_t)G.model.hp.n_vocab);
+  G.history[G.n_past] = token;
   G.n_past++;
   if (end) G.in_reply = false;
   G.turn_done = end;
@@ -362,3 +382,126 @@ EXPORT(llm_logits_ptr) uint32_t llm_logits_ptr(void) {
   return sp_addr(G.logits);
 }
 EXPORT(llm_argmax_ptr) uint32_t llm_argmax_ptr(void) { return sp_addr(G.argmax); }
+
+/* ---- a server's turns (whole conversations, per-request sampling) ---- */
+
+/* Refills the sampler's window from the cached tokens: after a rewind or a
+ * new sampler, the penalties see exactly what the cache holds. */
+static void refill_window(void) {
+  llm_sampler_forget(&G.sampler);
+  uint32_t last_n = (uint32_t)G.sampler.params.repeat_last_n;
+  uint32_t from = G.n_past > last_n ? G.n_past - last_n : 0;
+  for (uint32_t i = from; i < G.n_past; i++) llm_sampler_accept(&G.sampler, G.history[i]);
+}
+
+/* Splits "role\0content\0..." (len bytes) into messages; the count, or -1. */
+static int split_messages(char *in, uint32_t len, llm_chat_msg **out) {
+  size_t n = 0, cap = 8;
+  llm_chat_msg *m = malloc(cap * sizeof *m);
+  for (uint32_t at = 0; m && at < len;) {
+    const char *role = in + at;
+    at += (uint32_t)strlen(role) + 1;
+    if (at >= len) { free(m); return set_error("llm_render: a role without its content"); }
+    const char *content = in + at;
+    at += (uint32_t)strlen(content) + 1;
+    if (n == cap) {
+      llm_chat_msg *grown = realloc(m, (cap *= 2) * sizeof *m);
+      if (!grown) { free(m); return set_error("out of memory"); }
+      m = grown;
+    }
+    m[n++] = (llm_chat_msg){role, content};
+  }
+  if (!m) return set_error("out of memory");
+  *out = m;
+  return (int)n;
+}
+
+/* The conversation's text as the template renders it; the model's default
+ * system prompt goes first when the messages bring none (as a chat turn). */
+static char *render_messages(uint32_t len) {
+  llm_chat_msg *m = NULL;
+  int n = split_messages(G.input, len, &m);
+  if (n < 0) return NULL;
+  llm_chat_msg *all = malloc(((size_t)n + 1) * sizeof *all);
+  char *text = NULL;
+  if (all) {
+    bool own = n > 0 && !strcmp(m[0].role, "system");
+    size_t k = 0;
+    if (!own && G.opt.system[0]) all[k++] = (llm_chat_msg){"system", G.opt.system};
+    memcpy(all + k, m, (size_t)n * sizeof *m);
+    text = llm_chat_render(&G.chat, all, k + (size_t)n, true);
+  }
+  if (!text) set_error("out of memory");
+  free(all);
+  free(m);
+  return text;
+}
+
+EXPORT(llm_render) int32_t llm_render(uint32_t len, uint32_t mode) {
+  if (!G.input || len >= G.input_cap) return set_error("llm_render: call llm_input first");
+  G.input[len] = '\0';
+  char *text = mode == 0 ? render_messages(len) : strdup(G.input);
+  if (!text) return mode == 0 ? -1 : set_error("out of memory");
+  size_t tlen = strlen(text), count = 0, at = 0;
+  free(G.tokens);
+  G.tokens = malloc((tlen + 2) * sizeof *G.tokens);
+  if (!G.tokens) { free(text); return set_error("out of memory"); }
+  if (tok_add_bos(G.vocab) && tok_bos(G.vocab) >= 0) G.tokens[at++] = tok_bos(G.vocab);
+  int rc = tok_encode(G.vocab, text, tlen, true, G.tokens + at, tlen + 2 - at, &count);
+  free(text);
+  if (rc != TOK_OK) return set_error("tokenizer: cannot encode the input");
+  return (int32_t)(at + count);
+}
+
+EXPORT(llm_sync) int32_t llm_sync(uint32_t len) {
+  if (!G.input || len >= G.input_cap) return set_error("llm_sync: call llm_input first");
+  uint32_t n = len / 4, keep = 0;
+  int32_t *ids = malloc((n ? n : 1) * sizeof *ids);
+  if (!ids) return set_error("out of memory");
+  memcpy(ids, G.input, (size_t)n * 4);
+  for (uint32_t i = 0; i < n; i++)
+    if (ids[i] < 0 || (uint32_t)ids[i] >= G.model.hp.n_vocab) { free(ids); return set_error("token id out of range"); }
+  if (n == 0 || n > G.opt.n_ctx) { free(ids); return set_error("llm_sync: 1..n_ctx tokens"); }
+  while (keep < n && keep < G.n_past && G.history[keep] == ids[keep]) keep++;
+  if (keep == n) keep--; /* prefill the last one again: its logits come next */
+  /* Positions past `keep` are overwritten by the prefill; attention only
+   * reads positions below the current one. */
+  G.n_past = keep;
+  refill_window();
+  int rc = prefill(ids + keep, n - keep);
+  free(ids);
+  G.in_reply = false, G.turn_done = false;
+  return rc ? -1 : (int32_t)(n - keep);
+}
+
+static const char *const sampling_keys[] = {"--temp", "--top-k", "--top-p", "--min-p", "--repeat-penalty",
+                                            "--repeat-last-n", "--seed", "--presence-penalty",
+                                            "--frequency-penalty", NULL};
+
+static bool is_sampling_key(const char *key) {
+  for (int i = 0; sampling_keys[i]; i++)
+    if (!strcmp(key, sampling_keys[i])) return true;
+  return false;
+}
+
+EXPORT(llm_sampling) int32_t llm_sampling(uint32_t len) {
+  if (!G.input || len >= G.input_cap) return set_error("llm_sampling: call llm_input first");
+  G.input[len] = '\0';
+  llm_options o = G.opt;
+  o.sampling = llm_sampler_defaults();
+  for (uint32_t at = 0; at < len;) {
+    const char *key = G.input + at;
+    at += (uint32_t)strlen(key) + 1;
+    if (at >= len) return set_error("llm_sampling: an option without its value");
+    const char *val = G.input + at;
+    at += (uint32_t)strlen(val) + 1;
+    if (!is_sampling_key(key)) { snprintf(G.error, sizeof G.error, "llm_sampling: %s is not a sampling option", key); return -1; }
+    if (parse_option(&o, key, val)) return -1;
+  }
+  llm_sampler fresh;
+  if (llm_sampler_init(&fresh, &o.sampling, (int32_t)G.model.hp.n_vocab, G.error, sizeof G.error)) return -1;
+  llm_sampler_free(&G.sampler);
+  G.sampler = fresh;
+  refill_window();
+  return 0;
+}

@@ -13,16 +13,19 @@
 /* llama.cpp's defaults, with a mild repetition penalty: small chat models
  * loop without one. Greedy is --temp 0. */
 llm_sampler_params llm_sampler_defaults(void) {
-  llm_sampler_params p = {0.8f, 40, 0.95f, 0.05f, 1.1f, 64, 0x5eed};
+  llm_sampler_params p = {0.8f, 40, 0.95f, 0.05f, 1.1f, 64, 0x5eed, 0.0f, 0.0f};
   return p;
 }
 
 int llm_sampler_init(llm_sampler *s, const llm_sampler_params *p, int32_t vocab, char *err, int cap) {
   memset(s, 0, sizeof *s);
   if (vocab <= 0 || p->top_k < 0 || p->top_p <= 0 || p->top_p > 1 || p->min_p < 0 || p->min_p >= 1 ||
-      p->repeat_penalty <= 0 || p->repeat_last_n < 0 || p->repeat_last_n > 1 << 20) {
+      p->repeat_penalty <= 0 || p->repeat_last_n < 0 || p->repeat_last_n > 1 << 20 ||
+      !(p->presence_penalty >= -2 && p->presence_penalty <= 2) ||
+      !(p->frequency_penalty >= -2 && p->frequency_penalty <= 2)) {
     snprintf(err, (size_t)cap, "sampler: invalid parameters (need top_k >= 0, 0 < top_p <= 1, "
-                               "0 <= min_p < 1, repeat_penalty > 0)");
+                               "0 <= min_p < 1, repeat_penalty > 0, presence and frequency "
+                               "penalties in -2..2)");
     return -1;
   }
   s->params = *p;
@@ -56,6 +59,8 @@ void llm_sampler_accept(llm_sampler *s, int32_t token) {
   s->recent_head = (s->recent_head + 1) % n;
   if (s->n_recent < n) s->n_recent++;
 }
+
+void llm_sampler_forget(llm_sampler *s) { s->n_recent = 0, s->recent_head = 0; }
 
 #ifdef __wasm_simd128__
 /* Four lanes, each keeping the first index of its own maximum; then the
@@ -115,17 +120,21 @@ static uint64_t next_random(uint64_t *state) {
  * number of values saved. */
 static int32_t apply_penalty(llm_sampler *s, float *logits) {
   float penalty = s->params.repeat_penalty;
+  float presence = s->params.presence_penalty, frequency = s->params.frequency_penalty;
   int32_t n = 0;
-  if (penalty == 1.0f) return 0;
+  if (penalty == 1.0f && presence == 0.0f && frequency == 0.0f) return 0;
   for (int32_t i = 0; i < s->n_recent; i++) {
     int32_t id = s->recent[i];
     if (id < 0 || id >= s->vocab) continue;
     bool seen = false;
     for (int32_t j = 0; j < i && !seen; j++) seen = s->recent[j] == id;
     if (seen) continue;
+    int32_t count = 1; /* occurrences in the window, for the frequency penalty */
+    for (int32_t j = i + 1; frequency != 0.0f && j < s->n_recent; j++) count += s->recent[j] == id;
     float *l = &logits[id];
     s->saved[n] = *l, s->saved_ids[n++] = id;
     *l = *l > 0 ? *l / penalty : *l * penalty;
+    *l -= (float)count * frequency + presence;
   }
   return n;
 }
@@ -206,8 +215,11 @@ static int32_t pick(llm_sampler *s, const float *logits) {
 
 bool llm_sampler_keeps_argmax(const llm_sampler *s, int32_t argmax) {
   float penalty = s->params.repeat_penalty;
-  if (s->params.temperature > 0.0f || penalty < 1.0f) return false;
-  for (int32_t i = 0; penalty != 1.0f && i < s->n_recent; i++)
+  bool others = s->params.presence_penalty != 0.0f || s->params.frequency_penalty != 0.0f;
+  if (s->params.temperature > 0.0f || penalty < 1.0f || s->params.presence_penalty < 0.0f ||
+      s->params.frequency_penalty < 0.0f)
+    return false;
+  for (int32_t i = 0; (penalty != 1.0f || others) && i < s->n_recent; i++)
     if (s->recent[i] == argmax) return false;
   return true;
 }

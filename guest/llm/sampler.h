@@ -21,6 +21,8 @@ typedef struct llm_sampler_params {
   float repeat_penalty; /* 1: off */
   int32_t repeat_last_n;/* tokens the penalty looks back over */
   uint64_t seed;
+  float presence_penalty;  /* subtracted once from each recent token (0: off) */
+  float frequency_penalty; /* subtracted per occurrence in the window (0: off) */
 } llm_sampler_params;
 
 typedef struct llm_candidate {
@@ -40,7 +42,9 @@ typedef struct llm_sampler {
 } llm_sampler;
 
 /* Defaults: temperature 0.8, top-k 40, top-p 0.95, min-p 0.05, repetition
- * penalty 1.1 over 64 tokens. */
+ * penalty 1.1 over 64 tokens, no presence or frequency penalty. The
+ * presence and frequency penalties (OpenAI's, as llama.cpp applies them)
+ * look at the same window of repeat_last_n tokens. */
 llm_sampler_params llm_sampler_defaults(void);
 
 /* Allocates the scratch for `vocab` tokens; 0 on success, -1 on OOM or bad
@@ -60,6 +64,9 @@ bool llm_sampler_keeps_argmax(const llm_sampler *s, int32_t argmax);
 
 /* Records a token (prompt or generated) for the repetition penalty. */
 void llm_sampler_accept(llm_sampler *s, int32_t token);
+
+/* Forgets every recorded token (the window is refilled by the caller). */
+void llm_sampler_forget(llm_sampler *s);
 
 /* Index of the largest logit (first on ties). */
 int32_t llm_argmax(const float *logits, int32_t n);

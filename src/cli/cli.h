@@ -54,6 +54,8 @@ int sp_cli_exec(int argc, char **argv);
 int sp_cli_run(int argc, char **argv);
 int sp_cli_kv(int argc, char **argv);
 int sp_cli_bench(int argc, char **argv);
+/* `samepage serve` (src/server/serve_main.c). */
+int sp_cli_serve(int argc, char **argv);
 
 /* The default model's path ($SAMEPAGE_MODEL, else the fetch cache). */
 const char *sp_cli_default_model(void);

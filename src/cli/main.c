@@ -22,6 +22,7 @@ static void main_usage(FILE *out) {
           "\n"
           "commands (samepage <command> --help lists a command's options):\n"
           "  run [PROMPT]                 chat with a GGUF model: one answer, or an interactive chat\n"
+          "  serve                        an OpenAI-compatible HTTP server; conversations are actors\n"
           "  exec GUEST.wasm [args...]    run a WASI guest; exits with the guest's exit code\n"
           "  kv export S.snap OUT.safetensors\n"
           "                               a saved conversation's KV cache as safetensors\n"
@@ -124,6 +125,7 @@ int main(int argc, char **argv) {
   if (!strcmp(cmd, "exec")) return sp_cli_exec(argc - 1, argv + 1);
   if (!strcmp(cmd, "run")) return sp_cli_run(argc - 1, argv + 1);
   if (!strcmp(cmd, "kv")) return sp_cli_kv(argc - 1, argv + 1);
+  if (!strcmp(cmd, "serve")) return sp_cli_serve(argc - 1, argv + 1);
   if (!strcmp(cmd, "bench")) return sp_cli_bench(argc - 1, argv + 1);
   if (!strcmp(cmd, "help") || sp_cli_is_help(cmd)) {
     main_usage(stdout);

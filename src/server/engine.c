@@ -1,0 +1,141 @@
+/*
+ * engine.c: calls into the LLM guest (engine.h). Every value the guest
+ * returns that decides an address is range-checked against its memory
+ * before the host touches it.
+ */
+#include "server/engine.h"
+
+#include "core/error.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+extern const uint8_t sp_embedded_llm[], sp_embedded_llm_end[];
+
+static sp_error_t *call(sp_actor_t *a, const char *fn, int64_t x, int64_t y, int nargs, int64_t *out) {
+  int64_t args[2] = {x, y};
+  return sp_actor_call(a, fn, args, (size_t)nargs, out);
+}
+
+/* The guest's own message after a failed call, into e as a status. */
+static int guest_fail(sp_actor_t *a, srv_error *e, int status, const char *what) {
+  int64_t addr = 0;
+  uint8_t *base;
+  size_t size;
+  sp_error_t *err = call(a, "llm_error_ptr", 0, 0, 0, &addr);
+  addr = (uint32_t)addr;
+  sp_actor_memory(a, &base, &size);
+  if (err || addr <= 0 || (uint64_t)addr >= size) {
+    sp_error_free(err);
+    return srv_fail(e, status, status == 400 ? "invalid_request_error" : "server_error", NULL, "", "%s failed",
+                    what);
+  }
+  size_t room = size - (size_t)addr;
+  return srv_fail(e, status, status == 400 ? "invalid_request_error" : "server_error", NULL, "", "%s: %.*s", what,
+                  (int)(room < 400 ? room : 400), (const char *)base + addr);
+}
+
+static int runtime_fail(sp_error_t *err, srv_error *e, const char *what) {
+  srv_fail(e, 500, "server_error", NULL, "", "%s: %s", what, sp_error_message(err));
+  sp_error_free(err);
+  return e->status;
+}
+
+static sp_error_t *new_actor(srv *s, sp_actor_t **out) {
+  char ctx[16];
+  snprintf(ctx, sizeof ctx, "%d", s->cfg.ctx);
+  const char *argv[] = {"llm", "--ctx", ctx};
+  sp_blob_grant grant = {"model", s->cfg.model};
+  sp_actor_options opts = {.argv = argv, .argc = 3, .blobs = &grant, .n_blobs = 1, .inherit_stdio = true};
+  size_t len = (size_t)(sp_embedded_llm_end - sp_embedded_llm);
+  return sp_actor_new(s->rt, sp_embedded_llm, len, &opts, out);
+}
+
+sp_error_t *srv_engine_actor(srv *s, sp_actor_t **out) {
+  int64_t status = 0;
+  sp_error_t *err = new_actor(s, out);
+  if (!err) err = call(*out, "llm_init", 0, 0, 0, &status);
+  if (!err && status < 0) err = sp_error_new("the LLM guest could not load %s", s->cfg.model);
+  if (err && *out) sp_actor_free(*out), *out = NULL;
+  return err;
+}
+
+sp_error_t *srv_engine_restore(srv *s, const char *path, sp_actor_t **out) {
+  sp_error_t *err = new_actor(s, out);
+  if (!err) err = sp_actor_restore(*out, path, NULL);
+  if (err && *out) sp_actor_free(*out), *out = NULL;
+  return err;
+}
+
+/* Copies len bytes into the guest's input buffer. */
+static int put_input(sp_actor_t *a, const void *bytes, size_t len, srv_error *e) {
+  int64_t addr = 0;
+  if (len > (1u << 30)) return srv_fail(e, 413, "invalid_request_error", NULL, "", "the input is too large");
+  sp_error_t *err = call(a, "llm_input", (int64_t)len, 0, 1, &addr);
+  if (err) return runtime_fail(err, e, "llm_input");
+  addr = (uint32_t)addr;
+  uint8_t *base;
+  size_t size;
+  sp_actor_memory(a, &base, &size);
+  if (addr <= 0 || (uint64_t)addr + len > size) return guest_fail(a, e, 500, "llm_input");
+  if (len) memcpy(base + addr, bytes, len);
+  return 0;
+}
+
+int srv_engine_render(sp_actor_t *a, const char *input, size_t len, int mode, int32_t **ids, uint32_t *n,
+                      srv_error *e) {
+  int64_t count = 0, ptr = 0;
+  if (put_input(a, input, len, e)) return e->status;
+  sp_error_t *err = call(a, "llm_render", (int64_t)len, mode, 2, &count);
+  if (err) return runtime_fail(err, e, "llm_render");
+  if ((int32_t)count < 0) return guest_fail(a, e, 400, "rendering the prompt");
+  if ((err = call(a, "llm_tokens_ptr", 0, 0, 0, &ptr))) return runtime_fail(err, e, "llm_tokens_ptr");
+  ptr = (uint32_t)ptr, count = (int32_t)count;
+  uint8_t *base;
+  size_t size;
+  sp_actor_memory(a, &base, &size);
+  if (ptr <= 0 || (uint64_t)ptr + (uint64_t)count * 4 > size)
+    return srv_fail(e, 500, "server_error", NULL, "", "the guest returned tokens outside its memory");
+  *ids = malloc(((size_t)count + 1) * sizeof **ids);
+  if (!*ids) return srv_fail(e, 500, "server_error", NULL, "", "out of memory");
+  memcpy(*ids, base + ptr, (size_t)count * 4);
+  *n = (uint32_t)count;
+  return 0;
+}
+
+int srv_engine_sampling(sp_actor_t *a, const char *opts, size_t len, srv_error *e) {
+  int64_t rc = 0;
+  if (put_input(a, opts, len, e)) return e->status;
+  sp_error_t *err = call(a, "llm_sampling", (int64_t)len, 0, 1, &rc);
+  if (err) return runtime_fail(err, e, "llm_sampling");
+  return (int32_t)rc < 0 ? guest_fail(a, e, 400, "sampling settings") : 0;
+}
+
+int srv_engine_sync(sp_actor_t *a, const int32_t *ids, uint32_t n, uint32_t *prefilled, srv_error *e) {
+  int64_t got = 0;
+  if (put_input(a, ids, (size_t)n * 4, e)) return e->status;
+  sp_error_t *err = call(a, "llm_sync", (int64_t)n * 4, 0, 1, &got);
+  if (err) return runtime_fail(err, e, "prefill");
+  if ((int32_t)got < 0) return guest_fail(a, e, 500, "prefill");
+  *prefilled = (uint32_t)got;
+  return 0;
+}
+
+int srv_engine_step(sp_actor_t *a, int32_t *token, bool *done, const char **piece, size_t *piece_len, srv_error *e) {
+  int64_t tok = 0, end = 0, ptr = 0, len = 0;
+  sp_error_t *err = call(a, "llm_step", 0, 0, 0, &tok);
+  if (err) return runtime_fail(err, e, "decode");
+  if ((int32_t)tok < 0) return guest_fail(a, e, 500, "decode");
+  if ((err = call(a, "llm_turn_done", 0, 0, 0, &end)) || (err = call(a, "llm_piece_ptr", 0, 0, 0, &ptr)) ||
+      (err = call(a, "llm_piece_len", 0, 0, 0, &len)))
+    return runtime_fail(err, e, "decode");
+  ptr = (uint32_t)ptr, len = (uint32_t)len;
+  uint8_t *base;
+  size_t size;
+  sp_actor_memory(a, &base, &size);
+  if ((uint64_t)ptr + (uint64_t)len > size) return srv_fail(e, 500, "server_error", NULL, "", "bad piece");
+  *token = (int32_t)tok, *done = end != 0;
+  *piece = (const char *)base + ptr, *piece_len = (size_t)len;
+  return 0;
+}

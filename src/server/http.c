@@ -1,0 +1,197 @@
+/* http.c: libmicrohttpd daemon, bodies and routing (http.h). */
+#include "server/http.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server/openai_json.h"
+#include "server/request.h"
+#include "server/stream.h"
+#include "server/session.h"
+#include "server/turn.h"
+
+/* A body this many times over --max-body is refused before it is read;
+ * below that it is read and dropped, so the client sees the 413 instead of
+ * a reset connection. */
+#define DRAIN_FACTOR 16
+
+/* One request being received. */
+typedef struct conn {
+  char *body;
+  size_t len, cap;
+  bool too_big;
+  srv_endpoint ep;
+} conn;
+
+int srv_http_reply(struct MHD_Connection *c, int status, const char *type, char *body, const char *const *headers) {
+  struct MHD_Response *r = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
+  if (!r) { free(body); return MHD_NO; }
+  MHD_add_response_header(r, "Content-Type", type);
+  for (size_t i = 0; headers && headers[i]; i += 2) MHD_add_response_header(r, headers[i], headers[i + 1]);
+  enum MHD_Result rc = MHD_queue_response(c, (unsigned)status, r);
+  MHD_destroy_response(r);
+  return rc;
+}
+
+int srv_http_error(srv *s, struct MHD_Connection *c, const srv_error *e) {
+  srv_metrics_error(&s->metrics, e->status);
+  char *body = srv_json_error(e);
+  if (!body) return MHD_NO;
+  const char *retry[] = {"Retry-After", "1", NULL};
+  return srv_http_reply(c, e->status, "application/json", body, e->status == 503 ? retry : NULL);
+}
+
+static int reply_json(struct MHD_Connection *c, int status, char *body) {
+  return body ? srv_http_reply(c, status, "application/json", body, NULL) : MHD_NO;
+}
+
+/* POST /v1/chat/completions and /v1/completions. */
+static int completion(srv *s, struct MHD_Connection *c, conn *k, bool chat) {
+  srv_error e = {0};
+  srv_request *r = calloc(1, sizeof *r);
+  if (!r) return MHD_NO;
+  if (srv_request_parse(s, k->body ? k->body : "", k->len, chat, r, &e)) {
+    free(r);
+    return srv_http_error(s, c, &e);
+  }
+  if (r->stream) return srv_stream_start(s, c, r); /* takes r */
+  srv_turn t;
+  int rc = srv_turn_begin(s, r, &t, &e);
+  while (!rc && !t.finish) rc = srv_turn_step(&t, &e);
+  srv_turn_end(&t);
+  if (rc) {
+    srv_turn_free(&t);
+    srv_request_free(r), free(r);
+    return srv_http_error(s, c, &e);
+  }
+  char prefilled[24], session[40];
+  snprintf(prefilled, sizeof prefilled, "%u", t.prefilled);
+  snprintf(session, sizeof session, "%s", t.session_id);
+  const char *headers[] = {"x-samepage-prefilled-tokens", prefilled, "x-samepage-session", session, NULL};
+  char *body = srv_json_completion(&t);
+  srv_turn_free(&t);
+  srv_request_free(r), free(r);
+  return body ? srv_http_reply(c, 200, "application/json", body, headers) : MHD_NO;
+}
+
+static int metrics_page(srv *s, struct MHD_Connection *c) {
+  size_t live, stored;
+  pthread_mutex_lock(&s->lock);
+  srv_session_counts(s, &live, &stored);
+  pthread_mutex_unlock(&s->lock);
+  char *text = srv_metrics_text(&s->metrics, live, stored);
+  return text ? srv_http_reply(c, 200, "text/plain; version=0.0.4", text, NULL) : MHD_NO;
+}
+
+static srv_endpoint endpoint_of(const char *url) {
+  if (!strcmp(url, "/health")) return SRV_EP_HEALTH;
+  if (!strcmp(url, "/v1/models")) return SRV_EP_MODELS;
+  if (!strcmp(url, "/v1/chat/completions")) return SRV_EP_CHAT;
+  if (!strcmp(url, "/v1/completions")) return SRV_EP_COMPLETIONS;
+  if (!strcmp(url, "/metrics")) return SRV_EP_METRICS;
+  return SRV_EP_OTHER;
+}
+
+static int route(srv *s, struct MHD_Connection *c, const char *url, const char *method, conn *k) {
+  srv_error e = {0};
+  bool post = !strcmp(method, "POST"), get = !strcmp(method, "GET");
+  bool wants_post = k->ep == SRV_EP_CHAT || k->ep == SRV_EP_COMPLETIONS;
+  if (k->ep == SRV_EP_OTHER) {
+    srv_fail(&e, 404, "invalid_request_error", "not_found", "", "no such endpoint: %s %.200s", method, url);
+    return srv_http_error(s, c, &e);
+  }
+  if ((wants_post && !post) || (!wants_post && !get)) {
+    srv_fail(&e, 405, "invalid_request_error", "method_not_allowed", "", "%s %s: use %s", method, url,
+             wants_post ? "POST" : "GET");
+    return srv_http_error(s, c, &e);
+  }
+  if (k->too_big) {
+    srv_fail(&e, 413, "invalid_request_error", "request_too_large", "", "the body is over %zu bytes",
+             s->cfg.max_body);
+    return srv_http_error(s, c, &e);
+  }
+  switch (k->ep) {
+    case SRV_EP_HEALTH: return reply_json(c, 200, strdup("{\"status\":\"ok\"}"));
+    case SRV_EP_MODELS: return reply_json(c, 200, srv_json_models(s));
+    case SRV_EP_METRICS: return metrics_page(s, c);
+    case SRV_EP_CHAT: return completion(s, c, k, true);
+    default: return completion(s, c, k, false);
+  }
+}
+
+/* Appends a piece of the body, or marks it too big (then drops it). */
+static void take_body(srv *s, conn *k, const char *data, size_t n) {
+  if (k->too_big || k->len + n > s->cfg.max_body) {
+    k->too_big = true;
+    return;
+  }
+  if (k->len + n + 1 > k->cap) {
+    size_t cap = (k->len + n + 1) * 2;
+    char *grown = realloc(k->body, cap);
+    if (!grown) { k->too_big = true; return; }
+    k->body = grown, k->cap = cap;
+  }
+  memcpy(k->body + k->len, data, n);
+  k->len += n;
+}
+
+/* A declared Content-Length far over the limit: refuse before reading. */
+static bool hopeless(srv *s, struct MHD_Connection *c) {
+  const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+  return cl && strtoull(cl, NULL, 10) / DRAIN_FACTOR > s->cfg.max_body;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                                  const char *version, const char *data, size_t *data_size, void **state) {
+  (void)version;
+  srv *s = cls;
+  conn *k = *state;
+  if (!k) {
+    if (!(k = calloc(1, sizeof *k))) return MHD_NO;
+    k->ep = endpoint_of(url);
+    *state = k;
+    srv_metrics_request(&s->metrics, k->ep);
+    if (!hopeless(s, c)) return MHD_YES;
+    k->too_big = true;
+    return (enum MHD_Result)route(s, c, url, method, k);
+  }
+  if (*data_size) {
+    take_body(s, k, data, *data_size);
+    *data_size = 0;
+    return MHD_YES;
+  }
+  return (enum MHD_Result)route(s, c, url, method, k);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **state, enum MHD_RequestTerminationCode why) {
+  (void)cls, (void)c, (void)why;
+  conn *k = *state;
+  if (k) free(k->body), free(k);
+  *state = NULL;
+}
+
+struct MHD_Daemon *srv_http_start(srv *s, int *port) {
+  struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s->cfg.port)};
+  if (inet_pton(AF_INET, s->cfg.host, &addr.sin_addr) != 1) {
+    fprintf(stderr, "samepage serve: --host %s is not an IPv4 address\n", s->cfg.host);
+    return NULL;
+  }
+  struct MHD_Daemon *d = MHD_start_daemon(
+      MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request,
+      s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+      MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60, MHD_OPTION_CONNECTION_LIMIT, (unsigned)256, MHD_OPTION_END);
+  if (!d) {
+    fprintf(stderr, "samepage serve: cannot listen on %s:%d\n", s->cfg.host, s->cfg.port);
+    return NULL;
+  }
+  const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+  *port = info ? info->port : s->cfg.port;
+  return d;
+}
+
+void srv_http_stop(struct MHD_Daemon *d) {
+  if (d) MHD_stop_daemon(d);
+}

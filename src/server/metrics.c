@@ -1,0 +1,132 @@
+/* metrics.c: counters for GET /metrics (metrics.h). */
+#include "server/metrics.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const endpoint_names[SRV_EP_COUNT] = {"health", "models", "chat_completions",
+                                                         "completions", "metrics", "other"};
+static const int error_statuses[6] = {400, 404, 413, 500, 503, 0};
+
+void srv_metrics_init(srv_metrics *m) {
+  memset(m, 0, sizeof *m);
+  pthread_mutex_init(&m->lock, NULL);
+}
+
+void srv_metrics_deinit(srv_metrics *m) { pthread_mutex_destroy(&m->lock); }
+
+void srv_metrics_request(srv_metrics *m, srv_endpoint ep) {
+  pthread_mutex_lock(&m->lock);
+  m->requests[ep < SRV_EP_COUNT ? ep : SRV_EP_OTHER]++;
+  pthread_mutex_unlock(&m->lock);
+}
+
+void srv_metrics_error(srv_metrics *m, int status) {
+  size_t i = 0;
+  while (i < 5 && error_statuses[i] != status) i++;
+  pthread_mutex_lock(&m->lock);
+  m->errors_by_status[i]++;
+  pthread_mutex_unlock(&m->lock);
+}
+
+void srv_metrics_disconnect(srv_metrics *m) {
+  pthread_mutex_lock(&m->lock);
+  m->disconnects++;
+  pthread_mutex_unlock(&m->lock);
+}
+
+void srv_metrics_turn(srv_metrics *m, uint64_t prompt, uint64_t prefilled, uint64_t completion) {
+  pthread_mutex_lock(&m->lock);
+  m->prompt_tokens += prompt, m->prefilled_tokens += prefilled, m->completion_tokens += completion;
+  pthread_mutex_unlock(&m->lock);
+}
+
+void srv_metrics_ttft(srv_metrics *m, double seconds) {
+  pthread_mutex_lock(&m->lock);
+  m->ttft_sum_s += seconds, m->ttft_count++;
+  pthread_mutex_unlock(&m->lock);
+}
+
+void srv_metrics_eviction(srv_metrics *m) {
+  pthread_mutex_lock(&m->lock);
+  m->evictions++;
+  pthread_mutex_unlock(&m->lock);
+}
+
+void srv_metrics_restore(srv_metrics *m) {
+  pthread_mutex_lock(&m->lock);
+  m->restores++;
+  pthread_mutex_unlock(&m->lock);
+}
+
+void srv_metrics_snapshot(srv_metrics *m, double seconds) {
+  pthread_mutex_lock(&m->lock);
+  m->snapshots++, m->snapshot_sum_s += seconds;
+  pthread_mutex_unlock(&m->lock);
+}
+
+/* A growing text buffer for the exposition. */
+typedef struct text_buf {
+  char *p;
+  size_t len, cap;
+  bool failed;
+} text_buf;
+
+static void add(text_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void add(text_buf *b, const char *fmt, ...) {
+  for (int attempt = 0; attempt < 2 && !b->failed; attempt++) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(b->p ? b->p + b->len : NULL, b->p ? b->cap - b->len : 0, fmt, ap);
+    va_end(ap);
+    if (n < 0) { b->failed = true; return; }
+    if (b->p && b->len + (size_t)n < b->cap) { b->len += (size_t)n; return; }
+    size_t cap = (b->cap + (size_t)n + 1) * 2;
+    char *grown = realloc(b->p, cap);
+    if (!grown) { b->failed = true; return; }
+    b->p = grown, b->cap = cap;
+  }
+}
+
+static void add_counter(text_buf *b, const char *name, const char *help, uint64_t v) {
+  add(b, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help, name, name, (unsigned long long)v);
+}
+
+static void add_requests(text_buf *b, const srv_metrics *m) {
+  add(b, "# HELP samepage_requests_total HTTP requests by endpoint\n# TYPE samepage_requests_total counter\n");
+  for (int i = 0; i < SRV_EP_COUNT; i++)
+    add(b, "samepage_requests_total{endpoint=\"%s\"} %llu\n", endpoint_names[i], (unsigned long long)m->requests[i]);
+  add(b, "# HELP samepage_errors_total error responses by kind\n# TYPE samepage_errors_total counter\n");
+  static const char *const kinds[6] = {"bad_request", "not_found", "too_large", "server_error", "unavailable", "other"};
+  for (int i = 0; i < 6; i++)
+    add(b, "samepage_errors_total{kind=\"%s\"} %llu\n", kinds[i], (unsigned long long)m->errors_by_status[i]);
+  add(b, "samepage_errors_total{kind=\"client_disconnect\"} %llu\n", (unsigned long long)m->disconnects);
+}
+
+char *srv_metrics_text(srv_metrics *m, size_t live, size_t stored) {
+  text_buf b = {0};
+  pthread_mutex_lock(&m->lock);
+  add_requests(&b, m);
+  add_counter(&b, "samepage_prompt_tokens_total", "prompt tokens of finished turns", m->prompt_tokens);
+  add_counter(&b, "samepage_prefilled_tokens_total", "prompt tokens that had to be prefilled (the rest were cached)",
+              m->prefilled_tokens);
+  add_counter(&b, "samepage_completion_tokens_total", "tokens generated", m->completion_tokens);
+  add(&b, "# HELP samepage_time_to_first_token_seconds from request to first token\n"
+          "# TYPE samepage_time_to_first_token_seconds summary\n"
+          "samepage_time_to_first_token_seconds_sum %.6f\nsamepage_time_to_first_token_seconds_count %llu\n",
+      m->ttft_sum_s, (unsigned long long)m->ttft_count);
+  add_counter(&b, "samepage_evictions_total", "live sessions evicted to disk", m->evictions);
+  add_counter(&b, "samepage_restores_total", "sessions restored from disk", m->restores);
+  add(&b, "# HELP samepage_snapshot_seconds session snapshots written\n# TYPE samepage_snapshot_seconds summary\n"
+          "samepage_snapshot_seconds_sum %.6f\nsamepage_snapshot_seconds_count %llu\n",
+      m->snapshot_sum_s, (unsigned long long)m->snapshots);
+  pthread_mutex_unlock(&m->lock);
+  add(&b, "# HELP samepage_sessions sessions by state\n# TYPE samepage_sessions gauge\n"
+          "samepage_sessions{state=\"live\"} %zu\nsamepage_sessions{state=\"stored\"} %zu\n",
+      live, stored);
+  if (b.failed) { free(b.p); return NULL; }
+  return b.p;
+}

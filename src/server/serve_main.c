@@ -1,0 +1,167 @@
+/*
+ * serve_main.c: `samepage serve`, an OpenAI-compatible HTTP server whose
+ * conversations are LLM actors (src/server/README.md). Options, start-up
+ * (runtime, the scratch actor that tokenizes requests, the sessions on
+ * disk, the HTTP daemon), and a clean stop on SIGINT or SIGTERM: every
+ * finished turn is already on disk, so stopping only frees.
+ */
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "server/engine.h"
+#include "server/http.h"
+#include "server/session.h"
+#include "server/store.h"
+
+int srv_fail(srv_error *e, int status, const char *type, const char *code, const char *param, const char *fmt, ...) {
+  e->status = status, e->type = type, e->code = code;
+  snprintf(e->param, sizeof e->param, "%s", param ? param : "");
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(e->message, sizeof e->message, fmt, ap);
+  va_end(ap);
+  return status;
+}
+
+static void serve_usage(FILE *out) {
+  fprintf(out,
+          "usage: samepage serve [options]\n"
+          "  -m, --model FILE|NAME  GGUF model or known name (default: smollm2, as `samepage run`)\n"
+          "  --host ADDR            IPv4 address to listen on (default 127.0.0.1)\n"
+          "  --port N               TCP port (default 8080; 0: any free port, printed)\n"
+          "  --backend cpu|cuda|auto  compute backend (default auto)\n"
+          "  --isolation none|process  the backend in a worker process (default none)\n"
+          "  --sessions DIR         keep every conversation on disk there, restored at start\n"
+          "                         (default: none, conversations live in memory only)\n"
+          "  --max-live N           conversations kept live; past it the least recently used\n"
+          "                         goes to disk (default 8)\n"
+          "  --ctx N                context length of each conversation (default 4096)\n"
+          "  --max-body BYTES       request body limit (default 1M)\n"
+          "  -h, --help             this message\n");
+}
+
+static const char *const serve_valued[] = {"-m", "--model", "--host", "--port", "--backend", "--isolation",
+                                           "--sessions", "--max-live", "--ctx", "--max-body", NULL};
+
+/* An integer option within [lo, hi]; 0 or SP_EXIT_USAGE. */
+static int int_option(const char *opt, const char *val, long lo, long hi, int *out) {
+  char *end;
+  long v = strtol(val, &end, 10);
+  if (end == val || *end || v < lo || v > hi) {
+    fprintf(stderr, "samepage serve: %s: \"%s\" is not a number from %ld to %ld\n", opt, val, lo, hi);
+    return SP_EXIT_USAGE;
+  }
+  *out = (int)v;
+  return 0;
+}
+
+static int set_option(srv_config *c, const char **isolation, const char *opt, const char *val) {
+  if (!strcmp(opt, "-m") || !strcmp(opt, "--model")) c->model = val;
+  else if (!strcmp(opt, "--host")) c->host = val;
+  else if (!strcmp(opt, "--backend")) c->backend = val;
+  else if (!strcmp(opt, "--isolation")) *isolation = val;
+  else if (!strcmp(opt, "--sessions")) c->sessions_dir = val;
+  else if (!strcmp(opt, "--port")) return int_option(opt, val, 0, 65535, &c->port);
+  else if (!strcmp(opt, "--max-live")) return int_option(opt, val, 1, 4096, &c->max_live);
+  else if (!strcmp(opt, "--ctx")) return int_option(opt, val, 64, 1 << 20, &c->ctx);
+  else if (!strcmp(opt, "--max-body")) {
+    uint64_t n;
+    if (sp_cli_parse_size(val, &n) || n < 1024 || n > (1u << 30)) {
+      fprintf(stderr, "samepage serve: --max-body: \"%s\" is not a size from 1K to 1G\n", val);
+      return SP_EXIT_USAGE;
+    }
+    c->max_body = (size_t)n;
+  }
+  return 0;
+}
+
+/* The id /v1/models lists: the file's name without ".gguf". */
+static void model_id(srv_config *c) {
+  const char *base = strrchr(c->model, '/');
+  snprintf(c->model_id, sizeof c->model_id, "%s", base ? base + 1 : c->model);
+  size_t n = strlen(c->model_id);
+  if (n > 5 && !strcmp(c->model_id + n - 5, ".gguf")) c->model_id[n - 5] = '\0';
+}
+
+/* Returns 0, -1 after --help, or an exit code. */
+static int parse_args(int argc, char **argv, srv_config *c, const char **isolation) {
+  *c = (srv_config){.host = "127.0.0.1", .port = 8080, .backend = "auto", .max_live = 8, .ctx = 4096,
+                    .max_body = 1 << 20};
+  for (int i = 1; i < argc; i++) {
+    const char *val;
+    int rc = sp_cli_next_option("serve", argc, argv, &i, (const char *const[]){NULL}, serve_valued, serve_usage, &val);
+    if (rc) return rc;
+    if ((rc = set_option(c, isolation, argv[i - 1], val))) return rc;
+  }
+  const char *short_name = NULL;
+  c->model = sp_cli_model_path(c->model ? c->model : sp_cli_default_model(), &short_name);
+  if (access(c->model, R_OK)) {
+    fprintf(stderr, "samepage serve: model %s: cannot read it (fetch it with scripts/fetch-model.sh %s)\n", c->model,
+            short_name ? short_name : "");
+    return SP_EXIT_RUNTIME;
+  }
+  model_id(c);
+  return 0;
+}
+
+/* Runtime, scratch actor, stored sessions. 0 or an exit code. */
+static int start(srv *s, const char *isolation) {
+  sp_runtime_options ropts = {.backend = s->cfg.backend, .isolation = isolation, .knobs = sp_cli_knobs()};
+  sp_error_t *err = sp_runtime_new(&ropts, &s->rt);
+  if (!err) err = srv_engine_actor(s, &s->scratch);
+  if (err) {
+    fprintf(stderr, "samepage serve: %s\n", sp_error_message(err));
+    sp_error_free(err);
+    return SP_EXIT_RUNTIME;
+  }
+  return srv_store_load(s) ? SP_EXIT_RUNTIME : 0;
+}
+
+static void stop(srv *s) {
+  srv_sessions_free_all(s);
+  sp_actor_free(s->scratch);
+  sp_runtime_free(s->rt);
+  srv_metrics_deinit(&s->metrics);
+  pthread_mutex_destroy(&s->lock);
+}
+
+/* Blocks SIGINT and SIGTERM in every thread (the daemon's threads inherit
+ * the mask) and waits for one here. */
+static void wait_for_stop(const sigset_t *set) {
+  int sig = 0;
+  sigwait(set, &sig);
+  fprintf(stderr, "samepage serve: %s, stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+}
+
+int sp_cli_serve(int argc, char **argv) {
+  static srv s; /* large, and the daemon's threads point into it */
+  const char *isolation = NULL;
+  int rc = parse_args(argc, argv, &s.cfg, &isolation);
+  if (rc) return rc < 0 ? 0 : rc;
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT), sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, NULL);
+  signal(SIGPIPE, SIG_IGN); /* a client gone mid-reply is an error return, not a signal */
+  pthread_mutex_init(&s.lock, NULL);
+  srv_metrics_init(&s.metrics);
+  if ((rc = start(&s, isolation))) { stop(&s); return rc; }
+  int port = 0;
+  struct MHD_Daemon *d = srv_http_start(&s, &port);
+  if (!d) { stop(&s); return SP_EXIT_RUNTIME; }
+  size_t live, stored;
+  srv_session_counts(&s, &live, &stored);
+  fprintf(stderr, "samepage serve: listening on http://%s:%d (model %s, backend %s, ctx %d, %s%s, %zu stored sessions)\n",
+          s.cfg.host, port, s.cfg.model_id, sp_runtime_backend_name(s.rt), s.cfg.ctx,
+          s.cfg.sessions_dir ? "sessions in " : "sessions in memory only", s.cfg.sessions_dir ? s.cfg.sessions_dir : "",
+          stored);
+  wait_for_stop(&set);
+  srv_http_stop(d);
+  stop(&s);
+  return 0;
+}

@@ -1,0 +1,60 @@
+/*
+ * server.h: `samepage serve`, the parts every file of src/server/ shares:
+ * the configuration, the server object and the error every handler returns.
+ *
+ * Locking: one mutex (srv.lock) guards the session table and every call
+ * into an actor. Handlers take it per guest call (a prefill, one decode
+ * step), so concurrent streams take turns token by token.
+ */
+#ifndef SP_SERVER_H
+#define SP_SERVER_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "samepage.h"
+#include "server/metrics.h"
+
+typedef struct srv_config {
+  const char *model;        /* the GGUF file */
+  char model_id[128];       /* what /v1/models lists and requests may name */
+  const char *host;         /* IPv4 address to bind */
+  int port;                 /* 0: any free port (printed) */
+  const char *backend;      /* cpu | cuda | auto */
+  const char *sessions_dir; /* NULL: sessions live in memory only */
+  int max_live;             /* live actors before LRU eviction to disk */
+  int ctx;                  /* context length of every conversation */
+  size_t max_body;          /* request body limit, bytes */
+} srv_config;
+
+typedef struct srv_session srv_session;
+
+typedef struct srv {
+  srv_config cfg;
+  sp_runtime_t *rt;
+  pthread_mutex_t lock;     /* the session table and every actor call */
+  sp_actor_t *scratch;      /* renders and tokenizes requests; never a session */
+  srv_session **sessions;   /* live and stored conversations */
+  size_t n_sessions, cap_sessions;
+  uint64_t clock;           /* LRU ticks */
+  uint64_t next_id;
+  srv_metrics metrics;
+} srv;
+
+/* An error as OpenAI returns it: the HTTP status and the body's fields. */
+typedef struct srv_error {
+  int status;          /* 0: no error */
+  const char *type;    /* invalid_request_error, not_found_error, server_error ... */
+  const char *code;    /* NULL or a short code (context_length_exceeded ...) */
+  char param[64];      /* the field at fault, or "" */
+  char message[512];
+} srv_error;
+
+/* Fills e; returns e->status (so `return srv_fail(...)` reads well). */
+int srv_fail(srv_error *e, int status, const char *type, const char *code, const char *param,
+             const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
+
+#endif

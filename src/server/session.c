@@ -1,0 +1,182 @@
+/* session.c: the session table, matching and LRU eviction (session.h). */
+#include "server/session.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/error.h"
+
+#include "server/engine.h"
+#include "server/store.h"
+
+void srv_session_free(srv_session *ss) {
+  if (!ss) return;
+  sp_actor_free(ss->actor);
+  free(ss->tokens);
+  free(ss);
+}
+
+void srv_sessions_free_all(srv *s) {
+  for (size_t i = 0; i < s->n_sessions; i++) srv_session_free(s->sessions[i]);
+  free(s->sessions);
+  s->sessions = NULL, s->n_sessions = s->cap_sessions = 0;
+}
+
+int srv_session_add(srv *s, srv_session *ss) {
+  if (s->n_sessions == s->cap_sessions) {
+    size_t cap = s->cap_sessions ? s->cap_sessions * 2 : 16;
+    srv_session **grown = realloc(s->sessions, cap * sizeof *grown);
+    if (!grown) return -1;
+    s->sessions = grown, s->cap_sessions = cap;
+  }
+  s->sessions[s->n_sessions++] = ss;
+  return 0;
+}
+
+/* Drops ss from the table (without freeing it). */
+static void remove_session(srv *s, srv_session *ss) {
+  for (size_t i = 0; i < s->n_sessions; i++)
+    if (s->sessions[i] == ss) {
+      s->sessions[i] = s->sessions[--s->n_sessions];
+      return;
+    }
+}
+
+void srv_session_counts(srv *s, size_t *live, size_t *stored) {
+  *live = *stored = 0;
+  for (size_t i = 0; i < s->n_sessions; i++) {
+    if (s->sessions[i]->actor) (*live)++;
+    else (*stored)++;
+  }
+}
+
+int srv_session_push(srv_session *ss, int32_t token) {
+  if (ss->n_tokens == ss->cap_tokens) {
+    uint32_t cap = ss->cap_tokens ? ss->cap_tokens * 2 : 256;
+    int32_t *grown = realloc(ss->tokens, cap * sizeof *grown);
+    if (!grown) return -1;
+    ss->tokens = grown, ss->cap_tokens = cap;
+  }
+  ss->tokens[ss->n_tokens++] = token;
+  return 0;
+}
+
+/* The session whose last prompt the request's tokens extend, the longest
+ * such one; NULL when none (or all of them are busy). */
+static srv_session *find_match(srv *s, const int32_t *prompt, uint32_t n) {
+  srv_session *best = NULL;
+  for (size_t i = 0; i < s->n_sessions; i++) {
+    srv_session *ss = s->sessions[i];
+    if (ss->busy || ss->prompt_end == 0 || ss->prompt_end > n) continue;
+    if (memcmp(ss->tokens, prompt, (size_t)ss->prompt_end * sizeof *prompt)) continue;
+    if (!best || ss->prompt_end > best->prompt_end) best = ss;
+  }
+  return best;
+}
+
+/* Frees the least recently used idle actor, so another can go live.
+ * Without a sessions directory the session itself goes (nothing to
+ * restore it from). 0, or -1 when every live actor is busy. */
+static int evict_one(srv *s) {
+  srv_session *lru = NULL;
+  for (size_t i = 0; i < s->n_sessions; i++) {
+    srv_session *ss = s->sessions[i];
+    if (ss->actor && !ss->busy && (!lru || ss->used < lru->used)) lru = ss;
+  }
+  if (!lru) return -1;
+  sp_actor_free(lru->actor);
+  lru->actor = NULL;
+  srv_metrics_eviction(&s->metrics);
+  if (!lru->stored) {
+    remove_session(s, lru);
+    srv_session_free(lru);
+  }
+  return 0;
+}
+
+/* Evicts until one more actor may go live. */
+static int make_room(srv *s, srv_error *e) {
+  size_t live, stored;
+  for (srv_session_counts(s, &live, &stored); live >= (size_t)s->cfg.max_live; live--)
+    if (evict_one(s))
+      return srv_fail(e, 503, "server_error", "server_busy", "", "every live conversation (%d) is busy; retry later",
+                      s->cfg.max_live);
+  return 0;
+}
+
+/* Brings an evicted session's actor back from its snapshot. */
+static int restore_session(srv *s, srv_session *ss, srv_error *e) {
+  char path[4096];
+  srv_store_snapshot_path(s, ss, path, sizeof path);
+  if (make_room(s, e)) return e->status;
+  sp_error_t *err = srv_engine_restore(s, path, &ss->actor);
+  if (err) {
+    srv_fail(e, 500, "server_error", NULL, "", "cannot restore session %s: %s", ss->id, sp_error_message(err));
+    sp_error_free(err);
+    return e->status;
+  }
+  srv_metrics_restore(&s->metrics);
+  return 0;
+}
+
+static bool find_id(const srv *s, const char *id) {
+  for (size_t i = 0; i < s->n_sessions; i++)
+    if (!strcmp(s->sessions[i]->id, id)) return true;
+  return false;
+}
+
+static int new_session(srv *s, srv_session **out, srv_error *e) {
+  if (make_room(s, e)) return e->status;
+  srv_session *ss = calloc(1, sizeof *ss);
+  if (!ss) return srv_fail(e, 500, "server_error", NULL, "", "out of memory");
+  do /* unique among the sessions held, those loaded from disk included */
+    snprintf(ss->id, sizeof ss->id, "s%llx%04llx", (unsigned long long)time(NULL),
+             (unsigned long long)(s->next_id++ & 0xffff));
+  while (find_id(s, ss->id));
+  sp_error_t *err = srv_engine_actor(s, &ss->actor);
+  if (!err && srv_session_add(s, ss)) err = sp_error_new("out of memory");
+  if (err) {
+    srv_fail(e, 500, "server_error", NULL, "", "cannot start a conversation: %s", sp_error_message(err));
+    sp_error_free(err);
+    srv_session_free(ss);
+    return e->status;
+  }
+  *out = ss;
+  return 0;
+}
+
+int srv_session_acquire(srv *s, const int32_t *prompt, uint32_t n, srv_session **out, srv_error *e) {
+  srv_session *ss = find_match(s, prompt, n);
+  if (ss) {
+    ss->busy = true; /* not evicted while we make room for it */
+    int rc = ss->actor ? 0 : restore_session(s, ss, e);
+    ss->busy = rc == 0;
+    if (rc) return rc;
+  } else if (new_session(s, &ss, e)) {
+    return e->status;
+  }
+  ss->busy = true;
+  ss->used = ++s->clock;
+  *out = ss;
+  return 0;
+}
+
+void srv_session_release(srv *s, srv_session *ss, uint32_t prompt_end) {
+  srv_error e = {0};
+  ss->prompt_end = prompt_end;
+  ss->used = ++s->clock;
+  if (s->cfg.sessions_dir && srv_store_save(s, ss, &e))
+    fprintf(stderr, "samepage serve: session %s not saved: %s\n", ss->id, e.message);
+  ss->busy = false;
+}
+
+void srv_session_abandon(srv *s, srv_session *ss) {
+  sp_actor_free(ss->actor);
+  ss->actor = NULL, ss->busy = false;
+  if (!ss->stored) {
+    remove_session(s, ss);
+    srv_session_free(ss);
+  }
+}

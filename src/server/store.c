@@ -1,0 +1,182 @@
+/* store.c: durable sessions in --sessions DIR (store.h). */
+#include "server/store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/clock.h"
+#include "server/session.h"
+
+static void path_of(const srv *s, const char *id, uint32_t generation, char *buf, size_t cap) {
+  snprintf(buf, cap, "%s/%s.%u.snap", s->cfg.sessions_dir, id, generation);
+}
+
+void srv_store_snapshot_path(const srv *s, const srv_session *ss, char *buf, size_t cap) {
+  path_of(s, ss->id, ss->generation, buf, cap);
+}
+
+static json_t *session_json(const srv_session *ss) {
+  json_t *tokens = json_array();
+  for (uint32_t i = 0; tokens && i < ss->n_tokens; i++) json_array_append_new(tokens, json_integer(ss->tokens[i]));
+  return json_pack("{s:s, s:i, s:i, s:I, s:o}", "id", ss->id, "generation", (json_int_t)ss->generation,
+                   "prompt_end", (json_int_t)ss->prompt_end, "used", (json_int_t)ss->used, "tokens",
+                   tokens ? tokens : json_array());
+}
+
+/* fsync the directory, so a rename in it is durable. */
+static void sync_dir(const char *dir) {
+  int fd = open(dir, O_RDONLY | O_DIRECTORY);
+  if (fd >= 0) fsync(fd), close(fd);
+}
+
+/* Writes text to path atomically: temporary file, fsync, rename. */
+static int write_atomic(const char *dir, const char *path, const char *text, srv_error *e) {
+  char tmp[4096 + 8];
+  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  size_t len = strlen(text), done = 0;
+  while (fd >= 0 && done < len) {
+    ssize_t n = write(fd, text + done, len - done);
+    if (n <= 0) break;
+    done += (size_t)n;
+  }
+  bool ok = fd >= 0 && done == len && fsync(fd) == 0;
+  if (fd >= 0) close(fd);
+  if (!ok || rename(tmp, path)) {
+    int saved = errno;
+    unlink(tmp);
+    return srv_fail(e, 500, "server_error", NULL, "", "cannot write %s: %s", path, strerror(saved));
+  }
+  sync_dir(dir);
+  return 0;
+}
+
+/* The index of every stored session. */
+static int write_index(srv *s, srv_error *e) {
+  json_t *list = json_array();
+  for (size_t i = 0; list && i < s->n_sessions; i++)
+    if (s->sessions[i]->stored) json_array_append_new(list, session_json(s->sessions[i]));
+  json_t *root = json_pack("{s:i, s:s, s:i, s:o}", "version", 1, "model", s->cfg.model, "ctx", s->cfg.ctx,
+                           "sessions", list ? list : json_array());
+  char *text = root ? json_dumps(root, JSON_COMPACT) : NULL;
+  json_decref(root);
+  if (!text) return srv_fail(e, 500, "server_error", NULL, "", "out of memory writing the index");
+  char path[4096];
+  snprintf(path, sizeof path, "%s/index.json", s->cfg.sessions_dir);
+  int rc = write_atomic(s->cfg.sessions_dir, path, text, e);
+  free(text);
+  return rc;
+}
+
+int srv_store_save(srv *s, srv_session *ss, srv_error *e) {
+  if (!s->cfg.sessions_dir || !ss->actor) return 0;
+  char old_path[4096], new_path[4096];
+  path_of(s, ss->id, ss->generation, old_path, sizeof old_path);
+  path_of(s, ss->id, ss->generation + 1, new_path, sizeof new_path);
+  sp_snapshot_options opts = {0};
+  double t0 = sp_now_ms();
+  sp_error_t *err = sp_actor_snapshot(ss->actor, new_path, &opts, NULL);
+  if (err) {
+    srv_fail(e, 500, "server_error", NULL, "", "snapshot: %s", sp_error_message(err));
+    sp_error_free(err);
+    return e->status;
+  }
+  bool was_stored = ss->stored;
+  ss->generation++, ss->stored = true;
+  if (write_index(s, e)) {
+    /* The index still names the old snapshot: keep using it. */
+    ss->generation--, ss->stored = was_stored;
+    unlink(new_path);
+    return e->status;
+  }
+  if (was_stored) unlink(old_path);
+  srv_metrics_snapshot(&s->metrics, (sp_now_ms() - t0) / 1e3);
+  return 0;
+}
+
+/* ---- loading at start ---- */
+
+static bool valid_id(const char *id) {
+  size_t n = strlen(id);
+  if (n == 0 || n >= sizeof ((srv_session *)0)->id) return false;
+  for (size_t i = 0; i < n; i++)
+    if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'z') || (id[i] >= 'A' && id[i] <= 'Z')))
+      return false;
+  return true;
+}
+
+/* One index entry as a stored session; NULL (and a note) when malformed. */
+static srv_session *load_entry(srv *s, json_t *entry) {
+  const char *id = NULL;
+  json_int_t gen = 0, end = 0, used = 0;
+  json_t *tokens = NULL;
+  if (json_unpack(entry, "{s:s, s:I, s:I, s:I, s:o}", "id", &id, "generation", &gen, "prompt_end", &end, "used",
+                  &used, "tokens", &tokens) ||
+      !valid_id(id) || !json_is_array(tokens) || gen < 1 || gen > UINT32_MAX || end < 0 ||
+      (size_t)end > json_array_size(tokens) || json_array_size(tokens) > (size_t)s->cfg.ctx || used < 0)
+    return NULL;
+  srv_session *ss = calloc(1, sizeof *ss);
+  if (!ss) return NULL;
+  snprintf(ss->id, sizeof ss->id, "%s", id);
+  ss->generation = (uint32_t)gen, ss->prompt_end = (uint32_t)end, ss->used = (uint64_t)used, ss->stored = true;
+  for (size_t i = 0; i < json_array_size(tokens); i++) {
+    json_t *t = json_array_get(tokens, i);
+    if (!json_is_integer(t) || json_integer_value(t) < 0 || json_integer_value(t) > INT32_MAX ||
+        srv_session_push(ss, (int32_t)json_integer_value(t))) {
+      srv_session_free(ss);
+      return NULL;
+    }
+  }
+  char path[4096];
+  srv_store_snapshot_path(s, ss, path, sizeof path);
+  if (access(path, R_OK)) { srv_session_free(ss); return NULL; }
+  return ss;
+}
+
+static int load_index(srv *s, const char *path) {
+  json_error_t jerr;
+  json_t *root = json_load_file(path, 0, &jerr);
+  if (!root) {
+    fprintf(stderr, "samepage serve: %s: %s (line %d); starting with no sessions\n", path, jerr.text, jerr.line);
+    return 0;
+  }
+  const char *model = NULL;
+  json_int_t ctx = 0;
+  json_t *list = NULL;
+  int rc = 0;
+  if (json_unpack(root, "{s:s, s:I, s:o}", "model", &model, "ctx", &ctx, "sessions", &list) || !json_is_array(list)) {
+    fprintf(stderr, "samepage serve: %s is not a sessions index; starting with no sessions\n", path);
+  } else if (strcmp(model, s->cfg.model) || ctx != s->cfg.ctx) {
+    /* Writing our index over it would lose them: refuse instead. */
+    fprintf(stderr, "samepage serve: %s holds sessions of %s with --ctx %lld; use another --sessions directory\n",
+            path, model, (long long)ctx);
+    rc = -1;
+  } else {
+    for (size_t i = 0; i < json_array_size(list); i++) {
+      srv_session *ss = load_entry(s, json_array_get(list, i));
+      if (!ss) { fprintf(stderr, "samepage serve: %s: entry %zu is damaged; skipped\n", path, i); continue; }
+      if (ss->used > s->clock) s->clock = ss->used;
+      if (srv_session_add(s, ss)) srv_session_free(ss);
+    }
+  }
+  json_decref(root);
+  return rc;
+}
+
+int srv_store_load(srv *s) {
+  if (!s->cfg.sessions_dir) return 0;
+  if (mkdir(s->cfg.sessions_dir, 0700) && errno != EEXIST) {
+    fprintf(stderr, "samepage serve: --sessions %s: %s\n", s->cfg.sessions_dir, strerror(errno));
+    return -1;
+  }
+  char path[4096];
+  snprintf(path, sizeof path, "%s/index.json", s->cfg.sessions_dir);
+  if (access(path, F_OK)) return 0;
+  return load_index(s, path);
+}

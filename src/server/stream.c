@@ -1,0 +1,125 @@
+/* stream.c: SSE replies (stream.h). */
+#include "server/stream.h"
+
+#include <microhttpd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server/http.h"
+#include "server/openai_json.h"
+#include "server/session.h"
+#include "server/turn.h"
+
+typedef enum phase { PHASE_ROLE, PHASE_TEXT, PHASE_DONE } phase;
+
+typedef struct stream {
+  srv *s;
+  srv_request *req;
+  srv_turn turn;
+  char *out;            /* SSE bytes waiting to be sent */
+  size_t out_len, out_at;
+  size_t sent;          /* bytes of turn.text already sent */
+  phase phase;
+} stream;
+
+/* Appends "data: <json>\n\n" (json taken) to the pending output. */
+static void add_event(stream *st, char *json) {
+  const char *text = json ? json : "{\"error\":{\"message\":\"out of memory\",\"type\":\"server_error\"}}";
+  size_t n = strlen(text) + 8;
+  char *grown = realloc(st->out, st->out_len + n + 1);
+  if (grown) {
+    st->out = grown;
+    st->out_len += (size_t)snprintf(st->out + st->out_len, n + 1, "data: %s\n\n", text);
+  }
+  free(json);
+}
+
+/* The text that became final since the last chunk, as one chunk. */
+static void add_text(stream *st, size_t upto) {
+  if (upto <= st->sent) return;
+  add_event(st, srv_json_chunk(&st->turn, st->turn.text + st->sent, upto - st->sent, false, NULL));
+  st->sent = upto;
+}
+
+/* The turn is over: session to disk, then the closing chunks. */
+static void add_ending(stream *st) {
+  srv_turn_end(&st->turn);
+  add_text(st, st->turn.len);
+  add_event(st, srv_json_chunk(&st->turn, "", 0, false, st->turn.finish));
+  if (st->req->include_usage) add_event(st, srv_json_usage_chunk(&st->turn));
+  add_event(st, strdup("[DONE]"));
+  st->phase = PHASE_DONE;
+}
+
+/* Decodes until there is something to send. */
+static void produce(stream *st) {
+  srv_error e = {0};
+  if (st->phase == PHASE_ROLE) {
+    if (st->req->chat) add_event(st, srv_json_chunk(&st->turn, "", 0, true, NULL));
+    st->phase = PHASE_TEXT;
+    return;
+  }
+  while (st->out_at == st->out_len && st->phase == PHASE_TEXT) {
+    if (srv_turn_step(&st->turn, &e)) {
+      /* Headers are gone: the error travels as an event, then the end. */
+      srv_turn_end(&st->turn);
+      srv_metrics_error(&st->s->metrics, e.status);
+      add_event(st, srv_json_error(&e));
+      add_event(st, strdup("[DONE]"));
+      st->phase = PHASE_DONE;
+    } else if (st->turn.finish) {
+      add_ending(st);
+    } else {
+      add_text(st, srv_turn_safe_len(&st->turn));
+    }
+  }
+}
+
+static ssize_t on_pull(void *cls, uint64_t pos, char *buf, size_t max) {
+  (void)pos;
+  stream *st = cls;
+  if (st->out_at == st->out_len) {
+    st->out_at = st->out_len = 0;
+    /* (completions have no role chunk: the first call may produce nothing) */
+    while (st->out_len == 0 && st->phase != PHASE_DONE) produce(st);
+    if (st->out_len == 0) return MHD_CONTENT_READER_END_OF_STREAM;
+  }
+  size_t n = st->out_len - st->out_at < max ? st->out_len - st->out_at : max;
+  memcpy(buf, st->out + st->out_at, n);
+  st->out_at += n;
+  return (ssize_t)n;
+}
+
+static void on_free(void *cls) {
+  stream *st = cls;
+  if (!st->turn.ended) srv_metrics_disconnect(&st->s->metrics);
+  srv_turn_free(&st->turn);
+  srv_request_free(st->req);
+  free(st->req);
+  free(st->out);
+  free(st);
+}
+
+int srv_stream_start(srv *s, struct MHD_Connection *c, srv_request *r) {
+  srv_error e = {0};
+  stream *st = calloc(1, sizeof *st);
+  if (!st || srv_turn_begin(s, r, &st->turn, &e)) {
+    if (!st) srv_fail(&e, 500, "server_error", NULL, "", "out of memory");
+    free(st);
+    srv_request_free(r), free(r);
+    return srv_http_error(s, c, &e);
+  }
+  st->s = s, st->req = r;
+  struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, on_pull, st, on_free);
+  if (!resp) { on_free(st); return MHD_NO; }
+  char prefilled[24];
+  snprintf(prefilled, sizeof prefilled, "%u", st->turn.prefilled);
+  MHD_add_response_header(resp, "Content-Type", "text/event-stream");
+  MHD_add_response_header(resp, "Cache-Control", "no-cache");
+  MHD_add_response_header(resp, "x-samepage-prefilled-tokens", prefilled);
+  MHD_add_response_header(resp, "x-samepage-session", st->turn.session_id);
+  enum MHD_Result rc = MHD_queue_response(c, MHD_HTTP_OK, resp);
+  MHD_destroy_response(resp);
+  return rc;
+}

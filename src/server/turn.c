@@ -1,0 +1,148 @@
+/* turn.c: one request's generation (turn.h). */
+#include "server/turn.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/clock.h"
+#include "server/engine.h"
+
+/* Prompt tokens and max_tokens against the context. */
+static int check_room(srv_turn *t, srv_error *e) {
+  long ctx = t->s->cfg.ctx;
+  if ((long)t->n_prompt >= ctx)
+    return srv_fail(e, 400, "invalid_request_error", "context_length_exceeded", t->req->chat ? "messages" : "prompt",
+                    "This model's maximum context length is %ld tokens; the prompt has %u", ctx, t->n_prompt);
+  if (t->req->max_tokens > 0 && t->req->max_tokens + (long)t->n_prompt > ctx)
+    return srv_fail(e, 400, "invalid_request_error", "context_length_exceeded", "max_tokens",
+                    "max_tokens %ld plus the prompt's %u tokens exceed the context of %ld tokens",
+                    t->req->max_tokens, t->n_prompt, ctx);
+  return 0;
+}
+
+/* Under the lock: tokens, session, sampling, prefill. */
+static int begin_locked(srv_turn *t, srv_error *e) {
+  srv *s = t->s;
+  srv_request *r = t->req;
+  if (srv_engine_render(s->scratch, r->input, r->input_len, r->chat ? 0 : 1, &t->prompt, &t->n_prompt, e) ||
+      check_room(t, e) || srv_session_acquire(s, t->prompt, t->n_prompt, &t->session, e))
+    return e->status;
+  snprintf(t->session_id, sizeof t->session_id, "%s", t->session->id);
+  sp_actor_t *a = t->session->actor;
+  if (srv_engine_sampling(a, r->sampling, r->sampling_len, e) ||
+      srv_engine_sync(a, t->prompt, t->n_prompt, &t->prefilled, e))
+    return e->status;
+  /* The cache now holds exactly the prompt. */
+  t->session->n_tokens = 0;
+  for (uint32_t i = 0; i < t->n_prompt; i++)
+    if (srv_session_push(t->session, t->prompt[i])) return srv_fail(e, 500, "server_error", NULL, "", "out of memory");
+  return 0;
+}
+
+int srv_turn_begin(srv *s, srv_request *req, srv_turn *t, srv_error *e) {
+  memset(t, 0, sizeof *t);
+  t->s = s, t->req = req, t->t0_ms = sp_now_ms(), t->created = (long)time(NULL);
+  snprintf(t->id, sizeof t->id, "%s-%llx%llx", req->chat ? "chatcmpl" : "cmpl", (unsigned long long)t->created,
+           (unsigned long long)(sp_now_ms() * 1000));
+  pthread_mutex_lock(&s->lock);
+  int rc = begin_locked(t, e);
+  if (rc && t->session) srv_session_abandon(s, t->session); /* its cache may be half-prefilled */
+  pthread_mutex_unlock(&s->lock);
+  if (rc) {
+    t->session = NULL;
+    srv_turn_end(t);
+  }
+  return rc;
+}
+
+static int append(srv_turn *t, const char *bytes, size_t n) {
+  if (t->len + n + 1 > t->cap) {
+    size_t cap = (t->len + n + 1) * 2;
+    char *grown = realloc(t->text, cap);
+    if (!grown) return -1;
+    t->text = grown, t->cap = cap;
+  }
+  memcpy(t->text + t->len, bytes, n);
+  t->len += n;
+  t->text[t->len] = '\0';
+  return 0;
+}
+
+/* Cuts the text at the first stop sequence that appears in it. A stop can
+ * only complete inside the newest piece, so the search starts just before
+ * it. Returns whether one was found. */
+static bool cut_at_stop(srv_turn *t, size_t piece_len) {
+  bool found = false;
+  for (size_t i = 0; i < t->req->n_stop; i++) {
+    const char *stop = t->req->stop[i];
+    size_t sl = strlen(stop), from = t->len - piece_len;
+    from = from > sl ? from - sl : 0;
+    for (size_t at = from; at + sl <= t->len; at++)
+      if (!memcmp(t->text + at, stop, sl)) {
+        t->len = at, t->text[at] = '\0', found = true;
+        break;
+      }
+  }
+  return found;
+}
+
+size_t srv_turn_safe_len(const srv_turn *t) {
+  if (t->finish || t->req->n_stop == 0) return t->len;
+  size_t hold = 0;
+  for (size_t i = 0; i < t->req->n_stop; i++) {
+    size_t sl = strlen(t->req->stop[i]);
+    if (sl - 1 > hold) hold = sl - 1;
+  }
+  size_t n = t->len > hold ? t->len - hold : 0;
+  while (n > 0 && n < t->len && ((unsigned char)t->text[n] & 0xc0) == 0x80) n--; /* not inside a character */
+  return n;
+}
+
+static int step_locked(srv_turn *t, srv_error *e) {
+  int32_t token;
+  bool done;
+  const char *piece;
+  size_t n;
+  if (srv_engine_step(t->session->actor, &token, &done, &piece, &n, e)) return e->status;
+  if (srv_session_push(t->session, token) || append(t, piece, n))
+    return srv_fail(e, 500, "server_error", NULL, "", "out of memory");
+  if (done) { t->finish = "stop"; return 0; }
+  t->n_generated++;
+  if (cut_at_stop(t, n)) t->finish = "stop";
+  else if (t->req->max_tokens > 0 && t->n_generated >= (uint32_t)t->req->max_tokens) t->finish = "length";
+  else if (t->session->n_tokens >= (uint32_t)t->s->cfg.ctx) t->finish = "length";
+  return 0;
+}
+
+int srv_turn_step(srv_turn *t, srv_error *e) {
+  if (t->finish) return 0;
+  pthread_mutex_lock(&t->s->lock);
+  int rc = step_locked(t, e);
+  pthread_mutex_unlock(&t->s->lock);
+  if (!rc && t->ttft_ms == 0) {
+    t->ttft_ms = sp_now_ms() - t->t0_ms;
+    srv_metrics_ttft(&t->s->metrics, t->ttft_ms / 1e3);
+  }
+  return rc;
+}
+
+void srv_turn_end(srv_turn *t) {
+  if (t->ended) return;
+  t->ended = true;
+  if (t->session) {
+    pthread_mutex_lock(&t->s->lock);
+    srv_session_release(t->s, t->session, t->n_prompt);
+    pthread_mutex_unlock(&t->s->lock);
+    srv_metrics_turn(&t->s->metrics, t->n_prompt, t->prefilled, t->n_generated);
+  }
+  free(t->prompt);
+  t->prompt = NULL;
+}
+
+void srv_turn_free(srv_turn *t) {
+  srv_turn_end(t);
+  free(t->text);
+  t->text = NULL;
+}

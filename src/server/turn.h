@@ -1,0 +1,53 @@
+/*
+ * turn.h: one request's generation: pick (or restore) the conversation's
+ * actor, set the request's sampling, prefill what the actor does not hold
+ * yet, then decode token by token until the end of the turn, a stop
+ * sequence, max_tokens or a full context; finally snapshot the session.
+ *
+ * Each call takes srv.lock for its own guest calls only, so streams of
+ * different sessions interleave token by token.
+ */
+#ifndef SP_SERVER_TURN_H
+#define SP_SERVER_TURN_H
+
+#include "server/request.h"
+#include "server/session.h"
+
+typedef struct srv_turn {
+  srv *s;
+  srv_request *req;       /* borrowed */
+  srv_session *session;
+  int32_t *prompt;        /* [n_prompt] the request's tokens */
+  uint32_t n_prompt, prefilled;
+  uint32_t n_generated;   /* tokens sampled, the end-of-turn one left out */
+  char *text;             /* the reply so far, a stop sequence cut off */
+  size_t len, cap;
+  size_t held;            /* bytes of text that may still be a stop's start */
+  const char *finish;     /* NULL while generating: "stop" or "length" */
+  double t0_ms, ttft_ms;
+  char id[48];            /* chatcmpl-... / cmpl-... */
+  char session_id[32];    /* the session's id (the session may go once ended) */
+  long created;
+  bool ended;
+} srv_turn;
+
+/* Renders and tokenizes the request, picks its session and prefills. 0, or
+ * the error's status (400 context_length_exceeded, 503, 500). */
+int srv_turn_begin(srv *s, srv_request *req, srv_turn *t, srv_error *e);
+
+/* Decodes one token; sets t->finish when the turn is over. */
+int srv_turn_step(srv_turn *t, srv_error *e);
+
+/* Bytes of t->text that are final (no stop sequence can still start in
+ * them), ending on a UTF-8 character boundary. */
+size_t srv_turn_safe_len(const srv_turn *t);
+
+/* Ends the turn (also after an error or a client gone mid-stream): the
+ * session keeps what its cache holds and is written to disk. t->text stays
+ * for the response. Safe to call twice. */
+void srv_turn_end(srv_turn *t);
+
+/* srv_turn_end, then frees t->text. */
+void srv_turn_free(srv_turn *t);
+
+#endif
