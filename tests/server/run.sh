@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # run.sh SAMEPAGE MODEL VENV: the `samepage serve` tests (pytest, the
-# official openai client). Their Python packages (openai, requests, pytest,
-# pinned)
-# go into a venv in the build tree, made on the first run; without the
+# official openai client). Their Python packages (openai, requests, pytest;
+# pinned) go into a venv in the build tree, made on the first run; without the
 # model, or when pip cannot install them, the test is skipped (77).
 set -euo pipefail
 exe="$1" model="$2" venv="$3"
