@@ -12,7 +12,9 @@
  * scales) and extreme data (every byte of a block one value, activations
  * at +-127). Each element is compared with the generic table's dot of
  * that one weight row and one activation row; any two NaNs count as the
- * same. Skipped (77) when no table here has a gemm.
+ * same. The x86 tables must have a gemm for every type of the K-quant
+ * files (Q8_0, Q5_0, Q2_K..Q6_K), so a lost registration fails too.
+ * Skipped (77) when no table here has a gemm.
  */
 #include <inttypes.h>
 #include <math.h>
@@ -142,6 +144,12 @@ int main(void) {
   for (size_t n = 0; n < sizeof names / sizeof *names; n++) {
     const sp_cpu_kernels *t = sp_cpu_kernels_by_name(names[n]);
     if (!t) continue;
+    if (strcmp(names[n], "neon") != 0) {
+      static const uint32_t expected[] = {SP_DTYPE_Q8_0, SP_DTYPE_Q5_0, SP_DTYPE_Q2_K, SP_DTYPE_Q3_K,
+                                          SP_DTYPE_Q4_K, SP_DTYPE_Q5_K, SP_DTYPE_Q6_K};
+      for (size_t e = 0; e < sizeof expected / sizeof *expected; e++)
+        CHECK(t->gemm[expected[e]] != NULL, "%s has no gemm for %s", t->name, sp_dtype_name(expected[e]));
+    }
     for (uint32_t dtype = 0; dtype < SP_DTYPE_COUNT; dtype++) {
       if (!t->gemm[dtype]) continue;
       tested++;

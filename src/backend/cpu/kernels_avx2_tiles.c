@@ -1,18 +1,20 @@
 /*
  * kernels_avx2_tiles.c: prompt products (gemm entries) for x86 CPUs with
- * AVX2, for the weight types of Q4_K_M files: Q8_0, Q5_0, Q4_K, Q6_K.
+ * AVX2, for the weight types of K-quant files: Q8_0, Q5_0, Q2_K, Q3_K,
+ * Q4_K, Q5_K, Q6_K.
  *
  * The same plan as kernels_avx512_tiles.c, with AVX2's 16 registers and
  * without vpdpbusd: a chunk of weight rows (DEC_BYTES) is decoded once
  * into |q|, q (the signs to move onto the activations), 16-bit sub-scales
  * and float scales, then meets every activation row of the call in
- * register tiles of two weight rows (Q4_K: one, with its min lanes) by
+ * register tiles of two weight rows (the min types Q2_K, Q4_K, Q5_K: one,
+ * with its min lanes) by
  * four activation rows. Each output gets the dot table's operations
  * (kernels.h, "Numerics contract", point 3): the partials are the AVX2
  * dot's maddubs/madd pair (exact: |q| <= 128 gives pair sums within
  * int16), s_b = d_w * dx_b rounded once (eight blocks per multiply, read
  * back as broadcasts), one fma per block into each lane, the same
- * reduction. Q4_K's min partials mn * (sums of four activations) are
+ * reduction. The min partials mn * (sums of four activations) are
  * exact float products of sums made once per activation group. Rows too
  * long for the per-group tables (k > 8192) run the AVX2 dot.
  */
@@ -28,21 +30,39 @@
 #define T2_MAX_BLOCKS 256      /* 32-blocks per row the group tables hold (k <= 8192) */
 #define T2_DEC_BYTES (48 << 10) /* decoded weight rows per chunk */
 
-enum { T_Q8_0, T_Q5_0, T_Q4_K, T_Q6_K };
+enum { T_Q8_0, T_Q5_0, T_Q4_K, T_Q6_K, T_Q5_K, T_Q3_K, T_Q2_K };
 
-static inline bool is_k(int kind) { return kind == T_Q4_K || kind == T_Q6_K; }
+static inline bool is_k(int kind) { return kind != T_Q8_0 && kind != T_Q5_0; }
+
+/* The K types with a min chain: unsigned quants (no signs to move), and
+ * contract point 3's min lanes. */
+static inline bool has_min(int kind) { return kind == T_Q4_K || kind == T_Q5_K || kind == T_Q2_K; }
 
 static inline int t2_block_bytes(int kind) {
-  return kind == T_Q8_0 ? SP_Q8_0_BYTES : kind == T_Q5_0 ? SP_Q5_0_BYTES : kind == T_Q4_K ? SP_Q4_K_BYTES
-                                                                                          : SP_Q6_K_BYTES;
+  switch (kind) {
+  case T_Q8_0: return SP_Q8_0_BYTES;
+  case T_Q5_0: return SP_Q5_0_BYTES;
+  case T_Q4_K: return SP_Q4_K_BYTES;
+  case T_Q5_K: return SP_Q5_K_BYTES;
+  case T_Q3_K: return 110;
+  case T_Q2_K: return 84;
+  default: return SP_Q6_K_BYTES;
+  }
 }
 
-/* Where a decoded row keeps its parts (byte offsets). u: |q| (Q4_K: the
- * nibbles), 32 per block; q: the signed weights (not Q4_K); sc (K types):
- * the 16-bit sub-scales of the block's halves as madd's multiplier; d,
- * dmin, mn: a float per block, padded to a multiple of 8. */
+/* Byte offsets of a block's f16 scale and (min types) dmin. */
+static inline int d_offset(int kind) {
+  return kind == T_Q6_K ? 208 : kind == T_Q3_K ? 108 : kind == T_Q2_K ? 80 : 0;
+}
+static inline int dmin_offset(int kind) { return kind == T_Q2_K ? 82 : 2; }
+
+/* Where a decoded row keeps its parts (byte offsets). u: |q| (the min
+ * types: q itself, unsigned), 32 per block; q: the signed weights (not the
+ * min types); sc (K types): the 16-bit sub-scales of the block's halves as
+ * madd's multiplier; d, dmin, mn: a float per block, padded to a multiple
+ * of 8; mnv (Q2_K, whose halves have their own mins): the mins as floats. */
 typedef struct dec_layout {
-  size_t u, q, sc, d, dmin, mn, row;
+  size_t u, q, sc, d, dmin, mn, mnv, row;
 } dec_layout;
 
 static inline dec_layout dec_layout_of(int kind, int64_t nb) {
@@ -50,11 +70,12 @@ static inline dec_layout dec_layout_of(int kind, int64_t nb) {
   dec_layout l;
   l.u = 0;
   l.q = v;
-  l.sc = l.q + (kind == T_Q4_K ? 0 : v);
+  l.sc = l.q + (has_min(kind) ? 0 : v);
   l.d = l.sc + (is_k(kind) ? v : 0);
   l.dmin = l.d + nb8 * 4;
   l.mn = l.dmin + nb8 * 4;
-  l.row = l.mn + nb8 * 4;
+  l.mnv = l.mn + nb8 * 4;
+  l.row = l.mnv + (kind == T_Q2_K ? v : 0);
   return l;
 }
 
@@ -74,20 +95,37 @@ SP_AVX2_INLINE void decode_row(int kind, int64_t nb, const uint8_t *w, const dec
       int s = 0, m = 0;
       if (kind == T_Q8_0) q = _mm256_loadu_si256((const __m256i *)(blk + 2));
       else if (kind == T_Q5_0) q = sp_avx2_q5_0_weights(blk);
-      else if (kind == T_Q4_K) {
+      else if (kind == T_Q4_K || kind == T_Q5_K) {
         qb_k4_scale_min(blk + 4, t, &s, &m);
-        q = sp_avx2_q4_k_quants(blk, t);
+        q = kind == T_Q4_K ? sp_avx2_q4_k_quants(blk, t) : sp_avx2_q5_k_quants(blk, t);
         sc = _mm256_set1_epi16((int16_t)s);
+      } else if (kind == T_Q3_K) {
+        /* 2-bit quant (qs at blk + 32) minus 4 where hmask bit t is clear: -4..3 */
+        __m256i lo = _mm256_loadu_si256((const __m256i *)(blk + 32 + 32 * (t / 4)));
+        __m256i hm = _mm256_loadu_si256((const __m256i *)blk);
+        lo = _mm256_and_si256(_mm256_srli_epi16(lo, 2 * (t % 4)), _mm256_set1_epi8(3));
+        hm = _mm256_and_si256(_mm256_srli_epi16(hm, t), _mm256_set1_epi8(1));
+        q = _mm256_sub_epi8(_mm256_or_si256(lo, _mm256_slli_epi16(hm, 2)), _mm256_set1_epi8(4));
+        sc = _mm256_set_m128i(_mm_set1_epi16((int16_t)qb_q3_k_scale(blk + 96, 2 * t + 1)),
+                              _mm_set1_epi16((int16_t)qb_q3_k_scale(blk + 96, 2 * t)));
+      } else if (kind == T_Q2_K) {
+        /* 2-bit quants 0..3 (qs at blk + 16); scale bytes 2t, 2t + 1: scale | min << 4 */
+        uint8_t s0 = blk[2 * t], s1 = blk[2 * t + 1];
+        __m256i b2 = _mm256_loadu_si256((const __m256i *)(blk + 16 + 32 * (t / 4)));
+        q = _mm256_and_si256(_mm256_srli_epi16(b2, 2 * (t % 4)), _mm256_set1_epi8(3));
+        sc = _mm256_set_m128i(_mm_set1_epi16(s1 & 0x0f), _mm_set1_epi16(s0 & 0x0f));
+        _mm256_store_ps((float *)(out + l->mnv + 32 * b),
+                        _mm256_set_m128(_mm_set1_ps((float)(s1 >> 4)), _mm_set1_ps((float)(s0 >> 4))));
       } else {
         const int8_t *sc6 = (const int8_t *)(blk + 192) + 2 * t;
         q = sp_avx2_q6_k_quants(blk, t);
         sc = _mm256_set_m128i(_mm_set1_epi16(sc6[1]), _mm_set1_epi16(sc6[0]));
       }
-      _mm256_store_si256((__m256i *)(out + l->u + 32 * b), kind == T_Q4_K ? q : _mm256_sign_epi8(q, q));
-      if (kind != T_Q4_K) _mm256_store_si256((__m256i *)(out + l->q + 32 * b), q);
+      _mm256_store_si256((__m256i *)(out + l->u + 32 * b), has_min(kind) ? q : _mm256_sign_epi8(q, q));
+      if (!has_min(kind)) _mm256_store_si256((__m256i *)(out + l->q + 32 * b), q);
       if (is_k(kind)) _mm256_store_si256((__m256i *)(out + l->sc + 32 * b), sc);
-      d[b] = sp_avx2_f16(kind == T_Q6_K ? blk + 208 : blk);
-      dmin[b] = kind == T_Q4_K ? sp_avx2_f16(blk + 2) : 0.0f;
+      d[b] = sp_avx2_f16(blk + d_offset(kind));
+      dmin[b] = has_min(kind) ? sp_avx2_f16(blk + dmin_offset(kind)) : 0.0f;
       mn[b] = (float)m;
     }
   }
@@ -95,8 +133,8 @@ SP_AVX2_INLINE void decode_row(int kind, int64_t nb, const uint8_t *w, const dec
 }
 
 /* rw decoded weight rows by nx activation rows, all blocks. act: per
- * activation row and block, its quants and (Q4_K) its sums of four as
- * floats; dxs: the activation scales, rows nb8 apart. */
+ * activation row and block, its quants and (min types) its sums of four
+ * as floats; dxs: the activation scales, rows nb8 apart. */
 SP_AVX2_INLINE void tile_dec(int kind, int rw, int nx, int64_t nb, const uint8_t *dec, const dec_layout *l,
                              const __m256i *act, const float *dxs, float *d, size_t ds) {
   int64_t nb8 = (nb + 7) & ~7;
@@ -119,7 +157,7 @@ SP_AVX2_INLINE void tile_dec(int kind, int rw, int nx, int64_t nb, const uint8_t
       for (int j = 0; j < nx; j++) {
         __m256 dx8 = _mm256_load_ps(dxs + (size_t)j * nb8 + b8);
         _mm256_store_ps(sk[r][j], _mm256_mul_ps(dw, dx8));
-        if (kind == T_Q4_K) _mm256_store_ps(smin[r][j], _mm256_mul_ps(dm, dx8));
+        if (has_min(kind)) _mm256_store_ps(smin[r][j], _mm256_mul_ps(dm, dx8));
       }
     }
     for (int t = 0; t < n8; t++) {
@@ -132,13 +170,14 @@ SP_AVX2_INLINE void tile_dec(int kind, int rw, int nx, int64_t nb, const uint8_t
         for (int r = 0; r < rw; r++) {
           const uint8_t *row = dec + (size_t)r * l->row;
           __m256i u = _mm256_load_si256((const __m256i *)(row + l->u + 32 * b));
-          __m256i x = kind == T_Q4_K ? xq : _mm256_sign_epi8(xq, _mm256_load_si256((const __m256i *)(row + l->q + 32 * b)));
+          __m256i x = has_min(kind) ? xq : _mm256_sign_epi8(xq, _mm256_load_si256((const __m256i *)(row + l->q + 32 * b)));
           __m256i mul = is_k(kind) ? _mm256_load_si256((const __m256i *)(row + l->sc + 32 * b)) : ones;
           __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), mul);
           acc[r][j] = _mm256_fmadd_ps(_mm256_broadcast_ss(&sk[r][j][t]), _mm256_cvtepi32_ps(p), acc[r][j]);
-          if (kind == T_Q4_K) {
-            __m256 m = _mm256_mul_ps(_mm256_broadcast_ss((const float *)(row + l->mn) + b),
-                                     _mm256_load_ps((const float *)&aj[1]));
+          if (has_min(kind)) {
+            __m256 mnr = kind == T_Q2_K ? _mm256_load_ps((const float *)(row + l->mnv + 32 * b))
+                                        : _mm256_broadcast_ss((const float *)(row + l->mn) + b);
+            __m256 m = _mm256_mul_ps(mnr, _mm256_load_ps((const float *)&aj[1]));
             mins[r][j] = _mm256_fmadd_ps(_mm256_broadcast_ss(&smin[r][j][t]), m, mins[r][j]);
           }
         }
@@ -150,10 +189,10 @@ SP_AVX2_INLINE void tile_dec(int kind, int rw, int nx, int64_t nb, const uint8_t
     float *dj = (float *)((uint8_t *)d + (size_t)j * ds);
     SP_UNROLL
     for (int r = 0; r < rw; r++) {
-      /* the dot table's endings: Q8_0 adds its (zero) min, Q4_K subtracts its min lanes */
+      /* the dot table's endings: Q8_0 adds its (zero) min, the min types subtract their min lanes */
       float sum = sp_avx2_hsum(acc[r][j]);
       if (kind == T_Q8_0) sum = sum + 0.0f;
-      if (kind == T_Q4_K) sum = sum - sp_avx2_hsum(mins[r][j]);
+      if (has_min(kind)) sum = sum - sp_avx2_hsum(mins[r][j]);
       dj[r] = sum;
     }
   }
@@ -162,7 +201,7 @@ SP_AVX2_INLINE void tile_dec(int kind, int rw, int nx, int64_t nb, const uint8_t
 SP_AVX2_INLINE void group_dec(int kind, int nx, int64_t nb, const uint8_t *dec, const dec_layout *l, int64_t nw,
                               const __m256i *act, const float *dxs, float *d, size_t ds) {
   int64_t i = 0;
-  if (kind != T_Q4_K)
+  if (!has_min(kind))
     for (; i + 2 <= nw; i += 2) tile_dec(kind, 2, nx, nb, dec + (size_t)i * l->row, l, act, dxs, d + i, ds);
   for (; i < nw; i++) tile_dec(kind, 1, nx, nb, dec + (size_t)i * l->row, l, act, dxs, d + i, ds);
 }
@@ -171,7 +210,7 @@ SP_AVX2_INLINE void gemm_dec(int kind, int64_t nb, const uint8_t *w, size_t ws, 
                              size_t xs, int64_t nx, float *d, size_t ds) {
   int64_t nb8 = (nb + 7) & ~7;
   _Alignas(32) uint8_t dec[T2_DEC_BYTES];
-  __m256i act[T2_NX * nb * 2]; /* per row and block: its quants, (Q4_K) its sums of four */
+  __m256i act[T2_NX * nb * 2]; /* per row and block: its quants, (min types) its sums of four */
   _Alignas(32) float dxs[T2_NX * nb8];
   dec_layout l = dec_layout_of(kind, nb);
   int64_t chunk = (int64_t)(T2_DEC_BYTES / l.row) & ~(int64_t)1;
@@ -187,7 +226,7 @@ SP_AVX2_INLINE void gemm_dec(int kind, int64_t nb, const uint8_t *w, size_t ws, 
         for (int64_t b = 0; b < nb; b++) {
           __m256i xq = _mm256_loadu_si256((const __m256i *)xj[b].qs);
           act[2 * ((size_t)j * nb + b)] = xq;
-          if (kind == T_Q4_K) /* sums of four: |x| <= 127, so the pairs fit int16 */
+          if (has_min(kind)) /* sums of four: |x| <= 127, so the pairs fit int16 */
             act[2 * ((size_t)j * nb + b) + 1] =
                 _mm256_castps_si256(_mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(ones8, xq), ones16)));
           dxj[b] = xj[b].d;
@@ -233,5 +272,8 @@ SP_T2_GEMM(sp_cpu_avx2_gemm_q8_0, T_Q8_0, SP_DTYPE_Q8_0)
 SP_T2_GEMM(sp_cpu_avx2_gemm_q5_0, T_Q5_0, SP_DTYPE_Q5_0)
 SP_T2_GEMM(sp_cpu_avx2_gemm_q4_k, T_Q4_K, SP_DTYPE_Q4_K)
 SP_T2_GEMM(sp_cpu_avx2_gemm_q6_k, T_Q6_K, SP_DTYPE_Q6_K)
+SP_T2_GEMM(sp_cpu_avx2_gemm_q5_k, T_Q5_K, SP_DTYPE_Q5_K)
+SP_T2_GEMM(sp_cpu_avx2_gemm_q3_k, T_Q3_K, SP_DTYPE_Q3_K)
+SP_T2_GEMM(sp_cpu_avx2_gemm_q2_k, T_Q2_K, SP_DTYPE_Q2_K)
 
 #endif

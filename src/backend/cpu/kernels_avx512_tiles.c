@@ -1,7 +1,7 @@
 /*
  * kernels_avx512_tiles.c: prompt products (gemm entries) for x86 CPUs with
- * AVX-512 VNNI, for the weight types of Q4_K_M files: Q8_0, Q5_0, Q4_K,
- * Q6_K.
+ * AVX-512 VNNI, for the weight types of K-quant files: Q8_0, Q5_0, Q2_K,
+ * Q3_K, Q4_K, Q5_K, Q6_K.
  *
  * A call covers a block of weight rows by activation rows (one matmul
  * tile). Each output element gets exactly the float operations of the dot
@@ -12,12 +12,14 @@
  *  - a chunk of weight rows (DEC_BYTES) is decoded once into unsigned
  *    bytes, sub-scales and float scales, and then meets every activation
  *    row of the call, four at a time, in register tiles of up to four
- *    weight rows (Q4_K: two, its min lanes need registers too);
- *  - signed weights carry an offset (Q8_0 + 128, Q5_0 + 16, Q6_K + 32) so
- *    they enter vpdpbusd as unsigned bytes, whose accumulator starts at
- *    -offset * (the sums of four activations): the same exact integers as
- *    sign(w) |w| x. The sums are made once per activation group and shared
- *    by every weight row; Q4_K's min partials mn * sum are exact float
+ *    weight rows (the min types Q2_K, Q4_K, Q5_K: two, their min lanes
+ *    need registers too);
+ *  - signed weights carry an offset (Q8_0 + 128, Q5_0 + 16, Q6_K + 32,
+ *    Q3_K + 4) so they enter vpdpbusd as unsigned bytes, whose accumulator
+ *    starts at -offset * (the sums of four activations): the same exact
+ *    integers as sign(w) |w| x. The sums are made once per activation
+ *    group and shared by every weight row; the min partials mn * sum
+ *    (Q4_K, Q5_K; Q2_K with a min per 16-element half) are exact float
  *    products of the same sums (|mn * sum| < 2^15);
  *  - the scales d_w * dx_b of eight blocks come from one multiply and are
  *    read back as broadcasts.
@@ -42,22 +44,39 @@
 #define TILE_RW 4           /* weight rows per register tile, at most (decoded path) */
 #define TILE_MAX_BLOCKS 256 /* 32-blocks per row the per-group sums hold (k <= 8192) */
 
-enum { T_Q8_0, T_Q5_0, T_Q4_K, T_Q6_K };
+enum { T_Q8_0, T_Q5_0, T_Q4_K, T_Q6_K, T_Q5_K, T_Q3_K, T_Q2_K };
 
-static inline bool is_k(int kind) { return kind == T_Q4_K || kind == T_Q6_K; }
+static inline bool is_k(int kind) { return kind != T_Q8_0 && kind != T_Q5_0; }
+
+/* The K types with a min chain (unsigned quants, contract point 3's M). */
+static inline bool has_min(int kind) { return kind == T_Q4_K || kind == T_Q5_K || kind == T_Q2_K; }
 
 static inline int tile_block_bytes(int kind) {
-  return kind == T_Q8_0 ? SP_Q8_0_BYTES : kind == T_Q5_0 ? SP_Q5_0_BYTES : kind == T_Q4_K ? SP_Q4_K_BYTES
-                                                                                          : SP_Q6_K_BYTES;
+  switch (kind) {
+  case T_Q8_0: return SP_Q8_0_BYTES;
+  case T_Q5_0: return SP_Q5_0_BYTES;
+  case T_Q4_K: return SP_Q4_K_BYTES;
+  case T_Q5_K: return SP_Q5_K_BYTES;
+  case T_Q3_K: return 110;
+  case T_Q2_K: return 84;
+  default: return SP_Q6_K_BYTES;
+  }
 }
 
-/* The per-(activation row, block) vector a weight type starts from: Q4_K
- * the sums of four as floats, the others -offset * those sums. */
+/* Byte offsets of a block's f16 scale and (min types) dmin. */
+static inline int d_offset(int kind) {
+  return kind == T_Q6_K ? 208 : kind == T_Q3_K ? 108 : kind == T_Q2_K ? 80 : 0;
+}
+static inline int dmin_offset(int kind) { return kind == T_Q2_K ? 82 : 2; }
+
+/* The per-(activation row, block) vector a weight type starts from: the
+ * min types (Q4_K, Q5_K, Q2_K) the sums of four as floats, the others
+ * -offset * those sums (Q3_K: + 4). */
 SP_TILES_INLINE __m256i act_corr(int kind, const sp_q8_act *a) {
   __m256i xq = _mm256_loadu_si256((const __m256i *)a->qs);
   __m256i sums = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(1), xq);
-  if (kind == T_Q4_K) return _mm256_castps_si256(_mm256_cvtepi32_ps(sums));
-  int shift = kind == T_Q8_0 ? 7 : kind == T_Q5_0 ? 4 : 5;
+  if (has_min(kind)) return _mm256_castps_si256(_mm256_cvtepi32_ps(sums));
+  int shift = kind == T_Q8_0 ? 7 : kind == T_Q5_0 ? 4 : kind == T_Q3_K ? 2 : 5;
   return _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(sums, shift));
 }
 
@@ -84,11 +103,27 @@ SP_TILES_INLINE __m256i q6_k_u(const uint8_t *blk, int t) {
   return _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4));
 }
 
+/* Q3_K slice t: the 2-bit quant | hmask bit t << 2, i.e. q + 4 (0..7).
+ * qs at blk + 32, hmask at blk; 16-bit shifts, masks drop what crosses bytes. */
+SP_TILES_INLINE __m256i q3_k_u(const uint8_t *blk, int t) {
+  __m256i lo = _mm256_loadu_si256((const __m256i *)(blk + 32 + 32 * (t / 4)));
+  __m256i hm = _mm256_loadu_si256((const __m256i *)blk);
+  lo = _mm256_and_si256(_mm256_srli_epi16(lo, 2 * (t % 4)), _mm256_set1_epi8(3));
+  hm = _mm256_and_si256(_mm256_srli_epi16(hm, t), _mm256_set1_epi8(1));
+  return _mm256_or_si256(lo, _mm256_slli_epi16(hm, 2));
+}
+
+/* Q2_K slice t: its 2-bit quants 0..3 (qs at blk + 16). */
+SP_TILES_INLINE __m256i q2_k_u(const uint8_t *blk, int t) {
+  __m256i b = _mm256_loadu_si256((const __m256i *)(blk + 16 + 32 * (t / 4)));
+  return _mm256_and_si256(_mm256_srli_epi16(b, 2 * (t % 4)), _mm256_set1_epi8(3));
+}
+
 /* A weight row's slice, decoded (into registers, or into a chunk). */
 typedef struct tile_w {
   __m256i u;      /* unsigned weights (with the type's offset) */
   __m256i sc;     /* K types: 32-bit sub-scales of the two halves */
-  __m256 d, mn;   /* d: the block's scale (32-element types); mn: Q4_K's min as float */
+  __m256 d, mn;   /* d: the block's scale (32-element types); mn: the min types' mins as floats */
 } tile_w;
 
 SP_TILES_INLINE tile_w slice_at(int kind, const uint8_t *blk, int t) {
@@ -96,12 +131,21 @@ SP_TILES_INLINE tile_w slice_at(int kind, const uint8_t *blk, int t) {
   if (kind == T_Q8_0 || kind == T_Q5_0) {
     r.u = kind == T_Q8_0 ? q8_0_u(blk) : q5_0_u(blk);
     r.d = _mm256_set1_ps(sp_avx2_f16(blk));
-  } else if (kind == T_Q4_K) {
+  } else if (kind == T_Q4_K || kind == T_Q5_K) {
     int sc, mn;
     qb_k4_scale_min(blk + 4, t, &sc, &mn);
-    r.u = sp_avx2_q4_k_quants(blk, t);
+    r.u = kind == T_Q4_K ? sp_avx2_q4_k_quants(blk, t) : sp_avx2_q5_k_quants(blk, t);
     r.sc = _mm256_set1_epi32(sc);
     r.mn = _mm256_set1_ps((float)mn);
+  } else if (kind == T_Q3_K) {
+    r.u = q3_k_u(blk, t);
+    r.sc = _mm256_set_m128i(_mm_set1_epi32(qb_q3_k_scale(blk + 96, 2 * t + 1)),
+                            _mm_set1_epi32(qb_q3_k_scale(blk + 96, 2 * t)));
+  } else if (kind == T_Q2_K) {
+    uint8_t s0 = blk[2 * t], s1 = blk[2 * t + 1];
+    r.u = q2_k_u(blk, t);
+    r.sc = _mm256_set_m128i(_mm_set1_epi32(s1 & 0x0f), _mm_set1_epi32(s0 & 0x0f));
+    r.mn = _mm256_set_m128(_mm_set1_ps((float)(s1 >> 4)), _mm_set1_ps((float)(s0 >> 4)));
   } else {
     const int8_t *sc = (const int8_t *)(blk + 192) + 2 * t;
     r.u = q6_k_u(blk, t);
@@ -111,11 +155,12 @@ SP_TILES_INLINE tile_w slice_at(int kind, const uint8_t *blk, int t) {
 }
 
 /* One output from its lane chains, ending as the dot table does: Q8_0
- * adds its (zero) min, Q4_K subtracts its min lanes (contract point 3). */
+ * adds its (zero) min, the min types subtract their min lanes (contract
+ * point 3). */
 SP_TILES_INLINE float tile_result(int kind, __m256 acc, __m256 mins) {
   float sum = sp_avx2_hsum(acc);
   if (kind == T_Q8_0) sum = sum + 0.0f;
-  if (kind == T_Q4_K) sum = sum - sp_avx2_hsum(mins);
+  if (has_min(kind)) sum = sum - sp_avx2_hsum(mins);
   return sum;
 }
 
@@ -150,13 +195,13 @@ SP_TILES_INLINE void tile(int kind, int rw, int nx, int64_t nb, const uint8_t *w
     for (int r = 0; r < rw; r++) {
       blk[r] = w + (size_t)r * ws + (size_t)sb * bytes;
       if (is_k(kind)) {
-        __m256 dk = _mm256_set1_ps(sp_avx2_f16(kind == T_Q6_K ? blk[r] + 208 : blk[r]));
-        __m256 dmin = _mm256_set1_ps(sp_avx2_f16(blk[r] + 2));
+        __m256 dk = _mm256_set1_ps(sp_avx2_f16(blk[r] + d_offset(kind)));
+        __m256 dmin = _mm256_set1_ps(sp_avx2_f16(blk[r] + dmin_offset(kind)));
         SP_UNROLL
         for (int j = 0; j < nx; j++) {
           __m256 dx8 = dx8_at(xr[j], 8 * sb);
           _mm256_store_ps(sk[r][j], _mm256_mul_ps(dk, dx8));
-          if (kind == T_Q4_K) _mm256_store_ps(smin[r][j], _mm256_mul_ps(dmin, dx8));
+          if (has_min(kind)) _mm256_store_ps(smin[r][j], _mm256_mul_ps(dmin, dx8));
         }
       }
     }
@@ -174,12 +219,12 @@ SP_TILES_INLINE void tile(int kind, int rw, int nx, int64_t nb, const uint8_t *w
         SP_UNROLL
         for (int r = 0; r < rw; r++) {
           __m256i p;
-          if (kind == T_Q4_K) p = _mm256_mullo_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), ts[r].u, xq), ts[r].sc);
-          else if (kind == T_Q6_K) p = _mm256_mullo_epi32(_mm256_dpbusd_epi32(c, ts[r].u, xq), ts[r].sc);
+          if (has_min(kind)) p = _mm256_mullo_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), ts[r].u, xq), ts[r].sc);
+          else if (is_k(kind)) p = _mm256_mullo_epi32(_mm256_dpbusd_epi32(c, ts[r].u, xq), ts[r].sc);
           else p = _mm256_dpbusd_epi32(c, ts[r].u, xq);
           __m256 s = is_k(kind) ? _mm256_broadcast_ss(&sk[r][j][t]) : _mm256_mul_ps(ts[r].d, dx);
           acc[r][j] = _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(p), acc[r][j]);
-          if (kind == T_Q4_K) {
+          if (has_min(kind)) {
             __m256 m = _mm256_mul_ps(ts[r].mn, _mm256_castsi256_ps(c));
             mins[r][j] = _mm256_fmadd_ps(_mm256_broadcast_ss(&smin[r][j][t]), m, mins[r][j]);
           }
@@ -224,9 +269,10 @@ SP_TILES_INLINE void gemm_rows(int kind, int64_t k, const void *w, size_t ws, in
 /* Where a decoded row keeps its parts (byte offsets; row: the row's size).
  * u: 32 unsigned weights per block; sc (K types): the block's two 32-bit
  * sub-scales as a vector; d, dmin, mn: a float per block (d and dmin
- * repeated over a super-block's slices), padded to a multiple of 8. */
+ * repeated over a super-block's slices), padded to a multiple of 8;
+ * mnv (Q2_K, whose halves have their own mins): the mins as a vector. */
 typedef struct dec_layout {
-  size_t u, sc, d, dmin, mn, row;
+  size_t u, sc, d, dmin, mn, mnv, row;
 } dec_layout;
 
 static inline dec_layout dec_layout_of(int kind, int64_t nb) {
@@ -237,7 +283,8 @@ static inline dec_layout dec_layout_of(int kind, int64_t nb) {
   l.d = l.sc + (is_k(kind) ? (size_t)nb * 32 : 0);
   l.dmin = l.d + nb8 * 4;
   l.mn = l.dmin + nb8 * 4;
-  l.row = l.mn + nb8 * 4; /* a multiple of 32 */
+  l.mnv = l.mn + nb8 * 4;
+  l.row = l.mnv + (kind == T_Q2_K ? (size_t)nb * 32 : 0); /* a multiple of 32 */
   return l;
 }
 
@@ -252,9 +299,10 @@ SP_TILES_INLINE void decode_row(int kind, int64_t nb, const uint8_t *w, const de
       _mm256_store_si256((__m256i *)(out + l->u + 32 * b), ts.u);
       if (is_k(kind)) {
         _mm256_store_si256((__m256i *)(out + l->sc + 32 * b), ts.sc);
-        d[b] = sp_avx2_f16(kind == T_Q6_K ? blk + 208 : blk);
-        dmin[b] = sp_avx2_f16(blk + 2);
-        mn[b] = kind == T_Q4_K ? _mm256_cvtss_f32(ts.mn) : 0.0f;
+        d[b] = sp_avx2_f16(blk + d_offset(kind));
+        dmin[b] = sp_avx2_f16(blk + dmin_offset(kind));
+        mn[b] = kind == T_Q4_K || kind == T_Q5_K ? _mm256_cvtss_f32(ts.mn) : 0.0f;
+        if (kind == T_Q2_K) _mm256_store_ps((float *)(out + l->mnv + 32 * b), ts.mn);
       } else {
         d[b] = sp_avx2_f16(blk);
       }
@@ -289,7 +337,7 @@ SP_TILES_INLINE void tile_dec(int kind, int rw, int nx, int64_t nb, const uint8_
       for (int j = 0; j < nx; j++) {
         __m256 dx8 = _mm256_load_ps(dxs + (size_t)j * nb8 + b8);
         _mm256_store_ps(sk[r][j], _mm256_mul_ps(dw, dx8));
-        if (kind == T_Q4_K) _mm256_store_ps(smin[r][j], _mm256_mul_ps(dm, dx8));
+        if (has_min(kind)) _mm256_store_ps(smin[r][j], _mm256_mul_ps(dm, dx8));
       }
     }
     for (int t = 0; t < n8; t++) {
@@ -301,7 +349,8 @@ SP_TILES_INLINE void tile_dec(int kind, int rw, int nx, int64_t nb, const uint8_
         const uint8_t *row = dec + (size_t)r * l->row;
         u[r] = _mm256_load_si256((const __m256i *)(row + l->u + 32 * b));
         if (is_k(kind)) sc[r] = _mm256_load_si256((const __m256i *)(row + l->sc + 32 * b));
-        if (kind == T_Q4_K) mn[r] = _mm256_broadcast_ss((const float *)(row + l->mn) + b);
+        if (kind == T_Q2_K) mn[r] = _mm256_load_ps((const float *)(row + l->mnv + 32 * b));
+        else if (has_min(kind)) mn[r] = _mm256_broadcast_ss((const float *)(row + l->mn) + b);
       }
       SP_UNROLL
       for (int j = 0; j < nx; j++) {
@@ -313,11 +362,11 @@ SP_TILES_INLINE void tile_dec(int kind, int rw, int nx, int64_t nb, const uint8_
         SP_UNROLL
         for (int r = 0; r < rw; r++) {
           __m256i p;
-          if (kind == T_Q4_K) p = _mm256_mullo_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), u[r], xq), sc[r]);
-          else if (kind == T_Q6_K) p = _mm256_mullo_epi32(_mm256_dpbusd_epi32(c, u[r], xq), sc[r]);
+          if (has_min(kind)) p = _mm256_mullo_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), u[r], xq), sc[r]);
+          else if (is_k(kind)) p = _mm256_mullo_epi32(_mm256_dpbusd_epi32(c, u[r], xq), sc[r]);
           else p = _mm256_dpbusd_epi32(c, u[r], xq);
           acc[r][j] = _mm256_fmadd_ps(_mm256_broadcast_ss(&sk[r][j][t]), _mm256_cvtepi32_ps(p), acc[r][j]);
-          if (kind == T_Q4_K) {
+          if (has_min(kind)) {
             __m256 m = _mm256_mul_ps(mn[r], _mm256_castsi256_ps(c));
             mins[r][j] = _mm256_fmadd_ps(_mm256_broadcast_ss(&smin[r][j][t]), m, mins[r][j]);
           }
@@ -335,9 +384,9 @@ SP_TILES_INLINE void tile_dec(int kind, int rw, int nx, int64_t nb, const uint8_
 
 SP_TILES_INLINE void group_dec(int kind, int nx, int64_t nb, const uint8_t *dec, const dec_layout *l, int64_t nw,
                                const __m256i *act, const float *dxs, float *d, size_t ds) {
-  /* four weight rows a tile (Q4_K: two, its min lanes need registers too) */
+  /* four weight rows a tile (the min types: two, their min lanes need registers too) */
   int64_t i = 0;
-  if (kind != T_Q4_K)
+  if (!has_min(kind))
     for (; i + 4 <= nw; i += 4) tile_dec(kind, 4, nx, nb, dec + (size_t)i * l->row, l, act, dxs, d + i, ds);
   for (; i + 2 <= nw; i += 2) tile_dec(kind, 2, nx, nb, dec + (size_t)i * l->row, l, act, dxs, d + i, ds);
   if (i < nw) tile_dec(kind, 1, nx, nb, dec + (size_t)i * l->row, l, act, dxs, d + i, ds);
@@ -406,12 +455,18 @@ SP_TILES_GEMM(gemm_q8_0_vnni, T_Q8_0)
 SP_TILES_GEMM(gemm_q5_0_vnni, T_Q5_0)
 SP_TILES_GEMM(gemm_q4_k_vnni, T_Q4_K)
 SP_TILES_GEMM(gemm_q6_k_vnni, T_Q6_K)
+SP_TILES_GEMM(gemm_q5_k_vnni, T_Q5_K)
+SP_TILES_GEMM(gemm_q3_k_vnni, T_Q3_K)
+SP_TILES_GEMM(gemm_q2_k_vnni, T_Q2_K)
 
 void sp_cpu_avx512_vnni_gemms(sp_gemm_fn *gemm) {
   gemm[SP_DTYPE_Q8_0] = gemm_q8_0_vnni;
   gemm[SP_DTYPE_Q5_0] = gemm_q5_0_vnni;
   gemm[SP_DTYPE_Q4_K] = gemm_q4_k_vnni;
   gemm[SP_DTYPE_Q6_K] = gemm_q6_k_vnni;
+  gemm[SP_DTYPE_Q5_K] = gemm_q5_k_vnni;
+  gemm[SP_DTYPE_Q3_K] = gemm_q3_k_vnni;
+  gemm[SP_DTYPE_Q2_K] = gemm_q2_k_vnni;
 }
 
 #endif
