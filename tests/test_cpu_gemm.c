@@ -13,7 +13,8 @@
  * at +-127). Each element is compared with the generic table's dot of
  * that one weight row and one activation row; any two NaNs count as the
  * same. The x86 tables must have a gemm for every type of the K-quant
- * files (Q8_0, Q5_0, Q2_K..Q6_K), so a lost registration fails too.
+ * files (Q8_0, Q5_0, Q2_K..Q6_K) and for Q4_0, Q4_1, Q5_1, so a lost
+ * registration fails too.
  * Skipped (77) when no table here has a gemm.
  */
 #include <inttypes.h>
@@ -146,7 +147,8 @@ int main(void) {
     if (!t) continue;
     if (strcmp(names[n], "neon") != 0) {
       static const uint32_t expected[] = {SP_DTYPE_Q8_0, SP_DTYPE_Q5_0, SP_DTYPE_Q2_K, SP_DTYPE_Q3_K,
-                                          SP_DTYPE_Q4_K, SP_DTYPE_Q5_K, SP_DTYPE_Q6_K};
+                                          SP_DTYPE_Q4_K, SP_DTYPE_Q5_K, SP_DTYPE_Q6_K,
+                                          SP_DTYPE_Q4_0, SP_DTYPE_Q4_1, SP_DTYPE_Q5_1};
       for (size_t e = 0; e < sizeof expected / sizeof *expected; e++)
         CHECK(t->gemm[expected[e]] != NULL, "%s has no gemm for %s", t->name, sp_dtype_name(expected[e]));
     }

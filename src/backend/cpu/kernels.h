@@ -160,6 +160,12 @@ void sp_cpu_avx2_gemm_q3_k(int64_t k, const void *w, size_t w_stride, int64_t nw
                            size_t x_stride, int64_t nx, float *d, size_t d_stride);
 void sp_cpu_avx2_gemm_q2_k(int64_t k, const void *w, size_t w_stride, int64_t nw, const void *x,
                            size_t x_stride, int64_t nx, float *d, size_t d_stride);
+void sp_cpu_avx2_gemm_q4_0(int64_t k, const void *w, size_t w_stride, int64_t nw, const void *x,
+                           size_t x_stride, int64_t nx, float *d, size_t d_stride);
+void sp_cpu_avx2_gemm_q4_1(int64_t k, const void *w, size_t w_stride, int64_t nw, const void *x,
+                           size_t x_stride, int64_t nx, float *d, size_t d_stride);
+void sp_cpu_avx2_gemm_q5_1(int64_t k, const void *w, size_t w_stride, int64_t nw, const void *x,
+                           size_t x_stride, int64_t nx, float *d, size_t d_stride);
 
 /* The table called `name` ("generic", "avx2", "avx512", "neon") if this
  * build has it and this CPU runs it; NULL otherwise. */

@@ -1,7 +1,9 @@
 /*
  * kernels_avx2_tiles.c: prompt products (gemm entries) for x86 CPUs with
  * AVX2, for the weight types of K-quant files: Q8_0, Q5_0, Q2_K, Q3_K,
- * Q4_K, Q5_K, Q6_K.
+ * Q4_K, Q5_K, Q6_K, and Q4_0, Q4_1, Q5_1 (Q4_1, Q5_1: unsigned, with the
+ * dot's scalar min chain, kept per output as a lane of a 4-float vector,
+ * one fma per block, added last).
  *
  * The same plan as kernels_avx512_tiles.c, with AVX2's 16 registers and
  * without vpdpbusd: a chunk of weight rows (DEC_BYTES) is decoded once
@@ -30,18 +32,27 @@
 #define T2_MAX_BLOCKS 256      /* 32-blocks per row the group tables hold (k <= 8192) */
 #define T2_DEC_BYTES (48 << 10) /* decoded weight rows per chunk */
 
-enum { T_Q8_0, T_Q5_0, T_Q4_K, T_Q6_K, T_Q5_K, T_Q3_K, T_Q2_K };
+enum { T_Q8_0, T_Q5_0, T_Q4_K, T_Q6_K, T_Q5_K, T_Q3_K, T_Q2_K, T_Q4_0, T_Q4_1, T_Q5_1 };
 
-static inline bool is_k(int kind) { return kind != T_Q8_0 && kind != T_Q5_0; }
+/* Q4_1 and Q5_1: unsigned quants and the scalar min chain m = fma(mw_b, sx_b, m), added last. */
+static inline bool has_m1(int kind) { return kind == T_Q4_1 || kind == T_Q5_1; }
+
+static inline bool is_k(int kind) { return kind >= T_Q4_K && kind <= T_Q2_K; }
 
 /* The K types with a min chain: unsigned quants (no signs to move), and
  * contract point 3's min lanes. */
 static inline bool has_min(int kind) { return kind == T_Q4_K || kind == T_Q5_K || kind == T_Q2_K; }
 
+/* Unsigned quants: no signs to move onto the activations. */
+static inline bool is_unsigned(int kind) { return has_min(kind) || has_m1(kind); }
+
 static inline int t2_block_bytes(int kind) {
   switch (kind) {
   case T_Q8_0: return SP_Q8_0_BYTES;
   case T_Q5_0: return SP_Q5_0_BYTES;
+  case T_Q4_0: return SP_Q4_0_BYTES;
+  case T_Q4_1: return SP_Q4_1_BYTES;
+  case T_Q5_1: return SP_Q5_1_BYTES;
   case T_Q4_K: return SP_Q4_K_BYTES;
   case T_Q5_K: return SP_Q5_K_BYTES;
   case T_Q3_K: return 110;
@@ -70,7 +81,7 @@ static inline dec_layout dec_layout_of(int kind, int64_t nb) {
   dec_layout l;
   l.u = 0;
   l.q = v;
-  l.sc = l.q + (has_min(kind) ? 0 : v);
+  l.sc = l.q + (is_unsigned(kind) ? 0 : v);
   l.d = l.sc + (is_k(kind) ? v : 0);
   l.dmin = l.d + nb8 * 4;
   l.mn = l.dmin + nb8 * 4;
@@ -95,6 +106,9 @@ SP_AVX2_INLINE void decode_row(int kind, int64_t nb, const uint8_t *w, const dec
       int s = 0, m = 0;
       if (kind == T_Q8_0) q = _mm256_loadu_si256((const __m256i *)(blk + 2));
       else if (kind == T_Q5_0) q = sp_avx2_q5_0_weights(blk);
+      else if (kind == T_Q4_0) q = _mm256_sub_epi8(sp_avx2_nibbles(blk + 2), _mm256_set1_epi8(8));
+      else if (kind == T_Q4_1) q = sp_avx2_nibbles(blk + 4);
+      else if (kind == T_Q5_1) q = sp_avx2_q5_1_weights(blk);
       else if (kind == T_Q4_K || kind == T_Q5_K) {
         qb_k4_scale_min(blk + 4, t, &s, &m);
         q = kind == T_Q4_K ? sp_avx2_q4_k_quants(blk, t) : sp_avx2_q5_k_quants(blk, t);
@@ -121,11 +135,12 @@ SP_AVX2_INLINE void decode_row(int kind, int64_t nb, const uint8_t *w, const dec
         q = sp_avx2_q6_k_quants(blk, t);
         sc = _mm256_set_m128i(_mm_set1_epi16(sc6[1]), _mm_set1_epi16(sc6[0]));
       }
-      _mm256_store_si256((__m256i *)(out + l->u + 32 * b), has_min(kind) ? q : _mm256_sign_epi8(q, q));
-      if (!has_min(kind)) _mm256_store_si256((__m256i *)(out + l->q + 32 * b), q);
+      _mm256_store_si256((__m256i *)(out + l->u + 32 * b), is_unsigned(kind) ? q : _mm256_sign_epi8(q, q));
+      if (!is_unsigned(kind)) _mm256_store_si256((__m256i *)(out + l->q + 32 * b), q);
       if (is_k(kind)) _mm256_store_si256((__m256i *)(out + l->sc + 32 * b), sc);
       d[b] = sp_avx2_f16(blk + d_offset(kind));
-      dmin[b] = has_min(kind) ? sp_avx2_f16(blk + dmin_offset(kind)) : 0.0f;
+      /* dmin; Q4_1, Q5_1: the min mw */
+      dmin[b] = has_min(kind) || has_m1(kind) ? sp_avx2_f16(blk + dmin_offset(kind)) : 0.0f;
       mn[b] = (float)m;
     }
   }
@@ -136,7 +151,7 @@ SP_AVX2_INLINE void decode_row(int kind, int64_t nb, const uint8_t *w, const dec
  * activation row and block, its quants and (min types) its sums of four
  * as floats; dxs: the activation scales, rows nb8 apart. */
 SP_AVX2_INLINE void tile_dec(int kind, int rw, int nx, int64_t nb, const uint8_t *dec, const dec_layout *l,
-                             const __m256i *act, const float *dxs, float *d, size_t ds) {
+                             const __m256i *act, const float *dxs, const float *s4, float *d, size_t ds) {
   int64_t nb8 = (nb + 7) & ~7;
   __m256 acc[2][T2_NX], mins[2][T2_NX];
   _Alignas(32) float sk[2][T2_NX][8], smin[2][T2_NX][8];
@@ -170,7 +185,7 @@ SP_AVX2_INLINE void tile_dec(int kind, int rw, int nx, int64_t nb, const uint8_t
         for (int r = 0; r < rw; r++) {
           const uint8_t *row = dec + (size_t)r * l->row;
           __m256i u = _mm256_load_si256((const __m256i *)(row + l->u + 32 * b));
-          __m256i x = has_min(kind) ? xq : _mm256_sign_epi8(xq, _mm256_load_si256((const __m256i *)(row + l->q + 32 * b)));
+          __m256i x = is_unsigned(kind) ? xq : _mm256_sign_epi8(xq, _mm256_load_si256((const __m256i *)(row + l->q + 32 * b)));
           __m256i mul = is_k(kind) ? _mm256_load_si256((const __m256i *)(row + l->sc + 32 * b)) : ones;
           __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), mul);
           acc[r][j] = _mm256_fmadd_ps(_mm256_broadcast_ss(&sk[r][j][t]), _mm256_cvtepi32_ps(p), acc[r][j]);
@@ -184,6 +199,22 @@ SP_AVX2_INLINE void tile_dec(int kind, int rw, int nx, int64_t nb, const uint8_t
       }
     }
   }
+  /* Q4_1, Q5_1: each output's scalar chain m = fma(mw_b, sx_b, m), four
+   * activation rows per vector (s4: the group's sx, four a block) */
+  _Alignas(16) float m1[2][4] = {{0}};
+  if (has_m1(kind)) {
+    __m128 mv[2];
+    SP_UNROLL
+    for (int r = 0; r < rw; r++) mv[r] = _mm_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+      __m128 sx = _mm_load_ps(s4 + 4 * b);
+      SP_UNROLL
+      for (int r = 0; r < rw; r++)
+        mv[r] = _mm_fmadd_ps(_mm_broadcast_ss((const float *)(dec + (size_t)r * l->row + l->dmin) + b), sx, mv[r]);
+    }
+    SP_UNROLL
+    for (int r = 0; r < rw; r++) _mm_store_ps(m1[r], mv[r]);
+  }
   SP_UNROLL
   for (int j = 0; j < nx; j++) {
     float *dj = (float *)((uint8_t *)d + (size_t)j * ds);
@@ -191,19 +222,20 @@ SP_AVX2_INLINE void tile_dec(int kind, int rw, int nx, int64_t nb, const uint8_t
     for (int r = 0; r < rw; r++) {
       /* the dot table's endings: Q8_0 adds its (zero) min, the min types subtract their min lanes */
       float sum = sp_avx2_hsum(acc[r][j]);
-      if (kind == T_Q8_0) sum = sum + 0.0f;
+      if (kind == T_Q8_0 || kind == T_Q4_0) sum = sum + 0.0f;
       if (has_min(kind)) sum = sum - sp_avx2_hsum(mins[r][j]);
+      if (has_m1(kind)) sum = sum + m1[r][j];
       dj[r] = sum;
     }
   }
 }
 
 SP_AVX2_INLINE void group_dec(int kind, int nx, int64_t nb, const uint8_t *dec, const dec_layout *l, int64_t nw,
-                              const __m256i *act, const float *dxs, float *d, size_t ds) {
+                              const __m256i *act, const float *dxs, const float *s4, float *d, size_t ds) {
   int64_t i = 0;
   if (!has_min(kind))
-    for (; i + 2 <= nw; i += 2) tile_dec(kind, 2, nx, nb, dec + (size_t)i * l->row, l, act, dxs, d + i, ds);
-  for (; i < nw; i++) tile_dec(kind, 1, nx, nb, dec + (size_t)i * l->row, l, act, dxs, d + i, ds);
+    for (; i + 2 <= nw; i += 2) tile_dec(kind, 2, nx, nb, dec + (size_t)i * l->row, l, act, dxs, s4, d + i, ds);
+  for (; i < nw; i++) tile_dec(kind, 1, nx, nb, dec + (size_t)i * l->row, l, act, dxs, s4, d + i, ds);
 }
 
 SP_AVX2_INLINE void gemm_dec(int kind, int64_t nb, const uint8_t *w, size_t ws, int64_t nw, const void *x,
@@ -212,6 +244,7 @@ SP_AVX2_INLINE void gemm_dec(int kind, int64_t nb, const uint8_t *w, size_t ws, 
   _Alignas(32) uint8_t dec[T2_DEC_BYTES];
   __m256i act[T2_NX * nb * 2]; /* per row and block: its quants, (min types) its sums of four */
   _Alignas(32) float dxs[T2_NX * nb8];
+  _Alignas(16) float s4[4 * nb]; /* Q4_1, Q5_1: sx per block, four rows a block */
   dec_layout l = dec_layout_of(kind, nb);
   int64_t chunk = (int64_t)(T2_DEC_BYTES / l.row) & ~(int64_t)1;
   const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
@@ -230,15 +263,18 @@ SP_AVX2_INLINE void gemm_dec(int kind, int64_t nb, const uint8_t *w, size_t ws, 
             act[2 * ((size_t)j * nb + b) + 1] =
                 _mm256_castps_si256(_mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(ones8, xq), ones16)));
           dxj[b] = xj[b].d;
+          s4[4 * b + j] = xj[b].s;
         }
         for (int64_t b = nb; b < nb8; b++) dxj[b] = 0.0f;
       }
+      for (int j = n; j < 4; j++)
+        for (int64_t b = 0; b < nb; b++) s4[4 * b + j] = 0.0f;
       float *dm = (float *)((uint8_t *)d + (size_t)m * ds) + i0;
       switch (n) {
-      case 1: group_dec(kind, 1, nb, dec, &l, rows, act, dxs, dm, ds); break;
-      case 2: group_dec(kind, 2, nb, dec, &l, rows, act, dxs, dm, ds); break;
-      case 3: group_dec(kind, 3, nb, dec, &l, rows, act, dxs, dm, ds); break;
-      default: group_dec(kind, 4, nb, dec, &l, rows, act, dxs, dm, ds); break;
+      case 1: group_dec(kind, 1, nb, dec, &l, rows, act, dxs, s4, dm, ds); break;
+      case 2: group_dec(kind, 2, nb, dec, &l, rows, act, dxs, s4, dm, ds); break;
+      case 3: group_dec(kind, 3, nb, dec, &l, rows, act, dxs, s4, dm, ds); break;
+      default: group_dec(kind, 4, nb, dec, &l, rows, act, dxs, s4, dm, ds); break;
       }
     }
   }
@@ -275,5 +311,8 @@ SP_T2_GEMM(sp_cpu_avx2_gemm_q6_k, T_Q6_K, SP_DTYPE_Q6_K)
 SP_T2_GEMM(sp_cpu_avx2_gemm_q5_k, T_Q5_K, SP_DTYPE_Q5_K)
 SP_T2_GEMM(sp_cpu_avx2_gemm_q3_k, T_Q3_K, SP_DTYPE_Q3_K)
 SP_T2_GEMM(sp_cpu_avx2_gemm_q2_k, T_Q2_K, SP_DTYPE_Q2_K)
+SP_T2_GEMM(sp_cpu_avx2_gemm_q4_0, T_Q4_0, SP_DTYPE_Q4_0)
+SP_T2_GEMM(sp_cpu_avx2_gemm_q4_1, T_Q4_1, SP_DTYPE_Q4_1)
+SP_T2_GEMM(sp_cpu_avx2_gemm_q5_1, T_Q5_1, SP_DTYPE_Q5_1)
 
 #endif

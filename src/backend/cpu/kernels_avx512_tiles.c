@@ -1,7 +1,9 @@
 /*
  * kernels_avx512_tiles.c: prompt products (gemm entries) for x86 CPUs with
  * AVX-512 VNNI, for the weight types of K-quant files: Q8_0, Q5_0, Q2_K,
- * Q3_K, Q4_K, Q5_K, Q6_K.
+ * Q3_K, Q4_K, Q5_K, Q6_K, and Q4_0, Q4_1, Q5_1 (Q4_0 + 8 as unsigned
+ * bytes; Q4_1, Q5_1 unsigned, with the dot's scalar min chain, kept per
+ * output as a lane of a 4-float vector, one fma per block, added last).
  *
  * A call covers a block of weight rows by activation rows (one matmul
  * tile). Each output element gets exactly the float operations of the dot
@@ -28,6 +30,7 @@
  * 120 KiB (the 48 KiB decoded chunk; the group's tables, 64 KiB at k =
  * 8192), well within the 8 MiB of the pool's and callers' threads.
  */
+#include <math.h>
 #include <stdbool.h>
 
 #include "backend/cpu/kernels.h"
@@ -44,9 +47,12 @@
 #define TILE_RW 4           /* weight rows per register tile, at most (decoded path) */
 #define TILE_MAX_BLOCKS 256 /* 32-blocks per row the per-group sums hold (k <= 8192) */
 
-enum { T_Q8_0, T_Q5_0, T_Q4_K, T_Q6_K, T_Q5_K, T_Q3_K, T_Q2_K };
+enum { T_Q8_0, T_Q5_0, T_Q4_K, T_Q6_K, T_Q5_K, T_Q3_K, T_Q2_K, T_Q4_0, T_Q4_1, T_Q5_1 };
 
-static inline bool is_k(int kind) { return kind != T_Q8_0 && kind != T_Q5_0; }
+/* Q4_1 and Q5_1: unsigned quants and the scalar min chain m = fma(mw_b, sx_b, m), added last. */
+static inline bool has_m1(int kind) { return kind == T_Q4_1 || kind == T_Q5_1; }
+
+static inline bool is_k(int kind) { return kind >= T_Q4_K && kind <= T_Q2_K; }
 
 /* The K types with a min chain (unsigned quants, contract point 3's M). */
 static inline bool has_min(int kind) { return kind == T_Q4_K || kind == T_Q5_K || kind == T_Q2_K; }
@@ -55,6 +61,9 @@ static inline int tile_block_bytes(int kind) {
   switch (kind) {
   case T_Q8_0: return SP_Q8_0_BYTES;
   case T_Q5_0: return SP_Q5_0_BYTES;
+  case T_Q4_0: return SP_Q4_0_BYTES;
+  case T_Q4_1: return SP_Q4_1_BYTES;
+  case T_Q5_1: return SP_Q5_1_BYTES;
   case T_Q4_K: return SP_Q4_K_BYTES;
   case T_Q5_K: return SP_Q5_K_BYTES;
   case T_Q3_K: return 110;
@@ -76,7 +85,8 @@ SP_TILES_INLINE __m256i act_corr(int kind, const sp_q8_act *a) {
   __m256i xq = _mm256_loadu_si256((const __m256i *)a->qs);
   __m256i sums = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(1), xq);
   if (has_min(kind)) return _mm256_castps_si256(_mm256_cvtepi32_ps(sums));
-  int shift = kind == T_Q8_0 ? 7 : kind == T_Q5_0 ? 4 : kind == T_Q3_K ? 2 : 5;
+  if (has_m1(kind)) return _mm256_setzero_si256();
+  int shift = kind == T_Q8_0 ? 7 : kind == T_Q5_0 ? 4 : kind == T_Q4_0 ? 3 : kind == T_Q3_K ? 2 : 5;
   return _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(sums, shift));
 }
 
@@ -128,8 +138,12 @@ typedef struct tile_w {
 
 SP_TILES_INLINE tile_w slice_at(int kind, const uint8_t *blk, int t) {
   tile_w r;
-  if (kind == T_Q8_0 || kind == T_Q5_0) {
-    r.u = kind == T_Q8_0 ? q8_0_u(blk) : q5_0_u(blk);
+  if (!is_k(kind)) {
+    r.u = kind == T_Q8_0   ? q8_0_u(blk)
+          : kind == T_Q5_0 ? q5_0_u(blk)
+          : kind == T_Q4_0 ? sp_avx2_nibbles(blk + 2) /* q + 8 */
+          : kind == T_Q4_1 ? sp_avx2_nibbles(blk + 4)
+                           : sp_avx2_q5_1_weights(blk);
     r.d = _mm256_set1_ps(sp_avx2_f16(blk));
   } else if (kind == T_Q4_K || kind == T_Q5_K) {
     int sc, mn;
@@ -157,9 +171,10 @@ SP_TILES_INLINE tile_w slice_at(int kind, const uint8_t *blk, int t) {
 /* One output from its lane chains, ending as the dot table does: Q8_0
  * adds its (zero) min, the min types subtract their min lanes (contract
  * point 3). */
-SP_TILES_INLINE float tile_result(int kind, __m256 acc, __m256 mins) {
+SP_TILES_INLINE float tile_result(int kind, __m256 acc, __m256 mins, float m1) {
   float sum = sp_avx2_hsum(acc);
-  if (kind == T_Q8_0) sum = sum + 0.0f;
+  if (kind == T_Q8_0 || kind == T_Q4_0) sum = sum + 0.0f;
+  if (has_m1(kind)) sum = sum + m1;
   if (has_min(kind)) sum = sum - sp_avx2_hsum(mins);
   return sum;
 }
@@ -179,6 +194,7 @@ SP_TILES_INLINE __m256 dx8_at(const sp_q8_act *a, int64_t b) {
 SP_TILES_INLINE void tile(int kind, int rw, int nx, int64_t nb, const uint8_t *w, size_t ws,
                           const sp_q8_act *const *xr, float *d, size_t ds) {
   __m256 acc[2][TILE_NX], mins[2][TILE_NX];
+  float m1[2][TILE_NX] = {{0}};
   /* K types: a super-block's eight scales d_w * dx_b (and dmin_w * dx_b),
    * made by one multiply and read back as broadcasts */
   _Alignas(32) float sk[2][TILE_NX][8], smin[2][TILE_NX][8];
@@ -228,6 +244,7 @@ SP_TILES_INLINE void tile(int kind, int rw, int nx, int64_t nb, const uint8_t *w
             __m256 m = _mm256_mul_ps(ts[r].mn, _mm256_castsi256_ps(c));
             mins[r][j] = _mm256_fmadd_ps(_mm256_broadcast_ss(&smin[r][j][t]), m, mins[r][j]);
           }
+          if (has_m1(kind)) m1[r][j] = fmaf(sp_avx2_f16(blk[r] + 2), a->s, m1[r][j]);
         }
       }
     }
@@ -236,7 +253,7 @@ SP_TILES_INLINE void tile(int kind, int rw, int nx, int64_t nb, const uint8_t *w
   for (int j = 0; j < nx; j++) {
     float *dj = (float *)((uint8_t *)d + (size_t)j * ds);
     SP_UNROLL
-    for (int r = 0; r < rw; r++) dj[r] = tile_result(kind, acc[r][j], mins[r][j]);
+    for (int r = 0; r < rw; r++) dj[r] = tile_result(kind, acc[r][j], mins[r][j], m1[r][j]);
   }
 }
 
@@ -305,6 +322,7 @@ SP_TILES_INLINE void decode_row(int kind, int64_t nb, const uint8_t *w, const de
         if (kind == T_Q2_K) _mm256_store_ps((float *)(out + l->mnv + 32 * b), ts.mn);
       } else {
         d[b] = sp_avx2_f16(blk);
+        dmin[b] = has_m1(kind) ? sp_avx2_f16(blk + 2) : 0.0f; /* Q4_1, Q5_1: the min mw */
       }
     }
   }
@@ -317,7 +335,7 @@ SP_TILES_INLINE void decode_row(int kind, int64_t nb, const uint8_t *w, const de
  * activation row and block, its quants and act_corr; dxs: the activation
  * scales, rows nb8 apart. */
 SP_TILES_INLINE void tile_dec(int kind, int rw, int nx, int64_t nb, const uint8_t *dec, const dec_layout *l,
-                              const __m256i *act, const float *dxs, float *d, size_t ds) {
+                              const __m256i *act, const float *dxs, const float *s4, float *d, size_t ds) {
   int64_t nb8 = (nb + 7) & ~7;
   __m256 acc[TILE_RW][TILE_NX], mins[TILE_RW][TILE_NX];
   _Alignas(32) float sk[TILE_RW][TILE_NX][8], smin[TILE_RW][TILE_NX][8];
@@ -374,22 +392,39 @@ SP_TILES_INLINE void tile_dec(int kind, int rw, int nx, int64_t nb, const uint8_
       }
     }
   }
+  /* Q4_1, Q5_1: each output's scalar chain m = fma(mw_b, sx_b, m), four
+   * activation rows per vector (lane j: activation row j; s4 holds the
+   * group's sx, block-major, four a block) */
+  _Alignas(16) float m1[TILE_RW][4] = {{0}};
+  if (has_m1(kind)) {
+    __m128 mv[TILE_RW];
+    SP_UNROLL
+    for (int r = 0; r < rw; r++) mv[r] = _mm_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+      __m128 sx = _mm_load_ps(s4 + 4 * b);
+      SP_UNROLL
+      for (int r = 0; r < rw; r++)
+        mv[r] = _mm_fmadd_ps(_mm_broadcast_ss((const float *)(dec + (size_t)r * l->row + l->dmin) + b), sx, mv[r]);
+    }
+    SP_UNROLL
+    for (int r = 0; r < rw; r++) _mm_store_ps(m1[r], mv[r]);
+  }
   SP_UNROLL
   for (int j = 0; j < nx; j++) {
     float *dj = (float *)((uint8_t *)d + (size_t)j * ds);
     SP_UNROLL
-    for (int r = 0; r < rw; r++) dj[r] = tile_result(kind, acc[r][j], mins[r][j]);
+    for (int r = 0; r < rw; r++) dj[r] = tile_result(kind, acc[r][j], mins[r][j], m1[r][j]);
   }
 }
 
 SP_TILES_INLINE void group_dec(int kind, int nx, int64_t nb, const uint8_t *dec, const dec_layout *l, int64_t nw,
-                               const __m256i *act, const float *dxs, float *d, size_t ds) {
+                               const __m256i *act, const float *dxs, const float *s4, float *d, size_t ds) {
   /* four weight rows a tile (the min types: two, their min lanes need registers too) */
   int64_t i = 0;
   if (!has_min(kind))
-    for (; i + 4 <= nw; i += 4) tile_dec(kind, 4, nx, nb, dec + (size_t)i * l->row, l, act, dxs, d + i, ds);
-  for (; i + 2 <= nw; i += 2) tile_dec(kind, 2, nx, nb, dec + (size_t)i * l->row, l, act, dxs, d + i, ds);
-  if (i < nw) tile_dec(kind, 1, nx, nb, dec + (size_t)i * l->row, l, act, dxs, d + i, ds);
+    for (; i + 4 <= nw; i += 4) tile_dec(kind, 4, nx, nb, dec + (size_t)i * l->row, l, act, dxs, s4, d + i, ds);
+  for (; i + 2 <= nw; i += 2) tile_dec(kind, 2, nx, nb, dec + (size_t)i * l->row, l, act, dxs, s4, d + i, ds);
+  if (i < nw) tile_dec(kind, 1, nx, nb, dec + (size_t)i * l->row, l, act, dxs, s4, d + i, ds);
 }
 
 /* Chunks of weight rows, each decoded once, against every group of
@@ -401,6 +436,7 @@ SP_TILES_INLINE void gemm_dec(int kind, int64_t nb, const uint8_t *w, size_t ws,
   _Alignas(32) uint8_t dec[DEC_BYTES];
   __m256i act[TILE_NX * nb * 2]; /* per row and block: its quants, act_corr */
   _Alignas(32) float dxs[TILE_NX * nb8];
+  _Alignas(16) float s4[4 * nb]; /* Q4_1, Q5_1: sx per block, four rows a block */
   dec_layout l = dec_layout_of(kind, nb);
   int64_t chunk = (int64_t)(DEC_BYTES / l.row) & ~(int64_t)1;
   for (int64_t i0 = 0; i0 < nw; i0 += chunk) {
@@ -415,15 +451,18 @@ SP_TILES_INLINE void gemm_dec(int kind, int64_t nb, const uint8_t *w, size_t ws,
           act[2 * ((size_t)j * nb + b)] = _mm256_loadu_si256((const __m256i *)xj[b].qs);
           act[2 * ((size_t)j * nb + b) + 1] = act_corr(kind, &xj[b]);
           dxj[b] = xj[b].d;
+          s4[4 * b + j] = xj[b].s;
         }
         for (int64_t b = nb; b < nb8; b++) dxj[b] = 0.0f;
       }
+      for (int j = n; j < 4; j++)
+        for (int64_t b = 0; b < nb; b++) s4[4 * b + j] = 0.0f;
       float *dm = (float *)((uint8_t *)d + (size_t)m * ds) + i0;
       switch (n) {
-      case 1: group_dec(kind, 1, nb, dec, &l, rows, act, dxs, dm, ds); break;
-      case 2: group_dec(kind, 2, nb, dec, &l, rows, act, dxs, dm, ds); break;
-      case 3: group_dec(kind, 3, nb, dec, &l, rows, act, dxs, dm, ds); break;
-      default: group_dec(kind, 4, nb, dec, &l, rows, act, dxs, dm, ds); break;
+      case 1: group_dec(kind, 1, nb, dec, &l, rows, act, dxs, s4, dm, ds); break;
+      case 2: group_dec(kind, 2, nb, dec, &l, rows, act, dxs, s4, dm, ds); break;
+      case 3: group_dec(kind, 3, nb, dec, &l, rows, act, dxs, s4, dm, ds); break;
+      default: group_dec(kind, 4, nb, dec, &l, rows, act, dxs, s4, dm, ds); break;
       }
     }
   }
@@ -458,6 +497,9 @@ SP_TILES_GEMM(gemm_q6_k_vnni, T_Q6_K)
 SP_TILES_GEMM(gemm_q5_k_vnni, T_Q5_K)
 SP_TILES_GEMM(gemm_q3_k_vnni, T_Q3_K)
 SP_TILES_GEMM(gemm_q2_k_vnni, T_Q2_K)
+SP_TILES_GEMM(gemm_q4_0_vnni, T_Q4_0)
+SP_TILES_GEMM(gemm_q4_1_vnni, T_Q4_1)
+SP_TILES_GEMM(gemm_q5_1_vnni, T_Q5_1)
 
 void sp_cpu_avx512_vnni_gemms(sp_gemm_fn *gemm) {
   gemm[SP_DTYPE_Q8_0] = gemm_q8_0_vnni;
@@ -467,6 +509,9 @@ void sp_cpu_avx512_vnni_gemms(sp_gemm_fn *gemm) {
   gemm[SP_DTYPE_Q5_K] = gemm_q5_k_vnni;
   gemm[SP_DTYPE_Q3_K] = gemm_q3_k_vnni;
   gemm[SP_DTYPE_Q2_K] = gemm_q2_k_vnni;
+  gemm[SP_DTYPE_Q4_0] = gemm_q4_0_vnni;
+  gemm[SP_DTYPE_Q4_1] = gemm_q4_1_vnni;
+  gemm[SP_DTYPE_Q5_1] = gemm_q5_1_vnni;
 }
 
 #endif
