@@ -6,6 +6,9 @@
 #    libmicrohttpd-dev + libjansson-dev (`samepage serve`: HTTP and JSON),
 #    python3-venv (the server tests' openai client, in a venv);
 #  - Rust's cargo must already exist (rustup); it builds Wasmtime's C API.
+# With --browser (optional; scripts/test passes it): chromium and
+# chromium-driver too, for the chat page's headless-browser test
+# (test_serve_browser, skipped without them; ~160 MB, under a minute).
 set -euo pipefail
 
 need_pkgs=()
@@ -14,6 +17,7 @@ for p in cmake ninja-build gcc clang lld wasi-libc libclang-rt-14-dev-wasm32 pyt
          libmicrohttpd-dev libjansson-dev; do
   check_pkg "$p"
 done
+[[ ${1:-} == --browser ]] && { check_pkg chromium; check_pkg chromium-driver; }
 
 if ((${#need_pkgs[@]})); then
   echo "samepage: installing Debian packages: ${need_pkgs[*]}" >&2

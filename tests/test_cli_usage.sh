@@ -56,7 +56,8 @@ valued["bench prefill"]="--tokens --runs --batch --model --backend"
 flags["bench prefill"]="--same-actor --json"
 valued["bench soak"]="--actors --seconds --ctx --bound --model"
 flags["bench soak"]="--json"
-valued[serve]="-m --model --host --port --backend --isolation --sessions --max-live --ctx --max-body"
+valued[serve]="-m --model --host --port --backend --isolation --sessions --max-live --ctx --max-body --api-keys
+  --max-concurrent-per-tenant --max-import"
 flags[serve]=""
 commands=("run" "serve" "exec" "kv export" "kv import" "bench zerocopy" "bench snapshot" "bench actors" "bench prefill"
           "bench soak")

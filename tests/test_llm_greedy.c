@@ -19,12 +19,12 @@
  *    way), and for at least 32 tokens where there is none.
  * Usage: test_llm_greedy GUEST_DIR FIXTURE MODEL   (exit 77 = skipped)
  */
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "check.h"
 #include "test_util.h"
-#include "json_mini.h"
 #include "core/knobs.h"
 #include "samepage.h"
 
@@ -64,31 +64,46 @@ static sp_actor_t *new_llm(sp_runtime_t *rt, const uint8_t *wasm, size_t len, co
   return a;
 }
 
-static void check_tokenization(sp_actor_t *a, const jval *p, const char *name) {
-  const jval *text = jget(p, "prompt"), *ids = jget(p, "prompt_ids"), *special = jget(p, "parse_special");
-  put_input(a, text->s, text->len);
-  int64_t n = call(a, "llm_tokenize", (int64_t)text->len, special && special->num != 0, 2);
-  const int32_t *got = (const int32_t *)guest_mem(a, call(a, "llm_tokens_ptr", 0, 0, 0));
-  bool same = n == (int64_t)ids->n;
-  for (size_t i = 0; same && i < ids->n; i++) same = got[i] == (int32_t)ids->items[i].num;
-  CHECK(same, "%s: tokenization differs from llama.cpp (%lld vs %zu ids)", name, (long long)n, ids->n);
+/* The number at arr[i] (integer or real; 0 when absent). */
+static double num_at(const json_t *arr, size_t i) { return json_number_value(json_array_get(arr, i)); }
+
+/* Whether a fixture prompt has every field the checks read, each of its
+ * type, and its per-token lists of matching lengths. */
+static bool well_formed(const json_t *p) {
+  const json_t *ids = json_object_get(p, "prompt_ids"), *gen = json_object_get(p, "generated_ids");
+  return json_is_string(json_object_get(p, "prompt")) && json_array_size(ids) > 0 && json_array_size(gen) > 0 &&
+         json_array_size(json_object_get(p, "prompt_argmax")) == json_array_size(ids) &&
+         json_array_size(json_object_get(p, "prompt_margin")) == json_array_size(ids) &&
+         json_array_size(json_object_get(p, "generated_margin")) == json_array_size(gen);
 }
 
-static void check_prompt(sp_actor_t *a, const jval *p, const char *name) {
-  const jval *ids = jget(p, "prompt_ids"), *argmax = jget(p, "prompt_argmax"), *margin = jget(p, "prompt_margin");
-  size_t n = ids->n, clear_bad = 0, tie_bad = 0;
+static void check_tokenization(sp_actor_t *a, const json_t *p, const char *name) {
+  const json_t *text = json_object_get(p, "prompt"), *ids = json_object_get(p, "prompt_ids");
+  const json_t *special = json_object_get(p, "parse_special");
+  put_input(a, json_string_value(text), json_string_length(text));
+  int64_t n = call(a, "llm_tokenize", (int64_t)json_string_length(text), json_is_true(special), 2);
+  const int32_t *got = (const int32_t *)guest_mem(a, call(a, "llm_tokens_ptr", 0, 0, 0));
+  bool same = n == (int64_t)json_array_size(ids);
+  for (size_t i = 0; same && i < json_array_size(ids); i++) same = got[i] == (int32_t)num_at(ids, i);
+  CHECK(same, "%s: tokenization differs from llama.cpp (%lld vs %zu ids)", name, (long long)n, json_array_size(ids));
+}
+
+static void check_prompt(sp_actor_t *a, const json_t *p, const char *name) {
+  const json_t *ids = json_object_get(p, "prompt_ids"), *argmax = json_object_get(p, "prompt_argmax");
+  const json_t *margin = json_object_get(p, "prompt_margin");
+  size_t n = json_array_size(ids), clear_bad = 0, tie_bad = 0;
   double worst = 0;
   int32_t *buf = malloc(n * sizeof *buf);
-  for (size_t i = 0; i < n; i++) buf[i] = (int32_t)ids->items[i].num;
+  for (size_t i = 0; i < n; i++) buf[i] = (int32_t)num_at(ids, i);
   put_input(a, buf, n * 4);
   free(buf);
   CHECK(call(a, "llm_prompt", (int64_t)n * 4, 2, 2) == (int64_t)n, "%s: prefill", name);
   const int32_t *got = (const int32_t *)guest_mem(a, call(a, "llm_argmax_ptr", 0, 0, 0));
   for (size_t i = 0; i < n; i++) {
-    if (got[i] == (int32_t)argmax->items[i].num) continue;
-    if (margin->items[i].num < NEAR_TIE) tie_bad++;
+    if (got[i] == (int32_t)num_at(argmax, i)) continue;
+    if (num_at(margin, i) < NEAR_TIE) tie_bad++;
     else clear_bad++;
-    if (margin->items[i].num > worst) worst = margin->items[i].num;
+    if (num_at(margin, i) > worst) worst = num_at(margin, i);
   }
   printf("%-14s prompt %4zu tokens: argmax differs at %zu clear positions, %zu near-ties "
          "(largest llama.cpp margin where we differ: %.3f)\n", name, n, clear_bad, tie_bad, worst);
@@ -97,43 +112,44 @@ static void check_prompt(sp_actor_t *a, const jval *p, const char *name) {
 
 /* Feeds prompt + llama.cpp's generated tokens in one prefill and checks
  * that our argmax predicts each of its next tokens. */
-static void check_teacher_forced(sp_actor_t *a, const jval *p, const char *name) {
-  const jval *ids = jget(p, "prompt_ids"), *gen = jget(p, "generated_ids"), *margin = jget(p, "generated_margin");
-  size_t n = ids->n, total = n + gen->n - 1, clear_bad = 0, ties = 0;
+static void check_teacher_forced(sp_actor_t *a, const json_t *p, const char *name) {
+  const json_t *ids = json_object_get(p, "prompt_ids"), *gen = json_object_get(p, "generated_ids");
+  const json_t *margin = json_object_get(p, "generated_margin");
+  size_t n = json_array_size(ids), total = n + json_array_size(gen) - 1, clear_bad = 0, ties = 0;
   int32_t *buf = malloc(total * sizeof *buf);
-  for (size_t i = 0; i < n; i++) buf[i] = (int32_t)ids->items[i].num;
-  for (size_t i = 0; i + 1 < gen->n; i++) buf[n + i] = (int32_t)gen->items[i].num;
+  for (size_t i = 0; i < n; i++) buf[i] = (int32_t)num_at(ids, i);
+  for (size_t i = 0; i + 1 < json_array_size(gen); i++) buf[n + i] = (int32_t)num_at(gen, i);
   put_input(a, buf, total * 4);
   free(buf);
   CHECK(call(a, "llm_prompt", (int64_t)total * 4, 2, 2) == (int64_t)total, "%s: teacher-forced prefill", name);
   const int32_t *got = (const int32_t *)guest_mem(a, call(a, "llm_argmax_ptr", 0, 0, 0));
-  for (size_t k = 0; k < gen->n; k++) {
-    if (got[n - 1 + k] == (int32_t)gen->items[k].num) continue;
-    if (margin->items[k].num < NEAR_TIE) ties++;
+  for (size_t k = 0; k < json_array_size(gen); k++) {
+    if (got[n - 1 + k] == (int32_t)num_at(gen, k)) continue;
+    if (num_at(margin, k) < NEAR_TIE) ties++;
     else {
       clear_bad++;
       printf("%-14s teacher-forced step %zu: we predict %d, llama.cpp %d (its margin %.3f)\n", name, k,
-             got[n - 1 + k], (int)gen->items[k].num, margin->items[k].num);
+             got[n - 1 + k], (int)num_at(gen, k), num_at(margin, k));
     }
   }
   printf("%-14s teacher-forced %zu steps: next token differs at %zu clear steps, %zu near-ties\n", name,
-         gen->n, clear_bad, ties);
+         json_array_size(gen), clear_bad, ties);
   CHECK(clear_bad == 0, "%s: teacher-forced next token differs at %zu clear steps", name, clear_bad);
 }
 
-static void check_generation(sp_actor_t *a, const jval *p, const char *name) {
-  const jval *want = jget(p, "generated_ids"), *margin = jget(p, "generated_margin");
-  size_t matched = 0, limit = want->n;
-  for (size_t i = 0; i < want->n; i++)
-    if (margin->items[i].num < NEAR_TIE) { limit = i; break; }
+static void check_generation(sp_actor_t *a, const json_t *p, const char *name) {
+  const json_t *want = json_object_get(p, "generated_ids"), *margin = json_object_get(p, "generated_margin");
+  size_t matched = 0, limit = json_array_size(want);
+  for (size_t i = 0; i < json_array_size(want); i++)
+    if (num_at(margin, i) < NEAR_TIE) { limit = i; break; }
   bool same = true;
-  for (size_t i = 0; i < want->n; i++) {
+  for (size_t i = 0; i < json_array_size(want); i++) {
     int64_t token = call(a, "llm_step", 0, 0, 0);
-    same = same && token == (int64_t)want->items[i].num;
+    same = same && token == (int64_t)num_at(want, i);
     matched += same;
   }
   printf("%-14s free-running: the first %zu/%zu tokens equal llama.cpp's (its first near-tie: step %zu)\n",
-         name, matched, want->n, limit);
+         name, matched, json_array_size(want), limit);
   CHECK(matched >= limit, "%s: greedy generation diverged at step %zu, before llama.cpp's first near-tie", name, matched);
   CHECK(limit < MIN_MATCH || matched >= MIN_MATCH, "%s: fewer than %d tokens matched", name, MIN_MATCH);
 }
@@ -152,20 +168,23 @@ int main(int argc, char **argv) {
   fclose(model);
   CHECK(wasm && fixture, "cannot read %s or %s", path, argv[2]);
   if (!wasm || !fixture) return CHECK_DONE();
-  jparser jp = {(const char *)fixture, (const char *)fixture + fix_len, false};
-  jval root;
-  jvalue(&jp, &root, 0);
-  const jval *prompts = jget(&root, "prompts");
-  CHECK(!jp.bad && prompts && prompts->n >= 5, "fixture has at least 5 prompts");
+  json_error_t jerr;
+  json_t *root = json_loadb((const char *)fixture, fix_len, JSON_ALLOW_NUL, &jerr);
+  CHECK(root, "fixture JSON: %s (line %d)", jerr.text, jerr.line);
+  const json_t *prompts = json_object_get(root, "prompts");
+  CHECK(json_array_size(prompts) >= 5, "fixture has at least 5 prompts");
   sp_runtime_t *rt = NULL;
   struct sp_knobs knobs; /* SP_ISOLATION, SP_CPU_SIMD: the ctest variants */
   sp_error_t *err = sp_knobs_from_env(&knobs);
   sp_runtime_options ro = {.knobs = &knobs};
   if (!err) err = sp_runtime_new(&ro, &rt);
   CHECK(!err, "%s", sp_error_message(err));
-  for (size_t i = 0; rt && prompts && i < prompts->n; i++) {
-    const jval *p = &prompts->items[i];
-    const char *name = jget(p, "name")->s;
+  for (size_t i = 0; rt && prompts && i < json_array_size(prompts); i++) {
+    const json_t *p = json_array_get(prompts, i);
+    const char *name = json_string_value(json_object_get(p, "name"));
+    bool whole = name && well_formed(p);
+    CHECK(whole, "prompt %zu of the fixture lacks a field or has one of the wrong type", i);
+    if (!whole) continue;
     sp_actor_t *a = new_llm(rt, wasm, wasm_len, argv[3]);
     if (!a) continue;
     check_tokenization(a, p, name);
@@ -176,7 +195,7 @@ int main(int argc, char **argv) {
     sp_actor_free(a);
   }
   sp_runtime_free(rt);
-  jfree(&root);
+  json_decref(root);
   free(wasm);
   free(fixture);
   return CHECK_DONE();

@@ -30,7 +30,18 @@
  *   llm_sampling(len) -> 0 | -1   sampling settings for the next steps, as
  *                                 "--option\0value\0" pairs (the sampling
  *                                 options of argv); unnamed ones: defaults
+ *   llm_logprobs(on, top) -> 0    from the next step on, record the chosen
+ *                                 token's log-probability and its top
+ *                                 (0..20) alternatives: the model's own
+ *                                 log-softmax, before penalties and
+ *                                 temperature; llm_logprobs_ptr: the last
+ *                                 step's record (words: entries, words
+ *                                 used, then per entry id, logprob (f32),
+ *                                 byte length, bytes padded to 4)
+ *   llm_rewind(n) -> n            forget cached positions from n on
+ *   llm_history_ptr, llm_n_ctx    the cached token ids; the context length
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,6 +87,9 @@ static struct llm_guest {
   char piece[512];
   uint32_t piece_len;
   char error[1024];
+  uint32_t lp_top;          /* llm_logprobs: alternatives per step (0..20) */
+  bool lp_on;               /* record each step's log-probabilities */
+  uint32_t lp_rec[1024];    /* the last step's record (llm_logprobs_ptr) */
 } G;
 
 static int set_error(const char *msg) {
@@ -322,6 +336,63 @@ static int32_t next_token(void) {
   return llm_sampler_sample(&G.sampler, G.logits);
 }
 
+/* ---- log-probabilities (a server's logprobs / top_logprobs) ----
+ * They are the model's: log-softmax of the raw logits, before penalties,
+ * temperature and truncation, as OpenAI reports them. */
+
+/* log(sum(exp(logits))) of the current row; reads the logits back first. */
+static int log_sum_exp(float *out) {
+  uint32_t V = G.model.hp.n_vocab;
+  if (llm_logits_read(&G.model, G.logits, 1, G.error, sizeof G.error)) return -1;
+  float max = G.logits[0];
+  for (uint32_t i = 1; i < V; i++) max = G.logits[i] > max ? G.logits[i] : max;
+  double sum = 0;
+  for (uint32_t i = 0; i < V; i++) sum += exp((double)(G.logits[i] - max));
+  *out = max + (float)log(sum);
+  return 0;
+}
+
+/* Appends one entry {id, logprob, len, bytes padded to 4} at word *at of
+ * the record; the piece is cut to 128 bytes. */
+static void record_entry(uint32_t *at, int32_t id, float logprob) {
+  const char *bytes = NULL;
+  size_t len = 0;
+  if (tok_piece(G.vocab, id, false, &bytes, &len) != TOK_OK) len = 0;
+  if (len > 128) len = 128;
+  uint32_t *w = G.lp_rec + *at;
+  memcpy(&w[0], &id, 4), memcpy(&w[1], &logprob, 4), w[2] = (uint32_t)len;
+  memset(&w[3], 0, (len + 3) / 4 * 4);
+  if (len) memcpy(&w[3], bytes, len);
+  *at += 3 + (uint32_t)(len + 3) / 4;
+}
+
+/* The record of a step: [0] entries, [1] words used, then the chosen
+ * token's entry and its lp_top most likely alternatives, best first. */
+static void record_logprobs(int32_t token, float lse) {
+  int32_t top[20];
+  uint32_t n = 0, V = G.model.hp.n_vocab;
+  for (uint32_t i = 0; i < V && G.lp_top; i++) {
+    if (n == G.lp_top && G.logits[i] <= G.logits[top[n - 1]]) continue;
+    uint32_t j = n < G.lp_top ? n++ : n - 1;
+    for (; j > 0 && G.logits[top[j - 1]] < G.logits[i]; j--) top[j] = top[j - 1];
+    top[j] = (int32_t)i;
+  }
+  uint32_t at = 2;
+  record_entry(&at, token, G.logits[token] - lse);
+  for (uint32_t i = 0; i < n; i++) record_entry(&at, top[i], G.logits[top[i]] - lse);
+  G.lp_rec[0] = 1 + n, G.lp_rec[1] = at;
+}
+
+/* on: record log-probabilities at each step, with top (0..20) alternatives. */
+EXPORT(llm_logprobs) int32_t llm_logprobs(uint32_t on, uint32_t top) {
+  if (top > 20) return set_error("llm_logprobs: at most 20 alternatives");
+  G.lp_on = on != 0, G.lp_top = top;
+  G.lp_rec[0] = G.lp_rec[1] = 0;
+  return 0;
+}
+
+EXPORT(llm_logprobs_ptr) uint32_t llm_logprobs_ptr(void) { return sp_addr(G.lp_rec); }
+
 EXPORT(llm_step) int32_t llm_step(void) {
   G.piece_len = 0;
   G.turn_done = false;
@@ -333,8 +404,11 @@ EXPORT(llm_step) int32_t llm_step(void) {
     set_error("the context is full");
     return STEP_ERROR;
   }
+  float lse = 0;
+  if (G.lp_on && log_sum_exp(&lse)) return STEP_ERROR;
   int32_t token = next_token();
   if (token < 0) return STEP_ERROR;
+  if (G.lp_on) record_logprobs(token, lse);
   llm_sampler_accept(&G.sampler, token);
   bool end = tok_is_eog(G.vocab, token);
   const char *bytes = NULL;
@@ -382,6 +456,21 @@ EXPORT(llm_logits_ptr) uint32_t llm_logits_ptr(void) {
   return sp_addr(G.logits);
 }
 EXPORT(llm_argmax_ptr) uint32_t llm_argmax_ptr(void) { return sp_addr(G.argmax); }
+EXPORT(llm_history_ptr) uint32_t llm_history_ptr(void) { return sp_addr(G.history); }
+EXPORT(llm_n_ctx) uint32_t llm_n_ctx(void) { return G.opt.n_ctx; }
+
+/* Forgets every cached position from n on (an interrupted turn rolled
+ * back); the next llm_sync prefills from there. n, or -1 past n_past. */
+EXPORT(llm_rewind) int32_t llm_rewind(uint32_t n) {
+  if (n > G.n_past) return set_error("llm_rewind: past the cached tokens");
+  G.n_past = n;
+  G.logits = NULL, G.best = NULL;
+  G.in_reply = false, G.turn_done = false;
+  const char *held = NULL;
+  size_t n_held = 0;
+  tok_decoder_flush(&G.decoder, &held, &n_held); /* a character the turn left unfinished */
+  return (int32_t)n;
+}
 
 /* ---- a server's turns (whole conversations, per-request sampling) ---- */
 

@@ -139,3 +139,75 @@ int srv_engine_step(sp_actor_t *a, int32_t *token, bool *done, const char **piec
   *piece = (const char *)base + ptr, *piece_len = (size_t)len;
   return 0;
 }
+
+int srv_engine_logprobs_on(sp_actor_t *a, bool on, int top, srv_error *e) {
+  int64_t rc = 0;
+  sp_error_t *err = call(a, "llm_logprobs", on ? 1 : 0, top, 2, &rc);
+  if (err) return runtime_fail(err, e, "llm_logprobs");
+  return (int32_t)rc < 0 ? guest_fail(a, e, 400, "logprobs") : 0;
+}
+
+/* The record's words are copied out of guest memory once, then parsed. */
+int srv_engine_logprobs(sp_actor_t *a, srv_logprob *out, int *n, srv_error *e) {
+  int64_t ptr = 0;
+  sp_error_t *err = call(a, "llm_logprobs_ptr", 0, 0, 0, &ptr);
+  if (err) return runtime_fail(err, e, "llm_logprobs_ptr");
+  ptr = (uint32_t)ptr;
+  uint8_t *base;
+  size_t size;
+  sp_actor_memory(a, &base, &size);
+  uint32_t rec[1024];
+  if (ptr <= 0 || (uint64_t)ptr + sizeof rec > size)
+    return srv_fail(e, 500, "server_error", NULL, "", "the guest's logprobs are outside its memory");
+  memcpy(rec, base + ptr, sizeof rec);
+  uint32_t entries = rec[0], words = rec[1], at = 2;
+  if (entries > 21 || words > 1024) return srv_fail(e, 500, "server_error", NULL, "", "bad logprobs record");
+  for (*n = 0; *n < (int)entries; (*n)++) {
+    if (at + 3 > words) return srv_fail(e, 500, "server_error", NULL, "", "bad logprobs record");
+    srv_logprob *lp = &out[*n];
+    uint32_t len = rec[at + 2];
+    if (len > sizeof lp->bytes || at + 3 + (len + 3) / 4 > words)
+      return srv_fail(e, 500, "server_error", NULL, "", "bad logprobs record");
+    memcpy(&lp->id, &rec[at], 4), memcpy(&lp->logprob, &rec[at + 1], 4);
+    lp->len = (uint8_t)len;
+    memcpy(lp->bytes, &rec[at + 3], len);
+    at += 3 + (len + 3) / 4;
+  }
+  return 0;
+}
+
+int srv_engine_rewind(sp_actor_t *a, uint32_t keep) {
+  int64_t rc = 0;
+  sp_error_t *err = call(a, "llm_rewind", keep, 0, 1, &rc);
+  if (err) { sp_error_free(err); return -1; }
+  return (int32_t)rc == (int32_t)keep ? 0 : -1;
+}
+
+int srv_engine_history(sp_actor_t *a, uint32_t *n_ctx, int32_t **ids, uint32_t *n, srv_error *e) {
+  int64_t ctx = 0, past = 0, ptr = 0, vocab = 0;
+  sp_error_t *err = call(a, "llm_n_ctx", 0, 0, 0, &ctx);
+  if (!err) err = call(a, "llm_n_past", 0, 0, 0, &past);
+  if (!err) err = call(a, "llm_history_ptr", 0, 0, 0, &ptr);
+  if (!err) err = call(a, "llm_n_vocab", 0, 0, 0, &vocab);
+  if (err) {
+    srv_fail(e, 400, "invalid_request_error", NULL, "", "the snapshot's guest fails: %s", sp_error_message(err));
+    sp_error_free(err);
+    return e->status;
+  }
+  ctx = (uint32_t)ctx, past = (uint32_t)past, ptr = (uint32_t)ptr, vocab = (uint32_t)vocab;
+  uint8_t *base;
+  size_t size;
+  sp_actor_memory(a, &base, &size);
+  if (past > ctx || ptr <= 0 || (uint64_t)ptr + (uint64_t)past * 4 > size)
+    return srv_fail(e, 400, "invalid_request_error", NULL, "", "the snapshot's conversation is damaged");
+  *ids = malloc(((size_t)past + 1) * sizeof **ids);
+  if (!*ids) return srv_fail(e, 500, "server_error", NULL, "", "out of memory");
+  memcpy(*ids, base + ptr, (size_t)past * 4);
+  for (int64_t i = 0; i < past; i++)
+    if ((*ids)[i] < 0 || (*ids)[i] >= vocab) {
+      free(*ids), *ids = NULL;
+      return srv_fail(e, 400, "invalid_request_error", NULL, "", "the snapshot holds a token out of range");
+    }
+  *n_ctx = (uint32_t)ctx, *n = (uint32_t)past;
+  return 0;
+}

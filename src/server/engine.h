@@ -32,4 +32,27 @@ int srv_engine_sync(sp_actor_t *a, const int32_t *ids, uint32_t n, uint32_t *pre
  * the turn, and its text (borrowed from guest memory until the next call). */
 int srv_engine_step(sp_actor_t *a, int32_t *token, bool *done, const char **piece, size_t *piece_len, srv_error *e);
 
+/* Turns on (or off) the log-probabilities of each step, with top (0..20)
+ * alternatives; they are the model's (log-softmax of the raw logits). */
+int srv_engine_logprobs_on(sp_actor_t *a, bool on, int top, srv_error *e);
+
+/* One alternative (or the chosen token) of a step. */
+typedef struct srv_logprob {
+  int32_t id;
+  float logprob;
+  uint8_t len;            /* bytes of the token (cut at 128) */
+  char bytes[128];
+} srv_logprob;
+
+/* The last step's record: the chosen token first, then the alternatives,
+ * most likely first; *n: entries (up to 21). */
+int srv_engine_logprobs(sp_actor_t *a, srv_logprob *out, int *n, srv_error *e);
+
+/* Forgets the actor's cached positions from keep on; 0 or -1. */
+int srv_engine_rewind(sp_actor_t *a, uint32_t keep);
+
+/* The context length of the actor and the token ids its cache holds
+ * (*ids malloc'd, checked against the vocabulary). For imports. */
+int srv_engine_history(sp_actor_t *a, uint32_t *n_ctx, int32_t **ids, uint32_t *n, srv_error *e);
+
 #endif

@@ -2,16 +2,21 @@
 #include "server/http.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <microhttpd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "server/openai_json.h"
 #include "server/request.h"
 #include "server/stream.h"
 #include "server/session.h"
+#include "server/sessions_api.h"
+#include "server/tenant.h"
 #include "server/turn.h"
+#include "server/web.h"
 
 /* A body this many times over --max-body is refused before it is read;
  * below that it is read and dropped, so the client sees the 413 instead of
@@ -24,6 +29,10 @@ typedef struct conn {
   size_t len, cap;
   bool too_big;
   srv_endpoint ep;
+  srv_tenant *tenant;   /* NULL until authenticated */
+  srv_error auth;       /* why not (401) */
+  int upload_fd;        /* POST /v1/sessions: the body goes to a file, else -1 */
+  char upload[4096];
 } conn;
 
 int srv_http_reply(struct MHD_Connection *c, int status, const char *type, char *body, const char *const *headers) {
@@ -41,11 +50,24 @@ int srv_http_error(srv *s, struct MHD_Connection *c, const srv_error *e) {
   char *body = srv_json_error(e);
   if (!body) return MHD_NO;
   const char *retry[] = {"Retry-After", "1", NULL};
-  return srv_http_reply(c, e->status, "application/json", body, e->status == 503 ? retry : NULL);
+  return srv_http_reply(c, e->status, "application/json", body, e->status == 503 || e->status == 429 ? retry : NULL);
 }
 
 static int reply_json(struct MHD_Connection *c, int status, char *body) {
   return body ? srv_http_reply(c, status, "application/json", body, NULL) : MHD_NO;
+}
+
+/* X-Session-Id: the session to continue, by name. */
+static int session_header(struct MHD_Connection *c, srv_request *r, srv_error *e) {
+  const char *id = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Session-Id");
+  if (!id) return 0;
+  size_t n = strlen(id);
+  bool ok = n > 0 && n < sizeof r->session_id;
+  for (size_t i = 0; ok && i < n; i++)
+    ok = (id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'z') || (id[i] >= 'A' && id[i] <= 'Z');
+  if (!ok) return srv_fail(e, 404, "invalid_request_error", "session_not_found", "X-Session-Id", "no such session");
+  memcpy(r->session_id, id, n + 1);
+  return 0;
 }
 
 /* POST /v1/chat/completions and /v1/completions. */
@@ -53,15 +75,19 @@ static int completion(srv *s, struct MHD_Connection *c, conn *k, bool chat) {
   srv_error e = {0};
   srv_request *r = calloc(1, sizeof *r);
   if (!r) return MHD_NO;
-  if (srv_request_parse(s, k->body ? k->body : "", k->len, chat, r, &e)) {
+  if (srv_request_parse(s, k->body ? k->body : "", k->len, chat, r, &e) || session_header(c, r, &e) ||
+      srv_tenant_enter(s, k->tenant, &e)) {
+    srv_request_free(r); /* (again: it is idempotent) */
     free(r);
     return srv_http_error(s, c, &e);
   }
+  r->tenant = k->tenant;
   if (r->stream) return srv_stream_start(s, c, r); /* takes r */
   srv_turn t;
   int rc = srv_turn_begin(s, r, &t, &e);
   while (!rc && !t.finish) rc = srv_turn_step(&t, &e);
-  srv_turn_end(&t);
+  if (!rc) srv_turn_end(&t); /* else srv_turn_free rolls it back */
+  srv_tenant_leave(s, r->tenant);
   if (rc) {
     srv_turn_free(&t);
     srv_request_free(r), free(r);
@@ -70,7 +96,8 @@ static int completion(srv *s, struct MHD_Connection *c, conn *k, bool chat) {
   char prefilled[24], session[40];
   snprintf(prefilled, sizeof prefilled, "%u", t.prefilled);
   snprintf(session, sizeof session, "%s", t.session_id);
-  const char *headers[] = {"x-samepage-prefilled-tokens", prefilled, "x-samepage-session", session, NULL};
+  const char *headers[] = {"x-samepage-prefilled-tokens", prefilled, "x-samepage-session", session,
+                           "X-Session-Id", session, NULL};
   char *body = srv_json_completion(&t);
   srv_turn_free(&t);
   srv_request_free(r), free(r);
@@ -92,6 +119,8 @@ static srv_endpoint endpoint_of(const char *url) {
   if (!strcmp(url, "/v1/chat/completions")) return SRV_EP_CHAT;
   if (!strcmp(url, "/v1/completions")) return SRV_EP_COMPLETIONS;
   if (!strcmp(url, "/metrics")) return SRV_EP_METRICS;
+  if (!strcmp(url, "/v1/sessions") || !strncmp(url, "/v1/sessions/", 13)) return SRV_EP_SESSIONS;
+  if (srv_web_has(url)) return SRV_EP_WEB; /* the chat page (web.h) */
   return SRV_EP_OTHER;
 }
 
@@ -102,6 +131,15 @@ static int route(srv *s, struct MHD_Connection *c, const char *url, const char *
   if (k->ep == SRV_EP_OTHER) {
     srv_fail(&e, 404, "invalid_request_error", "not_found", "", "no such endpoint: %s %.200s", method, url);
     return srv_http_error(s, c, &e);
+  }
+  if (!strncmp(url, "/v1/", 4) && !k->tenant) return srv_http_error(s, c, &k->auth);
+  if (k->ep == SRV_EP_SESSIONS) {
+    if (k->too_big) {
+      srv_fail(&e, 413, "invalid_request_error", "request_too_large", "", "the snapshot is over %zu bytes",
+               s->cfg.max_import);
+      return srv_http_error(s, c, &e);
+    }
+    return srv_sessions_route(s, c, k->tenant, method, url, k->upload_fd >= 0 ? k->upload : NULL);
   }
   if ((wants_post && !post) || (!wants_post && !get)) {
     srv_fail(&e, 405, "invalid_request_error", "method_not_allowed", "", "%s %s: use %s", method, url,
@@ -117,15 +155,31 @@ static int route(srv *s, struct MHD_Connection *c, const char *url, const char *
     case SRV_EP_HEALTH: return reply_json(c, 200, strdup("{\"status\":\"ok\"}"));
     case SRV_EP_MODELS: return reply_json(c, 200, srv_json_models(s));
     case SRV_EP_METRICS: return metrics_page(s, c);
+    case SRV_EP_WEB: return srv_web_reply(c, url);
     case SRV_EP_CHAT: return completion(s, c, k, true);
     default: return completion(s, c, k, false);
   }
 }
 
-/* Appends a piece of the body, or marks it too big (then drops it). */
+/* The body limit of k's endpoint. */
+static size_t body_limit(const srv *s, const conn *k) {
+  return k->upload_fd >= 0 ? s->cfg.max_import : s->cfg.max_body;
+}
+
+/* Appends a piece of the body (to the upload file for an import), or marks
+ * it too big (then drops it). */
 static void take_body(srv *s, conn *k, const char *data, size_t n) {
-  if (k->too_big || k->len + n > s->cfg.max_body) {
+  if (k->too_big || k->len + n > body_limit(s, k)) {
     k->too_big = true;
+    return;
+  }
+  if (k->upload_fd >= 0) {
+    for (size_t done = 0; done < n;) {
+      ssize_t w = write(k->upload_fd, data + done, n - done);
+      if (w <= 0) { k->too_big = true; return; }
+      done += (size_t)w;
+    }
+    k->len += n;
     return;
   }
   if (k->len + n + 1 > k->cap) {
@@ -139,9 +193,22 @@ static void take_body(srv *s, conn *k, const char *data, size_t n) {
 }
 
 /* A declared Content-Length far over the limit: refuse before reading. */
-static bool hopeless(srv *s, struct MHD_Connection *c) {
+static bool hopeless(srv *s, struct MHD_Connection *c, const conn *k) {
   const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-  return cl && strtoull(cl, NULL, 10) / DRAIN_FACTOR > s->cfg.max_body;
+  return cl && strtoull(cl, NULL, 10) / DRAIN_FACTOR > s->cfg.max_body && strtoull(cl, NULL, 10) > body_limit(s, k);
+}
+
+/* A new request: its tenant (or why not), and a file for an import's body. */
+static void open_request(srv *s, struct MHD_Connection *c, const char *url, const char *method, conn *k) {
+  k->upload_fd = -1;
+  if (srv_tenant_auth(s, MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION), &k->tenant,
+                      &k->auth))
+    k->tenant = NULL;
+  if (k->tenant && k->ep == SRV_EP_SESSIONS && !strcmp(url, "/v1/sessions") && !strcmp(method, "POST")) {
+    const char *dir = s->cfg.sessions_dir ? s->cfg.sessions_dir : getenv("TMPDIR");
+    snprintf(k->upload, sizeof k->upload, "%s/samepage-upload-XXXXXX", dir && dir[0] ? dir : "/tmp");
+    k->upload_fd = mkstemp(k->upload);
+  }
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
@@ -154,7 +221,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     k->ep = endpoint_of(url);
     *state = k;
     srv_metrics_request(&s->metrics, k->ep);
-    if (!hopeless(s, c)) return MHD_YES;
+    open_request(s, c, url, method, k);
+    /* Refused before the body is read: an unknown key, a hopeless size. */
+    if (!strncmp(url, "/v1/", 4) && !k->tenant) return (enum MHD_Result)route(s, c, url, method, k);
+    if (!hopeless(s, c, k)) return MHD_YES;
     k->too_big = true;
     return (enum MHD_Result)route(s, c, url, method, k);
   }
@@ -169,6 +239,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 static void on_completed(void *cls, struct MHD_Connection *c, void **state, enum MHD_RequestTerminationCode why) {
   (void)cls, (void)c, (void)why;
   conn *k = *state;
+  if (k && k->upload_fd >= 0) close(k->upload_fd), unlink(k->upload);
   if (k) free(k->body), free(k);
   *state = NULL;
 }

@@ -8,8 +8,9 @@
 #include <string.h>
 
 static const char *const endpoint_names[SRV_EP_COUNT] = {"health", "models", "chat_completions",
-                                                         "completions", "metrics", "other"};
-static const int error_statuses[6] = {400, 404, 413, 500, 503, 0};
+                                                         "completions", "metrics", "web", "sessions", "other"};
+#define N_ERROR_KINDS 9
+static const int error_statuses[N_ERROR_KINDS] = {400, 401, 404, 409, 413, 429, 500, 503, 0};
 
 void srv_metrics_init(srv_metrics *m) {
   memset(m, 0, sizeof *m);
@@ -26,7 +27,7 @@ void srv_metrics_request(srv_metrics *m, srv_endpoint ep) {
 
 void srv_metrics_error(srv_metrics *m, int status) {
   size_t i = 0;
-  while (i < 5 && error_statuses[i] != status) i++;
+  while (i < N_ERROR_KINDS - 1 && error_statuses[i] != status) i++;
   pthread_mutex_lock(&m->lock);
   m->errors_by_status[i]++;
   pthread_mutex_unlock(&m->lock);
@@ -100,8 +101,10 @@ static void add_requests(text_buf *b, const srv_metrics *m) {
   for (int i = 0; i < SRV_EP_COUNT; i++)
     add(b, "samepage_requests_total{endpoint=\"%s\"} %llu\n", endpoint_names[i], (unsigned long long)m->requests[i]);
   add(b, "# HELP samepage_errors_total error responses by kind\n# TYPE samepage_errors_total counter\n");
-  static const char *const kinds[6] = {"bad_request", "not_found", "too_large", "server_error", "unavailable", "other"};
-  for (int i = 0; i < 6; i++)
+  static const char *const kinds[N_ERROR_KINDS] = {"bad_request", "unauthorized", "not_found",  "conflict",
+                                                  "too_large",   "rate_limited", "server_error", "unavailable",
+                                                  "other"};
+  for (int i = 0; i < N_ERROR_KINDS; i++)
     add(b, "samepage_errors_total{kind=\"%s\"} %llu\n", kinds[i], (unsigned long long)m->errors_by_status[i]);
   add(b, "samepage_errors_total{kind=\"client_disconnect\"} %llu\n", (unsigned long long)m->disconnects);
 }

@@ -11,13 +11,14 @@
 #include <stdint.h>
 
 typedef enum srv_endpoint {
-  SRV_EP_HEALTH, SRV_EP_MODELS, SRV_EP_CHAT, SRV_EP_COMPLETIONS, SRV_EP_METRICS, SRV_EP_OTHER, SRV_EP_COUNT
+  SRV_EP_HEALTH, SRV_EP_MODELS, SRV_EP_CHAT, SRV_EP_COMPLETIONS, SRV_EP_METRICS, SRV_EP_WEB, SRV_EP_SESSIONS, SRV_EP_OTHER,
+  SRV_EP_COUNT
 } srv_endpoint;
 
 typedef struct srv_metrics {
   pthread_mutex_t lock;
   uint64_t requests[SRV_EP_COUNT];
-  uint64_t errors_by_status[6]; /* 400, 404, 413, 500, 503, other */
+  uint64_t errors_by_status[9]; /* 400, 401, 404, 409, 413, 429, 500, 503, other */
   uint64_t disconnects;         /* clients gone mid-stream */
   uint64_t prompt_tokens, prefilled_tokens, completion_tokens;
   double ttft_sum_s;            /* time to first token, sum and count */

@@ -2,6 +2,7 @@
 #include "server/openai_json.h"
 
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,6 +34,67 @@ static json_t *text_string(const char *text, size_t len) {
   return s;
 }
 
+/* ---- logprobs ---- */
+
+static json_t *byte_list(const srv_logprob *lp) {
+  json_t *list = json_array();
+  for (int i = 0; list && i < lp->len; i++) json_array_append_new(list, json_integer((unsigned char)lp->bytes[i]));
+  return list;
+}
+
+/* -inf (a token the model gives no chance) as JSON's nearest number. */
+static json_t *lp_value(float x) { return json_real(x < -9999.0f ? -9999.0 : (double)x); }
+
+/* Chat: {"content": [{token, logprob, bytes, top_logprobs: [...]}], "refusal": null}. */
+static json_t *chat_logprobs(const srv_turn *t, size_t from, size_t to) {
+  json_t *content = json_array();
+  for (size_t i = from; content && i < to; i++) {
+    const srv_token_logprobs *tl = &t->lp[i];
+    json_t *top = json_array();
+    for (int k = 1; top && k < tl->n; k++)
+      json_array_append_new(top, json_pack("{s:o, s:o, s:o}", "token", text_string(tl->e[k].bytes, tl->e[k].len),
+                                           "logprob", lp_value(tl->e[k].logprob), "bytes", byte_list(&tl->e[k])));
+    json_array_append_new(content, json_pack("{s:o, s:o, s:o, s:o}", "token", text_string(tl->e[0].bytes, tl->e[0].len),
+                                             "logprob", lp_value(tl->e[0].logprob), "bytes", byte_list(&tl->e[0]),
+                                             "top_logprobs", top ? top : json_array()));
+  }
+  return json_pack("{s:o, s:n}", "content", content ? content : json_array(), "refusal");
+}
+
+/* Completions: {"tokens", "token_logprobs", "top_logprobs", "text_offset"}. */
+static json_t *completion_logprobs(const srv_turn *t, size_t from, size_t to) {
+  json_t *tokens = json_array(), *lps = json_array(), *tops = json_array(), *offs = json_array();
+  for (size_t i = from; i < to; i++) {
+    const srv_token_logprobs *tl = &t->lp[i];
+    json_array_append_new(tokens, text_string(tl->e[0].bytes, tl->e[0].len));
+    json_array_append_new(lps, lp_value(tl->e[0].logprob));
+    json_t *top = json_object();
+    for (int k = 1; top && k < tl->n; k++) {
+      char key[3 * 128 + 1];
+      json_t *name = text_string(tl->e[k].bytes, tl->e[k].len);
+      snprintf(key, sizeof key, "%s", name ? json_string_value(name) : "");
+      json_decref(name);
+      if (!json_object_get(top, key)) json_object_set_new(top, key, lp_value(tl->e[k].logprob));
+    }
+    json_array_append_new(tops, top ? top : json_object());
+    json_array_append_new(offs, json_integer((json_int_t)tl->text_off));
+  }
+  return json_pack("{s:o, s:o, s:o, s:o}", "tokens", tokens ? tokens : json_array(), "token_logprobs",
+                   lps ? lps : json_array(), "top_logprobs", tops ? tops : json_array(), "text_offset",
+                   offs ? offs : json_array());
+}
+
+/* The logprobs of tokens [from, to) as the endpoint shows them, or null. */
+static json_t *logprobs_value(const srv_turn *t, size_t from, size_t to) {
+  if (!t->req->logprobs) return json_null();
+  return t->req->chat ? chat_logprobs(t, from, to) : completion_logprobs(t, from, to);
+}
+
+size_t srv_json_logprobs_upto(const srv_turn *t, size_t from, size_t text_len) {
+  while (from < t->n_lp && t->lp[from].text_off < text_len) from++;
+  return from;
+}
+
 static json_t *usage(const srv_turn *t) {
   return json_pack("{s:i, s:i, s:i, s:{s:i}}", "prompt_tokens", (json_int_t)t->n_prompt, "completion_tokens",
                    (json_int_t)t->n_generated, "total_tokens", (json_int_t)(t->n_prompt + t->n_generated),
@@ -55,27 +117,30 @@ static json_t *envelope(const srv_turn *t, const char *object, json_t *choices) 
 
 char *srv_json_completion(const srv_turn *t) {
   json_t *text = text_string(t->text ? t->text : "", t->len);
+  json_t *lp = logprobs_value(t, 0, srv_json_logprobs_upto(t, 0, t->len));
   json_t *choice = t->req->chat
-                       ? json_pack("{s:i, s:{s:s, s:o}, s:o, s:n}", "index", 0, "message", "role", "assistant",
-                                   "content", text, "finish_reason", finish_value(t->finish), "logprobs")
-                       : json_pack("{s:i, s:o, s:o, s:n}", "index", 0, "text", text, "finish_reason",
-                                   finish_value(t->finish), "logprobs");
+                       ? json_pack("{s:i, s:{s:s, s:o}, s:o, s:o}", "index", 0, "message", "role", "assistant",
+                                   "content", text, "finish_reason", finish_value(t->finish), "logprobs", lp)
+                       : json_pack("{s:i, s:o, s:o, s:o}", "index", 0, "text", text, "finish_reason",
+                                   finish_value(t->finish), "logprobs", lp);
   json_t *root = envelope(t, t->req->chat ? "chat.completion" : "text_completion", json_pack("[o]", choice));
   if (root) json_object_set_new(root, "usage", usage(t));
   return dump(root);
 }
 
-char *srv_json_chunk(const srv_turn *t, const char *text, size_t len, bool role, const char *finish) {
+char *srv_json_chunk(const srv_turn *t, const char *text, size_t len, bool role, const char *finish, size_t lp_from,
+                     size_t lp_to) {
   json_t *choice;
+  json_t *lp = lp_to > lp_from ? logprobs_value(t, lp_from, lp_to) : json_null();
   if (t->req->chat) {
     json_t *delta = json_object();
     if (role) json_object_set_new(delta, "role", json_string("assistant"));
     if (len || role) json_object_set_new(delta, "content", text_string(text, len));
-    choice = json_pack("{s:i, s:o, s:o, s:n}", "index", 0, "delta", delta, "finish_reason", finish_value(finish),
-                       "logprobs");
+    choice = json_pack("{s:i, s:o, s:o, s:o}", "index", 0, "delta", delta, "finish_reason", finish_value(finish),
+                       "logprobs", lp);
   } else {
-    choice = json_pack("{s:i, s:o, s:o, s:n}", "index", 0, "text", text_string(text, len), "finish_reason",
-                       finish_value(finish), "logprobs");
+    choice = json_pack("{s:i, s:o, s:o, s:o}", "index", 0, "text", text_string(text, len), "finish_reason",
+                       finish_value(finish), "logprobs", lp);
   }
   json_t *root = envelope(t, t->req->chat ? "chat.completion.chunk" : "text_completion", json_pack("[o]", choice));
   if (root && t->req->include_usage) json_object_set_new(root, "usage", json_null());
@@ -98,4 +163,22 @@ char *srv_json_error(const srv_error *e) {
 char *srv_json_models(const srv *s) {
   return dump(json_pack("{s:s, s:[{s:s, s:s, s:i, s:s}]}", "object", "list", "data", "id", s->cfg.model_id, "object",
                         "model", "created", 0, "owned_by", "samepage"));
+}
+
+static json_t *session_value(const srv_session *ss) {
+  return json_pack("{s:s, s:s, s:i, s:I, s:I, s:s, s:b}", "id", ss->id, "object", "session", "tokens",
+                   (json_int_t)ss->n_tokens, "created", (json_int_t)ss->created, "last_used",
+                   (json_int_t)ss->last_used, "state", ss->actor ? "live" : "stored", "busy", ss->busy);
+}
+
+char *srv_json_session(const srv_session *ss) { return dump(session_value(ss)); }
+
+char *srv_json_session_list(srv_session *const *list, size_t n) {
+  json_t *data = json_array();
+  for (size_t i = 0; data && i < n; i++) json_array_append_new(data, session_value(list[i]));
+  return dump(json_pack("{s:s, s:o}", "object", "list", "data", data ? data : json_array()));
+}
+
+char *srv_json_session_deleted(const char *id) {
+  return dump(json_pack("{s:s, s:s, s:b}", "id", id, "object", "session.deleted", "deleted", 1));
 }

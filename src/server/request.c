@@ -11,7 +11,7 @@
 static const char *const chat_fields[] = {
     "model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens", "temperature", "top_p",
     "top_k", "min_p", "seed", "stop", "presence_penalty", "frequency_penalty", "repeat_penalty", "n", "user",
-    "logprobs", NULL};
+    "logprobs", "top_logprobs", NULL};
 static const char *const completion_fields[] = {
     "model", "prompt", "stream", "stream_options", "max_tokens", "temperature", "top_p", "top_k", "min_p", "seed",
     "stop", "presence_penalty", "frequency_penalty", "repeat_penalty", "n", "user", "logprobs", "echo", NULL};
@@ -165,12 +165,27 @@ static int parse_stream_options(srv_request *r, json_t *v, srv_error *e) {
   return 0;
 }
 
-/* Fields that must keep their default: n, logprobs, echo. */
+/* logprobs and top_logprobs: chat takes logprobs (a boolean) and
+ * top_logprobs 0..20; completions take logprobs as the count, 0..20. */
+static int logprobs_field(srv_request *r, const char *key, json_t *v, srv_error *e) {
+  long long x = 0;
+  if (!strcmp(key, "top_logprobs")) {
+    if (integer_field(v, key, 0, 20, &x, e)) return e->status;
+    r->top_logprobs = (int)x;
+  } else if (r->chat) {
+    if (!json_is_boolean(v)) return bad(e, key, "%s must be a boolean (top_logprobs gives the count)", key);
+    r->logprobs = json_is_true(v);
+  } else {
+    if (integer_field(v, key, 0, 20, &x, e)) return e->status;
+    r->logprobs = true, r->top_logprobs = (int)x;
+  }
+  return 0;
+}
+
+/* Fields that must keep their default: n, echo. */
 static int fixed_field(const char *key, json_t *v, srv_error *e) {
   if (!strcmp(key, "n") && !(json_is_integer(v) && json_integer_value(v) == 1))
     return bad(e, "n", "%s: only 1 choice per request is supported", "n");
-  if (!strcmp(key, "logprobs") && !json_is_false(v) && !(json_is_integer(v) && json_integer_value(v) == 0))
-    return bad(e, "logprobs", "%s is not supported yet", "logprobs");
   if (!strcmp(key, "echo") && !json_is_false(v)) return bad(e, "echo", "%s is not supported", "echo");
   if (!strcmp(key, "user") && !json_is_string(v)) return bad(e, "user", "%s must be a string", "user");
   return 0;
@@ -227,6 +242,7 @@ static int parse_field(srv *s, srv_request *r, const char *key, json_t *v, srv_e
     r->max_tokens = (long)x;
     return 0;
   }
+  if (!strcmp(key, "logprobs") || !strcmp(key, "top_logprobs")) return logprobs_field(r, key, v, e);
   return fixed_field(key, v, e) ? e->status : sampling_field(r, key, v, e);
 }
 
@@ -256,6 +272,8 @@ static int parse_root(srv *s, json_t *root, bool chat, srv_request *r, srv_error
     if (parse_field(s, r, key, v, e)) return e->status;
   }
   if (!r->input) return bad(e, chat ? "messages" : "prompt", "%s is required", chat ? "messages" : "prompt");
+  if (chat && r->top_logprobs && !r->logprobs)
+    return bad(e, "top_logprobs", "%s requires logprobs: true", "top_logprobs");
   if (r->include_usage && !r->stream)
     return bad(e, "stream_options", "%s is only allowed with stream: true", "stream_options");
   if (!r->has_seed) add_fresh_seed(r);

@@ -23,7 +23,12 @@ typedef struct srv_request {
   char *stop[SRV_MAX_STOP];
   size_t n_stop;
   bool has_seed;
+  bool logprobs;          /* chat: logprobs true; completions: logprobs N */
+  int top_logprobs;       /* alternatives per token, 0..20 */
   char model[128];
+  /* Set by the caller after parsing (http.c), not from the body: */
+  srv_tenant *tenant;     /* who asks */
+  char session_id[32];    /* X-Session-Id, or "" */
 } srv_request;
 
 /* Parses body[len] for the chat (chat true) or completions endpoint. 0, or

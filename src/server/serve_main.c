@@ -5,6 +5,7 @@
  * disk, the HTTP daemon), and a clean stop on SIGINT or SIGTERM: every
  * finished turn is already on disk, so stopping only frees.
  */
+#include <arpa/inet.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -17,6 +18,7 @@
 #include "server/http.h"
 #include "server/session.h"
 #include "server/store.h"
+#include "server/tenant.h"
 
 int srv_fail(srv_error *e, int status, const char *type, const char *code, const char *param, const char *fmt, ...) {
   e->status = status, e->type = type, e->code = code;
@@ -42,11 +44,17 @@ static void serve_usage(FILE *out) {
           "                         goes to disk (default 8)\n"
           "  --ctx N                context length of each conversation (default 4096)\n"
           "  --max-body BYTES       request body limit (default 1M)\n"
+          "  --api-keys FILE        lines \"KEY TENANT\": requests need Authorization: Bearer KEY,\n"
+          "                         and each tenant sees only its own sessions (default: none,\n"
+          "                         one tenant \"default\", loopback addresses only)\n"
+          "  --max-concurrent-per-tenant N  completions in flight per tenant before 429 (default 16)\n"
+          "  --max-import BYTES     POST /v1/sessions snapshot limit (default 2G)\n"
           "  -h, --help             this message\n");
 }
 
 static const char *const serve_valued[] = {"-m", "--model", "--host", "--port", "--backend", "--isolation",
-                                           "--sessions", "--max-live", "--ctx", "--max-body", NULL};
+                                           "--sessions", "--max-live", "--ctx", "--max-body", "--api-keys",
+                                           "--max-concurrent-per-tenant", "--max-import", NULL};
 
 /* An integer option within [lo, hi]; 0 or SP_EXIT_USAGE. */
 static int int_option(const char *opt, const char *val, long lo, long hi, int *out) {
@@ -60,6 +68,18 @@ static int int_option(const char *opt, const char *val, long lo, long hi, int *o
   return 0;
 }
 
+/* A size option (K, M, G suffixes) within [lo, hi]; 0 or SP_EXIT_USAGE. */
+static int size_option(const char *opt, const char *val, uint64_t lo, uint64_t hi, size_t *out) {
+  uint64_t n;
+  if (sp_cli_parse_size(val, &n) || n < lo || n > hi || n > SIZE_MAX) {
+    fprintf(stderr, "samepage serve: %s: \"%s\" is not a size from %llu to %llu bytes\n", opt, val,
+            (unsigned long long)lo, (unsigned long long)hi);
+    return SP_EXIT_USAGE;
+  }
+  *out = (size_t)n;
+  return 0;
+}
+
 static int set_option(srv_config *c, const char **isolation, const char *opt, const char *val) {
   if (!strcmp(opt, "-m") || !strcmp(opt, "--model")) c->model = val;
   else if (!strcmp(opt, "--host")) c->host = val;
@@ -69,14 +89,10 @@ static int set_option(srv_config *c, const char **isolation, const char *opt, co
   else if (!strcmp(opt, "--port")) return int_option(opt, val, 0, 65535, &c->port);
   else if (!strcmp(opt, "--max-live")) return int_option(opt, val, 1, 4096, &c->max_live);
   else if (!strcmp(opt, "--ctx")) return int_option(opt, val, 64, 1 << 20, &c->ctx);
-  else if (!strcmp(opt, "--max-body")) {
-    uint64_t n;
-    if (sp_cli_parse_size(val, &n) || n < 1024 || n > (1u << 30)) {
-      fprintf(stderr, "samepage serve: --max-body: \"%s\" is not a size from 1K to 1G\n", val);
-      return SP_EXIT_USAGE;
-    }
-    c->max_body = (size_t)n;
-  }
+  else if (!strcmp(opt, "--api-keys")) c->api_keys = val;
+  else if (!strcmp(opt, "--max-concurrent-per-tenant")) return int_option(opt, val, 1, 4096, &c->max_per_tenant);
+  else if (!strcmp(opt, "--max-body")) return size_option(opt, val, 1024, 1ull << 30, &c->max_body);
+  else if (!strcmp(opt, "--max-import")) return size_option(opt, val, 1024, 1ull << 40, &c->max_import);
   return 0;
 }
 
@@ -88,15 +104,29 @@ static void model_id(srv_config *c) {
   if (n > 5 && !strcmp(c->model_id + n - 5, ".gguf")) c->model_id[n - 5] = '\0';
 }
 
+/* Whether host is an IPv4 loopback address (a bad address is left to
+ * srv_http_start to report). */
+static bool loopback(const char *host) {
+  struct in_addr a;
+  if (inet_pton(AF_INET, host, &a) != 1) return true;
+  return (ntohl(a.s_addr) >> 24) == 127;
+}
+
 /* Returns 0, -1 after --help, or an exit code. */
 static int parse_args(int argc, char **argv, srv_config *c, const char **isolation) {
   *c = (srv_config){.host = "127.0.0.1", .port = 8080, .backend = "auto", .max_live = 8, .ctx = 4096,
-                    .max_body = 1 << 20};
+                    .max_body = 1 << 20, .max_per_tenant = 16, .max_import = (size_t)1 << 31};
   for (int i = 1; i < argc; i++) {
     const char *val;
     int rc = sp_cli_next_option("serve", argc, argv, &i, (const char *const[]){NULL}, serve_valued, serve_usage, &val);
     if (rc) return rc;
     if ((rc = set_option(c, isolation, argv[i - 1], val))) return rc;
+  }
+  if (!c->api_keys && !loopback(c->host)) {
+    fprintf(stderr, "samepage serve: --host %s without --api-keys: without keys the server takes every request as "
+                    "one tenant, so it listens on loopback (127.x.x.x) only; give --api-keys FILE to serve beyond\n",
+            c->host);
+    return SP_EXIT_USAGE;
   }
   const char *short_name = NULL;
   c->model = sp_cli_model_path(c->model ? c->model : sp_cli_default_model(), &short_name);
@@ -112,6 +142,7 @@ static int parse_args(int argc, char **argv, srv_config *c, const char **isolati
 /* Runtime, scratch actor, stored sessions. 0 or an exit code. */
 static int start(srv *s, const char *isolation) {
   sp_runtime_options ropts = {.backend = s->cfg.backend, .isolation = isolation, .knobs = sp_cli_knobs()};
+  if (srv_tenants_load(s)) return SP_EXIT_USAGE;
   sp_error_t *err = sp_runtime_new(&ropts, &s->rt);
   if (!err) err = srv_engine_actor(s, &s->scratch);
   if (err) {
@@ -124,6 +155,7 @@ static int start(srv *s, const char *isolation) {
 
 static void stop(srv *s) {
   srv_sessions_free_all(s);
+  srv_tenants_free(s);
   sp_actor_free(s->scratch);
   sp_runtime_free(s->rt);
   srv_metrics_deinit(&s->metrics);
@@ -154,6 +186,11 @@ int sp_cli_serve(int argc, char **argv) {
   int port = 0;
   struct MHD_Daemon *d = srv_http_start(&s, &port);
   if (!d) { stop(&s); return SP_EXIT_RUNTIME; }
+  if (!s.cfg.api_keys)
+    fprintf(stderr, "samepage serve: no --api-keys: no authentication, every request is tenant \"default\", "
+                    "loopback only\n");
+  else
+    fprintf(stderr, "samepage serve: %zu API keys, %zu tenants (%s)\n", s.n_keys, s.n_tenants, s.cfg.api_keys);
   size_t live, stored;
   srv_session_counts(&s, &live, &stored);
   fprintf(stderr, "samepage serve: listening on http://%s:%d (model %s, backend %s, ctx %d, %s%s, %zu stored sessions)\n",
@@ -161,6 +198,8 @@ int sp_cli_serve(int argc, char **argv) {
           s.cfg.sessions_dir ? "sessions in " : "sessions in memory only", s.cfg.sessions_dir ? s.cfg.sessions_dir : "",
           stored);
   wait_for_stop(&set);
+  /* Stops accepting; streams in flight are rolled back as their
+   * connections close, other turns finish; finished turns are on disk. */
   srv_http_stop(d);
   stop(&s);
   return 0;

@@ -27,7 +27,23 @@ typedef struct srv_config {
   int max_live;             /* live actors before LRU eviction to disk */
   int ctx;                  /* context length of every conversation */
   size_t max_body;          /* request body limit, bytes */
+  const char *api_keys;     /* --api-keys FILE, or NULL: tenant "default", loopback only */
+  int max_per_tenant;       /* completions in flight per tenant before 429 */
+  size_t max_import;        /* POST /v1/sessions body limit, bytes */
 } srv_config;
+
+/* A tenant (tenant.h): sessions belong to one; its completions in flight
+ * are counted under srv.lock. */
+typedef struct srv_tenant {
+  char name[32];
+  int in_flight;
+} srv_tenant;
+
+/* An API key of --api-keys and its tenant. */
+typedef struct srv_key {
+  char key[128];
+  size_t tenant;            /* index into srv.tenants */
+} srv_key;
 
 typedef struct srv_session srv_session;
 
@@ -40,6 +56,10 @@ typedef struct srv {
   size_t n_sessions, cap_sessions;
   uint64_t clock;           /* LRU ticks */
   uint64_t next_id;
+  srv_tenant *tenants;      /* fixed after start */
+  size_t n_tenants;
+  srv_key *keys;
+  size_t n_keys;
   srv_metrics metrics;
 } srv;
 

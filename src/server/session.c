@@ -35,8 +35,7 @@ int srv_session_add(srv *s, srv_session *ss) {
   return 0;
 }
 
-/* Drops ss from the table (without freeing it). */
-static void remove_session(srv *s, srv_session *ss) {
+void srv_session_remove(srv *s, srv_session *ss) {
   for (size_t i = 0; i < s->n_sessions; i++)
     if (s->sessions[i] == ss) {
       s->sessions[i] = s->sessions[--s->n_sessions];
@@ -63,13 +62,13 @@ int srv_session_push(srv_session *ss, int32_t token) {
   return 0;
 }
 
-/* The session whose last prompt the request's tokens extend, the longest
- * such one; NULL when none (or all of them are busy). */
-static srv_session *find_match(srv *s, const int32_t *prompt, uint32_t n) {
+/* The tenant's session whose last prompt the request's tokens extend, the
+ * longest such one; NULL when none (or all of them are busy). */
+static srv_session *find_match(srv *s, const char *tenant, const int32_t *prompt, uint32_t n) {
   srv_session *best = NULL;
   for (size_t i = 0; i < s->n_sessions; i++) {
     srv_session *ss = s->sessions[i];
-    if (ss->busy || ss->prompt_end == 0 || ss->prompt_end > n) continue;
+    if (ss->busy || ss->prompt_end == 0 || ss->prompt_end > n || strcmp(ss->tenant, tenant)) continue;
     if (memcmp(ss->tokens, prompt, (size_t)ss->prompt_end * sizeof *prompt)) continue;
     if (!best || ss->prompt_end > best->prompt_end) best = ss;
   }
@@ -90,14 +89,13 @@ static int evict_one(srv *s) {
   lru->actor = NULL;
   srv_metrics_eviction(&s->metrics);
   if (!lru->stored) {
-    remove_session(s, lru);
+    srv_session_remove(s, lru);
     srv_session_free(lru);
   }
   return 0;
 }
 
-/* Evicts until one more actor may go live. */
-static int make_room(srv *s, srv_error *e) {
+int srv_session_make_room(srv *s, srv_error *e) {
   size_t live, stored;
   for (srv_session_counts(s, &live, &stored); live >= (size_t)s->cfg.max_live; live--)
     if (evict_one(s))
@@ -110,7 +108,7 @@ static int make_room(srv *s, srv_error *e) {
 static int restore_session(srv *s, srv_session *ss, srv_error *e) {
   char path[4096];
   srv_store_snapshot_path(s, ss, path, sizeof path);
-  if (make_room(s, e)) return e->status;
+  if (srv_session_make_room(s, e)) return e->status;
   sp_error_t *err = srv_engine_restore(s, path, &ss->actor);
   if (err) {
     srv_fail(e, 500, "server_error", NULL, "", "cannot restore session %s: %s", ss->id, sp_error_message(err));
@@ -127,14 +125,25 @@ static bool find_id(const srv *s, const char *id) {
   return false;
 }
 
-static int new_session(srv *s, srv_session **out, srv_error *e) {
-  if (make_room(s, e)) return e->status;
+void srv_session_new_id(srv *s, char *id) {
+  do /* unique among the sessions held, those loaded from disk included */
+    snprintf(id, 32, "s%llx%04llx", (unsigned long long)time(NULL), (unsigned long long)(s->next_id++ & 0xffff));
+  while (find_id(s, id));
+}
+
+srv_session *srv_session_find(srv *s, const char *tenant, const char *id) {
+  for (size_t i = 0; i < s->n_sessions; i++)
+    if (!strcmp(s->sessions[i]->id, id) && !strcmp(s->sessions[i]->tenant, tenant)) return s->sessions[i];
+  return NULL;
+}
+
+static int new_session(srv *s, const char *tenant, srv_session **out, srv_error *e) {
+  if (srv_session_make_room(s, e)) return e->status;
   srv_session *ss = calloc(1, sizeof *ss);
   if (!ss) return srv_fail(e, 500, "server_error", NULL, "", "out of memory");
-  do /* unique among the sessions held, those loaded from disk included */
-    snprintf(ss->id, sizeof ss->id, "s%llx%04llx", (unsigned long long)time(NULL),
-             (unsigned long long)(s->next_id++ & 0xffff));
-  while (find_id(s, ss->id));
+  srv_session_new_id(s, ss->id);
+  snprintf(ss->tenant, sizeof ss->tenant, "%s", tenant);
+  ss->created = ss->last_used = (long)time(NULL);
   sp_error_t *err = srv_engine_actor(s, &ss->actor);
   if (!err && srv_session_add(s, ss)) err = sp_error_new("out of memory");
   if (err) {
@@ -147,14 +156,30 @@ static int new_session(srv *s, srv_session **out, srv_error *e) {
   return 0;
 }
 
-int srv_session_acquire(srv *s, const int32_t *prompt, uint32_t n, srv_session **out, srv_error *e) {
-  srv_session *ss = find_match(s, prompt, n);
+/* The session named id, for its tenant: 404 (never 403: ids do not leak
+ * across tenants), 409 while another request uses it. */
+static int named_session(srv *s, const char *tenant, const char *id, srv_session **out, srv_error *e) {
+  srv_session *ss = srv_session_find(s, tenant, id);
+  if (!ss)
+    return srv_fail(e, 404, "invalid_request_error", "session_not_found", "X-Session-Id", "no session '%.40s'", id);
+  if (ss->busy)
+    return srv_fail(e, 409, "invalid_request_error", "session_busy", "X-Session-Id",
+                    "session %s is in use by another request", id);
+  *out = ss;
+  return 0;
+}
+
+int srv_session_acquire(srv *s, const char *tenant, const char *id, const int32_t *prompt, uint32_t n,
+                        srv_session **out, srv_error *e) {
+  srv_session *ss = NULL;
+  if (id && id[0] && named_session(s, tenant, id, &ss, e)) return e->status;
+  if (!ss) ss = find_match(s, tenant, prompt, n);
   if (ss) {
     ss->busy = true; /* not evicted while we make room for it */
     int rc = ss->actor ? 0 : restore_session(s, ss, e);
     ss->busy = rc == 0;
     if (rc) return rc;
-  } else if (new_session(s, &ss, e)) {
+  } else if (new_session(s, tenant, &ss, e)) {
     return e->status;
   }
   ss->busy = true;
@@ -167,6 +192,7 @@ void srv_session_release(srv *s, srv_session *ss, uint32_t prompt_end) {
   srv_error e = {0};
   ss->prompt_end = prompt_end;
   ss->used = ++s->clock;
+  ss->last_used = (long)time(NULL);
   if (s->cfg.sessions_dir && srv_store_save(s, ss, &e))
     fprintf(stderr, "samepage serve: session %s not saved: %s\n", ss->id, e.message);
   ss->busy = false;
@@ -176,7 +202,21 @@ void srv_session_abandon(srv *s, srv_session *ss) {
   sp_actor_free(ss->actor);
   ss->actor = NULL, ss->busy = false;
   if (!ss->stored) {
-    remove_session(s, ss);
+    srv_session_remove(s, ss);
     srv_session_free(ss);
   }
+}
+
+void srv_session_rollback(srv *s, srv_session *ss, uint32_t keep, uint32_t old_prompt_end) {
+  bool created = old_prompt_end == 0 && !ss->stored;
+  /* tokens[0..keep) are what the session held before the turn; past keep
+   * the turn wrote its own. */
+  if (keep > ss->n_tokens) keep = ss->n_tokens;
+  ss->n_tokens = keep;
+  ss->prompt_end = old_prompt_end < keep ? old_prompt_end : keep;
+  if (created || !ss->actor || srv_engine_rewind(ss->actor, keep)) {
+    srv_session_abandon(s, ss); /* a stored session comes back from its last snapshot */
+    return;
+  }
+  ss->busy = false;
 }

@@ -18,20 +18,44 @@
 
 struct srv_session {
   char id[32];
+  char tenant[32];       /* its owner: no other tenant finds, lists or touches it */
   sp_actor_t *actor;     /* NULL while evicted (stored only) */
   int32_t *tokens;       /* [n_tokens] what the KV cache holds */
   uint32_t n_tokens, cap_tokens;
   uint32_t prompt_end;   /* tokens of the last prompt; a match must cover them */
   uint64_t used;         /* LRU tick of the last turn */
+  long created, last_used; /* wall-clock seconds (GET /v1/sessions) */
   uint32_t generation;   /* snapshot file generation (store.c) */
   bool busy;             /* a request is using it */
   bool stored;           /* a snapshot of its last finished turn is on disk */
 };
 
 /* The session to continue for a prompt, restored or made live and marked
- * busy; a new one when none matches. Fails into e (503 when every live
- * actor is busy, 500 when the runtime fails). */
-int srv_session_acquire(srv *s, const int32_t *prompt, uint32_t n, srv_session **out, srv_error *e);
+ * busy: the one named id (X-Session-Id; NULL or "": none), else the
+ * tenant's longest match, else a new one. Only the tenant's own sessions
+ * are candidates. Fails into e (404 for an id the tenant does not hold,
+ * 409 when it is busy, 503 when every live actor is busy, 500 when the
+ * runtime fails). */
+int srv_session_acquire(srv *s, const char *tenant, const char *id, const int32_t *prompt, uint32_t n,
+                        srv_session **out, srv_error *e);
+
+/* The tenant's session named id, or NULL (also for another tenant's). */
+srv_session *srv_session_find(srv *s, const char *tenant, const char *id);
+
+/* Evicts idle actors until one more may go live; 0 or 503 into e. */
+int srv_session_make_room(srv *s, srv_error *e);
+
+/* A fresh, unique session id into id[32]. */
+void srv_session_new_id(srv *s, char *id);
+
+/* Drops ss from the table (the caller frees it). */
+void srv_session_remove(srv *s, srv_session *ss);
+
+/* Rolls back an interrupted turn: the actor forgets every position from
+ * keep on (what the turn overwrote), the session is as before the turn up
+ * to there; a session the turn created goes. Not written to disk: the
+ * last finished turn's snapshot stays. */
+void srv_session_rollback(srv *s, srv_session *ss, uint32_t keep, uint32_t old_prompt_end);
 
 /* Appends a generated token to what the session's cache holds. */
 int srv_session_push(srv_session *ss, int32_t token);

@@ -13,8 +13,23 @@
 #include "core/clock.h"
 #include "server/session.h"
 
+/* The store of s and its context: the directory (--sessions DIR). An
+ * S3-compatible store would be picked here (docs/SCALING.md). */
+static const srv_store_ops *store_of(const srv *s, void **ctx) {
+  *ctx = (void *)s->cfg.sessions_dir;
+  return &srv_store_dir;
+}
+
+/* A snapshot's object name: <id>.<generation>.snap. */
+static void snap_name(const char *id, uint32_t generation, char *buf, size_t cap) {
+  snprintf(buf, cap, "%s.%u.snap", id, generation);
+}
+
 static void path_of(const srv *s, const char *id, uint32_t generation, char *buf, size_t cap) {
-  snprintf(buf, cap, "%s/%s.%u.snap", s->cfg.sessions_dir, id, generation);
+  void *ctx;
+  char name[64];
+  snap_name(id, generation, name, sizeof name);
+  store_of(s, &ctx)->local_path(ctx, name, buf, cap);
 }
 
 void srv_store_snapshot_path(const srv *s, const srv_session *ss, char *buf, size_t cap) {
@@ -24,8 +39,9 @@ void srv_store_snapshot_path(const srv *s, const srv_session *ss, char *buf, siz
 static json_t *session_json(const srv_session *ss) {
   json_t *tokens = json_array();
   for (uint32_t i = 0; tokens && i < ss->n_tokens; i++) json_array_append_new(tokens, json_integer(ss->tokens[i]));
-  return json_pack("{s:s, s:i, s:i, s:I, s:o}", "id", ss->id, "generation", (json_int_t)ss->generation,
-                   "prompt_end", (json_int_t)ss->prompt_end, "used", (json_int_t)ss->used, "tokens",
+  return json_pack("{s:s, s:s, s:i, s:i, s:I, s:I, s:I, s:o}", "id", ss->id, "tenant", ss->tenant, "generation",
+                   (json_int_t)ss->generation, "prompt_end", (json_int_t)ss->prompt_end, "used", (json_int_t)ss->used,
+                   "created", (json_int_t)ss->created, "last_used", (json_int_t)ss->last_used, "tokens",
                    tokens ? tokens : json_array());
 }
 
@@ -67,18 +83,20 @@ static int write_index(srv *s, srv_error *e) {
   char *text = root ? json_dumps(root, JSON_COMPACT) : NULL;
   json_decref(root);
   if (!text) return srv_fail(e, 500, "server_error", NULL, "", "out of memory writing the index");
-  char path[4096];
-  snprintf(path, sizeof path, "%s/index.json", s->cfg.sessions_dir);
-  int rc = write_atomic(s->cfg.sessions_dir, path, text, e);
+  void *ctx;
+  int rc = store_of(s, &ctx)->put(ctx, "index.json", text, e);
   free(text);
   return rc;
 }
 
 int srv_store_save(srv *s, srv_session *ss, srv_error *e) {
   if (!s->cfg.sessions_dir || !ss->actor) return 0;
-  char old_path[4096], new_path[4096];
-  path_of(s, ss->id, ss->generation, old_path, sizeof old_path);
-  path_of(s, ss->id, ss->generation + 1, new_path, sizeof new_path);
+  void *ctx;
+  const srv_store_ops *ops = store_of(s, &ctx);
+  char old_name[64], new_name[64], new_path[4096];
+  snap_name(ss->id, ss->generation, old_name, sizeof old_name);
+  snap_name(ss->id, ss->generation + 1, new_name, sizeof new_name);
+  ops->local_path(ctx, new_name, new_path, sizeof new_path);
   sp_snapshot_options opts = {0};
   double t0 = sp_now_ms();
   sp_error_t *err = sp_actor_snapshot(ss->actor, new_path, &opts, NULL);
@@ -87,18 +105,75 @@ int srv_store_save(srv *s, srv_session *ss, srv_error *e) {
     sp_error_free(err);
     return e->status;
   }
+  if (ops->publish(ctx, new_name, e)) {
+    ops->remove(ctx, new_name);
+    return e->status;
+  }
   bool was_stored = ss->stored;
   ss->generation++, ss->stored = true;
   if (write_index(s, e)) {
     /* The index still names the old snapshot: keep using it. */
     ss->generation--, ss->stored = was_stored;
-    unlink(new_path);
+    ops->remove(ctx, new_name);
     return e->status;
   }
-  if (was_stored) unlink(old_path);
+  if (was_stored) ops->remove(ctx, old_name);
   srv_metrics_snapshot(&s->metrics, (sp_now_ms() - t0) / 1e3);
   return 0;
 }
+
+int srv_store_delete(srv *s, srv_session *ss, srv_error *e) {
+  if (!s->cfg.sessions_dir || !ss->stored) return 0;
+  void *ctx;
+  const srv_store_ops *ops = store_of(s, &ctx);
+  char name[64];
+  snap_name(ss->id, ss->generation, name, sizeof name);
+  int rc = write_index(s, e); /* ss is out of the table: the index no longer names it */
+  if (!rc) ops->remove(ctx, name);
+  return rc;
+}
+
+/* ---- the directory store (srv_store_dir) ---- */
+
+static void dir_local_path(void *ctx, const char *name, char *buf, size_t cap) {
+  snprintf(buf, cap, "%s/%s", (const char *)ctx, name);
+}
+
+/* sp_actor_snapshot already wrote the file whole (temporary, fsync,
+ * rename). Its rename becomes durable with the index's, which syncs the
+ * same directory, before the index names it: nothing to do here. */
+static int dir_publish(void *ctx, const char *name, srv_error *e) {
+  (void)ctx, (void)name, (void)e;
+  return 0;
+}
+
+static int dir_put(void *ctx, const char *name, const char *text, srv_error *e) {
+  char path[4096];
+  dir_local_path(ctx, name, path, sizeof path);
+  return write_atomic(ctx, path, text, e);
+}
+
+static bool dir_exists(void *ctx, const char *name) {
+  char path[4096];
+  dir_local_path(ctx, name, path, sizeof path);
+  return access(path, R_OK) == 0;
+}
+
+static void dir_remove(void *ctx, const char *name) {
+  char path[4096];
+  dir_local_path(ctx, name, path, sizeof path);
+  unlink(path);
+}
+
+const srv_store_ops srv_store_dir = {
+    .version = 1,
+    .local_path = dir_local_path,
+    .publish = dir_publish,
+    .put = dir_put,
+    .fetch = NULL, /* the files are local */
+    .exists = dir_exists,
+    .remove = dir_remove,
+};
 
 /* ---- loading at start ---- */
 
@@ -113,17 +188,21 @@ static bool valid_id(const char *id) {
 
 /* One index entry as a stored session; NULL (and a note) when malformed. */
 static srv_session *load_entry(srv *s, json_t *entry) {
-  const char *id = NULL;
-  json_int_t gen = 0, end = 0, used = 0;
+  const char *id = NULL, *tenant = "default";
+  json_int_t gen = 0, end = 0, used = 0, created = 0, last_used = 0;
   json_t *tokens = NULL;
-  if (json_unpack(entry, "{s:s, s:I, s:I, s:I, s:o}", "id", &id, "generation", &gen, "prompt_end", &end, "used",
-                  &used, "tokens", &tokens) ||
-      !valid_id(id) || !json_is_array(tokens) || gen < 1 || gen > UINT32_MAX || end < 0 ||
+  if (json_unpack(entry, "{s:s, s?s, s:I, s:I, s:I, s?I, s?I, s:o}", "id", &id, "tenant", &tenant, "generation",
+                  &gen, "prompt_end", &end, "used", &used, "created", &created, "last_used", &last_used, "tokens",
+                  &tokens) ||
+      !valid_id(id) || strlen(tenant) >= sizeof ((srv_session *)0)->tenant || !json_is_array(tokens) || gen < 1 ||
+      gen > UINT32_MAX || end < 0 ||
       (size_t)end > json_array_size(tokens) || json_array_size(tokens) > (size_t)s->cfg.ctx || used < 0)
     return NULL;
   srv_session *ss = calloc(1, sizeof *ss);
   if (!ss) return NULL;
   snprintf(ss->id, sizeof ss->id, "%s", id);
+  snprintf(ss->tenant, sizeof ss->tenant, "%s", tenant);
+  ss->created = (long)created, ss->last_used = (long)last_used;
   ss->generation = (uint32_t)gen, ss->prompt_end = (uint32_t)end, ss->used = (uint64_t)used, ss->stored = true;
   for (size_t i = 0; i < json_array_size(tokens); i++) {
     json_t *t = json_array_get(tokens, i);
@@ -133,9 +212,10 @@ static srv_session *load_entry(srv *s, json_t *entry) {
       return NULL;
     }
   }
-  char path[4096];
-  srv_store_snapshot_path(s, ss, path, sizeof path);
-  if (access(path, R_OK)) { srv_session_free(ss); return NULL; }
+  void *ctx;
+  char name[64];
+  snap_name(ss->id, ss->generation, name, sizeof name);
+  if (!store_of(s, &ctx)->exists(ctx, name)) { srv_session_free(ss); return NULL; }
   return ss;
 }
 
@@ -175,8 +255,15 @@ int srv_store_load(srv *s) {
     fprintf(stderr, "samepage serve: --sessions %s: %s\n", s->cfg.sessions_dir, strerror(errno));
     return -1;
   }
+  void *ctx;
+  const srv_store_ops *ops = store_of(s, &ctx);
+  if (!ops->exists(ctx, "index.json")) return 0;
+  srv_error e = {0};
+  if (ops->fetch && ops->fetch(ctx, "index.json", &e)) {
+    fprintf(stderr, "samepage serve: %s\n", e.message);
+    return -1;
+  }
   char path[4096];
-  snprintf(path, sizeof path, "%s/index.json", s->cfg.sessions_dir);
-  if (access(path, F_OK)) return 0;
+  ops->local_path(ctx, "index.json", path, sizeof path);
   return load_index(s, path);
 }

@@ -9,15 +9,51 @@
  * and the previous generation is deleted only after the new index is in
  * place, so a SIGKILL at any moment leaves the last finished turn of every
  * session restorable. The index names the model: sessions of another model
- * are left alone.
+ * are left alone. Each entry names its tenant (none: "default", as the
+ * index of an older server).
  */
 #ifndef SP_SERVER_STORE_H
 #define SP_SERVER_STORE_H
 
 #include "server/server.h"
 
+/*
+ * Where the objects live: a table of operations on named objects
+ * ("<id>.<gen>.snap", "index.json"), so that a store shared by several
+ * nodes (S3-compatible, docs/SCALING.md) is an addition beside the
+ * directory, not a rewrite. Snapshots are written and restored as local
+ * files (sp_actor_snapshot, sp_actor_restore): a store maps each name to a
+ * local path and moves whole files. ctx is the store's own (the
+ * directory's: its path). Errors go into e as a 500.
+ */
+typedef struct srv_store_ops {
+  /* 1 */
+  int version;
+  /* The local file of object name, into buf: written there before
+   * publish, read there after fetch. */
+  void (*local_path)(void *ctx, const char *name, char *buf, size_t cap);
+  /* Makes the local file of name, complete, the durable object. */
+  int (*publish)(void *ctx, const char *name, srv_error *e);
+  /* Writes text (NUL-terminated) as object name, all or nothing. */
+  int (*put)(void *ctx, const char *name, const char *text, srv_error *e);
+  /* (optional) Makes object name readable at its local path. NULL: the
+   * objects are local files already. */
+  int (*fetch)(void *ctx, const char *name, srv_error *e);
+  /* Whether object name exists. */
+  bool (*exists)(void *ctx, const char *name);
+  /* Deletes object name; a missing one is no error. */
+  void (*remove)(void *ctx, const char *name);
+} srv_store_ops;
+
+/* The directory store (--sessions DIR; ctx: the directory's path). */
+extern const srv_store_ops srv_store_dir;
+
 /* Writes ss's actor snapshot and the index (no-op without a directory). */
 int srv_store_save(srv *s, srv_session *ss, srv_error *e);
+
+/* Forgets ss (already out of the session table): the index is rewritten
+ * without it, then its snapshot file deleted (no-op without a directory). */
+int srv_store_delete(srv *s, srv_session *ss, srv_error *e);
 
 /* Path of ss's current snapshot file (into buf). */
 void srv_store_snapshot_path(const srv *s, const srv_session *ss, char *buf, size_t cap);

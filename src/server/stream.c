@@ -9,6 +9,7 @@
 #include "server/http.h"
 #include "server/openai_json.h"
 #include "server/session.h"
+#include "server/tenant.h"
 #include "server/turn.h"
 
 typedef enum phase { PHASE_ROLE, PHASE_TEXT, PHASE_DONE } phase;
@@ -20,6 +21,8 @@ typedef struct stream {
   char *out;            /* SSE bytes waiting to be sent */
   size_t out_len, out_at;
   size_t sent;          /* bytes of turn.text already sent */
+  size_t lp_sent;       /* tokens of turn.lp already sent */
+  bool left;            /* no longer counted in its tenant's requests in flight */
   phase phase;
 } stream;
 
@@ -38,15 +41,24 @@ static void add_event(stream *st, char *json) {
 /* The text that became final since the last chunk, as one chunk. */
 static void add_text(stream *st, size_t upto) {
   if (upto <= st->sent) return;
-  add_event(st, srv_json_chunk(&st->turn, st->turn.text + st->sent, upto - st->sent, false, NULL));
-  st->sent = upto;
+  size_t lp_to = srv_json_logprobs_upto(&st->turn, st->lp_sent, upto);
+  add_event(st, srv_json_chunk(&st->turn, st->turn.text + st->sent, upto - st->sent, false, NULL, st->lp_sent, lp_to));
+  st->sent = upto, st->lp_sent = lp_to;
+}
+
+/* The request stops counting against its tenant as soon as its turn is
+ * over (the client may send the next one before this reply is freed). */
+static void leave(stream *st) {
+  if (!st->left) srv_tenant_leave(st->s, st->req->tenant);
+  st->left = true;
 }
 
 /* The turn is over: session to disk, then the closing chunks. */
 static void add_ending(stream *st) {
   srv_turn_end(&st->turn);
+  leave(st);
   add_text(st, st->turn.len);
-  add_event(st, srv_json_chunk(&st->turn, "", 0, false, st->turn.finish));
+  add_event(st, srv_json_chunk(&st->turn, "", 0, false, st->turn.finish, 0, 0));
   if (st->req->include_usage) add_event(st, srv_json_usage_chunk(&st->turn));
   add_event(st, strdup("[DONE]"));
   st->phase = PHASE_DONE;
@@ -56,14 +68,16 @@ static void add_ending(stream *st) {
 static void produce(stream *st) {
   srv_error e = {0};
   if (st->phase == PHASE_ROLE) {
-    if (st->req->chat) add_event(st, srv_json_chunk(&st->turn, "", 0, true, NULL));
+    if (st->req->chat) add_event(st, srv_json_chunk(&st->turn, "", 0, true, NULL, 0, 0));
     st->phase = PHASE_TEXT;
     return;
   }
   while (st->out_at == st->out_len && st->phase == PHASE_TEXT) {
     if (srv_turn_step(&st->turn, &e)) {
-      /* Headers are gone: the error travels as an event, then the end. */
-      srv_turn_end(&st->turn);
+      /* Headers are gone: the error travels as an event, then the end;
+       * the turn is rolled back. */
+      srv_turn_abort(&st->turn);
+      leave(st);
       srv_metrics_error(&st->s->metrics, e.status);
       add_event(st, srv_json_error(&e));
       add_event(st, strdup("[DONE]"));
@@ -93,8 +107,9 @@ static ssize_t on_pull(void *cls, uint64_t pos, char *buf, size_t max) {
 
 static void on_free(void *cls) {
   stream *st = cls;
-  if (!st->turn.ended) srv_metrics_disconnect(&st->s->metrics);
+  if (!st->turn.ended) srv_metrics_disconnect(&st->s->metrics); /* then rolled back */
   srv_turn_free(&st->turn);
+  leave(st);
   srv_request_free(st->req);
   free(st->req);
   free(st->out);
@@ -107,6 +122,7 @@ int srv_stream_start(srv *s, struct MHD_Connection *c, srv_request *r) {
   if (!st || srv_turn_begin(s, r, &st->turn, &e)) {
     if (!st) srv_fail(&e, 500, "server_error", NULL, "", "out of memory");
     free(st);
+    srv_tenant_leave(s, r->tenant);
     srv_request_free(r), free(r);
     return srv_http_error(s, c, &e);
   }
@@ -119,6 +135,7 @@ int srv_stream_start(srv *s, struct MHD_Connection *c, srv_request *r) {
   MHD_add_response_header(resp, "Cache-Control", "no-cache");
   MHD_add_response_header(resp, "x-samepage-prefilled-tokens", prefilled);
   MHD_add_response_header(resp, "x-samepage-session", st->turn.session_id);
+  MHD_add_response_header(resp, "X-Session-Id", st->turn.session_id);
   enum MHD_Result rc = MHD_queue_response(c, MHD_HTTP_OK, resp);
   MHD_destroy_response(resp);
   return rc;

@@ -5,8 +5,9 @@
  *   data: {chunk}\n\n ... data: {chunk with finish_reason}\n\n
  *   [data: {usage chunk}\n\n]  data: [DONE]\n\n
  * The session is written to disk before the last chunk goes out. A client
- * that goes away mid-stream ends the turn where it stands; the session
- * keeps what its cache holds.
+ * that goes away mid-stream (or a server stopping) rolls the turn back:
+ * the session is as it was before it. The caller counted the request in
+ * its tenant (srv_tenant_enter); the stream ends that count.
  */
 #ifndef SP_SERVER_STREAM_H
 #define SP_SERVER_STREAM_H

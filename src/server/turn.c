@@ -27,11 +27,14 @@ static int begin_locked(srv_turn *t, srv_error *e) {
   srv *s = t->s;
   srv_request *r = t->req;
   if (srv_engine_render(s->scratch, r->input, r->input_len, r->chat ? 0 : 1, &t->prompt, &t->n_prompt, e) ||
-      check_room(t, e) || srv_session_acquire(s, t->prompt, t->n_prompt, &t->session, e))
+      check_room(t, e) ||
+      srv_session_acquire(s, r->tenant->name, r->session_id, t->prompt, t->n_prompt, &t->session, e))
     return e->status;
   snprintf(t->session_id, sizeof t->session_id, "%s", t->session->id);
+  t->old_prompt_end = t->session->prompt_end;
   sp_actor_t *a = t->session->actor;
   if (srv_engine_sampling(a, r->sampling, r->sampling_len, e) ||
+      srv_engine_logprobs_on(a, r->logprobs, r->top_logprobs, e) ||
       srv_engine_sync(a, t->prompt, t->n_prompt, &t->prefilled, e))
     return e->status;
   /* The cache now holds exactly the prompt. */
@@ -52,7 +55,7 @@ int srv_turn_begin(srv *s, srv_request *req, srv_turn *t, srv_error *e) {
   pthread_mutex_unlock(&s->lock);
   if (rc) {
     t->session = NULL;
-    srv_turn_end(t);
+    srv_turn_abort(t);
   }
   return rc;
 }
@@ -100,12 +103,38 @@ size_t srv_turn_safe_len(const srv_turn *t) {
   return n;
 }
 
+/* The step's log-probabilities, its text starting at t->len. */
+static int keep_logprobs(srv_turn *t, srv_error *e) {
+  if (t->n_lp == t->cap_lp) {
+    size_t cap = t->cap_lp ? t->cap_lp * 2 : 64;
+    srv_token_logprobs *grown = realloc(t->lp, cap * sizeof *grown);
+    if (!grown) return srv_fail(e, 500, "server_error", NULL, "", "out of memory");
+    t->lp = grown, t->cap_lp = cap;
+  }
+  srv_logprob all[21];
+  int n = 0;
+  if (srv_engine_logprobs(t->session->actor, all, &n, e)) return e->status;
+  srv_token_logprobs *tl = &t->lp[t->n_lp];
+  tl->text_off = t->len, tl->n = n;
+  if (!(tl->e = malloc((size_t)(n ? n : 1) * sizeof *tl->e)))
+    return srv_fail(e, 500, "server_error", NULL, "", "out of memory");
+  memcpy(tl->e, all, (size_t)n * sizeof *tl->e);
+  t->n_lp++;
+  return 0;
+}
+
 static int step_locked(srv_turn *t, srv_error *e) {
   int32_t token;
   bool done;
   const char *piece;
   size_t n;
   if (srv_engine_step(t->session->actor, &token, &done, &piece, &n, e)) return e->status;
+  /* (the piece points into guest memory: keep_logprobs makes calls, so copy it first) */
+  char copy[512];
+  n = n < sizeof copy ? n : sizeof copy;
+  memcpy(copy, piece, n);
+  piece = copy;
+  if (t->req->logprobs && !done && keep_logprobs(t, e)) return e->status;
   if (srv_session_push(t->session, token) || append(t, piece, n))
     return srv_fail(e, 500, "server_error", NULL, "", "out of memory");
   if (done) { t->finish = "stop"; return 0; }
@@ -141,8 +170,24 @@ void srv_turn_end(srv_turn *t) {
   t->prompt = NULL;
 }
 
+void srv_turn_abort(srv_turn *t) {
+  if (t->ended) return;
+  t->ended = true;
+  if (t->session) {
+    pthread_mutex_lock(&t->s->lock);
+    srv_session_rollback(t->s, t->session, t->n_prompt - t->prefilled, t->old_prompt_end);
+    pthread_mutex_unlock(&t->s->lock);
+    t->session = NULL; /* it may be gone */
+  }
+  free(t->prompt);
+  t->prompt = NULL;
+}
+
 void srv_turn_free(srv_turn *t) {
-  srv_turn_end(t);
+  srv_turn_abort(t);
   free(t->text);
   t->text = NULL;
+  for (size_t i = 0; i < t->n_lp; i++) free(t->lp[i].e);
+  free(t->lp);
+  t->lp = NULL, t->n_lp = t->cap_lp = 0;
 }

@@ -10,8 +10,16 @@
 #ifndef SP_SERVER_TURN_H
 #define SP_SERVER_TURN_H
 
+#include "server/engine.h"
 #include "server/request.h"
 #include "server/session.h"
+
+/* The log-probabilities of one generated token (logprobs requests). */
+typedef struct srv_token_logprobs {
+  size_t text_off;        /* where its text starts in srv_turn.text */
+  int n;                  /* entries: the token, then its alternatives */
+  srv_logprob *e;
+} srv_token_logprobs;
 
 typedef struct srv_turn {
   srv *s;
@@ -19,6 +27,9 @@ typedef struct srv_turn {
   srv_session *session;
   int32_t *prompt;        /* [n_prompt] the request's tokens */
   uint32_t n_prompt, prefilled;
+  uint32_t old_prompt_end;  /* the session's before this turn (rollback) */
+  srv_token_logprobs *lp; /* [n_lp] when req->logprobs */
+  size_t n_lp, cap_lp;
   uint32_t n_generated;   /* tokens sampled, the end-of-turn one left out */
   char *text;             /* the reply so far, a stop sequence cut off */
   size_t len, cap;
@@ -42,12 +53,16 @@ int srv_turn_step(srv_turn *t, srv_error *e);
  * them), ending on a UTF-8 character boundary. */
 size_t srv_turn_safe_len(const srv_turn *t);
 
-/* Ends the turn (also after an error or a client gone mid-stream): the
- * session keeps what its cache holds and is written to disk. t->text stays
- * for the response. Safe to call twice. */
+/* Ends a finished turn: the session keeps it and is written to disk.
+ * t->text stays for the response. Safe to call twice. */
 void srv_turn_end(srv_turn *t);
 
-/* srv_turn_end, then frees t->text. */
+/* Ends an interrupted turn (an error, a client gone mid-stream, a stop):
+ * it is rolled back, the session left as it was before it
+ * (srv_session_rollback). Safe to call twice, and after srv_turn_end. */
+void srv_turn_abort(srv_turn *t);
+
+/* srv_turn_abort unless ended, then frees t->text and the logprobs. */
 void srv_turn_free(srv_turn *t);
 
 #endif

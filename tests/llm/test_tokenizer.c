@@ -218,33 +218,44 @@ static void test_round_trips(void) {
   }
 }
 
-/* ---- 3. the llama.cpp fixture: a minimal JSON reader ---- */
+/* ---- 3. the llama.cpp fixture, read with jansson ---- */
 
-#include "json_mini.h"
+#include <jansson.h>
 
-static uint8_t *unhex(const jval *h, size_t *n) {
-  *n = h && h->t == J_STR ? h->len / 2 : 0;
+/* The number at arr[i] (integer or real; 0 when absent). */
+static double num_at(const json_t *arr, size_t i) { return json_number_value(json_array_get(arr, i)); }
+
+/* The string at key, or "?". */
+static const char *str_at(const json_t *obj, const char *key) {
+  const char *v = json_string_value(json_object_get(obj, key));
+  return v ? v : "?";
+}
+
+static uint8_t *unhex(const json_t *h, size_t *n) {
+  const char *s = json_string_value(h);
+  *n = s ? json_string_length(h) / 2 : 0;
   uint8_t *b = malloc(*n + 1);
   for (size_t i = 0; i < *n; i++) {
     unsigned x = 0;
-    sscanf(h->s + 2 * i, "%2x", &x);
+    sscanf(s + 2 * i, "%2x", &x);
     b[i] = (uint8_t)x;
   }
   return b;
 }
 
 /* Compares our ids with the fixture's; returns true on a match. */
-static bool compare_case(const char *name, const uint8_t *text, size_t len, const jval *want,
+static bool compare_case(const char *name, const uint8_t *text, size_t len, const json_t *want,
                          bool special) {
   size_t n;
   int32_t *ids = encode((const char *)text, len, special, &n);
-  bool same = want && want->t == J_ARR && want->n == n;
-  for (size_t i = 0; same && i < n; i++) same = (int32_t)want->items[i].num == ids[i];
+  size_t want_n = json_array_size(want); /* 0 when not an array */
+  bool same = json_is_array(want) && want_n == n;
+  for (size_t i = 0; same && i < n; i++) same = (int32_t)num_at(want, i) == ids[i];
   if (!same) {
     printf("  MISMATCH %s (special=%d)\n", name, special);
     print_ids("ours    ", ids, n);
-    printf("    llama.cpp (%zu):", want ? want->n : 0);
-    for (size_t i = 0; want && i < want->n; i++) printf(" %d", (int)want->items[i].num);
+    printf("    llama.cpp (%zu):", want_n);
+    for (size_t i = 0; i < want_n; i++) printf(" %d", (int)num_at(want, i));
     printf("\n");
   }
   free(ids);
@@ -253,43 +264,42 @@ static bool compare_case(const char *name, const uint8_t *text, size_t len, cons
 
 /* Decodes llama.cpp's ids and compares with its detokenized text (which is
  * the input text unless detok_hex says otherwise). */
-static void compare_detok(const jval *cs, const jval *ids, const char *detok_key) {
-  size_t n = ids && ids->t == J_ARR ? ids->n : 0, want_len, len;
+static void compare_detok(const json_t *cs, const json_t *ids, const char *detok_key) {
+  size_t n = json_array_size(ids), want_len, len;
   int32_t *v = malloc((n + 1) * sizeof *v);
-  for (size_t i = 0; i < n; i++) v[i] = (int32_t)ids->items[i].num;
-  const jval *d = jget(cs, detok_key);
-  uint8_t *want = unhex(d ? d : jget(cs, "text_hex"), &want_len);
+  for (size_t i = 0; i < n; i++) v[i] = (int32_t)num_at(ids, i);
+  const json_t *d = json_object_get(cs, detok_key);
+  uint8_t *want = unhex(d ? d : json_object_get(cs, "text_hex"), &want_len);
   char *got = decode(v, n, true, &len);
-  CHECK(len == want_len && memcmp(got, want, len) == 0, "detokenize %s (%s)",
-        jget(cs, "name") ? jget(cs, "name")->s : "?", detok_key);
+  CHECK(len == want_len && memcmp(got, want, len) == 0, "detokenize %s (%s)", str_at(cs, "name"), detok_key);
   free(v), free(want), free(got);
 }
 
-static void compare_cases(const jval *cases, size_t *matched, size_t *total) {
-  for (size_t c = 0; cases && c < cases->n; c++) {
-    const jval *cs = &cases->items[c];
-    const jval *name = jget(cs, "name");
+static void compare_cases(const json_t *cases, size_t *matched, size_t *total) {
+  for (size_t c = 0; c < json_array_size(cases); c++) {
+    const json_t *cs = json_array_get(cases, c);
     size_t len;
-    uint8_t *text = unhex(jget(cs, "text_hex"), &len);
+    uint8_t *text = unhex(json_object_get(cs, "text_hex"), &len);
     for (int sp = 0; sp < 2; sp++) {
-      bool ok = compare_case(name ? name->s : "?", text, len, jget(cs, sp ? "ids_special" : "ids"),
-                             sp);
-      CHECK(ok, "fixture case %s special=%d", name ? name->s : "?", sp);
+      bool ok = compare_case(str_at(cs, "name"), text, len, json_object_get(cs, sp ? "ids_special" : "ids"), sp);
+      CHECK(ok, "fixture case %s special=%d", str_at(cs, "name"), sp);
       *matched += ok;
       ++*total;
     }
-    compare_detok(cs, jget(cs, "ids"), "detok_hex");
-    compare_detok(cs, jget(cs, "ids_special"), "detok_special_hex");
+    compare_detok(cs, json_object_get(cs, "ids"), "detok_hex");
+    compare_detok(cs, json_object_get(cs, "ids_special"), "detok_special_hex");
     free(text);
   }
 }
 
 /* Pieces: bytes of each sampled id, with special tokens rendered or not. */
-static void compare_pieces(const jval *pieces, bool render, size_t *bad) {
-  for (size_t i = 0; pieces && i < pieces->n; i++) {
-    int32_t id = atoi(pieces->keys[i]);
+static void compare_pieces(json_t *pieces, bool render, size_t *bad) {
+  const char *key;
+  json_t *hex;
+  json_object_foreach(pieces, key, hex) {
+    int32_t id = atoi(key);
     size_t n, len;
-    uint8_t *want = unhex(&pieces->items[i], &n);
+    uint8_t *want = unhex(hex, &n);
     const char *p = NULL;
     tok_status st = tok_piece(V, id, render, &p, &len);
     bool ok = st == TOK_OK && len == n && memcmp(p, want, n) == 0;
@@ -299,23 +309,26 @@ static void compare_pieces(const jval *pieces, bool render, size_t *bad) {
   }
 }
 
-static void compare_meta(const jval *root) {
-  const jval *md = jget(root, "metadata");
-  const jval *bos = jget(md, "bos_id"), *eos = jget(md, "eos_id"), *eot = jget(md, "eot_id");
-  const jval *add = jget(md, "add_bos");
-  CHECK(bos && (int32_t)bos->num == tok_bos(V), "bos %d", tok_bos(V));
-  CHECK(eos && (int32_t)eos->num == tok_eos(V), "eos %d", tok_eos(V));
+static void compare_meta(const json_t *root) {
+  const json_t *md = json_object_get(root, "metadata");
+  const json_t *bos = json_object_get(md, "bos_id"), *eos = json_object_get(md, "eos_id");
+  const json_t *eot = json_object_get(md, "eot_id"), *add = json_object_get(md, "add_bos");
+  CHECK(json_is_integer(bos) && (int32_t)json_integer_value(bos) == tok_bos(V), "bos %d", tok_bos(V));
+  CHECK(json_is_integer(eos) && (int32_t)json_integer_value(eos) == tok_eos(V), "eos %d", tok_eos(V));
   /* llama.cpp picks EOT by text in hash-map order (here <|endoftext|>); we
    * prefer <|im_end|> by a fixed list. Both end generation either way. */
-  CHECK(eot && tok_is_eog(V, (int32_t)eot->num) && tok_is_eog(V, tok_eot(V)),
-        "eot: ours %d, llama.cpp %d", tok_eot(V), eot ? (int)eot->num : -9);
-  CHECK(add && (bool)add->num == tok_add_bos(V), "add_bos");
-  const jval *sp = jget(root, "special_tokens");
-  for (size_t i = 0; sp && i < sp->n; i++) {
-    const jval *t = &sp->items[i];
-    int32_t id = (int32_t)jget(t, "id")->num;
-    uint32_t attr = (uint32_t)jget(t, "attr")->num;
-    bool eog = jget(t, "is_eog")->num != 0;
+  CHECK(json_is_integer(eot) && tok_is_eog(V, (int32_t)json_integer_value(eot)) && tok_is_eog(V, tok_eot(V)),
+        "eot: ours %d, llama.cpp %d", tok_eot(V), json_is_integer(eot) ? (int)json_integer_value(eot) : -9);
+  CHECK(json_is_boolean(add) && json_is_true(add) == tok_add_bos(V), "add_bos");
+  const json_t *sp = json_object_get(root, "special_tokens");
+  for (size_t i = 0; i < json_array_size(sp); i++) {
+    const json_t *t = json_array_get(sp, i);
+    const json_t *jid = json_object_get(t, "id"), *jattr = json_object_get(t, "attr");
+    CHECK(json_is_integer(jid) && json_is_integer(jattr) && json_is_boolean(json_object_get(t, "is_eog")),
+          "special token %zu is malformed", i);
+    int32_t id = (int32_t)json_integer_value(jid);
+    uint32_t attr = (uint32_t)json_integer_value(jattr);
+    bool eog = json_is_true(json_object_get(t, "is_eog"));
     CHECK(tok_attr(V, id) == attr, "attr of %d: ours %u, llama.cpp %u", id, tok_attr(V, id), attr);
     CHECK(tok_is_eog(V, id) == eog, "eog of %d", id);
   }
@@ -329,19 +342,18 @@ static void test_fixture(const char *path) {
     fixture_missing = true;
     return;
   }
-  jparser j = {text, text + size, false};
-  jval root;
-  jvalue(&j, &root, 0);
-  CHECK(!j.bad && root.t == J_OBJ, "fixture JSON parses");
+  json_error_t jerr;
+  json_t *root = json_loadb(text, size, JSON_ALLOW_NUL, &jerr);
+  CHECK(json_is_object(root), "fixture JSON parses (%s, line %d)", jerr.text, jerr.line);
   size_t matched = 0, total = 0, bad_pieces = 0;
-  compare_cases(jget(&root, "cases"), &matched, &total);
-  compare_pieces(jget(&root, "pieces"), true, &bad_pieces);
-  compare_pieces(jget(&root, "pieces_special_false"), false, &bad_pieces);
-  compare_meta(&root);
-  const jval *pc = jget(&root, "pieces");
+  compare_cases(json_object_get(root, "cases"), &matched, &total);
+  compare_pieces(json_object_get(root, "pieces"), true, &bad_pieces);
+  compare_pieces(json_object_get(root, "pieces_special_false"), false, &bad_pieces);
+  compare_meta(root);
   printf("fixture: %zu/%zu encodings match llama.cpp (%zu texts x special false/true); "
-         "%zu of %zu pieces differ\n", matched, total, total / 2, bad_pieces, pc ? pc->n : 0);
-  jfree(&root);
+         "%zu of %zu pieces differ\n", matched, total, total / 2, bad_pieces,
+         json_object_size(json_object_get(root, "pieces")));
+  json_decref(root);
   free(text);
 }
 

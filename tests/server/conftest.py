@@ -53,9 +53,9 @@ class Server:
                 raise
             assert rc == 0, self.log.read_text()
 
-    def client(self):
+    def client(self, api_key="none"):
         import openai
-        return openai.OpenAI(base_url=self.url + "/v1", api_key="none", max_retries=0, timeout=120)
+        return openai.OpenAI(base_url=self.url + "/v1", api_key=api_key, max_retries=0, timeout=120)
 
     def metric(self, name):
         text = requests.get(self.url + "/metrics", timeout=30).text
