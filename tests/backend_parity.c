@@ -38,13 +38,6 @@ static int64_t call(sp_actor_t *a, const char *fn, int64_t x, int64_t y, int nar
   return out;
 }
 
-static uint8_t *guest_mem(sp_actor_t *a, int64_t addr) {
-  uint8_t *base;
-  size_t size;
-  sp_actor_memory(a, &base, &size);
-  return base + addr;
-}
-
 /* Starts the LLM guest on `backend`; false (reason printed) when it cannot. */
 static bool side_open(side *s, const char *backend, const struct sp_knobs *knobs, const uint8_t *wasm, size_t len,
                       const char *model, uint32_t ctx) {

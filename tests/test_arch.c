@@ -35,13 +35,6 @@ static int64_t call(sp_actor_t *a, const char *fn, int64_t x, int64_t y, int nar
   return out;
 }
 
-static uint8_t *guest_mem(sp_actor_t *a, int64_t addr) {
-  uint8_t *base;
-  size_t size;
-  sp_actor_memory(a, &base, &size);
-  return base + (uint32_t)addr;
-}
-
 /* The LLM actor on `model`; *init gets llm_init's result. */
 static sp_actor_t *new_llm(sp_runtime_t *rt, const uint8_t *wasm, size_t len, const char *model, int64_t *init) {
   const char *argv[] = {"llm", "--logits-all", "--ctx", "256", "--batch", "64", "--temp", "0", "--repeat-penalty", "1"};

@@ -39,13 +39,6 @@ static int64_t call(sp_actor_t *a, const char *fn, int64_t x, int64_t y, int nar
   return out;
 }
 
-static uint8_t *guest_mem(sp_actor_t *a, int64_t addr) {
-  uint8_t *base;
-  size_t size;
-  sp_actor_memory(a, &base, &size);
-  return base + addr;
-}
-
 /* Writes bytes into the guest's input buffer. */
 static void put_input(sp_actor_t *a, const void *data, size_t len) {
   int64_t addr = call(a, "llm_input", (int64_t)len, 0, 1);

@@ -24,6 +24,15 @@ static inline uint8_t *read_all(const char *path, size_t *len) {
   return data;
 }
 
+/* The host address of guest address addr in an actor's linear memory
+ * (a 32-bit wasm address: the export's result, cut to 32 bits). */
+static inline uint8_t *guest_mem(sp_actor_t *a, int64_t addr) {
+  uint8_t *base;
+  size_t size;
+  sp_actor_memory(a, &base, &size);
+  return base + (uint32_t)addr;
+}
+
 /* Reads $SP_GUEST_DIR/<name>.wasm (default dir "guests"); exits the test
  * when it is missing, since nothing can run without it. */
 static inline uint8_t *load_guest(const char *name, size_t *len) {
