@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # device-kquant-check.sh: the GPU half of issue 15 in one call: K-quant and
-# i-quant kernels on CUDA (op parity against the CPU backend), greedy text
-# CUDA vs CPU on synthetic models of every new type and architecture, and
+# i-quant kernels on CUDA (op parity against the CPU backend), logits CUDA
+# vs CPU per position (tests/backend_parity.c) on synthetic models of every
+# new type and architecture, and
 # decode/prefill speed on the files people download (Q4_K_M, Q6_K; Llama,
 # Qwen, Gemma shapes) side by side with llama.cpp's CUDA build.
 #
