@@ -79,6 +79,9 @@
 #include <stdint.h>
 
 #define SP_ABI_VERSION 1
+
+/* The largest K of SP_OP_TOPK. */
+#define SP_TOPK_MAX 1024
 #define SP_CMD_LIST_MAGIC 0x4c435053u /* "SPCL" little-endian */
 #define SP_MAX_SRC 4
 #define SP_MAX_PARAMS 8
@@ -169,6 +172,13 @@ typedef enum sp_op {
   /* dst = param[0] * tanh(src0 / param[0]), f32, param[0] = cap (f32, > 0):
    * soft-capping of logits or attention scores. In place allowed. */
   SP_OP_SOFTCAP = 15,
+  /* dst[i32: K, M] = the indices of the K largest values of each row of
+   * src0[f32: N, M], largest first; equal values in increasing index order
+   * (-0 equals +0); NaN ranks below every number, so it is chosen only when
+   * fewer than K numbers remain. 1 <= K <= min(N, SP_TOPK_MAX). A sampler
+   * reads K integers a token (then their values with SP_OP_GET_ROWS over
+   * the logits as [1, N] rows) instead of a vocabulary of logits. */
+  SP_OP_TOPK = 16,
   SP_OP_COUNT
 } sp_op;
 

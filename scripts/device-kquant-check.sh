@@ -45,6 +45,10 @@ export SP_CUDA_LIB=$b/libsamepage_cuda.so
 timeout 150 $b/test_cuda_ops > $log/test_cuda_ops.txt 2>&1; rc=$?
 grep -E "^FAIL" $log/test_cuda_ops.txt | head -25
 add "test_cuda_ops rc=$rc: $(tail -1 $log/test_cuda_ops.txt)"
+if [ -x $b/test_topk ]; then # the sampler's candidates op (issue 17), CUDA and CPU tables
+  timeout 120 $b/test_topk > $log/test_topk.txt 2>&1; rc=$?
+  grep -E "^FAIL|^note" $log/test_topk.txt | head -10; add "test_topk rc=$rc: $(tail -1 $log/test_topk.txt)"
+fi
 
 # ---- 3. synthetic models ----
 for t in q4_k_m q6_k; do $b/synth_gguf --out $mdir/l1b-$t.gguf --preset llama-3.2-1b --type $t >/dev/null; done
@@ -72,6 +76,18 @@ for m in ${SP_PARITY_MODELS:-gemma3-q4_k_m qwen25-q4_k_m qwen3-q4_k_m smol512-q2
 for m in gemma3-q4_k_m qwen25-q4_k_m; do
   grep -q "rc=0" <<<"$(printf '%s\n' "${summary[@]}" | grep "parity $m ")" && continue
   for v in SP_CUDA_NO_FUSION SP_CUDA_NO_FLASH SP_CUDA_NO_GRAPHS SP_CUDA_NO_REPACK SP_CUDA_NO_CUBLAS; do add "$(parity $m $v=1)"; done
+done
+# sampled decode: candidates (default) vs the whole logits row (--sample-full) vs greedy; same text?
+for m in smol-q4_1 l1b-q4_k_m; do
+  line="sampling $m:"
+  for mode in "--temp 0" "--seed 3" "--seed 3 --sample-full"; do
+    for rep in 1 2 3; do timeout 60 $sp run --backend cuda -m $mdir/$m.gguf --raw -n 256 $mode --json "Hello there" > /tmp/s$rep.json 2>/dev/null; done
+    line+=" [$mode] $(python3 -c "
+import json,hashlib
+r=[json.loads(open('/tmp/s%d.json'%i).read().strip().splitlines()[-1]) for i in (1,2,3)]
+print('%.0f tok/s text %s' % (sorted(x['decode_tok_s'] for x in r)[1], hashlib.md5(r[0].get('text','').encode()).hexdigest()[:8]))" 2>&1 | tail -1)"
+  done
+  add "$line"
 done
 fi
 if [[ " ${SP_PHASES:-checks suite bench} " == *" ab "* ]] && [ -d "${AB_A:-/nonexistent}" ] && [ -f "${AB_PACK:-/nonexistent}" ]; then

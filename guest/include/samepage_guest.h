@@ -255,6 +255,15 @@ static inline int sp_argmax(sp_list *list, sp_tensor dst, sp_tensor x) {
   return 0;
 }
 
+/* dst[i32: K, M] = the indices of the K largest values of each row of
+ * x[f32: N, M], largest first (equal values: smaller index first) */
+static inline int sp_topk(sp_list *list, sp_tensor dst, sp_tensor x) {
+  sp_cmd *cmd = sp_list_push(list, SP_OP_TOPK);
+  if (!cmd) return -1;
+  cmd->dst = dst, cmd->src[0] = x;
+  return 0;
+}
+
 /* dst = x converted between f32, f16 and bf16 */
 static inline int sp_copy(sp_list *list, sp_tensor dst, sp_tensor x) {
   sp_cmd *cmd = sp_list_push(list, SP_OP_COPY);

@@ -61,6 +61,7 @@ typedef struct llm_options {
   uint32_t n_ctx, n_batch;
   bool logits_all; /* argmax of every position kept (tests) */
   bool progress;   /* print loading progress on stderr */
+  bool sample_full; /* the sampler reads the whole logits row (comparisons, tests) */
   char system[2048];
   llm_sampler_params sampling;
 } llm_options;
@@ -76,9 +77,13 @@ static struct llm_guest {
   uint32_t n_turns;         /* chat turns prompted so far */
   uint32_t n_past;          /* tokens in the KV cache */
   float *logits;            /* after the last forward, or NULL */
+  char forward_error[1024]; /* why the last forward failed ("" when it did not): the
+                               reason a step without logits gives, every time */
   const int32_t *best;      /* the argmax of that logits row (from the forward list) */
   bool in_reply;            /* the assistant's turn is open */
   bool turn_done;           /* the last step produced an end-of-turn token */
+  bool candidates_ready;    /* the last forward gathered the sampler's candidates
+                               for the sampler and window it has now */
   int32_t *tokens;          /* llm_tokenize output */
   char *input;              /* host-written input */
   uint32_t input_cap;
@@ -137,6 +142,7 @@ static int read_options(llm_options *o) {
   for (__wasi_size_t i = 1; i < argc && !rc; i++) {
     if (!strcmp(argv[i], "--logits-all")) o->logits_all = true;
     else if (!strcmp(argv[i], "--progress")) o->progress = true;
+    else if (!strcmp(argv[i], "--sample-full")) o->sample_full = true;
     else if (i + 1 < argc) rc = parse_option(o, argv[i], argv[i + 1]), i++;
     else rc = set_error("an option is missing its value");
   }
@@ -223,12 +229,30 @@ static int annotate_kv(void) {
   return 0;
 }
 
+/* Has each forward list gather what the sampler needs (sampler.h, "the
+ * candidates path"), or nothing when the path does not apply. Until the
+ * next forward, the sampler reads the whole logits row. */
+static int gather_candidates(void) {
+  int32_t m = G.opt.sample_full ? 0 : llm_sampler_candidates_wanted(&G.sampler, SP_TOPK_MAX);
+  G.candidates_ready = false;
+  return llm_state_candidates(&G.model, (uint32_t)m, llm_sampler_recent_rows(&G.sampler),
+                              (uint32_t)llm_sampler_recent_count(&G.sampler), G.error, sizeof G.error);
+}
+
+/* After a forward pass: whether it gathered the candidates, or why it
+ * failed (then there are no logits until the next prompt). */
+static void forward_done(void) {
+  G.candidates_ready = G.logits && G.model.st.top_n > 0;
+  snprintf(G.forward_error, sizeof G.forward_error, "%s", G.logits ? "" : G.error);
+}
+
 EXPORT(llm_init) int32_t llm_init(void) {
   if (read_options(&G.opt) || load_model()) return -1;
   read_chat_template();
   if (G.opt.n_ctx > G.model.hp.n_ctx_train && G.model.hp.n_ctx_train >= 16) G.opt.n_ctx = G.model.hp.n_ctx_train;
   if (llm_state_init(&G.model, G.opt.n_batch, G.opt.n_ctx, G.opt.logits_all, G.error, sizeof G.error)) return -1;
   if (llm_sampler_init(&G.sampler, &G.opt.sampling, (int32_t)G.model.hp.n_vocab, G.error, sizeof G.error)) return -1;
+  if (gather_candidates()) return -1;
   if (tok_decoder_init(&G.decoder, G.vocab, false) != TOK_OK) return set_error("out of memory");
   G.argmax = calloc(G.opt.n_ctx, sizeof *G.argmax);
   G.history = calloc(G.opt.n_ctx, sizeof *G.history);
@@ -260,14 +284,16 @@ static int prefill(const int32_t *tokens, uint32_t n) {
   }
   for (uint32_t done = 0; done < n;) {
     uint32_t chunk = n - done < G.opt.n_batch ? n - done : G.opt.n_batch;
+    /* the window first: the list gathers the logits of its tokens */
+    for (uint32_t i = 0; i < chunk; i++) llm_sampler_accept(&G.sampler, tokens[done + i]);
     G.logits = llm_forward(&G.model, tokens + done, chunk, G.n_past, G.error, sizeof G.error);
+    forward_done();
     if (!G.logits) return -1;
     uint32_t V = G.model.hp.n_vocab;
     for (uint32_t i = 0; G.opt.logits_all && i < chunk; i++)
       G.argmax[G.n_past + i] = llm_argmax(G.logits + (size_t)i * V, (int32_t)V);
     if (G.opt.logits_all) G.logits += (size_t)(chunk - 1) * V;
     G.best = G.model.st.best + (G.opt.logits_all ? chunk - 1 : 0);
-    for (uint32_t i = 0; i < chunk; i++) llm_sampler_accept(&G.sampler, tokens[done + i]);
     memcpy(G.history + G.n_past, tokens + done, chunk * sizeof *tokens);
     G.n_past += chunk, done += chunk;
   }
@@ -328,10 +354,14 @@ EXPORT(llm_prompt) int32_t llm_prompt(uint32_t len, uint32_t mode) {
 }
 
 /* The next token: the forward list's argmax when the sampler would pick it
- * anyway (greedy), else the sampler over the logits, read back first.
- * -1 on failure (G.error says why). */
+ * anyway (greedy), else the sampler over the candidates the list gathered,
+ * else over the logits, read back first. -1 on failure (G.error says why). */
 static int32_t next_token(void) {
+  const llm_state *st = &G.model.st;
   if (G.best && llm_sampler_keeps_argmax(&G.sampler, *G.best)) return *G.best;
+  if (G.candidates_ready)
+    return llm_sampler_sample_candidates(&G.sampler, st->top_ids, st->top_values, (int32_t)st->top_n,
+                                         st->recent_values);
   if (llm_logits_read(&G.model, G.logits, 1, G.error, sizeof G.error)) return -1;
   return llm_sampler_sample(&G.sampler, G.logits);
 }
@@ -397,7 +427,7 @@ EXPORT(llm_step) int32_t llm_step(void) {
   G.piece_len = 0;
   G.turn_done = false;
   if (!G.logits) {
-    set_error("llm_step: no prompt yet");
+    set_error(G.forward_error[0] ? G.forward_error : "llm_step: no prompt yet");
     return STEP_ERROR;
   }
   if (G.n_past >= G.opt.n_ctx) {
@@ -421,6 +451,7 @@ EXPORT(llm_step) int32_t llm_step(void) {
   /* Feed the token back, the end-of-turn one too: the cache then holds the
    * whole conversation and the next turn continues after it. */
   G.logits = llm_forward(&G.model, &token, 1, G.n_past, G.error, sizeof G.error);
+  forward_done();
   if (!G.logits) return STEP_ERROR;
   G.best = G.model.st.best;
   if (G.opt.logits_all) G.argmax[G.n_past] = llm_argmax(G.logits, (int32_t)G.model.hp.n_vocab);
@@ -464,7 +495,7 @@ EXPORT(llm_n_ctx) uint32_t llm_n_ctx(void) { return G.opt.n_ctx; }
 EXPORT(llm_rewind) int32_t llm_rewind(uint32_t n) {
   if (n > G.n_past) return set_error("llm_rewind: past the cached tokens");
   G.n_past = n;
-  G.logits = NULL, G.best = NULL;
+  G.logits = NULL, G.best = NULL, G.candidates_ready = false, G.forward_error[0] = '\0';
   G.in_reply = false, G.turn_done = false;
   const char *held = NULL;
   size_t n_held = 0;
@@ -592,5 +623,5 @@ EXPORT(llm_sampling) int32_t llm_sampling(uint32_t len) {
   llm_sampler_free(&G.sampler);
   G.sampler = fresh;
   refill_window();
-  return 0;
+  return gather_candidates();
 }

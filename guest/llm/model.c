@@ -52,13 +52,16 @@ static void carve_state(carver *c, llm_state *st, const llm_hparams *hp, size_t 
  * stage added to the forward pass can never overflow the list. */
 static uint32_t forward_commands(llm_model *m) {
   sp_cmd_list_header probe_storage;
-  uint32_t most = 0, sizes[2] = {1, m->st.n_batch};
+  uint32_t most = 0, sizes[2] = {1, m->st.n_batch}, top_n = m->st.top_n;
+  uint32_t recent_n = m->st.recent_n;
+  m->st.top_n = 1, m->st.recent_n = 1; /* with the candidates' commands, which come and go */
   for (int i = 0; i < 2; i++) {
     sp_list probe = sp_list_init(&probe_storage, 0);
     build_forward(m, &probe, sizes[i]);
     uint32_t wanted = sp_list_wanted(&probe);
     most = wanted > most ? wanted : most;
   }
+  m->st.top_n = top_n, m->st.recent_n = recent_n;
   return most;
 }
 
@@ -104,6 +107,25 @@ int llm_state_init(llm_model *m, uint32_t n_batch, uint32_t n_ctx, bool logits_a
    * cross the bus unless a sampler asks for them (llm_logits_read). Tests
    * that keep every position's logits read them all: those stay put. */
   if (!logits_all) st->logits_local = sp_device_local(st->logits, V * sizeof *st->logits) == SP_OK;
+  return 0;
+}
+
+int llm_state_candidates(llm_model *m, uint32_t top_n, const int32_t *recent_rows, uint32_t recent_n, char *err,
+                         int cap) {
+  llm_state *st = &m->st;
+  free(st->top_ids), free(st->top_values), free(st->recent_values);
+  st->top_ids = NULL, st->top_values = NULL, st->recent_values = NULL;
+  st->top_n = 0, st->recent_n = 0, st->recent_rows = NULL;
+  st->list_tokens = 0; /* the next forward builds its list again */
+  if (top_n == 0) return 0;
+  st->top_ids = malloc(sizeof *st->top_ids * top_n);
+  st->top_values = malloc(sizeof *st->top_values * top_n);
+  st->recent_values = malloc(sizeof *st->recent_values * (recent_n ? recent_n : 1));
+  if (!st->top_ids || !st->top_values || !st->recent_values) {
+    snprintf(err, (size_t)cap, "model: out of memory for %u sampling candidates", top_n);
+    return llm_state_candidates(m, 0, NULL, 0, err, cap), -1;
+  }
+  st->top_n = top_n, st->recent_rows = recent_rows, st->recent_n = recent_n;
   return 0;
 }
 
@@ -225,6 +247,18 @@ float *llm_forward(llm_model *m, const int32_t *tokens, uint32_t n, uint32_t pos
   return logits;
 }
 
+/* The sampler's candidates from the last logits row: the indices of the
+ * top_n largest, their values (a gather over the row seen as V rows of one
+ * value) and the recent tokens' logits, the same way. */
+static void gather_candidates(sp_list *list, const llm_state *st, const float *row, uint32_t V) {
+  sp_tensor table = sp_tensor_2d(row, SP_DTYPE_F32, 1, V);
+  sp_topk(list, sp_tensor_1d(st->top_ids, SP_DTYPE_I32, st->top_n), sp_tensor_1d(row, SP_DTYPE_F32, V));
+  sp_get_rows(list, act(st->top_values, 1, st->top_n), table, sp_tensor_1d(st->top_ids, SP_DTYPE_I32, st->top_n));
+  if (st->recent_n)
+    sp_get_rows(list, act(st->recent_values, 1, st->recent_n), table,
+                sp_tensor_1d(st->recent_rows, SP_DTYPE_I32, st->recent_n));
+}
+
 /* The forward pass of n tokens as commands (token ids and positions are
  * read from st->tokens and st->pos when the list runs). */
 static void build_forward(llm_model *m, sp_list *list, uint32_t n) {
@@ -248,4 +282,5 @@ static void build_forward(llm_model *m, sp_list *list, uint32_t n) {
   if (hp->logit_softcap > 0)
     sp_softcap(list, act(st->logits, V, rows), act(st->logits, V, rows), hp->logit_softcap);
   sp_argmax(list, sp_tensor_1d(st->best, SP_DTYPE_I32, rows), act(st->logits, V, rows));
+  if (st->top_n) gather_candidates(list, st, st->logits + (size_t)(rows - 1) * V, V);
 }

@@ -97,6 +97,14 @@ typedef struct llm_state {
   uint16_t *v_cache;    /* f16 [n_layer][C][Hkv*D] */
   void *block;          /* x .. v_cache above: one device-local block */
   size_t block_bytes;
+  /* Sampling candidates (llm_state_candidates; top_n 0: none): the forward
+   * list ends with the top_n largest logits of the last row (ids and values)
+   * and the logits of recent_n recent tokens, in ordinary memory. */
+  uint32_t top_n, recent_n;
+  int32_t *top_ids;
+  float *top_values;
+  const int32_t *recent_rows;
+  float *recent_values;
   sp_cmd_list_header *list_storage;
   uint32_t list_capacity;
   uint32_t list_tokens;  /* tokens of the forward list in list_storage (0: none): a
@@ -120,6 +128,13 @@ int llm_state_init(llm_model *m, uint32_t n_batch, uint32_t n_ctx, bool logits_a
  * llm_logits_read); st->best holds each row's argmax. NULL with a message
  * in err when the host rejects the work. */
 float *llm_forward(llm_model *m, const int32_t *tokens, uint32_t n, uint32_t pos0, char *err, int cap);
+
+/* From the next forward on, also gather the top_n largest logits of the last
+ * row and the logits of rows recent_rows[0..recent_n) (which must stay valid
+ * token ids); top_n 0 stops it. 0, or -1 (out of memory) with the reason in
+ * err. */
+int llm_state_candidates(llm_model *m, uint32_t top_n, const int32_t *recent_rows, uint32_t recent_n, char *err,
+                         int cap);
 
 /* Makes `rows` rows of logits from `logits` (inside st->logits) readable by
  * the guest: a copy back from the device when they are device-local. 0, or

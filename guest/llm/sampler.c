@@ -31,12 +31,13 @@ int llm_sampler_init(llm_sampler *s, const llm_sampler_params *p, int32_t vocab,
   s->params = *p;
   s->vocab = vocab;
   s->rng = p->seed;
-  s->cand = malloc(sizeof *s->cand * (size_t)vocab);
   size_t ring = (size_t)(p->repeat_last_n ? p->repeat_last_n : 1);
+  s->cand = malloc(sizeof *s->cand * ((size_t)vocab + ring)); /* the candidates path adds recent tokens */
   s->saved = malloc(sizeof *s->saved * ring);
   s->saved_ids = malloc(sizeof *s->saved_ids * ring);
   s->recent = malloc(sizeof *s->recent * ring);
-  if (!s->cand || !s->saved || !s->saved_ids || !s->recent) {
+  s->recent_rows = calloc(ring, sizeof *s->recent_rows);
+  if (!s->cand || !s->saved || !s->saved_ids || !s->recent || !s->recent_rows) {
     snprintf(err, (size_t)cap, "sampler: out of memory");
     llm_sampler_free(s);
     return -1;
@@ -49,13 +50,15 @@ void llm_sampler_free(llm_sampler *s) {
   free(s->saved);
   free(s->saved_ids);
   free(s->recent);
-  s->cand = NULL, s->saved = NULL, s->saved_ids = NULL, s->recent = NULL;
+  free(s->recent_rows);
+  s->cand = NULL, s->saved = NULL, s->saved_ids = NULL, s->recent = NULL, s->recent_rows = NULL;
 }
 
 void llm_sampler_accept(llm_sampler *s, int32_t token) {
   int32_t n = s->params.repeat_last_n;
   if (n == 0) return;
   s->recent[s->recent_head] = token;
+  s->recent_rows[s->recent_head] = token >= 0 && token < s->vocab ? token : 0;
   s->recent_head = (s->recent_head + 1) % n;
   if (s->n_recent < n) s->n_recent++;
 }
@@ -143,18 +146,28 @@ static void restore_penalty(const llm_sampler *s, float *logits, int32_t n) {
   for (int32_t i = 0; i < n; i++) logits[s->saved_ids[i]] = s->saved[i];
 }
 
-static int by_logit_desc(const void *a, const void *b) {
-  float x = ((const llm_candidate *)a)->logit, y = ((const llm_candidate *)b)->logit;
-  return (x < y) - (x > y);
+/* The candidates' order, the host's SP_OP_TOPK order: larger logit first,
+ * of equal logits the smaller id; NaN after every number. One total order
+ * makes the full and the candidates paths keep the same top_k. */
+static bool ranks_above(llm_candidate a, llm_candidate b) {
+  bool a_nan = a.logit != a.logit, b_nan = b.logit != b.logit;
+  if (a_nan != b_nan) return b_nan;
+  if (!a_nan && a.logit != b.logit) return a.logit > b.logit;
+  return a.id < b.id;
 }
 
-/* Restores the min-heap order of h[0..n) below position i (smallest logit
+static int by_rank_desc(const void *a, const void *b) {
+  llm_candidate x = *(const llm_candidate *)a, y = *(const llm_candidate *)b;
+  return ranks_above(y, x) - ranks_above(x, y);
+}
+
+/* Restores the min-heap order of h[0..n) below position i (lowest ranked
  * at the root). */
 static void sift_down(llm_candidate *h, int32_t n, int32_t i) {
   for (;;) {
     int32_t l = 2 * i + 1, r = l + 1, m = i;
-    if (l < n && h[l].logit < h[m].logit) m = l;
-    if (r < n && h[r].logit < h[m].logit) m = r;
+    if (l < n && ranks_above(h[m], h[l])) m = l;
+    if (r < n && ranks_above(h[m], h[r])) m = r;
     if (m == i) return;
     llm_candidate t = h[i];
     h[i] = h[m], h[m] = t;
@@ -170,14 +183,13 @@ static int32_t keep_top_k(llm_candidate *c, const float *x, int32_t n, int32_t k
   if (k <= 0 || k > n) k = n;
   for (int32_t i = 0; i < k; i++) c[i] = (llm_candidate){i, x[i]};
   for (int32_t i = k / 2 - 1; i >= 0; i--) sift_down(c, k, i);
-  float least = c[0].logit;
   for (int32_t i = k; i < n; i++) {
-    if (!(x[i] > least)) continue;
-    c[0] = (llm_candidate){i, x[i]};
+    llm_candidate next = {i, x[i]};
+    if (!ranks_above(next, c[0])) continue;
+    c[0] = next;
     sift_down(c, k, 0);
-    least = c[0].logit;
   }
-  qsort(c, (size_t)k, sizeof *c, by_logit_desc);
+  qsort(c, (size_t)k, sizeof *c, by_rank_desc);
   return k;
 }
 
@@ -187,11 +199,10 @@ static void softmax_sorted(llm_candidate *c, int32_t n, float temperature) {
   for (int32_t i = 0; i < n; i++) c[i].logit /= sum;
 }
 
-/* The token for penalised logits. */
-static int32_t pick(llm_sampler *s, const float *logits) {
+/* The token from the n best candidates s->cand (penalised logits, sorted
+ * best first): top-p, min-p, temperature and the draw. */
+static int32_t draw(llm_sampler *s, int32_t n) {
   const llm_sampler_params *p = &s->params;
-  if (p->temperature <= 0.0f) return llm_argmax(logits, s->vocab);
-  int32_t n = keep_top_k(s->cand, logits, s->vocab, p->top_k);
   /* top-p and min-p on probabilities at temperature 1, as llama.cpp. */
   softmax_sorted(s->cand, n, 1.0f);
   float cum = 0;
@@ -213,6 +224,12 @@ static int32_t pick(llm_sampler *s, const float *logits) {
   return s->cand[keep - 1].id;
 }
 
+/* The token for penalised logits. */
+static int32_t pick(llm_sampler *s, const float *logits) {
+  if (s->params.temperature <= 0.0f) return llm_argmax(logits, s->vocab);
+  return draw(s, keep_top_k(s->cand, logits, s->vocab, s->params.top_k));
+}
+
 bool llm_sampler_keeps_argmax(const llm_sampler *s, int32_t argmax) {
   float penalty = s->params.repeat_penalty;
   bool others = s->params.presence_penalty != 0.0f || s->params.frequency_penalty != 0.0f;
@@ -229,4 +246,55 @@ int32_t llm_sampler_sample(llm_sampler *s, float *logits) {
   int32_t token = pick(s, logits);
   restore_penalty(s, logits, saved);
   return token;
+}
+
+/* ---- the candidates path ---- */
+
+static bool penalties_on(const llm_sampler *s) {
+  const llm_sampler_params *p = &s->params;
+  return p->repeat_last_n > 0 && (p->repeat_penalty != 1.0f || p->presence_penalty != 0.0f || p->frequency_penalty != 0.0f);
+}
+
+int32_t llm_sampler_candidates_wanted(const llm_sampler *s, int32_t max_m) {
+  const llm_sampler_params *p = &s->params;
+  int32_t k = p->temperature <= 0.0f ? 1 : p->top_k;
+  if (k <= 0) return 0;
+  int64_t m = (int64_t)k + (penalties_on(s) ? p->repeat_last_n : 0);
+  return m <= max_m && m <= s->vocab ? (int32_t)m : 0;
+}
+
+const int32_t *llm_sampler_recent_rows(const llm_sampler *s) { return s->recent_rows; }
+int32_t llm_sampler_recent_count(const llm_sampler *s) { return s->params.repeat_last_n ? s->params.repeat_last_n : 1; }
+
+/* The penalised logit of the recent token at ring slot i, whose raw logit is
+ * raw (apply_penalty's arithmetic); false when it is not the first slot of
+ * its token or out of range (counted once, as there). */
+static bool penalised(const llm_sampler *s, int32_t i, float raw, float *out) {
+  int32_t id = s->recent[i];
+  if (id < 0 || id >= s->vocab) return false;
+  for (int32_t j = 0; j < i; j++)
+    if (s->recent[j] == id) return false;
+  float frequency = s->params.frequency_penalty, penalty = s->params.repeat_penalty;
+  int32_t count = 1;
+  for (int32_t j = i + 1; frequency != 0.0f && j < s->n_recent; j++) count += s->recent[j] == id;
+  float l = raw > 0 ? raw / penalty : raw * penalty;
+  *out = l - ((float)count * frequency + s->params.presence_penalty);
+  return true;
+}
+
+int32_t llm_sampler_sample_candidates(llm_sampler *s, const int32_t *ids, const float *values, int32_t m,
+                                      const float *recent_values) {
+  int32_t n = 0;
+  for (int32_t i = 0; i < m; i++) s->cand[n++] = (llm_candidate){ids[i], values[i]};
+  for (int32_t i = 0; penalties_on(s) && i < s->n_recent; i++) {
+    float l;
+    if (!penalised(s, i, recent_values[i], &l)) continue;
+    int32_t at = 0;
+    while (at < n && s->cand[at].id != s->recent[i]) at++;
+    if (at == n) n++;
+    s->cand[at] = (llm_candidate){s->recent[i], l};
+  }
+  qsort(s->cand, (size_t)n, sizeof *s->cand, by_rank_desc);
+  if (s->params.temperature <= 0.0f) return s->cand[0].id;
+  return draw(s, n < s->params.top_k ? n : s->params.top_k);
 }

@@ -38,6 +38,8 @@ typedef struct llm_sampler {
   float *saved;             /* [repeat_last_n] logits the penalty changed, for restoring */
   int32_t *saved_ids;       /* [repeat_last_n] their tokens */
   int32_t *recent;          /* ring of the last repeat_last_n tokens */
+  int32_t *recent_rows;     /* the same tokens as logits rows (0 where out of range or
+                               unfilled): indices a gather over the logits can use */
   int32_t n_recent, recent_head;
 } llm_sampler;
 
@@ -56,6 +58,28 @@ void llm_sampler_free(llm_sampler *s);
  * them in place during the call; they hold their old values again when it
  * returns. */
 int32_t llm_sampler_sample(llm_sampler *s, float *logits);
+
+/* The candidates path. The host's top-k op (SP_OP_TOPK) gives the indices
+ * of the m largest raw logits, a gather gives their values and the raw
+ * logits of the recent tokens (rows llm_sampler_recent_rows()[0 ..
+ * llm_sampler_recent_count())); from those alone the sampler picks exactly
+ * the token llm_sampler_sample would: a penalty changes only recent tokens,
+ * so the top_k best after it lie among the top_k + repeat_last_n best before
+ * it and the recent tokens. The guest then reads some hundred numbers a
+ * token instead of the whole vocabulary.
+ *
+ * The m the path needs (top_k + the recent window, 1 + the window when
+ * greedy), or 0 when it does not apply: no top-k truncation, or m above
+ * max_m or the vocabulary. */
+int32_t llm_sampler_candidates_wanted(const llm_sampler *s, int32_t max_m);
+const int32_t *llm_sampler_recent_rows(const llm_sampler *s);
+int32_t llm_sampler_recent_count(const llm_sampler *s);
+
+/* Picks a token from the m best raw logits (ids[i], values[i], best first,
+ * m = llm_sampler_candidates_wanted) and the raw logits recent_values[i] of
+ * the tokens of llm_sampler_recent_rows. */
+int32_t llm_sampler_sample_candidates(llm_sampler *s, const int32_t *ids, const float *values, int32_t m,
+                                      const float *recent_values);
 
 /* Whether the sampler would pick `argmax`, the logits' argmax, without
  * looking at them: greedy, and no repetition penalty can move it (a

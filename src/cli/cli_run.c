@@ -97,6 +97,8 @@ static void run_usage(FILE *out) {
           "                         a GPU fault or crash there ends this actor alone\n"
           "                         (default none, or $SP_ISOLATION)\n"
           "  --threads N            CPU backend threads\n"
+          "  --sample-full          the sampler reads every logit back (a comparison for\n"
+          "                         the default, which reads only the top candidates)\n"
           "  --json                 machine-readable output\n"
           "  -h, --help             this message\n");
 }
@@ -182,6 +184,10 @@ static int parse_run_args(int argc, char **argv, run_args *a) {
     if (!strcmp(opt, "--json")) { a->json = true; continue; }
     if (!strcmp(opt, "--raw")) { a->raw = true; continue; }
     if (!strcmp(opt, "--self-contained")) { a->self_contained = true; continue; }
+    if (!strcmp(opt, "--sample-full") && a->guest_argc < MAX_GUEST_ARGS) { /* the guest's, without a value */
+      a->guest_argv[a->guest_argc++] = opt;
+      continue;
+    }
     if (opt[0] != '-') {
       if (a->prompt) { fprintf(stderr, "samepage run: more than one prompt given\n"); return SP_EXIT_USAGE; }
       a->prompt = opt;

@@ -26,6 +26,7 @@ static uint64_t cmd_flops(const sp_cmd *c) {
     case SP_OP_ATTENTION: /* dst[D, Hq, T] against C cache rows, twice */
       return sat_mul(4 * (uint64_t)c->src[1].ne[2], elements(&c->dst));
     case SP_OP_ARGMAX: return elements(&c->src[0]); /* one comparison per value */
+    case SP_OP_TOPK: return sat_mul(4, elements(&c->src[0])); /* a few passes over each row */
     case SP_OP_NOP: return 0;
     default: return sat_mul(8, elements(&c->dst));
   }

@@ -262,6 +262,24 @@ static sp_status check_argmax(const sp_cmd *cmd, char *msg, size_t cap) {
   return SP_OK;
 }
 
+/* dst[i32: K, M] = the K best indices of each row of src0[f32: N, M] */
+static sp_status check_topk(const sp_cmd *cmd, char *msg, size_t cap) {
+  const sp_tensor *x = &cmd->src[0], *d = &cmd->dst;
+  sp_status st;
+  if ((st = require_dtype(d, SP_DTYPE_I32, "dst", msg, cap)) || (st = require_f32(x, "src[0]", msg, cap))) return st;
+  if (!is_2d(x) || !is_2d(d)) return fail(SP_E_SHAPE, msg, cap, "topk tensors must be 2-D (ne[2] = ne[3] = 1)");
+  if (d->ne[1] != x->ne[1]) {
+    snprintf(msg, cap, "dst.ne[1]: %u must equal src[0].ne[1] (M = %u)", d->ne[1], x->ne[1]);
+    return SP_E_SHAPE;
+  }
+  if (d->ne[0] > x->ne[0] || d->ne[0] > SP_TOPK_MAX) {
+    snprintf(msg, cap, "dst.ne[0]: K = %u must be at most src[0].ne[0] (N = %u) and %u", d->ne[0], x->ne[0],
+             SP_TOPK_MAX);
+    return SP_E_SHAPE;
+  }
+  return SP_OK;
+}
+
 static const sp_op_rule op_rules[SP_OP_COUNT] = {
     [SP_OP_NOP] = {"nop", false, 0, 0, 0, 0, check_nop},
     [SP_OP_MATMUL] = {"matmul", true, 2, 0, 0, 0, check_matmul},
@@ -279,6 +297,7 @@ static const sp_op_rule op_rules[SP_OP_COUNT] = {
     [SP_OP_ARGMAX] = {"argmax", true, 1, 0, 0, 0, check_argmax},
     [SP_OP_GEGLU] = {"geglu", true, 2, 0, 0x1, 0, check_geglu},
     [SP_OP_SOFTCAP] = {"softcap", true, 1, 1, 0x1, 0, check_softcap},
+    [SP_OP_TOPK] = {"topk", true, 1, 0, 0, 0, check_topk},
 };
 
 const sp_op_rule *sp_op_rule_get(uint32_t op) {

@@ -104,6 +104,7 @@ static sp_error_t *cpu_run(const sp_cpu_exec *ex, const sp_cmd *cmd) {
   case SP_OP_SET_ROWS: return sp_cpu_set_rows(ex, cmd);
   case SP_OP_COPY: sp_cpu_copy(ex, cmd); return NULL;
   case SP_OP_ARGMAX: sp_cpu_argmax(ex, cmd); return NULL;
+  case SP_OP_TOPK: sp_cpu_topk(ex, cmd); return NULL;
   case SP_OP_ATTENTION: return sp_cpu_attention(ex, cmd);
   default: return sp_error_new("op %u is not supported", cmd->op);
   }

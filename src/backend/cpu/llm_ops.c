@@ -1,6 +1,6 @@
 /*
  * llm_ops.c: the transformer ops on the CPU: get_rows, set_rows, rmsnorm,
- * rope, swiglu, softmax, argmax and copy (attention has attention.c).
+ * rope, swiglu, softmax, argmax, topk and copy (attention has attention.c).
  *
  * Numerics follow ggml's CPU reference where it matters for agreement with
  * llama.cpp: rmsnorm sums squares in double, rope advances the angle by
@@ -16,12 +16,14 @@
  * not where they go).
  */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "backend/cpu/llm_ops.h"
 #include "backend/cpu/fp16.h"
 #include "backend/cpu/quant_blocks.h"
 #include "core/dtype.h"
+#include "core/topk_rank.h"
 
 /* Address of row (i1, i2, i3) of a validated tensor. */
 static inline uint8_t *row_at(uint8_t *base, const sp_tensor *t, int64_t i1, int64_t i2, int64_t i3) {
@@ -214,6 +216,49 @@ static void argmax_row(const sp_cpu_exec *ex, const sp_cmd *cmd, int64_t r) {
 
 void sp_cpu_argmax(const sp_cpu_exec *ex, const sp_cmd *cmd) {
   for_each_row(ex, cmd, cmd->src[0].ne[1], cmd->src[0].ne[0], argmax_row);
+}
+
+/* Restores the min-heap of ranks below position i (least at the root). */
+static void rank_sift_down(uint64_t *h, uint32_t n, uint32_t i) {
+  for (;;) {
+    uint32_t l = 2 * i + 1, r = l + 1, m = i;
+    if (l < n && h[l] < h[m]) m = l;
+    if (r < n && h[r] < h[m]) m = r;
+    if (m == i) return;
+    uint64_t t = h[i];
+    h[i] = h[m], h[m] = t;
+    i = m;
+  }
+}
+
+static int by_rank_desc(const void *a, const void *b) {
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return (x < y) - (x > y);
+}
+
+/* The K best indices of a row in the order of core/topk_rank.h: one pass
+ * keeps a min-heap of the K best ranks seen (a value enters only when it
+ * beats the least, so a 128k-entry row costs about a comparison per
+ * value), then the survivors are sorted, best first. */
+static void topk_row(const sp_cpu_exec *ex, const sp_cmd *cmd, int64_t r) {
+  const float *x = (const float *)row_flat(ex->base, &cmd->src[0], r);
+  int32_t *y = (int32_t *)row_flat(ex->base, &cmd->dst, r);
+  uint32_t n = cmd->src[0].ne[0], k = cmd->dst.ne[0];
+  uint64_t heap[SP_TOPK_MAX];
+  for (uint32_t i = 0; i < k; i++) heap[i] = sp_topk_rank(sp_topk_key(x[i]), i);
+  for (uint32_t i = k / 2; i-- > 0;) rank_sift_down(heap, k, i);
+  for (uint32_t i = k; i < n; i++) {
+    uint64_t rank = sp_topk_rank(sp_topk_key(x[i]), i);
+    if (rank <= heap[0]) continue;
+    heap[0] = rank;
+    rank_sift_down(heap, k, 0);
+  }
+  qsort(heap, k, sizeof *heap, by_rank_desc);
+  for (uint32_t i = 0; i < k; i++) y[i] = (int32_t)sp_topk_index(heap[i]);
+}
+
+void sp_cpu_topk(const sp_cpu_exec *ex, const sp_cmd *cmd) {
+  for_each_row(ex, cmd, cmd->src[0].ne[1], (uint64_t)cmd->src[0].ne[0] * 2, topk_row);
 }
 
 void sp_cpu_softmax(const sp_cpu_exec *ex, const sp_cmd *cmd) {

@@ -21,6 +21,8 @@ void sp_cpu_swiglu(const sp_cpu_exec *ex, const sp_cmd *cmd);
 void sp_cpu_softmax(const sp_cpu_exec *ex, const sp_cmd *cmd);
 /* SP_OP_ARGMAX. */
 void sp_cpu_argmax(const sp_cpu_exec *ex, const sp_cmd *cmd);
+/* SP_OP_TOPK. */
+void sp_cpu_topk(const sp_cpu_exec *ex, const sp_cmd *cmd);
 void sp_cpu_copy(const sp_cpu_exec *ex, const sp_cmd *cmd);
 
 #endif

@@ -92,7 +92,7 @@ bool sp_cu_pdl_enabled(void) { return !process_knobs.cuda_no_pdl; }
 const char *sp_cu_op_name(uint32_t op) {
   static const char *names[SP_OP_COUNT] = {"nop", "matmul", "add", "mul", "scale", "get_rows", "rmsnorm",
                                            "rope", "attention", "set_rows", "swiglu", "softmax", "copy", "argmax",
-                                           "geglu", "softcap"};
+                                           "geglu", "softcap", "topk"};
   return op < SP_OP_COUNT ? names[op] : "unknown";
 }
 

@@ -5,7 +5,7 @@
  * tensors with resolved device pointers (guest memory itself, or a frozen
  * range's device copy for sources wholly inside one), and hands it to the
  * launcher of its op family (matmul.cu, elementwise.cu, norm.cu, rope.cu,
- * rows.cu, softmax_argmax.cu, attention.cu). Launchers only enqueue on the binding's stream; they never
+ * rows.cu, softmax_argmax.cu, topk.cu, attention.cu). Launchers only enqueue on the binding's stream; they never
  * synchronize, so a whole list can be captured as one CUDA graph.
  *
  * Every kernel starts with SP_CU_GUARD: once an earlier command of the list
@@ -214,6 +214,7 @@ cudaError_t sp_cu_attention(const sp_cu_cmd *c);
  * pointers and strides or'ed. */
 bool sp_cu_attention_fast(uint32_t kdtype, uint32_t vdtype, uint32_t D, uintptr_t addr_bits);
 cudaError_t sp_cu_argmax(const sp_cu_cmd *c);
+cudaError_t sp_cu_topk(const sp_cu_cmd *c);
 /* Checks n i32 indices at idx against [0, limit); on the first bad one sets
  * the status word (code SP_E_BOUNDS, cmd index, position, value). */
 cudaError_t sp_cu_check_indices(const int32_t *idx, uint32_t n, uint32_t limit, uint32_t cmd_index,

@@ -229,6 +229,7 @@ static cudaError_t enqueue_cmd(const sp_cu_binding *b, const sp_cmd *cmd, uint32
   case SP_OP_RMSNORM: e = sp_cu_rmsnorm(&c); break;
   case SP_OP_SOFTMAX: e = sp_cu_softmax(&c); break;
   case SP_OP_ARGMAX: e = sp_cu_argmax(&c); break;
+  case SP_OP_TOPK: e = sp_cu_topk(&c); break;
   case SP_OP_ROPE: e = sp_cu_rope(&c); break;
   case SP_OP_GET_ROWS:
     e = check_once(b, checked, &cmd->src[1], cmd->src[0].ne[1], index);

@@ -1,0 +1,125 @@
+/*
+ * topk.cu: SP_OP_TOPK on the GPU, in the order of core/topk_rank.h (the
+ * CPU's order, so both backends pick the same indices from the same
+ * logits).
+ *
+ * One block of 1024 threads per row, in three steps over the row:
+ *  1. radix select: three histogram passes over the 32-bit value keys
+ *     (11, 11 and 10 bits, each among the keys that share the digits found
+ *     so far) find T, the K-th largest key, and how many of the K are
+ *     equal to T;
+ *  2. one gathering pass: every key above T takes a slot (any order), and
+ *     keys equal to T take the remaining slots in increasing index order
+ *     (a block-wide prefix count per chunk of 1024 elements);
+ *  3. a bitonic sort of the K ranks in shared memory, best first.
+ * A row of 128k logits is four reads of 512 KiB, from L2 right after the
+ * output projection wrote it: some microseconds, against reading the
+ * logits back to the guest and sorting them there.
+ */
+#include "backend/cuda/cuda_common.cuh"
+#include "core/topk_rank.h"
+
+#define SP_TOPK_T 1024
+
+/* Step 1: the K-th largest key of the row and, of the K best, how many
+ * equal it (returned through shared memory). */
+static __device__ void select_threshold(const float *xr, uint32_t n, uint32_t k, uint32_t *hist, uint32_t &key_out,
+                                        uint32_t &equal_out) {
+  __shared__ uint32_t prefix, want;
+  const uint32_t shifts[3] = {21, 10, 0}, widths[3] = {11, 11, 10};
+  if (threadIdx.x == 0) prefix = 0, want = k;
+  uint32_t mask = 0;
+  for (int pass = 0; pass < 3; pass++) {
+    uint32_t shift = shifts[pass], bins = 1u << widths[pass];
+    for (uint32_t b = threadIdx.x; b < bins; b += blockDim.x) hist[b] = 0;
+    __syncthreads();
+    uint32_t pre = prefix;
+    for (uint32_t i = threadIdx.x; i < n; i += blockDim.x) {
+      uint32_t key = sp_topk_key(xr[i]);
+      if ((key & mask) != pre) continue;
+      uint32_t bin = (key >> shift) & (bins - 1);
+      /* lanes with the same bin add once: logits crowd a few exponents */
+      uint32_t peers = __match_any_sync(__activemask(), bin);
+      if ((threadIdx.x % 32) == (uint32_t)(__ffs(peers) - 1)) atomicAdd(&hist[bin], (uint32_t)__popc(peers));
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) { /* from the top bin down to the one holding the want-th key */
+      uint32_t above = 0, b = bins;
+      while (b-- > 0) {
+        if (above + hist[b] >= want) break;
+        above += hist[b];
+      }
+      prefix |= b << shift;
+      want -= above;
+    }
+    mask |= (bins - 1) << shift;
+    __syncthreads();
+  }
+  key_out = prefix, equal_out = want;
+}
+
+/* Step 2: the ranks of the K best into cand[0..k): keys above T anywhere
+ * in [0, k - equal), the first `equal` keys equal to T (by index) after. */
+static __device__ void gather(const float *xr, uint32_t n, uint32_t k, uint32_t key_t, uint32_t equal,
+                              uint64_t *cand) {
+  __shared__ uint32_t n_above, n_equal, warp_equal[SP_TOPK_T / 32];
+  if (threadIdx.x == 0) n_above = 0, n_equal = 0;
+  __syncthreads();
+  uint32_t lane = threadIdx.x % 32, warp = threadIdx.x / 32, first_equal = k - equal;
+  for (uint32_t base = 0; base < n; base += blockDim.x) {
+    uint32_t i = base + threadIdx.x, key = i < n ? sp_topk_key(xr[i]) : 0;
+    bool above = i < n && key > key_t, eq = i < n && key == key_t;
+    if (above) cand[atomicAdd(&n_above, 1u)] = sp_topk_rank(key, i);
+    if (!__syncthreads_or(eq && n_equal < equal)) continue;
+    /* the chunk's equal keys in index order: a count per warp, then a prefix */
+    uint32_t ballot = __ballot_sync(0xffffffffu, eq);
+    if (lane == 0) warp_equal[warp] = __popc(ballot);
+    __syncthreads();
+    uint32_t before = n_equal + __popc(ballot & ((1u << lane) - 1));
+    for (uint32_t w = 0; w < warp; w++) before += warp_equal[w];
+    if (eq && before < equal) cand[first_equal + before] = sp_topk_rank(key, i);
+    __syncthreads();
+    if (threadIdx.x == 0)
+      for (uint32_t w = 0; w < blockDim.x / 32; w++) n_equal += warp_equal[w];
+    __syncthreads();
+  }
+  __syncthreads();
+}
+
+/* Step 3: cand[0..k) sorted by rank, largest first (the padding up to a
+ * power of two is rank 0, below every real rank). */
+static __device__ void sort_desc(uint64_t *cand, uint32_t k) {
+  uint32_t size = 1;
+  while (size < k) size <<= 1;
+  for (uint32_t i = k + threadIdx.x; i < size; i += blockDim.x) cand[i] = 0;
+  __syncthreads();
+  for (uint32_t len = 2; len <= size; len <<= 1)
+    for (uint32_t stride = len / 2; stride > 0; stride >>= 1) {
+      for (uint32_t i = threadIdx.x; i < size; i += blockDim.x) {
+        uint32_t j = i ^ stride;
+        if (j <= i) continue;
+        bool desc = (i & len) == 0; /* this half sorts largest first */
+        uint64_t a = cand[i], b = cand[j];
+        if (desc ? a < b : a > b) cand[i] = b, cand[j] = a;
+      }
+      __syncthreads();
+    }
+}
+
+__global__ void __launch_bounds__(SP_TOPK_T) topk_kernel(sp_cu_tensor d, sp_cu_tensor x, sp_cu_status *st) {
+  SP_CU_GUARD(st);
+  __shared__ uint32_t hist[2048];
+  __shared__ uint64_t cand[SP_TOPK_MAX];
+  const float *xr = (const float *)sp_cu_row(x, blockIdx.x);
+  int32_t *yr = (int32_t *)sp_cu_row(d, blockIdx.x);
+  uint32_t n = x.ne[0], k = d.ne[0], key_t, equal;
+  select_threshold(xr, n, k, hist, key_t, equal);
+  gather(xr, n, k, key_t, equal, cand);
+  sort_desc(cand, k);
+  for (uint32_t i = threadIdx.x; i < k; i += blockDim.x) yr[i] = (int32_t)sp_topk_index(cand[i]);
+}
+
+cudaError_t sp_cu_topk(const sp_cu_cmd *c) {
+  sp_cu_launch(topk_kernel, (unsigned)c->src[0].ne[1], SP_TOPK_T, c->stream, c->dst, c->src[0], c->status);
+  return cudaGetLastError();
+}
