@@ -30,7 +30,7 @@ function(sp_add_guest name)
   add_custom_command(OUTPUT ${out}
     COMMAND ${SP_WASM_CC} --target=wasm32-wasi ${flags} ${G_LINK_FLAGS} -o ${out} ${srcs} -lm
     DEPENDS ${srcs} ${CMAKE_SOURCE_DIR}/guest/include/samepage_guest.h ${SP_GUEST_HEADERS}
-            ${CMAKE_SOURCE_DIR}/include/samepage_abi.h
+            ${CMAKE_SOURCE_DIR}/include/samepage_abi.h ${CMAKE_SOURCE_DIR}/include/samepage_llm.h
     COMMENT "guest ${name}.wasm" VERBATIM)
   add_custom_target(guest_${name} ALL DEPENDS ${out})
 endfunction()

@@ -9,7 +9,12 @@
  *   llm_prompt(len, mode) -> n    mode 0: a chat turn (templated), 1: raw
  *                                 text, 2: raw token ids (int32); prefill;
  *                                 returns the tokens added, or -1
- *   llm_step() -> id | -2         sample one token and feed it back; -2 on
+ *   llm_next() -> addr            sample one token and feed it back; the
+ *                                 address of its sp_llm_step record (token
+ *                                 or < 0 on error, whether it ended the turn,
+ *                                 its text): one call a token
+ *                                 (include/samepage_llm.h)
+ *   llm_step() -> id | -2         the same, returning the token; -2 on
  *                                 error; llm_turn_done() tells whether that
  *                                 token ended the turn (end of generation)
  *   llm_tokenize(len, special)    tokens of the input, at llm_tokens_ptr
@@ -48,6 +53,7 @@
 #include <wasi/api.h>
 
 #include "chat.h"
+#include "samepage_llm.h"
 #include "gguf.h"
 #include "model.h"
 #include "model_load.h"
@@ -81,7 +87,6 @@ static struct llm_guest {
                                reason a step without logits gives, every time */
   const int32_t *best;      /* the argmax of that logits row (from the forward list) */
   bool in_reply;            /* the assistant's turn is open */
-  bool turn_done;           /* the last step produced an end-of-turn token */
   bool candidates_ready;    /* the last forward gathered the sampler's candidates
                                for the sampler and window it has now */
   int32_t *tokens;          /* llm_tokenize output */
@@ -89,8 +94,7 @@ static struct llm_guest {
   uint32_t input_cap;
   int32_t *argmax;          /* [n_ctx] argmax per position (logits_all) */
   int32_t *history;         /* [n_ctx] the token at each cached position */
-  char piece[512];
-  uint32_t piece_len;
+  sp_llm_step step;          /* the last step: token, end of turn, text */
   char error[1024];
   uint32_t lp_top;          /* llm_logprobs: alternatives per step (0..20) */
   bool lp_on;               /* record each step's log-probabilities */
@@ -424,8 +428,8 @@ EXPORT(llm_logprobs) int32_t llm_logprobs(uint32_t on, uint32_t top) {
 EXPORT(llm_logprobs_ptr) uint32_t llm_logprobs_ptr(void) { return sp_addr(G.lp_rec); }
 
 EXPORT(llm_step) int32_t llm_step(void) {
-  G.piece_len = 0;
-  G.turn_done = false;
+  G.step.piece_len = 0;
+  G.step.turn_done = 0;
   if (!G.logits) {
     set_error(G.forward_error[0] ? G.forward_error : "llm_step: no prompt yet");
     return STEP_ERROR;
@@ -444,9 +448,9 @@ EXPORT(llm_step) int32_t llm_step(void) {
   const char *bytes = NULL;
   size_t n = 0;
   if (!end && tok_decoder_push(&G.decoder, token, &bytes, &n) == TOK_OK && n) {
-    if (n > sizeof G.piece) n = sizeof G.piece;
-    memcpy(G.piece, bytes, n);
-    G.piece_len = (uint32_t)n;
+    if (n > sizeof G.step.piece) n = sizeof G.step.piece;
+    memcpy(G.step.piece, bytes, n);
+    G.step.piece_len = (uint32_t)n;
   }
   /* Feed the token back, the end-of-turn one too: the cache then holds the
    * whole conversation and the next turn continues after it. */
@@ -458,11 +462,16 @@ EXPORT(llm_step) int32_t llm_step(void) {
   G.history[G.n_past] = token;
   G.n_past++;
   if (end) G.in_reply = false;
-  G.turn_done = end;
+  G.step.turn_done = end;
   return token;
 }
 
-EXPORT(llm_turn_done) int32_t llm_turn_done(void) { return G.turn_done; }
+EXPORT(llm_turn_done) int32_t llm_turn_done(void) { return (int32_t)G.step.turn_done; }
+
+EXPORT(llm_next) uint32_t llm_next(void) {
+  G.step.token = llm_step();
+  return sp_addr(&G.step);
+}
 
 EXPORT(llm_tokenize) int32_t llm_tokenize(uint32_t len, uint32_t parse_special) {
   if (!G.input || len >= G.input_cap) return set_error("llm_tokenize: call llm_input first");
@@ -477,8 +486,8 @@ EXPORT(llm_tokenize) int32_t llm_tokenize(uint32_t len, uint32_t parse_special) 
 
 EXPORT(llm_tokens_ptr) uint32_t llm_tokens_ptr(void) { return sp_addr(G.tokens); }
 
-EXPORT(llm_piece_ptr) uint32_t llm_piece_ptr(void) { return sp_addr(G.piece); }
-EXPORT(llm_piece_len) uint32_t llm_piece_len(void) { return G.piece_len; }
+EXPORT(llm_piece_ptr) uint32_t llm_piece_ptr(void) { return sp_addr(G.step.piece); }
+EXPORT(llm_piece_len) uint32_t llm_piece_len(void) { return G.step.piece_len; }
 EXPORT(llm_error_ptr) uint32_t llm_error_ptr(void) { return sp_addr(G.error); }
 EXPORT(llm_n_past) uint32_t llm_n_past(void) { return G.n_past; }
 EXPORT(llm_n_vocab) uint32_t llm_n_vocab(void) { return G.model.hp.n_vocab; }
@@ -496,7 +505,7 @@ EXPORT(llm_rewind) int32_t llm_rewind(uint32_t n) {
   if (n > G.n_past) return set_error("llm_rewind: past the cached tokens");
   G.n_past = n;
   G.logits = NULL, G.best = NULL, G.candidates_ready = false, G.forward_error[0] = '\0';
-  G.in_reply = false, G.turn_done = false;
+  G.in_reply = false, G.step.turn_done = 0;
   const char *held = NULL;
   size_t n_held = 0;
   tok_decoder_flush(&G.decoder, &held, &n_held); /* a character the turn left unfinished */
@@ -590,7 +599,7 @@ EXPORT(llm_sync) int32_t llm_sync(uint32_t len) {
   refill_window();
   int rc = prefill(ids + keep, n - keep);
   free(ids);
-  G.in_reply = false, G.turn_done = false;
+  G.in_reply = false, G.step.turn_done = 0;
   return rc ? -1 : (int32_t)(n - keep);
 }
 

@@ -92,7 +92,11 @@ int sp_cli_cmp_double(const void *a, const void *b);
  * guest's default); a timed prefill of n token
  * ids (a fixed pseudo-random sequence). */
 sp_error_t *sp_cli_llm_actor(sp_runtime_t *rt, const char *model, int ctx, int batch, sp_actor_t **out);
+/* The same with extra guest options (sampling: "--temp", "0", ...). */
+sp_error_t *sp_cli_llm_actor_with(sp_runtime_t *rt, const char *model, int ctx, int batch, const char *const *extra,
+                                  int n_extra, sp_actor_t **out);
 sp_error_t *sp_cli_llm_prefill(sp_actor_t *a, int n, double *ms);
+int sp_cli_bench_decode(int argc, char **argv);
 
 /* `samepage bench prefill` (cli_bench_prefill.c). */
 int sp_cli_bench_prefill(int argc, char **argv);

@@ -191,6 +191,7 @@ static void bench_usage(FILE *out) {
           "  snapshot   snapshot save/restore against re-prefill, per context length\n"
           "  actors     memory of many LLM actors sharing one model\n"
           "  prefill    prompt processing speed, as llama-bench's pp test\n"
+          "  decode     token generation after a cache filled to given depths, as llama-bench's tg -d\n"
           "  soak       memory soak: actors generating for a long time; fails if memory grows\n");
 }
 
@@ -203,7 +204,7 @@ static void zerocopy_usage(FILE *out) {
           "Exit status 1 when pointer identity or the guest-checked matmul fails.\n");
 }
 
-static const char *const bench_names[] = {"zerocopy", "snapshot", "actors", "prefill", "soak", NULL};
+static const char *const bench_names[] = {"zerocopy", "snapshot", "actors", "prefill", "decode", "soak", NULL};
 static const char *const zerocopy_flags[] = {"--json", NULL}, *const zerocopy_valued[] = {"--backend", NULL};
 
 /* `samepage bench zerocopy`; its name may also follow its options. */
@@ -227,7 +228,7 @@ static int bench_zerocopy(int argc, char **argv) {
     else if (!strcmp(arg, "--backend")) backend = val;
   }
   if (!named) {
-    fprintf(stderr, "samepage bench: missing the benchmark: zerocopy, snapshot, actors, prefill or soak\n");
+    fprintf(stderr, "samepage bench: missing the benchmark: zerocopy, snapshot, actors, prefill, decode or soak\n");
     bench_usage(stderr);
     return SP_EXIT_USAGE;
   }
@@ -249,6 +250,7 @@ int sp_cli_bench(int argc, char **argv) {
   if (!strcmp(which, "actors")) return sp_cli_bench_actors(argc - 1, argv + 1);
   if (!strcmp(which, "soak")) return sp_cli_bench_soak(argc - 1, argv + 1);
   if (!strcmp(which, "prefill")) return sp_cli_bench_prefill(argc - 1, argv + 1);
+  if (!strcmp(which, "decode")) return sp_cli_bench_decode(argc - 1, argv + 1);
   if (!strcmp(which, "help") || sp_cli_is_help(which)) {
     bench_usage(stdout);
     return 0;

@@ -1,6 +1,7 @@
 /*
  * cli_llm.c: driving the embedded LLM guest from the benchmarks: a warm
- * actor (model loaded) and a timed prefill of token ids.
+ * actor (model loaded, with extra guest options if any) and a timed
+ * prefill of token ids.
  */
 #include <stdio.h>
 
@@ -12,13 +13,20 @@
 extern const uint8_t sp_embedded_llm[], sp_embedded_llm_end[];
 
 sp_error_t *sp_cli_llm_actor(sp_runtime_t *rt, const char *model, int ctx, int batch, sp_actor_t **out) {
+  return sp_cli_llm_actor_with(rt, model, ctx, batch, NULL, 0, out);
+}
+
+sp_error_t *sp_cli_llm_actor_with(sp_runtime_t *rt, const char *model, int ctx, int batch, const char *const *extra,
+                                  int n_extra, sp_actor_t **out) {
   char ctx_text[16], batch_text[16];
   snprintf(ctx_text, sizeof ctx_text, "%d", ctx);
   snprintf(batch_text, sizeof batch_text, "%d", batch);
-  const char *argv[] = {"llm", "--ctx", ctx_text, "--batch", batch_text};
+  const char *argv[16] = {"llm", "--ctx", ctx_text, "--batch", batch_text};
+  int argc = batch > 0 ? 5 : 3;
+  if (n_extra > 16 - argc) return sp_error_new("too many guest options");
+  for (int i = 0; i < n_extra; i++) argv[argc++] = extra[i];
   sp_blob_grant grant = {"model", model};
-  sp_actor_options opts = {.argv = argv, .argc = batch > 0 ? 5 : 3, .blobs = &grant, .n_blobs = 1,
-                           .inherit_stdio = true};
+  sp_actor_options opts = {.argv = argv, .argc = argc, .blobs = &grant, .n_blobs = 1, .inherit_stdio = true};
   size_t len = (size_t)(sp_embedded_llm_end - sp_embedded_llm);
   sp_error_t *err = sp_actor_new(rt, sp_embedded_llm, len, &opts, out);
   int64_t status = 0;

@@ -7,9 +7,11 @@
  *   llm_init() -> status            parse GGUF, tokenizer, KV cache
  *   llm_input(len) -> addr          a buffer the host writes text into
  *   llm_prompt(len, mode) -> n      tokenize + prefill (mode: chat turn / raw)
- *   llm_step() -> token or < 0      sample, emit text, feed it back
- *   llm_turn_done() -> 0 | 1        did that token end the turn?
- *   llm_piece_ptr/len, llm_error_ptr
+ *   llm_next() -> record address    sample, feed it back; the record holds
+ *                                   the token (< 0: failed), whether it
+ *                                   ended the turn and its text
+ *                                   (include/samepage_llm.h)
+ *   llm_error_ptr
  * It streams the text, and reports load, prefill and decode speed.
  *
  * Exit status: 0, or 1 when a turn failed (the guest's message on stderr),
@@ -34,6 +36,7 @@
 #include "cli/cli.h"
 #include "core/knobs.h"
 #include "samepage.h"
+#include "samepage_llm.h"
 
 extern const uint8_t sp_embedded_llm[], sp_embedded_llm_end[];
 
@@ -294,23 +297,30 @@ static void append_text(llm_session *s, const uint8_t *bytes, size_t len) {
   s->text[s->text_len] = '\0';
 }
 
-/* Streams the text of the last step. */
-static sp_error_t *emit_piece(llm_session *s) {
-  int64_t ptr, len;
-  sp_error_t *err = sp_cli_call(s->actor, "llm_piece_ptr", 0, 0, 0, &ptr);
-  if (!err) err = sp_cli_call(s->actor, "llm_piece_len", 0, 0, 0, &len);
+/* One decoding step: one call, then its record read in guest memory
+ * (include/samepage_llm.h), checked before use: NULL when the record is
+ * not inside the memory or claims more text than it holds. */
+static sp_error_t *next_step(sp_actor_t *actor, const sp_llm_step **out) {
+  int64_t addr = 0;
+  sp_error_t *err = sp_cli_call(actor, "llm_next", 0, 0, 0, &addr);
   if (err) return err;
-  ptr = (uint32_t)ptr;
   uint8_t *base;
   size_t size;
-  sp_actor_memory(s->actor, &base, &size);
-  if (ptr < 0 || len < 0 || (uint64_t)ptr + (uint64_t)len > size) return NULL;
-  if (s->args->json) append_text(s, base + ptr, (size_t)len);
+  sp_actor_memory(actor, &base, &size);
+  addr = (uint32_t)addr; /* an i32 result */
+  const sp_llm_step *step = (const sp_llm_step *)(base + addr);
+  bool inside = addr > 0 && addr % 4 == 0 && (uint64_t)addr + sizeof *step <= size;
+  *out = inside && step->piece_len <= SP_LLM_PIECE_MAX ? step : NULL;
+  return NULL;
+}
+
+/* Streams the text of a step. */
+static void emit_piece(llm_session *s, const sp_llm_step *step) {
+  if (s->args->json) append_text(s, step->piece, step->piece_len);
   else {
-    fwrite(base + ptr, 1, (size_t)len, stdout);
+    fwrite(step->piece, 1, step->piece_len, stdout);
     fflush(stdout);
   }
-  return NULL;
 }
 
 /* The positions the guest's KV cache holds now. */
@@ -338,22 +348,21 @@ static sp_error_t *decode_reply(llm_session *s, turn_figures *turn) {
   struct sp_actor_stats before = {.size = sizeof before}, after = {.size = sizeof after};
   if ((err = sp_actor_stats(s->actor, &before))) return err;
   for (long i = 0; i < s->args->n_predict; i++) {
-    int64_t token, done;
+    const sp_llm_step *step;
     if (interrupted) {
       s->stopped = true;
       break;
     }
-    if ((err = sp_cli_call(s->actor, "llm_step", 0, 0, 0, &token))) return err;
-    if (token < 0) {
-      fprintf(stderr, "\nsamepage run: %s\n", guest_error(s->actor));
+    if ((err = next_step(s->actor, &step))) return err;
+    if (!step || step->token < 0) {
+      fprintf(stderr, "\nsamepage run: %s\n", step ? guest_error(s->actor) : "the guest's step record is corrupt");
       s->failed = true;
       break;
     }
     turn->sampled_tokens++;
-    if ((err = sp_cli_call(s->actor, "llm_turn_done", 0, 0, 0, &done))) return err;
-    if (done) break;
+    if (step->turn_done) break;
     s->stats.generated++;
-    if ((err = emit_piece(s))) return err;
+    emit_piece(s, step);
   }
   s->stats.decode_ms += sp_now_ms() - t0;
   if ((err = sp_actor_stats(s->actor, &after))) return err;

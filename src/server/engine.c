@@ -6,6 +6,7 @@
 #include "server/engine.h"
 
 #include "core/error.h"
+#include "samepage_llm.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -122,21 +123,22 @@ int srv_engine_sync(sp_actor_t *a, const int32_t *ids, uint32_t n, uint32_t *pre
   return 0;
 }
 
+/* One call a token: llm_next's record (include/samepage_llm.h), read in
+ * place once it is checked to lie inside the guest's memory. */
 int srv_engine_step(sp_actor_t *a, int32_t *token, bool *done, const char **piece, size_t *piece_len, srv_error *e) {
-  int64_t tok = 0, end = 0, ptr = 0, len = 0;
-  sp_error_t *err = call(a, "llm_step", 0, 0, 0, &tok);
+  int64_t addr = 0;
+  sp_error_t *err = call(a, "llm_next", 0, 0, 0, &addr);
   if (err) return runtime_fail(err, e, "decode");
-  if ((int32_t)tok < 0) return guest_fail(a, e, 500, "decode");
-  if ((err = call(a, "llm_turn_done", 0, 0, 0, &end)) || (err = call(a, "llm_piece_ptr", 0, 0, 0, &ptr)) ||
-      (err = call(a, "llm_piece_len", 0, 0, 0, &len)))
-    return runtime_fail(err, e, "decode");
-  ptr = (uint32_t)ptr, len = (uint32_t)len;
+  addr = (uint32_t)addr;
   uint8_t *base;
   size_t size;
   sp_actor_memory(a, &base, &size);
-  if ((uint64_t)ptr + (uint64_t)len > size) return srv_fail(e, 500, "server_error", NULL, "", "bad piece");
-  *token = (int32_t)tok, *done = end != 0;
-  *piece = (const char *)base + ptr, *piece_len = (size_t)len;
+  const sp_llm_step *step = (const sp_llm_step *)(base + addr);
+  if (addr == 0 || addr % 4 || (uint64_t)addr + sizeof *step > size || step->piece_len > SP_LLM_PIECE_MAX)
+    return srv_fail(e, 500, "server_error", NULL, "", "the guest's step record is corrupt");
+  if (step->token < 0) return guest_fail(a, e, 500, "decode");
+  *token = step->token, *done = step->turn_done != 0;
+  *piece = (const char *)step->piece, *piece_len = step->piece_len;
   return 0;
 }
 
