@@ -2,12 +2,17 @@
 #include "server/http.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <microhttpd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
+
+#include "core/clock.h"
 
 #include "server/openai_json.h"
 #include "server/request.h"
@@ -34,6 +39,98 @@ typedef struct conn {
   int upload_fd;        /* POST /v1/sessions: the body goes to a file, else -1 */
   char upload[4096];
 } conn;
+
+/* ---- the header deadline ----
+ *
+ * libmicrohttpd's timeout is an idle one: a client that sends a header
+ * byte now and then keeps its connection for ever. So every connection is
+ * watched from its start, and again after each request it finished, until
+ * a request's headers are in; one that takes longer than --header-timeout
+ * is shut down (shutdown(2): libmicrohttpd's thread then sees the end of
+ * the connection and closes it itself). libmicrohttpd reports a closed
+ * connection before it closes the socket, and the entry goes then, under
+ * the same lock: the watchdog never shuts down a reused descriptor. */
+
+typedef struct watched {
+  struct watched *prev, *next;
+  int fd;
+  double since_ms;       /* when it began waiting for headers */
+  bool waiting;          /* no request's headers in since then */
+} watched;
+
+static struct {
+  pthread_mutex_t lock;
+  pthread_cond_t wake;
+  watched *head;
+  double limit_ms;       /* --header-timeout */
+  bool stop;
+  pthread_t thread;
+  bool running;
+  uint64_t cut;          /* connections shut down */
+} watch = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
+
+/* Marks the connection's entry waiting (since now) or not. */
+static void watch_mark(struct MHD_Connection *c, bool waiting) {
+  const union MHD_ConnectionInfo *info = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+  watched *w = info ? info->socket_context : NULL;
+  if (!w) return;
+  pthread_mutex_lock(&watch.lock);
+  w->waiting = waiting, w->since_ms = sp_now_ms();
+  pthread_mutex_unlock(&watch.lock);
+}
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe) {
+  (void)cls;
+  watched *w = *socket_context;
+  pthread_mutex_lock(&watch.lock);
+  if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+    const union MHD_ConnectionInfo *info = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (info && (w = calloc(1, sizeof *w))) {
+      *w = (watched){.fd = info->connect_fd, .since_ms = sp_now_ms(), .waiting = true, .next = watch.head};
+      if (watch.head) watch.head->prev = w;
+      watch.head = w;
+      *socket_context = w;
+    }
+  } else if (w) { /* closed: before libmicrohttpd closes the socket */
+    if (w->prev) w->prev->next = w->next;
+    else watch.head = w->next;
+    if (w->next) w->next->prev = w->prev;
+    free(w);
+    *socket_context = NULL;
+  }
+  pthread_mutex_unlock(&watch.lock);
+}
+
+/* Shuts down the connections past the deadline, four times a second. */
+static void *watchdog(void *arg) {
+  (void)arg;
+  pthread_mutex_lock(&watch.lock);
+  while (!watch.stop) {
+    double now = sp_now_ms();
+    for (watched *w = watch.head; w; w = w->next)
+      if (w->waiting && now - w->since_ms > watch.limit_ms) {
+        shutdown(w->fd, SHUT_RDWR);
+        w->waiting = false, watch.cut++;
+      }
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_nsec += 250 * 1000000L;
+    if (until.tv_nsec >= 1000000000L) until.tv_sec++, until.tv_nsec -= 1000000000L;
+    pthread_cond_timedwait(&watch.wake, &watch.lock, &until);
+  }
+  pthread_mutex_unlock(&watch.lock);
+  return NULL;
+}
+
+uint64_t srv_http_header_timeouts(void) {
+  pthread_mutex_lock(&watch.lock);
+  uint64_t n = watch.cut;
+  pthread_mutex_unlock(&watch.lock);
+  return n;
+}
+
+/* ---- requests ---- */
 
 int srv_http_reply(struct MHD_Connection *c, int status, const char *type, char *body, const char *const *headers) {
   struct MHD_Response *r = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
@@ -86,7 +183,7 @@ static int completion(srv *s, struct MHD_Connection *c, conn *k, bool chat) {
   srv_turn t;
   int rc = srv_turn_begin(s, r, &t, &e);
   while (!rc && !t.finish) rc = srv_turn_step(&t, &e);
-  if (!rc) srv_turn_end(&t); /* else srv_turn_free rolls it back */
+  if (!rc) rc = srv_turn_end(&t, &e); /* else srv_turn_free rolls it back */
   srv_tenant_leave(s, r->tenant);
   if (rc) {
     srv_turn_free(&t);
@@ -105,11 +202,12 @@ static int completion(srv *s, struct MHD_Connection *c, conn *k, bool chat) {
 }
 
 static int metrics_page(srv *s, struct MHD_Connection *c) {
-  size_t live, stored;
+  srv_gauges g = {.max_memory = s->cfg.max_memory, .header_timeouts = srv_http_header_timeouts()};
   pthread_mutex_lock(&s->lock);
-  srv_session_counts(s, &live, &stored);
+  srv_session_counts(s, &g.live, &g.stored);
+  g.live_bytes = srv_session_live_bytes(s);
   pthread_mutex_unlock(&s->lock);
-  char *text = srv_metrics_text(&s->metrics, live, stored);
+  char *text = srv_metrics_text(&s->metrics, &g);
   return text ? srv_http_reply(c, 200, "text/plain; version=0.0.4", text, NULL) : MHD_NO;
 }
 
@@ -217,6 +315,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
   srv *s = cls;
   conn *k = *state;
   if (!k) {
+    watch_mark(c, false); /* the headers are in */
     if (!(k = calloc(1, sizeof *k))) return MHD_NO;
     k->ep = endpoint_of(url);
     *state = k;
@@ -237,7 +336,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **state, enum MHD_RequestTerminationCode why) {
-  (void)cls, (void)c, (void)why;
+  (void)cls, (void)why;
+  watch_mark(c, true); /* kept alive: the next request's headers have a deadline too */
   conn *k = *state;
   if (k && k->upload_fd >= 0) close(k->upload_fd), unlink(k->upload);
   if (k) free(k->body), free(k);
@@ -250,14 +350,24 @@ struct MHD_Daemon *srv_http_start(srv *s, int *port) {
     fprintf(stderr, "samepage serve: --host %s is not an IPv4 address\n", s->cfg.host);
     return NULL;
   }
+  /* Slow clients: each connection has its own thread, so one that dribbles
+   * its headers holds up nobody else; one silent for --client-timeout is
+   * closed, and one whose headers take longer than --header-timeout is
+   * shut down (the watchdog above); one address holds at most
+   * --max-connections-per-ip of the --max-connections. */
   struct MHD_Daemon *d = MHD_start_daemon(
       MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request,
       s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-      MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60, MHD_OPTION_CONNECTION_LIMIT, (unsigned)256, MHD_OPTION_END);
+      MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)s->cfg.client_timeout, MHD_OPTION_CONNECTION_LIMIT,
+      (unsigned)s->cfg.max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)s->cfg.max_per_ip,
+      MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_END);
   if (!d) {
     fprintf(stderr, "samepage serve: cannot listen on %s:%d\n", s->cfg.host, s->cfg.port);
     return NULL;
   }
+  watch.limit_ms = s->cfg.header_timeout * 1e3, watch.stop = false;
+  watch.running = pthread_create(&watch.thread, NULL, watchdog, NULL) == 0;
+  if (!watch.running) fprintf(stderr, "samepage serve: no header deadline: cannot start its thread\n");
   const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
   *port = info ? info->port : s->cfg.port;
   return d;
@@ -265,4 +375,11 @@ struct MHD_Daemon *srv_http_start(srv *s, int *port) {
 
 void srv_http_stop(struct MHD_Daemon *d) {
   if (d) MHD_stop_daemon(d);
+  if (!watch.running) return;
+  pthread_mutex_lock(&watch.lock);
+  watch.stop = true;
+  pthread_cond_signal(&watch.wake);
+  pthread_mutex_unlock(&watch.lock);
+  pthread_join(watch.thread, NULL);
+  watch.running = false;
 }

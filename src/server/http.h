@@ -18,6 +18,10 @@ struct MHD_Connection;
 struct MHD_Daemon *srv_http_start(srv *s, int *port);
 void srv_http_stop(struct MHD_Daemon *d);
 
+/* Connections shut down because their headers took longer than
+ * --header-timeout, since start (/metrics). */
+uint64_t srv_http_header_timeouts(void);
+
 /* Queues body (malloc'd, taken) with its Content-Type and extra headers
  * (name, value pairs, NULL-terminated, or NULL). An MHD_Result. */
 int srv_http_reply(struct MHD_Connection *c, int status, const char *type, char *body, const char *const *headers);

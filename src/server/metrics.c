@@ -9,8 +9,12 @@
 
 static const char *const endpoint_names[SRV_EP_COUNT] = {"health", "models", "chat_completions",
                                                          "completions", "metrics", "web", "sessions", "other"};
-#define N_ERROR_KINDS 9
-static const int error_statuses[N_ERROR_KINDS] = {400, 401, 404, 409, 413, 429, 500, 503, 0};
+#define N_ERROR_KINDS 10
+static const int error_statuses[N_ERROR_KINDS] = {400, 401, 404, 409, 413, 429, 500, 503, 507, 0};
+
+/* From a fast CPU decode (a few ms a token) to a stalled one. */
+const double srv_itl_bounds[SRV_ITL_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                                0.1,   0.25,   0.5,   1,    2.5,   10};
 
 void srv_metrics_init(srv_metrics *m) {
   memset(m, 0, sizeof *m);
@@ -48,6 +52,14 @@ void srv_metrics_turn(srv_metrics *m, uint64_t prompt, uint64_t prefilled, uint6
 void srv_metrics_ttft(srv_metrics *m, double seconds) {
   pthread_mutex_lock(&m->lock);
   m->ttft_sum_s += seconds, m->ttft_count++;
+  pthread_mutex_unlock(&m->lock);
+}
+
+void srv_metrics_itl(srv_metrics *m, double seconds) {
+  pthread_mutex_lock(&m->lock);
+  for (int i = 0; i < SRV_ITL_BUCKETS; i++)
+    if (seconds <= srv_itl_bounds[i]) m->itl_buckets[i]++;
+  m->itl_count++, m->itl_sum_s += seconds;
   pthread_mutex_unlock(&m->lock);
 }
 
@@ -101,15 +113,28 @@ static void add_requests(text_buf *b, const srv_metrics *m) {
   for (int i = 0; i < SRV_EP_COUNT; i++)
     add(b, "samepage_requests_total{endpoint=\"%s\"} %llu\n", endpoint_names[i], (unsigned long long)m->requests[i]);
   add(b, "# HELP samepage_errors_total error responses by kind\n# TYPE samepage_errors_total counter\n");
-  static const char *const kinds[N_ERROR_KINDS] = {"bad_request", "unauthorized", "not_found",  "conflict",
-                                                  "too_large",   "rate_limited", "server_error", "unavailable",
+  static const char *const kinds[N_ERROR_KINDS] = {"bad_request",  "unauthorized", "not_found",
+                                                  "conflict",     "too_large",    "rate_limited",
+                                                  "server_error", "unavailable",  "insufficient_storage",
                                                   "other"};
   for (int i = 0; i < N_ERROR_KINDS; i++)
     add(b, "samepage_errors_total{kind=\"%s\"} %llu\n", kinds[i], (unsigned long long)m->errors_by_status[i]);
   add(b, "samepage_errors_total{kind=\"client_disconnect\"} %llu\n", (unsigned long long)m->disconnects);
 }
 
-char *srv_metrics_text(srv_metrics *m, size_t live, size_t stored) {
+/* The inter-token latency histogram (Prometheus: cumulative buckets). */
+static void add_itl(text_buf *b, const srv_metrics *m) {
+  add(b, "# HELP samepage_inter_token_latency_seconds time between two consecutive tokens of a turn\n"
+         "# TYPE samepage_inter_token_latency_seconds histogram\n");
+  for (int i = 0; i < SRV_ITL_BUCKETS; i++)
+    add(b, "samepage_inter_token_latency_seconds_bucket{le=\"%g\"} %llu\n", srv_itl_bounds[i],
+        (unsigned long long)m->itl_buckets[i]);
+  add(b, "samepage_inter_token_latency_seconds_bucket{le=\"+Inf\"} %llu\n"
+         "samepage_inter_token_latency_seconds_sum %.6f\nsamepage_inter_token_latency_seconds_count %llu\n",
+      (unsigned long long)m->itl_count, m->itl_sum_s, (unsigned long long)m->itl_count);
+}
+
+char *srv_metrics_text(srv_metrics *m, const srv_gauges *g) {
   text_buf b = {0};
   pthread_mutex_lock(&m->lock);
   add_requests(&b, m);
@@ -121,6 +146,7 @@ char *srv_metrics_text(srv_metrics *m, size_t live, size_t stored) {
           "# TYPE samepage_time_to_first_token_seconds summary\n"
           "samepage_time_to_first_token_seconds_sum %.6f\nsamepage_time_to_first_token_seconds_count %llu\n",
       m->ttft_sum_s, (unsigned long long)m->ttft_count);
+  add_itl(&b, m);
   add_counter(&b, "samepage_evictions_total", "live sessions evicted to disk", m->evictions);
   add_counter(&b, "samepage_restores_total", "sessions restored from disk", m->restores);
   add(&b, "# HELP samepage_snapshot_seconds session snapshots written\n# TYPE samepage_snapshot_seconds summary\n"
@@ -129,7 +155,14 @@ char *srv_metrics_text(srv_metrics *m, size_t live, size_t stored) {
   pthread_mutex_unlock(&m->lock);
   add(&b, "# HELP samepage_sessions sessions by state\n# TYPE samepage_sessions gauge\n"
           "samepage_sessions{state=\"live\"} %zu\nsamepage_sessions{state=\"stored\"} %zu\n",
-      live, stored);
+      g->live, g->stored);
+  add(&b, "# HELP samepage_live_actor_bytes what the live conversations count against --max-memory (each its "
+          "snapshot's size)\n# TYPE samepage_live_actor_bytes gauge\nsamepage_live_actor_bytes %llu\n"
+          "# HELP samepage_max_memory_bytes --max-memory (0: no budget)\n# TYPE samepage_max_memory_bytes gauge\n"
+          "samepage_max_memory_bytes %llu\n",
+      (unsigned long long)g->live_bytes, (unsigned long long)g->max_memory);
+  add_counter(&b, "samepage_header_timeouts_total", "connections closed because their headers took longer than "
+              "--header-timeout", g->header_timeouts);
   if (b.failed) { free(b.p); return NULL; }
   return b.p;
 }

@@ -15,14 +15,22 @@ typedef enum srv_endpoint {
   SRV_EP_COUNT
 } srv_endpoint;
 
+/* Upper bounds, seconds, of the inter-token latency histogram's buckets
+ * (+Inf besides). */
+#define SRV_ITL_BUCKETS 12
+extern const double srv_itl_bounds[SRV_ITL_BUCKETS];
+
 typedef struct srv_metrics {
   pthread_mutex_t lock;
   uint64_t requests[SRV_EP_COUNT];
-  uint64_t errors_by_status[9]; /* 400, 401, 404, 409, 413, 429, 500, 503, other */
+  uint64_t errors_by_status[10]; /* 400, 401, 404, 409, 413, 429, 500, 503, 507, other */
   uint64_t disconnects;         /* clients gone mid-stream */
   uint64_t prompt_tokens, prefilled_tokens, completion_tokens;
   double ttft_sum_s;            /* time to first token, sum and count */
   uint64_t ttft_count;
+  uint64_t itl_buckets[SRV_ITL_BUCKETS]; /* inter-token latency: count at or under each bound */
+  uint64_t itl_count;           /* ... and over all of them (+Inf) */
+  double itl_sum_s;
   uint64_t evictions, restores, snapshots;
   double snapshot_sum_s;
 } srv_metrics;
@@ -35,12 +43,21 @@ void srv_metrics_disconnect(srv_metrics *m);
 /* A finished turn: its prompt, how much of it was prefilled, its output. */
 void srv_metrics_turn(srv_metrics *m, uint64_t prompt, uint64_t prefilled, uint64_t completion);
 void srv_metrics_ttft(srv_metrics *m, double seconds);
+/* The time between two consecutive tokens of one turn. */
+void srv_metrics_itl(srv_metrics *m, double seconds);
 void srv_metrics_eviction(srv_metrics *m);
 void srv_metrics_restore(srv_metrics *m);
 void srv_metrics_snapshot(srv_metrics *m, double seconds);
 
-/* The Prometheus exposition text (malloc'd), with the session gauges the
- * caller read under the server's lock. */
-char *srv_metrics_text(srv_metrics *m, size_t live, size_t stored);
+/* The session gauges, read under the server's lock. */
+typedef struct srv_gauges {
+  size_t live, stored;      /* sessions by state */
+  uint64_t live_bytes;      /* what the live actors count against --max-memory */
+  uint64_t max_memory;      /* --max-memory, 0: none */
+  uint64_t header_timeouts; /* connections cut by --header-timeout (http.c counts them) */
+} srv_gauges;
+
+/* The Prometheus exposition text (malloc'd). */
+char *srv_metrics_text(srv_metrics *m, const srv_gauges *g);
 
 #endif

@@ -42,6 +42,9 @@ static void serve_usage(FILE *out) {
           "                         (default: none, conversations live in memory only)\n"
           "  --max-live N           conversations kept live; past it the least recently used\n"
           "                         goes to disk (default 8)\n"
+          "  --max-memory BYTES     bound on the memory of live conversations (K, M, G; each\n"
+          "                         counted as its snapshot's size): past it the least recently\n"
+          "                         used goes to disk (default: none; needs --sessions)\n"
           "  --ctx N                context length of each conversation (default 4096)\n"
           "  --max-body BYTES       request body limit (default 1M)\n"
           "  --api-keys FILE        lines \"KEY TENANT\": requests need Authorization: Bearer KEY,\n"
@@ -49,12 +52,19 @@ static void serve_usage(FILE *out) {
           "                         one tenant \"default\", loopback addresses only)\n"
           "  --max-concurrent-per-tenant N  completions in flight per tenant before 429 (default 16)\n"
           "  --max-import BYTES     POST /v1/sessions snapshot limit (default 2G)\n"
+          "  --client-timeout S     close a connection silent for S seconds (default 30)\n"
+          "  --header-timeout S     close a connection whose request headers take longer than\n"
+          "                         S seconds, however slowly they trickle in (default 20)\n"
+          "  --max-connections N    connections at once (default 256)\n"
+          "  --max-connections-per-ip N  connections at once from one address (default 64)\n"
           "  -h, --help             this message\n");
 }
 
 static const char *const serve_valued[] = {"-m", "--model", "--host", "--port", "--backend", "--isolation",
                                            "--sessions", "--max-live", "--ctx", "--max-body", "--api-keys",
-                                           "--max-concurrent-per-tenant", "--max-import", NULL};
+                                           "--max-concurrent-per-tenant", "--max-import", "--client-timeout",
+                                           "--header-timeout", "--max-connections", "--max-connections-per-ip",
+                                           "--max-memory", NULL};
 
 /* An integer option within [lo, hi]; 0 or SP_EXIT_USAGE. */
 static int int_option(const char *opt, const char *val, long lo, long hi, int *out) {
@@ -80,6 +90,13 @@ static int size_option(const char *opt, const char *val, uint64_t lo, uint64_t h
   return 0;
 }
 
+static int u64_option(const char *opt, const char *val, uint64_t *out) {
+  size_t n = 0;
+  int rc = size_option(opt, val, 1 << 20, 1ull << 50, &n);
+  *out = n;
+  return rc;
+}
+
 static int set_option(srv_config *c, const char **isolation, const char *opt, const char *val) {
   if (!strcmp(opt, "-m") || !strcmp(opt, "--model")) c->model = val;
   else if (!strcmp(opt, "--host")) c->host = val;
@@ -93,6 +110,11 @@ static int set_option(srv_config *c, const char **isolation, const char *opt, co
   else if (!strcmp(opt, "--max-concurrent-per-tenant")) return int_option(opt, val, 1, 4096, &c->max_per_tenant);
   else if (!strcmp(opt, "--max-body")) return size_option(opt, val, 1024, 1ull << 30, &c->max_body);
   else if (!strcmp(opt, "--max-import")) return size_option(opt, val, 1024, 1ull << 40, &c->max_import);
+  else if (!strcmp(opt, "--max-memory")) return u64_option(opt, val, &c->max_memory);
+  else if (!strcmp(opt, "--client-timeout")) return int_option(opt, val, 1, 3600, &c->client_timeout);
+  else if (!strcmp(opt, "--header-timeout")) return int_option(opt, val, 1, 3600, &c->header_timeout);
+  else if (!strcmp(opt, "--max-connections")) return int_option(opt, val, 1, 16384, &c->max_connections);
+  else if (!strcmp(opt, "--max-connections-per-ip")) return int_option(opt, val, 1, 16384, &c->max_per_ip);
   return 0;
 }
 
@@ -115,12 +137,17 @@ static bool loopback(const char *host) {
 /* Returns 0, -1 after --help, or an exit code. */
 static int parse_args(int argc, char **argv, srv_config *c, const char **isolation) {
   *c = (srv_config){.host = "127.0.0.1", .port = 8080, .backend = "auto", .max_live = 8, .ctx = 4096,
-                    .max_body = 1 << 20, .max_per_tenant = 16, .max_import = (size_t)1 << 31};
+                    .max_body = 1 << 20, .max_per_tenant = 16, .max_import = (size_t)1 << 31,
+                    .client_timeout = 30, .header_timeout = 20, .max_connections = 256, .max_per_ip = 64};
   for (int i = 1; i < argc; i++) {
     const char *val;
     int rc = sp_cli_next_option("serve", argc, argv, &i, (const char *const[]){NULL}, serve_valued, serve_usage, &val);
     if (rc) return rc;
     if ((rc = set_option(c, isolation, argv[i - 1], val))) return rc;
+  }
+  if (c->max_memory && !c->sessions_dir) {
+    fprintf(stderr, "samepage serve: --max-memory needs --sessions DIR (an evicted conversation waits there)\n");
+    return SP_EXIT_USAGE;
   }
   if (!c->api_keys && !loopback(c->host)) {
     fprintf(stderr, "samepage serve: --host %s without --api-keys: without keys the server takes every request as "
@@ -139,6 +166,31 @@ static int parse_args(int argc, char **argv, srv_config *c, const char **isolati
   return 0;
 }
 
+/* What a fresh actor counts against --max-memory: the size of the scratch
+ * actor's snapshot, taken once (it holds only its own pages, as a new
+ * conversation does); 0 or an exit code when not even one fits. */
+static int measure_fresh(srv *s) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/fresh-%ld.probe", s->cfg.sessions_dir, (long)getpid());
+  sp_snapshot_stats stats = {0};
+  sp_error_t *err = sp_actor_snapshot(s->scratch, path, &(sp_snapshot_options){0}, &stats);
+  unlink(path);
+  if (err) {
+    fprintf(stderr, "samepage serve: --max-memory: cannot measure an actor: %s\n", sp_error_message(err));
+    sp_error_free(err);
+    return SP_EXIT_RUNTIME;
+  }
+  s->fresh_bytes = stats.bytes;
+  if (s->fresh_bytes > s->cfg.max_memory) {
+    fprintf(stderr, "samepage serve: --max-memory %llu cannot hold one conversation (%llu bytes each)\n",
+            (unsigned long long)s->cfg.max_memory, (unsigned long long)s->fresh_bytes);
+    return SP_EXIT_USAGE;
+  }
+  fprintf(stderr, "samepage serve: --max-memory %llu bytes, a new conversation counts %llu\n",
+          (unsigned long long)s->cfg.max_memory, (unsigned long long)s->fresh_bytes);
+  return 0;
+}
+
 /* Runtime, scratch actor, stored sessions. 0 or an exit code. */
 static int start(srv *s, const char *isolation) {
   sp_runtime_options ropts = {.backend = s->cfg.backend, .isolation = isolation, .knobs = sp_cli_knobs()};
@@ -150,7 +202,8 @@ static int start(srv *s, const char *isolation) {
     sp_error_free(err);
     return SP_EXIT_RUNTIME;
   }
-  return srv_store_load(s) ? SP_EXIT_RUNTIME : 0;
+  if (srv_store_load(s)) return SP_EXIT_RUNTIME;
+  return s->cfg.max_memory ? measure_fresh(s) : 0;
 }
 
 static void stop(srv *s) {
@@ -180,6 +233,7 @@ int sp_cli_serve(int argc, char **argv) {
   sigaddset(&set, SIGINT), sigaddset(&set, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &set, NULL);
   signal(SIGPIPE, SIG_IGN); /* a client gone mid-reply is an error return, not a signal */
+  signal(SIGXFSZ, SIG_IGN); /* a snapshot over the file size limit is a failed write (507), not a crash */
   pthread_mutex_init(&s.lock, NULL);
   srv_metrics_init(&s.metrics);
   if ((rc = start(&s, isolation))) { stop(&s); return rc; }

@@ -30,6 +30,12 @@ typedef struct srv_config {
   const char *api_keys;     /* --api-keys FILE, or NULL: tenant "default", loopback only */
   int max_per_tenant;       /* completions in flight per tenant before 429 */
   size_t max_import;        /* POST /v1/sessions body limit, bytes */
+  int client_timeout;       /* seconds a connection may stay silent before it is closed */
+  int header_timeout;       /* seconds a request's headers may take, from the connection's start
+                               or the end of its previous request */
+  int max_connections;      /* connections at once, in all */
+  int max_per_ip;           /* connections at once from one address (slowloris) */
+  uint64_t max_memory;      /* --max-memory: bytes of live actors, 0: no budget (needs sessions_dir) */
 } srv_config;
 
 /* A tenant (tenant.h): sessions belong to one; its completions in flight
@@ -56,6 +62,7 @@ typedef struct srv {
   size_t n_sessions, cap_sessions;
   uint64_t clock;           /* LRU ticks */
   uint64_t next_id;
+  uint64_t fresh_bytes;     /* a fresh actor's bytes (its snapshot's size), measured at start with --max-memory */
   srv_tenant *tenants;      /* fixed after start */
   size_t n_tenants;
   srv_key *keys;

@@ -95,20 +95,45 @@ static int evict_one(srv *s) {
   return 0;
 }
 
-int srv_session_make_room(srv *s, srv_error *e) {
+/* The bytes a live actor counts: its last snapshot's size (the pages it
+ * wrote; the model's mapped pages are not its own), else a fresh actor's. */
+static uint64_t actor_bytes(const srv *s, const srv_session *ss) { return ss->bytes ? ss->bytes : s->fresh_bytes; }
+
+uint64_t srv_session_live_bytes(const srv *s) {
+  uint64_t total = 0;
+  for (size_t i = 0; i < s->n_sessions; i++)
+    if (s->sessions[i]->actor) total += actor_bytes(s, s->sessions[i]);
+  return total;
+}
+
+/* Whether `incoming` bytes more would pass --max-memory. */
+static bool over_budget(const srv *s, uint64_t incoming) {
+  return s->cfg.max_memory && srv_session_live_bytes(s) + incoming > s->cfg.max_memory;
+}
+
+int srv_session_make_room(srv *s, uint64_t incoming, srv_error *e) {
   size_t live, stored;
   for (srv_session_counts(s, &live, &stored); live >= (size_t)s->cfg.max_live; live--)
     if (evict_one(s))
       return srv_fail(e, 503, "server_error", "server_busy", "", "every live conversation (%d) is busy; retry later",
                       s->cfg.max_live);
+  while (over_budget(s, incoming))
+    if (evict_one(s))
+      return srv_fail(e, 503, "server_error", "server_busy", "",
+                      "the memory budget (--max-memory %llu bytes) is held by conversations in use; retry later",
+                      (unsigned long long)s->cfg.max_memory);
   return 0;
+}
+
+void srv_session_trim(srv *s) {
+  while (over_budget(s, 0) && !evict_one(s)) {}
 }
 
 /* Brings an evicted session's actor back from its snapshot. */
 static int restore_session(srv *s, srv_session *ss, srv_error *e) {
   char path[4096];
   srv_store_snapshot_path(s, ss, path, sizeof path);
-  if (srv_session_make_room(s, e)) return e->status;
+  if (srv_session_make_room(s, actor_bytes(s, ss), e)) return e->status;
   sp_error_t *err = srv_engine_restore(s, path, &ss->actor);
   if (err) {
     srv_fail(e, 500, "server_error", NULL, "", "cannot restore session %s: %s", ss->id, sp_error_message(err));
@@ -138,7 +163,7 @@ srv_session *srv_session_find(srv *s, const char *tenant, const char *id) {
 }
 
 static int new_session(srv *s, const char *tenant, srv_session **out, srv_error *e) {
-  if (srv_session_make_room(s, e)) return e->status;
+  if (srv_session_make_room(s, s->fresh_bytes, e)) return e->status;
   srv_session *ss = calloc(1, sizeof *ss);
   if (!ss) return srv_fail(e, 500, "server_error", NULL, "", "out of memory");
   srv_session_new_id(s, ss->id);
@@ -188,14 +213,17 @@ int srv_session_acquire(srv *s, const char *tenant, const char *id, const int32_
   return 0;
 }
 
-void srv_session_release(srv *s, srv_session *ss, uint32_t prompt_end) {
-  srv_error e = {0};
+int srv_session_release(srv *s, srv_session *ss, uint32_t prompt_end, srv_error *e) {
   ss->prompt_end = prompt_end;
   ss->used = ++s->clock;
   ss->last_used = (long)time(NULL);
-  if (s->cfg.sessions_dir && srv_store_save(s, ss, &e))
-    fprintf(stderr, "samepage serve: session %s not saved: %s\n", ss->id, e.message);
+  if (s->cfg.sessions_dir && srv_store_save(s, ss, e)) {
+    fprintf(stderr, "samepage serve: session %s not saved: %s\n", ss->id, e->message);
+    return e->status; /* still busy: the caller rolls the turn back */
+  }
   ss->busy = false;
+  srv_session_trim(s); /* the turn grew it: others may have to go */
+  return 0;
 }
 
 void srv_session_abandon(srv *s, srv_session *ss) {

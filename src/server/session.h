@@ -26,6 +26,8 @@ struct srv_session {
   uint64_t used;         /* LRU tick of the last turn */
   long created, last_used; /* wall-clock seconds (GET /v1/sessions) */
   uint32_t generation;   /* snapshot file generation (store.c) */
+  uint64_t bytes;        /* its last snapshot's size, what its live actor counts against
+                            --max-memory (0: none yet, counted as srv.fresh_bytes) */
   bool busy;             /* a request is using it */
   bool stored;           /* a snapshot of its last finished turn is on disk */
 };
@@ -42,8 +44,17 @@ int srv_session_acquire(srv *s, const char *tenant, const char *id, const int32_
 /* The tenant's session named id, or NULL (also for another tenant's). */
 srv_session *srv_session_find(srv *s, const char *tenant, const char *id);
 
-/* Evicts idle actors until one more may go live; 0 or 503 into e. */
-int srv_session_make_room(srv *s, srv_error *e);
+/* Evicts idle actors, least recently used first, until one more of
+ * `incoming` bytes may go live within --max-live and --max-memory; 0, or
+ * 503 into e when the actors that would have to go are busy. */
+int srv_session_make_room(srv *s, uint64_t incoming, srv_error *e);
+
+/* Evicts idle actors until the live ones fit --max-memory again (they
+ * grow as their conversations do); the busy ones stay. */
+void srv_session_trim(srv *s);
+
+/* The bytes live actors count against --max-memory. */
+uint64_t srv_session_live_bytes(const srv *s);
 
 /* A fresh, unique session id into id[32]. */
 void srv_session_new_id(srv *s, char *id);
@@ -61,8 +72,11 @@ void srv_session_rollback(srv *s, srv_session *ss, uint32_t keep, uint32_t old_p
 int srv_session_push(srv_session *ss, int32_t token);
 
 /* Ends a turn: records it, writes the snapshot (when there is a sessions
- * directory), clears busy. */
-void srv_session_release(srv *s, srv_session *ss, uint32_t prompt_end);
+ * directory), clears busy. When the snapshot cannot be written (507 for a
+ * full disk, 500; into e) the session stays busy and the caller rolls the
+ * turn back (srv_session_rollback): a turn that is not on disk is not
+ * kept, and the previous snapshot stays the session's. */
+int srv_session_release(srv *s, srv_session *ss, uint32_t prompt_end, srv_error *e);
 
 /* Gives up a session whose actor failed mid-prefill: the actor goes (a
  * stored session comes back from its last snapshot), and the session with

@@ -155,7 +155,8 @@ static int adopt_locked(srv *s, srv_tenant *t, sp_actor_t *a, srv_session **out,
 }
 
 static int import_locked(srv *s, srv_tenant *t, const char *upload, char **body, srv_error *e) {
-  if (srv_session_make_room(s, e)) return e->status;
+  struct stat st;
+  if (srv_session_make_room(s, stat(upload, &st) ? s->fresh_bytes : (uint64_t)st.st_size, e)) return e->status;
   sp_actor_t *a = NULL;
   sp_error_t *err = srv_engine_restore(s, upload, &a);
   if (err) {
@@ -166,6 +167,7 @@ static int import_locked(srv *s, srv_tenant *t, const char *upload, char **body,
   }
   srv_session *ss = NULL;
   if (adopt_locked(s, t, a, &ss, e)) return e->status;
+  srv_session_trim(s);
   *body = srv_json_session(ss);
   return 0;
 }

@@ -1,8 +1,11 @@
 /* store.c: durable sessions in --sessions DIR (store.h). */
 #include "server/store.h"
 
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,6 +48,27 @@ static json_t *session_json(const srv_session *ss) {
                    tokens ? tokens : json_array());
 }
 
+/* Whether errno err means the disk (or the file size limit) is full. */
+static bool storage_full(int err) { return err == ENOSPC || err == EDQUOT || err == EFBIG; }
+
+/* Whether the runtime's error message names one of those (it formats
+ * them with strerror: sp_error_t carries no errno). */
+static bool message_says_full(const char *msg) {
+  static const int full[] = {ENOSPC, EDQUOT, EFBIG};
+  for (size_t i = 0; i < sizeof full / sizeof *full; i++)
+    if (strstr(msg, strerror(full[i]))) return true;
+  return false;
+}
+
+/* A write that failed: 507 (insufficient_storage) when the disk is full,
+ * else 500. Either way the previous snapshot and index are as they were. */
+static int write_failed(srv_error *e, bool full, const char *what, const char *why) {
+  if (full)
+    return srv_fail(e, 507, "server_error", "insufficient_storage", "",
+                    "the sessions directory is full: %s not written (%s)", what, why);
+  return srv_fail(e, 500, "server_error", NULL, "", "%s not written (%s)", what, why);
+}
+
 /* fsync the directory, so a rename in it is durable. */
 static void sync_dir(const char *dir) {
   int fd = open(dir, O_RDONLY | O_DIRECTORY);
@@ -57,17 +81,19 @@ static int write_atomic(const char *dir, const char *path, const char *text, srv
   snprintf(tmp, sizeof tmp, "%s.tmp", path);
   int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   size_t len = strlen(text), done = 0;
+  int err = fd < 0 ? errno : 0;
   while (fd >= 0 && done < len) {
     ssize_t n = write(fd, text + done, len - done);
-    if (n <= 0) break;
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) { err = n < 0 ? errno : ENOSPC; break; }
     done += (size_t)n;
   }
-  bool ok = fd >= 0 && done == len && fsync(fd) == 0;
-  if (fd >= 0) close(fd);
-  if (!ok || rename(tmp, path)) {
-    int saved = errno;
+  if (fd >= 0 && !err && fsync(fd)) err = errno;
+  if (fd >= 0 && close(fd) && !err) err = errno; /* (NFS reports a full disk here) */
+  if (!err && rename(tmp, path)) err = errno;
+  if (err) {
     unlink(tmp);
-    return srv_fail(e, 500, "server_error", NULL, "", "cannot write %s: %s", path, strerror(saved));
+    return write_failed(e, storage_full(err), path, strerror(err));
   }
   sync_dir(dir);
   return 0;
@@ -98,10 +124,11 @@ int srv_store_save(srv *s, srv_session *ss, srv_error *e) {
   snap_name(ss->id, ss->generation + 1, new_name, sizeof new_name);
   ops->local_path(ctx, new_name, new_path, sizeof new_path);
   sp_snapshot_options opts = {0};
+  sp_snapshot_stats stats = {0};
   double t0 = sp_now_ms();
-  sp_error_t *err = sp_actor_snapshot(ss->actor, new_path, &opts, NULL);
+  sp_error_t *err = sp_actor_snapshot(ss->actor, new_path, &opts, &stats);
   if (err) {
-    srv_fail(e, 500, "server_error", NULL, "", "snapshot: %s", sp_error_message(err));
+    write_failed(e, message_says_full(sp_error_message(err)), "the session's snapshot", sp_error_message(err));
     sp_error_free(err);
     return e->status;
   }
@@ -118,6 +145,7 @@ int srv_store_save(srv *s, srv_session *ss, srv_error *e) {
     return e->status;
   }
   if (was_stored) ops->remove(ctx, old_name);
+  ss->bytes = stats.bytes;
   srv_metrics_snapshot(&s->metrics, (sp_now_ms() - t0) / 1e3);
   return 0;
 }
@@ -165,6 +193,46 @@ static void dir_remove(void *ctx, const char *name) {
   unlink(path);
 }
 
+/* Whether s is "<digits><end>", end included; 0 digits: no. */
+static bool digits_then(const char *s, const char *end) {
+  size_t n = 0;
+  while (isdigit((unsigned char)s[n])) n++;
+  return n > 0 && !strcmp(s + n, end);
+}
+
+/* The pid of a snapshot temporary "<id>.<gen>.snap.tmp.<pid>.XXXXXX"
+ * (the runtime's naming), or 0. */
+static long tmp_pid(const char *name) {
+  const char *at = strstr(name, ".snap.tmp.");
+  if (!at) return 0;
+  char *end;
+  long pid = strtol(at + 10, &end, 10);
+  return end != at + 10 && *end == '.' && strlen(end + 1) == 6 && pid <= 0x7fffffff ? pid : 0;
+}
+
+/* What a crash in this directory can leave: "index.json.tmp", a snapshot
+ * "<id>.<gen>.snap" written but never named by the index, the temporary
+ * of a snapshot whose writer is gone, an import's body. */
+static bool left_over(const char *name, bool (*keep)(void *arg, const char *name), void *arg) {
+  if (!strcmp(name, "index.json.tmp") || !strncmp(name, "samepage-upload-", 16)) return true;
+  long pid = tmp_pid(name);
+  if (pid > 0) return pid != (long)getpid() && kill((pid_t)pid, 0) && errno == ESRCH;
+  const char *dot = strchr(name, '.');
+  return dot && dot > name && digits_then(dot + 1, ".snap") && !keep(arg, name);
+}
+
+static void dir_sweep(void *ctx, bool (*keep)(void *arg, const char *name), void *arg) {
+  DIR *dir = opendir(ctx);
+  if (!dir) return;
+  int removed = 0;
+  for (struct dirent *e; (e = readdir(dir));)
+    if (left_over(e->d_name, keep, arg) && !unlinkat(dirfd(dir), e->d_name, 0)) removed++;
+  closedir(dir);
+  if (removed)
+    fprintf(stderr, "samepage serve: %s: removed %d file%s left by an earlier crash\n", (char *)ctx, removed,
+            removed == 1 ? "" : "s");
+}
+
 const srv_store_ops srv_store_dir = {
     .version = 1,
     .local_path = dir_local_path,
@@ -173,9 +241,21 @@ const srv_store_ops srv_store_dir = {
     .fetch = NULL, /* the files are local */
     .exists = dir_exists,
     .remove = dir_remove,
+    .sweep = dir_sweep,
 };
 
 /* ---- loading at start ---- */
+
+/* Whether object name is a snapshot the index names (arg: the server). */
+static bool named_by_index(void *arg, const char *name) {
+  const srv *s = arg;
+  for (size_t i = 0; i < s->n_sessions; i++) {
+    char own[64];
+    snap_name(s->sessions[i]->id, s->sessions[i]->generation, own, sizeof own);
+    if (!strcmp(name, own)) return true;
+  }
+  return false;
+}
 
 static bool valid_id(const char *id) {
   size_t n = strlen(id);
@@ -216,6 +296,10 @@ static srv_session *load_entry(srv *s, json_t *entry) {
   char name[64];
   snap_name(ss->id, ss->generation, name, sizeof name);
   if (!store_of(s, &ctx)->exists(ctx, name)) { srv_session_free(ss); return NULL; }
+  char path[4096];
+  struct stat st;
+  store_of(s, &ctx)->local_path(ctx, name, path, sizeof path);
+  if (!stat(path, &st)) ss->bytes = (uint64_t)st.st_size; /* (a fetched store's local copy) */
   return ss;
 }
 
@@ -244,6 +328,9 @@ static int load_index(srv *s, const char *path) {
       if (ss->used > s->clock) s->clock = ss->used;
       if (srv_session_add(s, ss)) srv_session_free(ss);
     }
+    void *store_ctx;
+    const srv_store_ops *ops = store_of(s, &store_ctx);
+    if (ops->sweep) ops->sweep(store_ctx, named_by_index, s);
   }
   json_decref(root);
   return rc;

@@ -8,7 +8,10 @@
  * snapshot. A snapshot is referenced by the index only once it is whole,
  * and the previous generation is deleted only after the new index is in
  * place, so a SIGKILL at any moment leaves the last finished turn of every
- * session restorable. The index names the model: sessions of another model
+ * session restorable; what it leaves besides (a temporary, a snapshot the
+ * index never named) is swept at the next start. A snapshot or index that
+ * cannot be written (a full disk: 507) leaves the previous ones as they
+ * were. The index names the model: sessions of another model
  * are left alone. Each entry names its tenant (none: "default", as the
  * index of an older server).
  */
@@ -43,6 +46,11 @@ typedef struct srv_store_ops {
   bool (*exists)(void *ctx, const char *name);
   /* Deletes object name; a missing one is no error. */
   void (*remove)(void *ctx, const char *name);
+  /* (optional) At start, once the index is loaded: deletes what a crash
+   * left behind, the snapshots keep(arg, name) does not want (written,
+   * but never named by an index) and unfinished temporaries. NULL: a
+   * store that leaves none (or a lifecycle rule of its own). */
+  void (*sweep)(void *ctx, bool (*keep)(void *arg, const char *name), void *arg);
 } srv_store_ops;
 
 /* The directory store (--sessions DIR; ctx: the directory's path). */

@@ -53,9 +53,21 @@ static void leave(stream *st) {
   st->left = true;
 }
 
+/* The turn failed after the headers went: the error travels as an event,
+ * then the end; the turn is rolled back. */
+static void add_failure(stream *st, const srv_error *e) {
+  srv_turn_abort(&st->turn);
+  leave(st);
+  srv_metrics_error(&st->s->metrics, e->status);
+  add_event(st, srv_json_error(e));
+  add_event(st, strdup("[DONE]"));
+  st->phase = PHASE_DONE;
+}
+
 /* The turn is over: session to disk, then the closing chunks. */
 static void add_ending(stream *st) {
-  srv_turn_end(&st->turn);
+  srv_error e = {0};
+  if (srv_turn_end(&st->turn, &e)) { add_failure(st, &e); return; }
   leave(st);
   add_text(st, st->turn.len);
   add_event(st, srv_json_chunk(&st->turn, "", 0, false, st->turn.finish, 0, 0));
@@ -74,14 +86,7 @@ static void produce(stream *st) {
   }
   while (st->out_at == st->out_len && st->phase == PHASE_TEXT) {
     if (srv_turn_step(&st->turn, &e)) {
-      /* Headers are gone: the error travels as an event, then the end;
-       * the turn is rolled back. */
-      srv_turn_abort(&st->turn);
-      leave(st);
-      srv_metrics_error(&st->s->metrics, e.status);
-      add_event(st, srv_json_error(&e));
-      add_event(st, strdup("[DONE]"));
-      st->phase = PHASE_DONE;
+      add_failure(st, &e);
     } else if (st->turn.finish) {
       add_ending(st);
     } else {

@@ -150,24 +150,41 @@ int srv_turn_step(srv_turn *t, srv_error *e) {
   pthread_mutex_lock(&t->s->lock);
   int rc = step_locked(t, e);
   pthread_mutex_unlock(&t->s->lock);
-  if (!rc && t->ttft_ms == 0) {
-    t->ttft_ms = sp_now_ms() - t->t0_ms;
+  if (rc) return rc;
+  double now = sp_now_ms();
+  if (t->ttft_ms == 0) {
+    t->ttft_ms = now - t->t0_ms;
     srv_metrics_ttft(&t->s->metrics, t->ttft_ms / 1e3);
+  } else {
+    srv_metrics_itl(&t->s->metrics, (now - t->last_token_ms) / 1e3);
   }
-  return rc;
+  t->last_token_ms = now;
+  return 0;
 }
 
-void srv_turn_end(srv_turn *t) {
-  if (t->ended) return;
+/* The end of a turn that could not be written: rolled back, and e says so. */
+static void not_kept(srv_turn *t, srv_error *e) {
+  srv_session_rollback(t->s, t->session, t->n_prompt - t->prefilled, t->old_prompt_end);
+  size_t n = strlen(e->message);
+  snprintf(e->message + n, sizeof e->message - n, "; this turn was not kept, the conversation stays at its "
+                                                  "previous turn");
+}
+
+int srv_turn_end(srv_turn *t, srv_error *e) {
+  if (t->ended) return 0;
   t->ended = true;
+  int rc = 0;
   if (t->session) {
     pthread_mutex_lock(&t->s->lock);
-    srv_session_release(t->s, t->session, t->n_prompt);
+    rc = srv_session_release(t->s, t->session, t->n_prompt, e);
+    if (rc) not_kept(t, e);
     pthread_mutex_unlock(&t->s->lock);
-    srv_metrics_turn(&t->s->metrics, t->n_prompt, t->prefilled, t->n_generated);
+    if (rc) t->session = NULL; /* it may be gone */
+    else srv_metrics_turn(&t->s->metrics, t->n_prompt, t->prefilled, t->n_generated);
   }
   free(t->prompt);
   t->prompt = NULL;
+  return rc;
 }
 
 void srv_turn_abort(srv_turn *t) {

@@ -36,6 +36,7 @@ typedef struct srv_turn {
   size_t held;            /* bytes of text that may still be a stop's start */
   const char *finish;     /* NULL while generating: "stop" or "length" */
   double t0_ms, ttft_ms;
+  double last_token_ms;   /* when the previous token came (inter-token latency) */
   char id[48];            /* chatcmpl-... / cmpl-... */
   char session_id[32];    /* the session's id (the session may go once ended) */
   long created;
@@ -54,8 +55,11 @@ int srv_turn_step(srv_turn *t, srv_error *e);
 size_t srv_turn_safe_len(const srv_turn *t);
 
 /* Ends a finished turn: the session keeps it and is written to disk.
- * t->text stays for the response. Safe to call twice. */
-void srv_turn_end(srv_turn *t);
+ * t->text stays for the response. When the snapshot cannot be written
+ * (507 insufficient_storage for a full disk, else 500) the turn is rolled
+ * back instead, as srv_turn_abort does, and e says so. Safe to call twice
+ * (0 the second time). */
+int srv_turn_end(srv_turn *t, srv_error *e);
 
 /* Ends an interrupted turn (an error, a client gone mid-stream, a stop):
  * it is rolled back, the session left as it was before it

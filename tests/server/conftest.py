@@ -20,6 +20,7 @@ class Server:
     def __init__(self, tmp, sessions=None, *extra):
         self.tmp, self.sessions, self.extra = tmp, sessions, list(extra)
         self.proc, self.url = None, None
+        self.wrap = []  # a command the server runs under (test_faults.py: unshare and a tmpfs)
 
     def start(self):
         log = self.tmp / f"serve-{time.monotonic_ns()}.log"
@@ -27,7 +28,7 @@ class Server:
         if self.sessions:
             args += ["--sessions", str(self.sessions)]
         self.log = log
-        self.proc = subprocess.Popen(args + self.extra, stdout=subprocess.DEVNULL, stderr=open(log, "w"))
+        self.proc = subprocess.Popen(self.wrap + args + self.extra, stdout=subprocess.DEVNULL, stderr=open(log, "w"))
         deadline = time.time() + 60
         while time.time() < deadline:
             m = re.search(r"listening on (http://[\d.]+:\d+)", log.read_text())
@@ -67,8 +68,9 @@ class Server:
 def make_server(tmp_path):
     servers = []
 
-    def make(sessions=None, *extra):
+    def make(sessions=None, *extra, wrap=()):
         s = Server(tmp_path, sessions, *extra)
+        s.wrap = list(wrap)
         servers.append(s)
         return s.start()
 

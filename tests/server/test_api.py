@@ -1,6 +1,8 @@
 """The OpenAI API as the official client meets it: chat and completions,
 streamed and not, stop, seed, max_tokens, usage and finish_reason."""
 import json
+import re
+import time
 
 import requests
 
@@ -109,3 +111,40 @@ def test_penalties_change_greedy_text(server):
     plain = client.chat.completions.create(**args).choices[0].message.content
     penalised = client.chat.completions.create(**args, frequency_penalty=2.0, presence_penalty=2.0)
     assert penalised.choices[0].message.content != plain
+
+
+def histogram(text, name):
+    """A Prometheus histogram from /metrics: ([(le, count)], sum, count)."""
+    buckets = [(float(le), int(n)) for le, n in
+               re.findall(r'^' + name + r'_bucket\{le="([^"]+)"\} (\d+)$', text, re.M)]
+    total = float(re.search(r"^" + name + r"_sum (\S+)$", text, re.M).group(1))
+    count = int(re.search(r"^" + name + r"_count (\d+)$", text, re.M).group(1))
+    return buckets, total, count
+
+
+def test_inter_token_latency_histogram(make_server):
+    srv = make_server()
+    name = "samepage_inter_token_latency_seconds"
+    text = requests.get(srv.url + "/metrics").text
+    assert f"# TYPE {name} histogram" in text
+    assert histogram(text, name)[2] == 0
+    client, steps, t0 = srv.client(), 0, time.monotonic()
+    for stream in (False, True):
+        r = client.completions.create(model=model_id(), prompt="Once upon a time", max_tokens=12, seed=3,
+                                      stream=stream, **({"stream_options": {"include_usage": True}} if stream else {}))
+        if stream:
+            chunks = list(r)
+            finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason][0]
+            usage = chunks[-1].usage
+        else:
+            finish, usage = r.choices[0].finish_reason, r.usage
+        # Each decode step gives one token, the end-of-turn one included;
+        # a turn of k steps has k - 1 gaps between tokens.
+        steps += usage.completion_tokens + (1 if finish == "stop" else 0) - 1
+    elapsed = time.monotonic() - t0
+    buckets, total, count = histogram(requests.get(srv.url + "/metrics").text, name)
+    assert count == steps > 0
+    assert buckets[-1] == (float("inf"), count)
+    assert [n for _, n in buckets] == sorted(n for _, n in buckets)  # cumulative
+    assert [le for le, _ in buckets] == sorted(le for le, _ in buckets)
+    assert 0 < total < elapsed

@@ -1,7 +1,11 @@
 """Hostile and wrong requests: each gets its error in OpenAI's shape with
 the right status, and the server keeps serving."""
+import http.client
 import json
+import socket
 import threading
+import time
+from urllib.parse import urlparse
 
 import pytest
 import requests
@@ -129,3 +133,115 @@ def test_concurrent_clients_then_still_serving(server):
     assert requests.get(server.url + "/health").status_code == 200
     r = server.client().chat.completions.create(model=model_id(), messages=OK["messages"], max_tokens=2)
     assert r.choices[0].message.content is not None
+
+
+def served(srv, source="127.0.0.1"):
+    """GET /health from a given local address, and how long it took."""
+    url = urlparse(srv.url)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=10, source_address=(source, 0))
+    t0 = time.monotonic()
+    conn.request("GET", "/health")
+    status = conn.getresponse().status
+    conn.close()
+    return status, time.monotonic() - t0
+
+
+def closed_by_server(sock, within):
+    """Whether the server closes sock (EOF or reset) within `within` seconds."""
+    sock.settimeout(within)
+    try:
+        return sock.recv(1024) == b""
+    except ConnectionResetError:
+        return True
+    except socket.timeout:
+        return False
+
+
+def test_slowloris(make_server):
+    """Connections that dribble their headers hold up no one else; one
+    address holds at most --max-connections-per-ip of them, so another
+    address is still served when it has used them all; and a connection
+    that goes silent is closed after --client-timeout."""
+    srv = make_server(None, "--client-timeout", "2", "--max-connections-per-ip", "8")
+    url = urlparse(srv.url)
+    stop = threading.Event()
+    dribblers = []
+
+    def dribble():
+        while not stop.wait(0.5):  # a header byte every half second: never idle long enough to time out
+            for sock in dribblers:
+                sock.sendall(b"x")
+
+    for _ in range(6):
+        sock = socket.create_connection((url.hostname, url.port))
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        dribblers.append(sock)
+    feeder = threading.Thread(target=dribble, daemon=True)
+    feeder.start()
+    try:
+        # Below the address's limit: the same address is served at once,
+        # completions included.
+        assert post(srv, OK).status_code == 200
+        status, seconds = served(srv)
+        assert status == 200 and seconds < 5  # (blocked, it would wait for a dribbler: forever)
+        # At the limit (6 dribbling + 2 more): one more from this address is
+        # turned away, another address is still served.
+        more = [socket.create_connection((url.hostname, url.port)) for _ in range(2)]
+        for sock in more:
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        time.sleep(0.2)
+        over = socket.create_connection((url.hostname, url.port))
+        over.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert closed_by_server(over, 5)
+        status, seconds = served(srv, "127.0.0.2")
+        assert status == 200 and seconds < 5  # (blocked, it would wait for a dribbler: forever)
+        # The two that went silent are closed after the timeout (2 s); the
+        # dribblers are not (they keep sending).
+        assert all(closed_by_server(sock, 6) for sock in more)
+        for sock in more + [over]:
+            sock.close()
+        assert all(not closed_by_server(sock, 0.1) for sock in dribblers)
+    finally:
+        stop.set()
+        feeder.join()
+    # Silent now: closed after the timeout, and this address is served again.
+    assert all(closed_by_server(sock, 6) for sock in dribblers)
+    for sock in dribblers:
+        sock.close()
+    assert served(srv)[0] == 200
+
+
+def test_header_deadline(make_server):
+    """A client that keeps dribbling its headers is cut off after
+    --header-timeout however often it sends; a kept-alive connection's next
+    request has the same deadline, and requests on time are untouched."""
+    srv = make_server(None, "--header-timeout", "2", "--client-timeout", "30")
+    url = urlparse(srv.url)
+    sock = socket.create_connection((url.hostname, url.port))
+    sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+    t0, cut = time.monotonic(), False
+    while time.monotonic() - t0 < 8 and not cut:
+        try:
+            sock.sendall(b"x")  # far more often than --client-timeout
+            cut = closed_by_server(sock, 0.3)
+        except (BrokenPipeError, ConnectionResetError):
+            cut = True
+    took = time.monotonic() - t0
+    sock.close()
+    assert cut and 1.5 < took < 5, took
+    assert srv.metric("samepage_header_timeouts_total") == 1
+    # Kept alive: a request on time, then the next one's headers dribbled.
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+    conn.request("GET", "/health")
+    assert conn.getresponse().read() and conn.sock
+    conn.sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+    assert closed_by_server(conn.sock, 5)
+    conn.close()
+    assert srv.metric("samepage_header_timeouts_total") == 2
+    # A request that takes longer than the deadline, its headers on time, is not cut.
+    r = post(srv, {"messages": [{"role": "user", "content": "Write a long story."}], "max_tokens": 300,
+                   "stop": ["never-ever"]})
+    assert r.status_code == 200, r.text
+    if r.json()["choices"][0]["finish_reason"] == "length":
+        assert r.elapsed.total_seconds() > 2  # (so the deadline did pass while it ran)
+    assert srv.metric("samepage_header_timeouts_total") == 2
