@@ -26,7 +26,7 @@ check core 'backend/|runtime/|snapshot/|cli/|wasmtime|wasm\.h' "backend, runtime
 check backend 'runtime/|snapshot/|cli/|wasmtime|wasm\.h' "runtime, actor, ABI, snapshot, CLI or Wasmtime header"
 # every header of src/ is included by its folder: a bare "dtype.h" would
 # hide which layer it comes from (the public headers of include/ excepted)
-bare="$(grep -rnE '#include "[a-z0-9_]+\.(h|cuh)"' "$src" "${exts[@]}" | grep -vE '"samepage(_abi)?\.h"' || true)"
+bare="$(grep -rnE '#include "[a-z0-9_]+\.(h|cuh)"' "$src" "${exts[@]}" | grep -vE '"samepage(_abi|_llm)?\.h"' || true)"
 if [[ -n "$bare" ]]; then
   echo "FAIL: includes without their folder:"; echo "$bare"; fail=1
 else

@@ -236,7 +236,7 @@ static void test_case(pattern p, uint32_t n, uint32_t k, uint32_t rows, uint32_t
   for (int b = 0; b < n_backends; b++) {
     memset(mem + c.dst.offset, 0xff, (size_t)k * rows * 4);
     sp_error_t *err = st == SP_OK ? sp_backend_submit(tbs[b].be, tbs[b].binding, &c, 1, false) : NULL;
-    if (err == NULL && st == SP_OK) err = sp_backend_sync(tbs[b].be, tbs[b].binding, c.dst.offset, (uint64_t)k * rows * 4);
+    if (err == NULL && st == SP_OK) err = sp_backend_wait(tbs[b].be, tbs[b].binding);
     int32_t *got = (int32_t *)(mem + c.dst.offset);
     uint32_t bad = 0, first_bad = 0;
     for (uint32_t r = 0; r < rows && !err && st == SP_OK; r++)

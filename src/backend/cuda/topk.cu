@@ -20,6 +20,7 @@
 #include "core/topk_rank.h"
 
 #define SP_TOPK_T 1024
+#define SP_TOPK_NO_BIN 0xffffffffu
 
 /* Step 1: the K-th largest key of the row and, of the K best, how many
  * equal it (returned through shared memory). */
@@ -34,13 +35,18 @@ static __device__ void select_threshold(const float *xr, uint32_t n, uint32_t k,
     for (uint32_t b = threadIdx.x; b < bins; b += blockDim.x) hist[b] = 0;
     __syncthreads();
     uint32_t pre = prefix;
-    for (uint32_t i = threadIdx.x; i < n; i += blockDim.x) {
-      uint32_t key = sp_topk_key(xr[i]);
-      if ((key & mask) != pre) continue;
-      uint32_t bin = (key >> shift) & (bins - 1);
-      /* lanes with the same bin add once: logits crowd a few exponents */
-      uint32_t peers = __match_any_sync(__activemask(), bin);
-      if ((threadIdx.x % 32) == (uint32_t)(__ffs(peers) - 1)) atomicAdd(&hist[bin], (uint32_t)__popc(peers));
+    /* whole warps every round (a lane past the row or off the prefix holds
+     * bin "none"), so the match below always has all 32 lanes: lanes with
+     * the same bin add once, as logits crowd a few exponents */
+    for (uint32_t base = 0; base < n; base += blockDim.x) {
+      uint32_t i = base + threadIdx.x, bin = SP_TOPK_NO_BIN;
+      if (i < n) {
+        uint32_t key = sp_topk_key(xr[i]);
+        if ((key & mask) == pre) bin = (key >> shift) & (bins - 1);
+      }
+      uint32_t peers = __match_any_sync(0xffffffffu, bin);
+      if (bin != SP_TOPK_NO_BIN && (threadIdx.x % 32) == (uint32_t)(__ffs(peers) - 1))
+        atomicAdd(&hist[bin], (uint32_t)__popc(peers));
     }
     __syncthreads();
     if (threadIdx.x == 0) { /* from the top bin down to the one holding the want-th key */
