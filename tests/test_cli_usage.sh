@@ -39,7 +39,7 @@ declare -A valued flags
 valued[run]="-m --model -p --prompt -n --n-predict --temp --top-k --top-p --min-p --repeat-penalty
              --repeat-last-n --seed --ctx --batch --system --backend --timeout --save --resume --residency
              --isolation --threads"
-flags[run]="--raw --self-contained --json"
+flags[run]="--raw --self-contained --sample-full --json"
 valued[exec]="--dir --backend --memory-limit --threads --isolation --timeout --cpu-timeout"
 flags[exec]=""
 valued["kv export"]=""
@@ -54,13 +54,16 @@ valued["bench actors"]="--counts --ctx --model --backend"
 flags["bench actors"]="--json"
 valued["bench prefill"]="--tokens --runs --batch --model --backend"
 flags["bench prefill"]="--same-actor --json"
+valued["bench decode"]="--depths --tokens --runs --batch --model --backend"
+flags["bench decode"]="--sampled --sample-full --json"
 valued["bench soak"]="--actors --seconds --ctx --bound --model"
 flags["bench soak"]="--json"
 valued[serve]="-m --model --host --port --backend --isolation --sessions --max-live --ctx --max-body --api-keys
-  --max-concurrent-per-tenant --max-import"
+  --max-concurrent-per-tenant --max-import --max-memory --client-timeout --header-timeout --max-connections
+  --max-connections-per-ip"
 flags[serve]=""
 commands=("run" "serve" "exec" "kv export" "kv import" "bench zerocopy" "bench snapshot" "bench actors" "bench prefill"
-          "bench soak")
+          "bench decode" "bench soak")
 # Positional arguments after an unknown option, so that only the option is wrong.
 declare -A rest
 rest[exec]="guest.wasm"; rest["kv export"]="a.snap b.safetensors"; rest["kv import"]="a.snap b.safetensors c.snap"
