@@ -1140,6 +1140,144 @@ static void ops15_cases(void) {
   ops15_window_fused_case();
 }
 
+/* ---- issue 17: decode attention over long caches (split-KV on CUDA) ---- */
+
+/* Caches past USED and below device_local_cases' range (its mirror starts
+ * at 0x2780000): no case freezes or mirrors them, and they are only read
+ * (run_case restores USED alone, and `plain` sees USED alone, so these
+ * cases run on the main CUDA backend). */
+enum { FK = 0x1800000, FV = 0x1C80000, FCAP = 0x480000, FD_C = 4160 };
+
+/* One attention command over the caches at FK and FV (FD_C rows). */
+static sp_cmd fd_attention(uint32_t dt, uint32_t Dh, uint32_t Hq, uint32_t Hkv, uint32_t T, uint32_t window) {
+  sp_cmd c = ops15_attention(dt, Dh, Hq, Hkv, T, FD_C, window);
+  c.src[1].offset = FK, c.src[2].offset = FV;
+  return c;
+}
+
+/* Decode at walks of 1, 33, 700 and 4100 rows (four query rows in one
+ * command, then the deepest alone), GQA groups of 1, 3, 4 and 8, head
+ * sizes 64, 128, 256 (and 96: no split kernel, the one-block ones), f16
+ * and f32 caches (f32: the one-block kernels), with no window, one of 600
+ * rows (wider than the split threshold: it cuts the deep walks) and one of
+ * 100 (narrower: the one-block kernels on a big cache). */
+static void fd_decode_cases(void) {
+  const struct { uint32_t dt, Dh, Hq, Hkv; } shapes[] = {
+      {SP_DTYPE_F16, 64, 32, 8},  /* Llama 3.2 1B */
+      {SP_DTYPE_F16, 64, 9, 3},   /* SmolLM2 135M: a group of 3 */
+      {SP_DTYPE_F16, 64, 8, 1},   {SP_DTYPE_F16, 128, 4, 4}, {SP_DTYPE_F16, 128, 16, 2},
+      {SP_DTYPE_F16, 256, 8, 2},  {SP_DTYPE_F16, 256, 8, 1}, {SP_DTYPE_F16, 96, 8, 2},
+      {SP_DTYPE_F32, 64, 8, 2},   {SP_DTYPE_F32, 128, 8, 1}, {SP_DTYPE_F32, 256, 4, 1},
+  };
+  const uint32_t windows[] = {0, 600, 100};
+  const int32_t pos[4] = {0, 32, 699, 4099}, deepest = 4099;
+  for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+    uint32_t dt = shapes[i].dt, Dh = shapes[i].Dh, Hq = shapes[i].Hq, Hkv = shapes[i].Hkv;
+    uint64_t elems = (uint64_t)Dh * Hkv * FD_C;
+    if (elems * sp_dtype_get(dt)->block_bytes > FCAP) {
+      printf("FAIL split decode: a cache of %u x %u x %u does not fit its range\n", Dh, Hkv, FD_C), failures++;
+      continue;
+    }
+    fill(FK, dt, elems), fill(FV, dt, elems), fill(X, SP_DTYPE_F32, (uint64_t)Dh * Hq * 4);
+    for (int w = 0; w < 3; w++) {
+      char name[96];
+      memcpy(mem + I, pos, sizeof pos);
+      snprintf(name, sizeof name, "decode %s D=%u H=%u/%u W=%u depths 1..4100", sp_dtype_name(dt), Dh, Hq, Hkv,
+               windows[w]);
+      run_case(name, fd_attention(dt, Dh, Hq, Hkv, 4, windows[w]), dt == SP_DTYPE_F16 ? 3e-3 : 1e-5);
+      memcpy(mem + I, &deepest, sizeof deepest);
+      snprintf(name, sizeof name, "decode %s D=%u H=%u/%u W=%u depth 4100", sp_dtype_name(dt), Dh, Hq, Hkv, windows[w]);
+      run_case(name, fd_attention(dt, Dh, Hq, Hkv, 1, windows[w]), dt == SP_DTYPE_F16 ? 3e-3 : 1e-5);
+    }
+  }
+}
+
+/* The 1B shape's decode step repeated as a captured graph (the same list
+ * again), with the position moved between replays: the graph was captured
+ * at one depth, and its span grid must serve the others. Each replay
+ * against the CPU at that position. */
+static void fd_graph_case(void) {
+  const uint32_t Dh = 64, Hq = 32, Hkv = 8;
+  const int32_t depths[] = {40, 1500, 4099, 7, 2600};
+  uint64_t elems = (uint64_t)Dh * Hkv * FD_C;
+  fill(FK, SP_DTYPE_F16, elems), fill(FV, SP_DTYPE_F16, elems), fill(X, SP_DTYPE_F32, (uint64_t)Dh * Hq);
+  sp_cmd c = fd_attention(SP_DTYPE_F16, Dh, Hq, Hkv, 1, 0);
+  float want[64 * 32], got[64 * 32];
+  for (int i = 0; i < 5; i++) {
+    cases++;
+    memcpy(mem + I, &depths[i], 4);
+    memcpy(snapshot, mem, USED);
+    sp_error_t *err = sp_backend_submit(cpu, cpu_b, &c, 1, false);
+    if (!err) err = sp_backend_wait(cpu, cpu_b);
+    memcpy(want, mem + D, sizeof want), memcpy(mem, snapshot, USED);
+    if (!err) err = sp_backend_submit(cuda, cuda_b, &c, 1, i > 0); /* the same list: captured, then replayed */
+    if (!err) err = sp_backend_wait(cuda, cuda_b);
+    memcpy(got, mem + D, sizeof got), memcpy(mem, snapshot, USED);
+    char name[64];
+    snprintf(name, sizeof name, "decode graph replay depth %d", depths[i] + 1);
+    if (err) {
+      printf("FAIL %-28s %s\n", name, sp_error_message(err));
+      sp_error_free(err), failures++;
+      continue;
+    }
+    double e = rel_err(got, want, 64 * 32);
+    bool ok = e <= 3e-3;
+    printf("%s %-28s rel err %.2e (bound 3e-03)\n", ok ? "ok  " : "FAIL", name, e);
+    failures += !ok;
+  }
+}
+
+/* A deep decode step feeding a Q8_0 matmul (fused on CUDA: the split
+ * path quantizes its merged output): fused against the CPU, and against
+ * CUDA with fusion and the split path off (`plain`, which sees USED only:
+ * the caches sit at K and V here). */
+static void fd_fused_case(void) {
+  const uint32_t Dh = 64, Hq = 8, Hkv = 2, N = 96, Wn = 0;
+  int32_t pos = 3000;
+  memcpy(mem + I, &pos, sizeof pos);
+  fill(X, SP_DTYPE_F32, Dh * Hq), fill(K, SP_DTYPE_F16, Dh * Hkv * FD_C), fill(V, SP_DTYPE_F16, Dh * Hkv * FD_C);
+  fill(WQ, SP_DTYPE_Q8_0, (uint64_t)Dh * Hq * N);
+  sp_cmd cmds[2] = {ops15_attention(SP_DTYPE_F16, Dh, Hq, Hkv, 1, FD_C, Wn), {.op = SP_OP_MATMUL}};
+  cmds[1].dst = t4(F, SP_DTYPE_F32, N, 1, 1), cmds[1].src[0] = t4(WQ, SP_DTYPE_Q8_0, Dh * Hq, N, 1);
+  cmds[1].src[1] = t4(D, SP_DTYPE_F32, Dh * Hq, 1, 1);
+  sp_validate_ctx vctx = {REGION, 0, 0, 1024};
+  char msg[256];
+  const char *name = "decode depth 3001 + matmul";
+  cases++;
+  for (uint32_t i = 0; i < 2; i++)
+    if (sp_validate_cmd(&vctx, &cmds[i], i, msg, sizeof msg)) {
+      printf("FAIL %-28s invalid cmd[%u]: %s\n", name, i, msg), failures++;
+      return;
+    }
+  float want[96], unfused[96], fused[96];
+  memcpy(snapshot, mem, USED);
+  sp_error_t *err = sp_backend_submit(cpu, cpu_b, cmds, 2, false);
+  if (!err) err = sp_backend_wait(cpu, cpu_b);
+  memcpy(want, mem + F, sizeof want), memcpy(mem, snapshot, USED);
+  if (!err) err = run_cuda_list(cmds, 2, false);
+  memcpy(unfused, mem + F, sizeof unfused), memcpy(mem, snapshot, USED);
+  if (!err) err = run_cuda_list(cmds, 2, true);
+  memcpy(fused, mem + F, sizeof fused), memcpy(mem, snapshot, USED);
+  if (err) {
+    printf("FAIL %-28s %s\n", name, sp_error_message(err));
+    sp_error_free(err), failures++;
+    return;
+  }
+  /* split (fused) and one-block (plain) kernels sum in other orders: the
+   * product of their outputs agrees to the quantization's resolution */
+  double e = rel_err(fused, want, N), f = rel_err(fused, unfused, N);
+  bool ok = e <= 1e-2 && f <= 1e-2;
+  printf("%s %-28s vs cpu %.2e (bound 1e-02), vs one-block unfused %.2e (bound 1e-02)\n", ok ? "ok  " : "FAIL", name,
+         e, f);
+  failures += !ok;
+}
+
+static void fd_cases(void) {
+  fd_decode_cases();
+  fd_graph_case();
+  fd_fused_case();
+}
+
 int main(void) {
   sp_error_t *err = sp_knobs_from_env(&knobs);
   if (err) return printf("FAIL knobs: %s\n", sp_error_message(err)), 1;
@@ -1197,6 +1335,7 @@ int main(void) {
   repack_cases();
   kquant_cases();
   ops15_cases();
+  fd_cases();
   printf("%d of %d cases failed\n", failures, cases);
   sp_backend_release(plain, plain_b);
   sp_backend_release(cuda, cuda_b);

@@ -242,7 +242,7 @@ static void cu_release(void *vctx, void *binding) {
   }
   for (size_t i = 0; i < b->pinned.n; i++) cudaHostUnregister(b->view.base + b->pinned.spans[i].start);
   cudaFree(b->xq), cudaFree(b->xd), cudaFree(b->xs), cudaFree(b->status_dev), cudaFree(b->stage_dev),
-      cudaFree(b->reduce_dev);
+      cudaFree(b->reduce_dev), cudaFree(b->attn_dev);
   if (b->status_host) cudaFreeHost(b->status_host);
   if (b->stream) cudaStreamDestroy(b->stream);
   cudaGetLastError();
@@ -311,6 +311,11 @@ static const struct sp_backend_sharing_i cu_sharing = make_sharing();
 extern "C" sp_error_t *sp_backend_cuda_new(const sp_backend_options *opts, sp_backend **out) {
   if (!opts || opts->version != SP_BACKEND_OPS_VERSION || !out)
     return sp_error_new("cuda backend: interface version mismatch");
+  /* Load every kernel when the context is made, while the model loads,
+   * not at its first launch: lazily loaded, a process's first prompt paid
+   * some 15 ms for it. Read by the driver at initialisation (the next
+   * call); a value the user set is kept. */
+  setenv("CUDA_MODULE_LOADING", "EAGER", 0);
   int n = 0;
   cudaError_t e = cudaGetDeviceCount(&n);
   if (e != cudaSuccess || n == 0)

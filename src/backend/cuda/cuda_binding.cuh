@@ -76,6 +76,8 @@ typedef struct sp_cu_binding {
   uint32_t repacked_cap;
   uint8_t *stage_dev;    /* staged index tensors (plan_staging) */
   uint8_t *reduce_dev;   /* argmax partials and counters (sp_cu_cmd.reduce) */
+  uint8_t *attn_dev;     /* split decode attention's partials (sp_cu_cmd.attn) */
+  size_t attn_bytes;
   struct { uint32_t offset, len, at; } staged[SP_CU_MAX_STAGED];
   uint32_t n_staged;
   sp_cu_gemm *gemm;      /* the backend's cuBLAS state (gemm.h), once a list needed it */

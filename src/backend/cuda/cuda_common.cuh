@@ -69,6 +69,9 @@ typedef struct sp_cu_cmd {
   /* argmax: per-row partial results and arrival counters (zero between lists) */
   uint8_t *reduce;
   size_t reduce_bytes;
+  /* attention: the split path's partial results (zeroed counters first) */
+  uint8_t *attn;
+  size_t attn_bytes;
   /* matmul with M > 8: cuBLAS and its scratch (gemm.h), NULL: our tiles */
   struct sp_cu_gemm *gemm;
 } sp_cu_cmd;
@@ -213,6 +216,9 @@ cudaError_t sp_cu_attention(const sp_cu_cmd *c);
  * quantize its output: sp_cu_attention_quant); addr_bits: the cache's
  * pointers and strides or'ed. */
 bool sp_cu_attention_fast(uint32_t kdtype, uint32_t vdtype, uint32_t D, uintptr_t addr_bits);
+/* Device bytes the split decode path needs for this attention command (0:
+ * it never takes it), reserved per binding before the list is enqueued. */
+size_t sp_cu_attention_scratch_bytes(const sp_cmd *cmd, bool no_flash);
 cudaError_t sp_cu_argmax(const sp_cu_cmd *c);
 cudaError_t sp_cu_topk(const sp_cu_cmd *c);
 /* Checks n i32 indices at idx against [0, limit); on the first bad one sets

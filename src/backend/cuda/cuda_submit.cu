@@ -186,6 +186,29 @@ static sp_error_t *reserve_scratch(sp_cu_binding *b, size_t elems, uint32_t inde
   return NULL;
 }
 
+/* The split decode attention's scratch for the list's largest need, within
+ * the actor's share like the matmul scratch. Not an error when it cannot be
+ * had: those commands then take the one-block kernels. */
+static void reserve_attention_scratch(sp_cu_binding *b, const sp_cmd *cmds, uint32_t count) {
+  size_t need = 0;
+  for (uint32_t i = 0; i < count; i++) {
+    size_t n = sp_cu_attention_scratch_bytes(&cmds[i], !b->ctx->flash);
+    need = n > need ? n : need;
+  }
+  uint64_t budget = b->view.host_budget ? b->view.host_budget : SP_BUDGET_SCRATCH_MAX;
+  if (need <= b->attn_bytes || need > budget) return;
+  cudaStreamSynchronize(b->stream); /* kernels in flight may still use the old one */
+  cudaFree(b->attn_dev);
+  b->attn_dev = NULL, b->attn_bytes = 0;
+  b->dirty = true; /* a captured graph points at the old scratch */
+  if (cudaMalloc(&b->attn_dev, need) != cudaSuccess || cudaMemsetAsync(b->attn_dev, 0, need, b->stream) != cudaSuccess) {
+    cudaFree(b->attn_dev), b->attn_dev = NULL;
+    cudaGetLastError(); /* no room: the one-block kernels run */
+    return;
+  }
+  b->attn_bytes = need;
+}
+
 /* A command with its tensors resolved, ready for a launcher. */
 static sp_cu_cmd decode_cmd(const sp_cu_binding *b, const sp_cmd *cmd, uint32_t index) {
   sp_cu_cmd c = {};
@@ -195,6 +218,7 @@ static sp_cu_cmd decode_cmd(const sp_cu_binding *b, const sp_cmd *cmd, uint32_t 
   for (int i = 0; i < SP_MAX_SRC; i++) c.src[i] = resolve(b, &cmd->src[i], true);
   c.xq = b->xq, c.xd = b->xd, c.xs = b->xs;
   c.reduce = b->reduce_dev, c.reduce_bytes = SP_CU_REDUCE_BYTES;
+  c.attn = b->attn_dev, c.attn_bytes = b->attn_bytes;
   c.gemm = b->gemm;
   if (cmd->op == SP_OP_MATMUL && b->repacked) c.rq = b->repacked[index].qs, c.rs = b->repacked[index].sc;
   return c;
@@ -428,6 +452,7 @@ static sp_error_t *launch_list(sp_cu_ctx *c, sp_cu_binding *b, const sp_cmd *cmd
   uint32_t largest;
   size_t need = scratch_need(cmds, count, &largest);
   if ((err = reserve_scratch(b, need, largest))) return err;
+  reserve_attention_scratch(b, cmds, count);
   bool gemm = sp_cu_gemm_wanted(cmds, count);
   if (gemm && sp_cu_gemm_reserve(&c->gemm, cmds, count) != cudaSuccess)
     cudaGetLastError(); /* no room for cuBLAS's scratch: the tiles run (gemm.h) */
