@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/cli_kv.h"
 #include "core/error.h"
 #include "core/file_open.h"
 #include "samepage.h"
@@ -100,16 +101,16 @@ static size_t json_header(const kv_layout *kv, uint64_t model_hash, char *out, s
   return n;
 }
 
-static int kv_export(const char *snap, const char *out_path) {
+sp_error_t *sp_kv_export_file(const char *snap, const char *out_path, uint32_t *n_layers, uint32_t *n_past) {
   sp_snapshot_file *f = NULL;
-  static kv_layout kv;
-  sp_error_t *err = sp_snapshot_file_open(snap, &f);
-  if (!err) err = read_layout(f, &kv);
-  size_t header_cap = 256 + (size_t)kv.n_layers * 160, n = 0;
+  kv_layout *kv = calloc(1, sizeof *kv);
+  sp_error_t *err = kv ? sp_snapshot_file_open(snap, &f) : sp_error_new("out of memory");
+  if (!err) err = read_layout(f, kv);
+  size_t header_cap = 256 + (size_t)(kv ? kv->n_layers : 0) * 160, n = 0;
   char *header = err ? NULL : malloc(header_cap);
-  if (!err) n = header ? json_header(&kv, sp_snapshot_file_blob_hash(f, "model"), header, header_cap) : 0;
+  if (!err) n = header ? json_header(kv, sp_snapshot_file_blob_hash(f, "model"), header, header_cap) : 0;
   if (!err && !n) err = sp_error_new("out of memory");
-  uint64_t bytes = (uint64_t)kv.n_past * kv.k[0].ne[0] * kv.k[0].ne[1] * 2;
+  uint64_t bytes = err ? 0 : (uint64_t)kv->n_past * kv->k[0].ne[0] * kv->k[0].ne[1] * 2;
   uint8_t *buf = err ? NULL : malloc(bytes ? bytes : 1);
   if (!err && !buf) err = sp_error_new("out of memory for %" PRIu64 " bytes", bytes);
   int fd = -1;
@@ -119,21 +120,29 @@ static int kv_export(const char *snap, const char *out_path) {
   if (!out && fd >= 0) close(fd);
   uint64_t header_len = n;
   if (!err) fwrite(&header_len, 8, 1, out), fwrite(header, 1, n, out);
-  for (uint32_t l = 0; !err && l < kv.n_layers; l++)
+  for (uint32_t l = 0; !err && l < kv->n_layers; l++)
     for (int kind = 0; kind < 2 && !err; kind++) {
-      err = sp_snapshot_file_read(f, (kind ? kv.v : kv.k)[l].offset, bytes, buf);
+      err = sp_snapshot_file_read(f, (kind ? kv->v : kv->k)[l].offset, bytes, buf);
       if (!err && fwrite(buf, 1, bytes, out) != bytes) err = sp_error_new("%s: write failed", out_path);
     }
   if (out && fclose(out) && !err) err = sp_error_new("%s: write failed", out_path);
-  if (!err) fprintf(stderr, "exported %u layers x (k, v), %u positions, to %s\n", kv.n_layers, kv.n_past, out_path);
+  if (!err) *n_layers = kv->n_layers, *n_past = kv->n_past;
   free(buf);
   free(header);
+  free(kv);
   sp_snapshot_file_close(f);
+  return err;
+}
+
+static int kv_export(const char *snap, const char *out_path) {
+  uint32_t n_layers = 0, n_past = 0;
+  sp_error_t *err = sp_kv_export_file(snap, out_path, &n_layers, &n_past);
   if (err) {
     fprintf(stderr, "samepage kv export: %s\n", sp_error_message(err));
     sp_error_free(err);
     return SP_EXIT_RUNTIME;
   }
+  fprintf(stderr, "exported %u layers x (k, v), %u positions, to %s\n", n_layers, n_past, out_path);
   return 0;
 }
 
@@ -200,18 +209,33 @@ static sp_error_t *import_into(sp_actor_t *a, const kv_layout *kv, const uint8_t
   return err;
 }
 
-static int kv_import(const char *snap, const char *in_path, const char *out_snap, const char *model) {
-  static kv_layout kv;
+sp_error_t *sp_kv_import_actor(sp_actor_t *a, const char *snap, const uint8_t *file, size_t len,
+                               uint32_t *old_n_past, uint32_t *n_pos) {
+  kv_layout *kv = calloc(1, sizeof *kv);
   sp_snapshot_file *f = NULL;
-  sp_error_t *err = sp_snapshot_file_open(snap, &f);
-  if (!err) err = read_layout(f, &kv);
+  sp_error_t *err = kv ? sp_snapshot_file_open(snap, &f) : sp_error_new("out of memory");
+  if (!err) err = read_layout(f, kv);
   uint64_t model_hash = f ? sp_snapshot_file_blob_hash(f, "model") : 0;
   sp_tensor np = {0};
   if (f) sp_snapshot_file_annotation(f, "kv.n_past", &np);
   sp_snapshot_file_close(f);
+  *n_pos = 0;
+  if (!err) *old_n_past = kv->n_past, err = import_into(a, kv, file, len, model_hash, n_pos);
+  if (!err) {
+    uint8_t *base;
+    size_t size;
+    sp_actor_memory(a, &base, &size);
+    if ((uint64_t)np.offset + 4 > size) err = sp_error_new("kv.n_past lies outside the restored memory");
+    if (!err) memcpy(base + np.offset, n_pos, 4);
+  }
+  free(kv);
+  return err;
+}
+
+static int kv_import(const char *snap, const char *in_path, const char *out_snap, const char *model) {
   size_t len = 0;
   uint8_t *file = NULL;
-  if (!err) err = sp_read_regular(in_path, SP_OPEN_NONEMPTY, &file, &len);
+  sp_error_t *err = sp_read_regular(in_path, SP_OPEN_NONEMPTY, &file, &len);
   sp_runtime_t *rt = NULL;
   sp_actor_t *a = NULL;
   sp_runtime_options ropts = {.knobs = sp_cli_knobs()};
@@ -220,17 +244,10 @@ static int kv_import(const char *snap, const char *in_path, const char *out_snap
   sp_actor_options opts = {.blobs = &grant, .n_blobs = 1};
   if (!err) err = sp_actor_new(rt, sp_embedded_llm, (size_t)(sp_embedded_llm_end - sp_embedded_llm), &opts, &a);
   if (!err) err = sp_actor_restore(a, snap, NULL);
-  uint32_t n_pos = 0;
-  if (!err) err = import_into(a, &kv, file, len, model_hash, &n_pos);
-  if (!err) {
-    uint8_t *base;
-    size_t size;
-    sp_actor_memory(a, &base, &size);
-    if ((uint64_t)np.offset + 4 > size) err = sp_error_new("kv.n_past lies outside the restored memory");
-    if (!err) memcpy(base + np.offset, &n_pos, 4), kv.n_past = n_pos;
-    if (!err) err = sp_actor_snapshot(a, out_snap, NULL, NULL);
-  }
-  if (!err) fprintf(stderr, "imported %u positions into %s\n", kv.n_past, out_snap);
+  uint32_t old_n_past = 0, n_pos = 0;
+  if (!err) err = sp_kv_import_actor(a, snap, file, len, &old_n_past, &n_pos);
+  if (!err) err = sp_actor_snapshot(a, out_snap, NULL, NULL);
+  if (!err) fprintf(stderr, "imported %u positions into %s\n", n_pos, out_snap);
   free(file);
   sp_actor_free(a);
   sp_runtime_free(rt);

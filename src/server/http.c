@@ -190,11 +190,12 @@ static int completion(srv *s, struct MHD_Connection *c, conn *k, bool chat) {
     srv_request_free(r), free(r);
     return srv_http_error(s, c, &e);
   }
-  char prefilled[24], session[40];
+  char prefilled[24], session[40], template[24];
   snprintf(prefilled, sizeof prefilled, "%u", t.prefilled);
   snprintf(session, sizeof session, "%s", t.session_id);
+  snprintf(template, sizeof template, "%s %u", t.template ? t.template : "", t.template_tokens);
   const char *headers[] = {"x-samepage-prefilled-tokens", prefilled, "x-samepage-session", session,
-                           "X-Session-Id", session, NULL};
+                           "X-Session-Id", session, t.template ? "x-samepage-template" : NULL, template, NULL};
   char *body = srv_json_completion(&t);
   srv_turn_free(&t);
   srv_request_free(r), free(r);
@@ -206,6 +207,7 @@ static int metrics_page(srv *s, struct MHD_Connection *c) {
   pthread_mutex_lock(&s->lock);
   srv_session_counts(s, &g.live, &g.stored);
   g.live_bytes = srv_session_live_bytes(s);
+  g.templates = s->n_templates;
   pthread_mutex_unlock(&s->lock);
   char *text = srv_metrics_text(&s->metrics, &g);
   return text ? srv_http_reply(c, 200, "text/plain; version=0.0.4", text, NULL) : MHD_NO;
@@ -233,7 +235,7 @@ static int route(srv *s, struct MHD_Connection *c, const char *url, const char *
   if (!strncmp(url, "/v1/", 4) && !k->tenant) return srv_http_error(s, c, &k->auth);
   if (k->ep == SRV_EP_SESSIONS) {
     if (k->too_big) {
-      srv_fail(&e, 413, "invalid_request_error", "request_too_large", "", "the snapshot is over %zu bytes",
+      srv_fail(&e, 413, "invalid_request_error", "request_too_large", "", "the upload is over %zu bytes (--max-import)",
                s->cfg.max_import);
       return srv_http_error(s, c, &e);
     }
@@ -302,7 +304,9 @@ static void open_request(srv *s, struct MHD_Connection *c, const char *url, cons
   if (srv_tenant_auth(s, MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION), &k->tenant,
                       &k->auth))
     k->tenant = NULL;
-  if (k->tenant && k->ep == SRV_EP_SESSIONS && !strcmp(url, "/v1/sessions") && !strcmp(method, "POST")) {
+  size_t n = strlen(url), kv = strlen("/kv.safetensors");
+  bool import = !strcmp(url, "/v1/sessions") || (n > kv && !strcmp(url + n - kv, "/kv.safetensors"));
+  if (k->tenant && k->ep == SRV_EP_SESSIONS && import && !strcmp(method, "POST")) {
     const char *dir = s->cfg.sessions_dir ? s->cfg.sessions_dir : getenv("TMPDIR");
     snprintf(k->upload, sizeof k->upload, "%s/samepage-upload-XXXXXX", dir && dir[0] ? dir : "/tmp");
     k->upload_fd = mkstemp(k->upload);

@@ -134,6 +134,29 @@ static void add_itl(text_buf *b, const srv_metrics *m) {
       (unsigned long long)m->itl_count, m->itl_sum_s, (unsigned long long)m->itl_count);
 }
 
+void srv_metrics_template(srv_metrics *m, bool hit, uint64_t saved) {
+  pthread_mutex_lock(&m->lock);
+  if (hit) m->template_hits++, m->template_saved += saved;
+  else m->template_misses++;
+  pthread_mutex_unlock(&m->lock);
+}
+
+void srv_metrics_template_eviction(srv_metrics *m) {
+  pthread_mutex_lock(&m->lock);
+  m->template_evictions++;
+  pthread_mutex_unlock(&m->lock);
+}
+
+static void add_templates(text_buf *b, const srv_metrics *m) {
+  add_counter(b, "samepage_template_hits_total", "new conversations started from their tenant's system-prompt "
+              "template", m->template_hits);
+  add_counter(b, "samepage_template_misses_total", "new conversations with a system prompt their tenant had no "
+              "template of", m->template_misses);
+  add_counter(b, "samepage_template_saved_tokens_total", "prompt tokens not prefilled thanks to a template",
+              m->template_saved);
+  add_counter(b, "samepage_template_evictions_total", "templates deleted past --max-templates", m->template_evictions);
+}
+
 char *srv_metrics_text(srv_metrics *m, const srv_gauges *g) {
   text_buf b = {0};
   pthread_mutex_lock(&m->lock);
@@ -152,7 +175,10 @@ char *srv_metrics_text(srv_metrics *m, const srv_gauges *g) {
   add(&b, "# HELP samepage_snapshot_seconds session snapshots written\n# TYPE samepage_snapshot_seconds summary\n"
           "samepage_snapshot_seconds_sum %.6f\nsamepage_snapshot_seconds_count %llu\n",
       m->snapshot_sum_s, (unsigned long long)m->snapshots);
+  add_templates(&b, m);
   pthread_mutex_unlock(&m->lock);
+  add(&b, "# HELP samepage_templates system-prompt templates held\n# TYPE samepage_templates gauge\n"
+          "samepage_templates %zu\n", g->templates);
   add(&b, "# HELP samepage_sessions sessions by state\n# TYPE samepage_sessions gauge\n"
           "samepage_sessions{state=\"live\"} %zu\nsamepage_sessions{state=\"stored\"} %zu\n",
       g->live, g->stored);

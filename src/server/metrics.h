@@ -7,6 +7,7 @@
 #define SP_SERVER_METRICS_H
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -33,6 +34,10 @@ typedef struct srv_metrics {
   double itl_sum_s;
   uint64_t evictions, restores, snapshots;
   double snapshot_sum_s;
+  uint64_t template_hits;       /* new conversations started from a tenant's system-prompt template */
+  uint64_t template_misses;     /* ... with a system prompt the tenant had no template of (one made) */
+  uint64_t template_saved;      /* prompt tokens a template spared prefilling */
+  uint64_t template_evictions;  /* templates deleted past --max-templates */
 } srv_metrics;
 
 void srv_metrics_init(srv_metrics *m);
@@ -48,6 +53,10 @@ void srv_metrics_itl(srv_metrics *m, double seconds);
 void srv_metrics_eviction(srv_metrics *m);
 void srv_metrics_restore(srv_metrics *m);
 void srv_metrics_snapshot(srv_metrics *m, double seconds);
+/* A new conversation with a system prompt: started from a template (hit,
+ * `saved` tokens not prefilled) or not (a miss). */
+void srv_metrics_template(srv_metrics *m, bool hit, uint64_t saved);
+void srv_metrics_template_eviction(srv_metrics *m);
 
 /* The session gauges, read under the server's lock. */
 typedef struct srv_gauges {
@@ -55,6 +64,7 @@ typedef struct srv_gauges {
   uint64_t live_bytes;      /* what the live actors count against --max-memory */
   uint64_t max_memory;      /* --max-memory, 0: none */
   uint64_t header_timeouts; /* connections cut by --header-timeout (http.c counts them) */
+  size_t templates;         /* system-prompt templates held, every tenant's */
 } srv_gauges;
 
 /* The Prometheus exposition text (malloc'd). */

@@ -18,6 +18,7 @@
 #include "server/http.h"
 #include "server/session.h"
 #include "server/store.h"
+#include "server/template.h"
 #include "server/tenant.h"
 
 int srv_fail(srv_error *e, int status, const char *type, const char *code, const char *param, const char *fmt, ...) {
@@ -45,13 +46,16 @@ static void serve_usage(FILE *out) {
           "  --max-memory BYTES     bound on the memory of live conversations (K, M, G; each\n"
           "                         counted as its snapshot's size): past it the least recently\n"
           "                         used goes to disk (default: none; needs --sessions)\n"
+          "  --max-templates N      shared system prompts kept per tenant, each prefilled once and\n"
+          "                         restored by new conversations that start with it (default 8;\n"
+          "                         0: none; needs --sessions, under DIR/templates/TENANT/)\n"
           "  --ctx N                context length of each conversation (default 4096)\n"
           "  --max-body BYTES       request body limit (default 1M)\n"
           "  --api-keys FILE        lines \"KEY TENANT\": requests need Authorization: Bearer KEY,\n"
           "                         and each tenant sees only its own sessions (default: none,\n"
           "                         one tenant \"default\", loopback addresses only)\n"
           "  --max-concurrent-per-tenant N  completions in flight per tenant before 429 (default 16)\n"
-          "  --max-import BYTES     POST /v1/sessions snapshot limit (default 2G)\n"
+          "  --max-import BYTES     POST /v1/sessions (snapshot) and .../kv.safetensors limit (default 2G)\n"
           "  --client-timeout S     close a connection silent for S seconds (default 30)\n"
           "  --header-timeout S     close a connection whose request headers take longer than\n"
           "                         S seconds, however slowly they trickle in (default 20)\n"
@@ -64,7 +68,7 @@ static const char *const serve_valued[] = {"-m", "--model", "--host", "--port", 
                                            "--sessions", "--max-live", "--ctx", "--max-body", "--api-keys",
                                            "--max-concurrent-per-tenant", "--max-import", "--client-timeout",
                                            "--header-timeout", "--max-connections", "--max-connections-per-ip",
-                                           "--max-memory", NULL};
+                                           "--max-memory", "--max-templates", NULL};
 
 /* An integer option within [lo, hi]; 0 or SP_EXIT_USAGE. */
 static int int_option(const char *opt, const char *val, long lo, long hi, int *out) {
@@ -105,6 +109,7 @@ static int set_option(srv_config *c, const char **isolation, const char *opt, co
   else if (!strcmp(opt, "--sessions")) c->sessions_dir = val;
   else if (!strcmp(opt, "--port")) return int_option(opt, val, 0, 65535, &c->port);
   else if (!strcmp(opt, "--max-live")) return int_option(opt, val, 1, 4096, &c->max_live);
+  else if (!strcmp(opt, "--max-templates")) return int_option(opt, val, 0, 4096, &c->max_templates);
   else if (!strcmp(opt, "--ctx")) return int_option(opt, val, 64, 1 << 20, &c->ctx);
   else if (!strcmp(opt, "--api-keys")) c->api_keys = val;
   else if (!strcmp(opt, "--max-concurrent-per-tenant")) return int_option(opt, val, 1, 4096, &c->max_per_tenant);
@@ -136,8 +141,8 @@ static bool loopback(const char *host) {
 
 /* Returns 0, -1 after --help, or an exit code. */
 static int parse_args(int argc, char **argv, srv_config *c, const char **isolation) {
-  *c = (srv_config){.host = "127.0.0.1", .port = 8080, .backend = "auto", .max_live = 8, .ctx = 4096,
-                    .max_body = 1 << 20, .max_per_tenant = 16, .max_import = (size_t)1 << 31,
+  *c = (srv_config){.host = "127.0.0.1", .port = 8080, .backend = "auto", .max_live = 8, .max_templates = 8,
+                    .ctx = 4096, .max_body = 1 << 20, .max_per_tenant = 16, .max_import = (size_t)1 << 31,
                     .client_timeout = 30, .header_timeout = 20, .max_connections = 256, .max_per_ip = 64};
   for (int i = 1; i < argc; i++) {
     const char *val;
@@ -203,11 +208,13 @@ static int start(srv *s, const char *isolation) {
     return SP_EXIT_RUNTIME;
   }
   if (srv_store_load(s)) return SP_EXIT_RUNTIME;
+  srv_templates_load(s);
   return s->cfg.max_memory ? measure_fresh(s) : 0;
 }
 
 static void stop(srv *s) {
   srv_sessions_free_all(s);
+  srv_templates_free(s);
   srv_tenants_free(s);
   sp_actor_free(s->scratch);
   sp_runtime_free(s->rt);

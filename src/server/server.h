@@ -36,6 +36,7 @@ typedef struct srv_config {
   int max_connections;      /* connections at once, in all */
   int max_per_ip;           /* connections at once from one address (slowloris) */
   uint64_t max_memory;      /* --max-memory: bytes of live actors, 0: no budget (needs sessions_dir) */
+  int max_templates;        /* --max-templates: shared system prompts kept per tenant (template.h), 0: none */
 } srv_config;
 
 /* A tenant (tenant.h): sessions belong to one; its completions in flight
@@ -52,6 +53,7 @@ typedef struct srv_key {
 } srv_key;
 
 typedef struct srv_session srv_session;
+typedef struct srv_template srv_template;
 
 typedef struct srv {
   srv_config cfg;
@@ -67,6 +69,8 @@ typedef struct srv {
   size_t n_tenants;
   srv_key *keys;
   size_t n_keys;
+  srv_template **templates; /* shared system prompts (template.h), every tenant's */
+  size_t n_templates;
   srv_metrics metrics;
 } srv;
 

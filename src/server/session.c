@@ -162,14 +162,19 @@ srv_session *srv_session_find(srv *s, const char *tenant, const char *id) {
   return NULL;
 }
 
-static int new_session(srv *s, const char *tenant, srv_session **out, srv_error *e) {
+static int new_session(srv *s, const char *tenant, const char *from, srv_session **out, srv_error *e) {
   if (srv_session_make_room(s, s->fresh_bytes, e)) return e->status;
   srv_session *ss = calloc(1, sizeof *ss);
   if (!ss) return srv_fail(e, 500, "server_error", NULL, "", "out of memory");
   srv_session_new_id(s, ss->id);
   snprintf(ss->tenant, sizeof ss->tenant, "%s", tenant);
   ss->created = ss->last_used = (long)time(NULL);
-  sp_error_t *err = srv_engine_actor(s, &ss->actor);
+  sp_error_t *err = from ? srv_engine_restore(s, from, &ss->actor) : NULL;
+  if (err) { /* a template that cannot be restored: start afresh (the caller sees it prefill everything) */
+    fprintf(stderr, "samepage serve: template %s: %s\n", from, sp_error_message(err));
+    sp_error_free(err), err = NULL;
+  }
+  if (!ss->actor) err = srv_engine_actor(s, &ss->actor);
   if (!err && srv_session_add(s, ss)) err = sp_error_new("out of memory");
   if (err) {
     srv_fail(e, 500, "server_error", NULL, "", "cannot start a conversation: %s", sp_error_message(err));
@@ -195,7 +200,7 @@ static int named_session(srv *s, const char *tenant, const char *id, srv_session
 }
 
 int srv_session_acquire(srv *s, const char *tenant, const char *id, const int32_t *prompt, uint32_t n,
-                        srv_session **out, srv_error *e) {
+                        const char *from, srv_session **out, srv_error *e) {
   srv_session *ss = NULL;
   if (id && id[0] && named_session(s, tenant, id, &ss, e)) return e->status;
   if (!ss) ss = find_match(s, tenant, prompt, n);
@@ -204,7 +209,7 @@ int srv_session_acquire(srv *s, const char *tenant, const char *id, const int32_
     int rc = ss->actor ? 0 : restore_session(s, ss, e);
     ss->busy = rc == 0;
     if (rc) return rc;
-  } else if (new_session(s, tenant, &ss, e)) {
+  } else if (new_session(s, tenant, from, &ss, e)) {
     return e->status;
   }
   ss->busy = true;

@@ -35,11 +35,13 @@ struct srv_session {
 /* The session to continue for a prompt, restored or made live and marked
  * busy: the one named id (X-Session-Id; NULL or "": none), else the
  * tenant's longest match, else a new one. Only the tenant's own sessions
- * are candidates. Fails into e (404 for an id the tenant does not hold,
+ * are candidates. A new one is a fresh actor, or with from non-NULL a
+ * restore of the snapshot at that path (a template, template.h), its
+ * tokens left for the caller to set. Fails into e (404 for an id the tenant does not hold,
  * 409 when it is busy, 503 when every live actor is busy, 500 when the
  * runtime fails). */
 int srv_session_acquire(srv *s, const char *tenant, const char *id, const int32_t *prompt, uint32_t n,
-                        srv_session **out, srv_error *e);
+                        const char *from, srv_session **out, srv_error *e);
 
 /* The tenant's session named id, or NULL (also for another tenant's). */
 srv_session *srv_session_find(srv *s, const char *tenant, const char *id);

@@ -10,6 +10,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli/cli_kv.h"
+#include "core/error.h"
+#include "core/file_open.h"
 #include "server/engine.h"
 #include "server/http.h"
 #include "server/openai_json.h"
@@ -74,40 +77,69 @@ static int temp_file(const srv *s, char *path, size_t cap) {
   return mkstemp(path);
 }
 
-/* A descriptor of the session's snapshot: the file of its last finished
- * turn, or one written now from its idle live actor. */
+/* The path of the session's snapshot: the file of its last finished turn,
+ * or (*temp set: the caller unlinks it) one written now from its idle live
+ * actor. */
+static int snapshot_path_locked(srv *s, srv_session *ss, char *path, size_t cap, bool *temp, srv_error *e) {
+  *temp = false;
+  if (ss->stored) {
+    srv_store_snapshot_path(s, ss, path, cap);
+    return 0;
+  }
+  if (!ss->actor || ss->busy)
+    return srv_fail(e, 409, "invalid_request_error", "session_busy", "", "session %s is in its first turn", ss->id);
+  int tmp = temp_file(s, path, cap);
+  if (tmp < 0) return srv_fail(e, 500, "server_error", NULL, "", "cannot make a temporary file");
+  close(tmp);
+  sp_error_t *err = sp_actor_snapshot(ss->actor, path, &(sp_snapshot_options){0}, NULL);
+  if (err) {
+    unlink(path);
+    srv_fail(e, 500, "server_error", NULL, "", "snapshot: %s", sp_error_message(err));
+    sp_error_free(err);
+    return e->status;
+  }
+  *temp = true;
+  return 0;
+}
+
+/* A descriptor of the session's snapshot (snapshot_path_locked). */
 static int snapshot_fd_locked(srv *s, srv_tenant *t, const char *id, int *fd, srv_error *e) {
   srv_session *ss = srv_session_find(s, t->name, id);
   if (!ss) return srv_fail(e, 404, "invalid_request_error", "session_not_found", "", "no session '%.40s'", id);
   char path[4096];
-  if (ss->stored) {
-    srv_store_snapshot_path(s, ss, path, sizeof path);
-  } else if (ss->actor && !ss->busy) {
-    int tmp = temp_file(s, path, sizeof path);
-    if (tmp < 0) return srv_fail(e, 500, "server_error", NULL, "", "cannot make a temporary file");
-    close(tmp);
-    sp_error_t *err = sp_actor_snapshot(ss->actor, path, &(sp_snapshot_options){0}, NULL);
-    if (err) {
-      unlink(path);
-      srv_fail(e, 500, "server_error", NULL, "", "snapshot: %s", sp_error_message(err));
-      sp_error_free(err);
-      return e->status;
-    }
-  } else {
-    return srv_fail(e, 409, "invalid_request_error", "session_busy", "", "session %s is in its first turn", id);
-  }
+  bool temp;
+  if (snapshot_path_locked(s, ss, path, sizeof path, &temp, e)) return e->status;
   *fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (!ss->stored) unlink(path); /* the descriptor keeps it */
+  if (temp) unlink(path); /* the descriptor keeps it */
   return *fd < 0 ? srv_fail(e, 500, "server_error", NULL, "", "cannot open the snapshot") : 0;
 }
 
-static int export(srv *s, struct MHD_Connection *c, srv_tenant *t, const char *id) {
-  srv_error e = {0};
-  int fd = -1;
-  pthread_mutex_lock(&s->lock);
-  int rc = snapshot_fd_locked(s, t, id, &fd, &e);
-  pthread_mutex_unlock(&s->lock);
-  if (rc) return srv_http_error(s, c, &e);
+/* A descriptor of the session's KV cache as safetensors (cli_kv.h: the
+ * format of `samepage kv export`), made from its snapshot. */
+static int kv_fd_locked(srv *s, srv_tenant *t, const char *id, int *fd, srv_error *e) {
+  srv_session *ss = srv_session_find(s, t->name, id);
+  if (!ss) return srv_fail(e, 404, "invalid_request_error", "session_not_found", "", "no session '%.40s'", id);
+  char snap[4096], out[4096];
+  bool temp;
+  if (snapshot_path_locked(s, ss, snap, sizeof snap, &temp, e)) return e->status;
+  int tmp = temp_file(s, out, sizeof out);
+  if (tmp >= 0) close(tmp), unlink(out); /* sp_kv_export_file creates it anew */
+  uint32_t layers = 0, positions = 0;
+  sp_error_t *err = tmp < 0 ? sp_error_new("cannot make a temporary file") :
+                    sp_kv_export_file(snap, out, &layers, &positions);
+  if (temp) unlink(snap);
+  *fd = err ? -1 : open(out, O_RDONLY | O_CLOEXEC);
+  if (tmp >= 0) unlink(out); /* the descriptor keeps it */
+  if (err) {
+    srv_fail(e, 500, "server_error", NULL, "", "kv export: %s", sp_error_message(err));
+    sp_error_free(err);
+    return e->status;
+  }
+  return *fd < 0 ? srv_fail(e, 500, "server_error", NULL, "", "cannot open the KV export") : 0;
+}
+
+/* Replies with the file behind fd (taken) as application/octet-stream. */
+static int reply_fd(struct MHD_Connection *c, int fd) {
   struct stat st;
   struct MHD_Response *r = fstat(fd, &st) ? NULL : MHD_create_response_from_fd((uint64_t)st.st_size, fd);
   if (!r) { close(fd); return MHD_NO; }
@@ -115,6 +147,16 @@ static int export(srv *s, struct MHD_Connection *c, srv_tenant *t, const char *i
   enum MHD_Result ok = MHD_queue_response(c, 200, r);
   MHD_destroy_response(r);
   return ok;
+}
+
+static int export(srv *s, struct MHD_Connection *c, srv_tenant *t, const char *id, bool kv) {
+  srv_error e = {0};
+  int fd = -1;
+  pthread_mutex_lock(&s->lock);
+  int rc = kv ? kv_fd_locked(s, t, id, &fd, &e) : snapshot_fd_locked(s, t, id, &fd, &e);
+  pthread_mutex_unlock(&s->lock);
+  if (rc) return srv_http_error(s, c, &e);
+  return reply_fd(c, fd);
 }
 
 /* The imported actor as a new session of t; takes a. */
@@ -172,12 +214,57 @@ static int import_locked(srv *s, srv_tenant *t, const char *upload, char **body,
   return 0;
 }
 
-static int import(srv *s, struct MHD_Connection *c, srv_tenant *t, const char *upload) {
+/* POST /v1/sessions/ID/kv.safetensors: session ID's snapshot restored
+ * into a new actor, the upload's KV cache written into it (as `samepage kv
+ * import`), adopted as a new session of t holding ID's first positions. */
+static int import_kv_locked(srv *s, srv_tenant *t, const char *id, const char *upload, char **body, srv_error *e) {
+  srv_session *base = srv_session_find(s, t->name, id);
+  if (!base) return srv_fail(e, 404, "invalid_request_error", "session_not_found", "", "no session '%.40s'", id);
+  uint8_t *file = NULL;
+  size_t len = 0;
+  sp_error_t *err = sp_read_regular(upload, SP_OPEN_NONEMPTY, &file, &len);
+  if (err) {
+    srv_fail(e, 400, "invalid_request_error", "invalid_kv", "", "the KV cache: %s", sp_error_message(err));
+    sp_error_free(err);
+    return e->status;
+  }
+  char snap[4096];
+  bool temp = false;
+  sp_actor_t *a = NULL;
+  int rc = snapshot_path_locked(s, base, snap, sizeof snap, &temp, e) ||
+           srv_session_make_room(s, base->bytes ? base->bytes : s->fresh_bytes, e);
+  if (!rc && (err = srv_engine_restore(s, snap, &a))) {
+    rc = srv_fail(e, 500, "server_error", NULL, "", "cannot restore session %s: %s", id, sp_error_message(err));
+    sp_error_free(err), err = NULL;
+  }
+  uint32_t old_n = 0, n_pos = 0;
+  if (!rc) err = sp_kv_import_actor(a, snap, file, len, &old_n, &n_pos);
+  if (!rc && !err && n_pos > old_n)
+    err = sp_error_new("the file holds %u positions; session %s holds %u (the token ids come from it)", n_pos, id,
+                       old_n);
+  if (!rc && err) rc = srv_fail(e, 400, "invalid_request_error", "invalid_kv", "", "not a KV cache this session can "
+                                "take: %s", sp_error_message(err));
+  sp_error_free(err);
+  if (temp) unlink(snap);
+  free(file);
+  if (rc) {
+    sp_actor_free(a);
+    return e->status;
+  }
+  srv_session *ss = NULL;
+  if (adopt_locked(s, t, a, &ss, e)) return e->status;
+  srv_session_trim(s);
+  *body = srv_json_session(ss);
+  return 0;
+}
+
+static int import(srv *s, struct MHD_Connection *c, srv_tenant *t, const char *id, const char *upload) {
   srv_error e = {0};
   char *body = NULL;
   pthread_mutex_lock(&s->lock);
-  int rc = upload ? import_locked(s, t, upload, &body, &e)
-                  : srv_fail(&e, 500, "server_error", NULL, "", "the upload was not kept");
+  int rc = !upload ? srv_fail(&e, 500, "server_error", NULL, "", "the upload was not kept")
+           : id    ? import_kv_locked(s, t, id, upload, &body, &e)
+                   : import_locked(s, t, upload, &body, &e);
   pthread_mutex_unlock(&s->lock);
   if (rc) return srv_http_error(s, c, &e);
   return body ? srv_http_reply(c, 200, "application/json", body, NULL) : MHD_NO;
@@ -202,7 +289,7 @@ int srv_sessions_route(srv *s, struct MHD_Connection *c, srv_tenant *t, const ch
   const char *rest = url + strlen("/v1/sessions");
   if (!*rest) {
     if (!strcmp(method, "GET")) return list(s, c, t);
-    if (!strcmp(method, "POST")) return import(s, c, t, upload);
+    if (!strcmp(method, "POST")) return import(s, c, t, NULL, upload);
     return wrong_method(s, c, method, "GET or POST");
   }
   const char *id = rest + 1, *slash = strchr(id, '/');
@@ -215,7 +302,12 @@ int srv_sessions_route(srv *s, struct MHD_Connection *c, srv_tenant *t, const ch
     if (!strcmp(method, "DELETE")) return delete(s, c, t, name);
     return wrong_method(s, c, method, "GET or DELETE");
   }
+  if (!strcmp(slash, "/kv.safetensors")) {
+    if (!strcmp(method, "GET")) return export(s, c, t, name, true);
+    if (!strcmp(method, "POST")) return import(s, c, t, name, upload);
+    return wrong_method(s, c, method, "GET or POST");
+  }
   if (strcmp(slash, "/snapshot")) return not_found(s, c, name);
   if (strcmp(method, "GET")) return wrong_method(s, c, method, "GET");
-  return export(s, c, t, name);
+  return export(s, c, t, name, false);
 }

@@ -11,6 +11,11 @@
  *   DELETE /v1/sessions/ID              the session and its snapshot files
  *   GET    /v1/sessions/ID/snapshot     its snapshot (sp_actor_snapshot's
  *                                       format): the last finished turn
+ *   GET    /v1/sessions/ID/kv.safetensors  its KV cache (`samepage kv
+ *                                       export`'s format, cli/cli_kv.h)
+ *   POST   /v1/sessions/ID/kv.safetensors  the body's KV cache written into
+ *                                       a copy of ID (`samepage kv import`),
+ *                                       a new session; a bad file is 400
  * Another tenant's session is 404, as one that does not exist, so ids do
  * not leak; one in use by a request is 409.
  */

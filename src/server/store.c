@@ -214,7 +214,9 @@ static long tmp_pid(const char *name) {
  * "<id>.<gen>.snap" written but never named by the index, the temporary
  * of a snapshot whose writer is gone, an import's body. */
 static bool left_over(const char *name, bool (*keep)(void *arg, const char *name), void *arg) {
-  if (!strcmp(name, "index.json.tmp") || !strncmp(name, "samepage-upload-", 16)) return true;
+  if (!strcmp(name, "index.json.tmp") || !strncmp(name, "samepage-upload-", 16) ||
+      !strncmp(name, "samepage-serve-", 15)) /* an export's temporary (sessions_api.c) */
+    return true;
   long pid = tmp_pid(name);
   if (pid > 0) return pid != (long)getpid() && kill((pid_t)pid, 0) && errno == ESRCH;
   const char *dot = strchr(name, '.');

@@ -141,6 +141,9 @@ int srv_stream_start(srv *s, struct MHD_Connection *c, srv_request *r) {
   MHD_add_response_header(resp, "x-samepage-prefilled-tokens", prefilled);
   MHD_add_response_header(resp, "x-samepage-session", st->turn.session_id);
   MHD_add_response_header(resp, "X-Session-Id", st->turn.session_id);
+  char template[24];
+  snprintf(template, sizeof template, "%s %u", st->turn.template ? st->turn.template : "", st->turn.template_tokens);
+  if (st->turn.template) MHD_add_response_header(resp, "x-samepage-template", template);
   enum MHD_Result rc = MHD_queue_response(c, MHD_HTTP_OK, resp);
   MHD_destroy_response(resp);
   return rc;

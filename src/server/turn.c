@@ -8,6 +8,7 @@
 
 #include "core/clock.h"
 #include "server/engine.h"
+#include "server/template.h"
 
 /* Prompt tokens and max_tokens against the context. */
 static int check_room(srv_turn *t, srv_error *e) {
@@ -22,21 +23,66 @@ static int check_room(srv_turn *t, srv_error *e) {
   return 0;
 }
 
+/* The tokens a chat prompt starting with a system message shares with
+ * that system message rendered alone: the part a template can hold (0:
+ * none, templates are off, or the request names its session). */
+static uint32_t system_prefix(srv_turn *t) {
+  srv *s = t->s;
+  const srv_request *r = t->req;
+  if (!r->chat || !s->cfg.sessions_dir || s->cfg.max_templates <= 0 || r->session_id[0] || r->input_len < 8 ||
+      strcmp(r->input, "system"))
+    return 0;
+  size_t pair = 7 + strlen(r->input + 7) + 1; /* "system\0" content "\0" */
+  int32_t *ids = NULL;
+  uint32_t n = 0, common = 0;
+  srv_error ignored = {0};
+  if (pair > r->input_len || srv_engine_render(s->scratch, r->input, pair, 0, &ids, &n, &ignored)) return 0;
+  while (common < n && common < t->n_prompt && ids[common] == t->prompt[common]) common++;
+  free(ids);
+  return common < t->n_prompt ? common : 0; /* the rest of the prompt is never empty */
+}
+
+/* A new conversation with a system prompt: a miss prefills the prefix
+ * alone and keeps it as the tenant's template (before the request's
+ * sampling goes in: a template is a fresh actor plus the prefix; llm_sync
+ * refills the sampler's window from the cache, so how the prefix got there
+ * does not show). */
+static int make_template(srv_turn *t, uint32_t prefix, srv_error *e) {
+  uint32_t done = 0;
+  if (srv_engine_sync(t->session->actor, t->prompt, prefix, &done, e)) return e->status;
+  srv_template_add(t->s, t->req->tenant->name, t->session->actor, t->prompt, prefix);
+  return 0;
+}
+
 /* Under the lock: tokens, session, sampling, prefill. */
 static int begin_locked(srv_turn *t, srv_error *e) {
   srv *s = t->s;
   srv_request *r = t->req;
   if (srv_engine_render(s->scratch, r->input, r->input_len, r->chat ? 0 : 1, &t->prompt, &t->n_prompt, e) ||
-      check_room(t, e) ||
-      srv_session_acquire(s, r->tenant->name, r->session_id, t->prompt, t->n_prompt, &t->session, e))
+      check_room(t, e))
+    return e->status;
+  uint32_t prefix = system_prefix(t);
+  srv_template *tpl = prefix ? srv_template_find(s, r->tenant->name, t->prompt, prefix) : NULL;
+  char from[4200] = "";
+  if (tpl) srv_template_path(s, tpl, "snap", from, sizeof from);
+  if (srv_session_acquire(s, r->tenant->name, r->session_id, t->prompt, t->n_prompt, tpl ? from : NULL, &t->session,
+                          e))
     return e->status;
   snprintf(t->session_id, sizeof t->session_id, "%s", t->session->id);
   t->old_prompt_end = t->session->prompt_end;
+  bool created = t->session->prompt_end == 0 && t->session->n_tokens == 0;
   sp_actor_t *a = t->session->actor;
+  if (created && prefix && !tpl && make_template(t, prefix, e)) return e->status;
   if (srv_engine_sampling(a, r->sampling, r->sampling_len, e) ||
       srv_engine_logprobs_on(a, r->logprobs, r->top_logprobs, e) ||
       srv_engine_sync(a, t->prompt, t->n_prompt, &t->prefilled, e))
     return e->status;
+  if (created && prefix) {
+    bool hit = tpl && t->prefilled + prefix == t->n_prompt;
+    if (!tpl) t->prefilled += prefix; /* make_template prefilled it */
+    t->template = hit ? "hit" : "miss", t->template_tokens = prefix;
+    srv_metrics_template(&s->metrics, hit, hit ? prefix : 0);
+  }
   /* The cache now holds exactly the prompt. */
   t->session->n_tokens = 0;
   for (uint32_t i = 0; i < t->n_prompt; i++)

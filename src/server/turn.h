@@ -28,6 +28,9 @@ typedef struct srv_turn {
   int32_t *prompt;        /* [n_prompt] the request's tokens */
   uint32_t n_prompt, prefilled;
   uint32_t old_prompt_end;  /* the session's before this turn (rollback) */
+  const char *template;   /* a new conversation with a system prompt: "hit" (started from the tenant's
+                             template, template.h) or "miss" (one made); else NULL */
+  uint32_t template_tokens; /* the system prompt's tokens (the template's) */
   srv_token_logprobs *lp; /* [n_lp] when req->logprobs */
   size_t n_lp, cap_lp;
   uint32_t n_generated;   /* tokens sampled, the end-of-turn one left out */

@@ -189,7 +189,7 @@ def test_slowloris(make_server):
         more = [socket.create_connection((url.hostname, url.port)) for _ in range(2)]
         for sock in more:
             sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
-        time.sleep(0.2)
+        time.sleep(1.0)  # accepted and counted, even on a loaded machine
         over = socket.create_connection((url.hostname, url.port))
         over.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
         assert closed_by_server(over, 5)
@@ -239,7 +239,7 @@ def test_header_deadline(make_server):
     conn.close()
     assert srv.metric("samepage_header_timeouts_total") == 2
     # A request that takes longer than the deadline, its headers on time, is not cut.
-    r = post(srv, {"messages": [{"role": "user", "content": "Write a long story."}], "max_tokens": 300,
+    r = post(srv, {"messages": [{"role": "user", "content": "Write a long story."}], "max_tokens": 900,
                    "stop": ["never-ever"]})
     assert r.status_code == 200, r.text
     if r.json()["choices"][0]["finish_reason"] == "length":
