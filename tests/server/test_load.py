@@ -36,7 +36,11 @@ def server_args():
     # One tenant (no key file) with all 16 streams in flight at once. A
     # stream holds its slot until the server has freed it, a moment after
     # the client read [DONE]: hence twice as many slots as clients.
-    return ["--max-live", str(CLIENTS), "--max-concurrent-per-tenant", str(2 * CLIENTS)]
+    # SP_SERVE_ISOLATION=process (CTest test_serve_load_isolated): each
+    # conversation's actor computes in its own worker process.
+    isolation = os.environ.get("SP_SERVE_ISOLATION")
+    return ["--max-live", str(CLIENTS), "--max-concurrent-per-tenant", str(2 * CLIENTS)] + \
+        (["--isolation", isolation] if isolation else [])
 
 
 def texts(results):

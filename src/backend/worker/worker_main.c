@@ -10,14 +10,32 @@
  * come with the handshake, and the backend it creates is told it serves
  * one actor (sp_backend_options.worker_process).
  */
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
+#include <unistd.h>
 
 #include "backend/worker/wire.h"
 #include "backend/worker/worker.h"
+
+/* Never outlive the host. PR_SET_PDEATHSIG would fire when the *thread*
+ * that spawned this worker ends (in a server, the connection thread that
+ * started a conversation, long before the host), so a thread watches for
+ * the host process itself to go: this process is then handed to another
+ * parent. A host that dies while the worker waits on the socket is also
+ * seen there (end of file). */
+static pid_t host_pid;
+
+static void *watch_host(void *unused) {
+  (void)unused;
+  for (;;) {
+    if (getppid() != host_pid) _exit(0);
+    usleep(200 * 1000);
+  }
+  return NULL;
+}
 
 int main(int argc, char **argv) {
   if (argc == 2 && !strcmp(argv[1], "--version")) {
@@ -31,7 +49,9 @@ int main(int argc, char **argv) {
             SP_WIRE_VERSION);
     return 2;
   }
-  prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the host */
+  host_pid = getppid();
+  pthread_t watcher;
+  if (pthread_create(&watcher, NULL, watch_host, NULL) == 0) pthread_detach(watcher);
   signal(SIGINT, SIG_IGN);          /* a terminal's Ctrl-C is the host's to handle */
   signal(SIGPIPE, SIG_IGN);
   return sp_worker_serve((int)sock);
