@@ -357,13 +357,23 @@ EXPORT(llm_prompt) int32_t llm_prompt(uint32_t len, uint32_t mode) {
   return (int32_t)n;
 }
 
+/* Whether the gathered candidates agree with the forward list's own
+ * argmax: every index a token, the best one the argmax (they pick alike
+ * unless the row holds NaN). A backend that got them wrong costs a read of
+ * the whole row, never a wrong token. */
+static bool candidates_consistent(const llm_state *st) {
+  for (uint32_t i = 0; i < st->top_n; i++)
+    if (st->top_ids[i] < 0 || (uint32_t)st->top_ids[i] >= G.model.hp.n_vocab) return false;
+  return G.best && st->top_ids[0] == *G.best;
+}
+
 /* The next token: the forward list's argmax when the sampler would pick it
  * anyway (greedy), else the sampler over the candidates the list gathered,
  * else over the logits, read back first. -1 on failure (G.error says why). */
 static int32_t next_token(void) {
   const llm_state *st = &G.model.st;
   if (G.best && llm_sampler_keeps_argmax(&G.sampler, *G.best)) return *G.best;
-  if (G.candidates_ready)
+  if (G.candidates_ready && candidates_consistent(st))
     return llm_sampler_sample_candidates(&G.sampler, st->top_ids, st->top_values, (int32_t)st->top_n,
                                          st->recent_values);
   if (llm_logits_read(&G.model, G.logits, 1, G.error, sizeof G.error)) return -1;
