@@ -18,6 +18,7 @@ set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"; cd "$root"
 out="${OUT:-$root/device-out}/actors"; mkdir -p "$out"
 b="$(cd "${SP_BIN:-build}" && pwd)"; sp=$b/samepage; m=${SP_SHARE_MODEL:-/tmp/smol-q4_1.gguf}
+export LD_LIBRARY_PATH="$b:${LD_LIBRARY_PATH:-}" # the server libraries packed beside the binaries
 export PATH=/usr/local/cuda/bin:$PATH
 t_start=$(date +%s); elapsed() { echo $(( $(date +%s) - t_start )); }
 summary=(); add() { summary+=("$*"); echo "== [$(elapsed)s] $*"; }

@@ -17,6 +17,7 @@ set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"; cd "$root"
 out="${OUT:-$root/device-out}"; mkdir -p "$out/logs"
 b="$(cd "${SP_BIN:-build}" && pwd)"; lib=$b/libsamepage_cuda.so; sp=$b/samepage; mdir=/tmp/sp-models; mkdir -p $mdir
+export LD_LIBRARY_PATH="$b:${LD_LIBRARY_PATH:-}" # the server libraries packed beside the binaries
 export PATH=/usr/local/cuda/bin:$PATH
 t_start=$(date +%s); elapsed() { echo $(( $(date +%s) - t_start )); }
 deadline=${SP_DEADLINE:-560}; lcp_deadline=${LLAMA_BUILD_DEADLINE:-400}

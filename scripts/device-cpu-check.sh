@@ -28,6 +28,7 @@ if [[ "${1:-}" == stash ]]; then
   mkdir -p $parts && cp "$2" $parts/ && ls -la $parts; exit $?
 fi
 b="$(cd "${SP_BIN:-build}" && pwd)"
+export LD_LIBRARY_PATH="$b:${LD_LIBRARY_PATH:-}" # the server libraries packed beside the binaries
 model="${SP_TEST_MODEL:-/tmp/sp-model.gguf}"
 want_sha=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
 if [[ ! -r "$model" && -n "${SP_MODEL_PARTS:-}" ]]; then

@@ -16,6 +16,7 @@ set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"; cd "$root"
 out="${OUT:-$root/device-out}/isolation"; mkdir -p "$out"
 b="$(cd "${SP_BIN:-build}" && pwd)"; sp=$b/samepage; mdir=/tmp/sp-models; mkdir -p $mdir
+export LD_LIBRARY_PATH="$b:${LD_LIBRARY_PATH:-}" # the server libraries packed beside the binaries
 export PATH=/usr/local/cuda/bin:$PATH SP_WORKER_EXE=$b/samepage-worker
 t_start=$(date +%s); elapsed() { echo $(( $(date +%s) - t_start )); }
 deadline=${SP_DEADLINE:-540}

@@ -10,6 +10,7 @@ set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"; cd "$root"
 out="${OUT:-$root/device-out}"; mkdir -p "$out"
 b="$(cd "${SP_BIN:-build}" && pwd)"; export PATH=/usr/local/cuda/bin:$PATH
+export LD_LIBRARY_PATH="$b:${LD_LIBRARY_PATH:-}" # the server libraries packed beside the binaries
 preset=${1:-llama-3.2-1b}; type=${2:-q8_0}; model=/tmp/sp-prof-$preset-$type.gguf
 
 build_lib() { scripts/build-cuda-lib.sh /tmp/libsamepage_cuda.so $out/ptxas.txt; }

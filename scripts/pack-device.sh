@@ -25,6 +25,10 @@ else
   done
   for g in llm test_hostile test_grow test_mapsum test_repeat_lists; do cp "$build/guests/$g.wasm" "$stage/guests/"; done
 fi
+# The server's libraries (libmicrohttpd, jansson) are not on the GPU machine:
+# they travel beside the binaries, which the device scripts find through
+# LD_LIBRARY_PATH=$SP_BIN.
+for lib in $(ldd "$build/samepage" | awk '/libmicrohttpd|libjansson/ {print $3}'); do cp -L "$lib" "$stage/"; done
 strip "$stage"/samepage "$stage"/test_* "$stage"/cpu_table
 ((cpu_only)) || strip "$stage"/samepage-worker "$stage"/synth_gguf "$stage"/backend_parity
 tar cJf "$out" -C "$stage" .
