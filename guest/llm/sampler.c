@@ -257,7 +257,10 @@ static bool penalties_on(const llm_sampler *s) {
 
 int32_t llm_sampler_candidates_wanted(const llm_sampler *s, int32_t max_m) {
   const llm_sampler_params *p = &s->params;
-  int32_t k = p->temperature <= 0.0f ? 1 : p->top_k;
+  /* Greedy reads the list's argmax; only when a penalty could move it
+   * (rare: the argmax is a recent token) does it read the row, which costs
+   * less than a TOPK on every step. */
+  int32_t k = p->temperature <= 0.0f ? 0 : p->top_k;
   if (k <= 0) return 0;
   int64_t m = (int64_t)k + (penalties_on(s) ? p->repeat_last_n : 0);
   return m <= max_m && m <= s->vocab ? (int32_t)m : 0;

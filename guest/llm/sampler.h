@@ -68,9 +68,9 @@ int32_t llm_sampler_sample(llm_sampler *s, float *logits);
  * it and the recent tokens. The guest then reads some hundred numbers a
  * token instead of the whole vocabulary.
  *
- * The m the path needs (top_k + the recent window, 1 + the window when
- * greedy), or 0 when it does not apply: no top-k truncation, or m above
- * max_m or the vocabulary. */
+ * The m the path needs (top_k + the recent window), or 0 when it does not
+ * apply: greedy (the list's argmax serves, sampler.c says why), no top-k
+ * truncation, or m above max_m or the vocabulary. */
 int32_t llm_sampler_candidates_wanted(const llm_sampler *s, int32_t max_m);
 const int32_t *llm_sampler_recent_rows(const llm_sampler *s);
 int32_t llm_sampler_recent_count(const llm_sampler *s);
