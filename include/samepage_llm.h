@@ -12,6 +12,7 @@
 #ifndef SAMEPAGE_LLM_H
 #define SAMEPAGE_LLM_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define SP_LLM_PIECE_MAX 512
@@ -24,5 +25,15 @@ typedef struct sp_llm_step {
 } sp_llm_step;
 
 _Static_assert(sizeof(sp_llm_step) == 12 + SP_LLM_PIECE_MAX, "sp_llm_step has no padding");
+
+/* The record at guest address `addr` (llm_next's i32 result) of a memory of
+ * `size` bytes at `base`, or NULL when it does not lie inside it, is
+ * misaligned, or claims more text than it holds. */
+static inline const sp_llm_step *sp_llm_step_at(const uint8_t *base, size_t size, int64_t addr) {
+  uint64_t at = (uint32_t)addr; /* an i32 result: addresses past 2 GiB come back negative */
+  if (at == 0 || at % 4 || at + sizeof(sp_llm_step) > size) return NULL;
+  const sp_llm_step *step = (const sp_llm_step *)(base + at);
+  return step->piece_len <= SP_LLM_PIECE_MAX ? step : NULL;
+}
 
 #endif /* SAMEPAGE_LLM_H */

@@ -50,9 +50,8 @@ static sp_error_t *time_steps(sp_actor_t *a, int n, double *ms) {
     sp_error_t *err = sp_cli_call(a, "llm_next", 0, 0, 0, &addr);
     if (err) return err;
     sp_actor_memory(a, &base, &size);
-    addr = (uint32_t)addr;
-    if (addr == 0 || (uint64_t)addr + sizeof(sp_llm_step) > size) return sp_error_new("step %d: no step record", i);
-    const sp_llm_step *step = (const sp_llm_step *)(base + addr);
+    const sp_llm_step *step = sp_llm_step_at(base, size, addr);
+    if (!step) return sp_error_new("step %d: no step record", i);
     if (step->token < 0) return sp_error_new("step %d failed", i);
   }
   *ms = sp_now_ms() - t0;

@@ -307,10 +307,7 @@ static sp_error_t *next_step(sp_actor_t *actor, const sp_llm_step **out) {
   uint8_t *base;
   size_t size;
   sp_actor_memory(actor, &base, &size);
-  addr = (uint32_t)addr; /* an i32 result */
-  const sp_llm_step *step = (const sp_llm_step *)(base + addr);
-  bool inside = addr > 0 && addr % 4 == 0 && (uint64_t)addr + sizeof *step <= size;
-  *out = inside && step->piece_len <= SP_LLM_PIECE_MAX ? step : NULL;
+  *out = sp_llm_step_at(base, size, addr);
   return NULL;
 }
 

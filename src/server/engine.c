@@ -129,13 +129,11 @@ int srv_engine_step(sp_actor_t *a, int32_t *token, bool *done, const char **piec
   int64_t addr = 0;
   sp_error_t *err = call(a, "llm_next", 0, 0, 0, &addr);
   if (err) return runtime_fail(err, e, "decode");
-  addr = (uint32_t)addr;
   uint8_t *base;
   size_t size;
   sp_actor_memory(a, &base, &size);
-  const sp_llm_step *step = (const sp_llm_step *)(base + addr);
-  if (addr == 0 || addr % 4 || (uint64_t)addr + sizeof *step > size || step->piece_len > SP_LLM_PIECE_MAX)
-    return srv_fail(e, 500, "server_error", NULL, "", "the guest's step record is corrupt");
+  const sp_llm_step *step = sp_llm_step_at(base, size, addr);
+  if (!step) return srv_fail(e, 500, "server_error", NULL, "", "the guest's step record is corrupt");
   if (step->token < 0) return guest_fail(a, e, 500, "decode");
   *token = step->token, *done = step->turn_done != 0;
   *piece = (const char *)step->piece, *piece_len = step->piece_len;
