@@ -116,28 +116,42 @@ static uint64_t next_random(uint64_t *state) {
   return z ^ (z >> 31);
 }
 
+static bool penalties_on(const llm_sampler *s) {
+  const llm_sampler_params *p = &s->params;
+  return p->repeat_last_n > 0 && (p->repeat_penalty != 1.0f || p->presence_penalty != 0.0f || p->frequency_penalty != 0.0f);
+}
+
+/* The penalised logit of the recent token at ring slot i, whose raw logit is
+ * raw: repetition (divide a positive logit, multiply a negative one), then
+ * frequency (per occurrence in the window) and presence; false when the
+ * slot is not its token's first, or the token is out of range (each
+ * distinct token is penalised once). */
+static bool penalised(const llm_sampler *s, int32_t i, float raw, float *out) {
+  int32_t id = s->recent[i];
+  if (id < 0 || id >= s->vocab) return false;
+  for (int32_t j = 0; j < i; j++)
+    if (s->recent[j] == id) return false;
+  float frequency = s->params.frequency_penalty, penalty = s->params.repeat_penalty;
+  int32_t count = 1;
+  for (int32_t j = i + 1; frequency != 0.0f && j < s->n_recent; j++) count += s->recent[j] == id;
+  float l = raw > 0 ? raw / penalty : raw * penalty;
+  *out = l - ((float)count * frequency + s->params.presence_penalty);
+  return true;
+}
+
 /* Penalises tokens seen recently, as llama.cpp does (divide positive
  * logits, multiply negative ones), each distinct token once, in place:
  * their old values go to s->saved for restore_penalty. Copying a 128k
  * vocabulary's logits instead would cost more than the argmax. Returns the
  * number of values saved. */
 static int32_t apply_penalty(llm_sampler *s, float *logits) {
-  float penalty = s->params.repeat_penalty;
-  float presence = s->params.presence_penalty, frequency = s->params.frequency_penalty;
   int32_t n = 0;
-  if (penalty == 1.0f && presence == 0.0f && frequency == 0.0f) return 0;
-  for (int32_t i = 0; i < s->n_recent; i++) {
+  for (int32_t i = 0; penalties_on(s) && i < s->n_recent; i++) {
     int32_t id = s->recent[i];
-    if (id < 0 || id >= s->vocab) continue;
-    bool seen = false;
-    for (int32_t j = 0; j < i && !seen; j++) seen = s->recent[j] == id;
-    if (seen) continue;
-    int32_t count = 1; /* occurrences in the window, for the frequency penalty */
-    for (int32_t j = i + 1; frequency != 0.0f && j < s->n_recent; j++) count += s->recent[j] == id;
-    float *l = &logits[id];
-    s->saved[n] = *l, s->saved_ids[n++] = id;
-    *l = *l > 0 ? *l / penalty : *l * penalty;
-    *l -= (float)count * frequency + presence;
+    float l;
+    if (id < 0 || id >= s->vocab || !penalised(s, i, logits[id], &l)) continue;
+    s->saved[n] = logits[id], s->saved_ids[n++] = id;
+    logits[id] = l;
   }
   return n;
 }
@@ -250,11 +264,6 @@ int32_t llm_sampler_sample(llm_sampler *s, float *logits) {
 
 /* ---- the candidates path ---- */
 
-static bool penalties_on(const llm_sampler *s) {
-  const llm_sampler_params *p = &s->params;
-  return p->repeat_last_n > 0 && (p->repeat_penalty != 1.0f || p->presence_penalty != 0.0f || p->frequency_penalty != 0.0f);
-}
-
 int32_t llm_sampler_candidates_wanted(const llm_sampler *s, int32_t max_m) {
   const llm_sampler_params *p = &s->params;
   /* Greedy reads the list's argmax; only when a penalty could move it
@@ -268,22 +277,6 @@ int32_t llm_sampler_candidates_wanted(const llm_sampler *s, int32_t max_m) {
 
 const int32_t *llm_sampler_recent_rows(const llm_sampler *s) { return s->recent_rows; }
 int32_t llm_sampler_recent_count(const llm_sampler *s) { return s->params.repeat_last_n ? s->params.repeat_last_n : 1; }
-
-/* The penalised logit of the recent token at ring slot i, whose raw logit is
- * raw (apply_penalty's arithmetic); false when it is not the first slot of
- * its token or out of range (counted once, as there). */
-static bool penalised(const llm_sampler *s, int32_t i, float raw, float *out) {
-  int32_t id = s->recent[i];
-  if (id < 0 || id >= s->vocab) return false;
-  for (int32_t j = 0; j < i; j++)
-    if (s->recent[j] == id) return false;
-  float frequency = s->params.frequency_penalty, penalty = s->params.repeat_penalty;
-  int32_t count = 1;
-  for (int32_t j = i + 1; frequency != 0.0f && j < s->n_recent; j++) count += s->recent[j] == id;
-  float l = raw > 0 ? raw / penalty : raw * penalty;
-  *out = l - ((float)count * frequency + s->params.presence_penalty);
-  return true;
-}
 
 int32_t llm_sampler_sample_candidates(llm_sampler *s, const int32_t *ids, const float *values, int32_t m,
                                       const float *recent_values) {
