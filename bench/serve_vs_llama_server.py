@@ -64,6 +64,8 @@ better (theirs/ours for latencies, ours/theirs for throughput).
     bench/serve_vs_llama_server.py                       # defaults
     bench/serve_vs_llama_server.py --repeats 5 --parts a,b
     bench/serve_vs_llama_server.py --quick               # 1 repeat, smaller
+    bench/serve_vs_llama_server.py --backend cuda --llama-server BIN   # on a GPU:
+        samepage serve --backend cuda against a CUDA llama-server with -ngl 999
 
 llama-server: built by `scripts/build-llamacpp.sh --server` (run it, or pass
 --build-peer to have this script run it, or --llama-server BIN).
@@ -418,7 +420,7 @@ def part_a_samepage(a, work, rep):
     d = tempfile.mkdtemp(prefix=f"sp-a{rep}-", dir=work)
     sessions = os.path.join(d, "sessions")
     srv = Server("samepage", a.samepage, a.model, d,
-                 ["--backend", "cpu", "--sessions", sessions, "--max-live", "1", "--ctx", str(a.ctx)])
+                 ["--backend", a.backend, "--sessions", sessions, "--max-live", "1", "--ctx", str(a.ctx)])
     out = {}
     H = history(a.history_tokens)
     try:
@@ -455,13 +457,18 @@ def part_a_samepage(a, work, rep):
     return out
 
 
+def llama_device_args(a):
+    """llama-server's threads, and with --backend cuda every layer on the GPU."""
+    threads = ["-t", str(a.threads), "-tb", str(a.threads)]
+    return threads + (["-ngl", "999"] if a.backend == "cuda" else [])
+
+
 def part_a_llama(a, work, rep):
     d = tempfile.mkdtemp(prefix=f"ll-a{rep}-", dir=work)
     slots = os.path.join(d, "slots")
     os.makedirs(slots)
     srv = Server("llama", a.llama_server, a.model, d,
-                 ["-t", str(a.threads), "-tb", str(a.threads), "-c", str(a.ctx), "-np", "1",
-                  "--slot-save-path", slots, "--no-webui"])
+                 llama_device_args(a) + ["-c", str(a.ctx), "-np", "1", "--slot-save-path", slots, "--no-webui"])
     out = {}
     H = history(a.history_tokens)
     try:
@@ -576,15 +583,14 @@ def part_b(a, kind, work, rep, levels):
     d = tempfile.mkdtemp(prefix=f"{kind}-b{rep}-", dir=work)
     top = max(levels)
     if kind == "samepage":
-        args = ["--backend", "cpu", "--max-live", str(top), "--ctx", str(a.ctx),
+        args = ["--backend", a.backend, "--max-live", str(top), "--ctx", str(a.ctx),
                 "--max-concurrent-per-tenant", str(4 * top)]
         if not a.b_memory_only:
             args += ["--sessions", os.path.join(d, "sessions")]
         srv = Server("samepage", a.samepage, a.model, d, args)
     else:
         srv = Server("llama", a.llama_server, a.model, d,
-                     ["-t", str(a.threads), "-tb", str(a.threads), "-c", str(a.ctx), "-np", str(top),
-                      "--kv-unified", "--no-webui"])
+                     llama_device_args(a) + ["-c", str(a.ctx), "-np", str(top), "--kv-unified", "--no-webui"])
     out = []
     try:
         srv.start()
@@ -688,6 +694,8 @@ def main():
     ap.add_argument("--llama-server", default=DEFAULT_LLAMA_SERVER)
     ap.add_argument("--build-peer", action="store_true", help="run scripts/build-llamacpp.sh --server first")
     ap.add_argument("--model", default=DEFAULT_MODEL)
+    ap.add_argument("--backend", choices=["cpu", "cuda"], default="cpu",
+                    help="samepage serve --backend; with cuda llama-server gets -ngl 999 (a CUDA build)")
     ap.add_argument("--threads", type=int, default=2, help="llama-server -t/-tb (samepage uses every online CPU)")
     ap.add_argument("--ctx", type=int, default=4096)
     ap.add_argument("--parts", default="a,b")
@@ -809,11 +817,12 @@ def main():
                      "wait_quiet_s": a.wait_quiet,
                      "b_samepage_sessions_on_disk": not a.b_memory_only,
                      "page_cache_dropped_before_restore": not a.keep_page_cache,
-                     "samepage_args_a": "serve --backend cpu --sessions DIR --max-live 1 --ctx CTX",
-                     "llama_args_a": f"-t {a.threads} -tb {a.threads} -c CTX -np 1 --slot-save-path DIR --no-webui",
-                     "samepage_args_b": "serve --backend cpu --max-live 16 --ctx CTX --max-concurrent-per-tenant 64"
+                     "backend": a.backend,
+                     "samepage_args_a": f"serve --backend {a.backend} --sessions DIR --max-live 1 --ctx CTX",
+                     "llama_args_a": " ".join(llama_device_args(a)) + " -c CTX -np 1 --slot-save-path DIR --no-webui",
+                     "samepage_args_b": f"serve --backend {a.backend} --max-live 16 --ctx CTX --max-concurrent-per-tenant 64"
                                         + ("" if a.b_memory_only else " --sessions DIR"),
-                     "llama_args_b": f"-t {a.threads} -tb {a.threads} -c CTX -np 16 --kv-unified --no-webui"},
+                     "llama_args_b": " ".join(llama_device_args(a)) + " -c CTX -np 16 --kv-unified --no-webui"},
         "part_a_runs": a_runs, "part_b_runs": b_runs,
     }
     path = a.json or os.path.join(ROOT, "bench", "results", f"{started:%Y-%m-%d}-serve-vs-llama-server.json")

@@ -12,6 +12,8 @@ import requests
 EXE = os.environ.get("SAMEPAGE_EXE", "samepage")
 MODEL = os.environ.get("SP_TEST_MODEL", "")
 CTX = 1024
+# SP_SERVE_BACKEND=cuda: the same tests on the GPU (scripts/device-serve-check.sh runs test_load.py so)
+BACKEND = os.environ.get("SP_SERVE_BACKEND", "cpu")
 
 
 class Server:
@@ -24,7 +26,7 @@ class Server:
 
     def start(self):
         log = self.tmp / f"serve-{time.monotonic_ns()}.log"
-        args = [EXE, "serve", "--model", MODEL, "--port", "0", "--backend", "cpu", "--ctx", str(CTX)]
+        args = [EXE, "serve", "--model", MODEL, "--port", "0", "--backend", BACKEND, "--ctx", str(CTX)]
         if self.sessions:
             args += ["--sessions", str(self.sessions)]
         self.log = log
