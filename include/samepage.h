@@ -86,6 +86,13 @@ typedef struct sp_runtime_options {
                                no environment variable itself: a program that
                                honours SP_* variables passes
                                sp_knobs_from_env's result here */
+  uint32_t batch_window_us; /* cross-actor batching (docs/BATCHING.md): lists
+                               that actors submit within this many
+                               microseconds of each other run as one batch
+                               where their shapes match, each with the bits
+                               it would get alone. 0 = off. Only backends with
+                               a batching layer (the CPU, isolation "none")
+                               batch; elsewhere it is ignored */
 } sp_runtime_options;
 
 /* Creates a runtime. opts may be NULL for defaults. On success the caller
@@ -129,6 +136,14 @@ struct sp_runtime_stats {
                                 no device memory (CPU) */
   uint64_t device_used_bytes;  /* bytes of device memory in use now, by every process */
   uint64_t device_total_bytes; /* bytes of device memory in all */
+  /* Cross-actor batching (sp_runtime_options.batch_window_us): */
+  bool batching;             /* a batcher is running (the rest are 0 if not) */
+  uint64_t batch_rounds;     /* rounds its leaders ran */
+  uint64_t batch_lists;      /* lists that went through it */
+  uint64_t batches;          /* groups of two or more lists run as one */
+  uint64_t batched_lists;    /* lists that ran in such a group */
+  uint64_t batch_largest;    /* most lists one round took */
+  double batch_wait_ms;      /* time leaders waited for company, in all */
 };
 
 /* Fills *out with the runtime's statistics (struct sp_runtime_stats). Both

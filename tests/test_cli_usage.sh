@@ -56,6 +56,8 @@ valued["bench prefill"]="--tokens --runs --batch --model --backend"
 flags["bench prefill"]="--same-actor --json"
 valued["bench decode"]="--depths --tokens --runs --batch --model --backend"
 flags["bench decode"]="--sampled --sample-full --json"
+valued["bench batch"]="--actors --tokens --prompt-tokens --window-us --model --backend"
+flags["bench batch"]="--check --json"
 valued["bench soak"]="--actors --seconds --ctx --bound --model"
 flags["bench soak"]="--json"
 valued[serve]="-m --model --host --port --backend --isolation --sessions --max-live --ctx --max-body --api-keys
@@ -63,7 +65,7 @@ valued[serve]="-m --model --host --port --backend --isolation --sessions --max-l
   --max-connections-per-ip --max-templates"
 flags[serve]=""
 commands=("run" "serve" "exec" "kv export" "kv import" "bench zerocopy" "bench snapshot" "bench actors" "bench prefill"
-          "bench decode" "bench soak")
+          "bench decode" "bench batch" "bench soak")
 # Positional arguments after an unknown option, so that only the option is wrong.
 declare -A rest
 rest[exec]="guest.wasm"; rest["kv export"]="a.snap b.safetensors"; rest["kv import"]="a.snap b.safetensors c.snap"

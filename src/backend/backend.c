@@ -26,6 +26,10 @@ sp_error_t *sp_backend_check(const sp_backend *be) {
   sp_error_t *err = check_version(name, "core", i->version, SP_BACKEND_CORE_VERSION);
   if (!err && be->memory) err = check_version(name, "memory", be->memory->version, SP_BACKEND_MEMORY_VERSION);
   if (!err && be->sharing) err = check_version(name, "sharing", be->sharing->version, SP_BACKEND_SHARING_VERSION);
+  if (!err && be->batching)
+    err = check_version(name, "batching", be->batching->version, SP_BACKEND_BATCHING_VERSION);
+  if (!err && be->batching && !be->batching->submit_batch)
+    err = sp_error_new("backend %s: its batching interface has no submit_batch", name);
   if (err) return err;
   if (!i->name || !i->adopt || !i->supports || !i->submit || !i->release)
     return sp_error_new("backend %s: its core interface lacks a required slot (name, adopt, supports, submit, release)",
@@ -134,6 +138,22 @@ sp_residency_stats sp_backend_residency(const sp_backend *be) {
 bool sp_backend_device_memory(const sp_backend *be, uint64_t *used, uint64_t *total) {
   *used = *total = 0;
   return be && memory_of(be)->device_memory && memory_of(be)->device_memory(be->ctx, used, total);
+}
+
+/* ---- layer 4: several bindings' lists as one ---- */
+
+bool sp_backend_batches(const sp_backend *be) { return be && be->batching; }
+
+void sp_backend_submit_batch(sp_backend *be, sp_batch_item *items, uint32_t n) {
+  if (be->batching) {
+    be->batching->submit_batch(be->ctx, items, n);
+    return;
+  }
+  for (uint32_t a = 0; a < n; a++) {
+    sp_batch_item *it = &items[a];
+    it->err = sp_backend_submit(be, it->binding, it->cmds, it->count, it->same);
+    if (!it->err) it->err = sp_backend_wait(be, it->binding);
+  }
 }
 
 /* ---- layer 3: device memory shared across processes ---- */

@@ -52,6 +52,7 @@
 #define SP_BACKEND_CORE_VERSION 2    /* struct sp_backend_i (2: submit says "same list") */
 #define SP_BACKEND_MEMORY_VERSION 1  /* struct sp_backend_memory_i */
 #define SP_BACKEND_SHARING_VERSION 1 /* struct sp_backend_sharing_i */
+#define SP_BACKEND_BATCHING_VERSION 1 /* struct sp_backend_batching_i */
 
 /* The memory a backend binding computes on: guest address a is base + a. */
 typedef struct sp_memory_view {
@@ -258,6 +259,39 @@ struct sp_backend_sharing_i {
   sp_error_t *(*derived_import)(void *ctx, void *binding, const sp_derived_desc *desc, int fd);
 };
 
+/* ---- layer 4 (optional): several actors' lists run as one ----
+ *
+ * The runtime's batcher (runtime/batcher.c) gathers lists that actors
+ * submit at about the same time and hands them over together. */
+
+/* The most lists one submit_batch call gets. */
+#define SP_BATCH_MAX 64
+
+/* One actor's validated list in a batch. */
+typedef struct sp_batch_item {
+  void *binding;       /* the actor's binding */
+  const sp_cmd *cmds;  /* its validated commands (host memory) */
+  uint32_t count;
+  bool same;           /* as submit()'s `same` */
+  sp_error_t *err;     /* out: this list's error, NULL when it all ran */
+} sp_batch_item;
+
+struct sp_backend_batching_i {
+  /* SP_BACKEND_BATCHING_VERSION; checked when the backend is registered. */
+  uint32_t version;
+  /* Runs items[0..n) (n <= SP_BATCH_MAX, distinct bindings), each list in
+   * its own order, and returns when all have finished (wait() is not
+   * needed after it). Promises, whatever the lists hold:
+   *  - isolation: a list reads and writes only its own binding's memory
+   *    and scratch; an error in one list ends that list alone;
+   *  - batch invariance: every byte a list writes is what submit() of that
+   *    list alone would write, bit for bit, whatever the other lists and
+   *    their data.
+   * The saving comes from lists of the same shape (the batcher groups them
+   * so): the same op at each index, products against the same weights. */
+  void (*submit_batch)(void *ctx, sp_batch_item *items, uint32_t n);
+};
+
 /* A backend instance: its core by value, its optional layers (static
  * tables, NULL when absent) and its private context. */
 typedef struct sp_backend {
@@ -265,6 +299,7 @@ typedef struct sp_backend {
   const struct sp_backend_memory_i *memory;   /* NULL: none (the CPU) */
   const struct sp_backend_sharing_i *sharing; /* NULL: none */
   void *ctx;
+  const struct sp_backend_batching_i *batching; /* NULL: none (lists run one by one) */
 } sp_backend;
 
 /* ---- constructors ---- */
@@ -328,6 +363,11 @@ sp_error_t *sp_backend_grow(sp_backend *be, void *binding, const sp_memory_view 
 bool sp_backend_supports(sp_backend *be, const sp_cmd *cmd);
 sp_error_t *sp_backend_submit(sp_backend *be, void *binding, const sp_cmd *cmds, uint32_t count, bool same);
 sp_error_t *sp_backend_wait(sp_backend *be, void *binding);
+/* Whether be runs several bindings' lists as one (layer 4). */
+bool sp_backend_batches(const sp_backend *be);
+/* Runs a batch (layer 4); without that layer each item is submitted and
+ * waited for in turn. Each item's err is set. */
+void sp_backend_submit_batch(sp_backend *be, sp_batch_item *items, uint32_t n);
 void *sp_backend_device_base(sp_backend *be, void *binding, const sp_memory_view *adopted);
 void sp_backend_release(sp_backend *be, void *binding);
 void sp_backend_free(sp_backend *be);

@@ -101,6 +101,9 @@ int sp_cli_bench_decode(int argc, char **argv);
 /* `samepage bench prefill` (cli_bench_prefill.c). */
 int sp_cli_bench_prefill(int argc, char **argv);
 
+/* `samepage bench batch` (cli_bench_batch.c). */
+int sp_cli_bench_batch(int argc, char **argv);
+
 
 /* The value in kB of `key:` in a /proc file such as /proc/self/status;
  * -1 when absent. */

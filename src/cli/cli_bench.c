@@ -192,6 +192,7 @@ static void bench_usage(FILE *out) {
           "  actors     memory of many LLM actors sharing one model\n"
           "  prefill    prompt processing speed, as llama-bench's pp test\n"
           "  decode     token generation after a cache filled to given depths, as llama-bench's tg -d\n"
+          "  batch      many conversations at once, cross-actor batching off and on (bit-exact check)\n"
           "  soak       memory soak: actors generating for a long time; fails if memory grows\n");
 }
 
@@ -204,7 +205,7 @@ static void zerocopy_usage(FILE *out) {
           "Exit status 1 when pointer identity or the guest-checked matmul fails.\n");
 }
 
-static const char *const bench_names[] = {"zerocopy", "snapshot", "actors", "prefill", "decode", "soak", NULL};
+static const char *const bench_names[] = {"zerocopy", "snapshot", "actors", "prefill", "decode", "batch", "soak", NULL};
 static const char *const zerocopy_flags[] = {"--json", NULL}, *const zerocopy_valued[] = {"--backend", NULL};
 
 /* `samepage bench zerocopy`; its name may also follow its options. */
@@ -228,7 +229,7 @@ static int bench_zerocopy(int argc, char **argv) {
     else if (!strcmp(arg, "--backend")) backend = val;
   }
   if (!named) {
-    fprintf(stderr, "samepage bench: missing the benchmark: zerocopy, snapshot, actors, prefill, decode or soak\n");
+    fprintf(stderr, "samepage bench: missing the benchmark: zerocopy, snapshot, actors, prefill, decode, batch or soak\n");
     bench_usage(stderr);
     return SP_EXIT_USAGE;
   }
@@ -251,6 +252,7 @@ int sp_cli_bench(int argc, char **argv) {
   if (!strcmp(which, "soak")) return sp_cli_bench_soak(argc - 1, argv + 1);
   if (!strcmp(which, "prefill")) return sp_cli_bench_prefill(argc - 1, argv + 1);
   if (!strcmp(which, "decode")) return sp_cli_bench_decode(argc - 1, argv + 1);
+  if (!strcmp(which, "batch")) return sp_cli_bench_batch(argc - 1, argv + 1);
   if (!strcmp(which, "help") || sp_cli_is_help(which)) {
     bench_usage(stdout);
     return 0;

@@ -94,6 +94,7 @@ static sp_error_t *run_staged_cmd(sp_actor_t *actor, const sp_cmd *orig) {
 /* same: cmds are the list of the binding's last successful submit. */
 static sp_error_t *run_validated(sp_actor_t *actor, const sp_cmd *cmds, uint32_t count, bool same, bool staged) {
   sp_backend *be = actor->rt->backend;
+  if (!staged && actor->rt->batcher) return sp_batcher_run(actor->rt->batcher, actor->binding, cmds, count, same);
   if (!staged) {
     sp_error_t *err = sp_backend_submit(be, actor->binding, cmds, count, same);
     return err ? err : sp_backend_wait(be, actor->binding);

@@ -69,6 +69,10 @@ sp_error_t *sp_runtime_new(const sp_runtime_options *opts, sp_runtime_t **out) {
   pthread_mutex_init(&rt->poll_helper_lock, NULL);
   sp_region_registry_init(&rt->regions, alignment);
   sp_error_t *err = pick_backend(rt, opts);
+  /* Batching needs the backend's batching layer: a worker-process backend
+   * has none (lists of different workers never meet), nor has CUDA yet. */
+  if (!err && opts->batch_window_us && sp_backend_batches(rt->backend))
+    err = sp_batcher_new(rt->backend, opts->batch_window_us, &rt->batcher);
   if (!err) err = sp_wasm_engine_new(&rt->regions, &rt->engine);
   /* After the engine, so our SIGBUS handler runs before Wasmtime's and
    * chains to it for faults that are not a shrunken mapped file. */
@@ -89,6 +93,7 @@ void sp_runtime_free(sp_runtime_t *rt) {
   if (rt->wasi_linker) wasmtime_linker_delete(rt->wasi_linker);
   if (rt->poll_helper) wasmtime_module_delete(rt->poll_helper);
   if (rt->engine) wasm_engine_delete(rt->engine);
+  sp_batcher_free(rt->batcher);
   sp_backend_free(rt->backend);
   sp_region_registry_deinit(&rt->regions);
   pthread_mutex_destroy(&rt->poll_helper_lock);
@@ -136,5 +141,11 @@ sp_error_t *sp_runtime_stats(const sp_runtime_t *rt, struct sp_runtime_stats *ou
   uint64_t used = 0, total = 0;
   full.device_known = sp_backend_device_memory(rt->backend, &used, &total);
   if (full.device_known) full.device_used_bytes = used, full.device_total_bytes = total;
+  if (rt->batcher) {
+    sp_batcher_stats bs;
+    sp_batcher_stats_get(rt->batcher, &bs);
+    full.batching = true, full.batch_rounds = bs.rounds, full.batch_lists = bs.lists, full.batches = bs.batches;
+    full.batched_lists = bs.batched_lists, full.batch_largest = bs.largest_round, full.batch_wait_ms = bs.wait_ms;
+  }
   return sp_stats_fill(out, &full, sizeof full, RUNTIME_STATS_V1_SIZE, "sp_runtime_stats");
 }

@@ -15,6 +15,7 @@
 #include "runtime/memory_creator.h"
 #include "samepage.h"
 #include "runtime/actor_limits.h"
+#include "runtime/batcher.h"
 #include "core/list_cache.h"
 #include "core/list_work.h"
 #include "core/validate.h"
@@ -36,6 +37,7 @@ struct sp_runtime {
   uint32_t max_cmds;
   bool no_file_maps;             /* knobs: SP_NO_FILE_MAPS (abi_blob.c) */
   sp_ticker *ticker;             /* epoch ticker for time limits (actor_limits.c), lazy */
+  sp_batcher *batcher;           /* cross-actor batching (batcher.h); NULL: off */
 };
 
 struct sp_actor {

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "backend/cpu/activations.h"
+#include "backend/cpu/cpu_batch.h"
 #include "backend/cpu/cpu_exec.h"
 #include "backend/cpu/llm_ops.h"
 #include "core/error.h"
@@ -86,53 +87,42 @@ static bool cpu_supports(void *ctx, const sp_cmd *cmd) { return supports_with(((
 
 bool sp_cpu_supports(const sp_cmd *cmd) { return supports_with(sp_cpu_kernels_select(NULL), cmd); }
 
-/* Runs one validated command. */
-static sp_error_t *cpu_run(const sp_cpu_exec *ex, const sp_cmd *cmd) {
-  switch (cmd->op) {
-  case SP_OP_NOP: return NULL;
-  case SP_OP_MATMUL: return sp_cpu_matmul(ex, cmd);
-  case SP_OP_ADD:
-  case SP_OP_MUL:
-  case SP_OP_SCALE: sp_cpu_elementwise(ex, cmd); return NULL;
-  case SP_OP_RMSNORM: sp_cpu_rmsnorm(ex, cmd); return NULL;
-  case SP_OP_SOFTMAX: sp_cpu_softmax(ex, cmd); return NULL;
-  case SP_OP_SWIGLU: sp_cpu_swiglu(ex, cmd); return NULL;
-  case SP_OP_GEGLU: sp_cpu_geglu(ex, cmd); return NULL;
-  case SP_OP_SOFTCAP: sp_cpu_softcap(ex, cmd); return NULL;
-  case SP_OP_ROPE: sp_cpu_rope(ex, cmd); return NULL;
-  case SP_OP_GET_ROWS: return sp_cpu_get_rows(ex, cmd);
-  case SP_OP_SET_ROWS: return sp_cpu_set_rows(ex, cmd);
-  case SP_OP_COPY: sp_cpu_copy(ex, cmd); return NULL;
-  case SP_OP_ARGMAX: sp_cpu_argmax(ex, cmd); return NULL;
-  case SP_OP_TOPK: sp_cpu_topk(ex, cmd); return NULL;
-  case SP_OP_ATTENTION: return sp_cpu_attention(ex, cmd);
-  default: return sp_error_new("op %u is not supported", cmd->op);
-  }
-}
-
-/* The error of a command whose scratch request went over the budget (the
- * op's own "out of scratch memory" error is replaced). */
-static sp_error_t *over_budget(const sp_cpu_scratch *s, const sp_cmd *cmd, sp_error_t *err) {
-  char msg[256];
-  const sp_op_rule *rule = sp_op_rule_get(cmd->op);
-  sp_budget_scratch_message(rule ? rule->name : "op", s->refused, s->budget ? s->budget : SP_CPU_SCRATCH_BUDGET, msg,
-                            sizeof msg);
-  sp_error_free(err);
-  return sp_error_with_status(SP_E_LIMIT, "%s", msg);
-}
-
 static sp_error_t *cpu_submit(void *ctx, void *binding, const sp_cmd *cmds, uint32_t count, bool same) {
   sp_cpu_ctx *c = ctx;
   sp_cpu_binding *b = binding;
+  (void)same;
   sp_cpu_exec ex = {.base = b->view.base, .pool = c->pool, .kern = c->kern, .scratch = &b->scratch};
   for (uint32_t i = 0; i < count; i++) {
-    b->scratch.refused = 0;
-    sp_error_t *err = cpu_run(&ex, &cmds[i]);
-    if (err && b->scratch.refused) err = over_budget(&b->scratch, &cmds[i], err);
-    if (err) return sp_error_wrap(err, "cpu: cmd[%u]", i);
+    sp_error_t *err = sp_cpu_run_one(&ex, &cmds[i], i);
+    if (err) return err;
   }
   return NULL;
 }
+
+/* ---- layer 4: several actors' lists in lockstep (cpu_batch.c) ---- */
+
+static void cpu_submit_batch(void *ctx, sp_batch_item *items, uint32_t n) {
+  sp_cpu_ctx *c = ctx;
+  sp_cpu_exec exs[SP_BATCH_MAX];
+  const sp_cmd *lists[SP_BATCH_MAX];
+  uint32_t counts[SP_BATCH_MAX];
+  for (uint32_t start = 0; start < n; start += SP_BATCH_MAX) {
+    uint32_t k = n - start < SP_BATCH_MAX ? n - start : SP_BATCH_MAX;
+    for (uint32_t a = 0; a < k; a++) {
+      sp_cpu_binding *b = items[start + a].binding;
+      exs[a] = (sp_cpu_exec){.base = b->view.base, .pool = c->pool, .kern = c->kern, .scratch = &b->scratch};
+      lists[a] = items[start + a].cmds, counts[a] = items[start + a].count;
+    }
+    sp_error_t *errs[SP_BATCH_MAX];
+    sp_cpu_run_lockstep(exs, lists, counts, k, errs);
+    for (uint32_t a = 0; a < k; a++) items[start + a].err = errs[a];
+  }
+}
+
+static const struct sp_backend_batching_i cpu_batching = {
+    .version = SP_BACKEND_BATCHING_VERSION,
+    .submit_batch = cpu_submit_batch,
+};
 
 static void cpu_release(void *ctx, void *binding) {
   sp_cpu_binding *b = binding;
@@ -181,6 +171,7 @@ sp_error_t *sp_backend_cpu_new_simd(unsigned threads, const char *simd, sp_backe
   be->iface = cpu_iface;
   be->memory = NULL;
   be->sharing = NULL;
+  be->batching = &cpu_batching;
   be->ctx = c;
   *out = be;
   return NULL;

@@ -15,7 +15,7 @@
  */
 #include <string.h>
 
-#include "backend/cpu/cpu_exec.h"
+#include "backend/cpu/matmul.h"
 #include "core/dtype.h"
 
 #define SP_MM_M_TILE 64                /* activation rows per tile (multiple of 4) */
@@ -23,18 +23,6 @@
 #define SP_MM_TILE_MAX_BYTES (256 << 10) /* weights of one tile, to stay in L2 */
 #define SP_MM_QUANT_MIN_BYTES (64 << 10) /* activation bytes per quantize task */
 
-typedef struct sp_matmul_job {
-  sp_dot_fn dot;
-  sp_gemm_fn gemm; /* the table's block of products, for prompts; NULL: dot */
-  int64_t k, n, m;
-  const uint8_t *w; /* weight rows, w_stride apart */
-  size_t w_stride;
-  const uint8_t *x; /* f32 rows or sp_q8_act rows, x_stride apart */
-  size_t x_stride;
-  uint8_t *d; /* f32 rows of N, d_stride apart */
-  size_t d_stride;
-  int64_t n_tile, m_tile, tiles_n;
-} sp_matmul_job;
 
 typedef struct sp_quantize_job {
   void (*quantize)(const float *x, sp_q8_act *y, int64_t k);
@@ -118,9 +106,9 @@ static uint32_t matmul_plan(const sp_cpu_exec *ex, sp_matmul_job *j, uint64_t ro
   return (uint32_t)(j->tiles_n * tiles_m);
 }
 
-sp_error_t *sp_cpu_matmul(const sp_cpu_exec *ex, const sp_cmd *cmd) {
+sp_error_t *sp_cpu_matmul_prepare(const sp_cpu_exec *ex, const sp_cmd *cmd, sp_matmul_job *j) {
   const sp_tensor *w = &cmd->src[0], *x = &cmd->src[1], *d = &cmd->dst;
-  sp_matmul_job j = {
+  *j = (sp_matmul_job){
       .dot = ex->kern->dot[w->dtype],
       .k = w->ne[0],
       .n = w->ne[1],
@@ -132,14 +120,17 @@ sp_error_t *sp_cpu_matmul(const sp_cpu_exec *ex, const sp_cmd *cmd) {
       .d = ex->base + d->offset,
       .d_stride = d->nb[0],
   };
-  if (!j.dot) return sp_error_new("matmul: no %s kernel", sp_dtype_name(w->dtype));
+  if (!j->dot) return sp_error_new("matmul: no %s kernel", sp_dtype_name(w->dtype));
   /* decode (M = 1) streams each weight row once: the dot's single row wins */
-  if (j.m > 1) j.gemm = ex->kern->gemm[w->dtype];
-  if (sp_cpu_is_quantized(w->dtype)) {
-    sp_error_t *err = matmul_quantize(ex, &j);
-    if (err) return err;
-  }
-  uint64_t row_bytes = sp_dtype_row_bytes(sp_dtype_get(w->dtype), (uint64_t)j.k);
+  if (j->m > 1) j->gemm = ex->kern->gemm[w->dtype];
+  return sp_cpu_is_quantized(w->dtype) ? matmul_quantize(ex, j) : NULL;
+}
+
+sp_error_t *sp_cpu_matmul(const sp_cpu_exec *ex, const sp_cmd *cmd) {
+  sp_matmul_job j;
+  sp_error_t *err = sp_cpu_matmul_prepare(ex, cmd, &j);
+  if (err) return err;
+  uint64_t row_bytes = sp_dtype_row_bytes(sp_dtype_get(cmd->src[0].dtype), (uint64_t)j.k);
   uint32_t tasks = matmul_plan(ex, &j, row_bytes);
   sp_threadpool_run(ex->pool, tasks, matmul_task, &j);
   return NULL;

@@ -19,6 +19,8 @@ set(SP_CPU_BACKEND_SOURCES
   ${CMAKE_CURRENT_LIST_DIR}/kernels_select.c
   ${CMAKE_CURRENT_LIST_DIR}/llm_ops.c
   ${CMAKE_CURRENT_LIST_DIR}/matmul.c
+  ${CMAKE_CURRENT_LIST_DIR}/matmul_batch.c
+  ${CMAKE_CURRENT_LIST_DIR}/cpu_batch.c
   ${CMAKE_CURRENT_LIST_DIR}/threadpool.c)
 # Every kernel table must compute the same bits (kernels.h, "Numerics
 # contract"): a multiply-add is fused only where the source says so
