@@ -273,6 +273,10 @@ typedef struct sp_batch_item {
   const sp_cmd *cmds;  /* its validated commands (host memory) */
   uint32_t count;
   bool same;           /* as submit()'s `same` */
+  const uint64_t *weight_keys; /* NULL, or one per command: nonzero for a
+                          product whose weights the runtime proved to be the
+                          same bytes as every other item's product with the
+                          same key (range_identity.h); 0 unknown */
   sp_error_t *err;     /* out: this list's error, NULL when it all ran */
 } sp_batch_item;
 
@@ -288,7 +292,9 @@ struct sp_backend_batching_i {
    *    list alone would write, bit for bit, whatever the other lists and
    *    their data.
    * The saving comes from lists of the same shape (the batcher groups them
-   * so): the same op at each index, products against the same weights. */
+   * so): the same op at each index, products against the same weights.
+   * Products of several items with one nonzero weight key may read the
+   * weights of any one of them: the runtime proved the bytes equal. */
   void (*submit_batch)(void *ctx, sp_batch_item *items, uint32_t n);
 };
 

@@ -13,8 +13,14 @@
  * digest of its whole memory at the end, run among the others with
  * batching, equal the same conversation run alone; and a snapshot actor 0
  * took halfway, while batched, restored into a fresh actor with no
- * batching, continues with the same tokens. Exit status 1 on a difference,
- * or when nothing ran batched although several actors decoded together.
+ * batching, continues with the same tokens; and, with N > 1, isolation
+ * against a tampering neighbour: actor 0 overwrites bytes of its mapped
+ * weights (as a hostile guest may: its mapping is private) before
+ * decoding, and every other actor, batched beside it, must still get
+ * exactly its tokens and memory of the untampered run (the runtime must
+ * not count actor 0's weights as the others' any more). Exit status 1 on
+ * a difference, or when nothing ran batched although several actors
+ * decoded together.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -46,6 +52,7 @@ typedef struct conversation {
   const batch_args *args;
   int index;                  /* its prompt and seed */
   const char *snapshot_path;  /* non-NULL: snapshot here after half the tokens */
+  bool tamper;                /* overwrite a page of its mapped weights before decoding */
   pthread_barrier_t *start;   /* every actor loaded before anyone decodes */
   int32_t tokens[MAX_TOKENS];
   double step_ms[MAX_TOKENS];
@@ -95,6 +102,29 @@ static sp_error_t *decode(sp_actor_t *a, conversation *c, int from, int to) {
   return NULL;
 }
 
+/* Overwrites bytes of one page of the model inside the actor's memory,
+ * found by its content (the page at the middle of the file), as a guest
+ * writing to its own weights would. */
+static sp_error_t *tamper_weights(sp_actor_t *a, const char *model) {
+  uint8_t page[4096];
+  FILE *f = fopen(model, "rb");
+  if (!f) return sp_error_new("tamper: cannot open %s", model);
+  fseek(f, 0, SEEK_END);
+  long at = ftell(f) / 2 / 4096 * 4096;
+  bool got = fseek(f, at, SEEK_SET) == 0 && fread(page, 1, sizeof page, f) == sizeof page;
+  fclose(f);
+  if (!got) return sp_error_new("tamper: cannot read %s", model);
+  uint8_t *base;
+  size_t size;
+  sp_actor_memory(a, &base, &size);
+  for (size_t off = 0; off + sizeof page <= size; off += sizeof page) {
+    if (memcmp(base + off, page, sizeof page)) continue;
+    memset(base + off + 512, 0x77, 1024);
+    return NULL;
+  }
+  return sp_error_new("tamper: the model's middle page is not in the actor's memory");
+}
+
 static uint64_t memory_digest(sp_actor_t *a) {
   uint8_t *base;
   size_t size;
@@ -107,6 +137,7 @@ static void *run_conversation(void *arg) {
   sp_actor_t *a = NULL;
   c->err = new_actor(c, &a);
   if (!c->err) c->err = prefill(a, c->index, c->args->prompt_tokens);
+  if (!c->err && c->tamper) c->err = tamper_weights(a, c->args->model);
   if (c->start) pthread_barrier_wait(c->start); /* an actor that failed still takes part */
   int half = c->args->tokens / 2;
   c->t_first = sp_now_ms();
@@ -121,7 +152,7 @@ static void *run_conversation(void *arg) {
 
 /* N conversations at once on a runtime with the given window (0: off). */
 static sp_error_t *run_together(const batch_args *d, int first, int n, uint32_t window_us, const char *snapshot_path,
-                                conversation *cs, struct sp_runtime_stats *stats) {
+                                bool tamper_first, conversation *cs, struct sp_runtime_stats *stats) {
   sp_runtime_options ro = {.backend = d->backend, .knobs = sp_cli_knobs(), .batch_window_us = window_us};
   sp_runtime_t *rt = NULL;
   sp_error_t *err = sp_runtime_new(&ro, &rt);
@@ -131,7 +162,7 @@ static sp_error_t *run_together(const batch_args *d, int first, int n, uint32_t 
   pthread_t th[MAX_ACTORS];
   for (int i = 0; i < n; i++) {
     cs[i] = (conversation){.rt = rt, .args = d, .index = first + i, .start = &start,
-                           .snapshot_path = i ? NULL : snapshot_path};
+                           .snapshot_path = i ? NULL : snapshot_path, .tamper = !i && tamper_first};
     pthread_create(&th[i], NULL, run_conversation, &cs[i]);
   }
   for (int i = 0; i < n; i++) pthread_join(th[i], NULL);
@@ -176,7 +207,7 @@ static sp_error_t *count_mismatches(const batch_args *d, const conversation *cs,
   for (int i = 0; i < n; i++) {
     conversation alone;
     struct sp_runtime_stats st;
-    sp_error_t *err = run_together(d, cs[i].index, 1, 0, NULL, &alone, &st);
+    sp_error_t *err = run_together(d, cs[i].index, 1, 0, NULL, false, &alone, &st);
     if (err) return err;
     bool same = alone.digest == cs[i].digest && !memcmp(alone.tokens, cs[i].tokens, sizeof(int32_t) * (size_t)d->tokens);
     if (!same) fprintf(stderr, "samepage bench batch: conversation %d among %d differs from its lone run\n", i, n);
@@ -204,6 +235,24 @@ static sp_error_t *check_resume(const batch_args *d, const conversation *c0, con
   return err;
 }
 
+/* The batched run again, actor 0 tampering with its weights: the others
+ * must equal the untampered run (cs) exactly. */
+static sp_error_t *check_tampering(const batch_args *d, const conversation *cs, int n, int *mismatches) {
+  conversation *again = calloc((size_t)n, sizeof *again);
+  if (!again) return sp_error_new("out of memory");
+  struct sp_runtime_stats st;
+  sp_error_t *err = run_together(d, 0, n, d->window_us, NULL, true, again, &st);
+  for (int i = 1; i < n && !err; i++) {
+    bool same = again[i].digest == cs[i].digest &&
+                !memcmp(again[i].tokens, cs[i].tokens, sizeof(int32_t) * (size_t)d->tokens);
+    if (!same) fprintf(stderr, "samepage bench batch: conversation %d changed when actor 0 tampered with its weights\n", i);
+    *mismatches += !same;
+  }
+  if (!err && again[0].digest == cs[0].digest) err = sp_error_new("tamper: actor 0's memory did not change");
+  free(again);
+  return err;
+}
+
 static sp_error_t *measure_count(const batch_args *d, int n, count_row *row) {
   conversation *cs = calloc((size_t)n, sizeof *cs);
   if (!cs) return sp_error_new("out of memory");
@@ -213,11 +262,11 @@ static sp_error_t *measure_count(const batch_args *d, int n, count_row *row) {
   struct sp_runtime_stats st;
   *row = (count_row){.actors = n, .mismatches = -1};
   sp_error_t *err = fd < 0 ? sp_error_new("cannot create a temporary snapshot file") : NULL;
-  if (!err) err = run_together(d, 0, n, 0, NULL, cs, &st);
+  if (!err) err = run_together(d, 0, n, 0, NULL, false, cs, &st);
   if (!err) {
     row->tok_s_off = aggregate_tok_s(cs, n, d->tokens);
     step_percentiles(cs, n, d->tokens, &row->p50_off, &row->p99_off);
-    err = run_together(d, 0, n, d->window_us, d->check ? path : NULL, cs, &st);
+    err = run_together(d, 0, n, d->window_us, d->check ? path : NULL, false, cs, &st);
   }
   if (!err) {
     row->tok_s_on = aggregate_tok_s(cs, n, d->tokens);
@@ -233,6 +282,7 @@ static sp_error_t *measure_count(const batch_args *d, int n, count_row *row) {
       row->mismatches++;
     }
   }
+  if (!err && d->check && n > 1) err = check_tampering(d, cs, n, &row->mismatches);
   if (fd >= 0) unlink(path);
   free(cs);
   return err;

@@ -36,6 +36,15 @@ static bool reserve_cmds(sp_actor_t *actor, uint32_t count) {
   return true;
 }
 
+static bool reserve_keys(sp_actor_t *actor, uint32_t count) {
+  if (count <= actor->weight_keys_cap) return true;
+  uint64_t *grown = realloc(actor->weight_keys, (size_t)count * sizeof *grown);
+  if (!grown) return false;
+  actor->weight_keys = grown;
+  actor->weight_keys_cap = count;
+  return true;
+}
+
 /* ---- the staged (copy) path, kept to measure what zero-copy saves ---- */
 
 typedef struct staging {
@@ -91,10 +100,24 @@ static sp_error_t *run_staged_cmd(sp_actor_t *actor, const sp_cmd *orig) {
 
 /* ---- the common path ---- */
 
+/* Through the batcher. Where company is likely, the list's weights are
+ * proven first (range_identity.h), so that actors mapping one model share
+ * one read of each weight; the proof is this actor's own memory, made in
+ * its own thread while nothing else touches that memory. */
+static sp_error_t *run_batched(sp_actor_t *actor, const sp_cmd *cmds, uint32_t count, bool same) {
+  sp_runtime_t *rt = actor->rt;
+  const uint64_t *keys = NULL;
+  if (rt->pagemap_fd >= 0 && sp_batcher_expects_company(rt->batcher) && reserve_keys(actor, count)) {
+    sp_list_weight_identities(&actor->blobs, actor->region, rt->pagemap_fd, cmds, count, actor->weight_keys);
+    keys = actor->weight_keys;
+  }
+  return sp_batcher_run(rt->batcher, actor->binding, cmds, count, same, keys);
+}
+
 /* same: cmds are the list of the binding's last successful submit. */
 static sp_error_t *run_validated(sp_actor_t *actor, const sp_cmd *cmds, uint32_t count, bool same, bool staged) {
   sp_backend *be = actor->rt->backend;
-  if (!staged && actor->rt->batcher) return sp_batcher_run(actor->rt->batcher, actor->binding, cmds, count, same);
+  if (!staged && actor->rt->batcher) return run_batched(actor, cmds, count, same);
   if (!staged) {
     sp_error_t *err = sp_backend_submit(be, actor->binding, cmds, count, same);
     return err ? err : sp_backend_wait(be, actor->binding);

@@ -167,6 +167,7 @@ void sp_actor_free(sp_actor_t *actor) {
   sp_blob_table_close(&actor->blobs);
   sp_annotation_table_free(&actor->annotations);
   free(actor->cmds);
+  free(actor->weight_keys);
   sp_list_cache_free(&actor->list_cache);
   free(actor);
 }

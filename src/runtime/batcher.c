@@ -157,8 +157,17 @@ static void lead_round(sp_batcher *b) {
   pthread_cond_broadcast(&b->finished);
 }
 
-sp_error_t *sp_batcher_run(sp_batcher *b, void *binding, const sp_cmd *cmds, uint32_t count, bool same) {
-  request r = {.item = {.binding = binding, .cmds = cmds, .count = count, .same = same}, .shape = list_shape(cmds, count)};
+bool sp_batcher_expects_company(sp_batcher *b) {
+  pthread_mutex_lock(&b->mu);
+  bool likely = b->expected > 1 || b->queued > 0 || b->leading;
+  pthread_mutex_unlock(&b->mu);
+  return likely;
+}
+
+sp_error_t *sp_batcher_run(sp_batcher *b, void *binding, const sp_cmd *cmds, uint32_t count, bool same,
+                           const uint64_t *weight_keys) {
+  request r = {.item = {.binding = binding, .cmds = cmds, .count = count, .same = same, .weight_keys = weight_keys},
+               .shape = list_shape(cmds, count)};
   pthread_mutex_lock(&b->mu);
   if (b->tail) b->tail->next = &r;
   else b->head = &r;

@@ -36,8 +36,16 @@ void sp_batcher_free(sp_batcher *b);
 
 /* Runs one validated list of binding, alone or in a batch, and returns
  * once it has run (and been waited for): its own error, or NULL. Called
- * from any thread, one list per binding at a time. */
-sp_error_t *sp_batcher_run(sp_batcher *b, void *binding, const sp_cmd *cmds, uint32_t count, bool same);
+ * from any thread, one list per binding at a time. weight_keys: NULL or
+ * one per command (sp_batch_item), borrowed until the call returns. */
+sp_error_t *sp_batcher_run(sp_batcher *b, void *binding, const sp_cmd *cmds, uint32_t count, bool same,
+                           const uint64_t *weight_keys);
+
+/* Whether a list submitted now will likely have company (the previous
+ * round ran several, or lists are queued): worth proving its weights'
+ * identities (a lone actor skips that cost; a wrong guess only costs the
+ * sharing of one round, never correctness). */
+bool sp_batcher_expects_company(sp_batcher *b);
 
 void sp_batcher_stats_get(sp_batcher *b, sp_batcher_stats *out);
 

@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include "core/hash64.h"
+#include "core/validate.h"
+#include "core/written_pages.h"
 #include "snapshot/snapshot.h"
 
 /* Distinguishes these identities from any other use of sp_hash64. */
@@ -83,4 +85,43 @@ uint64_t sp_range_identity(const sp_blob_table *table, const sp_region *region, 
   bool proved = m->read ? equal_to_file(blob->fd, file_offset, region->base + addr, len)
                         : mapping_untouched(region, addr, len);
   return proved ? sp_blob_bytes_identity(blob, file_offset, len) : 0;
+}
+
+/* A mapped range's proof, made once per list. */
+typedef struct map_proof {
+  const sp_blob_mapping *map;
+  uint64_t identity; /* of the whole range; 0: not proven */
+} map_proof;
+
+static uint64_t prove_map(const sp_blob_table *table, const sp_region *region, int pagemap_fd,
+                          const sp_blob_mapping *m) {
+  if (m->read || m->handle < 0 || m->handle >= table->count) return 0;
+  if (sp_written_any(pagemap_fd, region->base, m->guest_addr, m->length)) return 0;
+  return sp_blob_bytes_identity(&table->blobs[m->handle], m->file_offset, m->length);
+}
+
+void sp_list_weight_identities(const sp_blob_table *table, const sp_region *region, int pagemap_fd,
+                               const sp_cmd *cmds, uint32_t count, uint64_t *keys) {
+  map_proof proofs[16];
+  int n_proofs = 0;
+  char ignored[8];
+  bool changed = sp_blob_changed(table, ignored, sizeof ignored);
+  for (uint32_t i = 0; i < count; i++) {
+    keys[i] = 0;
+    const sp_tensor *w = &cmds[i].src[0];
+    if (changed || cmds[i].op != SP_OP_MATMUL) continue;
+    uint64_t len = sp_tensor_extent(w);
+    if (len == 0 || w->offset > region->committed || len > region->committed - w->offset) continue;
+    const sp_blob_mapping *m = covering_map(table, w->offset, len);
+    if (!m) continue;
+    int p = 0;
+    while (p < n_proofs && proofs[p].map != m) p++;
+    if (p == n_proofs) {
+      if (n_proofs == (int)(sizeof proofs / sizeof proofs[0])) continue; /* more ranges than we track: unproven */
+      proofs[n_proofs++] = (map_proof){m, prove_map(table, region, pagemap_fd, m)};
+    }
+    if (!proofs[p].identity) continue;
+    uint64_t parts[5] = {proofs[p].identity, w->offset - m->guest_addr, len, w->dtype, w->nb[0]};
+    keys[i] = sp_hash64_of(parts, sizeof parts) | 1;
+  }
 }

@@ -36,4 +36,15 @@ uint64_t sp_blob_bytes_identity(const sp_blob *blob, uint64_t file_offset, uint6
  * cannot map files, CUDA), one comparison of the bytes with the file. */
 uint64_t sp_range_identity(const sp_blob_table *table, const sp_region *region, uint64_t addr, uint64_t len);
 
+/* For each command of a validated list, the identity of the weights of a
+ * product (src[0] of SP_OP_MATMUL, its whole extent) when they lie inside
+ * one mapped blob range that no page of has been written, mixed with the
+ * weight's type and row stride; else 0 (not a product, not mapped, read
+ * into anonymous memory, written, or the file replaced). Cross-actor
+ * batching (batcher.h) lets actors with equal nonzero keys share one read
+ * of the weights. Each mapped range touched is proven once per call (its
+ * pages in /proc/self/pagemap, read from pagemap_fd; -1 proves nothing). */
+void sp_list_weight_identities(const sp_blob_table *table, const sp_region *region, int pagemap_fd,
+                               const sp_cmd *cmds, uint32_t count, uint64_t *keys);
+
 #endif

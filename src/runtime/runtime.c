@@ -12,6 +12,7 @@
 
 #include "core/error.h"
 #include "core/fault_guard.h"
+#include "core/written_pages.h"
 #include "runtime/runtime_impl.h"
 #include "backend/worker/worker.h"
 #include "runtime/wasm_host.h"
@@ -66,13 +67,16 @@ sp_error_t *sp_runtime_new(const sp_runtime_options *opts, sp_runtime_t **out) {
   sp_runtime_t *rt = calloc(1, sizeof *rt);
   if (!rt) return sp_error_new("out of memory");
   rt->max_cmds = opts->max_cmds ? opts->max_cmds : SP_DEFAULT_MAX_CMDS;
+  rt->pagemap_fd = -1;
   pthread_mutex_init(&rt->poll_helper_lock, NULL);
   sp_region_registry_init(&rt->regions, alignment);
   sp_error_t *err = pick_backend(rt, opts);
   /* Batching needs the backend's batching layer: a worker-process backend
    * has none (lists of different workers never meet), nor has CUDA yet. */
-  if (!err && opts->batch_window_us && sp_backend_batches(rt->backend))
+  if (!err && opts->batch_window_us && sp_backend_batches(rt->backend)) {
     err = sp_batcher_new(rt->backend, opts->batch_window_us, &rt->batcher);
+    rt->pagemap_fd = sp_pagemap_open(); /* without it no weights are proven shared: batches still run */
+  }
   if (!err) err = sp_wasm_engine_new(&rt->regions, &rt->engine);
   /* After the engine, so our SIGBUS handler runs before Wasmtime's and
    * chains to it for faults that are not a shrunken mapped file. */
@@ -94,6 +98,7 @@ void sp_runtime_free(sp_runtime_t *rt) {
   if (rt->poll_helper) wasmtime_module_delete(rt->poll_helper);
   if (rt->engine) wasm_engine_delete(rt->engine);
   sp_batcher_free(rt->batcher);
+  if (rt->pagemap_fd >= 0) close(rt->pagemap_fd);
   sp_backend_free(rt->backend);
   sp_region_registry_deinit(&rt->regions);
   pthread_mutex_destroy(&rt->poll_helper_lock);

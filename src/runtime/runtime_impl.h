@@ -38,6 +38,7 @@ struct sp_runtime {
   bool no_file_maps;             /* knobs: SP_NO_FILE_MAPS (abi_blob.c) */
   sp_ticker *ticker;             /* epoch ticker for time limits (actor_limits.c), lazy */
   sp_batcher *batcher;           /* cross-actor batching (batcher.h); NULL: off */
+  int pagemap_fd;                /* /proc/self/pagemap for batching's weight proofs; -1 none */
 };
 
 struct sp_actor {
@@ -52,6 +53,8 @@ struct sp_actor {
   void *binding;                 /* the backend's binding of region */
   sp_cmd *cmds;                  /* host copy of the list being validated */
   uint32_t cmds_cap;
+  uint64_t *weight_keys;         /* batching: the list's weight identities (range_identity.h) */
+  uint32_t weight_keys_cap;
   sp_blob_table blobs;           /* files granted to this actor */
   uint64_t module_hash;          /* sp_hash64 of the module's bytes */
   sp_annotation_table annotations; /* tensors the guest named (annotate) */

@@ -105,18 +105,22 @@ static void cpu_submit_batch(void *ctx, sp_batch_item *items, uint32_t n) {
   sp_cpu_ctx *c = ctx;
   sp_cpu_exec exs[SP_BATCH_MAX];
   const sp_cmd *lists[SP_BATCH_MAX];
+  const uint64_t *keys[SP_BATCH_MAX];
   uint32_t counts[SP_BATCH_MAX];
+  sp_cpu_scratch gather = {.budget = c->scratch_budget};
   for (uint32_t start = 0; start < n; start += SP_BATCH_MAX) {
     uint32_t k = n - start < SP_BATCH_MAX ? n - start : SP_BATCH_MAX;
     for (uint32_t a = 0; a < k; a++) {
       sp_cpu_binding *b = items[start + a].binding;
       exs[a] = (sp_cpu_exec){.base = b->view.base, .pool = c->pool, .kern = c->kern, .scratch = &b->scratch};
-      lists[a] = items[start + a].cmds, counts[a] = items[start + a].count;
+      lists[a] = items[start + a].cmds, counts[a] = items[start + a].count, keys[a] = items[start + a].weight_keys;
     }
     sp_error_t *errs[SP_BATCH_MAX];
-    sp_cpu_run_lockstep(exs, lists, counts, k, errs);
+    sp_cpu_lockstep ls = {.exs = exs, .lists = lists, .counts = counts, .keys = keys, .n = k, .gather = &gather};
+    sp_cpu_run_lockstep(&ls, errs);
     for (uint32_t a = 0; a < k; a++) items[start + a].err = errs[a];
   }
+  sp_cpu_scratch_deinit(&gather);
 }
 
 static const struct sp_backend_batching_i cpu_batching = {

@@ -126,12 +126,15 @@ sp_error_t *sp_cpu_matmul_prepare(const sp_cpu_exec *ex, const sp_cmd *cmd, sp_m
   return sp_cpu_is_quantized(w->dtype) ? matmul_quantize(ex, j) : NULL;
 }
 
+void sp_cpu_matmul_run(const sp_cpu_exec *ex, sp_matmul_job *j, uint64_t row_bytes) {
+  uint32_t tasks = matmul_plan(ex, j, row_bytes);
+  sp_threadpool_run(ex->pool, tasks, matmul_task, j);
+}
+
 sp_error_t *sp_cpu_matmul(const sp_cpu_exec *ex, const sp_cmd *cmd) {
   sp_matmul_job j;
   sp_error_t *err = sp_cpu_matmul_prepare(ex, cmd, &j);
   if (err) return err;
-  uint64_t row_bytes = sp_dtype_row_bytes(sp_dtype_get(cmd->src[0].dtype), (uint64_t)j.k);
-  uint32_t tasks = matmul_plan(ex, &j, row_bytes);
-  sp_threadpool_run(ex->pool, tasks, matmul_task, &j);
+  sp_cpu_matmul_run(ex, &j, sp_dtype_row_bytes(sp_dtype_get(cmd->src[0].dtype), (uint64_t)j.k));
   return NULL;
 }

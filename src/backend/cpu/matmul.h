@@ -26,4 +26,8 @@ typedef struct sp_matmul_job {
  * weight type, scratch over the budget. */
 sp_error_t *sp_cpu_matmul_prepare(const sp_cpu_exec *ex, const sp_cmd *cmd, sp_matmul_job *j);
 
+/* Tiles a prepared job (row_bytes: one weight row) and runs it on ex's
+ * pool. */
+void sp_cpu_matmul_run(const sp_cpu_exec *ex, sp_matmul_job *j, uint64_t row_bytes);
+
 #endif

@@ -12,12 +12,20 @@
  * own mappings. Actors whose weights differ still get right answers, only
  * no saving.
  *
+ * Where the runtime proved the actors' weights to be the same bytes (one
+ * weight key: range_identity.h), sp_cpu_matmul_shared goes further: the
+ * activation rows are gathered and meet the first actor's weights in one
+ * product, as a prompt's rows do, so each weight block is also decoded
+ * once for all.
+ *
  * Batch invariance: every output is the table's dot of one weight row and
  * one activation row (nx = 1), exactly the call sp_cpu_matmul makes for a
  * decode step, so an actor's bits do not depend on the batch (kernels.h,
  * numerics contract).
  */
 #include "backend/cpu/matmul_batch.h"
+
+#include <string.h>
 
 #include "core/dtype.h"
 
@@ -68,4 +76,39 @@ void sp_cpu_matmul_batch(const sp_cpu_exec *const *exs, const sp_cmd *const *cmd
   b.rows_per_task = (b.n + tasks - 1) / tasks;
   b.rows_per_task = (b.rows_per_task + SP_MMB_CHUNK_ROWS - 1) / SP_MMB_CHUNK_ROWS * SP_MMB_CHUNK_ROWS;
   sp_threadpool_run(exs[0]->pool, (uint32_t)((b.n + b.rows_per_task - 1) / b.rows_per_task), batch_task, &b);
+}
+
+void sp_cpu_matmul_shared(const sp_cpu_exec *const *exs, const sp_cmd *const *cmds, uint32_t n, sp_matmul_job *jobs,
+                          sp_cpu_scratch *gather, sp_error_t **errs) {
+  uint32_t ready = 0, who[SP_BATCH_MAX];
+  for (uint32_t a = 0; a < n; a++) {
+    errs[a] = sp_cpu_matmul_prepare(exs[a], cmds[a], &jobs[ready]);
+    if (!errs[a]) who[ready++] = a;
+  }
+  if (ready < 2) {
+    for (uint32_t r = 0; r < ready; r++)
+      sp_cpu_matmul_run(exs[who[r]], &jobs[r], sp_dtype_row_bytes(sp_dtype_get(cmds[who[r]]->src[0].dtype),
+                                                                  (uint64_t)jobs[r].k));
+    return;
+  }
+  const sp_cmd *c = cmds[who[0]];
+  bool quantized = sp_cpu_is_quantized(c->src[0].dtype);
+  size_t x_bytes = quantized ? jobs[0].x_stride : (size_t)jobs[0].k * sizeof(float), d_bytes = (size_t)jobs[0].n * 4;
+  uint8_t *buf = sp_cpu_scratch_reserve(gather, (x_bytes + d_bytes) * ready);
+  if (!buf) { /* no room to gather: each actor reads its own weights */
+    const sp_cpu_exec *ex_of[SP_BATCH_MAX];
+    const sp_cmd *cmd_of[SP_BATCH_MAX];
+    for (uint32_t r = 0; r < ready; r++) ex_of[r] = exs[who[r]], cmd_of[r] = cmds[who[r]];
+    sp_error_t *again[SP_BATCH_MAX];
+    sp_cpu_matmul_batch(ex_of, cmd_of, ready, jobs, again);
+    for (uint32_t r = 0; r < ready; r++) errs[who[r]] = again[r];
+    return;
+  }
+  uint8_t *xs = buf, *ds = buf + x_bytes * ready;
+  for (uint32_t r = 0; r < ready; r++) memcpy(xs + x_bytes * r, jobs[r].x, x_bytes);
+  sp_matmul_job all = jobs[0];
+  all.x = xs, all.x_stride = x_bytes, all.m = ready, all.d = ds, all.d_stride = d_bytes;
+  all.gemm = exs[who[0]]->kern->gemm[c->src[0].dtype];
+  sp_cpu_matmul_run(exs[who[0]], &all, sp_dtype_row_bytes(sp_dtype_get(c->src[0].dtype), (uint64_t)all.k));
+  for (uint32_t r = 0; r < ready; r++) memcpy(jobs[r].d, ds + d_bytes * r, d_bytes);
 }

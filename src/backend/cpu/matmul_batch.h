@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 
+#include "backend/backend.h"
 #include "backend/cpu/matmul.h"
 
 /* Whether two validated commands are decode products (one activation row)
@@ -22,5 +23,15 @@ bool sp_cpu_matmul_batchable(const sp_cmd *a, const sp_cmd *b);
  * ran. */
 void sp_cpu_matmul_batch(const sp_cpu_exec *const *exs, const sp_cmd *const *cmds, uint32_t n, sp_matmul_job *jobs,
                          sp_error_t **errs);
+
+/* The same for actors whose weights the runtime proved to be the same
+ * bytes (one weight key, backend.h): one product of the first actor's
+ * weights with every actor's activation row, gathered into `gather`
+ * scratch, as a prompt's rows would be (the table's gemm tiles or dots of
+ * several rows: the same bits per output, kernels.h), its rows then copied
+ * to each actor's output. Where gather refuses the room, it falls back to
+ * sp_cpu_matmul_batch. */
+void sp_cpu_matmul_shared(const sp_cpu_exec *const *exs, const sp_cmd *const *cmds, uint32_t n, sp_matmul_job *jobs,
+                          sp_cpu_scratch *gather, sp_error_t **errs);
 
 #endif
