@@ -4,8 +4,9 @@
  *
  * Leader and followers. An actor's thread, its list validated, queues a
  * request. If no round is in progress it leads one: it waits, at most the
- * window, until as many requests are queued as the previous round ran (a
- * lone actor's previous round ran one list: it never waits), takes every
+ * window, until every active actor has queued a request (active: it
+ * submitted within the last ACTIVE_MS plus two rounds' time; a lone actor
+ * is the only active one, so it never waits), takes every
  * queued request, groups them by shape and runs each group (one
  * submit_batch, or a plain submit for a group of one). Requests queued
  * meanwhile wait for the round to end; then one of them leads the next.
@@ -22,6 +23,13 @@
 #include "core/error.h"
 
 #define ROUND_MAX 1024 /* requests one round takes; later ones wait for the next */
+#define ACTIVE_MAX 1024 /* actors tracked as active (the oldest is forgotten first) */
+#define ACTIVE_MS 20.0  /* an actor silent for this long (plus two rounds) is not waited for */
+
+typedef struct active_actor {
+  void *binding;
+  double last_ms; /* its last submit (sp_now_ms) */
+} active_actor;
 
 typedef struct request {
   sp_batch_item item;
@@ -38,7 +46,9 @@ struct sp_batcher {
   request *head, *tail;
   uint32_t queued;
   bool leading;
-  uint32_t expected; /* lists the previous round ran */
+  active_actor active[ACTIVE_MAX];
+  uint32_t n_active;
+  double round_ms; /* how long the previous round ran */
   sp_batcher_stats stats;
 };
 
@@ -65,7 +75,6 @@ sp_error_t *sp_batcher_new(sp_backend *be, uint32_t window_us, sp_batcher **out)
   if (!b) return sp_error_new("batcher: out of memory");
   b->be = be;
   b->window_ns = (uint64_t)window_us * 1000;
-  b->expected = 1;
   pthread_mutex_init(&b->mu, NULL);
   pthread_condattr_t attr;
   pthread_condattr_init(&attr);
@@ -125,17 +134,43 @@ static void run_round(sp_batcher *b, request **round, uint32_t n, uint32_t *batc
   }
 }
 
+/* Records that binding submits now (lock held). */
+static void note_active(sp_batcher *b, void *binding, double now) {
+  uint32_t oldest = 0;
+  for (uint32_t i = 0; i < b->n_active; i++) {
+    if (b->active[i].binding == binding) {
+      b->active[i].last_ms = now;
+      return;
+    }
+    if (b->active[i].last_ms < b->active[oldest].last_ms) oldest = i;
+  }
+  uint32_t at = b->n_active < ACTIVE_MAX ? b->n_active++ : oldest;
+  b->active[at] = (active_actor){binding, now};
+}
+
+/* Actors that submitted recently: the requests a round waits for (lock
+ * held). Those long silent are dropped. */
+static uint32_t active_count(sp_batcher *b, double now) {
+  double horizon = ACTIVE_MS + 2 * b->round_ms;
+  uint32_t kept = 0;
+  for (uint32_t i = 0; i < b->n_active; i++)
+    if (now - b->active[i].last_ms <= horizon) b->active[kept++] = b->active[i];
+  b->n_active = kept;
+  return kept;
+}
+
 /* Called with the lock held by a thread whose request is queued and no
  * round in progress; returns with the lock held, the round done. */
 static void lead_round(sp_batcher *b) {
   b->leading = true;
   double t0 = sp_now_ms();
-  if (b->queued < b->expected && b->window_ns) {
+  uint32_t expected = active_count(b, t0);
+  if (b->queued < expected && b->window_ns) {
     struct timespec until = deadline_after(b->window_ns);
-    while (b->queued < b->expected && pthread_cond_timedwait(&b->arrived, &b->mu, &until) == 0) {
+    while (b->queued < expected && pthread_cond_timedwait(&b->arrived, &b->mu, &until) == 0) {
     }
   }
-  double waited = sp_now_ms() - t0;
+  double t1 = sp_now_ms(), waited = t1 - t0;
   static _Thread_local request *round[ROUND_MAX];
   uint32_t n = 0;
   while (b->head && n < ROUND_MAX) {
@@ -149,7 +184,7 @@ static void lead_round(sp_batcher *b) {
   run_round(b, round, n, &batches, &batched);
   pthread_mutex_lock(&b->mu);
   for (uint32_t i = 0; i < n; i++) round[i]->done = true;
-  b->expected = n;
+  b->round_ms = sp_now_ms() - t1;
   b->stats.rounds++, b->stats.lists += n, b->stats.batches += batches, b->stats.batched_lists += batched;
   if (n > b->stats.largest_round) b->stats.largest_round = n;
   b->stats.wait_ms += waited;
@@ -159,7 +194,7 @@ static void lead_round(sp_batcher *b) {
 
 bool sp_batcher_expects_company(sp_batcher *b) {
   pthread_mutex_lock(&b->mu);
-  bool likely = b->expected > 1 || b->queued > 0 || b->leading;
+  bool likely = b->n_active > 1 || b->queued > 0 || b->leading;
   pthread_mutex_unlock(&b->mu);
   return likely;
 }
@@ -169,6 +204,7 @@ sp_error_t *sp_batcher_run(sp_batcher *b, void *binding, const sp_cmd *cmds, uin
   request r = {.item = {.binding = binding, .cmds = cmds, .count = count, .same = same, .weight_keys = weight_keys},
                .shape = list_shape(cmds, count)};
   pthread_mutex_lock(&b->mu);
+  note_active(b, binding, sp_now_ms());
   if (b->tail) b->tail->next = &r;
   else b->head = &r;
   b->tail = &r;

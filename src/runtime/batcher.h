@@ -7,8 +7,8 @@
  * memory and gets the bits it would get alone.
  *
  * The window bounds what a list may wait for company: the leader of a
- * round waits until as many lists are queued as the previous round ran, or
- * the window passes. A lone actor (previous round: one list) never waits.
+ * round waits until every recently active actor has queued a list, or the
+ * window passes. A lone actor (the only active one) never waits.
  */
 #ifndef SP_RUNTIME_BATCHER_H
 #define SP_RUNTIME_BATCHER_H

@@ -209,6 +209,8 @@ static int metrics_page(srv *s, struct MHD_Connection *c) {
   g.live_bytes = srv_session_live_bytes(s);
   g.templates = s->n_templates;
   pthread_mutex_unlock(&s->lock);
+  g.runtime.size = sizeof g.runtime;
+  sp_error_free(sp_runtime_stats(s->rt, &g.runtime));
   char *text = srv_metrics_text(&s->metrics, &g);
   return text ? srv_http_reply(c, 200, "text/plain; version=0.0.4", text, NULL) : MHD_NO;
 }

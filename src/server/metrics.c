@@ -189,6 +189,11 @@ char *srv_metrics_text(srv_metrics *m, const srv_gauges *g) {
       (unsigned long long)g->live_bytes, (unsigned long long)g->max_memory);
   add_counter(&b, "samepage_header_timeouts_total", "connections closed because their headers took longer than "
               "--header-timeout", g->header_timeouts);
+  add_counter(&b, "samepage_batch_lists_total", "command lists that went through cross-actor batching",
+              g->runtime.batch_lists);
+  add_counter(&b, "samepage_batched_lists_total", "of those, lists that ran in a batch of two or more",
+              g->runtime.batched_lists);
+  add_counter(&b, "samepage_batches_total", "batches of two or more lists run", g->runtime.batches);
   if (b.failed) { free(b.p); return NULL; }
   return b.p;
 }

@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "samepage.h"
+
 typedef enum srv_endpoint {
   SRV_EP_HEALTH, SRV_EP_MODELS, SRV_EP_CHAT, SRV_EP_COMPLETIONS, SRV_EP_METRICS, SRV_EP_WEB, SRV_EP_SESSIONS, SRV_EP_OTHER,
   SRV_EP_COUNT
@@ -65,6 +67,7 @@ typedef struct srv_gauges {
   uint64_t max_memory;      /* --max-memory, 0: none */
   uint64_t header_timeouts; /* connections cut by --header-timeout (http.c counts them) */
   size_t templates;         /* system-prompt templates held, every tenant's */
+  struct sp_runtime_stats runtime; /* the runtime's counters (cross-actor batching) */
 } srv_gauges;
 
 /* The Prometheus exposition text (malloc'd). */

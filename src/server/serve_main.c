@@ -50,6 +50,10 @@ static void serve_usage(FILE *out) {
           "                         restored by new conversations that start with it (default 8;\n"
           "                         0: none; needs --sessions, under DIR/templates/TENANT/)\n"
           "  --ctx N                context length of each conversation (default 4096)\n"
+          "  --batch-window-us N    conversations decoding at once share one read of the weights:\n"
+          "                         lists submitted within N microseconds run as one batch, each\n"
+          "                         with the bits it gets alone (default 2000; 0: off; CPU backend,\n"
+          "                         --isolation none: docs/BATCHING.md)\n"
           "  --max-body BYTES       request body limit (default 1M)\n"
           "  --api-keys FILE        lines \"KEY TENANT\": requests need Authorization: Bearer KEY,\n"
           "                         and each tenant sees only its own sessions (default: none,\n"
@@ -68,7 +72,7 @@ static const char *const serve_valued[] = {"-m", "--model", "--host", "--port", 
                                            "--sessions", "--max-live", "--ctx", "--max-body", "--api-keys",
                                            "--max-concurrent-per-tenant", "--max-import", "--client-timeout",
                                            "--header-timeout", "--max-connections", "--max-connections-per-ip",
-                                           "--max-memory", "--max-templates", NULL};
+                                           "--max-memory", "--max-templates", "--batch-window-us", NULL};
 
 /* An integer option within [lo, hi]; 0 or SP_EXIT_USAGE. */
 static int int_option(const char *opt, const char *val, long lo, long hi, int *out) {
@@ -110,6 +114,7 @@ static int set_option(srv_config *c, const char **isolation, const char *opt, co
   else if (!strcmp(opt, "--port")) return int_option(opt, val, 0, 65535, &c->port);
   else if (!strcmp(opt, "--max-live")) return int_option(opt, val, 1, 4096, &c->max_live);
   else if (!strcmp(opt, "--max-templates")) return int_option(opt, val, 0, 4096, &c->max_templates);
+  else if (!strcmp(opt, "--batch-window-us")) return int_option(opt, val, 0, 1000000, &c->batch_window_us);
   else if (!strcmp(opt, "--ctx")) return int_option(opt, val, 64, 1 << 20, &c->ctx);
   else if (!strcmp(opt, "--api-keys")) c->api_keys = val;
   else if (!strcmp(opt, "--max-concurrent-per-tenant")) return int_option(opt, val, 1, 4096, &c->max_per_tenant);
@@ -141,7 +146,7 @@ static bool loopback(const char *host) {
 
 /* Returns 0, -1 after --help, or an exit code. */
 static int parse_args(int argc, char **argv, srv_config *c, const char **isolation) {
-  *c = (srv_config){.host = "127.0.0.1", .port = 8080, .backend = "auto", .max_live = 8, .max_templates = 8,
+  *c = (srv_config){.host = "127.0.0.1", .port = 8080, .backend = "auto", .max_live = 8, .max_templates = 8, .batch_window_us = 2000,
                     .ctx = 4096, .max_body = 1 << 20, .max_per_tenant = 16, .max_import = (size_t)1 << 31,
                     .client_timeout = 30, .header_timeout = 20, .max_connections = 256, .max_per_ip = 64};
   for (int i = 1; i < argc; i++) {
@@ -198,7 +203,8 @@ static int measure_fresh(srv *s) {
 
 /* Runtime, scratch actor, stored sessions. 0 or an exit code. */
 static int start(srv *s, const char *isolation) {
-  sp_runtime_options ropts = {.backend = s->cfg.backend, .isolation = isolation, .knobs = sp_cli_knobs()};
+  sp_runtime_options ropts = {.backend = s->cfg.backend, .isolation = isolation, .knobs = sp_cli_knobs(),
+                              .batch_window_us = (uint32_t)s->cfg.batch_window_us};
   if (srv_tenants_load(s)) return SP_EXIT_USAGE;
   sp_error_t *err = sp_runtime_new(&ropts, &s->rt);
   if (!err) err = srv_engine_actor(s, &s->scratch);

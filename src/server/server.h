@@ -37,6 +37,7 @@ typedef struct srv_config {
   int max_per_ip;           /* connections at once from one address (slowloris) */
   uint64_t max_memory;      /* --max-memory: bytes of live actors, 0: no budget (needs sessions_dir) */
   int max_templates;        /* --max-templates: shared system prompts kept per tenant (template.h), 0: none */
+  int batch_window_us;      /* --batch-window-us: cross-actor batching (docs/BATCHING.md), 0: off */
 } srv_config;
 
 /* A tenant (tenant.h): sessions belong to one; its completions in flight

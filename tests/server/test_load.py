@@ -15,6 +15,7 @@ import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "bench"))
 import serve_load  # noqa: E402
+from conftest import BACKEND  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not os.environ.get("SP_SERVE_LOAD"),
                                 reason="the load test runs as CTest test_serve_load (SP_SERVE_LOAD=1)")
@@ -90,3 +91,7 @@ def test_sixteen_clients_match_single_client_runs(make_server, tmp_path):
     print(f"\nload: {stats}; RSS {warm_rss // 1024} MiB after warm-up, {end_rss // 1024} MiB after "
           f"{ROUNDS - 1} more rounds; reference runs {t_ref:.1f} s")
     assert srv.metric("samepage_evictions_total") > 0  # more conversations than live actors
+    # Cross-actor batching (on by default: CPU, no worker processes) ran
+    # some of these turns batched, and the replies above are still equal.
+    if not os.environ.get("SP_SERVE_ISOLATION") and BACKEND == "cpu":
+        assert srv.metric("samepage_batched_lists_total") > 0
