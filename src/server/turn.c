@@ -54,8 +54,17 @@ static int make_template(srv_turn *t, uint32_t prefix, srv_error *e) {
   return 0;
 }
 
-/* Under the lock: tokens, session, sampling, prefill. */
-static int begin_locked(srv_turn *t, srv_error *e) {
+/* Under the lock: tokens (the shared scratch actor renders them), the
+ * session (acquired busy: from here on its actor is this turn's alone),
+ * a new template. */
+/* What begin_locked found, for begin_finish_locked. */
+typedef struct begin_state {
+  uint32_t prefix;    /* system-prompt tokens a template may hold (system_prefix) */
+  bool from_template; /* the session started from the tenant's template */
+  bool new_session;
+} begin_state;
+
+static int begin_locked(srv_turn *t, begin_state *st, srv_error *e) {
   srv *s = t->s;
   srv_request *r = t->req;
   if (srv_engine_render(s->scratch, r->input, r->input_len, r->chat ? 0 : 1, &t->prompt, &t->n_prompt, e) ||
@@ -71,13 +80,31 @@ static int begin_locked(srv_turn *t, srv_error *e) {
   snprintf(t->session_id, sizeof t->session_id, "%s", t->session->id);
   t->old_prompt_end = t->session->prompt_end;
   bool created = t->session->prompt_end == 0 && t->session->n_tokens == 0;
-  sp_actor_t *a = t->session->actor;
   if (created && prefix && !tpl && make_template(t, prefix, e)) return e->status;
+  *st = (begin_state){prefix, tpl != NULL, created};
+  return 0;
+}
+
+/* Outside the lock: sampling and the prefill, on the session's actor,
+ * which no other thread touches while the session is busy. So the
+ * conversations' compute runs side by side (and the runtime may batch it:
+ * docs/BATCHING.md); the lock guards only the server's shared state. */
+static int begin_compute(srv_turn *t, srv_error *e) {
+  sp_actor_t *a = t->session->actor;
+  srv_request *r = t->req;
   if (srv_engine_sampling(a, r->sampling, r->sampling_len, e) ||
       srv_engine_logprobs_on(a, r->logprobs, r->top_logprobs, e) ||
       srv_engine_sync(a, t->prompt, t->n_prompt, &t->prefilled, e))
     return e->status;
-  if (created && prefix) {
+  return 0;
+}
+
+/* Under the lock again: the template's metrics and the session's tokens. */
+static int begin_finish_locked(srv_turn *t, const begin_state *st, srv_error *e) {
+  srv *s = t->s;
+  uint32_t prefix = st->prefix;
+  bool tpl = st->from_template;
+  if (st->new_session && prefix) {
     bool hit = tpl && t->prefilled + prefix == t->n_prompt;
     if (!tpl) t->prefilled += prefix; /* make_template prefilled it */
     t->template = hit ? "hit" : "miss", t->template_tokens = prefix;
@@ -95,8 +122,13 @@ int srv_turn_begin(srv *s, srv_request *req, srv_turn *t, srv_error *e) {
   t->s = s, t->req = req, t->t0_ms = sp_now_ms(), t->created = (long)time(NULL);
   snprintf(t->id, sizeof t->id, "%s-%llx%llx", req->chat ? "chatcmpl" : "cmpl", (unsigned long long)t->created,
            (unsigned long long)(sp_now_ms() * 1000));
+  begin_state st = {0};
   pthread_mutex_lock(&s->lock);
-  int rc = begin_locked(t, e);
+  int rc = begin_locked(t, &st, e);
+  pthread_mutex_unlock(&s->lock);
+  if (!rc) rc = begin_compute(t, e);
+  pthread_mutex_lock(&s->lock);
+  if (!rc) rc = begin_finish_locked(t, &st, e);
   if (rc && t->session) srv_session_abandon(s, t->session); /* its cache may be half-prefilled */
   pthread_mutex_unlock(&s->lock);
   if (rc) {
@@ -169,7 +201,9 @@ static int keep_logprobs(srv_turn *t, srv_error *e) {
   return 0;
 }
 
-static int step_locked(srv_turn *t, srv_error *e) {
+/* One token on the session's actor: outside the lock (begin_compute says
+ * why); only the session's token list is pushed under it. */
+static int step(srv_turn *t, srv_error *e) {
   int32_t token;
   bool done;
   const char *piece;
@@ -181,8 +215,10 @@ static int step_locked(srv_turn *t, srv_error *e) {
   memcpy(copy, piece, n);
   piece = copy;
   if (t->req->logprobs && !done && keep_logprobs(t, e)) return e->status;
-  if (srv_session_push(t->session, token) || append(t, piece, n))
-    return srv_fail(e, 500, "server_error", NULL, "", "out of memory");
+  pthread_mutex_lock(&t->s->lock);
+  int pushed = srv_session_push(t->session, token);
+  pthread_mutex_unlock(&t->s->lock);
+  if (pushed || append(t, piece, n)) return srv_fail(e, 500, "server_error", NULL, "", "out of memory");
   if (done) { t->finish = "stop"; return 0; }
   t->n_generated++;
   if (cut_at_stop(t, n)) t->finish = "stop";
@@ -193,9 +229,7 @@ static int step_locked(srv_turn *t, srv_error *e) {
 
 int srv_turn_step(srv_turn *t, srv_error *e) {
   if (t->finish) return 0;
-  pthread_mutex_lock(&t->s->lock);
-  int rc = step_locked(t, e);
-  pthread_mutex_unlock(&t->s->lock);
+  int rc = step(t, e);
   if (rc) return rc;
   double now = sp_now_ms();
   if (t->ttft_ms == 0) {
