@@ -60,7 +60,7 @@ if phase build; then
     setsid bash -c "cmake -S /tmp/lcp-src/llama.cpp -B $lcp -DCMAKE_BUILD_TYPE=Release -DGGML_CUDA=ON \
         -DCMAKE_CUDA_ARCHITECTURES=90 -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF \
         -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF \
-        -DLLAMA_BUILD_APP=OFF -DGGML_CUDA_NCCL=OFF && cmake --build $lcp --target llama-bench llama-server -j13" \
+        -DLLAMA_BUILD_APP=OFF -DGGML_CUDA_NCCL=OFF && cmake --build $lcp --target ${LCP_TARGETS:-llama-bench llama-server} -j13" \
         > $log/llama_build.txt 2>&1 &
     lcp_pid=$!
   fi
@@ -146,11 +146,11 @@ if phase serve; then
   export PYTHONPATH="${PY_PKGS:-}" SAMEPAGE_EXE=$sp SP_TEST_MODEL=$model SP_SERVE_BACKEND=cuda SP_WORKER_EXE=$b/samepage-worker
   (cd tests/server && SP_SERVE_LOAD=1 timeout 240 python3 -m pytest -q -p no:cacheprovider test_load.py) > $log/serve_load.txt 2>&1
   add "test_load.py on cuda rc=$?: $(tail -1 $log/serve_load.txt)"
-  if [[ -x $lcp/bin/llama-server ]] && (( $(elapsed) < deadline - 200 )); then
+  if [[ -x $lcp/bin/llama-server ]] && (( $(elapsed) < deadline - ${SERVE_BENCH_S:-200} )); then
     timeout $(( deadline - $(elapsed) - 10 )) python3 bench/serve_vs_llama_server.py --backend cuda --samepage $sp \
       --llama-server $lcp/bin/llama-server --model $model --threads 8 --repeats ${SERVE_REPEATS:-1} \
       --clients ${SERVE_CLIENTS:-1,4,16} --wait-quiet 0 --json $out/serve_vs_llama_server.json > $log/serve_bench.txt 2>&1
-    add "serve bench rc=$?"; grep -E '^\|' $log/serve_bench.txt | head -40
+    add "serve bench rc=$?"; grep -E '^\|' $log/serve_bench.txt | head -24
   fi
 fi
 finish
