@@ -144,8 +144,10 @@ if phase serve; then
   model=$smol; [[ -s $model ]] || model=$(synth smol-q4_1 smollm2-135m q4_1)
   add "serve model: $(basename $model)"
   export PYTHONPATH="${PY_PKGS:-}" SAMEPAGE_EXE=$sp SP_TEST_MODEL=$model SP_SERVE_BACKEND=cuda SP_WORKER_EXE=$b/samepage-worker
-  (cd tests/server && SP_SERVE_LOAD=1 timeout 240 python3 -m pytest -q -p no:cacheprovider test_load.py) > $log/serve_load.txt 2>&1
-  add "test_load.py on cuda rc=$?: $(tail -1 $log/serve_load.txt)"
+  if [[ -z ${SKIP_LOAD:-} ]]; then
+    (cd tests/server && SP_SERVE_LOAD=1 timeout 240 python3 -m pytest -q -p no:cacheprovider test_load.py) > $log/serve_load.txt 2>&1
+    add "test_load.py on cuda rc=$?: $(tail -1 $log/serve_load.txt)"
+  fi
   if [[ -x $lcp/bin/llama-server ]] && (( $(elapsed) < deadline - ${SERVE_BENCH_S:-200} )); then
     timeout $(( deadline - $(elapsed) - 10 )) python3 bench/serve_vs_llama_server.py --backend cuda --samepage $sp \
       --llama-server $lcp/bin/llama-server --model $model --threads 8 --repeats ${SERVE_REPEATS:-1} \
