@@ -148,6 +148,15 @@ if phase serve; then
     (cd tests/server && SP_SERVE_LOAD=1 timeout 240 python3 -m pytest -q -p no:cacheprovider test_load.py) > $log/serve_load.txt 2>&1
     add "test_load.py on cuda rc=$?: $(tail -1 $log/serve_load.txt)"
   fi
+  # samepage alone (bench/serve_ours.py), per kernel-loading mode: where the
+  # peer cannot be built in the time left, a before/after of our own
+  for mode in ${SERVE_OURS_MODES:-}; do
+    (( $(elapsed) > deadline - 60 )) && break
+    env $([[ $mode == default ]] || echo CUDA_MODULE_LOADING=$mode) timeout $(( deadline - $(elapsed) - 10 )) \
+      python3 bench/serve_ours.py --samepage $sp --model $model --backend cuda --json $out/serve_ours_$mode.json \
+      > $log/serve_ours_$mode.txt 2>&1
+    add "serve, samepage alone, CUDA_MODULE_LOADING=$mode rc=$?"; grep -E '^\|' $log/serve_ours_$mode.txt
+  done
   if [[ -x $lcp/bin/llama-server ]] && (( $(elapsed) < deadline - ${SERVE_BENCH_S:-200} )); then
     timeout $(( deadline - $(elapsed) - 10 )) python3 bench/serve_vs_llama_server.py --backend cuda --samepage $sp \
       --llama-server $lcp/bin/llama-server --model $model --threads 8 --repeats ${SERVE_REPEATS:-1} \
