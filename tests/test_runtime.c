@@ -9,12 +9,14 @@
  *  - sp_actor_stats and sp_runtime_stats: what they count, their size
  *    checks; the staged submit path computes what the zero-copy one does.
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <unistd.h>
 #include <string.h>
 
 #include "runtime/actor_staged.h"
 #include "check.h"
+#include "core/hash64.h"
 #include "test_util.h"
 #include "runtime/runtime_impl.h"
 
@@ -212,6 +214,100 @@ static void test_isolation(sp_runtime_t *rt) {
   sp_actor_free(honest);
 }
 
+/* ---- cross-actor batching: validation stays per actor ----
+ * Eight honest actors and one hostile one submit decode products of one
+ * shape at once, many times, on a runtime that batches. The hostile list
+ * matches the others' but for its output, which lies outside its own
+ * memory: refused before any batch runs, every time. Each honest result
+ * equals that actor's lone result, and lists did run batched. */
+#define BATCH_HONEST 8
+#define BATCH_ROUNDS 20
+
+typedef struct batch_actor {
+  sp_actor_t *actor;
+  pthread_barrier_t *start;
+  bool hostile;
+  uint32_t seed; /* its weights' and activations' values */
+  uint64_t lone, got[BATCH_ROUNDS];
+  int refused;
+} batch_actor;
+
+/* y = W x, W 256 x 64 f32 (the actor's own values), x one row. */
+static sp_cmd decode_product(sp_actor_t *a, uint32_t seed, bool hostile) {
+  uint8_t *base;
+  size_t size;
+  sp_actor_memory(a, &base, &size);
+  uint32_t w = 1u << 20, x = w + 256 * 64 * 4, y = x + 64 * 4;
+  for (int i = 0; i < 256 * 64; i++) ((float *)(base + w))[i] = (float)((i + seed) % 13) * 0.1f;
+  for (int i = 0; i < 64; i++) ((float *)(base + x))[i] = (float)((i * seed) % 7) * 0.3f;
+  sp_cmd cmd = {.op = SP_OP_MATMUL};
+  cmd.dst = (sp_tensor){hostile ? 0xfff00000u : y, SP_DTYPE_F32, {256, 1, 1, 1}, {0}, 0};
+  cmd.src[0] = (sp_tensor){w, SP_DTYPE_F32, {64, 256, 1, 1}, {0}, 0};
+  cmd.src[1] = (sp_tensor){x, SP_DTYPE_F32, {64, 1, 1, 1}, {0}, 0};
+  return cmd;
+}
+
+static uint64_t product_hash(sp_actor_t *a) {
+  uint8_t *base;
+  size_t size;
+  sp_actor_memory(a, &base, &size);
+  return sp_hash64_of(base + (1u << 20) + 256 * 64 * 4 + 64 * 4, 256 * 4);
+}
+
+static void *batch_thread(void *arg) {
+  batch_actor *b = arg;
+  pthread_barrier_wait(b->start);
+  for (int r = 0; r < BATCH_ROUNDS; r++) {
+    sp_cmd cmd = decode_product(b->actor, b->seed, b->hostile);
+    sp_error_t *err = sp_actor_submit(b->actor, &cmd, 1);
+    if (b->hostile) b->refused += err && strstr(sp_error_message(err), "outside committed memory");
+    else b->got[r] = err ? 0 : product_hash(b->actor);
+    sp_error_free(err);
+  }
+  return NULL;
+}
+
+static void test_batched_isolation(void) {
+  sp_runtime_options ro = {.backend = "cpu", .batch_window_us = 5000};
+  sp_runtime_t *rt = NULL;
+  sp_error_t *err = sp_runtime_new(&ro, &rt);
+  CHECK(!err, "batching runtime: %s", sp_error_message(err));
+  sp_error_free(err);
+  if (!rt) return;
+  batch_actor bs[BATCH_HONEST + 1] = {{0}};
+  pthread_barrier_t start;
+  pthread_barrier_init(&start, NULL, BATCH_HONEST + 1);
+  bool made = true;
+  for (int i = 0; i <= BATCH_HONEST; i++) {
+    bs[i] = (batch_actor){.actor = new_actor(rt, "test_grow", 0), .start = &start, .hostile = i == BATCH_HONEST,
+                          .seed = (uint32_t)i + 1};
+    made &= bs[i].actor != NULL;
+    if (bs[i].actor) call1(bs[i].actor, "grow", 64);
+  }
+  for (int i = 0; made && i < BATCH_HONEST; i++) { /* alone first: the reference */
+    sp_cmd cmd = decode_product(bs[i].actor, bs[i].seed, false);
+    err = sp_actor_submit(bs[i].actor, &cmd, 1);
+    CHECK(!err, "lone product: %s", sp_error_message(err));
+    sp_error_free(err);
+    bs[i].lone = product_hash(bs[i].actor);
+  }
+  pthread_t th[BATCH_HONEST + 1];
+  for (int i = 0; made && i <= BATCH_HONEST; i++) pthread_create(&th[i], NULL, batch_thread, &bs[i]);
+  for (int i = 0; made && i <= BATCH_HONEST; i++) pthread_join(th[i], NULL);
+  for (int i = 0; made && i < BATCH_HONEST; i++)
+    for (int r = 0; r < BATCH_ROUNDS; r++) CHECK(bs[i].got[r] == bs[i].lone, "actor %d round %d: batched = alone", i, r);
+  CHECK(!made || bs[BATCH_HONEST].refused == BATCH_ROUNDS, "the hostile list was refused every time (%d of %d)",
+        bs[BATCH_HONEST].refused, BATCH_ROUNDS);
+  struct sp_runtime_stats st = {.size = sizeof st};
+  err = sp_runtime_stats(rt, &st);
+  sp_error_free(err);
+  CHECK(!made || (st.batching && st.batched_lists > 0), "lists ran batched (%llu of %llu)",
+        (unsigned long long)st.batched_lists, (unsigned long long)st.batch_lists);
+  pthread_barrier_destroy(&start);
+  for (int i = 0; i <= BATCH_HONEST; i++) sp_actor_free(bs[i].actor);
+  sp_runtime_free(rt);
+}
+
 /* An actor's statistics: a list is counted once it ran, a refused one not;
  * the caller-set size is checked, and bytes past the struct are zeroed. */
 static void test_actor_stats(sp_runtime_t *rt) {
@@ -374,5 +470,6 @@ int main(void) {
     test_blobs(rt);
     sp_runtime_free(rt);
   }
+  test_batched_isolation();
   return CHECK_DONE();
 }
