@@ -4,8 +4,10 @@
  * Adopting a region records its view: the CPU reads guest memory directly,
  * so nothing is registered or copied. Commands run synchronously inside
  * submit (wait has nothing to do), each op family on its driver (matmul.c,
- * elementwise.c, llm_ops.c, activations.c, attention.c), with one thread
- * pool and one kernel table (picked at creation) per backend.
+ * elementwise.c, llm_ops.c, activations.c, attention.c; dispatched by
+ * cpu_batch.c, which also runs several actors' lists in lockstep: the
+ * batching layer), with one thread pool and one kernel table (picked at
+ * creation) per backend.
  * Scratch memory (quantized activations, attention's working arrays,
  * copies of index tensors) belongs to the binding, so two actors may
  * submit on one backend from two threads. Its size follows the guest's
@@ -19,10 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend/cpu/activations.h"
 #include "backend/cpu/cpu_batch.h"
 #include "backend/cpu/cpu_exec.h"
-#include "backend/cpu/llm_ops.h"
 #include "core/error.h"
 #include "core/op_rules.h"
 
