@@ -2,6 +2,9 @@
  * batcher.c: gathers the lists actors submit at about the same time and
  * runs those of one shape as one batch (batcher.h).
  *
+ * Only decode-like lists (every product one activation row) take part; a
+ * prompt's list runs at once, on its own, as without batching.
+ *
  * Leader and followers. An actor's thread, its list validated, queues a
  * request. If no round is in progress it leads one: it waits, at most the
  * window, until every active actor has queued a request (active: it
@@ -199,8 +202,26 @@ bool sp_batcher_expects_company(sp_batcher *b) {
   return likely;
 }
 
+/* Whether a list is worth batching: it has products, each of one
+ * activation row (a decode step). A prompt's products already meet many
+ * rows; its list runs on its own, beside the rounds, as without batching,
+ * so no decode step waits behind a long prefill. */
+static bool decode_like(const sp_cmd *cmds, uint32_t count) {
+  bool products = false;
+  for (uint32_t i = 0; i < count; i++) {
+    if (cmds[i].op != SP_OP_MATMUL) continue;
+    if (cmds[i].src[1].ne[1] != 1 || cmds[i].src[1].ne[2] != 1 || cmds[i].src[1].ne[3] != 1) return false;
+    products = true;
+  }
+  return products;
+}
+
 sp_error_t *sp_batcher_run(sp_batcher *b, void *binding, const sp_cmd *cmds, uint32_t count, bool same,
                            const uint64_t *weight_keys) {
+  if (!decode_like(cmds, count)) {
+    sp_error_t *err = sp_backend_submit(b->be, binding, cmds, count, same);
+    return err ? err : sp_backend_wait(b->be, binding);
+  }
   request r = {.item = {.binding = binding, .cmds = cmds, .count = count, .same = same, .weight_keys = weight_keys},
                .shape = list_shape(cmds, count)};
   pthread_mutex_lock(&b->mu);
