@@ -107,7 +107,8 @@ static sp_error_t *run_staged_cmd(sp_actor_t *actor, const sp_cmd *orig) {
 static sp_error_t *run_batched(sp_actor_t *actor, const sp_cmd *cmds, uint32_t count, bool same) {
   sp_runtime_t *rt = actor->rt;
   const uint64_t *keys = NULL;
-  if (rt->pagemap_fd >= 0 && sp_batcher_expects_company(rt->batcher) && reserve_keys(actor, count)) {
+  if (rt->pagemap_fd >= 0 && sp_batcher_takes(cmds, count) && sp_batcher_expects_company(rt->batcher) &&
+      reserve_keys(actor, count)) {
     sp_list_weight_identities(&actor->blobs, actor->region, rt->pagemap_fd, cmds, count, actor->weight_keys);
     keys = actor->weight_keys;
   }

@@ -206,7 +206,7 @@ bool sp_batcher_expects_company(sp_batcher *b) {
  * activation row (a decode step). A prompt's products already meet many
  * rows; its list runs on its own, beside the rounds, as without batching,
  * so no decode step waits behind a long prefill. */
-static bool decode_like(const sp_cmd *cmds, uint32_t count) {
+bool sp_batcher_takes(const sp_cmd *cmds, uint32_t count) {
   bool products = false;
   for (uint32_t i = 0; i < count; i++) {
     if (cmds[i].op != SP_OP_MATMUL) continue;
@@ -218,7 +218,7 @@ static bool decode_like(const sp_cmd *cmds, uint32_t count) {
 
 sp_error_t *sp_batcher_run(sp_batcher *b, void *binding, const sp_cmd *cmds, uint32_t count, bool same,
                            const uint64_t *weight_keys) {
-  if (!decode_like(cmds, count)) {
+  if (!sp_batcher_takes(cmds, count)) {
     sp_error_t *err = sp_backend_submit(b->be, binding, cmds, count, same);
     return err ? err : sp_backend_wait(b->be, binding);
   }

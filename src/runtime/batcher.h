@@ -47,6 +47,10 @@ sp_error_t *sp_batcher_run(sp_batcher *b, void *binding, const sp_cmd *cmds, uin
  * sharing of one round, never correctness). */
 bool sp_batcher_expects_company(sp_batcher *b);
 
+/* Whether a list joins rounds (decode-like: it has products, each of one
+ * activation row); any other runs at once, on its own. */
+bool sp_batcher_takes(const sp_cmd *cmds, uint32_t count);
+
 void sp_batcher_stats_get(sp_batcher *b, sp_batcher_stats *out);
 
 #endif
