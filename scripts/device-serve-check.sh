@@ -12,6 +12,9 @@
 #           `llama-bench -d` at the same depths, same synthetic files,
 #           greedy and sampled; the cold-start figure (first prefill in a
 #           process, eager vs lazy kernel loading)
+#   batch   issue 18 on CUDA: tests/test_batch_cuda.sh (batched equals
+#           alone), then `samepage bench batch --backend cuda` off/on at
+#           $BATCH_ACTORS (default 1,4,16,64) on SmolLM2 and the 1B Q8_0 shape
 #   serve   issue 16 on CUDA: tests/server/test_load.py with
 #           SP_SERVE_BACKEND=cuda (16 clients, each reply equal to its
 #           single-client run), then bench/serve_vs_llama_server.py
@@ -73,8 +76,8 @@ if phase build; then
   grep -E "^FAIL" $log/test_cuda_ops.txt | head -10; add "test_cuda_ops rc=$rc: $(tail -1 $log/test_cuda_ops.txt)"
   # the Llama-1B Q4_K_M file over the parity bound (6.0e-2 > 0.05): which path moves it
   m=$(synth l1b-q4_k_m llama-3.2-1b q4_k_m)
-  for v in "" SP_CUDA_NO_FUSION SP_CUDA_NO_FLASH SP_CUDA_NO_GRAPHS SP_CUDA_NO_REPACK SP_CUDA_NO_CUBLAS; do
-    (( $(elapsed) > 400 )) && break
+  for v in ${SKIP_PARITY:+-} "" SP_CUDA_NO_FUSION SP_CUDA_NO_FLASH SP_CUDA_NO_GRAPHS SP_CUDA_NO_REPACK SP_CUDA_NO_CUBLAS; do
+    [[ $v == - ]] || (( $(elapsed) > 400 )) && break
     env ${v:+$v=1} timeout 90 $b/backend_parity $b/guests $m cpu cuda 100 24 0.05 > $log/parity_${v:-default}.txt 2>&1
     add "parity l1b-q4_k_m ${v:-default} rc=$?: $(grep -E '^prefill' $log/parity_${v:-default}.txt | cut -c1-70) | $(grep -E '^decode' $log/parity_${v:-default}.txt | cut -c1-70)"
   done
@@ -137,6 +140,35 @@ EOF
     add "prefill 512 CUDA_MODULE_LOADING=$mode: $(python3 -c "
 import json; d=json.loads(open('$out/prefill_$mode.json').read().strip().splitlines()[-1]); print('cold %.1f ms, warm %.1f ms' % (d['cold_ms'], d['warm_ms']))" 2>&1 | tail -1)"
   done
+fi
+
+if phase batch; then
+  [[ -s $lib ]] || { add "no $lib (run the build phase first)"; finish; }
+  model=$smol; [[ -s $model ]] || model=$(synth smol-q4_1 smollm2-135m q4_1)
+  if [[ -z ${SKIP_BATCH_CHECK:-} ]]; then
+    timeout 300 tests/test_batch_cuda.sh $sp $model > $log/batch_check.txt 2>&1
+    add "batch --check on cuda, $(basename $model) rc=$?"; grep -E '^ +[0-9]+ ' $log/batch_check.txt
+  fi
+  echo "model | actors | off tok/s | on tok/s | ratio | off p50/p99 ms | on p50/p99 ms | batched" > $out/batch_table.txt
+  for spec in ${BATCH_MODELS:-smol-q4_1:smollm2-135m:q4_1 l1b-q8_0:llama-3.2-1b:q8_0}; do
+    IFS=: read -r name preset type <<<"$spec"
+    (( $(elapsed) > deadline - 60 )) && { add "batch $name: skipped (time)"; continue; }
+    m=$(synth $name $preset $type)
+    timeout $(( deadline - $(elapsed) - 10 )) $sp bench batch --backend cuda --model $m --actors ${BATCH_ACTORS:-1,4,16,64} \
+      --tokens ${BATCH_TOKENS:-64} --json > $out/batch_$name.json 2> $log/batch_$name.err
+    add "batch $name rc=$?: $(tail -2 $log/batch_$name.err | tr '\n' ' ')"
+    python3 - $name $out/batch_$name.json >> $out/batch_table.txt <<'EOF'
+import json, sys
+for ln in open(sys.argv[2]):
+    if not ln.startswith("{"): continue
+    r = json.loads(ln)
+    ratio = r["tok_s_on"] / r["tok_s_off"] if r["tok_s_off"] else 0
+    pct = 100 * r["batched_lists"] / r["lists"] if r["lists"] else 0
+    print(f'{sys.argv[1]} | {r["actors"]} | {r["tok_s_off"]:.1f} | {r["tok_s_on"]:.1f} | {ratio:.2f}x | '
+          f'{r["step_ms_p50_off"]:.2f}/{r["step_ms_p99_off"]:.2f} | {r["step_ms_p50_on"]:.2f}/{r["step_ms_p99_on"]:.2f} | {pct:.0f}%')
+EOF
+  done
+  add "batch table:"; while read -r ln; do add "$ln"; done < $out/batch_table.txt
 fi
 
 if phase serve; then

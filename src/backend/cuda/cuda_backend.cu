@@ -151,8 +151,10 @@ static sp_error_t *cu_adopt(void *vctx, const sp_memory_view *view, void **bindi
   CU_ENTER(c);
   sp_cu_binding *b = (sp_cu_binding *)calloc(1, sizeof *b);
   if (!b) return sp_error_new("cuda adopt: out of memory");
+  static uint64_t next_id;
   b->ctx = c;
   b->view = *view;
+  b->id = __atomic_add_fetch(&next_id, 1, __ATOMIC_RELAXED);
   sp_error_t *err = pin_to(b, view->committed, NULL, 0, false);
   void *dptr = NULL;
   cudaError_t e = cudaSuccess;
@@ -201,7 +203,7 @@ sp_error_t *cu_file_ranges(void *vctx, void *binding, const sp_file_range *files
   sp_error_t *err = pin_to(b, b->view.committed, holes, n, !done);
   if (done) free(b->holes), b->holes = holes, b->n_holes = n;
   else free(holes);
-  b->dirty = true; /* a captured graph was checked against the old layout */
+  sp_cu_mark_stale(b); /* a captured graph was checked against the old layout */
   return err;
 }
 
@@ -259,12 +261,14 @@ static void cu_destroy(void *vctx) {
   sp_cu_ctx *c = (sp_cu_ctx *)vctx;
   sp_cu_gemm_prewarm_join();
   sp_cu_gemm_free(c->gemm);
+  sp_cu_batch_free(c);
+  pthread_mutex_destroy(&c->batch_mu);
   sp_resident_cache_deinit(&c->cache);
   pthread_mutex_destroy(&c->mu);
   free(c);
 }
 
-/* The three layers (backend.h), filled slot by slot: C++17 has no
+/* The layers (backend.h), filled slot by slot: C++17 has no
  * designated initializers. */
 static struct sp_backend_i make_iface(void) {
   struct sp_backend_i i = {};
@@ -305,7 +309,15 @@ static struct sp_backend_sharing_i make_sharing(void) {
   return sh;
 }
 
+static struct sp_backend_batching_i make_batching(void) {
+  struct sp_backend_batching_i bt = {};
+  bt.version = SP_BACKEND_BATCHING_VERSION;
+  bt.submit_batch = cu_submit_batch;
+  return bt;
+}
+
 static const struct sp_backend_memory_i cu_memory = make_memory();
+static const struct sp_backend_batching_i cu_batching = make_batching();
 static const struct sp_backend_sharing_i cu_sharing = make_sharing();
 
 extern "C" sp_error_t *sp_backend_cuda_new(const sp_backend_options *opts, sp_backend **out) {
@@ -346,10 +358,12 @@ extern "C" sp_error_t *sp_backend_cuda_new(const sp_backend_options *opts, sp_ba
   c->staging = !opts->knobs.cuda_no_staging;
   c->flash = !opts->knobs.cuda_no_flash;
   pthread_mutex_init(&c->mu, NULL);
+  pthread_mutex_init(&c->batch_mu, NULL);
   sp_resident_cache_init(&c->cache, sp_cu_resident_device(), &c->mu, &c->stats);
   be->iface = make_iface();
   be->memory = &cu_memory;
   be->sharing = &cu_sharing;
+  be->batching = &cu_batching;
   be->ctx = c;
   *out = be;
   sp_cu_gemm_prewarm_start(device); /* gemm.h: while the guest loads its model */

@@ -50,6 +50,8 @@ typedef struct sp_cu_ctx {
   sp_residency_stats stats;
   sp_resident_cache cache; /* frozen ranges' copies, shared across bindings by identity */
   sp_cu_gemm *gemm;        /* prefill products through cuBLAS, for every binding (gemm.h) */
+  struct sp_cu_batch *batch; /* several actors' lists as one (cuda_batch.cu), made on first use */
+  pthread_mutex_t batch_mu;  /* one batch at a time: it owns ctx->batch's scratch and graphs */
 } sp_cu_ctx;
 
 /* A frozen range's resident copy, or a device-local range's mirror. */
@@ -88,6 +90,10 @@ typedef struct sp_cu_binding {
   uint32_t last_count, last_cap;
   cudaGraphExec_t exec;
   bool has_exec, dirty;
+  /* For graphs of several bindings' lists (cuda_batch.cu): gen counts the
+   * times a captured graph went stale (sp_cu_mark_stale), list_serial the
+   * lists that differed from the one before; id is unique in the process. */
+  uint64_t id, gen, list_serial;
   /* SP_CUDA_TIMING: events around each list (and after each command, 2);
    * [1] sums repeated lists (decode steps), [0] the others */
   cudaEvent_t t_start, t_end, *t_ops;
@@ -96,6 +102,10 @@ typedef struct sp_cu_binding {
   double t_ms[2], op_ms[SP_OP_COUNT];
   uint64_t t_n[2], op_n[SP_OP_COUNT];
 } sp_cu_binding;
+
+/* A captured graph of this binding's lists no longer matches its memory
+ * (scratch, copies or mirrors moved): recapture before the next replay. */
+static inline void sp_cu_mark_stale(sp_cu_binding *b) { b->dirty = true, b->gen++; }
 
 /* ---- a lost device (fault.h), cuda_backend.cu ---- */
 
@@ -154,6 +164,45 @@ sp_error_t *cu_file_ranges(void *vctx, void *binding, const sp_file_range *files
 bool cu_supports(void *vctx, const sp_cmd *cmd);
 sp_error_t *cu_submit(void *vctx, void *binding, const sp_cmd *cmds, uint32_t count, bool same);
 sp_error_t *cu_wait(void *vctx, void *binding);
+
+/* The parts of a list's run, for several lists run as one (cuda_batch.cu). */
+
+/* Index tensors already checked in this list, and still unwritten. */
+typedef struct sp_cu_checked {
+  struct { uint32_t offset, n, limit; } e[SP_CU_MAX_CHECKED];
+  int n;
+} sp_cu_checked;
+
+/* What enqueueing a list tracks from one command to the next. */
+typedef struct sp_cu_walk {
+  sp_cu_checked checked;
+  sp_tensor xq_of; /* the activations the binding's xq scratch holds, quantized */
+} sp_cu_walk;
+
+/* Everything before the first launch: file ranges, scratch, repacks.
+ * *gemm: the list wants cuBLAS (prompt products). */
+sp_error_t *sp_cu_list_prepare(sp_cu_ctx *c, sp_cu_binding *b, const sp_cmd *cmds, uint32_t count, bool *gemm);
+/* Status word reset, staging of index tensors. */
+sp_error_t *sp_cu_list_begin(sp_cu_binding *b, const sp_cmd *cmds, uint32_t count);
+/* One step of the plan (fuse.h): cmds[i] alone or fused with the next. */
+cudaError_t sp_cu_list_step(const sp_cu_binding *b, const sp_cmd *cmds, uint32_t i, const sp_cu_fusion *f,
+                            sp_cu_walk *w);
+/* What a matmul step wrote, as list_step records it, for a step run elsewhere. */
+void sp_cu_walk_after_matmul(sp_cu_walk *w, const sp_cmd *cmds, uint32_t i, uint32_t count);
+/* The status word copied back for the host. */
+sp_error_t *sp_cu_list_end(sp_cu_binding *b);
+/* cmds[index] with its tensors resolved for binding b. */
+sp_cu_cmd sp_cu_decode_cmd(const sp_cu_binding *b, const sp_cmd *cmd, uint32_t index);
+/* Keeps the list for error messages (and the next replay). */
+sp_error_t *sp_cu_remember_list(sp_cu_binding *b, const sp_cmd *cmds, uint32_t count);
+/* The finished list's error from its status word, NULL when it all ran. */
+sp_error_t *sp_cu_status_error(const sp_cu_binding *b);
+
+/* ---- several lists as one (cuda_batch.cu) ---- */
+
+void cu_submit_batch(void *vctx, sp_batch_item *items, uint32_t n);
+/* Frees the batch state (graphs, scratch) at destroy. */
+void sp_cu_batch_free(sp_cu_ctx *c);
 
 /* ---- SP_CUDA_TIMING (cuda_timing.cu) ---- */
 

@@ -235,6 +235,18 @@ bool sp_cu_matmul_quantizes(uint32_t wdtype, uint32_t m);
  * reading the input once. */
 #define SP_CU_MAX_GROUP 3
 cudaError_t sp_cu_matmul_group(const sp_cu_cmd *const *members, uint32_t n, bool paired);
+
+/* For several actors' decode products against one weight (cuda_batch.cu):
+ *  - quantize_input: what a product does first, the input quantized into
+ *    c->xq unless c->xq_ready (quantized weight types only);
+ *  - matvec_rows: the matrix-vector kernels over the src[1].ne[1] rows of
+ *    cs (members as sp_cu_matmul_group's), whatever that count: no cuBLAS,
+ *    no tiles; quantized types read c->xq as ready;
+ *  - matvec_vec: whether the float kernel takes its 16-byte path for c
+ *    (alignment of weights and input), which decides its summation order. */
+cudaError_t sp_cu_matmul_quantize_input(const sp_cu_cmd *c);
+cudaError_t sp_cu_matvec_rows(const sp_cu_cmd *const *cs, uint32_t n, bool paired);
+bool sp_cu_matvec_vec(const sp_cu_cmd *c);
 /* [add then] rmsnorm [then quantize for the next matmul]: `add` is the
  * add command folded in front (NULL: none). */
 cudaError_t sp_cu_rmsnorm_fused(const sp_cu_cmd *add, const sp_cu_cmd *norm, sp_cu_qdst q);

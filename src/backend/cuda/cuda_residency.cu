@@ -35,7 +35,7 @@ static sp_error_t *upload_frozen(void *ctx, void *dev, uint64_t addr, uint64_t l
  * captured graph stale. */
 static void point_at_copy(sp_cu_binding *b, sp_cu_frozen *f) {
   uint8_t *dev = f->copy ? (uint8_t *)f->copy->dev : NULL;
-  if (dev != f->dev) b->dirty = true;
+  if (dev != f->dev) sp_cu_mark_stale(b);
   f->dev = dev;
 }
 
@@ -59,7 +59,7 @@ static sp_error_t *refresh_frozen(sp_cu_ctx *c, sp_cu_binding *b, sp_cu_frozen *
   sp_resident_upload up = {&u, upload_frozen};
   sp_error_t *err = sp_resident_refresh(&c->cache, &up, &f->copy, f->addr, f->len, addr, len, identity);
   point_at_copy(b, f);
-  b->dirty = true; /* a copy rewritten in place dropped its repacked weights (repack.h) */
+  sp_cu_mark_stale(b); /* a copy rewritten in place dropped its repacked weights (repack.h) */
   return err;
 }
 
@@ -174,7 +174,7 @@ sp_error_t *cu_device_local(void *vctx, void *binding, uint64_t addr, uint64_t l
     return err;
   }
   b->n_local++;
-  b->dirty = true; /* a captured graph points at guest memory for these bytes */
+  sp_cu_mark_stale(b); /* a captured graph points at guest memory for these bytes */
   return NULL;
 }
 

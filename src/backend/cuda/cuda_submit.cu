@@ -116,26 +116,20 @@ static cudaError_t enqueue_staging(const sp_cu_binding *b) {
   return sp_cu_stage(&spans, b->stream);
 }
 
-/* Index tensors already checked in this list, and still unwritten. */
-typedef struct checked_set {
-  struct { uint32_t offset, n, limit; } e[SP_CU_MAX_CHECKED];
-  int n;
-} checked_set;
-
-static bool checked_has(const checked_set *s, const sp_tensor *idx, uint32_t limit) {
+static bool checked_has(const sp_cu_checked *s, const sp_tensor *idx, uint32_t limit) {
   for (int i = 0; i < s->n; i++)
     if (s->e[i].offset == idx->offset && s->e[i].n == idx->ne[0] && s->e[i].limit <= limit) return true;
   return false;
 }
 
-static void checked_forget(checked_set *s, uint64_t dst, uint64_t dst_len) {
+static void checked_forget(sp_cu_checked *s, uint64_t dst, uint64_t dst_len) {
   for (int i = 0; i < s->n;)
     if (overlaps(dst, dst_len, s->e[i].offset, (uint64_t)s->e[i].n * 4)) s->e[i] = s->e[--s->n];
     else i++;
 }
 
 /* Checks one index tensor (unless already checked in this list). */
-static cudaError_t check_once(const sp_cu_binding *b, checked_set *s, const sp_tensor *idx, uint32_t limit,
+static cudaError_t check_once(const sp_cu_binding *b, sp_cu_checked *s, const sp_tensor *idx, uint32_t limit,
                               uint32_t index) {
   if (checked_has(s, idx, limit)) return cudaSuccess;
   cudaError_t e = sp_cu_check_indices((const int32_t *)resolve(b, idx, true).p, idx->ne[0], limit, index,
@@ -182,7 +176,7 @@ static sp_error_t *reserve_scratch(sp_cu_binding *b, size_t elems, uint32_t inde
   CU_TRY(cudaMalloc(&b->xd, elems / SP_CU_QK * sizeof(float) + 16), "activation scales");
   CU_TRY(cudaMalloc(&b->xs, elems / SP_CU_QK * sizeof(float) + 16), "activation sums");
   b->xq_cap = elems;
-  b->dirty = true; /* a captured graph points at the old scratch */
+  sp_cu_mark_stale(b); /* a captured graph points at the old scratch */
   return NULL;
 }
 
@@ -200,7 +194,7 @@ static void reserve_attention_scratch(sp_cu_binding *b, const sp_cmd *cmds, uint
   cudaStreamSynchronize(b->stream); /* kernels in flight may still use the old one */
   cudaFree(b->attn_dev);
   b->attn_dev = NULL, b->attn_bytes = 0;
-  b->dirty = true; /* a captured graph points at the old scratch */
+  sp_cu_mark_stale(b); /* a captured graph points at the old scratch */
   if (cudaMalloc(&b->attn_dev, need) != cudaSuccess || cudaMemsetAsync(b->attn_dev, 0, need, b->stream) != cudaSuccess) {
     cudaFree(b->attn_dev), b->attn_dev = NULL;
     cudaGetLastError(); /* no room: the one-block kernels run */
@@ -210,7 +204,7 @@ static void reserve_attention_scratch(sp_cu_binding *b, const sp_cmd *cmds, uint
 }
 
 /* A command with its tensors resolved, ready for a launcher. */
-static sp_cu_cmd decode_cmd(const sp_cu_binding *b, const sp_cmd *cmd, uint32_t index) {
+sp_cu_cmd sp_cu_decode_cmd(const sp_cu_binding *b, const sp_cmd *cmd, uint32_t index) {
   sp_cu_cmd c = {};
   c.cmd = cmd, c.index = index, c.stream = b->stream, c.status = b->status_dev;
   c.no_flash = !b->ctx->flash;
@@ -225,16 +219,17 @@ static sp_cu_cmd decode_cmd(const sp_cu_binding *b, const sp_cmd *cmd, uint32_t 
 }
 
 /* What cmd wrote is no longer index-checked nor quantized. */
-static void forget_written(checked_set *checked, sp_tensor *xq_of, const sp_cmd *cmd) {
+static void forget_written(sp_cu_checked *checked, sp_tensor *xq_of, const sp_cmd *cmd) {
   uint64_t dst_len = extent_of(&cmd->dst);
   checked_forget(checked, cmd->dst.offset, dst_len);
   if (xq_of->dtype && overlaps(cmd->dst.offset, dst_len, xq_of->offset, extent_of(xq_of))) memset(xq_of, 0, sizeof *xq_of);
 }
 
 /* Enqueues one command. */
-static cudaError_t enqueue_cmd(const sp_cu_binding *b, const sp_cmd *cmd, uint32_t index, checked_set *checked,
-                               sp_tensor *xq_of) {
-  sp_cu_cmd c = decode_cmd(b, cmd, index);
+static cudaError_t enqueue_cmd(const sp_cu_binding *b, const sp_cmd *cmd, uint32_t index, sp_cu_walk *w) {
+  sp_cu_checked *checked = &w->checked;
+  sp_tensor *xq_of = &w->xq_of;
+  sp_cu_cmd c = sp_cu_decode_cmd(b, cmd, index);
   cudaError_t e = cudaSuccess;
   switch (cmd->op) {
   case SP_OP_NOP: return cudaSuccess;
@@ -276,10 +271,12 @@ static cudaError_t enqueue_cmd(const sp_cu_binding *b, const sp_cmd *cmd, uint32
 
 /* Enqueues cmds[i, i + f->count) as one fused launch (fuse.h). */
 static cudaError_t enqueue_fused(const sp_cu_binding *b, const sp_cmd *cmds, uint32_t i, const sp_cu_fusion *f,
-                                 checked_set *checked, sp_tensor *xq_of) {
+                                 sp_cu_walk *w) {
+  sp_cu_checked *checked = &w->checked;
+  sp_tensor *xq_of = &w->xq_of;
   sp_cu_cmd c[SP_CU_MAX_FUSED];
   const sp_cu_cmd *cp[SP_CU_MAX_FUSED];
-  for (uint32_t k = 0; k < f->count; k++) c[k] = decode_cmd(b, &cmds[i + k], i + k), cp[k] = &c[k];
+  for (uint32_t k = 0; k < f->count; k++) c[k] = sp_cu_decode_cmd(b, &cmds[i + k], i + k), cp[k] = &c[k];
   sp_cu_qdst q = {};
   if (f->quantize) q.xq = b->xq, q.xd = b->xd, q.xs = b->xs;
   cudaError_t e = cudaSuccess;
@@ -315,19 +312,42 @@ static cudaError_t enqueue_fused(const sp_cu_binding *b, const sp_cmd *cmds, uin
   return cudaSuccess;
 }
 
-/* Enqueues the whole list: reset the status word, every command (fused
- * where fuse.h allows), then copy the status word back for wait(). */
-static sp_error_t *enqueue_list(sp_cu_binding *b, const sp_cmd *cmds, uint32_t count) {
-  checked_set checked = {};
-  sp_tensor xq_of = {};
+cudaError_t sp_cu_list_step(const sp_cu_binding *b, const sp_cmd *cmds, uint32_t i, const sp_cu_fusion *f,
+                            sp_cu_walk *w) {
+  return f->kind == SP_FUSE_NONE ? enqueue_cmd(b, &cmds[i], i, w) : enqueue_fused(b, cmds, i, f, w);
+}
+
+/* The same order as enqueue_cmd (one product) and enqueue_fused (a group). */
+void sp_cu_walk_after_matmul(sp_cu_walk *w, const sp_cmd *cmds, uint32_t i, uint32_t count) {
+  bool quantizes = sp_cu_matmul_quantizes(cmds[i].src[0].dtype, cmds[i].src[1].ne[1]);
+  if (count == 1 && quantizes) w->xq_of = cmds[i].src[1];
+  for (uint32_t k = 0; k < count; k++) forget_written(&w->checked, &w->xq_of, &cmds[i + k]);
+  if (count > 1) w->xq_of = cmds[i].src[1];
+}
+
+sp_error_t *sp_cu_list_begin(sp_cu_binding *b, const sp_cmd *cmds, uint32_t count) {
   CU_TRY(cudaMemsetAsync(b->status_dev, 0, sizeof(sp_cu_status), b->stream), "resetting the status word");
   sp_cu_fault_inject(b->stream);
   plan_staging(b, cmds, count);
   CU_TRY(enqueue_staging(b), "staging index tensors");
+  return NULL;
+}
+
+sp_error_t *sp_cu_list_end(sp_cu_binding *b) {
+  CU_TRY(cudaMemcpyAsync(b->status_host, b->status_dev, sizeof(sp_cu_status), cudaMemcpyDeviceToHost, b->stream),
+         "reading the status word");
+  return NULL;
+}
+
+/* Enqueues the whole list: reset the status word, every command (fused
+ * where fuse.h allows), then copy the status word back for wait(). */
+static sp_error_t *enqueue_list(sp_cu_binding *b, const sp_cmd *cmds, uint32_t count) {
+  sp_cu_walk w = {};
+  sp_error_t *err = sp_cu_list_begin(b, cmds, count);
+  if (err) return err;
   for (uint32_t i = 0; i < count;) {
     sp_cu_fusion f = sp_cu_fuse_plan(cmds, i, count, b->ctx->fusion);
-    cudaError_t e = f.kind == SP_FUSE_NONE ? enqueue_cmd(b, &cmds[i], i, &checked, &xq_of)
-                                           : enqueue_fused(b, cmds, i, &f, &checked, &xq_of);
+    cudaError_t e = sp_cu_list_step(b, cmds, i, &f, &w);
     for (uint32_t k = 0; k < f.count && e == cudaSuccess && b->t_ops && i + k < b->t_ops_cap; k++)
       e = cudaEventRecord(b->t_ops[i + k], b->stream);
     CU_TRY(e, "cmd[%u] (%s%s): launch", i, sp_cu_op_name(cmds[i].op), f.count > 1 ? ", fused with the next" : "");
@@ -335,12 +355,10 @@ static sp_error_t *enqueue_list(sp_cu_binding *b, const sp_cmd *cmds, uint32_t c
            sp_cu_op_name(cmds[i].op), f.count > 1 ? ", fused with the next" : "");
     i += f.count;
   }
-  CU_TRY(cudaMemcpyAsync(b->status_host, b->status_dev, sizeof(sp_cu_status), cudaMemcpyDeviceToHost, b->stream),
-         "reading the status word");
-  return NULL;
+  return sp_cu_list_end(b);
 }
 
-static sp_error_t *remember_list(sp_cu_binding *b, const sp_cmd *cmds, uint32_t count) {
+sp_error_t *sp_cu_remember_list(sp_cu_binding *b, const sp_cmd *cmds, uint32_t count) {
   if (count > b->last_cap) {
     sp_cmd *grown = (sp_cmd *)realloc(b->last, (size_t)count * sizeof *grown);
     if (!grown) return sp_error_new("cuda: out of host memory");
@@ -440,27 +458,34 @@ static sp_error_t *check_file_ranges(const sp_cu_binding *b, const sp_cmd *cmds,
   return NULL;
 }
 
-/* Replays, captures or enqueues the list. */
-static sp_error_t *launch_list(sp_cu_ctx *c, sp_cu_binding *b, const sp_cmd *cmds, uint32_t count, bool same) {
-  if (same && b->has_exec && !b->dirty) { /* its scratch was reserved when it was captured */
-    CU_TRY(cudaGraphLaunch(b->exec, b->stream), "replaying a graph");
-    return NULL;
-  }
-  if (!same && b->has_exec) cudaGraphExecDestroy(b->exec), b->has_exec = false; /* another list's graph */
+sp_error_t *sp_cu_list_prepare(sp_cu_ctx *c, sp_cu_binding *b, const sp_cmd *cmds, uint32_t count, bool *gemm) {
   sp_error_t *err = check_file_ranges(b, cmds, count);
   if (err) return err;
   uint32_t largest;
   size_t need = scratch_need(cmds, count, &largest);
   if ((err = reserve_scratch(b, need, largest))) return err;
   reserve_attention_scratch(b, cmds, count);
-  bool gemm = sp_cu_gemm_wanted(cmds, count);
-  if (gemm && sp_cu_gemm_reserve(&c->gemm, cmds, count) != cudaSuccess)
+  *gemm = sp_cu_gemm_wanted(cmds, count);
+  if (*gemm && sp_cu_gemm_reserve(&c->gemm, cmds, count) != cudaSuccess)
     cudaGetLastError(); /* no room for cuBLAS's scratch: the tiles run (gemm.h) */
   b->gemm = c->gemm;
-  if ((err = prepare_repacks(c, b, cmds, count))) return err;
+  return prepare_repacks(c, b, cmds, count);
+}
+
+/* Replays, captures or enqueues the list. */
+static sp_error_t *launch_list(sp_cu_ctx *c, sp_cu_binding *b, const sp_cmd *cmds, uint32_t count, bool same) {
+  if (!same) b->list_serial++;
+  if (same && b->has_exec && !b->dirty) { /* its scratch was reserved when it was captured */
+    CU_TRY(cudaGraphLaunch(b->exec, b->stream), "replaying a graph");
+    return NULL;
+  }
+  if (!same && b->has_exec) cudaGraphExecDestroy(b->exec), b->has_exec = false; /* another list's graph */
+  bool gemm = false;
+  sp_error_t *err = sp_cu_list_prepare(c, b, cmds, count, &gemm);
+  if (err) return err;
   if (same && c->graphs && !sp_cu_fault_sync_each() && !gemm) return capture_and_launch(b, cmds, count);
   if (b->has_exec) cudaGraphExecDestroy(b->exec), b->has_exec = false;
-  if ((err = remember_list(b, cmds, count))) return err;
+  if ((err = sp_cu_remember_list(b, cmds, count))) return err;
   return enqueue_list(b, cmds, count);
 }
 
@@ -473,6 +498,10 @@ sp_error_t *cu_wait(void *vctx, void *binding) {
   if (e != cudaSuccess)
     return sp_error_new("cuda: running the list failed: %s (%s)", cudaGetErrorString(e), cudaGetErrorName(e));
   if (b->t_pending) sp_cu_timing_add(b);
+  return sp_cu_status_error(b);
+}
+
+sp_error_t *sp_cu_status_error(const sp_cu_binding *b) {
   const sp_cu_status *st = b->status_host;
   if (!st->code) return NULL;
   uint32_t i = (uint32_t)st->cmd;

@@ -491,6 +491,23 @@ __global__ void __launch_bounds__(128)
 
 /* ---- dispatch ---- */
 
+bool sp_cu_matvec_vec(const sp_cu_cmd *c) {
+  const sp_cu_tensor &w = c->src[0], &x = c->src[1];
+  uint32_t K = w.ne[0], esz = w.dtype == SP_DTYPE_F32 ? 4 : 2;
+  return K % 8 == 0 && (uintptr_t)w.p % 16 == 0 && w.nb[0] % 16 == 0 && (uintptr_t)x.p % 16 == 0 &&
+         x.nb[0] % 16 == 0 && (K * esz) % 16 == 0;
+}
+
+/* M float matrix-vector products (mmv_kernel): row m is blockIdx.y. */
+template <int DT>
+static void launch_mmv_float(const sp_cu_cmd *c, uint32_t N, uint32_t K, uint32_t M) {
+  const sp_cu_tensor &w = c->src[0], &x = c->src[1], &d = c->dst;
+  uint32_t wpr = mmv_wpr(), rows = SP_MMV_ROWS / wpr;
+  dim3 grid((N + rows - 1) / rows, M);
+  sp_cu_launch(mmv_kernel<(DT < SP_DTYPE_Q8_0 ? DT : SP_DTYPE_F32)>, grid, SP_MMV_ROWS * 32, c->stream,
+      w.p, w.nb[0], N, K, x.p, x.nb[0], d.p, d.nb[0], sp_cu_matvec_vec(c), wpr, c->status);
+}
+
 template <int DT>
 static void launch_float(const sp_cu_cmd *c, uint32_t N, uint32_t K, uint32_t M) {
   const sp_cu_tensor &w = c->src[0], &x = c->src[1], &d = c->dst;
@@ -507,13 +524,7 @@ static void launch_float(const sp_cu_cmd *c, uint32_t N, uint32_t K, uint32_t M)
     return;
   }
   if (is_quant(DT) || is_kq_t<DT>::value) return; /* unreachable: quantized goes through mmvq, deq or wmma */
-  const uint32_t esz = DT == SP_DTYPE_F32 ? 4 : 2;
-  bool vec = K % 8 == 0 && (uintptr_t)w.p % 16 == 0 && w.nb[0] % 16 == 0 && (uintptr_t)x.p % 16 == 0 &&
-             x.nb[0] % 16 == 0 && (K * esz) % 16 == 0;
-  uint32_t wpr = mmv_wpr(), rows = SP_MMV_ROWS / wpr;
-  dim3 grid((N + rows - 1) / rows, M);
-  sp_cu_launch(mmv_kernel<(DT < SP_DTYPE_Q8_0 ? DT : SP_DTYPE_F32)>, grid, SP_MMV_ROWS * 32, c->stream,
-      w.p, w.nb[0], N, K, x.p, x.nb[0], d.p, d.nb[0], vec, wpr, c->status);
+  launch_mmv_float<DT>(c, N, K, M);
 }
 
 template <int DT, bool R>
@@ -631,6 +642,52 @@ cudaError_t sp_cu_matmul(const sp_cu_cmd *c) {
   case SP_DTYPE_Q6_K: return launch_kq<SP_DTYPE_Q6_K>(c, N, K, M);
   case SP_DTYPE_IQ4_NL: return launch_kq<SP_DTYPE_IQ4_NL>(c, N, K, M);
   case SP_DTYPE_IQ4_XS: return launch_kq<SP_DTYPE_IQ4_XS>(c, N, K, M);
+  default: return cudaErrorNotSupported;
+  }
+  return cudaGetLastError();
+}
+
+/* ---- several actors' decode products against one weight (cuda_batch.cu) ---- */
+
+cudaError_t sp_cu_matmul_quantize_input(const sp_cu_cmd *c) {
+  uint32_t K = c->src[0].ne[0], M = c->src[1].ne[1];
+  if (sp_cu_matmul_quantizes(c->src[0].dtype, M) && !c->xq_ready) launch_quantize(c, c->src[1], K, M);
+  return cudaGetLastError();
+}
+
+/* Every kernel below computes activation row m in the grid's row
+ * blockIdx.y with the same arithmetic whatever the number of rows: the
+ * rows of a batch are the rows each actor's list computes alone. */
+template <int DT>
+static void launch_rows(const sp_cu_cmd *const *cs, uint32_t n, bool paired) {
+  const sp_cu_cmd *c = cs[0];
+  uint32_t K = c->src[0].ne[0], M = c->src[1].ne[1];
+  if constexpr (DT == SP_DTYPE_Q8_0 || DT == SP_DTYPE_Q4_0 || DT == SP_DTYPE_Q4_1 || is_kq_t<DT>::value) {
+    if constexpr (has_dp4a_t<DT>::value) launch_dp4a<DT>(cs, n, paired);
+    else
+      for (uint32_t i = 0; i < n; i++) launch_deq<DT>(c, cs[i], K, M);
+  } else {
+    for (uint32_t i = 0; i < n; i++) launch_mmv_float<DT>(cs[i], cs[i]->src[0].ne[1], K, M);
+  }
+}
+
+cudaError_t sp_cu_matvec_rows(const sp_cu_cmd *const *cs, uint32_t n, bool paired) {
+  switch (cs[0]->src[0].dtype) {
+  case SP_DTYPE_F32: launch_rows<SP_DTYPE_F32>(cs, n, paired); break;
+  case SP_DTYPE_F16: launch_rows<SP_DTYPE_F16>(cs, n, paired); break;
+  case SP_DTYPE_BF16: launch_rows<SP_DTYPE_BF16>(cs, n, paired); break;
+  case SP_DTYPE_Q8_0: launch_rows<SP_DTYPE_Q8_0>(cs, n, paired); break;
+  case SP_DTYPE_Q4_0: launch_rows<SP_DTYPE_Q4_0>(cs, n, paired); break;
+  case SP_DTYPE_Q4_1: launch_rows<SP_DTYPE_Q4_1>(cs, n, paired); break;
+  case SP_DTYPE_Q5_0: launch_rows<SP_DTYPE_Q5_0>(cs, n, paired); break;
+  case SP_DTYPE_Q5_1: launch_rows<SP_DTYPE_Q5_1>(cs, n, paired); break;
+  case SP_DTYPE_Q2_K: launch_rows<SP_DTYPE_Q2_K>(cs, n, paired); break;
+  case SP_DTYPE_Q3_K: launch_rows<SP_DTYPE_Q3_K>(cs, n, paired); break;
+  case SP_DTYPE_Q4_K: launch_rows<SP_DTYPE_Q4_K>(cs, n, paired); break;
+  case SP_DTYPE_Q5_K: launch_rows<SP_DTYPE_Q5_K>(cs, n, paired); break;
+  case SP_DTYPE_Q6_K: launch_rows<SP_DTYPE_Q6_K>(cs, n, paired); break;
+  case SP_DTYPE_IQ4_NL: launch_rows<SP_DTYPE_IQ4_NL>(cs, n, paired); break;
+  case SP_DTYPE_IQ4_XS: launch_rows<SP_DTYPE_IQ4_XS>(cs, n, paired); break;
   default: return cudaErrorNotSupported;
   }
   return cudaGetLastError();
