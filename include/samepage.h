@@ -91,7 +91,7 @@ typedef struct sp_runtime_options {
                                microseconds of each other run as one batch
                                where their shapes match, each with the bits
                                it would get alone. 0 = off. Only backends with
-                               a batching layer (the CPU, isolation "none")
+                               a batching layer (CPU and CUDA, isolation "none")
                                batch; elsewhere it is ignored */
 } sp_runtime_options;
 

@@ -1,6 +1,7 @@
 /*
  * cli_bench_actors.c: `samepage bench actors [--counts 1,8,32] [--ctx N]
- * [--model F] [--backend cpu|cuda|auto] [--json]`: many actors, one model.
+ * [--decode-tokens T] [--batch-window-us W] [--model F]
+ * [--backend cpu|cuda|auto] [--json]`: many actors, one model.
  *
  * One process hosts N LLM actors, each with its own conversation (a short
  * prompt and a few tokens). Every actor maps the same model file privately,
@@ -16,6 +17,11 @@
  * docs/CUDA.md), the bytes sharing saved, the freezes served by sharing,
  * and the device-local mirrors (activations, KV cache: one per actor).
  *
+ * Then, at each count, every live actor decodes T more tokens at once, one
+ * thread each, with cross-actor batching as `samepage serve` runs it
+ * (window W, default 2000 us; 0: off; docs/BATCHING.md): the row adds the
+ * aggregate tokens/s and the share of lists that ran batched.
+ *
  * Under process isolation (SP_ISOLATION=process) each actor's backend runs in
  * a worker process, and guest memory is shared memory (RssShmem, counted in
  * this process, which maps all of it). Rows then add the workers' memory
@@ -23,12 +29,14 @@
  * of RssAnon + RssShmem here plus its worker's RssAnon.
  */
 #include <dirent.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "core/clock.h"
 #include "core/error.h"
 #include "samepage.h"
 
@@ -41,6 +49,8 @@ typedef struct mem_row {
   double workers_rss_mb, workers_anon_mb, workers_pss_mb;
   double dev_used_mb, resident_mb, shared_mb, local_mb; /* device side, when the backend has one */
   uint64_t shared_hits;
+  double decode_tok_s;      /* all live actors decoding at once (--decode-tokens) */
+  double batched_pct;       /* of their lists, the share that ran batched */
 } mem_row;
 
 #define MIB(bytes) ((double)(bytes) / 1048576.0)
@@ -98,10 +108,17 @@ static mem_row measure_row(sp_runtime_t *rt, int actors, uint64_t device_base) {
   return r;
 }
 
-static void print_json(const char *backend, const char *isolation, const char *ctx, bool device, double per_actor,
-                       double per_actor_dev, const mem_row *rows, int n_rows) {
-  printf("{\"bench\": \"actors\", \"backend\": \"%s\", \"isolation\": \"%s\", \"ctx\": %s, \"per_actor_anon_mib\": %.2f",
-         backend, isolation, ctx, per_actor);
+/* What the run was: backend, isolation, context, decode tokens, window. */
+typedef struct actors_setup {
+  const char *backend, *isolation, *ctx;
+  long decode, window_us;
+} actors_setup;
+
+static void print_json(const actors_setup *su, bool device, double per_actor, double per_actor_dev,
+                       const mem_row *rows, int n_rows) {
+  printf("{\"bench\": \"actors\", \"backend\": \"%s\", \"isolation\": \"%s\", \"ctx\": %s, \"decode_tokens\": %ld, "
+         "\"batch_window_us\": %ld, \"per_actor_anon_mib\": %.2f",
+         su->backend, su->isolation, su->ctx, su->decode, su->window_us, per_actor);
   if (device) printf(", \"per_actor_device_mib\": %.2f", per_actor_dev);
   printf(", \"rows\": [");
   for (int i = 0; i < n_rows; i++) {
@@ -111,6 +128,7 @@ static void print_json(const char *backend, const char *isolation, const char *c
            "\"workers_pss_mib\": %.1f",
            i ? ", " : "", r->actors, r->rss_mb, r->anon_mb, r->file_mb, r->pss_mb, r->shmem_mb, r->workers,
            r->workers_rss_mb, r->workers_anon_mb, r->workers_pss_mb);
+    if (su->decode) printf(", \"decode_tok_s\": %.1f, \"batched_pct\": %.1f", r->decode_tok_s, r->batched_pct);
     if (device)
       printf(", \"device_used_mib\": %.1f, \"resident_mib\": %.1f, \"shared_mib\": %.1f, \"shared_hits\": %llu, "
              "\"device_local_mib\": %.1f", r->dev_used_mb, r->resident_mb, r->shared_mb,
@@ -120,17 +138,22 @@ static void print_json(const char *backend, const char *isolation, const char *c
   printf("]}\n");
 }
 
-static void print_table(const char *backend, const char *isolation, const char *ctx, bool device, double per_actor,
-                        double per_actor_dev, const mem_row *rows, int n_rows) {
-  printf("samepage bench actors (backend %s, isolation %s, one model file, --ctx %s, MiB)\n", backend, isolation, ctx);
+static void print_table(const actors_setup *su, bool device, double per_actor, double per_actor_dev,
+                        const mem_row *rows, int n_rows) {
+  printf("samepage bench actors (backend %s, isolation %s, one model file, --ctx %s, MiB", su->backend, su->isolation,
+         su->ctx);
+  if (su->decode) printf("; all decoding %ld tokens at once, batch window %ld us", su->decode, su->window_us);
+  printf(")\n");
   printf("  %7s %10s %10s %10s %10s %10s %8s %12s", "actors", "VmRSS", "RssAnon", "RssFile", "PSS", "RssShmem", "workers",
          "worker anon");
+  if (su->decode) printf(" %11s %8s", "decode tok/s", "batched");
   if (device) printf(" %11s %9s %9s %6s %9s", "device used", "resident", "shared", "hits", "dev-local");
   printf("\n");
   for (int i = 0; i < n_rows; i++) {
     const mem_row *r = &rows[i];
     printf("  %7d %10.1f %10.1f %10.1f %10.1f %10.1f %8d %12.1f", r->actors, r->rss_mb, r->anon_mb, r->file_mb, r->pss_mb,
            r->shmem_mb, r->workers, r->workers_anon_mb);
+    if (su->decode) printf(" %12.1f %7.0f%%", r->decode_tok_s, r->batched_pct);
     if (device)
       printf(" %11.1f %9.1f %9.1f %6llu %9.1f", r->dev_used_mb, r->resident_mb, r->shared_mb,
              (unsigned long long)r->shared_hits, r->local_mb);
@@ -139,6 +162,65 @@ static void print_table(const char *backend, const char *isolation, const char *
   printf("  each additional actor: %.2f MiB of host memory (RssAnon + RssShmem + workers' RssAnon)", per_actor);
   if (device) printf(", %.2f MiB of device memory", per_actor_dev);
   printf("\n");
+}
+
+/* ---- every live actor decoding at once ---- */
+
+/* Every decoder starts when the gate opens, so that they run together. */
+typedef struct gate {
+  pthread_mutex_t mu;
+  pthread_cond_t open_cv;
+  bool open;
+} gate;
+
+typedef struct decoder {
+  sp_actor_t *actor;
+  int tokens;
+  gate *start;
+  sp_error_t *err;
+} decoder;
+
+static void *decode_tokens(void *arg) {
+  decoder *d = arg;
+  pthread_mutex_lock(&d->start->mu);
+  while (!d->start->open) pthread_cond_wait(&d->start->open_cv, &d->start->mu);
+  pthread_mutex_unlock(&d->start->mu);
+  int64_t r = 0;
+  for (int t = 0; t < d->tokens && !d->err; t++) d->err = sp_actor_call(d->actor, "llm_step", NULL, 0, &r);
+  return NULL;
+}
+
+/* The n actors decode `tokens` each, together: aggregate tokens/s into r,
+ * with the share of their lists the batcher ran batched. */
+static sp_error_t *decode_together(sp_runtime_t *rt, sp_actor_t **actors, int n, int tokens, mem_row *r) {
+  static decoder ds[MAX_ACTORS];
+  static pthread_t th[MAX_ACTORS];
+  gate start = {.mu = PTHREAD_MUTEX_INITIALIZER, .open_cv = PTHREAD_COND_INITIALIZER};
+  struct sp_runtime_stats before = {.size = sizeof before}, after = {.size = sizeof after};
+  sp_error_free(sp_runtime_stats(rt, &before));
+  int started = 0;
+  for (int i = 0; i < n; i++, started++) {
+    ds[i] = (decoder){.actor = actors[i], .tokens = tokens, .start = &start};
+    if (pthread_create(&th[i], NULL, decode_tokens, &ds[i])) break;
+  }
+  sp_error_t *err = started < n ? sp_error_new("cannot start %d decoding threads", n) : NULL;
+  pthread_mutex_lock(&start.mu);
+  for (int i = 0; i < started && err; i++) ds[i].tokens = 0; /* not all could start: none decodes */
+  start.open = true;
+  pthread_cond_broadcast(&start.open_cv);
+  pthread_mutex_unlock(&start.mu);
+  double t0 = sp_now_ms();
+  for (int i = 0; i < started; i++) pthread_join(th[i], NULL);
+  double ms = sp_now_ms() - t0;
+  for (int i = 0; i < started; i++) {
+    if (ds[i].err && !err) err = sp_error_wrap(ds[i].err, "actor %d decoding", i);
+    else sp_error_free(ds[i].err);
+  }
+  sp_error_free(sp_runtime_stats(rt, &after));
+  uint64_t lists = after.batch_lists - before.batch_lists, batched = after.batched_lists - before.batched_lists;
+  r->decode_tok_s = ms > 0 ? (double)n * tokens * 1e3 / ms : 0;
+  r->batched_pct = lists ? 100.0 * (double)batched / (double)lists : 0;
+  return err;
 }
 
 static sp_error_t *start_actor(sp_runtime_t *rt, const char *model, const char *ctx, int i, sp_actor_t **out) {
@@ -168,17 +250,22 @@ static void actors_usage(FILE *out) {
           "  --ctx N                each actor's context length (default 512)\n"
           "  --model FILE           GGUF model (default: SmolLM2-135M-Instruct Q4_1)\n"
           "  --backend cpu|cuda|auto  compute backend (default cpu)\n"
+          "  --decode-tokens N      then every live actor decodes N tokens at once (default 16; 0: memory only)\n"
+          "  --batch-window-us N    cross-actor batching window while they do (default 2000; 0: off)\n"
           "  --json                 machine-readable output\n"
           "  -h, --help             this message\n"
           "Process isolation: SP_ISOLATION=process.\n", MAX_ACTORS);
 }
 
 static const char *const actors_flags[] = {"--json", NULL};
-static const char *const actors_valued[] = {"--counts", "--model", "--ctx", "--backend", NULL};
+static const char *const actors_valued[] = {"--counts", "--model", "--ctx", "--backend", "--decode-tokens",
+                                            "--batch-window-us", NULL};
 
 int sp_cli_bench_actors(int argc, char **argv) {
   bool json = false;
   const char *counts = "1,8,32", *model = NULL, *ctx = "512", *backend = "cpu";
+  long decode = 16, window_us = 2000;
+  char *end = NULL;
   for (int i = 1; i < argc; i++) {
     const char *opt = argv[i], *val;
     int rc = sp_cli_next_option("bench actors", argc, argv, &i, actors_flags, actors_valued, actors_usage, &val);
@@ -188,13 +275,21 @@ int sp_cli_bench_actors(int argc, char **argv) {
     else if (!strcmp(opt, "--model")) model = val;
     else if (!strcmp(opt, "--ctx")) ctx = val;
     else if (!strcmp(opt, "--backend")) backend = val;
+    else if (!strcmp(opt, "--decode-tokens") || !strcmp(opt, "--batch-window-us")) {
+      long v = strtol(val, &end, 10), top = opt[2] == 'd' ? 4096 : 1000000;
+      if (!*val || *end || v < 0 || v > top) {
+        fprintf(stderr, "samepage bench actors: %s: \"%s\" is not a number in 0..%ld\n", opt, val, top);
+        return SP_EXIT_USAGE;
+      }
+      *(opt[2] == 'd' ? &decode : &window_us) = v;
+    }
   }
   if (!model) model = sp_cli_default_model();
   if (access(model, R_OK)) {
     fprintf(stderr, "samepage bench actors: model %s: cannot read it\n", model);
     return SP_EXIT_RUNTIME;
   }
-  sp_runtime_options ropts = {.backend = backend, .knobs = sp_cli_knobs()};
+  sp_runtime_options ropts = {.backend = backend, .knobs = sp_cli_knobs(), .batch_window_us = (uint32_t)window_us};
   sp_runtime_t *rt = NULL;
   sp_error_t *err = sp_runtime_new(&ropts, &rt);
   struct sp_runtime_stats base = {.size = sizeof base};
@@ -209,7 +304,9 @@ int sp_cli_bench_actors(int argc, char **argv) {
     if (want < 1 || want > MAX_ACTORS) continue;
     while (!err && live < want) err = start_actor(rt, model, ctx, live, &actors[live]), live++;
     if (err) break;
-    rows[n_rows++] = measure_row(rt, want, device_base);
+    rows[n_rows] = measure_row(rt, want, device_base);
+    if (decode) err = decode_together(rt, actors, live, (int)decode, &rows[n_rows]);
+    n_rows++;
   }
   for (int i = 0; i < live; i++) sp_actor_free(actors[i]);
   if (err) {
@@ -222,9 +319,9 @@ int sp_cli_bench_actors(int argc, char **argv) {
   int span = n_rows > 1 ? rows[n_rows - 1].actors - rows[0].actors : 0;
   double per_actor = span ? (host_cost_mb(&rows[n_rows - 1]) - host_cost_mb(&rows[0])) / span : 0;
   double per_actor_dev = span ? (rows[n_rows - 1].dev_used_mb - rows[0].dev_used_mb) / span : 0;
-  const char *isolation = sp_runtime_isolation(rt);
-  if (json) print_json(backend_name, isolation, ctx, device, per_actor, per_actor_dev, rows, n_rows);
-  else print_table(backend_name, isolation, ctx, device, per_actor, per_actor_dev, rows, n_rows);
+  actors_setup su = {backend_name, sp_runtime_isolation(rt), ctx, decode, window_us};
+  if (json) print_json(&su, device, per_actor, per_actor_dev, rows, n_rows);
+  else print_table(&su, device, per_actor, per_actor_dev, rows, n_rows);
   sp_runtime_free(rt);
   return 0;
 }
