@@ -12,8 +12,8 @@
 #           `llama-bench -d` at the same depths, same synthetic files,
 #           greedy and sampled; the cold-start figure (first prefill in a
 #           process, eager vs lazy kernel loading)
-#   batch   issue 18 on CUDA: tests/test_batch_cuda.sh (batched equals
-#           alone), then `samepage bench batch --backend cuda` off/on at
+#   batch   issue 18 on CUDA: test_cuda_batch (every weight type) and
+#           tests/test_batch_cuda.sh (the model: batched equals alone), then `samepage bench batch --backend cuda` off/on at
 #           $BATCH_ACTORS (default 1,4,16,64) on SmolLM2 and the 1B Q8_0 shape
 #   serve   issue 16 on CUDA: tests/server/test_load.py with
 #           SP_SERVE_BACKEND=cuda (16 clients, each reply equal to its
@@ -146,6 +146,8 @@ if phase batch; then
   [[ -s $lib ]] || { add "no $lib (run the build phase first)"; finish; }
   model=$smol; [[ -s $model ]] || model=$(synth smol-q4_1 smollm2-135m q4_1)
   if [[ -z ${SKIP_BATCH_CHECK:-} ]]; then
+    timeout 200 $b/test_cuda_batch > $log/test_cuda_batch.txt 2>&1
+    add "test_cuda_batch rc=$?: $(tail -1 $log/test_cuda_batch.txt)"; grep -E "^FAIL|not ok" $log/test_cuda_batch.txt | head -8
     timeout 300 tests/test_batch_cuda.sh $sp $model > $log/batch_check.txt 2>&1
     add "batch --check on cuda, $(basename $model) rc=$?"; grep -E '^ +[0-9]+ ' $log/batch_check.txt
   fi

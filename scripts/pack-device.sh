@@ -19,7 +19,7 @@ if ((cpu_only)); then
   for t in test_cpu_kernels test_cpu_attention test_cpu_backend test_llm_greedy cpu_table; do cp "$build/tests/$t" "$stage/"; done
   cp "$build/guests/llm.wasm" "$stage/guests/"
 else
-  cp "$build/samepage" "$build/samepage-worker" "$build/synth_gguf" "$build/test_cuda_ops" "$build/tests/backend_parity" "$stage/"
+  cp "$build/samepage" "$build/samepage-worker" "$build/synth_gguf" "$build/test_cuda_ops" "$build/test_cuda_batch" "$build/tests/backend_parity" "$stage/"
   for t in test_cuda_fault test_topk test_hostile test_isolation test_cpu_kernels test_cpu_attention test_cpu_read_once test_cpu_backend test_llm_greedy cpu_table; do
     cp "$build/tests/$t" "$stage/"
   done

@@ -399,8 +399,8 @@ static sp_error_t *enqueue_batch(sp_cu_batch *t, lane *const *live, uint32_t n_l
         continue;
       }
     }
-    for (uint32_t a = 0; a < n_in; a++)
-      CU_TRY(own_step(in[a], i, f), "cmd[%u] (%s): launch", i, sp_cu_op_name(lead->item->cmds[i].op));
+    for (uint32_t a = 0; a < n_in; a++) /* its own plan's step s: the leader's kind, its own command */
+      CU_TRY(own_step(in[a], i, &in[a]->steps[s]), "cmd[%u] (%s): launch", i, sp_cu_op_name(in[a]->item->cmds[i].op));
   }
   for (uint32_t a = 0; a < n_live; a++) {
     sp_error_t *err = sp_cu_list_end(live[a]->b);
