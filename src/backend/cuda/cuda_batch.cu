@@ -104,16 +104,26 @@ __global__ void scatter_kernel(scatter_args s) {
 
 /* ---- the batch's own state ---- */
 
+static sp_error_t *make_batch_state(sp_cu_batch *t) {
+  CU_TRY(cudaStreamCreateWithFlags(&t->stream, cudaStreamNonBlocking), "the batch's stream");
+  CU_TRY(cudaEventCreateWithFlags(&t->fork, cudaEventDisableTiming), "the batch's events");
+  CU_TRY(cudaEventCreateWithFlags(&t->join, cudaEventDisableTiming), "the batch's events");
+  CU_TRY(cudaMalloc(&t->status, sizeof(sp_cu_status)), "the batch's status word");
+  CU_TRY(cudaMemset(t->status, 0, sizeof(sp_cu_status)), "the batch's status word");
+  return NULL;
+}
+
+/* The batch's stream, events and status word, made once (whole or not at all). */
 static sp_error_t *batch_state(sp_cu_ctx *c, sp_cu_batch **out) {
   if (!c->batch) {
     sp_cu_batch *t = (sp_cu_batch *)calloc(1, sizeof *t);
     if (!t) return sp_error_new("cuda: out of host memory");
     c->batch = t;
-    CU_TRY(cudaStreamCreateWithFlags(&t->stream, cudaStreamNonBlocking), "the batch's stream");
-    CU_TRY(cudaEventCreateWithFlags(&t->fork, cudaEventDisableTiming), "the batch's events");
-    CU_TRY(cudaEventCreateWithFlags(&t->join, cudaEventDisableTiming), "the batch's events");
-    CU_TRY(cudaMalloc(&t->status, sizeof(sp_cu_status)), "the batch's status word");
-    CU_TRY(cudaMemset(t->status, 0, sizeof(sp_cu_status)), "the batch's status word");
+    sp_error_t *err = make_batch_state(t);
+    if (err) {
+      sp_cu_batch_free(c);
+      return err;
+    }
   }
   *out = c->batch;
   return NULL;
