@@ -62,11 +62,14 @@ typedef struct sp_runtime sp_runtime_t;
 struct sp_knobs;
 
 typedef struct sp_runtime_options {
-  const char *backend;      /* "cpu", "cuda" or "auto" (NULL = "auto"). "cuda"
-                               loads libsamepage_cuda.so (knobs->cuda_lib, else
-                               next to the executable, else the install
-                               tree's lib/samepage/); "auto" tries CUDA and
-                               falls back to the CPU with one line on stderr */
+  const char *backend;      /* "cpu", "cuda", "vulkan" or "auto" (NULL =
+                               "auto"). "cuda" loads libsamepage_cuda.so
+                               (knobs->cuda_lib, else next to the
+                               executable, else the install tree's
+                               lib/samepage/), "vulkan" libsamepage_vulkan.so
+                               the same way (knobs->vulkan_lib); "auto" tries
+                               CUDA (never Vulkan) and falls back to the CPU
+                               with one line on stderr */
   unsigned threads;         /* CPU backend workers, 0 = one per core */
   size_t region_alignment;  /* base alignment of regions, power of two >= page size;
                                0 = 16 KiB */
@@ -103,7 +106,7 @@ sp_error_t *sp_runtime_new(const sp_runtime_options *opts, sp_runtime_t **out);
 void sp_runtime_free(sp_runtime_t *rt);
 /* "process" when actors' backends run in worker processes, else "none". */
 const char *sp_runtime_isolation(const sp_runtime_t *rt);
-/* Name of the backend in use ("cpu", "cuda"); borrowed. */
+/* Name of the backend in use ("cpu", "cuda", "vulkan"); borrowed. */
 const char *sp_runtime_backend_name(const sp_runtime_t *rt);
 /* What the runtime's backend holds and has moved, over all actors. The
  * struct only ever grows at its end: set `size` to sizeof(struct

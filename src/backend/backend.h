@@ -134,7 +134,7 @@ typedef struct sp_residency_stats {
 struct sp_backend_i {
   /* SP_BACKEND_CORE_VERSION; checked when the backend is registered. */
   uint32_t version;
-  /* Short name used by --backend and in messages ("cpu", "cuda"). */
+  /* Short name used by --backend and in messages ("cpu", "cuda", "vulkan"). */
   const char *name;
   /* Capabilities of this backend instance. A capability that promises a
    * slot of another layer (residency, device_local, shares_frozen: the
@@ -320,7 +320,7 @@ sp_error_t *sp_backend_cpu_new_simd(unsigned threads, const char *simd, sp_backe
 /* Whether a CPU backend would run cmd, without creating one. */
 bool sp_cpu_supports(const sp_cmd *cmd);
 
-/* Options of backends loaded from a shared library (CUDA). */
+/* Options of backends loaded from a shared library (CUDA, Vulkan). */
 typedef struct sp_backend_options {
   uint32_t version;     /* SP_BACKEND_OPS_VERSION (the loading contract) */
   bool residency;       /* honour freeze() with device copies ("weights") */
@@ -331,25 +331,30 @@ typedef struct sp_backend_options {
                            with the other workers */
   struct sp_knobs knobs; /* the environment's settings, parsed once by the
                             program (knobs.h); sp_knobs_defaults for none.
-                            sp_backend_load reads cuda_lib, verbose and
-                            cpu_simd; the CUDA backend its cuda_* fields */
+                            sp_backend_load reads cuda_lib, vulkan_lib,
+                            verbose and cpu_simd; each device backend its
+                            own cuda_* or vulkan_* fields */
 } sp_backend_options;
 
-/* The constructor a backend library exports under SP_BACKEND_CUDA_SYMBOL.
+/* The constructor a backend library exports (SP_BACKEND_CUDA_SYMBOL,
+ * SP_BACKEND_VULKAN_SYMBOL).
  * Errors: no device, driver or runtime failure (the message says which). */
 typedef sp_error_t *(*sp_backend_new_fn)(const sp_backend_options *opts, sp_backend **out);
 #define SP_BACKEND_CUDA_SYMBOL "sp_backend_cuda_new"
 #define SP_BACKEND_CUDA_LIBRARY "libsamepage_cuda.so"
+#define SP_BACKEND_VULKAN_SYMBOL "sp_backend_vulkan_new"
+#define SP_BACKEND_VULKAN_LIBRARY "libsamepage_vulkan.so"
 
 /* The path of `file` in the running executable's directory, into path
  * (cap bytes); false when it cannot be formed. */
 bool sp_path_beside_exe(const char *file, char *path, size_t cap);
 
-/* Creates backend `name` ("cpu", "cuda", or "auto"/NULL: CUDA when its
- * library and a device are there, else the CPU) in this process; threads
- * is the CPU backend's worker count (0 = one per core). opts NULL: the
+/* Creates backend `name` ("cpu", "cuda", "vulkan", or "auto"/NULL: CUDA
+ * when its library and a device are there, else the CPU; auto never picks
+ * Vulkan) in this process; threads is the CPU backend's worker count
+ * (0 = one per core). opts NULL: the
  * defaults (residency, graphs, every knob at its default).
- * Errors: unknown name, CUDA asked for and not available. */
+ * Errors: unknown name, CUDA or Vulkan asked for and not available. */
 sp_error_t *sp_backend_load(const char *name, const sp_backend_options *opts, unsigned threads, sp_backend **out);
 
 /* Registers a backend a constructor made, before anyone uses it: every

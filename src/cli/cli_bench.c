@@ -199,7 +199,7 @@ static void bench_usage(FILE *out) {
 static void zerocopy_usage(FILE *out) {
   fprintf(out,
           "usage: samepage bench zerocopy [options]\n"
-          "  --backend cpu|cuda|auto  compute backend (default auto)\n"
+          "  --backend cpu|cuda|vulkan|auto  compute backend (default auto)\n"
           "  --json                 machine-readable output\n"
           "  -h, --help             this message\n"
           "Exit status 1 when pointer identity or the guest-checked matmul fails.\n");

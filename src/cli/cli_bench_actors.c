@@ -1,7 +1,7 @@
 /*
  * cli_bench_actors.c: `samepage bench actors [--counts 1,8,32] [--ctx N]
  * [--decode-tokens T] [--batch-window-us W] [--model F]
- * [--backend cpu|cuda|auto] [--json]`: many actors, one model.
+ * [--backend cpu|cuda|vulkan|auto] [--json]`: many actors, one model.
  *
  * One process hosts N LLM actors, each with its own conversation (a short
  * prompt and a few tokens). Every actor maps the same model file privately,
@@ -249,7 +249,7 @@ static void actors_usage(FILE *out) {
           "  --counts N,N,...       actors alive at each measurement (default 1,8,32; each 1..%d)\n"
           "  --ctx N                each actor's context length (default 512)\n"
           "  --model FILE           GGUF model (default: SmolLM2-135M-Instruct Q4_1)\n"
-          "  --backend cpu|cuda|auto  compute backend (default cpu)\n"
+          "  --backend cpu|cuda|vulkan|auto  compute backend (default cpu)\n"
           "  --decode-tokens N      then every live actor decodes N tokens at once (default 16; 0: memory only)\n"
           "  --batch-window-us N    cross-actor batching window while they do (default 2000; 0: off)\n"
           "  --json                 machine-readable output\n"

@@ -325,7 +325,7 @@ static void batch_usage(FILE *out) {
           "  --prompt-tokens N       each conversation's prompt (default 16)\n"
           "  --window-us N           batching window in microseconds (default 2000)\n"
           "  --model FILE            GGUF model (default: the SmolLM2 model)\n"
-          "  --backend cpu|cuda|auto compute backend (default auto)\n"
+          "  --backend cpu|cuda|vulkan|auto compute backend (default auto)\n"
           "  --check                 each conversation batched equals it alone (tokens, memory), and a\n"
           "                          snapshot taken while batched continues alike; exit 1 if not\n"
           "  --json                  one JSON object per row\n"

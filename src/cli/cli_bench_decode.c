@@ -118,7 +118,7 @@ static void decode_usage(FILE *out) {
           "  --sample-full          with --sampled: the sampler reads the whole logits row\n"
           "  --batch B              prefill batch for the fill (default 512; 1..4096)\n"
           "  --model FILE           GGUF model (default: SmolLM2-135M-Instruct Q4_1)\n"
-          "  --backend cpu|cuda|auto  compute backend (default auto)\n"
+          "  --backend cpu|cuda|vulkan|auto  compute backend (default auto)\n"
           "  --json                 machine-readable output (one line per depth)\n"
           "  -h, --help             this message\n",
           MAX_DEPTHS, MAX_RUNS);

@@ -67,7 +67,7 @@ static void prefill_usage(FILE *out) {
           "  --runs R               prefills; the first is reported as cold (default 4; 2..%d)\n"
           "  --batch B              prefill batch (default 512; 1..4096)\n"
           "  --model FILE           GGUF model (default: SmolLM2-135M-Instruct Q4_1)\n"
-          "  --backend cpu|cuda|auto  compute backend (default auto)\n"
+          "  --backend cpu|cuda|vulkan|auto  compute backend (default auto)\n"
           "  --same-actor           one actor, restored before each run (default: a fresh one each run)\n"
           "  --json                 machine-readable output\n"
           "  -h, --help             this message\n"

@@ -69,7 +69,7 @@ static void snapshot_usage(FILE *out) {
           "usage: samepage bench snapshot [options]\n"
           "  --contexts N,N,...     prompt lengths to measure (default 24,512,4096; 1..32768, at most 8)\n"
           "  --model FILE           GGUF model (default: SmolLM2-135M-Instruct Q4_1)\n"
-          "  --backend cpu|cuda|auto  compute backend (default auto)\n"
+          "  --backend cpu|cuda|vulkan|auto  compute backend (default auto)\n"
           "  --json                 machine-readable output\n"
           "  -h, --help             this message\n");
 }

@@ -33,7 +33,7 @@ static void exec_usage(FILE *out) {
   fprintf(out,
           "usage: samepage exec [options] [--] GUEST.wasm [args...]\n"
           "  --dir DIR             give the guest access to DIR (repeatable)\n"
-          "  --backend cpu|cuda|auto  compute backend (default auto)\n"
+          "  --backend cpu|cuda|vulkan|auto  compute backend (default auto)\n"
           "  --memory-limit SIZE   cap the guest's linear memory, e.g. 256M (default 4G)\n"
           "  --threads N           CPU backend threads (default: all cores)\n"
           "  --isolation none|process  run the backend in a worker process (default none)\n"

@@ -90,7 +90,7 @@ static void run_usage(FILE *out) {
           "  --batch N              prefill batch (default 128)\n"
           "  --system TEXT          system prompt for chat models\n"
           "  --raw                  no chat template: continue the text\n"
-          "  --backend cpu|cuda|auto  compute backend (default auto)\n"
+          "  --backend cpu|cuda|vulkan|auto  compute backend (default auto)\n"
           "  --timeout SECONDS      stop the guest if one call into it runs longer\n"
           "  --save FILE            snapshot the conversation at the end (atomic)\n"
           "  --resume FILE          continue a saved conversation\n"

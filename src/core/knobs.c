@@ -32,6 +32,9 @@ static const sp_knob_info table[] = {
      "was found", "runtime (backend_load.c)", SP_KNOB_FOR_USERS, AT(verbose), 0, 0},
     {"SP_CUDA_LIB", SP_KNOB_STRING, "beside the executable, else the install tree, else the loader's path",
      "the CUDA backend library to load", "runtime (backend_load.c)", SP_KNOB_FOR_USERS, AT(cuda_lib), 0, 0},
+    {"SP_VULKAN_LIB", SP_KNOB_STRING, "beside the executable, else the install tree, else the loader's path",
+     "the Vulkan backend library to load (--backend vulkan)", "runtime (backend_load.c)", SP_KNOB_FOR_USERS,
+     AT(vulkan_lib), 0, 0},
     {"SP_WORKER_EXE", SP_KNOB_STRING, "beside the executable, else the build tree, else the install tree",
      "the samepage-worker executable for process isolation", "runtime (worker_proxy.c)", SP_KNOB_FOR_USERS, AT(worker_exe), 0,
      0},
@@ -68,6 +71,8 @@ static const sp_knob_info table[] = {
      "CUDA backend (fault.cu)", SP_KNOB_TEST_HOOK, AT(cuda_inject_fault), 0, INT64_MAX},
     {"SP_CUDA_SYNC_EACH", SP_KNOB_FLAG, "off", "synchronize after every command (a fault names its command)",
      "CUDA backend (fault.cu)", SP_KNOB_TEST_HOOK, AT(cuda_sync_each), 0, 0},
+    {"SP_VULKAN_DEVICE", SP_KNOB_INT, "0", "the Vulkan physical device index (vkEnumeratePhysicalDevices order)",
+     "Vulkan backend", SP_KNOB_FOR_USERS, AT(vulkan_device), 0, 1023},
 };
 
 const sp_knob_info *sp_knobs_table(size_t *count) {

@@ -16,7 +16,7 @@
  *  3. string: unset or "" means its default (NULL).
  *
  * struct sp_knobs travels by value inside sp_backend_options into the
- * dlopen'd CUDA library: its layout is part of SP_BACKEND_OPS_VERSION's
+ * dlopen'd CUDA and Vulkan libraries: its layout is part of SP_BACKEND_OPS_VERSION's
  * contract (bump that when a field is added, removed or moved).
  */
 #ifndef SP_KNOBS_H
@@ -67,6 +67,7 @@ struct sp_knobs {
   bool no_file_maps;          /* SP_NO_FILE_MAPS (test hook) */
   bool verbose;               /* SP_VERBOSE */
   const char *cuda_lib;       /* SP_CUDA_LIB */
+  const char *vulkan_lib;     /* SP_VULKAN_LIB */
   const char *worker_exe;     /* SP_WORKER_EXE */
   /* the CPU backend */
   const char *cpu_simd;       /* SP_CPU_SIMD: generic, avx2, avx512, neon, auto */
@@ -87,6 +88,8 @@ struct sp_knobs {
   int64_t cuda_resident_max_mb; /* SP_CUDA_RESIDENT_MAX_MB (test hook): -1 = no cap */
   int64_t cuda_inject_fault;  /* SP_CUDA_INJECT_FAULT (test hook): 0 = never, N = the Nth list */
   bool cuda_sync_each;        /* SP_CUDA_SYNC_EACH (test hook) */
+  /* the Vulkan backend */
+  int64_t vulkan_device;      /* SP_VULKAN_DEVICE */
 };
 
 /* One row of the table. */

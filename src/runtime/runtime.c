@@ -31,8 +31,8 @@ static sp_error_t *pick_backend(sp_runtime_t *rt, const sp_runtime_options *opts
   bo.residency = !res || !strcmp(res, "weights");
   bo.graphs = !bo.knobs.cuda_no_graphs;
   const char *name = opts->backend;
-  if (name && strcmp(name, "cpu") && strcmp(name, "cuda") && strcmp(name, "auto"))
-    return sp_error_new("unknown backend \"%s\" (expected cpu, cuda or auto)", name);
+  if (name && strcmp(name, "cpu") && strcmp(name, "cuda") && strcmp(name, "vulkan") && strcmp(name, "auto"))
+    return sp_error_new("unknown backend \"%s\" (expected cpu, cuda, vulkan or auto)", name);
   if (iso && !strcmp(iso, "process")) {
     rt->regions.shared = true; /* workers map the guests' memory too */
     return sp_backend_worker_new(name, &bo, opts->threads, &rt->backend);

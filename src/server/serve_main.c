@@ -37,7 +37,7 @@ static void serve_usage(FILE *out) {
           "  -m, --model FILE|NAME  GGUF model or known name (default: smollm2, as `samepage run`)\n"
           "  --host ADDR            IPv4 address to listen on (default 127.0.0.1)\n"
           "  --port N               TCP port (default 8080; 0: any free port, printed)\n"
-          "  --backend cpu|cuda|auto  compute backend (default auto)\n"
+          "  --backend cpu|cuda|vulkan|auto  compute backend (default auto)\n"
           "  --isolation none|process  the backend in a worker process (default none)\n"
           "  --sessions DIR         keep every conversation on disk there, restored at start\n"
           "                         (default: none, conversations live in memory only)\n"

@@ -10,7 +10,7 @@
  * guest's own bytes, with no copy. The worker also maps the granted files
  * that the guest mapped, from the same page cache. Commands are validated
  * by the host before they are sent; the worker runs them on an ordinary
- * backend (cpu or cuda) through the same interface.
+ * backend (cpu, cuda or vulkan) through the same interface.
  *
  * The one thing the worker cannot see is a page of a mapped file that the
  * guest wrote (copy-on-write gives the host a private page). Such pages
@@ -30,7 +30,7 @@
 #define SP_WORKER_EXE_NAME "samepage-worker"
 
 /* A backend whose bindings each run backend `inner` ("cpu", "cuda",
- * "auto") in a worker process. One worker is started at once, to learn the
+ * "vulkan", "auto") in a worker process. One worker is started at once, to learn the
  * inner backend's capabilities; it serves the first binding. Errors: the
  * worker executable is missing, or the inner backend cannot be created
  * there (its message). */

@@ -600,6 +600,10 @@ sp_error_t *sp_backend_worker_new(const char *inner, const sp_backend_options *o
     px_destroy(p), free(be);
     return err;
   }
+  /* The host answers supports() without the inner backend's library; the
+   * Vulkan backend covers the CPU's ops and types, so the CPU's rules
+   * stand for it (a command it still refused would fail its list in the
+   * worker, with the worker's message). */
   p->supports = !strcmp(p->inner, "cuda") ? sp_cuda_supports : sp_cpu_supports;
   be->iface = proxy_iface;
   be->iface.name = p->inner;
