@@ -6,8 +6,9 @@
 #  P/lib/                 libsamepage.a, libsamepage_core.a and the Wasmtime
 #                         C API they call, libsamepage_wasmtime.a (static,
 #                         for linking into executables; link all three)
-#  P/lib/samepage/        libsamepage_cuda.so, where it was built (loaded at
-#                         run time: src/backend/backend_load.c)
+#  P/lib/samepage/        libsamepage_cuda.so and libsamepage_vulkan.so,
+#                         where they were built (loaded at run time:
+#                         src/backend/backend_load.c)
 #  P/include/             samepage.h, samepage_abi.h, and the guest SDK
 #                         samepage_guest.h (guests build with -IP/include)
 #  P/share/samepage/      guests/llm.wasm (also embedded in the samepage
@@ -25,7 +26,7 @@ set(SP_INSTALL_BACKEND_DIR ${CMAKE_INSTALL_LIBDIR}/samepage)
 set(SP_INSTALL_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/samepage)
 set(SP_INSTALL_GUEST_DIR ${CMAKE_INSTALL_DATADIR}/samepage/guests)
 
-# ---- where an installed program finds the CUDA backend ----
+# ---- where an installed program finds the CUDA and Vulkan backends ----
 # Relative to the executable (bindir -> backend dir), so an installed tree
 # works under any --prefix and after a move; and the configured prefix's
 # backend dir, for embedders whose executables live elsewhere. Only
@@ -44,6 +45,9 @@ install(TARGETS samepage samepage_core ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDI
 install(FILES ${SP_WASMTIME_DIR}/lib/libsamepage_wasmtime.a DESTINATION ${CMAKE_INSTALL_LIBDIR})
 if(TARGET samepage_cuda)
   install(TARGETS samepage_cuda LIBRARY DESTINATION ${SP_INSTALL_BACKEND_DIR})
+endif()
+if(TARGET samepage_vulkan)
+  install(TARGETS samepage_vulkan LIBRARY DESTINATION ${SP_INSTALL_BACKEND_DIR})
 endif()
 install(FILES ${CMAKE_SOURCE_DIR}/include/samepage.h ${CMAKE_SOURCE_DIR}/include/samepage_abi.h
               ${CMAKE_SOURCE_DIR}/guest/include/samepage_guest.h
