@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# test_backend_greedy.sh SAMEPAGE MODEL BACKEND [TOKENS]: greedy text on
+# BACKEND equals the CPU backend's, through `samepage run` as a user runs
+# it (a chat prompt and a --raw one, TOKENS tokens each, default 8: short,
+# because lavapipe computes a Vulkan device on the CPU, slowly).
+# The CPU backend is the reference every backend is held to
+# (docs/BACKENDS.md). A tie between the top two logits could let two
+# correct backends part ways; on these prompts and lengths the real
+# SmolLM2 model has none (backend_parity measures the logits themselves).
+# Run through with_backend.sh, so a machine without BACKEND skips.
+set -u
+bin="$1"; model="$2"; backend="$3"; tokens="${4:-8}"
+[[ -r "$model" ]] || { echo "SKIP: no model at $model"; exit 77; }
+tmp="$(mktemp -d)"; trap 'rm -rf "$tmp"' EXIT
+pass=0; fail=0
+
+# same_text NAME ARGS...: the greedy text of ARGS on the CPU and on BACKEND.
+same_text() {
+  local name="$1"; shift
+  "$bin" run --model "$model" --backend cpu --temp 0 -n "$tokens" "$@" > "$tmp/cpu" 2> "$tmp/cpu.err"
+  local cpu_rc=$?
+  "$bin" run --model "$model" --backend "$backend" --temp 0 -n "$tokens" "$@" > "$tmp/dev" 2> "$tmp/dev.err"
+  local dev_rc=$?
+  if [[ $cpu_rc -eq 0 && $dev_rc -eq 0 && -s "$tmp/cpu" ]] && cmp -s "$tmp/cpu" "$tmp/dev"; then
+    pass=$((pass + 1)); echo "ok   $name: $(tr '\n' ' ' < "$tmp/dev")"
+  else
+    fail=$((fail + 1)); echo "FAIL $name (exit cpu $cpu_rc, $backend $dev_rc)"
+    echo "  cpu:      $(tr '\n' ' ' < "$tmp/cpu") $(tail -1 "$tmp/cpu.err")"
+    echo "  $backend: $(tr '\n' ' ' < "$tmp/dev") $(tail -1 "$tmp/dev.err")"
+  fi
+}
+
+same_text "chat prompt" "The capital of France is"
+same_text "raw text" --raw "Once upon a time, in a small village,"
+echo "$pass passed, $fail failed"
+[[ $fail -eq 0 ]]

@@ -1,0 +1,40 @@
+# ---- the Vulkan backend (issue 19) end to end: `--backend vulkan` against
+# the CPU backend, the hostile guests, the zero-copy proof ----
+# On whatever Vulkan device answers: Mesa's lavapipe in CI (a Vulkan device
+# on the CPU; scripts/install-deps.sh installs it), the GPU's driver on the
+# device machine. with_backend.sh runs backend_probe first, so each test
+# exits 77 (skipped) where libsamepage_vulkan.so was not built or no device
+# answers, and runs in full where one does. Label `vulkan` (`ctest -L
+# vulkan`; `-LE vulkan` leaves them out). The op-by-op parity lives with the
+# library (test_vulkan_ops).
+add_executable(backend_probe backend_probe.c)
+target_link_libraries(backend_probe PRIVATE samepage_core)
+set(SP_VULKAN_RUN ${CMAKE_CURRENT_SOURCE_DIR}/with_backend.sh $<TARGET_FILE:backend_probe> vulkan)
+# The library this build made, where it made one (the target may be
+# defined after this file is read, hence the generator expression).
+set(SP_VULKAN_LIB_ENV "$<$<TARGET_EXISTS:samepage_vulkan>:SP_VULKAN_LIB=$<TARGET_FILE:samepage_vulkan>>")
+
+# Greedy text of the real model equals the CPU's, through `samepage run`
+# (8 tokens of two prompts: lavapipe is slow).
+add_test(NAME test_greedy_vulkan COMMAND ${SP_VULKAN_RUN} ${CMAKE_CURRENT_SOURCE_DIR}/test_backend_greedy.sh
+         $<TARGET_FILE:samepage_cli> ${SP_TEST_MODEL} vulkan 8)
+# The logits themselves, teacher-forced: a 16-token prefill and 4 decode
+# steps within 5% relative L2 of the CPU's.
+add_test(NAME backend_parity_vulkan COMMAND ${SP_VULKAN_RUN} $<TARGET_FILE:backend_parity> ${SP_GUEST_DIR}
+         ${SP_TEST_MODEL} cpu vulkan 16 4 0.05)
+# The hostile-guest suite with every actor on Vulkan (SP_TEST_BACKEND,
+# which with_backend.sh sets).
+add_test(NAME test_hostile_vulkan COMMAND ${SP_VULKAN_RUN} $<TARGET_FILE:test_hostile>)
+# Pointer identity (the guest's memory base is the base the backend's
+# kernels use) and no RSS growth (under 1 MB) when a 16 MiB tensor is handed
+# to the backend, the bench guest's matmul exact.
+add_test(NAME bench_zerocopy_vulkan COMMAND ${SP_VULKAN_RUN} $<TARGET_FILE:samepage_cli> bench zerocopy --backend vulkan
+         --json)
+set_tests_properties(bench_zerocopy_vulkan PROPERTIES
+  PASS_REGULAR_EXPRESSION "\"pointer_identity\": true.*\"rss_delta_zero_copy_mb\": 0\\.[0-9]+,.*\"matmul_errors\": 0,"
+  SKIP_REGULAR_EXPRESSION "SKIP: no vulkan backend")
+
+set(SP_VULKAN_TESTS test_greedy_vulkan backend_parity_vulkan test_hostile_vulkan bench_zerocopy_vulkan)
+set_tests_properties(${SP_VULKAN_TESTS} PROPERTIES SKIP_RETURN_CODE 77 LABELS vulkan TIMEOUT 600
+                     ENVIRONMENT "SP_GUEST_DIR=${SP_GUEST_DIR};${SP_VULKAN_LIB_ENV}")
+set_property(TEST test_greedy_vulkan backend_parity_vulkan APPEND PROPERTY LABELS model)
