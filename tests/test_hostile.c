@@ -355,7 +355,9 @@ int main(int argc, char **argv) {
   s.blob_path = path;
 
   /* SP_TEST_BACKEND=cuda runs the suite on the GPU (under compute-sanitizer
-   * on the device machine: scripts/device-check.sh); CI stays on the CPU. */
+   * on the device machine: scripts/device-check.sh), SP_TEST_BACKEND=vulkan
+   * on a Vulkan device (test_hostile_vulkan: lavapipe in CI, where the
+   * plain test stays on the CPU). */
   const char *backend = getenv("SP_TEST_BACKEND");
   static struct sp_knobs knobs; /* SP_NO_FILE_MAPS, SP_ISOLATION: the ctest variants */
   sp_error_t *err = sp_knobs_from_env(&knobs);
