@@ -7,6 +7,14 @@
 # answers, and runs in full where one does. Label `vulkan` (`ctest -L
 # vulkan`; `-LE vulkan` leaves them out). The op-by-op parity lives with the
 # library (test_vulkan_ops).
+# How `--backend vulkan` finds its library and reports failures, on any
+# machine: a stand-in library whose constructor finds no device.
+add_library(fake_vulkan SHARED fake_vulkan.c ${CMAKE_SOURCE_DIR}/src/core/error.c)
+target_include_directories(fake_vulkan PRIVATE ${CMAKE_SOURCE_DIR}/include ${CMAKE_SOURCE_DIR}/src)
+add_test(NAME test_vulkan_load COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/test_vulkan_load.sh $<TARGET_FILE:samepage_cli>
+         $<TARGET_FILE:fake_vulkan> ${SP_GUEST_DIR}/example_matmul.wasm)
+set_tests_properties(test_vulkan_load PROPERTIES LABELS unit TIMEOUT 60)
+
 add_executable(backend_probe backend_probe.c)
 target_link_libraries(backend_probe PRIVATE samepage_core)
 set(SP_VULKAN_RUN ${CMAKE_CURRENT_SOURCE_DIR}/with_backend.sh $<TARGET_FILE:backend_probe> vulkan)

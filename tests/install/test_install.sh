@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test_install.sh BUILD WORK CC GENERATOR MAKE_PROGRAM FAKE_CUDA_LIB
+# test_install.sh BUILD WORK CC GENERATOR MAKE_PROGRAM FAKE_CUDA_LIB FAKE_VULKAN_LIB
 # `cmake --install BUILD` into a fresh prefix under WORK, then, as a user who
 # has only that tree:
 #  1. the layout: programs, static libraries, headers, guests, samepage.pc
@@ -8,7 +8,7 @@
 #     worker (process isolation);
 #  3. it finds a CUDA backend library in the install tree's backend dir
 #     (FAKE_CUDA_LIB, which fails by name), without $SP_CUDA_LIB, and so does
-#     its worker;
+#     its worker; the same for the Vulkan library (FAKE_VULKAN_LIB);
 #  4. embed.c, built with CC and pkg-config, and as a CMake project with
 #     find_package(samepage) (GENERATOR, MAKE_PROGRAM), creates a CPU runtime
 #     and runs a guest, in process and in the installed worker.
@@ -16,7 +16,7 @@
 # WORK is removed when everything passed, kept for a look otherwise.
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-build=$1 work=$2 cc=$3 gen=$4 make=$5 fake_cuda=$6
+build=$1 work=$2 cc=$3 gen=$4 make=$5 fake_cuda=$6 fake_vulkan=$7
 prefix="$work/prefix"
 unset SP_CUDA_LIB SP_WORKER_EXE SP_ISOLATION
 rm -rf "$work" && mkdir -p "$work" || exit 1
@@ -43,10 +43,12 @@ for f in bin/samepage bin/samepage-worker bin/synth_gguf \
          share/samepage/guests/llm.wasm share/samepage/guests/example_matmul.wasm share/samepage/examples/matmul.c; do
   [ -e "$prefix/$f" ] || fail "cmake --install put no $f"
 done
-# The CUDA backend, where this build has one (LIBRARY_OUTPUT_DIRECTORY is the build dir).
-if [ -e "$build/libsamepage_cuda.so" ]; then
-  [ -e "$prefix/$libdir/samepage/libsamepage_cuda.so" ] || fail "cmake --install put no $libdir/samepage/libsamepage_cuda.so"
-fi
+# The device backends, where this build has them (LIBRARY_OUTPUT_DIRECTORY is the build dir).
+for lib in libsamepage_cuda.so libsamepage_vulkan.so; do
+  if [ -e "$build/$lib" ]; then
+    [ -e "$prefix/$libdir/samepage/$lib" ] || fail "cmake --install put no $libdir/samepage/$lib"
+  fi
+done
 echo "ok: layout ($(grep -c "Installing:" "$work/install.log") files, libdir $libdir)"
 guest="$prefix/share/samepage/guests/example_matmul.wasm"
 product="0 errors out of 1024"
@@ -65,6 +67,17 @@ for iso in none process; do
   echo "ok: isolation $iso: the CUDA library found in $libdir/samepage"
 done
 rm -f "$backends/libsamepage_cuda.so"
+# The Vulkan library the same way; a real one that cmake --install put there
+# is set aside meanwhile, so that the fake one is the one found.
+[ -e "$backends/libsamepage_vulkan.so" ] && mv "$backends/libsamepage_vulkan.so" "$work/libsamepage_vulkan.so.real"
+cp "$fake_vulkan" "$backends/libsamepage_vulkan.so" || fail "copying the fake Vulkan library"
+for iso in none process; do
+  out=$(SP_ISOLATION=$iso "$prefix/bin/samepage" exec --backend vulkan "$guest" 32 2>&1)
+  grep -q "fake library" <<< "$out" || { echo "$out"; fail "isolation $iso: the Vulkan library in $backends was not loaded"; }
+  echo "ok: isolation $iso: the Vulkan library found in $libdir/samepage"
+done
+rm -f "$backends/libsamepage_vulkan.so"
+[ -e "$work/libsamepage_vulkan.so.real" ] && mv "$work/libsamepage_vulkan.so.real" "$backends/libsamepage_vulkan.so"
 
 # ---- 4. embed.c against the installed tree ----
 run_embed() { # run_embed HOW BINARY
