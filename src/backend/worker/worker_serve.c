@@ -11,6 +11,7 @@
 
 #include "backend/worker/wire.h"
 #include "backend/worker/worker.h"
+#include "core/dtype.h"
 #include "core/error.h"
 #include "core/fault_guard.h"
 #include "core/region.h"
@@ -139,6 +140,19 @@ static sp_error_t *on_push(worker *w, const sp_wire_msg *m, const void *payload)
  * the host says "the same list" instead of sending them again (backend.h,
  * submit's `same`: the host's runtime decided it, and the backend here
  * gets the same answer). */
+/* The host validated the list and asked its own supports() rule, which for
+ * some inner backends stands in for theirs without being theirs (Vulkan
+ * answers with the CPU's rules: worker_proxy.c). A command the backend here
+ * does not support is refused before it runs, with the status the host
+ * would have given it. */
+static sp_error_t *unsupported_cmd(worker *w, const sp_cmd *cmds, uint32_t count) {
+  for (uint32_t i = 0; i < count; i++)
+    if (!sp_backend_supports(w->be, &cmds[i]))
+      return sp_error_with_status(SP_E_UNSUPPORTED, "cmd[%u]: op %u on %s is not supported by backend %s", i,
+                                  cmds[i].op, sp_dtype_name(cmds[i].src[0].dtype), sp_backend_name(w->be));
+  return NULL;
+}
+
 static sp_error_t *on_submit(worker *w, const sp_wire_msg *m, void **payload) {
   if (m->c == 1 && !m->payload) {
     if (m->n != w->n_last || !w->last) return sp_error_new("worker: a repeat of a list it does not have");
@@ -148,7 +162,8 @@ static sp_error_t *on_submit(worker *w, const sp_wire_msg *m, void **payload) {
   free(w->last);
   w->last = *payload, w->n_last = m->n;
   *payload = NULL;
-  return sp_backend_submit(w->be, w->binding, w->last, w->n_last, false);
+  sp_error_t *err = unsupported_cmd(w, w->last, w->n_last);
+  return err ? err : sp_backend_submit(w->be, w->binding, w->last, w->n_last, false);
 }
 
 /* Runs one request; reply values go to reply, a payload to out. */
