@@ -73,8 +73,11 @@ static sp_error_t *run_staged_cmd(sp_actor_t *actor, const sp_cmd *orig) {
     sp_error_t *err = sp_region_new_shared(page, span, span, 0, &shared);
     if (err) return sp_error_wrap(err, "staging");
   }
-  staging st = {shared ? shared->base : aligned_alloc(64, align64(total ? total : 64)), total};
-  if (!st.buf) return sp_error_new("staging: out of memory for %zu bytes", total);
+  /* Page aligned and a whole number of pages, as every view a backend
+   * adopts (backend.h): a device backend imports it as it would guest
+   * memory, and the Vulkan import refuses anything less. */
+  staging st = {shared ? shared->base : aligned_alloc(page, span), span};
+  if (!st.buf) return sp_error_new("staging: out of memory for %zu bytes", span);
   size_t at = 0;
   uint32_t dst_guest = cmd.dst.offset;
   for (int i = 0; i < 1 + SP_MAX_SRC; i++) {
