@@ -3,8 +3,8 @@
  * cuda_batch.cu) against its promises, for every weight type it runs:
  *  - batch invariance: after a batch of K lists (K = 2, 8, 32), every
  *    actor's whole memory equals, byte for byte, its memory after running
- *    its list alone; the batch run directly (lists new), captured as a
- *    graph (lists repeated) and replayed (repeated again);
+ *    its list alone; the batch run directly (lists new, then repeated
+ *    once), captured as a graph (repeated twice) and replayed;
  *  - shared weights: actors that froze the same weights under one identity
  *    (one resident copy) share one product per step; one actor froze other
  *    weights under another identity and reads its own;
@@ -168,7 +168,10 @@ static void check_batch(sp_backend *be, actor *as, uint8_t **lone, uint32_t dtyp
     sp_error_free(err);
     memcpy(lone[i], a->mem, MEM_BYTES);
   }
+  /* new lists run directly, and so does the second batch of one set; the
+   * third is captured as a graph, the fourth replays it (cuda_batch.cu) */
   run_and_compare(be, as, lone, dtype, k, false, "direct");
+  run_and_compare(be, as, lone, dtype, k, true, "repeated");
   run_and_compare(be, as, lone, dtype, k, true, "captured");
   run_and_compare(be, as, lone, dtype, k, true, "replayed");
 }

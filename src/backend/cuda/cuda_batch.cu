@@ -20,8 +20,8 @@
  * check (its status word) is not written back, as its product alone would
  * not have run.
  *
- * The whole batch is captured as one graph when every list repeats its
- * last one, and replayed while the same actors repeat the same lists.
+ * The whole batch is captured as one graph when the same actors have
+ * repeated the same lists for a few batches, and replayed while they go on.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +46,8 @@ struct sp_cu_batch {
   size_t scratch_bytes;
   uint64_t scratch_gen, clock;
   batch_graph graphs[SP_CU_BATCH_GRAPHS];
+  uint64_t last_set;    /* the set of lanes (and their lists) of the last batch run directly */
+  uint32_t set_repeats; /* how many batches in a row ran that set */
 };
 
 /* One actor's list in the batch. */
@@ -487,6 +489,29 @@ static uint32_t pick_in_step(lane *const *live, uint32_t n, lane **in) {
   return k;
 }
 
+/* The lanes and their lists, as one number (FNV-1a over ids, graph
+ * generations and list serials). */
+static uint64_t set_of(lane *const *lanes, uint32_t n) {
+  uint64_t h = 1469598103934665603ull;
+  for (uint32_t a = 0; a < n; a++) {
+    const sp_cu_binding *b = lanes[a]->b;
+    uint64_t v[3] = {b->id, b->gen, b->list_serial};
+    for (int i = 0; i < 3; i++) h = (h ^ v[i]) * 1099511628211ull;
+  }
+  return h;
+}
+
+/* Capture only a set that recurs: capturing and instantiating a graph of
+ * K lists costs about two direct runs, and in a server the set changes
+ * whenever a conversation starts or ends. The second batch in a row of
+ * the same set runs directly, the third is captured, later ones replay. */
+static bool worth_capturing(sp_cu_batch *t, lane *const *live, uint32_t n_live) {
+  uint64_t set = set_of(live, n_live);
+  t->set_repeats = set == t->last_set ? t->set_repeats + 1 : 1;
+  t->last_set = set;
+  return t->set_repeats >= 3;
+}
+
 /* Runs the prepared batch: replays its graph, captures one, or enqueues
  * directly when some list is new. Errors of the whole batch go to every
  * lane; each lane's own failed check is read from its status word. */
@@ -495,7 +520,7 @@ static sp_error_t *run_prepared(sp_cu_ctx *c, sp_cu_batch *t, lane **live, uint3
   uint32_t n_in = pick_in_step(live, n_live, in);
   sp_error_t *err = reserve_batch_scratch(t, n_in ? scratch_for(in[0], n_in) : 0);
   if (err) return err;
-  if (!all_same || !c->graphs) {
+  if (!all_same || !c->graphs || !worth_capturing(t, live, n_live)) {
     err = enqueue_batch(t, live, n_live, in, n_in);
   } else {
     cudaGraphExec_t exec;
