@@ -1,0 +1,26 @@
+# embed_spv.cmake: turns one SPIR-V file into a C header holding it as an
+# array of 32-bit words (SPIR-V is a stream of little-endian words), so the
+# library carries its shaders. Run as
+#   cmake -DSPV=in.spv -DOUT=out.h -DNAME=c_name -P embed_spv.cmake
+file(READ "${SPV}" hex HEX)
+string(LENGTH "${hex}" len)
+math(EXPR rem "${len} % 8")
+if(NOT rem EQUAL 0 OR len EQUAL 0)
+  message(FATAL_ERROR "${SPV}: not a whole number of 32-bit words")
+endif()
+string(REGEX MATCHALL "........" words "${hex}")
+set(body "")
+set(col 0)
+foreach(w IN LISTS words)
+  string(SUBSTRING "${w}" 0 2 b0)
+  string(SUBSTRING "${w}" 2 2 b1)
+  string(SUBSTRING "${w}" 4 2 b2)
+  string(SUBSTRING "${w}" 6 2 b3)
+  string(APPEND body "0x${b3}${b2}${b1}${b0}u,")
+  math(EXPR col "${col} + 1")
+  if(col EQUAL 8)
+    string(APPEND body "\n")
+    set(col 0)
+  endif()
+endforeach()
+file(WRITE "${OUT}" "/* generated from ${SPV} by embed_spv.cmake: do not edit */\nstatic const uint32_t ${NAME}[] = {\n${body}};\n")

@@ -1,0 +1,155 @@
+// common.glsl: what every shader of the Vulkan backend shares.
+//
+// Guest memory is reached through device addresses: pc.base is guest
+// address 0 (the imported buffer), and every tensor address is a guest
+// offset (under 4 GiB, so 32-bit indices). The command is the validated
+// sp_cmd itself (include/samepage_abi.h), copied to a buffer at pc.cmd:
+// op, flags, dst, src[4] (10 words each), param[8] (words 52..59).
+// pc.status is the list's status word (vk_backend.h, sp_vk_status).
+#extension GL_EXT_buffer_reference : require
+#extension GL_EXT_shader_explicit_arithmetic_types_int64 : require
+#extension GL_EXT_shader_explicit_arithmetic_types_int16 : require
+#extension GL_EXT_shader_explicit_arithmetic_types_int8 : require
+#extension GL_EXT_shader_8bit_storage : require
+#extension GL_EXT_shader_16bit_storage : require
+
+layout(buffer_reference, std430, buffer_reference_align = 4) buffer F32s { float v[]; };
+layout(buffer_reference, std430, buffer_reference_align = 4) buffer U32s { uint v[]; };
+layout(buffer_reference, std430, buffer_reference_align = 4) buffer I32s { int v[]; };
+layout(buffer_reference, std430, buffer_reference_align = 2) buffer U16s { uint16_t v[]; };
+layout(buffer_reference, std430, buffer_reference_align = 1) buffer U8s { uint8_t v[]; };
+layout(buffer_reference, std430, buffer_reference_align = 4) buffer Status {
+  uint code; uint cmd; int value; uint at; uint limit;
+};
+
+layout(push_constant) uniform PC {
+  uint64_t base;
+  uint64_t cmd;
+  uint64_t status;
+  uint index;
+  uint aux;
+} pc;
+
+#define DT_F32 1u
+#define DT_F16 2u
+#define DT_BF16 3u
+#define DT_Q8_0 4u
+#define DT_Q4_0 5u
+#define DT_Q4_1 6u
+#define DT_I32 7u
+#define DT_Q5_0 8u
+#define DT_Q5_1 9u
+#define DT_Q2_K 10u
+#define DT_Q3_K 11u
+#define DT_Q4_K 12u
+#define DT_Q5_K 13u
+#define DT_Q6_K 14u
+#define DT_IQ4_NL 15u
+#define DT_IQ4_XS 16u
+
+#define OP_MATMUL 1u
+#define OP_ADD 2u
+#define OP_MUL 3u
+#define OP_SCALE 4u
+#define OP_GET_ROWS 5u
+#define OP_RMSNORM 6u
+#define OP_ROPE 7u
+#define OP_ATTENTION 8u
+#define OP_SET_ROWS 9u
+#define OP_SWIGLU 10u
+#define OP_SOFTMAX 11u
+#define OP_COPY 12u
+#define OP_ARGMAX 13u
+#define OP_GEGLU 14u
+#define OP_SOFTCAP 15u
+#define OP_TOPK 16u
+
+struct Tensor {
+  uint off, dtype;
+  uint ne0, ne1, ne2, ne3;
+  uint nb0, nb1, nb2; // byte strides of dims 1..3
+};
+
+uint cmd_word(uint i) { return U32s(pc.cmd).v[i]; }
+uint cmd_op() { return cmd_word(0); }
+uint param_u(uint i) { return cmd_word(52u + i); }
+float param_f(uint i) { return uintBitsToFloat(cmd_word(52u + i)); }
+
+// slot 0 = dst, 1..4 = src[0..3]
+Tensor tensor(uint slot) {
+  uint b = 2u + 10u * slot;
+  Tensor t;
+  t.off = cmd_word(b), t.dtype = cmd_word(b + 1u);
+  t.ne0 = cmd_word(b + 2u), t.ne1 = cmd_word(b + 3u), t.ne2 = cmd_word(b + 4u), t.ne3 = cmd_word(b + 5u);
+  t.nb0 = cmd_word(b + 6u), t.nb1 = cmd_word(b + 7u), t.nb2 = cmd_word(b + 8u);
+  return t;
+}
+
+uint rows(Tensor t) { return t.ne1 * t.ne2 * t.ne3; }
+uint row_at(Tensor t, uint i1, uint i2, uint i3) { return t.off + i1 * t.nb0 + i2 * t.nb1 + i3 * t.nb2; }
+// row r counted over dims 1..3
+uint row_flat(Tensor t, uint r) { return row_at(t, r % t.ne1, r / t.ne1 % t.ne2, r / t.ne1 / t.ne2); }
+
+// The list stopped (an index out of range): every later dispatch returns.
+bool stopped() { return Status(pc.status).code != 0u; }
+
+// The workgroup's number over a 2-D grid (vk_submit.c, dispatch()).
+uint group_id() { return gl_WorkGroupID.y * gl_NumWorkGroups.x + gl_WorkGroupID.x; }
+
+// ---- guest memory by byte address ----
+float ld_f32(uint a) { return F32s(pc.base).v[a >> 2]; }
+void st_f32(uint a, float x) { F32s(pc.base).v[a >> 2] = x; }
+int ld_i32(uint a) { return I32s(pc.base).v[a >> 2]; }
+void st_i32(uint a, int x) { I32s(pc.base).v[a >> 2] = x; }
+uint ld_u16(uint a) { return uint(U16s(pc.base).v[a >> 1]); }
+void st_u16(uint a, uint x) { U16s(pc.base).v[a >> 1] = uint16_t(x); }
+uint ld_u8(uint a) { return uint(U8s(pc.base).v[a]); }
+int ld_i8(uint a) { return int(int8_t(U8s(pc.base).v[a])); }
+uint ld_u32_bytes(uint a) { return ld_u8(a) | ld_u8(a + 1u) << 8 | ld_u8(a + 2u) << 16 | ld_u8(a + 3u) << 24; }
+
+float f16_bits_to_f32(uint h) { return unpackHalf2x16(h).x; }
+float ld_f16(uint a) { return f16_bits_to_f32(ld_u16(a)); }
+float ld_bf16(uint a) { return uintBitsToFloat(ld_u16(a) << 16); }
+
+// f32 -> f16 bits, round to nearest even (as sp_f32_to_f16).
+uint f32_to_f16_bits(float f) {
+  uint x = floatBitsToUint(f);
+  uint sign = (x >> 16) & 0x8000u;
+  uint ax = x & 0x7fffffffu;
+  if (ax > 0x7f800000u) return sign | 0x7e00u | ((ax >> 13) & 0x3ffu); // NaN
+  if (ax >= 0x477ff000u) return sign | 0x7c00u;                      // overflow (rounds to inf)
+  if (ax < 0x38800000u) {                                             // subnormal or zero in f16
+    if (ax < 0x33000000u) return sign;                                // below half the least subnormal
+    uint e = ax >> 23, m = (ax & 0x7fffffu) | 0x800000u;
+    uint shift = 126u - e; // 14 + (112 - e) + 1 ... result = m >> (shift) with rounding
+    uint r = m >> shift, rem = m & ((1u << shift) - 1u), hw = 1u << (shift - 1u);
+    if (rem > hw || (rem == hw && (r & 1u) != 0u)) r++;
+    return sign | r;
+  }
+  uint r = ((ax - 0x38000000u) >> 13);
+  uint rem = ax & 0x1fffu;
+  if (rem > 0x1000u || (rem == 0x1000u && (r & 1u) != 0u)) r++;
+  return sign | r;
+}
+
+// f32 -> bf16 bits, round to nearest even; NaN stays NaN (as sp_f32_to_bf16).
+uint f32_to_bf16_bits(float f) {
+  uint x = floatBitsToUint(f);
+  if ((x & 0x7fffffffu) > 0x7f800000u) return (x >> 16) | 0x40u;
+  return (x + 0x7fffu + ((x >> 16) & 1u)) >> 16;
+}
+
+float round_f16(float f) { return f16_bits_to_f32(f32_to_f16_bits(f)); }
+
+// An element of an f32, f16 or bf16 tensor at byte address a.
+float ld_float(uint dt, uint a) {
+  if (dt == DT_F32) return ld_f32(a);
+  if (dt == DT_F16) return ld_f16(a);
+  return ld_bf16(a);
+}
+void st_float(uint dt, uint a, float x) {
+  if (dt == DT_F32) st_f32(a, x);
+  else if (dt == DT_F16) st_u16(a, f32_to_f16_bits(x));
+  else st_u16(a, f32_to_bf16_bits(x));
+}
+uint float_size(uint dt) { return dt == DT_F32 ? 4u : 2u; }

@@ -1,0 +1,158 @@
+/*
+ * vk_backend.h (private): what the parts of the Vulkan backend share: its
+ * context, a binding's state, and the pieces each file provides.
+ *   vk_backend.c    instance and device, adopt/grow/release, the tables,
+ *                   the constructor sp_backend_vulkan_new;
+ *   vk_import.c     checking a guest range before the driver sees it, and
+ *                   importing it (VK_EXT_external_memory_host);
+ *   vk_pipelines.c  the embedded SPIR-V shaders and their pipelines;
+ *   vk_submit.c     supports, recording a list, submit, wait, replay.
+ *
+ * How kernels reach guest memory: the committed prefix of the actor's
+ * region is imported as one VkDeviceMemory and bound to one VkBuffer with
+ * device-address usage. Every dispatch gets, in push constants, that
+ * buffer's device address (guest address 0), the address of its command
+ * (a copy of the validated sp_cmd in a small host-visible buffer) and the
+ * address of the binding's status word. Shaders index guest memory from
+ * the base with guest offsets (32-bit: guest memory is under 4 GiB).
+ */
+#ifndef SP_VK_BACKEND_H
+#define SP_VK_BACKEND_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <vulkan/vulkan.h>
+
+#include "backend/backend.h"
+#include "core/error.h"
+
+/* The shaders (shaders/<name>.comp), one per op family. */
+typedef enum sp_vk_shader {
+  SP_VK_ELEMENTWISE, /* add, mul, scale, swiglu, geglu, softcap, copy */
+  SP_VK_ROWS,        /* rmsnorm, softmax: a workgroup per row */
+  SP_VK_ARGMAX,
+  SP_VK_TOPK,
+  SP_VK_ROPE,
+  SP_VK_GET_ROWS,
+  SP_VK_SET_ROWS,
+  SP_VK_CHECK,       /* index checks before get_rows, set_rows, attention */
+  SP_VK_MATMUL,      /* one pipeline per weight dtype (specialization constant) */
+  SP_VK_ATTENTION,
+  SP_VK_SHADER_COUNT
+} sp_vk_shader;
+
+/* Push constants of every shader (shaders/common.glsl, 32 bytes). */
+typedef struct sp_vk_push {
+  uint64_t base;   /* device address of guest address 0 */
+  uint64_t cmd;    /* device address of this command's sp_cmd copy */
+  uint64_t status; /* device address of the binding's status word */
+  uint32_t index;  /* the command's index in its list */
+  uint32_t aux;    /* per shader: the check's kind, ... */
+} sp_vk_push;
+
+/* The status word a list's shaders share (shaders/common.glsl): code 0
+ * while all is well; the first out-of-range index sets it, and every
+ * later dispatch of the list returns at once. */
+typedef struct sp_vk_status {
+  uint32_t code;  /* 0, or SP_VK_STATUS_BOUNDS */
+  uint32_t cmd;   /* the failing command's index */
+  int32_t value;  /* the index found */
+  uint32_t at;    /* its position in the index tensor */
+  uint32_t limit; /* the bound it broke (exclusive) */
+  uint32_t pad[3];
+} sp_vk_status;
+#define SP_VK_STATUS_BOUNDS 1u
+
+/* A buffer of our own (command copies, the status word): host-visible and
+ * coherent, with a device address. */
+typedef struct sp_vk_buffer {
+  VkBuffer buf;
+  VkDeviceMemory mem;
+  void *map;
+  VkDeviceAddress addr;
+  VkDeviceSize size;
+} sp_vk_buffer;
+
+typedef struct sp_vk_ctx {
+  VkInstance instance;
+  VkPhysicalDevice phys;
+  VkDevice dev;
+  VkQueue queue;
+  uint32_t queue_family;
+  pthread_mutex_t queue_mu; /* vkQueueSubmit needs the queue to itself */
+  VkPhysicalDeviceProperties props;
+  VkPhysicalDeviceMemoryProperties mem_props;
+  VkDeviceSize import_align;  /* minImportedHostPointerAlignment */
+  VkDeviceSize max_alloc;     /* maxMemoryAllocationSize */
+  bool unified;               /* a CPU or integrated device */
+  PFN_vkGetMemoryHostPointerPropertiesEXT host_ptr_props;
+  VkPipelineLayout layout;
+  pthread_mutex_t pipe_mu;    /* pipelines are made on first use */
+  VkPipeline pipes[SP_VK_SHADER_COUNT][SP_DTYPE_COUNT];
+  VkShaderModule modules[SP_VK_SHADER_COUNT];
+} sp_vk_ctx;
+
+typedef struct sp_vk_binding {
+  sp_memory_view view;
+  /* the import of guest bytes [0, view.committed) */
+  VkDeviceMemory guest_mem;
+  VkBuffer guest_buf;
+  VkDeviceAddress guest_addr;
+  sp_vk_buffer cmds;   /* the list's sp_cmd copies, one per command */
+  sp_vk_buffer status; /* sp_vk_status */
+  VkCommandPool pool;
+  VkCommandBuffer cb;
+  VkFence fence;
+  bool pending;        /* submitted, not yet waited for */
+  bool recorded;       /* cb holds the previous list, replayable */
+  sp_cmd *last;        /* the previous list (for messages and replay) */
+  uint32_t last_count, last_cap;
+} sp_vk_binding;
+
+/* ---- vk_import.c ---- */
+
+/* Checks guest bytes [base, base + len) before the driver sees them: base
+ * and len are multiples of align, len is within max, and every page is
+ * mapped readable and writable (the process's mappings). Errors name the
+ * address and the reason. */
+sp_error_t *sp_vk_check_host_range(const void *base, size_t len, size_t align, size_t max);
+/* Imports the binding's committed bytes (after sp_vk_check_host_range),
+ * replacing any earlier import. */
+sp_error_t *sp_vk_import(sp_vk_ctx *c, sp_vk_binding *b);
+/* Frees the binding's import. */
+void sp_vk_unimport(sp_vk_ctx *c, sp_vk_binding *b);
+/* A host-visible buffer with a device address. */
+sp_error_t *sp_vk_buffer_new(sp_vk_ctx *c, VkDeviceSize size, sp_vk_buffer *out);
+void sp_vk_buffer_free(sp_vk_ctx *c, sp_vk_buffer *b);
+
+/* ---- vk_pipelines.c ---- */
+
+/* Loads the shader modules and the pipeline layout. */
+sp_error_t *sp_vk_pipelines_init(sp_vk_ctx *c);
+/* The pipeline of shader s (variant: the weight dtype of matmul, else 0),
+ * made on first use; VK_NULL_HANDLE with *err set on failure. */
+VkPipeline sp_vk_pipeline(sp_vk_ctx *c, sp_vk_shader s, uint32_t variant, sp_error_t **err);
+void sp_vk_pipelines_free(sp_vk_ctx *c);
+
+/* ---- vk_submit.c ---- */
+
+bool sp_vk_supports(void *vctx, const sp_cmd *cmd);
+sp_error_t *sp_vk_submit(void *vctx, void *binding, const sp_cmd *cmds, uint32_t count, bool same);
+sp_error_t *sp_vk_wait(void *vctx, void *binding);
+const char *sp_vk_op_name(uint32_t op);
+
+/* "vulkan: WHAT: VkResult" */
+const char *sp_vk_result_name(VkResult r);
+
+#define VK_TRY(call, ...)                                                   \
+  do {                                                                      \
+    VkResult r_ = (call);                                                   \
+    if (r_ != VK_SUCCESS) {                                                 \
+      char what_[256];                                                      \
+      snprintf(what_, sizeof what_, __VA_ARGS__);                           \
+      return sp_error_new("vulkan: %s: %s", what_, sp_vk_result_name(r_));  \
+    }                                                                       \
+  } while (0)
+
+#endif

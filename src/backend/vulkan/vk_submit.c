@@ -1,0 +1,238 @@
+/*
+ * vk_submit.c: a list on the Vulkan backend: supports, record, submit,
+ * replay, wait.
+ *
+ * Each command is one dispatch of its op family's shader (vk_backend.h),
+ * preceded for get_rows, set_rows and attention by a check dispatch that
+ * reads the index tensor once and, on an index out of range, sets the
+ * status word (the command, the position, the value). Every shader of the
+ * list returns at once when the status word is set, so a bad index stops
+ * the list before its command writes anything, as the CPU's does; the op
+ * shaders check each index again where they use it and skip an index out
+ * of range (the bytes may sit in a file mapping another process writes:
+ * an address is never formed from an unchecked read).
+ *
+ * A global memory barrier separates consecutive dispatches, and a barrier
+ * to the host ends the list, so the guest sees every write once wait()
+ * returns. The command buffer is kept: a list the runtime calls the same
+ * as the previous one is submitted again without recording.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/vulkan/vk_backend.h"
+#include "core/op_rules.h"
+
+#define SP_VK_MAX_GROUPS_X 65535u
+#define SP_VK_ATTN_MAX_D 512u /* shaders/attention.comp: 8 values of a row per thread */
+
+const char *sp_vk_op_name(uint32_t op) {
+  static const char *names[SP_OP_COUNT] = {"nop", "matmul", "add", "mul", "scale", "get_rows", "rmsnorm",
+                                           "rope", "attention", "set_rows", "swiglu", "softmax", "copy", "argmax",
+                                           "geglu", "softcap", "topk"};
+  return op < SP_OP_COUNT ? names[op] : "unknown";
+}
+
+/* ---- supports ---- */
+
+static bool is_float_dtype(uint32_t dt) { return dt == SP_DTYPE_F32 || dt == SP_DTYPE_F16 || dt == SP_DTYPE_BF16; }
+
+/* Every weight dtype the shaders decode (shaders/quant.glsl). */
+static bool is_weight_dtype(uint32_t dt) { return dt >= SP_DTYPE_F32 && dt < SP_DTYPE_COUNT && dt != SP_DTYPE_I32; }
+
+bool sp_vk_supports(void *vctx, const sp_cmd *cmd) {
+  if (!sp_op_rule_get(cmd->op)) return false;
+  switch (cmd->op) {
+  case SP_OP_NOP:
+  case SP_OP_ADD:
+  case SP_OP_MUL:
+  case SP_OP_SCALE:
+  case SP_OP_RMSNORM:
+  case SP_OP_ROPE:
+  case SP_OP_SWIGLU:
+  case SP_OP_SOFTMAX:
+  case SP_OP_ARGMAX:
+  case SP_OP_GEGLU:
+  case SP_OP_SOFTCAP:
+  case SP_OP_TOPK: return true;
+  case SP_OP_COPY: return is_float_dtype(cmd->src[0].dtype) && is_float_dtype(cmd->dst.dtype);
+  case SP_OP_SET_ROWS: return is_float_dtype(cmd->dst.dtype);
+  case SP_OP_MATMUL:
+  case SP_OP_GET_ROWS: return is_weight_dtype(cmd->src[0].dtype);
+  case SP_OP_ATTENTION: return cmd->src[0].ne[0] <= SP_VK_ATTN_MAX_D;
+  default: return false;
+  }
+}
+
+/* ---- recording ---- */
+
+static uint64_t rows_of(const sp_tensor *t) { return (uint64_t)t->ne[1] * t->ne[2] * t->ne[3]; }
+
+/* The workgroups a command needs (shaders compute the same count and
+ * skip the rest of the grid), and its shader. 0 groups: nothing to run. */
+static uint64_t plan(const sp_cmd *cmd, sp_vk_shader *s, uint32_t *variant, int *check) {
+  const sp_tensor *d = &cmd->dst;
+  *variant = 0, *check = -1;
+  switch (cmd->op) {
+  case SP_OP_ADD:
+  case SP_OP_MUL:
+  case SP_OP_SCALE:
+  case SP_OP_SWIGLU:
+  case SP_OP_GEGLU:
+  case SP_OP_SOFTCAP:
+  case SP_OP_COPY: *s = SP_VK_ELEMENTWISE; return (rows_of(d) * d->ne[0] + 255) / 256;
+  case SP_OP_RMSNORM:
+  case SP_OP_SOFTMAX: *s = SP_VK_ROWS; return rows_of(d);
+  case SP_OP_ARGMAX: *s = SP_VK_ARGMAX; return cmd->src[0].ne[1];
+  case SP_OP_TOPK: *s = SP_VK_TOPK; return cmd->src[0].ne[1];
+  case SP_OP_ROPE: *s = SP_VK_ROPE; return (uint64_t)d->ne[1] * d->ne[2];
+  case SP_OP_GET_ROWS: *s = SP_VK_GET_ROWS, *check = 0; return d->ne[1];
+  case SP_OP_SET_ROWS: *s = SP_VK_SET_ROWS, *check = 1; return cmd->src[0].ne[1];
+  case SP_OP_MATMUL: *s = SP_VK_MATMUL, *variant = cmd->src[0].dtype; return (uint64_t)d->ne[0] * d->ne[1];
+  case SP_OP_ATTENTION: *s = SP_VK_ATTENTION, *check = 2; return (uint64_t)d->ne[1] * d->ne[2];
+  default: return 0;
+  }
+}
+
+static void barrier(VkCommandBuffer cb, VkPipelineStageFlags dst_stage, VkAccessFlags dst_access) {
+  VkMemoryBarrier mb = {.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER, .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT,
+                        .dstAccessMask = dst_access};
+  vkCmdPipelineBarrier(cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, dst_stage, 0, 1, &mb, 0, NULL, 0, NULL);
+}
+
+static void dispatch(VkCommandBuffer cb, uint64_t groups) {
+  uint32_t x = groups < SP_VK_MAX_GROUPS_X ? (uint32_t)groups : SP_VK_MAX_GROUPS_X;
+  uint32_t y = (uint32_t)((groups + x - 1) / x);
+  vkCmdDispatch(cb, x, y, 1);
+}
+
+static sp_error_t *record_cmd(sp_vk_ctx *c, sp_vk_binding *b, const sp_cmd *cmd, uint32_t i, bool *first) {
+  sp_vk_shader s;
+  uint32_t variant;
+  int check;
+  uint64_t groups = plan(cmd, &s, &variant, &check);
+  if (!groups) return NULL;
+  sp_error_t *err = NULL;
+  sp_vk_push pc = {.base = b->guest_addr, .cmd = b->cmds.addr + (uint64_t)i * sizeof(sp_cmd),
+                   .status = b->status.addr, .index = i};
+  VkShaderStageFlags st = VK_SHADER_STAGE_COMPUTE_BIT;
+  VkAccessFlags rw = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT;
+  if (check >= 0) {
+    VkPipeline p = sp_vk_pipeline(c, SP_VK_CHECK, 0, &err);
+    if (!p) return err;
+    if (!*first) barrier(b->cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, rw);
+    *first = false;
+    pc.aux = (uint32_t)check;
+    vkCmdBindPipeline(b->cb, VK_PIPELINE_BIND_POINT_COMPUTE, p);
+    vkCmdPushConstants(b->cb, c->layout, st, 0, sizeof pc, &pc);
+    vkCmdDispatch(b->cb, 1, 1, 1);
+    pc.aux = 0;
+  }
+  if (cmd->op == SP_OP_ROPE) { /* theta's factor, as the CPU computes it (shaders/rope.comp) */
+    float base, ts;
+    memcpy(&base, &cmd->param[1], sizeof base);
+    ts = powf(base, -2.0f / (float)cmd->param[0]);
+    memcpy(&pc.aux, &ts, sizeof ts);
+  }
+  VkPipeline p = sp_vk_pipeline(c, s, variant, &err);
+  if (!p) return err;
+  if (!*first) barrier(b->cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, rw);
+  *first = false;
+  vkCmdBindPipeline(b->cb, VK_PIPELINE_BIND_POINT_COMPUTE, p);
+  vkCmdPushConstants(b->cb, c->layout, st, 0, sizeof pc, &pc);
+  dispatch(b->cb, groups);
+  return NULL;
+}
+
+static sp_error_t *record(sp_vk_ctx *c, sp_vk_binding *b, const sp_cmd *cmds, uint32_t count) {
+  VK_TRY(vkResetCommandBuffer(b->cb, 0), "resetting the command buffer");
+  VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
+  VK_TRY(vkBeginCommandBuffer(b->cb, &bi), "recording a list");
+  bool first = true;
+  for (uint32_t i = 0; i < count; i++) {
+    sp_error_t *err = record_cmd(c, b, &cmds[i], i, &first);
+    if (err) {
+      vkEndCommandBuffer(b->cb);
+      return sp_error_wrap(err, "vulkan: cmd[%u] (%s)", i, sp_vk_op_name(cmds[i].op));
+    }
+  }
+  /* the guest reads what the list wrote once wait() returns */
+  barrier(b->cb, VK_PIPELINE_STAGE_HOST_BIT, VK_ACCESS_HOST_READ_BIT | VK_ACCESS_HOST_WRITE_BIT);
+  VK_TRY(vkEndCommandBuffer(b->cb), "recording a list");
+  return NULL;
+}
+
+/* Room for count commands in the binding's host-visible copy. */
+static sp_error_t *reserve_cmds(sp_vk_ctx *c, sp_vk_binding *b, uint32_t count) {
+  VkDeviceSize need = (VkDeviceSize)count * sizeof(sp_cmd);
+  if (b->cmds.buf && b->cmds.size >= need) return NULL;
+  sp_vk_buffer_free(c, &b->cmds);
+  VkDeviceSize size = need < 64 * sizeof(sp_cmd) ? 64 * sizeof(sp_cmd) : need * 2;
+  return sp_vk_buffer_new(c, size, &b->cmds);
+}
+
+static sp_error_t *remember(sp_vk_binding *b, const sp_cmd *cmds, uint32_t count) {
+  if (count > b->last_cap) {
+    sp_cmd *more = realloc(b->last, (size_t)count * sizeof *more);
+    if (!more) return sp_error_new("vulkan: out of memory keeping a list of %u commands", count);
+    b->last = more, b->last_cap = count;
+  }
+  memcpy(b->last, cmds, (size_t)count * sizeof *cmds);
+  b->last_count = count;
+  return NULL;
+}
+
+/* ---- submit and wait ---- */
+
+sp_error_t *sp_vk_submit(void *vctx, void *binding, const sp_cmd *cmds, uint32_t count, bool same) {
+  sp_vk_ctx *c = vctx;
+  sp_vk_binding *b = binding;
+  if (b->pending) {
+    sp_error_t *err = sp_vk_wait(vctx, binding);
+    if (err) sp_error_free(err); /* reported by the wait that was owed it */
+  }
+  bool replay = same && b->recorded && count == b->last_count;
+  if (!replay) {
+    b->recorded = false;
+    sp_error_t *err = reserve_cmds(c, b, count);
+    if (!err) err = remember(b, cmds, count);
+    if (err) return err;
+    memcpy(b->cmds.map, cmds, (size_t)count * sizeof *cmds);
+    if ((err = record(c, b, cmds, count))) return err;
+    b->recorded = true;
+  }
+  memset(b->status.map, 0, sizeof(sp_vk_status));
+  VK_TRY(vkResetFences(c->dev, 1, &b->fence), "resetting a fence");
+  VkSubmitInfo si = {.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO, .commandBufferCount = 1, .pCommandBuffers = &b->cb};
+  pthread_mutex_lock(&c->queue_mu);
+  VkResult r = vkQueueSubmit(c->queue, 1, &si, b->fence);
+  pthread_mutex_unlock(&c->queue_mu);
+  if (r != VK_SUCCESS) return sp_error_new("vulkan: submitting a list of %u commands: %s", count, sp_vk_result_name(r));
+  b->pending = true;
+  return NULL;
+}
+
+/* The finished list's error from its status word, NULL when it all ran. */
+static sp_error_t *status_error(const sp_vk_binding *b) {
+  sp_vk_status st;
+  memcpy(&st, b->status.map, sizeof st);
+  if (!st.code) return NULL;
+  const sp_cmd *cmd = st.cmd < b->last_count ? &b->last[st.cmd] : NULL;
+  return sp_error_with_status(SP_E_BOUNDS, "cmd[%u]: %s: index [%u] = %d is outside 0..%u", st.cmd,
+                              cmd ? sp_vk_op_name(cmd->op) : "?", st.at, st.value, st.limit ? st.limit - 1 : 0);
+}
+
+sp_error_t *sp_vk_wait(void *vctx, void *binding) {
+  sp_vk_ctx *c = vctx;
+  sp_vk_binding *b = binding;
+  if (!b->pending) return NULL;
+  VkResult r = vkWaitForFences(c->dev, 1, &b->fence, VK_TRUE, UINT64_MAX);
+  b->pending = false;
+  if (r != VK_SUCCESS) {
+    b->recorded = false;
+    return sp_error_new("vulkan: waiting for a list: %s", sp_vk_result_name(r));
+  }
+  return status_error(b);
+}
