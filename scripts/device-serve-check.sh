@@ -55,6 +55,17 @@ synth() { # name preset type [extra synth_gguf args]
   echo "$f"
 }
 
+# issue 18's checks on CUDA: every weight type batched equals alone, then
+# the model (run in the build phase too, while llama.cpp compiles, with
+# BATCH_CHECK_EARLY=1)
+batch_checks() {
+  local model=$smol; [[ -s $model ]] || model=$(synth smol-q4_1 smollm2-135m q4_1)
+  timeout 200 $b/test_cuda_batch > $log/test_cuda_batch.txt 2>&1
+  add "test_cuda_batch rc=$?: $(tail -1 $log/test_cuda_batch.txt)"; grep -E "^FAIL" $log/test_cuda_batch.txt | head -8
+  timeout 300 tests/test_batch_cuda.sh $sp $model > $log/batch_check.txt 2>&1
+  add "batch --check on cuda, $(basename $model) rc=$?"; grep -E '^ +[0-9]+ |differ|changed' $log/batch_check.txt | head -12
+}
+
 if phase build; then
   # ---- llama.cpp's CUDA binaries, in the background ----
   lcp_pid=""
@@ -68,7 +79,7 @@ if phase build; then
     lcp_pid=$!
   fi
   t0=$(date +%s)
-  JOBS=3 SP_TEST_HOOKS=1 scripts/build-cuda-lib.sh $lib $log/ptxas.txt > $log/build.txt 2>&1 \
+  JOBS=${LIB_JOBS:-3} SP_TEST_HOOKS=1 scripts/build-cuda-lib.sh $lib $log/ptxas.txt > $log/build.txt 2>&1 \
     || { add "BUILD FAIL"; grep -i error $log/build.txt | head -30; finish; }
   add "our CUDA library: $(( $(date +%s) - t0 )) s"
   if [[ -z ${SKIP_CHECKS:-} ]]; then
@@ -82,6 +93,7 @@ if phase build; then
     add "parity l1b-q4_k_m ${v:-default} rc=$?: $(grep -E '^prefill' $log/parity_${v:-default}.txt | cut -c1-70) | $(grep -E '^decode' $log/parity_${v:-default}.txt | cut -c1-70)"
   done
   fi # SKIP_CHECKS
+  [[ -n ${BATCH_CHECK_EARLY:-} ]] && batch_checks
   if [[ -n $lcp_pid ]]; then
     while kill -0 $lcp_pid 2>/dev/null && (( $(elapsed) < deadline )); do sleep 5; done
     kill -0 $lcp_pid 2>/dev/null && { kill -- -$lcp_pid; add "llama.cpp build: not done by the deadline"; }
@@ -145,12 +157,7 @@ fi
 if phase batch; then
   [[ -s $lib ]] || { add "no $lib (run the build phase first)"; finish; }
   model=$smol; [[ -s $model ]] || model=$(synth smol-q4_1 smollm2-135m q4_1)
-  if [[ -z ${SKIP_BATCH_CHECK:-} ]]; then
-    timeout 200 $b/test_cuda_batch > $log/test_cuda_batch.txt 2>&1
-    add "test_cuda_batch rc=$?: $(tail -1 $log/test_cuda_batch.txt)"; grep -E "^FAIL|not ok" $log/test_cuda_batch.txt | head -8
-    timeout 300 tests/test_batch_cuda.sh $sp $model > $log/batch_check.txt 2>&1
-    add "batch --check on cuda, $(basename $model) rc=$?"; grep -E '^ +[0-9]+ ' $log/batch_check.txt
-  fi
+  [[ -z ${SKIP_BATCH_CHECK:-} ]] && batch_checks
   echo "model | actors | off tok/s | on tok/s | ratio | off p50/p99 ms | on p50/p99 ms | batched" > $out/batch_table.txt
   for spec in ${BATCH_MODELS:-smol-q4_1:smollm2-135m:q4_1 l1b-q8_0:llama-3.2-1b:q8_0}; do
     IFS=: read -r name preset type <<<"$spec"
