@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 
 #include "backend/backend.h"
 #include "backend/cpu/fp16.h"
@@ -506,6 +507,36 @@ static void import_cases(sp_backend_new_fn make, const sp_backend_options *opts)
   if (!err) sp_backend_release(vk, b);
 }
 
+/* --timing (not a check, not run by ctest): decode-sized products on
+ * both backends, milliseconds per list, for the record. */
+static double now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static void timing_cases(void) {
+  const uint32_t shapes[][4] = {{32, 1, 1, SP_DTYPE_F32},       {576, 1536, 1, SP_DTYPE_Q4_1},
+                                {576, 12288, 1, SP_DTYPE_Q4_1}, {2048, 2048, 1, SP_DTYPE_Q8_0},
+                                {576, 1536, 64, SP_DTYPE_Q4_1}, {576, 1536, 1, SP_DTYPE_F16}};
+  for (int s = 0; s < 6; s++) {
+    uint32_t k = shapes[s][0], n = shapes[s][1], m = shapes[s][2], dt = shapes[s][3];
+    fill(W, dt, (uint64_t)k * n), fill(X, SP_DTYPE_F32, (uint64_t)k * m);
+    sp_cmd c = {.op = SP_OP_MATMUL};
+    c.dst = t4(D, SP_DTYPE_F32, n, m, 1), c.src[0] = t4(W, dt, k, n, 1), c.src[1] = t4(X, SP_DTYPE_F32, k, m, 1);
+    if (!validated(&c, 1)) return;
+    double ms[2];
+    for (int b = 0; b < 2; b++) {
+      sp_error_t *err = b ? vk_run(&c, 1, false) : cpu_run(&c, 1);
+      double t0 = now_ms();
+      for (int r = 0; r < 5 && !err; r++) err = b ? vk_run(&c, 1, true) : cpu_run(&c, 1);
+      ms[b] = (now_ms() - t0) / 5;
+      if (err) printf("timing: %s\n", sp_error_message(err)), sp_error_free(err);
+    }
+    printf("timing matmul %s K=%u N=%u M=%u: cpu %.2f ms, vulkan %.2f ms\n", sp_dtype_name(dt), k, n, m, ms[0], ms[1]);
+  }
+}
+
 static void *open_library(void) {
   const char *path = getenv("SP_VULKAN_LIB");
 #ifdef SP_VULKAN_BUILD_LIB
@@ -514,7 +545,7 @@ static void *open_library(void) {
   return dlopen(path ? path : SP_BACKEND_VULKAN_LIBRARY, RTLD_NOW | RTLD_LOCAL);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
   void *lib = open_library();
   if (!lib) {
     printf("skip: %s\n", dlerror());
@@ -556,6 +587,10 @@ int main(void) {
   if (caps.unified_memory && dbase != (void *)mem) /* lavapipe's device address is the host pointer */
     printf("FAIL pointer identity on a unified-memory device: %p, guest memory at %p\n", dbase, (void *)mem),
         failures++;
+  if (argc > 1 && strcmp(argv[1], "--timing") == 0) {
+    timing_cases();
+    return 0;
+  }
   matmul_cases();
   row_cases();
   simple_cases();

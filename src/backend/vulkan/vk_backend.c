@@ -53,7 +53,10 @@ const char *sp_vk_result_name(VkResult r) {
 
 static sp_backend_caps vk_caps(void *vctx) {
   sp_vk_ctx *c = vctx;
-  return (sp_backend_caps){.zero_copy = true, .unified_memory = c->unified};
+  /* A GPU keeps the pages an import pinned: a file mapped over guest
+   * memory afterwards (blob_map) would not be what its kernels read, so
+   * guests fall back to blob_read there. */
+  return (sp_backend_caps){.zero_copy = true, .unified_memory = c->unified, .no_file_maps = !c->cpu_device};
 }
 
 static void vk_release(void *vctx, void *binding);
@@ -283,6 +286,8 @@ static void read_limits(sp_vk_ctx *c) {
   c->props = p2.properties;
   c->import_align = host.minImportedHostPointerAlignment;
   c->max_alloc = m3.maxMemoryAllocationSize;
+  c->cpu_device = c->props.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU;
+  c->matmul_split = !c->cpu_device;
   c->unified = c->props.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU ||
                c->props.deviceType == VK_PHYSICAL_DEVICE_TYPE_INTEGRATED_GPU;
   vkGetPhysicalDeviceMemoryProperties(c->phys, &c->mem_props);

@@ -86,6 +86,11 @@ typedef struct sp_vk_ctx {
   VkDeviceSize import_align;  /* minImportedHostPointerAlignment */
   VkDeviceSize max_alloc;     /* maxMemoryAllocationSize */
   bool unified;               /* a CPU or integrated device */
+  bool cpu_device;            /* a CPU driver (lavapipe): the import is the
+                                 host pointer itself, so a file mapped over
+                                 guest pages later is what kernels read */
+  uint32_t matmul_split;      /* 1: a workgroup per product output (GPUs);
+                                 0: an invocation per output (CPU drivers) */
   PFN_vkGetMemoryHostPointerPropertiesEXT host_ptr_props;
   VkPipelineLayout layout;
   pthread_mutex_t pipe_mu;    /* pipelines are made on first use */

@@ -7,7 +7,7 @@
  * of sp_vk_push, since shaders reach memory through device addresses.
  * Pipelines are made on first use (lavapipe compiles each one with LLVM),
  * the matmul shader once per weight dtype, which it takes as
- * specialization constant 0.
+ * specialization constant 0 (constant 1: its grid, sp_vk_ctx.matmul_split).
  */
 #include <stdio.h>
 
@@ -53,9 +53,11 @@ sp_error_t *sp_vk_pipelines_init(sp_vk_ctx *c) {
 }
 
 static sp_error_t *make_pipeline(sp_vk_ctx *c, sp_vk_shader s, uint32_t variant, VkPipeline *out) {
-  VkSpecializationMapEntry entry = {.constantID = 0, .offset = 0, .size = sizeof(uint32_t)};
-  VkSpecializationInfo spec = {.mapEntryCount = 1, .pMapEntries = &entry, .dataSize = sizeof variant,
-                               .pData = &variant};
+  /* matmul: 0 the weight dtype, 1 SPLIT (a workgroup per output) */
+  uint32_t data[2] = {variant, c->matmul_split};
+  VkSpecializationMapEntry entries[2] = {{.constantID = 0, .offset = 0, .size = sizeof(uint32_t)},
+                                         {.constantID = 1, .offset = 4, .size = sizeof(uint32_t)}};
+  VkSpecializationInfo spec = {.mapEntryCount = 2, .pMapEntries = entries, .dataSize = sizeof data, .pData = data};
   VkComputePipelineCreateInfo ci = {
       .sType = VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO,
       .stage = {.sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO, .stage = VK_SHADER_STAGE_COMPUTE_BIT,

@@ -23,10 +23,9 @@
 #include <string.h>
 
 #include "backend/vulkan/vk_backend.h"
-#include "core/op_rules.h"
+#include "backend/vulkan/vk_rules.h"
 
 #define SP_VK_MAX_GROUPS_X 65535u
-#define SP_VK_ATTN_MAX_D 512u /* shaders/attention.comp: 8 values of a row per thread */
 
 const char *sp_vk_op_name(uint32_t op) {
   static const char *names[SP_OP_COUNT] = {"nop", "matmul", "add", "mul", "scale", "get_rows", "rmsnorm",
@@ -35,36 +34,9 @@ const char *sp_vk_op_name(uint32_t op) {
   return op < SP_OP_COUNT ? names[op] : "unknown";
 }
 
-/* ---- supports ---- */
+/* ---- supports: the plain-C rules (vk_rules.c) ---- */
 
-static bool is_float_dtype(uint32_t dt) { return dt == SP_DTYPE_F32 || dt == SP_DTYPE_F16 || dt == SP_DTYPE_BF16; }
-
-/* Every weight dtype the shaders decode (shaders/quant.glsl). */
-static bool is_weight_dtype(uint32_t dt) { return dt >= SP_DTYPE_F32 && dt < SP_DTYPE_COUNT && dt != SP_DTYPE_I32; }
-
-bool sp_vk_supports(void *vctx, const sp_cmd *cmd) {
-  if (!sp_op_rule_get(cmd->op)) return false;
-  switch (cmd->op) {
-  case SP_OP_NOP:
-  case SP_OP_ADD:
-  case SP_OP_MUL:
-  case SP_OP_SCALE:
-  case SP_OP_RMSNORM:
-  case SP_OP_ROPE:
-  case SP_OP_SWIGLU:
-  case SP_OP_SOFTMAX:
-  case SP_OP_ARGMAX:
-  case SP_OP_GEGLU:
-  case SP_OP_SOFTCAP:
-  case SP_OP_TOPK: return true;
-  case SP_OP_COPY: return is_float_dtype(cmd->src[0].dtype) && is_float_dtype(cmd->dst.dtype);
-  case SP_OP_SET_ROWS: return is_float_dtype(cmd->dst.dtype);
-  case SP_OP_MATMUL:
-  case SP_OP_GET_ROWS: return is_weight_dtype(cmd->src[0].dtype);
-  case SP_OP_ATTENTION: return cmd->src[0].ne[0] <= SP_VK_ATTN_MAX_D;
-  default: return false;
-  }
-}
+bool sp_vk_supports(void *vctx, const sp_cmd *cmd) { return sp_vk_rules_supports(cmd); }
 
 /* ---- recording ---- */
 
@@ -72,7 +44,7 @@ static uint64_t rows_of(const sp_tensor *t) { return (uint64_t)t->ne[1] * t->ne[
 
 /* The workgroups a command needs (shaders compute the same count and
  * skip the rest of the grid), and its shader. 0 groups: nothing to run. */
-static uint64_t plan(const sp_cmd *cmd, sp_vk_shader *s, uint32_t *variant, int *check) {
+static uint64_t plan(const sp_vk_ctx *c, const sp_cmd *cmd, sp_vk_shader *s, uint32_t *variant, int *check) {
   const sp_tensor *d = &cmd->dst;
   *variant = 0, *check = -1;
   switch (cmd->op) {
@@ -90,7 +62,9 @@ static uint64_t plan(const sp_cmd *cmd, sp_vk_shader *s, uint32_t *variant, int 
   case SP_OP_ROPE: *s = SP_VK_ROPE; return (uint64_t)d->ne[1] * d->ne[2];
   case SP_OP_GET_ROWS: *s = SP_VK_GET_ROWS, *check = 0; return d->ne[1];
   case SP_OP_SET_ROWS: *s = SP_VK_SET_ROWS, *check = 1; return cmd->src[0].ne[1];
-  case SP_OP_MATMUL: *s = SP_VK_MATMUL, *variant = cmd->src[0].dtype; return (uint64_t)d->ne[0] * d->ne[1];
+  case SP_OP_MATMUL: /* shaders/matmul.comp, SPLIT */
+    *s = SP_VK_MATMUL, *variant = cmd->src[0].dtype;
+    return c->matmul_split ? (uint64_t)d->ne[0] * d->ne[1] : (uint64_t)(d->ne[0] + 63) / 64 * d->ne[1];
   case SP_OP_ATTENTION: *s = SP_VK_ATTENTION, *check = 2; return (uint64_t)d->ne[1] * d->ne[2];
   default: return 0;
   }
@@ -112,7 +86,7 @@ static sp_error_t *record_cmd(sp_vk_ctx *c, sp_vk_binding *b, const sp_cmd *cmd,
   sp_vk_shader s;
   uint32_t variant;
   int check;
-  uint64_t groups = plan(cmd, &s, &variant, &check);
+  uint64_t groups = plan(c, cmd, &s, &variant, &check);
   if (!groups) return NULL;
   sp_error_t *err = NULL;
   sp_vk_push pc = {.base = b->guest_addr, .cmd = b->cmds.addr + (uint64_t)i * sizeof(sp_cmd),
