@@ -131,6 +131,7 @@ static void vk_release(void *vctx, void *binding) {
   if (b->pool) vkDestroyCommandPool(c->dev, b->pool, NULL); /* frees cb */
   sp_vk_buffer_free(c, &b->cmds);
   sp_vk_buffer_free(c, &b->status);
+  sp_vk_buffer_free(c, &b->scratch);
   sp_vk_unimport(c, b);
   free(b->last);
   free(b);

@@ -39,14 +39,16 @@ typedef enum sp_vk_shader {
   SP_VK_CHECK,       /* index checks before get_rows, set_rows, attention */
   SP_VK_MATMUL,      /* one pipeline per weight dtype (specialization constant) */
   SP_VK_ATTENTION,
+  SP_VK_QUANTIZE,    /* a matmul's activations as int8 blocks, into scratch */
   SP_VK_SHADER_COUNT
 } sp_vk_shader;
 
-/* Push constants of every shader (shaders/common.glsl, 32 bytes). */
+/* Push constants of every shader (shaders/common.glsl, 40 bytes). */
 typedef struct sp_vk_push {
   uint64_t base;   /* device address of guest address 0 */
   uint64_t cmd;    /* device address of this command's sp_cmd copy */
   uint64_t status; /* device address of the binding's status word */
+  uint64_t scratch; /* device address of the binding's scratch */
   uint32_t index;  /* the command's index in its list */
   uint32_t aux;    /* per shader: the check's kind, ... */
 } sp_vk_push;
@@ -106,6 +108,7 @@ typedef struct sp_vk_binding {
   VkDeviceAddress guest_addr;
   sp_vk_buffer cmds;   /* the list's sp_cmd copies, one per command */
   sp_vk_buffer status; /* sp_vk_status */
+  sp_vk_buffer scratch; /* quantized activations (shaders/quantize.comp) */
   VkCommandPool pool;
   VkCommandBuffer cb;
   VkFence fence;

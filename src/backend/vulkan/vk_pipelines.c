@@ -19,6 +19,7 @@
 #include "elementwise.spv.h"
 #include "get_rows.spv.h"
 #include "matmul.spv.h"
+#include "quantize.spv.h"
 #include "rope.spv.h"
 #include "rows.spv.h"
 #include "set_rows.spv.h"
@@ -35,7 +36,7 @@ static const spv_blob blobs[SP_VK_SHADER_COUNT] = {
     [SP_VK_ELEMENTWISE] = SPV(elementwise), [SP_VK_ROWS] = SPV(rows),       [SP_VK_ARGMAX] = SPV(argmax),
     [SP_VK_TOPK] = SPV(topk),               [SP_VK_ROPE] = SPV(rope),       [SP_VK_GET_ROWS] = SPV(get_rows),
     [SP_VK_SET_ROWS] = SPV(set_rows),       [SP_VK_CHECK] = SPV(check),     [SP_VK_MATMUL] = SPV(matmul),
-    [SP_VK_ATTENTION] = SPV(attention),
+    [SP_VK_ATTENTION] = SPV(attention),     [SP_VK_QUANTIZE] = SPV(quantize),
 };
 #undef SPV
 

@@ -70,6 +70,14 @@ static uint64_t plan(const sp_vk_ctx *c, const sp_cmd *cmd, sp_vk_shader *s, uin
   }
 }
 
+/* Activation blocks a product quantizes into scratch (quantized weights
+ * only), 0 for any other command. */
+static uint64_t quantized_blocks(const sp_cmd *cmd) {
+  if (cmd->op != SP_OP_MATMUL || cmd->src[0].dtype <= SP_DTYPE_BF16) return 0;
+  return (uint64_t)cmd->src[1].ne[0] / 32 * cmd->src[1].ne[1];
+}
+#define SP_VK_QBLOCK_BYTES 48 /* shaders/quantize.comp: 12 words a block */
+
 static void barrier(VkCommandBuffer cb, VkPipelineStageFlags dst_stage, VkAccessFlags dst_access) {
   VkMemoryBarrier mb = {.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER, .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT,
                         .dstAccessMask = dst_access};
@@ -90,9 +98,19 @@ static sp_error_t *record_cmd(sp_vk_ctx *c, sp_vk_binding *b, const sp_cmd *cmd,
   if (!groups) return NULL;
   sp_error_t *err = NULL;
   sp_vk_push pc = {.base = b->guest_addr, .cmd = b->cmds.addr + (uint64_t)i * sizeof(sp_cmd),
-                   .status = b->status.addr, .index = i};
+                   .status = b->status.addr, .scratch = b->scratch.addr, .index = i};
   VkShaderStageFlags st = VK_SHADER_STAGE_COMPUTE_BIT;
   VkAccessFlags rw = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT;
+  uint64_t qblocks = quantized_blocks(cmd);
+  if (qblocks) { /* the activations as int8 blocks, once (shaders/quantize.comp) */
+    VkPipeline p = sp_vk_pipeline(c, SP_VK_QUANTIZE, 0, &err);
+    if (!p) return err;
+    if (!*first) barrier(b->cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, rw);
+    *first = false;
+    vkCmdBindPipeline(b->cb, VK_PIPELINE_BIND_POINT_COMPUTE, p);
+    vkCmdPushConstants(b->cb, c->layout, st, 0, sizeof pc, &pc);
+    dispatch(b->cb, (qblocks + 63) / 64);
+  }
   if (check >= 0) {
     VkPipeline p = sp_vk_pipeline(c, SP_VK_CHECK, 0, &err);
     if (!p) return err;
@@ -147,6 +165,24 @@ static sp_error_t *reserve_cmds(sp_vk_ctx *c, sp_vk_binding *b, uint32_t count) 
   return sp_vk_buffer_new(c, size, &b->cmds);
 }
 
+/* Scratch for the list's quantized activations, within the binding's
+ * budget (the view's host_budget: SP_E_LIMIT, naming the need, before
+ * anything runs). */
+static sp_error_t *reserve_scratch(sp_vk_ctx *c, sp_vk_binding *b, const sp_cmd *cmds, uint32_t count) {
+  uint64_t need = 0;
+  uint32_t at = 0;
+  for (uint32_t i = 0; i < count; i++) {
+    uint64_t n = quantized_blocks(&cmds[i]) * SP_VK_QBLOCK_BYTES;
+    if (n > need) need = n, at = i;
+  }
+  if (!need || (b->scratch.buf && b->scratch.size >= need)) return NULL;
+  if (b->view.host_budget && need > b->view.host_budget)
+    return sp_error_with_status(SP_E_LIMIT, "vulkan: cmd[%u] (matmul) needs %llu bytes of scratch; the budget is %llu",
+                                at, (unsigned long long)need, (unsigned long long)b->view.host_budget);
+  sp_vk_buffer_free(c, &b->scratch);
+  return sp_vk_buffer_new(c, need, &b->scratch);
+}
+
 static sp_error_t *remember(sp_vk_binding *b, const sp_cmd *cmds, uint32_t count) {
   if (count > b->last_cap) {
     sp_cmd *more = realloc(b->last, (size_t)count * sizeof *more);
@@ -171,6 +207,7 @@ sp_error_t *sp_vk_submit(void *vctx, void *binding, const sp_cmd *cmds, uint32_t
   if (!replay) {
     b->recorded = false;
     sp_error_t *err = reserve_cmds(c, b, count);
+    if (!err) err = reserve_scratch(c, b, cmds, count);
     if (!err) err = remember(b, cmds, count);
     if (err) return err;
     memcpy(b->cmds.map, cmds, (size_t)count * sizeof *cmds);

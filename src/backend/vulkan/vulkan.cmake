@@ -10,7 +10,7 @@ if(Vulkan_FOUND AND SP_GLSLC)
   file(MAKE_DIRECTORY ${sp_vk_gen})
   # One compute shader per op family, compiled to SPIR-V by glslc and
   # embedded as a C array (embed_spv.cmake) into <name>.spv.h.
-  set(sp_vk_shaders elementwise rows argmax topk rope get_rows set_rows check matmul attention)
+  set(sp_vk_shaders elementwise rows argmax topk rope get_rows set_rows check matmul attention quantize)
   set(sp_vk_headers)
   foreach(s IN LISTS sp_vk_shaders)
     set(src ${sp_vk_dir}/shaders/${s}.comp)

@@ -5,7 +5,8 @@
 // offset (under 4 GiB, so 32-bit indices). The command is the validated
 // sp_cmd itself (include/samepage_abi.h), copied to a buffer at pc.cmd:
 // op, flags, dst, src[4] (10 words each), param[8] (words 52..59).
-// pc.status is the list's status word (vk_backend.h, sp_vk_status).
+// pc.status is the list's status word (vk_backend.h, sp_vk_status);
+// pc.scratch the binding's scratch (matmul.comp's quantized activations).
 #extension GL_EXT_buffer_reference : require
 #extension GL_EXT_shader_explicit_arithmetic_types_int64 : require
 #extension GL_EXT_shader_explicit_arithmetic_types_int16 : require
@@ -26,6 +27,7 @@ layout(push_constant) uniform PC {
   uint64_t base;
   uint64_t cmd;
   uint64_t status;
+  uint64_t scratch; // the binding's scratch buffer (quantized activations)
   uint index;
   uint aux;
 } pc;
@@ -106,6 +108,10 @@ void st_u16(uint a, uint x) { U16s(pc.base).v[a >> 1] = uint16_t(x); }
 uint ld_u8(uint a) { return uint(U8s(pc.base).v[a]); }
 int ld_i8(uint a) { return int(int8_t(U8s(pc.base).v[a])); }
 uint ld_u32_bytes(uint a) { return ld_u8(a) | ld_u8(a + 1u) << 8 | ld_u8(a + 2u) << 16 | ld_u8(a + 3u) << 24; }
+
+// ---- the binding's scratch, by 32-bit word ----
+uint sc_ld(uint w) { return U32s(pc.scratch).v[w]; }
+void sc_st(uint w, uint x) { U32s(pc.scratch).v[w] = x; }
 
 float f16_bits_to_f32(uint h) { return unpackHalf2x16(h).x; }
 float ld_f16(uint a) { return f16_bits_to_f32(ld_u16(a)); }

@@ -5,8 +5,8 @@
 //
 // Float weights (f32, f16, bf16): a plain dot. Quantized weights follow
 // the CPU's numerics contract (src/backend/cpu/kernels.h, points 3 and 4):
-// each 32-element block of the activation row is quantized to int8
-// (d = amax / 127 rounded to f16, q = round-half-even(x * 127 / amax)),
+// each 32-element block of the activation row is quantized to int8 once
+// per command (quantize.comp, into the binding's scratch),
 // the block's exact integer partials sum(q_w * q_x) per half (times the
 // weight's sub-block scale) meet the scale d_w * d_x in float, and mins
 // enter as the CPU's do. Only the order of the float sums differs.
@@ -20,33 +20,11 @@ layout(constant_id = 0) const uint WDT = 1u;
 layout(constant_id = 1) const uint SPLIT = 1u;
 shared float red[64];
 
-// The activation block at byte address xa, quantized (kernels.h point 4).
-void quantize_x(uint xa, out int xq[32], out float dx, out float sx) {
-  float amax = 0.0;
-  bool has_nan = false;
-  float xs[32];
-  for (uint e = 0u; e < 32u; e++) {
-    xs[e] = ld_f32(xa + 4u * e);
-    if (isnan(xs[e])) has_nan = true;
-    else amax = max(amax, abs(xs[e]));
-  }
-  float id = amax > 0.0 ? 127.0 / amax : 0.0;
-  int sum = 0;
-  for (uint e = 0u; e < 32u; e++) {
-    precise float v = xs[e] * id;
-    v = isnan(v) ? 0.0 : clamp(roundEven(v), -127.0, 127.0);
-    xq[e] = int(v);
-    sum += xq[e];
-  }
-  precise float d = has_nan ? uintBitsToFloat(0x7fc00000u) : amax / 127.0;
-  dx = round_f16(d);
-  precise float ds = d * float(sum);
-  sx = round_f16(ds);
-}
-
 // dot(weight row at wa, activation row at xa) over the 32-element blocks
-// first, first + step, ... (float weights: elements).
-float row_dot(uint wa, uint xa, uint K, uint first, uint step) {
+// first, first + step, ... (float weights: elements). Quantized weights
+// read the row's activation blocks from scratch, from block xb on
+// (quantize.comp: 12 words a block).
+float row_dot(uint wa, uint xa, uint xb, uint K, uint first, uint step) {
   float acc = 0.0;
   if (WDT <= DT_BF16) {
     uint fs = float_size(WDT);
@@ -58,12 +36,17 @@ float row_dot(uint wa, uint xa, uint K, uint first, uint step) {
   for (uint b = first; b < K / 32u; b += step) {
     Slice s;
     unpack_slice(WDT, wa + (b / S) * bb, b % S, s);
-    int xq[32];
-    float dx, sx;
-    quantize_x(xa + 128u * b, xq, dx, sx);
-    int p0 = 0, p1 = 0, x0 = 0, x1 = 0;
-    for (uint e = 0u; e < 16u; e++) p0 += s.q[e] * xq[e], x0 += xq[e];
-    for (uint e = 16u; e < 32u; e++) p1 += s.q[e] * xq[e], x1 += xq[e];
+    uint xw = 12u * (xb + b);
+    float dx = uintBitsToFloat(sc_ld(xw)), sx = uintBitsToFloat(sc_ld(xw + 1u));
+    int x0 = int(sc_ld(xw + 2u)), x1 = int(sc_ld(xw + 3u));
+    int p0 = 0, p1 = 0;
+    for (uint j = 0u; j < 4u; j++) {
+      int lo = int(sc_ld(xw + 4u + j)), hi = int(sc_ld(xw + 8u + j));
+      for (uint i = 0u; i < 4u; i++) {
+        p0 += s.q[4u * j + i] * bitfieldExtract(lo, int(8u * i), 8);
+        p1 += s.q[16u + 4u * j + i] * bitfieldExtract(hi, int(8u * i), 8);
+      }
+    }
     precise float sc = s.d * dx;
     lanes = fma(sc, float(s.sc[0] * p0 + s.sc[1] * p1), lanes);
     if (mk == MIN_SUB) {
@@ -85,13 +68,13 @@ void main() {
     if (g >= tiles * M) return;
     uint n = g % tiles * 64u + t, m = g / tiles;
     if (n >= N) return;
-    float acc = row_dot(w.off + n * w.nb0, x.off + m * x.nb0, K, 0u, 1u);
+    float acc = row_dot(w.off + n * w.nb0, x.off + m * x.nb0, m * (K / 32u), K, 0u, 1u);
     st_f32(d.off + m * d.nb0 + 4u * n, acc);
     return;
   }
   if (g >= N * M) return; // a workgroup per output, its invocations over the blocks
   uint n = g % N, m = g / N;
-  red[t] = row_dot(w.off + n * w.nb0, x.off + m * x.nb0, K, t, 64u);
+  red[t] = row_dot(w.off + n * w.nb0, x.off + m * x.nb0, m * (K / 32u), K, t, 64u);
   barrier();
   for (uint s = 32u; s > 0u; s >>= 1) {
     if (t < s) red[t] += red[t + s];

@@ -43,28 +43,45 @@ struct Slice {
   float d, m;
 };
 
+// Blocks are 2-byte aligned (every block size is even): bytes are read in
+// pairs, half the loads of reading them one by one.
 void q4_nibbles(uint qs, int bias, inout Slice s) {
-  for (uint j = 0u; j < 16u; j++) {
-    uint b = ld_u8(qs + j);
-    s.q[j] = int(b & 15u) - bias;
-    s.q[j + 16u] = int(b >> 4) - bias;
+  for (uint j = 0u; j < 16u; j += 2u) {
+    uint p = ld_u16(qs + j);
+    s.q[j] = int(p & 15u) - bias;
+    s.q[j + 1u] = int((p >> 8) & 15u) - bias;
+    s.q[j + 16u] = int((p >> 4) & 15u) - bias;
+    s.q[j + 17u] = int(p >> 12) - bias;
   }
 }
 
 void q5_nibbles(uint qh4, uint qs, int bias, inout Slice s) {
-  uint qh = ld_u32_bytes(qh4);
-  for (uint j = 0u; j < 16u; j++) {
-    uint b = ld_u8(qs + j);
-    s.q[j] = int((b & 15u) | ((qh >> j) & 1u) << 4) - bias;
-    s.q[j + 16u] = int((b >> 4) | ((qh >> (j + 16u)) & 1u) << 4) - bias;
+  uint qh = ld_u16(qh4) | ld_u16(qh4 + 2u) << 16;
+  for (uint j = 0u; j < 16u; j += 2u) {
+    uint p = ld_u16(qs + j);
+    for (uint k = 0u; k < 2u; k++) {
+      uint b = (p >> (8u * k)) & 255u;
+      s.q[j + k] = int((b & 15u) | ((qh >> (j + k)) & 1u) << 4) - bias;
+      s.q[j + k + 16u] = int((b >> 4) | ((qh >> (j + k + 16u)) & 1u) << 4) - bias;
+    }
   }
 }
 
 void iq4_nibbles(uint qs, inout Slice s) {
-  for (uint j = 0u; j < 16u; j++) {
-    uint b = ld_u8(qs + j);
-    s.q[j] = iq4nl_levels[b & 15u];
-    s.q[j + 16u] = iq4nl_levels[b >> 4];
+  for (uint j = 0u; j < 16u; j += 2u) {
+    uint p = ld_u16(qs + j);
+    s.q[j] = iq4nl_levels[p & 15u];
+    s.q[j + 1u] = iq4nl_levels[(p >> 8) & 15u];
+    s.q[j + 16u] = iq4nl_levels[(p >> 4) & 15u];
+    s.q[j + 17u] = iq4nl_levels[p >> 12];
+  }
+}
+
+// 32 bytes from a (2-byte aligned) into bytes[0..31] of the slice's q, unsigned.
+void bytes32(uint a, inout Slice s) {
+  for (uint j = 0u; j < 32u; j += 2u) {
+    uint p = ld_u16(a + j);
+    s.q[j] = int(p & 255u), s.q[j + 1u] = int(p >> 8);
   }
 }
 
@@ -89,7 +106,8 @@ void unpack_slice(uint dt, uint a, uint t, out Slice s) {
   s.sc[0] = 1, s.sc[1] = 1, s.mn[0] = 0, s.mn[1] = 0, s.m = 0.0;
   if (dt == DT_Q8_0) {
     s.d = ld_f16(a);
-    for (uint e = 0u; e < 32u; e++) s.q[e] = ld_i8(a + 2u + e);
+    bytes32(a + 2u, s);
+    for (uint e = 0u; e < 32u; e++) s.q[e] = (s.q[e] ^ 128) - 128; // int8
   } else if (dt == DT_Q4_0) {
     s.d = ld_f16(a);
     q4_nibbles(a + 2u, 8, s);
@@ -108,25 +126,29 @@ void unpack_slice(uint dt, uint a, uint t, out Slice s) {
   } else if (dt == DT_Q2_K) {
     s.d = ld_f16(a + 80u), s.m = ld_f16(a + 82u);
     uint qs = a + 16u + 32u * (t / 4u), shift = 2u * (t % 4u);
-    for (uint e = 0u; e < 32u; e++) s.q[e] = int((ld_u8(qs + e) >> shift) & 3u);
+    bytes32(qs, s);
+    for (uint e = 0u; e < 32u; e++) s.q[e] = (s.q[e] >> shift) & 3;
     uint s0 = ld_u8(a + 2u * t), s1 = ld_u8(a + 2u * t + 1u);
     s.sc[0] = int(s0 & 15u), s.sc[1] = int(s1 & 15u), s.mn[0] = int(s0 >> 4), s.mn[1] = int(s1 >> 4);
   } else if (dt == DT_Q3_K) {
     s.d = ld_f16(a + 108u);
     uint qs = a + 32u + 32u * (t / 4u), shift = 2u * (t % 4u);
-    for (uint e = 0u; e < 32u; e++) {
-      int low = int((ld_u8(qs + e) >> shift) & 3u);
-      s.q[e] = low - (((ld_u8(a + e) >> t) & 1u) != 0u ? 0 : 4);
+    bytes32(qs, s);
+    for (uint e = 0u; e < 32u; e += 2u) {
+      uint hm = ld_u16(a + e) >> t;
+      s.q[e] = ((s.q[e] >> shift) & 3) - ((hm & 1u) != 0u ? 0 : 4);
+      s.q[e + 1u] = ((s.q[e + 1u] >> shift) & 3) - (((hm >> 8) & 1u) != 0u ? 0 : 4);
     }
     s.sc[0] = q3_k_scale(a + 96u, 2u * t), s.sc[1] = q3_k_scale(a + 96u, 2u * t + 1u);
   } else if (dt == DT_Q4_K || dt == DT_Q5_K) {
     bool five = dt == DT_Q5_K;
     s.d = ld_f16(a), s.m = ld_f16(a + 2u);
     uint qs = a + (five ? 48u : 16u) + 32u * (t / 2u), shift = 4u * (t % 2u);
-    for (uint e = 0u; e < 32u; e++) {
-      uint q = (ld_u8(qs + e) >> shift) & 15u;
-      if (five) q |= ((ld_u8(a + 16u + e) >> t) & 1u) << 4;
-      s.q[e] = int(q);
+    bytes32(qs, s);
+    for (uint e = 0u; e < 32u; e += 2u) {
+      uint h = five ? ld_u16(a + 16u + e) >> t : 0u;
+      s.q[e] = ((s.q[e] >> shift) & 15) | int(h & 1u) << 4;
+      s.q[e + 1u] = ((s.q[e + 1u] >> shift) & 15) | int((h >> 8) & 1u) << 4;
     }
     int sc, mn;
     k4_scale_min(a + 4u, t, sc, mn);
@@ -135,10 +157,11 @@ void unpack_slice(uint dt, uint a, uint t, out Slice s) {
     s.d = ld_f16(a + 208u);
     uint h = t / 4u, u = t % 4u;
     uint ql = a + 64u * h + 32u * (u % 2u), qh = a + 128u + 32u * h;
-    for (uint e = 0u; e < 32u; e++) {
-      uint low = (ld_u8(ql + e) >> (4u * (u / 2u))) & 15u;
-      uint high = (ld_u8(qh + e) >> (2u * u)) & 3u;
-      s.q[e] = int(low | high << 4) - 32;
+    bytes32(ql, s);
+    for (uint e = 0u; e < 32u; e += 2u) {
+      uint hp = ld_u16(qh + e) >> (2u * u);
+      s.q[e] = (((s.q[e] >> (4u * (u / 2u))) & 15) | int(hp & 3u) << 4) - 32;
+      s.q[e + 1u] = (((s.q[e + 1u] >> (4u * (u / 2u))) & 15) | int((hp >> 8) & 3u) << 4) - 32;
     }
     s.sc[0] = ld_i8(a + 192u + 2u * t), s.sc[1] = ld_i8(a + 192u + 2u * t + 1u);
   } else { // IQ4_XS
