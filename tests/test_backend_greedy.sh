@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # test_backend_greedy.sh SAMEPAGE MODEL BACKEND [TOKENS]: greedy text on
 # BACKEND equals the CPU backend's, through `samepage run` as a user runs
-# it (a chat prompt and a --raw one, TOKENS tokens each, default 8: short,
-# because lavapipe computes a Vulkan device on the CPU, slowly).
+# it (a chat prompt and a --raw one, TOKENS tokens each, default 8, in a
+# 256-token context: short, because lavapipe computes a Vulkan device on
+# the CPU, slowly).
 # The CPU backend is the reference every backend is held to
 # (docs/BACKENDS.md). A tie between the top two logits could let two
 # correct backends part ways; on these prompts and lengths the real
@@ -17,9 +18,9 @@ pass=0; fail=0
 # same_text NAME ARGS...: the greedy text of ARGS on the CPU and on BACKEND.
 same_text() {
   local name="$1"; shift
-  "$bin" run --model "$model" --backend cpu --temp 0 -n "$tokens" "$@" > "$tmp/cpu" 2> "$tmp/cpu.err"
+  "$bin" run --model "$model" --backend cpu --ctx 256 --temp 0 -n "$tokens" "$@" > "$tmp/cpu" 2> "$tmp/cpu.err"
   local cpu_rc=$?
-  "$bin" run --model "$model" --backend "$backend" --temp 0 -n "$tokens" "$@" > "$tmp/dev" 2> "$tmp/dev.err"
+  "$bin" run --model "$model" --backend "$backend" --ctx 256 --temp 0 -n "$tokens" "$@" > "$tmp/dev" 2> "$tmp/dev.err"
   local dev_rc=$?
   if [[ $cpu_rc -eq 0 && $dev_rc -eq 0 && -s "$tmp/cpu" ]] && cmp -s "$tmp/cpu" "$tmp/dev"; then
     pass=$((pass + 1)); echo "ok   $name: $(tr '\n' ' ' < "$tmp/dev")"
