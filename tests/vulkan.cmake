@@ -23,29 +23,39 @@ set(SP_VULKAN_RUN ${CMAKE_CURRENT_SOURCE_DIR}/with_backend.sh $<TARGET_FILE:back
 set(SP_VULKAN_LIB_ENV "$<$<TARGET_EXISTS:samepage_vulkan>:SP_VULKAN_LIB=$<TARGET_FILE:samepage_vulkan>>")
 
 # Greedy text of the real model equals the CPU's, through `samepage run`
-# (8 tokens of two prompts: lavapipe is slow).
-add_test(NAME test_greedy_vulkan COMMAND ${SP_VULKAN_RUN} ${CMAKE_CURRENT_SOURCE_DIR}/test_backend_greedy.sh
-         $<TARGET_FILE:samepage_cli> ${SP_TEST_MODEL} vulkan 8)
-# The logits themselves, teacher-forced: a 16-token prefill and 4 decode
-# steps within 5% relative L2 of the CPU's.
-add_test(NAME backend_parity_vulkan COMMAND ${SP_VULKAN_RUN} $<TARGET_FILE:backend_parity> ${SP_GUEST_DIR}
-         ${SP_TEST_MODEL} cpu vulkan 16 4 0.05)
+# (8 tokens of two prompts: lavapipe is slow), and the logits themselves,
+# teacher-forced: a 16-token prefill and 4 decode steps within 5% relative
+# L2 of the CPU's. Not in the sanitizer build: they check numerics, which
+# ASan does not change (as the per-table model tests, tests/CMakeLists.txt),
+# and lavapipe under ASan would take minutes more; the hostile suite and
+# the zero-copy proof below run there.
+set(SP_VULKAN_TESTS test_hostile_vulkan bench_zerocopy_vulkan)
+if(NOT SP_SANITIZE)
+  add_test(NAME test_greedy_vulkan COMMAND ${SP_VULKAN_RUN} ${CMAKE_CURRENT_SOURCE_DIR}/test_backend_greedy.sh
+           $<TARGET_FILE:samepage_cli> ${SP_TEST_MODEL} vulkan 8)
+  add_test(NAME backend_parity_vulkan COMMAND ${SP_VULKAN_RUN} $<TARGET_FILE:backend_parity> ${SP_GUEST_DIR}
+           ${SP_TEST_MODEL} cpu vulkan 16 4 0.05)
+  list(APPEND SP_VULKAN_TESTS test_greedy_vulkan backend_parity_vulkan)
+endif()
 # The hostile-guest suite with every actor on Vulkan (SP_TEST_BACKEND,
 # which with_backend.sh sets).
 add_test(NAME test_hostile_vulkan COMMAND ${SP_VULKAN_RUN} $<TARGET_FILE:test_hostile>)
 # Pointer identity (the guest's memory base is the base the backend's
 # kernels use) and no RSS growth (under 1 MB) when a 16 MiB tensor is handed
 # to the backend, the bench guest's matmul exact. Identity is what lavapipe
-# gives (its device address of an imported pointer is the pointer); a
-# discrete card's driver has addresses of its own, so there only the RSS
-# and the matmul prove the zero copy (docs/VULKAN.md).
+# gives (its device address of an imported pointer is the pointer itself),
+# and CI runs lavapipe. A driver with device addresses of its own (NVIDIA's)
+# fails the identity part by design: there the RSS and the exact matmul are
+# the proof (docs/VULKAN.md), so point SP_VULKAN_DEVICE at lavapipe or
+# leave this test out on such a machine.
 add_test(NAME bench_zerocopy_vulkan COMMAND ${SP_VULKAN_RUN} $<TARGET_FILE:samepage_cli> bench zerocopy --backend vulkan
          --json)
 set_tests_properties(bench_zerocopy_vulkan PROPERTIES
   PASS_REGULAR_EXPRESSION "\"pointer_identity\": true.*\"rss_delta_zero_copy_mb\": 0\\.[0-9]+,.*\"matmul_errors\": 0,"
   SKIP_REGULAR_EXPRESSION "SKIP: no vulkan backend")
 
-set(SP_VULKAN_TESTS test_greedy_vulkan backend_parity_vulkan test_hostile_vulkan bench_zerocopy_vulkan)
 set_tests_properties(${SP_VULKAN_TESTS} PROPERTIES SKIP_RETURN_CODE 77 LABELS vulkan TIMEOUT 600
                      ENVIRONMENT "SP_GUEST_DIR=${SP_GUEST_DIR};${SP_VULKAN_LIB_ENV}")
-set_property(TEST test_greedy_vulkan backend_parity_vulkan APPEND PROPERTY LABELS model)
+if(NOT SP_SANITIZE)
+  set_property(TEST test_greedy_vulkan backend_parity_vulkan APPEND PROPERTY LABELS model)
+endif()
