@@ -465,6 +465,35 @@ static void replay_cases(void) {
   }
 }
 
+/* A product whose quantized activations would pass the binding's scratch
+ * budget (the view's host_budget) is refused with SP_E_LIMIT, naming the
+ * need, before anything runs; within the budget it runs. */
+static void budget_cases(void) {
+  sp_memory_view tight = {mem, REGION, REGION, false, -1, 8192};
+  sp_error_t *err = sp_backend_grow(vk, vk_b, &tight);
+  if (err) {
+    expect(false, "scratch budget: grow", err);
+    sp_error_free(err);
+    return;
+  }
+  fill(W, SP_DTYPE_Q8_0, 512 * 8), fill(X, SP_DTYPE_F32, 512 * 17);
+  sp_cmd c = {.op = SP_OP_MATMUL};
+  c.dst = t4(D, SP_DTYPE_F32, 8, 17, 1), c.src[0] = t4(W, SP_DTYPE_Q8_0, 512, 8, 1);
+  c.src[1] = t4(X, SP_DTYPE_F32, 512, 17, 1);
+  if (!validated(&c, 1)) return;
+  err = vk_run(&c, 1, false);
+  expect(err && sp_error_status(err) == SP_E_LIMIT && contains(err, "13056 bytes"), "scratch over budget refused", err);
+  sp_error_free(err);
+  c.dst.ne[1] = c.src[1].ne[1] = 3;
+  if (!validated(&c, 1)) return;
+  err = vk_run(&c, 1, false);
+  expect(!err, "scratch within budget runs", err);
+  sp_error_free(err);
+  sp_memory_view view = {mem, REGION, REGION, false, -1, 0};
+  err = sp_backend_grow(vk, vk_b, &view);
+  sp_error_free(err);
+}
+
 /* Imports samepage must refuse before the driver sees them: a misaligned
  * base, a range with a PROT_NONE page, a range reaching unmapped memory,
  * and a grow over a PROT_NONE page. Each error names why. */
@@ -598,6 +627,7 @@ int main(int argc, char **argv) {
   argmax_topk_cases();
   bounds_cases();
   replay_cases();
+  budget_cases();
   import_cases(make, &opts);
   printf("%d of %d cases failed\n", failures, cases);
   sp_backend_release(vk, vk_b);

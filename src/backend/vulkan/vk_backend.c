@@ -108,6 +108,8 @@ static sp_error_t *vk_grow(void *vctx, void *binding, const sp_memory_view *view
   sp_memory_view old = b->view;
   b->view = *view;
   b->recorded = false;
+  if (view->host_budget && b->scratch.size > view->host_budget) /* never hold more than the budget */
+    sp_vk_buffer_free(c, &b->scratch);
   err = sp_vk_import(c, b);
   if (err) {
     b->view = old; /* keep computing on what was imported before, if it can be imported again */

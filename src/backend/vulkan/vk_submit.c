@@ -175,10 +175,11 @@ static sp_error_t *reserve_scratch(sp_vk_ctx *c, sp_vk_binding *b, const sp_cmd 
     uint64_t n = quantized_blocks(&cmds[i]) * SP_VK_QBLOCK_BYTES;
     if (n > need) need = n, at = i;
   }
-  if (!need || (b->scratch.buf && b->scratch.size >= need)) return NULL;
+  if (!need) return NULL;
   if (b->view.host_budget && need > b->view.host_budget)
     return sp_error_with_status(SP_E_LIMIT, "vulkan: cmd[%u] (matmul) needs %llu bytes of scratch; the budget is %llu",
                                 at, (unsigned long long)need, (unsigned long long)b->view.host_budget);
+  if (b->scratch.buf && b->scratch.size >= need) return NULL;
   sp_vk_buffer_free(c, &b->scratch);
   return sp_vk_buffer_new(c, need, &b->scratch);
 }
