@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "backend/cuda/cuda_rules.h"
+#include "backend/vulkan/vk_rules.h"
 #include "backend/worker/proxy.h"
 #include "backend/worker/wire.h"
 #include "backend/worker/worker.h"
@@ -578,6 +579,14 @@ static const struct sp_backend_memory_i proxy_memory = {
     .device_memory = px_device_memory,
 };
 
+/* The host answers supports() without the inner backend's library: from
+ * that backend's plain-C rules, which its own supports() also uses. */
+static bool (*inner_rules(const char *inner))(const sp_cmd *) {
+  if (!strcmp(inner, "cuda")) return sp_cuda_supports;
+  if (!strcmp(inner, "vulkan")) return sp_vk_rules_supports;
+  return sp_cpu_supports;
+}
+
 sp_error_t *sp_backend_worker_new(const char *inner, const sp_backend_options *opts, unsigned threads,
                                   sp_backend **out) {
   proxy *p = calloc(1, sizeof *p);
@@ -600,11 +609,7 @@ sp_error_t *sp_backend_worker_new(const char *inner, const sp_backend_options *o
     px_destroy(p), free(be);
     return err;
   }
-  /* The host answers supports() without the inner backend's library; the
-   * Vulkan backend covers the CPU's ops and types, so the CPU's rules
-   * stand for it (a command it still refused would fail its list in the
-   * worker, with the worker's message). */
-  p->supports = !strcmp(p->inner, "cuda") ? sp_cuda_supports : sp_cpu_supports;
+  p->supports = inner_rules(p->inner);
   be->iface = proxy_iface;
   be->iface.name = p->inner;
   be->memory = &proxy_memory;

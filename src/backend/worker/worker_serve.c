@@ -140,10 +140,10 @@ static sp_error_t *on_push(worker *w, const sp_wire_msg *m, const void *payload)
  * the host says "the same list" instead of sending them again (backend.h,
  * submit's `same`: the host's runtime decided it, and the backend here
  * gets the same answer). */
-/* The host validated the list and asked its own supports() rule, which for
- * some inner backends stands in for theirs without being theirs (Vulkan
- * answers with the CPU's rules: worker_proxy.c). A command the backend here
- * does not support is refused before it runs, with the status the host
+/* The host validated the list and asked its copy of the backend's rules
+ * (worker_proxy.c); the backend here has the last word, so that a host and
+ * a library whose rules differ can never run a command the library does
+ * not support. It is refused before it runs, with the status the host
  * would have given it. */
 static sp_error_t *unsupported_cmd(worker *w, const sp_cmd *cmds, uint32_t count) {
   for (uint32_t i = 0; i < count; i++)
