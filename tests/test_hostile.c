@@ -264,25 +264,6 @@ static void *honest_loop(void *arg) {
 
 /* ---- one hostile case ---- */
 
-/* Cases whose outcome is the backend's, not the guest's: the Vulkan
- * backend's matmul reads the f32 activations where they lie (the CPU's
- * quantizes them into scratch first), so scratch_over_budget needs no
- * scratch there, nothing exceeds the budget, and the product runs. */
-static const struct {
-  const char *backend;
-  expect outcome;
-} backend_outcomes[] = {
-    {"vulkan", {"scratch_over_budget", STATUS, SP_OK, NULL}},
-};
-
-/* The expectation of case e on backend `backend`. */
-static const expect *expectation_on(const expect *e, const char *backend) {
-  for (size_t i = 0; i < sizeof backend_outcomes / sizeof backend_outcomes[0]; i++)
-    if (!strcmp(backend_outcomes[i].backend, backend) && !strcmp(backend_outcomes[i].outcome.name, e->name))
-      return &backend_outcomes[i].outcome;
-  return e;
-}
-
 typedef struct suite {
   sp_runtime_t *rt;
   uint8_t *wasm;
@@ -411,7 +392,7 @@ int main(int argc, char **argv) {
     int ran = 0;
     for (size_t i = 0; i < N_CASES; i++) {
       if (!selected(argc, argv, cases[i].name)) continue;
-      run_case(&s, expectation_on(&cases[i], sp_runtime_backend_name(s.rt)));
+      run_case(&s, &cases[i]);
       ran++;
     }
     printf("%d hostile cases run, %d failed\n", ran, s.failed_cases);
