@@ -24,6 +24,7 @@
 
 #include "backend/vulkan/vk_backend.h"
 #include "backend/vulkan/vk_rules.h"
+#include "core/memory_budget.h"
 
 #define SP_VK_MAX_GROUPS_X 65535u
 
@@ -166,8 +167,8 @@ static sp_error_t *reserve_cmds(sp_vk_ctx *c, sp_vk_binding *b, uint32_t count) 
 }
 
 /* Scratch for the list's quantized activations, within the binding's
- * budget (the view's host_budget: SP_E_LIMIT, naming the need, before
- * anything runs). */
+ * budget (the view's host_budget, else the most any actor's share may be:
+ * SP_E_LIMIT, naming the need, before anything runs). */
 static sp_error_t *reserve_scratch(sp_vk_ctx *c, sp_vk_binding *b, const sp_cmd *cmds, uint32_t count) {
   uint64_t need = 0;
   uint32_t at = 0;
@@ -176,9 +177,12 @@ static sp_error_t *reserve_scratch(sp_vk_ctx *c, sp_vk_binding *b, const sp_cmd 
     if (n > need) need = n, at = i;
   }
   if (!need) return NULL;
-  if (b->view.host_budget && need > b->view.host_budget)
-    return sp_error_with_status(SP_E_LIMIT, "vulkan: cmd[%u] (matmul) needs %llu bytes of scratch; the budget is %llu",
-                                at, (unsigned long long)need, (unsigned long long)b->view.host_budget);
+  uint64_t budget = b->view.host_budget ? b->view.host_budget : SP_BUDGET_SCRATCH_MAX;
+  if (need > budget) { /* worded as every backend words it (memory_budget.h) */
+    char msg[256];
+    sp_budget_scratch_message("matmul", need, budget, msg, sizeof msg);
+    return sp_error_with_status(SP_E_LIMIT, "cmd[%u]: %s", at, msg);
+  }
   if (b->scratch.buf && b->scratch.size >= need) return NULL;
   sp_vk_buffer_free(c, &b->scratch);
   return sp_vk_buffer_new(c, need, &b->scratch);

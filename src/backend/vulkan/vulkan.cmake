@@ -33,6 +33,7 @@ if(Vulkan_FOUND AND SP_GLSLC)
     ${CMAKE_SOURCE_DIR}/src/core/error.c
     ${CMAKE_SOURCE_DIR}/src/core/dtype.c
     ${CMAKE_SOURCE_DIR}/src/core/op_rules.c
+    ${CMAKE_SOURCE_DIR}/src/core/memory_budget.c
     ${sp_vk_headers})
   target_include_directories(samepage_vulkan PRIVATE ${CMAKE_SOURCE_DIR}/include ${CMAKE_SOURCE_DIR}/src ${sp_vk_gen})
   target_link_libraries(samepage_vulkan PRIVATE Vulkan::Vulkan Threads::Threads m)
