@@ -323,6 +323,149 @@ static void rope_attention_cases(void) {
   run_case("attention f16 cache D=128 Hkv=1", c, 3e-3);
 }
 
+/* Validates a list in place (strides normalized), as the runtime does
+ * before any backend sees it. */
+static bool validated(sp_cmd *cmds, uint32_t n) {
+  char msg[256];
+  sp_validate_ctx vctx = {REGION, 0, 0, 1024};
+  for (uint32_t i = 0; i < n; i++)
+    if (sp_validate_cmd(&vctx, &cmds[i], i, msg, sizeof msg)) {
+      printf("FAIL list cmd[%u] invalid: %s\n", i, msg);
+      failures++;
+      return false;
+    }
+  return true;
+}
+
+/* ---- a transformer layer as one list (the guest's, guest/llm/model.c) ---- */
+
+/* Tensors of the layer case, laid out from L0 (inside USED). */
+enum { L0 = 0x1200000 };
+typedef struct layer_case {
+  uint32_t E, F, Hq, Hkv, Dh, T, C, wdt;
+  uint32_t x, xb, q, k, v, att, proj, gate, up, kc, vc, pos, nw, fnw, wq, wk, wv, wo, wg, wu, wd, next;
+} layer_case;
+
+static uint32_t take(layer_case *L, uint64_t bytes) {
+  uint32_t at = L->next;
+  L->next += (uint32_t)((bytes + 255) / 256 * 256);
+  return at;
+}
+
+static uint64_t weight_bytes(uint32_t dt, uint32_t k, uint32_t n) {
+  return sp_dtype_row_bytes(sp_dtype_get(dt), k) * n;
+}
+
+static void layer_layout(layer_case *L) {
+  uint32_t E = L->E, Fd = L->F, T = L->T, kv = L->Hkv * L->Dh;
+  L->next = L0;
+  L->x = take(L, E * T * 4), L->xb = take(L, E * T * 4), L->q = take(L, E * T * 4), L->k = take(L, kv * T * 4);
+  L->v = take(L, kv * T * 4), L->att = take(L, E * T * 4), L->proj = take(L, E * T * 4);
+  L->gate = take(L, Fd * T * 4), L->up = take(L, Fd * T * 4), L->kc = take(L, kv * L->C * 2), L->vc = take(L, kv * L->C * 2);
+  L->pos = take(L, T * 4), L->nw = take(L, E * 4), L->fnw = take(L, E * 4);
+  L->wq = take(L, weight_bytes(L->wdt, E, E)), L->wk = take(L, weight_bytes(L->wdt, E, kv));
+  L->wv = take(L, weight_bytes(L->wdt, E, kv)), L->wo = take(L, weight_bytes(L->wdt, E, E));
+  L->wg = take(L, weight_bytes(L->wdt, E, Fd)), L->wu = take(L, weight_bytes(L->wdt, E, Fd));
+  L->wd = take(L, weight_bytes(L->wdt, Fd, E));
+}
+
+static sp_cmd op2(uint32_t op, sp_tensor d, sp_tensor a, sp_tensor b) {
+  sp_cmd c = {.op = op};
+  c.dst = d, c.src[0] = a, c.src[1] = b;
+  return c;
+}
+
+/* The guest's layer (guest/llm/model.c), with a residual add in front. */
+static uint32_t layer_list(const layer_case *L, sp_cmd *c) {
+  uint32_t E = L->E, Fd = L->F, T = L->T, kv = L->Hkv * L->Dh, n = 0, wdt = L->wdt;
+  sp_tensor x = t4(L->x, SP_DTYPE_F32, E, T, 1), xb = t4(L->xb, SP_DTYPE_F32, E, T, 1);
+  sp_tensor proj = t4(L->proj, SP_DTYPE_F32, E, T, 1), pos = t4(L->pos, SP_DTYPE_I32, T, 1, 1);
+  sp_tensor gate = t4(L->gate, SP_DTYPE_F32, Fd, T, 1), up = t4(L->up, SP_DTYPE_F32, Fd, T, 1);
+  sp_tensor kc = t4(L->kc, SP_DTYPE_F16, kv, L->C, 1), vc = t4(L->vc, SP_DTYPE_F16, kv, L->C, 1);
+  float eps = 1e-5f, theta = 10000.0f, one = 1.0f, scale = 0.125f;
+  c[n++] = op2(SP_OP_ADD, x, x, proj);
+  c[n] = op2(SP_OP_RMSNORM, xb, x, t4(L->nw, SP_DTYPE_F32, E, 1, 1)), memcpy(&c[n++].param[0], &eps, 4);
+  c[n++] = op2(SP_OP_MATMUL, t4(L->q, SP_DTYPE_F32, E, T, 1), t4(L->wq, wdt, E, E, 1), xb);
+  c[n++] = op2(SP_OP_MATMUL, t4(L->k, SP_DTYPE_F32, kv, T, 1), t4(L->wk, wdt, E, kv, 1), xb);
+  c[n++] = op2(SP_OP_MATMUL, t4(L->v, SP_DTYPE_F32, kv, T, 1), t4(L->wv, wdt, E, kv, 1), xb);
+  sp_tensor q3 = t4(L->q, SP_DTYPE_F32, L->Dh, L->Hq, T), k3 = t4(L->k, SP_DTYPE_F32, L->Dh, L->Hkv, T);
+  for (int r = 0; r < 2; r++) {
+    c[n] = op2(SP_OP_ROPE, r ? k3 : q3, r ? k3 : q3, pos);
+    c[n].param[0] = L->Dh, memcpy(&c[n].param[1], &theta, 4), memcpy(&c[n].param[3], &one, 4), n++;
+  }
+  c[n++] = op2(SP_OP_SET_ROWS, kc, t4(L->k, SP_DTYPE_F32, kv, T, 1), pos);
+  c[n++] = op2(SP_OP_SET_ROWS, vc, t4(L->v, SP_DTYPE_F32, kv, T, 1), pos);
+  c[n] = (sp_cmd){.op = SP_OP_ATTENTION};
+  c[n].dst = t4(L->att, SP_DTYPE_F32, L->Dh, L->Hq, T), c[n].src[0] = q3;
+  c[n].src[1] = t4(L->kc, SP_DTYPE_F16, L->Dh, L->Hkv, L->C), c[n].src[2] = t4(L->vc, SP_DTYPE_F16, L->Dh, L->Hkv, L->C);
+  c[n].src[3] = pos, memcpy(&c[n++].param[0], &scale, 4);
+  c[n++] = op2(SP_OP_MATMUL, proj, t4(L->wo, wdt, E, E, 1), t4(L->att, SP_DTYPE_F32, E, T, 1));
+  c[n++] = op2(SP_OP_ADD, x, x, proj);
+  c[n] = op2(SP_OP_RMSNORM, xb, x, t4(L->fnw, SP_DTYPE_F32, E, 1, 1)), memcpy(&c[n++].param[0], &eps, 4);
+  c[n++] = op2(SP_OP_MATMUL, gate, t4(L->wg, wdt, E, Fd, 1), xb);
+  c[n++] = op2(SP_OP_MATMUL, up, t4(L->wu, wdt, E, Fd, 1), xb);
+  c[n++] = op2(SP_OP_SWIGLU, gate, gate, up);
+  c[n++] = op2(SP_OP_MATMUL, proj, t4(L->wd, wdt, Fd, E, 1), gate);
+  c[n++] = op2(SP_OP_ADD, x, x, proj);
+  return n;
+}
+
+/* Runs the layer list on both backends (one submit each) and compares
+ * every activation it writes. The tolerance is a layer's, not an op's:
+ * an activation one ulp apart can round to another int8 before a
+ * quantized product, so differences grow along the list (as on CUDA). */
+static void layer_case_run(uint32_t wdt, uint32_t T) {
+  layer_case L = {.E = 576, .F = 1536, .Hq = 9, .Hkv = 3, .Dh = 64, .T = T, .C = 128, .wdt = wdt};
+  layer_layout(&L);
+  uint32_t kv = L.Hkv * L.Dh;
+  fill(L.x, SP_DTYPE_F32, L.E * T), fill(L.proj, SP_DTYPE_F32, L.E * T), fill(L.nw, SP_DTYPE_F32, L.E);
+  fill(L.fnw, SP_DTYPE_F32, L.E), fill(L.kc, SP_DTYPE_F16, kv * L.C), fill(L.vc, SP_DTYPE_F16, kv * L.C);
+  const uint32_t ws[][3] = {{L.wq, L.E, L.E}, {L.wk, L.E, kv}, {L.wv, L.E, kv}, {L.wo, L.E, L.E},
+                            {L.wg, L.E, L.F}, {L.wu, L.E, L.F}, {L.wd, L.F, L.E}};
+  for (int i = 0; i < 7; i++) fill(ws[i][0], wdt, (uint64_t)ws[i][1] * ws[i][2]);
+  for (uint32_t t = 0; t < T; t++) ((int32_t *)(mem + L.pos))[t] = (int32_t)(20 + 3 * t);
+  sp_cmd cmds[32];
+  uint32_t n = layer_list(&L, cmds);
+  char name[64];
+  snprintf(name, sizeof name, "layer list %s T=%u", sp_dtype_name(wdt), T);
+  if (!validated(cmds, n)) return;
+  cases++;
+  memcpy(snapshot, mem, USED);
+  sp_error_t *err = cpu_run(cmds, n);
+  memcpy(cpu_out, mem, USED);
+  memcpy(mem, snapshot, USED);
+  if (!err) err = vk_run(cmds, n, false);
+  if (err) {
+    printf("FAIL %-32s %s\n", name, sp_error_message(err));
+    sp_error_free(err), failures++;
+    memcpy(mem, snapshot, USED);
+    return;
+  }
+  const struct { const char *what; uint32_t at, n; } outs[] = {
+      {"xb", L.xb, L.E * T}, {"q", L.q, L.E * T}, {"k", L.k, kv * T}, {"v", L.v, kv * T}, {"att", L.att, L.E * T},
+      {"gate", L.gate, L.F * T}, {"up", L.up, L.F * T}, {"x", L.x, L.E * T}};
+  char report[512];
+  int at = 0;
+  double worst = 0;
+  for (size_t i = 0; i < sizeof outs / sizeof outs[0]; i++) {
+    double e = rel_err((const float *)(mem + outs[i].at), (const float *)(cpu_out + outs[i].at), outs[i].n);
+    worst = e > worst ? e : worst;
+    at += snprintf(report + at, sizeof report - (size_t)at, " %s %.1e", outs[i].what, e);
+  }
+  bool ok = worst <= 1e-2;
+  printf("%s %-32s%s (bound 1e-02)\n", ok ? "ok  " : "FAIL", name, report);
+  failures += !ok;
+  memcpy(mem, snapshot, USED);
+}
+
+static void layer_cases(void) {
+  const uint32_t dts[] = {SP_DTYPE_Q4_1, SP_DTYPE_Q8_0, SP_DTYPE_F16};
+  for (int i = 0; i < 3; i++) {
+    layer_case_run(dts[i], 1);
+    layer_case_run(dts[i], 16);
+  }
+}
+
 /* argmax and topk with ties, -0 and NaN: the same indices as the CPU, exactly. */
 static void argmax_topk_cases(void) {
   const uint32_t shapes[][2] = {{128256, 1}, {49152, 3}, {1001, 2}};
@@ -348,20 +491,6 @@ static void argmax_topk_cases(void) {
   sp_cmd c = {.op = SP_OP_ARGMAX};
   c.dst = t4(D, SP_DTYPE_I32, 1, 1, 1), c.src[0] = t4(X, SP_DTYPE_F32, 64, 1, 1);
   run_case("argmax all NaN", c, 0);
-}
-
-/* Validates a list in place (strides normalized), as the runtime does
- * before any backend sees it. */
-static bool validated(sp_cmd *cmds, uint32_t n) {
-  char msg[256];
-  sp_validate_ctx vctx = {REGION, 0, 0, 1024};
-  for (uint32_t i = 0; i < n; i++)
-    if (sp_validate_cmd(&vctx, &cmds[i], i, msg, sizeof msg)) {
-      printf("FAIL list cmd[%u] invalid: %s\n", i, msg);
-      failures++;
-      return false;
-    }
-  return true;
 }
 
 static bool contains(const sp_error_t *err, const char *what) {
@@ -625,6 +754,7 @@ int main(int argc, char **argv) {
   simple_cases();
   rope_attention_cases();
   argmax_topk_cases();
+  layer_cases();
   bounds_cases();
   replay_cases();
   budget_cases();

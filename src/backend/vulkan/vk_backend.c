@@ -259,12 +259,17 @@ static sp_error_t *pick_device(sp_vk_ctx *c, uint32_t want) {
 }
 
 static sp_error_t *make_device(sp_vk_ctx *c) {
+  vk_features have;
+  features_chain(&have);
+  vkGetPhysicalDeviceFeatures2(c->phys, &have.f2);
+  c->float64 = have.f2.features.shaderFloat64;
   float prio = 1.0f;
   VkDeviceQueueCreateInfo qi = {.sType = VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO,
                                 .queueFamilyIndex = c->queue_family, .queueCount = 1, .pQueuePriorities = &prio};
   vk_features f;
   features_chain(&f);
   f.f2.features.shaderInt64 = VK_TRUE, f.f2.features.shaderInt16 = VK_TRUE;
+  f.f2.features.shaderFloat64 = c->float64 ? VK_TRUE : VK_FALSE;
   f.f11.storageBuffer16BitAccess = VK_TRUE;
   f.f12.storageBuffer8BitAccess = VK_TRUE, f.f12.shaderInt8 = VK_TRUE, f.f12.bufferDeviceAddress = VK_TRUE;
   const char *exts[] = {VK_EXT_EXTERNAL_MEMORY_HOST_EXTENSION_NAME};

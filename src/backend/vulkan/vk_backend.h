@@ -88,6 +88,7 @@ typedef struct sp_vk_ctx {
   VkDeviceSize import_align;  /* minImportedHostPointerAlignment */
   VkDeviceSize max_alloc;     /* maxMemoryAllocationSize */
   bool unified;               /* a CPU or integrated device */
+  bool float64;               /* shaderFloat64: attention's exp as the CPU's */
   bool cpu_device;            /* a CPU driver (lavapipe): the import is the
                                  host pointer itself, so a file mapped over
                                  guest pages later is what kernels read */

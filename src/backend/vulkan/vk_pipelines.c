@@ -15,10 +15,12 @@
 
 #include "argmax.spv.h"
 #include "attention.spv.h"
+#include "attention_nof64.spv.h"
 #include "check.spv.h"
 #include "elementwise.spv.h"
 #include "get_rows.spv.h"
 #include "matmul.spv.h"
+#include "matmul_nof64.spv.h"
 #include "quantize.spv.h"
 #include "rope.spv.h"
 #include "rows.spv.h"
@@ -45,10 +47,18 @@ sp_error_t *sp_vk_pipelines_init(sp_vk_ctx *c) {
   VkPipelineLayoutCreateInfo li = {.sType = VK_STRUCTURE_TYPE_PIPELINE_LAYOUT_CREATE_INFO,
                                    .pushConstantRangeCount = 1, .pPushConstantRanges = &range};
   VK_TRY(vkCreatePipelineLayout(c->dev, &li, NULL, &c->layout), "vulkan backend: the pipeline layout");
+  /* products and attention use doubles where the device has them (the
+   * CPU's fused multiply-adds and exp, bit for bit; shaders/common.glsl) */
+  static const spv_blob attention_nof64 = {sp_vk_spv_attention_nof64, sizeof sp_vk_spv_attention_nof64,
+                                           "attention_nof64"};
+  static const spv_blob matmul_nof64 = {sp_vk_spv_matmul_nof64, sizeof sp_vk_spv_matmul_nof64, "matmul_nof64"};
   for (int s = 0; s < SP_VK_SHADER_COUNT; s++) {
-    VkShaderModuleCreateInfo mi = {.sType = VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO, .codeSize = blobs[s].bytes,
-                                   .pCode = blobs[s].words};
-    VK_TRY(vkCreateShaderModule(c->dev, &mi, NULL, &c->modules[s]), "vulkan backend: shader %s", blobs[s].name);
+    const spv_blob *blob = &blobs[s];
+    if (!c->float64 && s == SP_VK_ATTENTION) blob = &attention_nof64;
+    if (!c->float64 && s == SP_VK_MATMUL) blob = &matmul_nof64;
+    VkShaderModuleCreateInfo mi = {.sType = VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO, .codeSize = blob->bytes,
+                                   .pCode = blob->words};
+    VK_TRY(vkCreateShaderModule(c->dev, &mi, NULL, &c->modules[s]), "vulkan backend: shader %s", blob->name);
   }
   return NULL;
 }

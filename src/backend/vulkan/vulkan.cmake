@@ -10,17 +10,33 @@ if(Vulkan_FOUND AND SP_GLSLC)
   file(MAKE_DIRECTORY ${sp_vk_gen})
   # One compute shader per op family, compiled to SPIR-V by glslc and
   # embedded as a C array (embed_spv.cmake) into <name>.spv.h.
-  set(sp_vk_shaders elementwise rows argmax topk rope get_rows set_rows check matmul attention quantize)
+  # name[:source[:define]]: the _nof64 shaders are built without 64-bit
+  # floats, for devices without them (MoltenVK): the CPU's fused
+  # multiply-adds and exp are then approximated by the device's.
+  set(sp_vk_shaders elementwise rows argmax topk rope get_rows set_rows check matmul attention quantize
+      attention_nof64:attention:SP_NO_FLOAT64 matmul_nof64:matmul:SP_NO_FLOAT64)
   set(sp_vk_headers)
-  foreach(s IN LISTS sp_vk_shaders)
-    set(src ${sp_vk_dir}/shaders/${s}.comp)
+  foreach(entry IN LISTS sp_vk_shaders)
+    string(REPLACE ":" ";" parts "${entry}")
+    list(GET parts 0 s)
+    list(LENGTH parts nparts)
+    set(source ${s})
+    set(defines)
+    if(nparts GREATER 1)
+      list(GET parts 1 source)
+    endif()
+    if(nparts GREATER 2)
+      list(GET parts 2 def)
+      set(defines -D${def})
+    endif()
+    set(src ${sp_vk_dir}/shaders/${source}.comp)
     set(spv ${sp_vk_gen}/${s}.spv)
     set(hdr ${sp_vk_gen}/${s}.spv.h)
     add_custom_command(OUTPUT ${hdr}
-      COMMAND ${SP_GLSLC} --target-env=vulkan1.2 -O -I ${sp_vk_dir}/shaders -o ${spv} ${src}
+      COMMAND ${SP_GLSLC} --target-env=vulkan1.2 -O ${defines} -I ${sp_vk_dir}/shaders -o ${spv} ${src}
       COMMAND ${CMAKE_COMMAND} -DSPV=${spv} -DOUT=${hdr} -DNAME=sp_vk_spv_${s} -P ${sp_vk_dir}/embed_spv.cmake
       DEPENDS ${src} ${sp_vk_dir}/shaders/common.glsl ${sp_vk_dir}/shaders/quant.glsl ${sp_vk_dir}/embed_spv.cmake
-      COMMENT "glslc ${s}.comp"
+      COMMENT "glslc ${s}"
       VERBATIM)
     list(APPEND sp_vk_headers ${hdr})
   endforeach()

@@ -1,23 +1,70 @@
 #version 450
-// attention.comp: causal grouped-query attention (attention.c's formulas),
-// one workgroup per (query head h, token t): query head h reads kv head
-// h / (Hq / Hkv); token t sees cache rows lo..pos[t] (lo = pos - W + 1
-// with a sliding window of W rows, else 0). Scores s = (q . k) * scale;
-// p = exp(s - max) * (1 / sum); with an f16 cache q and then p are rounded
-// to f16 before they meet k and v, as ggml does. Three passes over the
-// keys (max, sum, values), so no scratch is needed; D <= 512.
+// attention.comp: causal grouped-query attention with the CPU's numerics
+// (src/backend/cpu/attention.c), one workgroup per (query head h, token
+// t): query head h reads kv head h / (Hq / Hkv); token t sees cache rows
+// lo..pos[t] (lo = pos - W + 1 with a sliding window of W rows, else 0).
+//
+// As the CPU does: keys are cut into chunks of 128 from lo; a score is
+// the table dot (8 fused lanes, elements i = l mod 8, reduced in a fixed
+// tree) times scale; chunk c has its max m_c, e = exp(s - m_c) and
+// l_c = sum(e) in double; with M the max of the m_c and
+// S = sum_c exp(m_c - M) * l_c (double), p = e * (exp(m_c - M) * (float)(1 / S));
+// with an f16 cache q and then p are rounded to f16; a chunk's p.V is
+// acc = acc + p * v in key order, and the chunks' sums are added in
+// chunk order. exp is the CPU's attn_exp (in double, nearly correctly
+// rounded) where the device has 64-bit floats; built with SP_NO_FLOAT64
+// (vulkan.cmake) it is the device's exp. Three sweeps over the keys (the
+// max, the sums, the values) recompute the scores, so no scratch is needed.
 #include "common.glsl"
+#ifndef SP_NO_FLOAT64
+#extension GL_ARB_gpu_shader_int64 : enable
+#endif
 layout(local_size_x = 64) in;
+#define CHUNK 128u
 shared float qs[512];
-shared float ps[64];
+shared float ps[CHUNK]; // a chunk's scores, then e, then p
 shared float red[64];
+shared float chunk_max;
 
-float reduce(float v, bool is_max) {
+#ifndef SP_NO_FLOAT64
+// attention.c's attn_exp: x <= 0 (or NaN), the work in double.
+float attn_exp(float xf) {
+  const double magic = 6755399441055744.0LF;
+  uint u = floatBitsToUint(xf);
+  bool under = u > 0xc2d20000u && u <= 0xff800000u;
+  precise double x = double(under ? uintBitsToFloat(0xc2d20000u) : xf);
+  precise double t = x * 1.4426950408889634LF + magic;
+  precise double n = t - magic;
+  precise double r = x - n * 6.93147180369123816490e-01LF - n * 1.90821492927058770002e-10LF;
+  precise double p = 1.0LF / 39916800.0LF;
+  p = p * r + 1.0LF / 3628800.0LF;
+  p = p * r + 1.0LF / 362880.0LF;
+  p = p * r + 1.0LF / 40320.0LF;
+  p = p * r + 1.0LF / 5040.0LF;
+  p = p * r + 1.0LF / 720.0LF;
+  p = p * r + 1.0LF / 120.0LF;
+  p = p * r + 1.0LF / 24.0LF;
+  p = p * r + 1.0LF / 6.0LF;
+  p = p * r + 0.5LF;
+  p = p * r + 1.0LF;
+  p = p * r + 1.0LF;
+  uint64_t sb = (doubleBitsToUint64(t) - doubleBitsToUint64(magic) + 1023ul) << 52;
+  precise double prod = p * uint64BitsToDouble(sb);
+  float e = float(prod);
+  return under ? 0.0 : e;
+}
+#define ACC double
+#else
+float attn_exp(float x) { return exp(x); }
+#define ACC float
+#endif
+
+float reduce_max(float v) {
   uint t = gl_LocalInvocationID.x;
   red[t] = v;
   barrier();
   for (uint s = 32u; s > 0u; s >>= 1) {
-    if (t < s) red[t] = is_max ? max(red[t], red[t + s]) : red[t] + red[t + s];
+    if (t < s) red[t] = max(red[t], red[t + s]);
     barrier();
   }
   float r = red[0];
@@ -25,14 +72,30 @@ float reduce(float v, bool is_max) {
   return r;
 }
 
+// The table dot of q (shared) and a k row, times scale.
 float score(Tensor k, uint hk, uint c, uint D, float scale) {
   uint ka = row_at(k, hk, c, 0u);
-  float s = 0.0;
-  if (k.dtype == DT_F16)
-    for (uint i = 0u; i < D; i++) s = fma(qs[i], ld_f16(ka + 2u * i), s);
-  else
-    for (uint i = 0u; i < D; i++) s = fma(qs[i], ld_f32(ka + 4u * i), s);
-  return s * scale;
+  float lanes[8] = float[8](0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+  for (uint i = 0u; i < D; i++) {
+    float kv = k.dtype == DT_F16 ? ld_f16(ka + 2u * i) : ld_f32(ka + 4u * i);
+    lanes[i & 7u] = fmaf(kv, qs[i], lanes[i & 7u]);
+  }
+  precise float sum = ((lanes[0] + lanes[4]) + (lanes[2] + lanes[6])) + ((lanes[1] + lanes[5]) + (lanes[3] + lanes[7]));
+  precise float s = sum * scale;
+  return s;
+}
+
+// Chunk [c0, c0 + n): its scores into ps, and its max into chunk_max.
+void chunk_scores(Tensor k, uint hk, uint c0, uint n, uint D, float scale) {
+  uint t = gl_LocalInvocationID.x;
+  float m = -1.0 / 0.0;
+  for (uint c = t; c < n; c += 64u) {
+    ps[c] = score(k, hk, c0 + c, D, scale);
+    m = max(m, ps[c]);
+  }
+  m = reduce_max(m); // barriers: ps is complete
+  if (t == 0u) chunk_max = m;
+  barrier();
 }
 
 void main() {
@@ -53,40 +116,64 @@ void main() {
     qs[i] = f16 ? round_f16(x) : x;
   }
   barrier();
-  float m = -1.0 / 0.0;
-  for (uint c = lo + tid; c <= hi; c += 64u) m = max(m, score(k, hk, c, D, scale));
-  float mx = reduce(m, true);
-  float l = 0.0;
-  for (uint c = lo + tid; c <= hi; c += 64u) l += exp(score(k, hk, c, D, scale) - mx);
-  float inv = 1.0 / reduce(l, false);
-  float acc[8] = float[8](0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
-  for (uint c0 = lo; c0 <= hi; c0 += 64u) {
-    uint c = c0 + tid;
-    float pr = 0.0;
-    if (c <= hi) {
-      pr = exp(score(k, hk, c, D, scale) - mx) * inv;
-      if (f16) pr = round_f16(pr);
-    }
-    ps[tid] = pr;
+  // sweep 1: M, the largest score
+  float M = -1.0 / 0.0;
+  for (uint c0 = lo; c0 <= hi; c0 += CHUNK) {
+    chunk_scores(k, hk, c0, min(CHUNK, hi - c0 + 1u), D, scale);
+    M = max(M, chunk_max);
+  }
+  // sweep 2: S = sum over chunks of exp(m_c - M) * l_c (thread 0 sums in
+  // the CPU's order: eight lanes, a fixed tree)
+  ACC S = 0.0;
+  for (uint c0 = lo; c0 <= hi; c0 += CHUNK) {
+    uint n = min(CHUNK, hi - c0 + 1u);
+    chunk_scores(k, hk, c0, n, D, scale);
+    float m = chunk_max;
+    for (uint c = tid; c < n; c += 64u) ps[c] = attn_exp(ps[c] - m);
     barrier();
-    uint n = min(64u, hi - c0 + 1u);
+    if (tid == 0u) {
+      ACC l8[8] = ACC[8](0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+      for (uint c = 0u; c < n; c++) l8[c & 7u] += ACC(ps[c]);
+      precise ACC l = ((l8[0] + l8[4]) + (l8[2] + l8[6])) + ((l8[1] + l8[5]) + (l8[3] + l8[7]));
+      precise ACC w = ACC(attn_exp(m - M)) * l;
+      S = S + w;
+    }
+    barrier();
+  }
+  if (tid == 0u) red[0] = float(ACC(1.0) / S);
+  barrier();
+  float inv = red[0];
+  barrier();
+  // sweep 3: the probabilities meet the values, chunk by chunk
+  float total[8] = float[8](0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+  for (uint c0 = lo; c0 <= hi; c0 += CHUNK) {
+    uint n = min(CHUNK, hi - c0 + 1u);
+    chunk_scores(k, hk, c0, n, D, scale);
+    float m = chunk_max;
+    precise float factor = attn_exp(m - M) * inv;
+    for (uint c = tid; c < n; c += 64u) {
+      precise float pr = attn_exp(ps[c] - m) * factor;
+      ps[c] = f16 ? round_f16(pr) : pr;
+    }
+    barrier();
     for (uint j = 0u; j < 8u; j++) {
       uint i = tid + 64u * j;
       if (i >= D) break;
-      float a = acc[j];
+      float a = 0.0;
       for (uint cc = 0u; cc < n; cc++) {
         uint va = row_at(v, hk, c0 + cc, 0u);
         float vv = f16 ? ld_f16(va + 2u * i) : ld_f32(va + 4u * i);
         precise float pv = ps[cc] * vv;
         a = a + pv;
       }
-      acc[j] = a;
+      precise float sum = c0 == lo ? a : total[j] + a;
+      total[j] = sum;
     }
     barrier();
   }
   uint ya = row_at(d, h, t, 0u);
   for (uint j = 0u; j < 8u; j++) {
     uint i = tid + 64u * j;
-    if (i < D) st_f32(ya + 4u * i, acc[j]);
+    if (i < D) st_f32(ya + 4u * i, total[j]);
   }
 }

@@ -109,6 +109,19 @@ uint ld_u8(uint a) { return uint(U8s(pc.base).v[a]); }
 int ld_i8(uint a) { return int(int8_t(U8s(pc.base).v[a])); }
 uint ld_u32_bytes(uint a) { return ld_u8(a) | ld_u8(a + 1u) << 8 | ld_u8(a + 2u) << 16 | ld_u8(a + 3u) << 24; }
 
+// a * b + c with one rounding, as C's fmaf: Vulkan promises no fused
+// fma() (lavapipe splits it), so where the device has 64-bit floats it is
+// computed in double (a * b is exact there; the sum rounds once, then to
+// float: a double rounding that changes a result about once in 2^29).
+#ifndef SP_NO_FLOAT64
+float fmaf(float a, float b, float c) {
+  precise double r = double(a) * double(b) + double(c);
+  return float(r);
+}
+#else
+float fmaf(float a, float b, float c) { return fma(a, b, c); }
+#endif
+
 // ---- the binding's scratch, by 32-bit word ----
 uint sc_ld(uint w) { return U32s(pc.scratch).v[w]; }
 void sc_st(uint w, uint x) { U32s(pc.scratch).v[w] = x; }

@@ -14,9 +14,10 @@
 #include "quant.glsl"
 layout(local_size_x = 64) in;
 layout(constant_id = 0) const uint WDT = 1u;
-// 1: a workgroup per output, reduced in shared memory (GPUs); 0: an
-// invocation per output (CPU drivers such as lavapipe, where a workgroup
-// and its barriers cost more than the dot itself)
+// 1: a workgroup per output, reduced in shared memory (GPUs; only the
+// order of float sums differs from the CPU's); 0: an invocation per output
+// (CPU drivers such as lavapipe, where a workgroup and its barriers cost
+// more than the dot itself), the CPU's bits exactly (row_dot_exact)
 layout(constant_id = 1) const uint SPLIT = 1u;
 shared float red[64];
 
@@ -59,6 +60,49 @@ float row_dot(uint wa, uint xa, uint xb, uint K, uint first, uint step) {
   return lanes - mins + madd;
 }
 
+float lanes8_sum(float a[8]) {
+  precise float r = ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
+  return r;
+}
+
+// The CPU's dot bit for bit (kernels.h, points 2 and 3): eight lanes over
+// the row, fused multiply-adds in the contract's places, the fixed tree.
+// One invocation computes the whole row (SPLIT 0).
+float row_dot_exact(uint wa, uint xb, uint xa, uint K) {
+  float lanes[8] = float[8](0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+  if (WDT <= DT_BF16) {
+    uint fs = float_size(WDT);
+    for (uint k = 0u; k < K; k++) lanes[k & 7u] = fmaf(ld_float(WDT, wa + k * fs), ld_f32(xa + 4u * k), lanes[k & 7u]);
+    return lanes8_sum(lanes);
+  }
+  float min_lanes[8] = float[8](0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+  float madd = 0.0;
+  uint S = block_elems(WDT) / 32u, bb = block_bytes(WDT), mk = min_kind(WDT);
+  for (uint b = 0u; b < K / 32u; b++) {
+    Slice s;
+    unpack_slice(WDT, wa + (b / S) * bb, b % S, s);
+    uint xw = 12u * (xb + b);
+    float dx = uintBitsToFloat(sc_ld(xw)), sx = uintBitsToFloat(sc_ld(xw + 1u));
+    precise float sd = s.d * dx;
+    precise float sm = s.m * dx;
+    for (uint l = 0u; l < 8u; l++) {
+      int word = int(sc_ld(xw + 4u + l));
+      int p = 0, xs = 0;
+      for (uint i = 0u; i < 4u; i++) {
+        int xq = bitfieldExtract(word, int(8u * i), 8);
+        p += s.q[4u * l + i] * xq, xs += xq;
+      }
+      lanes[l] = fmaf(sd, float(s.sc[l / 4u] * p), lanes[l]);
+      if (mk == MIN_SUB) min_lanes[l] = fmaf(sm, float(s.mn[l / 4u] * xs), min_lanes[l]);
+    }
+    if (mk == MIN_ADD) madd = fmaf(s.m, sx, madd);
+  }
+  precise float sum = lanes8_sum(lanes);
+  if (mk == MIN_ADD) sum = sum + madd;
+  else if (mk == MIN_SUB) sum = sum - lanes8_sum(min_lanes);
+  return sum;
+}
+
 void main() {
   if (stopped()) return;
   Tensor d = tensor(0u), w = tensor(1u), x = tensor(2u);
@@ -68,7 +112,7 @@ void main() {
     if (g >= tiles * M) return;
     uint n = g % tiles * 64u + t, m = g / tiles;
     if (n >= N) return;
-    float acc = row_dot(w.off + n * w.nb0, x.off + m * x.nb0, m * (K / 32u), K, 0u, 1u);
+    float acc = row_dot_exact(w.off + n * w.nb0, m * (K / 32u), x.off + m * x.nb0, K);
     st_f32(d.off + m * d.nb0 + 4u * n, acc);
     return;
   }
