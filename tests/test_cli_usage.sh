@@ -94,6 +94,12 @@ for cmd in "${commands[@]}"; do
     if [[ $code -eq 0 && "$out" == *"usage: samepage $cmd"* && -z "$missing" ]]; then ok "$cmd $h lists every option"
     else bad "$cmd $h: exit $code, options not listed:${missing:- none}" "$(echo "$out" | head -5)"; fi
   done
+  # A subcommand that takes --backend names every backend there is.
+  if lists_option "${valued[$cmd]}" --backend; then
+    out="$("$bin" "${words[@]}" --help 2>/dev/null < /dev/null)"
+    if grep -q -- "--backend cpu|cuda|vulkan|auto" <<< "$out"; then ok "$cmd --help names every backend"
+    else bad "$cmd --help does not name cpu|cuda|vulkan|auto" "$(grep -- --backend <<< "$out")"; fi
+  fi
 
   # Every option with a value, given last without one (exec's options end
   # at the guest, so there it comes alone).
