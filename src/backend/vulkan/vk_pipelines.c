@@ -2,7 +2,9 @@
  * vk_pipelines.c: the embedded shaders and their compute pipelines.
  *
  * Each shader (shaders/<name>.comp) is compiled by glslc at build time and
- * embedded as an array of SPIR-V words (<name>.spv.h, vulkan.cmake). Every
+ * embedded as an array of SPIR-V words (<name>.spv.h, vulkan.cmake), twice:
+ * with 64-bit floats, where the CPU's float operations are reproduced bit
+ * for bit, and without (<name>_nof64), for devices that lack them. Every
  * pipeline shares one layout: no descriptor sets, only the push constants
  * of sp_vk_push, since shaders reach memory through device addresses.
  * Pipelines are made on first use (lavapipe compiles each one with LLVM),
@@ -14,18 +16,27 @@
 #include "backend/vulkan/vk_backend.h"
 
 #include "argmax.spv.h"
+#include "argmax_nof64.spv.h"
 #include "attention.spv.h"
 #include "attention_nof64.spv.h"
 #include "check.spv.h"
+#include "check_nof64.spv.h"
 #include "elementwise.spv.h"
+#include "elementwise_nof64.spv.h"
 #include "get_rows.spv.h"
+#include "get_rows_nof64.spv.h"
 #include "matmul.spv.h"
 #include "matmul_nof64.spv.h"
 #include "quantize.spv.h"
+#include "quantize_nof64.spv.h"
 #include "rope.spv.h"
+#include "rope_nof64.spv.h"
 #include "rows.spv.h"
+#include "rows_nof64.spv.h"
 #include "set_rows.spv.h"
+#include "set_rows_nof64.spv.h"
 #include "topk.spv.h"
+#include "topk_nof64.spv.h"
 
 typedef struct spv_blob {
   const uint32_t *words;
@@ -33,12 +44,21 @@ typedef struct spv_blob {
   const char *name;
 } spv_blob;
 
-#define SPV(name) {sp_vk_spv_##name, sizeof sp_vk_spv_##name, #name}
-static const spv_blob blobs[SP_VK_SHADER_COUNT] = {
-    [SP_VK_ELEMENTWISE] = SPV(elementwise), [SP_VK_ROWS] = SPV(rows),       [SP_VK_ARGMAX] = SPV(argmax),
-    [SP_VK_TOPK] = SPV(topk),               [SP_VK_ROPE] = SPV(rope),       [SP_VK_GET_ROWS] = SPV(get_rows),
-    [SP_VK_SET_ROWS] = SPV(set_rows),       [SP_VK_CHECK] = SPV(check),     [SP_VK_MATMUL] = SPV(matmul),
-    [SP_VK_ATTENTION] = SPV(attention),     [SP_VK_QUANTIZE] = SPV(quantize),
+/* [shader][0]: with 64-bit floats, [1]: without (shaders/common.glsl). */
+#define SPV(name) {{sp_vk_spv_##name, sizeof sp_vk_spv_##name, #name}, \
+                   {sp_vk_spv_##name##_nof64, sizeof sp_vk_spv_##name##_nof64, #name "_nof64"}}
+static const spv_blob blobs[SP_VK_SHADER_COUNT][2] = {
+    [SP_VK_ELEMENTWISE] = SPV(elementwise),
+    [SP_VK_ROWS] = SPV(rows),
+    [SP_VK_ARGMAX] = SPV(argmax),
+    [SP_VK_TOPK] = SPV(topk),
+    [SP_VK_ROPE] = SPV(rope),
+    [SP_VK_GET_ROWS] = SPV(get_rows),
+    [SP_VK_SET_ROWS] = SPV(set_rows),
+    [SP_VK_CHECK] = SPV(check),
+    [SP_VK_MATMUL] = SPV(matmul),
+    [SP_VK_ATTENTION] = SPV(attention),
+    [SP_VK_QUANTIZE] = SPV(quantize),
 };
 #undef SPV
 
@@ -47,15 +67,8 @@ sp_error_t *sp_vk_pipelines_init(sp_vk_ctx *c) {
   VkPipelineLayoutCreateInfo li = {.sType = VK_STRUCTURE_TYPE_PIPELINE_LAYOUT_CREATE_INFO,
                                    .pushConstantRangeCount = 1, .pPushConstantRanges = &range};
   VK_TRY(vkCreatePipelineLayout(c->dev, &li, NULL, &c->layout), "vulkan backend: the pipeline layout");
-  /* products and attention use doubles where the device has them (the
-   * CPU's fused multiply-adds and exp, bit for bit; shaders/common.glsl) */
-  static const spv_blob attention_nof64 = {sp_vk_spv_attention_nof64, sizeof sp_vk_spv_attention_nof64,
-                                           "attention_nof64"};
-  static const spv_blob matmul_nof64 = {sp_vk_spv_matmul_nof64, sizeof sp_vk_spv_matmul_nof64, "matmul_nof64"};
   for (int s = 0; s < SP_VK_SHADER_COUNT; s++) {
-    const spv_blob *blob = &blobs[s];
-    if (!c->float64 && s == SP_VK_ATTENTION) blob = &attention_nof64;
-    if (!c->float64 && s == SP_VK_MATMUL) blob = &matmul_nof64;
+    const spv_blob *blob = &blobs[s][c->float64 ? 0 : 1];
     VkShaderModuleCreateInfo mi = {.sType = VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO, .codeSize = blob->bytes,
                                    .pCode = blob->words};
     VK_TRY(vkCreateShaderModule(c->dev, &mi, NULL, &c->modules[s]), "vulkan backend: shader %s", blob->name);
@@ -75,7 +88,7 @@ static sp_error_t *make_pipeline(sp_vk_ctx *c, sp_vk_shader s, uint32_t variant,
                 .module = c->modules[s], .pName = "main", .pSpecializationInfo = s == SP_VK_MATMUL ? &spec : NULL},
       .layout = c->layout};
   VK_TRY(vkCreateComputePipelines(c->dev, VK_NULL_HANDLE, 1, &ci, NULL, out), "vulkan: pipeline %s (variant %u)",
-         blobs[s].name, variant);
+         blobs[s][c->float64 ? 0 : 1].name, variant);
   return NULL;
 }
 

@@ -10,35 +10,29 @@ if(Vulkan_FOUND AND SP_GLSLC)
   file(MAKE_DIRECTORY ${sp_vk_gen})
   # One compute shader per op family, compiled to SPIR-V by glslc and
   # embedded as a C array (embed_spv.cmake) into <name>.spv.h.
-  # name[:source[:define]]: the _nof64 shaders are built without 64-bit
-  # floats, for devices without them (MoltenVK): the CPU's fused
-  # multiply-adds and exp are then approximated by the device's.
-  set(sp_vk_shaders elementwise rows argmax topk rope get_rows set_rows check matmul attention quantize
-      attention_nof64:attention:SP_NO_FLOAT64 matmul_nof64:matmul:SP_NO_FLOAT64)
+  # Every shader twice: <name> with 64-bit floats (the CPU's fused
+  # multiply-adds, exp, sin and cos computed in double: its bits) and
+  # <name>_nof64 without (SP_NO_FLOAT64: the device's own, within the
+  # test's tolerances), for devices without them (MoltenVK).
+  set(sp_vk_shaders elementwise rows argmax topk rope get_rows set_rows check matmul attention quantize)
   set(sp_vk_headers)
-  foreach(entry IN LISTS sp_vk_shaders)
-    string(REPLACE ":" ";" parts "${entry}")
-    list(GET parts 0 s)
-    list(LENGTH parts nparts)
-    set(source ${s})
-    set(defines)
-    if(nparts GREATER 1)
-      list(GET parts 1 source)
-    endif()
-    if(nparts GREATER 2)
-      list(GET parts 2 def)
-      set(defines -D${def})
-    endif()
-    set(src ${sp_vk_dir}/shaders/${source}.comp)
-    set(spv ${sp_vk_gen}/${s}.spv)
-    set(hdr ${sp_vk_gen}/${s}.spv.h)
-    add_custom_command(OUTPUT ${hdr}
-      COMMAND ${SP_GLSLC} --target-env=vulkan1.2 -O ${defines} -I ${sp_vk_dir}/shaders -o ${spv} ${src}
-      COMMAND ${CMAKE_COMMAND} -DSPV=${spv} -DOUT=${hdr} -DNAME=sp_vk_spv_${s} -P ${sp_vk_dir}/embed_spv.cmake
-      DEPENDS ${src} ${sp_vk_dir}/shaders/common.glsl ${sp_vk_dir}/shaders/quant.glsl ${sp_vk_dir}/embed_spv.cmake
-      COMMENT "glslc ${s}"
-      VERBATIM)
-    list(APPEND sp_vk_headers ${hdr})
+  foreach(s IN LISTS sp_vk_shaders)
+    foreach(variant IN ITEMS "" "_nof64")
+      set(src ${sp_vk_dir}/shaders/${s}.comp)
+      set(spv ${sp_vk_gen}/${s}${variant}.spv)
+      set(hdr ${sp_vk_gen}/${s}${variant}.spv.h)
+      set(defines)
+      if(variant)
+        set(defines -DSP_NO_FLOAT64)
+      endif()
+      add_custom_command(OUTPUT ${hdr}
+        COMMAND ${SP_GLSLC} --target-env=vulkan1.2 -O ${defines} -I ${sp_vk_dir}/shaders -o ${spv} ${src}
+        COMMAND ${CMAKE_COMMAND} -DSPV=${spv} -DOUT=${hdr} -DNAME=sp_vk_spv_${s}${variant} -P ${sp_vk_dir}/embed_spv.cmake
+        DEPENDS ${src} ${sp_vk_dir}/shaders/common.glsl ${sp_vk_dir}/shaders/quant.glsl ${sp_vk_dir}/embed_spv.cmake
+        COMMENT "glslc ${s}${variant}"
+        VERBATIM)
+      list(APPEND sp_vk_headers ${hdr})
+    endforeach()
   endforeach()
   add_library(samepage_vulkan SHARED
     ${sp_vk_dir}/vk_backend.c

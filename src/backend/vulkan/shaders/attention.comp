@@ -16,9 +16,6 @@
 // (vulkan.cmake) it is the device's exp. Three sweeps over the keys (the
 // max, the sums, the values) recompute the scores, so no scratch is needed.
 #include "common.glsl"
-#ifndef SP_NO_FLOAT64
-#extension GL_ARB_gpu_shader_int64 : enable
-#endif
 layout(local_size_x = 64) in;
 #define CHUNK 128u
 shared float qs[512];
@@ -26,38 +23,9 @@ shared float ps[CHUNK]; // a chunk's scores, then e, then p
 shared float red[64];
 shared float chunk_max;
 
-#ifndef SP_NO_FLOAT64
-// attention.c's attn_exp: x <= 0 (or NaN), the work in double.
-float attn_exp(float xf) {
-  const double magic = 6755399441055744.0LF;
-  uint u = floatBitsToUint(xf);
-  bool under = u > 0xc2d20000u && u <= 0xff800000u;
-  precise double x = double(under ? uintBitsToFloat(0xc2d20000u) : xf);
-  precise double t = x * 1.4426950408889634LF + magic;
-  precise double n = t - magic;
-  precise double r = x - n * 6.93147180369123816490e-01LF - n * 1.90821492927058770002e-10LF;
-  precise double p = 1.0LF / 39916800.0LF;
-  p = p * r + 1.0LF / 3628800.0LF;
-  p = p * r + 1.0LF / 362880.0LF;
-  p = p * r + 1.0LF / 40320.0LF;
-  p = p * r + 1.0LF / 5040.0LF;
-  p = p * r + 1.0LF / 720.0LF;
-  p = p * r + 1.0LF / 120.0LF;
-  p = p * r + 1.0LF / 24.0LF;
-  p = p * r + 1.0LF / 6.0LF;
-  p = p * r + 0.5LF;
-  p = p * r + 1.0LF;
-  p = p * r + 1.0LF;
-  uint64_t sb = (doubleBitsToUint64(t) - doubleBitsToUint64(magic) + 1023ul) << 52;
-  precise double prod = p * uint64BitsToDouble(sb);
-  float e = float(prod);
-  return under ? 0.0 : e;
-}
-#define ACC double
-#else
-float attn_exp(float x) { return exp(x); }
-#define ACC float
-#endif
+// attention.c's attn_exp (common.glsl: exp_f, in double where the device
+// has 64-bit floats)
+float attn_exp(float x) { return exp_f(x); }
 
 float reduce_max(float v) {
   uint t = gl_LocalInvocationID.x;

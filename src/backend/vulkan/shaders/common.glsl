@@ -13,6 +13,9 @@
 #extension GL_EXT_shader_explicit_arithmetic_types_int8 : require
 #extension GL_EXT_shader_8bit_storage : require
 #extension GL_EXT_shader_16bit_storage : require
+#ifndef SP_NO_FLOAT64
+#extension GL_ARB_gpu_shader_int64 : enable
+#endif
 
 layout(buffer_reference, std430, buffer_reference_align = 4) buffer F32s { float v[]; };
 layout(buffer_reference, std430, buffer_reference_align = 4) buffer U32s { uint v[]; };
@@ -118,8 +121,79 @@ float fmaf(float a, float b, float c) {
   precise double r = double(a) * double(b) + double(c);
   return float(r);
 }
+
+// e^x in float, from double arithmetic: the CPU attention's attn_exp
+// (src/backend/cpu/attention.c: within an ulp of glibc's expf, equal to
+// it on all but 0.009% of inputs) for every x: below -105 it gives 0, above
+// 89 +inf, NaN stays NaN.
+float exp_f(float xf) {
+  const double magic = 6755399441055744.0LF; // 1.5 * 2^52: adding it rounds to an integer
+  uint u = floatBitsToUint(xf);
+  bool under = u > 0xc2d20000u && u <= 0xff800000u; // -inf <= x < -105
+  if (!isnan(xf) && xf > 89.0) return uintBitsToFloat(0x7f800000u);
+  precise double x = double(under ? uintBitsToFloat(0xc2d20000u) : xf);
+  precise double t = x * 1.4426950408889634LF + magic;
+  precise double n = t - magic;
+  precise double r = x - n * 6.93147180369123816490e-01LF - n * 1.90821492927058770002e-10LF; // ln 2, hi + lo
+  precise double p = 1.0LF / 39916800.0LF; // 1/11! ... 1/0!, Horner
+  p = p * r + 1.0LF / 3628800.0LF;
+  p = p * r + 1.0LF / 362880.0LF;
+  p = p * r + 1.0LF / 40320.0LF;
+  p = p * r + 1.0LF / 5040.0LF;
+  p = p * r + 1.0LF / 720.0LF;
+  p = p * r + 1.0LF / 120.0LF;
+  p = p * r + 1.0LF / 24.0LF;
+  p = p * r + 1.0LF / 6.0LF;
+  p = p * r + 0.5LF;
+  p = p * r + 1.0LF;
+  p = p * r + 1.0LF;
+  uint64_t sb = (doubleBitsToUint64(t) - doubleBitsToUint64(magic) + 1023ul) << 52; // 2^n
+  precise double prod = p * uint64BitsToDouble(sb);
+  float e = float(prod);
+  return under ? 0.0 : e;
+}
+
+// sin or cos in float from double arithmetic (reduction by pi/2 in two
+// parts, |r| <= pi/4, Taylor series to 1e-17): correctly rounded but for
+// about one input in 2^29, as close to glibc's sinf and cosf as they are
+// to the truth. For the angles of rope (|x| < 2^20).
+float sincos_f(float xf, bool want_cos) {
+  if (isnan(xf) || isinf(xf)) return uintBitsToFloat(0x7fc00000u);
+  precise double x = double(xf);
+  precise double k = roundEven(x * 0.63661977236758134308LF); // x * 2 / pi
+  precise double r = (x - k * 1.57079632673412561417LF) - k * 6.07710050650619224932e-11LF;
+  precise double r2 = r * r;
+  precise double sp = 1.0LF / 355687428096000.0LF; // 1/17!
+  sp = sp * r2 - 1.0LF / 1307674368000.0LF;
+  sp = sp * r2 + 1.0LF / 6227020800.0LF;
+  sp = sp * r2 - 1.0LF / 39916800.0LF;
+  sp = sp * r2 + 1.0LF / 362880.0LF;
+  sp = sp * r2 - 1.0LF / 5040.0LF;
+  sp = sp * r2 + 1.0LF / 120.0LF;
+  sp = sp * r2 - 1.0LF / 6.0LF;
+  precise double sr = r + r * r2 * sp;
+  precise double cp = 1.0LF / 20922789888000.0LF; // 1/16!
+  cp = cp * r2 - 1.0LF / 87178291200.0LF;
+  cp = cp * r2 + 1.0LF / 479001600.0LF;
+  cp = cp * r2 - 1.0LF / 3628800.0LF;
+  cp = cp * r2 + 1.0LF / 40320.0LF;
+  cp = cp * r2 - 1.0LF / 720.0LF;
+  cp = cp * r2 + 1.0LF / 24.0LF;
+  cp = cp * r2 - 0.5LF;
+  precise double cr = 1.0LF + r2 * cp;
+  int q = (int(k) + (want_cos ? 1 : 0)) & 3; // cos(x) = sin(x + pi/2)
+  double v = q == 0 ? sr : q == 1 ? cr : q == 2 ? -sr : -cr;
+  return float(v);
+}
+float sin_f(float x) { return sincos_f(x, false); }
+float cos_f(float x) { return sincos_f(x, true); }
+#define ACC double
 #else
 float fmaf(float a, float b, float c) { return fma(a, b, c); }
+float exp_f(float x) { return exp(x); }
+float sin_f(float x) { return sin(x); }
+float cos_f(float x) { return cos(x); }
+#define ACC float
 #endif
 
 // ---- the binding's scratch, by 32-bit word ----

@@ -37,7 +37,10 @@ void main() {
     float z = ld_f32(row_flat(b, broadcast ? 0u : r) + 4u * i);
     if (op == OP_ADD) y = x + z;
     else if (op == OP_MUL) y = x * z;
-    else if (op == OP_SWIGLU) y = x / (1.0 + exp(-x)) * z;
+    else if (op == OP_SWIGLU) {
+      precise float den = 1.0 + exp_f(-x);
+      y = x / den * z;
+    }
     else { // GEGLU: ggml's f16 table of gelu values (activations.c)
       if (x <= -10.0) y = 0.0;
       else if (x >= 10.0) y = x * z;

@@ -25,7 +25,7 @@ void main() {
     for (uint j = 0u; j < i; j++) theta = theta * ts;
     precise float angle = freq_scale * theta;
     if (f.dtype != 0u) angle = angle / ld_f32(f.off + 4u * i);
-    float c = cos(angle), s = sin(angle);
+    float c = cos_f(angle), s = sin_f(angle);
     uint i0 = mode == 2u ? i : 2u * i, i1 = mode == 2u ? i + half_rot : 2u * i + 1u;
     float x0 = ld_f32(xa + 4u * i0), x1 = ld_f32(xa + 4u * i1);
     precise float y0 = x0 * c - x1 * s;

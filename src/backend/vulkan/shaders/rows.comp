@@ -5,16 +5,18 @@
 #include "common.glsl"
 layout(local_size_x = 256) in;
 shared float red[256];
+shared ACC red_acc[256];
 
-float reduce_sum(float v) {
+// Sums in ACC (double where the device has it, as the CPU sums these).
+ACC reduce_sum(ACC v) {
   uint t = gl_LocalInvocationID.x;
-  red[t] = v;
+  red_acc[t] = v;
   barrier();
   for (uint s = 128u; s > 0u; s >>= 1) {
-    if (t < s) red[t] += red[t + s];
+    if (t < s) red_acc[t] += red_acc[t + s];
     barrier();
   }
-  float r = red[0];
+  ACC r = red_acc[0];
   barrier();
   return r;
 }
@@ -40,13 +42,18 @@ void main() {
   uint n = d.ne0, t = gl_LocalInvocationID.x;
   uint xa = row_flat(a, r), ya = row_flat(d, r);
   if (cmd_op() == OP_RMSNORM) {
-    float s = 0.0;
+    ACC s = 0.0;
     for (uint i = t; i < n; i += 256u) {
       float x = ld_f32(xa + 4u * i);
-      s += x * x;
+      precise float x2 = x * x;
+      s += ACC(x2);
     }
-    float sum = reduce_sum(s);
-    float scale = 1.0 / sqrt(sum / float(n) + param_f(0u));
+    ACC sum = reduce_sum(s);
+    precise float mean = float(sum / ACC(n)) + param_f(0u);
+    // 1.0f / sqrtf(mean): through ACC, whose rounding to float is the
+    // float operation's (no driver shortcut for sqrt or division)
+    precise ACC root = ACC(float(sqrt(ACC(mean))));
+    float scale = float(ACC(1.0) / root);
     for (uint i = t; i < n; i += 256u) {
       precise float y = ld_f32(xa + 4u * i) * scale * ld_f32(w.off + 4u * i);
       st_f32(ya + 4u * i, y);
@@ -57,12 +64,16 @@ void main() {
   float m = -1.0 / 0.0;
   for (uint i = t; i < n; i += 256u) m = max(m, ld_f32(xa + 4u * i) * sc);
   float mx = reduce_max(m);
-  float s = 0.0;
-  for (uint i = t; i < n; i += 256u) s += exp(ld_f32(xa + 4u * i) * sc - mx);
-  float inv = 1.0 / reduce_sum(s);
+  ACC s = 0.0;
+  for (uint i = t; i < n; i += 256u) {
+    precise float y = ld_f32(xa + 4u * i) * sc;
+    s += ACC(exp_f(y - mx));
+  }
+  float inv = float(ACC(1.0) / reduce_sum(s));
   barrier();
   for (uint i = t; i < n; i += 256u) {
-    float e = exp(ld_f32(xa + 4u * i) * sc - mx);
-    st_f32(ya + 4u * i, e * inv);
+    precise float y = ld_f32(xa + 4u * i) * sc;
+    precise float e = exp_f(y - mx) * inv;
+    st_f32(ya + 4u * i, e);
   }
 }
