@@ -29,7 +29,7 @@ set(SP_VULKAN_LIB_ENV "$<$<TARGET_EXISTS:samepage_vulkan>:SP_VULKAN_LIB=$<TARGET
 # ASan does not change (as the per-table model tests, tests/CMakeLists.txt),
 # and lavapipe under ASan would take minutes more; the hostile suite and
 # the zero-copy proof below run there.
-set(SP_VULKAN_TESTS test_hostile_vulkan bench_zerocopy_vulkan)
+set(SP_VULKAN_TESTS test_hostile_vulkan test_hostile_vulkan_isolated bench_zerocopy_vulkan)
 if(NOT SP_SANITIZE)
   add_test(NAME test_greedy_vulkan COMMAND ${SP_VULKAN_RUN} ${CMAKE_CURRENT_SOURCE_DIR}/test_backend_greedy.sh
            $<TARGET_FILE:samepage_cli> ${SP_TEST_MODEL} vulkan 8)
@@ -40,6 +40,8 @@ endif()
 # The hostile-guest suite with every actor on Vulkan (SP_TEST_BACKEND,
 # which with_backend.sh sets).
 add_test(NAME test_hostile_vulkan COMMAND ${SP_VULKAN_RUN} $<TARGET_FILE:test_hostile>)
+# The same with each actor's Vulkan backend in a worker process.
+add_test(NAME test_hostile_vulkan_isolated COMMAND ${SP_VULKAN_RUN} $<TARGET_FILE:test_hostile>)
 # Pointer identity (the guest's memory base is the base the backend's
 # kernels use) and no RSS growth (under 1 MB) when a 16 MiB tensor is handed
 # to the backend, the bench guest's matmul exact. Identity is what lavapipe
@@ -56,6 +58,7 @@ set_tests_properties(bench_zerocopy_vulkan PROPERTIES
 
 set_tests_properties(${SP_VULKAN_TESTS} PROPERTIES SKIP_RETURN_CODE 77 LABELS vulkan TIMEOUT 600
                      ENVIRONMENT "SP_GUEST_DIR=${SP_GUEST_DIR};${SP_VULKAN_LIB_ENV}")
+set_property(TEST test_hostile_vulkan_isolated APPEND PROPERTY ENVIRONMENT "SP_ISOLATION=process")
 if(NOT SP_SANITIZE)
   set_property(TEST test_greedy_vulkan backend_parity_vulkan APPEND PROPERTY LABELS model)
 endif()
