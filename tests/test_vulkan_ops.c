@@ -695,6 +695,29 @@ static void timing_cases(void) {
   }
 }
 
+/* The same op cases on the shaders built without 64-bit floats (as on a
+ * device without them, MoltenVK), within the same tolerances: the device's
+ * own fma, exp, sin and cos stand in for the CPU's. */
+static void nof64_cases(void *lib) {
+  typedef sp_error_t *(*use_fn)(sp_backend *, bool);
+  use_fn use = (use_fn)dlsym(lib, "sp_backend_vulkan_use_float64");
+  sp_error_t *err = use ? use(vk, false) : sp_error_new("no sp_backend_vulkan_use_float64");
+  if (err) {
+    expect(false, "shaders without 64-bit floats", err);
+    sp_error_free(err);
+    return;
+  }
+  printf("-- the same on the shaders without 64-bit floats --\n");
+  matmul_cases();
+  simple_cases();
+  rope_attention_cases();
+  layer_cases();
+  replay_cases();
+  err = use(vk, true);
+  if (err && !strstr(sp_error_message(err), "no 64-bit floats")) expect(false, "shaders with 64-bit floats again", err);
+  sp_error_free(err);
+}
+
 static void *open_library(void) {
   const char *path = getenv("SP_VULKAN_LIB");
 #ifdef SP_VULKAN_BUILD_LIB
@@ -759,6 +782,7 @@ int main(int argc, char **argv) {
   replay_cases();
   budget_cases();
   import_cases(make, &opts);
+  nof64_cases(lib);
   printf("%d of %d cases failed\n", failures, cases);
   sp_backend_release(vk, vk_b);
   sp_backend_release(cpu, cpu_b);

@@ -262,7 +262,7 @@ static sp_error_t *make_device(sp_vk_ctx *c) {
   vk_features have;
   features_chain(&have);
   vkGetPhysicalDeviceFeatures2(c->phys, &have.f2);
-  c->float64 = have.f2.features.shaderFloat64;
+  c->float64 = c->device_float64 = have.f2.features.shaderFloat64;
   float prio = 1.0f;
   VkDeviceQueueCreateInfo qi = {.sType = VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO,
                                 .queueFamilyIndex = c->queue_family, .queueCount = 1, .pQueuePriorities = &prio};
@@ -340,4 +340,15 @@ __attribute__((visibility("default"))) const char *sp_backend_vulkan_device_name
 const char *sp_backend_vulkan_device_name(const sp_backend *be) {
   if (!be || be->iface.destroy != vk_destroy) return NULL;
   return ((const sp_vk_ctx *)be->ctx)->props.deviceName;
+}
+
+/* Test hook (test_vulkan_ops): runs the _nof64 shaders (use false), as on
+ * a device without 64-bit floats, or the 64-bit ones again where the
+ * device has them. Call it while no list is in flight. */
+__attribute__((visibility("default"))) sp_error_t *sp_backend_vulkan_use_float64(sp_backend *be, bool use);
+sp_error_t *sp_backend_vulkan_use_float64(sp_backend *be, bool use) {
+  if (!be || be->iface.destroy != vk_destroy) return sp_error_new("vulkan: not a Vulkan backend");
+  sp_vk_ctx *c = be->ctx;
+  if (use && !c->device_float64) return sp_error_new("vulkan: the device has no 64-bit floats");
+  return sp_vk_pipelines_remake(c, use);
 }

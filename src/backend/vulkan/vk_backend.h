@@ -88,7 +88,9 @@ typedef struct sp_vk_ctx {
   VkDeviceSize import_align;  /* minImportedHostPointerAlignment */
   VkDeviceSize max_alloc;     /* maxMemoryAllocationSize */
   bool unified;               /* a CPU or integrated device */
-  bool float64;               /* shaderFloat64: attention's exp as the CPU's */
+  bool device_float64;        /* shaderFloat64 */
+  bool float64;               /* the shaders in use are the 64-bit-float ones
+                                 (the CPU's bits); false: the _nof64 ones */
   bool cpu_device;            /* a CPU driver (lavapipe): the import is the
                                  host pointer itself, so a file mapped over
                                  guest pages later is what kernels read */
@@ -99,6 +101,8 @@ typedef struct sp_vk_ctx {
   pthread_mutex_t pipe_mu;    /* pipelines are made on first use */
   VkPipeline pipes[SP_VK_SHADER_COUNT][SP_DTYPE_COUNT];
   VkShaderModule modules[SP_VK_SHADER_COUNT];
+  uint32_t pipe_gen;          /* bumped when the pipelines are remade: a
+                                 command buffer recorded before is stale */
 } sp_vk_ctx;
 
 typedef struct sp_vk_binding {
@@ -115,6 +119,7 @@ typedef struct sp_vk_binding {
   VkFence fence;
   bool pending;        /* submitted, not yet waited for */
   bool recorded;       /* cb holds the previous list, replayable */
+  uint32_t pipe_gen;   /* the context's pipe_gen when cb was recorded */
   sp_cmd *last;        /* the previous list (for messages and replay) */
   uint32_t last_count, last_cap;
 } sp_vk_binding;
@@ -143,6 +148,10 @@ sp_error_t *sp_vk_pipelines_init(sp_vk_ctx *c);
  * made on first use; VK_NULL_HANDLE with *err set on failure. */
 VkPipeline sp_vk_pipeline(sp_vk_ctx *c, sp_vk_shader s, uint32_t variant, sp_error_t **err);
 void sp_vk_pipelines_free(sp_vk_ctx *c);
+/* Remakes the modules from the 64-bit-float shaders (float64 true, where
+ * the device has them) or the _nof64 ones; pipelines are made again on
+ * first use and recorded lists are recorded again. */
+sp_error_t *sp_vk_pipelines_remake(sp_vk_ctx *c, bool float64);
 
 /* ---- vk_submit.c ---- */
 

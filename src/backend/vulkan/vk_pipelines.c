@@ -12,6 +12,7 @@
  * specialization constant 0 (constant 1: its grid, sp_vk_ctx.matmul_split).
  */
 #include <stdio.h>
+#include <string.h>
 
 #include "backend/vulkan/vk_backend.h"
 
@@ -112,4 +113,17 @@ void sp_vk_pipelines_free(sp_vk_ctx *c) {
     if (c->modules[s]) vkDestroyShaderModule(c->dev, c->modules[s], NULL);
   }
   if (c->layout) vkDestroyPipelineLayout(c->dev, c->layout, NULL);
+}
+
+sp_error_t *sp_vk_pipelines_remake(sp_vk_ctx *c, bool float64) {
+  vkDeviceWaitIdle(c->dev);
+  pthread_mutex_lock(&c->pipe_mu);
+  sp_vk_pipelines_free(c);
+  memset(c->pipes, 0, sizeof c->pipes), memset(c->modules, 0, sizeof c->modules);
+  c->layout = VK_NULL_HANDLE;
+  c->float64 = float64;
+  c->pipe_gen++;
+  sp_error_t *err = sp_vk_pipelines_init(c);
+  pthread_mutex_unlock(&c->pipe_mu);
+  return err;
 }

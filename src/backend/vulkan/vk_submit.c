@@ -208,7 +208,7 @@ sp_error_t *sp_vk_submit(void *vctx, void *binding, const sp_cmd *cmds, uint32_t
     sp_error_t *err = sp_vk_wait(vctx, binding);
     if (err) sp_error_free(err); /* reported by the wait that was owed it */
   }
-  bool replay = same && b->recorded && count == b->last_count;
+  bool replay = same && b->recorded && count == b->last_count && b->pipe_gen == c->pipe_gen;
   if (!replay) {
     b->recorded = false;
     sp_error_t *err = reserve_cmds(c, b, count);
@@ -217,7 +217,7 @@ sp_error_t *sp_vk_submit(void *vctx, void *binding, const sp_cmd *cmds, uint32_t
     if (err) return err;
     memcpy(b->cmds.map, cmds, (size_t)count * sizeof *cmds);
     if ((err = record(c, b, cmds, count))) return err;
-    b->recorded = true;
+    b->recorded = true, b->pipe_gen = c->pipe_gen;
   }
   memset(b->status.map, 0, sizeof(sp_vk_status));
   VK_TRY(vkResetFences(c->dev, 1, &b->fence), "resetting a fence");

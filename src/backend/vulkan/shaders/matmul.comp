@@ -9,7 +9,8 @@
 // per command (quantize.comp, into the binding's scratch),
 // the block's exact integer partials sum(q_w * q_x) per half (times the
 // weight's sub-block scale) meet the scale d_w * d_x in float, and mins
-// enter as the CPU's do. Only the order of the float sums differs.
+// enter as the CPU's do. With SPLIT 0 the float operations are the CPU's
+// too (row_dot_exact); with SPLIT 1 only their order differs.
 #include "common.glsl"
 #include "quant.glsl"
 layout(local_size_x = 64) in;
