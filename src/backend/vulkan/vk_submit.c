@@ -91,52 +91,45 @@ static void dispatch(VkCommandBuffer cb, uint64_t groups) {
   vkCmdDispatch(cb, x, y, 1);
 }
 
+/* One dispatch of shader s over `groups` workgroups, after a barrier
+ * from whatever the list wrote before it. */
+static sp_error_t *emit(sp_vk_ctx *c, sp_vk_binding *b, sp_vk_shader s, uint32_t variant, const sp_vk_push *pc,
+                        uint64_t groups, bool *first) {
+  sp_error_t *err = NULL;
+  VkPipeline p = sp_vk_pipeline(c, s, variant, &err);
+  if (!p) return err;
+  if (!*first) barrier(b->cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT);
+  *first = false;
+  vkCmdBindPipeline(b->cb, VK_PIPELINE_BIND_POINT_COMPUTE, p);
+  vkCmdPushConstants(b->cb, c->layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, sizeof *pc, pc);
+  dispatch(b->cb, groups);
+  return NULL;
+}
+
+/* cmds[i]'s dispatches: the activations' quantization (products with
+ * quantized weights), the index check (get_rows, set_rows, attention),
+ * then the op. */
 static sp_error_t *record_cmd(sp_vk_ctx *c, sp_vk_binding *b, const sp_cmd *cmd, uint32_t i, bool *first) {
   sp_vk_shader s;
   uint32_t variant;
   int check;
-  uint64_t groups = plan(c, cmd, &s, &variant, &check);
+  uint64_t groups = plan(c, cmd, &s, &variant, &check), qblocks = quantized_blocks(cmd);
   if (!groups) return NULL;
-  sp_error_t *err = NULL;
   sp_vk_push pc = {.base = b->guest_addr, .cmd = b->cmds.addr + (uint64_t)i * sizeof(sp_cmd),
                    .status = b->status.addr, .scratch = b->scratch.addr, .index = i};
-  VkShaderStageFlags st = VK_SHADER_STAGE_COMPUTE_BIT;
-  VkAccessFlags rw = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT;
-  uint64_t qblocks = quantized_blocks(cmd);
-  if (qblocks) { /* the activations as int8 blocks, once (shaders/quantize.comp) */
-    VkPipeline p = sp_vk_pipeline(c, SP_VK_QUANTIZE, 0, &err);
-    if (!p) return err;
-    if (!*first) barrier(b->cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, rw);
-    *first = false;
-    vkCmdBindPipeline(b->cb, VK_PIPELINE_BIND_POINT_COMPUTE, p);
-    vkCmdPushConstants(b->cb, c->layout, st, 0, sizeof pc, &pc);
-    dispatch(b->cb, (qblocks + 63) / 64);
+  sp_error_t *err = qblocks ? emit(c, b, SP_VK_QUANTIZE, 0, &pc, (qblocks + 63) / 64, first) : NULL;
+  if (!err && check >= 0) {
+    sp_vk_push pk = pc;
+    pk.aux = (uint32_t)check;
+    err = emit(c, b, SP_VK_CHECK, 0, &pk, 1, first);
   }
-  if (check >= 0) {
-    VkPipeline p = sp_vk_pipeline(c, SP_VK_CHECK, 0, &err);
-    if (!p) return err;
-    if (!*first) barrier(b->cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, rw);
-    *first = false;
-    pc.aux = (uint32_t)check;
-    vkCmdBindPipeline(b->cb, VK_PIPELINE_BIND_POINT_COMPUTE, p);
-    vkCmdPushConstants(b->cb, c->layout, st, 0, sizeof pc, &pc);
-    vkCmdDispatch(b->cb, 1, 1, 1);
-    pc.aux = 0;
-  }
-  if (cmd->op == SP_OP_ROPE) { /* theta's factor, as the CPU computes it (shaders/rope.comp) */
+  if (!err && cmd->op == SP_OP_ROPE) { /* theta's factor, as the CPU computes it (shaders/rope.comp) */
     float base, ts;
     memcpy(&base, &cmd->param[1], sizeof base);
     ts = powf(base, -2.0f / (float)cmd->param[0]);
     memcpy(&pc.aux, &ts, sizeof ts);
   }
-  VkPipeline p = sp_vk_pipeline(c, s, variant, &err);
-  if (!p) return err;
-  if (!*first) barrier(b->cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, rw);
-  *first = false;
-  vkCmdBindPipeline(b->cb, VK_PIPELINE_BIND_POINT_COMPUTE, p);
-  vkCmdPushConstants(b->cb, c->layout, st, 0, sizeof pc, &pc);
-  dispatch(b->cb, groups);
-  return NULL;
+  return err ? err : emit(c, b, s, variant, &pc, groups, first);
 }
 
 static sp_error_t *record(sp_vk_ctx *c, sp_vk_binding *b, const sp_cmd *cmds, uint32_t count) {
