@@ -342,13 +342,17 @@ const char *sp_backend_vulkan_device_name(const sp_backend *be) {
   return ((const sp_vk_ctx *)be->ctx)->props.deviceName;
 }
 
-/* Test hook (test_vulkan_ops): runs the _nof64 shaders (use false), as on
- * a device without 64-bit floats, or the 64-bit ones again where the
- * device has them. Call it while no list is in flight. */
-__attribute__((visibility("default"))) sp_error_t *sp_backend_vulkan_use_float64(sp_backend *be, bool use);
-sp_error_t *sp_backend_vulkan_use_float64(sp_backend *be, bool use) {
+/* Test hook (test_vulkan_ops): runs the 64-bit-float shaders or the
+ * _nof64 ones (float64 false, as on a device without them), and products
+ * as a workgroup per output (split, as on a GPU) or an invocation per
+ * output (as on a CPU driver), whatever the device. Call it while no list
+ * is in flight. */
+__attribute__((visibility("default"))) sp_error_t *sp_backend_vulkan_test_shaders(sp_backend *be, bool float64,
+                                                                                  bool split);
+sp_error_t *sp_backend_vulkan_test_shaders(sp_backend *be, bool float64, bool split) {
   if (!be || be->iface.destroy != vk_destroy) return sp_error_new("vulkan: not a Vulkan backend");
   sp_vk_ctx *c = be->ctx;
-  if (use && !c->device_float64) return sp_error_new("vulkan: the device has no 64-bit floats");
-  return sp_vk_pipelines_remake(c, use);
+  if (float64 && !c->device_float64) return sp_error_new("vulkan: the device has no 64-bit floats");
+  c->matmul_split = split;
+  return sp_vk_pipelines_remake(c, float64);
 }
