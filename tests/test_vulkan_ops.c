@@ -30,12 +30,6 @@
 #include "core/error.h"
 #include "core/validate.h"
 
-#ifndef SP_BACKEND_VULKAN_SYMBOL
-#define SP_BACKEND_VULKAN_SYMBOL "sp_backend_vulkan_new"
-#endif
-#ifndef SP_BACKEND_VULKAN_LIBRARY
-#define SP_BACKEND_VULKAN_LIBRARY "libsamepage_vulkan.so"
-#endif
 
 #define REGION (48u << 20)
 #define USED (24u << 20)         /* bytes the cases touch (restored between backends) */
@@ -721,8 +715,10 @@ static void gpu_like_cases(void *lib) {
   sp_error_free(err);
 }
 
+static struct sp_knobs knobs; /* the environment's (SP_VULKAN_LIB, SP_VULKAN_DEVICE) */
+
 static void *open_library(void) {
-  const char *path = getenv("SP_VULKAN_LIB");
+  const char *path = knobs.vulkan_lib;
 #ifdef SP_VULKAN_BUILD_LIB
   if (!path) path = SP_VULKAN_BUILD_LIB;
 #endif
@@ -730,15 +726,16 @@ static void *open_library(void) {
 }
 
 int main(int argc, char **argv) {
+  sp_error_t *err = sp_knobs_from_env(&knobs);
+  if (err) return printf("FAIL knobs: %s\n", sp_error_message(err)), 1;
   void *lib = open_library();
   if (!lib) {
     printf("skip: %s\n", dlerror());
     return 77;
   }
   sp_backend_new_fn make = (sp_backend_new_fn)dlsym(lib, SP_BACKEND_VULKAN_SYMBOL);
-  sp_backend_options opts = {.version = SP_BACKEND_OPS_VERSION, .residency = true, .graphs = true};
-  sp_knobs_defaults(&opts.knobs);
-  sp_error_t *err = make ? make(&opts, &vk) : sp_error_new("no %s", SP_BACKEND_VULKAN_SYMBOL);
+  sp_backend_options opts = {.version = SP_BACKEND_OPS_VERSION, .residency = true, .graphs = true, .knobs = knobs};
+  err = make ? make(&opts, &vk) : sp_error_new("no %s", SP_BACKEND_VULKAN_SYMBOL);
   if (err) {
     printf("skip: %s\n", sp_error_message(err));
     sp_error_free(err);

@@ -27,10 +27,6 @@
 
 #include "backend/vulkan/vk_backend.h"
 
-#ifndef SP_BACKEND_VULKAN_SYMBOL
-#define SP_BACKEND_VULKAN_SYMBOL "sp_backend_vulkan_new"
-#endif
-
 const char *sp_vk_result_name(VkResult r) {
   switch (r) {
   case VK_SUCCESS: return "VK_SUCCESS";
@@ -315,10 +311,12 @@ sp_error_t *sp_backend_vulkan_new(const sp_backend_options *opts, sp_backend **o
   }
   pthread_mutex_init(&c->queue_mu, NULL);
   pthread_mutex_init(&c->pipe_mu, NULL);
-  /* the device index: 0 (the knob for another, SP_VULKAN_DEVICE, is read
-   * by the loader's side once it exists in the knobs table) */
-  sp_error_t *err = make_instance(c);
-  if (!err) err = pick_device(c, 0);
+  /* the device: SP_VULKAN_DEVICE (knobs.h), 0 by default */
+  int64_t device = opts->knobs.vulkan_device;
+  sp_error_t *err = device < 0 || device > 255 ? sp_error_new("vulkan backend: device %lld does not exist",
+                                                              (long long)device)
+                                               : make_instance(c);
+  if (!err) err = pick_device(c, (uint32_t)device);
   if (!err) read_limits(c), err = make_device(c);
   if (!err) err = sp_vk_pipelines_init(c);
   if (err) {
