@@ -62,8 +62,8 @@ batch_checks() {
   local model=$smol; [[ -s $model ]] || model=$(synth smol-q4_1 smollm2-135m q4_1)
   timeout 200 $b/test_cuda_batch > $log/test_cuda_batch.txt 2>&1
   add "test_cuda_batch rc=$?: $(tail -1 $log/test_cuda_batch.txt)"; grep -E "^FAIL" $log/test_cuda_batch.txt | head -8
-  timeout 300 tests/test_batch_cuda.sh $sp $model > $log/batch_check.txt 2>&1
-  add "batch --check on cuda, $(basename $model) rc=$?"; grep -E '^ +[0-9]+ |differ|changed' $log/batch_check.txt | head -12
+  timeout 300 tests/test_batch_cuda.sh $sp $model > $log/batch_check.txt 2>&1; local rc=$?
+  add "batch --check on cuda, $(basename $model) rc=$rc"; grep -E '^ +[0-9]+ |differ|changed' $log/batch_check.txt | head -12
 }
 
 if phase build; then
@@ -163,7 +163,7 @@ if phase batch; then
     IFS=: read -r name preset type <<<"$spec"
     (( $(elapsed) > deadline - 60 )) && { add "batch $name: skipped (time)"; continue; }
     m=$(synth $name $preset $type)
-    timeout $(( deadline - $(elapsed) - 10 )) $sp bench batch --backend cuda --model $m --actors ${BATCH_ACTORS:-1,4,16,64} \
+    SP_CUDA_BATCH=1 timeout $(( deadline - $(elapsed) - 10 )) $sp bench batch --backend cuda --model $m --actors ${BATCH_ACTORS:-1,4,16,64} \
       --tokens ${BATCH_TOKENS:-64} --json > $out/batch_$name.json 2> $log/batch_$name.err
     add "batch $name rc=$?: $(tail -2 $log/batch_$name.err | tr '\n' ' ')"
     python3 - $name $out/batch_$name.json >> $out/batch_table.txt <<'EOF'

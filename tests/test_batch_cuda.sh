@@ -9,7 +9,7 @@ cli=$1 model=$2
 [ -r "$model" ] || { echo "skipped: no model"; exit 77; }
 err=$(mktemp) || exit 1
 trap 'rm -f "$err"' EXIT
-"$cli" bench batch --backend cuda --model "$model" --actors 2,8,32 --tokens 12 --prompt-tokens 8 --check 2>"$err"
+SP_CUDA_BATCH=1 "$cli" bench batch --backend cuda --model "$model" --actors 2,8,32 --tokens 12 --prompt-tokens 8 --check 2>"$err"
 rc=$?
 cat "$err" >&2
 if [ $rc -ne 0 ] && grep -q "cuda backend: \(cannot load\|no CUDA device\)" "$err"; then

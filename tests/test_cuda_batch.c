@@ -200,6 +200,7 @@ static sp_backend *load_cuda(void) {
   void *lib = dlopen(knobs.cuda_lib ? knobs.cuda_lib : SP_BACKEND_CUDA_LIBRARY, RTLD_NOW | RTLD_LOCAL);
   if (!lib) return printf("skip: %s\n", dlerror()), NULL;
   sp_backend_new_fn make = (sp_backend_new_fn)dlsym(lib, SP_BACKEND_CUDA_SYMBOL);
+  knobs.cuda_batch = true; /* the layer is offered only when asked for */
   sp_backend_options opts = {.version = SP_BACKEND_OPS_VERSION, .residency = true, .graphs = true, .knobs = knobs};
   sp_backend *be = NULL;
   err = make ? make(&opts, &be) : sp_error_new("no %s", SP_BACKEND_CUDA_SYMBOL);

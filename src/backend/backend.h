@@ -48,7 +48,7 @@
  * constructor's signature; a library built against another one refuses
  * the options it is given (8: one flat table, before the layers; 9: before
  * the knobs, struct sp_knobs in knobs.h, whose layout this version covers). */
-#define SP_BACKEND_OPS_VERSION 11
+#define SP_BACKEND_OPS_VERSION 12
 #define SP_BACKEND_CORE_VERSION 2    /* struct sp_backend_i (2: submit says "same list") */
 #define SP_BACKEND_MEMORY_VERSION 1  /* struct sp_backend_memory_i */
 #define SP_BACKEND_SHARING_VERSION 1 /* struct sp_backend_sharing_i */

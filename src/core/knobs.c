@@ -61,6 +61,8 @@ static const sp_knob_info table[] = {
      "CUDA backend (cuda_backend.cu)", SP_KNOB_FOR_USERS, AT(cuda_no_device_local), 0, 0},
     {"SP_CUDA_NO_VMM", SP_KNOB_FLAG, "off", "workers do not share resident copies across processes",
      "CUDA backend (resident_device.cu)", SP_KNOB_FOR_USERS, AT(cuda_no_vmm), 0, 0},
+    {"SP_CUDA_BATCH", SP_KNOB_FLAG, "off", "cross-actor batching on CUDA (off: each actor's graph on its own stream, faster on an H100)",
+     "CUDA backend (cuda_batch.cu)", SP_KNOB_FOR_USERS, AT(cuda_batch), 0, 0},
     {"SP_CUDA_TIMING", SP_KNOB_INT, "0", "1: GPU time per list; 2: per command (graphs off)",
      "CUDA backend (cuda_timing.cu)", SP_KNOB_MEASUREMENT, AT(cuda_timing), 0, 2},
     {"SP_CUDA_MMV_WPR", SP_KNOB_INT, "0", "warps per weight row in matrix-vector kernels: 1, 2 or 4 (0: by shape)",

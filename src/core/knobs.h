@@ -88,6 +88,7 @@ struct sp_knobs {
   int64_t cuda_resident_max_mb; /* SP_CUDA_RESIDENT_MAX_MB (test hook): -1 = no cap */
   int64_t cuda_inject_fault;  /* SP_CUDA_INJECT_FAULT (test hook): 0 = never, N = the Nth list */
   bool cuda_sync_each;        /* SP_CUDA_SYNC_EACH (test hook) */
+  bool cuda_batch;            /* SP_CUDA_BATCH: the backend offers cross-actor batching */
   /* the Vulkan backend */
   int64_t vulkan_device;      /* SP_VULKAN_DEVICE */
 };

@@ -363,7 +363,9 @@ extern "C" sp_error_t *sp_backend_cuda_new(const sp_backend_options *opts, sp_ba
   be->iface = make_iface();
   be->memory = &cu_memory;
   be->sharing = &cu_sharing;
-  be->batching = &cu_batching;
+  /* measured slower than each actor's own graph on its own stream on an
+   * H100 (BATCHING.md): offered only when asked for */
+  be->batching = opts->knobs.cuda_batch ? &cu_batching : NULL;
   be->ctx = c;
   *out = be;
   sp_cu_gemm_prewarm_start(device); /* gemm.h: while the guest loads its model */
