@@ -8,7 +8,8 @@
  * every import is checked here first: the base and size are multiples of
  * minImportedHostPointerAlignment, the size is within the allocation
  * limit, and every page of the range is mapped readable and writable in
- * this process (/proc/self/maps, read whole before it is judged). A range
+ * this process (/proc/self/maps, read whole before it is judged; on macOS
+ * the task's regions). A range
  * that fails is refused with an error naming its address and the reason,
  * and the driver never sees it.
  */
@@ -20,6 +21,31 @@
 
 /* ---- the process's mappings ---- */
 
+#ifdef __APPLE__
+#include <mach/mach.h>
+#include <mach/mach_vm.h>
+
+/* macOS has no /proc: the task's regions, from mach_vm_region, which
+ * answers the region holding an address or the next one above it. Written
+ * for MoltenVK (docs/APPLE.md) and not yet compiled on a Mac. */
+static bool range_mapped_rw(uintptr_t lo, uintptr_t hi, uintptr_t *bad, char *why, size_t cap) {
+  for (mach_vm_address_t at = lo; at < hi;) {
+    mach_vm_address_t addr = at;
+    mach_vm_size_t size = 0;
+    vm_region_basic_info_data_64_t info;
+    mach_msg_type_number_t count = VM_REGION_BASIC_INFO_COUNT_64;
+    mach_port_t object = MACH_PORT_NULL;
+    kern_return_t kr = mach_vm_region(mach_task_self(), &addr, &size, VM_REGION_BASIC_INFO_64,
+                                      (vm_region_info_t)&info, &count, &object);
+    *bad = (uintptr_t)at;
+    if (kr != KERN_SUCCESS || addr > at) return snprintf(why, cap, "not mapped"), false;
+    if ((info.protection & (VM_PROT_READ | VM_PROT_WRITE)) != (VM_PROT_READ | VM_PROT_WRITE))
+      return snprintf(why, cap, "not readable and writable (PROT_NONE or read-only)"), false;
+    at = addr + size;
+  }
+  return true;
+}
+#else
 /* The whole of /proc/self/maps, NUL-terminated (the caller frees it). */
 static char *read_maps(void) {
   FILE *f = fopen("/proc/self/maps", "r");
@@ -70,6 +96,7 @@ static bool range_mapped_rw(const char *maps, uintptr_t lo, uintptr_t hi, uintpt
   }
   return true;
 }
+#endif
 
 sp_error_t *sp_vk_check_host_range(const void *base, size_t len, size_t align, size_t max) {
   uintptr_t lo = (uintptr_t)base;
@@ -84,12 +111,16 @@ sp_error_t *sp_vk_check_host_range(const void *base, size_t len, size_t align, s
     return sp_error_new("vulkan: refusing to import guest memory at %p (+%zu bytes): more than the device's largest "
                         "allocation (%zu bytes)", base, len, max);
   if (lo + len < lo) return sp_error_new("vulkan: refusing to import guest memory at %p: the range wraps", base);
-  char *maps = read_maps();
-  if (!maps) return sp_error_new("vulkan: cannot read /proc/self/maps to check guest memory at %p", base);
   uintptr_t bad = 0;
   char why[128];
+#ifdef __APPLE__
+  bool ok = range_mapped_rw(lo, lo + len, &bad, why, sizeof why);
+#else
+  char *maps = read_maps();
+  if (!maps) return sp_error_new("vulkan: cannot read /proc/self/maps to check guest memory at %p", base);
   bool ok = range_mapped_rw(maps, lo, lo + len, &bad, why, sizeof why);
   free(maps);
+#endif
   if (!ok)
     return sp_error_new("vulkan: refusing to import guest memory at %p (+%zu bytes): the page at %p (offset %zu) is "
                         "%s", base, len, (void *)bad, (size_t)(bad - lo), why);
