@@ -201,6 +201,8 @@ sp_error_t *sp_vk_submit(void *vctx, void *binding, const sp_cmd *cmds, uint32_t
     sp_error_t *err = sp_vk_wait(vctx, binding);
     if (err) sp_error_free(err); /* reported by the wait that was owed it */
   }
+  if (!b->guest_buf) /* a grow failed, and importing the old range again failed too */
+    return sp_error_new("vulkan: guest memory at %p is not imported (a grow failed); nothing runs", (void *)b->view.base);
   bool replay = same && b->recorded && count == b->last_count && b->pipe_gen == c->pipe_gen;
   if (!replay) {
     b->recorded = false;
