@@ -201,7 +201,7 @@ if phase serve; then
   if [[ -x $lcp/bin/llama-server ]] && (( $(elapsed) < deadline - ${SERVE_BENCH_S:-200} )); then
     timeout $(( deadline - $(elapsed) - 10 )) python3 bench/serve_vs_llama_server.py --backend cuda --samepage $sp \
       --llama-server $lcp/bin/llama-server --model $model --threads 8 --repeats ${SERVE_REPEATS:-1} \
-      --clients ${SERVE_CLIENTS:-1,4,16} --wait-quiet 0 --json $out/serve_vs_llama_server.json > $log/serve_bench.txt 2>&1
+      --clients ${SERVE_CLIENTS:-1,4,16} --parts ${SERVE_PARTS:-a,b} --wait-quiet 0 --json $out/serve_vs_llama_server.json > $log/serve_bench.txt 2>&1
     add "serve bench rc=$?"; grep -E '^\|' $log/serve_bench.txt | head -24
   fi
 fi
