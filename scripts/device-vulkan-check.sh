@@ -35,6 +35,9 @@ add "bench zerocopy vulkan rc=$rc: $(grep -o '"pointer_identity": [a-z]*\|"rss_d
 timeout 120 $b/backend_parity $b/guests $smol cuda vulkan 16 8 0.05 > $log/parity.txt 2>&1; rc=$?
 add "backend_parity cuda vs vulkan (smol) rc=$rc: $(grep -E '^(prefill|decode)' $log/parity.txt | cut -c1-60 | tr '\n' ' ')"
 
+timeout 60 $sp run --backend vulkan --model $smol --temp 0 -n 16 -p "Hello" > $log/run_vulkan.txt 2>&1; rc=$?
+add "samepage run --backend vulkan (synthetic SmolLM2, 16 tokens) rc=$rc: $(tail -1 $log/run_vulkan.txt | cut -c1-100)"
+
 echo "model | backend | decode tok/s (depth 0, 64 tokens) | prefill 512 ms (warm)" > $out/vulkan_table.txt
 for m in $smol $l1b; do
   for be in cuda vulkan; do
