@@ -27,6 +27,9 @@
 #include <string.h>
 
 #include "backend/cuda/cuda_binding.cuh"
+extern "C" {
+#include "core/hash64.h"
+}
 
 #define SP_CU_BATCH_GRAPHS 4 /* graphs kept, for as many recurring sets of actors */
 
@@ -465,10 +468,7 @@ static void prepare_lanes(sp_cu_ctx *c, lane *const *lanes, uint32_t n) {
   for (uint32_t a = 0; a < n; a++) {
     lane *l = lanes[a];
     sp_cu_binding *b = l->b;
-    if (!l->item->same) {
-      b->list_serial++;
-      if (b->has_exec) cudaGraphExecDestroy(b->exec), b->has_exec = false; /* another list's graph */
-    }
+    sp_cu_note_list(b, l->item->same);
     bool gemm = false;
     sp_error_t *err = sp_cu_list_prepare(c, b, l->item->cmds, l->item->count, &gemm);
     if (!err) err = sp_cu_remember_list(b, l->item->cmds, l->item->count);
@@ -489,16 +489,17 @@ static uint32_t pick_in_step(lane *const *live, uint32_t n, lane **in) {
   return k;
 }
 
-/* The lanes and their lists, as one number (FNV-1a over ids, graph
- * generations and list serials). */
+/* The lanes and their lists, as one number (their ids, graph generations
+ * and list serials, hashed). */
 static uint64_t set_of(lane *const *lanes, uint32_t n) {
-  uint64_t h = 1469598103934665603ull;
+  sp_hash64 h;
+  sp_hash64_init(&h, n);
   for (uint32_t a = 0; a < n; a++) {
     const sp_cu_binding *b = lanes[a]->b;
     uint64_t v[3] = {b->id, b->gen, b->list_serial};
-    for (int i = 0; i < 3; i++) h = (h ^ v[i]) * 1099511628211ull;
+    sp_hash64_update(&h, v, sizeof v);
   }
-  return h;
+  return sp_hash64_final(&h);
 }
 
 /* Capture only a set that recurs: capturing and instantiating a graph of

@@ -179,6 +179,9 @@ typedef struct sp_cu_walk {
   sp_tensor xq_of; /* the activations the binding's xq scratch holds, quantized */
 } sp_cu_walk;
 
+/* A list that is not the binding's last one (!same): a new serial, and the
+ * binding's own graph (of the old list) dropped. */
+void sp_cu_note_list(sp_cu_binding *b, bool same);
 /* Everything before the first launch: file ranges, scratch, repacks.
  * *gemm: the list wants cuBLAS (prompt products). */
 sp_error_t *sp_cu_list_prepare(sp_cu_ctx *c, sp_cu_binding *b, const sp_cmd *cmds, uint32_t count, bool *gemm);

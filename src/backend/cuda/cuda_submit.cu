@@ -472,14 +472,19 @@ sp_error_t *sp_cu_list_prepare(sp_cu_ctx *c, sp_cu_binding *b, const sp_cmd *cmd
   return prepare_repacks(c, b, cmds, count);
 }
 
+void sp_cu_note_list(sp_cu_binding *b, bool same) {
+  if (same) return;
+  b->list_serial++;
+  if (b->has_exec) cudaGraphExecDestroy(b->exec), b->has_exec = false; /* another list's graph */
+}
+
 /* Replays, captures or enqueues the list. */
 static sp_error_t *launch_list(sp_cu_ctx *c, sp_cu_binding *b, const sp_cmd *cmds, uint32_t count, bool same) {
-  if (!same) b->list_serial++;
+  sp_cu_note_list(b, same);
   if (same && b->has_exec && !b->dirty) { /* its scratch was reserved when it was captured */
     CU_TRY(cudaGraphLaunch(b->exec, b->stream), "replaying a graph");
     return NULL;
   }
-  if (!same && b->has_exec) cudaGraphExecDestroy(b->exec), b->has_exec = false; /* another list's graph */
   bool gemm = false;
   sp_error_t *err = sp_cu_list_prepare(c, b, cmds, count, &gemm);
   if (err) return err;
