@@ -3,7 +3,7 @@
 # on the GPU machine, one call: `samepage bench decode` greedy and --sampled
 # on the 1B Q8_0 shape (depth 0 and 1024), then the same with SP_CUDA_TIMING=1
 # (GPU time per list) and =2 (per command, graphs off), whose reports name
-# the ops. Needs SP_PACK (scripts/pack-device.sh). Output under $OUT.
+# the ops; =2 once more at depth 1,024. Needs SP_PACK (scripts/pack-device.sh). Output under $OUT.
 set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"; cd "$root"
 out="${OUT:-$root/device-out}"; mkdir -p "$out"
@@ -21,5 +21,8 @@ for mode in "" --sampled; do
       > $out/timing${t}${mode:+_sampled}.txt 2>&1
   done
 done
+# depth 0 decodes slower than depth 1,024 (BENCHMARKS.md): the same per-command report at 1,024
+SP_CUDA_TIMING=2 timeout 100 $sp bench decode --backend cuda --model $m --depths 1024 --tokens 64 --runs 1 \
+  > $out/timing2_d1024.txt 2>&1
 for f in $out/decode.json $out/decode_sampled.json; do echo "== $(basename $f)"; grep '^{' $f | grep -o '"depth": [0-9]*\|"tok_s": [0-9.]*\|"ms_per_token": [0-9.]*' | tr '\n' ' '; echo; done
 for f in $out/timing*.txt; do echo "== $(basename $f)"; grep -E "cuda timing|tok/s" $f | head -30; done

@@ -23,6 +23,7 @@
 # Needs: SP_PACK (scripts/pack-device.sh output; or SP_BIN, one unpacked), LLAMA_SRC_TAR
 # (build phase), PY_PKGS (a directory of unpacked pure-Python wheels:
 # pytest, requests and their dependencies; the GPU machine has no pip).
+# EARLY_CMD: a command run in the build phase while llama.cpp compiles.
 # Logs and JSON go to $OUT; the last lines are a table.
 set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"; cd "$root"
@@ -94,6 +95,10 @@ if phase build; then
   done
   fi # SKIP_CHECKS
   [[ -n ${BATCH_CHECK_EARLY:-} ]] && batch_checks
+  # EARLY_CMD: other GPU work for the minutes llama.cpp compiles (a bash command line)
+  if [[ -n ${EARLY_CMD:-} ]]; then
+    bash -c "$EARLY_CMD" > $log/early.txt 2>&1; add "EARLY_CMD rc=$?"; tail -40 $log/early.txt
+  fi
   if [[ -n $lcp_pid ]]; then
     while kill -0 $lcp_pid 2>/dev/null && (( $(elapsed) < deadline )); do sleep 5; done
     kill -0 $lcp_pid 2>/dev/null && { kill -- -$lcp_pid; add "llama.cpp build: not done by the deadline"; }
