@@ -13,6 +13,13 @@
  * (`same`) reads new values from guest memory; an import of a misaligned
  * range, of a range with a PROT_NONE page and of an unmapped range is
  * refused by samepage, naming the reason, before the driver sees it.
+ * The memory layer (device-local copies of frozen weights, on discrete
+ * cards) runs here too, turned on by the test hook
+ * sp_backend_vulkan_test_residency: a frozen weight is read from its copy
+ * (bit for bit the unfrozen result; guest bytes rewritten without a flush
+ * are not seen, and are after it), a weight reaching past a frozen range
+ * is read from guest memory, and two bindings share one copy by identity
+ * until one flushes (copy-on-flush), which a replayed list then sees.
  * Exits 77 (skip) without the library or a Vulkan device.
  */
 #include <dlfcn.h>
@@ -659,6 +666,196 @@ static void import_cases(sp_backend_new_fn make, const sp_backend_options *opts)
   if (!err) sp_backend_release(vk, b);
 }
 
+/* ---- residency: frozen weights read from device-local copies ---- */
+
+enum { RG = 0xA80000 };     /* get_rows' output, beside the product's at D */
+#define RES_REGION (16u << 20) /* an actor's own memory: the case tensors, below I + 64 */
+#define RES_ID 0x5eed5eed5eed5eedull
+#define RES_OUT (100 * 3 * 4 + 256 * 5 * 4) /* the two outputs' bytes */
+
+/* A binding over memory of its own (as another actor's), which holds the
+ * case's inputs at the same addresses as mem. */
+typedef struct res_actor {
+  uint8_t *raw, *base;
+  void *b;
+} res_actor;
+
+static bool res_adopt(res_actor *a) {
+  a->raw = mmap(NULL, RES_REGION + (1u << 16), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (a->raw == MAP_FAILED) return a->raw = NULL, false;
+  a->base = (uint8_t *)(((uintptr_t)a->raw + 65535) & ~(uintptr_t)65535);
+  sp_memory_view view = {a->base, RES_REGION, RES_REGION, false, -1, 0};
+  sp_error_t *err = sp_backend_adopt(vk, &view, &a->b);
+  if (!err) return true;
+  expect(false, "residency: adopt", err);
+  sp_error_free(err);
+  munmap(a->raw, RES_REGION + (1u << 16));
+  return a->raw = NULL, false;
+}
+
+static void res_release(res_actor *a) {
+  if (!a->raw) return;
+  sp_backend_release(vk, a->b);
+  munmap(a->raw, RES_REGION + (1u << 16));
+  a->raw = NULL;
+}
+
+/* [matmul dst[100, 3] = X[256, 3] x W^T, get_rows dst[256, 5] = rows of W]
+ * over one weight W[dt: 256, 100]; returns W's bytes. */
+static uint64_t weight_list(uint32_t dt, sp_cmd list[2]) {
+  int32_t ids[5] = {3, 99, 0, 42, 3};
+  memcpy(mem + I, ids, sizeof ids);
+  sp_tensor w = t4(W, dt, 256, 100, 1);
+  list[0] = op2(SP_OP_MATMUL, t4(D, SP_DTYPE_F32, 100, 3, 1), w, t4(X, SP_DTYPE_F32, 256, 3, 1));
+  list[1] = op2(SP_OP_GET_ROWS, t4(RG, SP_DTYPE_F32, 256, 5, 1), w, t4(I, SP_DTYPE_I32, 5, 1, 1));
+  return weight_bytes(dt, 256, 100);
+}
+
+/* The guest of a writes mem's inputs of the list (weights, activations,
+ * indices) into its own memory: plain stores, no flush. */
+static void res_store(const res_actor *a, const sp_cmd list[2]) {
+  const sp_tensor *in[3] = {&list[0].src[0], &list[0].src[1], &list[1].src[1]};
+  for (int i = 0; i < 3; i++) memcpy(a->base + in[i]->offset, mem + in[i]->offset, sp_tensor_extent(in[i]));
+}
+
+/* Runs the weight list on a (NULL: the unfrozen binding vk_b over mem),
+ * its two outputs into out. */
+static sp_error_t *run_weights(const res_actor *a, const sp_cmd list[2], bool same, uint8_t out[RES_OUT]) {
+  const uint8_t *base = a ? a->base : mem;
+  sp_error_t *err = sp_backend_submit(vk, a ? a->b : vk_b, list, 2, same);
+  if (!err) err = sp_backend_wait(vk, a ? a->b : vk_b);
+  memcpy(out, base + D, 100 * 3 * 4), memcpy(out + 100 * 3 * 4, base + RG, 256 * 5 * 4);
+  return err;
+}
+
+/* One check: the outputs equal want bit for bit (and differ from other,
+ * when given: the case can tell the two apart). */
+static void expect_same(const char *name, sp_error_t *err, const uint8_t *got, const uint8_t *want,
+                        const uint8_t *other) {
+  bool ok = !err && memcmp(got, want, RES_OUT) == 0 && (!other || memcmp(want, other, RES_OUT) != 0);
+  expect(ok, name, err);
+  sp_error_free(err);
+}
+
+/* Weight dtype dt frozen by an actor: the products and rows equal the
+ * unfrozen binding's bit for bit; bytes rewritten without a flush are not
+ * seen (the copy is read), and after a flush a replayed list sees them. */
+static void frozen_dtype_case(uint32_t dt) {
+  sp_cmd list[2];
+  uint64_t wlen = weight_list(dt, list);
+  res_actor r;
+  if (!validated(list, 2) || !res_adopt(&r)) return;
+  static uint8_t old_ref[RES_OUT], new_ref[RES_OUT], got[RES_OUT];
+  char name[64];
+  fill(W, dt, 256 * 100), fill(X, SP_DTYPE_F32, 256 * 3), res_store(&r, list);
+  sp_error_t *err = run_weights(NULL, list, false, old_ref);
+  if (!err) err = sp_backend_freeze(vk, r.b, W, wlen, 0);
+  if (!err) err = run_weights(&r, list, false, got);
+  snprintf(name, sizeof name, "frozen %s: as unfrozen", sp_dtype_name(dt));
+  expect_same(name, err, got, old_ref, NULL);
+  fill(W, dt, 256 * 100), res_store(&r, list); /* the guest rewrites its weights, no flush */
+  err = run_weights(NULL, list, false, new_ref);
+  if (!err) err = run_weights(&r, list, false, got);
+  snprintf(name, sizeof name, "frozen %s: copy read, no flush", sp_dtype_name(dt));
+  expect_same(name, err, got, old_ref, new_ref);
+  err = sp_backend_flush(vk, r.b, W, wlen);
+  if (!err) err = run_weights(&r, list, true, got);
+  snprintf(name, sizeof name, "frozen %s: flushed, replayed", sp_dtype_name(dt));
+  expect_same(name, err, got, new_ref, old_ref);
+  res_release(&r);
+}
+
+/* A weight reaching past the end of a frozen range is read from guest
+ * memory: its new bytes are seen without a flush. */
+static void straddle_case(void) {
+  sp_cmd list[2];
+  uint64_t wlen = weight_list(SP_DTYPE_Q8_0, list);
+  res_actor r;
+  if (!validated(list, 2) || !res_adopt(&r)) return;
+  static uint8_t old_ref[RES_OUT], new_ref[RES_OUT], got[RES_OUT];
+  fill(W, SP_DTYPE_Q8_0, 256 * 100), fill(X, SP_DTYPE_F32, 256 * 3), res_store(&r, list);
+  sp_error_t *err = run_weights(NULL, list, false, old_ref);
+  if (!err) err = sp_backend_freeze(vk, r.b, W, wlen - 34, 0); /* all but the last block */
+  if (!err) err = run_weights(&r, list, false, got);
+  expect_same("frozen range ends inside a weight", err, got, old_ref, NULL);
+  fill(W, SP_DTYPE_Q8_0, 256 * 100), res_store(&r, list);
+  err = run_weights(NULL, list, false, new_ref);
+  if (!err) err = run_weights(&r, list, true, got);
+  expect_same("  ... read from guest memory", err, got, new_ref, old_ref);
+  res_release(&r);
+}
+
+static void stats_are(const char *name, sp_residency_stats a, sp_residency_stats b, uint64_t bytes, uint64_t copies,
+                      uint64_t hits, uint64_t shared) {
+  bool ok = b.bytes - a.bytes == bytes && b.copies - a.copies == copies && b.shared_hits - a.shared_hits == hits &&
+            b.shared_bytes - a.shared_bytes == shared;
+  cases++, failures += !ok;
+  printf("%s %-32s bytes +%llu, copies +%llu, shared hits +%llu, shared bytes +%llu\n", ok ? "ok  " : "FAIL", name,
+         (unsigned long long)(b.bytes - a.bytes), (unsigned long long)(b.copies - a.copies),
+         (unsigned long long)(b.shared_hits - a.shared_hits), (unsigned long long)(b.shared_bytes - a.shared_bytes));
+}
+
+/* Two actors freeze one identity: one copy, counted once. Both guests then
+ * rewrite part of it, and one flushes: it gets a copy of its own
+ * (copy-on-flush), which its replayed list reads (recorded again: the copy
+ * moved), while the other's results do not change. Releasing both frees
+ * every byte. */
+static void shared_case(void) {
+  sp_cmd list[2];
+  uint64_t wlen = weight_list(SP_DTYPE_Q4_K, list), half = 144 * 50; /* rows 0..49 */
+  res_actor s1, s2;
+  if (!validated(list, 2) || !res_adopt(&s1)) return;
+  if (!res_adopt(&s2)) {
+    res_release(&s1);
+    return;
+  }
+  static uint8_t old_ref[RES_OUT], new_ref[RES_OUT], got[RES_OUT];
+  fill(W, SP_DTYPE_Q4_K, 256 * 100), fill(X, SP_DTYPE_F32, 256 * 3), res_store(&s1, list), res_store(&s2, list);
+  sp_residency_stats s0 = sp_backend_residency(vk);
+  sp_error_t *err = run_weights(NULL, list, false, old_ref);
+  if (!err) err = sp_backend_freeze(vk, s1.b, W, wlen, RES_ID);
+  if (!err) err = sp_backend_freeze(vk, s2.b, W, wlen, RES_ID);
+  if (err) expect(false, "shared freeze", err), sp_error_free(err);
+  stats_are("one copy for two actors", s0, sp_backend_residency(vk), wlen, 1, 1, wlen);
+  expect_same("shared copy, first actor", run_weights(&s1, list, false, got), got, old_ref, NULL);
+  expect_same("shared copy, second actor", run_weights(&s2, list, false, got), got, old_ref, NULL);
+  fill(W, SP_DTYPE_Q4_K, 50 * 256), res_store(&s1, list), res_store(&s2, list); /* rows 0..49 change */
+  err = run_weights(NULL, list, false, new_ref);
+  if (!err) err = sp_backend_flush(vk, s1.b, W, half);
+  if (err) expect(false, "partial flush", err), sp_error_free(err);
+  stats_are("copy-on-flush", s0, sp_backend_residency(vk), 2 * wlen, 3, 1, 0);
+  expect_same("flushed actor, replayed", run_weights(&s1, list, true, got), got, new_ref, old_ref);
+  expect_same("other actor unchanged", run_weights(&s2, list, true, got), got, old_ref, new_ref);
+  err = sp_backend_freeze(vk, s2.b, W, wlen, RES_ID); /* a restore declaring it again: kept */
+  if (err) expect(false, "freeze again", err), sp_error_free(err);
+  stats_are("same identity again: kept", s0, sp_backend_residency(vk), 2 * wlen, 3, 2, 0);
+  res_release(&s1);
+  res_release(&s2);
+  stats_are("released: no bytes held", s0, sp_backend_residency(vk), 0, 3, 2, 0);
+}
+
+/* The memory layer (a unified device turns it on through the test hook):
+ * every weight dtype frozen, a straddling weight, sharing. Then the
+ * layer as the device had it. */
+static void residency_cases(void *lib) {
+  typedef sp_error_t *(*residency_fn)(sp_backend *, bool);
+  residency_fn set = (residency_fn)dlsym(lib, "sp_backend_vulkan_test_residency");
+  bool had = sp_backend_caps_of(vk).residency;
+  sp_error_t *err = set ? set(vk, true) : sp_error_new("no sp_backend_vulkan_test_residency");
+  if (!err) err = sp_backend_check(vk);
+  if (!err && !sp_backend_caps_of(vk).residency) err = sp_error_new("caps.residency is false");
+  if (err) {
+    expect(false, "residency on", err);
+    sp_error_free(err);
+    return;
+  }
+  printf("-- residency: frozen weights from device-local copies --\n");
+  for (size_t i = 0; i < N_WEIGHT_TYPES; i++) frozen_dtype_case(weight_types[i]);
+  straddle_case();
+  shared_case();
+  sp_error_free(set(vk, had));
+}
+
 /* --timing (not a check, not run by ctest): decode-sized products on
  * both backends, milliseconds per list, for the record. */
 static double now_ms(void) {
@@ -709,6 +906,7 @@ static void gpu_like_cases(void *lib) {
   rope_attention_cases();
   layer_cases();
   replay_cases();
+  residency_cases(lib);
   sp_backend_caps caps = sp_backend_caps_of(vk);
   err = set(vk, true, !caps.unified_memory);
   if (err && !strstr(sp_error_message(err), "no 64-bit floats")) expect(false, "the device's shaders again", err);
@@ -768,6 +966,11 @@ int main(int argc, char **argv) {
   if (caps.unified_memory && dbase != (void *)mem) /* lavapipe's device address is the host pointer */
     printf("FAIL pointer identity on a unified-memory device: %p, guest memory at %p\n", dbase, (void *)mem),
         failures++;
+  cases++; /* copies of frozen ranges only where the device reads host memory over a bus */
+  if (caps.unified_memory == (caps.residency || vk->memory != NULL))
+    printf("FAIL residency %d (memory layer %s) on a device with unified memory %d\n", caps.residency,
+           vk->memory ? "set" : "none", caps.unified_memory),
+        failures++;
   if (argc > 1 && strcmp(argv[1], "--timing") == 0) {
     timing_cases();
     return 0;
@@ -782,6 +985,7 @@ int main(int argc, char **argv) {
   replay_cases();
   budget_cases();
   import_cases(make, &opts);
+  residency_cases(lib);
   gpu_like_cases(lib);
   printf("%d of %d cases failed\n", failures, cases);
   sp_backend_release(vk, vk_b);

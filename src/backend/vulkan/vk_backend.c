@@ -8,8 +8,9 @@
  * the whole larger range again. On unified memory (lavapipe, APUs, Apple
  * through MoltenVK) the buffer is the guest's own pages: zero-copy, and
  * pointer identity holds where the driver's device address is the host
- * pointer (lavapipe's is). Discrete cards read it over the bus; resident
- * copies (the memory layer) are not written yet.
+ * pointer (lavapipe's is). Discrete cards read it over the bus, except the
+ * frozen ranges (weights) that the memory layer (vk_residency.c) copies
+ * into device-local memory when residency is on.
  *
  * submit() records the list into the binding's command buffer (one
  * dispatch per command, a memory barrier between dispatches) and submits
@@ -52,7 +53,8 @@ static sp_backend_caps vk_caps(void *vctx) {
   /* A GPU keeps the pages an import pinned: a file mapped over guest
    * memory afterwards (blob_map) would not be what its kernels read, so
    * guests fall back to blob_read there. */
-  return (sp_backend_caps){.zero_copy = true, .unified_memory = c->unified, .no_file_maps = !c->cpu_device};
+  return (sp_backend_caps){.zero_copy = true, .unified_memory = c->unified, .no_file_maps = !c->cpu_device,
+                           .residency = c->residency, .shares_frozen = c->residency};
 }
 
 static void vk_release(void *vctx, void *binding);
@@ -85,9 +87,7 @@ static sp_error_t *vk_adopt(void *vctx, const sp_memory_view *view, void **bindi
   return NULL;
 }
 
-/* Waits for whatever the binding has in flight (its status stays for the
- * wait() that reads it). */
-static sp_error_t *drain(sp_vk_ctx *c, sp_vk_binding *b) {
+sp_error_t *sp_vk_drain(sp_vk_ctx *c, sp_vk_binding *b) {
   if (!b->pending) return NULL;
   VK_TRY(vkWaitForFences(c->dev, 1, &b->fence, VK_TRUE, UINT64_MAX), "waiting for the binding's work");
   return NULL;
@@ -99,7 +99,7 @@ static sp_error_t *drain(sp_vk_ctx *c, sp_vk_binding *b) {
 static sp_error_t *vk_grow(void *vctx, void *binding, const sp_memory_view *view) {
   sp_vk_ctx *c = vctx;
   sp_vk_binding *b = binding;
-  sp_error_t *err = drain(c, b);
+  sp_error_t *err = sp_vk_drain(c, b);
   if (err) return err;
   sp_memory_view old = b->view;
   b->view = *view;
@@ -125,6 +125,7 @@ static void vk_release(void *vctx, void *binding) {
   sp_vk_ctx *c = vctx;
   sp_vk_binding *b = binding;
   if (b->pending && b->fence) vkWaitForFences(c->dev, 1, &b->fence, VK_TRUE, UINT64_MAX);
+  sp_vk_frozen_release(c, b); /* nothing of the binding's reads its copies now */
   if (b->fence) vkDestroyFence(c->dev, b->fence, NULL);
   if (b->pool) vkDestroyCommandPool(c->dev, b->pool, NULL); /* frees cb */
   sp_vk_buffer_free(c, &b->cmds);
@@ -143,6 +144,8 @@ static void vk_destroy(void *vctx) {
     vkDestroyDevice(c->dev, NULL);
   }
   if (c->instance) vkDestroyInstance(c->instance, NULL);
+  sp_vk_residency_deinit(c);
+  pthread_mutex_destroy(&c->res_mu);
   pthread_mutex_destroy(&c->queue_mu);
   pthread_mutex_destroy(&c->pipe_mu);
   free(c);
@@ -295,6 +298,7 @@ static void read_limits(sp_vk_ctx *c) {
   c->unified = c->props.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU ||
                c->props.deviceType == VK_PHYSICAL_DEVICE_TYPE_INTEGRATED_GPU;
   vkGetPhysicalDeviceMemoryProperties(c->phys, &c->mem_props);
+  c->memory_budget = has_extension(c->phys, VK_EXT_MEMORY_BUDGET_EXTENSION_NAME);
 }
 
 __attribute__((visibility("default"))) sp_error_t *sp_backend_vulkan_new(const sp_backend_options *opts,
@@ -311,6 +315,7 @@ sp_error_t *sp_backend_vulkan_new(const sp_backend_options *opts, sp_backend **o
   }
   pthread_mutex_init(&c->queue_mu, NULL);
   pthread_mutex_init(&c->pipe_mu, NULL);
+  pthread_mutex_init(&c->res_mu, NULL);
   /* the device: SP_VULKAN_DEVICE (knobs.h), 0 by default */
   int64_t device = opts->knobs.vulkan_device;
   sp_error_t *err = device < 0 || device > 255 ? sp_error_new("vulkan backend: device %lld does not exist",
@@ -324,8 +329,11 @@ sp_error_t *sp_backend_vulkan_new(const sp_backend_options *opts, sp_backend **o
     vk_destroy(c);
     return err;
   }
+  /* resident copies of frozen ranges where the device reads host memory
+   * over a bus (--residency none: none, as on unified memory) */
+  c->residency = opts->residency && !c->unified;
   be->iface = vk_iface;
-  be->memory = NULL;
+  be->memory = c->residency ? &sp_vk_memory : NULL;
   be->sharing = NULL;
   be->batching = NULL;
   be->ctx = c;
@@ -353,4 +361,18 @@ sp_error_t *sp_backend_vulkan_test_shaders(sp_backend *be, bool float64, bool sp
   if (float64 && !c->device_float64) return sp_error_new("vulkan: the device has no 64-bit floats");
   c->matmul_split = split;
   return sp_vk_pipelines_remake(c, float64);
+}
+
+/* Test hook (test_vulkan_ops): turns the memory layer on or off whatever
+ * the device, so that the copy path runs on lavapipe (a unified device,
+ * where residency is otherwise off). Bindings adopted from now on can be
+ * copied from (their import is a transfer source). Call it while no
+ * binding holds a frozen copy. */
+__attribute__((visibility("default"))) sp_error_t *sp_backend_vulkan_test_residency(sp_backend *be, bool on);
+sp_error_t *sp_backend_vulkan_test_residency(sp_backend *be, bool on) {
+  if (!be || be->iface.destroy != vk_destroy) return sp_error_new("vulkan: not a Vulkan backend");
+  sp_vk_ctx *c = be->ctx;
+  c->residency = on;
+  be->memory = on ? &sp_vk_memory : NULL;
+  return NULL;
 }

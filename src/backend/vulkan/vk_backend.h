@@ -6,7 +6,9 @@
  *   vk_import.c     checking a guest range before the driver sees it, and
  *                   importing it (VK_EXT_external_memory_host);
  *   vk_pipelines.c  the embedded SPIR-V shaders and their pipelines;
- *   vk_submit.c     supports, recording a list, submit, wait, replay.
+ *   vk_submit.c     supports, recording a list, submit, wait, replay;
+ *   vk_residency.c  the memory layer on discrete cards: device-local
+ *                   copies of frozen ranges (weights), shared by identity.
  *
  * How kernels reach guest memory: the committed prefix of the actor's
  * region is imported as one VkDeviceMemory and bound to one VkBuffer with
@@ -15,6 +17,10 @@
  * (a copy of the validated sp_cmd in a small host-visible buffer) and the
  * address of the binding's status word. Shaders index guest memory from
  * the base with guest offsets (32-bit: guest memory is under 4 GiB).
+ * Loads of a command's weight operand (matmul's and get_rows' src0) go
+ * through a base of their own, wbase: guest memory's, or where the weight
+ * lies wholly inside a frozen range with a device-local copy, the copy's
+ * address of guest address 0 (vk_residency.c).
  */
 #ifndef SP_VK_BACKEND_H
 #define SP_VK_BACKEND_H
@@ -43,15 +49,18 @@ typedef enum sp_vk_shader {
   SP_VK_SHADER_COUNT
 } sp_vk_shader;
 
-/* Push constants of every shader (shaders/common.glsl, 40 bytes). */
+/* Push constants of every shader (shaders/common.glsl, 48 bytes). */
 typedef struct sp_vk_push {
   uint64_t base;   /* device address of guest address 0 */
   uint64_t cmd;    /* device address of this command's sp_cmd copy */
   uint64_t status; /* device address of the binding's status word */
   uint64_t scratch; /* device address of the binding's scratch */
+  uint64_t wbase;  /* the weight operand's guest address 0: base, or a frozen
+                      copy's address minus its guest start (mod 2^64) */
   uint32_t index;  /* the command's index in its list */
   uint32_t aux;    /* per shader: the check's kind, ... */
 } sp_vk_push;
+_Static_assert(sizeof(sp_vk_push) == 48, "sp_vk_push is common.glsl's PC block, 48 bytes");
 
 /* The status word a list's shaders share (shaders/common.glsl): code 0
  * while all is well; the first out-of-range index sets it, and every
@@ -75,6 +84,20 @@ typedef struct sp_vk_buffer {
   VkDeviceAddress addr;
   VkDeviceSize size;
 } sp_vk_buffer;
+
+/* A device-local copy of a frozen range (vk_residency.c), refcounted. */
+typedef struct sp_vk_copy sp_vk_copy;
+
+/* The most frozen ranges a binding holds copies for (the ABI's limit). */
+#define SP_VK_MAX_FROZEN 16
+
+/* One frozen range of a binding. */
+typedef struct sp_vk_frozen {
+  uint64_t addr, len; /* guest bytes [addr, addr + len) */
+  sp_vk_copy *copy;   /* NULL: kernels read guest memory */
+  uint64_t wbase;     /* with a copy: the push constant wbase for a weight
+                         inside the range (copy's address of guest 0) */
+} sp_vk_frozen;
 
 typedef struct sp_vk_ctx {
   VkInstance instance;
@@ -103,6 +126,14 @@ typedef struct sp_vk_ctx {
   VkShaderModule modules[SP_VK_SHADER_COUNT];
   uint32_t pipe_gen;          /* bumped when the pipelines are remade: a
                                  command buffer recorded before is stale */
+  /* the memory layer (vk_residency.c) */
+  bool residency;             /* frozen ranges get device-local copies: a
+                                 discrete card with opts->residency */
+  bool memory_budget;         /* VK_EXT_memory_budget (device_memory) */
+  pthread_mutex_t res_mu;     /* guards the table and the stats below */
+  sp_vk_copy **published;     /* copies shared under a nonzero identity */
+  uint32_t n_published, cap_published;
+  sp_residency_stats stats;
 } sp_vk_ctx;
 
 typedef struct sp_vk_binding {
@@ -122,6 +153,11 @@ typedef struct sp_vk_binding {
   uint32_t pipe_gen;   /* the context's pipe_gen when cb was recorded */
   sp_cmd *last;        /* the previous list (for messages and replay) */
   uint32_t last_count, last_cap;
+  /* the memory layer (vk_residency.c) */
+  sp_vk_frozen frozen[SP_VK_MAX_FROZEN];
+  uint32_t n_frozen;
+  VkCommandBuffer xfer_cb; /* one-shot copies into frozen copies (from pool) */
+  VkFence xfer_fence;
 } sp_vk_binding;
 
 /* ---- vk_import.c ---- */
@@ -152,6 +188,24 @@ void sp_vk_pipelines_free(sp_vk_ctx *c);
  * the device has them) or the _nof64 ones; pipelines are made again on
  * first use and recorded lists are recorded again. */
 sp_error_t *sp_vk_pipelines_remake(sp_vk_ctx *c, bool float64);
+
+/* ---- vk_residency.c ---- */
+
+/* The memory layer, set on the backend while ctx->residency is on. */
+extern const struct sp_backend_memory_i sp_vk_memory;
+/* pc.wbase for weight tensor w (validated): the copy's base when w lies
+ * wholly inside a frozen range that has one, else guest memory's. */
+uint64_t sp_vk_weight_base(const sp_vk_binding *b, const sp_tensor *w);
+/* Drops the binding's copies (its work has finished) and its copy objects. */
+void sp_vk_frozen_release(sp_vk_ctx *c, sp_vk_binding *b);
+/* Frees the table of shared copies (every binding has released its own). */
+void sp_vk_residency_deinit(sp_vk_ctx *c);
+
+/* ---- vk_backend.c ---- */
+
+/* Waits for whatever the binding has in flight (it stays pending: its
+ * status is kept for the wait() that reads it). */
+sp_error_t *sp_vk_drain(sp_vk_ctx *c, sp_vk_binding *b);
 
 /* ---- vk_submit.c ---- */
 

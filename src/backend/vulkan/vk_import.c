@@ -151,8 +151,11 @@ static sp_error_t *import_checked(sp_vk_ctx *c, sp_vk_binding *b) {
          "host pointer properties of guest memory at %p", base);
   VkExternalMemoryBufferCreateInfo ext = {.sType = VK_STRUCTURE_TYPE_EXTERNAL_MEMORY_BUFFER_CREATE_INFO,
                                           .handleTypes = VK_EXTERNAL_MEMORY_HANDLE_TYPE_HOST_ALLOCATION_BIT_EXT};
+  /* with residency, frozen ranges are copied out of it (vk_residency.c) */
+  VkBufferUsageFlags copies = c->residency ? VK_BUFFER_USAGE_TRANSFER_SRC_BIT : 0;
   VkBufferCreateInfo bi = {.sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO, .pNext = &ext, .size = size,
-                           .usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_SHADER_DEVICE_ADDRESS_BIT,
+                           .usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_SHADER_DEVICE_ADDRESS_BIT |
+                                    copies,
                            .sharingMode = VK_SHARING_MODE_EXCLUSIVE};
   VK_TRY(vkCreateBuffer(c->dev, &bi, NULL, &b->guest_buf), "a buffer over guest memory (%llu bytes)",
          (unsigned long long)size);

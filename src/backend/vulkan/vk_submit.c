@@ -12,6 +12,11 @@
  * of range (the bytes may sit in a file mapping another process writes:
  * an address is never formed from an unchecked read).
  *
+ * The weight operand of matmul and get_rows is read through the push
+ * constant wbase: its frozen range's device-local copy when it lies wholly
+ * inside one (vk_residency.c), else guest memory. A freeze, flush or
+ * release that moves a copy makes the recorded command buffer stale.
+ *
  * A global memory barrier separates consecutive dispatches, and a barrier
  * to the host ends the list, so the guest sees every write once wait()
  * returns. The command buffer is kept: a list the runtime calls the same
@@ -115,8 +120,11 @@ static sp_error_t *record_cmd(sp_vk_ctx *c, sp_vk_binding *b, const sp_cmd *cmd,
   int check;
   uint64_t groups = plan(c, cmd, &s, &variant, &check), qblocks = quantized_blocks(cmd);
   if (!groups) return NULL;
+  /* the weight operand (src0 of matmul and get_rows) from its frozen copy where it has one */
+  bool weights = cmd->op == SP_OP_MATMUL || cmd->op == SP_OP_GET_ROWS;
   sp_vk_push pc = {.base = b->guest_addr, .cmd = b->cmds.addr + (uint64_t)i * sizeof(sp_cmd),
-                   .status = b->status.addr, .scratch = b->scratch.addr, .index = i};
+                   .status = b->status.addr, .scratch = b->scratch.addr,
+                   .wbase = weights ? sp_vk_weight_base(b, &cmd->src[0]) : b->guest_addr, .index = i};
   sp_error_t *err = qblocks ? emit(c, b, SP_VK_QUANTIZE, 0, &pc, (qblocks + 63) / 64, first) : NULL;
   if (!err && check >= 0) {
     sp_vk_push pk = pc;

@@ -39,6 +39,7 @@ if(Vulkan_FOUND AND SP_GLSLC)
     ${sp_vk_dir}/vk_import.c
     ${sp_vk_dir}/vk_pipelines.c
     ${sp_vk_dir}/vk_submit.c
+    ${sp_vk_dir}/vk_residency.c
     ${sp_vk_dir}/vk_rules.c
     ${CMAKE_SOURCE_DIR}/src/core/error.c
     ${CMAKE_SOURCE_DIR}/src/core/dtype.c

@@ -7,6 +7,10 @@
 // op, flags, dst, src[4] (10 words each), param[8] (words 52..59).
 // pc.status is the list's status word (vk_backend.h, sp_vk_status);
 // pc.scratch the binding's scratch (matmul.comp's quantized activations).
+// pc.wbase is guest address 0 for the command's weight operand alone
+// (matmul's and get_rows' src0, read with wld_*): pc.base, or where the
+// weight lies inside a frozen range with a device-local copy, the copy's
+// address minus the range's guest start, modulo 2^64 (vk_residency.c).
 #extension GL_EXT_buffer_reference : require
 #extension GL_EXT_shader_explicit_arithmetic_types_int64 : require
 #extension GL_EXT_shader_explicit_arithmetic_types_int16 : require
@@ -31,6 +35,7 @@ layout(push_constant) uniform PC {
   uint64_t cmd;
   uint64_t status;
   uint64_t scratch; // the binding's scratch buffer (quantized activations)
+  uint64_t wbase;   // guest address 0 of the weight operand's loads
   uint index;
   uint aux;
 } pc;
@@ -110,6 +115,13 @@ uint ld_u16(uint a) { return uint(U16s(pc.base).v[a >> 1]); }
 void st_u16(uint a, uint x) { U16s(pc.base).v[a >> 1] = uint16_t(x); }
 uint ld_u8(uint a) { return uint(U8s(pc.base).v[a]); }
 int ld_i8(uint a) { return int(int8_t(U8s(pc.base).v[a])); }
+// ---- the weight operand by byte address (pc.wbase) ----
+// The address is formed as a 64-bit integer sum, which wraps as the host's
+// wbase did, then used: never an out-of-range pointer plus an index.
+float wld_f32(uint a) { return F32s(pc.wbase + uint64_t(a)).v[0]; }
+uint wld_u16(uint a) { return uint(U16s(pc.wbase + uint64_t(a)).v[0]); }
+uint wld_u8(uint a) { return uint(U8s(pc.wbase + uint64_t(a)).v[0]); }
+int wld_i8(uint a) { return int(int8_t(U8s(pc.wbase + uint64_t(a)).v[0])); }
 uint ld_u32_bytes(uint a) { return ld_u8(a) | ld_u8(a + 1u) << 8 | ld_u8(a + 2u) << 16 | ld_u8(a + 3u) << 24; }
 
 // a * b + c with one rounding, as C's fmaf: Vulkan promises no fused
@@ -203,6 +215,8 @@ void sc_st(uint w, uint x) { U32s(pc.scratch).v[w] = x; }
 float f16_bits_to_f32(uint h) { return unpackHalf2x16(h).x; }
 float ld_f16(uint a) { return f16_bits_to_f32(ld_u16(a)); }
 float ld_bf16(uint a) { return uintBitsToFloat(ld_u16(a) << 16); }
+float wld_f16(uint a) { return f16_bits_to_f32(wld_u16(a)); }
+float wld_bf16(uint a) { return uintBitsToFloat(wld_u16(a) << 16); }
 
 // f32 -> f16 bits, round to nearest even (as sp_f32_to_f16).
 uint f32_to_f16_bits(float f) {
@@ -239,6 +253,12 @@ float ld_float(uint dt, uint a) {
   if (dt == DT_F32) return ld_f32(a);
   if (dt == DT_F16) return ld_f16(a);
   return ld_bf16(a);
+}
+// An element of the weight operand (f32, f16 or bf16) at byte address a.
+float wld_float(uint dt, uint a) {
+  if (dt == DT_F32) return wld_f32(a);
+  if (dt == DT_F16) return wld_f16(a);
+  return wld_bf16(a);
 }
 void st_float(uint dt, uint a, float x) {
   if (dt == DT_F32) st_f32(a, x);

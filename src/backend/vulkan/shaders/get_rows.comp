@@ -2,7 +2,8 @@
 // get_rows.comp: dst[f32: K, M] row m = row src1[m] of src0[W: K, V],
 // dequantized with the CPU's float operations (llm_ops.c, quant_blocks.h);
 // one workgroup per row. check.comp ran first; an index out of range here
-// (rewritten since) is skipped, never used as an address.
+// (rewritten since) is skipped, never used as an address. The table src0
+// is read through pc.wbase (wld_*: its frozen copy, where it has one).
 #include "common.glsl"
 #include "quant.glsl"
 layout(local_size_x = 64) in;
@@ -17,7 +18,7 @@ void main() {
   uint wa = w.off + uint(id) * w.nb0, ya = d.off + r * d.nb0, k = d.ne0, t = gl_LocalInvocationID.x;
   uint dt = w.dtype;
   if (dt <= DT_BF16) {
-    for (uint i = t; i < k; i += 64u) st_f32(ya + 4u * i, ld_float(dt, wa + i * float_size(dt)));
+    for (uint i = t; i < k; i += 64u) st_f32(ya + 4u * i, wld_float(dt, wa + i * float_size(dt)));
     return;
   }
   uint S = block_elems(dt) / 32u, bb = block_bytes(dt), mk = min_kind(dt);

@@ -1,7 +1,8 @@
 #version 450
 // matmul.comp: dst[f32: N, M] = src1[f32: K, M] x src0[W: K, N]^T, one
 // workgroup per output dst[m][n]; the weight dtype W is specialization
-// constant 0 (one pipeline per dtype, vk_pipelines.c).
+// constant 0 (one pipeline per dtype, vk_pipelines.c). The weight src0 is
+// read through pc.wbase (wld_*: its frozen copy, where it has one).
 //
 // Float weights (f32, f16, bf16): a plain dot. Quantized weights follow
 // the CPU's numerics contract (src/backend/cpu/kernels.h, points 3 and 4):
@@ -30,7 +31,7 @@ float row_dot(uint wa, uint xa, uint xb, uint K, uint first, uint step) {
   float acc = 0.0;
   if (WDT <= DT_BF16) {
     uint fs = float_size(WDT);
-    for (uint k = first; k < K; k += step) acc = fma(ld_float(WDT, wa + k * fs), ld_f32(xa + 4u * k), acc);
+    for (uint k = first; k < K; k += step) acc = fma(wld_float(WDT, wa + k * fs), ld_f32(xa + 4u * k), acc);
     return acc;
   }
   uint S = block_elems(WDT) / 32u, bb = block_bytes(WDT), mk = min_kind(WDT);
@@ -73,7 +74,7 @@ float row_dot_exact(uint wa, uint xb, uint xa, uint K) {
   float lanes[8] = float[8](0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
   if (WDT <= DT_BF16) {
     uint fs = float_size(WDT);
-    for (uint k = 0u; k < K; k++) lanes[k & 7u] = fmaf(ld_float(WDT, wa + k * fs), ld_f32(xa + 4u * k), lanes[k & 7u]);
+    for (uint k = 0u; k < K; k++) lanes[k & 7u] = fmaf(wld_float(WDT, wa + k * fs), ld_f32(xa + 4u * k), lanes[k & 7u]);
     return lanes8_sum(lanes);
   }
   float min_lanes[8] = float[8](0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
