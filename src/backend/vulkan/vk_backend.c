@@ -69,7 +69,9 @@ static sp_error_t *binding_objects(sp_vk_ctx *c, sp_vk_binding *b) {
   VK_TRY(vkAllocateCommandBuffers(c->dev, &ai, &b->cb), "a command buffer");
   VkFenceCreateInfo fi = {.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
   VK_TRY(vkCreateFence(c->dev, &fi, NULL, &b->fence), "a fence");
-  return sp_vk_buffer_new(c, sizeof(sp_vk_status), &b->status);
+  b->local = c->residency;
+  sp_error_t *err = b->local ? sp_vk_buffer_new_local(c, sizeof(sp_vk_status), &b->status_dev) : NULL;
+  return err ? err : sp_vk_buffer_new(c, sizeof(sp_vk_status), &b->status);
 }
 
 static sp_error_t *vk_adopt(void *vctx, const sp_memory_view *view, void **binding) {
@@ -130,6 +132,7 @@ static void vk_release(void *vctx, void *binding) {
   if (b->pool) vkDestroyCommandPool(c->dev, b->pool, NULL); /* frees cb */
   sp_vk_buffer_free(c, &b->cmds);
   sp_vk_buffer_free(c, &b->status);
+  sp_vk_buffer_free(c, &b->status_dev);
   sp_vk_buffer_free(c, &b->scratch);
   sp_vk_unimport(c, b);
   free(b->last);

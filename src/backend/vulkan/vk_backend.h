@@ -75,8 +75,9 @@ typedef struct sp_vk_status {
 } sp_vk_status;
 #define SP_VK_STATUS_BOUNDS 1u
 
-/* A buffer of our own (command copies, the status word): host-visible and
- * coherent, with a device address. */
+/* A buffer of our own (command copies, the status word, scratch), with a
+ * device address: host-visible and coherent (map set), or device-local
+ * (map NULL) where the memory layer is on. */
 typedef struct sp_vk_buffer {
   VkBuffer buf;
   VkDeviceMemory mem;
@@ -142,8 +143,13 @@ typedef struct sp_vk_binding {
   VkDeviceMemory guest_mem;
   VkBuffer guest_buf;
   VkDeviceAddress guest_addr;
-  sp_vk_buffer cmds;   /* the list's sp_cmd copies, one per command */
-  sp_vk_buffer status; /* sp_vk_status */
+  bool local;          /* the memory layer was on at adopt: cmds, scratch and
+                          status_dev are device-local (vk_submit.c) */
+  sp_vk_buffer cmds;   /* the list's sp_cmd copies, one per command; local:
+                          written by vkCmdUpdateBuffer at the list's start */
+  sp_vk_buffer status; /* sp_vk_status, host-visible: what wait() reads */
+  sp_vk_buffer status_dev; /* local: the status word shaders use, zeroed at
+                              the list's start, copied to status at its end */
   sp_vk_buffer scratch; /* quantized activations (shaders/quantize.comp) */
   VkCommandPool pool;
   VkCommandBuffer cb;
@@ -174,6 +180,12 @@ sp_error_t *sp_vk_import(sp_vk_ctx *c, sp_vk_binding *b);
 void sp_vk_unimport(sp_vk_ctx *c, sp_vk_binding *b);
 /* A host-visible buffer with a device address. */
 sp_error_t *sp_vk_buffer_new(sp_vk_ctx *c, VkDeviceSize size, sp_vk_buffer *out);
+/* A device-local buffer with a device address, unmapped (map NULL), its
+ * bytes undefined: only shaders and transfers reach it. */
+sp_error_t *sp_vk_buffer_new_local(sp_vk_ctx *c, VkDeviceSize size, sp_vk_buffer *out);
+/* A DEVICE_LOCAL memory type among bits, preferring one the host cannot
+ * map; -1 when none. */
+int32_t sp_vk_device_local_type(const sp_vk_ctx *c, uint32_t bits);
 void sp_vk_buffer_free(sp_vk_ctx *c, sp_vk_buffer *b);
 
 /* ---- vk_pipelines.c ---- */

@@ -151,8 +151,9 @@ static sp_error_t *import_checked(sp_vk_ctx *c, sp_vk_binding *b) {
          "host pointer properties of guest memory at %p", base);
   VkExternalMemoryBufferCreateInfo ext = {.sType = VK_STRUCTURE_TYPE_EXTERNAL_MEMORY_BUFFER_CREATE_INFO,
                                           .handleTypes = VK_EXTERNAL_MEMORY_HANDLE_TYPE_HOST_ALLOCATION_BIT_EXT};
-  /* with residency, frozen ranges are copied out of it (vk_residency.c) */
-  VkBufferUsageFlags copies = c->residency ? VK_BUFFER_USAGE_TRANSFER_SRC_BIT : 0;
+  /* with the memory layer, frozen ranges and mirrors are copied out of it,
+   * and mirrors back into it (vk_residency.c) */
+  VkBufferUsageFlags copies = c->residency ? VK_BUFFER_USAGE_TRANSFER_SRC_BIT | VK_BUFFER_USAGE_TRANSFER_DST_BIT : 0;
   VkBufferCreateInfo bi = {.sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO, .pNext = &ext, .size = size,
                            .usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_SHADER_DEVICE_ADDRESS_BIT |
                                     copies,
@@ -198,33 +199,58 @@ void sp_vk_buffer_free(sp_vk_ctx *c, sp_vk_buffer *b) {
   memset(b, 0, sizeof *b);
 }
 
-static sp_error_t *buffer_fill(sp_vk_ctx *c, VkDeviceSize size, sp_vk_buffer *out) {
+/* A DEVICE_LOCAL memory type among bits, preferring one the host cannot
+ * map (VRAM itself rather than a BAR window); -1 when none. */
+int32_t sp_vk_device_local_type(const sp_vk_ctx *c, uint32_t bits) {
+  int32_t any = -1;
+  for (uint32_t i = 0; i < c->mem_props.memoryTypeCount; i++) {
+    VkMemoryPropertyFlags f = c->mem_props.memoryTypes[i].propertyFlags;
+    if (!(bits & (1u << i)) || !(f & VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT)) continue;
+    if (!(f & VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT)) return (int32_t)i;
+    if (any < 0) any = (int32_t)i;
+  }
+  return any;
+}
+
+/* local: device-local and unmapped (only shaders and transfers reach it);
+ * else host-visible, coherent, mapped and zeroed. */
+static sp_error_t *buffer_fill(sp_vk_ctx *c, VkDeviceSize size, bool local, sp_vk_buffer *out) {
   VkBufferCreateInfo bi = {.sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO, .size = size,
-                           .usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_SHADER_DEVICE_ADDRESS_BIT,
+                           .usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_SHADER_DEVICE_ADDRESS_BIT |
+                                    VK_BUFFER_USAGE_TRANSFER_SRC_BIT | VK_BUFFER_USAGE_TRANSFER_DST_BIT,
                            .sharingMode = VK_SHARING_MODE_EXCLUSIVE};
   VK_TRY(vkCreateBuffer(c->dev, &bi, NULL, &out->buf), "a buffer of %llu bytes", (unsigned long long)size);
   VkMemoryRequirements req;
   vkGetBufferMemoryRequirements(c->dev, out->buf, &req);
-  int32_t type = find_memory_type(c, req.memoryTypeBits,
-                                  VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT);
-  if (type < 0) return sp_error_new("vulkan: no host-visible coherent memory type");
+  int32_t type = local ? sp_vk_device_local_type(c, req.memoryTypeBits)
+                       : find_memory_type(c, req.memoryTypeBits,
+                                          VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT);
+  if (type < 0) return sp_error_new("vulkan: no %s memory type", local ? "device-local" : "host-visible coherent");
   VkMemoryAllocateFlagsInfo flags = {.sType = VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_FLAGS_INFO,
                                      .flags = VK_MEMORY_ALLOCATE_DEVICE_ADDRESS_BIT};
   VkMemoryAllocateInfo ai = {.sType = VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO, .pNext = &flags,
                              .allocationSize = req.size, .memoryTypeIndex = (uint32_t)type};
   VK_TRY(vkAllocateMemory(c->dev, &ai, NULL, &out->mem), "allocating %llu bytes", (unsigned long long)req.size);
   VK_TRY(vkBindBufferMemory(c->dev, out->buf, out->mem, 0), "binding a buffer");
-  VK_TRY(vkMapMemory(c->dev, out->mem, 0, VK_WHOLE_SIZE, 0, &out->map), "mapping a buffer");
   VkBufferDeviceAddressInfo da = {.sType = VK_STRUCTURE_TYPE_BUFFER_DEVICE_ADDRESS_INFO, .buffer = out->buf};
   out->addr = vkGetBufferDeviceAddress(c->dev, &da);
   out->size = size;
+  if (local) return out->addr ? NULL : sp_error_new("vulkan: a device-local buffer without a device address");
+  VK_TRY(vkMapMemory(c->dev, out->mem, 0, VK_WHOLE_SIZE, 0, &out->map), "mapping a buffer");
   memset(out->map, 0, size);
   return NULL;
 }
 
 sp_error_t *sp_vk_buffer_new(sp_vk_ctx *c, VkDeviceSize size, sp_vk_buffer *out) {
   memset(out, 0, sizeof *out);
-  sp_error_t *err = buffer_fill(c, size, out);
+  sp_error_t *err = buffer_fill(c, size, false, out);
+  if (err) sp_vk_buffer_free(c, out);
+  return err;
+}
+
+sp_error_t *sp_vk_buffer_new_local(sp_vk_ctx *c, VkDeviceSize size, sp_vk_buffer *out) {
+  memset(out, 0, sizeof *out);
+  sp_error_t *err = buffer_fill(c, size, true, out);
   if (err) sp_vk_buffer_free(c, out);
   return err;
 }

@@ -59,19 +59,6 @@ static void warn_short(uint64_t len, const char *why) {
 
 /* ---- device-local buffers ---- */
 
-/* A DEVICE_LOCAL memory type among bits, preferring one the host cannot
- * map (VRAM itself rather than a BAR window); -1 when none. */
-static int32_t device_local_type(const sp_vk_ctx *c, uint32_t bits) {
-  int32_t any = -1;
-  for (uint32_t i = 0; i < c->mem_props.memoryTypeCount; i++) {
-    VkMemoryPropertyFlags f = c->mem_props.memoryTypes[i].propertyFlags;
-    if (!(bits & (1u << i)) || !(f & VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT)) continue;
-    if (!(f & VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT)) return (int32_t)i;
-    if (any < 0) any = (int32_t)i;
-  }
-  return any;
-}
-
 static void buffer_free(sp_vk_ctx *c, sp_vk_copy *k) {
   if (k->buf) vkDestroyBuffer(c->dev, k->buf, NULL);
   if (k->mem) vkFreeMemory(c->dev, k->mem, NULL);
@@ -88,7 +75,7 @@ static bool buffer_make(sp_vk_ctx *c, sp_vk_copy *k, const char **why) {
   if (vkCreateBuffer(c->dev, &bi, NULL, &k->buf) != VK_SUCCESS) return *why = "vkCreateBuffer", false;
   VkMemoryRequirements req;
   vkGetBufferMemoryRequirements(c->dev, k->buf, &req);
-  int32_t type = device_local_type(c, req.memoryTypeBits);
+  int32_t type = sp_vk_device_local_type(c, req.memoryTypeBits);
   if (type < 0) return *why = "no device-local memory type", false;
   VkMemoryAllocateFlagsInfo flags = {.sType = VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_FLAGS_INFO,
                                      .flags = VK_MEMORY_ALLOCATE_DEVICE_ADDRESS_BIT};

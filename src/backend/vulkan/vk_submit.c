@@ -123,7 +123,7 @@ static sp_error_t *record_cmd(sp_vk_ctx *c, sp_vk_binding *b, const sp_cmd *cmd,
   /* the weight operand (src0 of matmul and get_rows) from its frozen copy where it has one */
   bool weights = cmd->op == SP_OP_MATMUL || cmd->op == SP_OP_GET_ROWS;
   sp_vk_push pc = {.base = b->guest_addr, .cmd = b->cmds.addr + (uint64_t)i * sizeof(sp_cmd),
-                   .status = b->status.addr, .scratch = b->scratch.addr,
+                   .status = b->local ? b->status_dev.addr : b->status.addr, .scratch = b->scratch.addr,
                    .wbase = weights ? sp_vk_weight_base(b, &cmd->src[0]) : b->guest_addr, .index = i};
   sp_error_t *err = qblocks ? emit(c, b, SP_VK_QUANTIZE, 0, &pc, (qblocks + 63) / 64, first) : NULL;
   if (!err && check >= 0) {
@@ -140,10 +140,44 @@ static sp_error_t *record_cmd(sp_vk_ctx *c, sp_vk_binding *b, const sp_cmd *cmd,
   return err ? err : emit(c, b, s, variant, &pc, groups, first);
 }
 
+static void transfer_barrier(VkCommandBuffer cb, VkPipelineStageFlags src_stage, VkAccessFlags src_access,
+                             VkPipelineStageFlags dst_stage, VkAccessFlags dst_access) {
+  VkMemoryBarrier mb = {.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER, .srcAccessMask = src_access,
+                        .dstAccessMask = dst_access};
+  vkCmdPipelineBarrier(cb, src_stage, dst_stage, 0, 1, &mb, 0, NULL, 0, NULL);
+}
+
+/* A device-local binding's list opens by writing its command words into
+ * the device-local copy (vkCmdUpdateBuffer: the words travel inside the
+ * command buffer, so a replay uploads the same ones again) and zeroing the
+ * status word, before any shader reads either. */
+static void upload_cmds(sp_vk_binding *b, const sp_cmd *cmds, uint32_t count) {
+  const uint8_t *bytes = (const uint8_t *)cmds;
+  VkDeviceSize total = (VkDeviceSize)count * sizeof(sp_cmd);
+  for (VkDeviceSize at = 0; at < total; at += 65536) { /* vkCmdUpdateBuffer's most per call */
+    VkDeviceSize n = total - at < 65536 ? total - at : 65536;
+    vkCmdUpdateBuffer(b->cb, b->cmds.buf, at, n, bytes + at);
+  }
+  vkCmdFillBuffer(b->cb, b->status_dev.buf, 0, sizeof(sp_vk_status), 0);
+  transfer_barrier(b->cb, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_WRITE_BIT,
+                   VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT);
+}
+
+/* ... and closes by copying the status word where wait() reads it. */
+static void download_status(sp_vk_binding *b) {
+  transfer_barrier(b->cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_WRITE_BIT,
+                   VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_READ_BIT);
+  VkBufferCopy region = {.srcOffset = 0, .dstOffset = 0, .size = sizeof(sp_vk_status)};
+  vkCmdCopyBuffer(b->cb, b->status_dev.buf, b->status.buf, 1, &region);
+  transfer_barrier(b->cb, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_WRITE_BIT, VK_PIPELINE_STAGE_HOST_BIT,
+                   VK_ACCESS_HOST_READ_BIT);
+}
+
 static sp_error_t *record(sp_vk_ctx *c, sp_vk_binding *b, const sp_cmd *cmds, uint32_t count) {
   VK_TRY(vkResetCommandBuffer(b->cb, 0), "resetting the command buffer");
   VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
   VK_TRY(vkBeginCommandBuffer(b->cb, &bi), "recording a list");
+  if (b->local) upload_cmds(b, cmds, count);
   bool first = true;
   for (uint32_t i = 0; i < count; i++) {
     sp_error_t *err = record_cmd(c, b, &cmds[i], i, &first);
@@ -154,17 +188,23 @@ static sp_error_t *record(sp_vk_ctx *c, sp_vk_binding *b, const sp_cmd *cmds, ui
   }
   /* the guest reads what the list wrote once wait() returns */
   barrier(b->cb, VK_PIPELINE_STAGE_HOST_BIT, VK_ACCESS_HOST_READ_BIT | VK_ACCESS_HOST_WRITE_BIT);
+  if (b->local) download_status(b);
   VK_TRY(vkEndCommandBuffer(b->cb), "recording a list");
   return NULL;
 }
 
-/* Room for count commands in the binding's host-visible copy. */
+/* A buffer of our own: device-local where the binding is, else host-visible. */
+static sp_error_t *own_buffer(sp_vk_ctx *c, const sp_vk_binding *b, VkDeviceSize size, sp_vk_buffer *out) {
+  return b->local ? sp_vk_buffer_new_local(c, size, out) : sp_vk_buffer_new(c, size, out);
+}
+
+/* Room for count commands in the binding's copy of the list. */
 static sp_error_t *reserve_cmds(sp_vk_ctx *c, sp_vk_binding *b, uint32_t count) {
   VkDeviceSize need = (VkDeviceSize)count * sizeof(sp_cmd);
   if (b->cmds.buf && b->cmds.size >= need) return NULL;
   sp_vk_buffer_free(c, &b->cmds);
   VkDeviceSize size = need < 64 * sizeof(sp_cmd) ? 64 * sizeof(sp_cmd) : need * 2;
-  return sp_vk_buffer_new(c, size, &b->cmds);
+  return own_buffer(c, b, size, &b->cmds);
 }
 
 /* Scratch for the list's quantized activations, within the binding's
@@ -186,7 +226,7 @@ static sp_error_t *reserve_scratch(sp_vk_ctx *c, sp_vk_binding *b, const sp_cmd 
   }
   if (b->scratch.buf && b->scratch.size >= need) return NULL;
   sp_vk_buffer_free(c, &b->scratch);
-  return sp_vk_buffer_new(c, need, &b->scratch);
+  return own_buffer(c, b, need, &b->scratch);
 }
 
 static sp_error_t *remember(sp_vk_binding *b, const sp_cmd *cmds, uint32_t count) {
@@ -218,7 +258,7 @@ sp_error_t *sp_vk_submit(void *vctx, void *binding, const sp_cmd *cmds, uint32_t
     if (!err) err = reserve_scratch(c, b, cmds, count);
     if (!err) err = remember(b, cmds, count);
     if (err) return err;
-    memcpy(b->cmds.map, cmds, (size_t)count * sizeof *cmds);
+    if (!b->local) memcpy(b->cmds.map, cmds, (size_t)count * sizeof *cmds);
     if ((err = record(c, b, cmds, count))) return err;
     b->recorded = true, b->pipe_gen = c->pipe_gen;
   }
