@@ -587,10 +587,11 @@ def part_b(a, kind, work, rep, levels):
                 "--max-concurrent-per-tenant", str(4 * top)]
         if not a.b_memory_only:
             args += ["--sessions", os.path.join(d, "sessions")]
-        srv = Server("samepage", a.samepage, a.model, d, args)
+        srv = Server("samepage", a.samepage, a.model, d, args + a.samepage_extra.split())
     else:
         srv = Server("llama", a.llama_server, a.model, d,
-                     llama_device_args(a) + ["-c", str(a.ctx), "-np", str(top), "--kv-unified", "--no-webui"])
+                     # -c is the unified cache of all slots: each conversation may reach --ctx, as samepage's
+                     llama_device_args(a) + ["-c", str(a.ctx * top), "-np", str(top), "--kv-unified", "--no-webui"])
     out = []
     try:
         srv.start()
@@ -707,6 +708,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=2, help="requests per client in part B (4 and 16 clients)")
     ap.add_argument("--rounds-1", type=int, default=4, help="requests of the single client in part B")
     ap.add_argument("--b-memory-only", action="store_true", help="part B: samepage without --sessions")
+    ap.add_argument("--samepage-extra", default="", help="part B: more `samepage serve` options (e.g. \"--spare-actors 0\")")
     ap.add_argument("--keep-page-cache", action="store_true",
                     help="part A: leave snapshot/slot files in the page cache before a restore")
     ap.add_argument("--keep-work", action="store_true", help="keep the temporary directories (logs, sessions)")
@@ -820,9 +822,11 @@ def main():
                      "backend": a.backend,
                      "samepage_args_a": f"serve --backend {a.backend} --sessions DIR --max-live 1 --ctx CTX",
                      "llama_args_a": " ".join(llama_device_args(a)) + " -c CTX -np 1 --slot-save-path DIR --no-webui",
-                     "samepage_args_b": f"serve --backend {a.backend} --max-live 16 --ctx CTX --max-concurrent-per-tenant 64"
-                                        + ("" if a.b_memory_only else " --sessions DIR"),
-                     "llama_args_b": " ".join(llama_device_args(a)) + " -c CTX -np 16 --kv-unified --no-webui"},
+                     "samepage_args_b": f"serve --backend {a.backend} --max-live {max(levels)} --ctx CTX "
+                                        f"--max-concurrent-per-tenant {4 * max(levels)}"
+                                        + ("" if a.b_memory_only else " --sessions DIR")
+                                        + (" " + a.samepage_extra if a.samepage_extra else ""),
+                     "llama_args_b": " ".join(llama_device_args(a)) + f" -c CTX*{max(levels)} -np {max(levels)} --kv-unified --no-webui"},
         "part_a_runs": a_runs, "part_b_runs": b_runs,
     }
     path = a.json or os.path.join(ROOT, "bench", "results", f"{started:%Y-%m-%d}-serve-vs-llama-server.json")

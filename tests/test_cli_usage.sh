@@ -62,7 +62,7 @@ valued["bench soak"]="--actors --seconds --ctx --bound --model"
 flags["bench soak"]="--json"
 valued[serve]="-m --model --host --port --backend --isolation --sessions --max-live --ctx --max-body --api-keys
   --max-concurrent-per-tenant --max-import --max-memory --client-timeout --header-timeout --max-connections
-  --max-connections-per-ip --max-templates --batch-window-us"
+  --max-connections-per-ip --max-templates --batch-window-us --spare-actors"
 flags[serve]=""
 commands=("run" "serve" "exec" "kv export" "kv import" "bench zerocopy" "bench snapshot" "bench actors" "bench prefill"
           "bench decode" "bench batch" "bench soak")

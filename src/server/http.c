@@ -18,6 +18,7 @@
 #include "server/request.h"
 #include "server/stream.h"
 #include "server/session.h"
+#include "server/spares.h"
 #include "server/sessions_api.h"
 #include "server/tenant.h"
 #include "server/turn.h"
@@ -208,6 +209,7 @@ static int metrics_page(srv *s, struct MHD_Connection *c) {
   srv_session_counts(s, &g.live, &g.stored);
   g.live_bytes = srv_session_live_bytes(s);
   g.templates = s->n_templates;
+  srv_spares_gauges(s, &g);
   pthread_mutex_unlock(&s->lock);
   g.runtime.size = sizeof g.runtime;
   sp_error_free(sp_runtime_stats(s->rt, &g.runtime));

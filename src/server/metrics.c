@@ -179,6 +179,9 @@ char *srv_metrics_text(srv_metrics *m, const srv_gauges *g) {
   pthread_mutex_unlock(&m->lock);
   add(&b, "# HELP samepage_templates system-prompt templates held\n# TYPE samepage_templates gauge\n"
           "samepage_templates %zu\n", g->templates);
+  add(&b, "# HELP samepage_spare_actors fresh actors ready for new conversations (--spare-actors)\n"
+          "# TYPE samepage_spare_actors gauge\nsamepage_spare_actors %zu\n", g->spares);
+  add_counter(&b, "samepage_spare_actors_made_total", "spare actors made (in the background)", g->spares_made);
   add(&b, "# HELP samepage_sessions sessions by state\n# TYPE samepage_sessions gauge\n"
           "samepage_sessions{state=\"live\"} %zu\nsamepage_sessions{state=\"stored\"} %zu\n",
       g->live, g->stored);

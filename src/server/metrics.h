@@ -67,6 +67,8 @@ typedef struct srv_gauges {
   uint64_t max_memory;      /* --max-memory, 0: none */
   uint64_t header_timeouts; /* connections cut by --header-timeout (http.c counts them) */
   size_t templates;         /* system-prompt templates held, every tenant's */
+  size_t spares;            /* fresh actors ready for new conversations (spares.h) */
+  uint64_t spares_made;     /* spare actors made */
   struct sp_runtime_stats runtime; /* the runtime's counters (cross-actor batching) */
 } srv_gauges;
 

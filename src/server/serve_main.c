@@ -17,6 +17,7 @@
 #include "server/engine.h"
 #include "server/http.h"
 #include "server/session.h"
+#include "server/spares.h"
 #include "server/store.h"
 #include "server/template.h"
 #include "server/tenant.h"
@@ -50,6 +51,9 @@ static void serve_usage(FILE *out) {
           "                         restored by new conversations that start with it (default 8;\n"
           "                         0: none; needs --sessions, under DIR/templates/TENANT/)\n"
           "  --ctx N                context length of each conversation (default 4096)\n"
+          "  --spare-actors N       fresh actors made ahead in the background, so a new\n"
+          "                         conversation does not wait while one is made (default 2 on\n"
+          "                         a GPU, 0 on the CPU; they count against --max-memory)\n"
           "  --batch-window-us N    conversations decoding at once share one read of the weights:\n"
           "                         lists submitted within N microseconds run as one batch, each\n"
           "                         with the bits it gets alone (default 2000; 0: off; CPU backend,\n"
@@ -72,7 +76,7 @@ static const char *const serve_valued[] = {"-m", "--model", "--host", "--port", 
                                            "--sessions", "--max-live", "--ctx", "--max-body", "--api-keys",
                                            "--max-concurrent-per-tenant", "--max-import", "--client-timeout",
                                            "--header-timeout", "--max-connections", "--max-connections-per-ip",
-                                           "--max-memory", "--max-templates", "--batch-window-us", NULL};
+                                           "--max-memory", "--max-templates", "--batch-window-us", "--spare-actors", NULL};
 
 /* An integer option within [lo, hi]; 0 or SP_EXIT_USAGE. */
 static int int_option(const char *opt, const char *val, long lo, long hi, int *out) {
@@ -113,6 +117,7 @@ static int set_option(srv_config *c, const char **isolation, const char *opt, co
   else if (!strcmp(opt, "--sessions")) c->sessions_dir = val;
   else if (!strcmp(opt, "--port")) return int_option(opt, val, 0, 65535, &c->port);
   else if (!strcmp(opt, "--max-live")) return int_option(opt, val, 1, 4096, &c->max_live);
+  else if (!strcmp(opt, "--spare-actors")) return int_option(opt, val, 0, 64, &c->spare_actors);
   else if (!strcmp(opt, "--max-templates")) return int_option(opt, val, 0, 4096, &c->max_templates);
   else if (!strcmp(opt, "--batch-window-us")) return int_option(opt, val, 0, 1000000, &c->batch_window_us);
   else if (!strcmp(opt, "--ctx")) return int_option(opt, val, 64, 1 << 20, &c->ctx);
@@ -146,7 +151,7 @@ static bool loopback(const char *host) {
 
 /* Returns 0, -1 after --help, or an exit code. */
 static int parse_args(int argc, char **argv, srv_config *c, const char **isolation) {
-  *c = (srv_config){.host = "127.0.0.1", .port = 8080, .backend = "auto", .max_live = 8, .max_templates = 8, .batch_window_us = 2000,
+  *c = (srv_config){.host = "127.0.0.1", .port = 8080, .backend = "auto", .max_live = 8, .max_templates = 8, .batch_window_us = 2000, .spare_actors = -1,
                     .ctx = 4096, .max_body = 1 << 20, .max_per_tenant = 16, .max_import = (size_t)1 << 31,
                     .client_timeout = 30, .header_timeout = 20, .max_connections = 256, .max_per_ip = 64};
   for (int i = 1; i < argc; i++) {
@@ -215,10 +220,17 @@ static int start(srv *s, const char *isolation) {
   }
   if (srv_store_load(s)) return SP_EXIT_RUNTIME;
   srv_templates_load(s);
-  return s->cfg.max_memory ? measure_fresh(s) : 0;
+  int rc = s->cfg.max_memory ? measure_fresh(s) : 0;
+  /* after measure_fresh: the pool's room under --max-memory needs fresh_bytes. By default only on
+   * a GPU: there making an actor (registrations, device mirrors) is what a new conversation
+   * waited for; on the CPU a new actor costs little and its prefill is the wait, which a
+   * spare made at the same time only slows (2 cores, BENCHMARKS.md) */
+  if (s->cfg.spare_actors < 0) s->cfg.spare_actors = strcmp(sp_runtime_backend_name(s->rt), "cpu") ? 2 : 0;
+  return rc ? rc : srv_spares_start(s) ? SP_EXIT_RUNTIME : 0;
 }
 
 static void stop(srv *s) {
+  srv_spares_stop(s);
   srv_sessions_free_all(s);
   srv_templates_free(s);
   srv_tenants_free(s);

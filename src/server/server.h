@@ -38,6 +38,7 @@ typedef struct srv_config {
   uint64_t max_memory;      /* --max-memory: bytes of live actors, 0: no budget (needs sessions_dir) */
   int max_templates;        /* --max-templates: shared system prompts kept per tenant (template.h), 0: none */
   int batch_window_us;      /* --batch-window-us: cross-actor batching (docs/BATCHING.md), 0: off */
+  int spare_actors;         /* --spare-actors: fresh actors kept ready (spares.h), 0: none */
 } srv_config;
 
 /* A tenant (tenant.h): sessions belong to one; its completions in flight
@@ -55,6 +56,7 @@ typedef struct srv_key {
 
 typedef struct srv_session srv_session;
 typedef struct srv_template srv_template;
+typedef struct srv_spares srv_spares;
 
 typedef struct srv {
   srv_config cfg;
@@ -73,6 +75,7 @@ typedef struct srv {
   srv_template **templates; /* shared system prompts (template.h), every tenant's */
   size_t n_templates;
   srv_metrics metrics;
+  srv_spares *spares;       /* fresh actors kept ready (spares.h), NULL: none */
 } srv;
 
 /* An error as OpenAI returns it: the HTTP status and the body's fields. */

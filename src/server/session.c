@@ -9,6 +9,7 @@
 #include "core/error.h"
 
 #include "server/engine.h"
+#include "server/spares.h"
 #include "server/store.h"
 
 void srv_session_free(srv_session *ss) {
@@ -106,10 +107,16 @@ uint64_t srv_session_live_bytes(const srv *s) {
   return total;
 }
 
-/* Whether `incoming` bytes more would pass --max-memory. */
+/* Whether `incoming` bytes more would pass --max-memory (the spare
+ * actors count as fresh ones). */
 static bool over_budget(const srv *s, uint64_t incoming) {
-  return s->cfg.max_memory && srv_session_live_bytes(s) + incoming > s->cfg.max_memory;
+  return s->cfg.max_memory &&
+         srv_session_live_bytes(s) + srv_spares_held(s) * s->fresh_bytes + incoming > s->cfg.max_memory;
 }
+
+/* Frees memory for the budget: a ready spare first, else the least
+ * recently used idle conversation's actor. -1 when neither is there. */
+static int free_for_budget(srv *s) { return srv_spares_drop_one(s) ? 0 : evict_one(s); }
 
 int srv_session_make_room(srv *s, uint64_t incoming, srv_error *e) {
   size_t live, stored;
@@ -118,7 +125,7 @@ int srv_session_make_room(srv *s, uint64_t incoming, srv_error *e) {
       return srv_fail(e, 503, "server_error", "server_busy", "", "every live conversation (%d) is busy; retry later",
                       s->cfg.max_live);
   while (over_budget(s, incoming))
-    if (evict_one(s))
+    if (free_for_budget(s))
       return srv_fail(e, 503, "server_error", "server_busy", "",
                       "the memory budget (--max-memory %llu bytes) is held by conversations in use; retry later",
                       (unsigned long long)s->cfg.max_memory);
@@ -126,7 +133,7 @@ int srv_session_make_room(srv *s, uint64_t incoming, srv_error *e) {
 }
 
 void srv_session_trim(srv *s) {
-  while (over_budget(s, 0) && !evict_one(s)) {}
+  while (over_budget(s, 0) && !free_for_budget(s)) {}
 }
 
 /* Brings an evicted session's actor back from its snapshot. */
@@ -162,18 +169,34 @@ srv_session *srv_session_find(srv *s, const char *tenant, const char *id) {
   return NULL;
 }
 
+/* *a restored from the template at path: the spare actor *a, or a new
+ * one when *a is NULL. On failure *a is NULL (a half-restored spare is
+ * freed). */
+static sp_error_t *start_from(srv *s, const char *path, sp_actor_t **a) {
+  if (!*a) return srv_engine_restore(s, path, a);
+  sp_error_t *err = sp_actor_restore(*a, path, NULL);
+  if (err) sp_actor_free(*a), *a = NULL;
+  return err;
+}
+
 static int new_session(srv *s, const char *tenant, const char *from, srv_session **out, srv_error *e) {
-  if (srv_session_make_room(s, s->fresh_bytes, e)) return e->status;
-  srv_session *ss = calloc(1, sizeof *ss);
-  if (!ss) return srv_fail(e, 500, "server_error", NULL, "", "out of memory");
+  sp_actor_t *spare = srv_spares_take(s); /* out of the pool: counted as the incoming actor */
+  srv_session *ss = NULL;
+  int rc = srv_session_make_room(s, s->fresh_bytes, e);
+  if (!rc && !(ss = calloc(1, sizeof *ss))) rc = srv_fail(e, 500, "server_error", NULL, "", "out of memory");
+  if (rc) {
+    sp_actor_free(spare);
+    return rc;
+  }
   srv_session_new_id(s, ss->id);
   snprintf(ss->tenant, sizeof ss->tenant, "%s", tenant);
   ss->created = ss->last_used = (long)time(NULL);
-  sp_error_t *err = from ? srv_engine_restore(s, from, &ss->actor) : NULL;
+  sp_error_t *err = from ? start_from(s, from, &spare) : NULL;
   if (err) { /* a template that cannot be restored: start afresh (the caller sees it prefill everything) */
     fprintf(stderr, "samepage serve: template %s: %s\n", from, sp_error_message(err));
     sp_error_free(err), err = NULL;
   }
+  ss->actor = spare;
   if (!ss->actor) err = srv_engine_actor(s, &ss->actor);
   if (!err && srv_session_add(s, ss)) err = sp_error_new("out of memory");
   if (err) {
