@@ -241,11 +241,12 @@ int srv_session_acquire(srv *s, const char *tenant, const char *id, const int32_
   return 0;
 }
 
-int srv_session_release(srv *s, srv_session *ss, uint32_t prompt_end, srv_error *e) {
-  ss->prompt_end = prompt_end;
+int srv_session_release(srv *s, srv_session *ss, uint32_t prompt_end, int write_rc, const srv_store_pending *snap,
+                        srv_error *e) {
+  ss->prompt_end = prompt_end; /* the index the commit writes names it */
   ss->used = ++s->clock;
   ss->last_used = (long)time(NULL);
-  if (s->cfg.sessions_dir && srv_store_save(s, ss, e)) {
+  if (write_rc || srv_store_commit(s, ss, snap, e)) {
     fprintf(stderr, "samepage serve: session %s not saved: %s\n", ss->id, e->message);
     return e->status; /* still busy: the caller rolls the turn back */
   }

@@ -15,6 +15,7 @@
 #define SP_SERVER_SESSION_H
 
 #include "server/server.h"
+#include "server/store.h"
 
 struct srv_session {
   char id[32];
@@ -73,12 +74,15 @@ void srv_session_rollback(srv *s, srv_session *ss, uint32_t keep, uint32_t old_p
 /* Appends a generated token to what the session's cache holds. */
 int srv_session_push(srv_session *ss, int32_t token);
 
-/* Ends a turn: records it, writes the snapshot (when there is a sessions
- * directory), clears busy. When the snapshot cannot be written (507 for a
- * full disk, 500; into e) the session stays busy and the caller rolls the
- * turn back (srv_session_rollback): a turn that is not on disk is not
- * kept, and the previous snapshot stays the session's. */
-int srv_session_release(srv *s, srv_session *ss, uint32_t prompt_end, srv_error *e);
+/* Ends a turn: records it, commits its snapshot (written by the caller
+ * with srv_store_write, outside the lock, when there is a sessions
+ * directory), clears busy. When the snapshot cannot be written or
+ * committed (507 for a full disk, 500; into e) the session stays busy and
+ * the caller rolls the turn back (srv_session_rollback): a turn that is
+ * not on disk is not kept, and the previous snapshot stays the session's.
+ * write_rc: what srv_store_write returned. */
+int srv_session_release(srv *s, srv_session *ss, uint32_t prompt_end, int write_rc, const srv_store_pending *snap,
+                        srv_error *e);
 
 /* Gives up a session whose actor failed mid-prefill: the actor goes (a
  * stored session comes back from its last snapshot), and the session with

@@ -115,39 +115,53 @@ static int write_index(srv *s, srv_error *e) {
   return rc;
 }
 
-int srv_store_save(srv *s, srv_session *ss, srv_error *e) {
+int srv_store_write(srv *s, srv_session *ss, srv_store_pending *p, srv_error *e) {
+  *p = (srv_store_pending){0};
   if (!s->cfg.sessions_dir || !ss->actor) return 0;
   void *ctx;
   const srv_store_ops *ops = store_of(s, &ctx);
-  char old_name[64], new_name[64], new_path[4096];
-  snap_name(ss->id, ss->generation, old_name, sizeof old_name);
-  snap_name(ss->id, ss->generation + 1, new_name, sizeof new_name);
-  ops->local_path(ctx, new_name, new_path, sizeof new_path);
-  sp_snapshot_options opts = {0};
+  char path[4096];
+  snap_name(ss->id, ss->generation + 1, p->name, sizeof p->name);
+  ops->local_path(ctx, p->name, path, sizeof path);
   sp_snapshot_stats stats = {0};
   double t0 = sp_now_ms();
-  sp_error_t *err = sp_actor_snapshot(ss->actor, new_path, &opts, &stats);
+  sp_error_t *err = sp_actor_snapshot(ss->actor, path, &(sp_snapshot_options){0}, &stats);
   if (err) {
     write_failed(e, message_says_full(sp_error_message(err)), "the session's snapshot", sp_error_message(err));
     sp_error_free(err);
     return e->status;
   }
-  if (ops->publish(ctx, new_name, e)) {
-    ops->remove(ctx, new_name);
+  if (ops->publish(ctx, p->name, e)) {
+    ops->remove(ctx, p->name);
     return e->status;
   }
+  p->written = true, p->bytes = stats.bytes, p->seconds = (sp_now_ms() - t0) / 1e3;
+  return 0;
+}
+
+int srv_store_commit(srv *s, srv_session *ss, const srv_store_pending *p, srv_error *e) {
+  if (!p->written) return 0;
+  void *ctx;
+  const srv_store_ops *ops = store_of(s, &ctx);
+  char old_name[64];
+  snap_name(ss->id, ss->generation, old_name, sizeof old_name);
   bool was_stored = ss->stored;
   ss->generation++, ss->stored = true;
   if (write_index(s, e)) {
     /* The index still names the old snapshot: keep using it. */
     ss->generation--, ss->stored = was_stored;
-    ops->remove(ctx, new_name);
+    ops->remove(ctx, p->name);
     return e->status;
   }
   if (was_stored) ops->remove(ctx, old_name);
-  ss->bytes = stats.bytes;
-  srv_metrics_snapshot(&s->metrics, (sp_now_ms() - t0) / 1e3);
+  ss->bytes = p->bytes;
+  srv_metrics_snapshot(&s->metrics, p->seconds);
   return 0;
+}
+
+int srv_store_save(srv *s, srv_session *ss, srv_error *e) {
+  srv_store_pending p;
+  return srv_store_write(s, ss, &p, e) || srv_store_commit(s, ss, &p, e) ? e->status : 0;
 }
 
 int srv_store_delete(srv *s, srv_session *ss, srv_error *e) {

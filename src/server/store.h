@@ -56,8 +56,27 @@ typedef struct srv_store_ops {
 /* The directory store (--sessions DIR; ctx: the directory's path). */
 extern const srv_store_ops srv_store_dir;
 
-/* Writes ss's actor snapshot and the index (no-op without a directory). */
+/* Writes ss's actor snapshot and the index (no-op without a directory):
+ * srv_store_write then srv_store_commit, under srv.lock. */
 int srv_store_save(srv *s, srv_session *ss, srv_error *e);
+
+/* A session's next snapshot, written, not yet named by the index. */
+typedef struct srv_store_pending {
+  char name[64];   /* its object name */
+  bool written;    /* false: nothing to commit (no directory) */
+  uint64_t bytes;  /* its size (what the live actor counts against --max-memory) */
+  double seconds;  /* what writing it took */
+} srv_store_pending;
+
+/* Writes ss's actor snapshot as its next generation; the slow half of a
+ * save (seconds on a big conversation), done without srv.lock: the
+ * session is busy, so its actor and generation are the caller's alone, and
+ * the file's name is its own. Nothing is named until srv_store_commit. */
+int srv_store_write(srv *s, srv_session *ss, srv_store_pending *p, srv_error *e);
+/* Under srv.lock: the index names p's snapshot as ss's, and the previous
+ * one is deleted; on failure p's file is deleted and ss stays at its
+ * previous snapshot. Nothing when p was not written. */
+int srv_store_commit(srv *s, srv_session *ss, const srv_store_pending *p, srv_error *e);
 
 /* Forgets ss (already out of the session table): the index is rewritten
  * without it, then its snapshot file deleted (no-op without a directory). */

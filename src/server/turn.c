@@ -255,8 +255,10 @@ int srv_turn_end(srv_turn *t, srv_error *e) {
   t->ended = true;
   int rc = 0;
   if (t->session) {
+    srv_store_pending snap; /* written outside the lock: the session is busy, its actor this turn's */
+    int write_rc = srv_store_write(t->s, t->session, &snap, e);
     pthread_mutex_lock(&t->s->lock);
-    rc = srv_session_release(t->s, t->session, t->n_prompt, e);
+    rc = srv_session_release(t->s, t->session, t->n_prompt, write_rc, &snap, e);
     if (rc) not_kept(t, e);
     pthread_mutex_unlock(&t->s->lock);
     if (rc) t->session = NULL; /* it may be gone */
