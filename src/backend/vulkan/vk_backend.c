@@ -54,7 +54,7 @@ static sp_backend_caps vk_caps(void *vctx) {
    * memory afterwards (blob_map) would not be what its kernels read, so
    * guests fall back to blob_read there. */
   return (sp_backend_caps){.zero_copy = true, .unified_memory = c->unified, .no_file_maps = !c->cpu_device,
-                           .residency = c->residency, .shares_frozen = c->residency};
+                           .residency = c->residency, .device_local = c->residency, .shares_frozen = c->residency};
 }
 
 static void vk_release(void *vctx, void *binding);

@@ -14,13 +14,14 @@
  * region is imported as one VkDeviceMemory and bound to one VkBuffer with
  * device-address usage. Every dispatch gets, in push constants, that
  * buffer's device address (guest address 0), the address of its command
- * (a copy of the validated sp_cmd in a small host-visible buffer) and the
- * address of the binding's status word. Shaders index guest memory from
- * the base with guest offsets (32-bit: guest memory is under 4 GiB).
- * Loads of a command's weight operand (matmul's and get_rows' src0) go
- * through a base of their own, wbase: guest memory's, or where the weight
- * lies wholly inside a frozen range with a device-local copy, the copy's
- * address of guest address 0 (vk_residency.c).
+ * (a copy of the validated sp_cmd) and the address of the binding's status
+ * word. Shaders index guest memory from a base per tensor slot with guest
+ * offsets (32-bit: guest memory is under 4 GiB): the import's address of
+ * guest address 0, or, where the tensor lies wholly inside a device-local
+ * range with a mirror or a frozen range with a device copy, the mirror's
+ * (copy's) address of guest address 0 (vk_residency.c). With the memory
+ * layer on, the command copies, the status word and scratch live in
+ * device-local buffers too (vk_submit.c).
  */
 #ifndef SP_VK_BACKEND_H
 #define SP_VK_BACKEND_H
@@ -49,18 +50,23 @@ typedef enum sp_vk_shader {
   SP_VK_SHADER_COUNT
 } sp_vk_shader;
 
-/* Push constants of every shader (shaders/common.glsl, 48 bytes). */
+/* Tensor slots of a command: dst, then src[0..3]. */
+#define SP_VK_SLOTS 5
+
+/* Push constants of every shader (shaders/common.glsl, 72 bytes). */
 typedef struct sp_vk_push {
-  uint64_t base;   /* device address of guest address 0 */
+  uint64_t slot_base[SP_VK_SLOTS]; /* per tensor slot, the device address of
+                      guest address 0 where the tensor lies: the guest
+                      import, or a mirror's or frozen copy's address minus
+                      its range's guest start (mod 2^64; vk_residency.c) */
   uint64_t cmd;    /* device address of this command's sp_cmd copy */
   uint64_t status; /* device address of the binding's status word */
   uint64_t scratch; /* device address of the binding's scratch */
-  uint64_t wbase;  /* the weight operand's guest address 0: base, or a frozen
-                      copy's address minus its guest start (mod 2^64) */
   uint32_t index;  /* the command's index in its list */
   uint32_t aux;    /* per shader: the check's kind, ... */
 } sp_vk_push;
-_Static_assert(sizeof(sp_vk_push) == 48, "sp_vk_push is common.glsl's PC block, 48 bytes");
+_Static_assert(sizeof(sp_vk_push) == 72, "sp_vk_push is common.glsl's PC block, 72 bytes");
+_Static_assert(sizeof(sp_vk_push) <= 128, "push constants: Vulkan promises 128 bytes");
 
 /* The status word a list's shaders share (shaders/common.glsl): code 0
  * while all is well; the first out-of-range index sets it, and every
@@ -96,9 +102,19 @@ typedef struct sp_vk_copy sp_vk_copy;
 typedef struct sp_vk_frozen {
   uint64_t addr, len; /* guest bytes [addr, addr + len) */
   sp_vk_copy *copy;   /* NULL: kernels read guest memory */
-  uint64_t wbase;     /* with a copy: the push constant wbase for a weight
-                         inside the range (copy's address of guest 0) */
+  uint64_t base;      /* with a copy: pc.slot_base for a tensor inside the
+                         range (the copy's address of guest 0) */
 } sp_vk_frozen;
+
+/* The most device-local ranges a binding mirrors (the runtime's limit). */
+#define SP_VK_MAX_LOCAL 16
+
+/* One device-local range of a binding (activations, the KV cache). */
+typedef struct sp_vk_mirror {
+  uint64_t addr, len; /* guest bytes [addr, addr + len) */
+  sp_vk_copy *copy;   /* its device-local mirror (private, never NULL) */
+  uint64_t base;      /* pc.slot_base for a tensor inside the range */
+} sp_vk_mirror;
 
 typedef struct sp_vk_ctx {
   VkInstance instance;
@@ -162,6 +178,8 @@ typedef struct sp_vk_binding {
   /* the memory layer (vk_residency.c) */
   sp_vk_frozen frozen[SP_VK_MAX_FROZEN];
   uint32_t n_frozen;
+  sp_vk_mirror mirrors[SP_VK_MAX_LOCAL]; /* authoritative between syncs */
+  uint32_t n_mirrors;
   VkCommandBuffer xfer_cb; /* one-shot copies into frozen copies (from pool) */
   VkFence xfer_fence;
 } sp_vk_binding;
@@ -205,10 +223,12 @@ sp_error_t *sp_vk_pipelines_remake(sp_vk_ctx *c, bool float64);
 
 /* The memory layer, set on the backend while ctx->residency is on. */
 extern const struct sp_backend_memory_i sp_vk_memory;
-/* pc.wbase for weight tensor w (validated): the copy's base when w lies
- * wholly inside a frozen range that has one, else guest memory's. */
-uint64_t sp_vk_weight_base(const sp_vk_binding *b, const sp_tensor *w);
-/* Drops the binding's copies (its work has finished) and its copy objects. */
+/* pc.slot_base for tensor t (validated): a mirror's base when t lies wholly
+ * inside a device-local range that has one, a copy's when inside a frozen
+ * range that has one, else guest memory's. */
+uint64_t sp_vk_tensor_base(const sp_vk_binding *b, const sp_tensor *t);
+/* Drops the binding's copies and mirrors (its work has finished) and its
+ * copy objects. */
 void sp_vk_frozen_release(sp_vk_ctx *c, sp_vk_binding *b);
 /* Frees the table of shared copies (every binding has released its own). */
 void sp_vk_residency_deinit(sp_vk_ctx *c);

@@ -25,9 +25,14 @@
  * everything that read it); and a command buffer recorded with another
  * copy's address (push constants are baked in) is recorded again.
  *
- * Device-local mirrors of activations and the KV cache (device_local, sync,
- * local_zero) are not here: those bytes stay in guest memory, read and
- * written over the bus.
+ * Device-local ranges (activations, the KV cache, logits) get mirrors:
+ * device_local() makes a DEVICE_LOCAL buffer and uploads the range's guest
+ * bytes once; from then on every command's tensor inside the range is read
+ * and written in the mirror (pc.slot_base), and guest memory there is stale
+ * until sync() copies the mirror's bytes back (after the binding's work has
+ * finished). local_zero() zeroes the mirror alone; flush() uploads bytes the
+ * guest rewrote. A mirror is the binding's own, never shared; release frees
+ * it. Where the device is short, the range stays in guest memory (warned).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -183,7 +188,8 @@ void sp_vk_residency_deinit(sp_vk_ctx *c) {
 
 /* ---- copies on the queue ---- */
 
-/* One buffer-to-buffer copy of a transfer. */
+/* One buffer-to-buffer copy of a transfer; src VK_NULL_HANDLE: zeroes
+ * region.size bytes of dst at region.dstOffset (both multiples of 4). */
 typedef struct vk_xfer {
   VkBuffer src, dst;
   VkBufferCopy region;
@@ -217,18 +223,22 @@ static sp_error_t *xfer_record(VkCommandBuffer cb, const vk_xfer *x, uint32_t n)
     if (i) /* a later copy may overwrite part of an earlier one's bytes */
       xfer_barrier(cb, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_WRITE_BIT, VK_PIPELINE_STAGE_TRANSFER_BIT,
                    VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_TRANSFER_WRITE_BIT);
-    vkCmdCopyBuffer(cb, x[i].src, x[i].dst, 1, &x[i].region);
+    if (x[i].src) vkCmdCopyBuffer(cb, x[i].src, x[i].dst, 1, &x[i].region);
+    else vkCmdFillBuffer(cb, x[i].dst, x[i].region.dstOffset, x[i].region.size, 0);
   }
-  /* every later submission on the queue (lists, copies) sees the bytes */
-  xfer_barrier(cb, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_WRITE_BIT, both,
-               VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_TRANSFER_READ_BIT);
+  /* every later submission on the queue (lists, copies) sees the bytes,
+   * and so does the host (a sync's guest bytes) once the fence is waited */
+  xfer_barrier(cb, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_WRITE_BIT, both | VK_PIPELINE_STAGE_HOST_BIT,
+               VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_READ_BIT |
+                   VK_ACCESS_TRANSFER_WRITE_BIT | VK_ACCESS_HOST_READ_BIT);
   VK_TRY(vkEndCommandBuffer(cb), "recording a resident copy");
   return NULL;
 }
 
 /* Runs copies x[0..n) in order on the queue and waits for them; counted
- * (one copy, its milliseconds) in the residency stats. */
-static sp_error_t *transfer(sp_vk_ctx *c, sp_vk_binding *b, const vk_xfer *x, uint32_t n) {
+ * in the residency stats: mirror, a device-local transfer (its bytes);
+ * else one frozen copy. */
+static sp_error_t *transfer_as(sp_vk_ctx *c, sp_vk_binding *b, const vk_xfer *x, uint32_t n, bool mirror) {
   sp_error_t *err = xfer_objects(c, b);
   if (err) return err;
   double t0 = sp_now_ms();
@@ -242,9 +252,18 @@ static sp_error_t *transfer(sp_vk_ctx *c, sp_vk_binding *b, const vk_xfer *x, ui
   VK_TRY(r, "submitting a resident copy");
   VK_TRY(vkWaitForFences(c->dev, 1, &b->xfer_fence, VK_TRUE, UINT64_MAX), "waiting for a resident copy");
   pthread_mutex_lock(&c->res_mu);
-  c->stats.copies++, c->stats.ms += sp_now_ms() - t0;
+  if (mirror) {
+    c->stats.transfers++, c->stats.transfer_ms += sp_now_ms() - t0;
+    for (uint32_t i = 0; i < n; i++) c->stats.transfer_bytes += x[i].region.size;
+  } else {
+    c->stats.copies++, c->stats.ms += sp_now_ms() - t0;
+  }
   pthread_mutex_unlock(&c->res_mu);
   return NULL;
+}
+
+static sp_error_t *transfer(sp_vk_ctx *c, sp_vk_binding *b, const vk_xfer *x, uint32_t n) {
+  return transfer_as(c, b, x, n, false);
 }
 
 /* Guest bytes [addr, addr + len) into copy k of the range starting at
@@ -272,19 +291,24 @@ static sp_vk_frozen *frozen_of(sp_vk_binding *b, uint64_t addr, uint64_t len, bo
 /* Points kernels at copy k for f's bytes (NULL: guest memory). A command
  * buffer recorded with another address is recorded again. */
 static void point_at(sp_vk_binding *b, sp_vk_frozen *f, sp_vk_copy *k) {
-  uint64_t wbase = k ? k->addr + k->pad - f->addr : 0; /* mod 2^64: the shader adds a guest offset */
-  if (k != f->copy || wbase != f->wbase) b->recorded = false;
-  f->copy = k, f->wbase = wbase;
+  uint64_t base = k ? k->addr + k->pad - f->addr : 0; /* mod 2^64: the shader adds a guest offset */
+  if (k != f->copy || base != f->base) b->recorded = false;
+  f->copy = k, f->base = base;
 }
 
-uint64_t sp_vk_weight_base(const sp_vk_binding *b, const sp_tensor *w) {
-  const sp_dtype_info *info = sp_dtype_get(w->dtype);
-  uint64_t extent = info ? sp_dtype_row_bytes(info, w->ne[0]) : 0;
-  for (int d = 1; d < 4; d++) extent += (uint64_t)(w->ne[d] - 1) * w->nb[d - 1];
-  uint64_t lo = w->offset, hi = lo + extent;
+uint64_t sp_vk_tensor_base(const sp_vk_binding *b, const sp_tensor *t) {
+  const sp_dtype_info *info = sp_dtype_get(t->dtype);
+  if (!info || !t->ne[0] || !t->ne[1] || !t->ne[2] || !t->ne[3]) return b->guest_addr; /* absent or empty */
+  uint64_t extent = sp_dtype_row_bytes(info, t->ne[0]);
+  for (int d = 1; d < 4; d++) extent += (uint64_t)(t->ne[d] - 1) * t->nb[d - 1];
+  uint64_t lo = t->offset, hi = lo + extent;
+  for (uint32_t i = 0; i < b->n_mirrors; i++) { /* the validator: wholly inside or outside */
+    const sp_vk_mirror *m = &b->mirrors[i];
+    if (lo >= m->addr && hi <= m->addr + m->len) return m->base;
+  }
   for (uint32_t i = 0; i < b->n_frozen; i++) {
     const sp_vk_frozen *f = &b->frozen[i];
-    if (f->copy && lo >= f->addr && hi <= f->addr + f->len) return f->wbase;
+    if (f->copy && lo >= f->addr && hi <= f->addr + f->len) return f->base;
   }
   return b->guest_addr;
 }
@@ -353,6 +377,113 @@ static sp_error_t *refresh(sp_vk_ctx *c, sp_vk_binding *b, sp_vk_frozen *f, uint
   return err;
 }
 
+/* ---- device-local ranges: mirrors ---- */
+
+/* The mirror holding [addr, addr + len), or NULL. */
+static sp_vk_mirror *mirror_of(sp_vk_binding *b, uint64_t addr, uint64_t len) {
+  for (uint32_t i = 0; i < b->n_mirrors; i++) {
+    sp_vk_mirror *m = &b->mirrors[i];
+    if (addr >= m->addr && addr + len <= m->addr + m->len) return m;
+  }
+  return NULL;
+}
+
+/* A mirror's buffer (a private copy object, counted as local bytes), or
+ * NULL (warned) when the device is short. */
+static sp_vk_copy *mirror_new(sp_vk_ctx *c, uint64_t addr, uint64_t len) {
+  sp_vk_copy *k = calloc(1, sizeof *k);
+  if (!k) return NULL;
+  k->pad = addr % SP_VK_COPY_ALIGN, k->len = len, k->size = k->pad + len, k->refs = 1;
+  const char *why = NULL;
+  if (!buffer_make(c, k, &why)) {
+    fprintf(stderr, "samepage: vulkan: no device memory for a %.1f MiB device-local mirror (%s); computing on "
+            "guest memory there instead\n", len / 1048576.0, why);
+    buffer_free(c, k);
+    return NULL;
+  }
+  pthread_mutex_lock(&c->res_mu);
+  c->stats.local_bytes += k->size;
+  pthread_mutex_unlock(&c->res_mu);
+  return k;
+}
+
+static void mirror_free(sp_vk_ctx *c, sp_vk_copy *k) {
+  pthread_mutex_lock(&c->res_mu);
+  c->stats.local_bytes -= k->size;
+  pthread_mutex_unlock(&c->res_mu);
+  buffer_free(c, k);
+}
+
+/* Guest bytes [addr, addr + len) of mirror m to the device (up) or back
+ * to guest memory (down); the binding's work has finished. */
+static sp_error_t *mirror_move(sp_vk_ctx *c, sp_vk_binding *b, const sp_vk_mirror *m, uint64_t addr, uint64_t len,
+                               bool up) {
+  uint64_t at = m->copy->pad + (addr - m->addr);
+  vk_xfer x = up ? (vk_xfer){b->guest_buf, m->copy->buf, {.srcOffset = addr, .dstOffset = at, .size = len}}
+                 : (vk_xfer){m->copy->buf, b->guest_buf, {.srcOffset = at, .dstOffset = addr, .size = len}};
+  sp_error_t *err = transfer_as(c, b, &x, 1, true);
+  return err ? sp_error_wrap(err, "vulkan: %s %llu device-local bytes at 0x%llx", up ? "uploading" : "syncing",
+                             (unsigned long long)len, (unsigned long long)addr)
+             : NULL;
+}
+
+static sp_error_t *vk_device_local(void *vctx, void *binding, uint64_t addr, uint64_t len) {
+  sp_vk_ctx *c = vctx;
+  sp_vk_binding *b = binding;
+  if (!c->residency || !b->guest_buf || !len || addr + len > b->view.committed) return NULL;
+  if (mirror_of(b, addr, len) || b->n_mirrors == SP_VK_MAX_LOCAL) return NULL; /* held, or no room: guest memory */
+  sp_error_t *err = sp_vk_drain(c, b); /* a list still running may write these bytes */
+  if (err) return err;
+  sp_vk_copy *k = mirror_new(c, addr, len);
+  if (!k) return NULL; /* warned: guest memory */
+  sp_vk_mirror *m = &b->mirrors[b->n_mirrors];
+  *m = (sp_vk_mirror){addr, len, k, k->addr + k->pad - addr}; /* mod 2^64, as a copy's base */
+  if ((err = mirror_move(c, b, m, addr, len, true))) {
+    mirror_free(c, k);
+    return err;
+  }
+  b->n_mirrors++;
+  b->recorded = false; /* its tensors now live in the mirror */
+  return NULL;
+}
+
+static sp_error_t *vk_sync(void *vctx, void *binding, uint64_t addr, uint64_t len) {
+  sp_vk_ctx *c = vctx;
+  sp_vk_binding *b = binding;
+  sp_vk_mirror *m = len ? mirror_of(b, addr, len) : NULL;
+  if (!m) return NULL; /* guest memory is the range's memory */
+  sp_error_t *err = sp_vk_drain(c, b); /* everything submitted has finished */
+  return err ? err : mirror_move(c, b, m, addr, len, false);
+}
+
+/* Zeroes [addr, addr + len) of mirror m alone: a fill where the range is
+ * 4-byte aligned (vkCmdFillBuffer's rule), else guest memory is made equal
+ * to the mirror, zeroed there and uploaded again. */
+static sp_error_t *mirror_zero(sp_vk_ctx *c, sp_vk_binding *b, const sp_vk_mirror *m, uint64_t addr, uint64_t len) {
+  uint64_t at = m->copy->pad + (addr - m->addr);
+  if (at % 4 == 0 && len % 4 == 0) {
+    vk_xfer x = {VK_NULL_HANDLE, m->copy->buf, {.srcOffset = 0, .dstOffset = at, .size = len}};
+    return transfer_as(c, b, &x, 1, true);
+  }
+  sp_error_t *err = mirror_move(c, b, m, m->addr, m->len, false);
+  if (err) return err;
+  memset(b->view.base + addr, 0, len);
+  return mirror_move(c, b, m, addr, len, true);
+}
+
+static sp_error_t *vk_local_zero(void *vctx, void *binding, uint64_t addr, uint64_t len, bool *done) {
+  sp_vk_ctx *c = vctx;
+  sp_vk_binding *b = binding;
+  sp_vk_mirror *m = len ? mirror_of(b, addr, len) : NULL;
+  if (!m) return NULL; /* not done: the caller zeroes guest memory */
+  sp_error_t *err = sp_vk_drain(c, b); /* a list still running may write these bytes */
+  if (!err) err = mirror_zero(c, b, m, addr, len);
+  if (err) return sp_error_wrap(err, "vulkan: zeroing %llu device-local bytes at 0x%llx", (unsigned long long)len,
+                                (unsigned long long)addr);
+  *done = true;
+  return NULL;
+}
+
 /* ---- the interface ---- */
 
 static sp_error_t *vk_freeze(void *vctx, void *binding, uint64_t addr, uint64_t len, uint64_t identity) {
@@ -382,6 +513,11 @@ static sp_error_t *vk_freeze(void *vctx, void *binding, uint64_t addr, uint64_t 
 static sp_error_t *vk_flush(void *vctx, void *binding, uint64_t addr, uint64_t len) {
   sp_vk_ctx *c = vctx;
   sp_vk_binding *b = binding;
+  sp_vk_mirror *m = len ? mirror_of(b, addr, len) : NULL;
+  if (m) { /* the guest rewrote part of a device-local range: upload it again */
+    sp_error_t *err = sp_vk_drain(c, b);
+    return err ? err : mirror_move(c, b, m, addr, len, true);
+  }
   sp_vk_frozen *f = frozen_of(b, addr, len, false);
   if (!f || !f->copy) return NULL; /* guest memory is what kernels read */
   sp_error_t *err = sp_vk_drain(c, b); /* the list reading the copy has finished */
@@ -391,6 +527,8 @@ static sp_error_t *vk_flush(void *vctx, void *binding, uint64_t addr, uint64_t l
 void sp_vk_frozen_release(sp_vk_ctx *c, sp_vk_binding *b) {
   for (uint32_t i = 0; i < b->n_frozen; i++) copy_release(c, b->frozen[i].copy);
   b->n_frozen = 0;
+  for (uint32_t i = 0; i < b->n_mirrors; i++) mirror_free(c, b->mirrors[i].copy);
+  b->n_mirrors = 0;
   if (b->xfer_fence) vkDestroyFence(c->dev, b->xfer_fence, NULL);
   b->xfer_fence = VK_NULL_HANDLE; /* xfer_cb goes with the binding's pool */
 }
@@ -422,8 +560,10 @@ const struct sp_backend_memory_i sp_vk_memory = {
     .version = SP_BACKEND_MEMORY_VERSION,
     .freeze = vk_freeze,
     .flush = vk_flush,
-    /* device_local, sync, local_zero: none (activations and the KV cache
-     * stay in guest memory); file_ranges: none (no_file_maps on a GPU) */
+    .device_local = vk_device_local,
+    .sync = vk_sync,
+    .local_zero = vk_local_zero,
+    /* file_ranges: none (no_file_maps on a GPU) */
     .residency = vk_residency,
     .device_memory = vk_device_memory,
 };

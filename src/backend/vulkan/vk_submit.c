@@ -12,10 +12,11 @@
  * of range (the bytes may sit in a file mapping another process writes:
  * an address is never formed from an unchecked read).
  *
- * The weight operand of matmul and get_rows is read through the push
- * constant wbase: its frozen range's device-local copy when it lies wholly
- * inside one (vk_residency.c), else guest memory. A freeze, flush or
- * release that moves a copy makes the recorded command buffer stale.
+ * Each tensor is read and written through its slot's base (push constant
+ * slot_base): its device-local range's mirror or its frozen range's copy
+ * when it lies wholly inside one (vk_residency.c), else guest memory. A
+ * freeze, flush, device_local or release that moves a copy or a mirror
+ * makes the recorded command buffer stale (push constants are baked in).
  *
  * A global memory barrier separates consecutive dispatches, and a barrier
  * to the host ends the list, so the guest sees every write once wait()
@@ -120,11 +121,11 @@ static sp_error_t *record_cmd(sp_vk_ctx *c, sp_vk_binding *b, const sp_cmd *cmd,
   int check;
   uint64_t groups = plan(c, cmd, &s, &variant, &check), qblocks = quantized_blocks(cmd);
   if (!groups) return NULL;
-  /* the weight operand (src0 of matmul and get_rows) from its frozen copy where it has one */
-  bool weights = cmd->op == SP_OP_MATMUL || cmd->op == SP_OP_GET_ROWS;
-  sp_vk_push pc = {.base = b->guest_addr, .cmd = b->cmds.addr + (uint64_t)i * sizeof(sp_cmd),
-                   .status = b->local ? b->status_dev.addr : b->status.addr, .scratch = b->scratch.addr,
-                   .wbase = weights ? sp_vk_weight_base(b, &cmd->src[0]) : b->guest_addr, .index = i};
+  sp_vk_push pc = {.cmd = b->cmds.addr + (uint64_t)i * sizeof(sp_cmd),
+                   .status = b->local ? b->status_dev.addr : b->status.addr, .scratch = b->scratch.addr, .index = i};
+  /* each tensor from where it lies: a mirror, a frozen copy, guest memory */
+  pc.slot_base[0] = sp_vk_tensor_base(b, &cmd->dst);
+  for (int k = 1; k < SP_VK_SLOTS; k++) pc.slot_base[k] = sp_vk_tensor_base(b, &cmd->src[k - 1]);
   sp_error_t *err = qblocks ? emit(c, b, SP_VK_QUANTIZE, 0, &pc, (qblocks + 63) / 64, first) : NULL;
   if (!err && check >= 0) {
     sp_vk_push pk = pc;

@@ -22,7 +22,7 @@ void main() {
   float bv = uintBitsToFloat(0x7fc00000u);
   uint bi = 0xffffffffu;
   for (uint i = t; i < a.ne0; i += 256u) {
-    float v = ld_f32(xa + 4u * i);
+    float v = ld_f32(a.base, xa + 4u * i);
     if (beats(v, i, bv, bi)) bv = v, bi = i;
   }
   sv[t] = bv, si[t] = bi;
@@ -31,5 +31,5 @@ void main() {
     if (t < s && beats(sv[t + s], si[t + s], sv[t], si[t])) sv[t] = sv[t + s], si[t] = si[t + s];
     barrier();
   }
-  if (t == 0u) st_i32(d.off + 4u * r, isnan(sv[0]) ? 0 : int(si[0]));
+  if (t == 0u) st_i32(d.base, d.off + 4u * r, isnan(sv[0]) ? 0 : int(si[0]));
 }

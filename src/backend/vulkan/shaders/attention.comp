@@ -45,7 +45,7 @@ float score(Tensor k, uint hk, uint c, uint D, float scale) {
   uint ka = row_at(k, hk, c, 0u);
   float lanes[8] = float[8](0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
   for (uint i = 0u; i < D; i++) {
-    float kv = k.dtype == DT_F16 ? ld_f16(ka + 2u * i) : ld_f32(ka + 4u * i);
+    float kv = k.dtype == DT_F16 ? ld_f16(k.base, ka + 2u * i) : ld_f32(k.base, ka + 4u * i);
     lanes[i & 7u] = fmaf(kv, qs[i], lanes[i & 7u]);
   }
   precise float sum = ((lanes[0] + lanes[4]) + (lanes[2] + lanes[6])) + ((lanes[1] + lanes[5]) + (lanes[3] + lanes[7]));
@@ -72,7 +72,7 @@ void main() {
   uint Hq = d.ne1, T = d.ne2, g = group_id();
   if (g >= Hq * T) return;
   uint h = g % Hq, t = g / Hq, D = q.ne0, C = k.ne2, hk = h / (Hq / k.ne1), tid = gl_LocalInvocationID.x;
-  int pos = ld_i32(p.off + 4u * t);
+  int pos = ld_i32(p.base, p.off + 4u * t);
   if (pos < 0 || uint(pos) >= C) return; // check.comp stopped the list
   uint window = param_u(1u), hi = uint(pos);
   uint lo = window != 0u && hi >= window ? hi - window + 1u : 0u;
@@ -80,7 +80,7 @@ void main() {
   bool f16 = k.dtype == DT_F16;
   uint qa = row_at(q, h, t, 0u);
   for (uint i = tid; i < D; i += 64u) {
-    float x = ld_f32(qa + 4u * i);
+    float x = ld_f32(q.base, qa + 4u * i);
     qs[i] = f16 ? round_f16(x) : x;
   }
   barrier();
@@ -130,7 +130,7 @@ void main() {
       float a = 0.0;
       for (uint cc = 0u; cc < n; cc++) {
         uint va = row_at(v, hk, c0 + cc, 0u);
-        float vv = f16 ? ld_f16(va + 2u * i) : ld_f32(va + 4u * i);
+        float vv = f16 ? ld_f16(v.base, va + 2u * i) : ld_f32(v.base, va + 4u * i);
         precise float pv = ps[cc] * vv;
         a = a + pv;
       }
@@ -142,6 +142,6 @@ void main() {
   uint ya = row_at(d, h, t, 0u);
   for (uint j = 0u; j < 8u; j++) {
     uint i = tid + 64u * j;
-    if (i < D) st_f32(ya + 4u * i, total[j]);
+    if (i < D) st_f32(d.base, ya + 4u * i, total[j]);
   }
 }

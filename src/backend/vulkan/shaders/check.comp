@@ -18,14 +18,14 @@ void main() {
   if (t == 0u) first = 0xffffffffu;
   barrier();
   for (uint i = t; i < idx.ne0; i += 256u) {
-    int v = ld_i32(idx.off + 4u * i);
+    int v = ld_i32(idx.base, idx.off + 4u * i);
     if (v < 0 || uint(v) >= limit) atomicMin(first, i);
   }
   barrier();
   if (t == 0u && first != 0xffffffffu) {
     Status st = Status(pc.status);
     st.cmd = pc.index;
-    st.value = ld_i32(idx.off + 4u * first);
+    st.value = ld_i32(idx.base, idx.off + 4u * first);
     st.at = first;
     st.limit = limit;
     st.code = 1u;

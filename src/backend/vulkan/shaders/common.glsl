@@ -1,16 +1,21 @@
 // common.glsl: what every shader of the Vulkan backend shares.
 //
-// Guest memory is reached through device addresses: pc.base is guest
-// address 0 (the imported buffer), and every tensor address is a guest
-// offset (under 4 GiB, so 32-bit indices). The command is the validated
+// Guest memory is reached through device addresses: every tensor address
+// is a guest offset (under 4 GiB, so 32-bit indices), added to its tensor
+// slot's base, pc.slot_base[slot] (slot 0 dst, 1..4 src[0..3]): the device
+// address of guest address 0 in whatever memory holds that tensor. That is
+// the imported guest buffer, or where the tensor lies wholly inside a
+// device-local range with a mirror or a frozen range with a device copy,
+// the mirror's (copy's) address minus the range's guest start, modulo 2^64
+// (vk_residency.c). Loads and stores take the base (Tensor.base) and form
+// the address as a 64-bit integer sum, which wraps as the host's did. The command is the validated
 // sp_cmd itself (include/samepage_abi.h), copied to a buffer at pc.cmd:
 // op, flags, dst, src[4] (10 words each), param[8] (words 52..59).
 // pc.status is the list's status word (vk_backend.h, sp_vk_status);
 // pc.scratch the binding's scratch (matmul.comp's quantized activations).
-// pc.wbase is guest address 0 for the command's weight operand alone
-// (matmul's and get_rows' src0, read with wld_*): pc.base, or where the
-// weight lies inside a frozen range with a device-local copy, the copy's
-// address minus the range's guest start, modulo 2^64 (vk_residency.c).
+// The weight operand's loads (quant.glsl's decoders, wld_*) go through the
+// invocation's weight_base, which matmul.comp and get_rows.comp set from
+// their src0's slot.
 #extension GL_EXT_buffer_reference : require
 #extension GL_EXT_shader_explicit_arithmetic_types_int64 : require
 #extension GL_EXT_shader_explicit_arithmetic_types_int16 : require
@@ -31,11 +36,10 @@ layout(buffer_reference, std430, buffer_reference_align = 4) buffer Status {
 };
 
 layout(push_constant) uniform PC {
-  uint64_t base;
+  uint64_t slot_base[5]; // per tensor slot: guest address 0 where it lies
   uint64_t cmd;
   uint64_t status;
   uint64_t scratch; // the binding's scratch buffer (quantized activations)
-  uint64_t wbase;   // guest address 0 of the weight operand's loads
   uint index;
   uint aux;
 } pc;
@@ -75,6 +79,7 @@ layout(push_constant) uniform PC {
 #define OP_TOPK 16u
 
 struct Tensor {
+  uint64_t base; // pc.slot_base of its slot
   uint off, dtype;
   uint ne0, ne1, ne2, ne3;
   uint nb0, nb1, nb2; // byte strides of dims 1..3
@@ -89,6 +94,7 @@ float param_f(uint i) { return uintBitsToFloat(cmd_word(52u + i)); }
 Tensor tensor(uint slot) {
   uint b = 2u + 10u * slot;
   Tensor t;
+  t.base = pc.slot_base[slot];
   t.off = cmd_word(b), t.dtype = cmd_word(b + 1u);
   t.ne0 = cmd_word(b + 2u), t.ne1 = cmd_word(b + 3u), t.ne2 = cmd_word(b + 4u), t.ne3 = cmd_word(b + 5u);
   t.nb0 = cmd_word(b + 6u), t.nb1 = cmd_word(b + 7u), t.nb2 = cmd_word(b + 8u);
@@ -106,23 +112,21 @@ bool stopped() { return Status(pc.status).code != 0u; }
 // The workgroup's number over a 2-D grid (vk_submit.c, dispatch()).
 uint group_id() { return gl_WorkGroupID.y * gl_NumWorkGroups.x + gl_WorkGroupID.x; }
 
-// ---- guest memory by byte address ----
-float ld_f32(uint a) { return F32s(pc.base).v[a >> 2]; }
-void st_f32(uint a, float x) { F32s(pc.base).v[a >> 2] = x; }
-int ld_i32(uint a) { return I32s(pc.base).v[a >> 2]; }
-void st_i32(uint a, int x) { I32s(pc.base).v[a >> 2] = x; }
-uint ld_u16(uint a) { return uint(U16s(pc.base).v[a >> 1]); }
-void st_u16(uint a, uint x) { U16s(pc.base).v[a >> 1] = uint16_t(x); }
-uint ld_u8(uint a) { return uint(U8s(pc.base).v[a]); }
-int ld_i8(uint a) { return int(int8_t(U8s(pc.base).v[a])); }
-// ---- the weight operand by byte address (pc.wbase) ----
-// The address is formed as a 64-bit integer sum, which wraps as the host's
-// wbase did, then used: never an out-of-range pointer plus an index.
-float wld_f32(uint a) { return F32s(pc.wbase + uint64_t(a)).v[0]; }
-uint wld_u16(uint a) { return uint(U16s(pc.wbase + uint64_t(a)).v[0]); }
-uint wld_u8(uint a) { return uint(U8s(pc.wbase + uint64_t(a)).v[0]); }
-int wld_i8(uint a) { return int(int8_t(U8s(pc.wbase + uint64_t(a)).v[0])); }
-uint ld_u32_bytes(uint a) { return ld_u8(a) | ld_u8(a + 1u) << 8 | ld_u8(a + 2u) << 16 | ld_u8(a + 3u) << 24; }
+// ---- tensor bytes by base and byte address ----
+float ld_f32(uint64_t b, uint a) { return F32s(b + uint64_t(a)).v[0]; }
+void st_f32(uint64_t b, uint a, float x) { F32s(b + uint64_t(a)).v[0] = x; }
+int ld_i32(uint64_t b, uint a) { return I32s(b + uint64_t(a)).v[0]; }
+void st_i32(uint64_t b, uint a, int x) { I32s(b + uint64_t(a)).v[0] = x; }
+uint ld_u16(uint64_t b, uint a) { return uint(U16s(b + uint64_t(a)).v[0]); }
+void st_u16(uint64_t b, uint a, uint x) { U16s(b + uint64_t(a)).v[0] = uint16_t(x); }
+uint ld_u8(uint64_t b, uint a) { return uint(U8s(b + uint64_t(a)).v[0]); }
+int ld_i8(uint64_t b, uint a) { return int(int8_t(U8s(b + uint64_t(a)).v[0])); }
+// ---- the weight operand (matmul's and get_rows' src0) ----
+uint64_t weight_base; // set by main() from the weight's slot
+float wld_f32(uint a) { return ld_f32(weight_base, a); }
+uint wld_u16(uint a) { return ld_u16(weight_base, a); }
+uint wld_u8(uint a) { return ld_u8(weight_base, a); }
+int wld_i8(uint a) { return ld_i8(weight_base, a); }
 
 // a * b + c with one rounding, as C's fmaf: Vulkan promises no fused
 // fma() (lavapipe splits it), so where the device has 64-bit floats it is
@@ -213,8 +217,8 @@ uint sc_ld(uint w) { return U32s(pc.scratch).v[w]; }
 void sc_st(uint w, uint x) { U32s(pc.scratch).v[w] = x; }
 
 float f16_bits_to_f32(uint h) { return unpackHalf2x16(h).x; }
-float ld_f16(uint a) { return f16_bits_to_f32(ld_u16(a)); }
-float ld_bf16(uint a) { return uintBitsToFloat(ld_u16(a) << 16); }
+float ld_f16(uint64_t b, uint a) { return f16_bits_to_f32(ld_u16(b, a)); }
+float ld_bf16(uint64_t b, uint a) { return uintBitsToFloat(ld_u16(b, a) << 16); }
 float wld_f16(uint a) { return f16_bits_to_f32(wld_u16(a)); }
 float wld_bf16(uint a) { return uintBitsToFloat(wld_u16(a) << 16); }
 
@@ -249,10 +253,10 @@ uint f32_to_bf16_bits(float f) {
 float round_f16(float f) { return f16_bits_to_f32(f32_to_f16_bits(f)); }
 
 // An element of an f32, f16 or bf16 tensor at byte address a.
-float ld_float(uint dt, uint a) {
-  if (dt == DT_F32) return ld_f32(a);
-  if (dt == DT_F16) return ld_f16(a);
-  return ld_bf16(a);
+float ld_float(uint dt, uint64_t b, uint a) {
+  if (dt == DT_F32) return ld_f32(b, a);
+  if (dt == DT_F16) return ld_f16(b, a);
+  return ld_bf16(b, a);
 }
 // An element of the weight operand (f32, f16 or bf16) at byte address a.
 float wld_float(uint dt, uint a) {
@@ -260,9 +264,9 @@ float wld_float(uint dt, uint a) {
   if (dt == DT_F16) return wld_f16(a);
   return wld_bf16(a);
 }
-void st_float(uint dt, uint a, float x) {
-  if (dt == DT_F32) st_f32(a, x);
-  else if (dt == DT_F16) st_u16(a, f32_to_f16_bits(x));
-  else st_u16(a, f32_to_bf16_bits(x));
+void st_float(uint dt, uint64_t b, uint a, float x) {
+  if (dt == DT_F32) st_f32(b, a, x);
+  else if (dt == DT_F16) st_u16(b, a, f32_to_f16_bits(x));
+  else st_u16(b, a, f32_to_bf16_bits(x));
 }
 uint float_size(uint dt) { return dt == DT_F32 ? 4u : 2u; }

@@ -19,11 +19,11 @@ void main() {
   if (id >= rows(d) * d.ne0) return;
   uint r = id / d.ne0, i = id % d.ne0;
   if (op == OP_COPY) {
-    float v = ld_float(a.dtype, row_flat(a, r) + i * float_size(a.dtype));
-    st_float(d.dtype, row_flat(d, r) + i * float_size(d.dtype), v);
+    float v = ld_float(a.dtype, a.base, row_flat(a, r) + i * float_size(a.dtype));
+    st_float(d.dtype, d.base, row_flat(d, r) + i * float_size(d.dtype), v);
     return;
   }
-  float x = ld_f32(row_flat(a, r) + 4u * i);
+  float x = ld_f32(a.base, row_flat(a, r) + 4u * i);
   uint da = row_flat(d, r) + 4u * i;
   precise float y;
   if (op == OP_SCALE) {
@@ -34,7 +34,7 @@ void main() {
     y = tanh(x * inv) * cap;
   } else {
     bool broadcast = (op == OP_ADD || op == OP_MUL) && b.ne1 == 1u && b.ne2 == 1u && b.ne3 == 1u;
-    float z = ld_f32(row_flat(b, broadcast ? 0u : r) + 4u * i);
+    float z = ld_f32(b.base, row_flat(b, broadcast ? 0u : r) + 4u * i);
     if (op == OP_ADD) y = x + z;
     else if (op == OP_MUL) y = x * z;
     else if (op == OP_SWIGLU) {
@@ -47,5 +47,5 @@ void main() {
       else y = round_f16(gelu_tanh(round_f16(x))) * z;
     }
   }
-  st_f32(da, y);
+  st_f32(d.base, da, y);
 }

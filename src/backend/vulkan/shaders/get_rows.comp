@@ -3,7 +3,7 @@
 // dequantized with the CPU's float operations (llm_ops.c, quant_blocks.h);
 // one workgroup per row. check.comp ran first; an index out of range here
 // (rewritten since) is skipped, never used as an address. The table src0
-// is read through pc.wbase (wld_*: its frozen copy, where it has one).
+// is read through weight_base (wld_*: src0's slot base).
 #include "common.glsl"
 #include "quant.glsl"
 layout(local_size_x = 64) in;
@@ -13,12 +13,13 @@ void main() {
   Tensor d = tensor(0u), w = tensor(1u), idx = tensor(2u);
   uint r = group_id();
   if (r >= d.ne1) return;
-  int id = ld_i32(idx.off + 4u * r);
+  weight_base = w.base;
+  int id = ld_i32(idx.base, idx.off + 4u * r);
   if (id < 0 || uint(id) >= w.ne1) return;
   uint wa = w.off + uint(id) * w.nb0, ya = d.off + r * d.nb0, k = d.ne0, t = gl_LocalInvocationID.x;
   uint dt = w.dtype;
   if (dt <= DT_BF16) {
-    for (uint i = t; i < k; i += 64u) st_f32(ya + 4u * i, wld_float(dt, wa + i * float_size(dt)));
+    for (uint i = t; i < k; i += 64u) st_f32(d.base, ya + 4u * i, wld_float(dt, wa + i * float_size(dt)));
     return;
   }
   uint S = block_elems(dt) / 32u, bb = block_bytes(dt), mk = min_kind(dt);
@@ -38,7 +39,7 @@ void main() {
         if (mk == MIN_ADD) v = v + s.m;
         else if (mk == MIN_SUB) v = v - ml;
       }
-      st_f32(ya + 4u * (32u * b + e), v);
+      st_f32(d.base, ya + 4u * (32u * b + e), v);
     }
   }
 }

@@ -2,7 +2,7 @@
 // matmul.comp: dst[f32: N, M] = src1[f32: K, M] x src0[W: K, N]^T, one
 // workgroup per output dst[m][n]; the weight dtype W is specialization
 // constant 0 (one pipeline per dtype, vk_pipelines.c). The weight src0 is
-// read through pc.wbase (wld_*: its frozen copy, where it has one).
+// read through weight_base (wld_*: src0's slot base).
 //
 // Float weights (f32, f16, bf16): a plain dot. Quantized weights follow
 // the CPU's numerics contract (src/backend/cpu/kernels.h, points 3 and 4):
@@ -27,11 +27,11 @@ shared float red[64];
 // first, first + step, ... (float weights: elements). Quantized weights
 // read the row's activation blocks from scratch, from block xb on
 // (quantize.comp: 12 words a block).
-float row_dot(uint wa, uint xa, uint xb, uint K, uint first, uint step) {
+float row_dot(uint wa, uint64_t xbase, uint xa, uint xb, uint K, uint first, uint step) {
   float acc = 0.0;
   if (WDT <= DT_BF16) {
     uint fs = float_size(WDT);
-    for (uint k = first; k < K; k += step) acc = fma(wld_float(WDT, wa + k * fs), ld_f32(xa + 4u * k), acc);
+    for (uint k = first; k < K; k += step) acc = fma(wld_float(WDT, wa + k * fs), ld_f32(xbase, xa + 4u * k), acc);
     return acc;
   }
   uint S = block_elems(WDT) / 32u, bb = block_bytes(WDT), mk = min_kind(WDT);
@@ -70,11 +70,11 @@ float lanes8_sum(float a[8]) {
 // The CPU's dot bit for bit (kernels.h, points 2 and 3): eight lanes over
 // the row, fused multiply-adds in the contract's places, the fixed tree.
 // One invocation computes the whole row (SPLIT 0).
-float row_dot_exact(uint wa, uint xb, uint xa, uint K) {
+float row_dot_exact(uint wa, uint xb, uint64_t xbase, uint xa, uint K) {
   float lanes[8] = float[8](0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
   if (WDT <= DT_BF16) {
     uint fs = float_size(WDT);
-    for (uint k = 0u; k < K; k++) lanes[k & 7u] = fmaf(wld_float(WDT, wa + k * fs), ld_f32(xa + 4u * k), lanes[k & 7u]);
+    for (uint k = 0u; k < K; k++) lanes[k & 7u] = fmaf(wld_float(WDT, wa + k * fs), ld_f32(xbase, xa + 4u * k), lanes[k & 7u]);
     return lanes8_sum(lanes);
   }
   float min_lanes[8] = float[8](0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
@@ -108,23 +108,24 @@ float row_dot_exact(uint wa, uint xb, uint xa, uint K) {
 void main() {
   if (stopped()) return;
   Tensor d = tensor(0u), w = tensor(1u), x = tensor(2u);
+  weight_base = w.base;
   uint N = d.ne0, M = d.ne1, K = w.ne0, t = gl_LocalInvocationID.x, g = group_id();
   if (SPLIT == 0u) { // an invocation per output: 64 outputs of one row m per workgroup
     uint tiles = (N + 63u) / 64u;
     if (g >= tiles * M) return;
     uint n = g % tiles * 64u + t, m = g / tiles;
     if (n >= N) return;
-    float acc = row_dot_exact(w.off + n * w.nb0, m * (K / 32u), x.off + m * x.nb0, K);
-    st_f32(d.off + m * d.nb0 + 4u * n, acc);
+    float acc = row_dot_exact(w.off + n * w.nb0, m * (K / 32u), x.base, x.off + m * x.nb0, K);
+    st_f32(d.base, d.off + m * d.nb0 + 4u * n, acc);
     return;
   }
   if (g >= N * M) return; // a workgroup per output, its invocations over the blocks
   uint n = g % N, m = g / N;
-  red[t] = row_dot(w.off + n * w.nb0, x.off + m * x.nb0, m * (K / 32u), K, t, 64u);
+  red[t] = row_dot(w.off + n * w.nb0, x.base, x.off + m * x.nb0, m * (K / 32u), K, t, 64u);
   barrier();
   for (uint s = 32u; s > 0u; s >>= 1) {
     if (t < s) red[t] += red[t + s];
     barrier();
   }
-  if (t == 0u) st_f32(d.off + m * d.nb0 + 4u * n, red[0]);
+  if (t == 0u) st_f32(d.base, d.off + m * d.nb0 + 4u * n, red[0]);
 }

@@ -4,7 +4,7 @@
 //   w[e] = d * q[e] + m                           (Q4_1, Q5_1: MIN_ADD)
 //   w[e] = d * sc[e / 16] * q[e] - m * mn[e / 16] (Q2_K, Q4_K, Q5_K: MIN_SUB)
 // with sc = 1 for the 32-element types. Byte layouts are ggml's. Blocks are
-// the weight operand's: every load goes through pc.wbase (wld_*, common.glsl).
+// the weight operand's: every load goes through weight_base (wld_*, common.glsl).
 
 #define MIN_NONE 0u
 #define MIN_ADD 1u

@@ -21,7 +21,7 @@ void main() {
   float amax = 0.0;
   bool has_nan = false;
   for (uint e = 0u; e < 32u; e++) {
-    xs[e] = ld_f32(xa + 4u * e);
+    xs[e] = ld_f32(x.base, xa + 4u * e);
     if (isnan(xs[e])) has_nan = true;
     else amax = max(amax, abs(xs[e]));
   }

@@ -44,7 +44,7 @@ void main() {
   if (cmd_op() == OP_RMSNORM) {
     ACC s = 0.0;
     for (uint i = t; i < n; i += 256u) {
-      float x = ld_f32(xa + 4u * i);
+      float x = ld_f32(a.base, xa + 4u * i);
       precise float x2 = x * x;
       s += ACC(x2);
     }
@@ -55,25 +55,25 @@ void main() {
     precise ACC root = ACC(float(sqrt(ACC(mean))));
     float scale = float(ACC(1.0) / root);
     for (uint i = t; i < n; i += 256u) {
-      precise float y = ld_f32(xa + 4u * i) * scale * ld_f32(w.off + 4u * i);
-      st_f32(ya + 4u * i, y);
+      precise float y = ld_f32(a.base, xa + 4u * i) * scale * ld_f32(w.base, w.off + 4u * i);
+      st_f32(d.base, ya + 4u * i, y);
     }
     return;
   }
   float sc = param_f(0u);
   float m = -1.0 / 0.0;
-  for (uint i = t; i < n; i += 256u) m = max(m, ld_f32(xa + 4u * i) * sc);
+  for (uint i = t; i < n; i += 256u) m = max(m, ld_f32(a.base, xa + 4u * i) * sc);
   float mx = reduce_max(m);
   ACC s = 0.0;
   for (uint i = t; i < n; i += 256u) {
-    precise float y = ld_f32(xa + 4u * i) * sc;
+    precise float y = ld_f32(a.base, xa + 4u * i) * sc;
     s += ACC(exp_f(y - mx));
   }
   float inv = float(ACC(1.0) / reduce_sum(s));
   barrier();
   for (uint i = t; i < n; i += 256u) {
-    precise float y = ld_f32(xa + 4u * i) * sc;
+    precise float y = ld_f32(a.base, xa + 4u * i) * sc;
     precise float e = exp_f(y - mx) * inv;
-    st_f32(ya + 4u * i, e);
+    st_f32(d.base, ya + 4u * i, e);
   }
 }

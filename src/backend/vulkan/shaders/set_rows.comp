@@ -10,9 +10,9 @@ void main() {
   Tensor d = tensor(0u), x = tensor(1u), idx = tensor(2u);
   uint r = group_id();
   if (r >= x.ne1) return;
-  int id = ld_i32(idx.off + 4u * r);
+  int id = ld_i32(idx.base, idx.off + 4u * r);
   if (id < 0 || uint(id) >= d.ne1) return;
   uint xa = x.off + r * x.nb0, ya = d.off + uint(id) * d.nb0;
   for (uint i = gl_LocalInvocationID.x; i < d.ne0; i += 64u)
-    st_float(d.dtype, ya + i * float_size(d.dtype), ld_f32(xa + 4u * i));
+    st_float(d.dtype, d.base, ya + i * float_size(d.dtype), ld_f32(x.base, xa + 4u * i));
 }

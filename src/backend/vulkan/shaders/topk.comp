@@ -28,7 +28,7 @@ void main() {
     uint bh = 0u, bl = 0u;
     bool found = false;
     for (uint i = t; i < n; i += 256u) {
-      uint h = topk_key(ld_f32(xa + 4u * i)), l = ~i;
+      uint h = topk_key(ld_f32(a.base, xa + 4u * i)), l = ~i;
       if (less(h, l, ph, pl) && (!found || less(bh, bl, h, l))) bh = h, bl = l, found = true;
     }
     shi[t] = found ? bh : 0u, slo[t] = found ? bl : 0u;
@@ -38,7 +38,7 @@ void main() {
       barrier();
     }
     ph = shi[0], pl = slo[0];
-    if (t == 0u) st_i32(ya + 4u * k, int(~pl));
+    if (t == 0u) st_i32(d.base, ya + 4u * k, int(~pl));
     barrier();
   }
 }
