@@ -67,3 +67,16 @@ if(TARGET samepage_vulkan)
   target_compile_definitions(test_vulkan_ops PRIVATE SP_VULKAN_BUILD_LIB="$<TARGET_FILE:samepage_vulkan>")
   add_dependencies(test_vulkan_ops samepage_vulkan)
 endif()
+
+# test_vulkan_local: device-local ranges (mirrors: device_local, sync,
+# local_zero, flush) through the test hook sp_backend_vulkan_test_residency,
+# which lavapipe needs; exits 77 without the library or a device.
+add_executable(test_vulkan_local ${CMAKE_SOURCE_DIR}/tests/test_vulkan_local.c)
+target_link_libraries(test_vulkan_local PRIVATE samepage_core ${CMAKE_DL_LIBS})
+target_include_directories(test_vulkan_local PRIVATE ${CMAKE_SOURCE_DIR}/src)
+add_test(NAME test_vulkan_local COMMAND test_vulkan_local)
+set_tests_properties(test_vulkan_local PROPERTIES SKIP_RETURN_CODE 77 LABELS vulkan TIMEOUT 120)
+if(TARGET samepage_vulkan)
+  target_compile_definitions(test_vulkan_local PRIVATE SP_VULKAN_BUILD_LIB="$<TARGET_FILE:samepage_vulkan>")
+  add_dependencies(test_vulkan_local samepage_vulkan)
+endif()
