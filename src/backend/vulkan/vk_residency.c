@@ -418,6 +418,9 @@ static void mirror_free(sp_vk_ctx *c, sp_vk_copy *k) {
  * to guest memory (down); the binding's work has finished. */
 static sp_error_t *mirror_move(sp_vk_ctx *c, sp_vk_binding *b, const sp_vk_mirror *m, uint64_t addr, uint64_t len,
                                bool up) {
+  if (!b->guest_buf) /* a grow failed, and importing the old range again failed too */
+    return sp_error_new("vulkan: guest memory at %p is not imported (a grow failed); device-local bytes at 0x%llx "
+                        "cannot move", (void *)b->view.base, (unsigned long long)addr);
   uint64_t at = m->copy->pad + (addr - m->addr);
   vk_xfer x = up ? (vk_xfer){b->guest_buf, m->copy->buf, {.srcOffset = addr, .dstOffset = at, .size = len}}
                  : (vk_xfer){m->copy->buf, b->guest_buf, {.srcOffset = at, .dstOffset = addr, .size = len}};
