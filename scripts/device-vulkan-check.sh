@@ -6,7 +6,8 @@
 #     device address is not the host pointer: read RSS and matmul there);
 #   - backend_parity cuda vs vulkan on the SmolLM2 shape;
 #   - decode (depth 0, 64 tokens) and a 512-token prefill of SmolLM2 Q4_1
-#     and the 1B Q8_0 shape on --backend vulkan beside --backend cuda.
+#     and the 1B Q8_0 shape on --backend vulkan beside --backend cuda;
+#   - `samepage run` decode on vulkan with --residency weights and none.
 # Needs SP_PACK (scripts/pack-device.sh) and VK_BUNDLE (scripts/pack-vulkan-device.sh,
 # default .carry/vk). Logs and JSON go to $OUT; the last lines are a table.
 set -uo pipefail
@@ -60,4 +61,12 @@ PY
   done
 done
 add "table:"; while read -r ln; do add "$ln"; done < $out/vulkan_table.txt
+# the memory layer's effect on the same card: `samepage run` decode with and without resident copies
+for m in $smol $l1b; do
+  for r in weights none; do
+    (( $(elapsed) > ${SP_DEADLINE:-480} )) && break
+    timeout 60 $sp run --backend vulkan --residency $r --model $m --temp 0 -n 64 "Hello" > $log/run_res_$r.txt 2>&1
+    add "$(basename $m .gguf) vulkan --residency $r: $(grep -o 'decode [0-9]* tokens, [0-9.]* tok/s' $log/run_res_$r.txt)"
+  done
+done
 echo; printf '%s\n' "${summary[@]}"
