@@ -45,10 +45,14 @@ static void put_input(sp_actor_t *a, const void *data, size_t len) {
   memcpy(guest_mem(a, addr), data, len);
 }
 
-static sp_actor_t *new_llm(sp_runtime_t *rt, const uint8_t *wasm, size_t len, const char *model) {
-  const char *argv[] = {"llm", "--logits-all", "--ctx", "1024", "--batch", "64", "--temp", "0", "--repeat-penalty", "1"};
+/* warm_up: with the guest's --warmup (a batch and a step run at load, then
+ * forgotten), which must change nothing the prompts see. */
+static sp_actor_t *new_llm(sp_runtime_t *rt, const uint8_t *wasm, size_t len, const char *model, bool warm_up) {
+  const char *argv[] = {"llm", "--logits-all", "--ctx", "1024", "--batch", "64", "--temp", "0", "--repeat-penalty", "1",
+                        "--warmup"};
   sp_blob_grant grant = {"model", model};
-  sp_actor_options opts = {.argv = argv, .argc = 10, .blobs = &grant, .n_blobs = 1, .inherit_stdio = true};
+  sp_actor_options opts = {.argv = argv, .argc = warm_up ? 11 : 10, .blobs = &grant, .n_blobs = 1,
+                           .inherit_stdio = true};
   sp_actor_t *a = NULL;
   sp_error_t *err = sp_actor_new(rt, wasm, len, &opts, &a);
   CHECK(!err, "actor: %s", sp_error_message(err));
@@ -178,13 +182,13 @@ int main(int argc, char **argv) {
     bool whole = name && well_formed(p);
     CHECK(whole, "prompt %zu of the fixture lacks a field or has one of the wrong type", i);
     if (!whole) continue;
-    sp_actor_t *a = new_llm(rt, wasm, wasm_len, argv[3]);
+    sp_actor_t *a = new_llm(rt, wasm, wasm_len, argv[3], i % 2 == 1);
     if (!a) continue;
     check_tokenization(a, p, name);
     check_prompt(a, p, name);
     check_generation(a, p, name);
     sp_actor_free(a);
-    if ((a = new_llm(rt, wasm, wasm_len, argv[3]))) check_teacher_forced(a, p, name);
+    if ((a = new_llm(rt, wasm, wasm_len, argv[3], i % 2 == 0))) check_teacher_forced(a, p, name);
     sp_actor_free(a);
   }
   sp_runtime_free(rt);

@@ -96,6 +96,10 @@ sp_error_t *sp_cli_llm_actor(sp_runtime_t *rt, const char *model, int ctx, int b
 sp_error_t *sp_cli_llm_actor_with(sp_runtime_t *rt, const char *model, int ctx, int batch, const char *const *extra,
                                   int n_extra, sp_actor_t **out);
 sp_error_t *sp_cli_llm_prefill(sp_actor_t *a, int n, double *ms);
+/* Whether the first actor of a process should warm up at load (the guest's
+ * --warmup): on CUDA, whose kernels (ours and cuBLAS's) load on first
+ * launch, which the first prompt would otherwise pay. */
+bool sp_cli_llm_warmup_wanted(sp_runtime_t *rt);
 int sp_cli_bench_decode(int argc, char **argv);
 
 /* `samepage bench prefill` (cli_bench_prefill.c). */

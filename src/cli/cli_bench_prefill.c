@@ -28,10 +28,13 @@
 
 /* Times `runs` prefills of n tokens, each in a fresh actor, while one more
  * actor keeps the model loaded (on a GPU: its device copy, and what is
- * derived from it, stay made, as in a server). */
+ * derived from it, stay made, as in a server). The keeper loads the model
+ * as `samepage run` does (on CUDA with the guest's --warmup), so the first
+ * run is a process's first prompt after loading. */
 static sp_error_t *measure(sp_runtime_t *rt, const char *model, int n, int batch, int runs, double *ms) {
   sp_actor_t *keeper = NULL;
-  sp_error_t *err = sp_cli_llm_actor(rt, model, 64, batch, &keeper);
+  const char *warm[] = {"--warmup"};
+  sp_error_t *err = sp_cli_llm_actor_with(rt, model, n + 64, batch, warm, sp_cli_llm_warmup_wanted(rt), &keeper);
   for (int r = 0; r < runs && !err; r++) {
     sp_actor_t *a = NULL;
     err = sp_cli_llm_actor(rt, model, n + 64, batch, &a);

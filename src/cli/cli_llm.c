@@ -4,6 +4,7 @@
  * prefill of token ids.
  */
 #include <stdio.h>
+#include <string.h>
 
 #include "core/clock.h"
 #include "cli/cli.h"
@@ -34,6 +35,8 @@ sp_error_t *sp_cli_llm_actor_with(sp_runtime_t *rt, const char *model, int ctx, 
   if (!err && status < 0) err = sp_error_new("llm_init failed");
   return err;
 }
+
+bool sp_cli_llm_warmup_wanted(sp_runtime_t *rt) { return !strcmp(sp_runtime_backend_name(rt), "cuda"); }
 
 sp_error_t *sp_cli_llm_prefill(sp_actor_t *a, int n, double *ms) {
   int64_t addr, got;

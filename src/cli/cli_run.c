@@ -538,6 +538,9 @@ static int run_session(sp_runtime_t *rt, run_args *a) {
                               prefill batch's time; past that the process ends with 124 */
                            .timeout_exit_grace_ms = RUN_TIMEOUT_GRACE_MS};
   llm_session s = {.args = a};
+  if (!a->resume && sp_cli_llm_warmup_wanted(rt) && a->guest_argc < MAX_GUEST_ARGS)
+    a->guest_argv[a->guest_argc++] = "--warmup"; /* a resumed actor restores, it does not load */
+  opts.argc = a->guest_argc;
   double t0 = sp_now_ms();
   size_t len = (size_t)(sp_embedded_llm_end - sp_embedded_llm);
   sp_error_t *err = sp_actor_new(rt, sp_embedded_llm, len, &opts, &s.actor);

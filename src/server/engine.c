@@ -5,6 +5,7 @@
  */
 #include "server/engine.h"
 
+#include "cli/cli.h"
 #include "core/error.h"
 #include "samepage_llm.h"
 
@@ -43,27 +44,37 @@ static int runtime_fail(sp_error_t *err, srv_error *e, const char *what) {
   return e->status;
 }
 
-static sp_error_t *new_actor(srv *s, sp_actor_t **out) {
+static sp_error_t *new_actor(srv *s, bool warm_up, sp_actor_t **out) {
   char ctx[16];
   snprintf(ctx, sizeof ctx, "%d", s->cfg.ctx);
-  const char *argv[] = {"llm", "--ctx", ctx};
+  const char *argv[] = {"llm", "--ctx", ctx, "--warmup"};
   sp_blob_grant grant = {"model", s->cfg.model};
-  sp_actor_options opts = {.argv = argv, .argc = 3, .blobs = &grant, .n_blobs = 1, .inherit_stdio = true};
+  sp_actor_options opts = {.argv = argv, .argc = warm_up ? 4 : 3, .blobs = &grant, .n_blobs = 1,
+                           .inherit_stdio = true};
   size_t len = (size_t)(sp_embedded_llm_end - sp_embedded_llm);
   return sp_actor_new(s->rt, sp_embedded_llm, len, &opts, out);
 }
 
-sp_error_t *srv_engine_actor(srv *s, sp_actor_t **out) {
+static sp_error_t *loaded_actor(srv *s, bool warm_up, sp_actor_t **out) {
   int64_t status = 0;
-  sp_error_t *err = new_actor(s, out);
+  sp_error_t *err = new_actor(s, warm_up, out);
   if (!err) err = call(*out, "llm_init", 0, 0, 0, &status);
   if (!err && status < 0) err = sp_error_new("the LLM guest could not load %s", s->cfg.model);
   if (err && *out) sp_actor_free(*out), *out = NULL;
   return err;
 }
 
+sp_error_t *srv_engine_actor(srv *s, sp_actor_t **out) { return loaded_actor(s, false, out); }
+
+sp_error_t *srv_engine_warm_up(srv *s) {
+  sp_actor_t *a = NULL;
+  sp_error_t *err = sp_cli_llm_warmup_wanted(s->rt) ? loaded_actor(s, true, &a) : NULL;
+  sp_actor_free(a);
+  return err;
+}
+
 sp_error_t *srv_engine_restore(srv *s, const char *path, sp_actor_t **out) {
-  sp_error_t *err = new_actor(s, out);
+  sp_error_t *err = new_actor(s, false, out);
   if (!err) err = sp_actor_restore(*out, path, NULL);
   if (err && *out) sp_actor_free(*out), *out = NULL;
   return err;

@@ -11,6 +11,11 @@
 
 /* A fresh actor with the model granted and loaded (llm_init). */
 sp_error_t *srv_engine_actor(srv *s, sp_actor_t **out);
+/* Where the backend loads its kernels on first use (CUDA:
+ * sp_cli_llm_warmup_wanted), one actor loaded with the guest's --warmup,
+ * then freed: the process has them loaded before the first conversation,
+ * which would otherwise pay for it. */
+sp_error_t *srv_engine_warm_up(srv *s);
 
 /* A fresh actor whose state is the snapshot at path (no llm_init). */
 sp_error_t *srv_engine_restore(srv *s, const char *path, sp_actor_t **out);

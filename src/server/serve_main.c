@@ -213,6 +213,7 @@ static int start(srv *s, const char *isolation) {
   if (srv_tenants_load(s)) return SP_EXIT_USAGE;
   sp_error_t *err = sp_runtime_new(&ropts, &s->rt);
   if (!err) err = srv_engine_actor(s, &s->scratch);
+  if (!err) err = srv_engine_warm_up(s);
   if (err) {
     fprintf(stderr, "samepage serve: %s\n", sp_error_message(err));
     sp_error_free(err);
