@@ -369,8 +369,9 @@ sp_error_t *sp_backend_vulkan_test_shaders(sp_backend *be, bool float64, bool sp
 /* Test hook (test_vulkan_ops): turns the memory layer on or off whatever
  * the device, so that the copy path runs on lavapipe (a unified device,
  * where residency is otherwise off). Bindings adopted from now on can be
- * copied from (their import is a transfer source). Call it while no
- * binding holds a frozen copy. */
+ * copied from and into (their import is a transfer source and destination),
+ * keep their own buffers device-local and take device-local ranges. Call it
+ * while no binding holds a frozen copy or a mirror. */
 __attribute__((visibility("default"))) sp_error_t *sp_backend_vulkan_test_residency(sp_backend *be, bool on);
 sp_error_t *sp_backend_vulkan_test_residency(sp_backend *be, bool on) {
   if (!be || be->iface.destroy != vk_destroy) return sp_error_new("vulkan: not a Vulkan backend");

@@ -8,7 +8,8 @@
  *   vk_pipelines.c  the embedded SPIR-V shaders and their pipelines;
  *   vk_submit.c     supports, recording a list, submit, wait, replay;
  *   vk_residency.c  the memory layer on discrete cards: device-local
- *                   copies of frozen ranges (weights), shared by identity.
+ *                   copies of frozen ranges (weights), shared by identity,
+ *                   and mirrors of device-local ranges (activations, KV).
  *
  * How kernels reach guest memory: the committed prefix of the actor's
  * region is imported as one VkDeviceMemory and bound to one VkBuffer with

@@ -433,7 +433,8 @@ static sp_error_t *mirror_move(sp_vk_ctx *c, sp_vk_binding *b, const sp_vk_mirro
 static sp_error_t *vk_device_local(void *vctx, void *binding, uint64_t addr, uint64_t len) {
   sp_vk_ctx *c = vctx;
   sp_vk_binding *b = binding;
-  if (!c->residency || !b->guest_buf || !len || addr + len > b->view.committed) return NULL;
+  /* b->local: adopted with the layer on (its import is a transfer source and destination) */
+  if (!c->residency || !b->local || !b->guest_buf || !len || addr + len > b->view.committed) return NULL;
   if (mirror_of(b, addr, len) || b->n_mirrors == SP_VK_MAX_LOCAL) return NULL; /* held, or no room: guest memory */
   sp_error_t *err = sp_vk_drain(c, b); /* a list still running may write these bytes */
   if (err) return err;
