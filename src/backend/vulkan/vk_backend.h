@@ -29,6 +29,7 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <vulkan/vulkan.h>
 
@@ -68,6 +69,9 @@ typedef struct sp_vk_push {
 } sp_vk_push;
 _Static_assert(sizeof(sp_vk_push) == 72, "sp_vk_push is common.glsl's PC block, 72 bytes");
 _Static_assert(sizeof(sp_vk_push) <= 128, "push constants: Vulkan promises 128 bytes");
+_Static_assert(offsetof(sp_vk_push, cmd) == 40 && offsetof(sp_vk_push, scratch) == 56 &&
+                   offsetof(sp_vk_push, index) == 64 && offsetof(sp_vk_push, aux) == 68,
+               "sp_vk_push's layout is common.glsl's PC block (std430: no padding)");
 
 /* The status word a list's shaders share (shaders/common.glsl): code 0
  * while all is well; the first out-of-range index sets it, and every
