@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # device-vulkan-check.sh: issue 19 on the GPU machine, one call (and issue
 # 18's batch check again, while the CUDA library is at hand):
-#   - test_vulkan_ops and the hostile suite on the NVIDIA Vulkan driver;
+#   - test_vulkan_ops, test_vulkan_local and the hostile suite on the NVIDIA Vulkan driver;
 #   - `samepage bench zerocopy --backend vulkan` (on a discrete card the
 #     device address is not the host pointer: read RSS and matmul there);
 #   - backend_parity cuda vs vulkan on the SmolLM2 shape;
@@ -27,8 +27,10 @@ smol=$(synth smol-q4_1 smollm2-135m q4_1); l1b=$(synth l1b-q8_0 llama-3.2-1b q8_
 
 SP_CUDA_BATCH=1 timeout 150 tests/test_batch_cuda.sh $sp $smol > $log/batch_check.txt 2>&1; rc=$?
 add "issue 18: test_batch_cuda rc=$rc"; grep -E '^ +[0-9]+ |differ|changed' $log/batch_check.txt | head -8
-timeout 150 $vk/test_vulkan_ops > $log/test_vulkan_ops.txt 2>&1; rc=$?
-add "test_vulkan_ops rc=$rc: $(tail -1 $log/test_vulkan_ops.txt)"; grep -E '^FAIL' $log/test_vulkan_ops.txt | head -5
+for t in test_vulkan_ops test_vulkan_local; do
+  timeout 150 $vk/$t > $log/$t.txt 2>&1; rc=$?
+  add "$t rc=$rc: $(tail -1 $log/$t.txt)"; grep -E '^FAIL' $log/$t.txt | head -5
+done
 SP_TEST_BACKEND=vulkan timeout 120 $b/test_hostile > $log/hostile.txt 2>&1; rc=$?
 add "test_hostile (vulkan) rc=$rc: $(tail -1 $log/hostile.txt)"
 timeout 60 $sp bench zerocopy --backend vulkan --json > $out/zerocopy_vulkan.json 2> $log/zerocopy.err; rc=$?

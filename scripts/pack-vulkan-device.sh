@@ -2,8 +2,8 @@
 # pack-vulkan-device.sh [BUILD] [OUT]: what the GPU machine needs to run
 # --backend vulkan (it has the NVIDIA driver and its ICD file, but no
 # Vulkan loader and no GL vendor libraries, without which vkCreateInstance
-# fails with VK_ERROR_INCOMPATIBLE_DRIVER): libsamepage_vulkan.so and
-# test_vulkan_ops from BUILD (default build-vk), and Debian's loader and
+# fails with VK_ERROR_INCOMPATIBLE_DRIVER): libsamepage_vulkan.so,
+# test_vulkan_ops and test_vulkan_local from BUILD (default build-vk), and Debian's loader and
 # libraries, downloaded with apt-get and unpacked with dpkg -x into lib/.
 # OUT (default .carry/vk) is then carried; scripts/device-vulkan-check.sh
 # uses it as VK_BUNDLE.
@@ -16,5 +16,5 @@ work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 rm -rf "$out"; mkdir -p "$out/lib"
 for d in "$work"/*.deb; do dpkg -x "$d" "$work/x"; done
 cp -a "$work"/x/usr/lib/x86_64-linux-gnu/*.so* "$out/lib/"
-cp "$build/libsamepage_vulkan.so" "$build/test_vulkan_ops" "$out/"
+cp "$build/libsamepage_vulkan.so" "$build/test_vulkan_ops" "$build/test_vulkan_local" "$out/"
 du -sh "$out"
