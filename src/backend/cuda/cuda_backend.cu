@@ -231,6 +231,8 @@ static void cu_release(void *vctx, void *binding) {
   cudaSetDevice(c->device);
   if (b->stream) cudaStreamSynchronize(b->stream);
   if (b->has_exec) cudaGraphExecDestroy(b->exec);
+  if (b->has_parked) cudaGraphExecDestroy(b->parked);
+  free(b->parked_list);
   if (b->t_start) {
     sp_cu_timing_report(b);
     cudaEventDestroy(b->t_start), cudaEventDestroy(b->t_end);

@@ -90,6 +90,14 @@ typedef struct sp_cu_binding {
   uint32_t last_count, last_cap;
   cudaGraphExec_t exec;
   bool has_exec, dirty;
+  /* The graph of the list before last, kept while another list runs
+   * (cuda_submit.cu, park_graph): a turn's prompt between two runs of
+   * decode steps. Valid while gen is parked_gen. */
+  cudaGraphExec_t parked;
+  bool has_parked;
+  sp_cmd *parked_list;
+  uint32_t parked_count, parked_cap;
+  uint64_t parked_gen;
   /* For graphs of several bindings' lists (cuda_batch.cu): gen counts the
    * times a captured graph went stale (sp_cu_mark_stale), list_serial the
    * lists that differed from the one before; id is unique in the process. */
