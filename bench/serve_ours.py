@@ -25,6 +25,7 @@ def main():
     ap.add_argument("--ctx", type=int, default=4096)
     ap.add_argument("--history-tokens", type=int, default=2000)
     ap.add_argument("--clients", default="1,4,16")
+    ap.add_argument("--samepage-extra", default="", help="part B: more `samepage serve` options")
     ap.add_argument("--json")
     a = ap.parse_args()
     # the settings serve_vs_llama_server.py uses by default
