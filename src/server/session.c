@@ -47,7 +47,7 @@ void srv_session_remove(srv *s, srv_session *ss) {
 void srv_session_counts(srv *s, size_t *live, size_t *stored) {
   *live = *stored = 0;
   for (size_t i = 0; i < s->n_sessions; i++) {
-    if (s->sessions[i]->actor) (*live)++;
+    if (s->sessions[i]->actor || s->sessions[i]->creating) (*live)++;
     else (*stored)++;
   }
 }
@@ -103,7 +103,7 @@ static uint64_t actor_bytes(const srv *s, const srv_session *ss) { return ss->by
 uint64_t srv_session_live_bytes(const srv *s) {
   uint64_t total = 0;
   for (size_t i = 0; i < s->n_sessions; i++)
-    if (s->sessions[i]->actor) total += actor_bytes(s, s->sessions[i]);
+    if (s->sessions[i]->actor || s->sessions[i]->creating) total += actor_bytes(s, s->sessions[i]);
   return total;
 }
 
@@ -191,22 +191,38 @@ static int new_session(srv *s, const char *tenant, const char *from, srv_session
   srv_session_new_id(s, ss->id);
   snprintf(ss->tenant, sizeof ss->tenant, "%s", tenant);
   ss->created = ss->last_used = (long)time(NULL);
-  sp_error_t *err = from ? start_from(s, from, &spare) : NULL;
+  sp_error_t *err = spare && from ? start_from(s, from, &spare) : NULL;
   if (err) { /* a template that cannot be restored: start afresh (the caller sees it prefill everything) */
     fprintf(stderr, "samepage serve: template %s: %s\n", from, sp_error_message(err));
-    sp_error_free(err), err = NULL;
-  }
-  ss->actor = spare;
-  if (!ss->actor) err = srv_engine_actor(s, &ss->actor);
-  if (!err && srv_session_add(s, ss)) err = sp_error_new("out of memory");
-  if (err) {
-    srv_fail(e, 500, "server_error", NULL, "", "cannot start a conversation: %s", sp_error_message(err));
     sp_error_free(err);
+  }
+  /* no spare: the caller makes the actor without the lock (making one took
+   * ~100 ms on an H100; under the lock, 64 new conversations waited 5 s) */
+  ss->actor = spare, ss->creating = !spare;
+  if (srv_session_add(s, ss)) {
+    sp_actor_free(ss->actor);
     srv_session_free(ss);
-    return e->status;
+    return srv_fail(e, 500, "server_error", NULL, "", "cannot start a conversation: out of memory");
   }
   *out = ss;
   return 0;
+}
+
+int srv_session_make_actor(srv *s, srv_session *ss, const char *from, srv_error *e) {
+  sp_actor_t *a = NULL;
+  sp_error_t *err = from ? srv_engine_restore(s, from, &a) : NULL;
+  if (err) { /* as in new_session: start afresh */
+    fprintf(stderr, "samepage serve: template %s: %s\n", from, sp_error_message(err));
+    sp_error_free(err), a = NULL;
+  }
+  err = a ? NULL : srv_engine_actor(s, &a);
+  pthread_mutex_lock(&s->lock);
+  ss->actor = a, ss->creating = false;
+  pthread_mutex_unlock(&s->lock);
+  if (!err) return 0;
+  srv_fail(e, 500, "server_error", NULL, "", "cannot start a conversation: %s", sp_error_message(err));
+  sp_error_free(err);
+  return e->status;
 }
 
 /* The session named id, for its tenant: 404 (never 403: ids do not leak

@@ -30,19 +30,29 @@ struct srv_session {
   uint64_t bytes;        /* its last snapshot's size, what its live actor counts against
                             --max-memory (0: none yet, counted as srv.fresh_bytes) */
   bool busy;             /* a request is using it */
+  bool creating;         /* new, its actor being made outside the lock by the request's thread
+                            (srv_turn_begin): counts as live */
   bool stored;           /* a snapshot of its last finished turn is on disk */
 };
 
 /* The session to continue for a prompt, restored or made live and marked
  * busy: the one named id (X-Session-Id; NULL or "": none), else the
  * tenant's longest match, else a new one. Only the tenant's own sessions
- * are candidates. A new one is a fresh actor, or with from non-NULL a
- * restore of the snapshot at that path (a template, template.h), its
- * tokens left for the caller to set. Fails into e (404 for an id the tenant does not hold,
+ * are candidates. A new one gets a spare actor (spares.h), restored from
+ * the snapshot at from when non-NULL (a template, template.h), its tokens
+ * left for the caller to set; without a spare it is left `creating`, with
+ * no actor: the caller makes it without the lock (srv_session_make_actor). Fails into e (404 for an id the tenant does not hold,
  * 409 when it is busy, 503 when every live actor is busy, 500 when the
  * runtime fails). */
 int srv_session_acquire(srv *s, const char *tenant, const char *id, const int32_t *prompt, uint32_t n,
                         const char *from, srv_session **out, srv_error *e);
+
+/* Makes the actor of a `creating` session, without srv.lock (the session
+ * is busy: no other thread touches it): a restore of the snapshot at from
+ * (a template; when that fails, a fresh actor instead) or a fresh actor.
+ * Then, under the lock, the session has it (or the caller abandons the
+ * session: 500 in e). */
+int srv_session_make_actor(srv *s, srv_session *ss, const char *from, srv_error *e);
 
 /* The tenant's session named id, or NULL (also for another tenant's). */
 srv_session *srv_session_find(srv *s, const char *tenant, const char *id);

@@ -62,7 +62,15 @@ typedef struct begin_state {
   uint32_t prefix;    /* system-prompt tokens a template may hold (system_prefix) */
   bool from_template; /* the session started from the tenant's template */
   bool new_session;
+  char from[4200];    /* the template's snapshot, "" for none */
 } begin_state;
+
+/* A new session's template, once it has its actor: made from the prefix
+ * when the tenant had none. Under the lock. */
+static int begin_template_locked(srv_turn *t, const begin_state *st, srv_error *e) {
+  if (st->new_session && st->prefix && !st->from_template && make_template(t, st->prefix, e)) return e->status;
+  return 0;
+}
 
 static int begin_locked(srv_turn *t, begin_state *st, srv_error *e) {
   srv *s = t->s;
@@ -72,17 +80,26 @@ static int begin_locked(srv_turn *t, begin_state *st, srv_error *e) {
     return e->status;
   uint32_t prefix = system_prefix(t);
   srv_template *tpl = prefix ? srv_template_find(s, r->tenant->name, t->prompt, prefix) : NULL;
-  char from[4200] = "";
-  if (tpl) srv_template_path(s, tpl, "snap", from, sizeof from);
-  if (srv_session_acquire(s, r->tenant->name, r->session_id, t->prompt, t->n_prompt, tpl ? from : NULL, &t->session,
-                          e))
+  st->from[0] = '\0';
+  if (tpl) srv_template_path(s, tpl, "snap", st->from, sizeof st->from);
+  if (srv_session_acquire(s, r->tenant->name, r->session_id, t->prompt, t->n_prompt, tpl ? st->from : NULL,
+                          &t->session, e))
     return e->status;
   snprintf(t->session_id, sizeof t->session_id, "%s", t->session->id);
   t->old_prompt_end = t->session->prompt_end;
-  bool created = t->session->prompt_end == 0 && t->session->n_tokens == 0;
-  if (created && prefix && !tpl && make_template(t, prefix, e)) return e->status;
-  *st = (begin_state){prefix, tpl != NULL, created};
-  return 0;
+  st->prefix = prefix, st->from_template = tpl != NULL;
+  st->new_session = t->session->prompt_end == 0 && t->session->n_tokens == 0;
+  return t->session->creating ? 0 : begin_template_locked(t, st, e); /* else once the actor is made */
+}
+
+/* A new session without a spare: its actor made outside the lock, then its
+ * template under it. */
+static int begin_actor(srv_turn *t, const begin_state *st, srv_error *e) {
+  if (srv_session_make_actor(t->s, t->session, st->from[0] ? st->from : NULL, e)) return e->status;
+  pthread_mutex_lock(&t->s->lock);
+  int rc = begin_template_locked(t, st, e);
+  pthread_mutex_unlock(&t->s->lock);
+  return rc;
 }
 
 /* Outside the lock: sampling and the prefill, on the session's actor,
@@ -125,7 +142,9 @@ int srv_turn_begin(srv *s, srv_request *req, srv_turn *t, srv_error *e) {
   begin_state st = {0};
   pthread_mutex_lock(&s->lock);
   int rc = begin_locked(t, &st, e);
+  bool make = !rc && t->session->creating;
   pthread_mutex_unlock(&s->lock);
+  if (make) rc = begin_actor(t, &st, e);
   if (!rc) rc = begin_compute(t, e);
   pthread_mutex_lock(&s->lock);
   if (!rc) rc = begin_finish_locked(t, &st, e);
