@@ -169,6 +169,13 @@ srv_session *srv_session_find(srv *s, const char *tenant, const char *id) {
   return NULL;
 }
 
+/* A template that cannot be restored: said, and the conversation starts
+ * afresh (the caller sees it prefill everything). */
+static void template_failed(const char *path, sp_error_t *err) {
+  fprintf(stderr, "samepage serve: template %s: %s\n", path, sp_error_message(err));
+  sp_error_free(err);
+}
+
 /* *a restored from the template at path: the spare actor *a, or a new
  * one when *a is NULL. On failure *a is NULL (a half-restored spare is
  * freed). */
@@ -192,10 +199,7 @@ static int new_session(srv *s, const char *tenant, const char *from, srv_session
   snprintf(ss->tenant, sizeof ss->tenant, "%s", tenant);
   ss->created = ss->last_used = (long)time(NULL);
   sp_error_t *err = spare && from ? start_from(s, from, &spare) : NULL;
-  if (err) { /* a template that cannot be restored: start afresh (the caller sees it prefill everything) */
-    fprintf(stderr, "samepage serve: template %s: %s\n", from, sp_error_message(err));
-    sp_error_free(err);
-  }
+  if (err) template_failed(from, err);
   /* no spare: the caller makes the actor without the lock (making one took
    * ~100 ms on an H100; under the lock, 64 new conversations waited 5 s) */
   ss->actor = spare, ss->creating = !spare;
@@ -210,11 +214,8 @@ static int new_session(srv *s, const char *tenant, const char *from, srv_session
 
 int srv_session_make_actor(srv *s, srv_session *ss, const char *from, srv_error *e) {
   sp_actor_t *a = NULL;
-  sp_error_t *err = from ? srv_engine_restore(s, from, &a) : NULL;
-  if (err) { /* as in new_session: start afresh */
-    fprintf(stderr, "samepage serve: template %s: %s\n", from, sp_error_message(err));
-    sp_error_free(err), a = NULL;
-  }
+  sp_error_t *err = from ? start_from(s, from, &a) : NULL;
+  if (err) template_failed(from, err);
   err = a ? NULL : srv_engine_actor(s, &a);
   pthread_mutex_lock(&s->lock);
   ss->actor = a, ss->creating = false;
