@@ -251,6 +251,15 @@ sp_error_t *sp_vk_submit(void *vctx, void *binding, const sp_cmd *cmds, uint32_t
 sp_error_t *sp_vk_wait(void *vctx, void *binding);
 const char *sp_vk_op_name(uint32_t op);
 
+/* One global memory barrier: src_access by src_stage before dst_access by
+ * dst_stage (transfers around a list, copies and mirrors). */
+static inline void sp_vk_memory_barrier(VkCommandBuffer cb, VkPipelineStageFlags src_stage, VkAccessFlags src_access,
+                                        VkPipelineStageFlags dst_stage, VkAccessFlags dst_access) {
+  VkMemoryBarrier mb = {.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER, .srcAccessMask = src_access,
+                        .dstAccessMask = dst_access};
+  vkCmdPipelineBarrier(cb, src_stage, dst_stage, 0, 1, &mb, 0, NULL, 0, NULL);
+}
+
 /* "vulkan: WHAT: VkResult" */
 const char *sp_vk_result_name(VkResult r);
 

@@ -141,13 +141,6 @@ static sp_error_t *record_cmd(sp_vk_ctx *c, sp_vk_binding *b, const sp_cmd *cmd,
   return err ? err : emit(c, b, s, variant, &pc, groups, first);
 }
 
-static void transfer_barrier(VkCommandBuffer cb, VkPipelineStageFlags src_stage, VkAccessFlags src_access,
-                             VkPipelineStageFlags dst_stage, VkAccessFlags dst_access) {
-  VkMemoryBarrier mb = {.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER, .srcAccessMask = src_access,
-                        .dstAccessMask = dst_access};
-  vkCmdPipelineBarrier(cb, src_stage, dst_stage, 0, 1, &mb, 0, NULL, 0, NULL);
-}
-
 /* A device-local binding's list opens by writing its command words into
  * the device-local copy (vkCmdUpdateBuffer: the words travel inside the
  * command buffer, so a replay uploads the same ones again) and zeroing the
@@ -160,17 +153,17 @@ static void upload_cmds(sp_vk_binding *b, const sp_cmd *cmds, uint32_t count) {
     vkCmdUpdateBuffer(b->cb, b->cmds.buf, at, n, bytes + at);
   }
   vkCmdFillBuffer(b->cb, b->status_dev.buf, 0, sizeof(sp_vk_status), 0);
-  transfer_barrier(b->cb, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_WRITE_BIT,
+  sp_vk_memory_barrier(b->cb, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_WRITE_BIT,
                    VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT);
 }
 
 /* ... and closes by copying the status word where wait() reads it. */
 static void download_status(sp_vk_binding *b) {
-  transfer_barrier(b->cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_WRITE_BIT,
+  sp_vk_memory_barrier(b->cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_WRITE_BIT,
                    VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_READ_BIT);
   VkBufferCopy region = {.srcOffset = 0, .dstOffset = 0, .size = sizeof(sp_vk_status)};
   vkCmdCopyBuffer(b->cb, b->status_dev.buf, b->status.buf, 1, &region);
-  transfer_barrier(b->cb, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_WRITE_BIT, VK_PIPELINE_STAGE_HOST_BIT,
+  sp_vk_memory_barrier(b->cb, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_WRITE_BIT, VK_PIPELINE_STAGE_HOST_BIT,
                    VK_ACCESS_HOST_READ_BIT);
 }
 
