@@ -329,6 +329,24 @@ SP_TILES_INLINE void decode_row(int kind, int64_t nb, const uint8_t *w, const de
   for (int64_t b = nb; b < ((nb + 7) & ~7); b++) d[b] = dmin[b] = mn[b] = 0.0f;
 }
 
+/* Q4_1, Q5_1: each output's scalar chain m = fma(mw_b, sx_b, m), four
+ * activation rows per vector (lane j: activation row j; s4 holds the
+ * group's sx, block-major, four a block). */
+SP_TILES_INLINE void m1_chains(int rw, int64_t nb, const uint8_t *dec, const dec_layout *l, const float *s4,
+                               float m1[TILE_RW][4]) {
+  __m128 mv[TILE_RW];
+  SP_UNROLL
+  for (int r = 0; r < rw; r++) mv[r] = _mm_setzero_ps();
+  for (int64_t b = 0; b < nb; b++) {
+    __m128 sx = _mm_load_ps(s4 + 4 * b);
+    SP_UNROLL
+    for (int r = 0; r < rw; r++)
+      mv[r] = _mm_fmadd_ps(_mm_broadcast_ss((const float *)(dec + (size_t)r * l->row + l->dmin) + b), sx, mv[r]);
+  }
+  SP_UNROLL
+  for (int r = 0; r < rw; r++) _mm_store_ps(m1[r], mv[r]);
+}
+
 /* rw decoded weight rows (1..TILE_RW) by nx activation rows, all blocks;
  * the same float operations as tile(). Scales d_w * dx_b come eight blocks
  * at a time from one multiply and are read back as broadcasts. act: per
@@ -392,23 +410,8 @@ SP_TILES_INLINE void tile_dec(int kind, int rw, int nx, int64_t nb, const uint8_
       }
     }
   }
-  /* Q4_1, Q5_1: each output's scalar chain m = fma(mw_b, sx_b, m), four
-   * activation rows per vector (lane j: activation row j; s4 holds the
-   * group's sx, block-major, four a block) */
   _Alignas(16) float m1[TILE_RW][4] = {{0}};
-  if (has_m1(kind)) {
-    __m128 mv[TILE_RW];
-    SP_UNROLL
-    for (int r = 0; r < rw; r++) mv[r] = _mm_setzero_ps();
-    for (int64_t b = 0; b < nb; b++) {
-      __m128 sx = _mm_load_ps(s4 + 4 * b);
-      SP_UNROLL
-      for (int r = 0; r < rw; r++)
-        mv[r] = _mm_fmadd_ps(_mm_broadcast_ss((const float *)(dec + (size_t)r * l->row + l->dmin) + b), sx, mv[r]);
-    }
-    SP_UNROLL
-    for (int r = 0; r < rw; r++) _mm_store_ps(m1[r], mv[r]);
-  }
+  if (has_m1(kind)) m1_chains(rw, nb, dec, l, s4, m1);
   SP_UNROLL
   for (int j = 0; j < nx; j++) {
     float *dj = (float *)((uint8_t *)d + (size_t)j * ds);
@@ -427,6 +430,108 @@ SP_TILES_INLINE void group_dec(int kind, int nx, int64_t nb, const uint8_t *dec,
   if (i < nw) tile_dec(kind, 1, nx, nb, dec + (size_t)i * l->row, l, act, dxs, s4, d + i, ds);
 }
 
+/* ---- the same with activation rows in pairs, one pair a 512-bit vector ---- */
+
+/* A pair of activation rows' block b: row 2p's quants, act_corr and scale
+ * (repeated) in the low 256 bits, row 2p + 1's in the high. */
+typedef struct act_pair {
+  __m512i q, c;
+  __m512 dx;
+} act_pair;
+
+SP_TILES_INLINE __m256 low_half(__m512 v) { return _mm512_castps512_ps256(v); }
+SP_TILES_INLINE __m256 high_half(__m512 v) {
+  return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
+}
+
+/* tile_dec over np pairs of activation rows (nx of them real): each 256-bit
+ * half of a lane chain is exactly tile_dec's chain for its row (the scale
+ * d_w * dx_b rounded once, one fma per block, in block order), so the
+ * outputs are bit-identical; a 512-bit instruction does two rows' work. */
+SP_TILES_INLINE void tile_dec2(int kind, int rw, int np, int nx, int64_t nb, const uint8_t *dec, const dec_layout *l,
+                               const act_pair *ap, const float *s4, float *d, size_t ds) {
+  __m512 acc[TILE_RW][2], mins[TILE_RW][2];
+  SP_UNROLL
+  for (int r = 0; r < rw; r++) {
+    SP_UNROLL
+    for (int p = 0; p < np; p++) acc[r][p] = mins[r][p] = _mm512_setzero_ps();
+  }
+  for (int64_t b = 0; b < nb; b++) {
+    __m512i u[TILE_RW], sc[TILE_RW];
+    __m512 mn[TILE_RW];
+    SP_UNROLL
+    for (int r = 0; r < rw; r++) {
+      const uint8_t *row = dec + (size_t)r * l->row;
+      u[r] = _mm512_broadcast_i64x4(_mm256_load_si256((const __m256i *)(row + l->u + 32 * b)));
+      if (is_k(kind)) sc[r] = _mm512_broadcast_i64x4(_mm256_load_si256((const __m256i *)(row + l->sc + 32 * b)));
+      if (kind == T_Q2_K)
+        mn[r] = _mm512_castpd_ps(_mm512_broadcast_f64x4(_mm256_castps_pd(_mm256_load_ps((const float *)(row + l->mnv + 32 * b)))));
+      else if (has_min(kind)) mn[r] = _mm512_set1_ps(((const float *)(row + l->mn))[b]);
+    }
+    SP_UNROLL
+    for (int p = 0; p < np; p++) {
+      const act_pair *a = &ap[(size_t)p * nb + b];
+      __m512i xq = a->q, c = a->c;
+      __m512 dx = a->dx;
+      __asm__("" : "+v"(xq), "+v"(c), "+v"(dx));
+      SP_UNROLL
+      for (int r = 0; r < rw; r++) {
+        const uint8_t *row = dec + (size_t)r * l->row;
+        __m512i q;
+        if (has_min(kind)) q = _mm512_mullo_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), u[r], xq), sc[r]);
+        else if (is_k(kind)) q = _mm512_mullo_epi32(_mm512_dpbusd_epi32(c, u[r], xq), sc[r]);
+        else q = _mm512_dpbusd_epi32(c, u[r], xq);
+        __m512 s = _mm512_mul_ps(_mm512_set1_ps(((const float *)(row + l->d))[b]), dx);
+        acc[r][p] = _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(q), acc[r][p]);
+        if (has_min(kind)) {
+          __m512 m = _mm512_mul_ps(mn[r], _mm512_castsi512_ps(c));
+          __m512 smin = _mm512_mul_ps(_mm512_set1_ps(((const float *)(row + l->dmin))[b]), dx);
+          mins[r][p] = _mm512_fmadd_ps(smin, m, mins[r][p]);
+        }
+      }
+    }
+  }
+  _Alignas(16) float m1[TILE_RW][4] = {{0}};
+  if (has_m1(kind)) m1_chains(rw, nb, dec, l, s4, m1);
+  SP_UNROLL
+  for (int j = 0; j < nx; j++) {
+    float *dj = (float *)((uint8_t *)d + (size_t)j * ds);
+    int p = j / 2;
+    SP_UNROLL
+    for (int r = 0; r < rw; r++) {
+      __m256 aj = j % 2 ? high_half(acc[r][p]) : low_half(acc[r][p]);
+      __m256 mj = j % 2 ? high_half(mins[r][p]) : low_half(mins[r][p]);
+      dj[r] = tile_result(kind, aj, mj, m1[r][j]);
+    }
+  }
+}
+
+SP_TILES_INLINE void group_dec2(int kind, int np, int nx, int64_t nb, const uint8_t *dec, const dec_layout *l,
+                                int64_t nw, const act_pair *ap, const float *s4, float *d, size_t ds) {
+  int64_t i = 0;
+  if (!has_min(kind))
+    for (; i + 4 <= nw; i += 4) tile_dec2(kind, 4, np, nx, nb, dec + (size_t)i * l->row, l, ap, s4, d + i, ds);
+  for (; i + 2 <= nw; i += 2) tile_dec2(kind, 2, np, nx, nb, dec + (size_t)i * l->row, l, ap, s4, d + i, ds);
+  if (i < nw) tile_dec2(kind, 1, np, nx, nb, dec + (size_t)i * l->row, l, ap, s4, d + i, ds);
+}
+
+/* The pairs of the group's rows xr[0..n) (a missing partner: zeros, its
+ * outputs never written). */
+SP_TILES_INLINE void pair_rows(int kind, int n, int64_t nb, const sp_q8_act *const *xr, act_pair *ap) {
+  for (int p = 0; p < (n + 1) / 2; p++)
+    for (int64_t b = 0; b < nb; b++) {
+      const sp_q8_act *lo = &xr[2 * p][b], *hi = 2 * p + 1 < n ? &xr[2 * p + 1][b] : NULL;
+      __m256i zero = _mm256_setzero_si256();
+      __m256i q_lo = _mm256_loadu_si256((const __m256i *)lo->qs), q_hi = hi ? _mm256_loadu_si256((const __m256i *)hi->qs) : zero;
+      __m256i c_lo = act_corr(kind, lo), c_hi = hi ? act_corr(kind, hi) : zero;
+      act_pair *a = &ap[(size_t)p * nb + b];
+      a->q = _mm512_inserti64x4(_mm512_castsi256_si512(q_lo), q_hi, 1);
+      a->c = _mm512_inserti64x4(_mm512_castsi256_si512(c_lo), c_hi, 1);
+      a->dx = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(_mm256_set1_ps(lo->d))),
+                                                  _mm256_castps_pd(_mm256_set1_ps(hi ? hi->d : 0.0f)), 1));
+    }
+}
+
 /* Chunks of weight rows, each decoded once, against every group of
  * TILE_NX activation rows. Needs nb <= TILE_MAX_BLOCKS and two decoded
  * rows within DEC_BYTES. */
@@ -434,8 +539,9 @@ SP_TILES_INLINE void gemm_dec(int kind, int64_t nb, const uint8_t *w, size_t ws,
                               size_t xs, int64_t nx, float *d, size_t ds) {
   int64_t nb8 = (nb + 7) & ~7;
   _Alignas(32) uint8_t dec[DEC_BYTES];
-  __m256i act[TILE_NX * nb * 2]; /* per row and block: its quants, act_corr */
-  _Alignas(32) float dxs[TILE_NX * nb8];
+  __m256i act[nb * 2]; /* a lone row's blocks: its quants, act_corr */
+  act_pair ap[TILE_NX / 2 * nb]; /* two rows or more: in pairs */
+  _Alignas(32) float dxs[nb8];
   _Alignas(16) float s4[4 * nb]; /* Q4_1, Q5_1: sx per block, four rows a block */
   dec_layout l = dec_layout_of(kind, nb);
   int64_t chunk = (int64_t)(DEC_BYTES / l.row) & ~(int64_t)1;
@@ -444,25 +550,29 @@ SP_TILES_INLINE void gemm_dec(int kind, int64_t nb, const uint8_t *w, size_t ws,
     for (int64_t i = 0; i < rows; i++) decode_row(kind, nb, w + (size_t)(i0 + i) * ws, &l, dec + (size_t)i * l.row);
     for (int64_t m = 0; m < nx; m += TILE_NX) {
       int n = nx - m < TILE_NX ? (int)(nx - m) : TILE_NX;
+      const sp_q8_act *xr[TILE_NX];
       for (int j = 0; j < n; j++) {
-        const sp_q8_act *xj = (const sp_q8_act *)((const uint8_t *)x + (size_t)(m + j) * xs);
-        float *dxj = dxs + (size_t)j * nb8;
-        for (int64_t b = 0; b < nb; b++) {
-          act[2 * ((size_t)j * nb + b)] = _mm256_loadu_si256((const __m256i *)xj[b].qs);
-          act[2 * ((size_t)j * nb + b) + 1] = act_corr(kind, &xj[b]);
-          dxj[b] = xj[b].d;
-          s4[4 * b + j] = xj[b].s;
-        }
-        for (int64_t b = nb; b < nb8; b++) dxj[b] = 0.0f;
+        xr[j] = (const sp_q8_act *)((const uint8_t *)x + (size_t)(m + j) * xs);
+        for (int64_t b = 0; b < nb; b++) s4[4 * b + j] = xr[j][b].s;
       }
       for (int j = n; j < 4; j++)
         for (int64_t b = 0; b < nb; b++) s4[4 * b + j] = 0.0f;
       float *dm = (float *)((uint8_t *)d + (size_t)m * ds) + i0;
+      if (n == 1) {
+        for (int64_t b = 0; b < nb; b++) {
+          act[2 * b] = _mm256_loadu_si256((const __m256i *)xr[0][b].qs);
+          act[2 * b + 1] = act_corr(kind, &xr[0][b]);
+          dxs[b] = xr[0][b].d;
+        }
+        for (int64_t b = nb; b < nb8; b++) dxs[b] = 0.0f;
+        group_dec(kind, 1, nb, dec, &l, rows, act, dxs, s4, dm, ds);
+        continue;
+      }
+      pair_rows(kind, n, nb, xr, ap);
       switch (n) {
-      case 1: group_dec(kind, 1, nb, dec, &l, rows, act, dxs, s4, dm, ds); break;
-      case 2: group_dec(kind, 2, nb, dec, &l, rows, act, dxs, s4, dm, ds); break;
-      case 3: group_dec(kind, 3, nb, dec, &l, rows, act, dxs, s4, dm, ds); break;
-      default: group_dec(kind, 4, nb, dec, &l, rows, act, dxs, s4, dm, ds); break;
+      case 2: group_dec2(kind, 1, 2, nb, dec, &l, rows, ap, s4, dm, ds); break;
+      case 3: group_dec2(kind, 2, 3, nb, dec, &l, rows, ap, s4, dm, ds); break;
+      default: group_dec2(kind, 2, 4, nb, dec, &l, rows, ap, s4, dm, ds); break;
       }
     }
   }
