@@ -284,8 +284,10 @@ SP_TILES_INLINE void gemm_rows(int kind, int64_t k, const void *w, size_t ws, in
 #define DEC_BYTES (48 << 10) /* decoded weight rows per chunk, to stay in L1/L2 */
 
 /* Where a decoded row keeps its parts (byte offsets; row: the row's size).
- * u: 32 unsigned weights per block; sc (K types): the block's two 32-bit
- * sub-scales as a vector; d, dmin, mn: a float per block (d and dmin
+ * u: 32 unsigned weights per block; sc (K types): the block's two
+ * sub-scales as a vector of floats (the integer partial p times the
+ * sub-scale is below 2^24 for every K type, so float(p) * sc is exactly
+ * the float of tile()'s integer product p * sc, one multiply cheaper); d, dmin, mn: a float per block (d and dmin
  * repeated over a super-block's slices), padded to a multiple of 8;
  * mnv (Q2_K, whose halves have their own mins): the mins as a vector. */
 typedef struct dec_layout {
@@ -315,7 +317,7 @@ SP_TILES_INLINE void decode_row(int kind, int64_t nb, const uint8_t *w, const de
       tile_w ts = slice_at(kind, blk, t);
       _mm256_store_si256((__m256i *)(out + l->u + 32 * b), ts.u);
       if (is_k(kind)) {
-        _mm256_store_si256((__m256i *)(out + l->sc + 32 * b), ts.sc);
+        _mm256_store_ps((float *)(out + l->sc + 32 * b), _mm256_cvtepi32_ps(ts.sc));
         d[b] = sp_avx2_f16(blk + d_offset(kind));
         dmin[b] = sp_avx2_f16(blk + dmin_offset(kind));
         mn[b] = kind == T_Q4_K || kind == T_Q5_K ? _mm256_cvtss_f32(ts.mn) : 0.0f;
@@ -378,13 +380,13 @@ SP_TILES_INLINE void tile_dec(int kind, int rw, int nx, int64_t nb, const uint8_
     }
     for (int t = 0; t < n8; t++) {
       int64_t b = b8 + t;
-      __m256i u[TILE_RW], sc[TILE_RW];
-      __m256 mn[TILE_RW];
+      __m256i u[TILE_RW];
+      __m256 sc[TILE_RW], mn[TILE_RW];
       SP_UNROLL
       for (int r = 0; r < rw; r++) {
         const uint8_t *row = dec + (size_t)r * l->row;
         u[r] = _mm256_load_si256((const __m256i *)(row + l->u + 32 * b));
-        if (is_k(kind)) sc[r] = _mm256_load_si256((const __m256i *)(row + l->sc + 32 * b));
+        if (is_k(kind)) sc[r] = _mm256_load_ps((const float *)(row + l->sc + 32 * b));
         if (kind == T_Q2_K) mn[r] = _mm256_load_ps((const float *)(row + l->mnv + 32 * b));
         else if (has_min(kind)) mn[r] = _mm256_broadcast_ss((const float *)(row + l->mn) + b);
       }
@@ -397,11 +399,9 @@ SP_TILES_INLINE void tile_dec(int kind, int rw, int nx, int64_t nb, const uint8_
         __asm__("" : "+v"(xq), "+v"(c));
         SP_UNROLL
         for (int r = 0; r < rw; r++) {
-          __m256i p;
-          if (has_min(kind)) p = _mm256_mullo_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), u[r], xq), sc[r]);
-          else if (is_k(kind)) p = _mm256_mullo_epi32(_mm256_dpbusd_epi32(c, u[r], xq), sc[r]);
-          else p = _mm256_dpbusd_epi32(c, u[r], xq);
-          acc[r][j] = _mm256_fmadd_ps(_mm256_broadcast_ss(&sk[r][j][t]), _mm256_cvtepi32_ps(p), acc[r][j]);
+          __m256 p = _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(has_min(kind) ? _mm256_setzero_si256() : c, u[r], xq));
+          if (is_k(kind)) p = _mm256_mul_ps(p, sc[r]); /* exact: see dec_layout */
+          acc[r][j] = _mm256_fmadd_ps(_mm256_broadcast_ss(&sk[r][j][t]), p, acc[r][j]);
           if (has_min(kind)) {
             __m256 m = _mm256_mul_ps(mn[r], _mm256_castsi256_ps(c));
             mins[r][j] = _mm256_fmadd_ps(_mm256_broadcast_ss(&smin[r][j][t]), m, mins[r][j]);
@@ -457,13 +457,14 @@ SP_TILES_INLINE void tile_dec2(int kind, int rw, int np, int nx, int64_t nb, con
     for (int p = 0; p < np; p++) acc[r][p] = mins[r][p] = _mm512_setzero_ps();
   }
   for (int64_t b = 0; b < nb; b++) {
-    __m512i u[TILE_RW], sc[TILE_RW];
-    __m512 mn[TILE_RW];
+    __m512i u[TILE_RW];
+    __m512 sc[TILE_RW], mn[TILE_RW];
     SP_UNROLL
     for (int r = 0; r < rw; r++) {
       const uint8_t *row = dec + (size_t)r * l->row;
       u[r] = _mm512_broadcast_i64x4(_mm256_load_si256((const __m256i *)(row + l->u + 32 * b)));
-      if (is_k(kind)) sc[r] = _mm512_broadcast_i64x4(_mm256_load_si256((const __m256i *)(row + l->sc + 32 * b)));
+      if (is_k(kind))
+        sc[r] = _mm512_castpd_ps(_mm512_broadcast_f64x4(_mm256_castps_pd(_mm256_load_ps((const float *)(row + l->sc + 32 * b)))));
       if (kind == T_Q2_K)
         mn[r] = _mm512_castpd_ps(_mm512_broadcast_f64x4(_mm256_castps_pd(_mm256_load_ps((const float *)(row + l->mnv + 32 * b)))));
       else if (has_min(kind)) mn[r] = _mm512_set1_ps(((const float *)(row + l->mn))[b]);
@@ -477,12 +478,10 @@ SP_TILES_INLINE void tile_dec2(int kind, int rw, int np, int nx, int64_t nb, con
       SP_UNROLL
       for (int r = 0; r < rw; r++) {
         const uint8_t *row = dec + (size_t)r * l->row;
-        __m512i q;
-        if (has_min(kind)) q = _mm512_mullo_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), u[r], xq), sc[r]);
-        else if (is_k(kind)) q = _mm512_mullo_epi32(_mm512_dpbusd_epi32(c, u[r], xq), sc[r]);
-        else q = _mm512_dpbusd_epi32(c, u[r], xq);
+        __m512 q = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(has_min(kind) ? _mm512_setzero_si512() : c, u[r], xq));
+        if (is_k(kind)) q = _mm512_mul_ps(q, sc[r]); /* exact: see dec_layout */
         __m512 s = _mm512_mul_ps(_mm512_set1_ps(((const float *)(row + l->d))[b]), dx);
-        acc[r][p] = _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(q), acc[r][p]);
+        acc[r][p] = _mm512_fmadd_ps(s, q, acc[r][p]);
         if (has_min(kind)) {
           __m512 m = _mm512_mul_ps(mn[r], _mm512_castsi512_ps(c));
           __m512 smin = _mm512_mul_ps(_mm512_set1_ps(((const float *)(row + l->dmin))[b]), dx);
