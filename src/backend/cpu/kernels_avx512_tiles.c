@@ -12,10 +12,14 @@
  * 8 lanes, the same reduction. Only the integer side and the data
  * movement differ:
  *  - a chunk of weight rows (DEC_BYTES) is decoded once into unsigned
- *    bytes, sub-scales and float scales, and then meets every activation
- *    row of the call, four at a time, in register tiles of up to four
- *    weight rows (the min types Q2_K, Q4_K, Q5_K: two, their min lanes
- *    need registers too);
+ *    bytes, float sub-scales and float scales, and then meets every
+ *    activation row of the call, four at a time, in register tiles of up
+ *    to four weight rows (the min types Q2_K, Q4_K, Q5_K: two, their min
+ *    lanes need registers too);
+ *  - the activation rows go in pairs, one pair to a 512-bit vector (row
+ *    2p in the low half, 2p + 1 in the high): each half runs exactly its
+ *    row's 8-lane chain, so one instruction does two rows' work and no
+ *    output changes (tile_dec2; a lone row takes tile_dec);
  *  - signed weights carry an offset (Q8_0 + 128, Q5_0 + 16, Q6_K + 32,
  *    Q3_K + 4) so they enter vpdpbusd as unsigned bytes, whose accumulator
  *    starts at -offset * (the sums of four activations): the same exact
@@ -27,8 +31,9 @@
  *    read back as broadcasts.
  * Rows too long for the per-group tables (k > 8192) take gemm_rows, which
  * decodes in registers (two weight rows a tile). Stack: at most about
- * 120 KiB (the 48 KiB decoded chunk; the group's tables, 64 KiB at k =
- * 8192), well within the 8 MiB of the pool's and callers' threads.
+ * 170 KiB (the 48 KiB decoded chunk; the group's pairs, 96 KiB at k =
+ * 8192, and a lone row's 16 KiB), well within the 8 MiB of the pool's
+ * and callers' threads.
  */
 #include <math.h>
 #include <stdbool.h>
