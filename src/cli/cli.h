@@ -92,6 +92,10 @@ int sp_cli_cmp_double(const void *a, const void *b);
  * guest's default); a timed prefill of n token
  * ids (a fixed pseudo-random sequence). */
 sp_error_t *sp_cli_llm_actor(sp_runtime_t *rt, const char *model, int ctx, int batch, sp_actor_t **out);
+/* The actor alone, its model granted but not loaded (llm_init not called:
+ * a restore's target, or a caller's own load). */
+sp_error_t *sp_cli_llm_new(sp_runtime_t *rt, const char *model, int ctx, int batch, const char *const *extra,
+                           int n_extra, sp_actor_t **out);
 /* The same with extra guest options (sampling: "--temp", "0", ...). */
 sp_error_t *sp_cli_llm_actor_with(sp_runtime_t *rt, const char *model, int ctx, int batch, const char *const *extra,
                                   int n_extra, sp_actor_t **out);

@@ -17,8 +17,8 @@ sp_error_t *sp_cli_llm_actor(sp_runtime_t *rt, const char *model, int ctx, int b
   return sp_cli_llm_actor_with(rt, model, ctx, batch, NULL, 0, out);
 }
 
-sp_error_t *sp_cli_llm_actor_with(sp_runtime_t *rt, const char *model, int ctx, int batch, const char *const *extra,
-                                  int n_extra, sp_actor_t **out) {
+sp_error_t *sp_cli_llm_new(sp_runtime_t *rt, const char *model, int ctx, int batch, const char *const *extra,
+                           int n_extra, sp_actor_t **out) {
   char ctx_text[16], batch_text[16];
   snprintf(ctx_text, sizeof ctx_text, "%d", ctx);
   snprintf(batch_text, sizeof batch_text, "%d", batch);
@@ -29,7 +29,12 @@ sp_error_t *sp_cli_llm_actor_with(sp_runtime_t *rt, const char *model, int ctx, 
   sp_blob_grant grant = {"model", model};
   sp_actor_options opts = {.argv = argv, .argc = argc, .blobs = &grant, .n_blobs = 1, .inherit_stdio = true};
   size_t len = (size_t)(sp_embedded_llm_end - sp_embedded_llm);
-  sp_error_t *err = sp_actor_new(rt, sp_embedded_llm, len, &opts, out);
+  return sp_actor_new(rt, sp_embedded_llm, len, &opts, out);
+}
+
+sp_error_t *sp_cli_llm_actor_with(sp_runtime_t *rt, const char *model, int ctx, int batch, const char *const *extra,
+                                  int n_extra, sp_actor_t **out) {
+  sp_error_t *err = sp_cli_llm_new(rt, model, ctx, batch, extra, n_extra, out);
   int64_t status = 0;
   if (!err) err = sp_cli_call(*out, "llm_init", 0, 0, 0, &status);
   if (!err && status < 0) err = sp_error_new("llm_init failed");

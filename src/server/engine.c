@@ -9,11 +9,8 @@
 #include "core/error.h"
 #include "samepage_llm.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-extern const uint8_t sp_embedded_llm[], sp_embedded_llm_end[];
 
 static sp_error_t *call(sp_actor_t *a, const char *fn, int64_t x, int64_t y, int nargs, int64_t *out) {
   int64_t args[2] = {x, y};
@@ -45,14 +42,8 @@ static int runtime_fail(sp_error_t *err, srv_error *e, const char *what) {
 }
 
 static sp_error_t *new_actor(srv *s, bool warm_up, sp_actor_t **out) {
-  char ctx[16];
-  snprintf(ctx, sizeof ctx, "%d", s->cfg.ctx);
-  const char *argv[] = {"llm", "--ctx", ctx, "--warmup"};
-  sp_blob_grant grant = {"model", s->cfg.model};
-  sp_actor_options opts = {.argv = argv, .argc = warm_up ? 4 : 3, .blobs = &grant, .n_blobs = 1,
-                           .inherit_stdio = true};
-  size_t len = (size_t)(sp_embedded_llm_end - sp_embedded_llm);
-  return sp_actor_new(s->rt, sp_embedded_llm, len, &opts, out);
+  const char *warm[] = {"--warmup"};
+  return sp_cli_llm_new(s->rt, s->cfg.model, s->cfg.ctx, 0, warm, warm_up ? 1 : 0, out);
 }
 
 static sp_error_t *loaded_actor(srv *s, bool warm_up, sp_actor_t **out) {
