@@ -290,10 +290,11 @@ SP_TILES_INLINE void gemm_rows(int kind, int64_t k, const void *w, size_t ws, in
 
 /* Where a decoded row keeps its parts (byte offsets; row: the row's size).
  * u: 32 unsigned weights per block; sc (K types): the block's two
- * sub-scales as a vector of floats (the integer partial p times the
- * sub-scale is below 2^24 for every K type, so float(p) * sc is exactly
- * the float of tile()'s integer product p * sc, one multiply cheaper); d, dmin, mn: a float per block (d and dmin
- * repeated over a super-block's slices), padded to a multiple of 8;
+ * sub-scales as a vector of floats (the contract's |P| < 2^22, so
+ * float(p) * sc is exactly the float of tile()'s integer p * sc, and one
+ * vmulps is cheaper than a vpmulld); d, dmin, mn: a float per block (d
+ * and dmin repeated over a super-block's slices), padded to a multiple
+ * of 8;
  * mnv (Q2_K, whose halves have their own mins): the mins as a vector. */
 typedef struct dec_layout {
   size_t u, sc, d, dmin, mn, mnv, row;
@@ -449,6 +450,11 @@ SP_TILES_INLINE __m256 high_half(__m512 v) {
   return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
 }
 
+/* Eight floats at p, in both halves. */
+SP_TILES_INLINE __m512 both_halves(const float *p) {
+  return _mm512_castpd_ps(_mm512_broadcast_f64x4(_mm256_castps_pd(_mm256_load_ps(p))));
+}
+
 /* tile_dec over np pairs of activation rows (nx of them real): each 256-bit
  * half of a lane chain is exactly tile_dec's chain for its row (the scale
  * d_w * dx_b rounded once, one fma per block, in block order), so the
@@ -468,10 +474,8 @@ SP_TILES_INLINE void tile_dec2(int kind, int rw, int np, int nx, int64_t nb, con
     for (int r = 0; r < rw; r++) {
       const uint8_t *row = dec + (size_t)r * l->row;
       u[r] = _mm512_broadcast_i64x4(_mm256_load_si256((const __m256i *)(row + l->u + 32 * b)));
-      if (is_k(kind))
-        sc[r] = _mm512_castpd_ps(_mm512_broadcast_f64x4(_mm256_castps_pd(_mm256_load_ps((const float *)(row + l->sc + 32 * b)))));
-      if (kind == T_Q2_K)
-        mn[r] = _mm512_castpd_ps(_mm512_broadcast_f64x4(_mm256_castps_pd(_mm256_load_ps((const float *)(row + l->mnv + 32 * b)))));
+      if (is_k(kind)) sc[r] = both_halves((const float *)(row + l->sc + 32 * b));
+      if (kind == T_Q2_K) mn[r] = both_halves((const float *)(row + l->mnv + 32 * b));
       else if (has_min(kind)) mn[r] = _mm512_set1_ps(((const float *)(row + l->mn))[b]);
     }
     SP_UNROLL
@@ -526,7 +530,8 @@ SP_TILES_INLINE void pair_rows(int kind, int n, int64_t nb, const sp_q8_act *con
     for (int64_t b = 0; b < nb; b++) {
       const sp_q8_act *lo = &xr[2 * p][b], *hi = 2 * p + 1 < n ? &xr[2 * p + 1][b] : NULL;
       __m256i zero = _mm256_setzero_si256();
-      __m256i q_lo = _mm256_loadu_si256((const __m256i *)lo->qs), q_hi = hi ? _mm256_loadu_si256((const __m256i *)hi->qs) : zero;
+      __m256i q_lo = _mm256_loadu_si256((const __m256i *)lo->qs);
+      __m256i q_hi = hi ? _mm256_loadu_si256((const __m256i *)hi->qs) : zero;
       __m256i c_lo = act_corr(kind, lo), c_hi = hi ? act_corr(kind, hi) : zero;
       act_pair *a = &ap[(size_t)p * nb + b];
       a->q = _mm512_inserti64x4(_mm512_castsi256_si512(q_lo), q_hi, 1);
