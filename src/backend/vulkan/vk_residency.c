@@ -211,19 +211,21 @@ static sp_error_t *xfer_record(VkCommandBuffer cb, const vk_xfer *x, uint32_t n)
   VK_TRY(vkBeginCommandBuffer(cb, &bi), "recording a resident copy");
   const VkPipelineStageFlags both = VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT;
   const VkAccessFlags rw = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT;
-  sp_vk_memory_barrier(cb, both, rw, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_TRANSFER_WRITE_BIT);
+  sp_vk_memory_barrier(cb, both, rw, VK_PIPELINE_STAGE_TRANSFER_BIT,
+                       VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_TRANSFER_WRITE_BIT);
   for (uint32_t i = 0; i < n; i++) {
     if (i) /* a later copy may overwrite part of an earlier one's bytes */
-      sp_vk_memory_barrier(cb, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_WRITE_BIT, VK_PIPELINE_STAGE_TRANSFER_BIT,
-                   VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_TRANSFER_WRITE_BIT);
+      sp_vk_memory_barrier(cb, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_WRITE_BIT,
+                           VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_TRANSFER_WRITE_BIT);
     if (x[i].src) vkCmdCopyBuffer(cb, x[i].src, x[i].dst, 1, &x[i].region);
     else vkCmdFillBuffer(cb, x[i].dst, x[i].region.dstOffset, x[i].region.size, 0);
   }
   /* every later submission on the queue (lists, copies) sees the bytes,
    * and so does the host (a sync's guest bytes) once the fence is waited */
-  sp_vk_memory_barrier(cb, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_WRITE_BIT, both | VK_PIPELINE_STAGE_HOST_BIT,
-               VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_READ_BIT |
-                   VK_ACCESS_TRANSFER_WRITE_BIT | VK_ACCESS_HOST_READ_BIT);
+  sp_vk_memory_barrier(cb, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_WRITE_BIT,
+                       both | VK_PIPELINE_STAGE_HOST_BIT,
+                       VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_READ_BIT |
+                           VK_ACCESS_TRANSFER_WRITE_BIT | VK_ACCESS_HOST_READ_BIT);
   VK_TRY(vkEndCommandBuffer(cb), "recording a resident copy");
   return NULL;
 }

@@ -85,10 +85,9 @@ static uint64_t quantized_blocks(const sp_cmd *cmd) {
 }
 #define SP_VK_QBLOCK_BYTES 48 /* shaders/quantize.comp: 12 words a block */
 
+/* The shaders' writes so far, before dst_access by dst_stage. */
 static void barrier(VkCommandBuffer cb, VkPipelineStageFlags dst_stage, VkAccessFlags dst_access) {
-  VkMemoryBarrier mb = {.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER, .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT,
-                        .dstAccessMask = dst_access};
-  vkCmdPipelineBarrier(cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, dst_stage, 0, 1, &mb, 0, NULL, 0, NULL);
+  sp_vk_memory_barrier(cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_WRITE_BIT, dst_stage, dst_access);
 }
 
 static void dispatch(VkCommandBuffer cb, uint64_t groups) {
@@ -154,17 +153,17 @@ static void upload_cmds(sp_vk_binding *b, const sp_cmd *cmds, uint32_t count) {
   }
   vkCmdFillBuffer(b->cb, b->status_dev.buf, 0, sizeof(sp_vk_status), 0);
   sp_vk_memory_barrier(b->cb, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_WRITE_BIT,
-                   VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT);
+                       VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT);
 }
 
 /* ... and closes by copying the status word where wait() reads it. */
 static void download_status(sp_vk_binding *b) {
   sp_vk_memory_barrier(b->cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_WRITE_BIT,
-                   VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_READ_BIT);
+                       VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_READ_BIT);
   VkBufferCopy region = {.srcOffset = 0, .dstOffset = 0, .size = sizeof(sp_vk_status)};
   vkCmdCopyBuffer(b->cb, b->status_dev.buf, b->status.buf, 1, &region);
   sp_vk_memory_barrier(b->cb, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_WRITE_BIT, VK_PIPELINE_STAGE_HOST_BIT,
-                   VK_ACCESS_HOST_READ_BIT);
+                       VK_ACCESS_HOST_READ_BIT);
 }
 
 static sp_error_t *record(sp_vk_ctx *c, sp_vk_binding *b, const sp_cmd *cmds, uint32_t count) {
