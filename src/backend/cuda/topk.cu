@@ -3,7 +3,16 @@
  * CPU's order, so both backends pick the same indices from the same
  * logits).
  *
- * One block of 1024 threads per row, in three steps over the row:
+ * One block of 1024 threads per row. The fast path reads the row twice:
+ *  a. every thread takes the largest key of its elements; the K-th largest
+ *     of those 1024 maxima, T, is at most the row's K-th largest key (the
+ *     K best maxima are K elements at or above T), so every element of the
+ *     answer has a key >= T;
+ *  b. the ranks of the elements with key >= T are gathered into shared
+ *     memory (typically a few hundred) and sorted; the first K are the
+ *     answer.
+ * Where more than SP_TOPK_BUF elements reach T (many equal values), the
+ * general path below runs instead, in three steps over the row:
  *  1. radix select: three histogram passes over the 32-bit value keys
  *     (11, 11 and 10 bits, each among the keys that share the digits found
  *     so far) find T, the K-th largest key, and how many of the K are
@@ -12,9 +21,10 @@
  *     keys equal to T take the remaining slots in increasing index order
  *     (a block-wide prefix count per chunk of 1024 elements);
  *  3. a bitonic sort of the K ranks in shared memory, best first.
- * A row of 128k logits is four reads of 512 KiB, from L2 right after the
- * output projection wrote it: some microseconds, against reading the
- * logits back to the guest and sorting them there.
+ * The general path alone took 227 us on a 128k-token row (H100,
+ * SP_CUDA_TIMING=2): four passes of 128 elements per thread, each with
+ * shared-memory atomics on the few bins logits crowd into. The fast path
+ * reads the row twice with a max and a compare per element.
  */
 #include "backend/cuda/cuda_common.cuh"
 #include "core/topk_rank.h"
@@ -25,6 +35,8 @@
  * row, so each pass waits on memory latency, not bandwidth; SP_TOPK_U loads
  * in flight per wait (H100, SP_CUDA_TIMING=2, 128k logits: 233 us with one). */
 #define SP_TOPK_U 8
+/* Candidates the fast path holds (32 KiB of ranks); more take the general path. */
+#define SP_TOPK_BUF 4096
 
 /* The keys of elements base + u * blockDim.x + threadIdx.x (u < SP_TOPK_U),
  * loaded together; 0 past the row (callers test the index). */
@@ -134,12 +146,12 @@ static __device__ void gather(const float *xr, uint32_t n, uint32_t k, uint32_t 
   __syncthreads();
 }
 
-/* Step 3: cand[0..k) sorted by rank, largest first (the padding up to a
- * power of two is rank 0, below every real rank). */
-static __device__ void sort_desc(uint64_t *cand, uint32_t k) {
+/* v[0..k) sorted largest first (the padding up to a power of two is 0,
+ * below every real rank and key). */
+template <typename T> static __device__ void sort_desc(T *v, uint32_t k) {
   uint32_t size = 1;
   while (size < k) size <<= 1;
-  for (uint32_t i = k + threadIdx.x; i < size; i += blockDim.x) cand[i] = 0;
+  for (uint32_t i = k + threadIdx.x; i < size; i += blockDim.x) v[i] = 0;
   __syncthreads();
   for (uint32_t len = 2; len <= size; len <<= 1)
     for (uint32_t stride = len / 2; stride > 0; stride >>= 1) {
@@ -147,23 +159,72 @@ static __device__ void sort_desc(uint64_t *cand, uint32_t k) {
         uint32_t j = i ^ stride;
         if (j <= i) continue;
         bool desc = (i & len) == 0; /* this half sorts largest first */
-        uint64_t a = cand[i], b = cand[j];
-        if (desc ? a < b : a > b) cand[i] = b, cand[j] = a;
+        T a = v[i], b = v[j];
+        if (desc ? a < b : a > b) v[i] = b, v[j] = a;
       }
       __syncthreads();
     }
 }
 
+/* Fast path, step a: T, the K-th largest of the threads' largest keys
+ * (key 0, below every value, for a thread without elements). */
+static __device__ uint32_t threshold_of_maxima(const float *xr, uint32_t n, uint32_t k, uint32_t *maxima) {
+  uint32_t best = 0;
+  for (uint32_t base = 0; base < n; base += blockDim.x * SP_TOPK_U) {
+    uint32_t key[SP_TOPK_U];
+    load_keys(xr, n, base, key);
+#pragma unroll
+    for (int u = 0; u < SP_TOPK_U; u++) best = max(best, key[u]);
+  }
+  maxima[threadIdx.x] = best;
+  sort_desc(maxima, blockDim.x);
+  uint32_t t = maxima[k - 1];
+  __syncthreads(); /* maxima is read before its memory is reused */
+  return t;
+}
+
+/* Fast path, step b: the ranks of the keys >= t into buf, in any order;
+ * returns how many there are (more than SP_TOPK_BUF: only the count). */
+static __device__ uint32_t gather_at_least(const float *xr, uint32_t n, uint32_t t, uint64_t *buf) {
+  __shared__ uint32_t count;
+  if (threadIdx.x == 0) count = 0;
+  __syncthreads();
+  uint32_t lane = threadIdx.x % 32;
+  for (uint32_t base = 0; base < n; base += blockDim.x * SP_TOPK_U) {
+    uint32_t key[SP_TOPK_U];
+    load_keys(xr, n, base, key);
+#pragma unroll
+    for (int u = 0; u < SP_TOPK_U; u++) {
+      uint32_t i = base + u * blockDim.x + threadIdx.x;
+      bool take = i < n && key[u] >= t;
+      uint32_t ballot = __ballot_sync(0xffffffffu, take);
+      if (!ballot) continue;
+      uint32_t first = 0; /* one atomic per warp */
+      if (lane == (uint32_t)(__ffs(ballot) - 1)) first = atomicAdd(&count, (uint32_t)__popc(ballot));
+      first = __shfl_sync(0xffffffffu, first, __ffs(ballot) - 1);
+      uint32_t slot = first + __popc(ballot & ((1u << lane) - 1));
+      if (take && slot < SP_TOPK_BUF) buf[slot] = sp_topk_rank(key[u], i);
+    }
+  }
+  __syncthreads();
+  return count;
+}
+
 __global__ void __launch_bounds__(SP_TOPK_T) topk_kernel(sp_cu_tensor d, sp_cu_tensor x, sp_cu_status *st) {
   SP_CU_GUARD(st);
   __shared__ uint32_t hist[2048];
-  __shared__ uint64_t cand[SP_TOPK_MAX];
+  __shared__ uint64_t cand[SP_TOPK_BUF];
   const float *xr = (const float *)sp_cu_row(x, blockIdx.x);
   int32_t *yr = (int32_t *)sp_cu_row(d, blockIdx.x);
   uint32_t n = x.ne[0], k = d.ne[0], key_t, equal;
-  select_threshold(xr, n, k, hist, key_t, equal);
-  gather(xr, n, k, key_t, equal, cand);
-  sort_desc(cand, k);
+  uint32_t found = gather_at_least(xr, n, threshold_of_maxima(xr, n, k, hist), cand);
+  if (found <= SP_TOPK_BUF) {
+    sort_desc(cand, found);
+  } else {
+    select_threshold(xr, n, k, hist, key_t, equal);
+    gather(xr, n, k, key_t, equal, cand);
+    sort_desc(cand, k);
+  }
   for (uint32_t i = threadIdx.x; i < k; i += blockDim.x) yr[i] = (int32_t)sp_topk_index(cand[i]);
 }
 
