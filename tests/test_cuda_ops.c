@@ -326,9 +326,16 @@ static void argmax_cases(void) {
 
 /* Tensors of the layer case, laid out from L0 (inside USED). */
 enum { L0 = 0x1200000 };
+/* The families' layers the guest builds (guest/llm/model.c): llama's;
+ * qwen2's (q, k, v biases); gemma3's (q and k head norms, norms after
+ * attention and after the FFN, GeGLU). */
+enum { LAYER_LLAMA, LAYER_QWEN2, LAYER_GEMMA3 };
+static const char *const layer_style_names[] = {"llama", "qwen2", "gemma3"};
+
 typedef struct layer_case {
-  uint32_t E, F, Hq, Hkv, Dh, T, C, wdt;
-  uint32_t x, xb, q, k, v, att, proj, gate, up, kc, vc, pos, nw, fnw, wq, wk, wv, wo, wg, wu, wd, next;
+  uint32_t E, F, Hq, Hkv, Dh, T, C, wdt, style;
+  uint32_t x, xb, q, k, v, att, proj, gate, up, kc, vc, pos, nw, fnw, wq, wk, wv, wo, wg, wu, wd;
+  uint32_t bq, bk, bv, qn, kn, pan, pfn, next;
 } layer_case;
 
 static uint32_t take(layer_case *L, uint64_t bytes) {
@@ -352,6 +359,16 @@ static void layer_layout(layer_case *L) {
   L->wv = take(L, weight_bytes(L->wdt, E, kv)), L->wo = take(L, weight_bytes(L->wdt, E, E));
   L->wg = take(L, weight_bytes(L->wdt, E, Fd)), L->wu = take(L, weight_bytes(L->wdt, E, Fd));
   L->wd = take(L, weight_bytes(L->wdt, Fd, E));
+  L->bq = take(L, E * 4), L->bk = take(L, kv * 4), L->bv = take(L, kv * 4), L->qn = take(L, L->Dh * 4);
+  L->kn = take(L, L->Dh * 4), L->pan = take(L, E * 4), L->pfn = take(L, E * 4);
+}
+
+static sp_cmd rmsnorm_cmd(sp_tensor d, sp_tensor x, uint32_t w, uint32_t width) {
+  float eps = 1e-6f;
+  sp_cmd c = {.op = SP_OP_RMSNORM};
+  c.dst = d, c.src[0] = x, c.src[1] = t4(w, SP_DTYPE_F32, width, 1, 1);
+  memcpy(&c.param[0], &eps, 4);
+  return c;
 }
 
 static sp_cmd op2(uint32_t op, sp_tensor d, sp_tensor a, sp_tensor b) {
@@ -373,6 +390,17 @@ static uint32_t layer_list(const layer_case *L, sp_cmd *c) {
   c[n++] = op2(SP_OP_MATMUL, t4(L->q, SP_DTYPE_F32, E, T, 1), t4(L->wq, wdt, E, E, 1), xb);
   c[n++] = op2(SP_OP_MATMUL, t4(L->k, SP_DTYPE_F32, kv, T, 1), t4(L->wk, wdt, E, kv, 1), xb);
   c[n++] = op2(SP_OP_MATMUL, t4(L->v, SP_DTYPE_F32, kv, T, 1), t4(L->wv, wdt, E, kv, 1), xb);
+  if (L->style == LAYER_QWEN2) {
+    const uint32_t at[3] = {L->q, L->k, L->v}, bias[3] = {L->bq, L->bk, L->bv}, width[3] = {E, kv, kv};
+    for (int b = 0; b < 3; b++) {
+      sp_tensor d = t4(at[b], SP_DTYPE_F32, width[b], T, 1);
+      c[n++] = op2(SP_OP_ADD, d, d, t4(bias[b], SP_DTYPE_F32, width[b], 1, 1));
+    }
+  }
+  if (L->style == LAYER_GEMMA3) {
+    sp_tensor qh = t4(L->q, SP_DTYPE_F32, L->Dh, L->Hq * T, 1), kh = t4(L->k, SP_DTYPE_F32, L->Dh, L->Hkv * T, 1);
+    c[n++] = rmsnorm_cmd(qh, qh, L->qn, L->Dh), c[n++] = rmsnorm_cmd(kh, kh, L->kn, L->Dh);
+  }
   sp_tensor q3 = t4(L->q, SP_DTYPE_F32, L->Dh, L->Hq, T), k3 = t4(L->k, SP_DTYPE_F32, L->Dh, L->Hkv, T);
   for (int r = 0; r < 2; r++) {
     c[n] = op2(SP_OP_ROPE, r ? k3 : q3, r ? k3 : q3, pos);
@@ -385,13 +413,17 @@ static uint32_t layer_list(const layer_case *L, sp_cmd *c) {
   c[n].src[1] = t4(L->kc, SP_DTYPE_F16, L->Dh, L->Hkv, L->C), c[n].src[2] = t4(L->vc, SP_DTYPE_F16, L->Dh, L->Hkv, L->C);
   c[n].src[3] = pos, memcpy(&c[n++].param[0], &scale, 4);
   c[n++] = op2(SP_OP_MATMUL, proj, t4(L->wo, wdt, E, E, 1), t4(L->att, SP_DTYPE_F32, E, T, 1));
+  if (L->style == LAYER_GEMMA3) c[n++] = rmsnorm_cmd(proj, proj, L->pan, E);
   c[n++] = op2(SP_OP_ADD, x, x, proj);
   c[n] = op2(SP_OP_RMSNORM, xb, x, t4(L->fnw, SP_DTYPE_F32, E, 1, 1)), memcpy(&c[n++].param[0], &eps, 4);
   c[n++] = op2(SP_OP_MATMUL, gate, t4(L->wg, wdt, E, Fd, 1), xb);
   c[n++] = op2(SP_OP_MATMUL, up, t4(L->wu, wdt, E, Fd, 1), xb);
-  c[n++] = op2(SP_OP_SWIGLU, gate, gate, up);
+  c[n++] = op2(L->style == LAYER_GEMMA3 ? SP_OP_GEGLU : SP_OP_SWIGLU, gate, gate, up);
   c[n++] = op2(SP_OP_MATMUL, proj, t4(L->wd, wdt, Fd, E, 1), gate);
+  if (L->style == LAYER_GEMMA3) c[n++] = rmsnorm_cmd(proj, proj, L->pfn, E);
   c[n++] = op2(SP_OP_ADD, x, x, proj);
+  /* the next layer's norm, which the add before it joins */
+  c[n] = op2(SP_OP_RMSNORM, xb, x, t4(L->nw, SP_DTYPE_F32, E, 1, 1)), memcpy(&c[n++].param[0], &eps, 4);
   return n;
 }
 
@@ -407,8 +439,8 @@ static sp_error_t *run_cuda_list(const sp_cmd *cmds, uint32_t n, bool fused) {
  * with fusion off, and compares every activation it writes: fused against
  * unfused CUDA tightly (the same arithmetic; only rmsnorm's summation order
  * differs), CUDA against the CPU within numeric tolerance. */
-static void layer_case_run(uint32_t wdt, uint32_t T) {
-  layer_case L = {.E = 256, .F = 512, .Hq = 4, .Hkv = 2, .Dh = 64, .T = T, .C = 64, .wdt = wdt};
+static void layer_case_run(uint32_t wdt, uint32_t T, uint32_t style) {
+  layer_case L = {.E = 256, .F = 512, .Hq = 4, .Hkv = 2, .Dh = 64, .T = T, .C = 64, .wdt = wdt, .style = style};
   layer_layout(&L);
   uint32_t kv = L.Hkv * L.Dh;
   fill(L.x, SP_DTYPE_F32, L.E * T), fill(L.proj, SP_DTYPE_F32, L.E * T), fill(L.nw, SP_DTYPE_F32, L.E);
@@ -416,12 +448,15 @@ static void layer_case_run(uint32_t wdt, uint32_t T) {
   const uint32_t ws[][3] = {{L.wq, L.E, L.E}, {L.wk, L.E, kv}, {L.wv, L.E, kv}, {L.wo, L.E, L.E},
                             {L.wg, L.E, L.F}, {L.wu, L.E, L.F}, {L.wd, L.F, L.E}};
   for (int i = 0; i < 7; i++) fill(ws[i][0], wdt, (uint64_t)ws[i][1] * ws[i][2]);
+  fill(L.bq, SP_DTYPE_F32, L.E), fill(L.bk, SP_DTYPE_F32, kv), fill(L.bv, SP_DTYPE_F32, kv);
+  fill(L.qn, SP_DTYPE_F32, L.Dh), fill(L.kn, SP_DTYPE_F32, L.Dh), fill(L.pan, SP_DTYPE_F32, L.E);
+  fill(L.pfn, SP_DTYPE_F32, L.E);
   for (uint32_t t = 0; t < T; t++) ((int32_t *)(mem + L.pos))[t] = (int32_t)(20 + 3 * t);
   sp_cmd cmds[32];
   uint32_t n = layer_list(&L, cmds);
   sp_validate_ctx vctx = {REGION, 0, 0, 1024};
   char msg[256], name[64];
-  snprintf(name, sizeof name, "layer list %s T=%u", sp_dtype_name(wdt), T);
+  snprintf(name, sizeof name, "layer %s %s T=%u", layer_style_names[style], sp_dtype_name(wdt), T);
   cases++;
   for (uint32_t i = 0; i < n; i++)
     if (sp_validate_cmd(&vctx, &cmds[i], i, msg, sizeof msg)) {
@@ -447,7 +482,7 @@ static void layer_case_run(uint32_t wdt, uint32_t T) {
   }
   const struct { const char *what; uint32_t at, n; } outs[] = {
       {"x", L.x, L.E * T}, {"xb", L.xb, L.E * T}, {"q", L.q, L.E * T}, {"k", L.k, kv * T}, {"v", L.v, kv * T},
-      {"att", L.att, L.E * T}, {"gate", L.gate, L.F * T}, {"up", L.up, L.F * T}};
+      {"att", L.att, L.E * T}, {"gate", L.gate, L.F * T}, {"up", L.up, L.F * T}, {"proj", L.proj, L.E * T}};
   double worst = 0, worst_fused = 0;
   const char *worst_at = "", *worst_fused_at = "";
   for (size_t i = 0; i < sizeof outs / sizeof outs[0]; i++) {
@@ -467,9 +502,15 @@ static void layer_case_run(uint32_t wdt, uint32_t T) {
 static void layer_cases(void) {
   const uint32_t dts[] = {SP_DTYPE_Q8_0, SP_DTYPE_Q4_0, SP_DTYPE_Q4_1, SP_DTYPE_F16};
   for (int i = 0; i < 4; i++) {
-    layer_case_run(dts[i], 1);
-    layer_case_run(dts[i], 3);
+    layer_case_run(dts[i], 1, LAYER_LLAMA);
+    layer_case_run(dts[i], 3, LAYER_LLAMA);
   }
+  /* the other families' fused launches (bias rows, norm pairs, post-norms, GeGLU) */
+  for (uint32_t style = LAYER_QWEN2; style <= LAYER_GEMMA3; style++)
+    for (int i = 0; i < 2; i++) {
+      layer_case_run(dts[i], 1, style);
+      layer_case_run(dts[i], 3, style);
+    }
 }
 
 /* A bad index stops the op before it writes; a hostile command never

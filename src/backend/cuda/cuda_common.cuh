@@ -206,6 +206,10 @@ cudaError_t sp_cu_stage(const sp_cu_spans *spans, cudaStream_t stream);
 /* Launchers: enqueue one command; return the launch error (cudaSuccess). */
 cudaError_t sp_cu_matmul(const sp_cu_cmd *c);
 cudaError_t sp_cu_elementwise(const sp_cu_cmd *c); /* add, mul, scale, swiglu, copy */
+#define SP_CU_MAX_BIAS 3 /* in-place adds of a broadcast row run as one launch (a layer's q, k, v biases) */
+/* cs[0..n) are in-place adds of one broadcast f32 row each, independent of
+ * one another (fuse.cu): run as one launch. */
+cudaError_t sp_cu_bias_rows(const sp_cu_cmd *const *cs, uint32_t n);
 cudaError_t sp_cu_rmsnorm(const sp_cu_cmd *c);
 cudaError_t sp_cu_softmax(const sp_cu_cmd *c);
 cudaError_t sp_cu_rope(const sp_cu_cmd *c);
@@ -247,11 +251,14 @@ cudaError_t sp_cu_matmul_group(const sp_cu_cmd *const *members, uint32_t n, bool
 cudaError_t sp_cu_matmul_quantize_input(const sp_cu_cmd *c);
 cudaError_t sp_cu_matvec_rows(const sp_cu_cmd *const *cs, uint32_t n, bool paired);
 bool sp_cu_matvec_vec(const sp_cu_cmd *c);
-/* [add then] rmsnorm [then quantize for the next matmul]: `add` is the
- * add command folded in front (NULL: none). */
-cudaError_t sp_cu_rmsnorm_fused(const sp_cu_cmd *add, const sp_cu_cmd *norm, sp_cu_qdst q);
-/* swiglu, then quantize its output for the next matmul. */
-cudaError_t sp_cu_swiglu_quant(const sp_cu_cmd *c, sp_cu_qdst q);
+/* [[norm of b then] add x = a + b then] rmsnorm [then quantize for the next
+ * matmul]: `add` is the add command folded in front (NULL: none), `pre` the
+ * in-place norm of the add's src[1] before it (NULL: none; needs add). */
+cudaError_t sp_cu_rmsnorm_fused(const sp_cu_cmd *pre, const sp_cu_cmd *add, const sp_cu_cmd *norm, sp_cu_qdst q);
+/* Two independent rmsnorms of rows of one width, one launch. */
+cudaError_t sp_cu_rmsnorm_pair(const sp_cu_cmd *n0, const sp_cu_cmd *n1);
+/* swiglu or geglu, then quantize its output for the next matmul. */
+cudaError_t sp_cu_gate_quant(const sp_cu_cmd *c, sp_cu_qdst q);
 /* Attention of 16 or more query rows on tensor cores (attention_prefill.cu);
  * false when the command does not fit it (the other kernels run). */
 bool sp_cu_attention_prefill(const sp_cu_cmd *c);

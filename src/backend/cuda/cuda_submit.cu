@@ -285,9 +285,12 @@ static cudaError_t enqueue_fused(const sp_cu_binding *b, const sp_cmd *cmds, uin
     c[0].xq_ready = !memcmp(xq_of, &cmds[i].src[1], sizeof *xq_of);
     e = sp_cu_matmul_group(cp, f->count, f->paired);
     break;
-  case SP_FUSE_ADD_RMSNORM: e = sp_cu_rmsnorm_fused(&c[0], &c[1], q); break;
-  case SP_FUSE_RMSNORM: e = sp_cu_rmsnorm_fused(NULL, &c[0], q); break;
-  case SP_FUSE_SWIGLU: e = sp_cu_swiglu_quant(&c[0], q); break;
+  case SP_FUSE_ADD_RMSNORM: e = sp_cu_rmsnorm_fused(NULL, &c[0], &c[1], q); break;
+  case SP_FUSE_NORM_ADD_RMSNORM: e = sp_cu_rmsnorm_fused(&c[0], &c[1], &c[2], q); break;
+  case SP_FUSE_RMSNORM_PAIR: e = sp_cu_rmsnorm_pair(&c[0], &c[1]); break;
+  case SP_FUSE_BIAS_ROWS: e = sp_cu_bias_rows(cp, f->count); break;
+  case SP_FUSE_RMSNORM: e = sp_cu_rmsnorm_fused(NULL, NULL, &c[0], q); break;
+  case SP_FUSE_GATE: e = sp_cu_gate_quant(&c[0], q); break;
   case SP_FUSE_ATTENTION:
     e = check_once(b, checked, &cmds[i].src[3], cmds[i].src[1].ne[2], i);
     if (e == cudaSuccess) e = sp_cu_attention_quant(&c[0], q);

@@ -6,11 +6,11 @@
  *
  * GEGLU and SOFTCAP compute what the CPU's activations.c computes (ggml's
  * CPU numerics), in the same order and roundings: __fmul_rn / __fadd_rn
- * keep nvcc from fusing what the CPU rounds twice. Only tanhf differs (the
- * CUDA library's, within 2 ulps), which GEGLU's rounding to f16 hides but
- * where the two round to neighbouring f16 values.
+ * keep nvcc from fusing what the CPU rounds twice (the gated activations
+ * are gated.cuh's, shared with the fused gate-and-quantize launch).
  */
 #include "backend/cuda/cuda_common.cuh"
+#include "backend/cuda/gated.cuh"
 
 static __device__ float load_any(const uint8_t *row, uint32_t dtype, uint32_t i) {
   if (dtype == SP_DTYPE_F32) return ((const float *)row)[i];
@@ -22,24 +22,6 @@ static __device__ void store_any(uint8_t *row, uint32_t dtype, uint32_t i, float
   if (dtype == SP_DTYPE_F32) ((float *)row)[i] = v;
   else if (dtype == SP_DTYPE_F16) ((__half *)row)[i] = __float2half_rn(v);
   else ((__nv_bfloat16 *)row)[i] = __float2bfloat16_rn(v);
-}
-
-/* gelu(x), tanh form, evaluated as activations.c's sp_cpu_gelu_tanh:
- * 0.5 x (1 + tanh(sqrt(2/pi) x (1 + 0.044715 x x))), left to right. */
-static __device__ float gelu_tanh(float x) {
-  const float sqrt_2_over_pi = 0.79788456080286535587989211986876f, coef_a = 0.044715f;
-  float inner = __fadd_rn(1.0f, __fmul_rn(__fmul_rn(coef_a, x), x));
-  float t = tanhf(__fmul_rn(__fmul_rn(sqrt_2_over_pi, x), inner));
-  return __fmul_rn(__fmul_rn(0.5f, x), __fadd_rn(1.0f, t));
-}
-
-/* ggml-cpu's GEGLU for f32: 0 at x <= -10, x * g at x >= 10, otherwise
- * gelu of x rounded to f16, itself rounded to f16, times g (its table). */
-static __device__ float geglu(float x, float g) {
-  if (x <= -10.0f) return 0.0f;
-  if (x >= 10.0f) return __fmul_rn(x, g);
-  float x16 = __half2float(__float2half_rn(x));
-  return __fmul_rn(__half2float(__float2half_rn(gelu_tanh(x16))), g);
 }
 
 /* cap tanh(x / cap) as llama.cpp builds it: x * (1 / cap), tanh, * cap. */
@@ -54,9 +36,9 @@ static __device__ float ew_one(uint32_t op, float x, const float *br, uint32_t i
   case SP_OP_ADD: return x + br[i];
   case SP_OP_MUL: return x * br[i];
   case SP_OP_SCALE: return x * s;
-  case SP_OP_GEGLU: return geglu(x, br[i]);
+  case SP_OP_GEGLU: return sp_cu_geglu(x, br[i]);
   case SP_OP_SOFTCAP: return softcap(x, inv_s, s);
-  default: return x / (1.0f + expf(-x)) * br[i]; /* swiglu */
+  default: return sp_cu_swiglu(x, br[i]);
   }
 }
 
@@ -92,3 +74,38 @@ cudaError_t sp_cu_elementwise(const sp_cu_cmd *c) {
                c->status);
   return cudaGetLastError();
 }
+
+/* ---- biases: up to three in-place adds of one broadcast row, one launch ---- */
+
+/* Member blockIdx.z: rows of d += the one row b, each element as ew_kernel's
+ * ADD computes it (x + br[i]). */
+typedef struct bias_set {
+  sp_cu_tensor d[SP_CU_MAX_BIAS], b[SP_CU_MAX_BIAS];
+} bias_set;
+
+__global__ void bias_rows_kernel(bias_set s, sp_cu_status *st) {
+  SP_CU_GUARD(st);
+  uint32_t z = blockIdx.z; /* by value: a runtime index into the parameter would go to local memory */
+  const sp_cu_tensor d = z == 0 ? s.d[0] : z == 1 ? s.d[1] : s.d[2];
+  const float *br = (const float *)(z == 0 ? s.b[0].p : z == 1 ? s.b[1].p : s.b[2].p);
+  for (int64_t r = blockIdx.y; r < sp_cu_rows(d); r += gridDim.y) {
+    float *dr = (float *)sp_cu_row(d, r);
+    for (uint32_t i = blockIdx.x * blockDim.x + threadIdx.x; i < d.ne[0]; i += gridDim.x * blockDim.x)
+      dr[i] = dr[i] + br[i];
+  }
+}
+
+cudaError_t sp_cu_bias_rows(const sp_cu_cmd *const *cs, uint32_t n) {
+  bias_set s = {};
+  uint32_t widest = 0;
+  int64_t rows = 0;
+  for (uint32_t k = 0; k < n; k++) {
+    s.d[k] = cs[k]->dst, s.b[k] = cs[k]->src[1];
+    widest = cs[k]->dst.ne[0] > widest ? cs[k]->dst.ne[0] : widest;
+    rows = sp_cu_rows(cs[k]->dst) > rows ? sp_cu_rows(cs[k]->dst) : rows;
+  }
+  dim3 grid((widest + 255) / 256 < 64 ? (widest + 255) / 256 : 64, rows < 65535 ? (unsigned)rows : 65535, n);
+  sp_cu_launch(bias_rows_kernel, grid, 256, cs[0]->stream, s, cs[0]->status);
+  return cudaGetLastError();
+}
+

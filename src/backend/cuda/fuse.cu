@@ -102,22 +102,57 @@ static sp_cu_fusion plan_add_rmsnorm(const sp_cmd *cmds, uint32_t i, uint32_t co
   return f;
 }
 
+/* Gemma's post-norm: p = rmsnorm(p) in place, x = x + p, y = rmsnorm(x)
+ * (cmds[i + 1, i + 3) an add-then-rmsnorm): p's norm touches nothing the
+ * other two read or write except p, which the add reads after it. */
+static bool norm_feeds_add(const sp_cmd *cmds, uint32_t i, const sp_cu_fusion *rest) {
+  const sp_cmd *pre = &cmds[i], *add = &cmds[i + 1], *norm = &cmds[i + 2];
+  const sp_tensor *p = &pre->dst;
+  if (rest->kind != SP_FUSE_ADD_RMSNORM || !same(p, &pre->src[0]) || !same(p, &add->src[1]) || !same_shape(p, &add->dst))
+    return false;
+  const sp_tensor *others[] = {&add->dst, &add->src[0], &norm->dst, &norm->src[1]};
+  for (size_t k = 0; k < sizeof others / sizeof others[0]; k++)
+    if (!disjoint(p, others[k]) || !disjoint(&pre->src[1], others[k])) return false;
+  return disjoint(&pre->src[1], p);
+}
+
+static bool independent(const sp_cmd *a, const sp_cmd *b);
+
+/* Two norms in a row (a layer's q and k heads), rows of one width, the
+ * second not feeding a matmul (that one wants its quantizing launch). */
+static bool norm_pair(const sp_cmd *cmds, uint32_t i, uint32_t count) {
+  const sp_cmd *a = &cmds[i], *b = i + 1 < count ? &cmds[i + 1] : NULL;
+  return b && b->op == SP_OP_RMSNORM && norm_fits(b) && a->dst.ne[0] == b->dst.ne[0] && independent(a, b) &&
+         !next_quantizes(cmds, i + 2, count, &b->dst);
+}
+
 static sp_cu_fusion plan_rmsnorm(const sp_cmd *cmds, uint32_t i, uint32_t count) {
   sp_cu_fusion f = {SP_FUSE_NONE, 1, false, false};
   if (!norm_fits(&cmds[i])) return f;
+  if (i + 2 < count && cmds[i + 1].op == SP_OP_ADD) {
+    sp_cu_fusion rest = plan_add_rmsnorm(cmds, i + 1, count);
+    if (norm_feeds_add(cmds, i, &rest)) {
+      f.kind = SP_FUSE_NORM_ADD_RMSNORM, f.count = 3, f.quantize = rest.quantize;
+      return f;
+    }
+  }
+  if (norm_pair(cmds, i, count)) {
+    f.kind = SP_FUSE_RMSNORM_PAIR, f.count = 2;
+    return f;
+  }
   f.kind = SP_FUSE_RMSNORM;
   f.quantize = next_quantizes(cmds, i + 1, count, &cmds[i].dst);
   return f;
 }
 
-static sp_cu_fusion plan_swiglu(const sp_cmd *cmds, uint32_t i, uint32_t count) {
+static sp_cu_fusion plan_gate(const sp_cmd *cmds, uint32_t i, uint32_t count) {
   sp_cu_fusion f = {SP_FUSE_NONE, 1, false, false};
   const sp_cmd *c = &cmds[i];
   const sp_tensor *y = &c->dst, *g = &c->src[0], *u = &c->src[1];
   if (!next_quantizes(cmds, i + 1, count, y)) return f;
   if (!dense_rows(g) || !dense_rows(u) || !same_shape(g, y) || !same_shape(u, y)) return f;
   if (!same_or_disjoint(y, g) || !disjoint(y, u)) return f;
-  f.kind = SP_FUSE_SWIGLU, f.quantize = true;
+  f.kind = SP_FUSE_GATE, f.quantize = true;
   return f;
 }
 
@@ -138,7 +173,7 @@ static sp_cu_fusion plan_attention(const sp_cmd *cmds, uint32_t i, uint32_t coun
   return f;
 }
 
-/* ---- independent pairs ---- */
+/* ---- independent pairs and groups ---- */
 
 /* b may run together with a: neither writes what the other reads or writes. */
 static bool independent(const sp_cmd *a, const sp_cmd *b) {
@@ -183,14 +218,37 @@ static bool cache_writes_follow(const sp_cmd *cmds, uint32_t i, uint32_t count) 
   return disjoint(&ks->dst, &vs->dst) && disjoint(vx, &q->dst) && disjoint(vx, &k->dst);
 }
 
+/* dst += src1, in place, src1 one dense f32 row as wide as dst's rows. */
+static bool adds_bias_row(const sp_cmd *c) {
+  const sp_tensor *d = &c->dst, *b = &c->src[1];
+  return c->op == SP_OP_ADD && same(d, &c->src[0]) && d->dtype == SP_DTYPE_F32 && d->nb[0] >= (uint64_t)d->ne[0] * 4 &&
+         dense_rows(b) && b->ne[1] == 1 && b->ne[0] == d->ne[0] && disjoint(d, b);
+}
+
+/* Consecutive bias adds (a layer's q, k and v) none of which touches what
+ * another writes; anything else: the add's own plan. */
+static sp_cu_fusion plan_add(const sp_cmd *cmds, uint32_t i, uint32_t count) {
+  sp_cu_fusion f = plan_add_rmsnorm(cmds, i, count);
+  if (f.kind != SP_FUSE_NONE || !adds_bias_row(&cmds[i])) return f;
+  uint32_t n = 1;
+  for (; n < SP_CU_MAX_BIAS && i + n < count && adds_bias_row(&cmds[i + n]); n++) {
+    bool apart = true;
+    for (uint32_t k = 0; k < n; k++) apart = apart && independent(&cmds[i + k], &cmds[i + n]);
+    if (!apart) break;
+  }
+  if (n > 1) f.kind = SP_FUSE_BIAS_ROWS, f.count = n;
+  return f;
+}
+
 sp_cu_fusion sp_cu_fuse_plan(const sp_cmd *cmds, uint32_t i, uint32_t count, bool enabled) {
   sp_cu_fusion none = {SP_FUSE_NONE, 1, false, false};
   if (!enabled) return none;
   switch (cmds[i].op) {
   case SP_OP_MATMUL: return plan_matmul(cmds, i, count);
-  case SP_OP_ADD: return plan_add_rmsnorm(cmds, i, count);
+  case SP_OP_ADD: return plan_add(cmds, i, count);
   case SP_OP_RMSNORM: return plan_rmsnorm(cmds, i, count);
-  case SP_OP_SWIGLU: return plan_swiglu(cmds, i, count);
+  case SP_OP_SWIGLU:
+  case SP_OP_GEGLU: return plan_gate(cmds, i, count);
   case SP_OP_ATTENTION: return plan_attention(cmds, i, count);
   case SP_OP_ROPE: {
     sp_cu_fusion f = plan_pair(cmds, i, count, SP_FUSE_ROPE_PAIR);

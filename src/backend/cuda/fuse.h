@@ -20,12 +20,15 @@ typedef enum sp_cu_fusion_kind {
   SP_FUSE_NONE,          /* the command alone */
   SP_FUSE_MATMUL_GROUP,  /* 2-3 quantized matrix-vector products over one input */
   SP_FUSE_ADD_RMSNORM,   /* add, then rmsnorm of the sum */
+  SP_FUSE_NORM_ADD_RMSNORM, /* rmsnorm in place of what the add then adds, the add, the rmsnorm of the sum */
+  SP_FUSE_RMSNORM_PAIR,  /* two independent rmsnorms of rows of one width (q and k heads) */
   SP_FUSE_RMSNORM,       /* rmsnorm, quantizing its output for the next matmul */
-  SP_FUSE_SWIGLU,        /* swiglu, quantizing its output for the next matmul */
+  SP_FUSE_GATE,          /* swiglu or geglu, quantizing its output for the next matmul */
   SP_FUSE_ATTENTION,     /* attention, quantizing its output for the next matmul */
   SP_FUSE_ROPE_PAIR,     /* two independent ropes with the same positions */
   SP_FUSE_ROPE_CACHE,    /* that pair, then set_rows of k and v into f16 caches */
   SP_FUSE_SET_ROWS_PAIR, /* two independent set_rows with the same indices */
+  SP_FUSE_BIAS_ROWS,     /* 2-3 independent in-place adds of one broadcast row (biases) */
 } sp_cu_fusion_kind;
 
 #define SP_CU_MAX_FUSED 4 /* the most commands one fused launch runs (rope with cache writes) */
@@ -34,7 +37,7 @@ typedef struct sp_cu_fusion {
   sp_cu_fusion_kind kind;
   uint32_t count; /* commands it runs, from position i */
   bool paired;    /* matmul group: every member has the same row count */
-  bool quantize;  /* rmsnorm/swiglu: also quantize the output for cmds[i + count] */
+  bool quantize;  /* rmsnorm/gate: also quantize the output for cmds[i + count] */
 } sp_cu_fusion;
 
 /* The launch for cmds[i] (and maybe the next ones) of a validated list;

@@ -22,6 +22,7 @@
 
 #include "core/knobs.h"
 #include "backend/cuda/cuda_common.cuh"
+#include "backend/cuda/gated.cuh"
 #include "backend/cuda/gemm.h"
 #include "backend/cuda/quant_k.cuh"
 
@@ -60,10 +61,11 @@ bool sp_cu_matmul_quantizes(uint32_t wdtype, uint32_t m) { return is_quant(wdtyp
 
 /* ---- activation quantization ---- */
 
-/* One warp per 32-element block of row blockIdx.y. With SWIGLU the value is
- * first silu(x) * u (as ew_kernel computes it), stored to y, then quantized:
- * swiglu and the quantization of the next matmul's input in one launch. */
-template <bool SWIGLU>
+/* One warp per 32-element block of row blockIdx.y. With a GATE (SWIGLU or
+ * GEGLU) the value is first the gate of x and u (as ew_kernel computes it),
+ * stored to y, then quantized: the gate and the quantization of the next
+ * matmul's input in one launch. */
+template <int GATE>
 __global__ void quantize_kernel(const uint8_t *x, uint32_t x_stride, const uint8_t *u, uint32_t u_stride, uint8_t *y,
                                 uint32_t y_stride, uint32_t K, int8_t *xq, float *xd, float *xs, sp_cu_status *st) {
   SP_CU_GUARD(st);
@@ -72,8 +74,9 @@ __global__ void quantize_kernel(const uint8_t *x, uint32_t x_stride, const uint8
   if (b >= nb) return;
   uint32_t i = b * SP_CU_QK + lane;
   float v = ((const float *)(x + (size_t)m * x_stride))[i];
-  if (SWIGLU) {
-    v = v / (1.0f + expf(-v)) * ((const float *)(u + (size_t)m * u_stride))[i];
+  if (GATE != SP_OP_NOP) { /* NOP: quantize only */
+    float g = ((const float *)(u + (size_t)m * u_stride))[i];
+    v = GATE == SP_OP_GEGLU ? sp_cu_geglu(v, g) : sp_cu_swiglu(v, g);
     ((float *)(y + (size_t)m * y_stride))[i] = v;
   }
   sp_cu_quantize_block(v, xq + (size_t)m * K + b * SP_CU_QK, xd + (size_t)m * nb + b, xs + (size_t)m * nb + b);
@@ -81,15 +84,16 @@ __global__ void quantize_kernel(const uint8_t *x, uint32_t x_stride, const uint8
 
 static void launch_quantize(const sp_cu_cmd *c, const sp_cu_tensor &x, uint32_t K, uint32_t M) {
   dim3 grid((K / SP_CU_QK + 7) / 8, M);
-  sp_cu_launch(quantize_kernel<false>, grid, 256, c->stream, x.p, x.nb[0], nullptr, 0, nullptr, 0, K, c->xq, c->xd, c->xs,
-                                                      c->status);
+  sp_cu_launch(quantize_kernel<SP_OP_NOP>, grid, 256, c->stream, x.p, x.nb[0], nullptr, 0, nullptr, 0, K, c->xq, c->xd,
+               c->xs, c->status);
 }
 
-cudaError_t sp_cu_swiglu_quant(const sp_cu_cmd *c, sp_cu_qdst q) {
+cudaError_t sp_cu_gate_quant(const sp_cu_cmd *c, sp_cu_qdst q) {
   uint32_t K = c->dst.ne[0], M = c->dst.ne[1];
   dim3 grid((K / SP_CU_QK + 7) / 8, M);
-  sp_cu_launch(quantize_kernel<true>, grid, 256, c->stream, c->src[0].p, c->src[0].nb[0], c->src[1].p, c->src[1].nb[0],
-                                                     c->dst.p, c->dst.nb[0], K, q.xq, q.xd, q.xs, c->status);
+  auto kernel = c->cmd->op == SP_OP_GEGLU ? quantize_kernel<SP_OP_GEGLU> : quantize_kernel<SP_OP_SWIGLU>;
+  sp_cu_launch(kernel, grid, 256, c->stream, c->src[0].p, c->src[0].nb[0], c->src[1].p, c->src[1].nb[0], c->dst.p,
+               c->dst.nb[0], K, q.xq, q.xd, q.xs, c->status);
   return cudaGetLastError();
 }
 
