@@ -27,6 +27,13 @@
 #define SP_MM_TASK_MIN_BYTES (32 << 10) /* weight bytes streamed per task, at least */
 #define SP_MM_TILE_MAX_BYTES (256 << 10) /* weights of one tile, to stay in L2 */
 #define SP_MM_QUANT_MIN_BYTES (64 << 10) /* activation bytes per quantize task */
+/* Decode streams each weight row once, one dot call per row, and the
+ * hardware prefetchers alone left it far under the memory's rate: asking
+ * for the weights this many bytes ahead took greedy decode on the 2-core
+ * AVX-512 machine from ~47 to ~60-70 tok/s (Gemma 3 270M Q4_K_M, whose
+ * 262,144-row output matrix is most of a token) and ~115 to ~125-155 tok/s
+ * (SmolLM2 Q4_1), interleaved runs (BENCHMARKS.md). */
+#define SP_MM_PREFETCH_BYTES 4096
 
 
 typedef struct sp_quantize_job {
@@ -50,6 +57,14 @@ static void quantize_task(void *arg, uint32_t task) {
                 (sp_q8_act *)(q->dst + (size_t)r * q->dst_stride), q->k);
 }
 
+/* Asks for the bytes, one row long, that lie SP_MM_PREFETCH_BYTES past
+ * row n, as far as the weights go (offsets, not pointers: a pointer past
+ * the weights' end would be undefined even unused). */
+static inline void prefetch_ahead(const sp_matmul_job *j, int64_t n) {
+  size_t total = (size_t)j->n * j->w_stride, at = (size_t)n * j->w_stride + SP_MM_PREFETCH_BYTES;
+  for (size_t end = at + j->w_stride; at < end && at < total; at += 64) __builtin_prefetch(j->w + at);
+}
+
 static void matmul_task(void *arg, uint32_t task) {
   const sp_matmul_job *j = arg;
   int64_t n0 = (int64_t)task % j->tiles_n * j->n_tile, n1 = min_i64(n0 + j->n_tile, j->n);
@@ -65,7 +80,9 @@ static void matmul_task(void *arg, uint32_t task) {
     const uint8_t *xr = j->x + (size_t)m * j->x_stride;
     uint8_t *dr = j->d + (size_t)m * j->d_stride;
     for (int64_t n = n0; n < n1; n++) {
-      j->dot(j->k, j->w + (size_t)n * j->w_stride, xr, j->x_stride, nx, out);
+      const uint8_t *row = j->w + (size_t)n * j->w_stride;
+      prefetch_ahead(j, n);
+      j->dot(j->k, row, xr, j->x_stride, nx, out);
       for (int r = 0; r < nx; r++) ((float *)(dr + (size_t)r * j->d_stride))[n] = out[r];
     }
   }
