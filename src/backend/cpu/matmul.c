@@ -60,7 +60,7 @@ static void quantize_task(void *arg, uint32_t task) {
 /* Asks for the bytes, one row long, that lie SP_MM_PREFETCH_BYTES past
  * row n, as far as the weights go (offsets, not pointers: a pointer past
  * the weights' end would be undefined even unused). */
-static inline void prefetch_ahead(const sp_matmul_job *j, int64_t n) {
+void sp_cpu_matmul_prefetch(const sp_matmul_job *j, int64_t n) {
   size_t total = (size_t)j->n * j->w_stride, at = (size_t)n * j->w_stride + SP_MM_PREFETCH_BYTES;
   for (size_t end = at + j->w_stride; at < end && at < total; at += 64) __builtin_prefetch(j->w + at);
 }
@@ -81,7 +81,7 @@ static void matmul_task(void *arg, uint32_t task) {
     uint8_t *dr = j->d + (size_t)m * j->d_stride;
     for (int64_t n = n0; n < n1; n++) {
       const uint8_t *row = j->w + (size_t)n * j->w_stride;
-      prefetch_ahead(j, n);
+      sp_cpu_matmul_prefetch(j, n);
       j->dot(j->k, row, xr, j->x_stride, nx, out);
       for (int r = 0; r < nx; r++) ((float *)(dr + (size_t)r * j->d_stride))[n] = out[r];
     }

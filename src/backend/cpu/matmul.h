@@ -30,4 +30,8 @@ sp_error_t *sp_cpu_matmul_prepare(const sp_cpu_exec *ex, const sp_cmd *cmd, sp_m
  * pool. */
 void sp_cpu_matmul_run(const sp_cpu_exec *ex, sp_matmul_job *j, uint64_t row_bytes);
 
+/* Asks the cache for the weight bytes a decode loop reaches some rows after
+ * row n (matmul.c says how far, and why). */
+void sp_cpu_matmul_prefetch(const sp_matmul_job *j, int64_t n);
+
 #endif

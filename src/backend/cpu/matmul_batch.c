@@ -49,7 +49,10 @@ static void batch_task(void *arg, uint32_t task) {
     for (uint32_t a = 0; a < b->n_jobs; a++) {
       const sp_matmul_job *j = &b->jobs[a];
       float *d = (float *)j->d;
-      for (int64_t r = c0; r < c1; r++) j->dot(j->k, j->w + (size_t)r * j->w_stride, j->x, j->x_stride, 1, &d[r]);
+      for (int64_t r = c0; r < c1; r++) {
+        if (a == 0) sp_cpu_matmul_prefetch(j, r); /* the others find the rows in cache */
+        j->dot(j->k, j->w + (size_t)r * j->w_stride, j->x, j->x_stride, 1, &d[r]);
+      }
     }
   }
 }
