@@ -108,8 +108,8 @@ static sp_cu_fusion plan_add_rmsnorm(const sp_cmd *cmds, uint32_t i, uint32_t co
 static bool norm_feeds_add(const sp_cmd *cmds, uint32_t i, const sp_cu_fusion *rest) {
   const sp_cmd *pre = &cmds[i], *add = &cmds[i + 1], *norm = &cmds[i + 2];
   const sp_tensor *p = &pre->dst;
-  if (rest->kind != SP_FUSE_ADD_RMSNORM || !same(p, &pre->src[0]) || !same(p, &add->src[1]) || !same_shape(p, &add->dst))
-    return false;
+  if (rest->kind != SP_FUSE_ADD_RMSNORM || !same(p, &pre->src[0]) || !same(p, &add->src[1])) return false;
+  if (!same_shape(p, &add->dst)) return false;
   const sp_tensor *others[] = {&add->dst, &add->src[0], &norm->dst, &norm->src[1]};
   for (size_t k = 0; k < sizeof others / sizeof others[0]; k++)
     if (!disjoint(p, others[k]) || !disjoint(&pre->src[1], others[k])) return false;
