@@ -293,6 +293,8 @@ __global__ void __launch_bounds__(SP_ATT_T)
 #define SP_FD_GMAX 8        /* query heads per KV head (GQA group) it serves */
 #define SP_FD_MAX_T 4       /* query rows per command it takes (decode, a short turn) */
 #define SP_FD_MIN_ROWS 512  /* caches whose walk cannot exceed this keep the one-block kernels */
+#define SP_FD_FEW_BLOCKS 16 /* ... unless those kernels' grid (query heads x rows) is smaller than this */
+#define SP_FD_FEW_MIN_ROWS 64 /* then walks over this many rows split (Gemma 3's 512-row windows, 4 heads) */
 #define SP_FD_MAX_SPANS 64  /* spans per (KV head, token) at most */
 #define SP_FD_SCRATCH_MAX ((size_t)16 << 20) /* larger partial results: the one-block kernels */
 
@@ -598,7 +600,10 @@ static uint32_t fd_spans(uint32_t Hkv) {
  *    (a replayed graph reads them from guest memory), so this is decided
  *    by the cache's size; a short walk over a big cache uses one span.
  * Conservative by design: below 512 rows the one-block kernels' 32-block
- * grid (1B shape) already covers the walk in two 256-row chunks. */
+ * grid (1B shape) already covers the walk in two 256-row chunks. A grid of
+ * fewer than 16 blocks does not (Gemma 3 270M: 4 query heads, one block
+ * each, walking its local layers' 512-row windows took 166 us a layer at
+ * depth 4,096 on an H100), so there walks over 64 rows split. */
 static bool split_shape(const sp_cmd *cmd) {
   const sp_tensor &q = cmd->src[0], &k = cmd->src[1], &v = cmd->src[2];
   uint32_t D = k.ne[0], C = k.ne[2], W = cmd->param[1], Hkv = k.ne[1], T = q.ne[2];
@@ -606,7 +611,7 @@ static bool split_shape(const sp_cmd *cmd) {
   if ((D != 64 && D != 128 && D != 256) || T > SP_FD_MAX_T || q.ne[3] != 1) return false;
   if (Hkv == 0 || q.ne[1] / Hkv > SP_FD_GMAX) return false;
   uint32_t walk = W && W < C ? W : C;
-  return walk > SP_FD_MIN_ROWS;
+  return walk > (q.ne[1] * T < SP_FD_FEW_BLOCKS ? SP_FD_FEW_MIN_ROWS : SP_FD_MIN_ROWS);
 }
 
 static bool split_applies(const sp_cu_cmd *c) {
