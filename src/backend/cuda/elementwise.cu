@@ -108,4 +108,3 @@ cudaError_t sp_cu_bias_rows(const sp_cu_cmd *const *cs, uint32_t n) {
   sp_cu_launch(bias_rows_kernel, grid, 256, cs[0]->stream, s, cs[0]->status);
   return cudaGetLastError();
 }
-
