@@ -27,13 +27,6 @@
 #define SP_MM_TASK_MIN_BYTES (32 << 10) /* weight bytes streamed per task, at least */
 #define SP_MM_TILE_MAX_BYTES (256 << 10) /* weights of one tile, to stay in L2 */
 #define SP_MM_QUANT_MIN_BYTES (64 << 10) /* activation bytes per quantize task */
-/* Decode streams each weight row once, one dot call per row, and the
- * hardware prefetchers alone left it far under the memory's rate: asking
- * for the weights this many bytes ahead took greedy decode on the 2-core
- * AVX-512 machine from ~47 to ~60-70 tok/s (Gemma 3 270M Q4_K_M, whose
- * 262,144-row output matrix is most of a token) and ~115 to ~125-155 tok/s
- * (SmolLM2 Q4_1), interleaved runs (BENCHMARKS.md). */
-#define SP_MM_PREFETCH_BYTES 4096
 
 
 typedef struct sp_quantize_job {
@@ -55,14 +48,6 @@ static void quantize_task(void *arg, uint32_t task) {
   for (int64_t r = r0; r < r1; r++)
     q->quantize((const float *)(q->src + (size_t)r * q->src_stride),
                 (sp_q8_act *)(q->dst + (size_t)r * q->dst_stride), q->k);
-}
-
-/* Asks for the bytes, one row long, that lie SP_MM_PREFETCH_BYTES past
- * row n, as far as the weights go (offsets, not pointers: a pointer past
- * the weights' end would be undefined even unused). */
-void sp_cpu_matmul_prefetch(const sp_matmul_job *j, int64_t n) {
-  size_t total = (size_t)j->n * j->w_stride, at = (size_t)n * j->w_stride + SP_MM_PREFETCH_BYTES;
-  for (size_t end = at + j->w_stride; at < end && at < total; at += 64) __builtin_prefetch(j->w + at);
 }
 
 static void matmul_task(void *arg, uint32_t task) {

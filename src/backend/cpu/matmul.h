@@ -30,8 +30,20 @@ sp_error_t *sp_cpu_matmul_prepare(const sp_cpu_exec *ex, const sp_cmd *cmd, sp_m
  * pool. */
 void sp_cpu_matmul_run(const sp_cpu_exec *ex, sp_matmul_job *j, uint64_t row_bytes);
 
-/* Asks the cache for the weight bytes a decode loop reaches some rows after
- * row n (matmul.c says how far, and why). */
-void sp_cpu_matmul_prefetch(const sp_matmul_job *j, int64_t n);
+/* Decode streams each weight row once, one dot call per row, and the
+ * hardware prefetchers alone left it far under the memory's rate: asking
+ * for the weights this many bytes ahead took greedy decode on the 2-core
+ * AVX-512 machine from ~47 to ~60-70 tok/s (Gemma 3 270M Q4_K_M, whose
+ * 262,144-row output matrix is most of a token) and ~115 to ~125-155 tok/s
+ * (SmolLM2 Q4_1), interleaved runs (BENCHMARKS.md). */
+#define SP_MM_PREFETCH_BYTES 4096
+
+/* Asks the cache for the bytes, one row long, that lie SP_MM_PREFETCH_BYTES
+ * past row n, as far as the weights go. Inline: decode loops call it per
+ * row. Offsets, not pointers: one past the weights would be undefined. */
+static inline void sp_cpu_matmul_prefetch(const sp_matmul_job *j, int64_t n) {
+  size_t total = (size_t)j->n * j->w_stride, at = (size_t)n * j->w_stride + SP_MM_PREFETCH_BYTES;
+  for (size_t end = at + j->w_stride; at < end && at < total; at += 64) __builtin_prefetch(j->w + at);
+}
 
 #endif

@@ -54,6 +54,14 @@ static bool next_quantizes(const sp_cmd *cmds, uint32_t j, uint32_t count, const
   return j < count && quantizing_matmul_of(&cmds[j], y);
 }
 
+/* b may run together with a: neither writes what the other reads or writes. */
+static bool independent(const sp_cmd *a, const sp_cmd *b) {
+  if (!disjoint(&a->dst, &b->dst)) return false;
+  for (int s = 0; s < SP_MAX_SRC; s++)
+    if (!disjoint(&a->dst, &b->src[s]) || !disjoint(&b->dst, &a->src[s])) return false;
+  return true;
+}
+
 /* ---- matrix-vector groups ---- */
 
 static bool joins_group(const sp_cmd *first, const sp_cmd *c, const sp_cmd *members, uint32_t n) {
@@ -116,8 +124,6 @@ static bool norm_feeds_add(const sp_cmd *cmds, uint32_t i, const sp_cu_fusion *r
   return disjoint(&pre->src[1], p);
 }
 
-static bool independent(const sp_cmd *a, const sp_cmd *b);
-
 /* Two norms in a row (a layer's q and k heads), rows of one width, the
  * second not feeding a matmul (that one wants its quantizing launch). */
 static bool norm_pair(const sp_cmd *cmds, uint32_t i, uint32_t count) {
@@ -174,14 +180,6 @@ static sp_cu_fusion plan_attention(const sp_cmd *cmds, uint32_t i, uint32_t coun
 }
 
 /* ---- independent pairs and groups ---- */
-
-/* b may run together with a: neither writes what the other reads or writes. */
-static bool independent(const sp_cmd *a, const sp_cmd *b) {
-  if (!disjoint(&a->dst, &b->dst)) return false;
-  for (int s = 0; s < SP_MAX_SRC; s++)
-    if (!disjoint(&a->dst, &b->src[s]) || !disjoint(&b->dst, &a->src[s])) return false;
-  return true;
-}
 
 static sp_cu_fusion plan_pair(const sp_cmd *cmds, uint32_t i, uint32_t count, sp_cu_fusion_kind kind) {
   sp_cu_fusion f = {SP_FUSE_NONE, 1, false, false};
